@@ -1,0 +1,32 @@
+"""Runtime configuration: threads, instruction set, build facts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graddesc import _core
+
+__version__ = getattr(_core, "__version__", "0.0.0")
+
+
+def set_num_threads(n: int) -> None:
+    """Sets how many threads a parallel kernel may use (results do not depend on it)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Returns how many threads a parallel kernel may use."""
+    return _core.get_num_threads()
+
+
+def config() -> dict[str, Any]:
+    """Returns the version, OpenMP on/off, the instruction set in use and the thread count."""
+    return {
+        "version": __version__,
+        "openmp": bool(_core.has_openmp),
+        "isa": _core.isa(),
+        "best_isa": _core.best_isa(),
+        "num_threads": _core.get_num_threads(),
+    }

@@ -1,0 +1,101 @@
+// Bindings for elementwise nonlinearities: any shape, C-contiguous, float32/float64.
+#include <string>
+
+#include "bind_common.hpp"
+#include "kernels.hpp"
+
+namespace gd {
+namespace bind {
+namespace {
+
+struct ActInfo {
+    const char* name;
+    Act op;
+    bool backward_uses_y;  // tanh, sigmoid, exp: the derivative is cheaper from the output
+};
+
+constexpr ActInfo kActs[] = {
+    {"relu", Act::relu, false},         {"leaky_relu", Act::leaky_relu, false},
+    {"tanh", Act::tanh, true},          {"sigmoid", Act::sigmoid, true},
+    {"softplus", Act::softplus, false}, {"gelu", Act::gelu, false},
+    {"gelu_tanh", Act::gelu_tanh, false}, {"exp", Act::exp, true},
+    {"log", Act::log, false},
+};
+
+const ActInfo& find_act(const std::string& name, const char* op) {
+    for (const ActInfo& a : kActs)
+        if (name == a.name) return a;
+    std::string names;
+    for (const ActInfo& a : kActs) names += std::string(names.empty() ? "" : ", ") + a.name;
+    value_error(std::string(op) + ": unknown activation '" + name + "'; expected one of " + names);
+}
+
+// x (any shape) -> y (same shape)
+py::array activation_forward(const std::string& name, const py::handle& xo, double alpha) {
+    const char* op = "activation_forward";
+    const ActInfo& act = find_act(name, op);
+    py::array x = as_array(xo, op, "x");
+    return dispatch_float(x, op, "x", [&](auto tag) {
+        using T = decltype(tag);
+        check_array<T>(x, op, "x");
+        py::array y = new_array<T>(shape_of(x));
+        T* yp = out_ptr<T>(y);
+        const T* xp = in_ptr<T>(x);
+        const int64_t n = x.size();
+        {
+            py::gil_scoped_release nogil;
+            kernels<T>().activation_forward(act.op, yp, xp, n, T(alpha));
+        }
+        return y;
+    });
+}
+
+// dy and the saved input x or output y (same shape) -> dx
+py::array activation_backward(const std::string& name, const py::handle& dyo, const py::handle& xo,
+                              const py::handle& yo, double alpha) {
+    const char* op = "activation_backward";
+    const ActInfo& act = find_act(name, op);
+    py::array dy = as_array(dyo, op, "dy");
+    const py::handle& saved = act.backward_uses_y ? yo : xo;
+    const char* saved_name = act.backward_uses_y ? "y" : "x";
+    if (saved.is_none())
+        value_error(std::string(op) + ": '" + name + "' backward needs the saved '" + saved_name +
+                    "'");
+    py::array s = as_array(saved, op, saved_name);
+    return dispatch_float(dy, op, "dy", [&](auto tag) {
+        using T = decltype(tag);
+        check_array<T>(dy, op, "dy");
+        check_array<T>(s, op, saved_name);
+        check_shape(s, op, saved_name, shape_of(dy));
+        py::array dx = new_array<T>(shape_of(dy));
+        T* dxp = out_ptr<T>(dx);
+        const T* dyp = in_ptr<T>(dy);
+        const T* xp = act.backward_uses_y ? nullptr : in_ptr<T>(s);
+        const T* yp = act.backward_uses_y ? in_ptr<T>(s) : nullptr;
+        const int64_t n = dy.size();
+        {
+            py::gil_scoped_release nogil;
+            kernels<T>().activation_backward(act.op, dxp, dyp, xp, yp, n, T(alpha));
+        }
+        return dx;
+    });
+}
+
+}  // namespace
+
+void bind_activation(py::module_& m) {
+    m.def("activation_forward", &activation_forward, py::arg("name"), py::arg("x"),
+          py::arg("alpha") = 0.01,
+          "y = act(x) elementwise; name in relu, leaky_relu (slope alpha), tanh, sigmoid, softplus, "
+          "gelu, gelu_tanh, exp, log.");
+    m.def("activation_backward", &activation_backward, py::arg("name"), py::arg("dy"),
+          py::arg("x") = py::none(), py::arg("y") = py::none(), py::arg("alpha") = 0.01,
+          "dx = dy * act'(x); tanh, sigmoid and exp read the saved output y, the others x.");
+    py::list uses_y;
+    for (const ActInfo& a : kActs)
+        if (a.backward_uses_y) uses_y.append(a.name);
+    m.attr("ACTIVATIONS_SAVING_OUTPUT") = py::tuple(uses_y);
+}
+
+}  // namespace bind
+}  // namespace gd

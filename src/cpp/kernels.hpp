@@ -1,0 +1,75 @@
+// The kernel table: one set of function pointers per instruction set and dtype.
+// Bindings call gd::kernels<T>().<op>(...); dispatch.cpp decides which ISA's table is active.
+// Shape legend: B batch rows, IN/OUT features, R reduced length, N element count.
+#pragma once
+#include <cstdint>
+
+namespace gd {
+
+// Elementwise nonlinearities; alpha is the slope of leaky_relu and unused otherwise.
+enum class Act : int { relu = 0, leaky_relu, tanh, sigmoid, softplus, gelu, gelu_tanh, exp, log };
+
+template <class T>
+struct KernelTable {
+    // C (M, N) = alpha * op(A) op(B) + beta * C, row-major with leading dimensions; op = transpose.
+    void (*gemm)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                 const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+    // x (B, IN), W (OUT, IN), b (OUT) or null -> y (B, OUT)
+    void (*linear_forward)(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN,
+                           int64_t OUT);
+    // dy (B, OUT) -> dx (B, IN), dW (OUT, IN), db (OUT); a null output is skipped
+    void (*linear_backward)(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B,
+                            int64_t IN, int64_t OUT);
+    // x (N) -> y (N)
+    void (*activation_forward)(Act op, T* y, const T* x, int64_t N, T alpha);
+    // dy, x, y (N) -> dx (N); each op reads x or y (the saved one), the other may be null
+    void (*activation_backward)(Act op, T* dx, const T* dy, const T* x, const T* y, int64_t N,
+                                T alpha);
+    // x (B, C) -> y (B, C), row-wise
+    void (*softmax_forward)(T* y, const T* x, int64_t B, int64_t C);
+    void (*softmax_backward)(T* dx, const T* dy, const T* y, int64_t B, int64_t C);
+    void (*log_softmax_forward)(T* y, const T* x, int64_t B, int64_t C);
+    void (*log_softmax_backward)(T* dx, const T* dy, const T* y, int64_t B, int64_t C);
+    // logits (B, C), target (B) -> loss (B), lse (B) (saved for backward)
+    void (*cross_entropy_forward)(T* loss, T* lse, const T* logits, const int64_t* target,
+                                  int64_t B, int64_t C, int64_t ignore_index);
+    // dloss (B) with stride 0 or 1 -> dlogits (B, C)
+    void (*cross_entropy_backward)(T* dlogits, const T* dloss, int64_t dloss_stride,
+                                   const T* logits, const T* lse, const int64_t* target, int64_t B,
+                                   int64_t C, int64_t ignore_index);
+    // a, b (N) -> out[0] = sum (a - b)^2
+    void (*mse_forward)(T* out, const T* a, const T* b, int64_t N);
+    // -> da (N) = scale * (a - b)
+    void (*mse_backward)(T* da, const T* a, const T* b, int64_t N, T scale);
+    // x (outer, R, inner) -> y (outer, inner)
+    void (*sum_axis)(T* y, const T* x, int64_t outer, int64_t R, int64_t inner);
+    // x (N) -> out[0]
+    void (*sum_all)(T* out, const T* x, int64_t N);
+};
+
+struct Kernels {
+    const char* isa;
+    KernelTable<float> f32;
+    KernelTable<double> f64;
+};
+
+// Tables compiled for each ISA (table.cpp, once per ISA).
+const Kernels& kernels_baseline();
+const Kernels& kernels_avx2();
+const Kernels& kernels_avx512();
+
+// The active table (dispatch.cpp).
+const Kernels& active_kernels();
+template <class T>
+const KernelTable<T>& kernels();
+template <>
+inline const KernelTable<float>& kernels<float>() { return active_kernels().f32; }
+template <>
+inline const KernelTable<double>& kernels<double>() { return active_kernels().f64; }
+
+// Selects an ISA by name ("avx512", "avx2", "baseline"); returns false if the CPU lacks it.
+bool select_isa(const char* name);
+bool cpu_supports_isa(const char* name);
+const char* best_isa();
+
+}  // namespace gd

@@ -1,0 +1,56 @@
+// Linear layer: the lecture's weighted sum s[i] = sum_j w[i, j] z[j] (+ bias), batched.
+// Shape legend: x (B, IN), W (OUT, IN), b (OUT), y and dy (B, OUT).
+#include "linear.hpp"
+
+#include "gemm.hpp"
+#include "reduce.hpp"
+
+namespace gd {
+namespace GD_NS {
+
+// x (B, IN), W (OUT, IN), b (OUT) or null -> y (B, OUT)
+template <class T>
+void linear_forward(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN, int64_t OUT) {
+    if (b != nullptr) {
+        for (int64_t r = 0; r < B; ++r)
+            for (int64_t o = 0; o < OUT; ++o) y[r * OUT + o] = b[o];
+    }
+    // y = x W^T (+ y when a bias was broadcast into it)
+    gemm<T>(false, true, B, OUT, IN, T(1), x, IN, W, IN, b != nullptr ? T(1) : T(0), y, OUT);
+}
+
+// Backward of y = x W^T + b:
+//   dx = dy W        (B, OUT) (OUT, IN)
+//   dW = dy^T x      (OUT, B) (B, IN)   -- for B = 1 an outer product (K = 1)
+//   db = sum_b dy    (OUT)
+template <class T>
+void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B,
+                     int64_t IN, int64_t OUT) {
+    if (dx != nullptr) gemm<T>(false, false, B, IN, OUT, T(1), dy, OUT, W, IN, T(0), dx, IN);
+    if (dW != nullptr) gemm<T>(true, false, OUT, IN, B, T(1), dy, OUT, x, IN, T(0), dW, IN);
+    if (db != nullptr) sum_axis<T>(db, dy, 1, B, OUT);
+}
+
+template <class T>
+void linear_forward_naive(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN,
+                          int64_t OUT) {
+    for (int64_t r = 0; r < B; ++r)
+        for (int64_t o = 0; o < OUT; ++o) {
+            T acc = b != nullptr ? b[o] : T(0);
+            for (int64_t i = 0; i < IN; ++i) acc += x[r * IN + i] * W[o * IN + i];
+            y[r * OUT + o] = acc;
+        }
+}
+
+#define GD_INSTANTIATE(T)                                                                        \
+    template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t); \
+    template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t,  \
+                                     int64_t);                                                    \
+    template void linear_forward_naive<T>(T*, const T*, const T*, const T*, int64_t, int64_t,     \
+                                          int64_t);
+GD_INSTANTIATE(float)
+GD_INSTANTIATE(double)
+#undef GD_INSTANTIATE
+
+}  // namespace GD_NS
+}  // namespace gd

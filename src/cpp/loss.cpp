@@ -1,0 +1,178 @@
+// Softmax, log-softmax, fused softmax cross-entropy and mean squared error.
+// Shape legend: x, y, dx, dy, logits (B, C) row-major; target, loss, lse (B); a, b (N).
+// Every row is handled by one thread, so results do not depend on the thread count.
+#include "loss.hpp"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "parallel.hpp"
+
+namespace gd {
+namespace GD_NS {
+namespace {
+
+template <class T>
+T row_max(const T* x, int64_t C) {
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t c = 0; c < C; ++c) {
+        if (x[c] > m || std::isnan(x[c])) m = x[c];
+        if (std::isnan(m)) break;
+    }
+    return m;
+}
+
+// log sum_c exp(x_c), max-subtracted so it never overflows. A row of -inf gives -inf,
+// a row containing +inf gives +inf, NaN gives NaN.
+template <class T>
+T row_logsumexp(const T* x, int64_t C) {
+    const T m = row_max(x, C);
+    if (!std::isfinite(m)) return m;
+    T s = 0;
+    for (int64_t c = 0; c < C; ++c) s += std::exp(x[c] - m);
+    return m + std::log(s);
+}
+
+constexpr int64_t kRows = 8;  // rows per parallel chunk
+
+}  // namespace
+
+// x (B, C) -> y (B, C) = exp(x - lse(x)) row-wise
+template <class T>
+void softmax_forward(T* y, const T* x, int64_t B, int64_t C) {
+    parallel_chunks(B, kRows, 8 * B * C, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* xr = x + r * C;
+            T* yr = y + r * C;
+            const T m = row_max(xr, C);
+            T s = 0;
+            for (int64_t c = 0; c < C; ++c) {
+                yr[c] = std::exp(xr[c] - m);
+                s += yr[c];
+            }
+            const T inv = T(1) / s;
+            for (int64_t c = 0; c < C; ++c) yr[c] *= inv;
+        }
+    });
+}
+
+// dx = y * (dy - sum_c dy_c y_c): the softmax Jacobian diag(y) - y y^T applied to dy
+template <class T>
+void softmax_backward(T* dx, const T* dy, const T* y, int64_t B, int64_t C) {
+    parallel_chunks(B, kRows, 4 * B * C, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* dyr = dy + r * C;
+            const T* yr = y + r * C;
+            T dot = 0;
+            for (int64_t c = 0; c < C; ++c) dot += dyr[c] * yr[c];
+            for (int64_t c = 0; c < C; ++c) dx[r * C + c] = yr[c] * (dyr[c] - dot);
+        }
+    });
+}
+
+// x (B, C) -> y = x - lse(x) row-wise
+template <class T>
+void log_softmax_forward(T* y, const T* x, int64_t B, int64_t C) {
+    parallel_chunks(B, kRows, 8 * B * C, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T lse = row_logsumexp(x + r * C, C);
+            for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] - lse;
+        }
+    });
+}
+
+// dx = dy - softmax(x) * sum_c dy_c, with softmax(x) = exp(y) from the saved output
+template <class T>
+void log_softmax_backward(T* dx, const T* dy, const T* y, int64_t B, int64_t C) {
+    parallel_chunks(B, kRows, 8 * B * C, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* dyr = dy + r * C;
+            T s = 0;
+            for (int64_t c = 0; c < C; ++c) s += dyr[c];
+            for (int64_t c = 0; c < C; ++c) dx[r * C + c] = dyr[c] - std::exp(y[r * C + c]) * s;
+        }
+    });
+}
+
+// logits (B, C), target (B) -> loss (B) = lse(logits_b) - logits_b[target_b], lse (B).
+// Rows whose target equals ignore_index get loss 0. Targets are validated by the binding.
+template <class T>
+void cross_entropy_forward(T* loss, T* lse, const T* logits, const int64_t* target, int64_t B,
+                           int64_t C, int64_t ignore_index) {
+    parallel_chunks(B, kRows, 8 * B * C, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* xr = logits + r * C;
+            lse[r] = row_logsumexp(xr, C);
+            loss[r] = target[r] == ignore_index ? T(0) : lse[r] - xr[target[r]];
+        }
+    });
+}
+
+// dlogits_bc = dloss_b * (softmax(logits_b)_c - [c == target_b]), one pass over the logits.
+template <class T>
+void cross_entropy_backward(T* dlogits, const T* dloss, int64_t dloss_stride, const T* logits,
+                            const T* lse, const int64_t* target, int64_t B, int64_t C,
+                            int64_t ignore_index) {
+    parallel_chunks(B, kRows, 8 * B * C, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            T* dr = dlogits + r * C;
+            const T* xr = logits + r * C;
+            if (target[r] == ignore_index) {
+                for (int64_t c = 0; c < C; ++c) dr[c] = T(0);
+                continue;
+            }
+            const T g = dloss[r * dloss_stride];
+            const T l = lse[r];
+            for (int64_t c = 0; c < C; ++c) dr[c] = g * std::exp(xr[c] - l);
+            dr[target[r]] -= g;
+        }
+    });
+}
+
+// a, b (N) -> out[0] = sum (a - b)^2, fixed chunks added in order
+template <class T>
+void mse_forward(T* out, const T* a, const T* b, int64_t N) {
+    constexpr int64_t kChunk = 1 << 14;
+    const int64_t nchunks = (N + kChunk - 1) / kChunk;
+    std::vector<T> partial(static_cast<size_t>(nchunks > 0 ? nchunks : 1), T(0));
+    parallel_chunks(N, kChunk, 3 * N, [&](int64_t i0, int64_t i1) {
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = i0; i < i1; ++i) {
+            const T d = a[i] - b[i];
+            acc += d * d;
+        }
+        partial[i0 / kChunk] = acc;
+    });
+    T acc = 0;
+    for (int64_t c = 0; c < nchunks; ++c) acc += partial[c];
+    out[0] = acc;
+}
+
+// da (N) = scale * (a - b); for the mean, scale = 2 * dloss / N
+template <class T>
+void mse_backward(T* da, const T* a, const T* b, int64_t N, T scale) {
+    parallel_chunks(N, 1 << 14, 2 * N, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i) da[i] = scale * (a[i] - b[i]);
+    });
+}
+
+#define GD_INSTANTIATE(T)                                                                          \
+    template void softmax_forward<T>(T*, const T*, int64_t, int64_t);                              \
+    template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);                   \
+    template void log_softmax_forward<T>(T*, const T*, int64_t, int64_t);                          \
+    template void log_softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);               \
+    template void cross_entropy_forward<T>(T*, T*, const T*, const int64_t*, int64_t, int64_t,     \
+                                           int64_t);                                               \
+    template void cross_entropy_backward<T>(T*, const T*, int64_t, const T*, const T*,             \
+                                            const int64_t*, int64_t, int64_t, int64_t);            \
+    template void mse_forward<T>(T*, const T*, const T*, int64_t);                                 \
+    template void mse_backward<T>(T*, const T*, const T*, int64_t, T);
+GD_INSTANTIATE(float)
+GD_INSTANTIATE(double)
+#undef GD_INSTANTIATE
+
+}  // namespace GD_NS
+}  // namespace gd

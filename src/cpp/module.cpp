@@ -1,0 +1,62 @@
+// The private extension graddesc._core: kernel bindings plus runtime configuration
+// (ISA in use, thread budget). Python code calls it through python/graddesc/functional/.
+#include <cstdlib>
+#include <string>
+
+#include "bind_common.hpp"
+#include "kernels.hpp"
+#include "parallel.hpp"
+
+namespace gd {
+namespace bind {
+void bind_linear(py::module_& m);
+void bind_activation(py::module_& m);
+void bind_loss(py::module_& m);
+void bind_reduce(py::module_& m);
+}  // namespace bind
+}  // namespace gd
+
+PYBIND11_MODULE(_core, m) {
+    using namespace gd;
+    m.doc() = "graddesc C++ kernels (private: use the graddesc package).";
+#ifdef GRADDESC_VERSION
+    m.attr("__version__") = GRADDESC_VERSION;
+#endif
+    m.attr("has_openmp") = bool(GD_HAVE_OPENMP);
+    m.attr("ISAS") = py::make_tuple("avx512", "avx2", "baseline");
+
+    // GRADDESC_ISA forces one instruction set; asking for one the CPU lacks is an ImportError,
+    // never a crash later on an illegal instruction.
+    if (const char* env = std::getenv("GRADDESC_ISA"); env != nullptr && *env != '\0') {
+        const std::string want(env);
+        if (want != "avx512" && want != "avx2" && want != "baseline")
+            throw py::import_error("GRADDESC_ISA='" + want +
+                                   "' is not one of avx512, avx2, baseline");
+        if (!select_isa(want.c_str()))
+            throw py::import_error("GRADDESC_ISA='" + want + "' is not supported by this CPU (best: " +
+                                   best_isa() + ")");
+    } else {
+        select_isa(best_isa());
+    }
+
+    m.def("isa", [] { return std::string(active_kernels().isa); }, "The instruction set in use.");
+    m.def("best_isa", [] { return std::string(best_isa()); }, "The best instruction set this CPU supports.");
+    m.def("cpu_supports", [](const std::string& name) { return cpu_supports_isa(name.c_str()); },
+          py::arg("name"), "Whether this CPU can run the kernels built for `name`.");
+    m.def("set_isa", [](const std::string& name) {
+            if (name != "avx512" && name != "avx2" && name != "baseline")
+                throw py::value_error("set_isa: name must be one of avx512, avx2, baseline, got '" + name + "'");
+            if (!select_isa(name.c_str()))
+                throw py::value_error("set_isa: '" + name + "' is not supported by this CPU");
+        }, py::arg("name"), "Switches the kernel table (for tests of every ISA path).");
+    m.def("get_num_threads", &num_threads, "Threads a parallel kernel may use.");
+    m.def("set_num_threads", [](int n) {
+            if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+            set_num_threads(n);
+        }, py::arg("n"), "Sets the number of threads parallel kernels may use.");
+
+    bind::bind_linear(m);
+    bind::bind_activation(m);
+    bind::bind_loss(m);
+    bind::bind_reduce(m);
+}

@@ -1,0 +1,40 @@
+// OpenMP helpers. Work is cut into chunks whose boundaries depend only on the problem size, never
+// on the thread count, and reductions add per-chunk partials in chunk order: every kernel gives
+// bitwise identical results for any number of threads. Without OpenMP everything runs serially.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#if GD_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace gd {
+
+int num_threads();           // the thread budget set by set_num_threads (dispatch.cpp)
+void set_num_threads(int n);
+
+// Below this many floating-point operations a kernel stays on one thread: waking the pool costs
+// a few microseconds, more than the work itself.
+constexpr int64_t kParallelWork = 1 << 15;
+
+// Calls body(begin, end) for the chunks [c*chunk, min(n, (c+1)*chunk)), in parallel when
+// `work` (an estimate of the flops) is large enough.
+template <class F>
+inline void parallel_chunks(int64_t n, int64_t chunk, int64_t work, const F& body) {
+    if (n <= 0) return;
+    chunk = std::max<int64_t>(chunk, 1);
+    const int64_t nchunks = (n + chunk - 1) / chunk;
+#if GD_HAVE_OPENMP
+    const int64_t nt = std::min<int64_t>(num_threads(), nchunks);
+    if (nt > 1 && work >= kParallelWork) {
+#pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(static)
+        for (int64_t c = 0; c < nchunks; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
+        return;
+    }
+#else
+    (void)work;
+#endif
+    for (int64_t c = 0; c < nchunks; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
+}
+
+}  // namespace gd

@@ -1,0 +1,40 @@
+// Fills this ISA's kernel table (compiled once per ISA, see CMakeLists.txt).
+#include "activation.hpp"
+#include "gemm.hpp"
+#include "kernels.hpp"
+#include "linear.hpp"
+#include "loss.hpp"
+#include "reduce.hpp"
+
+namespace gd {
+namespace GD_NS {
+namespace {
+template <class T>
+KernelTable<T> make_table() {
+    KernelTable<T> t{};
+    t.gemm = &gemm<T>;
+    t.linear_forward = &linear_forward<T>;
+    t.linear_backward = &linear_backward<T>;
+    t.activation_forward = &activation_forward<T>;
+    t.activation_backward = &activation_backward<T>;
+    t.softmax_forward = &softmax_forward<T>;
+    t.softmax_backward = &softmax_backward<T>;
+    t.log_softmax_forward = &log_softmax_forward<T>;
+    t.log_softmax_backward = &log_softmax_backward<T>;
+    t.cross_entropy_forward = &cross_entropy_forward<T>;
+    t.cross_entropy_backward = &cross_entropy_backward<T>;
+    t.mse_forward = &mse_forward<T>;
+    t.mse_backward = &mse_backward<T>;
+    t.sum_axis = &sum_axis<T>;
+    t.sum_all = &sum_all<T>;
+    return t;
+}
+}  // namespace
+}  // namespace GD_NS
+
+const Kernels& GD_CONCAT(kernels_, GD_ISA)() {
+    static const Kernels k{GD_STR(GD_ISA), GD_NS::make_table<float>(), GD_NS::make_table<double>()};
+    return k;
+}
+
+}  // namespace gd
