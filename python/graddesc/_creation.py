@@ -1,0 +1,180 @@
+"""Tensor creation: tensor, from_numpy, zeros/ones/empty/full/arange/eye, random tensors."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from graddesc import _dtype, _random
+from graddesc._tensor import Tensor, _as_array, _shape_args
+
+
+def _finish(data: np.ndarray, requires_grad: bool) -> Tensor:
+    t = Tensor._make(data)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _float_dtype(dtype: Any, fn: str) -> _dtype.dtype:
+    d = _dtype.to_dtype(dtype, f"{fn}: dtype") if dtype is not None else _dtype.float32
+    return d
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of data (nested lists, numbers, NumPy arrays, Tensors)."""
+    d = _dtype.to_dtype(dtype, "tensor: dtype") if dtype is not None else None
+    return _finish(_as_array(data, d), requires_grad)
+
+
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """data itself if it is already a Tensor of that dtype; shares a compatible NumPy array."""
+    d = _dtype.to_dtype(dtype, "as_tensor: dtype") if dtype is not None else None
+    if isinstance(data, Tensor):
+        return data if d is None or d == data.dtype else data.to(d)
+    if isinstance(data, np.ndarray) and data.dtype.isnative and \
+            data.dtype in (np.float32, np.float64, np.int64, np.bool_) and \
+            (d is None or d.np == data.dtype):
+        return Tensor._make(data)
+    return tensor(data, dtype=d)
+
+
+def from_numpy(a: np.ndarray) -> Tensor:
+    """A tensor sharing memory with `a` (writes through both ways); no dtype conversion."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"from_numpy: expected np.ndarray, got {type(a).__name__}")
+    if a.dtype not in (np.float32, np.float64, np.int64, np.bool_) or not a.dtype.isnative:
+        raise TypeError(f"from_numpy: can't share memory with an array of dtype {a.dtype}; "
+                        "supported are float32, float64, int64 and bool in native byte order "
+                        "(use graddesc.tensor() to copy and convert)")
+    return Tensor._make(a)
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _finish(np.zeros(_shape_args(size, "zeros"), _float_dtype(dtype, "zeros").np),
+                   requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _finish(np.ones(_shape_args(size, "ones"), _float_dtype(dtype, "ones").np),
+                   requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _finish(np.empty(_shape_args(size, "empty"), _float_dtype(dtype, "empty").np),
+                   requires_grad)
+
+
+def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    shape = _shape_args((size,) if isinstance(size, (tuple, list)) else (size,), "full")
+    if dtype is None:
+        d = _dtype.bool_ if isinstance(fill_value, bool) else (
+            _dtype.int64 if isinstance(fill_value, (int, np.integer)) else _dtype.float32)
+    else:
+        d = _dtype.to_dtype(dtype, "full: dtype")
+    return _finish(np.full(shape, fill_value, d.np), requires_grad)
+
+
+def _like(t: Tensor, fn: str) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{fn}: expected a Tensor, got {type(t).__name__}")
+    return t
+
+
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "zeros_like").dtype
+    return _finish(np.zeros(t._data.shape, d.np), requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "ones_like").dtype
+    return _finish(np.ones(t._data.shape, d.np), requires_grad)
+
+
+def empty_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "empty_like").dtype
+    return _finish(np.empty(t._data.shape, d.np), requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "full_like").dtype
+    return _finish(np.full(t._data.shape, fill_value, d.np), requires_grad)
+
+
+def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
+           requires_grad: bool = False) -> Tensor:
+    """Values from start (default 0) up to end (exclusive); int64 for integer arguments."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise RuntimeError("arange: step must be nonzero")
+    if dtype is None:
+        ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                   for v in (start, end, step))
+        d = _dtype.int64 if ints else _dtype.float32
+    else:
+        d = _dtype.to_dtype(dtype, "arange: dtype")
+    return _finish(np.arange(start, end, step).astype(d.np), requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    if steps < 0:
+        raise RuntimeError("linspace: number of steps must be non-negative")
+    return _finish(np.linspace(start, end, steps).astype(_float_dtype(dtype, "linspace").np),
+                   requires_grad)
+
+
+def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
+        requires_grad: bool = False) -> Tensor:
+    if n < 0 or (m is not None and m < 0):
+        raise RuntimeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
+    return _finish(np.eye(n, m, dtype=_float_dtype(dtype, "eye").np), requires_grad)
+
+
+def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal samples."""
+    d = _float_dtype(dtype, "randn")
+    t = _random.normal(_shape_args(size, "randn"), 0.0, 1.0, d, generator)
+    return _finish(t._data, requires_grad)
+
+
+def rand(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    d = _float_dtype(dtype, "rand")
+    t = _random.uniform(_shape_args(size, "rand"), 0.0, 1.0, d, generator)
+    return _finish(t._data, requires_grad)
+
+
+def randint(low: int, high: Any = None, size: Any = None, generator: Any = None,
+            dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Integers uniform in [low, high); randint(high, size) also works."""
+    if size is None:
+        if isinstance(high, (tuple, list)):
+            low, high, size = 0, low, high
+        else:
+            raise TypeError("randint: missing the 'size' argument")
+    if high is None:
+        low, high = 0, low
+    if high <= low:
+        raise RuntimeError(f"randint: expected low < high, got low={low}, high={high}")
+    shape = _shape_args((size,) if isinstance(size, (tuple, list)) else (size,), "randint")
+    d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
+    a = _random._rng(generator).integers(low, high, size=shape, dtype=np.int64)
+    return _finish(a.astype(d.np), requires_grad)
+
+
+def randperm(n: int, generator: Any = None, dtype: Any = None) -> Tensor:
+    d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
+    return Tensor._make(_random._rng(generator).permutation(n).astype(d.np))
+
+
+def normal(mean: float, std: float, size: Any, generator: Any = None, dtype: Any = None,
+           requires_grad: bool = False) -> Tensor:
+    t = _random.normal(_shape_args(tuple(size), "normal"), mean, std,
+                       _float_dtype(dtype, "normal"), generator)
+    return _finish(t._data, requires_grad)

@@ -1,0 +1,592 @@
+"""Tensor: an n-d array (a NumPy array underneath) that records operations for backward."""
+
+from __future__ import annotations
+
+import builtins
+import numbers
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from graddesc import _dtype
+from graddesc._dtype import dtype as _DType
+from graddesc.autograd import grad_mode
+from graddesc.autograd.function import AccumulateGrad
+
+_SUPPORTED_KINDS = {"f", "i", "u", "b"}
+
+
+def _convert_array(a: np.ndarray, dtype: Optional[_DType], arg: str = "data") -> np.ndarray:
+    """A new C-contiguous, native-order array of a supported dtype with a's values."""
+    if a.dtype.kind not in _SUPPORTED_KINDS:
+        raise TypeError(f"{arg}: can't convert an array of dtype {a.dtype} to a tensor; "
+                        "supported are float32, float64, int64 and bool")
+    if dtype is None:
+        k = a.dtype.kind
+        if k == "f":
+            target = np.dtype(np.float64) if a.dtype.itemsize == 8 else np.dtype(np.float32)
+        elif k == "b":
+            target = np.dtype(np.bool_)
+        else:
+            if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
+                raise ValueError(f"{arg}: uint64 values above 2**63-1 do not fit in int64")
+            target = np.dtype(np.int64)
+    else:
+        target = dtype.np
+    return np.array(a, dtype=target, order="C", copy=True)
+
+
+def _infer_python(data: Any) -> np.dtype:
+    """The default dtype for nested Python data: bool, int64, else float32 (PyTorch's rule)."""
+    flat = np.asarray(data, dtype=object).ravel() if not isinstance(data, (numbers.Number,)) \
+        else [data]
+    kind = "b"
+    for v in flat:
+        if isinstance(v, (bool, np.bool_)):
+            continue
+        if isinstance(v, (numbers.Integral,)):
+            kind = "i" if kind == "b" else kind
+        elif isinstance(v, numbers.Real):
+            kind = "f"
+        elif isinstance(v, Tensor):
+            return v._data.dtype
+        else:
+            raise TypeError(f"data: can't build a tensor from an element of type "
+                            f"{type(v).__name__}")
+    if kind == "b" and len(flat) == 0:
+        return np.dtype(np.float32)
+    return {"b": np.dtype(np.bool_), "i": np.dtype(np.int64), "f": np.dtype(np.float32)}[kind]
+
+
+def _as_array(data: Any, dtype: Optional[_DType]) -> np.ndarray:
+    if isinstance(data, Tensor):
+        return _convert_array(data._data, dtype if dtype is not None else data.dtype)
+    if isinstance(data, np.ndarray):
+        return _convert_array(data, dtype)
+    if isinstance(data, np.generic):
+        return _convert_array(np.asarray(data), dtype)
+    if isinstance(data, (str, bytes)) or data is None:
+        raise TypeError(f"data: can't build a tensor from {type(data).__name__}")
+    if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in _flat_iter(data)):
+        data = _nested_to_arrays(data)
+    target = dtype.np if dtype is not None else _infer_python(data)
+    try:
+        arr = np.array(data, dtype=target)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"data: can't build a tensor from {type(data).__name__}: {e}") from None
+    if arr.dtype == object:
+        raise TypeError("data: nested sequences must be rectangular numbers")
+    return np.ascontiguousarray(arr)
+
+
+def _flat_iter(data: Any):
+    stack = [data]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        else:
+            yield v
+
+
+def _nested_to_arrays(data: Any) -> Any:
+    if isinstance(data, Tensor):
+        return data._data
+    if isinstance(data, (list, tuple)):
+        return [_nested_to_arrays(v) for v in data]
+    return data
+
+
+def _shape_args(size: Sequence[Any], fn: str) -> tuple:
+    """Accepts f(2, 3) and f((2, 3)); validates non-negative integers."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    shape = []
+    for s in size:
+        if isinstance(s, Tensor):
+            s = s.item()
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"{fn}: size must be a sequence of ints, got {type(s).__name__}")
+        if s < 0:
+            raise ValueError(f"{fn}: negative dimension {s} in size {tuple(size)}")
+        shape.append(int(s))
+    return tuple(shape)
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple, printed like torch.Size."""
+
+    def __repr__(self) -> str:
+        return f"graddesc.Size({list(self)})"
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
+class Tensor:
+    """An n-d array of float32 (default), float64, int64 or bool that can record gradients."""
+
+    __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_base",
+                 "_accumulator", "_retains_grad", "__weakref__")
+    __array_priority__ = 1000  # NumPy defers to our reflected operators
+
+    def __init__(self, data: Any = (), *, dtype: Any = None, requires_grad: bool = False) -> None:
+        d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.float32
+        if isinstance(data, Tensor):
+            arr = _convert_array(data._data, d if dtype is not None else data.dtype)
+        else:
+            arr = _as_array(data, d)
+        self._init(arr, False)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def _init(self, data: np.ndarray, requires_grad: bool) -> None:
+        self._data = data
+        self.requires_grad = requires_grad
+        self._grad = None
+        self.grad_fn = None
+        self._output_nr = 0
+        self._vc = [0]
+        self._base = None
+        self._accumulator = None
+        self._retains_grad = False
+
+    @classmethod
+    def _make(cls, data: np.ndarray, requires_grad: bool = False) -> "Tensor":
+        """Wraps an array without copying or checking (for arrays graddesc itself produced)."""
+        t = object.__new__(Tensor)
+        t._data = data
+        t.requires_grad = requires_grad
+        t._grad = None
+        t.grad_fn = None
+        t._output_nr = 0
+        t._vc = [0]
+        t._base = None
+        t._accumulator = None
+        t._retains_grad = False
+        return t
+
+    def _view_of(self, data: np.ndarray) -> "Tensor":
+        """A tensor on `data`, a view of self's memory: shares the version counter."""
+        t = Tensor._make(data)
+        t._vc = self._vc
+        t._base = self._base if self._base is not None else self
+        return t
+
+    def _shallow(self) -> "Tensor":
+        return self._view_of(self._data)
+
+    def _edge(self) -> tuple:
+        if self.grad_fn is not None:
+            return (self.grad_fn, self._output_nr)
+        if self._accumulator is None:
+            self._accumulator = AccumulateGrad(self)
+        return (self._accumulator, 0)
+
+    # ---- basic attributes ---------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    def size(self, dim: Optional[int] = None) -> Any:
+        """The shape, or the length of dimension `dim`."""
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_norm_dim(dim, self.ndim, "size")]
+
+    @property
+    def dtype(self) -> _DType:
+        return _dtype.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    nelement = numel
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def data(self) -> "Tensor":
+        """A detached tensor sharing memory (PyTorch's .data)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data: expected a Tensor, got {type(value).__name__}")
+        self._data = value._data
+        self._vc[0] += 1
+
+    @property
+    def grad(self) -> Optional["Tensor"]:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Optional["Tensor"]) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"grad: expected a Tensor or None, got {type(value).__name__}")
+            if value.shape != self.shape:
+                raise ValueError(f"grad: assigned grad has shape {tuple(value.shape)}, but the "
+                                 f"tensor has shape {tuple(self.shape)}")
+            if value._data.dtype != self._data.dtype:
+                raise TypeError(f"grad: assigned grad has dtype {value.dtype}, but the tensor "
+                                f"has dtype {self.dtype}")
+        self._grad = value
+
+    @property
+    def _version(self) -> int:
+        return self._vc[0]
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Sets requires_grad in place (leaves only); returns self."""
+        if requires_grad and self._data.dtype.kind != "f":
+            raise RuntimeError(f"only Tensors of floating point dtype can require gradients, "
+                               f"got {self.dtype}")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables; use "
+                               "detach() for a non-leaf")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> None:
+        """Keeps .grad of a non-leaf after backward (unsupported: raises to avoid silence)."""
+        if self.grad_fn is None:
+            return
+        raise RuntimeError("retain_grad() on non-leaf tensors is not supported by graddesc; "
+                           "use graddesc.autograd.grad(loss, tensor) instead")
+
+    # ---- conversion ---------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The underlying array (shares memory). Raises if the tensor requires grad."""
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        return self._data
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self.requires_grad:
+            raise RuntimeError("Can't convert a Tensor that requires grad to a NumPy array. Use "
+                               "tensor.detach().numpy() instead.")
+        a = self._data
+        if dtype is not None:
+            a = a.astype(dtype, copy=False)
+        if copy:
+            a = a.copy()
+        return a
+
+    def item(self) -> Any:
+        """The value of a one-element tensor as a Python number."""
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
+                               "to a Python scalar")
+        return self._data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self._data.tolist()
+
+    def __float__(self) -> float:
+        return builtins.float(self.item())
+
+    def __int__(self) -> int:
+        return builtins.int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return builtins.int(self.item())
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is "
+                               "ambiguous")
+        return builtins.bool(self._data.reshape(()).item())
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(self._data.shape[0]):
+            yield self[i]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self._data, separator=", ", prefix="tensor(",
+                               precision=4, floatmode="maxprec_equal")
+        extra = []
+        if self._data.dtype not in (np.float32, np.int64, np.bool_) or self._data.size == 0:
+            extra.append(f"dtype={self.dtype!r}")
+        if self.grad_fn is not None:
+            extra.append(f"grad_fn=<{self.grad_fn.name()}>")
+        elif self.requires_grad:
+            extra.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extra) + ")"
+
+    def __format__(self, spec: str) -> str:
+        if self._data.ndim == 0 or self._data.size == 1 and spec:
+            return format(self.item(), spec)
+        return repr(self)
+
+    # ---- copies, dtype ------------------------------------------------------------------
+    def detach(self) -> "Tensor":
+        """A tensor sharing memory and version counter, cut from the graph."""
+        return self._view_of(self._data)
+
+    def detach_(self) -> "Tensor":
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def clone(self) -> "Tensor":
+        return _shape.clone(self)
+
+    def contiguous(self) -> "Tensor":
+        return self if self._data.flags.c_contiguous else _shape.clone(self)
+
+    def is_contiguous(self) -> bool:
+        return builtins.bool(self._data.flags.c_contiguous)
+
+    def to(self, *args: Any, **kwargs: Any) -> "Tensor":
+        """Converts dtype (devices other than 'cpu' are rejected)."""
+        target = kwargs.pop("dtype", None)
+        for a in args:
+            if isinstance(a, str) and a == "cpu":
+                continue
+            if isinstance(a, Tensor):
+                target = a.dtype
+                continue
+            target = a
+        kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)
+        copy = kwargs.pop("copy", False)
+        if kwargs:
+            raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
+        if target is None:
+            return self.clone() if copy else self
+        d = _dtype.to_dtype(target, "to")
+        if d.np == self._data.dtype and not copy:
+            return self
+        return _shape.cast(self, d)
+
+    def float(self) -> "Tensor":
+        return self.to(_dtype.float32)
+
+    def double(self) -> "Tensor":
+        return self.to(_dtype.float64)
+
+    def long(self) -> "Tensor":
+        return self.to(_dtype.int64)
+
+    def bool(self) -> "Tensor":
+        return self.to(_dtype.bool_)
+
+    def type(self, dtype: Any = None) -> Any:
+        if dtype is None:
+            return {"float32": "graddesc.FloatTensor", "float64": "graddesc.DoubleTensor",
+                    "int64": "graddesc.LongTensor", "bool": "graddesc.BoolTensor"}[self.dtype.name]
+        return self.to(dtype)
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f"
+
+    def cpu(self) -> "Tensor":
+        return self
+
+    # ---- autograd -----------------------------------------------------------------------
+    def backward(self, gradient: Any = None, retain_graph: Optional[bool] = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
+        """Accumulates d(self)/d(leaf) * gradient into .grad of every leaf that requires grad."""
+        from graddesc.autograd import backward as _backward
+
+        _backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph,
+                  inputs=inputs)
+
+    def register_hook(self, hook: Any) -> None:
+        raise RuntimeError("register_hook is not supported by graddesc")
+
+    # ---- in-place -------------------------------------------------------------------------
+    def _check_inplace(self, op: str) -> None:
+        if grad_mode.is_grad_enabled():
+            if self.grad_fn is None and self.requires_grad:
+                raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                                   "in-place operation.")
+            if self._base is not None and (self.requires_grad or self._base.requires_grad):
+                raise RuntimeError(f"{op}: in-place modification of a view of a tensor that "
+                                   "requires grad is not supported; use the out-of-place op")
+        if not self._data.flags.writeable:
+            raise RuntimeError(f"{op}: the tensor's memory is read-only (an expanded or "
+                               "broadcast view); clone() it first")
+
+    def _inplace_result(self, res: "Tensor", op: str) -> "Tensor":
+        """Writes res into self's memory; if res is on the graph, self takes its place there."""
+        if res._data.shape != self._data.shape:
+            raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
+                               f"broadcast shape {tuple(res.shape)}")
+        if res._data.dtype != self._data.dtype and not np.can_cast(res._data.dtype,
+                                                                   self._data.dtype,
+                                                                   "same_kind"):
+            raise RuntimeError(f"{op}: result type {res.dtype} can't be cast to the desired "
+                               f"output type {self.dtype}")
+        np.copyto(self._data, res._data, casting="unsafe")
+        self._vc[0] += 1
+        if res.grad_fn is not None:
+            self.grad_fn = res.grad_fn
+            self._output_nr = res._output_nr
+            self.requires_grad = True
+            # Saved references to `res` now mean this tensor's current value.
+        return self
+
+    def add_(self, other: Any, alpha: Any = 1) -> "Tensor":
+        self._check_inplace("add_")
+        if not self.requires_grad and not _any_requires_grad(other) or \
+                not grad_mode.is_grad_enabled():
+            o = _value(other)
+            if alpha != 1:
+                o = o * alpha
+            return self._fast_inplace(np.add, o, "add_")
+        return self._inplace_result(_ew.add(self, other, alpha=alpha), "add_")
+
+    def sub_(self, other: Any, alpha: Any = 1) -> "Tensor":
+        return self.add_(other, alpha=-alpha)
+
+    def mul_(self, other: Any) -> "Tensor":
+        self._check_inplace("mul_")
+        if not self.requires_grad and not _any_requires_grad(other) or \
+                not grad_mode.is_grad_enabled():
+            return self._fast_inplace(np.multiply, _value(other), "mul_")
+        return self._inplace_result(_ew.mul(self, other), "mul_")
+
+    def div_(self, other: Any) -> "Tensor":
+        self._check_inplace("div_")
+        if not self.requires_grad and not _any_requires_grad(other) or \
+                not grad_mode.is_grad_enabled():
+            if self._data.dtype.kind != "f":
+                raise RuntimeError("div_: result type float can't be cast to the integer "
+                                   "tensor's dtype")
+            return self._fast_inplace(np.divide, _value(other), "div_")
+        return self._inplace_result(_ew.div(self, other), "div_")
+
+    def _fast_inplace(self, ufunc: Any, other: Any, op: str) -> "Tensor":
+        try:
+            ufunc(self._data, other, out=self._data, casting="same_kind")
+        except (TypeError, ValueError) as e:  # numpy's UFuncTypeError is a TypeError
+            raise RuntimeError(f"{op}: {e}") from None
+        self._vc[0] += 1
+        return self
+
+    def zero_(self) -> "Tensor":
+        return self.fill_(0)
+
+    def fill_(self, value: Any) -> "Tensor":
+        self._check_inplace("fill_")
+        self._data[...] = _value(value)
+        self._vc[0] += 1
+        if self.grad_fn is not None and grad_mode.is_grad_enabled():
+            self.grad_fn = None
+            self.requires_grad = False
+        return self
+
+    def copy_(self, src: Any) -> "Tensor":
+        self._check_inplace("copy_")
+        if isinstance(src, Tensor) and src.requires_grad and grad_mode.is_grad_enabled():
+            res = _ew.broadcast_copy(src, self.shape, self.dtype)
+            return self._inplace_result(res, "copy_")
+        try:
+            np.copyto(self._data, _value(src), casting="unsafe")
+        except ValueError as e:
+            raise RuntimeError(f"copy_: {e}") from None
+        self._vc[0] += 1
+        return self
+
+    def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
+        self._check_inplace("clamp_")
+        if self.requires_grad and grad_mode.is_grad_enabled():
+            return self._inplace_result(_ew.clamp(self, min, max), "clamp_")
+        res = _ew.clamp(self.detach(), min, max)
+        np.copyto(self._data, res._data)
+        self._vc[0] += 1
+        return self
+
+    def relu_(self) -> "Tensor":
+        self._check_inplace("relu_")
+        if self.requires_grad and grad_mode.is_grad_enabled():
+            return self._inplace_result(_act.relu(self), "relu_")
+        np.maximum(self._data, 0, out=self._data, where=~np.isnan(self._data)) \
+            if self._data.dtype.kind == "f" else np.maximum(self._data, 0, out=self._data)
+        self._vc[0] += 1
+        return self
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, generator: Any = None) -> "Tensor":
+        from graddesc import _random
+
+        with grad_mode.no_grad():
+            return self.copy_(_random.uniform(self.shape, a, b, self.dtype, generator))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> "Tensor":
+        from graddesc import _random
+
+        with grad_mode.no_grad():
+            return self.copy_(_random.normal(self.shape, mean, std, self.dtype, generator))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._check_inplace("__setitem__")
+        if grad_mode.is_grad_enabled() and (self.requires_grad or _any_requires_grad(value)):
+            self._inplace_result(_shape.index_put(self, index, value), "__setitem__")
+            return
+        try:
+            self._data[_shape.np_index(index)] = _value(value)
+        except (IndexError, ValueError) as e:
+            raise IndexError(f"__setitem__: {e}") from None
+        self._vc[0] += 1
+
+
+def _value(x: Any) -> Any:
+    """The NumPy value of a Tensor or a Python/NumPy scalar or array."""
+    if isinstance(x, Tensor):
+        return x._data
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _any_requires_grad(x: Any) -> bool:
+    return isinstance(x, Tensor) and x.requires_grad
+
+
+def _norm_dim(dim: int, ndim: int, op: str) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if dim < lo or dim > hi:
+        raise IndexError(f"{op}: Dimension out of range (expected to be in range of [{lo}, {hi}], "
+                         f"but got {dim})")
+    return int(dim) % ndim if ndim else 0
+
+
+# Ops live in graddesc.functional.*; imported last because they import Tensor.
+from graddesc.functional import activation as _act  # noqa: E402
+from graddesc.functional import elementwise as _ew  # noqa: E402
+from graddesc.functional import shape as _shape  # noqa: E402

@@ -1,0 +1,234 @@
+"""The backward engine: walks the tape iteratively in reverse topological order.
+
+Gradients for a node's outputs are summed (the lecture's fan-out rule, dC/dz = sum over the
+consumers of z) before the node runs, so each node runs once; a gradient is reduced to its
+input's shape (undoing broadcasting) and dtype in one place, `_fit_to_input`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from graddesc.autograd import grad_mode
+from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite
+
+
+def _sum_to_shape(g: Any, shape: tuple) -> Any:
+    """Sums g (a Tensor) over the axes that broadcasting added or stretched to reach `shape`."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    if axes:
+        g = g.sum(dim=axes, keepdim=True)
+    if lead:
+        g = g.reshape(shape)
+    elif g.shape != shape:
+        g = g.reshape(shape)
+    return g
+
+
+def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
+    from graddesc._tensor import Tensor
+
+    if not isinstance(g, Tensor):
+        g = Tensor._make(np.asarray(g))
+    shape, dtype = meta
+    if g._data.shape != shape:
+        try:
+            g = _sum_to_shape(g, shape)
+        except (ValueError, RuntimeError):
+            raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} "
+                               f"- got shape {tuple(g.shape)} but expected shape compatible with "
+                               f"{tuple(shape)}") from None
+    if g._data.dtype != dtype:
+        g = g.to(dtype.type) if grad_mode.is_grad_enabled() else Tensor._make(
+            g._data.astype(dtype))
+    return g
+
+
+def _collect(roots: Sequence[Any]) -> dict:
+    """Number of incoming edges of every node reachable from `roots` (iterative DFS)."""
+    deps: dict = {}
+    seen = set()
+    stack = []
+    for r in roots:
+        if id(r) not in seen:
+            seen.add(id(r))
+            stack.append(r)
+        deps.setdefault(r, 0)
+    while stack:
+        node = stack.pop()
+        for e in node.next_edges:
+            if e is None:
+                continue
+            child = e[0]
+            deps[child] = deps.get(child, 0) + 1
+            if id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    return deps
+
+
+def _needed(roots: Sequence[Any], targets: set) -> set:
+    """Nodes from which a target node can be reached (only they need to run)."""
+    needed: set = set()
+    done: set = set()
+    stack = [(r, False) for r in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            if node in targets or any(e is not None and e[0] in needed for e in node.next_edges):
+                needed.add(node)
+            done.add(node)
+            continue
+        if node in done:
+            continue
+        stack.append((node, True))
+        for e in node.next_edges:
+            if e is not None and e[0] not in done:
+                stack.append((e[0], False))
+    return needed
+
+
+def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_graph: bool,
+                 create_graph: bool, inputs: Optional[Sequence[Any]] = None,
+                 allow_unused: bool = False) -> Optional[tuple]:
+    """Backpropagates grad_tensors from tensors. With `inputs`, returns their gradients
+    (autograd.grad) instead of accumulating into leaves' .grad."""
+    root_edges = []
+    for t, g in zip(tensors, grad_tensors):
+        if t.grad_fn is None and not t.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a "
+                               "grad_fn")
+        root_edges.append((t._edge(), g))
+    roots = [e[0] for e, _ in root_edges]
+    deps = _collect(roots)
+
+    capture: dict = {}
+    if inputs is not None:
+        for k, x in enumerate(inputs):
+            if not x.requires_grad:
+                raise RuntimeError(f"One of the differentiated Tensors (input {k}) does not "
+                                   "require grad")
+            capture.setdefault(x._edge(), []).append(k)
+        needed = _needed(roots, {e[0] for e in capture})
+    else:
+        needed = None
+
+    buffers: dict = {}
+    for (node, nr), g in root_edges:
+        slots = buffers.setdefault(node, {})
+        slots[nr] = g if nr not in slots else slots[nr] + g
+
+    results: list = [None] * (len(inputs) if inputs is not None else 0)
+    ready = [n for n in dict.fromkeys(roots) if deps[n] == 0]
+    prev_mode = grad_mode.is_grad_enabled()
+    grad_mode._set_grad_enabled(create_graph)
+    try:
+        while ready:
+            node = ready.pop()
+            slots = buffers.pop(node, {})
+            if capture:
+                for nr, g in slots.items():
+                    for k in capture.get((node, nr), ()):
+                        results[k] = g
+            if needed is not None and node not in needed:
+                _release_children(node, deps, ready)
+                continue
+            if type(node) is AccumulateGrad:
+                if inputs is None:
+                    _accumulate(node.variable, slots.get(0), create_graph)
+                continue
+            grads_in = _run_node(node, slots, retain_graph)
+            for i, (edge, g) in enumerate(zip(node.next_edges, grads_in)):
+                if edge is None:
+                    continue
+                child, nr = edge
+                if g is not None:
+                    g = _fit_to_input(g, node._input_meta[i], node, i)
+                    if _anomaly["enabled"] and not _is_finite(g._data):
+                        raise RuntimeError(
+                            f"Function '{node.name()}' returned nan values in its {i}th output."
+                            + node._created_at())
+                    cslots = buffers.setdefault(child, {})
+                    cslots[nr] = g if nr not in cslots else cslots[nr] + g
+                deps[child] -= 1
+                if deps[child] == 0:
+                    ready.append(child)
+            if not retain_graph:
+                node._release()
+    finally:
+        grad_mode._set_grad_enabled(prev_mode)
+
+    if inputs is None:
+        return None
+    for k, r in enumerate(results):
+        if r is None and not allow_unused:
+            raise RuntimeError(f"One of the differentiated Tensors (input {k}) appears to not "
+                               "have been used in the graph. Set allow_unused=True if this is "
+                               "the desired behavior.")
+    return tuple(results)
+
+
+def _release_children(node: Any, deps: dict, ready: list) -> None:
+    for e in node.next_edges:
+        if e is not None:
+            deps[e[0]] -= 1
+            if deps[e[0]] == 0:
+                ready.append(e[0])
+
+
+def _run_node(node: Any, slots: dict, retain_graph: bool) -> tuple:
+    from graddesc._tensor import Tensor
+
+    if node._freed:
+        raise RuntimeError(
+            f"Trying to backward through the graph a second time (or directly access saved "
+            f"tensors after they have already been freed) in {node.name()}. Specify "
+            "retain_graph=True if you need to backward through the graph a second time.")
+    grads_out = []
+    for nr, meta in enumerate(node._output_meta):
+        g = slots.get(nr)
+        if g is None and meta is not None:
+            g = Tensor._make(np.zeros(meta[0], dtype=meta[1]))
+        grads_out.append(g)
+    res = type(node).backward(node, *grads_out)
+    if not isinstance(res, tuple):
+        res = (res,)
+    n = len(node.next_edges)
+    if len(res) != n:
+        # PyTorch allows extra trailing Nones for non-tensor args.
+        if len(res) > n and all(r is None for r in res[n:]):
+            res = res[:n]
+        else:
+            raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
+                               f"(expected {n}, got {len(res)})")
+    return res
+
+
+def _accumulate(var: Any, g: Any, create_graph: bool) -> None:
+    from graddesc._tensor import Tensor
+
+    if g is None:
+        return
+    if g._data.shape != var._data.shape:
+        g = _sum_to_shape(g, var._data.shape)
+    if g._data.dtype != var._data.dtype:
+        g = Tensor._make(g._data.astype(var._data.dtype))
+    if _anomaly["enabled"] and not _is_finite(g._data):
+        raise RuntimeError("AccumulateGrad received nan values for a leaf of shape "
+                           f"{tuple(var.shape)}")
+    if var.grad is None:
+        if create_graph:
+            var.grad = g
+        else:
+            var.grad = Tensor._make(np.array(g._data, copy=True))
+    elif create_graph:
+        var.grad = var.grad + g
+    else:
+        np.add(var.grad._data, g._data, out=var.grad._data)
+        var.grad._vc[0] += 1

@@ -1,0 +1,213 @@
+"""Function: one node of the tape. Every differentiable op is a Function subclass.
+
+`Op.apply(*args)` runs `Op.forward(ctx, *args)` with recording off; when grad mode is on and an
+input requires grad, the ctx (an instance of `Op`) becomes the outputs' `grad_fn`: it keeps the
+edges to its inputs' nodes and whatever forward saved. The engine (engine.py) later calls
+`Op.backward(ctx, *grads)`, which returns one gradient per forward argument (None for
+non-tensors and for inputs that need none).
+"""
+
+from __future__ import annotations
+
+import traceback
+import weakref
+from typing import Any
+
+import numpy as np
+
+from graddesc.autograd import grad_mode
+
+_anomaly = {"enabled": False}
+
+
+class _SavedOutput:
+    """An output saved by its own node: held weakly (no reference cycle), rebuilt if collected."""
+
+    __slots__ = ("ref", "data", "vc", "output_nr")
+
+    def __init__(self, t: Any) -> None:
+        self.ref = weakref.ref(t)
+        self.data = t._data
+        self.vc = t._vc
+        self.output_nr = t._output_nr
+
+    def unpack(self, node: Function) -> Any:
+        t = self.ref()
+        if t is None:
+            from graddesc._tensor import Tensor
+
+            t = Tensor._make(self.data, True)
+            t.grad_fn = node
+            t._output_nr = self.output_nr
+            t._vc = self.vc
+        return t
+
+
+class Function:
+    """Base class of differentiable operations (also for user-defined ones, as in PyTorch)."""
+
+    # Instances are graph nodes. __dict__ stays so that custom ops can stash values on ctx.
+    __slots__ = ("next_edges", "needs_input_grad", "_saved", "_saved_versions", "_input_meta",
+                 "_output_meta", "_freed", "_trace", "_non_diff", "__dict__", "__weakref__")
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any) -> Any:
+        raise NotImplementedError("a Function subclass must define forward(ctx, ...)")
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise NotImplementedError("a Function subclass must define backward(ctx, *grads)")
+
+    # ---- ctx API used inside forward/backward -------------------------------------------
+    def save_for_backward(self, *tensors: Any) -> None:
+        """Saves tensors (or None) for backward; an in-place change to one makes backward raise."""
+        self._saved = tensors
+        self._saved_versions = tuple(None if t is None else t._vc[0] for t in tensors)
+
+    def mark_non_differentiable(self, *tensors: Any) -> None:
+        """Declares outputs that never carry a gradient (indices, masks)."""
+        self._non_diff = {id(t) for t in tensors}
+
+    @property
+    def saved_tensors(self) -> tuple:
+        """The tensors given to save_for_backward, checked against in-place modification."""
+        if self._freed:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time (or to read saved tensors "
+                f"of {self.name()} after they were freed). Specify retain_graph=True on the first "
+                "backward if you need to backward twice.")
+        out = []
+        for i, (s, v) in enumerate(zip(self._saved, self._saved_versions)):
+            if s is None:
+                out.append(None)
+                continue
+            t = s.unpack(self) if isinstance(s, _SavedOutput) else s
+            if t._vc[0] != v:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified by "
+                    f"an inplace operation: saved tensor {i} of {self.name()} (shape "
+                    f"{tuple(t.shape)}) is at version {t._vc[0]}; expected version {v} instead."
+                    + self._created_at())
+            out.append(t)
+        return tuple(out)
+
+    @property
+    def next_functions(self) -> tuple:
+        """((node, output_nr) or (None, 0)) per forward argument, as in PyTorch."""
+        return tuple(e if e is not None else (None, 0) for e in self.next_edges)
+
+    def name(self) -> str:
+        return type(self).__name__ + "Backward"
+
+    def _created_at(self) -> str:
+        if self._trace:
+            return "\n  The op was created at:\n" + "".join(traceback.format_list(self._trace))
+        return ""
+
+    def _release(self) -> None:
+        self._saved = ()
+        self._freed = True
+        self.__dict__.clear()
+
+    # ---- applying ---------------------------------------------------------------------
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        """Runs forward and, when needed, records this op on the tape."""
+        from graddesc._tensor import Tensor
+
+        ctx = cls.__new__(cls)
+        ctx._saved = ()
+        ctx._saved_versions = ()
+        ctx._freed = False
+        ctx._trace = None
+        ctx._non_diff = None
+        record = grad_mode.is_grad_enabled()
+        if record:
+            needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            record = any(needs)
+        else:
+            needs = (False,) * len(args)
+        ctx.needs_input_grad = needs
+        if record:
+            grad_mode._set_grad_enabled(False)
+            try:
+                out = cls.forward(ctx, *args)
+            finally:
+                grad_mode._set_grad_enabled(True)
+        else:
+            out = cls.forward(ctx, *args)
+        if not record:
+            ctx._saved = ()
+            return out
+
+        edges = []
+        meta = []
+        for a, need in zip(args, needs):
+            if need:
+                edges.append(a._edge())
+                meta.append((a._data.shape, a._data.dtype))
+            else:
+                edges.append(None)
+                meta.append(None)
+        ctx.next_edges = tuple(edges)
+        ctx._input_meta = tuple(meta)
+        if _anomaly["enabled"]:
+            ctx._trace = traceback.extract_stack()[:-2]
+
+        outs = out if isinstance(out, tuple) else (out,)
+        out_meta = []
+        for i, t in enumerate(outs):
+            if not isinstance(t, Tensor):
+                out_meta.append(None)
+                continue
+            out_meta.append((t._data.shape, t._data.dtype))
+            if t._data.dtype.kind == "f" and (ctx._non_diff is None or id(t) not in ctx._non_diff):
+                if t.grad_fn is not None or t.requires_grad:
+                    # forward returned an input or a tensor already on a graph: wrap in a view
+                    # so that this node's edge is the one that counts.
+                    t = t._shallow()
+                    outs = outs[:i] + (t,) + outs[i + 1:]
+                t.requires_grad = True
+                t.grad_fn = ctx
+                t._output_nr = i
+        ctx._output_meta = tuple(out_meta)
+        if ctx._saved:
+            ctx._saved = tuple(
+                _SavedOutput(s) if s is not None and s.grad_fn is ctx else s for s in ctx._saved)
+        return outs if isinstance(out, tuple) else outs[0]
+
+
+class AccumulateGrad:
+    """The node at a leaf that requires grad: backward adds the gradient into `.grad`."""
+
+    __slots__ = ("variable", "__weakref__")
+    next_edges: tuple = ()
+
+    def __init__(self, variable: Any) -> None:
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    @property
+    def next_functions(self) -> tuple:
+        return ()
+
+
+class detect_anomaly:  # noqa: N801
+    """Within this block, a backward that produces NaN/Inf raises, naming the op and its origin."""
+
+    def __init__(self, check_nan: bool = True) -> None:
+        self.check_nan = check_nan
+        self._prev = False
+
+    def __enter__(self) -> None:
+        self._prev = _anomaly["enabled"]
+        _anomaly["enabled"] = self.check_nan
+
+    def __exit__(self, *exc: object) -> None:
+        _anomaly["enabled"] = self._prev
+
+
+def _is_finite(a: np.ndarray) -> bool:
+    return a.dtype.kind != "f" or bool(np.isfinite(a).all())

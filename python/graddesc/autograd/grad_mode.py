@@ -1,0 +1,72 @@
+"""Gradient mode: no_grad, enable_grad, is_grad_enabled (context managers and decorators)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any, Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """True when operations record the graph for backward (per thread, like PyTorch)."""
+    return getattr(_state, "enabled", True)
+
+
+def _set_grad_enabled(mode: bool) -> None:
+    _state.enabled = mode
+
+
+class _GradMode:
+    _mode = True
+
+    def __init__(self) -> None:
+        self._prev: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._prev.append(is_grad_enabled())
+        _set_grad_enabled(self._mode)
+
+    def __exit__(self, *exc: object) -> None:
+        _set_grad_enabled(self._prev.pop())
+
+    def __call__(self, fn: F) -> F:
+        mode_cls = type(self)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with mode_cls():
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+class no_grad(_GradMode):  # noqa: N801
+    """Disables graph recording inside a `with` block or a decorated function."""
+
+    _mode = False
+
+
+class enable_grad(_GradMode):  # noqa: N801
+    """Enables graph recording inside a `with` block or a decorated function."""
+
+    _mode = True
+
+
+class set_grad_enabled(_GradMode):  # noqa: N801
+    """Sets graph recording on or off for a `with` block (or immediately, as a call)."""
+
+    def __init__(self, mode: bool) -> None:
+        super().__init__()
+        self._mode = bool(mode)
+        self._prev.append(is_grad_enabled())
+        _set_grad_enabled(self._mode)
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        _set_grad_enabled(self._prev.pop())

@@ -1,0 +1,147 @@
+"""gradcheck: analytic gradients (backward) against central finite differences in float64."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+
+class GradcheckError(RuntimeError):
+    """Raised by gradcheck when analytic and numeric Jacobians disagree."""
+
+
+def _outputs(fn: Callable, inputs: tuple) -> tuple:
+    from graddesc._tensor import Tensor
+
+    out = fn(*inputs)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return tuple(o for o in outs if isinstance(o, Tensor) and o._data.dtype.kind == "f")
+
+
+def _numeric_jacobians(fn: Callable, inputs: tuple, eps: float) -> list:
+    """For each differentiable input k: J_k[out_flat_index, in_flat_index]."""
+    from graddesc.autograd.grad_mode import no_grad
+
+    with no_grad():
+        outs = _outputs(fn, inputs)
+        n_out = sum(o._data.size for o in outs)
+        jacs = []
+        for x in inputs:
+            if not _diff(x):
+                jacs.append(None)
+                continue
+            flat = x._data.reshape(-1) if x._data.flags.c_contiguous else None
+            if flat is None:
+                raise ValueError("gradcheck: inputs must be C-contiguous tensors")
+            J = np.zeros((n_out, flat.size))
+            for j in range(flat.size):
+                orig = flat[j]
+                flat[j] = orig + eps
+                plus = np.concatenate([o._data.ravel().astype(np.float64)
+                                       for o in _outputs(fn, inputs)]) if n_out else np.zeros(0)
+                flat[j] = orig - eps
+                minus = np.concatenate([o._data.ravel().astype(np.float64)
+                                        for o in _outputs(fn, inputs)]) if n_out else np.zeros(0)
+                flat[j] = orig
+                J[:, j] = (plus - minus) / (2 * eps)
+            jacs.append(J)
+    return jacs
+
+
+def _diff(x: Any) -> bool:
+    from graddesc._tensor import Tensor
+
+    return isinstance(x, Tensor) and x.requires_grad
+
+
+def _analytic_jacobians(fn: Callable, inputs: tuple) -> list:
+    from graddesc._tensor import Tensor
+    from graddesc.autograd import grad
+
+    outs = _outputs(fn, inputs)
+    diff = [x for x in inputs if _diff(x)]
+    n_out = sum(o._data.size for o in outs)
+    jacs = [np.zeros((n_out, x._data.size)) if _diff(x) else None for x in inputs]
+    row = 0
+    for o in outs:
+        for i in range(o._data.size):
+            if not o.requires_grad:
+                row += 1
+                continue
+            seed = np.zeros(o._data.shape, dtype=o._data.dtype)
+            seed.reshape(-1)[i] = 1.0
+            gs = grad(o, diff, Tensor._make(seed), retain_graph=True, allow_unused=True)
+            k = 0
+            for j, x in enumerate(inputs):
+                if _diff(x):
+                    if gs[k] is not None:
+                        jacs[j][row] = gs[k]._data.reshape(-1)
+                    k += 1
+            row += 1
+    return jacs
+
+
+def gradcheck(func: Callable, inputs: Any, eps: float = 1e-6, atol: float = 1e-5,
+              rtol: float = 1e-3, raise_exception: bool = True, **_ignored: Any) -> bool:
+    """Checks backward against central differences; inputs that require grad should be float64.
+
+    On failure it names the input, the worst element, and the analytic and numeric values.
+    """
+    from graddesc._tensor import Tensor
+
+    ins = inputs if isinstance(inputs, tuple) else (tuple(inputs) if isinstance(inputs, list)
+                                                    else (inputs,))
+    for k, x in enumerate(ins):
+        if _diff(x) and x._data.dtype != np.float64:
+            import warnings
+
+            warnings.warn(f"gradcheck: input {k} is {x.dtype}, not float64; the check may fail "
+                          "from rounding alone", UserWarning, stacklevel=2)
+    if not any(_diff(x) for x in ins):
+        raise ValueError("gradcheck expects at least one input tensor to require gradient")
+    numeric = _numeric_jacobians(func, ins, eps)
+    analytic = _analytic_jacobians(func, ins)
+    for k, (jn, ja) in enumerate(zip(numeric, analytic)):
+        if jn is None:
+            continue
+        err = np.abs(ja - jn) - (atol + rtol * np.abs(jn))
+        if err.size and (np.any(err > 0) or np.any(np.isnan(ja) != np.isnan(jn))):
+            flat = np.nan_to_num(err, nan=np.inf).argmax()
+            o, i = np.unravel_index(flat, err.shape)
+            shape = ins[k].shape
+            idx = np.unravel_index(i, shape) if len(shape) else ()
+            msg = (f"Jacobian mismatch for output {o} with respect to input {k} (shape "
+                   f"{tuple(shape)}) at element {tuple(int(v) for v in idx)}: analytic "
+                   f"{ja[o, i]!r}, numeric {jn[o, i]!r} (atol={atol}, rtol={rtol})")
+            if raise_exception:
+                raise GradcheckError(msg)
+            return False
+    del Tensor
+    return True
+
+
+def gradgradcheck(func: Callable, inputs: Any, grad_outputs: Any = None, eps: float = 1e-6,
+                  atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True) -> bool:
+    """gradcheck of the gradient: checks second derivatives (backward of backward)."""
+    from graddesc._tensor import Tensor
+    from graddesc.autograd import grad
+
+    ins = inputs if isinstance(inputs, tuple) else tuple(inputs)
+    outs = _outputs(func, ins)
+    rng = np.random.default_rng(0)
+    if grad_outputs is None:
+        grad_outputs = tuple(Tensor._make(rng.standard_normal(o._data.shape)
+                                          .astype(o._data.dtype), True) for o in outs)
+    gos = tuple(grad_outputs)
+    n = len(ins)
+
+    def first(*args: Any) -> tuple:
+        xs, gs = args[:n], args[n:]
+        o = _outputs(func, xs)
+        diff = [x for x in xs if _diff(x)]
+        res = grad(o, diff, gs, create_graph=True, allow_unused=True)
+        return tuple(r if r is not None else (d * 0.0).sum() for r, d in zip(res, diff))
+
+    return gradcheck(first, ins + gos, eps=eps, atol=atol, rtol=rtol,
+                     raise_exception=raise_exception)

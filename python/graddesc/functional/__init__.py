@@ -1,0 +1,1 @@
+"""Differentiable ops, one module per family, mirroring src/cpp/ (see DESIGN.md)."""

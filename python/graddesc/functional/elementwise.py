@@ -1,0 +1,468 @@
+"""Elementwise arithmetic with NumPy broadcasting: + - * / ** neg abs sqrt clamp where maximum.
+
+These are memory-bound and NumPy's ufuncs already run them at bandwidth, so the forward passes
+call NumPy directly; the engine reduces broadcast gradients back to each input's shape.
+Every backward is written with differentiable ops, so higher derivatives work.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from graddesc._tensor import Tensor, _value
+from graddesc.autograd.function import Function
+
+
+def _t(x: Any) -> Any:
+    """Numpy scalars become Python scalars (weakly typed, as PyTorch treats them)."""
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _wrap(a: Any) -> Tensor:
+    a = np.asarray(a)
+    if a.dtype.kind == "f" and a.dtype.itemsize < 4:
+        a = a.astype(np.float32)
+    return Tensor._make(a)
+
+
+def _check_operand(x: Any, op: str) -> None:
+    if isinstance(x, Tensor):
+        return
+    if isinstance(x, (bool, int, float)):
+        return
+    if isinstance(x, np.ndarray):
+        raise TypeError(f"{op}: got a numpy.ndarray operand; convert it with graddesc.tensor() "
+                        "or graddesc.from_numpy() first")
+    raise TypeError(f"{op}: unsupported operand type {type(x).__name__}")
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b, alpha):
+        bv = _value(b)
+        if alpha != 1:
+            bv = bv * alpha
+        ctx.alpha = alpha
+        return _wrap(np.add(_value(a), bv))
+
+    @staticmethod
+    def backward(ctx, g):
+        na, nb = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        return (g if na else None, (g * ctx.alpha if ctx.alpha != 1 else g) if nb else None, None)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return _wrap(np.subtract(_value(a), _value(b)))
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g if ctx.needs_input_grad[0] else None,
+                -g if ctx.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a if isinstance(a, Tensor) and ctx.needs_input_grad[1] else None,
+                              b if isinstance(b, Tensor) and ctx.needs_input_grad[0] else None)
+        ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        return _wrap(np.multiply(_value(a), _value(b)))
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        sa, sb = ctx.scalars
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = g * (b if b is not None else sb)
+        if ctx.needs_input_grad[1]:
+            gb = g * (a if a is not None else sa)
+        return ga, gb
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
+                              b if isinstance(b, Tensor) else None)
+        ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _wrap(np.true_divide(_value(a), _value(b)))
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        sa, sb = ctx.scalars
+        bb = b if b is not None else sb
+        aa = a if a is not None else sa
+        ga = g / bb if ctx.needs_input_grad[0] else None
+        gb = -g * aa / (bb * bb) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        if a._data.dtype == np.bool_:
+            raise TypeError("neg: negation of a bool tensor is not supported; use ~ or "
+                            "logical_not()")
+        return _wrap(np.negative(a._data))
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Pow(Function):
+    """a ** b with a or b a tensor. d/da = b a^(b-1); d/db = a^b log(a) (0 where a = 0, b >= 0)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        av, bv = _value(a), _value(b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if isinstance(av, np.ndarray) and av.dtype.kind in "iu" and \
+                    np.any(np.asarray(bv) < 0) and np.asarray(bv).dtype.kind in "iu":
+                raise ValueError("pow: integers to negative integer powers are not allowed")
+            y = _wrap(np.power(av, bv))
+        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
+                              b if isinstance(b, Tensor) else None,
+                              y if ctx.needs_input_grad[1] else None)
+        ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, y = ctx.saved_tensors
+        sa, sb = ctx.scalars
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            if b is None:
+                ga = g * 0.0 if sb == 0 else g * sb * a ** (sb - 1)
+            else:
+                ga = g * b * a ** (b - 1)
+        if ctx.needs_input_grad[1]:
+            if a is None:
+                if sa > 0:
+                    gb = g * y * math.log(sa)
+                else:  # d/db 0^b is 0 for b > 0 (PyTorch's choice); negative bases have no log
+                    gb = g * 0.0 if sa == 0 else g * y * math.nan
+            else:
+                safe = where(a == 0, ones_like_value(a), a)
+                gb = g * y * log(safe)
+                gb = where((a == 0) & (b >= 0), zeros_like_value(gb), gb)
+        return ga, gb
+
+
+def ones_like_value(t: Tensor) -> Tensor:
+    return Tensor._make(np.ones_like(t._data))
+
+
+def zeros_like_value(t: Tensor) -> Tensor:
+    return Tensor._make(np.zeros_like(t._data))
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return _wrap(np.abs(a._data))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g * sign(a)
+
+
+class Sign(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return _wrap(np.sign(a._data))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0.0
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        with np.errstate(invalid="ignore"):
+            y = _wrap(np.sqrt(a._data))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g / (2.0 * y)
+
+
+class Clamp(Function):
+    """Gradient passes where min <= x <= max (PyTorch's convention at the boundaries)."""
+
+    @staticmethod
+    def forward(ctx, a, lo, hi):
+        x = a._data
+        y = x
+        if lo is not None:
+            y = np.maximum(y, _value(lo)) if not isinstance(lo, Tensor) else np.where(
+                x < lo._data, lo._data, y)
+        if hi is not None:
+            y = np.minimum(y, _value(hi)) if not isinstance(hi, Tensor) else np.where(
+                y > hi._data, hi._data, y)
+        if y is x:
+            y = x.copy()
+        # NaN stays NaN (np.maximum propagates it, as torch.clamp does)
+        ctx.save_for_backward(a, lo if isinstance(lo, Tensor) else None,
+                              hi if isinstance(hi, Tensor) else None)
+        ctx.bounds = (lo, hi)
+        return _wrap(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, lo_t, hi_t = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        mask = np.ones(a._data.shape, dtype=bool)
+        if lo is not None:
+            mask &= a._data >= _value(lo_t if lo_t is not None else lo)
+        if hi is not None:
+            mask &= a._data <= _value(hi_t if hi_t is not None else hi)
+        m = Tensor._make(mask.astype(g._data.dtype))
+        ga = g * m if ctx.needs_input_grad[0] else None
+        glo = ghi = None
+        if ctx.needs_input_grad[1]:
+            glo = g * Tensor._make((a._data < lo_t._data).astype(g._data.dtype))
+        if ctx.needs_input_grad[2]:
+            ghi = g * Tensor._make((a._data > hi_t._data).astype(g._data.dtype))
+        return ga, glo, ghi
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        c = cond._data if isinstance(cond, Tensor) else np.asarray(cond)
+        if c.dtype != np.bool_:
+            raise TypeError(f"where: condition must be a bool tensor, got dtype {c.dtype}")
+        ctx.cond = c
+        return _wrap(np.where(c, _value(a), _value(b)))
+
+    @staticmethod
+    def backward(ctx, g):
+        c = Tensor._make(ctx.cond)
+        z = Tensor._make(np.zeros((), dtype=g._data.dtype))
+        ga = where(c, g, z) if ctx.needs_input_grad[1] else None
+        gb = where(c, z, g) if ctx.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+class Maximum(Function):
+    """Elementwise max/min; on ties the gradient is split evenly, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, a, b, is_max):
+        av, bv = _value(a), _value(b)
+        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
+                              b if isinstance(b, Tensor) else None)
+        ctx.vals = (av, bv)
+        ctx.is_max = is_max
+        return _wrap(np.maximum(av, bv) if is_max else np.minimum(av, bv))
+
+    @staticmethod
+    def backward(ctx, g):
+        av, bv = ctx.vals
+        with np.errstate(invalid="ignore"):
+            win_a = (av > bv) if ctx.is_max else (av < bv)
+            tie = av == bv
+        dt = g._data.dtype
+        wa = Tensor._make(np.where(tie, 0.5, win_a).astype(dt))
+        wb = Tensor._make(np.where(tie, 0.5, ~win_a & ~tie).astype(dt))
+        return (g * wa if ctx.needs_input_grad[0] else None,
+                g * wb if ctx.needs_input_grad[1] else None, None)
+
+
+class Log(Function):
+    # NumPy-backed log used for the pow exponent gradient; the public log is the C++ one
+    # (functional/activation.py).
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _wrap(np.log(a._data))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g / a
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, np_dtype):
+        ctx.src = a._data.dtype
+        return Tensor._make(a._data.astype(np_dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        return Cast.apply(g, ctx.src) if ctx.src.kind == "f" else None, None
+
+
+class BroadcastCopy(Function):
+    @staticmethod
+    def forward(ctx, src, shape, np_dtype):
+        ctx.src = src._data.dtype
+        return Tensor._make(np.broadcast_to(src._data, shape).astype(np_dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        return (Cast.apply(g, ctx.src) if g._data.dtype != ctx.src else g), None, None
+
+
+# ---- public functions -------------------------------------------------------------------
+def add(a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    """a + alpha * b with broadcasting."""
+    _check_operand(a, "add")
+    _check_operand(b, "add")
+    return Add.apply(_t(a), _t(b), alpha)
+
+
+def sub(a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    """a - alpha * b with broadcasting."""
+    _check_operand(a, "sub")
+    _check_operand(b, "sub")
+    if alpha != 1:
+        return Add.apply(_t(a), _t(b), -alpha)
+    return Sub.apply(_t(a), _t(b))
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """a * b with broadcasting."""
+    _check_operand(a, "mul")
+    _check_operand(b, "mul")
+    return Mul.apply(_t(a), _t(b))
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """a / b (true division) with broadcasting."""
+    _check_operand(a, "div")
+    _check_operand(b, "div")
+    return Div.apply(_t(a), _t(b))
+
+
+def neg(a: Tensor) -> Tensor:
+    return Neg.apply(a)
+
+
+def pow(a: Any, b: Any) -> Tensor:  # noqa: A001
+    """a ** b with broadcasting; either may be a Python number."""
+    _check_operand(a, "pow")
+    _check_operand(b, "pow")
+    return Pow.apply(_t(a), _t(b))
+
+
+def abs(a: Tensor) -> Tensor:  # noqa: A001
+    return Abs.apply(a)
+
+
+def sign(a: Tensor) -> Tensor:
+    return Sign.apply(a)
+
+
+def sqrt(a: Tensor) -> Tensor:
+    return Sqrt.apply(a)
+
+
+def log(a: Tensor) -> Tensor:
+    return Log.apply(a)
+
+
+def clamp(a: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    """Limits a to [min, max]; either bound may be None, a number or a tensor."""
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+    return Clamp.apply(a, _t(min), _t(max))
+
+
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """Elementwise a where cond else b (cond a bool tensor)."""
+    return Where.apply(cond, _t(a), _t(b))
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    return Maximum.apply(_t(a), _t(b), True)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    return Maximum.apply(_t(a), _t(b), False)
+
+
+def cast(a: Tensor, np_dtype: Any) -> Tensor:
+    return Cast.apply(a, np.dtype(np_dtype))
+
+
+def broadcast_copy(src: Tensor, shape: tuple, d: Any) -> Tensor:
+    return BroadcastCopy.apply(src, tuple(shape), d.np)
+
+
+# Comparisons: not differentiable, return bool tensors.
+def _cmp(ufunc: Any, a: Any, b: Any) -> Tensor:
+    with np.errstate(invalid="ignore"):
+        return Tensor._make(np.asarray(ufunc(_value(a), _value(_t(b)))))
+
+
+def eq(a: Any, b: Any) -> Tensor:
+    return _cmp(np.equal, a, b)
+
+
+def ne(a: Any, b: Any) -> Tensor:
+    return _cmp(np.not_equal, a, b)
+
+
+def lt(a: Any, b: Any) -> Tensor:
+    return _cmp(np.less, a, b)
+
+
+def le(a: Any, b: Any) -> Tensor:
+    return _cmp(np.less_equal, a, b)
+
+
+def gt(a: Any, b: Any) -> Tensor:
+    return _cmp(np.greater, a, b)
+
+
+def ge(a: Any, b: Any) -> Tensor:
+    return _cmp(np.greater_equal, a, b)
+
+
+def _logical(ufunc: Any, a: Any, b: Any, op: str) -> Tensor:
+    av, bv = _value(a), _value(b)
+    for v in (av, bv):
+        if isinstance(v, np.ndarray) and v.dtype.kind not in "biu":
+            raise TypeError(f"{op}: expected bool or integer tensors, got {v.dtype}")
+    return Tensor._make(np.asarray(ufunc(av, bv)))
+
+
+def logical_and(a: Any, b: Any) -> Tensor:
+    return Tensor._make(np.logical_and(_value(a), _value(b)))
+
+
+def logical_or(a: Any, b: Any) -> Tensor:
+    return Tensor._make(np.logical_or(_value(a), _value(b)))
+
+
+def logical_not(a: Tensor) -> Tensor:
+    return Tensor._make(np.logical_not(a._data))
+
+
+def isnan(a: Tensor) -> Tensor:
+    return Tensor._make(np.isnan(a._data))
+
+
+def isfinite(a: Tensor) -> Tensor:
+    return Tensor._make(np.isfinite(a._data))

@@ -1,0 +1,179 @@
+"""Matrix products and the Linear layer's op, backed by src/cpp/linear.cpp and gemm.cpp.
+
+linear(x, W, b) = x W^T + b is the lecture's weighted sum s[i] = sum_j w[i, j] z[j].
+The backward runs the fused C++ kernel (dx, dW, db in one call) unless a higher-order graph is
+being built (create_graph=True), in which case it is written with differentiable matmuls.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from graddesc import _core
+from graddesc._tensor import Tensor
+from graddesc.autograd import grad_mode
+from graddesc.autograd.function import Function
+
+
+def _gemm_operand(a: np.ndarray) -> tuple:
+    """(array, transposed) such that the kernel reads a without copying when possible."""
+    if a.flags.c_contiguous:
+        return a, False
+    if a.T.flags.c_contiguous:
+        return a.T, True
+    return np.ascontiguousarray(a), False
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (M, K) @ b (K, N) for float arrays of one dtype, via the C++ GEMM."""
+    A, ta = _gemm_operand(a)
+    B, tb = _gemm_operand(b)
+    return _core.gemm(A, B, trans_a=ta, trans_b=tb)
+
+
+def _check_float_pair(a: Tensor, b: Tensor, op: str) -> None:
+    for name, t in (("input", a), ("other", b)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: argument '{name}' must be a Tensor, got {type(t).__name__}")
+
+
+class MatMul(Function):
+    """a @ b with NumPy's matmul rules (1-d vectors, batched leading dims that broadcast)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ad, bd = a._data, b._data
+        if ad.ndim == 0 or bd.ndim == 0:
+            raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes "
+                               f"{tuple(ad.shape)} and {tuple(bd.shape)}")
+        k_a = ad.shape[-1]
+        k_b = bd.shape[0] if bd.ndim == 1 else bd.shape[-2]
+        if k_a != k_b:
+            raise RuntimeError(f"matmul: shapes {tuple(ad.shape)} and {tuple(bd.shape)} cannot be "
+                               f"multiplied ({k_a} != {k_b})")
+        if ad.dtype != bd.dtype:
+            raise RuntimeError(f"matmul: expected both arguments to have the same dtype, got "
+                               f"{a.dtype} and {b.dtype}")
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None,
+                              b if ctx.needs_input_grad[0] else None)
+        ctx.a_ndim, ctx.b_ndim = ad.ndim, bd.ndim
+        if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
+            return Tensor._make(_mm(ad, bd))
+        return Tensor._make(np.matmul(ad, bd))
+
+    @staticmethod
+    def backward(ctx, g):
+        # With a_ = a as a matrix (a row if a is 1-d) and b_ likewise (a column if 1-d),
+        # y_ = a_ b_ gives dA_ = g_ b_^T and dB_ = a_^T g_; the engine sums broadcast batch dims.
+        a, b = ctx.saved_tensors
+        a_vec, b_vec = ctx.a_ndim == 1, ctx.b_ndim == 1
+        if a_vec and b_vec:
+            g_ = g.reshape(1, 1)
+        elif a_vec:
+            g_ = g.unsqueeze(-2)
+        elif b_vec:
+            g_ = g.unsqueeze(-1)
+        else:
+            g_ = g
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            b_ = b.unsqueeze(-1) if b_vec else b
+            ga = g_ @ b_.transpose(-1, -2)
+            ga = ga.squeeze(-2) if a_vec else ga
+        if ctx.needs_input_grad[1]:
+            a_ = a.unsqueeze(0) if a_vec else a
+            gb = a_.transpose(-1, -2) @ g_
+            gb = gb.squeeze(-1) if b_vec else gb
+        return ga, gb
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b (NumPy/PyTorch matmul semantics); 2-d float products run the C++ GEMM."""
+    _check_float_pair(a, b, "matmul")
+    return MatMul.apply(a, b)
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """2-d matrix product."""
+    if a.ndim != 2 or b.ndim != 2:
+        raise RuntimeError(f"mm: expected 2-d tensors, got shapes {tuple(a.shape)} and "
+                           f"{tuple(b.shape)}")
+    return matmul(a, b)
+
+
+class Linear(Function):
+    """y = x W^T + b for x (IN,), (B, IN) or (..., IN)."""
+
+    @staticmethod
+    def forward(ctx, x, W, b):
+        xd = x._data
+        lead = xd.shape[:-1]
+        x2 = xd.reshape(-1, xd.shape[-1]) if xd.ndim > 2 else xd
+        if not x2.flags.c_contiguous:
+            x2 = np.ascontiguousarray(x2)
+        Wd = W._data if W._data.flags.c_contiguous else np.ascontiguousarray(W._data)
+        bd = None
+        if b is not None:
+            bd = b._data if b._data.flags.c_contiguous else np.ascontiguousarray(b._data)
+        y = _core.linear_forward(x2, Wd, bd)
+        if xd.ndim > 2:
+            y = y.reshape(lead + (Wd.shape[0],))
+        ctx.save_for_backward(x, W)
+        ctx.has_bias = b is not None
+        return Tensor._make(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W = ctx.saved_tensors
+        nx, nw, nb = ctx.needs_input_grad
+        if grad_mode.is_grad_enabled():  # building a graph of the gradient: differentiable ops
+            dx = g @ W if nx else None
+            if x.ndim == 1:
+                dW = g.unsqueeze(1) * x.unsqueeze(0) if nw else None
+                db = g if nb else None
+            else:
+                g2 = g.reshape(-1, g.shape[-1])
+                x2 = x.reshape(-1, x.shape[-1])
+                dW = g2.transpose(0, 1) @ x2 if nw else None
+                db = g2.sum(0) if nb else None
+            return dx, dW, db
+        xd, Wd, gd = x._data, W._data, g._data
+        IN = xd.shape[-1]
+        x2 = np.ascontiguousarray(xd.reshape(-1, IN)) if xd.ndim > 1 else np.ascontiguousarray(xd)
+        g2 = np.ascontiguousarray(gd.reshape(-1, gd.shape[-1]) if gd.ndim > 1 else gd)
+        if g2.dtype != x2.dtype:
+            g2 = g2.astype(x2.dtype)
+        dx, dW, db = _core.linear_backward(g2, x2, np.ascontiguousarray(Wd), bool(nx), bool(nw),
+                                           bool(nb and ctx.has_bias))
+        return (Tensor._make(dx.reshape(xd.shape)) if dx is not None else None,
+                Tensor._make(dW) if dW is not None else None,
+                Tensor._make(db) if db is not None else None)
+
+
+def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:  # noqa: A002
+    """input @ weight.T + bias; input (IN,) or (..., IN), weight (OUT, IN), bias (OUT,)."""
+    for name, t in (("input", input), ("weight", weight)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"linear: argument '{name}' must be a Tensor, got {type(t).__name__}")
+    if bias is not None and not isinstance(bias, Tensor):
+        raise TypeError(f"linear: argument 'bias' must be a Tensor or None, got "
+                        f"{type(bias).__name__}")
+    if input.ndim == 0:
+        raise ValueError("linear: argument 'input' must have at least 1 dimension, got a 0-d "
+                         "tensor")
+    if weight.ndim != 2:
+        raise ValueError(f"linear: argument 'weight' must be 2-d (out_features, in_features), "
+                         f"got shape {tuple(weight.shape)}")
+    if input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input has {input.shape[-1]} features (shape "
+                         f"{tuple(input.shape)}) but weight has shape {tuple(weight.shape)} "
+                         f"(expected (out_features, {input.shape[-1]}))")
+    if input.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+        raise TypeError(f"linear: input, weight and bias must share one float dtype, got "
+                        f"{input.dtype}, {weight.dtype}"
+                        + (f", {bias.dtype}" if bias is not None else ""))
+    return Linear.apply(input, weight, bias)
+
+

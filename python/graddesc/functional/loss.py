@@ -1,0 +1,366 @@
+"""Softmax family and losses. softmax, log_softmax and cross-entropy run the fused, stable C++
+kernels (src/cpp/loss.cpp); the other losses are short compositions of differentiable ops.
+
+Every loss takes reduction='mean' | 'sum' | 'none': 'none' is the lecture's per-sample loss
+L(x[p], y[p], w), 'mean' the average loss L(S, w).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from graddesc import _core
+from graddesc._tensor import Tensor, _norm_dim
+from graddesc.autograd import grad_mode
+from graddesc.autograd.function import Function
+from graddesc.functional import activation as act
+from graddesc.functional import elementwise as ew
+from graddesc.functional import reduce as red
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _rows(a: np.ndarray, dim: int) -> tuple:
+    """a with `dim` moved last, as a C-contiguous (rows, C) array, and the moved shape."""
+    moved = np.moveaxis(a, dim, -1) if dim != a.ndim - 1 else a
+    return np.ascontiguousarray(moved).reshape(-1, a.shape[dim] if a.ndim else 1), moved.shape
+
+
+def _unrows(r: np.ndarray, moved_shape: tuple, dim: int, ndim: int) -> np.ndarray:
+    out = r.reshape(moved_shape)
+    return np.moveaxis(out, -1, dim) if dim != ndim - 1 else out
+
+
+def _check_float(x: Any, op: str, arg: str = "input") -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: argument '{arg}' must be a Tensor, got {type(x).__name__}")
+    if x._data.dtype.kind != "f":
+        raise TypeError(f"{op}: argument '{arg}' must be float32 or float64, got {x.dtype}")
+
+
+class Softmax(Function):
+    """y = exp(x - logsumexp(x)) along dim; dx = y * (g - sum(g * y))."""
+
+    @staticmethod
+    def forward(ctx, x, dim, log):
+        a = x._data
+        if a.ndim == 0:
+            a = a.reshape(1)
+        r, moved = _rows(a, dim)
+        yr = _core.log_softmax_forward(r) if log else _core.softmax_forward(r)
+        y = Tensor._make(_unrows(yr, moved, dim, a.ndim).reshape(x._data.shape))
+        ctx.dim, ctx.log = dim, log
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        dim = ctx.dim
+        if grad_mode.is_grad_enabled():
+            if ctx.log:
+                return g - act.exp(y) * red.sum(g, dim, keepdim=True), None, None
+            return y * (g - red.sum(g * y, dim, keepdim=True)), None, None
+        ya = y._data.reshape(1) if y.ndim == 0 else y._data
+        ga = g._data.reshape(1) if g.ndim == 0 else g._data
+        yr, moved = _rows(ya, dim)
+        gr, _ = _rows(ga.astype(ya.dtype, copy=False), dim)
+        dr = _core.log_softmax_backward(gr, yr) if ctx.log else _core.softmax_backward(gr, yr)
+        return Tensor._make(_unrows(dr, moved, dim, ya.ndim).reshape(y._data.shape)), None, None
+
+
+def softmax(x: Tensor, dim: Optional[int] = None, dtype: Any = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along dim, computed stably (max-subtracted)."""
+    return _softmax(x, dim, dtype, False, "softmax")
+
+
+def log_softmax(x: Tensor, dim: Optional[int] = None, dtype: Any = None) -> Tensor:
+    """x - logsumexp(x) along dim, computed stably."""
+    return _softmax(x, dim, dtype, True, "log_softmax")
+
+
+def _softmax(x: Tensor, dim: Any, dtype: Any, log: bool, op: str) -> Tensor:
+    if dtype is not None:
+        x = x.to(dtype)
+    _check_float(x, op)
+    if dim is None:
+        # PyTorch's legacy implicit choice: dim 0 for 0-, 1- and 3-d inputs, else 1
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    d = _norm_dim(dim, x.ndim, op)
+    return Softmax.apply(x, d, log)
+
+
+class CrossEntropy(Function):
+    """Per-row loss = logsumexp(z) - z[target], fused with its gradient
+    dz = g * (softmax(z) - onehot(target)) (one pass over the logits each way)."""
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index):
+        z = logits._data if logits._data.flags.c_contiguous else np.ascontiguousarray(
+            logits._data)
+        t = target._data if target._data.flags.c_contiguous else np.ascontiguousarray(
+            target._data)
+        loss, lse = _core.cross_entropy_forward(z, t, ignore_index)
+        ctx.lse, ctx.t, ctx.ignore = lse, t, ignore_index
+        ctx.save_for_backward(logits)
+        return Tensor._make(loss)
+
+    @staticmethod
+    def backward(ctx, g):
+        (logits,) = ctx.saved_tensors
+        if grad_mode.is_grad_enabled():
+            p = softmax(logits, 1)
+            onehot = np.zeros(logits._data.shape, dtype=logits._data.dtype)
+            valid = ctx.t != ctx.ignore
+            rows = np.nonzero(valid)[0]
+            onehot[rows, ctx.t[rows]] = 1.0
+            mask = Tensor._make(valid.astype(logits._data.dtype)[:, None])
+            return (p - Tensor._make(onehot)) * (g.unsqueeze(1) * mask), None, None
+        z = logits._data if logits._data.flags.c_contiguous else np.ascontiguousarray(
+            logits._data)
+        gd = np.ascontiguousarray(g._data, dtype=z.dtype)
+        return Tensor._make(_core.cross_entropy_backward(gd, z, ctx.lse, ctx.t, ctx.ignore)), \
+            None, None
+
+
+def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
+    if reduction == "mean":
+        return red.mean(loss)
+    if reduction == "sum":
+        return red.sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,  # noqa: A002
+                  ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy from logits (N, C) (or (C,), or (N, C, d1, ...)) and class-index
+    targets (N,) (int64); or class-probability targets shaped like the input."""
+    op = "cross_entropy"
+    _check_float(input, op)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got "
+                         f"{reduction!r}")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{op}: argument 'target' must be a Tensor, got {type(target).__name__}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
+    C = input.shape[0] if input.ndim == 1 else input.shape[1]
+    if weight is not None and (weight.ndim != 1 or weight.shape[0] != C):
+        raise ValueError(f"{op}: weight must have shape ({C},), got {tuple(weight.shape)}")
+    if target._data.dtype.kind == "f":  # class probabilities
+        if target.shape != input.shape:
+            raise ValueError(f"{op}: probability targets must have the input's shape "
+                             f"{tuple(input.shape)}, got {tuple(target.shape)}")
+        cdim = 0 if input.ndim == 1 else 1
+        logp = log_softmax(input, cdim)
+        tgt = target
+        if label_smoothing:
+            tgt = tgt * (1 - label_smoothing) + label_smoothing / C
+        w = tgt if weight is None else tgt * weight.reshape((C,) + (1,) * (input.ndim - cdim - 1))
+        loss = -red.sum(logp * w, cdim)
+        if reduction == "mean":
+            n = loss.numel()
+            return red.sum(loss) / n if n else red.sum(loss) * np.nan
+        return _reduce(loss, reduction, op)
+    if target._data.dtype.kind not in "iu":
+        raise TypeError(f"{op}: class-index targets must be int64, got {target.dtype}")
+    # normalise to logits (N, C) and targets (N,)
+    if input.ndim == 1:
+        if target.ndim != 0:
+            raise ValueError(f"{op}: for 1-d input (C,) the target must be 0-d, got shape "
+                             f"{tuple(target.shape)}")
+        z, t, out_shape = input.unsqueeze(0), target.reshape(1), ()
+    elif input.ndim == 2:
+        if target.shape != (input.shape[0],):
+            raise ValueError(f"{op}: expected target of shape ({input.shape[0]},) for input of "
+                             f"shape {tuple(input.shape)}, got {tuple(target.shape)}")
+        z, t, out_shape = input, target, (input.shape[0],)
+    else:
+        want = (input.shape[0],) + tuple(input.shape[2:])
+        if tuple(target.shape) != want:
+            raise ValueError(f"{op}: expected target of shape {want} for input of shape "
+                             f"{tuple(input.shape)}, got {tuple(target.shape)}")
+        z = input.movedim(1, -1).reshape(-1, C)
+        t, out_shape = target.reshape(-1), want
+    t64 = t if t._data.dtype == np.int64 else t.long()
+    valid_np = t64._data != ignore_index
+    tv = t64._data[valid_np]
+    if tv.size and (tv.min() < 0 or tv.max() >= C):
+        k = int(np.nonzero(valid_np & ((t64._data < 0) | (t64._data >= C)))[0][0])
+        raise ValueError(f"{op}: target {int(t64._data[k])} at position {k} is out of bounds "
+                         f"for {C} classes (expected 0 <= target < {C} or target == "
+                         f"ignore_index={ignore_index})")
+    nll = CrossEntropy.apply(z, t64, int(ignore_index))
+    valid = Tensor._make(valid_np.astype(z._data.dtype))
+    if weight is not None:
+        wt = Tensor._make(np.where(valid_np, weight._data[np.where(valid_np, t64._data, 0)], 0)
+                          .astype(z._data.dtype))
+    else:
+        wt = valid
+    loss = nll * wt if weight is not None else nll
+    if label_smoothing:
+        logp = log_softmax(z, 1)
+        w_all = weight.reshape(1, C) if weight is not None else 1.0
+        smooth = -red.sum(logp * w_all, 1) / C * valid
+        loss = loss * (1 - label_smoothing) + smooth * label_smoothing
+    if reduction == "none":
+        return loss.reshape(out_shape)
+    if reduction == "sum":
+        return red.sum(loss)
+    denom = float(wt._data.sum())
+    return red.sum(loss) / denom if denom else red.sum(loss) * np.nan
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,  # noqa: A002
+             ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """-input[n, target[n]] from log-probabilities (N, C)."""
+    op = "nll_loss"
+    _check_float(input, op)
+    if input.ndim != 2:
+        if input.ndim == 1:
+            return nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index,
+                            reduction).reshape(()) if reduction == "none" else \
+                nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
+        raise ValueError(f"{op}: expected input of shape (N, C) or (C,), got "
+                         f"{tuple(input.shape)}")
+    N, C = input.shape
+    if target.shape != (N,) or target._data.dtype.kind not in "iu":
+        raise ValueError(f"{op}: expected int64 target of shape ({N},), got "
+                         f"{tuple(target.shape)} {target.dtype}")
+    t = target._data.astype(np.int64)
+    valid = t != ignore_index
+    if np.any(valid & ((t < 0) | (t >= C))):
+        k = int(np.nonzero(valid & ((t < 0) | (t >= C)))[0][0])
+        raise ValueError(f"{op}: target {int(t[k])} at position {k} is out of bounds for {C} "
+                         "classes")
+    safe = np.where(valid, t, 0)
+    picked = input[np.arange(N), safe]
+    w = np.where(valid, 1.0 if weight is None else weight._data[safe], 0.0).astype(
+        input._data.dtype)
+    loss = -picked * Tensor._make(w)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return red.sum(loss)
+    if reduction == "mean":
+        return red.sum(loss) / float(w.sum()) if w.sum() else red.sum(loss) * np.nan
+    raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+
+
+class MSE(Function):
+    """sum((a - b)^2) in one C++ pass; d/da = 2 g (a - b)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ad = np.ascontiguousarray(a._data)
+        bd = np.ascontiguousarray(b._data)
+        ctx.save_for_backward(a, b)
+        return Tensor._make(_core.mse_forward(ad, bd))
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        if grad_mode.is_grad_enabled():
+            d = 2.0 * g * (a - b)
+            return (d if ctx.needs_input_grad[0] else None,
+                    -d if ctx.needs_input_grad[1] else None)
+        ad, bd = np.ascontiguousarray(a._data), np.ascontiguousarray(b._data)
+        da = _core.mse_backward(ad, bd, 2.0 * float(g._data))
+        return (Tensor._make(da) if ctx.needs_input_grad[0] else None,
+                Tensor._make(-da) if ctx.needs_input_grad[1] else None)
+
+
+def _check_pair(input: Any, target: Any, op: str) -> None:  # noqa: A002
+    _check_float(input, op, "input")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{op}: argument 'target' must be a Tensor, got {type(target).__name__}")
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """(input - target)^2, reduced; shapes must match or broadcast."""
+    op = "mse_loss"
+    _check_pair(input, target, op)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got "
+                         f"{reduction!r}")
+    if input.shape == target.shape and input.dtype == target.dtype and reduction != "none":
+        s = MSE.apply(input, target)
+        if reduction == "sum":
+            return s
+        n = input.numel()
+        return s / n if n else s * np.nan
+    _check_broadcast(input, target, op)
+    d = input - target
+    return _reduce(d * d, reduction, op)
+
+
+def _check_broadcast(input: Tensor, target: Tensor, op: str) -> None:  # noqa: A002
+    try:
+        np.broadcast_shapes(input.shape, target.shape)
+    except ValueError:
+        raise ValueError(f"{op}: input shape {tuple(input.shape)} and target shape "
+                         f"{tuple(target.shape)} do not broadcast") from None
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """|input - target|, reduced."""
+    _check_pair(input, target, "l1_loss")
+    _check_broadcast(input, target, "l1_loss")
+    return _reduce(ew.abs(input - target), reduction, "l1_loss")
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,  # noqa: A002
+                         reduction: str = "mean") -> Tensor:
+    """-(y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1]; logs clamped at -100."""
+    op = "binary_cross_entropy"
+    _check_pair(input, target, op)
+    if input.shape != target.shape:
+        raise ValueError(f"{op}: target shape {tuple(target.shape)} must equal input shape "
+                         f"{tuple(input.shape)}")
+    p = input._data
+    if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+        raise ValueError(f"{op}: all elements of input should be between 0 and 1")
+    logp = ew.clamp(act.log(input), min=-100.0)
+    log1mp = ew.clamp(act.log(1.0 - input), min=-100.0)
+    loss = -(target * logp + (1.0 - target) * log1mp)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, op)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A002
+                                     weight: Optional[Tensor] = None, reduction: str = "mean",
+                                     pos_weight: Optional[Tensor] = None) -> Tensor:
+    """BCE of sigmoid(input), computed stably as softplus(-x) + (1 - y) x."""
+    op = "binary_cross_entropy_with_logits"
+    _check_pair(input, target, op)
+    if input.shape != target.shape:
+        raise ValueError(f"{op}: target shape {tuple(target.shape)} must equal input shape "
+                         f"{tuple(input.shape)}")
+    sp_neg = act.softplus(-input)  # -log sigmoid(x)
+    if pos_weight is None:
+        loss = (1.0 - target) * input + sp_neg
+    else:
+        loss = (1.0 - target) * input + (1.0 + (pos_weight - 1.0) * target) * sp_neg
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, op)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,  # noqa: A002
+                         reduction: str = "mean") -> Tensor:
+    """x where y = 1, max(0, margin - x) where y = -1."""
+    op = "hinge_embedding_loss"
+    _check_pair(input, target, op)
+    _check_broadcast(input, target, op)
+    zero = Tensor._make(np.zeros((), dtype=input._data.dtype))
+    pos = ew.where(target == 1, input, zero)
+    neg = ew.where(target == -1, ew.clamp(margin - input, min=0.0), zero)
+    return _reduce(pos + neg, reduction, op)

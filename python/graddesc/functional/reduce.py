@@ -1,0 +1,294 @@
+"""Reductions: sum, mean, max/min (values differentiable), argmax/argmin, var/std, logsumexp.
+
+Sums over one axis (or all) of float tensors run the deterministic C++ kernels
+(src/cpp/reduce.cpp): identical bits for any thread count.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any, Optional
+
+import numpy as np
+
+from graddesc import _core
+from graddesc._tensor import Tensor, _norm_dim
+from graddesc.autograd.function import Function
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def _dims(dim: Any, ndim: int, op: str) -> Optional[tuple]:
+    if dim is None:
+        return None
+    if isinstance(dim, (list, tuple)):
+        dims = tuple(sorted({_norm_dim(d, ndim, op) for d in dim}))
+        if len(dims) != len(dim):
+            raise RuntimeError(f"{op}: dim {tuple(dim)} appears multiple times in the list of dims")
+        return dims
+    return (_norm_dim(dim, ndim, op),)
+
+
+def _kernel_sum(a: np.ndarray, dims: Optional[tuple]) -> Optional[np.ndarray]:
+    if a.dtype.kind != "f":
+        return None
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    if dims is None or len(dims) == a.ndim:
+        return _core.sum_all(a)
+    if len(dims) == 1 and a.ndim > 0:
+        return _core.sum_axis(a, dims[0])
+    return None
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        a = x._data
+        ctx.shape = a.shape
+        ctx.dims, ctx.keepdim = dims, keepdim
+        out = _kernel_sum(a, dims)
+        if out is None:
+            out = np.sum(a, axis=dims, dtype=np.int64 if a.dtype.kind in "biu" else None)
+        if keepdim:
+            out = np.reshape(out, _keep_shape(a.shape, dims))
+        return Tensor._make(np.asarray(out))
+
+    @staticmethod
+    def backward(ctx, g):
+        if not ctx.keepdim:
+            g = g.reshape(_keep_shape(ctx.shape, ctx.dims))
+        return g.expand(*ctx.shape), None, None
+
+
+def _keep_shape(shape: tuple, dims: Optional[tuple]) -> tuple:
+    if dims is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in dims else n for i, n in enumerate(shape))
+
+
+def sum(x: Tensor, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:  # noqa: A001
+    """Sum over `dim` (an int, a tuple, or None for all elements)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"sum: expected a Tensor, got {type(x).__name__}")
+    if dtype is not None:
+        x = x.to(dtype)
+    dims = _dims(dim, x.ndim, "sum")
+    if dims == () and dim is not None:
+        dims = None
+    return Sum.apply(x, dims, bool(keepdim))
+
+
+def mean(x: Tensor, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+    """Mean over `dim`; a mean over zero elements is NaN, as in PyTorch."""
+    if dtype is not None:
+        x = x.to(dtype)
+    if x._data.dtype.kind != "f":
+        raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a "
+                           f"floating point or complex dtype. Got: {x.dtype}")
+    dims = _dims(dim, x.ndim, "mean")
+    n = x._data.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
+    s = sum(x, dim, keepdim)
+    return s / n if n else s * np.nan
+
+
+class MaxDim(Function):
+    """max/min over one dim: (values, indices); the gradient goes to the chosen index."""
+
+    @staticmethod
+    def forward(ctx, x, dim, keepdim, is_max):
+        a = x._data
+        idx = np.argmax(a, axis=dim) if is_max else np.argmin(a, axis=dim)
+        # NaN wins, as in PyTorch: argmax/argmin return the first NaN
+        nan_rows = np.isnan(a).any(axis=dim) if a.dtype.kind == "f" else None
+        if nan_rows is not None and nan_rows.any():
+            idx = np.where(nan_rows, np.argmax(np.isnan(a), axis=dim), idx)
+        idx_k = np.expand_dims(idx, dim)
+        vals = np.take_along_axis(a, idx_k, axis=dim)
+        if not keepdim:
+            vals = np.squeeze(vals, axis=dim)
+        ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        ctx.idx_k = idx_k
+        indices = Tensor._make(idx_k.astype(np.int64) if keepdim else idx.astype(np.int64))
+        ctx.mark_non_differentiable(indices)
+        return Tensor._make(np.ascontiguousarray(vals)), indices
+
+    @staticmethod
+    def backward(ctx, g, _gi):
+        if not ctx.keepdim:
+            g = g.unsqueeze(ctx.dim)
+        return _scatter(g, ctx.idx_k, ctx.dim, ctx.shape), None, None, None
+
+
+class Scatter(Function):
+    """Places g (shape with 1 at dim) at positions idx along dim in a zero tensor of `shape`."""
+
+    @staticmethod
+    def forward(ctx, g, idx_k, dim, shape):
+        out = np.zeros(shape, dtype=g._data.dtype)
+        np.put_along_axis(out, idx_k, g._data, axis=dim)
+        ctx.idx_k, ctx.dim = idx_k, dim
+        return Tensor._make(out)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return Tensor._make(np.take_along_axis(gg._data, ctx.idx_k, axis=ctx.dim)) \
+            if not _grad_on() else Gather.apply(gg, ctx.idx_k, ctx.dim), None, None, None
+
+
+class Gather(Function):
+    @staticmethod
+    def forward(ctx, x, idx_k, dim):
+        ctx.idx_k, ctx.dim, ctx.shape = idx_k, dim, x._data.shape
+        return Tensor._make(np.take_along_axis(x._data, idx_k, axis=dim))
+
+    @staticmethod
+    def backward(ctx, g):
+        return Scatter.apply(g, ctx.idx_k, ctx.dim, ctx.shape), None, None
+
+
+def _grad_on() -> bool:
+    from graddesc.autograd.grad_mode import is_grad_enabled
+
+    return is_grad_enabled()
+
+
+def _scatter(g: Tensor, idx_k: np.ndarray, dim: int, shape: tuple) -> Tensor:
+    return Scatter.apply(g, idx_k, dim, shape)
+
+
+class MaxAll(Function):
+    """max/min of all elements; ties share the gradient evenly (PyTorch's rule)."""
+
+    @staticmethod
+    def forward(ctx, x, is_max):
+        a = x._data
+        if a.size == 0:
+            raise RuntimeError(f"{'max' if is_max else 'min'}(): Expected reduction dim to be "
+                               "specified for input.numel() == 0. Specify the reduction dim "
+                               "with the 'dim' argument.")
+        v = np.max(a) if is_max else np.min(a)
+        ctx.save_for_backward(x)
+        ctx.v = v
+        return Tensor._make(np.asarray(v))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        a = x._data
+        mask = (a == ctx.v) if not np.isnan(ctx.v) else np.isnan(a)
+        w = mask / max(int(mask.sum()), 1)
+        return g * Tensor._make(w.astype(a.dtype)), None
+
+
+def max(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+    """max of all elements, or (values, indices) over `dim`; max(x, other) is elementwise."""
+    return _max_min(x, dim, keepdim, True)
+
+
+def min(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+    """min of all elements, or (values, indices) over `dim`; min(x, other) is elementwise."""
+    return _max_min(x, dim, keepdim, False)
+
+
+def _max_min(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Any:
+    op = "max" if is_max else "min"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
+    if isinstance(dim, Tensor):
+        from graddesc.functional import elementwise as ew
+
+        return ew.maximum(x, dim) if is_max else ew.minimum(x, dim)
+    if dim is None:
+        return MaxAll.apply(x, is_max)
+    d = _norm_dim(dim, x.ndim, op)
+    if x.ndim == 0:
+        return values_indices(x.clone(), Tensor._make(np.zeros((), dtype=np.int64)))
+    if x.shape[d] == 0:
+        raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
+    vals, idx = MaxDim.apply(x, d, bool(keepdim), is_max)
+    return values_indices(vals, idx)
+
+
+def amax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    if dim is None:
+        return MaxAll.apply(x, True)
+    return max(x, dim, keepdim).values
+
+
+def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    if dim is None:
+        return MaxAll.apply(x, False)
+    return min(x, dim, keepdim).values
+
+
+def argmax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Index of the largest element (flat if dim is None); never differentiable."""
+    return _arg(x, dim, keepdim, True)
+
+
+def argmin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Index of the smallest element (flat if dim is None); never differentiable."""
+    return _arg(x, dim, keepdim, False)
+
+
+def _arg(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
+    a = x._data
+    op = "argmax" if is_max else "argmin"
+    if a.size == 0:
+        raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() "
+                           "== 0." if dim is None else f"{op}(): cannot reduce an empty dim")
+    f = np.argmax if is_max else np.argmin
+    if dim is None:
+        r = np.asarray(f(a.ravel()) if not _has_nan(a) else np.argmax(np.isnan(a.ravel())))
+        if keepdim:
+            r = r.reshape((1,) * a.ndim)
+        return Tensor._make(r.astype(np.int64))
+    d = _norm_dim(dim, a.ndim, op)
+    if a.ndim == 0:
+        return Tensor._make(np.zeros((), dtype=np.int64))
+    r = f(a, axis=d)
+    if _has_nan(a):
+        nan_rows = np.isnan(a).any(axis=d)
+        r = np.where(nan_rows, np.argmax(np.isnan(a), axis=d), r)
+    if keepdim:
+        r = np.expand_dims(r, d)
+    return Tensor._make(np.asarray(r, dtype=np.int64))
+
+
+def _has_nan(a: np.ndarray) -> bool:
+    return a.dtype.kind == "f" and bool(np.isnan(a).any())
+
+
+def var(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
+        correction: Any = None) -> Tensor:
+    """Variance with Bessel's correction by default (correction=1), as in PyTorch."""
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    dims = _dims(dim, x.ndim, "var")
+    n = x._data.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
+    mu = mean(x, dim, keepdim=True)
+    d = x - mu
+    return sum(d * d, dim, keepdim) / builtins_max(n - correction, 0)
+
+
+def builtins_max(a: int, b: int) -> float:
+    m = a if a > b else b
+    return float(m) if m else float("nan")
+
+
+def std(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
+        correction: Any = None) -> Tensor:
+    from graddesc.functional import elementwise as ew
+
+    return ew.sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+
+
+def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
+    """log(sum(exp(x), dim)), max-shifted so it never overflows."""
+    from graddesc.functional import activation as act
+
+    m = amax(x.detach(), dim, keepdim=True)
+    m = Tensor._make(np.where(np.isfinite(m._data), m._data, 0).astype(m._data.dtype))
+    out = act.log(sum(act.exp(x - m), dim, keepdim=True)) + m
+    return out if keepdim else out.squeeze(dim)

@@ -1,0 +1,430 @@
+"""Shape ops: views (view, reshape, transpose, permute, expand, squeeze, unsqueeze, indexing with
+slices) share memory and the version counter with their input, as in PyTorch; copies (integer
+array indexing, cat, stack, clone, dtype casts) do not. All are differentiable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from graddesc._tensor import Tensor, _norm_dim, _value
+from graddesc.autograd.function import Function
+
+
+def _view_out(x: Tensor, data: np.ndarray) -> Tensor:
+    return x._view_of(data) if np.shares_memory(data, x._data) else Tensor._make(data)
+
+
+def _resolve_shape(shape: Sequence[Any], numel: int, op: str) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    out = []
+    infer = -1
+    for i, s in enumerate(shape):
+        if isinstance(s, Tensor):
+            s = s.item()
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"{op}: shape must be ints, got {type(s).__name__}")
+        if s == -1:
+            if infer >= 0:
+                raise RuntimeError(f"{op}: only one dimension can be inferred")
+            infer = i
+        elif s < 0:
+            raise RuntimeError(f"{op}: invalid shape dimension {s}")
+        out.append(int(s))
+    known = 1
+    for i, s in enumerate(out):
+        if i != infer:
+            known *= s
+    if infer >= 0:
+        if known == 0 or numel % known:
+            raise RuntimeError(f"{op}: shape '{list(shape)}' is invalid for input of size {numel}")
+        out[infer] = numel // known
+    elif known != numel:
+        raise RuntimeError(f"{op}: shape '{list(shape)}' is invalid for input of size {numel}")
+    return tuple(out)
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, x, shape, must_view):
+        ctx.in_shape = x._data.shape
+        a = x._data
+        if must_view:
+            v = a.view()
+            try:
+                v.shape = shape
+            except AttributeError:
+                raise RuntimeError("view size is not compatible with input tensor's size and "
+                                   "stride (at least one dimension spans across two contiguous "
+                                   "subspaces). Use .reshape(...) instead.") from None
+            return x._view_of(v)
+        return _view_out(x, a.reshape(shape))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.in_shape), None, None
+
+
+def reshape(x: Tensor, *shape: Any) -> Tensor:
+    """The same elements in a new shape (a view when possible); one dim may be -1."""
+    s = _resolve_shape(shape, x._data.size, "reshape")
+    return Reshape.apply(x, s, False)
+
+
+def view(x: Tensor, *shape: Any) -> Tensor:
+    """A view with a new shape; raises if the memory layout does not allow one."""
+    if len(shape) == 1 and not isinstance(shape[0], (tuple, list, int, np.integer, Tensor)):
+        raise TypeError(f"view: reinterpreting memory as {shape[0]!r} is not supported; use "
+                        ".to(dtype) to convert")
+    s = _resolve_shape(shape, x._data.size, "view")
+    return Reshape.apply(x, s, True)
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merges dims start_dim..end_dim into one."""
+    if x.ndim == 0:
+        return reshape(x, 1)
+    s = _norm_dim(start_dim, x.ndim, "flatten")
+    e = _norm_dim(end_dim, x.ndim, "flatten")
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    shp = x.shape
+    n = 1
+    for d in shp[s:e + 1]:
+        n *= d
+    return reshape(x, tuple(shp[:s]) + (n,) + tuple(shp[e + 1:]))
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, x, perm):
+        ctx.inv = tuple(np.argsort(perm))
+        return x._view_of(np.transpose(x._data, perm))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.permute(*ctx.inv), None
+
+
+def permute(x: Tensor, *dims: Any) -> Tensor:
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    if len(dims) != x.ndim:
+        raise RuntimeError(f"permute: number of dims don't match in permute: got {len(dims)} "
+                           f"dims for a {x.ndim}-d tensor")
+    perm = tuple(_norm_dim(d, x.ndim, "permute") for d in dims)
+    if len(set(perm)) != len(perm):
+        raise RuntimeError(f"permute: repeated dim in {tuple(dims)}")
+    return Permute.apply(x, perm)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    """Swaps two dims (a view)."""
+    if x.ndim == 0:
+        return Permute.apply(x, ())
+    a = _norm_dim(dim0, x.ndim, "transpose")
+    b = _norm_dim(dim1, x.ndim, "transpose")
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    return Permute.apply(x, tuple(perm))
+
+
+def t(x: Tensor) -> Tensor:
+    """Transpose of a tensor with at most 2 dims."""
+    if x.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {x.ndim}D")
+    return transpose(x, 0, 1) if x.ndim == 2 else Permute.apply(x, tuple(range(x.ndim)))
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.in_shape = x._data.shape
+        try:
+            out = np.broadcast_to(x._data, shape)
+        except ValueError:
+            raise RuntimeError(f"expand: the expanded size {list(shape)} is not compatible with "
+                               f"the tensor's shape {list(x._data.shape)}") from None
+        return x._view_of(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None  # the engine sums g back to the input's shape
+
+
+def expand(x: Tensor, *sizes: Any) -> Tensor:
+    """Broadcasts to a larger shape without copying; -1 keeps a dim."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    if len(sizes) < x.ndim:
+        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater "
+                           f"or equal to the number of dimensions in the tensor ({x.ndim})")
+    lead = len(sizes) - x.ndim
+    shape = tuple(int(x.shape[i - lead]) if (s == -1 and i >= lead) else int(s)
+                  for i, s in enumerate(sizes))
+    return Expand.apply(x, shape)
+
+
+def expand_as(x: Tensor, other: Tensor) -> Tensor:
+    return expand(x, *other.shape)
+
+
+def squeeze(x: Tensor, dim: Any = None) -> Tensor:
+    """Removes size-1 dims (all, or the given ones when they have size 1)."""
+    if dim is None:
+        shape = tuple(s for s in x.shape if s != 1)
+    else:
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        ds = {_norm_dim(d, x.ndim, "squeeze") for d in dims} if x.ndim else set()
+        shape = tuple(s for i, s in enumerate(x.shape) if not (i in ds and s == 1))
+    return Reshape.apply(x, shape, False)
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """Inserts a size-1 dim at `dim` (-ndim-1 <= dim <= ndim)."""
+    nd = x.ndim + 1
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not -nd <= dim < nd:
+        raise IndexError(f"unsqueeze: Dimension out of range (expected to be in range of "
+                         f"[{-nd}, {nd - 1}], but got {dim})")
+    d = int(dim) % nd
+    shape = tuple(x.shape[:d]) + (1,) + tuple(x.shape[d:])
+    return Reshape.apply(x, shape, False)
+
+
+# ---- indexing ---------------------------------------------------------------------------
+def np_index(index: Any) -> Any:
+    """Translates an index that may hold Tensors into a NumPy index."""
+    if isinstance(index, tuple):
+        return tuple(_np_index_item(i) for i in index)
+    return _np_index_item(index)
+
+
+def _np_index_item(i: Any) -> Any:
+    if isinstance(i, Tensor):
+        a = i._data
+        if a.dtype.kind == "f":
+            raise IndexError("tensors used as indices must be long, int or bool tensors")
+        return a
+    if isinstance(i, list):
+        a = np.asarray([_value(v) for v in i])
+        if a.dtype.kind == "f":
+            raise IndexError("tensors used as indices must be long, int or bool tensors")
+        return a
+    if isinstance(i, (np.ndarray,)) and i.dtype.kind == "f":
+        raise IndexError("arrays used as indices must be of integer or boolean type")
+    return i
+
+
+def _is_basic(idx: Any) -> bool:
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis
+               for i in items) and not any(isinstance(i, bool) for i in items)
+
+
+class Index(Function):
+    @staticmethod
+    def forward(ctx, x, idx):
+        ctx.idx, ctx.shape = idx, x._data.shape
+        basic = _is_basic(idx)
+        if basic:  # a trailing Ellipsis keeps even a full integer index a 0-d view
+            items = idx if isinstance(idx, tuple) else (idx,)
+            if not any(i is Ellipsis for i in items):
+                items = items + (Ellipsis,)
+            idx = items
+        try:
+            out = x._data[idx]
+        except IndexError as e:
+            raise IndexError(f"index is out of bounds for a tensor of shape "
+                             f"{tuple(x.shape)}: {e}") from None
+        ctx.idx = idx
+        if basic:
+            return x._view_of(out)
+        return Tensor._make(np.asarray(out))
+
+    @staticmethod
+    def backward(ctx, g):
+        return IndexBackward.apply(g, ctx.idx, ctx.shape), None
+
+
+class IndexBackward(Function):
+    """Scatter-adds g into zeros of the input shape (repeated indices accumulate)."""
+
+    @staticmethod
+    def forward(ctx, g, idx, shape):
+        out = np.zeros(shape, dtype=g._data.dtype)
+        if _is_basic(idx):
+            out[idx] = g._data
+        else:
+            np.add.at(out, idx, g._data)
+        ctx.idx = idx
+        return Tensor._make(out)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return Index.apply(gg, ctx.idx), None, None
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    return Index.apply(x, np_index(index))
+
+
+class IndexPut(Function):
+    """out = x with out[idx] = value (value broadcast); the out-of-place form of __setitem__."""
+
+    @staticmethod
+    def forward(ctx, x, idx, value):
+        out = x._data.copy()
+        try:
+            out[idx] = _value(value)
+        except (IndexError, ValueError) as e:
+            raise IndexError(f"__setitem__: {e}") from None
+        ctx.idx, ctx.vshape = idx, (value._data.shape if isinstance(value, Tensor) else None)
+        return Tensor._make(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            gx = IndexPut.apply(g, ctx.idx, 0.0)
+        if ctx.needs_input_grad[2]:
+            gv = Index.apply(g, ctx.idx)
+        return gx, None, gv
+
+
+def index_put(x: Tensor, index: Any, value: Any) -> Tensor:
+    return IndexPut.apply(x, np_index(index), value)
+
+
+# ---- joining ----------------------------------------------------------------------------
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, dim, *ts):
+        ctx.dim = dim
+        ctx.sizes = [t._data.shape[dim] for t in ts]
+        return Tensor._make(np.concatenate([t._data for t in ts], axis=dim))
+
+    @staticmethod
+    def backward(ctx, g):
+        out = [None]
+        start = 0
+        for n, need in zip(ctx.sizes, ctx.needs_input_grad[1:]):
+            if need:
+                sl = [slice(None)] * g.ndim
+                sl[ctx.dim] = slice(start, start + n)
+                out.append(g[tuple(sl)])
+            else:
+                out.append(None)
+            start += n
+        return tuple(out)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Joins tensors along an existing dim."""
+    ts = list(tensors)
+    if not ts:
+        raise RuntimeError("cat(): expected a non-empty list of Tensors")
+    for i, t in enumerate(ts):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"cat(): expected a sequence of Tensors, element {i} is "
+                            f"{type(t).__name__}")
+    # PyTorch skips 1-d empty tensors in cat
+    nonempty = [t for t in ts if not (t.ndim == 1 and t.numel() == 0)] or ts[:1]
+    d = _norm_dim(dim, nonempty[0].ndim, "cat")
+    ref = nonempty[0].shape
+    for i, t in enumerate(nonempty):
+        if t.ndim != len(ref) or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref))
+                                     if k != d):
+            raise RuntimeError(f"cat(): Sizes of tensors must match except in dimension {d}. "
+                               f"Expected {tuple(ref)} but got {tuple(t.shape)} for tensor "
+                               f"number {i} in the list.")
+    return Cat.apply(d, *nonempty)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Joins same-shape tensors along a new dim."""
+    ts = list(tensors)
+    if not ts:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    for i, t in enumerate(ts):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"stack(): expected a sequence of Tensors, element {i} is "
+                            f"{type(t).__name__}")
+        if t.shape != ts[0].shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                               f"{tuple(ts[0].shape)} at entry 0 and {tuple(t.shape)} at entry {i}")
+    nd = ts[0].ndim + 1
+    if not -nd <= dim < nd:
+        raise IndexError(f"stack: Dimension out of range (expected to be in range of [{-nd}, "
+                         f"{nd - 1}], but got {dim})")
+    return cat([unsqueeze(t, dim) for t in ts], dim)
+
+
+# ---- copies -----------------------------------------------------------------------------
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return Tensor._make(np.array(x._data, copy=True, order="C"))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def clone(x: Tensor) -> Tensor:
+    return Clone.apply(x)
+
+
+def cast(x: Tensor, d: Any) -> Tensor:
+    from graddesc.functional import elementwise as ew
+
+    if d.np.kind != "f" and x.requires_grad:
+        with _no_grad():
+            return ew.cast(x, d.np)
+    return ew.cast(x, d.np)
+
+
+def _no_grad() -> Any:
+    from graddesc.autograd.grad_mode import no_grad
+
+    return no_grad()
+
+
+def contiguous(x: Tensor) -> Tensor:
+    return x if x._data.flags.c_contiguous else clone(x)
+
+
+def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple:
+    """Splits into chunks of a given size, or of the listed sizes, along dim (views)."""
+    d = _norm_dim(dim, x.ndim, "split")
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise RuntimeError("split: split_size must be positive")
+        sizes = [split_size_or_sections] * (n // split_size_or_sections)
+        if n % split_size_or_sections:
+            sizes.append(n % split_size_or_sections)
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
+                               f"(input tensor's size at dimension {d}), but got {sizes}")
+    out = []
+    start = 0
+    for s in sizes:
+        sl = [slice(None)] * x.ndim
+        sl[d] = slice(start, start + s)
+        out.append(getitem(x, tuple(sl)))
+        start += s
+    return tuple(out)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
+    d = _norm_dim(dim, x.ndim, "chunk")
+    n = x.shape[d]
+    size = -(-n // chunks) if chunks > 0 else 0
+    if chunks <= 0:
+        raise RuntimeError("chunk expects `chunks` to be greater than 0")
+    return split(x, max(size, 1), d) if n else (x,)
