@@ -1,0 +1,14 @@
+"""Neural-network building blocks: Module, Parameter, layers, losses, init, functional."""
+
+from graddesc.nn import functional, init, utils
+from graddesc.nn.module import Module
+from graddesc.nn.modules import (GELU, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Flatten,
+                                 HingeEmbeddingLoss, Identity, L1Loss, LeakyReLU, Linear,
+                                 LogSoftmax, ModuleList, MSELoss, NearestNeighbor, NLLLoss, ReLU,
+                                 Sequential, Sigmoid, Softmax, Softplus, Tanh)
+from graddesc.nn.parameter import Parameter
+
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU",
+           "HingeEmbeddingLoss", "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax",
+           "MSELoss", "Module", "ModuleList", "NLLLoss", "NearestNeighbor", "Parameter", "ReLU",
+           "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh", "functional", "init", "utils"]

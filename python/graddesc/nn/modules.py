@@ -1,0 +1,330 @@
+"""Layers: Linear, containers, pointwise nonlinearities, NearestNeighbor, losses."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Iterable, Iterator, Optional
+
+from graddesc import _creation, _dtype
+from graddesc._tensor import Tensor
+from graddesc.functional import activation as act
+from graddesc.functional import linear as lin
+from graddesc.functional import loss as lss
+from graddesc.functional import reduce as red
+from graddesc.functional import shape as shp
+from graddesc.nn import init
+from graddesc.nn.module import Module
+from graddesc.nn.parameter import Parameter
+
+
+def _positive_int(v: Any, name: str, cls: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{cls}: {name} must be a non-negative int, got {v!r}")
+    return v
+
+
+class Linear(Module):
+    """y = x W^T + b, W of shape (out_features, in_features); PyTorch's default init."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features", "Linear")
+        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.float32
+        self.weight = Parameter(_creation.empty(out_features, in_features, dtype=d))
+        if bias:
+            self.bias = Parameter(_creation.empty(out_features, dtype=d))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lin.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class Identity(Module):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Flatten(Module):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return shp.flatten(x, self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class ReLU(Module):
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu_() if self.inplace else act.relu(x)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return act.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return act.tanh(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return act.sigmoid(x)
+
+
+class Softplus(Module):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return act.softplus(x, self.beta, self.threshold)
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return act.gelu(x, self.approximate)
+
+
+class Softmax(Module):
+    def __init__(self, dim: Optional[int] = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lss.softmax(x, self.dim)
+
+
+class LogSoftmax(Module):
+    def __init__(self, dim: Optional[int] = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lss.log_softmax(x, self.dim)
+
+
+class Sequential(Module):
+    """Modules applied in order: Sequential(m1, m2, ...) or Sequential(OrderedDict(...))."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__()
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for name, m in args[0].items():
+                self.add_module(name, m)
+        else:
+            for i, m in enumerate(args):
+                self.add_module(str(i), m)
+
+    def forward(self, x: Any) -> Any:
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, idx: Any) -> Any:
+        mods = list(self._modules.items())
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(mods[idx]))
+        n = len(mods)
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} is out of range for Sequential of length {n}")
+        return mods[idx][1]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> "Sequential":
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered."""
+
+    def __init__(self, modules: Optional[Iterable[Module]] = None) -> None:
+        super().__init__()
+        if modules is not None:
+            for m in modules:
+                self.append(m)
+
+    def append(self, module: Module) -> "ModuleList":
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> "ModuleList":
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __getitem__(self, idx: Any) -> Any:
+        mods = list(self._modules.values())
+        if isinstance(idx, slice):
+            return ModuleList(mods[idx])
+        return mods[idx]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        key = list(self._modules.keys())[idx]
+        self.add_module(key, module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+
+class NearestNeighbor(Module):
+    """The lecture's nearest-neighbour model: prototypes w_k (rows of `weight`, (K, dim)).
+
+    forward(x) returns argmin_k ||x - w_k||^2 (int64 indices, not differentiable);
+    distances(x) returns the differentiable (B, K) squared distances, so that
+    distances(x).min(dim=1).values.mean() trains the prototypes by gradient descent.
+    """
+
+    def __init__(self, num_prototypes: int, dim: int, dtype: Any = None) -> None:
+        super().__init__()
+        if isinstance(num_prototypes, bool) or not isinstance(num_prototypes, int) or \
+                num_prototypes < 1:
+            raise ValueError(f"NearestNeighbor: num_prototypes must be a positive int, got "
+                             f"{num_prototypes!r}")
+        self.num_prototypes = num_prototypes
+        self.dim = _positive_int(dim, "dim", "NearestNeighbor")
+        d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.float32
+        self.weight = Parameter(_creation.randn(num_prototypes, dim, dtype=d))
+
+    def distances(self, x: Tensor) -> Tensor:
+        """Squared distances (B, K) from each row of x (B, dim) (or x (dim,) -> (K,))."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"NearestNeighbor: x must be a Tensor, got {type(x).__name__}")
+        if x.ndim not in (1, 2) or x.shape[-1] != self.dim:
+            raise ValueError(f"NearestNeighbor: x must have shape (B, {self.dim}) or "
+                             f"({self.dim},), got {tuple(x.shape)}")
+        diff = x.unsqueeze(-2) - self.weight  # (B, K, dim)
+        return red.sum(diff * diff, -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        from graddesc.autograd.grad_mode import no_grad
+
+        with no_grad():
+            return red.argmin(self.distances(x), dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"num_prototypes={self.num_prototypes}, dim={self.dim}"
+
+
+# ---- losses -------------------------------------------------------------------------------
+class _Loss(Module):
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or 'none', "
+                             f"got {reduction!r}")
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""
+
+
+class MSELoss(_Loss):
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return lss.mse_loss(input, target, self.reduction)
+
+
+class L1Loss(_Loss):
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return lss.l1_loss(input, target, self.reduction)
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy from logits and class indices (or class probabilities)."""
+
+    def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100,
+                 reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+        super().__init__(reduction)
+        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, \
+            label_smoothing
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return lss.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
+                                 self.label_smoothing)
+
+
+class NLLLoss(_Loss):
+    def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100,
+                 reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.weight, self.ignore_index = weight, ignore_index
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return lss.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+class BCELoss(_Loss):
+    def __init__(self, weight: Optional[Tensor] = None, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.weight = weight
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return lss.binary_cross_entropy(input, target, self.weight, self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    def __init__(self, weight: Optional[Tensor] = None, reduction: str = "mean",
+                 pos_weight: Optional[Tensor] = None) -> None:
+        super().__init__(reduction)
+        self.weight, self.pos_weight = weight, pos_weight
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return lss.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction,
+                                                    self.pos_weight)
+
+
+class HingeEmbeddingLoss(_Loss):
+    def __init__(self, margin: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.margin = margin
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return lss.hinge_embedding_loss(input, target, self.margin, self.reduction)

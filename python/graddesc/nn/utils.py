@@ -1,0 +1,47 @@
+"""nn.utils: gradient clipping."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from graddesc._tensor import Tensor
+
+
+def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False, foreach: Any = None) -> Tensor:
+    """Scales all gradients together so their joint norm is at most max_norm; returns the
+    norm before clipping."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    grads = [p.grad for p in params if p.grad is not None]
+    if max_norm < 0 if isinstance(max_norm, (int, float)) else False:
+        raise ValueError(f"clip_grad_norm_: max_norm must be non-negative, got {max_norm}")
+    if not grads:
+        return Tensor._make(np.zeros((), dtype=np.float32))
+    norm_type = float(norm_type)
+    if norm_type == float("inf"):
+        total = max(float(np.max(np.abs(g._data))) if g._data.size else 0.0 for g in grads)
+    else:
+        total = float(sum(float(np.sum(np.abs(g._data.astype(np.float64)) ** norm_type))
+                          for g in grads) ** (1.0 / norm_type))
+    if error_if_nonfinite and not np.isfinite(total):
+        raise RuntimeError(f"The total norm of order {norm_type} for gradients from "
+                           "`parameters` is non-finite, so it cannot be clipped. To disable "
+                           "this error and scale the gradients by the non-finite norm anyway, "
+                           "set `error_if_nonfinite=False`")
+    coef = max_norm / (total + 1e-6)
+    if coef < 1:
+        for g in grads:
+            g._data *= g._data.dtype.type(coef)
+            g._vc[0] += 1
+    return Tensor._make(np.asarray(total, dtype=grads[0]._data.dtype))
+
+
+def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
+    from graddesc.functional.shape import cat
+
+    return cat([p.reshape(-1) for p in parameters])
+
+
+__all__ = ["clip_grad_norm_", "parameters_to_vector"]
