@@ -23,15 +23,16 @@ T row_max(const T* x, int64_t C) {
     return m;
 }
 
-// log sum_c exp(x_c), max-subtracted so it never overflows. A row of -inf gives -inf,
-// a row containing +inf gives +inf, NaN gives NaN.
+// log sum_c exp(x_c - m) for m = row_max(x): the logsumexp is m + this, max-subtracted so it
+// never overflows. Callers subtract m from x before adding this term, so that log-probabilities
+// and losses much smaller than |m| (logits ~1e4 in float32) are not rounded to a multiple of
+// ulp(m). A non-finite m (a row of -inf, +inf or NaN) gives 0, so m alone decides the result.
 template <class T>
-T row_logsumexp(const T* x, int64_t C) {
-    const T m = row_max(x, C);
-    if (!std::isfinite(m)) return m;
+T row_log_sum_exp_shifted(const T* x, int64_t C, T m) {
+    if (!std::isfinite(m)) return T(0);
     T s = 0;
     for (int64_t c = 0; c < C; ++c) s += std::exp(x[c] - m);
-    return m + std::log(s);
+    return std::log(s);
 }
 
 constexpr int64_t kRows = 8;  // rows per parallel chunk
@@ -71,13 +72,15 @@ void softmax_backward(T* dx, const T* dy, const T* y, int64_t B, int64_t C) {
     });
 }
 
-// x (B, C) -> y = x - lse(x) row-wise
+// x (B, C) -> y = (x - max) - log sum exp(x - max) row-wise
 template <class T>
 void log_softmax_forward(T* y, const T* x, int64_t B, int64_t C) {
     parallel_chunks(B, kRows, 8 * B * C, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-            const T lse = row_logsumexp(x + r * C, C);
-            for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] - lse;
+            const T* xr = x + r * C;
+            const T m = row_max(xr, C);
+            const T ls = row_log_sum_exp_shifted(xr, C, m);
+            for (int64_t c = 0; c < C; ++c) y[r * C + c] = (xr[c] - m) - ls;
         }
     });
 }
@@ -103,8 +106,10 @@ void cross_entropy_forward(T* loss, T* lse, const T* logits, const int64_t* targ
     parallel_chunks(B, kRows, 8 * B * C, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const T* xr = logits + r * C;
-            lse[r] = row_logsumexp(xr, C);
-            loss[r] = target[r] == ignore_index ? T(0) : lse[r] - xr[target[r]];
+            const T m = row_max(xr, C);
+            const T ls = row_log_sum_exp_shifted(xr, C, m);
+            lse[r] = m + ls;
+            loss[r] = target[r] == ignore_index ? T(0) : (m - xr[target[r]]) + ls;
         }
     });
 }

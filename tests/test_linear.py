@@ -1,0 +1,680 @@
+"""Tests gemm and the linear layer kernels through `graddesc._core`.
+
+Oracles are NumPy float64 products; tolerances come from the standard error bound of a dot product,
+|fl(a . b) - a . b| <= K eps |a| . |b|, so they hold for any summation order the kernels choose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from graddesc import _core
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+SUPPORTED_ISAS = [name for name in _core.ISAS if _core.cpu_supports(name)]
+
+# (M, N, K): odd sizes, empty dimensions, K = 1 outer products, M <= 4 (the dot-product path)
+# and sizes that cross the parallel threshold.
+GEMM_SHAPES = [
+    (1, 1, 1),
+    (3, 17, 5),
+    (17, 3, 65),
+    (65, 130, 17),
+    (130, 65, 3),
+    (1, 130, 65),
+    (4, 17, 65),
+    (5, 33, 9),
+    (17, 65, 1),
+    (0, 3, 4),
+    (3, 0, 4),
+    (3, 4, 0),
+]
+TRANS = [(False, False), (True, False), (False, True), (True, True)]
+TRANS_IDS = ["nn", "tn", "nt", "tt"]
+
+
+def _operands(rng, M, N, K, ta, tb, dtype):
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    return a, b
+
+
+def _op(m, trans):
+    return m.T if trans else m
+
+
+def _assert_product_close(got, ref, bound, K, dtype):
+    """|got - ref| <= tol * bound elementwise, bound = |alpha| |op(a)| |op(b)| (+ |beta| |c|)."""
+    got64 = np.asarray(got, dtype=np.float64)
+    assert got64.shape == ref.shape
+    tol = 2.0 * (K + 4) * np.finfo(dtype).eps
+    err = np.abs(got64 - ref)
+    limit = tol * bound + np.finfo(dtype).tiny
+    worst = float(np.max(err - limit)) if err.size else 0.0
+    assert np.all(err <= limit), f"max error exceeds the bound by {worst:g} (tol {tol:g})"
+
+
+# ---------------------------------------------------------------------------------------- gemm
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize("M,N,K", GEMM_SHAPES)
+def test_kernel_gemm_matches_numpy(isa, float_dtype, rng, M, N, K, ta, tb):
+    a, b = _operands(rng, M, N, K, ta, tb, float_dtype)
+    got = _core.gemm(a, b, trans_a=ta, trans_b=tb)
+    assert got.dtype == float_dtype and got.shape == (M, N)
+    assert got.flags.c_contiguous
+    a64, b64 = _op(a.astype(np.float64), ta), _op(b.astype(np.float64), tb)
+    _assert_product_close(got, a64 @ b64, np.abs(a64) @ np.abs(b64), K, float_dtype)
+
+
+@pytest.mark.parametrize(
+    "alpha,beta", [(2.5, 0.0), (1.0, 1.0), (-0.5, 0.75), (0.0, 2.0), (1.0, -1.0)]
+)
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize("M,N,K", [(3, 17, 5), (17, 65, 1), (4, 130, 33), (33, 9, 65), (2, 3, 0)])
+def test_kernel_gemm_alpha_beta_out(isa, float_dtype, rng, M, N, K, ta, tb, alpha, beta):
+    a, b = _operands(rng, M, N, K, ta, tb, float_dtype)
+    c = rng.standard_normal((M, N)).astype(float_dtype)
+    c_before = c.astype(np.float64)
+    got = _core.gemm(a, b, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta, out=c)
+    assert got is c  # written in place and handed back
+    a64, b64 = _op(a.astype(np.float64), ta), _op(b.astype(np.float64), tb)
+    ref = alpha * (a64 @ b64) + beta * c_before
+    bound = abs(alpha) * (np.abs(a64) @ np.abs(b64)) + abs(beta) * np.abs(c_before)
+    _assert_product_close(c, ref, bound, K, float_dtype)
+
+
+@pytest.mark.parametrize("M,N,K", [(3, 17, 5), (33, 9, 65)])
+def test_kernel_gemm_alpha_without_out(isa, float_dtype, rng, M, N, K):
+    a, b = _operands(rng, M, N, K, False, False, float_dtype)
+    got = _core.gemm(a, b, alpha=-3.0)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    _assert_product_close(
+        got, -3.0 * (a64 @ b64), 3.0 * (np.abs(a64) @ np.abs(b64)), K, float_dtype
+    )
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize("M,N,K", [(3, 17, 5), (33, 9, 65)])
+def test_kernel_gemm_beta_zero_ignores_out_contents(isa, float_dtype, rng, M, N, K, ta, tb):
+    # beta = 0 means "overwrite": stale NaN/Inf in the output buffer must not leak through.
+    a, b = _operands(rng, M, N, K, ta, tb, float_dtype)
+    c = np.full((M, N), np.nan, dtype=float_dtype)
+    c[0, 0] = np.inf
+    _core.gemm(a, b, trans_a=ta, trans_b=tb, beta=0.0, out=c)
+    a64, b64 = _op(a.astype(np.float64), ta), _op(b.astype(np.float64), tb)
+    _assert_product_close(c, a64 @ b64, np.abs(a64) @ np.abs(b64), K, float_dtype)
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+def test_kernel_gemm_large_crosses_parallel_threshold(isa, float_dtype, rng, threads, ta, tb):
+    threads(2)
+    M, N, K = 300, 200, 150
+    a, b = _operands(rng, M, N, K, ta, tb, float_dtype)
+    got = _core.gemm(a, b, trans_a=ta, trans_b=tb)
+    a64, b64 = _op(a.astype(np.float64), ta), _op(b.astype(np.float64), tb)
+    ref = a64 @ b64
+    _assert_product_close(got, ref, np.abs(a64) @ np.abs(b64), K, float_dtype)
+    if float_dtype == np.float64:
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+
+
+def test_kernel_gemm_float32_close_to_float64(isa, rng):
+    a = rng.standard_normal((65, 130))
+    b = rng.standard_normal((130, 17))
+    a, b = a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64)
+    g32 = _core.gemm(a.astype(np.float32), b.astype(np.float32))
+    g64 = _core.gemm(a, b)
+    np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-4 * np.abs(g64).max())
+
+
+@pytest.mark.parametrize("ta,tb", TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize("M,N,K", [(512, 512, 512), (4, 4096, 256)], ids=["square", "dots"])
+def test_kernel_gemm_bitwise_equal_across_threads(isa, float_dtype, rng, threads, M, N, K, ta, tb):
+    a, b = _operands(rng, M, N, K, ta, tb, float_dtype)
+    c0 = rng.standard_normal((M, N)).astype(float_dtype)
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        c = c0.copy()
+        _core.gemm(a, b, trans_a=ta, trans_b=tb, alpha=0.5, beta=0.25, out=c)
+        results.append((_core.gemm(a, b, trans_a=ta, trans_b=tb), c))
+    for plain, scaled in results[1:]:
+        assert np.array_equal(plain, results[0][0])
+        assert np.array_equal(scaled, results[0][1])
+
+
+def test_kernel_gemm_nan_and_inf_propagate(isa, float_dtype):
+    a = np.ones((3, 4), dtype=float_dtype)
+    b = np.ones((4, 5), dtype=float_dtype)
+    a[1, 2] = np.nan
+    b[0, 3] = np.inf
+    got = _core.gemm(a, b)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(got[finite], ref[finite])
+
+
+def test_kernel_gemm_read_only_inputs(isa, float_dtype, rng):
+    a, b = _operands(rng, 17, 9, 33, False, True, float_dtype)
+    a.setflags(write=False)
+    b.setflags(write=False)
+    got = _core.gemm(a, b, trans_b=True)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64).T
+    _assert_product_close(got, a64 @ b64, np.abs(a64) @ np.abs(b64), 33, float_dtype)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(
+    M=st.integers(0, 40),
+    N=st.integers(0, 40),
+    K=st.integers(0, 40),
+    ta=st.booleans(),
+    tb=st.booleans(),
+    alpha=st.sampled_from([1.0, -2.0, 0.5]),
+    beta=st.sampled_from([0.0, 1.0, -0.25]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_kernel_gemm_random_shapes(M, N, K, ta, tb, alpha, beta, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a, b = _operands(rng, M, N, K, ta, tb, dtype)
+    c0 = rng.standard_normal((M, N)).astype(dtype)
+    a64, b64 = _op(a.astype(np.float64), ta), _op(b.astype(np.float64), tb)
+    ref = alpha * (a64 @ b64) + beta * c0.astype(np.float64)
+    bound = abs(alpha) * (np.abs(a64) @ np.abs(b64)) + abs(beta) * np.abs(c0.astype(np.float64))
+    previous = _core.isa()
+    try:
+        for name in SUPPORTED_ISAS:
+            _core.set_isa(name)
+            c = c0.copy()
+            _core.gemm(a, b, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta, out=c)
+            _assert_product_close(c, ref, bound, K, dtype)
+    finally:
+        _core.set_isa(previous)
+
+
+def _f32(*shape):
+    return np.zeros(shape, dtype=np.float32)
+
+
+def _misaligned_f32(*shape):
+    n = int(np.prod(shape))
+    return np.frombuffer(bytearray(4 * n + 1), dtype=np.float32, offset=1).reshape(shape)
+
+
+GEMM_ERRORS = [
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3).astype(np.float16), _f32(3, 2)),
+        TypeError,
+        r"gemm: argument 'a'.*float16",
+        id="float16",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3).astype(np.int32), _f32(3, 2)),
+        TypeError,
+        r"gemm: argument 'a'.*int32",
+        id="int32",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(3, 2).astype(">f4")),
+        TypeError,
+        r"gemm: argument 'b'",
+        id="big-endian",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(3, 2).astype(np.float64)),
+        TypeError,
+        r"gemm: argument 'b'.*float64",
+        id="mixed",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(3, 2), out=_f32(2, 2).astype(np.float64)),
+        TypeError,
+        r"gemm: argument 'out'",
+        id="out-dtype",
+    ),
+    pytest.param(
+        lambda: _core.gemm([[1.0, 2.0]], _f32(2, 1)),
+        TypeError,
+        r"gemm: argument 'a' must be a numpy.ndarray",
+        id="list",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(3), _f32(3, 2)),
+        ValueError,
+        r"gemm: argument 'a' must be 2-d",
+        id="a-1d",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(3, 2, 1)),
+        ValueError,
+        r"gemm: argument 'b' must be 2-d",
+        id="b-3d",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(4, 2)),
+        ValueError,
+        r"gemm: inner dimensions differ",
+        id="inner",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(4, 3), trans_b=False),
+        ValueError,
+        r"gemm: inner dimensions differ",
+        id="inner-trans",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(3, 2), out=_f32(2, 3)),
+        ValueError,
+        r"gemm: argument 'out' expected shape \(2, 2\), got \(2, 3\)",
+        id="out-shape",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(3, 2), beta=1.0),
+        ValueError,
+        r"gemm: beta != 0 needs .*'out'",
+        id="beta-no-out",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(4, 4).T, _f32(4, 2)),
+        ValueError,
+        r"gemm: argument 'a' must be C-contiguous",
+        id="transposed-view",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(3, 8)[:, ::2]),
+        ValueError,
+        r"gemm: argument 'b' must be C-contiguous",
+        id="strided",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_f32(2, 3), _f32(3, 2), out=_f32(2, 4)[:, ::2]),
+        ValueError,
+        r"gemm: argument 'out' must be C-contiguous",
+        id="out-strided",
+    ),
+    pytest.param(
+        lambda: _core.gemm(_misaligned_f32(2, 3), _f32(3, 2)),
+        ValueError,
+        r"gemm: argument 'a' is not aligned",
+        id="misaligned",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", GEMM_ERRORS)
+def test_kernel_gemm_validation(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_kernel_gemm_out_read_only_or_overlapping():
+    a = np.ones((3, 3), dtype=np.float64)
+    b = np.ones((3, 3), dtype=np.float64)
+    out = np.zeros((3, 3))
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match=r"gemm: argument 'out' is read-only"):
+        _core.gemm(a, b, out=out)
+    with pytest.raises(ValueError, match=r"gemm: argument 'out' overlaps argument 'a'"):
+        _core.gemm(a, b, out=a)
+    with pytest.raises(ValueError, match=r"gemm: argument 'out' overlaps argument 'b'"):
+        _core.gemm(a, b, out=b)
+    buf = np.ones(18)
+    with pytest.raises(ValueError, match=r"gemm: argument 'out' overlaps argument 'a'"):
+        _core.gemm(buf[:9].reshape(3, 3), b, out=buf[6:15].reshape(3, 3))
+    np.testing.assert_array_equal(a, 1.0)
+    np.testing.assert_array_equal(b, 1.0)
+
+
+# -------------------------------------------------------------------------------------- linear
+
+
+def _linear_oracle(x, w, b):
+    y = x.astype(np.float64) @ w.astype(np.float64).T
+    if b is not None:
+        y = y + b.astype(np.float64)
+    bound = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+    if b is not None:
+        bound = bound + np.abs(b.astype(np.float64))
+    return y, bound
+
+
+LINEAR_SHAPES = [(0, 3, 5), (1, 1, 1), (1, 17, 3), (3, 5, 4), (17, 65, 3), (130, 17, 65), (4, 0, 3)]
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("B,IN,OUT", LINEAR_SHAPES)
+def test_kernel_linear_forward_matches_numpy(isa, float_dtype, rng, B, IN, OUT, with_bias):
+    x = rng.standard_normal((B, IN)).astype(float_dtype)
+    w = rng.standard_normal((OUT, IN)).astype(float_dtype)
+    b = rng.standard_normal(OUT).astype(float_dtype) if with_bias else None
+    got = _core.linear_forward(x, w, b)
+    assert got.dtype == float_dtype and got.shape == (B, OUT)
+    ref, bound = _linear_oracle(x, w, b)
+    _assert_product_close(got, ref, bound, IN + 1, float_dtype)
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("IN,OUT", [(1, 1), (17, 3), (65, 130)])
+def test_kernel_linear_forward_vector_input(isa, float_dtype, rng, IN, OUT, with_bias):
+    x = rng.standard_normal(IN).astype(float_dtype)
+    w = rng.standard_normal((OUT, IN)).astype(float_dtype)
+    b = rng.standard_normal(OUT).astype(float_dtype) if with_bias else None
+    got = _core.linear_forward(x, w, bias=b)
+    assert got.shape == (OUT,)
+    ref, bound = _linear_oracle(x[None, :], w, b)
+    _assert_product_close(got, ref[0], bound[0], IN + 1, float_dtype)
+
+
+def test_kernel_linear_forward_large_and_float32_close_to_float64(isa, rng, threads):
+    threads(2)
+    x = rng.standard_normal((300, 200)).astype(np.float32)
+    w = rng.standard_normal((150, 200)).astype(np.float32)
+    b = rng.standard_normal(150).astype(np.float32)
+    y32 = _core.linear_forward(x, w, b)
+    y64 = _core.linear_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
+    ref, _ = _linear_oracle(x, w, b)
+    np.testing.assert_allclose(y64, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("B,IN,OUT", LINEAR_SHAPES)
+def test_kernel_linear_backward_matches_analytic(isa, float_dtype, rng, B, IN, OUT):
+    x = rng.standard_normal((B, IN)).astype(float_dtype)
+    w = rng.standard_normal((OUT, IN)).astype(float_dtype)
+    dy = rng.standard_normal((B, OUT)).astype(float_dtype)
+    dx, dw, db = _core.linear_backward(dy, x, w)
+    assert dx.shape == (B, IN) and dw.shape == (OUT, IN) and db.shape == (OUT,)
+    assert dx.dtype == dw.dtype == db.dtype == float_dtype
+    x64, w64, dy64 = (v.astype(np.float64) for v in (x, w, dy))
+    _assert_product_close(dx, dy64 @ w64, np.abs(dy64) @ np.abs(w64), OUT, float_dtype)
+    _assert_product_close(dw, dy64.T @ x64, np.abs(dy64).T @ np.abs(x64), B, float_dtype)
+    _assert_product_close(db, dy64.sum(axis=0), np.abs(dy64).sum(axis=0), B, float_dtype)
+
+
+@pytest.mark.parametrize("IN,OUT", [(1, 1), (17, 3), (65, 130)])
+def test_kernel_linear_backward_vector_input_is_outer_product(isa, float_dtype, rng, IN, OUT):
+    x = rng.standard_normal(IN).astype(float_dtype)
+    w = rng.standard_normal((OUT, IN)).astype(float_dtype)
+    dy = rng.standard_normal(OUT).astype(float_dtype)
+    dx, dw, db = _core.linear_backward(dy, x, w)
+    assert dx.shape == (IN,) and dw.shape == (OUT, IN) and db.shape == (OUT,)
+    x64, w64, dy64 = (v.astype(np.float64) for v in (x, w, dy))
+    _assert_product_close(dx, dy64 @ w64, np.abs(dy64) @ np.abs(w64), OUT, float_dtype)
+    _assert_product_close(dw, np.outer(dy64, x64), np.abs(np.outer(dy64, x64)), 1, float_dtype)
+    np.testing.assert_array_equal(db, dy)
+
+
+@pytest.mark.parametrize("B,IN,OUT", [(1, 4, 3), (3, 5, 2), (5, 2, 7)])
+def test_kernel_linear_backward_matches_finite_differences(isa, rng, numerical_grad, B, IN, OUT):
+    x = rng.standard_normal((B, IN))
+    w = rng.standard_normal((OUT, IN))
+    b = rng.standard_normal(OUT)
+    dy = rng.standard_normal((B, OUT))
+
+    def loss(x_, w_, b_):
+        return float(np.sum(dy * _core.linear_forward(x_, w_, b_)))
+
+    dx, dw, db = _core.linear_backward(dy, x, w)
+    np.testing.assert_allclose(dx, numerical_grad(lambda v: loss(v, w, b), x), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(dw, numerical_grad(lambda v: loss(x, v, b), w), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(db, numerical_grad(lambda v: loss(x, w, v), b), rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("need", [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+def test_kernel_linear_backward_need_flags(isa, float_dtype, rng, need):
+    x = rng.standard_normal((5, 3)).astype(float_dtype)
+    w = rng.standard_normal((4, 3)).astype(float_dtype)
+    dy = rng.standard_normal((5, 4)).astype(float_dtype)
+    full = _core.linear_backward(dy, x, w)
+    got = _core.linear_backward(
+        dy, x, w, need_dx=bool(need[0]), need_dw=bool(need[1]), need_db=bool(need[2])
+    )
+    assert isinstance(got, tuple) and len(got) == 3
+    for wanted, part, ref in zip(need, got, full):
+        if wanted:
+            assert np.array_equal(part, ref)
+        else:
+            assert part is None
+
+
+def test_kernel_linear_backward_large(isa, float_dtype, rng, threads):
+    threads(2)
+    B, IN, OUT = 300, 200, 150
+    x = rng.standard_normal((B, IN)).astype(float_dtype)
+    w = rng.standard_normal((OUT, IN)).astype(float_dtype)
+    dy = rng.standard_normal((B, OUT)).astype(float_dtype)
+    dx, dw, db = _core.linear_backward(dy, x, w)
+    x64, w64, dy64 = (v.astype(np.float64) for v in (x, w, dy))
+    _assert_product_close(dx, dy64 @ w64, np.abs(dy64) @ np.abs(w64), OUT, float_dtype)
+    _assert_product_close(dw, dy64.T @ x64, np.abs(dy64).T @ np.abs(x64), B, float_dtype)
+    _assert_product_close(db, dy64.sum(axis=0), np.abs(dy64).sum(axis=0), B, float_dtype)
+
+
+@pytest.mark.parametrize("B", [1, 3, 512])
+def test_kernel_linear_bitwise_equal_across_threads(isa, float_dtype, rng, threads, B):
+    IN, OUT = 512, 384
+    x = rng.standard_normal((B, IN)).astype(float_dtype)
+    w = rng.standard_normal((OUT, IN)).astype(float_dtype)
+    b = rng.standard_normal(OUT).astype(float_dtype)
+    dy = rng.standard_normal((B, OUT)).astype(float_dtype)
+    runs = []
+    for n in (1, 2, 3):
+        threads(n)
+        runs.append((_core.linear_forward(x, w, b), *_core.linear_backward(dy, x, w)))
+    for run in runs[1:]:
+        for got, ref in zip(run, runs[0]):
+            assert np.array_equal(got, ref)
+
+
+def test_kernel_linear_nan_propagates(isa, float_dtype):
+    x = np.ones((2, 3), dtype=float_dtype)
+    w = np.ones((4, 3), dtype=float_dtype)
+    b = np.zeros(4, dtype=float_dtype)
+    x[1, 0] = np.nan
+    b[2] = np.inf
+    got = _core.linear_forward(x, w, b)
+    ref, _ = _linear_oracle(x, w, b)
+    np.testing.assert_array_equal(got, ref.astype(float_dtype))
+
+
+def test_kernel_linear_read_only_inputs(isa, float_dtype, rng):
+    x = rng.standard_normal((5, 3)).astype(float_dtype)
+    w = rng.standard_normal((4, 3)).astype(float_dtype)
+    b = rng.standard_normal(4).astype(float_dtype)
+    dy = rng.standard_normal((5, 4)).astype(float_dtype)
+    expect = (_core.linear_forward(x, w, b), *_core.linear_backward(dy, x, w))
+    for v in (x, w, b, dy):
+        v.setflags(write=False)
+    got = (_core.linear_forward(x, w, b), *_core.linear_backward(dy, x, w))
+    for g, e in zip(got, expect):
+        assert np.array_equal(g, e)
+
+
+LINEAR_ERRORS = [
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3).astype(np.float16), _f32(4, 3)),
+        TypeError,
+        r"linear_forward: argument 'x'.*float16",
+        id="fwd-float16",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3).astype(np.int32), _f32(4, 3)),
+        TypeError,
+        r"linear_forward: argument 'x'.*int32",
+        id="fwd-int32",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3).astype(">f4"), _f32(4, 3)),
+        TypeError,
+        r"linear_forward: argument 'x'",
+        id="fwd-big-endian",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _f32(4, 3).astype(np.float64)),
+        TypeError,
+        r"linear_forward: argument 'weight'.*float32",
+        id="fwd-mixed-weight",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _f32(4, 3), _f32(4).astype(np.float64)),
+        TypeError,
+        r"linear_forward: argument 'bias'.*float32",
+        id="fwd-mixed-bias",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward([1.0, 2.0, 3.0], _f32(4, 3)),
+        TypeError,
+        r"linear_forward: argument 'x' must be a numpy.ndarray",
+        id="fwd-list",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), [[1.0] * 3] * 4),
+        TypeError,
+        r"linear_forward: argument 'weight' must be a numpy.ndarray",
+        id="fwd-list-weight",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 2, 3), _f32(4, 3)),
+        ValueError,
+        r"linear_forward: argument 'x' must be 1 or 2-d",
+        id="fwd-x-3d",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _f32(3)),
+        ValueError,
+        r"linear_forward: argument 'weight' must be 2-d",
+        id="fwd-w-1d",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _f32(4, 5)),
+        ValueError,
+        r"linear_forward: .*argument 'weight' must have shape \(OUT, 3\), got \(4, 5\)",
+        id="fwd-w-shape",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _f32(3, 3), _f32(4)),
+        ValueError,
+        r"linear_forward: argument 'bias' expected shape \(3,\), got \(4,\)",
+        id="fwd-bias-shape",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _f32(3, 3), _f32(1, 3)),
+        ValueError,
+        r"linear_forward: argument 'bias' expected shape \(3,\), got \(1, 3\)",
+        id="fwd-bias-2d",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(3, 2).T, _f32(4, 3)),
+        ValueError,
+        r"linear_forward: argument 'x' must be C-contiguous",
+        id="fwd-transposed",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 6)[:, ::2], _f32(4, 3)),
+        ValueError,
+        r"linear_forward: argument 'x' must be C-contiguous",
+        id="fwd-strided",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _f32(3, 4).T),
+        ValueError,
+        r"linear_forward: argument 'weight' must be C-contiguous",
+        id="fwd-weight-transposed",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _f32(4, 3), _f32(8)[::2]),
+        ValueError,
+        r"linear_forward: argument 'bias' must be C-contiguous",
+        id="fwd-bias-strided",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_misaligned_f32(2, 3), _f32(4, 3)),
+        ValueError,
+        r"linear_forward: argument 'x' is not aligned",
+        id="fwd-misaligned",
+    ),
+    pytest.param(
+        lambda: _core.linear_forward(_f32(2, 3), _misaligned_f32(4, 3)),
+        ValueError,
+        r"linear_forward: argument 'weight' is not aligned",
+        id="fwd-misaligned-weight",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(2, 4), _f32(2, 3).astype(np.float16), _f32(4, 3)),
+        TypeError,
+        r"linear_backward: argument 'x'.*float16",
+        id="bwd-float16",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(2, 4).astype(np.float64), _f32(2, 3), _f32(4, 3)),
+        TypeError,
+        r"linear_backward: argument 'dy'.*float32",
+        id="bwd-mixed-dy",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(2, 4), _f32(2, 3), _f32(4, 3).astype(">f4")),
+        TypeError,
+        r"linear_backward: argument 'weight'",
+        id="bwd-big-endian",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward([[0.0] * 4] * 2, _f32(2, 3), _f32(4, 3)),
+        TypeError,
+        r"linear_backward: argument 'dy' must be a numpy.ndarray",
+        id="bwd-list",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(2, 5), _f32(2, 3), _f32(4, 3)),
+        ValueError,
+        r"linear_backward: argument 'dy' expected shape \(2, 4\), got \(2, 5\)",
+        id="bwd-dy-shape",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(2, 4), _f32(3), _f32(4, 3)),
+        ValueError,
+        r"linear_backward: argument 'dy' expected shape \(4,\), got \(2, 4\)",
+        id="bwd-dy-vector",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(2, 4), _f32(2, 3), _f32(4, 2)),
+        ValueError,
+        r"linear_backward: argument 'weight' expected shape \(4, 3\), got \(4, 2\)",
+        id="bwd-w-shape",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(2, 4), _f32(1, 2, 3), _f32(4, 3)),
+        ValueError,
+        r"linear_backward: argument 'x' must be 1 or 2-d",
+        id="bwd-x-3d",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(4, 2).T, _f32(2, 3), _f32(4, 3)),
+        ValueError,
+        r"linear_backward: argument 'dy' must be C-contiguous",
+        id="bwd-dy-transposed",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_f32(2, 4), _f32(2, 6)[:, ::2], _f32(4, 3)),
+        ValueError,
+        r"linear_backward: argument 'x' must be C-contiguous",
+        id="bwd-strided",
+    ),
+    pytest.param(
+        lambda: _core.linear_backward(_misaligned_f32(2, 4), _f32(2, 3), _f32(4, 3)),
+        ValueError,
+        r"linear_backward: argument 'dy' is not aligned",
+        id="bwd-misaligned",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", LINEAR_ERRORS)
+def test_kernel_linear_validation(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
