@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from graddesc.autograd import grad_mode
-from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite
+from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, node_name
 
 
 def _sum_to_shape(g: Any, shape: tuple) -> Any:
@@ -41,7 +41,7 @@ def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
         try:
             g = _sum_to_shape(g, shape)
         except (ValueError, RuntimeError):
-            raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} "
+            raise RuntimeError(f"Function {node_name(node)} returned an invalid gradient at index {i} "
                                f"- got shape {tuple(g.shape)} but expected shape compatible with "
                                f"{tuple(shape)}") from None
     if g._data.dtype != dtype:
@@ -152,7 +152,7 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                     g = _fit_to_input(g, node._input_meta[i], node, i)
                     if _anomaly["enabled"] and not _is_finite(g._data):
                         raise RuntimeError(
-                            f"Function '{node.name()}' returned nan values in its {i}th output."
+                            f"Function '{node_name(node)}' returned nan values in its {i}th output."
                             + node._created_at())
                     cslots = buffers.setdefault(child, {})
                     cslots[nr] = g if nr not in cslots else cslots[nr] + g
@@ -188,7 +188,7 @@ def _run_node(node: Any, slots: dict, retain_graph: bool) -> tuple:
     if node._freed:
         raise RuntimeError(
             f"Trying to backward through the graph a second time (or directly access saved "
-            f"tensors after they have already been freed) in {node.name()}. Specify "
+            f"tensors after they have already been freed) in {node_name(node)}. Specify "
             "retain_graph=True if you need to backward through the graph a second time.")
     grads_out = []
     for nr, meta in enumerate(node._output_meta):
@@ -205,7 +205,7 @@ def _run_node(node: Any, slots: dict, retain_graph: bool) -> tuple:
         if len(res) > n and all(r is None for r in res[n:]):
             res = res[:n]
         else:
-            raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
+            raise RuntimeError(f"function {node_name(node)} returned an incorrect number of gradients "
                                f"(expected {n}, got {len(res)})")
     return res
 

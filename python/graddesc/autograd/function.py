@@ -48,7 +48,7 @@ class Function:
 
     # Instances are graph nodes. __dict__ stays so that custom ops can stash values on ctx.
     __slots__ = ("next_edges", "needs_input_grad", "_saved", "_saved_versions", "_input_meta",
-                 "_output_meta", "_freed", "_trace", "_non_diff", "__dict__", "__weakref__")
+                 "_output_meta", "_freed", "_trace", "_non_diff", "_label", "__dict__", "__weakref__")
 
     @staticmethod
     def forward(ctx: Any, *args: Any) -> Any:
@@ -74,7 +74,7 @@ class Function:
         if self._freed:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time (or to read saved tensors "
-                f"of {self.name()} after they were freed). Specify retain_graph=True on the first "
+                f"of {node_name(self)} after they were freed). Specify retain_graph=True on the first "
                 "backward if you need to backward twice.")
         out = []
         for i, (s, v) in enumerate(zip(self._saved, self._saved_versions)):
@@ -85,7 +85,7 @@ class Function:
             if t._vc[0] != v:
                 raise RuntimeError(
                     f"one of the variables needed for gradient computation has been modified by "
-                    f"an inplace operation: saved tensor {i} of {self.name()} (shape "
+                    f"an inplace operation: saved tensor {i} of {node_name(self)} (shape "
                     f"{tuple(t.shape)}) is at version {t._vc[0]}; expected version {v} instead."
                     + self._created_at())
             out.append(t)
@@ -97,7 +97,7 @@ class Function:
         return tuple(e if e is not None else (None, 0) for e in self.next_edges)
 
     def name(self) -> str:
-        return type(self).__name__ + "Backward"
+        return node_name(self)
 
     def _created_at(self) -> str:
         if self._trace:
@@ -121,6 +121,7 @@ class Function:
         ctx._freed = False
         ctx._trace = None
         ctx._non_diff = None
+        ctx._label = None
         record = grad_mode.is_grad_enabled()
         if record:
             needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
@@ -175,6 +176,13 @@ class Function:
             ctx._saved = tuple(
                 _SavedOutput(s) if s is not None and s.grad_fn is ctx else s for s in ctx._saved)
         return outs if isinstance(out, tuple) else outs[0]
+
+
+def node_name(node: Any) -> str:
+    """The display name of a graph node (not overridable by attributes stored on ctx)."""
+    if type(node) is AccumulateGrad:
+        return "AccumulateGrad"
+    return node._label or type(node).__name__ + "Backward"
 
 
 class AccumulateGrad:

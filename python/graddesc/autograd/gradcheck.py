@@ -88,8 +88,6 @@ def gradcheck(func: Callable, inputs: Any, eps: float = 1e-6, atol: float = 1e-5
 
     On failure it names the input, the worst element, and the analytic and numeric values.
     """
-    from graddesc._tensor import Tensor
-
     ins = inputs if isinstance(inputs, tuple) else (tuple(inputs) if isinstance(inputs, list)
                                                     else (inputs,))
     for k, x in enumerate(ins):
@@ -105,19 +103,20 @@ def gradcheck(func: Callable, inputs: Any, eps: float = 1e-6, atol: float = 1e-5
     for k, (jn, ja) in enumerate(zip(numeric, analytic)):
         if jn is None:
             continue
-        err = np.abs(ja - jn) - (atol + rtol * np.abs(jn))
-        if err.size and (np.any(err > 0) or np.any(np.isnan(ja) != np.isnan(jn))):
-            flat = np.nan_to_num(err, nan=np.inf).argmax()
-            o, i = np.unravel_index(flat, err.shape)
+        with np.errstate(invalid="ignore"):
+            err = np.abs(ja - jn) - (atol + rtol * np.abs(jn))
+            bad = (err > 0) | (np.isnan(ja) != np.isnan(jn))
+        if bad.any():
+            score = np.where(bad, np.nan_to_num(err, nan=np.inf), -np.inf)
+            o, i = np.unravel_index(score.argmax(), err.shape)
             shape = ins[k].shape
             idx = np.unravel_index(i, shape) if len(shape) else ()
-            msg = (f"Jacobian mismatch for output {o} with respect to input {k} (shape "
+            msg = (f"Jacobian mismatch at output element {o} with respect to input {k} (shape "
                    f"{tuple(shape)}) at element {tuple(int(v) for v in idx)}: analytic "
-                   f"{ja[o, i]!r}, numeric {jn[o, i]!r} (atol={atol}, rtol={rtol})")
+                   f"{float(ja[o, i])!r}, numeric {float(jn[o, i])!r} (atol={atol}, rtol={rtol})")
             if raise_exception:
                 raise GradcheckError(msg)
             return False
-    del Tensor
     return True
 
 
@@ -137,10 +136,13 @@ def gradgradcheck(func: Callable, inputs: Any, grad_outputs: Any = None, eps: fl
     n = len(ins)
 
     def first(*args: Any) -> tuple:
+        from graddesc.autograd.grad_mode import enable_grad
+
         xs, gs = args[:n], args[n:]
-        o = _outputs(func, xs)
-        diff = [x for x in xs if _diff(x)]
-        res = grad(o, diff, gs, create_graph=True, allow_unused=True)
+        with enable_grad():
+            o = _outputs(func, xs)
+            diff = [x for x in xs if _diff(x)]
+            res = grad(o, diff, gs, create_graph=True, allow_unused=True)
         return tuple(r if r is not None else (d * 0.0).sum() for r, d in zip(res, diff))
 
     return gradcheck(first, ins + gos, eps=eps, atol=atol, rtol=rtol,

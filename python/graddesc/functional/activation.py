@@ -17,6 +17,9 @@ from graddesc._tensor import Tensor
 from graddesc.autograd.function import Function
 
 _SAVES_OUTPUT = frozenset(_core.ACTIVATIONS_SAVING_OUTPUT)
+# relu' is 1 exactly where relu(x) > 0, so relu saves its output and hands it to the kernel in
+# place of x: then relu_ can overwrite its input without invalidating the saved tensor.
+_SAVES_OUTPUT_AS_X = frozenset({"relu"})
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -32,14 +35,15 @@ class Activation(Function):
     @staticmethod
     def forward(ctx, x, name, alpha):
         y = Tensor._make(_core.activation_forward(name, _float_array(x, name), alpha))
-        ctx.name, ctx.alpha = name, alpha
-        ctx.save_for_backward(y if name in _SAVES_OUTPUT else x)
+        ctx.act, ctx.alpha = name, alpha
+        ctx._label = name.title().replace("_", "") + "Backward"
+        ctx.save_for_backward(y if name in _SAVES_OUTPUT or name in _SAVES_OUTPUT_AS_X else x)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (s,) = ctx.saved_tensors
-        return ActivationGrad.apply(g, s, ctx.name, ctx.alpha), None, None
+        return ActivationGrad.apply(g, s, ctx.act, ctx.alpha), None, None
 
 
 class ActivationGrad(Function):
@@ -55,14 +59,15 @@ class ActivationGrad(Function):
             dx = _core.activation_backward(name, ga, y=sa, alpha=alpha)
         else:
             dx = _core.activation_backward(name, ga, x=sa, alpha=alpha)
-        ctx.name, ctx.alpha = name, alpha
+        ctx.act, ctx.alpha = name, alpha
+        ctx._label = name.title().replace("_", "") + "GradBackward"
         ctx.save_for_backward(g, s)
         return Tensor._make(dx)
 
     @staticmethod
     def backward(ctx, gg):
         g, s = ctx.saved_tensors
-        name = ctx.name
+        name = ctx.act
         dg = ActivationGrad.apply(gg, s, name, ctx.alpha) if ctx.needs_input_grad[0] else None
         ds = None
         if ctx.needs_input_grad[1]:
