@@ -76,7 +76,7 @@ def _as_array(data: Any, dtype: Optional[_DType]) -> np.ndarray:
         raise TypeError(f"data: can't build a tensor from {type(data).__name__}: {e}") from None
     if arr.dtype == object:
         raise TypeError("data: nested sequences must be rectangular numbers")
-    return np.ascontiguousarray(arr)
+    return contiguous(arr)
 
 
 def _flat_iter(data: Any):
@@ -95,6 +95,12 @@ def _nested_to_arrays(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [_nested_to_arrays(v) for v in data]
     return data
+
+
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """a itself when C-contiguous, else a C-contiguous copy; keeps 0-d arrays 0-d (unlike
+    np.ascontiguousarray, which returns at least 1-d)."""
+    return a if a.flags.c_contiguous else np.array(a, order="C")
 
 
 def _shape_args(size: Sequence[Any], fn: str) -> tuple:
@@ -334,8 +340,7 @@ class Tensor:
         return id(self)
 
     def __repr__(self) -> str:
-        body = np.array2string(self._data, separator=", ", prefix="tensor(",
-                               precision=4, floatmode="maxprec_equal")
+        body = _format_array(self._data)
         extra = []
         if self._data.dtype not in (np.float32, np.int64, np.bool_) or self._data.size == 0:
             extra.append(f"dtype={self.dtype!r}")
@@ -561,6 +566,25 @@ class Tensor:
         except (IndexError, ValueError) as e:
             raise IndexError(f"__setitem__: {e}") from None
         self._vc[0] += 1
+
+
+def _format_array(a: np.ndarray) -> str:
+    """PyTorch's look: 'tensor([1., 2.])' for integral floats, 4 decimals otherwise, scientific
+    notation for very large or small magnitudes."""
+    opts: dict = {"separator": ", ", "prefix": "tensor("}
+    if a.dtype.kind == "f" and a.size:
+        finite = a[np.isfinite(a)]
+        mx = float(np.abs(finite).max()) if finite.size else 0.0
+        nz = np.abs(finite[finite != 0])
+        mn = float(nz.min()) if nz.size else 0.0
+        if finite.size and np.all(finite == np.round(finite)) and mx < 1e8:
+            opts["formatter"] = {"float_kind": lambda v: f"{v:.0f}." if np.isfinite(v) else
+                                 str(v)}
+        elif mx >= 1e8 or (mn and mn < 1e-4) or (mn and mx / mn > 1e3 and mx > 1e3):
+            opts["formatter"] = {"float_kind": lambda v: f"{v:.4e}"}
+        else:
+            opts["formatter"] = {"float_kind": lambda v: f"{v:.4f}"}
+    return np.array2string(a, **opts)
 
 
 def _value(x: Any) -> Any:

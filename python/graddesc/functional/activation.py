@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from graddesc import _core
-from graddesc._tensor import Tensor
+from graddesc._tensor import Tensor, contiguous
 from graddesc.autograd.function import Function
 
 _SAVES_OUTPUT = frozenset(_core.ACTIVATIONS_SAVING_OUTPUT)
@@ -28,7 +28,7 @@ def _float_array(x: Tensor, op: str) -> np.ndarray:
     a = x._data
     if a.dtype.kind != "f":
         raise TypeError(f"{op}: expected a float32 or float64 tensor, got {x.dtype}")
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    return contiguous(a)
 
 
 class Activation(Function):
@@ -52,7 +52,7 @@ class ActivationGrad(Function):
     @staticmethod
     def forward(ctx, g, s, name, alpha):
         sa = _float_array(s, name)
-        ga = g._data if g._data.flags.c_contiguous else np.ascontiguousarray(g._data)
+        ga = contiguous(g._data)
         if ga.dtype != sa.dtype:
             ga = ga.astype(sa.dtype)
         if name in _SAVES_OUTPUT:

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from graddesc import _core
-from graddesc._tensor import Tensor
+from graddesc._tensor import Tensor, contiguous
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
 
@@ -23,7 +23,7 @@ def _gemm_operand(a: np.ndarray) -> tuple:
         return a, False
     if a.T.flags.c_contiguous:
         return a.T, True
-    return np.ascontiguousarray(a), False
+    return contiguous(a), False
 
 
 def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -112,11 +112,11 @@ class Linear(Function):
         lead = xd.shape[:-1]
         x2 = xd.reshape(-1, xd.shape[-1]) if xd.ndim > 2 else xd
         if not x2.flags.c_contiguous:
-            x2 = np.ascontiguousarray(x2)
-        Wd = W._data if W._data.flags.c_contiguous else np.ascontiguousarray(W._data)
+            x2 = contiguous(x2)
+        Wd = contiguous(W._data)
         bd = None
         if b is not None:
-            bd = b._data if b._data.flags.c_contiguous else np.ascontiguousarray(b._data)
+            bd = contiguous(b._data)
         y = _core.linear_forward(x2, Wd, bd)
         if xd.ndim > 2:
             y = y.reshape(lead + (Wd.shape[0],))
@@ -141,11 +141,11 @@ class Linear(Function):
             return dx, dW, db
         xd, Wd, gd = x._data, W._data, g._data
         IN = xd.shape[-1]
-        x2 = np.ascontiguousarray(xd.reshape(-1, IN)) if xd.ndim > 1 else np.ascontiguousarray(xd)
-        g2 = np.ascontiguousarray(gd.reshape(-1, gd.shape[-1]) if gd.ndim > 1 else gd)
+        x2 = contiguous(xd.reshape(-1, IN)) if xd.ndim > 1 else contiguous(xd)
+        g2 = contiguous(gd.reshape(-1, gd.shape[-1]) if gd.ndim > 1 else gd)
         if g2.dtype != x2.dtype:
             g2 = g2.astype(x2.dtype)
-        dx, dW, db = _core.linear_backward(g2, x2, np.ascontiguousarray(Wd), bool(nx), bool(nw),
+        dx, dW, db = _core.linear_backward(g2, x2, contiguous(Wd), bool(nx), bool(nw),
                                            bool(nb and ctx.has_bias))
         return (Tensor._make(dx.reshape(xd.shape)) if dx is not None else None,
                 Tensor._make(dW) if dW is not None else None,

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from graddesc import _core
-from graddesc._tensor import Tensor, _norm_dim
+from graddesc._tensor import Tensor, _norm_dim, contiguous
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
 from graddesc.functional import activation as act
@@ -25,7 +25,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 def _rows(a: np.ndarray, dim: int) -> tuple:
     """a with `dim` moved last, as a C-contiguous (rows, C) array, and the moved shape."""
     moved = np.moveaxis(a, dim, -1) if dim != a.ndim - 1 else a
-    return np.ascontiguousarray(moved).reshape(-1, a.shape[dim] if a.ndim else 1), moved.shape
+    return contiguous(moved).reshape(-1, a.shape[dim] if a.ndim else 1), moved.shape
 
 
 def _unrows(r: np.ndarray, moved_shape: tuple, dim: int, ndim: int) -> np.ndarray:
@@ -98,10 +98,8 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, ignore_index):
-        z = logits._data if logits._data.flags.c_contiguous else np.ascontiguousarray(
-            logits._data)
-        t = target._data if target._data.flags.c_contiguous else np.ascontiguousarray(
-            target._data)
+        z = contiguous(logits._data)
+        t = contiguous(target._data)
         loss, lse = _core.cross_entropy_forward(z, t, ignore_index)
         ctx.lse, ctx.t, ctx.ignore = lse, t, ignore_index
         ctx.save_for_backward(logits)
@@ -118,9 +116,8 @@ class CrossEntropy(Function):
             onehot[rows, ctx.t[rows]] = 1.0
             mask = Tensor._make(valid.astype(logits._data.dtype)[:, None])
             return (p - Tensor._make(onehot)) * (g.unsqueeze(1) * mask), None, None
-        z = logits._data if logits._data.flags.c_contiguous else np.ascontiguousarray(
-            logits._data)
-        gd = np.ascontiguousarray(g._data, dtype=z.dtype)
+        z = contiguous(logits._data)
+        gd = contiguous(g._data.astype(z.dtype, copy=False))
         return Tensor._make(_core.cross_entropy_backward(gd, z, ctx.lse, ctx.t, ctx.ignore)), \
             None, None
 
@@ -259,8 +256,8 @@ class MSE(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ad = np.ascontiguousarray(a._data)
-        bd = np.ascontiguousarray(b._data)
+        ad = contiguous(a._data)
+        bd = contiguous(b._data)
         ctx.save_for_backward(a, b)
         return Tensor._make(_core.mse_forward(ad, bd))
 
@@ -271,7 +268,7 @@ class MSE(Function):
             d = 2.0 * g * (a - b)
             return (d if ctx.needs_input_grad[0] else None,
                     -d if ctx.needs_input_grad[1] else None)
-        ad, bd = np.ascontiguousarray(a._data), np.ascontiguousarray(b._data)
+        ad, bd = contiguous(a._data), contiguous(b._data)
         da = _core.mse_backward(ad, bd, 2.0 * float(g._data))
         return (Tensor._make(da) if ctx.needs_input_grad[0] else None,
                 Tensor._make(-da) if ctx.needs_input_grad[1] else None)

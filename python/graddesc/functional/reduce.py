@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 from graddesc import _core
-from graddesc._tensor import Tensor, _norm_dim
+from graddesc._tensor import Tensor, _norm_dim, contiguous
 from graddesc.autograd.function import Function
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -34,7 +34,7 @@ def _kernel_sum(a: np.ndarray, dims: Optional[tuple]) -> Optional[np.ndarray]:
     if a.dtype.kind != "f":
         return None
     if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
+        a = contiguous(a)
     if dims is None or len(dims) == a.ndim:
         return _core.sum_all(a)
     if len(dims) == 1 and a.ndim > 0:
@@ -112,7 +112,7 @@ class MaxDim(Function):
         ctx.idx_k = idx_k
         indices = Tensor._make(idx_k.astype(np.int64) if keepdim else idx.astype(np.int64))
         ctx.mark_non_differentiable(indices)
-        return Tensor._make(np.ascontiguousarray(vals)), indices
+        return Tensor._make(contiguous(vals)), indices
 
     @staticmethod
     def backward(ctx, g, _gi):
