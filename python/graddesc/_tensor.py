@@ -577,13 +577,15 @@ def _format_array(a: np.ndarray) -> str:
         mx = float(np.abs(finite).max()) if finite.size else 0.0
         nz = np.abs(finite[finite != 0])
         mn = float(nz.min()) if nz.size else 0.0
+        sign = " " if bool((a < 0).any()) else ""  # PyTorch aligns positives with negatives
         if finite.size and np.all(finite == np.round(finite)) and mx < 1e8:
-            opts["formatter"] = {"float_kind": lambda v: f"{v:.0f}." if np.isfinite(v) else
-                                 str(v)}
+            fmt = "{:" + sign + ".0f}."
         elif mx >= 1e8 or (mn and mn < 1e-4) or (mn and mx / mn > 1e3 and mx > 1e3):
-            opts["formatter"] = {"float_kind": lambda v: f"{v:.4e}"}
+            fmt = "{:" + sign + ".4e}"
         else:
-            opts["formatter"] = {"float_kind": lambda v: f"{v:.4f}"}
+            fmt = "{:" + sign + ".4f}"
+        opts["formatter"] = {"float_kind": lambda v: fmt.format(v) if np.isfinite(v) else
+                             (sign + str(v) if v > 0 else str(v))}
     return np.array2string(a, **opts)
 
 

@@ -1,0 +1,55 @@
+"""Shared benchmark helpers: medians of repeated timings, a table printer, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+from typing import Callable
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def median_time(fn: Callable[[], object], repeat: int = 7, number: int = 0,
+                min_time: float = 0.05) -> float:
+    """Median seconds per call: `number` calls per sample (auto-sized to ~min_time), after a
+    warm-up, over `repeat` samples."""
+    fn()
+    if number <= 0:
+        number = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            if time.perf_counter() - t0 >= min_time:
+                break
+            number *= 2
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    return statistics.median(samples)
+
+
+def print_table(headers: list, rows: list) -> None:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = " | ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-|-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(v).ljust(w) for v, w in zip(r, widths)))
+
+
+def save_json(name: str, payload: dict) -> pathlib.Path:
+    RESULTS.mkdir(exist_ok=True)
+    payload = dict(payload)
+    payload["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+                          "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path
