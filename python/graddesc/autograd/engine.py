@@ -96,9 +96,10 @@ def _needed(roots: Sequence[Any], targets: set) -> set:
 
 def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_graph: bool,
                  create_graph: bool, inputs: Optional[Sequence[Any]] = None,
-                 allow_unused: bool = False) -> Optional[tuple]:
+                 allow_unused: bool = False, observer: Any = None) -> Optional[tuple]:
     """Backpropagates grad_tensors from tensors. With `inputs`, returns their gradients
-    (autograd.grad) instead of accumulating into leaves' .grad."""
+    (autograd.grad) instead of accumulating into leaves' .grad. `observer(node, grads)`, if
+    given, sees each node's summed output gradients ({output_nr: Tensor}) before it runs."""
     root_edges = []
     for t, g in zip(tensors, grad_tensors):
         if t.grad_fn is None and not t.requires_grad:
@@ -132,6 +133,8 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
         while ready:
             node = ready.pop()
             slots = buffers.pop(node, {})
+            if observer is not None:
+                observer(node, slots)
             if capture:
                 for nr, g in slots.items():
                     for k in capture.get((node, nr), ()):

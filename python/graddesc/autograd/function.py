@@ -9,6 +9,7 @@ non-tensors and for inputs that need none).
 
 from __future__ import annotations
 
+import threading
 import traceback
 import weakref
 from typing import Any
@@ -18,6 +19,17 @@ import numpy as np
 from graddesc.autograd import grad_mode
 
 _anomaly = {"enabled": False}
+
+
+class _ModuleScope(threading.local):
+    """The chain of nn.Modules whose forward is running in this thread (outermost first); each
+    recorded node keeps it, so graddesc.viz can draw or collapse module boundaries."""
+
+    def __init__(self) -> None:
+        self.current: tuple = ()
+
+
+module_scope = _ModuleScope()
 
 
 class _SavedOutput:
@@ -48,7 +60,8 @@ class Function:
 
     # Instances are graph nodes. __dict__ stays so that custom ops can stash values on ctx.
     __slots__ = ("next_edges", "needs_input_grad", "_saved", "_saved_versions", "_input_meta",
-                 "_output_meta", "_freed", "_trace", "_non_diff", "_label", "__dict__", "__weakref__")
+                 "_output_meta", "_freed", "_trace", "_non_diff", "_label", "_scope",
+                 "__dict__", "__weakref__")
 
     @staticmethod
     def forward(ctx: Any, *args: Any) -> Any:
@@ -149,9 +162,12 @@ class Function:
                 meta.append((a._data.shape, a._data.dtype))
             else:
                 edges.append(None)
-                meta.append(None)
+                # shapes of inputs that need no gradient (observed variables) are kept only
+                # for drawing the graph (graddesc.viz)
+                meta.append((a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None)
         ctx.next_edges = tuple(edges)
         ctx._input_meta = tuple(meta)
+        ctx._scope = module_scope.current
         if _anomaly["enabled"]:
             ctx._trace = traceback.extract_stack()[:-2]
 

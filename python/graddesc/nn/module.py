@@ -10,6 +10,7 @@ import numpy as np
 
 from graddesc import _dtype
 from graddesc._tensor import Tensor
+from graddesc.autograd.function import module_scope
 from graddesc.autograd.grad_mode import no_grad
 from graddesc.nn.parameter import Parameter
 
@@ -28,7 +29,12 @@ class Module:
                                   "\"forward\" function")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        outer = module_scope.current
+        module_scope.current = outer + (self,)
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            module_scope.current = outer
 
     # ---- attribute registration ---------------------------------------------------------
     def _check_init(self) -> None:
