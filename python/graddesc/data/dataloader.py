@@ -1,0 +1,172 @@
+"""DataLoader: iterates a dataset in (shuffled) mini-batches stacked into Tensors.
+
+batch_size=len(dataset) gives full-batch gradient descent, batch_size=1 stochastic gradient
+descent, anything between mini-batch SGD. For a TensorDataset the batch is gathered with one
+fancy index per tensor (no per-sample Python loop); other datasets go sample by sample through
+`collate_fn` (default: `default_collate`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from graddesc import _random
+from graddesc._tensor import Tensor, _convert_array
+from graddesc.data.dataset import TensorDataset
+
+
+def default_collate(samples: Sequence[Any]) -> Any:
+    """Stacks a list of samples into a batch, field by field (PyTorch's rule).
+
+    Tensors and NumPy arrays are stacked along a new first dimension; Python ints become an
+    int64 tensor, floats float64, bools bool; tuples and lists of fields give a list of batched
+    fields; dicts give a dict. Anything else raises TypeError.
+    """
+    if len(samples) == 0:
+        raise ValueError("default_collate: expected at least one sample")
+    first = samples[0]
+    if isinstance(first, Tensor):
+        arrays = [_field_array(s, Tensor, "tensor") for s in samples]
+        if any(s.requires_grad for s in samples):
+            from graddesc.functional.shape import stack
+
+            return stack(list(samples))
+        return Tensor._make(_stack(arrays))
+    if isinstance(first, (np.ndarray, np.generic)):
+        arrays = [_field_array(s, (np.ndarray, np.generic), "NumPy array") for s in samples]
+        return Tensor._make(_convert_array(_stack([np.asarray(a) for a in arrays]), None,
+                                           "default_collate"))
+    if isinstance(first, (bool, numbers.Number)) and not isinstance(first, (str, bytes)):
+        if isinstance(first, bool):
+            dtype: Any = np.bool_
+        elif isinstance(first, numbers.Integral):
+            dtype = np.int64
+        elif isinstance(first, numbers.Real):
+            dtype = np.float64
+        else:
+            raise TypeError(f"default_collate: unsupported sample type {type(first).__name__}")
+        try:
+            return Tensor._make(np.array(list(samples), dtype=dtype))
+        except (TypeError, ValueError, OverflowError) as e:
+            raise TypeError(f"default_collate: can't batch {type(first).__name__} samples: "
+                            f"{e}") from None
+    if isinstance(first, Mapping):
+        keys = list(first.keys())
+        for s in samples:
+            if not isinstance(s, Mapping) or list(s.keys()) != keys:
+                raise ValueError("default_collate: dict samples must all have the same keys")
+        return {k: default_collate([s[k] for s in samples]) for k in keys}
+    if isinstance(first, (tuple, list)):
+        n = len(first)
+        for s in samples:
+            if not isinstance(s, (tuple, list)) or len(s) != n:
+                raise ValueError(f"default_collate: each sample must have {n} fields, got "
+                                 f"{len(s) if isinstance(s, (tuple, list)) else type(s).__name__}")
+        return [default_collate([s[i] for s in samples]) for i in range(n)]
+    raise TypeError(f"default_collate: samples must be Tensors, NumPy arrays, numbers, or "
+                    f"tuples/lists/dicts of them; got {type(first).__name__}")
+
+
+def _field_array(s: Any, kind: Any, name: str) -> Any:
+    if not isinstance(s, kind):
+        raise TypeError(f"default_collate: expected every sample field to be a {name}, got "
+                        f"{type(s).__name__}")
+    return s._data if isinstance(s, Tensor) else s
+
+
+def _stack(arrays: list) -> np.ndarray:
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"default_collate: can't stack samples of different shapes "
+                         f"{sorted(shapes)}")
+    return np.stack(arrays)
+
+
+class DataLoader:
+    """Iterates `dataset` in batches of `batch_size` samples.
+
+    Args:
+        dataset: a map-style dataset (`__len__` and `__getitem__`), e.g. a TensorDataset.
+        batch_size: samples per batch (>= 1). The last batch is smaller when
+            len(dataset) % batch_size != 0, unless `drop_last`.
+        shuffle: draw a new random order every epoch (every `iter(loader)`).
+        drop_last: drop the last, incomplete batch.
+        generator: the graddesc.Generator that draws the orders; None uses the global one
+            (`gd.manual_seed`). Loaders with equally seeded generators give equal batches.
+        collate_fn: turns a list of samples into a batch (default: `default_collate`).
+    """
+
+    def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
+                 drop_last: bool = False, generator: _random.Generator | None = None,
+                 collate_fn: Callable[[list], Any] | None = None) -> None:
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(f"DataLoader: dataset must support len() and indexing, got "
+                            f"{type(dataset).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+            raise TypeError(f"DataLoader: batch_size must be an int, got "
+                            f"{type(batch_size).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"DataLoader: {name} must be a bool, got {type(flag).__name__}")
+        if generator is not None and not isinstance(generator, _random.Generator):
+            raise TypeError(f"DataLoader: generator must be a graddesc.Generator or None, got "
+                            f"{type(generator).__name__}")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"DataLoader: collate_fn must be callable, got "
+                            f"{type(collate_fn).__name__}")
+        n = len(dataset)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise TypeError(f"DataLoader: len(dataset) must be a non-negative int, got {n!r}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.generator = generator
+        self.collate_fn = collate_fn
+
+    def __len__(self) -> int:
+        """The number of batches per epoch."""
+        n = len(self.dataset)
+        if self.drop_last:
+            return n // self.batch_size
+        return (n + self.batch_size - 1) // self.batch_size
+
+    def _order(self) -> np.ndarray:
+        n = len(self.dataset)
+        if self.shuffle:
+            return _random._rng(self.generator).permutation(n).astype(np.intp)
+        return np.arange(n, dtype=np.intp)
+
+    def _fast(self) -> bool:
+        return (self.collate_fn is None and isinstance(self.dataset, TensorDataset)
+                and type(self.dataset).__getitem__ is TensorDataset.__getitem__)
+
+    def __iter__(self) -> Iterator[Any]:
+        order = self._order()
+        n, bs = len(order), self.batch_size
+        stop = n - n % bs if self.drop_last else n
+        fast = self._fast()
+        collate = self.collate_fn if self.collate_fn is not None else default_collate
+        for start in range(0, stop, bs):
+            idx = order[start:start + bs]
+            if fast:
+                yield [_gather(t, idx) for t in self.dataset.tensors]
+            else:
+                yield collate([self.dataset[int(i)] for i in idx])
+
+    def __repr__(self) -> str:
+        return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last})")
+
+
+def _gather(t: Tensor, idx: np.ndarray) -> Tensor:
+    """Rows idx of t as a new tensor (differentiable when t requires grad)."""
+    if t.requires_grad:
+        return t[Tensor._make(idx.astype(np.int64))]
+    return Tensor._make(np.ascontiguousarray(t._data[idx]))
