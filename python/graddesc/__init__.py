@@ -16,6 +16,10 @@ from graddesc._creation import (arange, as_tensor, empty, empty_like, eye, from_
 from graddesc._random import Generator, default_generator, initial_seed, manual_seed
 from graddesc import autograd
 from graddesc import nn
+from graddesc import data
+from graddesc import viz
+from graddesc.serialization import load, save
+from graddesc.training import fit
 from graddesc.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from graddesc.functional.activation import exp, gelu, leaky_relu, log, relu, sigmoid, softplus, tanh
 from graddesc.functional.elementwise import (abs, add, clamp, div, eq, ge, gt, isfinite, isnan,  # noqa: A004
