@@ -9,6 +9,12 @@ namespace gd {
 // Elementwise nonlinearities; alpha is the slope of leaky_relu and unused otherwise.
 enum class Act : int { relu = 0, leaky_relu, tanh, sigmoid, softplus, gelu, gelu_tanh, exp, log };
 
+// Optimizer hyperparameters (optim.cpp), PyTorch's names and meanings.
+struct SgdHyper { double lr, momentum, dampening, weight_decay; bool nesterov, maximize; };
+struct AdamHyper { double lr, beta1, beta2, eps, weight_decay; bool amsgrad, maximize, decoupled; };
+struct RmspropHyper { double lr, alpha, eps, weight_decay, momentum; bool centered, maximize; };
+struct AdagradHyper { double lr, lr_decay, eps, weight_decay; bool maximize; };
+
 template <class T>
 struct KernelTable {
     // C (M, N) = alpha * op(A) op(B) + beta * C, row-major with leading dimensions; op = transpose.
@@ -45,6 +51,22 @@ struct KernelTable {
     void (*sum_axis)(T* y, const T* x, int64_t outer, int64_t R, int64_t inner);
     // x (N) -> out[0]
     void (*sum_all)(T* out, const T* x, int64_t N);
+    // Optimizer steps over a list of `count` tensors: tensor i's parameter p[i], gradient g[i]
+    // and state buffers all hold n[i] elements; one call updates a whole parameter group.
+    // A null list means the option that needs it is off (see optim.hpp).
+    void (*sgd_step)(T* const* p, T* const* buf, T* const* dir, const T* const* g,
+                     const T* const* lr_diag, const uint8_t* fresh, const int64_t* n,
+                     int64_t count, const SgdHyper& h);
+    // eta (N, N), d (N) -> p -= eta @ d, p the concatenation of p[i] (n[i]), N = sum n[i]
+    void (*precondition_step)(T* const* p, const T* eta, const T* d, const int64_t* n,
+                              int64_t count, int64_t N);
+    void (*adam_step)(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* const* g,
+                      const double* step, const int64_t* n, int64_t count, const AdamHyper& h);
+    void (*rmsprop_step)(T* const* p, T* const* square_avg, T* const* grad_avg, T* const* buf,
+                         const T* const* g, const int64_t* n, int64_t count,
+                         const RmspropHyper& h);
+    void (*adagrad_step)(T* const* p, T* const* sum, const T* const* g, const double* step,
+                         const int64_t* n, int64_t count, const AdagradHyper& h);
 };
 
 struct Kernels {

@@ -4,6 +4,7 @@
 #include "kernels.hpp"
 #include "linear.hpp"
 #include "loss.hpp"
+#include "optim.hpp"
 #include "reduce.hpp"
 
 namespace gd {
@@ -27,6 +28,11 @@ KernelTable<T> make_table() {
     t.mse_backward = &mse_backward<T>;
     t.sum_axis = &sum_axis<T>;
     t.sum_all = &sum_all<T>;
+    t.sgd_step = &sgd_step<T>;
+    t.precondition_step = &precondition_step<T>;
+    t.adam_step = &adam_step<T>;
+    t.rmsprop_step = &rmsprop_step<T>;
+    t.adagrad_step = &adagrad_step<T>;
     return t;
 }
 }  // namespace

@@ -1,0 +1,159 @@
+"""(gd) ZerothOrder: gradient descent with a gradient estimated from loss values alone.
+
+The black-box setting of reinforcement learning and simulation: the loss can be evaluated but
+not differentiated. With x all parameters flattened (n elements), f the loss and eps the
+perturbation size, the estimators of grad f(x) are
+- 'spsa' (simultaneous perturbation): delta with independent +-1 entries,
+  g = (f(x + eps delta) - f(x - eps delta)) / (2 eps) * delta                 2 evaluations
+- 'gaussian' (Gaussian smoothing, Nesterov & Spokoiny): u ~ N(0, I),
+  g = (f(x + eps u) - f(x)) / eps * u                                          1 evaluation
+- 'forward' coordinate differences: g_i = (f(x + eps e_i) - f(x)) / eps       n evaluations
+- 'central' coordinate differences: g_i = (f(x + eps e_i) - f(x - eps e_i)) / (2 eps)
+                                                                               2n evaluations
+The random estimators are averaged over num_samples draws; the coordinate ones are
+deterministic and computed once. Each step also evaluates f(x) (returned), then takes the step
+w -= lr * g for every group (one C++ call per group, the SGD kernel).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from graddesc import _core, _random
+from graddesc._tensor import Tensor
+from graddesc.autograd.grad_mode import no_grad
+from graddesc.optim.optimizer import Optimizer, _c_array, _check_number
+
+_ESTIMATORS = ("spsa", "forward", "central", "gaussian")
+
+
+class ZerothOrder(Optimizer):
+    """Gradient descent on loss values only (no backward). step(closure) calls closure() to
+    evaluate the loss (a Tensor or a float) at perturbed parameters and returns the loss at the
+    current point; `num_evaluations` counts every closure call so far (the black-box cost).
+
+    Args:
+        params: parameters or parameter groups (each group may set its own lr and eps).
+        lr: the step size.
+        estimator: 'spsa', 'forward', 'central' or 'gaussian' (see the module docstring).
+        num_samples: random perturbations averaged per step (spsa and gaussian).
+        eps: the perturbation size.
+        generator: a graddesc.Generator for the perturbations (default: the global one).
+    """
+
+    def __init__(self, params: Any, lr: Any = 1e-3, estimator: str = "spsa",
+                 num_samples: int = 1, eps: float = 1e-3,
+                 generator: _random.Generator | None = None) -> None:
+        if estimator not in _ESTIMATORS:
+            raise ValueError(f"ZerothOrder: estimator must be one of {', '.join(_ESTIMATORS)}, "
+                             f"got {estimator!r}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+            raise TypeError(f"ZerothOrder: num_samples must be an int, got "
+                            f"{type(num_samples).__name__}")
+        if num_samples < 1:
+            raise ValueError(f"ZerothOrder: num_samples must be >= 1, got {num_samples}")
+        if generator is not None and not isinstance(generator, _random.Generator):
+            raise TypeError("ZerothOrder: generator must be a graddesc.Generator, got "
+                            f"{type(generator).__name__}")
+        self.estimator = estimator
+        self.num_samples = int(num_samples)
+        self.generator = generator
+        self.num_evaluations = 0
+        super().__init__(params, {"lr": lr, "eps": eps})
+
+    def _check_group(self, group: dict) -> None:
+        lr = _check_number(group["lr"], "lr")
+        if not 0.0 <= lr < float("inf"):
+            raise ValueError(f"Invalid learning rate: {lr}")
+        eps = _check_number(group["eps"], "eps")
+        if not 0.0 < eps < float("inf"):
+            raise ValueError(f"ZerothOrder: eps must be positive and finite, got {eps}")
+
+    def _loss(self, closure: Callable[[], Any]) -> tuple:
+        with no_grad():
+            out = closure()
+        self.num_evaluations += 1
+        value = float(out.item() if isinstance(out, Tensor) else out)
+        return out, value
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Estimates the gradient from closure() values and takes one step; returns the loss
+        at the parameters before the step."""
+        if closure is None:
+            raise TypeError("ZerothOrder.step needs a closure that returns the loss")
+        params = [p for g in self.param_groups for p in g["params"]]
+        for p in params:
+            if not p._data.flags.writeable:
+                raise ValueError("ZerothOrder: a parameter is read-only; it can't be updated "
+                                 "in place")
+        # x: the current point (exact copies, restored after each perturbation)
+        x0 = [p._data.copy() for p in params]
+        eps = [float(g["eps"]) for g in self.param_groups for _ in g["params"]]
+        sizes = [a.size for a in x0]
+        n = sum(sizes)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+        def evaluate(direction: np.ndarray | None, sign: float) -> float:
+            """f(x + sign * eps * direction); the parameters are restored afterwards."""
+            if direction is not None:
+                for i, p in enumerate(params):
+                    u = direction[offsets[i]:offsets[i + 1]].reshape(x0[i].shape)
+                    p._data[...] = x0[i] + (sign * eps[i]) * u
+                    p._vc[0] += 1
+            try:
+                return self._loss(closure)[1]
+            finally:
+                if direction is not None:
+                    for i, p in enumerate(params):
+                        p._data[...] = x0[i]
+                        p._vc[0] += 1
+
+        loss, f0 = self._loss(closure)
+        # per-element perturbation sizes, for dividing by eps
+        h = np.concatenate([np.full(s, e) for s, e in zip(sizes, eps)] or [np.zeros(0)])
+        grad = np.zeros(n, dtype=np.float64)
+        rng = _random._rng(self.generator)
+        if self.estimator == "spsa":
+            for _ in range(self.num_samples):
+                delta = rng.integers(0, 2, size=n).astype(np.float64) * 2.0 - 1.0
+                diff = evaluate(delta, 1.0) - evaluate(delta, -1.0)
+                grad += diff / (2.0 * h) * delta
+            grad /= self.num_samples
+        elif self.estimator == "gaussian":
+            for _ in range(self.num_samples):
+                u = rng.standard_normal(n)
+                grad += (evaluate(u, 1.0) - f0) / h * u
+            grad /= self.num_samples
+        else:
+            e = np.zeros(n, dtype=np.float64)
+            for k in range(n):
+                e[k] = 1.0
+                if self.estimator == "forward":
+                    grad[k] = (evaluate(e, 1.0) - f0) / h[k]
+                else:
+                    grad[k] = (evaluate(e, 1.0) - evaluate(e, -1.0)) / (2.0 * h[k])
+                e[k] = 0.0
+
+        # w -= lr * g, one SGD kernel call per group and dtype
+        start = 0
+        for group in self.param_groups:
+            lr = _check_number(group["lr"], "lr")
+            by_dtype: dict = {}
+            for p in group["params"]:
+                i = start
+                start += 1
+                g = grad[offsets[i]:offsets[i + 1]].reshape(p._data.shape).astype(p._data.dtype)
+                by_dtype.setdefault(p._data.dtype, []).append((p, g))
+            for items in by_dtype.values():
+                arrays = [_c_array(p._data) for p, _ in items]
+                _core.sgd_step(arrays, [g for _, g in items], None, lr)
+                for (p, _), a in zip(items, arrays):
+                    if a is not p._data:
+                        p._data[...] = a
+                    p._vc[0] += 1
+        return loss
+
+
+__all__ = ["ZerothOrder"]

@@ -1,0 +1,265 @@
+// Fused optimizer updates, one call per parameter group. Each kernel applies PyTorch's update rule
+// (torch/optim/<name>.py, _single_tensor_<name>) element by element, in the same order of
+// operations: `a.add_(b, alpha=c)` is a + c * b, `a.addcmul_(b, c, value=s)` is a + s * b * c,
+// `a.addcdiv_(b, c, value=s)` is a + s * b / c, `a.lerp_(b, w)` is lerp(a, b, w) below.
+// This file is compiled with -ffp-contract=off (CMakeLists.txt): no fused multiply-adds, so every
+// operation rounds once, as in the NumPy references of tests/test_optim.py, and an identity
+// matrix learning rate gives bit for bit the scalar one.
+// Shape legend: tensor i of `count` has n[i] elements; N = sum of n[i].
+// Work is cut into chunks of at most kChunk elements of one tensor; each element is updated by
+// exactly one thread from its own values only, so results never depend on the thread count.
+// Each block copies its gradient before writing the parameter, so g[i] may alias p[i].
+#include "optim.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "parallel.hpp"
+
+namespace gd {
+namespace GD_NS {
+namespace {
+
+constexpr int64_t kChunk = 1 << 14;
+// Each chunk is processed in blocks of kBlock elements: a kernel runs PyTorch's sequence of
+// in-place tensor ops on one block (a few simple loops that vectorize, data staying in L1)
+// before moving to the next, so memory is streamed once.
+constexpr int64_t kBlock = 256;
+
+struct Chunk {
+    int64_t tensor, begin, end;
+};
+
+// Calls body(i, begin, end) for every block of every tensor, chunks in parallel when the total
+// work (flops_per_element per element) is large enough.
+template <class F>
+void for_each_block(const int64_t* n, int64_t count, int64_t flops_per_element, const F& body) {
+    std::vector<Chunk> chunks;
+    int64_t total = 0;
+    for (int64_t i = 0; i < count; ++i) {
+        for (int64_t b = 0; b < n[i]; b += kChunk) chunks.push_back({i, b, std::min(n[i], b + kChunk)});
+        total += n[i];
+    }
+    const int64_t nchunks = static_cast<int64_t>(chunks.size());
+    parallel_chunks(nchunks, 1, total * flops_per_element, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c)
+            for (int64_t b = chunks[c].begin; b < chunks[c].end; b += kBlock)
+                body(chunks[c].tensor, b, std::min(chunks[c].end, b + kBlock));
+    });
+}
+
+// d = g, or -g (maximize)
+template <class T>
+inline void load_grad(T* d, const T* g, int64_t m, bool maximize) {
+    if (maximize)
+        for (int64_t j = 0; j < m; ++j) d[j] = -g[j];
+    else
+        for (int64_t j = 0; j < m; ++j) d[j] = g[j];
+}
+
+// d.add_(p, alpha=wd): d = d + wd p
+template <class T>
+inline void add_scaled(T* d, const T* p, T wd, int64_t m) {
+    for (int64_t j = 0; j < m; ++j) d[j] = d[j] + wd * p[j];
+}
+
+// a.lerp_(b, w), torch's formula: a + w (b - a) for |w| < 1/2, else b - (b - a)(1 - w)
+template <class T>
+inline void lerp(T* a, const T* b, T w, int64_t m) {
+    if (std::fabs(w) < T(0.5)) {
+        for (int64_t j = 0; j < m; ++j) a[j] = a[j] + w * (b[j] - a[j]);
+    } else {
+        const T w1 = T(1) - w;
+        for (int64_t j = 0; j < m; ++j) a[j] = b[j] - (b[j] - a[j]) * w1;
+    }
+}
+
+// s.mul_(beta).addcmul_(d, d, value=w): s = s beta + w d d
+template <class T>
+inline void decay_add_square(T* s, const T* d, T beta, T w, int64_t m) {
+    for (int64_t j = 0; j < m; ++j) s[j] = s[j] * beta + w * d[j] * d[j];
+}
+
+// torch.maximum(a, b, out=a): NaN wins, as in numpy.maximum
+template <class T>
+inline void nan_max(T* a, const T* b, int64_t m) {
+    for (int64_t j = 0; j < m; ++j) a[j] = (a[j] > b[j] || std::isnan(a[j])) ? a[j] : b[j];
+}
+
+// p.addcdiv_(num, den, value=c): p = p + c num / den
+template <class T>
+inline void addcdiv(T* p, const T* num, const T* den, T c, int64_t m) {
+    for (int64_t j = 0; j < m; ++j) p[j] = p[j] + c * num[j] / den[j];
+}
+
+}  // namespace
+
+// g -> d = -g if maximize; d += wd p; buf = momentum buf + (1 - dampening) d (buf = d on the
+// first step); d = buf, or d + momentum buf (Nesterov); p -= lr d
+template <class T>
+void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, const T* const* lr_diag,
+              const uint8_t* fresh, const int64_t* n, int64_t count, const SgdHyper& h) {
+    const T lr = T(h.lr), mom = T(h.momentum), keep = T(1 - h.dampening), wd = T(h.weight_decay);
+    const bool use_mom = h.momentum != 0, use_wd = h.weight_decay != 0;
+    for_each_block(n, count, 8, [&](int64_t i, int64_t b, int64_t e) {
+        const int64_t m = e - b;
+        T* pi = p[i] + b;
+        T d[kBlock];
+        load_grad(d, g[i] + b, m, h.maximize);
+        if (use_wd) add_scaled(d, pi, wd, m);
+        if (use_mom) {
+            T* bi = buf[i] + b;
+            if (fresh[i] != 0)
+                for (int64_t j = 0; j < m; ++j) bi[j] = d[j];
+            else
+                for (int64_t j = 0; j < m; ++j) bi[j] = bi[j] * mom + keep * d[j];
+            if (h.nesterov)
+                add_scaled(d, bi, mom, m);
+            else
+                for (int64_t j = 0; j < m; ++j) d[j] = bi[j];
+        }
+        if (dir != nullptr) {
+            T* di = dir[i] + b;
+            for (int64_t j = 0; j < m; ++j) di[j] = d[j];
+        } else if (lr_diag != nullptr) {
+            const T* li = lr_diag[i] + b;
+            for (int64_t j = 0; j < m; ++j) pi[j] = pi[j] - li[j] * d[j];
+        } else {
+            for (int64_t j = 0; j < m; ++j) pi[j] = pi[j] - lr * d[j];
+        }
+    });
+}
+
+// Row r of eta times d, one dot product per output element (its order fixed by the ISA, never
+// by the thread count).
+template <class T>
+void precondition_step(T* const* p, const T* eta, const T* d, const int64_t* n, int64_t count,
+                       int64_t N) {
+    std::vector<int64_t> offset(static_cast<size_t>(count), 0);
+    for (int64_t i = 1; i < count; ++i) offset[i] = offset[i - 1] + n[i - 1];
+    for_each_block(n, count, 2 * N, [&](int64_t i, int64_t b, int64_t e) {
+        T* pi = p[i];
+        for (int64_t j = b; j < e; ++j) {
+            const T* row = eta + (offset[i] + j) * N;
+            T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+            for (int64_t k = 0; k < N; ++k) acc += row[k] * d[k];
+            pi[j] = pi[j] - acc;
+        }
+    });
+}
+
+// g -> d = -g if maximize; AdamW: p *= 1 - lr wd, Adam: d += wd p;
+// m = lerp(m, d, 1 - beta1); v = beta2 v + (1 - beta2) d^2; vmax = max(vmax, v) (amsgrad);
+// p -= lr / (1 - beta1^t) * m / (sqrt(v or vmax) / sqrt(1 - beta2^t) + eps)
+template <class T>
+void adam_step(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* const* g,
+               const double* step, const int64_t* n, int64_t count, const AdamHyper& h) {
+    const T w1 = T(1 - h.beta1), beta2 = T(h.beta2), w2 = T(1 - h.beta2), eps = T(h.eps);
+    const T wd = T(h.weight_decay), decay = T(1 - h.lr * h.weight_decay);
+    const bool use_wd = h.weight_decay != 0;
+    for_each_block(n, count, 16, [&](int64_t i, int64_t b, int64_t e) {
+        // Python float arithmetic in PyTorch: lr / (1 - beta1**t), (1 - beta2**t)**0.5
+        const T neg_step_size = T(-(h.lr / (1 - std::pow(h.beta1, step[i]))));
+        const T bc2_sqrt = T(std::pow(1 - std::pow(h.beta2, step[i]), 0.5));
+        const int64_t len = e - b;
+        T* pi = p[i] + b;
+        T* mi = m[i] + b;
+        T* vi = v[i] + b;
+        T d[kBlock];
+        load_grad(d, g[i] + b, len, h.maximize);
+        if (use_wd) {
+            if (h.decoupled)
+                for (int64_t j = 0; j < len; ++j) pi[j] = pi[j] * decay;
+            else
+                add_scaled(d, pi, wd, len);
+        }
+        lerp(mi, d, w1, len);
+        decay_add_square(vi, d, beta2, w2, len);
+        const T* s = vi;
+        if (h.amsgrad) {
+            nan_max(vmax[i] + b, vi, len);
+            s = vmax[i] + b;
+        }
+        T* denom = d;  // d is used up
+        for (int64_t j = 0; j < len; ++j) denom[j] = std::sqrt(s[j]) / bc2_sqrt + eps;
+        addcdiv(pi, mi, denom, neg_step_size, len);
+    });
+}
+
+// g -> d = -g if maximize; d += wd p; sq = alpha sq + (1 - alpha) d^2;
+// centered: ga = lerp(ga, d, 1 - alpha), avg = sqrt(sq - ga^2) + eps, else avg = sqrt(sq) + eps;
+// momentum: buf = momentum buf + d / avg, p -= lr buf; else p -= lr d / avg
+template <class T>
+void rmsprop_step(T* const* p, T* const* square_avg, T* const* grad_avg, T* const* buf,
+                  const T* const* g, const int64_t* n, int64_t count, const RmspropHyper& h) {
+    const T lr = T(h.lr), alpha = T(h.alpha), w = T(1 - h.alpha), eps = T(h.eps);
+    const T wd = T(h.weight_decay), mom = T(h.momentum);
+    const bool use_wd = h.weight_decay != 0, use_mom = h.momentum > 0;
+    for_each_block(n, count, 16, [&](int64_t i, int64_t b, int64_t e) {
+        const int64_t len = e - b;
+        T* pi = p[i] + b;
+        T* si = square_avg[i] + b;
+        T d[kBlock], avg[kBlock];
+        load_grad(d, g[i] + b, len, h.maximize);
+        if (use_wd) add_scaled(d, pi, wd, len);
+        decay_add_square(si, d, alpha, w, len);
+        if (h.centered) {
+            T* ai = grad_avg[i] + b;
+            lerp(ai, d, w, len);
+            // square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+            for (int64_t j = 0; j < len; ++j) avg[j] = std::sqrt(si[j] + T(-1) * ai[j] * ai[j]);
+        } else {
+            for (int64_t j = 0; j < len; ++j) avg[j] = std::sqrt(si[j]);
+        }
+        for (int64_t j = 0; j < len; ++j) avg[j] = avg[j] + eps;
+        if (use_mom) {
+            T* bi = buf[i] + b;
+            for (int64_t j = 0; j < len; ++j) bi[j] = bi[j] * mom;
+            addcdiv(bi, d, avg, T(1), len);
+            for (int64_t j = 0; j < len; ++j) pi[j] = pi[j] - lr * bi[j];
+        } else {
+            addcdiv(pi, d, avg, -lr, len);
+        }
+    });
+}
+
+// g -> d = -g if maximize; d += wd p; sum += d^2; p -= clr d / (sqrt(sum) + eps) with
+// clr = lr / (1 + (t - 1) lr_decay)
+template <class T>
+void adagrad_step(T* const* p, T* const* sum, const T* const* g, const double* step,
+                  const int64_t* n, int64_t count, const AdagradHyper& h) {
+    const T eps = T(h.eps), wd = T(h.weight_decay);
+    const bool use_wd = h.weight_decay != 0;
+    for_each_block(n, count, 10, [&](int64_t i, int64_t b, int64_t e) {
+        const T neg_clr = T(-(h.lr / (1 + (step[i] - 1) * h.lr_decay)));
+        const int64_t len = e - b;
+        T* pi = p[i] + b;
+        T* si = sum[i] + b;
+        T d[kBlock], std_[kBlock];
+        load_grad(d, g[i] + b, len, h.maximize);
+        if (use_wd) add_scaled(d, pi, wd, len);
+        decay_add_square(si, d, T(1), T(1), len);  // state_sum.addcmul_(d, d, value=1)
+        for (int64_t j = 0; j < len; ++j) std_[j] = std::sqrt(si[j]) + eps;
+        addcdiv(pi, d, std_, neg_clr, len);
+    });
+}
+
+#define GD_OPTIM_INSTANTIATE(T)                                                                   \
+    template void sgd_step<T>(T* const*, T* const*, T* const*, const T* const*, const T* const*, \
+                              const uint8_t*, const int64_t*, int64_t, const SgdHyper&);         \
+    template void precondition_step<T>(T* const*, const T*, const T*, const int64_t*, int64_t,   \
+                                       int64_t);                                                  \
+    template void adam_step<T>(T* const*, T* const*, T* const*, T* const*, const T* const*,      \
+                               const double*, const int64_t*, int64_t, const AdamHyper&);         \
+    template void rmsprop_step<T>(T* const*, T* const*, T* const*, T* const*, const T* const*,   \
+                                  const int64_t*, int64_t, const RmspropHyper&);                  \
+    template void adagrad_step<T>(T* const*, T* const*, const T* const*, const double*,          \
+                                  const int64_t*, int64_t, const AdagradHyper&);
+GD_OPTIM_INSTANTIATE(float)
+GD_OPTIM_INSTANTIATE(double)
+#undef GD_OPTIM_INSTANTIATE
+
+}  // namespace GD_NS
+}  // namespace gd

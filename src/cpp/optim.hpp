@@ -1,0 +1,46 @@
+// Fused optimizer updates: one call updates every tensor of a parameter group, in PyTorch's
+// order of floating-point operations (torch/optim/*.py, the single-tensor path).
+// Shape legend: tensor i of `count` has n[i] elements; p[i] is its parameter, g[i] its gradient,
+// the state buffers (buf, m, v, ...) of tensor i have n[i] elements too. N = sum of n[i].
+// A whole list may be null when the option that needs it is off (buf without momentum, vmax
+// without amsgrad, ...). g[i] may alias p[i]; no other overlap is allowed.
+#pragma once
+#include "common.hpp"
+#include "kernels.hpp"
+
+namespace gd {
+namespace GD_NS {
+
+// SGD with momentum / dampening / Nesterov / weight decay / maximize. The step direction d is
+// the usual one (the momentum buffer, or grad + momentum * buffer for Nesterov); then
+//   dir == null, lr_diag == null: p -= lr * d
+//   dir == null, lr_diag[i] (n[i]):  p -= lr_diag * d (a diagonal learning rate)
+//   dir[i] (n[i]) non-null: d is written there and p is left alone (precondition_step applies it)
+// fresh[i] != 0 marks a momentum buffer that starts now: buf = d (PyTorch's first step).
+template <class T>
+void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, const T* const* lr_diag,
+              const uint8_t* fresh, const int64_t* n, int64_t count, const SgdHyper& h);
+
+// eta (N, N), d (N) -> p -= eta @ d, with p the concatenation of p[i] in order
+template <class T>
+void precondition_step(T* const* p, const T* eta, const T* d, const int64_t* n, int64_t count,
+                       int64_t N);
+
+// Adam (decoupled = false) and AdamW (decoupled = true); step[i] is tensor i's step count after
+// this step (1 on the first), vmax null unless amsgrad.
+template <class T>
+void adam_step(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* const* g,
+               const double* step, const int64_t* n, int64_t count, const AdamHyper& h);
+
+// RMSprop; grad_avg null unless centered, buf null unless momentum > 0.
+template <class T>
+void rmsprop_step(T* const* p, T* const* square_avg, T* const* grad_avg, T* const* buf,
+                  const T* const* g, const int64_t* n, int64_t count, const RmspropHyper& h);
+
+// Adagrad; step[i] as for Adam.
+template <class T>
+void adagrad_step(T* const* p, T* const* sum, const T* const* g, const double* step,
+                  const int64_t* n, int64_t count, const AdagradHyper& h);
+
+}  // namespace GD_NS
+}  // namespace gd
