@@ -3,15 +3,18 @@
 Oracles are NumPy float64 closed forms written independently of the kernels (sigmoid and softplus
 via logaddexp, gelu via erfc), derivatives are checked against closed forms and against central
 differences of the forward kernel.
+The test_op_* tests at the end differentiate the Tensor-level ops (functional/activation.py).
 """
 
 from __future__ import annotations
 
 import math
 
+import graddesc as gd
 import numpy as np
 import pytest
 from graddesc import _core
+from graddesc.autograd import gradcheck, gradgradcheck
 
 ACTIVATIONS = [
     "relu",
@@ -491,3 +494,184 @@ ACTIVATION_ERRORS = [
 def test_kernel_activation_validation(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# ---- Tensor-level ops (functional/activation.py): gradcheck, gradgradcheck, NumPy, float32 ------
+F = gd.nn.functional
+
+# name -> (graddesc function, oracle name, alpha)
+OPS = {
+    "relu": (lambda x: x.relu(), "relu", 0.01),
+    "relu_fn": (gd.relu, "relu", 0.01),
+    "relu_F": (F.relu, "relu", 0.01),
+    "leaky_relu": (F.leaky_relu, "leaky_relu", 0.01),
+    "leaky_relu_0.2": (lambda x: gd.leaky_relu(x, negative_slope=0.2), "leaky_relu", 0.2),
+    "leaky_relu_method": (lambda x: x.leaky_relu(0.3), "leaky_relu", 0.3),
+    "tanh": (lambda x: x.tanh(), "tanh", 0.01),
+    "tanh_fn": (gd.tanh, "tanh", 0.01),
+    "sigmoid": (lambda x: x.sigmoid(), "sigmoid", 0.01),
+    "sigmoid_fn": (gd.sigmoid, "sigmoid", 0.01),
+    "softplus": (gd.softplus, "softplus", 0.01),
+    "gelu": (gd.gelu, "gelu", 0.01),
+    "gelu_method": (lambda x: x.gelu(), "gelu", 0.01),
+    "gelu_tanh": (lambda x: gd.gelu(x, approximate="tanh"), "gelu_tanh", 0.01),
+    "exp": (lambda x: x.exp(), "exp", 0.01),
+    "exp_fn": (gd.exp, "exp", 0.01),
+    "log": (lambda x: x.log(), "log", 0.01),
+    "log_fn": (gd.log, "log", 0.01),
+}
+OP_SHAPES = [(), (1,), (7,), (3, 5), (2, 3, 4), (1, 1, 1)]
+
+
+def _op_values(rng, name, shape):
+    """float64 values in [-3, 3], at least 0.1 from the kink at 0; positive for log."""
+    x = rng.uniform(-3.0, 3.0, size=shape)
+    x = np.where(np.abs(x) < 0.1, x + 0.2, x)
+    if OPS[name][1] == "log":
+        x = np.abs(x)
+    return x
+
+
+def _op_leaf(rng, name, shape, dtype=gd.float64):
+    return gd.tensor(_op_values(rng, name, shape), dtype=dtype, requires_grad=True)
+
+
+@pytest.mark.parametrize("shape", OP_SHAPES, ids=str)
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_activation_gradcheck(rng, name, shape):
+    x = _op_leaf(rng, name, shape)
+    fn = OPS[name][0]
+    assert gradcheck(fn, (x,))
+    assert gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_activation_forward_and_grad_match_numpy(rng, name):
+    fn, oracle, alpha = OPS[name]
+    x = _op_leaf(rng, name, (4, 9))
+    w = rng.standard_normal((4, 9))
+    y = fn(x)
+    assert y.dtype == gd.float64 and y.shape == (4, 9)
+    xv = x.detach().numpy()
+    np.testing.assert_allclose(y.detach().numpy(), oracle_forward(oracle, xv, alpha),
+                               rtol=1e-13, atol=1e-15)
+    (y * gd.tensor(w, dtype=gd.float64)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), w * oracle_derivative(oracle, xv, alpha),
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_op_softplus_beta(rng):
+    x = _op_leaf(rng, "softplus", (3, 4))
+    fn = lambda t: gd.softplus(t, beta=2.0)  # noqa: E731
+    np.testing.assert_allclose(fn(x).detach().numpy(),
+                               np.logaddexp(0.0, 2.0 * x.detach().numpy()) / 2.0, rtol=1e-14)
+    assert gradcheck(fn, (x,))
+    assert gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_activation_third_derivative(rng, name):
+    # gradcheck of the second derivative (built with create_graph) checks the third
+    fn = OPS[name][0]
+
+    def second(x):
+        with gd.enable_grad():  # gradcheck evaluates fn under no_grad for its differences
+            (g,) = gd.autograd.grad(fn(x).sum(), x, create_graph=True)
+            (h,) = gd.autograd.grad(g.sum(), x, create_graph=True)
+        return h
+
+    x = _op_leaf(rng, name, (5,))
+    if OPS[name][1] in ("relu", "leaky_relu"):
+        # piecewise linear: the second derivative is zero (a tensor of zeros, as in PyTorch)
+        np.testing.assert_array_equal(second(x).detach().numpy(), np.zeros(5))
+        return
+    assert gradcheck(second, (x,))
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (2, 0, 4)], ids=str)
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_activation_empty(rng, name, shape):
+    x = _op_leaf(rng, name, shape)
+    y = OPS[name][0](x)
+    assert y.shape == shape
+    y.sum().backward()
+    assert x.grad.shape == shape and x.grad.dtype == gd.float64
+    assert gradgradcheck(OPS[name][0], (_op_leaf(rng, name, shape),))
+
+
+@pytest.mark.parametrize("view", ["transposed", "strided"])
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_activation_non_contiguous_input(rng, name, view):
+    fn, oracle, alpha = OPS[name]
+    base = _op_leaf(rng, name, (5, 3) if view == "transposed" else (3, 10))
+
+    def f(b):
+        v = b.t() if view == "transposed" else b[:, ::2]
+        assert not v.is_contiguous()
+        return fn(v)
+
+    bv = base.detach().numpy()
+    ref = oracle_forward(oracle, bv.T if view == "transposed" else bv[:, ::2], alpha)
+    np.testing.assert_allclose(f(base).detach().numpy(), ref, rtol=1e-13, atol=1e-15)
+    assert gradcheck(f, (base,))
+    assert gradgradcheck(f, (base,))
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_activation_float32_grad_close_to_float64(rng, name):
+    fn = OPS[name][0]
+    xv = _op_values(rng, name, (6, 7))
+    w = rng.standard_normal((6, 7))
+    out = {}
+    for dt in (gd.float32, gd.float64):
+        x = gd.tensor(xv, dtype=dt, requires_grad=True)
+        y = fn(x)
+        assert y.dtype == dt
+        (g,) = gd.autograd.grad((y * gd.tensor(w, dtype=dt)).sum(), x, create_graph=True)
+        (h,) = gd.autograd.grad(g.sum(), x, allow_unused=True)
+        assert g.dtype == dt
+        out[dt] = [y.detach().numpy().astype(np.float64), g.detach().numpy().astype(np.float64),
+                   None if h is None else h.numpy().astype(np.float64)]
+    for a32, a64 in zip(out[gd.float32], out[gd.float64]):
+        if a32 is not None:
+            scale = np.max(np.abs(a64))
+            np.testing.assert_allclose(a32, a64, rtol=1e-5, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64], ids=str)
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "softplus", "gelu", "gelu_tanh", "relu",
+                                  "leaky_relu"])
+def test_op_activation_saturated_inputs_give_finite_gradients(dtype, name):
+    fn, oracle, alpha = OPS[name]
+    xv = np.array([-1e4, -800.0, -40.0, 40.0, 800.0, 1e4])
+    x = gd.tensor(xv, dtype=dtype, requires_grad=True)
+    y = fn(x)
+    assert np.all(np.isfinite(y.detach().numpy()))
+    (g,) = gd.autograd.grad(y.sum(), x, create_graph=True)
+    assert np.all(np.isfinite(g.detach().numpy()))
+    np.testing.assert_allclose(g.detach().numpy(), oracle_derivative(oracle, xv, alpha),
+                               atol=1e-6)
+    if g.requires_grad:
+        (h,) = gd.autograd.grad(g.sum(), x)
+        assert np.all(np.isfinite(h.numpy()))
+
+
+def test_op_relu_gradient_at_zero_is_zero():
+    x = gd.tensor([-1.0, 0.0, 2.0], dtype=gd.float64, requires_grad=True)
+    (x.relu() + gd.leaky_relu(x, 0.1)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.1, 0.1, 2.0])
+
+
+def test_op_relu_of_fan_out_accumulates(rng):
+    # one tensor feeding relu, tanh and itself: dC/dx sums over the three consumers
+    x = gd.tensor(_op_values(rng, "relu", (4,)), dtype=gd.float64, requires_grad=True)
+    (x.relu() * x.tanh() + x).sum().backward()
+    xv = x.detach().numpy()
+    ref = (xv > 0) * np.tanh(xv) + np.maximum(xv, 0) / np.cosh(xv) ** 2 + 1.0
+    np.testing.assert_allclose(x.grad.numpy(), ref, rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid", "exp", "log", "gelu"])
+def test_op_activation_rejects_integer_tensors(name):
+    with pytest.raises(TypeError, match="float32 or float64"):
+        OPS[name][0](gd.tensor([1, 2]))

@@ -6,9 +6,11 @@ Oracles are NumPy float64 products; tolerances come from the standard error boun
 
 from __future__ import annotations
 
+import graddesc as gd
 import numpy as np
 import pytest
 from graddesc import _core
+from graddesc.autograd import gradcheck, gradgradcheck
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -678,3 +680,257 @@ LINEAR_ERRORS = [
 def test_kernel_linear_validation(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# ---- Tensor-level ops (functional/linear.py): matmul, mm, linear -----------------------------
+F = gd.nn.functional
+
+
+def _leaf(rng, shape, dtype=gd.float64):
+    return gd.tensor(rng.standard_normal(shape), dtype=dtype, requires_grad=True)
+
+
+def _check(fn, *inputs):
+    assert gradcheck(fn, inputs)
+    assert gradgradcheck(fn, inputs)
+
+
+MATMUL_SHAPES = [
+    ((3, 4), (4, 5)),
+    ((1, 4), (4, 1)),
+    ((5, 1), (1, 3)),
+    ((4,), (4, 3)),
+    ((3, 4), (4,)),
+    ((4,), (4,)),
+    ((1,), (1,)),
+    ((2, 3, 4), (4, 5)),
+    ((3, 4), (2, 4, 5)),
+    ((2, 3, 4), (2, 4, 5)),
+    ((2, 1, 3, 4), (3, 4, 2)),
+    ((4,), (2, 4, 3)),
+    ((2, 3, 4), (4,)),
+    ((0, 4), (4, 3)),
+    ((3, 0), (0, 5)),
+    ((3, 4), (4, 0)),
+    ((0, 3, 4), (4, 2)),
+    ((0,), (0,)),
+]
+
+
+@pytest.mark.parametrize("sa,sb", MATMUL_SHAPES, ids=str)
+def test_op_matmul_gradcheck_and_numpy(rng, sa, sb):
+    a, b = _leaf(rng, sa), _leaf(rng, sb)
+    y = a @ b
+    ref = np.matmul(a.detach().numpy(), b.detach().numpy())
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-13, atol=1e-14)
+    _check(lambda x, z: x @ z, a, b)
+    _check(gd.matmul, a, b)
+    y.sum().backward()
+    assert a.grad.shape == sa and b.grad.shape == sb
+    ones = np.ones(ref.shape)
+    av, bv = a.detach().numpy(), b.detach().numpy()
+    if len(sa) == 2 and len(sb) == 2:
+        np.testing.assert_allclose(a.grad.numpy(), ones @ bv.T, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(b.grad.numpy(), av.T @ ones, rtol=1e-13, atol=1e-14)
+
+
+# view -> (base shapes, graddesc views, NumPy views)
+MATMUL_VIEWS = {
+    "a_transposed": (((4, 3), (4, 5)), lambda x, z: (x.t(), z), lambda x, z: (x.T, z)),
+    "b_transposed": (((3, 4), (5, 4)), lambda x, z: (x, z.t()), lambda x, z: (x, z.T)),
+    "both_transposed": (((4, 3), (5, 4)), lambda x, z: (x.T, z.T), lambda x, z: (x.T, z.T)),
+    "strided": (((3, 8), (8, 5)), lambda x, z: (x[:, ::2], z[1::2]),
+                lambda x, z: (x[:, ::2], z[1::2])),
+    "batched_transposed": (((2, 4, 3), (2, 5, 4)), lambda x, z: (x.transpose(-1, -2), z.mT),
+                           lambda x, z: (x.swapaxes(-1, -2), z.swapaxes(-1, -2))),
+    "vector_strided": (((3, 4), (9,)), lambda x, z: (x, z[::2][:4]),
+                       lambda x, z: (x, z[::2][:4])),
+}
+
+
+@pytest.mark.parametrize("view", sorted(MATMUL_VIEWS))
+def test_op_matmul_non_contiguous(rng, view):
+    (sa, sb), views, np_views = MATMUL_VIEWS[view]
+    ba, bb = _leaf(rng, sa), _leaf(rng, sb)
+
+    def f(x, z):
+        u, v = views(x, z)
+        return u @ v
+
+    _check(f, ba, bb)
+    ref = np.matmul(*np_views(ba.detach().numpy(), bb.detach().numpy()))
+    np.testing.assert_allclose(f(ba, bb).detach().numpy(), ref, rtol=1e-13, atol=1e-14)
+
+
+def test_op_matmul_rmatmul_and_mm(rng):
+    a, b = _leaf(rng, (3, 4)), _leaf(rng, (4, 2))
+    _check(gd.mm, a, b)
+    _check(lambda x, z: x.mm(z), a, b)
+    _check(lambda x, z: x.__rmatmul__(z), b, a)
+    with pytest.raises(RuntimeError, match="mm"):
+        gd.mm(a, b[:, 0])
+
+
+def test_op_matmul_fan_out_quadratic_form(rng):
+    # x^T A x: x feeds both sides of the product; grad = (A + A^T) x, Hessian A + A^T
+    A = _leaf(rng, (4, 4))
+    x = _leaf(rng, (4,))
+    _check(lambda m, v: v @ m @ v, A, x)
+    (g,) = gd.autograd.grad(x @ A @ x, x, create_graph=True)
+    Av = A.detach().numpy()
+    np.testing.assert_allclose(g.detach().numpy(), (Av + Av.T) @ x.detach().numpy(), rtol=1e-13)
+    rows = [gd.autograd.grad(g[i], x, retain_graph=True)[0].numpy() for i in range(4)]
+    np.testing.assert_allclose(np.stack(rows), Av + Av.T, rtol=1e-14)
+
+
+def test_op_matmul_errors(rng):
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        _leaf(rng, (3, 4)) @ _leaf(rng, (3, 4))
+    with pytest.raises(RuntimeError, match="at least 1 dimension"):
+        _leaf(rng, ()) @ _leaf(rng, (3,))
+    with pytest.raises(RuntimeError, match="same dtype"):
+        _leaf(rng, (3, 4)) @ _leaf(rng, (4,), dtype=gd.float32)
+
+
+# x shape, OUT, bias
+LINEAR_CASES = [
+    ((5,), 3, True),
+    ((5,), 3, False),
+    ((1, 5), 3, True),
+    ((4, 5), 3, True),
+    ((4, 5), 3, False),
+    ((7, 13), 5, True),
+    ((1, 1), 1, True),
+    ((0, 5), 3, True),
+    ((4, 0), 3, True),
+    ((4, 5), 0, True),
+    ((2, 3, 5), 4, True),
+    ((2, 3, 5), 4, False),
+    ((2, 1, 3, 5), 2, True),
+    ((0, 3, 5), 2, True),
+]
+
+
+def _linear_inputs(rng, xs, out, bias, dtype=gd.float64):
+    x = _leaf(rng, xs, dtype)
+    W = _leaf(rng, (out, xs[-1]), dtype)
+    b = _leaf(rng, (out,), dtype) if bias else None
+    return x, W, b
+
+
+@pytest.mark.parametrize("xs,out,bias", LINEAR_CASES, ids=str)
+def test_op_linear_gradcheck_and_numpy(rng, xs, out, bias):
+    x, W, b = _linear_inputs(rng, xs, out, bias)
+    y = F.linear(x, W, b)
+    ref = x.detach().numpy() @ W.detach().numpy().T
+    if bias:
+        ref = ref + b.detach().numpy()
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-13, atol=1e-14)
+    if bias:
+        _check(F.linear, x, W, b)
+    else:
+        _check(lambda u, v: F.linear(u, v), x, W)
+    # backward without create_graph runs the fused C++ kernel: compare it with NumPy
+    w = rng.standard_normal(ref.shape)
+    (y * gd.tensor(w, dtype=gd.float64)).sum().backward()
+    rows = int(np.prod(xs[:-1]))
+    w2 = w.reshape(rows, out)
+    x2 = x.detach().numpy().reshape(rows, xs[-1])
+    np.testing.assert_allclose(x.grad.numpy(), (w2 @ W.detach().numpy()).reshape(xs),
+                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(W.grad.numpy(), w2.T @ x2, rtol=1e-12, atol=1e-14)
+    if bias:
+        np.testing.assert_allclose(b.grad.numpy(), w2.sum(0), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("need", ["x", "W", "b", "xW"])
+def test_op_linear_partial_requires_grad(rng, need):
+    x, W, b = _linear_inputs(rng, (3, 4), 2, True)
+    for name, t in (("x", x), ("W", W), ("b", b)):
+        t.requires_grad_(name in need)
+    F.linear(x, W, b).sum().backward()
+    for name, t in (("x", x), ("W", W), ("b", b)):
+        assert (t.grad is not None) == (name in need)
+
+
+@pytest.mark.parametrize("view", ["x_transposed", "x_strided", "W_transposed", "x_3d_permuted"])
+def test_op_linear_non_contiguous_inputs(rng, view):
+    if view == "x_transposed":
+        bx, W, b = _leaf(rng, (5, 4)), _leaf(rng, (3, 5)), _leaf(rng, (3,))
+        f = lambda u, v, c: F.linear(u.t(), v, c)  # noqa: E731
+    elif view == "x_strided":
+        bx, W, b = _leaf(rng, (4, 10)), _leaf(rng, (3, 5)), _leaf(rng, (3,))
+        f = lambda u, v, c: F.linear(u[:, ::2], v, c)  # noqa: E731
+    elif view == "W_transposed":
+        bx, W, b = _leaf(rng, (4, 5)), _leaf(rng, (5, 3)), _leaf(rng, (3,))
+        f = lambda u, v, c: F.linear(u, v.t(), c)  # noqa: E731
+    else:
+        bx, W, b = _leaf(rng, (5, 2, 3)), _leaf(rng, (3, 5)), _leaf(rng, (3,))
+        f = lambda u, v, c: F.linear(u.permute(1, 2, 0), v, c)  # noqa: E731
+    _check(f, bx, W, b)
+    y = f(bx, W, b)
+    y.sum().backward()  # the fused kernel path
+    g_fused = [t.grad.numpy().copy() for t in (bx, W, b)]
+    for t in (bx, W, b):
+        t.grad = None
+    gs = gd.autograd.grad(f(bx, W, b).sum(), (bx, W, b), create_graph=True)  # the op path
+    for a, c in zip(g_fused, gs):
+        np.testing.assert_allclose(a, c.detach().numpy(), rtol=1e-13, atol=1e-14)
+
+
+def test_op_linear_matches_matmul_composition(rng):
+    x, W, b = _linear_inputs(rng, (6, 5), 4, True)
+    _check(lambda u, v, c: F.linear(u, v, c) - (u @ v.t() + c), x, W, b)
+    np.testing.assert_allclose(F.linear(x, W, b).detach().numpy(),
+                               (x @ W.T + b).detach().numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("xs,out", [((7, 13), 5), ((13,), 3), ((2, 3, 9), 4)], ids=str)
+def test_op_linear_and_matmul_float32_close_to_float64(rng, xs, out):
+    xv, Wv, bv = (rng.standard_normal(xs), rng.standard_normal((out, xs[-1])),
+                  rng.standard_normal(out))
+    w = rng.standard_normal(xs[:-1] + (out,))
+    res = {}
+    for dt in (gd.float32, gd.float64):
+        x, W, b = (gd.tensor(v, dtype=dt, requires_grad=True) for v in (xv, Wv, bv))
+        y = F.linear(x, W, b) + x @ W.t()
+        assert y.dtype == dt
+        (y * gd.tensor(w, dtype=dt)).sum().backward()
+        res[dt] = [t.numpy().astype(np.float64) for t in (y.detach(), x.grad, W.grad, b.grad)]
+    for a32, a64 in zip(res[gd.float32], res[gd.float64]):
+        np.testing.assert_allclose(a32, a64, rtol=1e-4, atol=1e-4 * np.max(np.abs(a64)))
+
+
+def test_op_linear_validation(rng):
+    x, W, b = _linear_inputs(rng, (3, 4), 2, True)
+    with pytest.raises(ValueError, match="4 features"):
+        F.linear(x, W.t(), None)
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        F.linear(_leaf(rng, ()), W)
+    with pytest.raises(TypeError, match="share one float dtype"):
+        F.linear(x.float(), W, b)
+
+
+def test_op_linear_gelu_sigmoid_chain(rng):
+    # the lecture's block: weighted sum, nonlinearity, weighted sum, squashing
+    x = _leaf(rng, (5, 4))
+    W1, b1 = _leaf(rng, (6, 4)), _leaf(rng, (6,))
+    W2, b2 = _leaf(rng, (2, 6)), _leaf(rng, (2,))
+    _check(lambda u, a, c, d, e: F.linear(gd.gelu(F.linear(u, a, c)), d, e).sigmoid(),
+           x, W1, b1, W2, b2)
+
+
+def test_op_linear_and_matmul_bitwise_equal_across_threads(rng, threads):
+    xv, Wv, bv = (rng.standard_normal((300, 129)), rng.standard_normal((65, 129)),
+                  rng.standard_normal(65))
+    results = []
+    for n in (1, 2):
+        threads(n)
+        x, W, b = (gd.tensor(v, dtype=gd.float32, requires_grad=True) for v in (xv, Wv, bv))
+        y = F.linear(x, W, b).tanh() @ W
+        (y * y).sum().backward()
+        results.append([t.numpy().copy() for t in (y.detach(), x.grad, W.grad, b.grad)])
+    for a, c in zip(*results):
+        np.testing.assert_array_equal(a, c)

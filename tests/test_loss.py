@@ -3,13 +3,17 @@
 Oracles are NumPy float64: max-subtracted softmax/logsumexp, gradients from the explicit Jacobians
 (diag(s) - s s^T for softmax, I - 1 s^T for log-softmax) and from central differences of the
 forward kernels.
+The test_op_* tests at the end differentiate the Tensor-level ops (functional/loss.py) and check
+them against NumPy oracles that follow PyTorch's definitions (weights, ignore_index, smoothing).
 """
 
 from __future__ import annotations
 
+import graddesc as gd
 import numpy as np
 import pytest
 from graddesc import _core
+from graddesc.autograd import gradcheck, gradgradcheck
 
 
 def _tol(dtype):
@@ -812,3 +816,511 @@ LOSS_ERRORS = [
 def test_kernel_loss_validation(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# ---- Tensor-level ops (functional/loss.py) ------------------------------------------------------
+F = gd.nn.functional
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def _leaf(rng, shape, scale=1.0, dtype=gd.float64):
+    return gd.tensor(scale * rng.standard_normal(shape), dtype=dtype, requires_grad=True)
+
+
+def _check(fn, *inputs):
+    assert gradcheck(fn, inputs)
+    assert gradgradcheck(fn, inputs)
+
+
+def _np_reduce(loss, reduction, denom=None):
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / (loss.size if denom is None else denom)
+
+
+def np_log_softmax(z, axis):
+    m = np.max(z, axis=axis, keepdims=True, initial=-np.inf)  # initial: empty axes
+    with np.errstate(divide="ignore", invalid="ignore"):  # log(0) over an empty axis
+        return z - m - np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
+
+
+def np_cross_entropy(z, t, weight=None, ignore_index=-100, reduction="mean",
+                     label_smoothing=0.0):
+    """PyTorch's cross_entropy in float64 NumPy: logits (N, C, ...) or (C,), targets class
+    indices or probabilities."""
+    z = np.asarray(z, dtype=np.float64)
+    cdim = 0 if z.ndim == 1 else 1
+    C = z.shape[cdim]
+    w = np.ones(C) if weight is None else np.asarray(weight, dtype=np.float64)
+    wshape = (C,) + (1,) * (z.ndim - cdim - 1)
+    logp = np_log_softmax(z, cdim)
+    eps = label_smoothing
+    if np.asarray(t).dtype.kind == "f":
+        tt = np.asarray(t) * (1 - eps) + eps / C
+        loss = -np.sum(logp * tt * w.reshape(wshape), axis=cdim)
+        return _np_reduce(loss, reduction)
+    t = np.asarray(t)
+    valid = t != ignore_index
+    ts = np.where(valid, t, 0)
+    picked = np.take_along_axis(logp, np.expand_dims(ts, cdim), axis=cdim).squeeze(cdim)
+    wt = w[ts] * valid
+    nll = -picked * wt
+    smooth = -np.sum(logp * w.reshape(wshape), axis=cdim) / C * valid
+    loss = (1 - eps) * nll + eps * smooth
+    return _np_reduce(loss, reduction, denom=wt.sum())
+
+
+# name -> (logits shape, kwargs, target: "index", "ignore" (some ignore_index), "prob")
+CE_CASES = {
+    "basic": ((4, 5), {}, "index"),
+    "batch_1": ((1, 5), {}, "index"),
+    "two_classes": ((3, 2), {}, "index"),
+    "one_class": ((3, 1), {}, "index"),
+    "odd": ((7, 3), {}, "index"),
+    "ignore_index": ((6, 4), {}, "ignore"),
+    "ignore_custom": ((6, 4), {"ignore_index": 2}, "index"),
+    "weight": ((5, 4), {"weight": [0.5, 2.0, 1.0, 0.25]}, "index"),
+    "weight_ignore": ((6, 4), {"weight": [0.5, 2.0, 1.0, 0.25]}, "ignore"),
+    "smoothing": ((5, 4), {"label_smoothing": 0.1}, "index"),
+    "smoothing_ignore": ((6, 4), {"label_smoothing": 0.2}, "ignore"),
+    "smoothing_weight": ((6, 4), {"label_smoothing": 0.3, "weight": [0.5, 2.0, 1.0, 0.25]},
+                         "ignore"),
+    "smoothing_full": ((3, 4), {"label_smoothing": 1.0}, "index"),
+    "prob": ((4, 5), {}, "prob"),
+    "prob_smoothing": ((4, 5), {"label_smoothing": 0.25}, "prob"),
+    "prob_weight": ((4, 3), {"weight": [0.5, 2.0, 1.0]}, "prob"),
+    "vector": ((5,), {}, "index"),
+    "vector_prob": ((5,), {}, "prob"),
+    "spatial": ((2, 3, 4), {}, "index"),
+    "spatial_ignore_weight": ((2, 3, 2, 2), {"weight": [1.0, 3.0, 0.5]}, "ignore"),
+    "spatial_smoothing": ((2, 3, 4), {"label_smoothing": 0.1}, "index"),
+    "spatial_prob": ((2, 3, 4), {}, "prob"),
+}
+
+
+def _ce_inputs(rng, name):
+    shape, kw, kind = CE_CASES[name]
+    kw = dict(kw)
+    if "weight" in kw:
+        kw["weight"] = gd.tensor(kw["weight"], dtype=gd.float64)
+    z = _leaf(rng, shape, scale=2.0)
+    C = shape[0] if len(shape) == 1 else shape[1]
+    tshape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    if kind == "prob":
+        p = rng.random(shape)
+        t = gd.tensor(p / p.sum(axis=0 if len(shape) == 1 else 1, keepdims=True),
+                      dtype=gd.float64)
+    else:
+        tv = rng.integers(0, C, size=tshape)
+        if kind == "ignore":
+            flat = tv.reshape(-1)
+            flat[::3] = kw.get("ignore_index", -100)
+        t = gd.tensor(tv, dtype=gd.int64)
+    return z, t, kw
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", sorted(CE_CASES))
+def test_op_cross_entropy_matches_numpy_and_gradcheck(rng, name, reduction):
+    z, t, kw = _ce_inputs(rng, name)
+    loss = F.cross_entropy(z, t, reduction=reduction, **kw)
+    np_kw = {k: (v.numpy() if isinstance(v, gd.Tensor) else v) for k, v in kw.items()}
+    ref = np_cross_entropy(z.detach().numpy(), t.numpy(), reduction=reduction, **np_kw)
+    assert loss.shape == np.shape(ref)
+    np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-13, atol=1e-14)
+    _check(lambda x: F.cross_entropy(x, t, reduction=reduction, **kw), z)
+
+
+@pytest.mark.parametrize("name", ["prob", "prob_smoothing", "prob_weight", "spatial_prob"])
+def test_op_cross_entropy_gradient_wrt_probability_target(rng, name):
+    z, t, kw = _ce_inputs(rng, name)
+    t.requires_grad_(True)
+    _check(lambda x, y: F.cross_entropy(x, y, **kw), z, t)
+
+
+def test_op_cross_entropy_module_and_ignored_gradients(rng):
+    z, t, _ = _ce_inputs(rng, "ignore_index")
+    loss = gd.nn.CrossEntropyLoss()(z, t)
+    loss.backward()
+    ignored = t.numpy() == -100
+    assert ignored.any()
+    np.testing.assert_array_equal(z.grad.numpy()[ignored], 0.0)  # ignored rows get nothing
+    np.testing.assert_allclose(z.grad.numpy()[~ignored].sum(1), 0.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("kind", ["index", "prob"])
+def test_op_cross_entropy_batch_0(rng, reduction, kind):
+    z = _leaf(rng, (0, 4))
+    t = gd.zeros(0, 4, dtype=gd.float64) if kind == "prob" else gd.zeros(0, dtype=gd.int64)
+    loss = F.cross_entropy(z, t, reduction=reduction)
+    if reduction == "none":
+        assert loss.shape == (0,)
+    elif reduction == "sum":
+        assert loss.item() == 0.0
+    else:
+        assert np.isnan(loss.item())  # a mean over no samples, as in PyTorch
+    loss.sum().backward()
+    assert z.grad.shape == (0, 4)
+
+
+def test_op_cross_entropy_all_ignored_mean_is_nan_with_zero_grad(rng):
+    z = _leaf(rng, (3, 4))
+    t = gd.full((3,), -100, dtype=gd.int64)
+    loss = F.cross_entropy(z, t)
+    assert np.isnan(loss.item())
+    assert F.cross_entropy(z, t, reduction="sum").item() == 0.0
+    F.cross_entropy(z, t, reduction="sum").backward()
+    np.testing.assert_array_equal(z.grad.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("bad", [5, 7, -1, -3])
+def test_op_cross_entropy_target_out_of_range_names_the_value(rng, bad):
+    z = _leaf(rng, (4, 5))
+    t = gd.tensor([0, 1, bad, 2])
+    with pytest.raises(ValueError, match=rf"target {bad}\b.*5 classes"):
+        F.cross_entropy(z, t)
+    with pytest.raises(ValueError, match=rf"target {bad}\b"):
+        F.nll_loss(F.log_softmax(z, 1), t)
+
+
+def test_op_cross_entropy_spatial_target_out_of_range(rng):
+    z = _leaf(rng, (2, 3, 4))
+    t = gd.zeros(2, 4, dtype=gd.int64)
+    t[1, 2] = 3
+    with pytest.raises(ValueError, match="target 3"):
+        F.cross_entropy(z, t)
+
+
+def test_op_cross_entropy_argument_validation(rng):
+    z = _leaf(rng, (4, 5))
+    with pytest.raises(ValueError, match="target of shape"):
+        F.cross_entropy(z, gd.zeros(3, dtype=gd.int64))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        F.cross_entropy(z, gd.zeros(4, dtype=gd.int64), label_smoothing=1.5)
+    with pytest.raises(ValueError, match="weight"):
+        F.cross_entropy(z, gd.zeros(4, dtype=gd.int64), weight=gd.ones(4, dtype=gd.float64))
+    with pytest.raises(ValueError, match="reduction"):
+        F.cross_entropy(z, gd.zeros(4, dtype=gd.int64), reduction="avg")
+    with pytest.raises(ValueError, match="probability targets"):
+        F.cross_entropy(z, gd.zeros(4, 4, dtype=gd.float64))
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e6])
+@pytest.mark.parametrize("name", ["basic", "smoothing_weight", "prob", "spatial"])
+def test_op_cross_entropy_large_logits_are_stable(rng, name, scale):
+    z, t, kw = _ce_inputs(rng, name)
+    z = gd.tensor(z.detach().numpy() * scale, dtype=gd.float64, requires_grad=True)
+    loss = F.cross_entropy(z, t, **kw)
+    assert np.isfinite(loss.item())
+    (g,) = gd.autograd.grad(loss, z, create_graph=True)
+    assert np.all(np.isfinite(g.detach().numpy()))
+    np_kw = {k: (v.numpy() if isinstance(v, gd.Tensor) else v) for k, v in kw.items()}
+    ref = np_cross_entropy(z.detach().numpy(), t.numpy(), **np_kw)
+    np.testing.assert_allclose(loss.item(), ref, rtol=1e-12)
+    (h,) = gd.autograd.grad((g * g).sum(), z)
+    assert np.all(np.isfinite(h.numpy()))
+
+
+def test_op_cross_entropy_large_logits_float32(rng):
+    z = gd.tensor(1e4 * rng.standard_normal((8, 10)), dtype=gd.float32, requires_grad=True)
+    t = gd.tensor(rng.integers(0, 10, 8))
+    loss = F.cross_entropy(z, t)
+    loss.backward()
+    assert np.isfinite(loss.item()) and np.all(np.isfinite(z.grad.numpy()))
+
+
+@pytest.mark.parametrize("name", ["basic", "weight_ignore", "smoothing_weight", "prob",
+                                  "spatial_ignore_weight"])
+def test_op_cross_entropy_float32_close_to_float64(rng, name):
+    z, t, kw = _ce_inputs(rng, name)
+    res = {}
+    for dt in (gd.float32, gd.float64):
+        x = gd.tensor(z.detach().numpy(), dtype=dt, requires_grad=True)
+        k = {key: (v.to(dt) if isinstance(v, gd.Tensor) else v) for key, v in kw.items()}
+        tt = t.to(dt) if t.dtype == gd.float64 else t
+        loss = F.cross_entropy(x, tt, **k)
+        assert loss.dtype == dt
+        loss.backward()
+        res[dt] = (loss.item(), x.grad.numpy().astype(np.float64))
+    np.testing.assert_allclose(res[gd.float32][0], res[gd.float64][0], rtol=1e-5)
+    np.testing.assert_allclose(res[gd.float32][1], res[gd.float64][1], rtol=1e-4, atol=1e-6)
+
+
+# ---- softmax / log_softmax ----------------------------------------------------------------------
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("dim", [0, 1, 2, -1, -2, -3])
+def test_op_softmax_over_each_dim(rng, log, dim):
+    x = _leaf(rng, (2, 3, 4), scale=2.0)
+    fn = (lambda t: t.log_softmax(dim)) if log else (lambda t: gd.softmax(t, dim=dim))
+    ref = np_log_softmax(x.detach().numpy(), dim)
+    np.testing.assert_allclose(fn(x).detach().numpy(), ref if log else np.exp(ref),
+                               rtol=1e-13, atol=1e-15)
+    _check(fn, x)
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,dim", [((), 0), ((1,), 0), ((5,), 0), ((5,), -1), ((3, 1), 1),
+                                       ((1, 3), 0), ((0, 3), 1), ((0, 3), 0), ((3, 0), 1),
+                                       ((64, 200), 1)], ids=str)
+def test_op_softmax_small_and_empty_shapes(rng, log, shape, dim):
+    x = _leaf(rng, shape, scale=2.0)
+    fn = (lambda t: F.log_softmax(t, dim=dim)) if log else (lambda t: t.softmax(dim))
+    y = fn(x)
+    assert y.shape == shape
+    xv = x.detach().numpy().reshape(shape or (1,))
+    ref = np_log_softmax(xv, dim).reshape(shape)
+    np.testing.assert_allclose(y.detach().numpy(), ref if log else np.exp(ref), rtol=1e-13,
+                               atol=1e-15)
+    y.sum().backward()
+    assert x.grad.shape == shape
+    if x.numel() <= 20:
+        _check(fn, _leaf(rng, shape))
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("view", ["transposed", "strided", "permuted_3d"])
+def test_op_softmax_non_contiguous(rng, log, view):
+    if view == "transposed":
+        base = _leaf(rng, (5, 3))
+        as_view = lambda b: b.t()  # noqa: E731
+    elif view == "strided":
+        base = _leaf(rng, (3, 10))
+        as_view = lambda b: b[:, 1::2]  # noqa: E731
+    else:
+        base = _leaf(rng, (4, 2, 3))
+        as_view = lambda b: b.permute(1, 0, 2)  # noqa: E731
+    for dim in range(as_view(base).ndim):
+        def fn(b, d=dim):
+            v = as_view(b)
+            return F.log_softmax(v, d) if log else F.softmax(v, d)
+
+        ref = np_log_softmax(as_view(base).detach().numpy(), dim)
+        np.testing.assert_allclose(fn(base).detach().numpy(), ref if log else np.exp(ref),
+                                   rtol=1e-13, atol=1e-15)
+        _check(fn, base)
+
+
+def test_op_softmax_dtype_argument_and_module(rng):
+    x = _leaf(rng, (3, 4), dtype=gd.float32)
+    y = gd.softmax(x, dim=1, dtype=gd.float64)
+    assert y.dtype == gd.float64
+    y.sum().backward()
+    assert x.grad.dtype == gd.float32
+    np.testing.assert_allclose(gd.nn.Softmax(dim=0)(x).detach().numpy(),
+                               np.exp(np_log_softmax(x.detach().numpy().astype(float), 0)),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_op_softmax_float32_close_to_float64_and_stable(rng, log):
+    xv = 50.0 * rng.standard_normal((6, 9))
+    xv[0] += 1e4
+    w = rng.standard_normal((6, 9))
+    res = {}
+    for dt in (gd.float32, gd.float64):
+        x = gd.tensor(xv, dtype=dt, requires_grad=True)
+        y = F.log_softmax(x, 1) if log else F.softmax(x, 1)
+        (y * gd.tensor(w, dtype=dt)).sum().backward()
+        assert np.all(np.isfinite(y.detach().numpy())) and np.all(np.isfinite(x.grad.numpy()))
+        res[dt] = (y.detach().numpy().astype(np.float64), x.grad.numpy().astype(np.float64))
+    for a32, a64 in zip(res[gd.float32], res[gd.float64]):
+        np.testing.assert_allclose(a32, a64, rtol=1e-4, atol=1e-5 * np.max(np.abs(a64)))
+
+
+# ---- nll, mse, l1, bce, bce-with-logits, hinge -------------------------------------------------
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", ["plain", "weight", "ignore", "weight_ignore", "vector"])
+def test_op_nll_loss(rng, reduction, case):
+    C = 4
+    shape = (C,) if case == "vector" else (6, C)
+    logp = F.log_softmax(_leaf(rng, shape), -1).detach().requires_grad_(True)
+    t = gd.tensor(rng.integers(0, C, shape[:-1]))
+    kw = {}
+    if "ignore" in case:
+        t[::2] = -100
+    if "weight" in case:
+        kw["weight"] = gd.tensor([0.5, 2.0, 1.0, 3.0], dtype=gd.float64)
+    loss = F.nll_loss(logp, t, reduction=reduction, **kw)
+    # nll of log-probabilities is cross-entropy with their logits (log_softmax is idempotent)
+    np_kw = {k: v.numpy() for k, v in kw.items()}
+    ref = np_cross_entropy(logp.detach().numpy(), t.numpy(), reduction=reduction, **np_kw)
+    np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-13, atol=1e-15)
+    _check(lambda x: F.nll_loss(x, t, reduction=reduction, **kw), logp)
+    _check(lambda x: gd.nn.NLLLoss(reduction=reduction, **kw)(x.log_softmax(-1), t),
+           _leaf(rng, shape))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shapes", [((4, 3), (4, 3)), ((), ()), ((1,), (1,)), ((5,), (5,)),
+                                    ((2, 3, 2), (2, 3, 2)), ((4, 3), (3,))], ids=str)
+def test_op_mse_loss(rng, reduction, shapes):
+    a, b = _leaf(rng, shapes[0]), _leaf(rng, shapes[1])
+    loss = F.mse_loss(a, b, reduction=reduction)
+    ref = _np_reduce((a.detach().numpy() - b.detach().numpy()) ** 2, reduction)
+    np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-13)
+    _check(lambda x, y: F.mse_loss(x, y, reduction=reduction), a, b)
+    _check(lambda x: gd.nn.MSELoss(reduction=reduction)(x, b.detach()), a)
+
+
+def _away(rng, shape, lo=0.1):
+    """Values with lo <= |v| <= 2 (off the kink of |v| at 0)."""
+    return rng.uniform(lo, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(), (5,), (3, 4)], ids=str)
+def test_op_l1_loss(rng, reduction, shape):
+    b = _leaf(rng, shape)
+    a = gd.tensor(b.detach().numpy() + _away(rng, shape), dtype=gd.float64, requires_grad=True)
+    loss = F.l1_loss(a, b, reduction=reduction)
+    ref = _np_reduce(np.abs(a.detach().numpy() - b.detach().numpy()), reduction)
+    np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-13)
+    _check(lambda x, y: F.l1_loss(x, y, reduction=reduction), a, b)
+    _check(lambda x: gd.nn.L1Loss(reduction=reduction)(x, b.detach()), a)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shape", [(), (6,), (3, 4)], ids=str)
+def test_op_binary_cross_entropy(rng, reduction, weighted, shape):
+    p = gd.tensor(rng.uniform(0.05, 0.95, shape), dtype=gd.float64, requires_grad=True)
+    y = gd.tensor(rng.uniform(0.0, 1.0, shape), dtype=gd.float64, requires_grad=True)
+    w = gd.tensor(rng.uniform(0.5, 2.0, shape[-1:]), dtype=gd.float64) if weighted else None
+    loss = F.binary_cross_entropy(p, y, weight=w, reduction=reduction)
+    pv, yv = p.detach().numpy(), y.detach().numpy()
+    ref = -(yv * np.log(pv) + (1 - yv) * np.log1p(-pv)) * (1.0 if w is None else w.numpy())
+    np.testing.assert_allclose(loss.detach().numpy(), _np_reduce(ref, reduction), rtol=1e-13)
+    _check(lambda a, b: F.binary_cross_entropy(a, b, weight=w, reduction=reduction), p, y)
+    _check(lambda a: gd.nn.BCELoss(reduction=reduction)(a, y.detach()), p)
+
+
+def test_op_binary_cross_entropy_at_0_and_1_is_finite():
+    # logs are clamped at -100 (PyTorch), so p = 0 or 1 gives a finite loss
+    p = gd.tensor([0.0, 1.0, 0.5], dtype=gd.float64, requires_grad=True)
+    y = gd.tensor([1.0, 0.0, 1.0], dtype=gd.float64)
+    loss = F.binary_cross_entropy(p, y, reduction="none")
+    np.testing.assert_allclose(loss.detach().numpy(), [100.0, 100.0, np.log(2.0)], rtol=1e-15)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        F.binary_cross_entropy(gd.tensor([1.5], dtype=gd.float64), gd.tensor([1.0],
+                                                                              dtype=gd.float64))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("extra", ["none", "weight", "pos_weight", "both"])
+@pytest.mark.parametrize("shape", [(), (6,), (3, 4)], ids=str)
+def test_op_binary_cross_entropy_with_logits(rng, reduction, extra, shape):
+    x = _leaf(rng, shape, scale=3.0)
+    y = gd.tensor(rng.uniform(0.0, 1.0, shape), dtype=gd.float64, requires_grad=True)
+    C = shape[-1] if shape else 1
+    kw = {}
+    if extra in ("weight", "both"):
+        kw["weight"] = gd.tensor(rng.uniform(0.5, 2.0, C), dtype=gd.float64)
+    if extra in ("pos_weight", "both"):
+        kw["pos_weight"] = gd.tensor(rng.uniform(0.5, 3.0, C), dtype=gd.float64)
+    loss = F.binary_cross_entropy_with_logits(x, y, reduction=reduction, **kw)
+    xv, yv = x.detach().numpy(), y.detach().numpy()
+    pw = kw["pos_weight"].numpy() if "pos_weight" in kw else 1.0
+    ref = -(pw * yv * -np.logaddexp(0, -xv) + (1 - yv) * -np.logaddexp(0, xv))
+    ref = ref * (kw["weight"].numpy() if "weight" in kw else 1.0)
+    np.testing.assert_allclose(loss.detach().numpy(), _np_reduce(ref, reduction), rtol=1e-13)
+    _check(lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction, **kw),
+           x, y)
+
+
+def test_op_binary_cross_entropy_with_logits_large_logits_are_stable():
+    x = gd.tensor([-1e4, -50.0, 50.0, 1e4], dtype=gd.float64, requires_grad=True)
+    y = gd.tensor([1.0, 0.0, 1.0, 0.0], dtype=gd.float64)
+    loss = gd.nn.BCEWithLogitsLoss(reduction="sum")(x, y)
+    np.testing.assert_allclose(loss.item(), 1e4 + np.log1p(np.exp(-50.0)) * 2 + 1e4,
+                               rtol=1e-15)
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [-1.0, 0.0, 0.0, 1.0], atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("margin", [1.0, 0.5, 2.0])
+@pytest.mark.parametrize("shape", [(), (7,), (3, 4)], ids=str)
+def test_op_hinge_embedding_loss(rng, reduction, margin, shape):
+    y = gd.tensor(rng.choice([-1.0, 1.0], size=shape), dtype=gd.float64)
+    xv = margin + _away(rng, shape)  # off the kink at x = margin
+    x = gd.tensor(xv, dtype=gd.float64, requires_grad=True)
+    loss = F.hinge_embedding_loss(x, y, margin=margin, reduction=reduction)
+    yv = y.numpy()
+    ref = np.where(yv == 1, xv, np.maximum(0.0, margin - xv))
+    np.testing.assert_allclose(loss.detach().numpy(), _np_reduce(ref, reduction), rtol=1e-13)
+    _check(lambda a: F.hinge_embedding_loss(a, y, margin=margin, reduction=reduction), x)
+    _check(lambda a: gd.nn.HingeEmbeddingLoss(margin=margin, reduction=reduction)(a, y), x)
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "bce", "bce_logits", "hinge", "nll"])
+def test_op_loss_empty_input(rng, loss):
+    x = gd.tensor(np.full((0, 3), 0.5), dtype=gd.float64, requires_grad=True)
+    if loss == "nll":
+        y = gd.zeros(0, dtype=gd.int64)
+    else:
+        y = gd.ones(0, 3, dtype=gd.float64)
+    fn = {"mse": F.mse_loss, "l1": F.l1_loss, "bce": F.binary_cross_entropy,
+          "bce_logits": F.binary_cross_entropy_with_logits, "hinge": F.hinge_embedding_loss,
+          "nll": F.nll_loss}[loss]
+    assert np.isnan(fn(x, y).item())  # mean over nothing
+    assert fn(x, y, reduction="sum").item() == 0.0
+    fn(x, y, reduction="sum").backward()
+    assert x.grad.shape == (0, 3)
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "bce", "bce_logits", "hinge"])
+def test_op_loss_float32_close_to_float64(rng, loss):
+    xv = rng.uniform(0.1, 0.9, (5, 4))
+    yv = rng.uniform(0.0, 1.0, (5, 4)) if loss != "hinge" else rng.choice([-1.0, 1.0], (5, 4))
+    fn = {"mse": F.mse_loss, "l1": F.l1_loss, "bce": F.binary_cross_entropy,
+          "bce_logits": F.binary_cross_entropy_with_logits, "hinge": F.hinge_embedding_loss}[loss]
+    res = {}
+    for dt in (gd.float32, gd.float64):
+        x = gd.tensor(xv, dtype=dt, requires_grad=True)
+        out = fn(x, gd.tensor(yv, dtype=dt))
+        assert out.dtype == dt
+        out.backward()
+        res[dt] = (out.item(), x.grad.numpy().astype(np.float64))
+    np.testing.assert_allclose(res[gd.float32][0], res[gd.float64][0], rtol=1e-5)
+    np.testing.assert_allclose(res[gd.float32][1], res[gd.float64][1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll", "mse", "bce_logits", "hinge"])
+def test_op_loss_non_contiguous_inputs(rng, loss):
+    base = _leaf(rng, (4, 6))
+    t_idx = gd.tensor(rng.integers(0, 4, 3))
+    y = gd.tensor(rng.choice([-1.0, 1.0], (3, 4)) if loss == "hinge" else rng.random((3, 4)),
+                  dtype=gd.float64)
+    fns = {
+        "cross_entropy": lambda v: F.cross_entropy(v, t_idx, label_smoothing=0.1),
+        "nll": lambda v: F.nll_loss(v.log_softmax(1), t_idx),
+        "mse": lambda v: F.mse_loss(v, y),
+        "bce_logits": lambda v: F.binary_cross_entropy_with_logits(v, y),
+        "hinge": lambda v: F.hinge_embedding_loss(v * 0.3, y),
+    }
+    for as_view in (lambda b: b.t()[::2], lambda b: b[:, 1::2].t()[:3]):
+        def fn(b, view=as_view):
+            v = view(b)
+            assert v.shape == (3, 4) and not v.is_contiguous()
+            return fns[loss](v)
+
+        ref = fns[loss](gd.tensor(as_view(base).detach().numpy().copy(), dtype=gd.float64))
+        np.testing.assert_allclose(fn(base).item(), ref.item(), rtol=1e-14)
+        _check(fn, base)
+
+
+def test_op_softmax_cross_entropy_bitwise_equal_across_threads(rng, threads):
+    z0 = 4.0 * rng.standard_normal((257, 200))
+    t = gd.tensor(rng.integers(0, 200, 257))
+    results = []
+    for n in (1, 2):
+        threads(n)
+        z = gd.tensor(z0, dtype=gd.float32, requires_grad=True)
+        loss = F.cross_entropy(z, t) + F.log_softmax(z, 0).sum() * 1e-3 + F.softmax(z, 1).max()
+        loss.backward()
+        results.append((loss.item(), z.grad.numpy().copy()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])

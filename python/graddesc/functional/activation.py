@@ -79,7 +79,9 @@ class ActivationGrad(Function):
 def _second_derivative(name: str, s: Tensor, alpha: float) -> Any:
     """d/ds of f'(s) where f' is expressed in the saved s (x, or y for tanh/sigmoid/exp)."""
     if name in ("relu", "leaky_relu"):
-        return None  # piecewise linear: f'' = 0 almost everywhere
+        # piecewise linear: f'' = 0 almost everywhere. A zero tensor rather than None, so that
+        # grad(grad(leaky_relu(x)), x) is zeros, as in PyTorch, not "x was not used".
+        return Tensor._make(np.zeros_like(s._data))
     if name == "tanh":  # f' = 1 - y^2
         return -2.0 * s
     if name == "sigmoid":  # f' = y (1 - y)

@@ -33,7 +33,9 @@ def _wrap(a: Any) -> Tensor:
 def _check_operand(x: Any, op: str) -> None:
     if isinstance(x, Tensor):
         return
-    if isinstance(x, (bool, int, float)):
+    # NumPy scalars (np.float32(0.5), an element of an array) are accepted like Python
+    # numbers; _t() turns them into one before the op runs.
+    if isinstance(x, (bool, int, float, np.bool_, np.integer, np.floating)):
         return
     if isinstance(x, np.ndarray):
         raise TypeError(f"{op}: got a numpy.ndarray operand; convert it with graddesc.tensor() "

@@ -7,6 +7,7 @@ being built (create_graph=True), in which case it is written with differentiable
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -61,7 +62,8 @@ class MatMul(Function):
         ctx.a_ndim, ctx.b_ndim = ad.ndim, bd.ndim
         if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
             return Tensor._make(_mm(ad, bd))
-        return Tensor._make(np.matmul(ad, bd))
+        # vector @ vector gives a NumPy scalar: keep it a 0-d array
+        return Tensor._make(np.asarray(np.matmul(ad, bd)))
 
     @staticmethod
     def backward(ctx, g):
@@ -110,7 +112,8 @@ class Linear(Function):
     def forward(ctx, x, W, b):
         xd = x._data
         lead = xd.shape[:-1]
-        x2 = xd.reshape(-1, xd.shape[-1]) if xd.ndim > 2 else xd
+        # explicit row counts here and in backward: reshape(-1, n) is ambiguous for 0 elements
+        x2 = xd.reshape(math.prod(lead), xd.shape[-1]) if xd.ndim > 2 else xd
         if not x2.flags.c_contiguous:
             x2 = contiguous(x2)
         Wd = contiguous(W._data)
@@ -134,15 +137,16 @@ class Linear(Function):
                 dW = g.unsqueeze(1) * x.unsqueeze(0) if nw else None
                 db = g if nb else None
             else:
-                g2 = g.reshape(-1, g.shape[-1])
-                x2 = x.reshape(-1, x.shape[-1])
+                rows = math.prod(x.shape[:-1])
+                g2 = g.reshape(rows, g.shape[-1])
+                x2 = x.reshape(rows, x.shape[-1])
                 dW = g2.transpose(0, 1) @ x2 if nw else None
                 db = g2.sum(0) if nb else None
             return dx, dW, db
         xd, Wd, gd = x._data, W._data, g._data
-        IN = xd.shape[-1]
-        x2 = contiguous(xd.reshape(-1, IN)) if xd.ndim > 1 else contiguous(xd)
-        g2 = contiguous(gd.reshape(-1, gd.shape[-1]) if gd.ndim > 1 else gd)
+        IN, rows = xd.shape[-1], math.prod(xd.shape[:-1])
+        x2 = contiguous(xd.reshape(rows, IN)) if xd.ndim > 1 else contiguous(xd)
+        g2 = contiguous(gd.reshape(rows, gd.shape[-1]) if gd.ndim > 1 else gd)
         if g2.dtype != x2.dtype:
             g2 = g2.astype(x2.dtype)
         dx, dW, db = _core.linear_backward(g2, x2, contiguous(Wd), bool(nx), bool(nw),

@@ -7,6 +7,7 @@ L(x[p], y[p], w), 'mean' the average loss L(S, w).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -25,7 +26,9 @@ _REDUCTIONS = ("mean", "sum", "none")
 def _rows(a: np.ndarray, dim: int) -> tuple:
     """a with `dim` moved last, as a C-contiguous (rows, C) array, and the moved shape."""
     moved = np.moveaxis(a, dim, -1) if dim != a.ndim - 1 else a
-    return contiguous(moved).reshape(-1, a.shape[dim] if a.ndim else 1), moved.shape
+    # an explicit row count: reshape(-1, C) is ambiguous when the array is empty
+    rows = math.prod(moved.shape[:-1])
+    return contiguous(moved).reshape(rows, a.shape[dim] if a.ndim else 1), moved.shape
 
 
 def _unrows(r: np.ndarray, moved_shape: tuple, dim: int, ndim: int) -> np.ndarray:

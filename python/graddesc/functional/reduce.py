@@ -6,7 +6,6 @@ Sums over one axis (or all) of float tensors run the deterministic C++ kernels
 
 from __future__ import annotations
 
-import builtins
 from collections import namedtuple
 from typing import Any, Optional
 
@@ -26,8 +25,10 @@ def _dims(dim: Any, ndim: int, op: str) -> Optional[tuple]:
         dims = tuple(sorted({_norm_dim(d, ndim, op) for d in dim}))
         if len(dims) != len(dim):
             raise RuntimeError(f"{op}: dim {tuple(dim)} appears multiple times in the list of dims")
-        return dims
-    return (_norm_dim(dim, ndim, op),)
+    else:
+        dims = (_norm_dim(dim, ndim, op),)
+    # a 0-d tensor accepts dim 0 or -1 (as in PyTorch) but has no axis: reduce its one element
+    return None if ndim == 0 and dims else dims
 
 
 def _kernel_sum(a: np.ndarray, dims: Optional[tuple]) -> Optional[np.ndarray]:
@@ -159,27 +160,37 @@ def _scatter(g: Tensor, idx_k: np.ndarray, dim: int, shape: tuple) -> Tensor:
 
 
 class MaxAll(Function):
-    """max/min of all elements; ties share the gradient evenly (PyTorch's rule)."""
+    """max/min of all elements, or amax/amin over `dims` (a tuple); ties share the gradient
+    evenly (PyTorch's rule for these, unlike max(dim), which picks one index)."""
 
     @staticmethod
-    def forward(ctx, x, is_max):
+    def forward(ctx, x, is_max, dims=None, keepdim=False):
         a = x._data
-        if a.size == 0:
-            raise RuntimeError(f"{'max' if is_max else 'min'}(): Expected reduction dim to be "
-                               "specified for input.numel() == 0. Specify the reduction dim "
-                               "with the 'dim' argument.")
-        v = np.max(a) if is_max else np.min(a)
+        op = "max" if is_max else "min"
+        if a.size == 0 and dims is None:
+            raise RuntimeError(f"{op}(): Expected reduction dim to be specified for "
+                               "input.numel() == 0. Specify the reduction dim with the 'dim' "
+                               "argument.")
+        if dims is not None and any(a.shape[d] == 0 for d in dims):
+            raise IndexError(f"a{op}(): Expected reduction dims {dims} to have non-zero size, "
+                             f"got shape {tuple(a.shape)}")
+        v = np.max(a, axis=dims, keepdims=True) if is_max else np.min(a, axis=dims, keepdims=True)
         ctx.save_for_backward(x)
-        ctx.v = v
-        return Tensor._make(np.asarray(v))
+        ctx.v, ctx.dims, ctx.keepdim = v, dims, keepdim
+        if keepdim:
+            return Tensor._make(v)
+        return Tensor._make(v.reshape(()) if dims is None else np.squeeze(v, axis=dims))
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        a = x._data
-        mask = (a == ctx.v) if not np.isnan(ctx.v) else np.isnan(a)
-        w = mask / builtins.max(int(mask.sum()), 1)
-        return g * Tensor._make(w.astype(a.dtype)), None
+        a, v = x._data, ctx.v
+        # a NaN is the max/min, so NaNs take the gradient
+        mask = (a == v) | (np.isnan(a) & np.isnan(v)) if a.dtype.kind == "f" else a == v
+        w = mask / np.maximum(mask.sum(axis=ctx.dims, keepdims=True), 1)
+        if not ctx.keepdim:
+            g = g.reshape(_keep_shape(a.shape, ctx.dims))
+        return g * Tensor._make(w.astype(a.dtype)), None, None, None
 
 
 def max(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
@@ -212,15 +223,20 @@ def _max_min(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Any:
 
 
 def amax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    if dim is None:
-        return MaxAll.apply(x, True)
-    return max(x, dim, keepdim).values
+    """Max over `dim` (an int, a tuple, or None for all); ties share the gradient evenly."""
+    return _amax_amin(x, dim, keepdim, True)
 
 
 def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    if dim is None:
-        return MaxAll.apply(x, False)
-    return min(x, dim, keepdim).values
+    """Min over `dim` (an int, a tuple, or None for all); ties share the gradient evenly."""
+    return _amax_amin(x, dim, keepdim, False)
+
+
+def _amax_amin(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
+    dims = _dims(dim, x.ndim, "amax" if is_max else "amin")
+    if not dims:  # None or (): every dim, as in PyTorch
+        dims = None if not keepdim else tuple(range(x.ndim))
+    return MaxAll.apply(x, is_max, dims, bool(keepdim))
 
 
 def argmax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
