@@ -17,6 +17,7 @@ from graddesc._random import Generator, default_generator, initial_seed, manual_
 from graddesc import autograd
 from graddesc import nn
 from graddesc import data
+from graddesc import optim
 from graddesc import viz
 from graddesc.serialization import load, save
 from graddesc.training import fit

@@ -229,9 +229,14 @@ def _accumulate(var: Any, g: Any, create_graph: bool) -> None:
         if create_graph:
             var.grad = g
         else:
-            var.grad = Tensor._make(np.array(g._data, copy=True))
+            # a fresh C-ordered copy: .grad never aliases another tensor's gradient and has the
+            # parameter's layout even when g arrived through a transposed view
+            var.grad = Tensor._make(np.array(g._data, copy=True, order="C"))
     elif create_graph:
         var.grad = var.grad + g
+    elif not var.grad._data.flags.writeable:
+        # a user-assigned read-only .grad (e.g. an expanded tensor): replace, don't write into it
+        var.grad = Tensor._make(np.add(var.grad._data, g._data))
     else:
         np.add(var.grad._data, g._data, out=var.grad._data)
         var.grad._vc[0] += 1
