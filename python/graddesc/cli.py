@@ -163,23 +163,33 @@ def train(args: argparse.Namespace) -> int:
         f"batch {bs}, {epochs} epochs")
     losses: list = []
     t0 = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=epochs * len(loader), unit="step", disable=args.quiet, file=sys.stderr,
+               dynamic_ncols=True, leave=False)
     try:
         for epoch in range(1, epochs + 1):
+            bar.set_description(f"epoch {epoch}/{epochs}")
             if args.optimizer == "zeroth":
-                hist_loss = _zeroth_epoch(model, loss_fn, loader, opt)
+                hist_loss = _zeroth_epoch(model, loss_fn, loader, opt, bar)
             else:
-                h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=not args.quiet,
-                           desc=f"epoch {epoch}/{epochs}")
+                h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=False,
+                           callback=lambda _h: bar.update(1))
                 hist_loss = h.loss
             losses += hist_loss
             tr_acc, te_acc = _accuracy(model, Xtr, ytr), _accuracy(model, Xte, yte)
-            say(f"epoch {epoch:3d}  loss {np.mean(hist_loss):.4f}  train accuracy {tr_acc:.4f}  "
-                f"test accuracy {te_acc:.4f}")
+            bar.set_postfix(loss=f"{np.mean(hist_loss):.4f}", test_acc=f"{te_acc:.3f}")
+            if not args.quiet:
+                bar.write(f"epoch {epoch:3d}  loss {np.mean(hist_loss):.4f}  "
+                          f"train accuracy {tr_acc:.4f}  test accuracy {te_acc:.4f}",
+                          file=sys.stdout)
             gd.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "epoch": epoch}, ckpt)
     except KeyboardInterrupt:
+        bar.close()
         print(f"\ninterrupted; the last checkpoint is {ckpt}", file=sys.stderr)
         return 130
+    bar.close()
     seconds = time.perf_counter() - t0
     acc = _accuracy(model, Xte, yte)
     _write_artifacts(out_dir, model, loss_fn, Xte, yte, losses, say)
@@ -188,13 +198,14 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _zeroth_epoch(model: Any, loss_fn: Any, loader: Any, opt: Any) -> list:
+def _zeroth_epoch(model: Any, loss_fn: Any, loader: Any, opt: Any, bar: Any) -> list:
     out = []
     for x, y in loader:
-        def closure(x=x, y=y):
+        def closure(x: Any = x, y: Any = y) -> Any:
             with gd.no_grad():
                 return loss_fn(model(x), y)
         out.append(float(opt.step(closure)))
+        bar.update(1)
     return out
 
 
