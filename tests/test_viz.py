@@ -74,7 +74,8 @@ def test_save_dot_and_render(tmp_path):
     _, loss = _net_and_loss()
     g = viz.draw_graph(loss)
     p = g.save(str(tmp_path / "g.dot"))
-    assert open(p).read() == g.dot
+    with open(p, encoding="utf-8") as f:
+        assert f.read() == g.dot
     with pytest.raises(ValueError, match="extension"):
         g.save(str(tmp_path / "g.xyz"))
     if shutil.which("dot") is None:
