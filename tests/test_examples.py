@@ -10,8 +10,14 @@ import pytest
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.mark.parametrize("name", ["lecture_listing.py"])
-def test_example_runs(name, capsys):
+@pytest.mark.parametrize("name, expect", [
+    ("lecture_listing.py", "output:"),
+    ("lecture.py", "9. block diagram"),
+])
+def test_example_runs(name, expect, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     out = capsys.readouterr().out
-    assert "output:" in out or out
+    assert expect in out
+    if name == "lecture.py":
+        assert "-> True" in out and (tmp_path / "lecture_graph.dot").exists()

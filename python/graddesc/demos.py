@@ -102,7 +102,7 @@ def zeroth_order(args: argparse.Namespace) -> dict:
         A, t = _quadratic(dim, args.seed)
         At, tt = gd.tensor(A), gd.tensor(t)
 
-        def f(w: Any) -> Any:
+        def f(w: Any, At: Any = At, tt: Any = tt) -> Any:
             d = w - tt
             return 0.5 * (d @ (At @ d))
 
@@ -130,7 +130,7 @@ def zeroth_order(args: argparse.Namespace) -> dict:
         evals_zo, curve_zo = None, []
         while zo.num_evaluations < budget * 10:
             with gd.no_grad():
-                v = zo.step(lambda: f(w2))
+                v = zo.step(lambda w2=w2: f(w2))
             curve_zo.append((zo.num_evaluations, float(v)))
             if float(v) < goal:
                 evals_zo = zo.num_evaluations
