@@ -13,9 +13,10 @@ namespace gd {
 int num_threads();           // the thread budget set by set_num_threads (dispatch.cpp)
 void set_num_threads(int n);
 
-// Below this many floating-point operations a kernel stays on one thread: waking the pool costs
-// a few microseconds, more than the work itself.
-constexpr int64_t kParallelWork = 1 << 15;
+// Below this many floating-point operations a kernel stays on one thread: waking the pool and
+// the closing barrier cost several microseconds (far more when the machine is busy), more than
+// a memory-bound pass over ~100k elements gains from a second core.
+constexpr int64_t kParallelWork = 1 << 18;
 
 // Calls body(begin, end) for the chunks [c*chunk, min(n, (c+1)*chunk)), in parallel when
 // `work` (an estimate of the flops) is large enough.
