@@ -97,20 +97,28 @@ def _softmax(x: Tensor, dim: Any, dtype: Any, log: bool, op: str) -> Tensor:
 
 class CrossEntropy(Function):
     """Per-row loss = logsumexp(z) - z[target], fused with its gradient
-    dz = g * (softmax(z) - onehot(target)) (one pass over the logits each way)."""
+    dz = g * (softmax(z) - onehot(target)) (one pass over the logits each way).
+
+    With `scale` given the op also reduces: it returns scale * sum over rows (a 0-d tensor), so
+    the usual mean or sum costs no extra graph nodes."""
 
     @staticmethod
-    def forward(ctx, logits, target, ignore_index):
+    def forward(ctx, logits, target, ignore_index, scale):
         z = contiguous(logits._data)
         t = contiguous(target._data)
         loss, lse = _core.cross_entropy_forward(z, t, ignore_index)
-        ctx.lse, ctx.t, ctx.ignore = lse, t, ignore_index
+        ctx.lse, ctx.t, ctx.ignore, ctx.scale = lse, t, ignore_index, scale
         ctx.save_for_backward(logits)
+        if scale is not None:
+            total = _core.sum_all(loss)
+            total *= total.dtype.type(scale)
+            return Tensor._make(total)
         return Tensor._make(loss)
 
     @staticmethod
     def backward(ctx, g):
         (logits,) = ctx.saved_tensors
+        scale = ctx.scale
         if grad_mode.is_grad_enabled():
             p = softmax(logits, 1)
             onehot = np.zeros(logits._data.shape, dtype=logits._data.dtype)
@@ -118,11 +126,15 @@ class CrossEntropy(Function):
             rows = np.nonzero(valid)[0]
             onehot[rows, ctx.t[rows]] = 1.0
             mask = Tensor._make(valid.astype(logits._data.dtype)[:, None])
-            return (p - Tensor._make(onehot)) * (g.unsqueeze(1) * mask), None, None
+            gg = g * scale if scale is not None else g.unsqueeze(1)
+            return (p - Tensor._make(onehot)) * (gg * mask), None, None, None
         z = contiguous(logits._data)
-        gd = contiguous(g._data.astype(z.dtype, copy=False))
+        gd = g._data.astype(z.dtype, copy=False)
+        if scale is not None:
+            gd = np.asarray(gd * z.dtype.type(scale))  # 0-d: the kernel broadcasts it
+        gd = contiguous(gd)
         return Tensor._make(_core.cross_entropy_backward(gd, z, ctx.lse, ctx.t, ctx.ignore)), \
-            None, None
+            None, None, None
 
 
 def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
@@ -190,17 +202,26 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         z = input.movedim(1, -1).reshape(-1, C)
         t, out_shape = target.reshape(-1), want
     t64 = t if t._data.dtype == np.int64 else t.long()
-    valid_np = t64._data != ignore_index
-    tv = t64._data[valid_np]
-    if tv.size and (tv.min() < 0 or tv.max() >= C):
-        k = int(np.nonzero(valid_np & ((t64._data < 0) | (t64._data >= C)))[0][0])
-        raise ValueError(f"{op}: target {int(t64._data[k])} at position {k} is out of bounds "
-                         f"for {C} classes (expected 0 <= target < {C} or target == "
-                         f"ignore_index={ignore_index})")
-    nll = CrossEntropy.apply(z, t64, int(ignore_index))
+    td = t64._data
+    if td.size and (td.min() < 0 or td.max() >= C):
+        bad = (td != ignore_index) & ((td < 0) | (td >= C))
+        if bad.any():
+            k = int(np.nonzero(bad)[0][0])
+            raise ValueError(f"{op}: target {int(td[k])} at position {k} is out of bounds for "
+                             f"{C} classes (expected 0 <= target < {C} or target == "
+                             f"ignore_index={ignore_index})")
+    if weight is None and not label_smoothing and reduction != "none":
+        # the common case: one fused node computes the rows' losses and their mean or sum
+        if reduction == "sum":
+            return CrossEntropy.apply(z, t64, int(ignore_index), 1.0)
+        n_valid = int(td.size - np.count_nonzero(td == ignore_index)) if td.size else 0
+        return CrossEntropy.apply(z, t64, int(ignore_index),
+                                  1.0 / n_valid if n_valid else float("nan"))
+    valid_np = td != ignore_index
+    nll = CrossEntropy.apply(z, t64, int(ignore_index), None)
     valid = Tensor._make(valid_np.astype(z._data.dtype))
     if weight is not None:
-        wt = Tensor._make(np.where(valid_np, weight._data[np.where(valid_np, t64._data, 0)], 0)
+        wt = Tensor._make(np.where(valid_np, weight._data[np.where(valid_np, td, 0)], 0)
                           .astype(z._data.dtype))
     else:
         wt = valid
@@ -255,26 +276,31 @@ def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,  # 
 
 
 class MSE(Function):
-    """sum((a - b)^2) in one C++ pass; d/da = 2 g (a - b)."""
+    """scale * sum((a - b)^2) in one C++ pass (scale = 1/n for the mean);
+    d/da = 2 scale g (a - b)."""
 
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx, a, b, scale):
         ad = contiguous(a._data)
         bd = contiguous(b._data)
         ctx.save_for_backward(a, b)
-        return Tensor._make(_core.mse_forward(ad, bd))
+        ctx.scale = scale
+        out = _core.mse_forward(ad, bd)
+        if scale != 1.0:
+            out *= out.dtype.type(scale)
+        return Tensor._make(out)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         if grad_mode.is_grad_enabled():
-            d = 2.0 * g * (a - b)
+            d = (2.0 * ctx.scale) * g * (a - b)
             return (d if ctx.needs_input_grad[0] else None,
-                    -d if ctx.needs_input_grad[1] else None)
+                    -d if ctx.needs_input_grad[1] else None, None)
         ad, bd = contiguous(a._data), contiguous(b._data)
-        da = _core.mse_backward(ad, bd, 2.0 * float(g._data))
+        da = _core.mse_backward(ad, bd, 2.0 * ctx.scale * float(g._data))
         return (Tensor._make(da) if ctx.needs_input_grad[0] else None,
-                Tensor._make(-da) if ctx.needs_input_grad[1] else None)
+                Tensor._make(-da) if ctx.needs_input_grad[1] else None, None)
 
 
 def _check_pair(input: Any, target: Any, op: str) -> None:  # noqa: A002
@@ -291,11 +317,9 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
         raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got "
                          f"{reduction!r}")
     if input.shape == target.shape and input.dtype == target.dtype and reduction != "none":
-        s = MSE.apply(input, target)
-        if reduction == "sum":
-            return s
         n = input.numel()
-        return s / n if n else s * np.nan
+        return MSE.apply(input, target, 1.0 if reduction == "sum" else
+                         (1.0 / n if n else float("nan")))
     _check_broadcast(input, target, op)
     d = input - target
     return _reduce(d * d, reduction, op)
