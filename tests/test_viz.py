@@ -45,7 +45,7 @@ def test_expanded_graph_shows_every_op_and_gradient_norms():
     model, loss = _net_and_loss()
     g = viz.draw_graph(loss, model=model, collapse=False, show_grads=True)
     labels = _labels(g.dot)
-    assert "Linear" in labels and "Relu" in labels and "CrossEntropy" in labels
+    assert "Linear" in labels and "Relu" in labels and "cost C = CrossEntropy" in labels
     norms = [float(v) for v in re.findall(r'label="\|g\|=([0-9.e+-]+)"', g.dot)]
     assert norms and all(v >= 0 for v in norms)
     # the gradient-norm pass leaves .grad alone and the graph usable

@@ -59,9 +59,14 @@ class Function:
     """Base class of differentiable operations (also for user-defined ones, as in PyTorch)."""
 
     # Instances are graph nodes. __dict__ stays so that custom ops can stash values on ctx.
-    __slots__ = ("next_edges", "needs_input_grad", "_saved", "_saved_versions", "_input_meta",
-                 "_output_meta", "_freed", "_trace", "_non_diff", "_label", "_scope",
-                 "__dict__", "__weakref__")
+    __slots__ = ("next_edges", "needs_input_grad", "_saved", "_input_meta", "_output_meta",
+                 "_non_diff", "__dict__", "__weakref__")
+    # rarely set: class-level defaults, overridden in the instance __dict__ when set
+    _saved_versions: tuple = ()
+    _freed = False
+    _trace = None
+    _label = None
+    _scope: tuple = ()
 
     @staticmethod
     def forward(ctx: Any, *args: Any) -> Any:
@@ -118,67 +123,53 @@ class Function:
         return ""
 
     def _release(self) -> None:
+        self.__dict__.clear()
         self._saved = ()
         self._freed = True
-        self.__dict__.clear()
 
     # ---- applying ---------------------------------------------------------------------
     @classmethod
     def apply(cls, *args: Any) -> Any:
         """Runs forward and, when needed, records this op on the tape."""
-        from graddesc._tensor import Tensor
-
+        Tensor = _tensor_type()
         ctx = cls.__new__(cls)
         ctx._saved = ()
-        ctx._saved_versions = ()
-        ctx._freed = False
-        ctx._trace = None
         ctx._non_diff = None
-        ctx._label = None
-        record = grad_mode.is_grad_enabled()
-        if record:
-            needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-            record = any(needs)
+        state = grad_mode._state
+        record = False
+        if state.enabled:
+            needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
+            record = True in needs
         else:
             needs = (False,) * len(args)
         ctx.needs_input_grad = needs
-        if record:
-            grad_mode._set_grad_enabled(False)
-            try:
-                out = cls.forward(ctx, *args)
-            finally:
-                grad_mode._set_grad_enabled(True)
-        else:
-            out = cls.forward(ctx, *args)
         if not record:
-            ctx._saved = ()
-            return out
+            return cls.forward(ctx, *args)
+        state.enabled = False
+        try:
+            out = cls.forward(ctx, *args)
+        finally:
+            state.enabled = True
 
-        edges = []
-        meta = []
-        for a, need in zip(args, needs):
-            if need:
-                edges.append(a._edge())
-                meta.append((a._data.shape, a._data.dtype))
-            else:
-                edges.append(None)
-                # shapes of inputs that need no gradient (observed variables) are kept only
-                # for drawing the graph (graddesc.viz)
-                meta.append((a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None)
-        ctx.next_edges = tuple(edges)
-        ctx._input_meta = tuple(meta)
+        ctx.next_edges = tuple([a._edge() if need else None for a, need in zip(args, needs)])
+        # shapes of inputs that need no gradient (observed variables) are kept too, for
+        # drawing the graph (graddesc.viz)
+        ctx._input_meta = tuple([(a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None
+                                 for a in args])
         ctx._scope = module_scope.current
         if _anomaly["enabled"]:
             ctx._trace = traceback.extract_stack()[:-2]
 
-        outs = out if isinstance(out, tuple) else (out,)
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
         out_meta = []
         for i, t in enumerate(outs):
             if not isinstance(t, Tensor):
                 out_meta.append(None)
                 continue
-            out_meta.append((t._data.shape, t._data.dtype))
-            if t._data.dtype.kind == "f" and (ctx._non_diff is None or id(t) not in ctx._non_diff):
+            d = t._data
+            out_meta.append((d.shape, d.dtype))
+            if d.dtype.kind == "f" and (ctx._non_diff is None or id(t) not in ctx._non_diff):
                 if t.grad_fn is not None or t.requires_grad:
                     # forward returned an input or a tensor already on a graph: wrap in a view
                     # so that this node's edge is the one that counts.
@@ -189,9 +180,21 @@ class Function:
                 t._output_nr = i
         ctx._output_meta = tuple(out_meta)
         if ctx._saved:
-            ctx._saved = tuple(
-                _SavedOutput(s) if s is not None and s.grad_fn is ctx else s for s in ctx._saved)
-        return outs if isinstance(out, tuple) else outs[0]
+            ctx._saved = tuple([_SavedOutput(s) if s is not None and s.grad_fn is ctx else s
+                                for s in ctx._saved])
+        return outs[0] if single else outs
+
+
+_TENSOR: list = []
+
+
+def _tensor_type() -> Any:
+    """graddesc.Tensor, imported on first use (the tensor module imports this one)."""
+    if not _TENSOR:
+        from graddesc._tensor import Tensor
+
+        _TENSOR.append(Tensor)
+    return _TENSOR[0]
 
 
 def node_name(node: Any) -> str:

@@ -8,12 +8,17 @@ from typing import Any, Callable, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_state = threading.local()
+class _State(threading.local):
+    def __init__(self) -> None:
+        self.enabled = True  # every thread starts with recording on
+
+
+_state = _State()
 
 
 def is_grad_enabled() -> bool:
     """True when operations record the graph for backward (per thread, like PyTorch)."""
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 def _set_grad_enabled(mode: bool) -> None:
