@@ -6,34 +6,17 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import time
 from typing import Callable
+
+from graddesc._bench import median_seconds
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
-def median_time(fn: Callable[[], object], repeat: int = 7, number: int = 0,
-                min_time: float = 0.05) -> float:
-    """Median seconds per call: `number` calls per sample (auto-sized to ~min_time), after a
-    warm-up, over `repeat` samples."""
-    fn()
-    if number <= 0:
-        number = 1
-        while True:
-            t0 = time.perf_counter()
-            for _ in range(number):
-                fn()
-            if time.perf_counter() - t0 >= min_time:
-                break
-            number *= 2
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
+def median_time(fn: Callable[[], object], min_time: float = 0.2, repeat: int = 7) -> float:
+    """Median seconds per call (graddesc._bench.median_seconds: warm-up, auto-sized samples)."""
+    return median_seconds(fn, min_time=min_time, repeat=repeat)
 
 
 def print_table(headers: list, rows: list) -> None:
