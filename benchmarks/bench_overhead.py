@@ -30,8 +30,8 @@ def main() -> None:
         y.backward(g)
 
     xn = np.random.default_rng(0).standard_normal(10).astype(np.float32)
-    yn, dxn, gn, mask = np.empty(10, np.float32), np.empty(10, np.float32), np.ones(10, np.float32), \
-        np.empty(10, bool)
+    yn, dxn = np.empty(10, np.float32), np.empty(10, np.float32)
+    gn, mask = np.ones(10, np.float32), np.empty(10, bool)
 
     def np_relu():
         np.maximum(xn, 0, out=yn)
@@ -59,7 +59,7 @@ def main() -> None:
 
     def np_lin():
         np.dot(W, xv, out=y)
-        y += b
+        np.add(y, b, out=y)
         np.multiply.outer(gv, xv, out=dW)
         db[...] = gv
 

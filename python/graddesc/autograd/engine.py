@@ -41,7 +41,8 @@ def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
         try:
             g = _sum_to_shape(g, shape)
         except (ValueError, RuntimeError):
-            raise RuntimeError(f"Function {node_name(node)} returned an invalid gradient at index {i} "
+            raise RuntimeError(f"Function {node_name(node)} returned an invalid gradient at index "
+                               f"{i} "
                                f"- got shape {tuple(g.shape)} but expected shape compatible with "
                                f"{tuple(shape)}") from None
     if g._data.dtype != dtype:
@@ -208,7 +209,8 @@ def _run_node(node: Any, slots: dict, retain_graph: bool) -> tuple:
         if len(res) > n and all(r is None for r in res[n:]):
             res = res[:n]
         else:
-            raise RuntimeError(f"function {node_name(node)} returned an incorrect number of gradients "
+            raise RuntimeError(f"function {node_name(node)} returned an incorrect number of "
+                               f"gradients "
                                f"(expected {n}, got {len(res)})")
     return res
 

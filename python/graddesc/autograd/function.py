@@ -92,7 +92,8 @@ class Function:
         if self._freed:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time (or to read saved tensors "
-                f"of {node_name(self)} after they were freed). Specify retain_graph=True on the first "
+                f"of {node_name(self)} after they were freed). Specify retain_graph=True on the "
+                "first "
                 "backward if you need to backward twice.")
         out = []
         for i, (s, v) in enumerate(zip(self._saved, self._saved_versions)):

@@ -219,7 +219,7 @@ class Module:
         with no_grad():
             for m in self.modules():
                 for store in (m._parameters, m._buffers):
-                    for k, t in store.items():
+                    for t in store.values():
                         if t is not None and t._data.dtype.kind == "f" and t._data.dtype != d.np:
                             t._data = t._data.astype(d.np)
                             t._vc[0] += 1
