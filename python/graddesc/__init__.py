@@ -4,35 +4,105 @@
 C++ kernels; see API.md for the contract.
 """
 
-from graddesc._runtime import __version__, config, get_num_threads, set_num_threads
+from graddesc import (
+    _tensor_ops,  # noqa: F401  (installs Tensor's operators)
+    autograd,
+    data,
+    nn,
+    optim,
+    viz,
+)
+from graddesc._creation import (
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    normal,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from graddesc._dtype import bool_ as bool  # noqa: A001
-from graddesc._dtype import double, dtype, float32, float64, int64, long
-from graddesc._dtype import float  # noqa: A001
-from graddesc._tensor import Size, Tensor
-from graddesc import _tensor_ops  # noqa: F401  (installs Tensor's operators)
-from graddesc._creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full,
-                                full_like, linspace, normal, ones, ones_like, rand, randint, randn,
-                                randperm, tensor, zeros, zeros_like)
+from graddesc._dtype import (
+    double,
+    dtype,
+    float,  # noqa: A001
+    float32,
+    float64,
+    int64,
+    long,
+)
 from graddesc._random import Generator, default_generator, initial_seed, manual_seed
-from graddesc import autograd
-from graddesc import nn
-from graddesc import data
-from graddesc import optim
-from graddesc import viz
-from graddesc.serialization import load, save
-from graddesc.training import fit
+from graddesc._runtime import __version__, config, get_num_threads, set_num_threads
+from graddesc._tensor import Size, Tensor
 from graddesc.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from graddesc.functional.activation import exp, gelu, leaky_relu, log, relu, sigmoid, softplus, tanh
-from graddesc.functional.elementwise import (abs, add, clamp, div, eq, ge, gt, isfinite, isnan,  # noqa: A004
-                                             le, logical_and, logical_not, logical_or, lt,
-                                             maximum, minimum, mul, ne, neg, pow, sign, sqrt, sub,
-                                             where)
+from graddesc.functional.elementwise import (  # noqa: A004
+    abs,
+    add,
+    clamp,
+    div,
+    eq,
+    ge,
+    gt,
+    isfinite,
+    isnan,
+    le,
+    logical_and,
+    logical_not,
+    logical_or,
+    lt,
+    maximum,
+    minimum,
+    mul,
+    ne,
+    neg,
+    pow,
+    sign,
+    sqrt,
+    sub,
+    where,
+)
 from graddesc.functional.linear import matmul, mm
 from graddesc.functional.loss import log_softmax, softmax
-from graddesc.functional.reduce import (amax, amin, argmax, argmin, logsumexp, max, mean, min,  # noqa: A004
-                                        std, sum, var)
-from graddesc.functional.shape import (cat, chunk, flatten, permute, reshape, split, squeeze,
-                                       stack, transpose, unsqueeze)
+from graddesc.functional.reduce import (  # noqa: A004
+    amax,
+    amin,
+    argmax,
+    argmin,
+    logsumexp,
+    max,
+    mean,
+    min,
+    std,
+    sum,
+    var,
+)
+from graddesc.functional.shape import (
+    cat,
+    chunk,
+    flatten,
+    permute,
+    reshape,
+    split,
+    squeeze,
+    stack,
+    transpose,
+    unsqueeze,
+)
+from graddesc.serialization import load, save
+from graddesc.training import fit
 
 clip = clamp
 concat = cat

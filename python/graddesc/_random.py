@@ -14,7 +14,7 @@ class Generator:
         self._seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
 
-    def manual_seed(self, seed: int) -> "Generator":
+    def manual_seed(self, seed: int) -> Generator:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
         self._seed = int(seed)
@@ -32,7 +32,7 @@ class Generator:
     def get_state(self) -> Any:
         return self._rng.bit_generator.state
 
-    def set_state(self, state: Any) -> "Generator":
+    def set_state(self, state: Any) -> Generator:
         self._rng.bit_generator.state = state
         return self
 

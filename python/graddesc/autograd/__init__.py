@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -87,5 +88,5 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Opti
     return res
 
 
-from graddesc.autograd.gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from graddesc.autograd import functional  # noqa: E402
+from graddesc.autograd.gradcheck import gradcheck, gradgradcheck  # noqa: E402

@@ -7,7 +7,8 @@ input's shape (undoing broadcasting) and dtype in one place, `_fit_to_input`.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 

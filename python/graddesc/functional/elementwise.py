@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from graddesc._tensor import Tensor, _value
+from graddesc._tensor import Tensor, _value, check_int_cast
 from graddesc.autograd.function import Function
 
 
@@ -308,7 +308,9 @@ class Cast(Function):
     @staticmethod
     def forward(ctx, a, np_dtype):
         ctx.src = a._data.dtype
-        return Tensor._make(a._data.astype(np_dtype))
+        check_int_cast(a._data, np.dtype(np_dtype), "to")
+        with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
+            return Tensor._make(a._data.astype(np_dtype))
 
     @staticmethod
     def backward(ctx, g):

@@ -5,7 +5,8 @@ array indexing, cat, stack, clone, dtype casts) do not. All are differentiable.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -2,10 +2,29 @@
 
 from graddesc.nn import functional, init, utils
 from graddesc.nn.module import Module
-from graddesc.nn.modules import (GELU, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Flatten,
-                                 HingeEmbeddingLoss, Identity, L1Loss, LeakyReLU, Linear,
-                                 LogSoftmax, ModuleList, MSELoss, NearestNeighbor, NLLLoss, ReLU,
-                                 Sequential, Sigmoid, Softmax, Softplus, Tanh)
+from graddesc.nn.modules import (
+                                 GELU,
+                                 BCELoss,
+                                 BCEWithLogitsLoss,
+                                 CrossEntropyLoss,
+                                 Flatten,
+                                 HingeEmbeddingLoss,
+                                 Identity,
+                                 L1Loss,
+                                 LeakyReLU,
+                                 Linear,
+                                 LogSoftmax,
+                                 ModuleList,
+                                 MSELoss,
+                                 NearestNeighbor,
+                                 NLLLoss,
+                                 ReLU,
+                                 Sequential,
+                                 Sigmoid,
+                                 Softmax,
+                                 Softplus,
+                                 Tanh,
+)
 from graddesc.nn.parameter import Parameter
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU",

@@ -2,9 +2,17 @@
 
 from graddesc.functional.activation import gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from graddesc.functional.linear import linear
-from graddesc.functional.loss import (binary_cross_entropy, binary_cross_entropy_with_logits,
-                                      cross_entropy, hinge_embedding_loss, l1_loss, log_softmax,
-                                      mse_loss, nll_loss, softmax)
+from graddesc.functional.loss import (
+                                      binary_cross_entropy,
+                                      binary_cross_entropy_with_logits,
+                                      cross_entropy,
+                                      hinge_embedding_loss,
+                                      l1_loss,
+                                      log_softmax,
+                                      mse_loss,
+                                      nll_loss,
+                                      softmax,
+)
 from graddesc.functional.shape import flatten
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",

@@ -4,7 +4,8 @@ attribute assignment), as in PyTorch."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -103,7 +104,7 @@ class Module:
         self._remove(name)
         self._buffers[name] = tensor
 
-    def add_module(self, name: str, module: Optional["Module"]) -> None:
+    def add_module(self, name: str, module: Optional[Module]) -> None:
         self._check_init()
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
@@ -129,7 +130,7 @@ class Module:
             yield from m.named_modules(memo, prefix + ("." if prefix else "") + name,
                                        remove_duplicate)
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
@@ -140,7 +141,7 @@ class Module:
                 seen.add(m)
                 yield name, m
 
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         for _, m in self.named_children():
             yield m
 
@@ -172,17 +173,17 @@ class Module:
             yield b
 
     # ---- modes and grads ------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
@@ -197,14 +198,14 @@ class Module:
                 p.grad._data[...] = 0
                 p.grad._vc[0] += 1
 
-    def apply(self, fn: Callable[["Module"], Any]) -> "Module":
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
         for m in self.children():
             m.apply(fn)
         fn(self)
         return self
 
     # ---- dtype ----------------------------------------------------------------------------
-    def to(self, *args: Any, **kwargs: Any) -> "Module":
+    def to(self, *args: Any, **kwargs: Any) -> Module:
         """Converts every floating-point parameter and buffer to a dtype, in place."""
         target = kwargs.get("dtype")
         for a in args:
@@ -227,18 +228,18 @@ class Module:
                                 t._grad = Tensor._make(t.grad._data.astype(d.np))
         return self
 
-    def float(self) -> "Module":
+    def float(self) -> Module:
         return self.to(_dtype.float32)
 
-    def double(self) -> "Module":
+    def double(self) -> Module:
         return self.to(_dtype.float64)
 
-    def cpu(self) -> "Module":
+    def cpu(self) -> Module:
         return self
 
     # ---- state --------------------------------------------------------------------------
     def state_dict(self, destination: Optional[dict] = None, prefix: str = "",
-                   keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
+                   keep_vars: bool = False) -> OrderedDict[str, Tensor]:
         """Parameters and buffers by dotted name (detached tensors sharing memory)."""
         out: OrderedDict = OrderedDict() if destination is None else destination
         for name, p in self.named_parameters(prefix=prefix.rstrip("."), remove_duplicate=False):
@@ -320,7 +321,7 @@ class Module:
 
 
 class _IncompatibleKeys(tuple):
-    def __new__(cls, missing: list, unexpected: list) -> "_IncompatibleKeys":
+    def __new__(cls, missing: list, unexpected: list) -> _IncompatibleKeys:
         t = super().__new__(cls, (missing, unexpected))
         return t
 
