@@ -33,7 +33,23 @@ def _convert_array(a: np.ndarray, dtype: Optional[_DType], arg: str = "data") ->
             target = np.dtype(np.int64)
     else:
         target = dtype.np
-    return np.array(a, dtype=target, order="C", copy=True)
+    check_int_cast(a, target, arg)
+    with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf, silently
+        return np.array(a, dtype=target, order="C", copy=True)
+
+
+def check_int_cast(a: np.ndarray, target: np.dtype, op: str) -> None:
+    """Raises ValueError when float values of `a` have no integer value of dtype `target`
+    (NaN, Inf, out of range): NumPy would return an arbitrary number with a RuntimeWarning."""
+    if a.dtype.kind != "f" or target.kind not in "iu" or a.size == 0:
+        return
+    info = np.iinfo(target)
+    # float64 bounds (exact powers of two): a float16 array must not round them to Inf
+    ok = (a >= np.float64(info.min)) & (a < np.float64(info.max) + 1.0)  # False for NaN
+    if not ok.all():
+        bad = a[~ok].flat[0]
+        raise ValueError(f"{op}: can't convert {bad!r} to {target} (NaN, Inf and values "
+                         f"outside [{info.min}, {info.max}] have no integer value)")
 
 
 def _infer_python(data: Any) -> np.dtype:
@@ -71,7 +87,10 @@ def _as_array(data: Any, dtype: Optional[_DType]) -> np.ndarray:
         data = _nested_to_arrays(data)
     target = dtype.np if dtype is not None else _infer_python(data)
     try:
-        arr = np.array(data, dtype=target)
+        with np.errstate(over="ignore"):  # a float beyond float32's range becomes +-Inf
+            arr = np.array(data, dtype=target)
+    except OverflowError as e:  # an int beyond int64, or Inf/1e30 with an integer dtype
+        raise ValueError(f"data: can't build a tensor of dtype {target}: {e}") from None
     except (ValueError, TypeError) as e:
         raise TypeError(f"data: can't build a tensor from {type(data).__name__}: {e}") from None
     if arr.dtype == object:
