@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from graddesc import _compile_state as _cs
 from graddesc import _dtype
 from graddesc._dtype import dtype as _DType
 from graddesc.autograd import grad_mode
@@ -117,9 +118,9 @@ def _nested_to_arrays(data: Any) -> Any:
 
 
 def contiguous(a: np.ndarray) -> np.ndarray:
-    """a itself when C-contiguous, else a C-contiguous copy; keeps 0-d arrays 0-d (unlike
-    np.ascontiguousarray, which returns at least 1-d)."""
-    return a if a.flags.c_contiguous else np.array(a, order="C")
+    """a itself when C-contiguous and aligned (what the kernels need), else a C-contiguous
+    copy; keeps 0-d arrays 0-d (unlike np.ascontiguousarray, which returns at least 1-d)."""
+    return a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
 
 
 def _shape_args(size: Sequence[Any], fn: str) -> tuple:
@@ -257,6 +258,7 @@ class Tensor:
             raise TypeError(f"data: expected a Tensor, got {type(value).__name__}")
         self._data = value._data
         self._vc[0] += 1
+        _cs.bump_storage()
 
     @property
     def grad(self) -> Optional["Tensor"]:
@@ -303,9 +305,11 @@ class Tensor:
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
+        _cs.value_read("numpy()")
         return self._data
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        _cs.value_read("numpy.asarray()")
         if self.requires_grad:
             raise RuntimeError("Can't convert a Tensor that requires grad to a NumPy array. Use "
                                "tensor.detach().numpy() instead.")
@@ -318,12 +322,14 @@ class Tensor:
 
     def item(self) -> Any:
         """The value of a one-element tensor as a Python number."""
+        _cs.value_read("item()")
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
                                "to a Python scalar")
         return self._data.reshape(()).item()
 
     def tolist(self) -> Any:
+        _cs.value_read("tolist()")
         return self._data.tolist()
 
     def __float__(self) -> float:
@@ -339,6 +345,7 @@ class Tensor:
         return builtins.int(self.item())
 
     def __bool__(self) -> bool:
+        _cs.value_read("bool() (Python control flow on a tensor's value)")
         if self._data.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is "
                                "ambiguous")

@@ -141,8 +141,9 @@ py::array mse_forward(const py::handle& ao, const py::handle& bo) {
     });
 }
 
-// -> scale * (a - b)
-py::array mse_backward(const py::handle& ao, const py::handle& bo, double scale) {
+// -> scale * dloss * (a - b), dloss an optional 0-d array (the upstream gradient)
+py::array mse_backward(const py::handle& ao, const py::handle& bo, double scale,
+                       const py::handle& go) {
     const char* op = "mse_backward";
     py::array a = as_array(ao, op, "input"), b = as_array(bo, op, "target");
     return dispatch_float(a, op, "input", [&](auto tag) {
@@ -150,6 +151,12 @@ py::array mse_backward(const py::handle& ao, const py::handle& bo, double scale)
         check_array<T>(a, op, "input");
         check_array<T>(b, op, "target");
         check_shape(b, op, "target", shape_of(a));
+        if (!go.is_none()) {
+            py::array g = as_array(go, op, "dloss");
+            check_array<T>(g, op, "dloss");
+            check_shape(g, op, "dloss", {});
+            scale = scale * double(*in_ptr<T>(g));
+        }
         py::array da = new_array<T>(shape_of(a));
         T* dap = out_ptr<T>(da);
         const T *ap = in_ptr<T>(a), *bp = in_ptr<T>(b);
@@ -181,7 +188,8 @@ void bind_loss(py::module_& m) {
     m.def("mse_forward", &mse_forward, py::arg("input"), py::arg("target"),
           "0-d sum of (input - target)^2.");
     m.def("mse_backward", &mse_backward, py::arg("input"), py::arg("target"), py::arg("scale"),
-          "scale * (input - target).");
+          py::arg("dloss") = py::none(),
+          "scale * dloss * (input - target); dloss is an optional 0-d array (default 1).");
 }
 
 }  // namespace bind

@@ -13,6 +13,7 @@ void bind_linear(py::module_& m);
 void bind_activation(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_reduce(py::module_& m);
+void bind_program(py::module_& m);
 void bind_optim(py::module_& m);
 }  // namespace bind
 }  // namespace gd
@@ -60,5 +61,6 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_activation(m);
     bind::bind_loss(m);
     bind::bind_reduce(m);
+    bind::bind_program(m);
     bind::bind_optim(m);
 }

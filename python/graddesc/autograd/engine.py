@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from graddesc import _compile_state, _core
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, node_name
 
@@ -233,8 +234,14 @@ def _accumulate(var: Any, g: Any, create_graph: bool) -> None:
             var.grad = g
         else:
             # a fresh C-ordered copy: .grad never aliases another tensor's gradient and has the
-            # parameter's layout even when g arrived through a transposed view
-            var.grad = Tensor._make(np.array(g._data, copy=True, order="C"))
+            # parameter's layout even when g arrived through a transposed view (the C++ copy
+            # is the one gd.compile can record)
+            gd_ = g._data
+            var.grad = Tensor._make(_core.copy_array(gd_) if gd_.flags.c_contiguous and
+                                    gd_.dtype.kind == "f" else np.array(gd_, order="C"))
+            rec = _compile_state.active
+            if rec is not None:
+                rec.on_grad(var, var.grad._data)
     elif create_graph:
         var.grad = var.grad + g
     elif not var.grad._data.flags.writeable:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from graddesc import _compile_state
 from graddesc.autograd import grad_mode
 
 _anomaly = {"enabled": False}
@@ -153,6 +154,8 @@ class Function:
             state.enabled = True
 
         ctx.next_edges = tuple([a._edge() if need else None for a, need in zip(args, needs)])
+        if _compile_state.active is not None:
+            _compile_state.active.on_apply(cls, args)
         # shapes of inputs that need no gradient (observed variables) are kept too, for
         # drawing the graph (graddesc.viz)
         ctx._input_meta = tuple([(a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None

@@ -99,26 +99,29 @@ class CrossEntropy(Function):
     """Per-row loss = logsumexp(z) - z[target], fused with its gradient
     dz = g * (softmax(z) - onehot(target)) (one pass over the logits each way).
 
-    With `scale` given the op also reduces: it returns scale * sum over rows (a 0-d tensor), so
-    the usual mean or sum costs no extra graph nodes."""
+    With reduction 'sum' or 'mean' the op also reduces, returning a 0-d tensor, so the usual mean
+    costs no extra graph nodes; the mean's 1 / #valid-targets comes from a kernel
+    (count_scale), so a step recorded by gd.compile recomputes it from each batch's targets."""
 
     @staticmethod
-    def forward(ctx, logits, target, ignore_index, scale):
+    def forward(ctx, logits, target, ignore_index, reduction):
         z = contiguous(logits._data)
         t = contiguous(target._data)
         loss, lse = _core.cross_entropy_forward(z, t, ignore_index)
-        ctx.lse, ctx.t, ctx.ignore, ctx.scale = lse, t, ignore_index, scale
+        ctx.lse, ctx.t, ctx.ignore = lse, t, ignore_index
+        ctx.scale = _core.count_scale(t, ignore_index) if reduction == "mean" else None
+        ctx.reduced = reduction != "none"
         ctx.save_for_backward(logits)
-        if scale is not None:
-            total = _core.sum_all(loss)
-            total *= total.dtype.type(scale)
-            return Tensor._make(total)
-        return Tensor._make(loss)
+        if not ctx.reduced:
+            return Tensor._make(loss)
+        total = _core.sum_all(loss)
+        if ctx.scale is not None:
+            total = _core.scale(total, ctx.scale)
+        return Tensor._make(total)
 
     @staticmethod
     def backward(ctx, g):
         (logits,) = ctx.saved_tensors
-        scale = ctx.scale
         if grad_mode.is_grad_enabled():
             p = softmax(logits, 1)
             onehot = np.zeros(logits._data.shape, dtype=logits._data.dtype)
@@ -126,13 +129,15 @@ class CrossEntropy(Function):
             rows = np.nonzero(valid)[0]
             onehot[rows, ctx.t[rows]] = 1.0
             mask = Tensor._make(valid.astype(logits._data.dtype)[:, None])
-            gg = g * scale if scale is not None else g.unsqueeze(1)
+            if not ctx.reduced:
+                gg = g.unsqueeze(1)
+            else:
+                gg = g * float(ctx.scale) if ctx.scale is not None else g
             return (p - Tensor._make(onehot)) * (gg * mask), None, None, None
         z = contiguous(logits._data)
-        gd = g._data.astype(z.dtype, copy=False)
-        if scale is not None:
-            gd = np.asarray(gd * z.dtype.type(scale))  # 0-d: the kernel broadcasts it
-        gd = contiguous(gd)
+        gd = contiguous(g._data.astype(z.dtype, copy=False))
+        if ctx.scale is not None:
+            gd = _core.scale(gd, ctx.scale)  # 0-d: the kernel broadcasts it over the rows
         return Tensor._make(_core.cross_entropy_backward(gd, z, ctx.lse, ctx.t, ctx.ignore)), \
             None, None, None
 
@@ -212,13 +217,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
                              f"ignore_index={ignore_index})")
     if weight is None and not label_smoothing and reduction != "none":
         # the common case: one fused node computes the rows' losses and their mean or sum
-        if reduction == "sum":
-            return CrossEntropy.apply(z, t64, int(ignore_index), 1.0)
-        n_valid = int(td.size - np.count_nonzero(td == ignore_index)) if td.size else 0
-        return CrossEntropy.apply(z, t64, int(ignore_index),
-                                  1.0 / n_valid if n_valid else float("nan"))
+        return CrossEntropy.apply(z, t64, int(ignore_index), reduction)
     valid_np = td != ignore_index
-    nll = CrossEntropy.apply(z, t64, int(ignore_index), None)
+    nll = CrossEntropy.apply(z, t64, int(ignore_index), "none")
     valid = Tensor._make(valid_np.astype(z._data.dtype))
     if weight is not None:
         wt = Tensor._make(np.where(valid_np, weight._data[np.where(valid_np, td, 0)], 0)
@@ -287,7 +288,7 @@ class MSE(Function):
         ctx.scale = scale
         out = _core.mse_forward(ad, bd)
         if scale != 1.0:
-            out *= out.dtype.type(scale)
+            out = _core.scale(out, _compile_state_const(scale))
         return Tensor._make(out)
 
     @staticmethod
@@ -298,9 +299,22 @@ class MSE(Function):
             return (d if ctx.needs_input_grad[0] else None,
                     -d if ctx.needs_input_grad[1] else None, None)
         ad, bd = contiguous(a._data), contiguous(b._data)
-        da = _core.mse_backward(ad, bd, 2.0 * ctx.scale * float(g._data))
+        # the kernel's scale is (2 scale) * g, read from g's memory (so a recorded step reads
+        # each replay's g, not the value seen while recording)
+        da = _core.mse_backward(ad, bd, 2.0 * ctx.scale, contiguous(g._data))
         return (Tensor._make(da) if ctx.needs_input_grad[0] else None,
                 Tensor._make(-da) if ctx.needs_input_grad[1] else None, None)
+
+
+def _compile_state_const(value: float) -> np.ndarray:
+    """A constant 0-d float64 array that gd.compile may snapshot (it depends on shapes only)."""
+    from graddesc import _compile_state
+
+    a = np.array(value, dtype=np.float64)
+    rec = _compile_state.active
+    if rec is not None:
+        rec.constants[id(a)] = a
+    return a
 
 
 def _check_pair(input: Any, target: Any, op: str) -> None:  # noqa: A002

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from graddesc import _compile_state
+
 from graddesc._tensor import Tensor
 
 
@@ -77,6 +79,7 @@ class Optimizer:
     # ---- groups -------------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
         """Adds a group of parameters (a dict with 'params' and optional hyperparameters)."""
+        _compile_state.bump_storage()  # recorded gd.compile programs must re-record
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
         if "params" not in param_group:
@@ -184,6 +187,7 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict) -> None:
         """Loads a state_dict() (also one of PyTorch's, converted to NumPy arrays or Tensors):
         state values are copied and cast to their parameter's dtype."""
+        _compile_state.bump_storage()  # recorded gd.compile programs must re-record
         if not isinstance(state_dict, dict):
             raise TypeError(f"load_state_dict: expected a dict, got {type(state_dict).__name__}")
         if "state" not in state_dict or "param_groups" not in state_dict:

@@ -1,0 +1,23 @@
+"""State shared between gd.compile's recorder (graddesc/_compile.py) and the hot paths that must
+tell it things: which tensors a recorded op read, and when Python reads a tensor's value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The recording in progress in some thread (a graddesc._compile._Recording) or None.
+active: Any = None
+# Bumped whenever graddesc rebinds a tensor's storage (Tensor.data =, Module.to, an optimizer's
+# load_state_dict): a recorded program holds raw pointers, so it must then be recorded again.
+storage_epoch = [0]
+
+
+def value_read(what: str) -> None:
+    """Called by Tensor.item() and friends: a value read makes a step uncapturable."""
+    rec = active
+    if rec is not None:
+        rec.on_value_read(what)
+
+
+def bump_storage() -> None:
+    storage_epoch[0] += 1

@@ -1,0 +1,108 @@
+// Bindings for gd.compile's replay (graddesc/_compile.py builds the instructions) and the two
+// small helpers it needs the eager path to share with it: scale and count_scale.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "bind_common.hpp"
+#include "program.hpp"
+
+namespace gd {
+namespace bind {
+namespace {
+
+// x (any shape), factor 0-d float64 -> x * T(factor)
+py::array scale(const py::handle& xo, const py::handle& fo) {
+    const char* op = "scale";
+    py::array x = as_array(xo, op, "x");
+    py::array f = as_array(fo, op, "factor");
+    check_array<double>(f, op, "factor");
+    check_shape(f, op, "factor", {});
+    return dispatch_float(x, op, "x", [&](auto tag) {
+        using T = decltype(tag);
+        check_array<T>(x, op, "x");
+        py::array out = new_array<T>(shape_of(x));
+        const T fac = T(*in_ptr<double>(f));
+        const T* xp = in_ptr<T>(x);
+        T* op_ = out_ptr<T>(out);
+        for (py::ssize_t k = 0; k < x.size(); ++k) op_[k] = xp[k] * fac;
+        return out;
+    });
+}
+
+// target (B,) int64 -> 0-d float64 1 / (number of entries != ignore_index), NaN if none
+py::array count_scale(const py::handle& to, int64_t ignore_index) {
+    const char* op = "count_scale";
+    py::array t = as_array(to, op, "target");
+    check_array<int64_t>(t, op, "target");
+    check_ndim(t, op, "target", 1, 1);
+    const int64_t* tp = in_ptr<int64_t>(t);
+    int64_t n = 0;
+    for (py::ssize_t k = 0; k < t.size(); ++k) n += tp[k] != ignore_index;
+    py::array out = new_array<double>({});
+    *out_ptr<double>(out) = n ? 1.0 / double(n) : std::numeric_limits<double>::quiet_NaN();
+    return out;
+}
+
+// a copy of x (C-contiguous): the gradient a leaf receives first (recordable, unlike np.array)
+py::array copy_array(const py::handle& xo) {
+    const char* op = "copy_array";
+    py::array x = as_array(xo, op, "x");
+    return dispatch_float(x, op, "x", [&](auto tag) {
+        using T = decltype(tag);
+        check_array<T>(x, op, "x");
+        py::array out = new_array<T>(shape_of(x));
+        if (x.nbytes() > 0) std::memcpy(out.mutable_data(), x.data(), static_cast<size_t>(x.nbytes()));
+        return out;
+    });
+}
+
+void add_instr(Program& prog, const std::string& name, bool f64, const std::vector<uintptr_t>& ptrs,
+               const std::vector<int64_t>& ints, const std::vector<double>& reals,
+               const std::vector<std::vector<uintptr_t>>& lists) {
+    Instr in;
+    try {
+        in.code = code_from_name(name);
+    } catch (const std::invalid_argument& e) {
+        value_error(std::string("Program.add: ") + e.what());
+    }
+    in.f64 = f64;
+    for (uintptr_t q : ptrs) in.p.push_back(reinterpret_cast<void*>(q));
+    in.i = ints;
+    in.d = reals;
+    for (const auto& l : lists) {
+        std::vector<void*> v;
+        for (uintptr_t q : l) v.push_back(reinterpret_cast<void*>(q));
+        in.lists.push_back(std::move(v));
+    }
+    prog.add(std::move(in));
+}
+
+}  // namespace
+
+void bind_program(py::module_& m) {
+    m.def("scale", &scale, py::arg("x"), py::arg("factor"),
+          "x * factor (factor a 0-d float64 array, rounded to x's dtype first).");
+    m.def("count_scale", &count_scale, py::arg("target"), py::arg("ignore_index"),
+          "1 / (number of targets != ignore_index) as a 0-d float64 array (NaN if none).");
+    m.def("copy_array", &copy_array, py::arg("x"), "A C-contiguous copy of a float array.");
+    py::class_<Program>(m, "Program", "A recorded kernel sequence (private: see gd.compile).")
+        .def(py::init<>())
+        .def("add", &add_instr, py::arg("name"), py::arg("f64"), py::arg("ptrs"),
+             py::arg("ints"), py::arg("reals"), py::arg("lists") = std::vector<std::vector<uintptr_t>>{},
+             "Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive.")
+        .def("run", [](const Program& p) {
+                py::gil_scoped_release nogil;
+                p.run();
+            }, "Replays every instruction in order.")
+        .def("__len__", &Program::size);
+}
+
+}  // namespace bind
+}  // namespace gd
