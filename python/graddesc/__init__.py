@@ -103,6 +103,7 @@ from graddesc.functional.shape import (
 )
 from graddesc.serialization import load, save
 from graddesc.training import fit
+from graddesc._compile import compile  # noqa: A004
 
 clip = clamp
 concat = cat

@@ -83,7 +83,8 @@ class NumpyMLP:
             b[k] -= self.lr * self.db[k]
 
 
-def graddesc_step(sizes: list, batch: int, loss: str, seed: int = 0) -> Callable[[], None]:
+def graddesc_step(sizes: list, batch: int, loss: str, seed: int = 0,
+                  compiled: bool = False) -> Callable[[], None]:
     gd.manual_seed(seed)
     layers: list = []
     for i, (a, c) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -101,12 +102,15 @@ def graddesc_step(sizes: list, batch: int, loss: str, seed: int = 0) -> Callable
         y = gd.tensor(rng.standard_normal((batch, sizes[-1])).astype(np.float32))
         loss_fn = gd.nn.MSELoss()
 
-    def step() -> None:
+    def train_step(xb: Any, yb: Any) -> Any:
         opt.zero_grad()
-        loss_fn(model(x), y).backward()
+        out = loss_fn(model(xb), yb)
+        out.backward()
         opt.step()
+        return out
 
-    return step
+    fn = gd.compile(train_step) if compiled else train_step
+    return lambda: fn(x, y)
 
 
 def numpy_step(sizes: list, batch: int, loss: str, seed: int = 0) -> Callable[[], None]:

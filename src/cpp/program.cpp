@@ -22,6 +22,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string>
 
 #include "kernels.hpp"
 
@@ -31,6 +32,15 @@ namespace {
 template <class T>
 T* P(const Instr& in, size_t k) {
     return static_cast<T*>(in.p[k]);
+}
+
+// The eager binding checks targets before the kernel reads logits[target]; a replay must too.
+void check_targets(const int64_t* t, int64_t B, int64_t C, int64_t ignore_index) {
+    for (int64_t r = 0; r < B; ++r)
+        if (t[r] != ignore_index && (t[r] < 0 || t[r] >= C))
+            throw std::invalid_argument("cross_entropy (compiled step): target[" +
+                                        std::to_string(r) + "] = " + std::to_string(t[r]) +
+                                        " is out of range for " + std::to_string(C) + " classes");
 }
 
 template <class T>
@@ -64,6 +74,7 @@ void run_one(const Instr& in) {
             K.log_softmax_backward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), i[0], i[1]);
             break;
         case Code::ce_fwd:
+            check_targets(static_cast<const int64_t*>(in.p[3]), i[0], i[1], i[2]);
             K.cross_entropy_forward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2),
                                     static_cast<const int64_t*>(in.p[3]), i[0], i[1], i[2]);
             break;
@@ -107,8 +118,9 @@ void run_one(const Instr& in) {
             for (void* q : L[1]) grads.push_back(static_cast<const T*>(q));
             for (void* q : L[2]) bufs.push_back(static_cast<T*>(q));
             const SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
+            const std::vector<uint8_t> fresh(params.size(), 0);  // buffers exist after recording
             K.sgd_step(params.data(), bufs.empty() ? nullptr : bufs.data(), nullptr, grads.data(),
-                       nullptr, nullptr, i.data(), static_cast<int64_t>(params.size()), h);
+                       nullptr, fresh.data(), i.data(), static_cast<int64_t>(params.size()), h);
             break;
         }
     }

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from graddesc import _compile_state
 from graddesc.autograd import engine
 from graddesc.autograd.function import Function, detect_anomaly
 from graddesc.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -34,7 +35,10 @@ def _make_grads(outputs: tuple, grads: tuple, op: str) -> list:
             if o._data.size != 1:
                 raise RuntimeError(f"{op}: grad can be implicitly created only for scalar "
                                    f"outputs (output {i} has shape {tuple(o.shape)})")
-            out.append(Tensor._make(np.ones(o._data.shape, dtype=o._data.dtype)))
+            seed = np.ones(o._data.shape, dtype=o._data.dtype)
+            if _compile_state.active is not None:  # a constant gd.compile may keep
+                _compile_state.active.constants[id(seed)] = seed
+            out.append(Tensor._make(seed))
         else:
             if not isinstance(g, Tensor):
                 g = Tensor._make(np.asarray(g, dtype=o._data.dtype))

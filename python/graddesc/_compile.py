@@ -1,0 +1,512 @@
+"""gd.compile: record a whole training step once, then replay its kernels in C++.
+
+The first call of `compile(fn)(*args)` for given input shapes/dtypes runs `fn` eagerly while a
+recorder watches every call into graddesc._core (the C++ kernels), with the arrays they read and
+write. If every array a kernel reads is accounted for -- a copy of an input, a parameter, an
+optimizer state buffer, a shape-only constant, or the output of an earlier recorded kernel --
+the sequence becomes a `_core.Program` of raw-pointer kernel calls on those same buffers. Later
+calls copy the new inputs into the recorded input buffers and run the program with one call
+(GIL released, no tape, no allocation), which is bitwise equal to the eager step because it is
+the same kernels on the same data in the same order.
+
+Anything that cannot be captured falls back to eager execution with one warning: Python reading
+a tensor's value (item(), bool(), numpy(), ...), ops that compute through NumPy instead of a
+kernel, optimizers without a recorded kernel path (Adam, RMSprop, ...), inputs that require
+grad, gradients accumulated across calls (call zero_grad() inside the step), non-tensor return
+values. Rebinding a tensor's storage (Module.to, Tensor.data =, an optimizer's load_state_dict
+or add_param_group) makes the next call record again.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from graddesc import _compile_state, _core
+from graddesc._tensor import Tensor
+from graddesc.autograd import grad_mode
+
+_ACTS = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "softplus": 4, "gelu": 5,
+         "gelu_tanh": 6, "exp": 7, "log": 8}
+# _core functions that only report configuration: harmless during a recording
+_QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program"}
+
+# Argument names of the recordable bindings, in order, with defaults.
+_SIGS: dict = {
+    "linear_forward": (("x", "weight", "bias"), {"bias": None}),
+    "linear_backward": (("dy", "x", "weight", "need_dx", "need_dw", "need_db"),
+                        {"need_dx": True, "need_dw": True, "need_db": True}),
+    "activation_forward": (("name", "x", "alpha"), {"alpha": 0.01}),
+    "activation_backward": (("name", "dy", "x", "y", "alpha"),
+                            {"x": None, "y": None, "alpha": 0.01}),
+    "softmax_forward": (("x",), {}), "log_softmax_forward": (("x",), {}),
+    "softmax_backward": (("dy", "y"), {}), "log_softmax_backward": (("dy", "y"), {}),
+    "cross_entropy_forward": (("logits", "target", "ignore_index"), {"ignore_index": -100}),
+    "cross_entropy_backward": (("dloss", "logits", "lse", "target", "ignore_index"),
+                               {"ignore_index": -100}),
+    "mse_forward": (("input", "target"), {}),
+    "mse_backward": (("input", "target", "scale", "dloss"), {"dloss": None}),
+    "sum_all": (("x",), {}), "sum_axis": (("x", "axis"), {}),
+    "gemm": (("a", "b", "trans_a", "trans_b", "alpha", "beta", "out"),
+             {"trans_a": False, "trans_b": False, "alpha": 1.0, "beta": 0.0, "out": None}),
+    "scale": (("x", "factor"), {}),
+    "count_scale": (("target", "ignore_index"), {}),
+    "copy_array": (("x",), {}),
+    "sgd_step": (("params", "grads", "momentum_buffers", "lr", "momentum", "dampening",
+                  "weight_decay", "nesterov", "maximize"),
+                 {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
+                  "maximize": False}),
+}
+
+
+class _Uncapturable(Exception):
+    pass
+
+
+def _addr(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+class _Recording:
+    """What one eager run of fn did, as seen from the kernel boundary."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.calls: list = []
+        self.failure: str | None = None
+        self.params: dict = {}      # id(array) -> leaf Tensor requiring grad that an op read
+        self.constants: dict = {}   # id(array) -> shape-only constant made during the run
+        self.grads: list = []       # (leaf Tensor, grad array) created by the run
+        self.cleared: set = set()   # ids of tensors whose .grad the run set to None
+
+    def mine(self) -> bool:
+        return threading.get_ident() == self.thread
+
+    def fail(self, why: str) -> None:
+        if self.failure is None:
+            self.failure = why
+
+    def on_value_read(self, what: str) -> None:
+        if self.mine():
+            self.fail(f"{what} reads a tensor's value in Python")
+
+    def on_apply(self, cls: type, args: tuple) -> None:
+        if not self.mine():
+            return
+        for a in args:
+            if isinstance(a, Tensor) and a.grad_fn is None and a.requires_grad:
+                self.params[id(a._data)] = a
+
+    def on_grad(self, var: Tensor, arr: np.ndarray) -> None:
+        if self.mine():
+            self.grads.append((var, arr))
+
+    def on_grad_cleared(self, t: Tensor) -> None:
+        if self.mine():
+            self.cleared.add(id(t))
+
+
+def _wrap(name: str, real: Callable) -> Callable:
+    @functools.wraps(real)
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        rec = _compile_state.active
+        if rec is not None and rec.mine():
+            if name in _SIGS:
+                rec.calls.append((name, args, kwargs, out))
+            elif name not in _QUERIES:
+                rec.fail(f"the kernel '{name}' has no replay path yet")
+        return out
+
+    return recorded
+
+
+_install_lock = threading.Lock()
+
+
+class _Buffers:
+    """Memory the program may read: [start, end) ranges of arrays kept alive by the entry."""
+
+    def __init__(self) -> None:
+        self.ranges: list = []
+        self.keep: list = []
+
+    def add(self, a: Any) -> None:
+        if isinstance(a, np.ndarray) and a.size:
+            self.ranges.append((_addr(a), _addr(a) + a.nbytes))
+            self.keep.append(a)
+
+    def ptr(self, a: Any, what: str) -> int:
+        """The address of a C-contiguous array lying inside known memory (else uncapturable)."""
+        if a is None:
+            return 0
+        if not isinstance(a, np.ndarray):
+            raise _Uncapturable(f"{what} is not an array")
+        if a.size == 0:
+            return _addr(a)
+        if not a.flags.c_contiguous:
+            raise _Uncapturable(f"{what} is not contiguous")
+        lo, hi = _addr(a), _addr(a) + a.nbytes
+        for s, e in self.ranges:
+            if s <= lo and hi <= e:
+                self.keep.append(a)
+                return lo
+        raise _Uncapturable(f"{what} comes from a computation outside the recorded kernels "
+                            "(a NumPy op or a tensor that is not an argument of the step)")
+
+
+def _bind(name: str, args: tuple, kwargs: dict) -> dict:
+    names, defaults = _SIGS[name]
+    out = dict(defaults)
+    out.update(zip(names, args))
+    out.update(kwargs)
+    return out
+
+
+def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None:
+    """Turns the recorded calls into program instructions on the recorded buffers."""
+    for a in inputs:
+        bufs.add(a)
+    for t in rec.params.values():
+        bufs.add(t._data)
+    for c in rec.constants.values():  # shape-only constants (gradient seeds, 1/n): kept as is
+        bufs.add(c)
+    for name, args, kwargs, out in rec.calls:
+        a = _bind(name, args, kwargs)
+        f64 = False
+        if name != "sgd_step":  # the arrays a call returns are memory it writes
+            for o in (out if isinstance(out, (tuple, list)) else (out,)):
+                bufs.add(o)
+
+        def P(x: Any, what: str) -> int:
+            nonlocal f64
+            if isinstance(x, np.ndarray) and x.dtype == np.float64:
+                f64 = True
+            return bufs.ptr(x, f"{name}: {what}")
+
+        if name == "linear_forward":
+            x, W = a["x"], a["weight"]
+            B = x.shape[0] if x.ndim == 2 else 1
+            ptrs = [P(out, "y"), P(x, "x"), P(W, "weight"), P(a["bias"], "bias")]
+            f64 = W.dtype == np.float64
+            prog.add("linear_fwd", f64, ptrs, [B, x.shape[-1], W.shape[0]], [])
+        elif name == "linear_backward":
+            x, W = a["x"], a["weight"]
+            B = x.shape[0] if x.ndim == 2 else 1
+            dx, dW, db = out
+            ptrs = [P(dx, "dx"), P(dW, "dW"), P(db, "db"), P(a["dy"], "dy"), P(x, "x"),
+                    P(W, "weight")]
+            prog.add("linear_bwd", W.dtype == np.float64, ptrs, [B, x.shape[-1], W.shape[0]],
+                     [])
+        elif name == "activation_forward":
+            x = a["x"]
+            prog.add("act_fwd", x.dtype == np.float64, [P(out, "y"), P(x, "x")],
+                     [_ACTS[a["name"]], x.size], [float(a["alpha"])])
+        elif name == "activation_backward":
+            dy = a["dy"]
+            prog.add("act_bwd", dy.dtype == np.float64,
+                     [P(out, "dx"), P(dy, "dy"), P(a["x"], "x"), P(a["y"], "y")],
+                     [_ACTS[a["name"]], dy.size], [float(a["alpha"])])
+        elif name in ("softmax_forward", "log_softmax_forward"):
+            x = a["x"]
+            code = "softmax_fwd" if name == "softmax_forward" else "log_softmax_fwd"
+            prog.add(code, x.dtype == np.float64, [P(out, "y"), P(x, "x")], list(x.shape), [])
+        elif name in ("softmax_backward", "log_softmax_backward"):
+            dy = a["dy"]
+            code = "softmax_bwd" if name == "softmax_backward" else "log_softmax_bwd"
+            prog.add(code, dy.dtype == np.float64, [P(out, "dx"), P(dy, "dy"), P(a["y"], "y")],
+                     list(dy.shape), [])
+        elif name == "cross_entropy_forward":
+            z, t = a["logits"], a["target"]
+            loss, lse = out
+            prog.add("ce_fwd", z.dtype == np.float64,
+                     [P(loss, "loss"), P(lse, "lse"), P(z, "logits"), P(t, "target")],
+                     [z.shape[0], z.shape[1], int(a["ignore_index"])], [])
+        elif name == "cross_entropy_backward":
+            g, z = a["dloss"], a["logits"]
+            prog.add("ce_bwd", z.dtype == np.float64,
+                     [P(out, "dlogits"), P(g, "dloss"), P(z, "logits"), P(a["lse"], "lse"),
+                      P(a["target"], "target")],
+                     [0 if g.ndim == 0 else 1, z.shape[0], z.shape[1], int(a["ignore_index"])],
+                     [])
+        elif name == "mse_forward":
+            x = a["input"]
+            prog.add("mse_fwd", x.dtype == np.float64,
+                     [P(out, "out"), P(x, "input"), P(a["target"], "target")], [x.size], [])
+        elif name == "mse_backward":
+            x = a["input"]
+            prog.add("mse_bwd", x.dtype == np.float64,
+                     [P(out, "da"), P(x, "input"), P(a["target"], "target"),
+                      P(a["dloss"], "dloss")], [x.size], [float(a["scale"])])
+        elif name == "sum_all":
+            x = a["x"]
+            prog.add("sum_all", x.dtype == np.float64, [P(out, "out"), P(x, "x")], [x.size], [])
+        elif name == "sum_axis":
+            x, ax = a["x"], int(a["axis"]) % max(a["x"].ndim, 1)
+            outer = int(np.prod(x.shape[:ax])) if ax else 1
+            inner = int(np.prod(x.shape[ax + 1:])) if ax + 1 < x.ndim else 1
+            prog.add("sum_axis", x.dtype == np.float64, [P(out, "y"), P(x, "x")],
+                     [outer, x.shape[ax], inner], [])
+        elif name == "gemm":
+            A, Bm, ta, tb = a["a"], a["b"], bool(a["trans_a"]), bool(a["trans_b"])
+            M, K = (A.shape[1], A.shape[0]) if ta else A.shape
+            N = Bm.shape[0] if tb else Bm.shape[1]
+            prog.add("gemm", A.dtype == np.float64, [P(out, "out"), P(A, "a"), P(Bm, "b")],
+                     [int(ta), int(tb), M, N, K, A.shape[1], Bm.shape[1], N],
+                     [float(a["alpha"]), float(a["beta"])])
+        elif name == "scale":
+            x, fac = a["x"], a["factor"]
+            prog.add("scale", x.dtype == np.float64,
+                     [P(out, "out"), P(x, "x"), P(fac, "factor")], [x.size], [])
+        elif name == "count_scale":
+            t = a["target"]
+            prog.add("count_scale", False, [P(out, "out"), P(t, "target")],
+                     [t.size, int(a["ignore_index"])], [])
+        elif name == "copy_array":
+            x = a["x"]
+            prog.add("copy", False, [P(out, "copy"), P(x, "x")], [x.nbytes], [])
+        elif name == "sgd_step":
+            lr = a["lr"]
+            if isinstance(lr, np.ndarray):
+                raise _Uncapturable("sgd_step: a matrix or diagonal learning rate has no replay "
+                                    "path yet")
+            params, grads = list(a["params"]), list(a["grads"])
+            moms = list(out) if out is not None else []
+            for m in moms:
+                bufs.add(m)  # optimizer state lives as long as the optimizer
+            f64 = params[0].dtype == np.float64 if params else False
+            lists = [[P(p, f"params[{k}]") for k, p in enumerate(params)],
+                     [P(g, f"grads[{k}]") for k, g in enumerate(grads)],
+                     [P(m, f"momentum_buffers[{k}]") for k, m in enumerate(moms)]]
+            prog.add("sgd", f64, [], [p.size for p in params],
+                     [float(lr), float(a["momentum"]), float(a["dampening"]),
+                      float(a["weight_decay"]), float(bool(a["nesterov"])),
+                      float(bool(a["maximize"]))], lists)
+        else:  # pragma: no cover - _SIGS and this function list the same names
+            raise _Uncapturable(f"no translation for {name}")
+
+
+def _flatten_out(out: Any) -> list | None:
+    if out is None:
+        return []
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)) and all(isinstance(o, Tensor) for o in out):
+        return list(out)
+    return None
+
+
+class _Entry:
+    """A recorded program and what replaying it needs."""
+
+    def __init__(self) -> None:
+        self.program: Any = None
+        self.inputs: list = []      # private input buffers, one per tensor argument (or None)
+        self.outputs: list = []     # arrays to copy out as the returned tensors
+        self.out_kind: Any = None   # Tensor, tuple, list or None
+        self.grads: list = []       # (leaf tensor, grad array)
+        self.params: list = []      # (tensor, array) that must still hold that storage
+        self.epoch = -1
+        self.bufs: _Buffers | None = None
+
+
+_FALLBACK = object()
+
+
+class CompiledFunction:
+    """The callable gd.compile returns: records on the first call per input signature, then
+    replays. `fn.stats` counts recordings, replays and eager fallbacks."""
+
+    def __init__(self, fn: Callable, cache_size: int = 8) -> None:
+        if not callable(fn):
+            raise TypeError(f"compile: expected a callable, got {type(fn).__name__}")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.cache_size = cache_size
+        self._cache: dict = {}
+        self._attempts: dict = {}
+        self._warned = False
+        self.stats = {"recorded": 0, "replayed": 0, "eager": 0}
+
+    def reset(self) -> None:
+        """Forgets every recording (the next call records again)."""
+        self._cache.clear()
+        self._attempts.clear()
+
+    def _key(self, args: tuple, kwargs: dict) -> Any:
+        parts: list = [grad_mode.is_grad_enabled()]
+        for a in list(args) + [kwargs[k] for k in sorted(kwargs)]:
+            if isinstance(a, Tensor):
+                parts.append(("T", a._data.shape, a._data.dtype.str, a.requires_grad))
+            else:
+                try:
+                    hash(a)
+                except TypeError:
+                    return None
+                parts.append(("V", type(a), a))
+        parts.append(tuple(sorted(kwargs)))
+        return tuple(parts)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        key = self._key(args, kwargs)
+        if key is None:
+            return self._eager("an argument is neither a tensor nor hashable", args, kwargs)
+        entry = self._cache.get(key)
+        if entry is _FALLBACK:
+            self.stats["eager"] += 1
+            return self.fn(*args, **kwargs)
+        if entry is not None and self._valid(entry):
+            return self._replay(entry, args, kwargs)
+        return self._record(key, args, kwargs)
+
+    def _eager(self, why: str, args: tuple, kwargs: dict) -> Any:
+        self._warn(why)
+        self.stats["eager"] += 1
+        return self.fn(*args, **kwargs)
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"graddesc.compile: running {getattr(self.fn, '__name__', 'fn')} "
+                          f"eagerly: {why}", RuntimeWarning, stacklevel=3)
+
+    def _valid(self, entry: _Entry) -> bool:
+        if entry.epoch != _compile_state.storage_epoch[0]:
+            return False
+        return all(t._data is arr for t, arr in entry.params)
+
+    # ---- recording ------------------------------------------------------------------------
+    def _record(self, key: Any, args: tuple, kwargs: dict) -> Any:
+        if any(isinstance(a, Tensor) and a.requires_grad for a in list(args) +
+               list(kwargs.values())):
+            self._cache[key] = _FALLBACK
+            return self._eager("an input requires grad", args, kwargs)
+        private = []
+        call_args = []
+        for a in args:
+            if isinstance(a, Tensor):
+                buf = np.array(a._data, order="C", copy=True)
+                private.append(buf)
+                call_args.append(Tensor._make(buf))
+            else:
+                private.append(None)
+                call_args.append(a)
+        call_kwargs = {}
+        for k, v in kwargs.items():
+            if isinstance(v, Tensor):
+                buf = np.array(v._data, order="C", copy=True)
+                private.append(buf)
+                call_kwargs[k] = Tensor._make(buf)
+            else:
+                call_kwargs[k] = v
+        versions = [t._vc[0] for t in call_args + list(call_kwargs.values())
+                    if isinstance(t, Tensor)]
+        rec = _Recording()
+        with _install_lock:
+            if _compile_state.active is not None:
+                self.stats["eager"] += 1
+                return self.fn(*args, **kwargs)  # a recording is running in another thread
+            originals = {n: getattr(_core, n) for n in dir(_core)
+                         if not n.startswith("_") and callable(getattr(_core, n))
+                         and n not in _QUERIES}
+            for n, f in originals.items():
+                setattr(_core, n, _wrap(n, f))
+            _compile_state.active = rec
+        epoch = _compile_state.storage_epoch[0]
+        try:
+            out = self.fn(*call_args, **call_kwargs)
+        finally:
+            with _install_lock:
+                _compile_state.active = None
+                for n, f in originals.items():
+                    setattr(_core, n, f)
+        self.stats["recorded"] += 1
+        tensors = [t for t in call_args + list(call_kwargs.values()) if isinstance(t, Tensor)]
+        if [t._vc[0] for t in tensors] != versions:
+            # the step modified an input in place: give the caller's tensors those changes
+            originals_in = [t for t in list(args) + list(kwargs.values()) if isinstance(t, Tensor)]
+            for src, dst in zip(tensors, originals_in):
+                np.copyto(dst._data, src._data)
+                dst._vc[0] += 1
+            rec.fail("the step modifies an input tensor in place")
+        flat = _flatten_out(out)
+        if flat is None:
+            rec.fail("the step returns something other than tensors")
+        retry = False
+        if rec.failure is None:
+            uncleared = [v for v, _ in rec.grads if id(v) not in rec.cleared]
+            if uncleared:
+                # Either the gradients were None before this first call or the step never
+                # clears them (then they would accumulate across calls): record once more to
+                # tell which.
+                n = self._attempts.get(key, 0) + 1
+                self._attempts[key] = n
+                if n >= 2:
+                    rec.fail("the step does not clear gradients (call optimizer.zero_grad() or "
+                             "model.zero_grad() inside it), so they accumulate across calls")
+                else:
+                    retry = True
+        if rec.failure is not None:
+            self._cache[key] = _FALLBACK
+            self._warn(rec.failure)
+            return out
+        if retry:
+            return out
+        entry = _Entry()
+        bufs = _Buffers()
+        prog = _core.Program()
+        try:
+            _translate(rec, [p for p in private if p is not None], prog, bufs)
+            for t in flat:
+                entry.outputs.append(bufs.ptr(t._data, "a returned tensor") and t._data)
+        except _Uncapturable as e:
+            self._cache[key] = _FALLBACK
+            self._warn(str(e))
+            return out
+        entry.program = prog
+        entry.bufs = bufs
+        entry.inputs = private
+        entry.out_kind = type(out) if out is not None else None
+        entry.grads = list(rec.grads)
+        entry.params = [(t, t._data) for t in rec.params.values()]
+        entry.epoch = epoch if epoch == _compile_state.storage_epoch[0] else -1
+        if len(self._cache) >= self.cache_size:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = entry
+        return out
+
+    # ---- replaying ------------------------------------------------------------------------
+    def _replay(self, entry: _Entry, args: tuple, kwargs: dict) -> Any:
+        k = 0
+        for a in list(args) + [kwargs[n] for n in kwargs]:
+            if isinstance(a, Tensor):
+                np.copyto(entry.inputs[k], a._data)
+            k += 1
+        entry.program.run()
+        self.stats["replayed"] += 1
+        for t, arr in entry.params:
+            t._vc[0] += 1
+        for var, arr in entry.grads:
+            g = var._grad
+            if g is None or g._data is not arr:
+                var._grad = Tensor._make(arr)
+            else:
+                g._vc[0] += 1
+        outs = [Tensor._make(np.array(a, copy=True)) for a in entry.outputs]
+        if entry.out_kind is None:
+            return None
+        if entry.out_kind is Tensor or issubclass(entry.out_kind, Tensor):
+            return outs[0]
+        return entry.out_kind(outs)
+
+
+def compile(fn: Callable | None = None, *, cache_size: int = 8) -> Any:  # noqa: A001
+    """Records `fn` (e.g. a whole training step) on its first call and replays its kernels in
+    C++ on later calls with inputs of the same shapes and dtypes; usable as a decorator."""
+    if fn is None:
+        return lambda f: CompiledFunction(f, cache_size)
+    return CompiledFunction(fn, cache_size)

@@ -1,0 +1,176 @@
+"""gd.compile: a recorded training step replays bitwise equal to eager, falls back to eager (with
+one warning) when it cannot be captured, and records again for new shapes or storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graddesc as gd
+
+
+def _model(sizes, seed, dtype=gd.float32):
+    gd.manual_seed(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(gd.nn.Linear(a, b, dtype=dtype))
+        if i < len(sizes) - 2:
+            layers.append(gd.nn.Tanh() if i % 2 else gd.nn.ReLU())
+    return gd.nn.Sequential(*layers)
+
+
+def _step_fn(model, opt, loss_fn):
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def _data(sizes, batch, loss, n, seed=1, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    xs = [gd.tensor(rng.standard_normal((batch, sizes[0])).astype(dtype)) for _ in range(n)]
+    if loss == "ce":
+        ys = [gd.tensor(rng.integers(0, sizes[-1], batch)) for _ in range(n)]
+    else:
+        ys = [gd.tensor(rng.standard_normal((batch, sizes[-1])).astype(dtype)) for _ in range(n)]
+    return xs, ys
+
+
+@pytest.mark.parametrize("sizes, batch, loss, opt_kw, dtype", [
+    ([600, 60, 40, 10], 1, "ce", {"lr": 0.05, "momentum": 0.9}, gd.float32),
+    ([600, 60, 40, 10], 64, "mse", {"lr": 0.05}, gd.float32),
+    ([20, 16, 16, 5], 7, "ce", {"lr": 0.1, "momentum": 0.9, "nesterov": True,
+                                "weight_decay": 1e-3}, gd.float64),
+    ([12, 9, 3], 32, "mse", {"lr": 0.02, "momentum": 0.5, "dampening": 0.1}, gd.float64),
+])
+def test_compiled_step_is_bitwise_equal_to_eager(sizes, batch, loss, opt_kw, dtype):
+    np_dtype = np.float64 if dtype == gd.float64 else np.float32
+    lf = gd.nn.CrossEntropyLoss() if loss == "ce" else gd.nn.MSELoss()
+    m1, m2 = _model(sizes, 0, dtype), _model(sizes, 0, dtype)
+    eager = _step_fn(m1, gd.optim.SGD(m1.parameters(), **opt_kw), lf)
+    compiled = gd.compile(_step_fn(m2, gd.optim.SGD(m2.parameters(), **opt_kw), lf))
+    xs, ys = _data(sizes, batch, loss, 6, dtype=np_dtype)
+    for x, y in zip(xs, ys):
+        l1, l2 = eager(x, y), compiled(x, y)
+        assert isinstance(l2, gd.Tensor) and l2.shape == ()
+        assert l1.item() == l2.item()
+    assert compiled.stats["replayed"] >= 4
+    for (n, p1), (_, p2) in zip(m1.named_parameters(), m2.named_parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy(), err_msg=n)
+        np.testing.assert_array_equal(p1.grad.numpy(), p2.grad.numpy(), err_msg=n)
+
+
+def test_new_shapes_record_again_and_old_ones_still_replay():
+    sizes = [10, 8, 3]
+    m1, m2 = _model(sizes, 0), _model(sizes, 0)
+    lf = gd.nn.CrossEntropyLoss()
+    eager = _step_fn(m1, gd.optim.SGD(m1.parameters(), lr=0.1), lf)
+    compiled = gd.compile(_step_fn(m2, gd.optim.SGD(m2.parameters(), lr=0.1), lf))
+    for batch in (4, 5, 4, 5, 4, 5):
+        xs, ys = _data(sizes, batch, "ce", 1, seed=batch)
+        assert eager(xs[0], ys[0]).item() == compiled(xs[0], ys[0]).item()
+    assert compiled.stats["recorded"] >= 2 and compiled.stats["replayed"] >= 2
+
+
+def test_ignore_index_count_is_recomputed_each_replay():
+    sizes = [6, 4]
+    m1, m2 = _model(sizes, 0), _model(sizes, 0)
+    lf = gd.nn.CrossEntropyLoss(ignore_index=-100)
+    eager = _step_fn(m1, gd.optim.SGD(m1.parameters(), lr=0.1), lf)
+    compiled = gd.compile(_step_fn(m2, gd.optim.SGD(m2.parameters(), lr=0.1), lf))
+    rng = np.random.default_rng(0)
+    x = gd.tensor(rng.standard_normal((5, 6)).astype(np.float32))
+    for targets in ([0, 1, 2, 3, 0], [0, 1, 2, 3, 0], [0, -100, -100, 3, 1], [-100] * 4 + [2]):
+        y = gd.tensor(targets)
+        assert np.array_equal(eager(x, y).detach().numpy(), compiled(x, y).detach().numpy(),
+                              equal_nan=True)
+
+
+def test_replayed_target_out_of_range_raises_not_crashes():
+    m = _model([6, 4], 0)
+    compiled = gd.compile(_step_fn(m, gd.optim.SGD(m.parameters(), lr=0.1),
+                                   gd.nn.CrossEntropyLoss()))
+    x = gd.zeros(3, 6)
+    for _ in range(3):
+        compiled(x, gd.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="out of range"):
+        compiled(x, gd.tensor([0, 9, 2]))
+
+
+def test_item_inside_falls_back_with_one_warning():
+    m1, m2 = _model([6, 4], 0), _model([6, 4], 0)
+    lf = gd.nn.CrossEntropyLoss()
+    o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.1), gd.optim.SGD(m2.parameters(), lr=0.1)
+
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        loss = lf(model(x), y)
+        if loss.item() > 100:  # value-dependent Python control flow
+            return loss
+        loss.backward()
+        opt.step()
+        return loss
+
+    compiled = gd.compile(lambda x, y: step(m2, o2, x, y))
+    x, y = gd.ones(2, 6), gd.tensor([1, 2])
+    with pytest.warns(RuntimeWarning, match="item"):
+        compiled(x, y)
+    for _ in range(3):
+        compiled(x, y)  # no second warning (filterwarnings=error would raise)
+    for _ in range(4):
+        step(m1, o1, x, y)
+    assert compiled.stats["replayed"] == 0
+    np.testing.assert_array_equal(m1[0].weight.detach().numpy(), m2[0].weight.detach().numpy())
+
+
+@pytest.mark.parametrize("kind", ["adam", "numpy_op", "requires_grad_input", "no_zero_grad"])
+def test_uncapturable_steps_fall_back_and_stay_correct(kind):
+    m1, m2 = _model([6, 5, 4], 0), _model([6, 5, 4], 0)
+    lf = gd.nn.CrossEntropyLoss()
+    make_opt = (lambda p: gd.optim.Adam(p, lr=1e-2)) if kind == "adam" else \
+        (lambda p: gd.optim.SGD(p, lr=0.1))
+    o1, o2 = make_opt(m1.parameters()), make_opt(m2.parameters())
+
+    def step(model, opt, x, y):
+        if kind != "no_zero_grad":
+            opt.zero_grad()
+        out = model(x)
+        if kind == "numpy_op":
+            out = out * 2.0 + 1.0  # elementwise ops run in NumPy: not capturable
+        loss = lf(out, y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    compiled = gd.compile(lambda x, y: step(m2, o2, x, y))
+    x, y = gd.ones(3, 6), gd.tensor([0, 1, 3])
+    if kind == "requires_grad_input":
+        x = gd.ones(3, 6, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="graddesc.compile"):
+        for _ in range(4):
+            compiled(x, y)
+    for _ in range(4):
+        step(m1, o1, x, y)
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+
+
+def test_storage_rebind_records_again():
+    m1, m2 = _model([6, 4], 0), _model([6, 4], 0)
+    eager = _step_fn(m1, gd.optim.SGD(m1.parameters(), lr=0.1), gd.nn.MSELoss())
+    compiled = gd.compile(_step_fn(m2, gd.optim.SGD(m2.parameters(), lr=0.1), gd.nn.MSELoss()))
+    x, y = gd.ones(2, 6), gd.zeros(2, 4)
+    for _ in range(3):
+        eager(x, y)
+        compiled(x, y)
+    recorded = compiled.stats["recorded"]
+    for m in (m1, m2):  # new storage: the recorded pointers are stale
+        m[0].weight.data = gd.full((4, 6), 0.5)
+    for _ in range(3):
+        assert eager(x, y).item() == compiled(x, y).item()
+    assert compiled.stats["recorded"] >= recorded + 1
+    np.testing.assert_array_equal(m1[0].weight.detach().numpy(), m2[0].weight.detach().numpy())
