@@ -127,11 +127,36 @@ def test_item_inside_falls_back_with_one_warning():
     np.testing.assert_array_equal(m1[0].weight.detach().numpy(), m2[0].weight.detach().numpy())
 
 
-@pytest.mark.parametrize("kind", ["adam", "numpy_op", "requires_grad_input", "no_zero_grad"])
+@pytest.mark.parametrize("opt_cls, kw", [
+    ("Adam", {"lr": 1e-2}),
+    ("Adam", {"lr": 1e-2, "amsgrad": True, "weight_decay": 1e-2}),
+    ("AdamW", {"lr": 1e-2, "weight_decay": 0.1}),
+])
+def test_compiled_adam_state_matches_eager(opt_cls, kw):
+    sizes = [12, 10, 4]
+    m1, m2 = _model(sizes, 0, gd.float64), _model(sizes, 0, gd.float64)
+    o1 = getattr(gd.optim, opt_cls)(m1.parameters(), **kw)
+    o2 = getattr(gd.optim, opt_cls)(m2.parameters(), **kw)
+    eager = _step_fn(m1, o1, gd.nn.CrossEntropyLoss())
+    compiled = gd.compile(_step_fn(m2, o2, gd.nn.CrossEntropyLoss()))
+    xs, ys = _data(sizes, 9, "ce", 7, dtype=np.float64)
+    for x, y in zip(xs, ys):
+        assert eager(x, y).item() == compiled(x, y).item()
+    assert compiled.stats["replayed"] >= 5
+    s1, s2 = o1.state_dict(), o2.state_dict()
+    for k in s1["state"]:
+        for name, v in s1["state"][k].items():
+            np.testing.assert_array_equal(np.asarray(v.numpy()), np.asarray(s2["state"][k][name]
+                                                                             .numpy()), err_msg=name)
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "numpy_op", "requires_grad_input", "no_zero_grad"])
 def test_uncapturable_steps_fall_back_and_stay_correct(kind):
     m1, m2 = _model([6, 5, 4], 0), _model([6, 5, 4], 0)
     lf = gd.nn.CrossEntropyLoss()
-    make_opt = (lambda p: gd.optim.Adam(p, lr=1e-2)) if kind == "adam" else \
+    make_opt = (lambda p: gd.optim.RMSprop(p, lr=1e-2)) if kind == "rmsprop" else \
         (lambda p: gd.optim.SGD(p, lr=0.1))
     o1, o2 = make_opt(m1.parameters()), make_opt(m2.parameters())
 
@@ -174,3 +199,20 @@ def test_storage_rebind_records_again():
         assert eager(x, y).item() == compiled(x, y).item()
     assert compiled.stats["recorded"] >= recorded + 1
     np.testing.assert_array_equal(m1[0].weight.detach().numpy(), m2[0].weight.detach().numpy())
+
+
+def test_fit_with_compile_matches_eager_fit():
+    X, y = gd.data.datasets.spirals(n=40, classes=3, seed=0)
+    hists = []
+    models = []
+    for compiled in (False, True):
+        m = _model([2, 16, 3], 0)
+        opt = gd.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+        loader = gd.data.DataLoader(gd.data.TensorDataset(X, y), batch_size=16, shuffle=True,
+                                    generator=gd.Generator().manual_seed(0), drop_last=True)
+        hists.append(gd.fit(m, gd.nn.CrossEntropyLoss(), loader, opt, epochs=5, progress=False,
+                            compile=compiled))
+        models.append(m)
+    assert hists[0].loss == hists[1].loss
+    for p1, p2 in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())

@@ -56,6 +56,10 @@ _SIGS: dict = {
     "scale": (("x", "factor"), {}),
     "count_scale": (("target", "ignore_index"), {}),
     "copy_array": (("x",), {}),
+    "adam_step": (("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps",
+                   "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize",
+                   "decoupled_weight_decay"),
+                  {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}),
     "sgd_step": (("params", "grads", "momentum_buffers", "lr", "momentum", "dampening",
                   "weight_decay", "nesterov", "maximize"),
                  {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
@@ -82,6 +86,7 @@ class _Recording:
         self.constants: dict = {}   # id(array) -> shape-only constant made during the run
         self.grads: list = []       # (leaf Tensor, grad array) created by the run
         self.cleared: set = set()   # ids of tensors whose .grad the run set to None
+        self.increments: list = []  # (number of kernel calls so far, optimizer step array)
 
     def mine(self) -> bool:
         return threading.get_ident() == self.thread
@@ -104,6 +109,10 @@ class _Recording:
     def on_grad(self, var: Tensor, arr: np.ndarray) -> None:
         if self.mine():
             self.grads.append((var, arr))
+
+    def on_increment(self, step: np.ndarray) -> None:
+        if self.mine():
+            self.increments.append((len(self.calls), step))
 
     def on_grad_cleared(self, t: Tensor) -> None:
         if self.mine():
@@ -175,10 +184,10 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
         bufs.add(t._data)
     for c in rec.constants.values():  # shape-only constants (gradient seeds, 1/n): kept as is
         bufs.add(c)
-    for name, args, kwargs, out in rec.calls:
+    for index, (name, args, kwargs, out) in enumerate(rec.calls):
         a = _bind(name, args, kwargs)
         f64 = False
-        if name != "sgd_step":  # the arrays a call returns are memory it writes
+        if name not in ("sgd_step", "adam_step"):  # arrays a call returns are memory it writes
             for o in (out if isinstance(out, (tuple, list)) else (out,)):
                 bufs.add(o)
 
@@ -286,6 +295,27 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
                      [float(lr), float(a["momentum"]), float(a["dampening"]),
                       float(a["weight_decay"]), float(bool(a["nesterov"])),
                       float(bool(a["maximize"]))], lists)
+        elif name == "adam_step":
+            params, grads = list(a["params"]), list(a["grads"])
+            amsgrad = bool(a["amsgrad"])
+            steps = [s for pos, s in rec.increments if pos == index + 1]
+            if len(steps) != len(params) or any(s.dtype != np.float32 for s in steps):
+                raise _Uncapturable("adam_step: could not match the optimizer's step counters")
+            state = list(a["exp_avgs"]) + list(a["exp_avg_sqs"]) + \
+                (list(a["max_exp_avg_sqs"]) if amsgrad else []) + steps
+            for st in state:
+                bufs.add(st)  # optimizer state lives as long as the optimizer
+            f64 = params[0].dtype == np.float64 if params else False
+            lists = [[P(p, f"params[{k}]") for k, p in enumerate(params)],
+                     [P(g, f"grads[{k}]") for k, g in enumerate(grads)],
+                     [P(x, "exp_avgs") for x in a["exp_avgs"]],
+                     [P(x, "exp_avg_sqs") for x in a["exp_avg_sqs"]],
+                     [P(x, "max_exp_avg_sqs") for x in a["max_exp_avg_sqs"]] if amsgrad else [],
+                     [P(x, "step") for x in steps]]
+            prog.add("adam", f64, [], [p.size for p in params],
+                     [float(a["lr"]), float(a["beta1"]), float(a["beta2"]), float(a["eps"]),
+                      float(a["weight_decay"]), float(amsgrad), float(bool(a["maximize"])),
+                      float(bool(a["decoupled_weight_decay"]))], lists)
         else:  # pragma: no cover - _SIGS and this function list the same names
             raise _Uncapturable(f"no translation for {name}")
 

@@ -173,7 +173,7 @@ def train(args: argparse.Namespace) -> int:
             if args.optimizer == "zeroth":
                 hist_loss = _zeroth_epoch(model, loss_fn, loader, opt, bar)
             else:
-                h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=False,
+                h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=False, compile=True,
                            callback=lambda _h: bar.update(1))
                 hist_loss = h.loss
             losses += hist_loss

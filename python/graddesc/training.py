@@ -66,7 +66,7 @@ class History:
 def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data: Any,
         optimizer: Any, epochs: int = 1, *, progress: bool = True, record_params: bool = False,
         callback: Callable[[History], Any] | None = None, desc: str = "fit",
-        file: TextIO | None = None) -> History:
+        file: TextIO | None = None, compile: bool = False) -> History:  # noqa: A002
     """Trains `model` by gradient descent and returns the History.
 
     Args:
@@ -81,6 +81,10 @@ def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data
         callback: called as callback(history) after every step; returning True stops training.
         desc: label of the progress bar.
         file: where the progress bar goes (default sys.stderr).
+        compile: record zero_grad + forward + loss + backward once per batch shape with
+            graddesc.compile and replay it in C++ afterwards (bitwise equal results; steps that
+            cannot be captured run eagerly after one warning). The optimizer step stays outside
+            so that a non-finite loss still stops training before any update.
 
     Raises:
         NonFiniteLossError (a FloatingPointError): the loss is NaN/Inf; the message names the
@@ -103,6 +107,17 @@ def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data
     if callback is not None and not callable(callback):
         raise TypeError(f"fit: callback must be callable, got {type(callback).__name__}")
     batches = _as_batches(data)
+    fwd_bwd = None
+    if compile:
+        from graddesc._compile import compile as _compile
+
+        def forward_backward(x: Any, y: Any) -> Any:
+            optimizer.zero_grad()
+            out = loss_fn(model(x), y)
+            out.backward()
+            return out
+
+        fwd_bwd = _compile(forward_backward)
     params = _parameters(model, optimizer) if record_params else []
     history = History()
     if record_params:
@@ -121,8 +136,11 @@ def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data
             epoch_losses: list[float] = []
             for batch_no, batch in enumerate(batches, start=1):
                 x, y = _unpack(batch, history.steps + 1)
-                optimizer.zero_grad()
-                loss = loss_fn(model(x), y)
+                if fwd_bwd is not None:
+                    loss = fwd_bwd(x, y)
+                else:
+                    optimizer.zero_grad()
+                    loss = loss_fn(model(x), y)
                 value = _loss_value(loss, history.steps + 1)
                 if not math.isfinite(value):
                     step = history.steps + 1
@@ -131,7 +149,8 @@ def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data
                         f"fit: the loss is {value} at step {step} (epoch {epoch}/{epochs}, "
                         f"{where}); stopped before its backward and update, so the parameters "
                         f"are those after step {step - 1}", step, epoch, value, history)
-                loss.backward()
+                if fwd_bwd is None:
+                    loss.backward()
                 optimizer.step()
                 history.steps += 1
                 history.loss.append(value)

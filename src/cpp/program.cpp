@@ -16,6 +16,9 @@
 //   copy         p[dst, src]                     i[bytes]
 //   sgd          lists[params, grads, bufs]      i[sizes...]  d[lr, momentum, dampening,
 //                                                               weight_decay, nesterov, maximize]
+//   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
+//                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+//                               decoupled]; reads step + 1 as the step number, then step += 1
 #include "program.hpp"
 
 #include <cmath>
@@ -123,6 +126,29 @@ void run_one(const Instr& in) {
                        nullptr, fresh.data(), i.data(), static_cast<int64_t>(params.size()), h);
             break;
         }
+        case Code::adam: {
+            const auto& L = in.lists;
+            const size_t n = L[0].size();
+            std::vector<T*> params, m, v, vmax;
+            std::vector<const T*> grads;
+            std::vector<double> steps;
+            for (size_t k = 0; k < n; ++k) {
+                params.push_back(static_cast<T*>(L[0][k]));
+                grads.push_back(static_cast<const T*>(L[1][k]));
+                m.push_back(static_cast<T*>(L[2][k]));
+                v.push_back(static_cast<T*>(L[3][k]));
+                if (!L[4].empty()) vmax.push_back(static_cast<T*>(L[4][k]));
+                steps.push_back(double(*static_cast<const float*>(L[5][k])) + 1.0);
+            }
+            const AdamHyper h{d[0], d[1], d[2], d[3], d[4], d[5] != 0, d[6] != 0, d[7] != 0};
+            K.adam_step(params.data(), m.data(), v.data(), vmax.empty() ? nullptr : vmax.data(),
+                        grads.data(), steps.data(), i.data(), static_cast<int64_t>(n), h);
+            for (size_t k = 0; k < n; ++k) {  // the optimizer's step += 1, in float32 as eager
+                float* s = static_cast<float*>(L[5][k]);
+                *s = *s + 1.0f;
+            }
+            break;
+        }
     }
 }
 
@@ -140,7 +166,7 @@ Code code_from_name(const std::string& name) {
                                   "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
                                   "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                   "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
-                                  "sgd"};
+                                  "sgd", "adam"};
     for (int k = 0; k < static_cast<int>(sizeof(names) / sizeof(names[0])); ++k)
         if (name == names[k]) return static_cast<Code>(k);
     throw std::invalid_argument("unknown program instruction '" + name + "'");

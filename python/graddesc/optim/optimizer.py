@@ -391,6 +391,8 @@ def _step_tensor() -> Tensor:
 def _increment(step: Tensor) -> float:
     """step += 1 in place; returns the new count."""
     np.add(step._data, 1, out=step._data)
+    if _compile_state.active is not None:  # gd.compile replays this increment in C++
+        _compile_state.active.on_increment(step._data)
     return float(step._data)
 
 
