@@ -37,14 +37,16 @@ def steady_memory(steps: int = 1000) -> dict:
 def main() -> None:
     rows = _bench.run_table(threads=1)
     table, out = [], {"threads_1": []}
-    for label, g, n, t in rows:
-        out["threads_1"].append({"workload": label, "graddesc_us": g, "numpy_us": n,
-                                 "torch_us": t})
-        table.append([label, f"{g:.1f}", f"{n:.1f}", f"{n / g:.2f}x",
-                      f"{t:.1f}" if t else "-", f"{t / g:.2f}x" if t else "-"])
-    print("1 thread, float32, median us per step (ratio = baseline / graddesc; > 1 means "
-          "graddesc is faster)")
-    print_table(["workload", "graddesc", "numpy", "vs numpy", "torch", "vs torch"], table)
+    for label, g, c, n, t in rows:
+        out["threads_1"].append({"workload": label, "graddesc_eager_us": g,
+                                 "graddesc_compiled_us": c, "numpy_us": n, "torch_us": t})
+        table.append([label, f"{g:.1f}", f"{c:.1f}", f"{n:.1f}", f"{n / g:.2f}x",
+                      f"{n / c:.2f}x", f"{t:.1f}" if t else "-", f"{t / g:.2f}x" if t else "-",
+                      f"{t / c:.2f}x" if t else "-"])
+    print("1 thread, float32, median us per step (ratio = baseline time / graddesc time; > 1 "
+          "means graddesc is faster)")
+    print_table(["workload", "eager", "compiled", "numpy", "numpy/eager", "numpy/compiled",
+                 "torch", "torch/eager", "torch/compiled"], table)
 
     gd.set_num_threads(2)
     two = _bench.median_seconds(_bench.graddesc_step([784, 256, 128, 10], 256, "ce")) * 1e6

@@ -161,7 +161,7 @@ WORKLOADS = [
 
 
 def run_table(threads: int = 1, min_time: float = 0.2) -> list:
-    """Rows of (workload, graddesc us, numpy us, torch us or None)."""
+    """Rows of (workload, graddesc eager us, graddesc compiled us, numpy us, torch us or None)."""
     gd.set_num_threads(threads)
     try:
         import torch
@@ -172,22 +172,25 @@ def run_table(threads: int = 1, min_time: float = 0.2) -> list:
     rows = []
     for label, sizes, batch, loss in WORKLOADS:
         g = median_seconds(graddesc_step(sizes, batch, loss), min_time)
+        c = median_seconds(graddesc_step(sizes, batch, loss, compiled=True), min_time)
         n = median_seconds(numpy_step(sizes, batch, loss), min_time)
         ts = torch_step(sizes, batch, loss)
         t = median_seconds(ts, min_time) if ts is not None else None
-        rows.append((label, g * 1e6, n * 1e6, None if t is None else t * 1e6))
+        rows.append((label, g * 1e6, c * 1e6, n * 1e6, None if t is None else t * 1e6))
     return rows
 
 
 def main(args: Any) -> int:
     rows = run_table(threads=getattr(args, "threads", 1))
     print(f"training step, float32, {gd.get_num_threads()} thread(s), median microseconds "
-          "(lower is better); ratio = baseline / graddesc")
-    header = f"{'workload':42s} {'graddesc':>10s} {'numpy':>10s} {'ratio':>6s} {'torch':>10s} " \
-             f"{'ratio':>6s}"
+          "(lower is better); x = baseline time / graddesc time")
+    header = (f"{'workload':42s} {'eager':>8s} {'compiled':>9s} {'numpy':>8s} {'torch':>8s} "
+              f"{'vs numpy':>9s} {'vs torch':>9s}")
     print(header)
     print("-" * len(header))
-    for label, g, n, t in rows:
-        ts = f"{t:10.1f} {t / g:5.2f}x" if t is not None else f"{'-':>10s} {'-':>6s}"
-        print(f"{label:42s} {g:10.1f} {n:10.1f} {n / g:5.2f}x {ts}")
+    for label, g, c, n, t in rows:
+        best = min(g, c)
+        ts = f"{t:8.1f}" if t is not None else f"{'-':>8s}"
+        tr = f"{t / best:8.2f}x" if t is not None else f"{'-':>9s}"
+        print(f"{label:42s} {g:8.1f} {c:9.1f} {n:8.1f} {ts} {n / best:8.2f}x {tr}")
     return 0
