@@ -146,8 +146,9 @@ def test_compiled_adam_state_matches_eager(opt_cls, kw):
     s1, s2 = o1.state_dict(), o2.state_dict()
     for k in s1["state"]:
         for name, v in s1["state"][k].items():
-            np.testing.assert_array_equal(np.asarray(v.numpy()), np.asarray(s2["state"][k][name]
-                                                                             .numpy()), err_msg=name)
+            other = s2["state"][k][name]
+            np.testing.assert_array_equal(np.asarray(v.numpy()), np.asarray(other.numpy()),
+                                          err_msg=name)
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
 

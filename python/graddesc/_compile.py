@@ -67,7 +67,7 @@ _SIGS: dict = {
 }
 
 
-class _Uncapturable(Exception):
+class _UncapturableError(Exception):
     pass
 
 
@@ -154,17 +154,17 @@ class _Buffers:
         if a is None:
             return 0
         if not isinstance(a, np.ndarray):
-            raise _Uncapturable(f"{what} is not an array")
+            raise _UncapturableError(f"{what} is not an array")
         if a.size == 0:
             return _addr(a)
         if not a.flags.c_contiguous:
-            raise _Uncapturable(f"{what} is not contiguous")
+            raise _UncapturableError(f"{what} is not contiguous")
         lo, hi = _addr(a), _addr(a) + a.nbytes
         for s, e in self.ranges:
             if s <= lo and hi <= e:
                 self.keep.append(a)
                 return lo
-        raise _Uncapturable(f"{what} comes from a computation outside the recorded kernels "
+        raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
                             "(a NumPy op or a tensor that is not an argument of the step)")
 
 
@@ -186,23 +186,18 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
         bufs.add(c)
     for index, (name, args, kwargs, out) in enumerate(rec.calls):
         a = _bind(name, args, kwargs)
-        f64 = False
         if name not in ("sgd_step", "adam_step"):  # arrays a call returns are memory it writes
             for o in (out if isinstance(out, (tuple, list)) else (out,)):
                 bufs.add(o)
 
-        def P(x: Any, what: str) -> int:
-            nonlocal f64
-            if isinstance(x, np.ndarray) and x.dtype == np.float64:
-                f64 = True
+        def P(x: Any, what: str, name: str = name) -> int:
             return bufs.ptr(x, f"{name}: {what}")
 
         if name == "linear_forward":
             x, W = a["x"], a["weight"]
             B = x.shape[0] if x.ndim == 2 else 1
             ptrs = [P(out, "y"), P(x, "x"), P(W, "weight"), P(a["bias"], "bias")]
-            f64 = W.dtype == np.float64
-            prog.add("linear_fwd", f64, ptrs, [B, x.shape[-1], W.shape[0]], [])
+            prog.add("linear_fwd", W.dtype == np.float64, ptrs, [B, x.shape[-1], W.shape[0]], [])
         elif name == "linear_backward":
             x, W = a["x"], a["weight"]
             B = x.shape[0] if x.ndim == 2 else 1
@@ -281,8 +276,8 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
         elif name == "sgd_step":
             lr = a["lr"]
             if isinstance(lr, np.ndarray):
-                raise _Uncapturable("sgd_step: a matrix or diagonal learning rate has no replay "
-                                    "path yet")
+                raise _UncapturableError("sgd_step: a matrix or diagonal learning rate has no "
+                                         "replay path yet")
             params, grads = list(a["params"]), list(a["grads"])
             moms = list(out) if out is not None else []
             for m in moms:
@@ -300,7 +295,7 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             amsgrad = bool(a["amsgrad"])
             steps = [s for pos, s in rec.increments if pos == index + 1]
             if len(steps) != len(params) or any(s.dtype != np.float32 for s in steps):
-                raise _Uncapturable("adam_step: could not match the optimizer's step counters")
+                raise _UncapturableError("adam_step: could not match the optimizer's step counters")
             state = list(a["exp_avgs"]) + list(a["exp_avg_sqs"]) + \
                 (list(a["max_exp_avg_sqs"]) if amsgrad else []) + steps
             for st in state:
@@ -317,7 +312,7 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
                       float(a["weight_decay"]), float(amsgrad), float(bool(a["maximize"])),
                       float(bool(a["decoupled_weight_decay"]))], lists)
         else:  # pragma: no cover - _SIGS and this function list the same names
-            raise _Uncapturable(f"no translation for {name}")
+            raise _UncapturableError(f"no translation for {name}")
 
 
 def _flatten_out(out: Any) -> list | None:
@@ -493,7 +488,7 @@ class CompiledFunction:
             _translate(rec, [p for p in private if p is not None], prog, bufs)
             for t in flat:
                 entry.outputs.append(bufs.ptr(t._data, "a returned tensor") and t._data)
-        except _Uncapturable as e:
+        except _UncapturableError as e:
             self._cache[key] = _FALLBACK
             self._warn(str(e))
             return out
@@ -518,7 +513,7 @@ class CompiledFunction:
             k += 1
         entry.program.run()
         self.stats["replayed"] += 1
-        for t, arr in entry.params:
+        for t, _ in entry.params:
             t._vc[0] += 1
         for var, arr in entry.grads:
             g = var._grad
