@@ -1,35 +1,372 @@
-// Blocked reference GEMM.
-// Every C element is a sum over k in increasing order computed by one thread; work is split in
-// fixed 4-row blocks of C, so results do not depend on the thread count.
+// GEMM: C (M, N) = alpha * op(A) (M, K) op(B) (K, N) + beta * C, row-major with leading dims.
+//
+// The general path is BLIS-style (gemm/kernel.hpp has the micro-kernel and the packing):
+//   for each K block (kc <= 512 floats deep, K split evenly; fixed by the shape alone):
+//     pack op(A) into MR-row micro-panels (kc x MRP, MRP = MR rounded up to whole vectors)
+//     for each N block (nb columns of op(B), kc x nb <= 1 MiB, packed into NR-wide panels):
+//       for each A micro-panel (stays in L1) x each B panel (streamed from L2):
+//         the micro-kernel: an MR x NR tile of C in registers, one FMA per k and vector.
+// With several threads, C is cut into one slab per thread (whole panels, along N or M) and each
+// thread runs the loop nest above on its slab with its own buffers (gemm_blocked).
+// Tiles (rows MR x columns NR): AVX-512 12 x 32 floats / 12 x 16 doubles (24 accumulators of
+// 32 zmm: enough independent FMA chains for 2 ports x 4 cycles latency, plus 2 rows of B and a
+// broadcast of A); AVX2 6 x 16 / 6 x 8 (12 of 16 ymm); portable 6 x 8 / 6 x 4.
+//
+// Shapes that would waste the packing take other paths: K = 1 is an outer product; M = 1 and
+// N = 1 are matrix-vector products that read the matrix once (dot products when its rows run
+// along K, else row sweeps into an L1 accumulator); a short M (<= 4 MR rows) with op(B) = B packs
+// nothing: the micro-kernel reads A's rows and B's rows in place, in K blocks of 96 (for
+// 32 x 784 x 256, packing B would cost about as much as the product). The first K block applies
+// beta, later ones add.
+//
+// Determinism: every C element is a chain of FMAs over k in increasing order inside each K block,
+// the blocks added in order; the K blocking and the choice of path depend only on the problem
+// size, never on the thread count, and threads split M or N only. So results are bitwise
+// identical for any number of threads.
 #include "gemm.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <new>
 #include <vector>
 
+#include "gemm/kernel.hpp"
 #include "parallel.hpp"
 
 namespace gd {
 namespace GD_NS {
 namespace {
 
-constexpr int64_t kRowBlock = 4;    // rows of C updated together: one load of B feeds four FMAs
-constexpr int64_t kKc = 256;        // depth of a K block: a B panel of kKc x kNc stays in L2
-constexpr int64_t kNc = 512;
+using gemm_detail::kNR;
+using gemm_detail::Simd;
 
-// C[i, j] = sum_k A[i, k] * B[j, k]: dot products of contiguous rows (matrix-vector, small M).
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Below this many flops a GEMM stays on one thread (a parallel region costs a few microseconds).
+constexpr int64_t kGemmParallelFlops = int64_t(1) << 21;
+
+// K block: a packed A micro-panel (kc x MRP) stays in L1 (512 x 16 floats = 32 KiB of 48). The
+// blocks split K evenly (K = 784 -> 2 x 392), so few passes over C; fixed by K alone.
 template <class T>
-void gemm_dots(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-               int64_t ldb, T beta, T* C, int64_t ldc) {
-    parallel_chunks(N, 64, 2 * M * N * K, [&](int64_t j0, int64_t j1) {
-        for (int64_t i = 0; i < M; ++i) {
-            const T* a = A + i * lda;
-            for (int64_t j = j0; j < j1; ++j) {
-                const T* b = B + j * ldb;
-                T acc = 0;
-#pragma omp simd reduction(+ : acc)
-                for (int64_t k = 0; k < K; ++k) acc += a[k] * b[k];
-                T* c = C + i * ldc + j;
-                *c = beta == T(0) ? alpha * acc : alpha * acc + beta * *c;
+constexpr int64_t kKcMax = 2048 / static_cast<int64_t>(sizeof(T));
+// K block of the unpacked path: its A rows (<= 48 x 96 floats) and one B strip (96 x 32) share L1.
+template <class T>
+constexpr int64_t kKcDirect = 384 / static_cast<int64_t>(sizeof(T));
+// B block: kc x nb values, streamed from L2 by every A micro-panel (at most 1 MiB).
+constexpr int64_t kBlockBBytes = int64_t(1) << 20;
+// Up to this many rows (4 micro-panels), op(B) = B is read in place rather than packed: packing
+// costs K * N copies, which only M / MR uses of each B panel would repay.
+template <class T>
+constexpr int64_t kDirectMaxM = 4 * Simd<T>::MR;
+
+// A grow-only, 64-byte aligned scratch buffer; one per thread (thread_local), reused by calls.
+template <class T>
+class Scratch {
+   public:
+    Scratch() = default;
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    ~Scratch() { std::free(ptr_); }
+    T* get(int64_t n) {
+        const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
+        if (bytes > cap_) {
+            std::free(ptr_);
+            ptr_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+            if (ptr_ == nullptr) {
+                cap_ = 0;
+                throw std::bad_alloc();
+            }
+            cap_ = bytes;
+        }
+        return ptr_;
+    }
+
+   private:
+    T* ptr_ = nullptr;
+    size_t cap_ = 0;
+};
+
+// The calling thread's scratch buffers: slot 0 also serves the gathered vectors of the
+// matrix-vector paths; a parallel product uses slots 2t and 2t + 1 for thread t's packed A and B.
+// All are sized by the calling thread before a parallel region starts (an allocation failure is
+// a C++ exception on that thread, never inside the region) and kept for the next call.
+template <class T>
+T* scratch(size_t slot, int64_t n) {
+    thread_local std::vector<std::unique_ptr<Scratch<T>>> pool;
+    while (pool.size() <= slot) pool.push_back(std::make_unique<Scratch<T>>());
+    return pool[slot]->get(n);
+}
+
+// The thread count a GEMM of this many flops may use.
+int64_t threads_for(int64_t flops) {
+    return flops >= kGemmParallelFlops ? std::max(1, num_threads()) : 1;
+}
+
+// C (M, N) = beta * C; beta == 0 writes zeros without reading C.
+template <class T>
+void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
+    if (beta == T(1)) return;
+    for (int64_t i = 0; i < M; ++i) {
+        T* c = C + i * ldc;
+        if (beta == T(0)) {
+            for (int64_t j = 0; j < N; ++j) c[j] = T(0);
+        } else {
+            for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+        }
+    }
+}
+
+// y[j * incy] = alpha * t + beta * y[j * incy] (beta == 0: y is not read)
+template <class T>
+inline void store_scalar(T* y, T t, T alpha, T beta) {
+    *y = beta == T(0) ? alpha * t : beta * *y + alpha * t;
+}
+
+// x (K), W (n, K) rows ldw apart -> y[j * incy] = alpha * dot(W[j], x) + beta * y[j * incy].
+// Each dot: two vector accumulators over k (even and odd vector steps), a scalar tail, then a
+// fixed-order horizontal sum: the same arithmetic for every row, however rows are grouped.
+template <class T, int ROWS>
+void dots_rows(int64_t K, const T* GD_RESTRICT x, const T* GD_RESTRICT W, int64_t ldw, T alpha,
+               T beta, T* y, int64_t incy) {
+    using V = Simd<T>;
+    using reg = typename V::reg;
+    constexpr int L = V::L;
+    reg s0[ROWS], s1[ROWS];
+    for (int r = 0; r < ROWS; ++r) s0[r] = s1[r] = V::zero();
+    int64_t k = 0;
+    for (; k + 2 * L <= K; k += 2 * L) {
+        const reg x0 = V::load(x + k), x1 = V::load(x + k + L);
+#pragma GCC unroll 8
+        for (int r = 0; r < ROWS; ++r) {
+            s0[r] = V::fma(V::load(W + r * ldw + k), x0, s0[r]);
+            s1[r] = V::fma(V::load(W + r * ldw + k + L), x1, s1[r]);
+        }
+    }
+    if (k + L <= K) {
+        const reg x0 = V::load(x + k);
+        for (int r = 0; r < ROWS; ++r) s0[r] = V::fma(V::load(W + r * ldw + k), x0, s0[r]);
+        k += L;
+    }
+    for (int r = 0; r < ROWS; ++r) {
+        T t = V::hsum(s0[r]) + V::hsum(s1[r]);
+        for (int64_t kk = k; kk < K; ++kk) t += W[r * ldw + kk] * x[kk];
+        store_scalar(y + r * incy, t, alpha, beta);
+    }
+}
+
+template <class T>
+void gemv_dots(int64_t n, int64_t K, const T* x, const T* W, int64_t ldw, T alpha, T beta, T* y,
+               int64_t incy) {
+    constexpr int64_t chunk = 64;  // rows per parallel task (fixed: independent of threads)
+    const int64_t nt = threads_for(2 * n * K);
+    parallel_chunks(n, chunk, nt > 1 ? 2 * n * K : 0, [&](int64_t j0, int64_t j1) {
+        int64_t j = j0;
+        for (; j + 8 <= j1; j += 8) dots_rows<T, 8>(K, x, W + j * ldw, ldw, alpha, beta, y + j * incy, incy);
+        for (; j + 4 <= j1; j += 4) dots_rows<T, 4>(K, x, W + j * ldw, ldw, alpha, beta, y + j * incy, incy);
+        for (; j < j1; ++j) dots_rows<T, 1>(K, x, W + j * ldw, ldw, alpha, beta, y + j * incy, incy);
+    });
+}
+
+// x (K), W (K, n) rows ldw apart -> y[j * incy] = alpha * sum_k x[k] W[k, j] + beta * y[j * incy].
+// W is read once, row after row (kRows rows at a time, each front to back): the running sums
+// of a column range live in an L1 buffer that each group of rows updates with kRows chained FMAs.
+template <class T>
+void gemv_axpy(int64_t n, int64_t K, const T* x, const T* W, int64_t ldw, T alpha, T beta, T* y,
+               int64_t incy) {
+    using V = Simd<T>;
+    using reg = typename V::reg;
+    constexpr int L = V::L;
+    constexpr int kRows = 8;
+    constexpr int64_t kCols = 2048 / static_cast<int64_t>(sizeof(T));  // 8 KiB of running sums
+    const int64_t nt = threads_for(2 * n * K);
+    const int64_t chunk = nt > 1 ? ceil_div(ceil_div(n, nt), L) * L : n;
+    parallel_chunks(n, chunk, nt > 1 ? 2 * n * K : 0, [&](int64_t c0, int64_t c1) {
+        alignas(64) T acc[kCols];
+        for (int64_t j0 = c0; j0 < c1; j0 += kCols) {
+            const int64_t w = std::min(kCols, c1 - j0);
+            const int64_t wv = w / L * L;  // full vectors; the tail is masked
+            const auto mt = V::first(w - wv);
+            for (int64_t j = 0; j < w; ++j) acc[j] = T(0);
+            int64_t k = 0;
+            for (; k + kRows <= K; k += kRows) {
+                reg xk[kRows];
+                const T* row[kRows];
+                for (int r = 0; r < kRows; ++r) {
+                    xk[r] = V::set1(x[k + r]);
+                    row[r] = W + (k + r) * ldw + j0;
+                }
+                for (int64_t j = 0; j < wv; j += L) {
+                    reg s = V::load(acc + j);
+#pragma GCC unroll 8
+                    for (int r = 0; r < kRows; ++r) s = V::fma(xk[r], V::load(row[r] + j), s);
+                    V::store(acc + j, s);
+                }
+                if (wv < w) {
+                    reg s = V::load(acc + wv, mt);
+                    for (int r = 0; r < kRows; ++r) s = V::fma(xk[r], V::load(row[r] + wv, mt), s);
+                    V::store(acc + wv, s, mt);
+                }
+            }
+            for (; k < K; ++k) {
+                const reg xk = V::set1(x[k]);
+                const T* row = W + k * ldw + j0;
+                for (int64_t j = 0; j < wv; j += L)
+                    V::store(acc + j, V::fma(xk, V::load(row + j), V::load(acc + j)));
+                if (wv < w) V::store(acc + wv, V::fma(xk, V::load(row + wv, mt), V::load(acc + wv, mt)), mt);
+            }
+            for (int64_t j = 0; j < w; ++j) store_scalar(y + (j0 + j) * incy, acc[j], alpha, beta);
+        }
+    });
+}
+
+// K = 1: C[i, j] = alpha * a[i] b[j] + beta * C[i, j], a = op(A)(:, 0), b = op(B)(0, :).
+template <class T>
+void outer(bool ta, bool tb, int64_t M, int64_t N, T alpha, const T* A, int64_t lda, const T* B,
+           int64_t ldb, T beta, T* C, int64_t ldc) {
+    using V = Simd<T>;
+    constexpr int L = V::L;
+    const T* b = B;
+    if (tb && N > 1) {  // op(B)(0, j) = B[j, 0]: gather once
+        T* g = scratch<T>(0, N);
+        for (int64_t j = 0; j < N; ++j) g[j] = B[j * ldb];
+        b = g;
+    }
+    const int64_t nt = threads_for(2 * M * N);
+    parallel_chunks(M, 16, nt > 1 ? 2 * M * N : 0, [&](int64_t i0, int64_t i1) {
+        const typename V::reg va = V::set1(alpha), vb = V::set1(beta);
+        for (int64_t i = i0; i < i1; ++i) {
+            const typename V::reg ai = V::set1(ta ? A[i] : A[i * lda]);
+            T* c = C + i * ldc;
+            for (int64_t j = 0; j < N; j += L) {
+                const auto m = V::first(N - j);
+                const auto t = V::mul(va, V::mul(ai, V::load(b + j, m)));
+                V::store(c + j, beta == T(0) ? t : V::fma(vb, V::load(c + j, m), t), m);
+            }
+        }
+    });
+}
+
+// The blocking of one product: K blocks kc_max deep, N blocks nb_max wide.
+template <class T>
+struct Blocking {
+    bool direct;  // short M and op(B) = B: nothing is packed
+    int64_t kc_max, nb_max;
+    // values of packed A and of packed B for a slab of m rows and n columns
+    int64_t a_size(int64_t m) const {
+        return direct ? 0 : ceil_div(m, Simd<T>::MR) * kc_max * gemm_detail::kMRP<T>;
+    }
+    int64_t b_size(int64_t n) const {
+        return direct ? 0 : kc_max * ceil_div(std::min(n, nb_max), kNR<T>) * kNR<T>;
+    }
+};
+
+template <class T>
+Blocking<T> blocking_for(bool tb, int64_t M, int64_t K) {
+    Blocking<T> b{};
+    b.direct = !tb && M <= kDirectMaxM<T>;
+    const int64_t nkb = ceil_div(K, b.direct ? kKcDirect<T> : kKcMax<T>);
+    b.kc_max = ceil_div(K, nkb);
+    b.nb_max = b.direct ? std::numeric_limits<int64_t>::max()
+                        : std::max<int64_t>(kNR<T>, kBlockBBytes / (b.kc_max * int64_t(sizeof(T))) /
+                                                        kNR<T> * kNR<T>);
+    return b;
+}
+
+// One thread's share of the blocked product (or all of it on one thread), see the file comment;
+// apack and bpack hold at least bk.a_size(M) and bk.b_size(N) values.
+template <class T>
+void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                 int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
+                 const Blocking<T>& bk, T* apack, T* bpack) {
+    constexpr int64_t MR = Simd<T>::MR, MRP = gemm_detail::kMRP<T>, NR = kNR<T>;
+    const bool direct = bk.direct;
+    const int64_t kc_max = bk.kc_max, nb_max = std::min(N, bk.nb_max);
+    const int64_t mpanels = ceil_div(M, MR);
+    // The unpacked path deals its rows out evenly (32 = 11 + 11 + 10, not 12 + 12 + 8), so every
+    // tile keeps enough independent FMA chains; packed panels are MR rows (the last one fewer).
+    const int64_t mr = direct ? ceil_div(M, mpanels) : MR;
+
+    for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
+        const int64_t kc = std::min(kc_max, K - k0);
+        const T beta_k = k0 == 0 ? beta : T(1);  // later K blocks add to what the first wrote
+        if (!direct) gemm_detail::pack_a(apack, ta, A, lda, M, k0, kc, 0, mpanels);
+        for (int64_t j0 = 0; j0 < N; j0 += nb_max) {
+            const int64_t nb = std::min(nb_max, N - j0);
+            const int64_t npanels = ceil_div(nb, NR);
+            if (direct) {
+                // Each B strip (kc x NR, read in place, stays in L1) meets every row block of
+                // (short) op(A), also read in place.
+                for (int64_t pn = 0; pn < npanels; ++pn) {
+                    const int64_t jj = j0 + pn * NR, n = std::min(NR, nb - pn * NR);
+                    for (int64_t pm = 0; pm < mpanels; ++pm) {
+                        const int64_t i0 = pm * mr, m = std::min(mr, M - i0);
+                        gemm_detail::kernel_for<T>(m, !ta, n < NR)(
+                            kc, ta ? A + k0 * lda + i0 : A + i0 * lda + k0, lda, B + k0 * ldb + jj,
+                            ldb, C + i0 * ldc + jj, ldc, n, alpha, beta_k);
+                    }
+                }
+                continue;
+            }
+            gemm_detail::pack_b(bpack, tb, B, ldb, k0, kc, j0, nb, 0, npanels);
+            // Each A micro-panel (kc x MRP, in L1) meets every panel of the packed B block
+            // (streamed from L2).
+            for (int64_t pm = 0; pm < mpanels; ++pm) {
+                const int64_t i0 = pm * MR, m = std::min(MR, M - i0);
+                const auto kernel = gemm_detail::kernel_for<T>(m, false, false);
+                for (int64_t pn = 0; pn < npanels; ++pn) {
+                    const int64_t jj = j0 + pn * NR;
+                    kernel(kc, apack + pm * kc * MRP, MRP, bpack + pn * kc * NR, NR,
+                           C + i0 * ldc + jj, ldc, std::min(NR, nb - pn * NR), alpha, beta_k);
+                }
+            }
+        }
+    }
+}
+
+// The blocked product on up to num_threads() threads: C is cut into one slab per thread, of whole
+// micro-panels, along N (op(A) is then packed by every thread; it is the smaller operand when
+// M <= N) or along M (op(B) packed by every thread). Each thread runs gemm_serial on its slab with
+// its own buffers: one parallel region, no barrier inside, so a thread that the OS preempts
+// delays only its own slab. The K blocking is the same for every slab.
+template <class T>
+void gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                  int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+    constexpr int64_t MR = Simd<T>::MR, NR = kNR<T>;
+    const Blocking<T> bk = blocking_for<T>(tb, M, K);
+    const int64_t flops = 2 * M * N * K;
+    const int64_t nt = threads_for(flops);
+    const int64_t mpanels = ceil_div(M, MR), npanels = ceil_div(N, NR);
+    if (nt == 1 || (mpanels < 2 && npanels < 2)) {
+        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bk,
+                    scratch<T>(0, bk.a_size(M)), scratch<T>(1, bk.b_size(N)));
+        return;
+    }
+    const bool split_n = bk.direct ? npanels >= 2 : (M <= N ? npanels >= 2 : mpanels < 2);
+    const int64_t panels = split_n ? npanels : mpanels;
+    const int64_t ntasks = std::min(nt, panels);
+    // task t: panels [t * panels / ntasks, (t + 1) * panels / ntasks) -> rows or columns [lo, hi)
+    auto range = [&](int64_t t) {
+        const int64_t p0 = t * panels / ntasks, p1 = (t + 1) * panels / ntasks;
+        return split_n ? std::make_pair(p0 * NR, std::min(N, p1 * NR))
+                       : std::make_pair(p0 * MR, std::min(M, p1 * MR));
+    };
+    std::vector<T*> bufs(static_cast<size_t>(2 * ntasks));
+    for (int64_t t = 0; t < ntasks; ++t) {
+        const auto [lo, hi] = range(t);
+        bufs[2 * t] = scratch<T>(2 * t, bk.a_size(split_n ? M : hi - lo));
+        bufs[2 * t + 1] = scratch<T>(2 * t + 1, bk.b_size(split_n ? hi - lo : N));
+    }
+    parallel_chunks(ntasks, 1, flops, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            const auto [lo, hi] = range(t);
+            if (split_n) {
+                gemm_serial(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb,
+                            beta, C + lo, ldc, bk, bufs[2 * t], bufs[2 * t + 1]);
+            } else {
+                gemm_serial(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb,
+                            beta, C + lo * ldc, ldc, bk, bufs[2 * t], bufs[2 * t + 1]);
             }
         }
     });
@@ -41,76 +378,61 @@ template <class T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == T(0)) {
-        for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    if (K <= 0 || alpha == T(0)) {  // A and B are not read (BLAS semantics)
+        scale_c(M, N, beta, C, ldc);
         return;
     }
-    if (!ta && tb && M <= 4) {
-        gemm_dots(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (K == 1) {
+        outer(ta, tb, M, N, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    // op(B) as a (K, N) row-major panel: used in place when it already is one, packed otherwise.
-    std::vector<T> packed;
-    const T* Bp = B;
-    int64_t ldbp = ldb;
-    if (tb) {
-        packed.resize(static_cast<size_t>(K * N));
-        for (int64_t j = 0; j < N; ++j)
-            for (int64_t k = 0; k < K; ++k) packed[k * N + j] = B[j * ldb + k];
-        Bp = packed.data();
-        ldbp = N;
+    if (M == 1) {  // c (N) = alpha * a (K) op(B) + beta * c, a = op(A)(0, :)
+        const T* a = A;
+        if (ta) {  // op(A)(0, k) = A[k, 0]: gather once
+            T* g = scratch<T>(0, K);
+            for (int64_t k = 0; k < K; ++k) g[k] = A[k * lda];
+            a = g;
+        }
+        if (tb) gemv_dots(N, K, a, B, ldb, alpha, beta, C, 1);
+        else gemv_axpy(N, K, a, B, ldb, alpha, beta, C, 1);
+        return;
     }
-    auto a_at = [&](int64_t i, int64_t k) { return ta ? A[k * lda + i] : A[i * lda + k]; };
-
-    parallel_chunks(M, kRowBlock, 2 * M * N * K, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-            T* c = C + i * ldc;
-            if (beta == T(0)) {
-                for (int64_t j = 0; j < N; ++j) c[j] = T(0);
-            } else if (beta != T(1)) {
-                for (int64_t j = 0; j < N; ++j) c[j] *= beta;
-            }
+    if (N == 1) {  // c (M) = alpha * op(A) b (K) + beta * c, b = op(B)(:, 0), c strided by ldc
+        const T* b = B;
+        if (!tb) {  // op(B)(k, 0) = B[k, 0]: gather once
+            T* g = scratch<T>(0, K);
+            for (int64_t k = 0; k < K; ++k) g[k] = B[k * ldb];
+            b = g;
         }
-        const int64_t rows = i1 - i0;
-        T* GD_RESTRICT c0 = C + i0 * ldc;
-        T* GD_RESTRICT c1 = C + (i0 + std::min<int64_t>(1, rows - 1)) * ldc;
-        T* GD_RESTRICT c2 = C + (i0 + std::min<int64_t>(2, rows - 1)) * ldc;
-        T* GD_RESTRICT c3 = C + (i0 + std::min<int64_t>(3, rows - 1)) * ldc;
-        for (int64_t k0 = 0; k0 < K; k0 += kKc) {
-            const int64_t k1 = std::min(K, k0 + kKc);
-            for (int64_t j0 = 0; j0 < N; j0 += kNc) {
-                const int64_t j1 = std::min(N, j0 + kNc);
-                for (int64_t k = k0; k < k1; ++k) {
-                    const T* GD_RESTRICT b = Bp + k * ldbp;
-                    if (rows == 4) {
-                        const T a0 = alpha * a_at(i0, k), a1 = alpha * a_at(i0 + 1, k);
-                        const T a2 = alpha * a_at(i0 + 2, k), a3 = alpha * a_at(i0 + 3, k);
-#pragma omp simd
-                        for (int64_t j = j0; j < j1; ++j) {
-                            c0[j] += a0 * b[j];
-                            c1[j] += a1 * b[j];
-                            c2[j] += a2 * b[j];
-                            c3[j] += a3 * b[j];
-                        }
-                    } else {
-                        for (int64_t r = 0; r < rows; ++r) {
-                            T* GD_RESTRICT c = C + (i0 + r) * ldc;
-                            const T a = alpha * a_at(i0 + r, k);
-#pragma omp simd
-                            for (int64_t j = j0; j < j1; ++j) c[j] += a * b[j];
-                        }
-                    }
-                }
-            }
-        }
-    });
+        if (ta) gemv_axpy(M, K, b, A, lda, alpha, beta, C, ldc);
+        else gemv_dots(M, K, b, A, lda, alpha, beta, C, ldc);
+        return;
+    }
+    gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                          const float*, int64_t, float, float*, int64_t);
-template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                           const double*, int64_t, double, double*, int64_t);
+// The readable reference: one dot product per element, k in increasing order.
+template <class T>
+void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            T acc = 0;
+            for (int64_t k = 0; k < K; ++k)
+                acc += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+            T* c = C + i * ldc + j;
+            *c = beta == T(0) ? alpha * acc : alpha * acc + beta * *c;
+        }
+}
+
+#define GD_INSTANTIATE(T)                                                                          \
+    template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*,  \
+                          int64_t, T, T*, int64_t);                                                \
+    template void gemm_naive<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t,      \
+                                const T*, int64_t, T, T*, int64_t);
+GD_INSTANTIATE(float)
+GD_INSTANTIATE(double)
+#undef GD_INSTANTIATE
 
 }  // namespace GD_NS
 }  // namespace gd

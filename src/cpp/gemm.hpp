@@ -1,5 +1,5 @@
-// The matrix-product interface every other kernel calls. This is the blocked reference
-// implementation; the packed BLIS-style GEMM (src/cpp/gemm/) replaces the body, not the signature.
+// The matrix-product interface every other kernel calls: a packed BLIS-style GEMM (gemm.cpp, with
+// its micro-kernels and packing in src/cpp/gemm/), bitwise identical for any thread count.
 #pragma once
 #include "common.hpp"
 
@@ -11,6 +11,11 @@ namespace GD_NS {
 template <class T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// The same product as three plain loops: the readable reference the fast path is checked against.
+template <class T>
+void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
 }  // namespace GD_NS
 }  // namespace gd

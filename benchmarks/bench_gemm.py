@@ -1,0 +1,168 @@
+"""GEMM throughput: graddesc's packed GEMM against NumPy's BLAS (OpenBLAS sgemm/dgemm).
+
+Each row is C (M, N) = op(A) op(B) with op = transpose where the row says t ("nt" = A as is,
+B transposed: the Linear forward x @ W.T). Both libraries write into a preallocated output
+(`out=`), inputs are C-contiguous, and the transposed operands are views for NumPy and flags for
+graddesc, so neither copies. Samples of the two libraries are interleaved in the same process
+(noise from other work on the machine hits both alike; with several threads in blocks, see
+_interleaved_medians); the table shows medians after a warm-up.
+% of peak is against benchmarks/peak.py's FMA-throughput probe for the ISA graddesc runs
+(times the thread count).
+
+Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_gemm.py
+     [--threads 1 2] [--dtype float32] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import graddesc as gd
+from _common import print_table, save_json
+from graddesc import _core
+from peak import measure_peak
+
+# (M, N, K, trans) with trans = op(A) op(B) flags; what each shape is in an MLP 784-256-...
+SHAPES: list[tuple[int, int, int, str, str]] = [
+    (1024, 1024, 1024, "nn", "square"),
+    (256, 784, 256, "nn", "dx of Linear(784, 256), batch 256"),
+    (256, 256, 784, "nt", "forward of Linear(784, 256), batch 256"),
+    (256, 784, 256, "tn", "dW of Linear(784, 256), batch 256"),
+    (256, 256, 784, "tt", "both transposed"),
+    (32, 784, 256, "nn", "dx of Linear(784, 256), batch 32"),
+    (32, 256, 784, "nt", "forward of Linear(784, 256), batch 32"),
+    (1, 784, 256, "nn", "dx, batch 1 (vector-matrix)"),
+    (1, 256, 784, "nt", "forward, batch 1 (matrix-vector)"),
+]
+
+
+def _limit_numpy_threads(n: int) -> object:
+    """Returns a threadpoolctl context limiting NumPy's BLAS to n threads (None without it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("note: threadpoolctl not installed; set OPENBLAS_NUM_THREADS to pin NumPy's "
+              "thread count", file=sys.stderr)
+        return None
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def _interleaved_medians(fns: list[Callable[[], object]], repeat: int, min_time: float,
+                         threads: int) -> list[float]:
+    """Median seconds per call of each fn, after a warm-up; the fns take turns.
+
+    With one thread the turns are single samples. With several, each turn is a block of samples
+    after a pause: OpenBLAS's idle workers keep spinning for a while after a call and would take
+    the cores the other library's threads need (on a 2-core machine that costs a scheduler time
+    slice per call), so each library gets the machine to itself for its block.
+    """
+    numbers = []
+    for fn in fns:
+        fn()
+        number = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            if time.perf_counter() - t0 >= min_time:
+                break
+            number *= 2
+        numbers.append(number)
+    per_turn = 1 if threads == 1 else max(1, repeat // 3)
+    samples: list[list[float]] = [[] for _ in fns]
+    while len(samples[-1]) < repeat:
+        for fn, number, out in zip(fns, numbers, samples):
+            if threads > 1:
+                time.sleep(0.3)
+                fn()
+            for _ in range(min(per_turn, repeat - len(out))):
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                out.append((time.perf_counter() - t0) / number)
+    return [statistics.median(s) for s in samples]
+
+
+def bench_shape(M: int, N: int, K: int, trans: str, dtype: type, repeat: int,
+                min_time: float, threads: int) -> tuple[float, float]:
+    """Returns (graddesc seconds, NumPy seconds) per call, medians."""
+    rng = np.random.default_rng(0)
+    ta, tb = trans[0] == "t", trans[1] == "t"
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    c_gd = np.empty((M, N), dtype)
+    c_np = np.empty((M, N), dtype)
+    a_op, b_op = (a.T if ta else a), (b.T if tb else b)
+    if M == 1 and not ta:
+        # NumPy written well: a vector-matrix product is a 1-d matmul (gemv), not a 1-row gemm
+        a_vec, c_vec = a_op[0], c_np[0]
+
+        def run_np() -> object:
+            return np.matmul(a_vec, b_op, out=c_vec)
+    else:
+
+        def run_np() -> object:
+            return np.matmul(a_op, b_op, out=c_np)
+
+    def run_gd() -> object:
+        return _core.gemm(a, b, trans_a=ta, trans_b=tb, out=c_gd)
+
+    t_gd, t_np = _interleaved_medians([run_gd, run_np], repeat, min_time, threads)
+    run_gd()
+    run_np()
+    tol = 1e-4 * K if dtype == np.float32 else 1e-10 * K
+    err = np.max(np.abs(c_gd - c_np)) / max(1.0, float(np.max(np.abs(c_np))))
+    if not err <= tol:
+        raise AssertionError(f"gemm {M}x{N}x{K} {trans}: graddesc differs from NumPy by {err}")
+    return t_gd, t_np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--repeat", type=int, default=15, help="timed samples per library")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter samples")
+    args = parser.parse_args()
+    dtype = np.dtype(args.dtype).type
+    repeat = 5 if args.quick else args.repeat
+    min_time = 0.02 if args.quick else 0.1
+
+    isa = _core.isa()
+    peak = measure_peak([isa])[isa][args.dtype]
+    print(f"graddesc isa={isa} dtype={args.dtype}; measured 1-core {args.dtype} peak "
+          f"{peak:.1f} GF/s (benchmarks/peak.py)")
+    rows, records = [], []
+    for n in args.threads:
+        gd.set_num_threads(n)
+        limiter = _limit_numpy_threads(n)
+        try:
+            for M, N, K, trans, what in SHAPES:
+                t_gd, t_np = bench_shape(M, N, K, trans, dtype, repeat, min_time, n)
+                flops = 2.0 * M * N * K
+                gf_gd, gf_np = flops / t_gd * 1e-9, flops / t_np * 1e-9
+                pct = 100.0 * gf_gd / (peak * n)
+                rows.append([f"{M}x{N}x{K}", trans, n, f"{gf_gd:.1f}", f"{gf_np:.1f}",
+                             f"{t_np / t_gd:.2f}x", f"{pct:.0f}%", f"{t_gd * 1e6:.1f}", what])
+                records.append({"M": M, "N": N, "K": K, "trans": trans, "threads": n,
+                                "what": what, "graddesc_s": t_gd, "numpy_s": t_np,
+                                "graddesc_gflops": gf_gd, "numpy_gflops": gf_np,
+                                "ratio": t_np / t_gd, "pct_of_peak": pct})
+        finally:
+            if limiter is not None:
+                limiter.restore_original_limits()
+    print_table(["MxNxK", "op", "thr", "graddesc GF/s", "numpy GF/s", "ratio", "% peak", "gd us",
+                 "what"], rows)
+    path = save_json("gemm", {"isa": isa, "dtype": args.dtype, "peak_gflops_1core": peak,
+                              "numpy": np.__version__, "results": records})
+    print(f"saved {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
