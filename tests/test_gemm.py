@@ -40,6 +40,7 @@ SHAPES = [
     (1000, 3, 17),
     (3, 1000, 17),
     (17, 5, 1000),
+    (3500, 40, 33),  # taller than one slab of packed rows (3072 on AVX-512, 1536 otherwise)
     # K = 1 (outer products), M = 1 and N = 1 (matrix-vector)
     (65, 129, 1),
     (1, 257, 129),

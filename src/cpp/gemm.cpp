@@ -56,6 +56,10 @@ template <class T>
 constexpr int64_t kKcDirect = 384 / static_cast<int64_t>(sizeof(T));
 // B block: kc x nb values, streamed from L2 by every A micro-panel (at most 1 MiB).
 constexpr int64_t kBlockBBytes = int64_t(1) << 20;
+// Rows of op(A) packed at a time (then B is packed again for the next slab of rows): bounds the
+// packed A buffer (3072 x 512 floats: 8 MiB) for tall products.
+template <class T>
+constexpr int64_t kPackRowsMax = 256 * Simd<T>::MR;
 // Up to this many rows (4 micro-panels), op(B) = B is read in place rather than packed: packing
 // costs K * N copies, which only M / MR uses of each B panel would repay.
 template <class T>
@@ -255,7 +259,9 @@ struct Blocking {
     int64_t kc_max, nb_max;
     // values of packed A and of packed B for a slab of m rows and n columns
     int64_t a_size(int64_t m) const {
-        return direct ? 0 : ceil_div(m, Simd<T>::MR) * kc_max * gemm_detail::kMRP<T>;
+        return direct ? 0
+                      : ceil_div(std::min(m, kPackRowsMax<T>), Simd<T>::MR) * kc_max *
+                            gemm_detail::kMRP<T>;
     }
     int64_t b_size(int64_t n) const {
         return direct ? 0 : kc_max * ceil_div(std::min(n, nb_max), kNR<T>) * kNR<T>;
@@ -282,6 +288,13 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
                  const Blocking<T>& bk, T* apack, T* bpack) {
     constexpr int64_t MR = Simd<T>::MR, MRP = gemm_detail::kMRP<T>, NR = kNR<T>;
     const bool direct = bk.direct;
+    if (!direct && M > kPackRowsMax<T>) {  // one slab of rows at a time
+        for (int64_t i0 = 0; i0 < M; i0 += kPackRowsMax<T>)
+            gemm_serial(ta, tb, std::min(kPackRowsMax<T>, M - i0), N, K, alpha,
+                        ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc, bk,
+                        apack, bpack);
+        return;
+    }
     const int64_t kc_max = bk.kc_max, nb_max = std::min(N, bk.nb_max);
     const int64_t mpanels = ceil_div(M, MR);
     // The unpacked path deals its rows out evenly (32 = 11 + 11 + 10, not 12 + 12 + 8), so every
