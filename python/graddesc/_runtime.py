@@ -10,7 +10,16 @@ __version__ = getattr(_core, "__version__", "0.0.0")
 
 
 def set_num_threads(n: int) -> None:
-    """Sets how many threads a parallel kernel may use (results do not depend on it)."""
+    """Sets how many threads a parallel kernel may use (results do not depend on it).
+
+    Raises:
+        TypeError: n is not an int. ValueError: n < 1.
+        RuntimeError: n > 1 in a process forked (os.fork, multiprocessing's 'fork' start
+            method) after graddesc's OpenMP threads had started in the parent: OpenMP can't
+            start threads in such a child (GNU libgomp would hang), so its kernels run on one
+            thread (the budget is set to 1 at the fork). Use 'spawn' or 'forkserver' workers
+            to run parallel kernels.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     _core.set_num_threads(n)

@@ -48,7 +48,7 @@ def check_int_cast(a: np.ndarray, target: np.dtype, op: str) -> None:
     # float64 bounds (exact powers of two): a float16 array must not round them to Inf
     ok = (a >= np.float64(info.min)) & (a < np.float64(info.max) + 1.0)  # False for NaN
     if not ok.all():
-        bad = a[~ok].flat[0]
+        bad = float(a[~ok].flat[0])
         raise ValueError(f"{op}: can't convert {bad!r} to {target} (NaN, Inf and values "
                          f"outside [{info.min}, {info.max}] have no integer value)")
 
@@ -67,6 +67,9 @@ def _infer_python(data: Any) -> np.dtype:
             kind = "f"
         elif isinstance(v, Tensor):
             return v._data.dtype
+        elif isinstance(v, (list, tuple)):  # NumPy left a sequence as an element: ragged
+            raise TypeError("data: nested sequences must be rectangular (all rows of equal "
+                            "length), got a ragged list")
         else:
             raise TypeError(f"data: can't build a tensor from an element of type "
                             f"{type(v).__name__}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from graddesc._tensor import Tensor, _norm_dim
 from graddesc.functional import activation as act
 from graddesc.functional import elementwise as ew
@@ -69,7 +71,7 @@ def _invert(self: Tensor) -> Tensor:
     if self._data.dtype.kind not in "biu":
         raise TypeError(f"~ (bitwise not) is only defined for bool and integer tensors, got "
                         f"{self.dtype}")
-    return Tensor._make(~self._data)
+    return Tensor._make(np.asarray(~self._data))  # 0-d stays an array, not a scalar
 
 
 def _and(self: Tensor, other: Any) -> Tensor:

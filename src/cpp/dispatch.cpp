@@ -3,6 +3,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 #include "kernels.hpp"
 #include "parallel.hpp"
@@ -12,6 +17,21 @@ namespace {
 
 std::atomic<const Kernels*> g_active{nullptr};
 std::atomic<int> g_threads{0};  // 0 = not yet initialised
+std::atomic<bool> g_pool_started{false};  // a parallel region has run in this process
+std::atomic<bool> g_bad_fork{false};      // forked after that: OpenMP can't start threads here
+
+void after_fork_in_child() {
+    if (g_pool_started.load()) {
+        g_threads.store(1);
+        g_bad_fork.store(true);
+    }
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+// Installed when the extension is loaded; runs in the child of every fork (os.fork,
+// multiprocessing's 'fork' start method, a C library's fork).
+[[maybe_unused]] const int g_fork_handler = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
+#endif
 
 const Kernels* table_for(const char* name) {
     if (std::strcmp(name, "avx512") == 0) return &kernels_avx512();
@@ -71,6 +91,18 @@ int num_threads() {
     return n;
 }
 
-void set_num_threads(int n) { g_threads.store(n < 1 ? 1 : n); }
+void set_num_threads(int n) {
+    if (n > 1 && g_bad_fork.load())
+        throw std::runtime_error(
+            "set_num_threads: this process was forked after graddesc's OpenMP threads had "
+            "started in its parent; OpenMP can't start threads in such a child (it would hang), "
+            "so its kernels run on 1 thread (asked for " + std::to_string(n) + "). Use the "
+            "'spawn' or 'forkserver' start method for parallel workers.");
+    g_threads.store(n < 1 ? 1 : n);
+}
+
+void note_parallel_region() {
+    if (!g_pool_started.load(std::memory_order_relaxed)) g_pool_started.store(true);
+}
 
 }  // namespace gd

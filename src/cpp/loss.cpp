@@ -26,10 +26,11 @@ T row_max(const T* x, int64_t C) {
 // log sum_c exp(x_c - m) for m = row_max(x): the logsumexp is m + this, max-subtracted so it
 // never overflows. Callers subtract m from x before adding this term, so that log-probabilities
 // and losses much smaller than |m| (logits ~1e4 in float32) are not rounded to a multiple of
-// ulp(m). A non-finite m (a row of -inf, +inf or NaN) gives 0, so m alone decides the result.
+// ulp(m). A row of -inf or with a NaN gives 0, so m alone decides the result (NaN); a row with
+// +inf gives NaN, as NumPy's and PyTorch's max-shifted formula do (exp(inf - inf) is NaN).
 template <class T>
 T row_log_sum_exp_shifted(const T* x, int64_t C, T m) {
-    if (!std::isfinite(m)) return T(0);
+    if (!std::isfinite(m)) return m > T(0) ? std::numeric_limits<T>::quiet_NaN() : T(0);
     T s = 0;
     for (int64_t c = 0; c < C; ++c) s += std::exp(x[c] - m);
     return std::log(s);

@@ -11,7 +11,13 @@
 namespace gd {
 
 int num_threads();           // the thread budget set by set_num_threads (dispatch.cpp)
-void set_num_threads(int n);
+void set_num_threads(int n);  // throws std::runtime_error for n > 1 in a bad fork (below)
+void note_parallel_region();  // records that OpenMP has started its threads (dispatch.cpp)
+
+// fork() after OpenMP started its threads: GNU libgomp keeps the parent's thread pool in the
+// child, where those threads do not exist, and the child's next parallel region waits for them
+// forever. A fork handler (dispatch.cpp) therefore sets the child's thread budget to 1, so that
+// its kernels never open a parallel region, and refuses set_num_threads(n > 1) there.
 
 // Below this many floating-point operations a kernel stays on one thread: waking the pool and
 // the closing barrier cost several microseconds (far more when the machine is busy), more than
@@ -28,6 +34,7 @@ inline void parallel_chunks(int64_t n, int64_t chunk, int64_t work, const F& bod
 #if GD_HAVE_OPENMP
     const int64_t nt = std::min<int64_t>(num_threads(), nchunks);
     if (nt > 1 && work >= kParallelWork) {
+        note_parallel_region();
 #pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(static)
         for (int64_t c = 0; c < nchunks; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
         return;

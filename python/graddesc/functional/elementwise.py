@@ -7,13 +7,28 @@ Every backward is written with differentiable ops, so higher derivatives work.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from graddesc._tensor import Tensor, _value, check_int_cast
 from graddesc.autograd.function import Function
+
+
+def _quiet(fn: Callable) -> Callable:
+    """Runs fn with NumPy's floating-point warnings off: inf - inf is NaN and 1e30 * 1e30 is
+    Inf silently, as in PyTorch (under `-W error` a warning would be an exception)."""
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        return np.errstate(all="ignore")(fn)  # keeps its state per call: thread-safe, cheap
+
+    @functools.wraps(fn)
+    def quiet(*args: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return fn(*args)
+
+    return quiet
 
 
 def _t(x: Any) -> Any:
@@ -45,6 +60,7 @@ def _check_operand(x: Any, op: str) -> None:
 
 class Add(Function):
     @staticmethod
+    @_quiet
     def forward(ctx, a, b, alpha):
         bv = _value(b)
         if alpha != 1:
@@ -60,6 +76,7 @@ class Add(Function):
 
 class Sub(Function):
     @staticmethod
+    @_quiet
     def forward(ctx, a, b):
         return _wrap(np.subtract(_value(a), _value(b)))
 
@@ -71,6 +88,7 @@ class Sub(Function):
 
 class Mul(Function):
     @staticmethod
+    @_quiet
     def forward(ctx, a, b):
         ctx.save_for_backward(a if isinstance(a, Tensor) and ctx.needs_input_grad[1] else None,
                               b if isinstance(b, Tensor) and ctx.needs_input_grad[0] else None)
@@ -128,7 +146,7 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         av, bv = _value(a), _value(b)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
             if isinstance(av, np.ndarray) and av.dtype.kind in "iu" and \
                     np.any(np.asarray(bv) < 0) and np.asarray(bv).dtype.kind in "iu":
                 raise ValueError("pow: integers to negative integer powers are not allowed")
@@ -453,20 +471,20 @@ def _logical(ufunc: Any, a: Any, b: Any, op: str) -> Tensor:
 
 
 def logical_and(a: Any, b: Any) -> Tensor:
-    return Tensor._make(np.logical_and(_value(a), _value(b)))
+    return Tensor._make(np.asarray(np.logical_and(_value(a), _value(b))))
 
 
 def logical_or(a: Any, b: Any) -> Tensor:
-    return Tensor._make(np.logical_or(_value(a), _value(b)))
+    return Tensor._make(np.asarray(np.logical_or(_value(a), _value(b))))
 
 
 def logical_not(a: Tensor) -> Tensor:
-    return Tensor._make(np.logical_not(a._data))
+    return Tensor._make(np.asarray(np.logical_not(a._data)))
 
 
 def isnan(a: Tensor) -> Tensor:
-    return Tensor._make(np.isnan(a._data))
+    return Tensor._make(np.asarray(np.isnan(a._data)))
 
 
 def isfinite(a: Tensor) -> Tensor:
-    return Tensor._make(np.isfinite(a._data))
+    return Tensor._make(np.asarray(np.isfinite(a._data)))

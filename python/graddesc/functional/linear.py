@@ -20,9 +20,9 @@ from graddesc.autograd.function import Function
 
 def _gemm_operand(a: np.ndarray) -> tuple:
     """(array, transposed) such that the kernel reads a without copying when possible."""
-    if a.flags.c_contiguous:
+    if a.flags.aligned and a.flags.c_contiguous:
         return a, False
-    if a.T.flags.c_contiguous:
+    if a.flags.aligned and a.T.flags.c_contiguous:
         return a.T, True
     return contiguous(a), False
 
@@ -62,8 +62,9 @@ class MatMul(Function):
         ctx.a_ndim, ctx.b_ndim = ad.ndim, bd.ndim
         if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
             return Tensor._make(_mm(ad, bd))
-        # vector @ vector gives a NumPy scalar: keep it a 0-d array
-        return Tensor._make(np.asarray(np.matmul(ad, bd)))
+        # vector @ vector gives a NumPy scalar: keep it a 0-d array; Inf * 0 is NaN silently
+        with np.errstate(all="ignore"):
+            return Tensor._make(np.asarray(np.matmul(ad, bd)))
 
     @staticmethod
     def backward(ctx, g):
@@ -114,8 +115,7 @@ class Linear(Function):
         lead = xd.shape[:-1]
         # explicit row counts here and in backward: reshape(-1, n) is ambiguous for 0 elements
         x2 = xd.reshape(math.prod(lead), xd.shape[-1]) if xd.ndim > 2 else xd
-        if not x2.flags.c_contiguous:
-            x2 = contiguous(x2)
+        x2 = contiguous(x2)
         Wd = contiguous(W._data)
         bd = None
         if b is not None:

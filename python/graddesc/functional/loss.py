@@ -363,7 +363,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor]
         raise ValueError(f"{op}: target shape {tuple(target.shape)} must equal input shape "
                          f"{tuple(input.shape)}")
     p = input._data
-    if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+    if p.size and ((p < 0) | (p > 1)).any():  # NaN passes (and gives NaN), as in PyTorch
         raise ValueError(f"{op}: all elements of input should be between 0 and 1")
     logp = ew.clamp(act.log(input), min=-100.0)
     log1mp = ew.clamp(act.log(1.0 - input), min=-100.0)

@@ -34,8 +34,7 @@ def _dims(dim: Any, ndim: int, op: str) -> Optional[tuple]:
 def _kernel_sum(a: np.ndarray, dims: Optional[tuple]) -> Optional[np.ndarray]:
     if a.dtype.kind != "f":
         return None
-    if not a.flags.c_contiguous:
-        a = contiguous(a)
+    a = contiguous(a)
     if dims is None or len(dims) == a.ndim:
         return _core.sum_all(a)
     if len(dims) == 1 and a.ndim > 0:
@@ -89,6 +88,8 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False, dtype: Any = None) -
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a "
                            f"floating point or complex dtype. Got: {x.dtype}")
     dims = _dims(dim, x.ndim, "mean")
+    if dims == ():  # dim=() reduces every dim, as in sum (PyTorch's rule)
+        dims = None
     n = x._data.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
     s = sum(x, dim, keepdim)
     return s / n if n else s * np.nan
@@ -111,7 +112,9 @@ class MaxDim(Function):
             vals = np.squeeze(vals, axis=dim)
         ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
         ctx.idx_k = idx_k
-        indices = Tensor._make(idx_k.astype(np.int64) if keepdim else idx.astype(np.int64))
+        # asarray: argmax over the only axis of a 1-d array is a NumPy scalar, not an array
+        indices = Tensor._make(idx_k.astype(np.int64) if keepdim else
+                               np.asarray(idx, dtype=np.int64))
         ctx.mark_non_differentiable(indices)
         return Tensor._make(contiguous(vals)), indices
 
@@ -174,7 +177,9 @@ class MaxAll(Function):
         if dims is not None and any(a.shape[d] == 0 for d in dims):
             raise IndexError(f"a{op}(): Expected reduction dims {dims} to have non-zero size, "
                              f"got shape {tuple(a.shape)}")
-        v = np.max(a, axis=dims, keepdims=True) if is_max else np.min(a, axis=dims, keepdims=True)
+        # asarray: NumPy returns a scalar, not a 0-d array, for a 0-d input
+        v = np.asarray(np.max(a, axis=dims, keepdims=True) if is_max else
+                       np.min(a, axis=dims, keepdims=True))
         ctx.save_for_backward(x)
         ctx.v, ctx.dims, ctx.keepdim = v, dims, keepdim
         if keepdim:
@@ -252,9 +257,9 @@ def argmin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
 def _arg(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
     a = x._data
     op = "argmax" if is_max else "argmin"
-    if a.size == 0:
+    if a.size == 0 and dim is None:
         raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() "
-                           "== 0." if dim is None else f"{op}(): cannot reduce an empty dim")
+                           "== 0.")
     f = np.argmax if is_max else np.argmin
     if dim is None:
         r = np.asarray(f(a.ravel()) if not _has_nan(a) else np.argmax(np.isnan(a.ravel())))
@@ -264,6 +269,9 @@ def _arg(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
     d = _norm_dim(dim, a.ndim, op)
     if a.ndim == 0:
         return Tensor._make(np.zeros((), dtype=np.int64))
+    if a.shape[d] == 0:
+        raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size, got shape "
+                         f"{tuple(a.shape)}")
     r = f(a, axis=d)
     if _has_nan(a):
         nan_rows = np.isnan(a).any(axis=d)
@@ -283,6 +291,8 @@ def var(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False,
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     dims = _dims(dim, x.ndim, "var")
+    if dims == ():  # dim=() reduces every dim, as in sum (PyTorch's rule)
+        dims = None
     n = x._data.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
     mu = mean(x, dim, keepdim=True)
     d = x - mu

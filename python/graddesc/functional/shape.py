@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from graddesc import _dtype
 from graddesc._tensor import Tensor, _norm_dim, _value
 from graddesc.autograd.function import Function
 
@@ -211,6 +212,8 @@ def _np_index_item(i: Any) -> Any:
         return a
     if isinstance(i, list):
         a = np.asarray([_value(v) for v in i])
+        if a.size == 0:  # x[[]] selects nothing (np.asarray([]) would be a float array)
+            a = a.astype(np.int64)
         if a.dtype.kind == "f":
             raise IndexError("tensors used as indices must be long, int or bool tensors")
         return a
@@ -341,7 +344,12 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise RuntimeError(f"cat(): Sizes of tensors must match except in dimension {d}. "
                                f"Expected {tuple(ref)} but got {tuple(t.shape)} for tensor "
                                f"number {i} in the list.")
-    return Cat.apply(d, *nonempty)
+    out = Cat.apply(d, *nonempty)
+    if len(nonempty) < len(ts):  # the skipped empty tensors still take part in type promotion
+        dt = np.result_type(*(t._data.dtype for t in ts))
+        if dt != out._data.dtype:
+            out = cast(out, _dtype.from_numpy_dtype(dt))
+    return out
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
