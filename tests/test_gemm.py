@@ -22,7 +22,7 @@ TRANS_IDS = ["nn", "tn", "nt", "tt"]
 
 # (M, N, K)
 SHAPES = [
-    # odd sizes around the micro-tile (rows 6/12, columns 8..32) and vector widths
+    # odd sizes around the micro-tile (rows 6/14, columns 8..32) and vector widths
     (1, 1, 1),
     (3, 7, 17),
     (7, 17, 3),
@@ -34,13 +34,15 @@ SHAPES = [
     # short M (the unpacked path when op(B) = B), just below and above its limit
     (2, 300, 40),
     (12, 33, 64),
-    (47, 129, 100),
-    (49, 129, 100),
+    (24, 129, 100),  # limits: 4 x MR rows = 24 (AVX2, portable), 56 (AVX-512)
+    (25, 129, 100),
+    (56, 129, 100),
+    (57, 129, 100),
     # tall and skinny in each direction
     (1000, 3, 17),
     (3, 1000, 17),
     (17, 5, 1000),
-    (3500, 40, 33),  # taller than one slab of packed rows (3072 on AVX-512, 1536 otherwise)
+    (3700, 40, 33),  # taller than one slab of packed rows (3584 on AVX-512, 1536 otherwise)
     # K = 1 (outer products), M = 1 and N = 1 (matrix-vector)
     (65, 129, 1),
     (1, 257, 129),

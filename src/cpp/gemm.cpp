@@ -8,7 +8,7 @@
 //         the micro-kernel: an MR x NR tile of C in registers, one FMA per k and vector.
 // With several threads, C is cut into one slab per thread (whole panels, along N or M) and each
 // thread runs the loop nest above on its slab with its own buffers (gemm_blocked).
-// Tiles (rows MR x columns NR): AVX-512 12 x 32 floats / 12 x 16 doubles (24 accumulators of
+// Tiles (rows MR x columns NR): AVX-512 14 x 32 floats / 14 x 16 doubles (28 accumulators of
 // 32 zmm: enough independent FMA chains for 2 ports x 4 cycles latency, plus 2 rows of B and a
 // broadcast of A); AVX2 6 x 16 / 6 x 8 (12 of 16 ymm); portable 6 x 8 / 6 x 4.
 //
@@ -57,7 +57,7 @@ constexpr int64_t kKcDirect = 384 / static_cast<int64_t>(sizeof(T));
 // B block: kc x nb values, streamed from L2 by every A micro-panel (at most 1 MiB).
 constexpr int64_t kBlockBBytes = int64_t(1) << 20;
 // Rows of op(A) packed at a time (then B is packed again for the next slab of rows): bounds the
-// packed A buffer (3072 x 512 floats: 8 MiB) for tall products.
+// packed A buffer (3584 x 512 floats: 8 MiB) for tall products.
 template <class T>
 constexpr int64_t kPackRowsMax = 256 * Simd<T>::MR;
 // Up to this many rows (4 micro-panels), op(B) = B is read in place rather than packed: packing
@@ -297,7 +297,7 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
     }
     const int64_t kc_max = bk.kc_max, nb_max = std::min(N, bk.nb_max);
     const int64_t mpanels = ceil_div(M, MR);
-    // The unpacked path deals its rows out evenly (32 = 11 + 11 + 10, not 12 + 12 + 8), so every
+    // The unpacked path deals its rows out evenly (32 = 11 + 11 + 10, not 14 + 14 + 4), so every
     // tile keeps enough independent FMA chains; packed panels are MR rows (the last one fewer).
     const int64_t mr = direct ? ceil_div(M, mpanels) : MR;
 

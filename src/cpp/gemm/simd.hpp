@@ -31,15 +31,17 @@ struct Simd;
 
 #if defined(__AVX512F__)
 
-// 32 zmm registers: a 12 x 2L micro-tile keeps 24 accumulators, 2 rows of B and a broadcast
-// of A in registers; 24 independent FMA chains cover 2 FMA ports x 4 cycles latency three times.
+// 32 zmm registers: a 14 x 2L micro-tile keeps 28 accumulators, 2 rows of B and a broadcast
+// of A in registers (31 of 32); 28 independent FMA chains cover 2 FMA ports x 4 cycles latency
+// 3.5 times, and each k step loads 2 vectors + 14 broadcasts for 28 FMAs. (Measured a few % ahead
+// of 12 x 2L, whose packed A rows would also leave 4 of every 16 values unused.)
 template <>
 struct Simd<float> {
     using T = float;
     using reg = __m512;
     using mask = __mmask16;
     static constexpr int L = 16;
-    static constexpr int MR = 12;
+    static constexpr int MR = 14;
     static reg zero() { return _mm512_setzero_ps(); }
     static reg set1(float x) { return _mm512_set1_ps(x); }
     static reg load(const float* p) { return _mm512_loadu_ps(p); }
@@ -73,7 +75,7 @@ struct Simd<double> {
     using reg = __m512d;
     using mask = __mmask8;
     static constexpr int L = 8;
-    static constexpr int MR = 12;
+    static constexpr int MR = 14;
     static reg zero() { return _mm512_setzero_pd(); }
     static reg set1(double x) { return _mm512_set1_pd(x); }
     static reg load(const double* p) { return _mm512_loadu_pd(p); }
