@@ -636,6 +636,32 @@ def test_every_kernel_is_bitwise_identical_for_1_2_3_threads(dtype: Any) -> None
     assert len(results) >= 25
 
 
+def test_every_kernel_is_bitwise_identical_across_fresh_processes(tmp_path: Path) -> None:
+    """The same kernel digests (float32 and float64, 1 and 3 threads) from two new
+    interpreters and from this process."""
+    code = f'''
+    import json, sys
+    sys.path.insert(0, {str(Path(__file__).parent)!r})
+    import numpy as np
+    import graddesc as gd
+    import test_reliability as tr
+
+    out = {{}}
+    for n in (1, 3):
+        gd.set_num_threads(n)
+        for dt in (np.float32, np.float64):
+            for name, run in tr._kernel_runs(dt).items():
+                out[f"{{name}}/{{np.dtype(dt).name}}/{{n}}"] = run()
+    print(json.dumps(out))
+    '''
+    first = json.loads(_run_python(code, tmp_path).stdout)
+    second = json.loads(_run_python(code, tmp_path).stdout)
+    assert first == second
+    gd.set_num_threads(2)
+    here = {f"{name}/float64/1": run() for name, run in _kernel_runs(np.float64).items()}
+    assert {k: first[k] for k in here} == here
+
+
 # The 100-step training run, as source: executed in this process and in fresh interpreters.
 TRAIN_SOURCE = '''
 import hashlib
