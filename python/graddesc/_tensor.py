@@ -269,6 +269,8 @@ class Tensor:
 
     @grad.setter
     def grad(self, value: Optional["Tensor"]) -> None:
+        if value is None and _cs.active is not None:
+            _cs.active.on_grad_cleared(self)
         if value is not None:
             if not isinstance(value, Tensor):
                 raise TypeError(f"grad: expected a Tensor or None, got {type(value).__name__}")

@@ -25,7 +25,9 @@ void note_parallel_region();  // records that OpenMP has started its threads (di
 constexpr int64_t kParallelWork = 1 << 18;
 
 // Calls body(begin, end) for the chunks [c*chunk, min(n, (c+1)*chunk)), in parallel when
-// `work` (an estimate of the flops) is large enough.
+// `work` (an estimate of the flops) is large enough. Chunks are handed out dynamically, so a
+// thread the OS preempts does not hold the others at the closing barrier; which thread runs a
+// chunk never changes what the chunk computes.
 template <class F>
 inline void parallel_chunks(int64_t n, int64_t chunk, int64_t work, const F& body) {
     if (n <= 0) return;
@@ -35,7 +37,7 @@ inline void parallel_chunks(int64_t n, int64_t chunk, int64_t work, const F& bod
     const int64_t nt = std::min<int64_t>(num_threads(), nchunks);
     if (nt > 1 && work >= kParallelWork) {
         note_parallel_region();
-#pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(static)
+#pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(dynamic, 1)
         for (int64_t c = 0; c < nchunks; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
         return;
     }
