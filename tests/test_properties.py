@@ -279,6 +279,23 @@ def test_tensor_from_arbitrary_python_data(data: Any) -> None:
     assert_matches(t, _ref(lambda: np.array(data, dtype=t._data.dtype)), "tensor(python data)")
 
 
+@st.composite
+def leaves(draw: Any, **kw: Any) -> gd.Tensor:
+    """A float leaf that requires grad; via from_numpy it keeps a strided, transposed, read-only
+    or unaligned layout."""
+    x, _ = draw(tensors(dtypes=["float32", "float64", "float16", ">f8"], **kw))
+    return x.requires_grad_()
+
+
+def _check_grads(*leaves: gd.Tensor) -> None:
+    for t in leaves:
+        assert t.grad is not None, "no gradient reached the leaf"
+        assert t.grad.shape == t.shape and t.grad.dtype == t.dtype, (
+            f"gradient {t.grad.dtype} {tuple(t.grad.shape)} for a leaf {t.dtype} "
+            f"{tuple(t.shape)}")
+        assert t.grad._data.flags.c_contiguous and t.grad._data.flags.writeable
+
+
 # ---- unary ops ------------------------------------------------------------------------------
 def _np_gelu(x: np.ndarray) -> np.ndarray:
     erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -353,11 +370,9 @@ def test_unary_backward_never_crashes(name: str, data: st.DataObject) -> None:
     """backward through the op on any float input gives a gradient of the input's shape and
     dtype (NaN/Inf inputs give NaN/Inf gradients, never an error)."""
     fn = UNARY[name][0]
-    x, a = data.draw(tensors(dtypes=FLOAT_DTYPES))
-    leaf = gd.tensor(a, requires_grad=True)
+    leaf = data.draw(leaves())
     fn(leaf).sum().backward()
-    assert leaf.grad is not None
-    assert leaf.grad.shape == leaf.shape and leaf.grad.dtype == leaf.dtype
+    _check_grads(leaf)
 
 
 # ---- binary ops with broadcasting -----------------------------------------------------------
@@ -987,3 +1002,148 @@ def test_nll_and_bce_contracts(data: st.DataObject) -> None:
     tol = 8 * _eps(pa.dtype)
     assert_matches(out, want.astype(pa.dtype), "binary_cross_entropy", rtol=tol,
                    atol=tol * 100 * (1 + np.abs(np.nan_to_num(qa, posinf=0, neginf=0))))
+
+
+# ---- backward through everything ---------------------------------------------------------------
+def _bw_binary(data: st.DataObject, fn: Callable) -> tuple:
+    sa, sb = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4,
+                                                         min_side=0, max_side=4)).input_shapes
+    x = data.draw(leaves(shape=sa))
+    y = data.draw(leaves(shape=sb, dtypes=[x.dtype.name]) if False else leaves(shape=sb))
+    return fn(x, y), (x, y)
+
+
+def _bw_matmul(data: st.DataObject) -> tuple:
+    sa, sb = data.draw(matmul_shapes())
+    x = data.draw(leaves(shape=sa))
+    y = data.draw(tensors(shape=sb, dtypes=[x.dtype.name]))[0].requires_grad_()
+    return x @ y, (x, y)
+
+
+def _bw_linear(data: st.DataObject) -> tuple:
+    xin, out_f = data.draw(st.integers(0, 4)), data.draw(st.integers(0, 4))
+    lead = data.draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+    x = data.draw(leaves(shape=lead + (xin,)))
+    w = data.draw(tensors(shape=(out_f, xin), dtypes=[x.dtype.name]))[0].requires_grad_()
+    b = data.draw(tensors(shape=(out_f,), dtypes=[x.dtype.name]))[0].requires_grad_()
+    return F.linear(x, w, b), (x, w, b)
+
+
+def _bw_reduce(data: st.DataObject, name: str) -> tuple:
+    x = data.draw(leaves())
+    dim = data.draw(reduce_dims(x.ndim))
+    if name in ("max", "softmax", "log_softmax", "cumulative") and isinstance(dim, tuple):
+        dim = dim[0] if dim else None
+    keepdim = data.draw(st.booleans())
+    if name == "max":
+        out = x.max() if dim is None else x.max(dim, keepdim).values
+    elif name in ("softmax", "log_softmax"):
+        out = getattr(gd, name)(x, dim if dim is not None else -1)
+    else:
+        out = getattr(gd, name)(x, dim, keepdim)
+    return out, (x,)
+
+
+def _bw_index(data: st.DataObject) -> tuple:
+    x = data.draw(leaves())
+    idx = data.draw(basic_index(tuple(x.shape)))
+    return x[idx], (x,)
+
+
+def _bw_loss(data: st.DataObject, name: str) -> tuple:
+    if name == "cross_entropy":
+        n, c = data.draw(st.integers(0, 4)), data.draw(st.integers(1, 4))
+        x = data.draw(leaves(shape=(n, c)))
+        t = gd.tensor(np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n,
+                                                  max_size=n)), dtype=np.int64).reshape(n))
+        return F.cross_entropy(x, t, reduction=data.draw(st.sampled_from(["mean", "sum",
+                                                                          "none"]))), (x,)
+    x = data.draw(leaves())
+    y = data.draw(tensors(shape=tuple(x.shape), dtypes=[x.dtype.name]))[0].requires_grad_()
+    return getattr(F, name)(x, y, reduction=data.draw(st.sampled_from(["mean", "sum", "none"]))), \
+        (x, y)
+
+
+BACKWARD = {
+    "add": lambda d: _bw_binary(d, lambda a, b: a + b),
+    "mul": lambda d: _bw_binary(d, lambda a, b: a * b),
+    "div": lambda d: _bw_binary(d, lambda a, b: a / b),
+    "pow": lambda d: _bw_binary(d, lambda a, b: a ** b),
+    "maximum": lambda d: _bw_binary(d, gd.maximum),
+    "where": lambda d: _bw_binary(d, lambda a, b: gd.where(a > b, a, b)),
+    "matmul": _bw_matmul,
+    "linear": _bw_linear,
+    "sum": lambda d: _bw_reduce(d, "sum"),
+    "mean": lambda d: _bw_reduce(d, "mean"),
+    "amax": lambda d: _bw_reduce(d, "amax"),
+    "max": lambda d: _bw_reduce(d, "max"),
+    "softmax": lambda d: _bw_reduce(d, "softmax"),
+    "log_softmax": lambda d: _bw_reduce(d, "log_softmax"),
+    "getitem": _bw_index,
+    "mse_loss": lambda d: _bw_loss(d, "mse_loss"),
+    "l1_loss": lambda d: _bw_loss(d, "l1_loss"),
+    "cross_entropy": lambda d: _bw_loss(d, "cross_entropy"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BACKWARD))
+@PROPERTY
+@given(data=st.data())
+def test_backward_never_crashes(name: str, data: st.DataObject) -> None:
+    """For float leaves of any layout, shape (0-size included) and values (NaN, Inf, 1e30),
+    forward either raises a contract error or backward gives every leaf a gradient of its
+    shape and dtype; broadcasting is undone (the engine's unbroadcast), nothing warns."""
+    try:
+        out, inputs = BACKWARD[name](data)
+    except CONTRACT_ERRORS as e:
+        assert str(e).strip()
+        return
+    out.sum().backward()
+    _check_grads(*inputs)
+
+
+# ---- in-place ops ---------------------------------------------------------------------------
+INPLACE = {
+    "add_": (lambda t, v: t.add_(v), np.add),
+    "sub_": (lambda t, v: t.sub_(v), np.subtract),
+    "mul_": (lambda t, v: t.mul_(v), np.multiply),
+    "div_": (lambda t, v: t.div_(v), np.true_divide),
+    "clamp_": (lambda t, v: t.clamp_(min=v), np.maximum),
+    "copy_": (lambda t, v: t.copy_(v), None),
+    "iadd": (lambda t, v: t.__iadd__(v), np.add),
+    "setitem": (lambda t, v: (t.__setitem__(Ellipsis, v), t)[1], None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INPLACE))
+@PROPERTY
+@given(data=st.data())
+def test_inplace(name: str, data: st.DataObject) -> None:
+    """In-place ops write NumPy's result (cast to the tensor's dtype as PyTorch's same-kind
+    rule allows) into the tensor's own memory, and bump its version; a read-only tensor, a
+    value that does not broadcast to its shape or an unsafe cast raises with a message and
+    leaves the tensor untouched."""
+    fn, oracle = INPLACE[name]
+    sa, sb = data.draw(broadcast_pair())
+    x, a = data.draw(tensors(shape=sa, dtypes=NATIVE))
+    if data.draw(st.booleans()):
+        y, b = data.draw(tensors(shape=sb, dtypes=NATIVE))
+    else:
+        y = b = data.draw(st.sampled_from(SCALARS))
+    before, version, mem = x.numpy().copy(), x._version, x._data
+    out = run(lambda: fn(x, y), False, name)
+    if out is None:
+        np.testing.assert_array_equal(x.numpy(), before)  # a failed op changes nothing
+        return
+    assert out is x and x._data is mem and x._version > version
+    assert x._data.flags.writeable, "wrote into a read-only array"
+    if name in ("copy_", "setitem"):  # NumPy's assignment: leading 1-dims of b may be dropped
+        want = before.copy()
+        with np.errstate(all="ignore"):
+            want[...] = b
+    else:  # NumPy's in-place ufunc: the result must have the tensor's shape
+        want = _ref(lambda: np.asarray(oracle(before, b)))
+        assert want.shape == a.shape, f"{name}: result {want.shape} written into {a.shape}"
+        with np.errstate(all="ignore"):
+            want = want.astype(a.dtype)
+    assert_matches(x, want, name)

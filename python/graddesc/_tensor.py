@@ -527,7 +527,8 @@ class Tensor:
 
     def _fast_inplace(self, ufunc: Any, other: Any, op: str) -> "Tensor":
         try:
-            ufunc(self._data, other, out=self._data, casting="same_kind")
+            with np.errstate(all="ignore"):  # x / 0 is Inf, inf - inf NaN, silently
+                ufunc(self._data, other, out=self._data, casting="same_kind")
         except (TypeError, ValueError) as e:  # numpy's UFuncTypeError is a TypeError
             raise RuntimeError(f"{op}: {e}") from None
         self._vc[0] += 1
@@ -550,8 +551,12 @@ class Tensor:
         if isinstance(src, Tensor) and src.requires_grad and grad_mode.is_grad_enabled():
             res = _ew.broadcast_copy(src, self.shape, self.dtype)
             return self._inplace_result(res, "copy_")
+        v = _value(src)
+        if self._data.dtype.kind in "iu":  # NaN/Inf have no integer value: refuse, as tensor()
+            check_int_cast(np.asarray(v), self._data.dtype, "copy_")
         try:
-            np.copyto(self._data, _value(src), casting="unsafe")
+            with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
+                np.copyto(self._data, v, casting="unsafe")
         except ValueError as e:
             raise RuntimeError(f"copy_: {e}") from None
         self._vc[0] += 1
@@ -562,6 +567,9 @@ class Tensor:
         if self.requires_grad and grad_mode.is_grad_enabled():
             return self._inplace_result(_ew.clamp(self, min, max), "clamp_")
         res = _ew.clamp(self.detach(), min, max)
+        if res._data.shape != self._data.shape:  # bounds that broadcast to a larger shape
+            raise RuntimeError(f"clamp_: output with shape {tuple(self.shape)} doesn't match the "
+                               f"broadcast shape {tuple(res.shape)}")
         np.copyto(self._data, res._data)
         self._vc[0] += 1
         return self
@@ -592,8 +600,12 @@ class Tensor:
         if grad_mode.is_grad_enabled() and (self.requires_grad or _any_requires_grad(value)):
             self._inplace_result(_shape.index_put(self, index, value), "__setitem__")
             return
+        v = _value(value)
+        if self._data.dtype.kind in "iu":  # NaN/Inf have no integer value: refuse, as tensor()
+            check_int_cast(np.asarray(v), self._data.dtype, "__setitem__")
         try:
-            self._data[_shape.np_index(index)] = _value(value)
+            with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
+                self._data[_shape.np_index(index)] = v
         except (IndexError, ValueError) as e:
             raise IndexError(f"__setitem__: {e}") from None
         self._vc[0] += 1

@@ -33,6 +33,12 @@ def _sum_to_shape(g: Any, shape: tuple) -> Any:
     return g
 
 
+def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """a as `dtype`; a float64 gradient beyond float32's range becomes +-Inf silently."""
+    with np.errstate(over="ignore"):
+        return a.astype(dtype)
+
+
 def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
     from graddesc._tensor import Tensor
 
@@ -49,7 +55,7 @@ def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
                                f"{tuple(shape)}") from None
     if g._data.dtype != dtype:
         g = g.to(dtype.type) if grad_mode.is_grad_enabled() else Tensor._make(
-            g._data.astype(dtype))
+            _cast(g._data, dtype))
     return g
 
 
@@ -225,7 +231,7 @@ def _accumulate(var: Any, g: Any, create_graph: bool) -> None:
     if g._data.shape != var._data.shape:
         g = _sum_to_shape(g, var._data.shape)
     if g._data.dtype != var._data.dtype:
-        g = Tensor._make(g._data.astype(var._data.dtype))
+        g = Tensor._make(_cast(g._data, var._data.dtype))
     if _anomaly["enabled"] and not _is_finite(g._data):
         raise RuntimeError("AccumulateGrad received nan values for a leaf of shape "
                            f"{tuple(var.shape)}")
@@ -246,7 +252,7 @@ def _accumulate(var: Any, g: Any, create_graph: bool) -> None:
         var.grad = var.grad + g
     elif not var.grad._data.flags.writeable:
         # a user-assigned read-only .grad (e.g. an expanded tensor): replace, don't write into it
-        var.grad = Tensor._make(np.add(var.grad._data, g._data))
+        var.grad = Tensor._make(np.asarray(np.add(var.grad._data, g._data)))  # 0-d: an array
     else:
         np.add(var.grad._data, g._data, out=var.grad._data)
         var.grad._vc[0] += 1

@@ -303,7 +303,7 @@ class MSE(Function):
         # each replay's g, not the value seen while recording)
         da = _core.mse_backward(ad, bd, 2.0 * ctx.scale, contiguous(g._data))
         return (Tensor._make(da) if ctx.needs_input_grad[0] else None,
-                Tensor._make(-da) if ctx.needs_input_grad[1] else None, None)
+                Tensor._make(np.asarray(-da)) if ctx.needs_input_grad[1] else None, None)
 
 
 def _compile_state_const(value: float) -> np.ndarray:

@@ -50,7 +50,8 @@ class Sum(Function):
         ctx.dims, ctx.keepdim = dims, keepdim
         out = _kernel_sum(a, dims)
         if out is None:
-            out = np.sum(a, axis=dims, dtype=np.int64 if a.dtype.kind in "biu" else None)
+            with np.errstate(all="ignore"):  # inf + -inf is NaN silently, as in the kernels
+                out = np.sum(a, axis=dims, dtype=np.int64 if a.dtype.kind in "biu" else None)
         if keepdim:
             out = np.reshape(out, _keep_shape(a.shape, dims))
         return Tensor._make(np.asarray(out))
