@@ -20,6 +20,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -537,6 +538,31 @@ def test_error_contract_covers_every_kernel_binding() -> None:
     assert kernels <= {n for n in dir(_core) if not n.startswith("_")}
     covered = {pattern.split(":")[0] for _, _, _, pattern in CORE_CASES}
     assert not sorted(kernels - covered), f"no error-contract case for {kernels - covered}"
+
+
+def test_numpy_floating_point_warnings_never_become_errors() -> None:
+    """inf - inf, 1e30 * 1e30, x / 0 give NaN/Inf whether warnings are errors (as under this
+    suite's filterwarnings=error, or `python -W error`), shown, or NumPy is set to raise."""
+    x = gd.tensor([np.inf, 1e30, 0.0, -1.0], dtype=gd.float32)
+    z = gd.zeros(4)
+
+    def results() -> list:
+        return [t.numpy().copy() for t in (x - x, x * x, x + (-x), x / z, x ** 2.0, x @ x,
+                                           (x.unsqueeze(1) * x).sum((0, 1)), gd.mean(x * x))]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        strict = results()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        shown = results()
+    with np.errstate(all="raise"):
+        raising = results()
+    for a, b, c in zip(strict, shown, raising):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(strict[0], [np.nan, 0, 0, 0])
+    np.testing.assert_array_equal(strict[1], [np.inf, np.inf, 0, 1])
 
 
 # ============================================================================================
