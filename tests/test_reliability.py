@@ -1064,6 +1064,66 @@ def test_arbitrary_structures_load_or_raise_value_error(root: Any, with_entry: b
         assert "not a valid graddesc checkpoint" in str(e)
 
 
+@st.composite
+def _saveable_arrays(draw: Any) -> np.ndarray:
+    dtype = draw(st.sampled_from(["float32", "float64", "int64", "bool", ">f4", "<f8", ">i8"]))
+    shape = draw(st.lists(st.integers(0, 3), max_size=3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values = rng.choice([np.nan, np.inf, -np.inf, -0.0, 1e30, 1.5, -7.0], size=shape)
+    if dtype == "bool":
+        a = np.asarray(values != 0)
+    elif dtype[-2] == "f":
+        a = values.astype(dtype)
+    else:
+        a = rng.integers(-2**63, 2**63 - 1, size=shape, dtype=np.int64).astype(dtype)
+    if a.ndim >= 2 and draw(st.booleans()):
+        a = a.T  # a Fortran-ordered view
+    return a
+
+
+_saveable = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**100, 2**100), st.floats(),
+              st.text(max_size=5), _saveable_arrays(),
+              _saveable_arrays().map(lambda a: gd.tensor(a))),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.tuples(inner, inner),
+                            st.dictionaries(st.one_of(st.text(max_size=3),
+                                                      st.integers(-5, 5)), inner, max_size=3)),
+    max_leaves=10)
+
+
+def _same_value(got: Any, want: Any) -> None:
+    if isinstance(want, (np.ndarray, gd.Tensor)):
+        w = want._data if isinstance(want, gd.Tensor) else want
+        assert isinstance(got, gd.Tensor) and got._data.dtype == w.dtype.newbyteorder("=")
+        assert got.shape == w.shape and got._data.flags.c_contiguous
+        np.testing.assert_array_equal(got._data, w)
+        assert got._data.tobytes() == np.ascontiguousarray(w).astype(got._data.dtype).tobytes()
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want)
+        for k in want:
+            _same_value(got[k], want[k])
+    elif isinstance(want, (list, tuple)):
+        assert type(got) is type(want) and len(got) == len(want)
+        for g, w in zip(got, want):
+            _same_value(g, w)
+    elif isinstance(want, float):
+        assert isinstance(got, float)
+        assert repr(got) == repr(want)  # NaN, Inf and -0.0 included
+    else:
+        assert type(got) is type(want) and got == want
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(obj=_saveable)
+def test_save_load_round_trip_is_exact(obj: Any) -> None:
+    """Anything save accepts comes back with the same structure, key order, types and bits
+    (NaN/Inf/-0.0 floats, big ints, non-native and Fortran-ordered arrays as native C arrays)."""
+    buf = io.BytesIO()
+    gd.save(obj, buf)
+    _same_value(gd.load(io.BytesIO(buf.getvalue())), obj)
+
+
 def test_huge_real_npy_header_is_refused(tmp_path: Path) -> None:
     """A .npy header that really is 200 kB (padding, not just a lying length field)."""
     header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }" + " " * 200_000 + "\n"
