@@ -187,15 +187,7 @@ class Tensor:
     def _make(cls, data: np.ndarray, requires_grad: bool = False) -> "Tensor":
         """Wraps an array without copying or checking (for arrays graddesc itself produced)."""
         t = object.__new__(Tensor)
-        t._data = data
-        t.requires_grad = requires_grad
-        t._grad = None
-        t.grad_fn = None
-        t._output_nr = 0
-        t._vc = [0]
-        t._base = None
-        t._accumulator = None
-        t._retains_grad = False
+        t._init(data, requires_grad)
         return t
 
     def _view_of(self, data: np.ndarray) -> "Tensor":
