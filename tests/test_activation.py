@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 
-import graddesc as gd
 import numpy as np
 import pytest
+
+import graddesc as gd
+from _arrays import misaligned_f32
 from graddesc import _core
 from graddesc.autograd import gradcheck, gradgradcheck
 
@@ -322,11 +324,6 @@ def _f32(*shape):
     return np.ones(shape, dtype=np.float32)
 
 
-def _misaligned_f32(*shape):
-    n = int(np.prod(shape))
-    return np.frombuffer(bytearray(4 * n + 1), dtype=np.float32, offset=1).reshape(shape)
-
-
 FWD = _core.activation_forward
 BWD = _core.activation_backward
 
@@ -386,7 +383,7 @@ ACTIVATION_ERRORS = [
         id="fwd-strided",
     ),
     pytest.param(
-        lambda: FWD("relu", _misaligned_f32(5)),
+        lambda: FWD("relu", misaligned_f32(5)),
         ValueError,
         r"activation_forward: argument 'x' is not aligned",
         id="fwd-misaligned",
@@ -482,7 +479,7 @@ ACTIVATION_ERRORS = [
         id="bwd-strided",
     ),
     pytest.param(
-        lambda: BWD("relu", _misaligned_f32(3), x=_f32(3)),
+        lambda: BWD("relu", misaligned_f32(3), x=_f32(3)),
         ValueError,
         r"activation_backward: argument 'dy' is not aligned",
         id="bwd-misaligned",

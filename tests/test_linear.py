@@ -6,13 +6,15 @@ Oracles are NumPy float64 products; tolerances come from the standard error boun
 
 from __future__ import annotations
 
-import graddesc as gd
 import numpy as np
 import pytest
-from graddesc import _core
-from graddesc.autograd import gradcheck, gradgradcheck
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import graddesc as gd
+from _arrays import misaligned_f32
+from graddesc import _core
+from graddesc.autograd import gradcheck, gradgradcheck
 
 SUPPORTED_ISAS = [name for name in _core.ISAS if _core.cpu_supports(name)]
 
@@ -204,11 +206,6 @@ def _f32(*shape):
     return np.zeros(shape, dtype=np.float32)
 
 
-def _misaligned_f32(*shape):
-    n = int(np.prod(shape))
-    return np.frombuffer(bytearray(4 * n + 1), dtype=np.float32, offset=1).reshape(shape)
-
-
 GEMM_ERRORS = [
     pytest.param(
         lambda: _core.gemm(_f32(2, 3).astype(np.float16), _f32(3, 2)),
@@ -301,7 +298,7 @@ GEMM_ERRORS = [
         id="out-strided",
     ),
     pytest.param(
-        lambda: _core.gemm(_misaligned_f32(2, 3), _f32(3, 2)),
+        lambda: _core.gemm(misaligned_f32(2, 3), _f32(3, 2)),
         ValueError,
         r"gemm: argument 'a' is not aligned",
         id="misaligned",
@@ -596,13 +593,13 @@ LINEAR_ERRORS = [
         id="fwd-bias-strided",
     ),
     pytest.param(
-        lambda: _core.linear_forward(_misaligned_f32(2, 3), _f32(4, 3)),
+        lambda: _core.linear_forward(misaligned_f32(2, 3), _f32(4, 3)),
         ValueError,
         r"linear_forward: argument 'x' is not aligned",
         id="fwd-misaligned",
     ),
     pytest.param(
-        lambda: _core.linear_forward(_f32(2, 3), _misaligned_f32(4, 3)),
+        lambda: _core.linear_forward(_f32(2, 3), misaligned_f32(4, 3)),
         ValueError,
         r"linear_forward: argument 'weight' is not aligned",
         id="fwd-misaligned-weight",
@@ -668,7 +665,7 @@ LINEAR_ERRORS = [
         id="bwd-strided",
     ),
     pytest.param(
-        lambda: _core.linear_backward(_misaligned_f32(2, 4), _f32(2, 3), _f32(4, 3)),
+        lambda: _core.linear_backward(misaligned_f32(2, 4), _f32(2, 3), _f32(4, 3)),
         ValueError,
         r"linear_backward: argument 'dy' is not aligned",
         id="bwd-misaligned",

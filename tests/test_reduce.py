@@ -7,13 +7,15 @@ The test_op_* tests at the end differentiate the Tensor-level reductions (functi
 
 from __future__ import annotations
 
-import graddesc as gd
 import numpy as np
 import pytest
-from graddesc import _core
-from graddesc.autograd import gradcheck, gradgradcheck
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import graddesc as gd
+from _arrays import misaligned_f32
+from graddesc import _core
+from graddesc.autograd import gradcheck, gradgradcheck
 
 SUPPORTED_ISAS = [name for name in _core.ISAS if _core.cpu_supports(name)]
 
@@ -182,11 +184,6 @@ def _f32(*shape):
     return np.zeros(shape, dtype=np.float32)
 
 
-def _misaligned_f32(*shape):
-    n = int(np.prod(shape))
-    return np.frombuffer(bytearray(4 * n + 1), dtype=np.float32, offset=1).reshape(shape)
-
-
 REDUCE_ERRORS = [
     pytest.param(
         lambda: _core.sum_axis(_f32(2, 3).astype(np.float16), 0),
@@ -243,7 +240,7 @@ REDUCE_ERRORS = [
         id="axis-strided",
     ),
     pytest.param(
-        lambda: _core.sum_axis(_misaligned_f32(2, 3), 0),
+        lambda: _core.sum_axis(misaligned_f32(2, 3), 0),
         ValueError,
         r"sum_axis: argument 'x' is not aligned",
         id="axis-misaligned",
@@ -285,7 +282,7 @@ REDUCE_ERRORS = [
         id="all-strided",
     ),
     pytest.param(
-        lambda: _core.sum_all(_misaligned_f32(5)),
+        lambda: _core.sum_all(misaligned_f32(5)),
         ValueError,
         r"sum_all: argument 'x' is not aligned",
         id="all-misaligned",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import builtins
 import numbers
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -159,7 +160,7 @@ class Tensor:
     """An n-d array of float32 (default), float64, int64 or bool that can record gradients."""
 
     __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_base",
-                 "_accumulator", "_retains_grad", "__weakref__")
+                 "_accumulator", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to our reflected operators
 
     def __init__(self, data: Any = (), *, dtype: Any = None, requires_grad: bool = False) -> None:
@@ -181,23 +182,22 @@ class Tensor:
         self._vc = [0]
         self._base = None
         self._accumulator = None
-        self._retains_grad = False
 
     @classmethod
-    def _make(cls, data: np.ndarray, requires_grad: bool = False) -> "Tensor":
+    def _make(cls, data: np.ndarray, requires_grad: bool = False) -> Tensor:
         """Wraps an array without copying or checking (for arrays graddesc itself produced)."""
         t = object.__new__(Tensor)
         t._init(data, requires_grad)
         return t
 
-    def _view_of(self, data: np.ndarray) -> "Tensor":
+    def _view_of(self, data: np.ndarray) -> Tensor:
         """A tensor on `data`, a view of self's memory: shares the version counter."""
         t = Tensor._make(data)
         t._vc = self._vc
         t._base = self._base if self._base is not None else self
         return t
 
-    def _shallow(self) -> "Tensor":
+    def _shallow(self) -> Tensor:
         return self._view_of(self._data)
 
     def _edge(self) -> tuple:
@@ -243,12 +243,12 @@ class Tensor:
         return "cpu"
 
     @property
-    def data(self) -> "Tensor":
+    def data(self) -> Tensor:
         """A detached tensor sharing memory (PyTorch's .data)."""
         return self.detach()
 
     @data.setter
-    def data(self, value: "Tensor") -> None:
+    def data(self, value: Tensor) -> None:
         if not isinstance(value, Tensor):
             raise TypeError(f"data: expected a Tensor, got {type(value).__name__}")
         self._data = value._data
@@ -256,11 +256,11 @@ class Tensor:
         _cs.bump_storage()
 
     @property
-    def grad(self) -> Optional["Tensor"]:
+    def grad(self) -> Optional[Tensor]:
         return self._grad
 
     @grad.setter
-    def grad(self, value: Optional["Tensor"]) -> None:
+    def grad(self, value: Optional[Tensor]) -> None:
         if value is None and _cs.active is not None:
             _cs.active.on_grad_cleared(self)
         if value is not None:
@@ -278,7 +278,7 @@ class Tensor:
     def _version(self) -> int:
         return self._vc[0]
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Sets requires_grad in place (leaves only); returns self."""
         if requires_grad and self._data.dtype.kind != "f":
             raise RuntimeError(f"only Tensors of floating point dtype can require gradients, "
@@ -379,25 +379,25 @@ class Tensor:
         return repr(self)
 
     # ---- copies, dtype ------------------------------------------------------------------
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """A tensor sharing memory and version counter, cut from the graph."""
         return self._view_of(self._data)
 
-    def detach_(self) -> "Tensor":
+    def detach_(self) -> Tensor:
         self.grad_fn = None
         self.requires_grad = False
         return self
 
-    def clone(self) -> "Tensor":
+    def clone(self) -> Tensor:
         return _shape.clone(self)
 
-    def contiguous(self) -> "Tensor":
+    def contiguous(self) -> Tensor:
         return self if self._data.flags.c_contiguous else _shape.clone(self)
 
     def is_contiguous(self) -> bool:
         return builtins.bool(self._data.flags.c_contiguous)
 
-    def to(self, *args: Any, **kwargs: Any) -> "Tensor":
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
         """Converts dtype (devices other than 'cpu' are rejected)."""
         target = kwargs.pop("dtype", None)
         for a in args:
@@ -419,16 +419,16 @@ class Tensor:
             return self
         return _shape.cast(self, d)
 
-    def float(self) -> "Tensor":
+    def float(self) -> Tensor:
         return self.to(_dtype.float32)
 
-    def double(self) -> "Tensor":
+    def double(self) -> Tensor:
         return self.to(_dtype.float64)
 
-    def long(self) -> "Tensor":
+    def long(self) -> Tensor:
         return self.to(_dtype.int64)
 
-    def bool(self) -> "Tensor":
+    def bool(self) -> Tensor:
         return self.to(_dtype.bool_)
 
     def type(self, dtype: Any = None) -> Any:
@@ -440,7 +440,7 @@ class Tensor:
     def is_floating_point(self) -> bool:
         return self._data.dtype.kind == "f"
 
-    def cpu(self) -> "Tensor":
+    def cpu(self) -> Tensor:
         return self
 
     # ---- autograd -----------------------------------------------------------------------
@@ -468,7 +468,7 @@ class Tensor:
             raise RuntimeError(f"{op}: the tensor's memory is read-only (an expanded or "
                                "broadcast view); clone() it first")
 
-    def _inplace_result(self, res: "Tensor", op: str) -> "Tensor":
+    def _inplace_result(self, res: Tensor, op: str) -> Tensor:
         """Writes res into self's memory; if res is on the graph, self takes its place there."""
         if res._data.shape != self._data.shape:
             raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
@@ -487,7 +487,7 @@ class Tensor:
             # Saved references to `res` now mean this tensor's current value.
         return self
 
-    def add_(self, other: Any, alpha: Any = 1) -> "Tensor":
+    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
         self._check_inplace("add_")
         if not self.requires_grad and not _any_requires_grad(other) or \
                 not grad_mode.is_grad_enabled():
@@ -497,17 +497,17 @@ class Tensor:
             return self._fast_inplace(np.add, o, "add_")
         return self._inplace_result(_ew.add(self, other, alpha=alpha), "add_")
 
-    def sub_(self, other: Any, alpha: Any = 1) -> "Tensor":
+    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
         return self.add_(other, alpha=-alpha)
 
-    def mul_(self, other: Any) -> "Tensor":
+    def mul_(self, other: Any) -> Tensor:
         self._check_inplace("mul_")
         if not self.requires_grad and not _any_requires_grad(other) or \
                 not grad_mode.is_grad_enabled():
             return self._fast_inplace(np.multiply, _value(other), "mul_")
         return self._inplace_result(_ew.mul(self, other), "mul_")
 
-    def div_(self, other: Any) -> "Tensor":
+    def div_(self, other: Any) -> Tensor:
         self._check_inplace("div_")
         if not self.requires_grad and not _any_requires_grad(other) or \
                 not grad_mode.is_grad_enabled():
@@ -517,7 +517,7 @@ class Tensor:
             return self._fast_inplace(np.divide, _value(other), "div_")
         return self._inplace_result(_ew.div(self, other), "div_")
 
-    def _fast_inplace(self, ufunc: Any, other: Any, op: str) -> "Tensor":
+    def _fast_inplace(self, ufunc: Any, other: Any, op: str) -> Tensor:
         try:
             with np.errstate(all="ignore"):  # x / 0 is Inf, inf - inf NaN, silently
                 ufunc(self._data, other, out=self._data, casting="same_kind")
@@ -526,10 +526,10 @@ class Tensor:
         self._vc[0] += 1
         return self
 
-    def zero_(self) -> "Tensor":
+    def zero_(self) -> Tensor:
         return self.fill_(0)
 
-    def fill_(self, value: Any) -> "Tensor":
+    def fill_(self, value: Any) -> Tensor:
         self._check_inplace("fill_")
         self._data[...] = _value(value)
         self._vc[0] += 1
@@ -538,7 +538,7 @@ class Tensor:
             self.requires_grad = False
         return self
 
-    def copy_(self, src: Any) -> "Tensor":
+    def copy_(self, src: Any) -> Tensor:
         self._check_inplace("copy_")
         if isinstance(src, Tensor) and src.requires_grad and grad_mode.is_grad_enabled():
             res = _ew.broadcast_copy(src, self.shape, self.dtype)
@@ -554,7 +554,7 @@ class Tensor:
         self._vc[0] += 1
         return self
 
-    def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
         self._check_inplace("clamp_")
         if self.requires_grad and grad_mode.is_grad_enabled():
             return self._inplace_result(_ew.clamp(self, min, max), "clamp_")
@@ -566,7 +566,7 @@ class Tensor:
         self._vc[0] += 1
         return self
 
-    def relu_(self) -> "Tensor":
+    def relu_(self) -> Tensor:
         self._check_inplace("relu_")
         if self.requires_grad and grad_mode.is_grad_enabled():
             return self._inplace_result(_act.relu(self), "relu_")
@@ -575,13 +575,13 @@ class Tensor:
         self._vc[0] += 1
         return self
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0, generator: Any = None) -> "Tensor":
+    def uniform_(self, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Tensor:
         from graddesc import _random
 
         with grad_mode.no_grad():
             return self.copy_(_random.uniform(self.shape, a, b, self.dtype, generator))
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> "Tensor":
+    def normal_(self, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> Tensor:
         from graddesc import _random
 
         with grad_mode.no_grad():

@@ -14,6 +14,7 @@ import numpy as np
 from graddesc import _core
 from graddesc._tensor import Tensor, _norm_dim, contiguous
 from graddesc.autograd.function import Function
+from graddesc.autograd.grad_mode import is_grad_enabled
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
@@ -139,7 +140,7 @@ class Scatter(Function):
     @staticmethod
     def backward(ctx, gg):
         return Tensor._make(np.take_along_axis(gg._data, ctx.idx_k, axis=ctx.dim)) \
-            if not _grad_on() else Gather.apply(gg, ctx.idx_k, ctx.dim), None, None, None
+            if not is_grad_enabled() else Gather.apply(gg, ctx.idx_k, ctx.dim), None, None, None
 
 
 class Gather(Function):
@@ -151,12 +152,6 @@ class Gather(Function):
     @staticmethod
     def backward(ctx, g):
         return Scatter.apply(g, ctx.idx_k, ctx.dim, ctx.shape), None, None
-
-
-def _grad_on() -> bool:
-    from graddesc.autograd.grad_mode import is_grad_enabled
-
-    return is_grad_enabled()
 
 
 def _scatter(g: Tensor, idx_k: np.ndarray, dim: int, shape: tuple) -> Tensor:
@@ -297,12 +292,9 @@ def var(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False,
     n = x._data.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
     mu = mean(x, dim, keepdim=True)
     d = x - mu
-    return sum(d * d, dim, keepdim) / builtins_max(n - correction, 0)
-
-
-def builtins_max(a: int, b: int) -> float:
-    m = a if a > b else b
-    return float(m) if m else float("nan")
+    dof = n - correction
+    # no degrees of freedom left: NaN, as PyTorch gives
+    return sum(d * d, dim, keepdim) / (float(dof) if dof > 0 else float("nan"))
 
 
 def std(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,

@@ -389,16 +389,7 @@ def clone(x: Tensor) -> Tensor:
 def cast(x: Tensor, d: Any) -> Tensor:
     from graddesc.functional import elementwise as ew
 
-    if d.np.kind != "f" and x.requires_grad:
-        with _no_grad():
-            return ew.cast(x, d.np)
-    return ew.cast(x, d.np)
-
-
-def _no_grad() -> Any:
-    from graddesc.autograd.grad_mode import no_grad
-
-    return no_grad()
+    return ew.cast(x, d.np)  # an integer or bool result never joins the graph (apply skips it)
 
 
 def contiguous(x: Tensor) -> Tensor:
