@@ -487,7 +487,8 @@ class CompiledFunction:
         try:
             _translate(rec, [p for p in private if p is not None], prog, bufs)
             for t in flat:
-                entry.outputs.append(bufs.ptr(t._data, "a returned tensor") and t._data)
+                bufs.ptr(t._data, "a returned tensor")  # must be memory the program writes
+                entry.outputs.append(t._data)
         except _UncapturableError as e:
             self._cache[key] = _FALLBACK
             self._warn(str(e))

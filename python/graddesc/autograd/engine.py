@@ -26,9 +26,7 @@ def _sum_to_shape(g: Any, shape: tuple) -> Any:
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
     if axes:
         g = g.sum(dim=axes, keepdim=True)
-    if lead:
-        g = g.reshape(shape)
-    elif g.shape != shape:
+    if g.shape != shape:  # drop the leading axes summed above
         g = g.reshape(shape)
     return g
 

@@ -34,7 +34,7 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _core.gemm(A, B, trans_a=ta, trans_b=tb)
 
 
-def _check_float_pair(a: Tensor, b: Tensor, op: str) -> None:
+def _check_tensors(a: Tensor, b: Tensor, op: str) -> None:
     for name, t in (("input", a), ("other", b)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: argument '{name}' must be a Tensor, got {type(t).__name__}")
@@ -94,7 +94,7 @@ class MatMul(Function):
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """a @ b (NumPy/PyTorch matmul semantics); 2-d float products run the C++ GEMM."""
-    _check_float_pair(a, b, "matmul")
+    _check_tensors(a, b, "matmul")
     return MatMul.apply(a, b)
 
 
