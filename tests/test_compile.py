@@ -217,3 +217,33 @@ def test_fit_with_compile_matches_eager_fit():
     assert hists[0].loss == hists[1].loss
     for p1, p2 in zip(models[0].parameters(), models[1].parameters()):
         np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+
+
+def test_kernel_scale_count_scale_copy_array_against_numpy():
+    from graddesc import _core
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    f = np.array(1.0 / 3.0)
+    np.testing.assert_array_equal(_core.scale(x, f), x * np.float32(1.0 / 3.0))
+    t = np.array([0, -100, 2, 3, -100], dtype=np.int64)
+    assert _core.count_scale(t, -100) == 1.0 / 3.0
+    assert np.isnan(_core.count_scale(np.full(3, -100, dtype=np.int64), -100))
+    c = _core.copy_array(x.astype(np.float64))
+    np.testing.assert_array_equal(c, x)
+    assert c.dtype == np.float64 and not np.shares_memory(c, x)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda c: c.scale(np.ones(2, np.int32), np.array(1.0)), TypeError, "scale: argument 'x'"),
+    (lambda c: c.scale(np.ones(2, np.float32), np.ones(2)), ValueError, "argument 'factor'"),
+    (lambda c: c.scale(np.ones(2, np.float32), 2.0), TypeError, "argument 'factor'"),
+    (lambda c: c.count_scale(np.ones(2, np.float64), -100), TypeError, "argument 'target'"),
+    (lambda c: c.count_scale(np.ones((2, 2), np.int64), -100), ValueError, "1-d"),
+    (lambda c: c.copy_array([1.0, 2.0]), TypeError, "copy_array: argument 'x'"),
+    (lambda c: c.Program().add("nope", False, [], [], []), ValueError, "unknown program"),
+])
+def test_kernel_program_bindings_validate(call, exc, match):
+    from graddesc import _core
+
+    with pytest.raises(exc, match=match):
+        call(_core)
