@@ -489,6 +489,9 @@ class CompiledFunction:
             for t in flat:
                 bufs.ptr(t._data, "a returned tensor")  # must be memory the program writes
                 entry.outputs.append(t._data)
+            pinned = [a for a in private if a is not None] + entry.outputs + \
+                [arr for _, arr in rec.grads] + [t._data for t in rec.params.values()]
+            prog.optimize([(_addr(a), a.nbytes) for a in pinned if a.size])
         except _UncapturableError as e:
             self._cache[key] = _FALLBACK
             self._warn(str(e))

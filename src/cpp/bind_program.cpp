@@ -101,7 +101,30 @@ void bind_program(py::module_& m) {
                 py::gil_scoped_release nogil;
                 p.run();
             }, "Replays every instruction in order.")
-        .def("__len__", &Program::size);
+        .def("__len__", &Program::size)
+        .def("names", [](const Program& p) {
+                std::vector<std::string> n;
+                for (const Instr& in : p.instructions()) n.emplace_back(code_name(in.code));
+                return n;
+            }, "The instruction names, in order.")
+        .def("profile", [](const Program& p, int repeat) {
+                if (repeat < 1) value_error("Program.profile: repeat must be >= 1, got " +
+                                            std::to_string(repeat));
+                py::gil_scoped_release nogil;
+                return p.profile(repeat);
+            }, py::arg("repeat") = 100,
+            "Median seconds per instruction over `repeat` whole replays (each replay changes "
+            "the parameters exactly as run() does).")
+        .def("optimize", [](Program& p, const std::vector<std::pair<uintptr_t, int64_t>>& pinned) {
+                std::vector<std::pair<void*, int64_t>> v;
+                for (const auto& q : pinned) v.emplace_back(reinterpret_cast<void*>(q.first), q.second);
+                return p.optimize(v);
+            }, py::arg("pinned"),
+            "Removes copies whose source has one writer and no other reader (that writer writes "
+            "the destination instead); `pinned` (address, bytes) ranges are never retargeted "
+            "away. Returns the number of instructions removed.")
+        .def("traffic", &Program::traffic,
+             "(bytes read, bytes written) per instruction, each operand counted once.");
 }
 
 }  // namespace bind

@@ -21,6 +21,8 @@
 //                               decoupled]; reads step + 1 as the step number, then step += 1
 #include "program.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -161,15 +163,200 @@ void Program::run() const {
     }
 }
 
+std::vector<double> Program::profile(int repeat) const {
+    using clock = std::chrono::steady_clock;
+    std::vector<std::vector<double>> t(code_.size());
+    for (int r = 0; r < repeat; ++r)
+        for (size_t k = 0; k < code_.size(); ++k) {
+            const auto t0 = clock::now();
+            if (code_[k].f64) run_one<double>(code_[k]);
+            else run_one<float>(code_[k]);
+            t[k].push_back(std::chrono::duration<double>(clock::now() - t0).count());
+        }
+    std::vector<double> med;
+    for (auto& v : t) {
+        if (v.empty()) {
+            med.push_back(0.0);
+            continue;
+        }
+        std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+        med.push_back(v[v.size() / 2]);
+    }
+    return med;
+}
+
+std::vector<Operand> operands(const Instr& in) {
+    const int64_t e = in.f64 ? 8 : 4;  // element bytes
+    const auto& i = in.i;
+    std::vector<Operand> ops;
+    const auto R = [&](int slot, int64_t n) {
+        if (in.p[slot] != nullptr) ops.push_back({in.p[slot], n, true, false, slot});
+    };
+    const auto W = [&](int slot, int64_t n) {
+        if (in.p[slot] != nullptr) ops.push_back({in.p[slot], n, false, true, slot});
+    };
+    const auto RW = [&](int slot, int64_t n) {
+        if (in.p[slot] != nullptr) ops.push_back({in.p[slot], n, true, true, slot});
+    };
+    switch (in.code) {
+        case Code::linear_fwd:
+            W(0, e * i[0] * i[2]);
+            R(1, e * i[0] * i[1]);
+            R(2, e * i[2] * i[1]);
+            R(3, e * i[2]);
+            break;
+        case Code::linear_bwd:
+            W(0, e * i[0] * i[1]);
+            W(1, e * i[2] * i[1]);
+            W(2, e * i[2]);
+            R(3, e * i[0] * i[2]);
+            if (in.p[1] != nullptr) R(4, e * i[0] * i[1]);
+            if (in.p[0] != nullptr) R(5, e * i[2] * i[1]);
+            break;
+        case Code::act_fwd: W(0, e * i[1]); R(1, e * i[1]); break;
+        case Code::act_bwd:
+            W(0, e * i[1]);
+            R(1, e * i[1]);
+            R(2, e * i[1]);
+            R(3, e * i[1]);
+            break;
+        case Code::softmax_fwd:
+        case Code::log_softmax_fwd: W(0, e * i[0] * i[1]); R(1, e * i[0] * i[1]); break;
+        case Code::softmax_bwd:
+        case Code::log_softmax_bwd:
+            W(0, e * i[0] * i[1]);
+            R(1, e * i[0] * i[1]);
+            R(2, e * i[0] * i[1]);
+            break;
+        case Code::ce_fwd:
+            W(0, e);
+            W(1, e * i[0]);
+            R(2, e * i[0] * i[1]);
+            R(3, 8 * i[0]);
+            break;
+        case Code::ce_bwd:
+            W(0, e * i[1] * i[2]);
+            R(1, i[0] != 0 ? e * i[1] : e);
+            R(2, e * i[1] * i[2]);
+            R(3, e * i[1]);
+            R(4, 8 * i[1]);
+            break;
+        case Code::mse_fwd: W(0, e); R(1, e * i[0]); R(2, e * i[0]); break;
+        case Code::mse_bwd:
+            W(0, e * i[0]);
+            R(1, e * i[0]);
+            R(2, e * i[0]);
+            R(3, e);
+            break;
+        case Code::sum_all: W(0, e); R(1, e * i[0]); break;
+        case Code::sum_axis: W(0, e * i[0] * i[2]); R(1, e * i[0] * i[1] * i[2]); break;
+        case Code::gemm:
+            if (in.d[1] != 0.0) RW(0, e * i[2] * i[3]);
+            else W(0, e * i[2] * i[3]);
+            R(1, e * i[2] * i[4]);
+            R(2, e * i[4] * i[3]);
+            break;
+        case Code::scale: W(0, e * i[0]); R(1, e * i[0]); R(2, 8); break;
+        case Code::count_scale: W(0, 8); R(1, 8 * i[0]); break;
+        case Code::copy: W(0, i[0]); R(1, i[0]); break;
+        case Code::sgd:
+        case Code::adam: {
+            // lists: params (rw), grads (r), then state (rw); adam's last list is float32 steps
+            const auto& L = in.lists;
+            for (size_t l = 0; l < L.size(); ++l)
+                for (size_t k = 0; k < L[l].size(); ++k) {
+                    const bool step = in.code == Code::adam && l == 5;
+                    ops.push_back({L[l][k], step ? 4 : e * i[k], true, l != 1, -1});
+                }
+            break;
+        }
+    }
+    return ops;
+}
+
+std::vector<std::pair<int64_t, int64_t>> Program::traffic() const {
+    std::vector<std::pair<int64_t, int64_t>> out;
+    for (const Instr& in : code_) {
+        int64_t rd = 0, wr = 0;
+        for (const Operand& o : operands(in)) {
+            if (o.read) rd += o.bytes;
+            if (o.write) wr += o.bytes;
+        }
+        out.emplace_back(rd, wr);
+    }
+    return out;
+}
+
+namespace {
+
+bool overlaps(const void* a, int64_t na, const void* b, int64_t nb) {
+    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+    return na > 0 && nb > 0 && x < y + uintptr_t(nb) && y < x + uintptr_t(na);
+}
+
+// Does instruction `in` read (want_read) or write (want_write) memory overlapping [p, p + n)?
+bool touches(const Instr& in, const void* p, int64_t n, bool want_read, bool want_write) {
+    for (const Operand& o : operands(in))
+        if (((want_read && o.read) || (want_write && o.write)) && overlaps(o.ptr, o.bytes, p, n))
+            return true;
+    return false;
+}
+
+}  // namespace
+
+int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {
+    int removed = 0;
+    for (size_t k = 0; k < code_.size();) {
+        const Instr& cp = code_[k];
+        if (cp.code != Code::copy || cp.i[0] <= 0) {
+            ++k;
+            continue;
+        }
+        void* dst = cp.p[0];
+        void* src = cp.p[1];
+        const int64_t n = cp.i[0];
+        bool ok = !overlaps(dst, n, src, n);
+        for (const auto& pin : pinned) ok = ok && !overlaps(src, n, pin.first, pin.second);
+        // the one writer of src, which must write exactly src through a pointer slot
+        int64_t writer = -1;
+        for (size_t j = 0; ok && j < code_.size(); ++j) {
+            if (j == k) continue;
+            if (touches(code_[j], src, n, true, false)) ok = false;  // someone else reads src
+            if (!touches(code_[j], src, n, false, true)) continue;
+            if (writer != -1 || j > k) ok = false;
+            writer = static_cast<int64_t>(j);
+        }
+        int slot = -1;
+        if (ok && writer >= 0) {
+            for (const Operand& o : operands(code_[writer]))
+                if (o.write && o.ptr == src && o.bytes == n && o.slot >= 0 && !o.read) slot = o.slot;
+            // the writer must not touch dst itself, nor anything between it and the copy
+            for (size_t j = static_cast<size_t>(writer); slot >= 0 && j < k; ++j)
+                if (touches(code_[j], dst, n, true, true)) slot = -1;
+        }
+        if (slot < 0) {
+            ++k;
+            continue;
+        }
+        code_[writer].p[slot] = dst;
+        code_.erase(code_.begin() + static_cast<std::ptrdiff_t>(k));
+        ++removed;
+    }
+    return removed;
+}
+
+static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act_bwd",
+                                     "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
+                                     "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
+                                     "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
+                                     "sgd", "adam"};
+
 Code code_from_name(const std::string& name) {
-    static const char* names[] = {"linear_fwd", "linear_bwd", "act_fwd", "act_bwd",
-                                  "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
-                                  "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
-                                  "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
-                                  "sgd", "adam"};
-    for (int k = 0; k < static_cast<int>(sizeof(names) / sizeof(names[0])); ++k)
-        if (name == names[k]) return static_cast<Code>(k);
+    for (int k = 0; k < static_cast<int>(sizeof(kNames) / sizeof(kNames[0])); ++k)
+        if (name == kNames[k]) return static_cast<Code>(k);
     throw std::invalid_argument("unknown program instruction '" + name + "'");
 }
+
+const char* code_name(Code c) { return kNames[static_cast<int>(c)]; }
 
 }  // namespace gd

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gd {
@@ -24,11 +25,34 @@ struct Instr {
     std::vector<std::vector<void*>> lists;  // per-parameter pointer lists (optimizers)
 };
 
+// One buffer an instruction touches: slot k of Instr::p (or -1 for an optimizer's list entry).
+struct Operand {
+    void* ptr;
+    int64_t bytes;
+    bool read, write;
+    int slot;
+};
+// Every buffer the kernel of `in` reads or writes (precise: a pointer the kernel ignores for these
+// flags, e.g. x in linear_bwd without dW, is not listed).
+std::vector<Operand> operands(const Instr& in);
+
 class Program {
    public:
     void add(Instr in) { code_.push_back(std::move(in)); }
     void run() const;
     size_t size() const { return code_.size(); }
+    // Median seconds of each instruction over `repeat` replays (the whole program runs each time,
+    // so caches are as warm as in a real replay).
+    std::vector<double> profile(int repeat) const;
+    // Compulsory bytes each instruction reads and writes (every operand touched once).
+    std::vector<std::pair<int64_t, int64_t>> traffic() const;
+    const std::vector<Instr>& instructions() const { return code_; }
+    // Peephole pass run once after recording; never changes a result bit. Removes a copy whose
+    // source is written by exactly one earlier instruction and read by nothing else: that
+    // writer writes the destination instead (a leaf's first gradient lands in .grad directly).
+    // `pinned` ranges (inputs, returned tensors, gradients, parameters) are never retargeted
+    // away. Returns the number of instructions removed.
+    int optimize(const std::vector<std::pair<void*, int64_t>>& pinned);
 
    private:
     std::vector<Instr> code_;
@@ -36,5 +60,6 @@ class Program {
 
 // Parses an op name as used by the Python recorder; throws std::invalid_argument.
 Code code_from_name(const std::string& name);
+const char* code_name(Code c);
 
 }  // namespace gd
