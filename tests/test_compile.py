@@ -247,3 +247,30 @@ def test_kernel_program_bindings_validate(call, exc, match):
 
     with pytest.raises(exc, match=match):
         call(_core)
+
+
+def test_keyword_inputs_in_another_order_go_to_the_right_buffers():
+    # same shapes for x and y: a mix-up would silently compute with swapped inputs
+    gd.manual_seed(0)
+    w = gd.nn.Parameter(gd.randn(3, 3))
+    opt = gd.optim.SGD([w], lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = gd.nn.functional.mse_loss(gd.nn.functional.linear(x, w), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    fn = gd.compile(step)
+    rng = np.random.default_rng(1)
+    a, b = (gd.tensor(rng.standard_normal((2, 3)).astype(np.float32)) for _ in range(2))
+    fn(x=a, y=b)
+    fn(x=a, y=b)
+    w_before = w.detach().numpy().copy()
+    got = fn(y=b, x=a).item()
+    with gd.no_grad():
+        w.copy_(gd.tensor(w_before))
+    want = step(x=a, y=b).item()
+    assert got == want
+    assert fn.stats["replayed"] >= 1

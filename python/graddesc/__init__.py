@@ -12,6 +12,7 @@ from graddesc import (
     optim,
     viz,
 )
+from graddesc._compile import compile  # noqa: A004
 from graddesc._creation import (
     arange,
     as_tensor,
@@ -103,7 +104,6 @@ from graddesc.functional.shape import (
 )
 from graddesc.serialization import load, save
 from graddesc.training import fit
-from graddesc._compile import compile  # noqa: A004
 
 clip = clamp
 concat = cat

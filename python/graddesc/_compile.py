@@ -335,6 +335,8 @@ class _Entry:
         self.out_kind: Any = None   # Tensor, tuple, list or None
         self.grads: list = []       # (leaf tensor, grad array)
         self.params: list = []      # (tensor, array) that must still hold that storage
+        self.versions: list = []    # the parameters' version counters, bumped per replay
+        self.kw_order: list = []    # keyword argument names in the order of `inputs`
         self.epoch = -1
         self.bufs: _Buffers | None = None
 
@@ -364,16 +366,18 @@ class CompiledFunction:
 
     def _key(self, args: tuple, kwargs: dict) -> Any:
         parts: list = [grad_mode.is_grad_enabled()]
-        for a in list(args) + [kwargs[k] for k in sorted(kwargs)]:
-            if isinstance(a, Tensor):
-                parts.append(("T", a._data.shape, a._data.dtype.str, a.requires_grad))
+        for a in (args if not kwargs else list(args) + [kwargs[k] for k in sorted(kwargs)]):
+            if type(a) is Tensor or isinstance(a, Tensor):
+                d = a._data
+                parts.append((d.shape, d.dtype, a.requires_grad))
             else:
                 try:
                     hash(a)
                 except TypeError:
                     return None
                 parts.append(("V", type(a), a))
-        parts.append(tuple(sorted(kwargs)))
+        if kwargs:
+            parts.append(tuple(sorted(kwargs)))
         return tuple(parts)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -502,6 +506,8 @@ class CompiledFunction:
         entry.out_kind = type(out) if out is not None else None
         entry.grads = list(rec.grads)
         entry.params = [(t, t._data) for t in rec.params.values()]
+        entry.versions = [t._vc for t in rec.params.values()]
+        entry.kw_order = list(kwargs)  # the order `private` holds keyword inputs in
         entry.epoch = epoch if epoch == _compile_state.storage_epoch[0] else -1
         if len(self._cache) >= self.cache_size:
             self._cache.pop(next(iter(self._cache)))
@@ -510,27 +516,28 @@ class CompiledFunction:
 
     # ---- replaying ------------------------------------------------------------------------
     def _replay(self, entry: _Entry, args: tuple, kwargs: dict) -> Any:
-        k = 0
-        for a in list(args) + [kwargs[n] for n in kwargs]:
-            if isinstance(a, Tensor):
-                np.copyto(entry.inputs[k], a._data)
-            k += 1
+        values = args if not kwargs else list(args) + [kwargs[n] for n in entry.kw_order]
+        for k, a in enumerate(values):
+            buf = entry.inputs[k]
+            if buf is not None:
+                np.copyto(buf, a._data)
         entry.program.run()
         self.stats["replayed"] += 1
-        for t, _ in entry.params:
-            t._vc[0] += 1
+        for vc in entry.versions:
+            vc[0] += 1
         for var, arr in entry.grads:
             g = var._grad
             if g is None or g._data is not arr:
                 var._grad = Tensor._make(arr)
             else:
                 g._vc[0] += 1
-        outs = [Tensor._make(np.array(a, copy=True)) for a in entry.outputs]
-        if entry.out_kind is None:
+        kind = entry.out_kind
+        if kind is None:
             return None
-        if entry.out_kind is Tensor or issubclass(entry.out_kind, Tensor):
-            return outs[0]
-        return entry.out_kind(outs)
+        if kind is Tensor:
+            return Tensor._make(entry.outputs[0].copy())
+        outs = [Tensor._make(a.copy()) for a in entry.outputs]
+        return outs[0] if issubclass(kind, Tensor) else kind(outs)
 
 
 def compile(fn: Callable | None = None, *, cache_size: int = 8) -> Any:  # noqa: A001

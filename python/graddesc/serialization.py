@@ -173,7 +173,7 @@ def _dtype_name(dt: np.dtype) -> Any:
 
 
 # ---- load ------------------------------------------------------------------------------------
-class _Malformed(ValueError):
+class _Malformed(ValueError):  # noqa: N818  (private, never escapes: re-raised as ValueError)
     pass
 
 

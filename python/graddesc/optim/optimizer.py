@@ -17,7 +17,6 @@ from typing import Any, Callable
 import numpy as np
 
 from graddesc import _compile_state
-
 from graddesc._tensor import Tensor
 
 
