@@ -13,7 +13,9 @@ from __future__ import annotations
 import resource
 import sys
 
+import bandwidth
 import graddesc as gd
+import peak
 from _common import print_table, save_json
 from graddesc import _bench
 
@@ -34,6 +36,32 @@ def steady_memory(steps: int = 1000) -> dict:
             "steps": steps}
 
 
+def floors(rows: list) -> list:
+    """Per workload, the physical floor of the compiled step: its compulsory memory traffic
+    (every operand of every recorded kernel touched once) at the single-core bandwidth that
+    benchmarks/bandwidth.py measures for the step's footprint, and its flops at the FMA peak that
+    benchmarks/peak.py measures; the floor is the larger of the two. Also the kernels' own time
+    (Program.profile: the replay without the Python call around it)."""
+    bw = bandwidth.table()
+    isa = gd.config()["isa"]
+    gflops = peak.measure_peak([isa])[isa]["float32"]
+    out = []
+    for (label, sizes, batch, loss), row in zip(_bench.WORKLOADS, rows):
+        prog = _bench.recorded_program(_bench.graddesc_step(sizes, batch, loss, compiled=True))
+        traffic = prog.traffic()
+        rd = sum(r for r, _ in traffic)
+        wr = sum(w for _, w in traffic)
+        fp = prog.footprint()
+        mem = bandwidth.floor_seconds(rd, wr, fp, bw) * 1e6
+        comp = sum(prog.flops()) / (gflops * 1e9) * 1e6
+        kernels = sum(prog.profile(200)) * 1e6
+        out.append({"workload": label, "read_kb": rd / 1e3, "written_kb": wr / 1e3,
+                    "footprint_kb": fp / 1e3, "memory_floor_us": mem, "compute_floor_us": comp,
+                    "floor_us": max(mem, comp), "kernels_us": kernels, "compiled_us": row[2],
+                    "numpy_us": row[3], "peak_gflops": gflops})
+    return out
+
+
 def main() -> None:
     rows = _bench.run_table(threads=1)
     table, out = [], {"threads_1": []}
@@ -47,6 +75,19 @@ def main() -> None:
           "means graddesc is faster)")
     print_table(["workload", "eager", "compiled", "numpy", "numpy/eager", "numpy/compiled",
                  "torch", "torch/eager", "torch/compiled"], table)
+
+    fl = floors(rows)
+    out["floor"] = fl
+    print("\ncompiled step vs its physical floor: max(memory = bytes every recorded kernel must "
+          "move / single-core bandwidth at the step's footprint, compute = flops / FMA peak)")
+    print_table(["workload", "read kB", "written kB", "footprint kB", "memory floor us",
+                 "compute floor us", "kernels us", "compiled us", "compiled/floor",
+                 "numpy/floor"],
+                [[f["workload"], f"{f['read_kb']:.0f}", f"{f['written_kb']:.0f}",
+                  f"{f['footprint_kb']:.0f}", f"{f['memory_floor_us']:.1f}",
+                  f"{f['compute_floor_us']:.1f}", f"{f['kernels_us']:.1f}",
+                  f"{f['compiled_us']:.1f}", f"{f['compiled_us'] / f['floor_us']:.2f}x",
+                  f"{f['numpy_us'] / f['floor_us']:.2f}x"] for f in fl])
 
     gd.set_num_threads(2)
     two = _bench.median_seconds(_bench.graddesc_step([784, 256, 128, 10], 256, "ce")) * 1e6

@@ -110,7 +110,23 @@ def graddesc_step(sizes: list, batch: int, loss: str, seed: int = 0,
         return out
 
     fn = gd.compile(train_step) if compiled else train_step
-    return lambda: fn(x, y)
+
+    def step() -> Any:
+        return fn(x, y)
+
+    step.compiled = fn if compiled else None  # type: ignore[attr-defined]
+    return step
+
+
+def recorded_program(step: Callable[[], Any]) -> Any:
+    """The _core.Program a compiled graddesc_step replays (records it first if needed)."""
+    fn = step.compiled  # type: ignore[attr-defined]
+    for _ in range(3):
+        step()
+    entries = [e for e in fn._cache.values() if getattr(e, "program", None) is not None]
+    if not entries:
+        raise RuntimeError("the compiled step fell back to eager: nothing was recorded")
+    return entries[0].program
 
 
 def numpy_step(sizes: list, batch: int, loss: str, seed: int = 0) -> Callable[[], None]:

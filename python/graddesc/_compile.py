@@ -502,6 +502,7 @@ class CompiledFunction:
             return out
         entry.program = prog
         entry.bufs = bufs
+        prog.keep_alive = bufs  # the program holds raw pointers into these arrays
         entry.inputs = private
         entry.out_kind = type(out) if out is not None else None
         entry.grads = list(rec.grads)

@@ -92,7 +92,8 @@ void bind_program(py::module_& m) {
     m.def("count_scale", &count_scale, py::arg("target"), py::arg("ignore_index"),
           "1 / (number of targets != ignore_index) as a 0-d float64 array (NaN if none).");
     m.def("copy_array", &copy_array, py::arg("x"), "A C-contiguous copy of a float array.");
-    py::class_<Program>(m, "Program", "A recorded kernel sequence (private: see gd.compile).")
+    py::class_<Program>(m, "Program", "A recorded kernel sequence (private: see gd.compile).",
+                       py::dynamic_attr())
         .def(py::init<>())
         .def("add", &add_instr, py::arg("name"), py::arg("f64"), py::arg("ptrs"),
              py::arg("ints"), py::arg("reals"), py::arg("lists") = std::vector<std::vector<uintptr_t>>{},
@@ -123,6 +124,10 @@ void bind_program(py::module_& m) {
             "Removes copies whose source has one writer and no other reader (that writer writes "
             "the destination instead); `pinned` (address, bytes) ranges are never retargeted "
             "away. Returns the number of instructions removed.")
+        .def("flops", &Program::flops,
+             "Floating-point operations per instruction (multiply-add = 2, elementwise = 1).")
+        .def("footprint", &Program::footprint,
+             "Bytes of distinct memory the program touches (union of all operands).")
         .def("traffic", &Program::traffic,
              "(bytes read, bytes written) per instruction, each operand counted once.");
 }

@@ -287,6 +287,54 @@ std::vector<std::pair<int64_t, int64_t>> Program::traffic() const {
     return out;
 }
 
+std::vector<int64_t> Program::flops() const {
+    std::vector<int64_t> out;
+    for (const Instr& in : code_) {
+        const auto& i = in.i;
+        int64_t f = 0;
+        switch (in.code) {
+            case Code::linear_fwd: f = 2 * i[0] * i[1] * i[2]; break;
+            case Code::linear_bwd:
+                f = 2 * i[0] * i[1] * i[2] * ((in.p[0] != nullptr) + (in.p[1] != nullptr)) +
+                    (in.p[2] != nullptr) * i[0] * i[2];
+                break;
+            case Code::gemm: f = 2 * i[2] * i[3] * i[4]; break;
+            default: {
+                // elementwise and reductions: one operation per element written or read
+                int64_t elems = 0;
+                const int64_t e = in.f64 ? 8 : 4;
+                for (const Operand& o : operands(in)) elems = std::max(elems, o.bytes / e);
+                f = elems;
+            }
+        }
+        out.push_back(f);
+    }
+    return out;
+}
+
+int64_t Program::footprint() const {
+    std::vector<std::pair<uintptr_t, uintptr_t>> r;
+    for (const Instr& in : code_)
+        for (const Operand& o : operands(in))
+            if (o.bytes > 0) {
+                const auto a = reinterpret_cast<uintptr_t>(o.ptr);
+                r.emplace_back(a, a + uintptr_t(o.bytes));
+            }
+    std::sort(r.begin(), r.end());
+    int64_t total = 0;
+    uintptr_t lo = 0, hi = 0;
+    for (const auto& [a, b] : r) {
+        if (a > hi) {
+            total += int64_t(hi - lo);
+            lo = a;
+            hi = b;
+        } else {
+            hi = std::max(hi, b);
+        }
+    }
+    return total + int64_t(hi - lo);
+}
+
 namespace {
 
 bool overlaps(const void* a, int64_t na, const void* b, int64_t nb) {

@@ -46,6 +46,10 @@ class Program {
     std::vector<double> profile(int repeat) const;
     // Compulsory bytes each instruction reads and writes (every operand touched once).
     std::vector<std::pair<int64_t, int64_t>> traffic() const;
+    // Floating-point operations of each instruction (a multiply-add counts 2; elementwise 1).
+    std::vector<int64_t> flops() const;
+    // Bytes of distinct memory the program touches (the union of every operand's range).
+    int64_t footprint() const;
     const std::vector<Instr>& instructions() const { return code_; }
     // Peephole pass run once after recording; never changes a result bit. Removes a copy whose
     // source is written by exactly one earlier instruction and read by nothing else: that
