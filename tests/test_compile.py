@@ -274,3 +274,62 @@ def test_keyword_inputs_in_another_order_go_to_the_right_buffers():
     want = step(x=a, y=b).item()
     assert got == want
     assert fn.stats["replayed"] >= 1
+
+
+def _manual_update(w, x, y):
+    w.grad = None
+    loss = gd.nn.functional.mse_loss(gd.nn.functional.linear(x, w), y)
+    loss.backward()
+    with gd.no_grad():
+        w.sub_(0.1 * w.grad)  # the lecture's update written by hand: a NumPy in-place write
+    return loss
+
+
+def _two_backwards(w, x, y):
+    w.grad = None
+    gd.nn.functional.mse_loss(gd.nn.functional.linear(x, w), y).backward()
+    loss = gd.nn.functional.mse_loss(gd.nn.functional.linear(y, w), x)
+    loss.backward()  # accumulates into .grad with NumPy
+    gd.optim.SGD([w], lr=0.1).step()
+    return loss
+
+
+def _clip(w, x, y):
+    w.grad = None
+    loss = gd.nn.functional.mse_loss(gd.nn.functional.linear(x, w), y)
+    loss.backward()
+    gd.nn.utils.clip_grad_norm_([w], 1e-3)
+    gd.optim.SGD([w], lr=0.1).step()
+    return loss
+
+
+def _zero_in_place(w, x, y):
+    w.grad = gd.zeros_like(w)
+    m = gd.nn.Module()
+    m.w = w
+    m.zero_grad(set_to_none=False)
+    loss = gd.nn.functional.mse_loss(gd.nn.functional.linear(x, w), y)
+    loss.backward()
+    gd.optim.SGD([w], lr=0.1).step()
+    return loss
+
+
+@pytest.mark.parametrize("body", [_manual_update, _two_backwards, _clip, _zero_in_place])
+def test_python_in_place_writes_fall_back_instead_of_being_skipped(body):
+    # A replay runs kernels only: a write NumPy makes inside the step would be lost, so the
+    # recording must refuse it (one warning) and every call must equal the eager step.
+    def make():
+        gd.manual_seed(0)
+        return gd.nn.Parameter(gd.randn(4, 4) * 0.3)
+
+    w_e, w_c = make(), make()
+    fn = gd.compile(lambda x, y: body(w_c, x, y))
+    rng = np.random.default_rng(0)
+    with pytest.warns(RuntimeWarning, match="writes into a tensor in Python"):
+        for _ in range(4):
+            x = gd.tensor(rng.standard_normal((3, 4)).astype(np.float32))
+            y = gd.tensor(rng.standard_normal((3, 4)).astype(np.float32))
+            want = body(w_e, x, y).item()
+            assert fn(x, y).item() == want
+            np.testing.assert_array_equal(w_c.detach().numpy(), w_e.detach().numpy())
+    assert fn.stats["replayed"] == 0

@@ -99,6 +99,10 @@ class _Recording:
         if self.mine():
             self.fail(f"{what} reads a tensor's value in Python")
 
+    def on_inplace_write(self, what: str) -> None:
+        if self.mine():
+            self.fail(f"{what} writes into a tensor in Python (NumPy), which a replay would skip")
+
     def on_apply(self, cls: type, args: tuple) -> None:
         if not self.mine():
             return

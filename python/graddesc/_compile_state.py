@@ -19,5 +19,13 @@ def value_read(what: str) -> None:
         rec.on_value_read(what)
 
 
+def inplace_write(what: str) -> None:
+    """Called where Python (NumPy) writes into a tensor's memory in place: a replay would skip
+    that write, so a recording that sees one falls back to eager."""
+    rec = active
+    if rec is not None:
+        rec.on_inplace_write(what)
+
+
 def bump_storage() -> None:
     storage_epoch[0] += 1

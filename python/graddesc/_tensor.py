@@ -479,6 +479,7 @@ class Tensor:
             raise RuntimeError(f"{op}: result type {res.dtype} can't be cast to the desired "
                                f"output type {self.dtype}")
         np.copyto(self._data, res._data, casting="unsafe")
+        _cs.inplace_write(f"Tensor.{op}")
         self._vc[0] += 1
         if res.grad_fn is not None:
             self.grad_fn = res.grad_fn
@@ -523,6 +524,7 @@ class Tensor:
                 ufunc(self._data, other, out=self._data, casting="same_kind")
         except (TypeError, ValueError) as e:  # numpy's UFuncTypeError is a TypeError
             raise RuntimeError(f"{op}: {e}") from None
+        _cs.inplace_write(f"Tensor.{op}")
         self._vc[0] += 1
         return self
 
@@ -532,6 +534,7 @@ class Tensor:
     def fill_(self, value: Any) -> Tensor:
         self._check_inplace("fill_")
         self._data[...] = _value(value)
+        _cs.inplace_write("Tensor.fill_")
         self._vc[0] += 1
         if self.grad_fn is not None and grad_mode.is_grad_enabled():
             self.grad_fn = None
@@ -551,6 +554,7 @@ class Tensor:
                 np.copyto(self._data, v, casting="unsafe")
         except ValueError as e:
             raise RuntimeError(f"copy_: {e}") from None
+        _cs.inplace_write("Tensor.copy_")
         self._vc[0] += 1
         return self
 
@@ -563,6 +567,7 @@ class Tensor:
             raise RuntimeError(f"clamp_: output with shape {tuple(self.shape)} doesn't match the "
                                f"broadcast shape {tuple(res.shape)}")
         np.copyto(self._data, res._data)
+        _cs.inplace_write("Tensor.clamp_")
         self._vc[0] += 1
         return self
 
@@ -572,6 +577,7 @@ class Tensor:
             return self._inplace_result(_act.relu(self), "relu_")
         np.maximum(self._data, 0, out=self._data, where=~np.isnan(self._data)) \
             if self._data.dtype.kind == "f" else np.maximum(self._data, 0, out=self._data)
+        _cs.inplace_write("Tensor.relu_")
         self._vc[0] += 1
         return self
 
@@ -600,6 +606,7 @@ class Tensor:
                 self._data[_shape.np_index(index)] = v
         except (IndexError, ValueError) as e:
             raise IndexError(f"__setitem__: {e}") from None
+        _cs.inplace_write("Tensor.__setitem__")
         self._vc[0] += 1
 
 

@@ -249,8 +249,10 @@ def _accumulate(var: Any, g: Any, create_graph: bool) -> None:
     elif create_graph:
         var.grad = var.grad + g
     elif not var.grad._data.flags.writeable:
+        _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay would skip it
         # a user-assigned read-only .grad (e.g. an expanded tensor): replace, don't write into it
         var.grad = Tensor._make(np.asarray(np.add(var.grad._data, g._data)))  # 0-d: an array
     else:
+        _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay would skip it
         np.add(var.grad._data, g._data, out=var.grad._data)
         var.grad._vc[0] += 1

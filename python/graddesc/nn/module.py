@@ -195,6 +195,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
+                _compile_state.inplace_write("zero_grad(set_to_none=False)")
                 p.grad._data[...] = 0
                 p.grad._vc[0] += 1
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from graddesc import _compile_state
 from graddesc._tensor import Tensor
 
 
@@ -34,6 +35,7 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     coef = max_norm / (total + 1e-6)
     if coef < 1:
         for g in grads:
+            _compile_state.inplace_write("clip_grad_norm_")
             g._data *= g._data.dtype.type(coef)
             g._vc[0] += 1
     return Tensor._make(np.asarray(total, dtype=grads[0]._data.dtype))

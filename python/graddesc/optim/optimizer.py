@@ -153,6 +153,7 @@ class Optimizer:
                 else:
                     g.requires_grad = False
                 if g._data.flags.writeable:
+                    _compile_state.inplace_write("zero_grad(set_to_none=False)")
                     g._data[...] = 0
                     g._vc[0] += 1
                 else:  # a read-only (broadcast) gradient: replace it
