@@ -333,3 +333,37 @@ def test_python_in_place_writes_fall_back_instead_of_being_skipped(body):
             assert fn(x, y).item() == want
             np.testing.assert_array_equal(w_c.detach().numpy(), w_e.detach().numpy())
     assert fn.stats["replayed"] == 0
+
+
+def test_a_grad_kept_by_the_caller_keeps_its_values_and_is_freed_when_dropped():
+    import gc
+    import weakref
+
+    gd.manual_seed(0)
+    model = gd.nn.Sequential(gd.nn.Linear(5, 4), gd.nn.ReLU(), gd.nn.Linear(4, 3))
+    opt = gd.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = gd.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    fn = gd.compile(step)
+    rng = np.random.default_rng(0)
+    batches = [(gd.tensor(rng.standard_normal((6, 5)).astype(np.float32)),
+                gd.tensor(rng.integers(0, 3, 6))) for _ in range(6)]
+    for x, y in batches[:3]:
+        fn(x, y)
+    kept = model[0].weight.grad
+    values = kept.numpy().copy()
+    ref = weakref.ref(kept._data)
+    fn(*batches[3])
+    np.testing.assert_array_equal(kept.numpy(), values)  # eager gives a fresh .grad per step
+    assert model[0].weight.grad is not kept
+    del kept
+    fn(*batches[4])
+    gc.collect()
+    assert ref() is None  # the replay no longer holds the array the caller dropped
+    assert fn.stats["replayed"] == 3

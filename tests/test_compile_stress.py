@@ -172,9 +172,11 @@ def _assert_same(where, named1, opt1, r1, named2, opt2, r2):
         np.testing.assert_array_equal(s1[k], s2[k], err_msg=f"{where}: state {k}")
 
 
-def _run_twins(eager, compiled, named1, opt1, named2, opt2, data, between=None, capture=True):
+def _run_twins(eager, compiled, named1, opt1, named2, opt2, data, between=None, capture=True,
+               rerecords=0):
     """Calls both steps on each batch, comparing everything after every call; `between(k)` runs
-    after call k's comparison. With capture, no call may fall back and >= n - 2 must replay."""
+    after call k's comparison. With capture, no call may fall back and >= n - 2 - rerecords must
+    replay."""
     for k, (x, y) in enumerate(data):
         r1, r2 = eager(x, y), compiled(x, y)
         _assert_same(f"call {k}", named1, opt1, r1, named2, opt2, r2)
@@ -182,7 +184,7 @@ def _run_twins(eager, compiled, named1, opt1, named2, opt2, data, between=None, 
             between(k)
     if capture:
         assert compiled.stats["eager"] == 0
-        assert compiled.stats["replayed"] >= len(data) - 2, compiled.stats
+        assert compiled.stats["replayed"] >= len(data) - 2 - rerecords, compiled.stats
     return compiled
 
 
@@ -494,10 +496,6 @@ def test_returned_tensors_mutated_do_not_leak_into_later_calls(ret, dtype):
     assert compiled.stats["eager"] == 0 and compiled.stats["replayed"] >= N_CALLS - 2
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "gd.compile bug: the tensors returned by the call that records the program wrap the "
-    "program's own output buffers (_Entry.outputs), so every later replay overwrites them; "
-    "eager results (and replayed results, which are copies) keep their values"))
 @pytest.mark.parametrize("ret", ["loss", "tuple"])
 def test_returned_tensors_keep_their_values_after_later_calls(ret):
     sizes = [7, 13, 5]
@@ -515,10 +513,6 @@ def test_returned_tensors_keep_their_values_after_later_calls(ret):
                                           err_msg=f"value returned by call {k} [{i}]")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "gd.compile bug: a replay writes every gradient into the recorded .grad buffers and "
-    "re-wraps them, so a p.grad tensor the user kept from an earlier call changes with each "
-    "later call; eager zero_grad(set_to_none=True) + backward gives a fresh .grad each step"))
 def test_grad_tensor_kept_from_an_earlier_call_keeps_its_values():
     sizes = [7, 13, 5]
     m1, m2 = _twin_models(sizes)
@@ -536,10 +530,6 @@ def test_grad_tensor_kept_from_an_earlier_call_keeps_its_values():
 
 
 # ---- what a recording bakes in ------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "gd.compile bug: the recorded sgd/adam instruction holds lr (and every other hyperparameter) "
-    "as a constant and changing param_groups[i]['lr'] between calls (what an lr scheduler does) "
-    "does not invalidate the recording, so replays keep using the old learning rate"))
 @pytest.mark.parametrize("opt", ["sgd_momentum", "adam"])
 def test_learning_rate_changed_between_calls(opt):
     sizes = [7, 13, 5]
@@ -558,10 +548,6 @@ def test_learning_rate_changed_between_calls(opt):
                _data(sizes, 5, "ce_mean"), between=between)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "gd.compile bug: p.requires_grad_(False) between calls does not invalidate the recording "
-    "(only storage rebinding does), so replays keep computing and applying the frozen "
-    "parameter's gradient while eager leaves it unchanged"))
 def test_parameter_frozen_between_calls():
     sizes = [7, 13, 5]
     m1, m2 = _twin_models(sizes)
@@ -575,28 +561,30 @@ def test_parameter_frozen_between_calls():
 
     _run_twins(_step_fn(m1, o1, lf), gd.compile(_step_fn(m2, o2, lf)),
                list(m1.named_parameters()), o1, list(m2.named_parameters()), o2,
-               _data(sizes, 5, "ce_mean"), between=between)
+               _data(sizes, 5, "ce_mean"), between=between,
+               rerecords=1)  # the freeze invalidates the recording once
 
 
-def test_parameter_frozen_from_the_start_falls_back():
-    """A weight with requires_grad=False is read by linear_forward but is neither an input nor
-    a leaf that requires grad: the recorder cannot place it and falls back (results equal)."""
+def test_parameter_frozen_from_the_start_is_captured():
+    """A module's weight with requires_grad=False is state the step reads (never writes): it is
+    captured, and replays read its current values."""
     sizes = [7, 13, 5]
     m1, m2 = _twin_models(sizes)
     for m in (m1, m2):
         m[0].weight.requires_grad_(False)
     o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.1), gd.optim.SGD(m2.parameters(), lr=0.1)
     lf = gd.nn.CrossEntropyLoss()
-    compiled = gd.compile(_step_fn(m2, o2, lf))
-    with pytest.warns(RuntimeWarning, match="linear_forward: weight"):
-        _run_twins(_step_fn(m1, o1, lf), compiled, list(m1.named_parameters()), o1,
-                   list(m2.named_parameters()), o2, _data(sizes, 5, "ce_mean"), capture=False)
+
+    def between(k):  # edit the frozen weight between calls: the replay must see it
+        with gd.no_grad():
+            m1[0].weight.mul_(0.9)
+            m2[0].weight.mul_(0.9)
+
+    _run_twins(_step_fn(m1, o1, lf), gd.compile(_step_fn(m2, o2, lf)),
+               list(m1.named_parameters()), o1, list(m2.named_parameters()), o2,
+               _data(sizes, 5, "ce_mean"), between=between)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "gd.compile bug: with zero_grad() at the END of the step the first call already records; "
-    "a replay then re-attaches the recorded gradient buffers as .grad, so p.grad is a tensor "
-    "after a compiled call but None after the eager one"))
 def test_zero_grad_at_the_end_of_the_step():
     sizes = [7, 13, 5]
     m1, m2 = _twin_models(sizes)
@@ -619,14 +607,13 @@ def test_zero_grad_at_the_end_of_the_step():
 
 
 # ---- arguments ----------------------------------------------------------------------------------
-def _lr_step(model, opt, lf):
-    """A step whose learning rate is a (hashable, non-tensor) argument."""
+def _arg_step(model, opt):
+    """A step with a (hashable, non-tensor) argument: the loss's reduction."""
+    losses = {"mean": gd.nn.CrossEntropyLoss(), "sum": gd.nn.CrossEntropyLoss(reduction="sum")}
 
-    def step(x, y, lr=0.1):
-        for g in opt.param_groups:
-            g["lr"] = lr
+    def step(x, y, reduction="mean"):
         opt.zero_grad()
-        loss = lf(model(x), y)
+        loss = losses[reduction](model(x), y)
         loss.backward()
         opt.step()
         return loss
@@ -634,43 +621,61 @@ def _lr_step(model, opt, lf):
     return step
 
 
-def _call(f, how, k, x, y, lr):
+def _call(f, how, k, x, y, arg):
     if how == "positional":
-        return f(x, y, lr)
-    if how == "keyword_tensors":  # lr stays the default; the keyword order changes
+        return f(x, y, arg)
+    if how == "keyword_tensors":  # the argument stays the default; the keyword order changes
         return f(y=y, x=x) if k % 4 < 2 else f(x=x, y=y)
-    if how == "keyword_lr_last":
-        return f(x, y=y, lr=lr)
-    return f(x, lr=lr, y=y)
+    if how == "keyword_arg_last":
+        return f(x, y=y, reduction=arg)
+    return f(x, reduction=arg, y=y)
 
 
-@pytest.mark.parametrize("how", [
-    "positional",
-    "keyword_tensors",
-    pytest.param("keyword_lr_last", marks=pytest.mark.xfail(
-        strict=True, raises=IndexError, reason=(
-            "gd.compile bug: _record keeps a private buffer only for tensor keyword arguments "
-            "but _replay indexes entry.inputs over every keyword in kw_order, so a non-tensor "
-            "keyword shifts the indices: compiled(x, y=y, lr=0.1) raises IndexError"))),
-    pytest.param("keyword_lr_first", marks=pytest.mark.xfail(
-        strict=True, raises=AttributeError, reason=(
-            "gd.compile bug: as above, compiled(x, lr=0.1, y=y) copies the float lr into y's "
-            "input buffer on replay (AttributeError: 'float' object has no attribute '_data')"))),
-])
+@pytest.mark.parametrize("how", ["positional", "keyword_tensors", "keyword_arg_last",
+                                 "keyword_arg_first"])
 def test_non_tensor_arguments(how):
-    """A non-tensor argument is part of the recording's key: two alternating learning rates give
-    two recordings, each replayed equal to eager; tensors passed by keyword in either order."""
+    """A non-tensor argument is part of the recording's key: two alternating values give two
+    recordings, each replayed equal to eager; tensors passed by keyword in either order."""
+    sizes = [7, 13, 5]
+    m1, m2 = _twin_models(sizes)
+    o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.1), gd.optim.SGD(m2.parameters(), lr=0.1)
+    eager, compiled = _arg_step(m1, o1), gd.compile(_arg_step(m2, o2))
+    for k, (x, y) in enumerate(_data(sizes, 5, "ce_mean", n=8)):
+        arg = ("mean", "sum")[k % 2]
+        r1, r2 = _call(eager, how, k, x, y, arg), _call(compiled, how, k, x, y, arg)
+        _assert_same(f"call {k}", list(m1.named_parameters()), o1, r1,
+                     list(m2.named_parameters()), o2, r2)
+    assert compiled.stats["eager"] == 0 and compiled.stats["replayed"] >= 4
+
+
+def test_step_setting_the_learning_rate_itself_falls_back():
+    """Setting param_groups[i]['lr'] inside the step is a Python side effect no replay repeats
+    (the group would keep the previous call's value): eager, one warning, equal results."""
     sizes = [7, 13, 5]
     m1, m2 = _twin_models(sizes)
     o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.1), gd.optim.SGD(m2.parameters(), lr=0.1)
     lf = gd.nn.CrossEntropyLoss()
-    eager, compiled = _lr_step(m1, o1, lf), gd.compile(_lr_step(m2, o2, lf))
-    for k, (x, y) in enumerate(_data(sizes, 5, "ce_mean", n=8)):
-        lr = (0.1, 0.05)[k % 2]
-        r1, r2 = _call(eager, how, k, x, y, lr), _call(compiled, how, k, x, y, lr)
-        _assert_same(f"call {k}", list(m1.named_parameters()), o1, r1,
-                     list(m2.named_parameters()), o2, r2)
-    assert compiled.stats["eager"] == 0 and compiled.stats["replayed"] >= 4
+
+    def make(model, opt):
+        def step(x, y, lr):
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.zero_grad()
+            loss = lf(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    eager, compiled = make(m1, o1), gd.compile(make(m2, o2))
+    with pytest.warns(RuntimeWarning, match="changes an optimizer setting"):
+        for k, (x, y) in enumerate(_data(sizes, 5, "ce_mean", n=6)):
+            lr = (0.1, 0.05)[k % 2]
+            r1, r2 = eager(x, y, lr), compiled(x, y, lr)
+            _assert_same(f"call {k}", list(m1.named_parameters()), o1, r1,
+                         list(m2.named_parameters()), o2, r2)
+            assert o1.param_groups[0]["lr"] == o2.param_groups[0]["lr"] == lr
 
 
 # ---- the recorded Program -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ or add_param_group) makes the next call record again.
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import warnings
 from typing import Any, Callable
@@ -87,6 +88,11 @@ class _Recording:
         self.grads: list = []       # (leaf Tensor, grad array) created by the run
         self.cleared: set = set()   # ids of tensors whose .grad the run set to None
         self.increments: list = []  # (number of kernel calls so far, optimizer step array)
+        self.hypers: list = []      # (param group, its snapshot) of every optimizer step
+        self.frozen: dict = {}      # id(array) -> a called module's tensor not requiring grad
+        # every live optimizer's param groups as the call starts
+        self.start_settings = {id(g): _group_snapshot(g) for o in list(_compile_state.optimizers)
+                               for g in o.param_groups}
 
     def mine(self) -> bool:
         return threading.get_ident() == self.thread
@@ -98,6 +104,22 @@ class _Recording:
     def on_value_read(self, what: str) -> None:
         if self.mine():
             self.fail(f"{what} reads a tensor's value in Python")
+
+    def on_optimizer_step(self, opt: Any) -> None:
+        if self.mine():
+            for group in opt.param_groups:
+                snap = _group_snapshot(group)
+                before = self.start_settings.get(id(group))
+                if before is not None and not _same_snapshot(before, snap):
+                    self.fail("the step changes an optimizer setting (param_groups[i][...]) in "
+                              "Python, which a replay would not repeat")
+                self.hypers.append((group, snap))
+
+    def on_module(self, module: Any) -> None:
+        if self.mine():
+            for t in list(module._parameters.values()) + list(module._buffers.values()):
+                if t is not None and not t.requires_grad:  # frozen: read, never written
+                    self.frozen[id(t._data)] = t
 
     def on_inplace_write(self, what: str) -> None:
         if self.mine():
@@ -121,6 +143,49 @@ class _Recording:
     def on_grad_cleared(self, t: Tensor) -> None:
         if self.mine():
             self.cleared.add(id(t))
+
+
+def _group_snapshot(group: dict) -> tuple:
+    """What a replay bakes in of an optimizer's param group: every setting and the params."""
+    return (tuple(id(p) for p in group["params"]),
+            tuple((k, v) for k, v in group.items() if k != "params"))
+
+
+def _same_snapshot(a: tuple, b: tuple) -> bool:
+    if a[0] != b[0] or len(a[1]) != len(b[1]):
+        return False
+    for (ka, va), (kb, vb) in zip(a[1], b[1]):
+        if ka != kb:
+            return False
+        if va is vb:
+            continue
+        try:
+            if type(va) is not type(vb) or not bool(va == vb):
+                return False
+        except (TypeError, ValueError):  # e.g. an array-valued setting
+            return False
+    return True
+
+
+def _only_lr_changed(old: tuple, new: tuple) -> bool:
+    """Snapshots that differ in a param group's learning rate alone (a scheduler's change),
+    the new one a plain number: a replay can take it without recording again."""
+    if old[0] != new[0] or [k for k, _ in old[1]] != [k for k, _ in new[1]]:
+        return False
+    lr = dict(new[1]).get("lr")
+    if type(lr) not in (float, int):
+        return False
+    strip = lambda snap: (snap[0], tuple((k, v) for k, v in snap[1] if k != "lr"))  # noqa: E731
+    return _same_snapshot(strip(old), strip(new))
+
+
+def _refs(a: Any) -> int:
+    return sys.getrefcount(a)
+
+
+# _refs(var._grad) in _release_held_grads when only var holds it: var, the local, _refs' own
+# parameter and getrefcount's argument
+_HELD_BY_NOBODY = 4
 
 
 def _wrap(name: str, real: Callable) -> Callable:
@@ -153,6 +218,12 @@ class _Buffers:
             self.ranges.append((_addr(a), _addr(a) + a.nbytes))
             self.keep.append(a)
 
+    def forget(self, a: np.ndarray) -> None:
+        """Drops every kept array inside a's memory (the program no longer points there)."""
+        lo, hi = _addr(a), _addr(a) + a.nbytes
+        self.keep = [k for k in self.keep if not (lo <= _addr(k) < hi)]
+        self.ranges = [(s, e) for s, e in self.ranges if not (lo <= s < hi)]
+
     def ptr(self, a: Any, what: str) -> int:
         """The address of a C-contiguous array lying inside known memory (else uncapturable)."""
         if a is None:
@@ -184,7 +255,7 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
     """Turns the recorded calls into program instructions on the recorded buffers."""
     for a in inputs:
         bufs.add(a)
-    for t in rec.params.values():
+    for t in list(rec.params.values()) + list(rec.frozen.values()):
         bufs.add(t._data)
     for c in rec.constants.values():  # shape-only constants (gradient seeds, 1/n): kept as is
         bufs.add(c)
@@ -339,8 +410,13 @@ class _Entry:
         self.out_kind: Any = None   # Tensor, tuple, list or None
         self.grads: list = []       # (leaf tensor, grad array)
         self.params: list = []      # (tensor, array) that must still hold that storage
+        self.frozen: list = []      # the same for module tensors that do not require grad
         self.versions: list = []    # the parameters' version counters, bumped per replay
         self.kw_order: list = []    # keyword argument names in the order of `inputs`
+        self.hypers: list = []      # (param group, snapshot): a changed setting records again
+        self.lr_slots: dict = {}    # id(param group) -> indices of its sgd/adam instructions
+        self.grad_refs: list = []   # references to each grad array right after recording
+        self.none_grads: list = []  # leaves whose .grad the step leaves None (zero_grad last)
         self.epoch = -1
         self.bufs: _Buffers | None = None
 
@@ -410,7 +486,23 @@ class CompiledFunction:
     def _valid(self, entry: _Entry) -> bool:
         if entry.epoch != _compile_state.storage_epoch[0]:
             return False
-        return all(t._data is arr for t, arr in entry.params)
+        for t, arr in entry.params:
+            if t._data is not arr or not t.requires_grad:
+                return False
+        for t, arr in entry.frozen:
+            if t._data is not arr or t.requires_grad:
+                return False
+        for k, (group, snap) in enumerate(entry.hypers):
+            now = _group_snapshot(group)
+            if _same_snapshot(now, snap):
+                continue
+            slots = entry.lr_slots.get(id(group))
+            if slots is None or not _only_lr_changed(snap, now):
+                return False
+            for index in slots:  # the kernel takes the learning rate as a double, as eager
+                entry.program.set_real(index, 0, float(group["lr"]))
+            entry.hypers[k] = (group, now)
+        return True
 
     # ---- recording ------------------------------------------------------------------------
     def _record(self, key: Any, args: tuple, kwargs: dict) -> Any:
@@ -435,6 +527,7 @@ class CompiledFunction:
                 private.append(buf)
                 call_kwargs[k] = Tensor._make(buf)
             else:
+                private.append(None)
                 call_kwargs[k] = v
         versions = [t._vc[0] for t in call_args + list(call_kwargs.values())
                     if isinstance(t, Tensor)]
@@ -500,6 +593,7 @@ class CompiledFunction:
             pinned = [a for a in private if a is not None] + entry.outputs + \
                 [arr for _, arr in rec.grads] + [t._data for t in rec.params.values()]
             prog.optimize([(_addr(a), a.nbytes) for a in pinned if a.size])
+            del pinned  # (grad_refs below counts the references that outlive this call)
         except _UncapturableError as e:
             self._cache[key] = _FALLBACK
             self._warn(str(e))
@@ -511,13 +605,58 @@ class CompiledFunction:
         entry.out_kind = type(out) if out is not None else None
         entry.grads = list(rec.grads)
         entry.params = [(t, t._data) for t in rec.params.values()]
+        entry.frozen = [(t, t._data) for t in rec.frozen.values()]
         entry.versions = [t._vc for t in rec.params.values()]
         entry.kw_order = list(kwargs)  # the order `private` holds keyword inputs in
+        entry.hypers = list(rec.hypers)
+        # which recorded optimizer instructions belong to which group (a new lr is patched in)
+        owner = {}
+        for group, _ in rec.hypers:
+            for p in group["params"]:
+                owner[_addr(p._data)] = group
+        for index, name in enumerate(prog.names()):
+            if name in ("sgd", "adam"):
+                group = owner.get(prog.first_list_addr(index))
+                if group is None:
+                    entry.hypers = [(g, ()) for g, _ in rec.hypers]  # never valid: re-record
+                    break
+                entry.lr_slots.setdefault(id(group), []).append(index)
+        entry.none_grads = [var for var, _ in rec.grads if var._grad is None]
         entry.epoch = epoch if epoch == _compile_state.storage_epoch[0] else -1
         if len(self._cache) >= self.cache_size:
             self._cache.pop(next(iter(self._cache)))
         self._cache[key] = entry
-        return out
+        # what the caller gets is a copy, as on every replay: the program owns its buffers
+        result = self._results(entry)
+        entry.grad_refs = [_refs(arr) for _, arr in entry.grads]
+        return result
+
+    def _results(self, entry: _Entry) -> Any:
+        kind = entry.out_kind
+        if kind is None:
+            return None
+        if kind is Tensor:
+            return Tensor._make(entry.outputs[0].copy())
+        outs = [Tensor._make(a.copy()) for a in entry.outputs]
+        return outs[0] if issubclass(kind, Tensor) else kind(outs)
+
+    def _release_held_grads(self, entry: _Entry) -> None:
+        """A .grad the caller kept from the previous call (the tensor, a view or its array) must
+        keep its values, as eager's fresh .grad each step would: the program writes a new
+        buffer instead."""
+        for k, (var, arr) in enumerate(entry.grads):
+            g = var._grad
+            held = g is not None and g._data is arr and _refs(g) > _HELD_BY_NOBODY
+            if not held and _refs(arr) <= entry.grad_refs[k]:
+                continue
+            new = np.empty_like(arr)
+            entry.program.rebind(_addr(arr), _addr(new), arr.nbytes)
+            entry.bufs.forget(arr)  # the caller's reference is now the only one
+            entry.bufs.add(new)
+            entry.grads[k] = (var, new)
+            if g is not None and g._data is arr:
+                var._grad = None  # the caller's tensor keeps the old array
+            entry.grad_refs[k] = _refs(new) + 1  # + 1: the tuple in entry.grads
 
     # ---- replaying ------------------------------------------------------------------------
     def _replay(self, entry: _Entry, args: tuple, kwargs: dict) -> Any:
@@ -526,6 +665,7 @@ class CompiledFunction:
             buf = entry.inputs[k]
             if buf is not None:
                 np.copyto(buf, a._data)
+        self._release_held_grads(entry)
         entry.program.run()
         self.stats["replayed"] += 1
         for vc in entry.versions:
@@ -536,13 +676,9 @@ class CompiledFunction:
                 var._grad = Tensor._make(arr)
             else:
                 g._vc[0] += 1
-        kind = entry.out_kind
-        if kind is None:
-            return None
-        if kind is Tensor:
-            return Tensor._make(entry.outputs[0].copy())
-        outs = [Tensor._make(a.copy()) for a in entry.outputs]
-        return outs[0] if issubclass(kind, Tensor) else kind(outs)
+        for var in entry.none_grads:
+            var._grad = None
+        return self._results(entry)
 
 
 def compile(fn: Callable | None = None, *, cache_size: int = 8) -> Any:  # noqa: A001

@@ -3,6 +3,7 @@ tell it things: which tensors a recorded op read, and when Python reads a tensor
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 # The recording in progress in some thread (a graddesc._compile._Recording) or None.
@@ -10,6 +11,9 @@ active: Any = None
 # Bumped whenever graddesc rebinds a tensor's storage (Tensor.data =, Module.to, an optimizer's
 # load_state_dict): a recorded program holds raw pointers, so it must then be recorded again.
 storage_epoch = [0]
+# Every optimizer alive: a recording snapshots their settings when it starts, so it can tell a
+# setting the step itself changes (a Python side effect no replay repeats).
+optimizers: Any = weakref.WeakSet()
 
 
 def value_read(what: str) -> None:

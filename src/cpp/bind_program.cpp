@@ -124,6 +124,25 @@ void bind_program(py::module_& m) {
             "Removes copies whose source has one writer and no other reader (that writer writes "
             "the destination instead); `pinned` (address, bytes) ranges are never retargeted "
             "away. Returns the number of instructions removed.")
+        .def("first_list_addr", [](const Program& p, size_t index) -> uintptr_t {
+                if (index >= p.size()) value_error("Program.first_list_addr: no instruction " +
+                                                   std::to_string(index));
+                const Instr& in = p.instructions()[index];
+                if (in.lists.empty() || in.lists[0].empty()) return 0;
+                return reinterpret_cast<uintptr_t>(in.lists[0][0]);
+            }, py::arg("index"),
+            "Address of the first parameter an optimizer instruction updates (0 if none).")
+        .def("set_real", [](Program& p, size_t index, size_t slot, double value) {
+                if (!p.set_real(index, slot, value))
+                    value_error("Program.set_real: no real option " + std::to_string(slot) +
+                                " in instruction " + std::to_string(index));
+            }, py::arg("index"), py::arg("slot"), py::arg("value"),
+            "Sets a real option of one instruction (sgd/adam: slot 0 is the learning rate).")
+        .def("rebind", [](Program& p, uintptr_t from, uintptr_t to, int64_t bytes) {
+                p.rebind(reinterpret_cast<void*>(from), reinterpret_cast<void*>(to), bytes);
+            }, py::arg("from_addr"), py::arg("to_addr"), py::arg("nbytes"),
+            "Points every operand inside [from_addr, from_addr + nbytes) at the same offset of "
+            "to_addr (the caller keeps the new buffer alive).")
         .def("flops", &Program::flops,
              "Floating-point operations per instruction (multiply-add = 2, elementwise = 1).")
         .def("footprint", &Program::footprint,

@@ -352,6 +352,20 @@ bool touches(const Instr& in, const void* p, int64_t n, bool want_read, bool wan
 
 }  // namespace
 
+void Program::rebind(void* from, void* to, int64_t bytes) {
+    const auto lo = reinterpret_cast<uintptr_t>(from);
+    const auto move = [&](void*& q) {
+        const auto a = reinterpret_cast<uintptr_t>(q);
+        if (q != nullptr && a >= lo && a < lo + uintptr_t(bytes))
+            q = static_cast<char*>(to) + (a - lo);
+    };
+    for (Instr& in : code_) {
+        for (void*& q : in.p) move(q);
+        for (auto& l : in.lists)
+            for (void*& q : l) move(q);
+    }
+}
+
 int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {
     int removed = 0;
     for (size_t k = 0; k < code_.size();) {

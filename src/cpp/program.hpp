@@ -56,6 +56,14 @@ class Program {
     // writer writes the destination instead (a leaf's first gradient lands in .grad directly).
     // `pinned` ranges (inputs, returned tensors, gradients, parameters) are never retargeted
     // away. Returns the number of instructions removed.
+    // Sets real option `slot` of instruction `index` (e.g. a new learning rate); false if none.
+    bool set_real(size_t index, size_t slot, double value) {
+        if (index >= code_.size() || slot >= code_[index].d.size()) return false;
+        code_[index].d[slot] = value;
+        return true;
+    }
+    // Points every operand on [from, from + bytes) at the same offset of `to` instead.
+    void rebind(void* from, void* to, int64_t bytes);
     int optimize(const std::vector<std::pair<void*, int64_t>>& pinned);
 
    private:

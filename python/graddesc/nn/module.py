@@ -30,6 +30,9 @@ class Module:
                                   "\"forward\" function")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        rec = _compile_state.active
+        if rec is not None:  # gd.compile: this module's tensors are state, not temporaries
+            rec.on_module(self)
         outer = module_scope.current
         module_scope.current = outer + (self,)
         try:

@@ -52,6 +52,9 @@ class Optimizer:
             @functools.wraps(original)
             def step(self: Optimizer, *args: Any, **kw: Any) -> Any:
                 self._opt_called = True
+                rec = _compile_state.active
+                if rec is not None:  # gd.compile bakes the settings in: it must see them
+                    rec.on_optimizer_step(self)
                 return original(self, *args, **kw)
 
             cls.step = step  # type: ignore[method-assign]
@@ -66,6 +69,7 @@ class Optimizer:
                             "but the ordering of tensors in sets will change between runs. "
                             "Please use a list instead.")
         self.state: defaultdict = defaultdict(dict)
+        _compile_state.optimizers.add(self)
         self.param_groups: list = []
         param_groups = list(params)
         if len(param_groups) == 0:
