@@ -257,11 +257,22 @@ OPTIMIZERS = {
 }
 
 
+@pytest.mark.parametrize("batch", [1, 5])  # batch 1: the fused linear_bwd_sgd path for SGD
 @pytest.mark.parametrize("loss_kind", ["ce_mean", "mse_sum"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
-def test_optimizer_matrix(opt, dtype, loss_kind):
-    _compare_mlp([7, 13, 5], 5, "relu", dtype, loss_kind, OPTIMIZERS[opt], n=6)
+def test_optimizer_matrix(opt, dtype, loss_kind, batch):
+    _compare_mlp([7, 13, 5], batch, "relu", dtype, loss_kind, OPTIMIZERS[opt], n=6)
+
+
+@pytest.mark.parametrize("opt", [k for k in OPTIMIZERS if k.startswith("sgd")])
+@pytest.mark.parametrize("bias", [True, False, (False, True)], ids=["bias", "none", "mixed"])
+def test_fused_batch1_backward_and_sgd_on_wide_layers(opt, bias):
+    """Layers wide enough that the fused update runs over several row blocks, some partial."""
+    compiled = _compare_mlp([1500, 7, 3], 1, "tanh", gd.float32, "ce_mean", OPTIMIZERS[opt],
+                            bias=bias)
+    (prog,) = _programs(compiled)
+    assert prog.names().count("linear_bwd_sgd") == 2 and "sgd" not in prog.names()
 
 
 @pytest.mark.parametrize("opt", ["sgd_momentum", "adam_amsgrad"])
@@ -722,7 +733,8 @@ def test_program_introspection_and_profile_replays(dtype, opt):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_traffic_of_linear_mse_sgd_step(dtype, reduction, B, IN, OUT):
     """traffic() equals the compulsory bytes derived from each instruction's operands
-    (program.cpp's operands()), and the leaf-gradient copies are gone after recording."""
+    (program.cpp's operands()), and the leaf-gradient copies are gone after recording; at batch
+    1 the weight-gradient product and the SGD update are one instruction."""
     e = 8 if dtype == gd.float64 else 4
     gd.manual_seed(0)
     lin1 = gd.nn.Linear(IN, OUT, dtype=dtype)
@@ -741,11 +753,15 @@ def test_traffic_of_linear_mse_sgd_step(dtype, reduction, B, IN, OUT):
     ]
     if reduction == "mean":
         expected.append(("scale", e + 8, e))           # sum * (double) 1/N
-    expected += [
-        ("mse_bwd", 2 * e * N + e, e * N),             # reads y, target, dloss; writes dy
-        ("linear_bwd", e * (B * OUT + B * IN), e * P),  # reads dy, x (no dx: W unread)
-        ("sgd", 2 * e * P, e * P),                     # reads params + grads; writes params
-    ]
+    expected.append(("mse_bwd", 2 * e * N + e, e * N))  # reads y, target, dloss; writes dy
+    if B > 1:
+        expected += [
+            ("linear_bwd", e * (B * OUT + B * IN), e * P),  # reads dy, x (no dx: W unread)
+            ("sgd", 2 * e * P, e * P),                  # reads params + grads; writes params
+        ]
+    else:  # batch 1: the backward and the update of W and b are fused (the sgd op is gone)
+        expected.append(("linear_bwd_sgd", e * (OUT + IN + P), 2 * e * P))  # dy, x, W, b
+    #                                                  writes dW, db, W, b
     assert prog.names() == [n for n, _, _ in expected]
     assert prog.traffic() == [(r, w) for _, r, w in expected]
     assert len(prog) == len(prog.names())

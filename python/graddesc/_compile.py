@@ -615,8 +615,8 @@ class CompiledFunction:
             for p in group["params"]:
                 owner[_addr(p._data)] = group
         for index, name in enumerate(prog.names()):
-            if name in ("sgd", "adam"):
-                group = owner.get(prog.first_list_addr(index))
+            if name in ("sgd", "adam", "linear_bwd_sgd"):
+                group = owner.get(prog.param_addr(index))
                 if group is None:
                     entry.hypers = [(g, ()) for g, _ in rec.hypers]  # never valid: re-record
                     break

@@ -124,10 +124,11 @@ void bind_program(py::module_& m) {
             "Removes copies whose source has one writer and no other reader (that writer writes "
             "the destination instead); `pinned` (address, bytes) ranges are never retargeted "
             "away. Returns the number of instructions removed.")
-        .def("first_list_addr", [](const Program& p, size_t index) -> uintptr_t {
-                if (index >= p.size()) value_error("Program.first_list_addr: no instruction " +
+        .def("param_addr", [](const Program& p, size_t index) -> uintptr_t {
+                if (index >= p.size()) value_error("Program.param_addr: no instruction " +
                                                    std::to_string(index));
                 const Instr& in = p.instructions()[index];
+                if (in.code == Code::linear_bwd_sgd) return reinterpret_cast<uintptr_t>(in.p[5]);
                 if (in.lists.empty() || in.lists[0].empty()) return 0;
                 return reinterpret_cast<uintptr_t>(in.lists[0][0]);
             }, py::arg("index"),

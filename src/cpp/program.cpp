@@ -16,6 +16,10 @@
 //   copy         p[dst, src]                     i[bytes]
 //   sgd          lists[params, grads, bufs]      i[sizes...]  d[lr, momentum, dampening,
 //                                                               weight_decay, nesterov, maximize]
+//   linear_bwd_sgd  p[dx|0, dW, db|0, dy, x, W, b|0]  i[B = 1, IN, OUT]  d[as sgd]
+//                lists[[W's momentum buffer] or [], [b's] or []]: linear_bwd at batch 1 fused
+//                with the SGD update of W (and b when given), row block by row block while the
+//                block of dW is in L1; made by Program::optimize, bitwise equal to the pair
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
@@ -128,6 +132,40 @@ void run_one(const Instr& in) {
                        nullptr, fresh.data(), i.data(), static_cast<int64_t>(params.size()), h);
             break;
         }
+        case Code::linear_bwd_sgd: {
+            const int64_t IN = i[1], OUT = i[2];
+            T* dW = P<T>(in, 1);
+            T* W = P<T>(in, 5);
+            const T* dy = P<T>(in, 3);
+            const T* x = P<T>(in, 4);
+            const SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
+            const uint8_t fresh = 0;  // momentum buffers exist after recording
+            // dx (and db) first: dx reads W before its update, exactly as the unfused pair
+            if (in.p[0] != nullptr || in.p[2] != nullptr)
+                K.linear_backward(P<T>(in, 0), nullptr, P<T>(in, 2), dy, x, W, 1, IN, OUT);
+            T* wbuf = in.lists[0].empty() ? nullptr : static_cast<T*>(in.lists[0][0]);
+            const int64_t rows = std::max<int64_t>(1, 4096 / std::max<int64_t>(IN, 1));
+            for (int64_t o = 0; o < OUT; o += rows) {
+                const int64_t r = std::min(rows, OUT - o);
+                // dW rows = dy[o:o+r] x^T: a K = 1 product (each element one rounded multiply,
+                // the same bits as the whole product's), then the update while they are in L1
+                K.gemm(true, false, r, IN, 1, T(1), dy + o, OUT, x, IN, T(0), dW + o * IN, IN);
+                T* pw = W + o * IN;
+                T* pb = wbuf != nullptr ? wbuf + o * IN : nullptr;
+                const T* pg = dW + o * IN;
+                const int64_t n = r * IN;
+                K.sgd_step(&pw, pb != nullptr ? &pb : nullptr, nullptr, &pg, nullptr, &fresh, &n, 1,
+                           h);
+            }
+            if (in.p[6] != nullptr) {
+                T* pb = P<T>(in, 6);
+                T* bbuf = in.lists[1].empty() ? nullptr : static_cast<T*>(in.lists[1][0]);
+                const T* pg = P<T>(in, 2);
+                K.sgd_step(&pb, bbuf != nullptr ? &bbuf : nullptr, nullptr, &pg, nullptr, &fresh,
+                           &OUT, 1, h);
+            }
+            break;
+        }
         case Code::adam: {
             const auto& L = in.lists;
             const size_t n = L[0].size();
@@ -212,6 +250,17 @@ std::vector<Operand> operands(const Instr& in) {
             R(3, e * i[0] * i[2]);
             if (in.p[1] != nullptr) R(4, e * i[0] * i[1]);
             if (in.p[0] != nullptr) R(5, e * i[2] * i[1]);
+            break;
+        case Code::linear_bwd_sgd:
+            W(0, e * i[0] * i[1]);
+            W(1, e * i[2] * i[1]);
+            W(2, e * i[2]);
+            R(3, e * i[0] * i[2]);
+            R(4, e * i[0] * i[1]);
+            RW(5, e * i[2] * i[1]);
+            RW(6, e * i[2]);
+            if (!in.lists[0].empty()) ops.push_back({in.lists[0][0], e * i[2] * i[1], true, true, -1});
+            if (!in.lists[1].empty()) ops.push_back({in.lists[1][0], e * i[2], true, true, -1});
             break;
         case Code::act_fwd: W(0, e * i[1]); R(1, e * i[1]); break;
         case Code::act_bwd:
@@ -299,6 +348,9 @@ std::vector<int64_t> Program::flops() const {
                     (in.p[2] != nullptr) * i[0] * i[2];
                 break;
             case Code::gemm: f = 2 * i[2] * i[3] * i[4]; break;
+            case Code::linear_bwd_sgd:  // dx, dW, db and a 2-flop update per parameter
+                f = 2 * i[1] * i[2] * (1 + (in.p[0] != nullptr)) + 3 * i[2] * (i[1] + 1);
+                break;
             default: {
                 // elementwise and reductions: one operation per element written or read
                 int64_t elems = 0;
@@ -404,6 +456,76 @@ int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {
         code_.erase(code_.begin() + static_cast<std::ptrdiff_t>(k));
         ++removed;
     }
+    return removed + fuse_sgd();
+}
+
+// linear_bwd at batch 1 followed (later) by the sgd instruction that updates its weight with
+// its dW -> one linear_bwd_sgd, when nothing in between touches the weight, its gradient or its
+// momentum buffer and nothing else writes that gradient. The bias joins when the same holds.
+int Program::fuse_sgd() {
+    int removed = 0;
+    for (size_t L = 0; L < code_.size(); ++L) {
+        if (code_[L].code != Code::linear_bwd || code_[L].i[0] != 1 || code_[L].p[1] == nullptr)
+            continue;
+        const Instr& lb = code_[L];
+        const int64_t e = lb.f64 ? 8 : 4, IN = lb.i[1], OUT = lb.i[2];
+        void* dW = lb.p[1];
+        void* db = lb.p[2];
+        void* Wp = lb.p[5];
+        size_t S = L + 1;
+        int64_t kw = -1;
+        for (; S < code_.size() && kw < 0; ++S) {
+            if (code_[S].code != Code::sgd || code_[S].f64 != lb.f64) continue;
+            const auto& G = code_[S].lists[1];
+            for (size_t k = 0; k < G.size(); ++k)
+                if (G[k] == dW) kw = static_cast<int64_t>(k);
+        }
+        if (kw < 0) continue;
+        --S;
+        Instr& sg = code_[S];
+        const bool mom = !sg.lists[2].empty();
+        if (sg.lists[0][kw] != Wp || sg.i[kw] != OUT * IN) continue;
+        // may the update of (param p, grad g, buffer m) move from S back to L?
+        const auto movable = [&](void* p, void* g, void* m, int64_t bytes) {
+            for (size_t j = L + 1; j < S; ++j)
+                if (touches(code_[j], p, bytes, true, true) || touches(code_[j], g, bytes, true, true) ||
+                    (m != nullptr && touches(code_[j], m, bytes, true, true)))
+                    return false;
+            for (size_t j = 0; j < code_.size(); ++j)
+                if (j != L && j != S && touches(code_[j], g, bytes, false, true)) return false;
+            return true;
+        };
+        void* mw = mom ? sg.lists[2][kw] : nullptr;
+        if (!movable(Wp, dW, mw, e * OUT * IN)) continue;
+        int64_t kb = -1;
+        if (db != nullptr)
+            for (size_t k = 0; k < sg.lists[1].size(); ++k)
+                if (sg.lists[1][k] == db && sg.i[k] == OUT &&
+                    movable(sg.lists[0][k], db, mom ? sg.lists[2][k] : nullptr, e * OUT))
+                    kb = static_cast<int64_t>(k);
+        Instr f;
+        f.code = Code::linear_bwd_sgd;
+        f.f64 = lb.f64;
+        f.p = {lb.p[0], dW, db, lb.p[3], lb.p[4], Wp, kb >= 0 ? sg.lists[0][kb] : nullptr};
+        f.i = {1, IN, OUT};
+        f.d = sg.d;
+        f.lists = {mom ? std::vector<void*>{mw} : std::vector<void*>{},
+                   mom && kb >= 0 ? std::vector<void*>{sg.lists[2][kb]} : std::vector<void*>{}};
+        // drop the moved parameters from the sgd instruction (higher index first)
+        std::vector<int64_t> drop{kw};
+        if (kb >= 0) drop.push_back(kb);
+        std::sort(drop.rbegin(), drop.rend());
+        for (int64_t k : drop) {
+            for (auto& l : sg.lists)
+                if (!l.empty()) l.erase(l.begin() + k);
+            sg.i.erase(sg.i.begin() + k);
+        }
+        code_[L] = std::move(f);
+        if (sg.lists[0].empty()) {
+            code_.erase(code_.begin() + static_cast<std::ptrdiff_t>(S));
+            ++removed;
+        }
+    }
     return removed;
 }
 
@@ -411,7 +533,7 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
-                                     "sgd", "adam"};
+                                     "sgd", "adam", "linear_bwd_sgd"};
 
 Code code_from_name(const std::string& name) {
     for (int k = 0; k < static_cast<int>(sizeof(kNames) / sizeof(kNames[0])); ++k)

@@ -13,7 +13,7 @@ namespace gd {
 enum class Code : int {
     linear_fwd, linear_bwd, act_fwd, act_bwd, softmax_fwd, softmax_bwd, log_softmax_fwd,
     log_softmax_bwd, ce_fwd, ce_bwd, mse_fwd, mse_bwd, sum_all, sum_axis, gemm, scale,
-    count_scale, copy, sgd, adam
+    count_scale, copy, sgd, adam, linear_bwd_sgd
 };
 
 struct Instr {
@@ -55,7 +55,9 @@ class Program {
     // source is written by exactly one earlier instruction and read by nothing else: that
     // writer writes the destination instead (a leaf's first gradient lands in .grad directly).
     // `pinned` ranges (inputs, returned tensors, gradients, parameters) are never retargeted
-    // away. Returns the number of instructions removed.
+    // away. Then fuses a batch-1 linear_bwd with the SGD update of its weight (and bias) into
+    // linear_bwd_sgd when nothing in between touches them. Returns the number of instructions
+    // removed.
     // Sets real option `slot` of instruction `index` (e.g. a new learning rate); false if none.
     bool set_real(size_t index, size_t slot, double value) {
         if (index >= code_.size() || slot >= code_[index].d.size()) return false;
@@ -65,6 +67,11 @@ class Program {
     // Points every operand on [from, from + bytes) at the same offset of `to` instead.
     void rebind(void* from, void* to, int64_t bytes);
     int optimize(const std::vector<std::pair<void*, int64_t>>& pinned);
+
+   private:
+    int fuse_sgd();
+
+   public:
 
    private:
     std::vector<Instr> code_;
