@@ -367,3 +367,70 @@ def test_a_grad_kept_by_the_caller_keeps_its_values_and_is_freed_when_dropped():
     gc.collect()
     assert ref() is None  # the replay no longer holds the array the caller dropped
     assert fn.stats["replayed"] == 3
+
+
+@pytest.mark.parametrize("where", ["scheduler", "setting_after_step"])
+def test_settings_changed_inside_the_step_fall_back(where):
+    # StepLR(step_size=3) changes nothing on the first calls: a replay would silently never
+    # advance it. Both must run eagerly (one warning) and match eager exactly.
+    def make():
+        gd.manual_seed(0)
+        model = gd.nn.Linear(4, 3)
+        opt = gd.optim.SGD(model.parameters(), lr=0.1)
+        sched = gd.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = gd.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            if where == "scheduler":
+                sched.step()
+            else:
+                opt.param_groups[0]["lr"] *= 0.9
+            return loss
+
+        return model, opt, step
+
+    m1, o1, eager = make()
+    m2, o2, step = make()
+    fn = gd.compile(step)
+    rng = np.random.default_rng(0)
+    with pytest.warns(RuntimeWarning, match="replay would not repeat"):
+        for _ in range(8):
+            x = gd.tensor(rng.standard_normal((2, 4)).astype(np.float32))
+            y = gd.tensor(rng.standard_normal((2, 3)).astype(np.float32))
+            assert eager(x, y).item() == fn(x, y).item()
+            np.testing.assert_array_equal(m1.weight.detach().numpy(), m2.weight.detach().numpy())
+            assert o1.param_groups[0]["lr"] == o2.param_groups[0]["lr"]
+    assert fn.stats["replayed"] == 0
+
+
+def test_scheduler_outside_the_step_is_followed_by_replays():
+    def make():
+        gd.manual_seed(0)
+        model = gd.nn.Linear(4, 3)
+        opt = gd.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+        sched = gd.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = gd.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return model, sched, step
+
+    m1, s1, eager = make()
+    m2, s2, step = make()
+    fn = gd.compile(step)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        x = gd.tensor(rng.standard_normal((1, 4)).astype(np.float32))
+        y = gd.tensor(rng.standard_normal((1, 3)).astype(np.float32))
+        assert eager(x, y).item() == fn(x, y).item()
+        s1.step()
+        s2.step()
+        np.testing.assert_array_equal(m1.weight.detach().numpy(), m2.weight.detach().numpy())
+    assert fn.stats["recorded"] <= 2 and fn.stats["replayed"] >= 6

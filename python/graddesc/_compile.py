@@ -20,9 +20,11 @@ or add_param_group) makes the next call record again.
 from __future__ import annotations
 
 import functools
+import operator
 import sys
 import threading
 import warnings
+from operator import is_
 from typing import Any, Callable
 
 import numpy as np
@@ -121,6 +123,11 @@ class _Recording:
                 if t is not None and not t.requires_grad:  # frozen: read, never written
                     self.frozen[id(t._data)] = t
 
+    def on_side_effect(self, what: str) -> None:
+        if self.mine():
+            self.fail(f"{what} changes Python state inside the step, which a replay would not "
+                      "repeat (call it outside the compiled function)")
+
     def on_inplace_write(self, what: str) -> None:
         if self.mine():
             self.fail(f"{what} writes into a tensor in Python (NumPy), which a replay would skip")
@@ -177,6 +184,16 @@ def _only_lr_changed(old: tuple, new: tuple) -> bool:
         return False
     strip = lambda snap: (snap[0], tuple((k, v) for k, v in snap[1] if k != "lr"))  # noqa: E731
     return _same_snapshot(strip(old), strip(new))
+
+
+def _fast_snapshot(group: dict) -> tuple:
+    """The objects a param group holds now, for an identity-only check on replay."""
+    keys = tuple(k for k in group if k != "params")
+    return (group, group["params"], tuple(group["params"]), keys, tuple(group[k] for k in keys))
+
+
+_DATA = operator.attrgetter("_data")
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 
 def _refs(a: Any) -> int:
@@ -409,8 +426,12 @@ class _Entry:
         self.outputs: list = []     # arrays to copy out as the returned tensors
         self.out_kind: Any = None   # Tensor, tuple, list or None
         self.grads: list = []       # (leaf tensor, grad array)
-        self.params: list = []      # (tensor, array) that must still hold that storage
-        self.frozen: list = []      # the same for module tensors that do not require grad
+        # parameters (and frozen module tensors) with the arrays they must still hold
+        self.param_tensors: tuple = ()
+        self.param_arrays: tuple = ()
+        self.frozen_tensors: tuple = ()
+        self.frozen_arrays: tuple = ()
+        self.hyper_fast: list = []  # _fast_snapshot of each entry of hypers
         self.versions: list = []    # the parameters' version counters, bumped per replay
         self.kw_order: list = []    # keyword argument names in the order of `inputs`
         self.hypers: list = []      # (param group, snapshot): a changed setting records again
@@ -486,22 +507,28 @@ class CompiledFunction:
     def _valid(self, entry: _Entry) -> bool:
         if entry.epoch != _compile_state.storage_epoch[0]:
             return False
-        for t, arr in entry.params:
-            if t._data is not arr or not t.requires_grad:
-                return False
-        for t, arr in entry.frozen:
-            if t._data is not arr or t.requires_grad:
-                return False
-        for k, (group, snap) in enumerate(entry.hypers):
-            now = _group_snapshot(group)
-            if _same_snapshot(now, snap):
+        t, arrs = entry.param_tensors, entry.param_arrays
+        if not (all(map(is_, map(_DATA, t), arrs)) and all(map(_REQUIRES_GRAD, t))):
+            return False
+        t, arrs = entry.frozen_tensors, entry.frozen_arrays
+        if not all(map(is_, map(_DATA, t), arrs)) or any(map(_REQUIRES_GRAD, t)):
+            return False
+        for k, (group, plist, ptuple, keys, values) in enumerate(entry.hyper_fast):
+            # fast: the very same objects as recorded (no setting or parameter reassigned)
+            if group["params"] is plist and len(plist) == len(ptuple) and \
+                    all(map(is_, plist, ptuple)) and len(group) == len(keys) + 1 and \
+                    all(map(is_, map(group.get, keys), values)):
                 continue
-            slots = entry.lr_slots.get(id(group))
-            if slots is None or not _only_lr_changed(snap, now):
-                return False
-            for index in slots:  # the kernel takes the learning rate as a double, as eager
-                entry.program.set_real(index, 0, float(group["lr"]))
-            entry.hypers[k] = (group, now)
+            group, snap = entry.hypers[k]
+            now = _group_snapshot(group)
+            if not _same_snapshot(now, snap):
+                slots = entry.lr_slots.get(id(group))
+                if slots is None or not _only_lr_changed(snap, now):
+                    return False
+                for index in slots:  # the kernel takes the learning rate as a double, as eager
+                    entry.program.set_real(index, 0, float(group["lr"]))
+                entry.hypers[k] = (group, now)
+            entry.hyper_fast[k] = _fast_snapshot(group)
         return True
 
     # ---- recording ------------------------------------------------------------------------
@@ -551,6 +578,10 @@ class CompiledFunction:
                 for n, f in originals.items():
                     setattr(_core, n, f)
         self.stats["recorded"] += 1
+        for group, snap in rec.hypers:
+            if not _same_snapshot(_group_snapshot(group), snap):
+                rec.fail("the step changes an optimizer setting (param_groups[i][...]) after "
+                         "the optimizer step, which a replay would not repeat")
         tensors = [t for t in call_args + list(call_kwargs.values()) if isinstance(t, Tensor)]
         if [t._vc[0] for t in tensors] != versions:
             # the step modified an input in place: give the caller's tensors those changes
@@ -604,11 +635,14 @@ class CompiledFunction:
         entry.inputs = private
         entry.out_kind = type(out) if out is not None else None
         entry.grads = list(rec.grads)
-        entry.params = [(t, t._data) for t in rec.params.values()]
-        entry.frozen = [(t, t._data) for t in rec.frozen.values()]
+        entry.param_tensors = tuple(rec.params.values())
+        entry.param_arrays = tuple(t._data for t in entry.param_tensors)
+        entry.frozen_tensors = tuple(rec.frozen.values())
+        entry.frozen_arrays = tuple(t._data for t in entry.frozen_tensors)
         entry.versions = [t._vc for t in rec.params.values()]
         entry.kw_order = list(kwargs)  # the order `private` holds keyword inputs in
         entry.hypers = list(rec.hypers)
+        entry.hyper_fast = [_fast_snapshot(group) for group, _ in rec.hypers]
         # which recorded optimizer instructions belong to which group (a new lr is patched in)
         owner = {}
         for group, _ in rec.hypers:

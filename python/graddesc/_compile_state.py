@@ -31,5 +31,12 @@ def inplace_write(what: str) -> None:
         rec.on_inplace_write(what)
 
 
+def python_side_effect(what: str) -> None:
+    """Called by library code whose effect is Python state a replay would not update."""
+    rec = active
+    if rec is not None:
+        rec.on_side_effect(what)
+
+
 def bump_storage() -> None:
     storage_epoch[0] += 1

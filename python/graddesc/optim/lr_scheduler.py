@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from graddesc import _compile_state
 from graddesc._tensor import Tensor
 from graddesc.optim.optimizer import Optimizer
 
@@ -107,6 +108,8 @@ class LRScheduler:
 
     def step(self, epoch: int | None = None) -> None:
         """Advances the schedule by one epoch (call after optimizer.step())."""
+        # inside a gd.compile recording: a replay would not advance the schedule
+        _compile_state.python_side_effect("an lr scheduler's step()")
         if self._step_count == 1 and not getattr(self.optimizer, "_opt_called", False):
             warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
                           "You should call them in the opposite order: `optimizer.step()` "
