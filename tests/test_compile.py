@@ -434,3 +434,43 @@ def test_scheduler_outside_the_step_is_followed_by_replays():
         s2.step()
         np.testing.assert_array_equal(m1.weight.detach().numpy(), m2.weight.detach().numpy())
     assert fn.stats["recorded"] <= 2 and fn.stats["replayed"] >= 6
+
+
+def test_lazy_batch1_weight_gradients_read_late_or_accumulated_eagerly():
+    # At batch 1 a replay stores dW only when .grad is read: reading it after several calls,
+    # or letting an eager backward accumulate onto it, must give eager's exact values.
+    def make():
+        gd.manual_seed(0)
+        model = gd.nn.Sequential(gd.nn.Linear(300, 20), gd.nn.Tanh(), gd.nn.Linear(20, 4))
+        opt = gd.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = gd.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return model, step
+
+    m1, eager = make()
+    m2, step = make()
+    fn = gd.compile(step)
+    rng = np.random.default_rng(0)
+    data = [(gd.tensor(rng.standard_normal((1, 300)).astype(np.float32)),
+             gd.tensor(rng.integers(0, 4, 1))) for _ in range(7)]
+    for x, y in data[:6]:
+        eager(x, y)
+        fn(x, y)
+    (prog,) = [e.program for e in fn._cache.values() if getattr(e, "program", None)]
+    assert "linear_bwd_sgd" in prog.names()
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+        np.testing.assert_array_equal(p1.grad.numpy(), p2.grad.numpy())
+    x, y = data[6]
+    eager(x, y)
+    fn(x, y)
+    for m in (m1, m2):  # an eager backward on top, without zero_grad: accumulates
+        gd.nn.functional.cross_entropy(m(x), y).backward()
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.grad.numpy(), p2.grad.numpy())

@@ -759,9 +759,9 @@ def test_traffic_of_linear_mse_sgd_step(dtype, reduction, B, IN, OUT):
             ("linear_bwd", e * (B * OUT + B * IN), e * P),  # reads dy, x (no dx: W unread)
             ("sgd", 2 * e * P, e * P),                  # reads params + grads; writes params
         ]
-    else:  # batch 1: the backward and the update of W and b are fused (the sgd op is gone)
-        expected.append(("linear_bwd_sgd", e * (OUT + IN + P), 2 * e * P))  # dy, x, W, b
-    #                                                  writes dW, db, W, b
+    else:  # batch 1: the backward and the update of W and b are fused (the sgd op is gone);
+        # it reads dy, x, W, b and writes W, b, db: dW is stored only when .grad is read
+        expected.append(("linear_bwd_sgd", e * (OUT + IN + P), e * (P + OUT)))
     assert prog.names() == [n for n, _, _ in expected]
     assert prog.traffic() == [(r, w) for _, r, w in expected]
     assert len(prog) == len(prog.names())

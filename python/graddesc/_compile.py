@@ -438,6 +438,7 @@ class _Entry:
         self.lr_slots: dict = {}    # id(param group) -> indices of its sgd/adam instructions
         self.grad_refs: list = []   # references to each grad array right after recording
         self.none_grads: list = []  # leaves whose .grad the step leaves None (zero_grad last)
+        self.lazy: list = []        # (leaf, instruction) whose .grad is stored when read
         self.epoch = -1
         self.bufs: _Buffers | None = None
 
@@ -642,6 +643,14 @@ class CompiledFunction:
         entry.versions = [t._vc for t in rec.params.values()]
         entry.kw_order = list(kwargs)  # the order `private` holds keyword inputs in
         entry.hypers = list(rec.hypers)
+        # a fused batch-1 backward + SGD stores its weight gradient only when .grad is read
+        by_addr = {_addr(arr): var for var, arr in rec.grads if var._grad is not None}
+        for index, name in enumerate(prog.names()):
+            if name == "linear_bwd_sgd":
+                var = by_addr.get(prog.grad_addr(index))
+                if var is not None:
+                    prog.set_lazy(index, True)
+                    entry.lazy.append((var, index))
         entry.hyper_fast = [_fast_snapshot(group) for group, _ in rec.hypers]
         # which recorded optimizer instructions belong to which group (a new lr is patched in)
         owner = {}
@@ -700,6 +709,9 @@ class CompiledFunction:
             if buf is not None:
                 np.copyto(buf, a._data)
         self._release_held_grads(entry)
+        pending = _compile_state.pending
+        for var, _ in entry.lazy:  # this run overwrites what they would be computed from
+            pending.pop(id(var), None)
         entry.program.run()
         self.stats["replayed"] += 1
         for vc in entry.versions:
@@ -712,6 +724,10 @@ class CompiledFunction:
                 g._vc[0] += 1
         for var in entry.none_grads:
             var._grad = None
+        prog = entry.program
+        for var, index in entry.lazy:
+            if var._grad is not None:
+                pending[id(var)] = (var, prog, index)
         return self._results(entry)
 
 

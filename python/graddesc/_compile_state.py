@@ -16,6 +16,18 @@ storage_epoch = [0]
 optimizers: Any = weakref.WeakSet()
 
 
+# Gradients a replay computed but did not store yet: id(leaf) -> (leaf, program, instruction).
+# Reading the leaf's .grad stores it (materialize); the next replay of that program drops them.
+pending: dict = {}
+
+
+def materialize(t: Any) -> None:
+    """Called by Tensor.grad while `pending` is not empty."""
+    item = pending.pop(id(t), None)
+    if item is not None and item[0] is t:
+        item[1].materialize(item[2])
+
+
 def value_read(what: str) -> None:
     """Called by Tensor.item() and friends: a value read makes a step uncapturable."""
     rec = active

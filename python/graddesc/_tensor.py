@@ -257,6 +257,8 @@ class Tensor:
 
     @property
     def grad(self) -> Optional[Tensor]:
+        if _cs.pending:  # a gd.compile replay deferred storing this gradient until now
+            _cs.materialize(self)
         return self._grad
 
     @grad.setter

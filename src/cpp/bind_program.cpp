@@ -133,6 +133,28 @@ void bind_program(py::module_& m) {
                 return reinterpret_cast<uintptr_t>(in.lists[0][0]);
             }, py::arg("index"),
             "Address of the first parameter an optimizer instruction updates (0 if none).")
+        .def("grad_addr", [](const Program& p, size_t index) -> uintptr_t {
+                if (index >= p.size() || p.instructions()[index].code != Code::linear_bwd_sgd)
+                    value_error("Program.grad_addr: instruction " + std::to_string(index) +
+                                " is not a linear_bwd_sgd");
+                return reinterpret_cast<uintptr_t>(p.instructions()[index].p[1]);
+            }, py::arg("index"), "Address of the dW buffer of a linear_bwd_sgd.")
+        .def("set_lazy", [](Program& p, size_t index, bool lazy) {
+                if (!p.set_lazy(index, lazy))
+                    value_error("Program.set_lazy: instruction " + std::to_string(index) +
+                                " is not a linear_bwd_sgd");
+            }, py::arg("index"), py::arg("lazy"),
+            "linear_bwd_sgd: store dW only when materialize(index) is called.")
+        .def("materialize", [](const Program& p, size_t index) {
+                bool ok;
+                {
+                    py::gil_scoped_release nogil;
+                    ok = p.materialize(index);
+                }
+                if (!ok) value_error("Program.materialize: instruction " + std::to_string(index) +
+                                     " is not a linear_bwd_sgd");
+            }, py::arg("index"),
+            "Writes a lazy linear_bwd_sgd's dW from the buffers of the last replay.")
         .def("set_real", [](Program& p, size_t index, size_t slot, double value) {
                 if (!p.set_real(index, slot, value))
                     value_error("Program.set_real: no real option " + std::to_string(slot) +

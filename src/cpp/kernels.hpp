@@ -57,6 +57,9 @@ struct KernelTable {
     void (*sgd_step)(T* const* p, T* const* buf, T* const* dir, const T* const* g,
                      const T* const* lr_diag, const uint8_t* fresh, const int64_t* n,
                      int64_t count, const SgdHyper& h);
+    // sgd_step on W (OUT, IN) with the gradient dy (OUT) x (IN) computed on the fly (batch 1)
+    void (*sgd_outer_step)(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t IN,
+                           const SgdHyper& h);
     // eta (N, N), d (N) -> p -= eta @ d, p the concatenation of p[i] (n[i]), N = sum n[i]
     void (*precondition_step)(T* const* p, const T* eta, const T* d, const int64_t* n,
                               int64_t count, int64_t N);

@@ -93,41 +93,68 @@ inline void addcdiv(T* p, const T* num, const T* den, T c, int64_t m) {
     for (int64_t j = 0; j < m; ++j) p[j] = p[j] + c * num[j] / den[j];
 }
 
+// One block of m elements of an SGD step, from its gradient already in d (overwritten): d = -d
+// if maximize; d += wd p; buf = momentum buf + (1 - dampening) d (buf = d on the first step);
+// d = buf, or d + momentum buf (Nesterov); then p -= lr d, p -= lr_diag d, or dir = d.
+template <class T>
+inline void sgd_block(T* d, T* pi, T* bi, T* di, const T* li, bool fresh, int64_t m,
+                      const SgdHyper& h) {
+    const T lr = T(h.lr), mom = T(h.momentum), keep = T(1 - h.dampening), wd = T(h.weight_decay);
+    if (h.maximize)
+        for (int64_t j = 0; j < m; ++j) d[j] = -d[j];
+    if (h.weight_decay != 0) add_scaled(d, pi, wd, m);
+    if (h.momentum != 0) {
+        if (fresh)
+            for (int64_t j = 0; j < m; ++j) bi[j] = d[j];
+        else
+            for (int64_t j = 0; j < m; ++j) bi[j] = bi[j] * mom + keep * d[j];
+        if (h.nesterov)
+            add_scaled(d, bi, mom, m);
+        else
+            for (int64_t j = 0; j < m; ++j) d[j] = bi[j];
+    }
+    if (di != nullptr) {
+        for (int64_t j = 0; j < m; ++j) di[j] = d[j];
+    } else if (li != nullptr) {
+        for (int64_t j = 0; j < m; ++j) pi[j] = pi[j] - li[j] * d[j];
+    } else {
+        for (int64_t j = 0; j < m; ++j) pi[j] = pi[j] - lr * d[j];
+    }
+}
+
 }  // namespace
 
-// g -> d = -g if maximize; d += wd p; buf = momentum buf + (1 - dampening) d (buf = d on the
-// first step); d = buf, or d + momentum buf (Nesterov); p -= lr d
 template <class T>
 void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, const T* const* lr_diag,
               const uint8_t* fresh, const int64_t* n, int64_t count, const SgdHyper& h) {
-    const T lr = T(h.lr), mom = T(h.momentum), keep = T(1 - h.dampening), wd = T(h.weight_decay);
-    const bool use_mom = h.momentum != 0, use_wd = h.weight_decay != 0;
+    const bool use_mom = h.momentum != 0;
     for_each_block(n, count, 8, [&](int64_t i, int64_t b, int64_t e) {
-        const int64_t m = e - b;
-        T* pi = p[i] + b;
         T d[kBlock];
-        load_grad(d, g[i] + b, m, h.maximize);
-        if (use_wd) add_scaled(d, pi, wd, m);
-        if (use_mom) {
-            T* bi = buf[i] + b;
-            if (fresh[i] != 0)
-                for (int64_t j = 0; j < m; ++j) bi[j] = d[j];
-            else
-                for (int64_t j = 0; j < m; ++j) bi[j] = bi[j] * mom + keep * d[j];
-            if (h.nesterov)
-                add_scaled(d, bi, mom, m);
-            else
-                for (int64_t j = 0; j < m; ++j) d[j] = bi[j];
+        for (int64_t j = 0; j < e - b; ++j) d[j] = g[i][b + j];
+        sgd_block(d, p[i] + b, use_mom ? buf[i] + b : nullptr,
+                  dir != nullptr ? dir[i] + b : nullptr,
+                  lr_diag != nullptr ? lr_diag[i] + b : nullptr,
+                  use_mom && fresh[i] != 0,  // fresh is only given with momentum
+                  e - b, h);
+    });
+}
+
+// The weight update of a batch-1 linear layer, its gradient never stored: the block's gradient
+// dy[o] x[j] (one rounded product, as the K = 1 GEMM writes it) goes straight into d.
+template <class T>
+void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t IN,
+                    const SgdHyper& h) {
+    const int64_t n = OUT * IN;
+    for_each_block(&n, 1, 8, [&](int64_t, int64_t b, int64_t e) {
+        T d[kBlock];
+        for (int64_t k = b; k < e;) {  // a block may straddle rows of W
+            const int64_t o = k / IN, j0 = k % IN, m = std::min(e - k, IN - j0);
+            const T a = dy[o];
+            for (int64_t j = 0; j < m; ++j) d[k - b + j] = a * x[j0 + j];
+            k += m;
         }
-        if (dir != nullptr) {
-            T* di = dir[i] + b;
-            for (int64_t j = 0; j < m; ++j) di[j] = d[j];
-        } else if (lr_diag != nullptr) {
-            const T* li = lr_diag[i] + b;
-            for (int64_t j = 0; j < m; ++j) pi[j] = pi[j] - li[j] * d[j];
-        } else {
-            for (int64_t j = 0; j < m; ++j) pi[j] = pi[j] - lr * d[j];
-        }
+        sgd_block(d, W + b, buf != nullptr ? buf + b : nullptr, static_cast<T*>(nullptr),
+                  static_cast<const T*>(nullptr), false, e - b, h);
     });
 }
 
@@ -247,6 +274,8 @@ void adagrad_step(T* const* p, T* const* sum, const T* const* g, const double* s
 }
 
 #define GD_OPTIM_INSTANTIATE(T)                                                                   \
+    template void sgd_outer_step<T>(T*, T*, const T*, const T*, int64_t, int64_t,                \
+                                    const SgdHyper&);                                            \
     template void sgd_step<T>(T* const*, T* const*, T* const*, const T* const*, const T* const*, \
                               const uint8_t*, const int64_t*, int64_t, const SgdHyper&);         \
     template void precondition_step<T>(T* const*, const T*, const T*, const int64_t*, int64_t,   \

@@ -21,6 +21,12 @@ template <class T>
 void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, const T* const* lr_diag,
               const uint8_t* fresh, const int64_t* n, int64_t count, const SgdHyper& h);
 
+// sgd_step on one tensor W (OUT, IN) whose gradient is the outer product dy (OUT) x (IN), a
+// batch-1 linear layer's dW, never stored; buf (OUT * IN) null without momentum, not fresh.
+template <class T>
+void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t IN,
+                    const SgdHyper& h);
+
 // eta (N, N), d (N) -> p -= eta @ d, with p the concatenation of p[i] in order
 template <class T>
 void precondition_step(T* const* p, const T* eta, const T* d, const int64_t* n, int64_t count,

@@ -19,7 +19,8 @@
 //   linear_bwd_sgd  p[dx|0, dW, db|0, dy, x, W, b|0]  i[B = 1, IN, OUT]  d[as sgd]
 //                lists[[W's momentum buffer] or [], [b's] or []]: linear_bwd at batch 1 fused
 //                with the SGD update of W (and b when given), row block by row block while the
-//                block of dW is in L1; made by Program::optimize, bitwise equal to the pair
+//                block of dW is in L1; made by Program::optimize, bitwise equal to the pair.
+//                i[3] = 1 (set_lazy): dW is not stored; materialize(index) writes it on demand
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
@@ -31,6 +32,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <vector>
 #include <string>
 
 #include "kernels.hpp"
@@ -139,24 +141,16 @@ void run_one(const Instr& in) {
             const T* dy = P<T>(in, 3);
             const T* x = P<T>(in, 4);
             const SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
-            const uint8_t fresh = 0;  // momentum buffers exist after recording
+            const uint8_t fresh = 0;  // momentum buffers exist after recording (bias below)
             // dx (and db) first: dx reads W before its update, exactly as the unfused pair
             if (in.p[0] != nullptr || in.p[2] != nullptr)
                 K.linear_backward(P<T>(in, 0), nullptr, P<T>(in, 2), dy, x, W, 1, IN, OUT);
             T* wbuf = in.lists[0].empty() ? nullptr : static_cast<T*>(in.lists[0][0]);
-            const int64_t rows = std::max<int64_t>(1, 4096 / std::max<int64_t>(IN, 1));
-            for (int64_t o = 0; o < OUT; o += rows) {
-                const int64_t r = std::min(rows, OUT - o);
-                // dW rows = dy[o:o+r] x^T: a K = 1 product (each element one rounded multiply,
-                // the same bits as the whole product's), then the update while they are in L1
-                K.gemm(true, false, r, IN, 1, T(1), dy + o, OUT, x, IN, T(0), dW + o * IN, IN);
-                T* pw = W + o * IN;
-                T* pb = wbuf != nullptr ? wbuf + o * IN : nullptr;
-                const T* pg = dW + o * IN;
-                const int64_t n = r * IN;
-                K.sgd_step(&pw, pb != nullptr ? &pb : nullptr, nullptr, &pg, nullptr, &fresh, &n, 1,
-                           h);
-            }
+            // W's update takes its gradient dy[o] x[j] as it goes (the K = 1 product's bits);
+            // dW itself is stored only when not lazy (i[3] = 1: materialize() stores it later)
+            if (i.size() < 4 || i[3] == 0)
+                K.gemm(true, false, OUT, IN, 1, T(1), dy, OUT, x, IN, T(0), dW, IN);
+            K.sgd_outer_step(W, wbuf, dy, x, OUT, IN, h);
             if (in.p[6] != nullptr) {
                 T* pb = P<T>(in, 6);
                 T* bbuf = in.lists[1].empty() ? nullptr : static_cast<T*>(in.lists[1][0]);
@@ -253,7 +247,7 @@ std::vector<Operand> operands(const Instr& in) {
             break;
         case Code::linear_bwd_sgd:
             W(0, e * i[0] * i[1]);
-            W(1, e * i[2] * i[1]);
+            if (i.size() < 4 || i[3] == 0) W(1, e * i[2] * i[1]);  // lazy: written on demand
             W(2, e * i[2]);
             R(3, e * i[0] * i[2]);
             R(4, e * i[0] * i[1]);
@@ -321,6 +315,33 @@ std::vector<Operand> operands(const Instr& in) {
         }
     }
     return ops;
+}
+
+namespace {
+
+// dW = dy^T x of a linear_bwd_sgd (batch 1: an outer product), as its unfused replay writes it
+template <class T>
+void materialize_dw(const Instr& in) {
+    const auto& i = in.i;
+    kernels<T>().gemm(true, false, i[2], i[1], 1, T(1), P<T>(in, 3), i[2], P<T>(in, 4), i[1],
+                      T(0), P<T>(in, 1), i[1]);
+}
+
+}  // namespace
+
+bool Program::materialize(size_t index) const {
+    if (index >= code_.size() || code_[index].code != Code::linear_bwd_sgd) return false;
+    if (code_[index].f64) materialize_dw<double>(code_[index]);
+    else materialize_dw<float>(code_[index]);
+    return true;
+}
+
+bool Program::set_lazy(size_t index, bool lazy) {
+    if (index >= code_.size() || code_[index].code != Code::linear_bwd_sgd) return false;
+    Instr& in = code_[index];
+    in.i.resize(4);
+    in.i[3] = lazy ? 1 : 0;
+    return true;
 }
 
 std::vector<std::pair<int64_t, int64_t>> Program::traffic() const {

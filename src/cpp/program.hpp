@@ -58,6 +58,10 @@ class Program {
     // away. Then fuses a batch-1 linear_bwd with the SGD update of its weight (and bias) into
     // linear_bwd_sgd when nothing in between touches them. Returns the number of instructions
     // removed.
+    // linear_bwd_sgd only (false otherwise): store dW lazily, i.e. only when materialize(index)
+    // is called after a replay (gd.compile calls it when .grad is read); and that call.
+    bool set_lazy(size_t index, bool lazy);
+    bool materialize(size_t index) const;
     // Sets real option `slot` of instruction `index` (e.g. a new learning rate); false if none.
     bool set_real(size_t index, size_t slot, double value) {
         if (index >= code_.size() || slot >= code_[index].d.size()) return false;

@@ -29,6 +29,7 @@ KernelTable<T> make_table() {
     t.sum_axis = &sum_axis<T>;
     t.sum_all = &sum_all<T>;
     t.sgd_step = &sgd_step<T>;
+    t.sgd_outer_step = &sgd_outer_step<T>;
     t.precondition_step = &precondition_step<T>;
     t.adam_step = &adam_step<T>;
     t.rmsprop_step = &rmsprop_step<T>;
