@@ -369,31 +369,36 @@ def test_a_grad_kept_by_the_caller_keeps_its_values_and_is_freed_when_dropped():
     assert fn.stats["replayed"] == 3
 
 
-@pytest.mark.parametrize("where", ["scheduler", "setting_after_step"])
-def test_settings_changed_inside_the_step_fall_back(where):
+def _linear_step_with_scheduler(after_step=None, momentum=0.0):
+    """A Linear + MSE + SGD step with a StepLR; after_step(opt, sched) runs inside the step."""
+    gd.manual_seed(0)
+    model = gd.nn.Linear(4, 3)
+    opt = gd.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
+    sched = gd.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = gd.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step(opt, sched)
+        return loss
+
+    return model, opt, sched, step
+
+
+def _scale_lr(opt, sched):
+    opt.param_groups[0]["lr"] *= 0.9
+
+
+@pytest.mark.parametrize("after_step", [lambda opt, sched: sched.step(), _scale_lr],
+                         ids=["scheduler", "setting_after_step"])
+def test_settings_changed_inside_the_step_fall_back(after_step):
     # StepLR(step_size=3) changes nothing on the first calls: a replay would silently never
     # advance it. Both must run eagerly (one warning) and match eager exactly.
-    def make():
-        gd.manual_seed(0)
-        model = gd.nn.Linear(4, 3)
-        opt = gd.optim.SGD(model.parameters(), lr=0.1)
-        sched = gd.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = gd.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            opt.step()
-            if where == "scheduler":
-                sched.step()
-            else:
-                opt.param_groups[0]["lr"] *= 0.9
-            return loss
-
-        return model, opt, step
-
-    m1, o1, eager = make()
-    m2, o2, step = make()
+    m1, o1, _, eager = _linear_step_with_scheduler(after_step)
+    m2, o2, _, step = _linear_step_with_scheduler(after_step)
     fn = gd.compile(step)
     rng = np.random.default_rng(0)
     with pytest.warns(RuntimeWarning, match="replay would not repeat"):
@@ -407,23 +412,8 @@ def test_settings_changed_inside_the_step_fall_back(where):
 
 
 def test_scheduler_outside_the_step_is_followed_by_replays():
-    def make():
-        gd.manual_seed(0)
-        model = gd.nn.Linear(4, 3)
-        opt = gd.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-        sched = gd.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = gd.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-
-        return model, sched, step
-
-    m1, s1, eager = make()
-    m2, s2, step = make()
+    m1, _, s1, eager = _linear_step_with_scheduler(momentum=0.5)
+    m2, _, s2, step = _linear_step_with_scheduler(momentum=0.5)
     fn = gd.compile(step)
     rng = np.random.default_rng(0)
     for _ in range(8):

@@ -188,6 +188,15 @@ def _run_twins(eager, compiled, named1, opt1, named2, opt2, data, between=None, 
     return compiled
 
 
+def _assert_falls_back(make, m1, o1, m2, o2, data):
+    """make(model, opt) -> step: compiled, it warns once, never replays, and equals eager."""
+    compiled = gd.compile(make(m2, o2))
+    with pytest.warns(RuntimeWarning, match="graddesc.compile: running step eagerly"):
+        _run_twins(make(m1, o1), compiled, list(m1.named_parameters()), o1,
+                   list(m2.named_parameters()), o2, data, capture=False)
+    assert compiled.stats["replayed"] == 0 and compiled.stats["eager"] >= 1
+
+
 def _compare_mlp(sizes, batch, act="relu", dtype=gd.float32, loss_kind="ce_mean",
                  opt=("SGD", {"lr": 0.05, "momentum": 0.9}), bias=True, zero="opt",
                  ret="loss", n=N_CALLS):
@@ -306,12 +315,7 @@ def test_zero_grad_set_to_none_false_falls_back_and_stays_equal(who):
 
         return step
 
-    compiled = gd.compile(make(m2, o2))
-    with pytest.warns(RuntimeWarning, match="graddesc.compile: running step eagerly"):
-        _run_twins(make(m1, o1), compiled, list(m1.named_parameters()), o1,
-                   list(m2.named_parameters()), o2, _data([8, 6, 3], 4, "ce_mean"),
-                   capture=False)
-    assert compiled.stats["replayed"] == 0 and compiled.stats["eager"] >= 1
+    _assert_falls_back(make, m1, o1, m2, o2, _data([8, 6, 3], 4, "ce_mean"))
 
 
 def test_optimizer_step_outside_the_compiled_function():
@@ -412,12 +416,7 @@ def test_log_softmax_nll_loss(dtype):
 
         return step
 
-    compiled = gd.compile(make(m2, o2))
-    with pytest.warns(RuntimeWarning, match="graddesc.compile: running step eagerly"):
-        _run_twins(make(m1, o1), compiled, list(m1.named_parameters()), o1,
-                   list(m2.named_parameters()), o2, _data(sizes, 5, "ce_mean", dtype=dtype),
-                   capture=False)
-    assert compiled.stats["replayed"] == 0
+    _assert_falls_back(make, m1, o1, m2, o2, _data(sizes, 5, "ce_mean", dtype=dtype))
 
 
 # ---- the user between calls ---------------------------------------------------------------------
