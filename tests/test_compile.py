@@ -241,6 +241,12 @@ def test_kernel_scale_count_scale_copy_array_against_numpy():
     (lambda c: c.count_scale(np.ones((2, 2), np.int64), -100), ValueError, "1-d"),
     (lambda c: c.copy_array([1.0, 2.0]), TypeError, "copy_array: argument 'x'"),
     (lambda c: c.Program().add("nope", False, [], [], []), ValueError, "unknown program"),
+    (lambda c: c.Program().profile(0), ValueError, "repeat must be >= 1"),
+    (lambda c: c.Program().set_real(0, 0, 0.1), ValueError, "no real option 0 in instruction 0"),
+    (lambda c: c.Program().set_lazy(3, True), ValueError, "instruction 3 is not a linear_bwd_sgd"),
+    (lambda c: c.Program().materialize(0), ValueError, "instruction 0 is not a linear_bwd_sgd"),
+    (lambda c: c.Program().grad_addr(1), ValueError, "instruction 1 is not a linear_bwd_sgd"),
+    (lambda c: c.Program().param_addr(2), ValueError, "no instruction 2"),
 ])
 def test_kernel_program_bindings_validate(call, exc, match):
     from graddesc import _core
@@ -464,3 +470,37 @@ def test_lazy_batch1_weight_gradients_read_late_or_accumulated_eagerly():
         gd.nn.functional.cross_entropy(m(x), y).backward()
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_array_equal(p1.grad.numpy(), p2.grad.numpy())
+
+
+def test_program_rebind_set_real_and_lazy_materialize_on_a_hand_built_program():
+    # One fused batch-1 Linear backward + SGD instruction against a NumPy oracle: the update
+    # W -= lr * outer(dy, x) with dW stored (eager layout) or only on materialize (lazy).
+    from graddesc import _core
+
+    def addr(a):
+        return a.__array_interface__["data"][0]
+
+    rng = np.random.default_rng(0)
+    IN, OUT, lr = 37, 5, 0.25
+    x = rng.standard_normal((1, IN)).astype(np.float32)
+    dy = rng.standard_normal((1, OUT)).astype(np.float32)
+    W0 = rng.standard_normal((OUT, IN)).astype(np.float32)
+    outer = dy.T * x  # each element one rounded float32 product
+    for lazy in (False, True):
+        W, dW = W0.copy(), np.full((OUT, IN), np.nan, np.float32)
+        prog = _core.Program()
+        prog.add("linear_bwd_sgd", False, [0, addr(dW), 0, addr(dy), addr(x), addr(W), 0],
+                 [1, IN, OUT], [0.5, 0, 0, 0, 0, 0], [[], []])
+        assert prog.param_addr(0) == addr(W) and prog.grad_addr(0) == addr(dW)
+        prog.set_real(0, 0, lr)  # a new learning rate, as gd.compile patches it
+        prog.set_lazy(0, lazy)
+        prog.run()
+        np.testing.assert_array_equal(W, W0 - np.float32(lr) * outer)
+        assert np.isnan(dW).all() == lazy
+        prog.materialize(0)
+        np.testing.assert_array_equal(dW, outer)
+        # rebind: the update now lands in another buffer
+        W2 = W0.copy()
+        prog.rebind(addr(W), addr(W2), W.nbytes)
+        prog.run()
+        np.testing.assert_array_equal(W2, W0 - np.float32(lr) * outer)
