@@ -11,7 +11,9 @@ import numpy as np
 
 from graddesc import _compile_state as _cs
 from graddesc import _dtype
+from graddesc import autograd as _autograd
 from graddesc._dtype import dtype as _DType
+from graddesc.autograd import function as _function
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import AccumulateGrad
 
@@ -183,8 +185,8 @@ class Tensor:
         self._base = None
         self._accumulator = None
 
-    @classmethod
-    def _make(cls, data: np.ndarray, requires_grad: bool = False) -> Tensor:
+    @staticmethod
+    def _make(data: np.ndarray, requires_grad: bool = False) -> Tensor:
         """Wraps an array without copying or checking (for arrays graddesc itself produced)."""
         t = object.__new__(Tensor)
         t._init(data, requires_grad)
@@ -268,7 +270,7 @@ class Tensor:
         if value is not None:
             if not isinstance(value, Tensor):
                 raise TypeError(f"grad: expected a Tensor or None, got {type(value).__name__}")
-            if value.shape != self.shape:
+            if value._data.shape != self._data.shape:
                 raise ValueError(f"grad: assigned grad has shape {tuple(value.shape)}, but the "
                                  f"tensor has shape {tuple(self.shape)}")
             if value._data.dtype != self._data.dtype:
@@ -449,10 +451,8 @@ class Tensor:
     def backward(self, gradient: Any = None, retain_graph: Optional[bool] = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
         """Accumulates d(self)/d(leaf) * gradient into .grad of every leaf that requires grad."""
-        from graddesc.autograd import backward as _backward
-
-        _backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph,
-                  inputs=inputs)
+        _autograd.backward(self, gradient, retain_graph=retain_graph,
+                           create_graph=create_graph, inputs=inputs)
 
     def register_hook(self, hook: Any) -> None:
         raise RuntimeError("register_hook is not supported by graddesc")
@@ -655,6 +655,9 @@ def _norm_dim(dim: int, ndim: int, op: str) -> int:
                          f"but got {dim})")
     return int(dim) % ndim if ndim else 0
 
+
+# The tape makes tensors too, but can't import this module (it imports the tape).
+_function._Tensor = Tensor
 
 # Ops live in graddesc.functional.*; imported last because they import Tensor.
 from graddesc.functional import activation as _act  # noqa: E402

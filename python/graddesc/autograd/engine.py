@@ -8,12 +8,13 @@ input's shape (undoing broadcasting) and dtype in one place, `_fit_to_input`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from sys import getrefcount
 from typing import Any, Optional
 
 import numpy as np
 
 from graddesc import _compile_state, _core
-from graddesc.autograd import grad_mode
+from graddesc.autograd import function, grad_mode
 from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, node_name
 
 
@@ -38,8 +39,8 @@ def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
-    from graddesc._tensor import Tensor
-
+    """g as a Tensor of the shape and dtype meta = (shape, dtype) of node's input i."""
+    Tensor = function._Tensor
     if not isinstance(g, Tensor):
         g = Tensor._make(np.asarray(g))
     shape, dtype = meta
@@ -59,23 +60,21 @@ def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
 
 def _collect(roots: Sequence[Any]) -> dict:
     """Number of incoming edges of every node reachable from `roots` (iterative DFS)."""
-    deps: dict = {}
-    seen = set()
+    deps: dict = {}  # also the set of nodes seen
     stack = []
     for r in roots:
-        if id(r) not in seen:
-            seen.add(id(r))
+        if r not in deps:
+            deps[r] = 0
             stack.append(r)
-        deps.setdefault(r, 0)
     while stack:
-        node = stack.pop()
-        for e in node.next_edges:
+        for e in stack.pop().next_edges:
             if e is None:
                 continue
             child = e[0]
-            deps[child] = deps.get(child, 0) + 1
-            if id(child) not in seen:
-                seen.add(id(child))
+            if child in deps:
+                deps[child] += 1
+            else:
+                deps[child] = 1
                 stack.append(child)
     return deps
 
@@ -132,6 +131,7 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
         slots = buffers.setdefault(node, {})
         slots[nr] = g if nr not in slots else slots[nr] + g
 
+    Tensor = function._Tensor
     results: list = [None] * (len(inputs) if inputs is not None else 0)
     ready = [n for n in dict.fromkeys(roots) if deps[n] == 0]
     prev_mode = grad_mode.is_grad_enabled()
@@ -139,7 +139,9 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
     try:
         while ready:
             node = ready.pop()
-            slots = buffers.pop(node, {})
+            slots = buffers.pop(node, None)
+            if slots is None:
+                slots = {}
             if observer is not None:
                 observer(node, slots)
             if capture:
@@ -151,24 +153,36 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                 continue
             if type(node) is AccumulateGrad:
                 if inputs is None:
-                    _accumulate(node.variable, slots.get(0), create_graph)
+                    g = slots.pop(0, None)
+                    # g may become .grad as it is when nothing else can see it or its memory:
+                    # no reference but this variable g (and getrefcount's own argument)
+                    owned = g is not None and getrefcount(g) == 2 and getrefcount(g._data) == 2
+                    _accumulate(node.variable, g, create_graph, owned)
                 continue
-            grads_in = _run_node(node, slots, retain_graph)
+            grads_in = _run_node(node, slots)
+            input_meta = node._input_meta
             for i, (edge, g) in enumerate(zip(node.next_edges, grads_in)):
                 if edge is None:
                     continue
                 child, nr = edge
                 if g is not None:
-                    g = _fit_to_input(g, node._input_meta[i], node, i)
+                    shape, dtype = input_meta[i]
+                    if type(g) is not Tensor or g._data.shape != shape or g._data.dtype != dtype:
+                        g = _fit_to_input(g, input_meta[i], node, i)
                     if _anomaly["enabled"] and not _is_finite(g._data):
                         raise RuntimeError(
                             f"Function '{node_name(node)}' returned nan values in its {i}th output."
                             + node._created_at())
-                    cslots = buffers.setdefault(child, {})
-                    cslots[nr] = g if nr not in cslots else cslots[nr] + g
-                deps[child] -= 1
-                if deps[child] == 0:
+                    cslots = buffers.get(child)
+                    if cslots is None:
+                        buffers[child] = {nr: g}
+                    else:
+                        cslots[nr] = g if nr not in cslots else cslots[nr] + g
+                left = deps[child] - 1
+                deps[child] = left
+                if left == 0:
                     ready.append(child)
+            del grads_in  # (the gradients a leaf may own)
             if not retain_graph:
                 node._release()
     finally:
@@ -192,21 +206,25 @@ def _release_children(node: Any, deps: dict, ready: list) -> None:
                 ready.append(e[0])
 
 
-def _run_node(node: Any, slots: dict, retain_graph: bool) -> tuple:
-    from graddesc._tensor import Tensor
-
+def _run_node(node: Any, slots: dict) -> tuple:
+    """Calls node's backward with the summed gradient of each of its outputs (zeros for an
+    output that got none); returns one gradient (or None) per forward argument."""
     if node._freed:
         raise RuntimeError(
             f"Trying to backward through the graph a second time (or directly access saved "
             f"tensors after they have already been freed) in {node_name(node)}. Specify "
             "retain_graph=True if you need to backward through the graph a second time.")
-    grads_out = []
-    for nr, meta in enumerate(node._output_meta):
-        g = slots.get(nr)
-        if g is None and meta is not None:
-            g = Tensor._make(np.zeros(meta[0], dtype=meta[1]))
-        grads_out.append(g)
-    res = type(node).backward(node, *grads_out)
+    out_meta = node._output_meta
+    if len(out_meta) == 1 and 0 in slots:  # the usual case: one output, with a gradient
+        res = type(node).backward(node, slots[0])
+    else:
+        grads_out = []
+        for nr, meta in enumerate(out_meta):
+            g = slots.get(nr)
+            if g is None and meta is not None:
+                g = function._Tensor._make(np.zeros(meta[0], dtype=meta[1]))
+            grads_out.append(g)
+        res = type(node).backward(node, *grads_out)
     if not isinstance(res, tuple):
         res = (res,)
     n = len(node.next_edges)
@@ -221,38 +239,59 @@ def _run_node(node: Any, slots: dict, retain_graph: bool) -> tuple:
     return res
 
 
-def _accumulate(var: Any, g: Any, create_graph: bool) -> None:
-    from graddesc._tensor import Tensor
-
+def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> None:
+    """Adds g into var.grad. owned: nothing but the caller refers to g or to its array."""
     if g is None:
         return
-    if g._data.shape != var._data.shape:
-        g = _sum_to_shape(g, var._data.shape)
-    if g._data.dtype != var._data.dtype:
-        g = Tensor._make(_cast(g._data, var._data.dtype))
+    Tensor = function._Tensor
+    vd = var._data
+    gd_ = g._data
+    if gd_.shape != vd.shape:
+        g = _sum_to_shape(g, vd.shape)
+        owned = False
+    if g._data.dtype != vd.dtype:
+        g = Tensor._make(_cast(g._data, vd.dtype))
+        owned = False
     if _anomaly["enabled"] and not _is_finite(g._data):
         raise RuntimeError("AccumulateGrad received nan values for a leaf of shape "
                            f"{tuple(var.shape)}")
-    if var.grad is None:
+    grad = var.grad
+    if grad is None:
         if create_graph:
             var.grad = g
-        else:
-            # a fresh C-ordered copy: .grad never aliases another tensor's gradient and has the
-            # parameter's layout even when g arrived through a transposed view (the C++ copy
-            # is the one gd.compile can record)
-            gd_ = g._data
-            var.grad = Tensor._make(_core.copy_array(gd_) if gd_.flags.c_contiguous and
-                                    gd_.dtype.kind == "f" else np.array(gd_, order="C"))
-            rec = _compile_state.active
-            if rec is not None:
-                rec.on_grad(var, var.grad._data)
+            return
+        rec = _compile_state.active
+        if owned and rec is None and _like_a_copy(g):
+            # a gradient computed for this leaf alone (usually a kernel's output) becomes .grad
+            # itself: nobody could tell it from the copy below (gd.compile records that copy)
+            var.grad = g
+            return
+        gd_ = g._data
+        # a fresh C-ordered copy: .grad never aliases another tensor's gradient and has the
+        # parameter's layout even when g arrived through a transposed view (the C++ copy
+        # is the one gd.compile can record)
+        var.grad = Tensor._make(_core.copy_array(gd_) if gd_.flags.c_contiguous and
+                                gd_.dtype.kind == "f" else np.array(gd_, order="C"))
+        if rec is not None:
+            rec.on_grad(var, var.grad._data)
     elif create_graph:
-        var.grad = var.grad + g
-    elif not var.grad._data.flags.writeable:
+        var.grad = grad + g
+    elif not grad._data.flags.writeable:
         _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay would skip it
         # a user-assigned read-only .grad (e.g. an expanded tensor): replace, don't write into it
-        var.grad = Tensor._make(np.asarray(np.add(var.grad._data, g._data)))  # 0-d: an array
+        var.grad = Tensor._make(np.asarray(np.add(grad._data, g._data)))  # 0-d: an array
     else:
         _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay would skip it
-        np.add(var.grad._data, g._data, out=var.grad._data)
-        var.grad._vc[0] += 1
+        np.add(grad._data, g._data, out=grad._data)
+        grad._vc[0] += 1
+
+
+def _like_a_copy(g: Any) -> bool:
+    """Whether g is a plain tensor on memory of its own (C-contiguous, writable, float), at
+    version 0: in every way like a fresh copy of itself."""
+    d = g._data
+    if type(g) is not function._Tensor or g.requires_grad or g._base is not None or \
+            g._vc[0] != 0 or d.base is not None or d.dtype.kind != "f":
+        return False
+    flags = d.flags
+    return flags.c_contiguous and flags.aligned and flags.writeable

@@ -47,9 +47,7 @@ class _SavedOutput:
     def unpack(self, node: Function) -> Any:
         t = self.ref()
         if t is None:
-            from graddesc._tensor import Tensor
-
-            t = Tensor._make(self.data, True)
+            t = _Tensor._make(self.data, True)
             t.grad_fn = node
             t._output_nr = self.output_nr
             t._vc = self.vc
@@ -81,7 +79,10 @@ class Function:
     def save_for_backward(self, *tensors: Any) -> None:
         """Saves tensors (or None) for backward; an in-place change to one makes backward raise."""
         self._saved = tensors
-        self._saved_versions = tuple(None if t is None else t._vc[0] for t in tensors)
+        versions = []
+        for t in tensors:
+            versions.append(None if t is None else t._vc[0])
+        self._saved_versions = tuple(versions)
 
     def mark_non_differentiable(self, *tensors: Any) -> None:
         """Declares outputs that never carry a gradient (indices, masks)."""
@@ -101,7 +102,7 @@ class Function:
             if s is None:
                 out.append(None)
                 continue
-            t = s.unpack(self) if isinstance(s, _SavedOutput) else s
+            t = s.unpack(self) if type(s) is _SavedOutput else s
             if t._vc[0] != v:
                 raise RuntimeError(
                     f"one of the variables needed for gradient computation has been modified by "
@@ -133,19 +134,19 @@ class Function:
     @classmethod
     def apply(cls, *args: Any) -> Any:
         """Runs forward and, when needed, records this op on the tape."""
-        Tensor = _tensor_type()
         ctx = cls.__new__(cls)
         ctx._saved = ()
         ctx._non_diff = None
         state = grad_mode._state
-        record = False
-        if state.enabled:
-            needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
-            record = True in needs
-        else:
-            needs = (False,) * len(args)
-        ctx.needs_input_grad = needs
-        if not record:
+        if not state.enabled:
+            ctx.needs_input_grad = (False,) * len(args)
+            return cls.forward(ctx, *args)
+        Tensor = _Tensor
+        needs = []
+        for a in args:
+            needs.append(isinstance(a, Tensor) and a.requires_grad)
+        ctx.needs_input_grad = needs = tuple(needs)
+        if True not in needs:
             return cls.forward(ctx, *args)
         state.enabled = False
         try:
@@ -153,52 +154,67 @@ class Function:
         finally:
             state.enabled = True
 
-        ctx.next_edges = tuple([a._edge() if need else None for a, need in zip(args, needs)])
+        # One pass over the inputs: the edges to their nodes, and the shapes of all tensor
+        # inputs, including those that need no gradient (observed variables), for fitting
+        # gradients to their inputs (the engine) and drawing the graph (graddesc.viz).
+        edges = []
+        input_meta = []
+        for a, need in zip(args, needs):
+            if isinstance(a, Tensor):
+                d = a._data
+                input_meta.append((d.shape, d.dtype))
+                edges.append(a._edge() if need else None)
+            else:
+                input_meta.append(None)
+                edges.append(None)
+        ctx.next_edges = tuple(edges)
+        ctx._input_meta = tuple(input_meta)
         if _compile_state.active is not None:
             _compile_state.active.on_apply(cls, args)
-        # shapes of inputs that need no gradient (observed variables) are kept too, for
-        # drawing the graph (graddesc.viz)
-        ctx._input_meta = tuple([(a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None
-                                 for a in args])
         ctx._scope = module_scope.current
         if _anomaly["enabled"]:
             ctx._trace = traceback.extract_stack()[:-2]
 
-        single = not isinstance(out, tuple)
-        outs = (out,) if single else out
-        out_meta = []
-        for i, t in enumerate(outs):
-            if not isinstance(t, Tensor):
-                out_meta.append(None)
-                continue
-            d = t._data
-            out_meta.append((d.shape, d.dtype))
-            if d.dtype.kind == "f" and (ctx._non_diff is None or id(t) not in ctx._non_diff):
-                if t.grad_fn is not None or t.requires_grad:
-                    # forward returned an input or a tensor already on a graph: wrap in a view
-                    # so that this node's edge is the one that counts.
-                    t = t._shallow()
-                    outs = outs[:i] + (t,) + outs[i + 1:]
-                t.requires_grad = True
-                t.grad_fn = ctx
-                t._output_nr = i
-        ctx._output_meta = tuple(out_meta)
-        if ctx._saved:
-            ctx._saved = tuple([_SavedOutput(s) if s is not None and s.grad_fn is ctx else s
-                                for s in ctx._saved])
-        return outs[0] if single else outs
+        if isinstance(out, tuple):
+            out = _take_outputs(ctx, out)
+        else:
+            out = _take_outputs(ctx, (out,))[0]
+        for s in ctx._saved:
+            if s is not None and s.grad_fn is ctx:  # an output of ctx itself: held weakly
+                ctx._saved = tuple([_SavedOutput(s) if s is not None and s.grad_fn is ctx else s
+                                    for s in ctx._saved])
+                break
+        return out
 
 
-_TENSOR: list = []
+def _take_outputs(ctx: Function, outs: tuple) -> tuple:
+    """Makes ctx the grad_fn of the differentiable tensors in outs and records every output's
+    shape and dtype (ctx._output_meta); returns outs, with views where an output was already
+    on a graph."""
+    Tensor = _Tensor
+    non_diff = ctx._non_diff
+    out_meta = []
+    for i, t in enumerate(outs):
+        if not isinstance(t, Tensor):
+            out_meta.append(None)
+            continue
+        d = t._data
+        out_meta.append((d.shape, d.dtype))
+        if d.dtype.kind == "f" and (non_diff is None or id(t) not in non_diff):
+            if t.grad_fn is not None or t.requires_grad:
+                # forward returned an input or a tensor already on a graph: wrap in a view
+                # so that this node's edge is the one that counts.
+                t = t._shallow()
+                outs = outs[:i] + (t,) + outs[i + 1:]
+            t.requires_grad = True
+            t.grad_fn = ctx
+            t._output_nr = i
+    ctx._output_meta = tuple(out_meta)
+    return outs
 
 
-def _tensor_type() -> Any:
-    """graddesc.Tensor, imported on first use (the tensor module imports this one)."""
-    if not _TENSOR:
-        from graddesc._tensor import Tensor
-
-        _TENSOR.append(Tensor)
-    return _TENSOR[0]
+# graddesc.Tensor, set by graddesc._tensor as it is defined (that module imports this one).
+_Tensor: Any = None
 
 
 def node_name(node: Any) -> str:

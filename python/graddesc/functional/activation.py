@@ -24,6 +24,17 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
+def _label(name: str, suffix: str) -> str:
+    """The node's display name: 'ReluBackward' for relu, 'GeluTanhGradBackward', ..."""
+    label = _LABELS.get((name, suffix))
+    if label is None:
+        label = _LABELS[(name, suffix)] = name.title().replace("_", "") + suffix
+    return label
+
+
+_LABELS: dict = {}
+
+
 def _float_array(x: Tensor, op: str) -> np.ndarray:
     a = x._data
     if a.dtype.kind != "f":
@@ -36,7 +47,7 @@ class Activation(Function):
     def forward(ctx, x, name, alpha):
         y = Tensor._make(_core.activation_forward(name, _float_array(x, name), alpha))
         ctx.act, ctx.alpha = name, alpha
-        ctx._label = name.title().replace("_", "") + "Backward"
+        ctx._label = _label(name, "Backward")
         ctx.save_for_backward(y if name in _SAVES_OUTPUT or name in _SAVES_OUTPUT_AS_X else x)
         return y
 
@@ -60,7 +71,7 @@ class ActivationGrad(Function):
         else:
             dx = _core.activation_backward(name, ga, x=sa, alpha=alpha)
         ctx.act, ctx.alpha = name, alpha
-        ctx._label = name.title().replace("_", "") + "GradBackward"
+        ctx._label = _label(name, "GradBackward")
         ctx.save_for_backward(g, s)
         return Tensor._make(dx)
 

@@ -112,17 +112,13 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, W, b):
         xd = x._data
-        lead = xd.shape[:-1]
         # explicit row counts here and in backward: reshape(-1, n) is ambiguous for 0 elements
-        x2 = xd.reshape(math.prod(lead), xd.shape[-1]) if xd.ndim > 2 else xd
-        x2 = contiguous(x2)
+        x2 = contiguous(xd.reshape(math.prod(xd.shape[:-1]), xd.shape[-1]) if xd.ndim > 2
+                        else xd)
         Wd = contiguous(W._data)
-        bd = None
-        if b is not None:
-            bd = contiguous(b._data)
-        y = _core.linear_forward(x2, Wd, bd)
+        y = _core.linear_forward(x2, Wd, None if b is None else contiguous(b._data))
         if xd.ndim > 2:
-            y = y.reshape(lead + (Wd.shape[0],))
+            y = y.reshape(xd.shape[:-1] + (Wd.shape[0],))
         ctx.save_for_backward(x, W)
         ctx.has_bias = b is not None
         return Tensor._make(y)
@@ -144,14 +140,20 @@ class Linear(Function):
                 db = g2.sum(0) if nb else None
             return dx, dW, db
         xd, Wd, gd = x._data, W._data, g._data
-        IN, rows = xd.shape[-1], math.prod(xd.shape[:-1])
-        x2 = contiguous(xd.reshape(rows, IN)) if xd.ndim > 1 else contiguous(xd)
-        g2 = contiguous(gd.reshape(rows, gd.shape[-1]) if gd.ndim > 1 else gd)
+        if xd.ndim > 2:  # (..., IN) as (rows, IN)
+            rows = math.prod(xd.shape[:-1])
+            x2 = contiguous(xd.reshape(rows, xd.shape[-1]))
+            g2 = contiguous(gd.reshape(rows, gd.shape[-1]))
+        else:
+            x2 = contiguous(xd)
+            g2 = contiguous(gd)
         if g2.dtype != x2.dtype:
             g2 = g2.astype(x2.dtype)
         dx, dW, db = _core.linear_backward(g2, x2, contiguous(Wd), bool(nx), bool(nw),
                                            bool(nb and ctx.has_bias))
-        return (Tensor._make(dx.reshape(xd.shape)) if dx is not None else None,
+        if dx is not None and xd.ndim > 2:
+            dx = dx.reshape(xd.shape)
+        return (Tensor._make(dx) if dx is not None else None,
                 Tensor._make(dW) if dW is not None else None,
                 Tensor._make(db) if db is not None else None)
 
@@ -164,17 +166,18 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
     if bias is not None and not isinstance(bias, Tensor):
         raise TypeError(f"linear: argument 'bias' must be a Tensor or None, got "
                         f"{type(bias).__name__}")
-    if input.ndim == 0:
+    xd, wd = input._data, weight._data
+    if xd.ndim == 0:
         raise ValueError("linear: argument 'input' must have at least 1 dimension, got a 0-d "
                          "tensor")
-    if weight.ndim != 2:
+    if wd.ndim != 2:
         raise ValueError(f"linear: argument 'weight' must be 2-d (out_features, in_features), "
-                         f"got shape {tuple(weight.shape)}")
-    if input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input has {input.shape[-1]} features (shape "
-                         f"{tuple(input.shape)}) but weight has shape {tuple(weight.shape)} "
-                         f"(expected (out_features, {input.shape[-1]}))")
-    if input.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+                         f"got shape {tuple(wd.shape)}")
+    if xd.shape[-1] != wd.shape[1]:
+        raise ValueError(f"linear: input has {xd.shape[-1]} features (shape "
+                         f"{tuple(xd.shape)}) but weight has shape {tuple(wd.shape)} "
+                         f"(expected (out_features, {xd.shape[-1]}))")
+    if xd.dtype != wd.dtype or (bias is not None and bias._data.dtype != wd.dtype):
         raise TypeError(f"linear: input, weight and bias must share one float dtype, got "
                         f"{input.dtype}, {weight.dtype}"
                         + (f", {bias.dtype}" if bias is not None else ""))

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graddesc import _core
+from graddesc import _compile_state, _core
 from graddesc._tensor import Tensor, _norm_dim, contiguous
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
@@ -166,12 +166,14 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         raise TypeError(f"{op}: argument 'target' must be a Tensor, got {type(target).__name__}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
-    if input.ndim == 0:
+    shape = input._data.shape
+    if not shape:
         raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
-    C = input.shape[0] if input.ndim == 1 else input.shape[1]
+    C = shape[0] if len(shape) == 1 else shape[1]
     if weight is not None and (weight.ndim != 1 or weight.shape[0] != C):
         raise ValueError(f"{op}: weight must have shape ({C},), got {tuple(weight.shape)}")
-    if target._data.dtype.kind == "f":  # class probabilities
+    kind = target._data.dtype.kind
+    if kind == "f":  # class probabilities
         if target.shape != input.shape:
             raise ValueError(f"{op}: probability targets must have the input's shape "
                              f"{tuple(input.shape)}, got {tuple(target.shape)}")
@@ -186,19 +188,19 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
             n = loss.numel()
             return red.sum(loss) / n if n else red.sum(loss) * np.nan
         return _reduce(loss, reduction, op)
-    if target._data.dtype.kind not in "iu":
+    if kind not in "iu":
         raise TypeError(f"{op}: class-index targets must be int64, got {target.dtype}")
     # normalise to logits (N, C) and targets (N,)
-    if input.ndim == 1:
+    if len(shape) == 1:
         if target.ndim != 0:
             raise ValueError(f"{op}: for 1-d input (C,) the target must be 0-d, got shape "
                              f"{tuple(target.shape)}")
         z, t, out_shape = input.unsqueeze(0), target.reshape(1), ()
-    elif input.ndim == 2:
-        if target.shape != (input.shape[0],):
-            raise ValueError(f"{op}: expected target of shape ({input.shape[0]},) for input of "
-                             f"shape {tuple(input.shape)}, got {tuple(target.shape)}")
-        z, t, out_shape = input, target, (input.shape[0],)
+    elif len(shape) == 2:
+        if target._data.shape != shape[:1]:
+            raise ValueError(f"{op}: expected target of shape ({shape[0]},) for input of "
+                             f"shape {tuple(shape)}, got {tuple(target.shape)}")
+        z, t, out_shape = input, target, shape[:1]
     else:
         want = (input.shape[0],) + tuple(input.shape[2:])
         if tuple(target.shape) != want:
@@ -208,18 +210,17 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         t, out_shape = target.reshape(-1), want
     t64 = t if t._data.dtype == np.int64 else t.long()
     td = t64._data
-    if td.size and (td.min() < 0 or td.max() >= C):
-        bad = (td != ignore_index) & ((td < 0) | (td >= C))
-        if bad.any():
-            k = int(np.nonzero(bad)[0][0])
-            raise ValueError(f"{op}: target {int(td[k])} at position {k} is out of bounds for "
-                             f"{C} classes (expected 0 <= target < {C} or target == "
-                             f"ignore_index={ignore_index})")
-    if weight is None and not label_smoothing and reduction != "none":
-        # the common case: one fused node computes the rows' losses and their mean or sum
-        return CrossEntropy.apply(z, t64, int(ignore_index), reduction)
+    try:
+        if weight is None and not label_smoothing and reduction != "none":
+            # the common case: one fused node computes the rows' losses and their mean or sum
+            return CrossEntropy.apply(z, t64, int(ignore_index), reduction)
+        nll = CrossEntropy.apply(z, t64, int(ignore_index), "none")
+    except ValueError:
+        # the kernel checks the targets' range (cheaper than NumPy's min and max here); this
+        # names the first target out of range
+        _check_targets(td, C, ignore_index, op)
+        raise
     valid_np = td != ignore_index
-    nll = CrossEntropy.apply(z, t64, int(ignore_index), "none")
     valid = Tensor._make(valid_np.astype(z._data.dtype))
     if weight is not None:
         wt = Tensor._make(np.where(valid_np, weight._data[np.where(valid_np, td, 0)], 0)
@@ -238,6 +239,16 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         return red.sum(loss)
     denom = float(wt._data.sum())
     return red.sum(loss) / denom if denom else red.sum(loss) * np.nan
+
+
+def _check_targets(td: np.ndarray, C: int, ignore_index: int, op: str) -> None:
+    """Raises ValueError naming the first class index in td outside [0, C) (ignore_index aside)."""
+    bad = (td != ignore_index) & ((td < 0) | (td >= C))
+    if bad.any():
+        k = int(np.nonzero(bad)[0][0])
+        raise ValueError(f"{op}: target {int(td[k])} at position {k} is out of bounds for "
+                         f"{C} classes (expected 0 <= target < {C} or target == "
+                         f"ignore_index={ignore_index})")
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,  # noqa: A002
@@ -308,8 +319,6 @@ class MSE(Function):
 
 def _compile_state_const(value: float) -> np.ndarray:
     """A constant 0-d float64 array that gd.compile may snapshot (it depends on shapes only)."""
-    from graddesc import _compile_state
-
     a = np.array(value, dtype=np.float64)
     rec = _compile_state.active
     if rec is not None:
