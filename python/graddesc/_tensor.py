@@ -126,7 +126,8 @@ def _nested_to_arrays(data: Any) -> Any:
 def contiguous(a: np.ndarray) -> np.ndarray:
     """a itself when C-contiguous and aligned (what the kernels need), else a C-contiguous
     copy; keeps 0-d arrays 0-d (unlike np.ascontiguousarray, which returns at least 1-d)."""
-    return a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
+    flags = a.flags
+    return a if flags.c_contiguous and flags.aligned else np.array(a, order="C")
 
 
 def _shape_args(size: Sequence[Any], fn: str) -> tuple:
@@ -176,6 +177,7 @@ class Tensor:
             self.requires_grad_(True)
 
     def _init(self, data: np.ndarray, requires_grad: bool) -> None:
+        # (Tensor._make sets the same fields: it is on every op's path, a call saved counts)
         self._data = data
         self.requires_grad = requires_grad
         self._grad = None
@@ -189,7 +191,14 @@ class Tensor:
     def _make(data: np.ndarray, requires_grad: bool = False) -> Tensor:
         """Wraps an array without copying or checking (for arrays graddesc itself produced)."""
         t = object.__new__(Tensor)
-        t._init(data, requires_grad)
+        t._data = data  # the fields of _init
+        t.requires_grad = requires_grad
+        t._grad = None
+        t.grad_fn = None
+        t._output_nr = 0
+        t._vc = [0]
+        t._base = None
+        t._accumulator = None
         return t
 
     def _view_of(self, data: np.ndarray) -> Tensor:

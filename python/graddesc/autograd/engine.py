@@ -134,6 +134,7 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
     Tensor = function._Tensor
     results: list = [None] * (len(inputs) if inputs is not None else 0)
     ready = [n for n in dict.fromkeys(roots) if deps[n] == 0]
+    plain = observer is None and inputs is None  # no observer, nothing captured or skipped
     prev_mode = grad_mode.is_grad_enabled()
     grad_mode._set_grad_enabled(create_graph)
     try:
@@ -142,15 +143,16 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
             slots = buffers.pop(node, None)
             if slots is None:
                 slots = {}
-            if observer is not None:
-                observer(node, slots)
-            if capture:
-                for nr, g in slots.items():
-                    for k in capture.get((node, nr), ()):
-                        results[k] = g
-            if needed is not None and node not in needed:
-                _release_children(node, deps, ready)
-                continue
+            if not plain:
+                if observer is not None:
+                    observer(node, slots)
+                if capture:
+                    for nr, g in slots.items():
+                        for k in capture.get((node, nr), ()):
+                            results[k] = g
+                if needed is not None and node not in needed:
+                    _release_children(node, deps, ready)
+                    continue
             if type(node) is AccumulateGrad:
                 if inputs is None:
                     g = slots.pop(0, None)
@@ -261,19 +263,19 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
             var.grad = g
             return
         rec = _compile_state.active
-        if owned and rec is None and _like_a_copy(g):
-            # a gradient computed for this leaf alone (usually a kernel's output) becomes .grad
-            # itself: nobody could tell it from the copy below (gd.compile records that copy)
-            var.grad = g
-            return
-        gd_ = g._data
-        # a fresh C-ordered copy: .grad never aliases another tensor's gradient and has the
-        # parameter's layout even when g arrived through a transposed view (the C++ copy
-        # is the one gd.compile can record)
-        var.grad = Tensor._make(_core.copy_array(gd_) if gd_.flags.c_contiguous and
-                                gd_.dtype.kind == "f" else np.array(gd_, order="C"))
+        if not (owned and rec is None and _like_a_copy(g)):
+            # a fresh C-ordered copy: .grad never aliases another tensor's gradient and has the
+            # parameter's layout even when g arrived through a transposed view (the C++ copy
+            # is the one gd.compile can record)
+            gd_ = g._data
+            g = Tensor._make(_core.copy_array(gd_) if gd_.flags.c_contiguous and
+                             gd_.dtype.kind == "f" else np.array(gd_, order="C"))
+        # else a gradient computed for this leaf alone (usually a kernel's output) becomes .grad
+        # itself: nobody could tell it from a copy. g has var's shape and dtype by now, so the
+        # checks of the .grad setter are skipped.
+        var._grad = g
         if rec is not None:
-            rec.on_grad(var, var.grad._data)
+            rec.on_grad(var, g._data)
     elif create_graph:
         var.grad = grad + g
     elif not grad._data.flags.writeable:
@@ -287,11 +289,8 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
 
 
 def _like_a_copy(g: Any) -> bool:
-    """Whether g is a plain tensor on memory of its own (C-contiguous, writable, float), at
-    version 0: in every way like a fresh copy of itself."""
+    """Whether g is a plain tensor on memory of its own (C-contiguous, aligned, writable,
+    float), at version 0: in every way like a fresh copy of itself."""
     d = g._data
-    if type(g) is not function._Tensor or g.requires_grad or g._base is not None or \
-            g._vc[0] != 0 or d.base is not None or d.dtype.kind != "f":
-        return False
-    flags = d.flags
-    return flags.c_contiguous and flags.aligned and flags.writeable
+    return type(g) is function._Tensor and not g.requires_grad and g._base is None and \
+        g._vc[0] == 0 and d.base is None and d.dtype.kind == "f" and d.flags.carray

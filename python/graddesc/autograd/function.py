@@ -97,20 +97,24 @@ class Function:
                 f"of {node_name(self)} after they were freed). Specify retain_graph=True on the "
                 "first "
                 "backward if you need to backward twice.")
+        versions = self._saved_versions
         out = []
-        for i, (s, v) in enumerate(zip(self._saved, self._saved_versions)):
-            if s is None:
-                out.append(None)
-                continue
-            t = s.unpack(self) if type(s) is _SavedOutput else s
-            if t._vc[0] != v:
-                raise RuntimeError(
-                    f"one of the variables needed for gradient computation has been modified by "
-                    f"an inplace operation: saved tensor {i} of {node_name(self)} (shape "
-                    f"{tuple(t.shape)}) is at version {t._vc[0]}; expected version {v} instead."
-                    + self._created_at())
-            out.append(t)
+        for s in self._saved:
+            if s is not None:
+                if type(s) is _SavedOutput:
+                    s = s.unpack(self)
+                if s._vc[0] != versions[len(out)]:  # (len(out): the index of s)
+                    raise self._modified_error(len(out), s)
+            out.append(s)
         return tuple(out)
+
+    def _modified_error(self, i: int, t: Any) -> RuntimeError:
+        v = self._saved_versions[i]
+        return RuntimeError(
+            f"one of the variables needed for gradient computation has been modified by "
+            f"an inplace operation: saved tensor {i} of {node_name(self)} (shape "
+            f"{tuple(t.shape)}) is at version {t._vc[0]}; expected version {v} instead."
+            + self._created_at())
 
     @property
     def next_functions(self) -> tuple:
@@ -141,10 +145,25 @@ class Function:
         if not state.enabled:
             ctx.needs_input_grad = (False,) * len(args)
             return cls.forward(ctx, *args)
+        # One pass over the inputs: which need a gradient, the edges to their nodes, and the
+        # shapes of all tensor inputs, including those that need no gradient (observed
+        # variables), for fitting gradients to their inputs (the engine) and drawing the graph
+        # (graddesc.viz).
         Tensor = _Tensor
         needs = []
+        edges = []
+        input_meta = []
         for a in args:
-            needs.append(isinstance(a, Tensor) and a.requires_grad)
+            if isinstance(a, Tensor):
+                need = a.requires_grad
+                edges.append(a._edge() if need else None)
+                d = a._data
+                input_meta.append((d.shape, d.dtype))
+            else:
+                need = False
+                edges.append(None)
+                input_meta.append(None)
+            needs.append(need)
         ctx.needs_input_grad = needs = tuple(needs)
         if True not in needs:
             return cls.forward(ctx, *args)
@@ -154,19 +173,6 @@ class Function:
         finally:
             state.enabled = True
 
-        # One pass over the inputs: the edges to their nodes, and the shapes of all tensor
-        # inputs, including those that need no gradient (observed variables), for fitting
-        # gradients to their inputs (the engine) and drawing the graph (graddesc.viz).
-        edges = []
-        input_meta = []
-        for a, need in zip(args, needs):
-            if isinstance(a, Tensor):
-                d = a._data
-                input_meta.append((d.shape, d.dtype))
-                edges.append(a._edge() if need else None)
-            else:
-                input_meta.append(None)
-                edges.append(None)
         ctx.next_edges = tuple(edges)
         ctx._input_meta = tuple(input_meta)
         if _compile_state.active is not None:
@@ -175,7 +181,16 @@ class Function:
         if _anomaly["enabled"]:
             ctx._trace = traceback.extract_stack()[:-2]
 
-        if isinstance(out, tuple):
+        if type(out) is Tensor and out.grad_fn is None and not out.requires_grad and \
+                ctx._non_diff is None:
+            # the usual case: one new tensor
+            d = out._data
+            ctx._output_meta = ((d.shape, d.dtype),)
+            if d.dtype.kind == "f":
+                out.requires_grad = True
+                out.grad_fn = ctx
+                out._output_nr = 0
+        elif isinstance(out, tuple):
             out = _take_outputs(ctx, out)
         else:
             out = _take_outputs(ctx, (out,))[0]

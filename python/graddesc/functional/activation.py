@@ -14,6 +14,7 @@ import numpy as np
 
 from graddesc import _core
 from graddesc._tensor import Tensor, contiguous
+from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
 
 _SAVES_OUTPUT = frozenset(_core.ACTIVATIONS_SAVING_OUTPUT)
@@ -54,7 +55,20 @@ class Activation(Function):
     @staticmethod
     def backward(ctx, g):
         (s,) = ctx.saved_tensors
+        if not grad_mode.is_grad_enabled():  # no graph of the gradient: the kernel alone
+            return Tensor._make(_activation_grad(g, s, ctx.act, ctx.alpha)), None, None
         return ActivationGrad.apply(g, s, ctx.act, ctx.alpha), None, None
+
+
+def _activation_grad(g: Tensor, s: Tensor, name: str, alpha: float) -> np.ndarray:
+    """g * f'(s) from the C++ kernel, s the saved x or y."""
+    sa = _float_array(s, name)
+    ga = contiguous(g._data)
+    if ga.dtype != sa.dtype:
+        ga = ga.astype(sa.dtype)
+    if name in _SAVES_OUTPUT:
+        return _core.activation_backward(name, ga, None, sa, alpha)  # (name, dy, x, y, alpha)
+    return _core.activation_backward(name, ga, sa, None, alpha)
 
 
 class ActivationGrad(Function):
@@ -62,14 +76,7 @@ class ActivationGrad(Function):
 
     @staticmethod
     def forward(ctx, g, s, name, alpha):
-        sa = _float_array(s, name)
-        ga = contiguous(g._data)
-        if ga.dtype != sa.dtype:
-            ga = ga.astype(sa.dtype)
-        if name in _SAVES_OUTPUT:
-            dx = _core.activation_backward(name, ga, y=sa, alpha=alpha)
-        else:
-            dx = _core.activation_backward(name, ga, x=sa, alpha=alpha)
+        dx = _activation_grad(g, s, name, alpha)
         ctx.act, ctx.alpha = name, alpha
         ctx._label = _label(name, "GradBackward")
         ctx.save_for_backward(g, s)

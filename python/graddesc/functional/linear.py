@@ -120,7 +120,6 @@ class Linear(Function):
         if xd.ndim > 2:
             y = y.reshape(xd.shape[:-1] + (Wd.shape[0],))
         ctx.save_for_backward(x, W)
-        ctx.has_bias = b is not None
         return Tensor._make(y)
 
     @staticmethod
@@ -149,8 +148,8 @@ class Linear(Function):
             g2 = contiguous(gd)
         if g2.dtype != x2.dtype:
             g2 = g2.astype(x2.dtype)
-        dx, dW, db = _core.linear_backward(g2, x2, contiguous(Wd), bool(nx), bool(nw),
-                                           bool(nb and ctx.has_bias))
+        # (nb: there is a bias and it needs a gradient)
+        dx, dW, db = _core.linear_backward(g2, x2, contiguous(Wd), bool(nx), bool(nw), bool(nb))
         if dx is not None and xd.ndim > 2:
             dx = dx.reshape(xd.shape)
         return (Tensor._make(dx) if dx is not None else None,

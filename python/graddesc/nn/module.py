@@ -33,12 +33,15 @@ class Module:
         rec = _compile_state.active
         if rec is not None:  # gd.compile: this module's tensors are state, not temporaries
             rec.on_module(self)
-        outer = module_scope.current
-        module_scope.current = outer + (self,)
+        scope = module_scope
+        outer = scope.current
+        scope.current = outer + (self,)
         try:
-            return self.forward(*args, **kwargs)
+            if kwargs:
+                return self.forward(*args, **kwargs)
+            return self.forward(*args)
         finally:
-            module_scope.current = outer
+            scope.current = outer
 
     # ---- attribute registration ---------------------------------------------------------
     def _check_init(self) -> None:

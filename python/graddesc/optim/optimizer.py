@@ -335,9 +335,12 @@ def _check_number(value: Any, what: str) -> float:
     return float(value)
 
 
-def _c_array(a: np.ndarray) -> np.ndarray:
-    """a itself when it is C-contiguous and aligned, else a C-contiguous copy (0-d stays 0-d)."""
-    if a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative:
+def _c_array(a: np.ndarray, flags: Any = None) -> np.ndarray:
+    """a itself when it is C-contiguous and aligned, else a C-contiguous copy (0-d stays 0-d).
+    flags: a.flags, when the caller has them."""
+    if flags is None:
+        flags = a.flags
+    if flags.c_contiguous and flags.aligned and a.dtype.isnative:
         return a
     return np.array(a, dtype=a.dtype.newbyteorder("="), order="C", copy=True)
 
@@ -350,19 +353,20 @@ class _Batch:
 
     __slots__ = ("_writeback", "arrays", "grads", "params")
 
-    def __init__(self, params: list) -> None:
+    def __init__(self, params: list, grads: list) -> None:
         self.params = params
         self.arrays, self.grads, self._writeback = [], [], []
-        for p in params:
+        for p, g in zip(params, grads):
             a = p._data
-            if not a.flags.writeable:
+            flags = a.flags
+            if not flags.writeable:
                 raise ValueError(f"optimizer: a parameter of shape {tuple(a.shape)} is read-only "
                                  "(an expanded or broadcast view); it can't be updated in place")
-            c = _c_array(a)
+            c = _c_array(a, flags)
             if c is not a:
                 self._writeback.append((a, c))
             self.arrays.append(c)
-            self.grads.append(_c_array(p.grad._data))
+            self.grads.append(_c_array(g._data))
 
     def finish(self) -> None:
         """Copies updated contiguous copies back and bumps every parameter's version."""
@@ -375,11 +379,16 @@ class _Batch:
 def _batches(params: Iterable[Tensor]) -> list:
     """The parameters with a gradient, split by dtype (float32 first seen first): one kernel
     call per batch."""
-    by_dtype: dict = {}
+    by_dtype: dict = {}  # dtype -> (params, their gradients)
     for p in params:
-        if p.grad is not None:
-            by_dtype.setdefault(p._data.dtype, []).append(p)
-    return [_Batch(ps) for ps in by_dtype.values()]
+        g = p.grad
+        if g is not None:
+            batch = by_dtype.get(p._data.dtype)
+            if batch is None:
+                batch = by_dtype[p._data.dtype] = ([], [])
+            batch[0].append(p)
+            batch[1].append(g)
+    return [_Batch(ps, gs) for ps, gs in by_dtype.values()]
 
 
 def _zeros_like(p: Tensor, fill: float = 0.0) -> Tensor:

@@ -12,6 +12,8 @@ from graddesc._tensor import Tensor
 from graddesc.autograd.grad_mode import enable_grad
 from graddesc.optim.optimizer import Optimizer, _batches, _check_number
 
+_INF = float("inf")
+
 
 class _LrArray:
     """A validated diagonal (N,) or matrix (N, N) learning rate (float64), with its conversions
@@ -116,6 +118,8 @@ class SGD(Optimizer):
     def _lr(self, group: dict) -> Any:
         """The group's learning rate: a float, or a validated _LrArray (cached per lr object)."""
         lr = group["lr"]
+        if type(lr) is float and 0.0 <= lr < _INF:  # the usual case: a valid plain number
+            return lr
         if isinstance(lr, (Tensor, np.ndarray, list, tuple)):
             arr = lr._data if isinstance(lr, Tensor) else np.asarray(lr)
             if arr.size != 1:
