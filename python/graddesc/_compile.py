@@ -2,19 +2,26 @@
 
 The first call of `compile(fn)(*args)` for given input shapes/dtypes runs `fn` eagerly while a
 recorder watches every call into graddesc._core (the C++ kernels), with the arrays they read and
-write. If every array a kernel reads is accounted for -- a copy of an input, a parameter, an
-optimizer state buffer, a shape-only constant, or the output of an earlier recorded kernel --
-the sequence becomes a `_core.Program` of raw-pointer kernel calls on those same buffers. Later
-calls copy the new inputs into the recorded input buffers and run the program with one call
-(GIL released, no tape, no allocation), which is bitwise equal to the eager step because it is
-the same kernels on the same data in the same order.
+write. If every array a kernel reads is accounted for -- a copy of an input, a parameter (or a
+frozen module tensor), an optimizer state buffer, a shape-only constant, or the output of an
+earlier recorded kernel -- the sequence becomes a `_core.Program` of raw-pointer kernel calls on
+those same buffers. Program.optimize then removes copies into .grad and fuses a batch-1 Linear
+backward with its SGD update (that weight gradient is stored only when .grad is read:
+_compile_state.pending). Later calls copy the new inputs into the recorded input buffers and
+run the program with one call (GIL released, no tape, no allocation), which is bitwise equal to
+the eager step because it is the same arithmetic on the same data in the same order.
+
+Validity on each call: the same storage and requires_grad of every parameter, the same
+optimizer settings (a new learning rate alone is patched into the program), no storage rebinding
+(Module.to, Tensor.data =, an optimizer's load_state_dict or add_param_group bump an epoch).
+A .grad the caller still holds keeps its values (the program is rebound to a fresh buffer).
 
 Anything that cannot be captured falls back to eager execution with one warning: Python reading
 a tensor's value (item(), bool(), numpy(), ...), ops that compute through NumPy instead of a
-kernel, optimizers without a recorded kernel path (Adam, RMSprop, ...), inputs that require
-grad, gradients accumulated across calls (call zero_grad() inside the step), non-tensor return
-values. Rebinding a tensor's storage (Module.to, Tensor.data =, an optimizer's load_state_dict
-or add_param_group) makes the next call record again.
+kernel, NumPy writes into tensors (in-place ops, gradient accumulation, clipping), optimizers
+without a recorded kernel path (RMSprop, Adagrad, ...), optimizer settings or schedulers changed
+inside the step, inputs that require grad, gradients accumulated across calls (call zero_grad()
+inside the step), non-tensor return values.
 """
 
 from __future__ import annotations
