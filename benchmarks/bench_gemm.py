@@ -10,7 +10,7 @@ _interleaved_medians); the table shows medians after a warm-up.
 (times the thread count).
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_gemm.py
-     [--threads 1 2] [--dtype float32] [--quick]
+     [--threads 1 2] [--dtype float32] [--quick] [--shapes 256x256x784:nt ...]
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ SHAPES: list[tuple[int, int, int, str, str]] = [
     (256, 256, 784, "tt", "both transposed"),
     (32, 784, 256, "nn", "dx of Linear(784, 256), batch 32"),
     (32, 256, 784, "nt", "forward of Linear(784, 256), batch 32"),
+    # the other GEMMs of a training step of the MLP 784-256-128-10 at batch 256
+    (256, 128, 256, "nt", "forward of Linear(256, 128), batch 256"),
+    (256, 256, 128, "nn", "dx of Linear(256, 128), batch 256"),
+    (128, 256, 256, "tn", "dW of Linear(256, 128), batch 256"),
+    # the lecture's net 600-60-40-10 at batch 64
+    (64, 60, 600, "nt", "forward of Linear(600, 60), batch 64"),
+    (60, 600, 64, "tn", "dW of Linear(600, 60), batch 64"),
     (1, 784, 256, "nn", "dx, batch 1 (vector-matrix)"),
     (1, 256, 784, "nt", "forward, batch 1 (matrix-vector)"),
 ]
@@ -129,6 +136,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--repeat", type=int, default=15, help="timed samples per library")
     parser.add_argument("--quick", action="store_true", help="fewer, shorter samples")
+    parser.add_argument("--shapes", nargs="+", metavar="MxNxK:op",
+                        help="only these rows of the table, e.g. 256x256x784:nt")
     args = parser.parse_args()
     dtype = np.dtype(args.dtype).type
     repeat = 5 if args.quick else args.repeat
@@ -138,12 +147,18 @@ def main() -> None:
     peak = measure_peak([isa])[isa][args.dtype]
     print(f"graddesc isa={isa} dtype={args.dtype}; measured 1-core {args.dtype} peak "
           f"{peak:.1f} GF/s (benchmarks/peak.py)")
+    shapes = SHAPES
+    if args.shapes:
+        shapes = [s for s in SHAPES if f"{s[0]}x{s[1]}x{s[2]}:{s[3]}" in args.shapes]
+        missing = set(args.shapes) - {f"{s[0]}x{s[1]}x{s[2]}:{s[3]}" for s in shapes}
+        if missing:
+            parser.error(f"--shapes: not in the table: {sorted(missing)}")
     rows, records = [], []
     for n in args.threads:
         gd.set_num_threads(n)
         limiter = _limit_numpy_threads(n)
         try:
-            for M, N, K, trans, what in SHAPES:
+            for M, N, K, trans, what in shapes:
                 t_gd, t_np = bench_shape(M, N, K, trans, dtype, repeat, min_time, n)
                 flops = 2.0 * M * N * K
                 gf_gd, gf_np = flops / t_gd * 1e-9, flops / t_np * 1e-9

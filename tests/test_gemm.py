@@ -3,7 +3,10 @@
 The shapes are chosen to reach every path of the kernel on every ISA: the K = 1 outer product,
 the M = 1 and N = 1 matrix-vector products (dot products or row sweeps, per transpose), the
 unpacked path for short M with op(B) = B, the packed path (several K blocks, several N blocks,
-partial micro-tiles at both edges), and empty dimensions. Oracles are float64 NumPy products;
+partial micro-tiles at both edges; op(A) = A read in place; op(A) = A^T and op(B) = B packed on
+the fly by the first kernel call that reads them when op(A) is small, by passes ahead when it is
+large; op(B) = B^T packed by transposes with partial blocks at the N and K edges), and empty
+dimensions. Oracles are float64 NumPy products;
 the tolerance is the dot-product error bound |fl(a . b) - a . b| <= K eps |a| . |b|, so it holds
 for any summation order.
 """
@@ -33,10 +36,10 @@ SHAPES = [
     (257, 65, 129),
     # short M (the unpacked path when op(B) = B), just below and above its limit
     (2, 300, 40),
-    (12, 33, 64),
-    (24, 129, 100),  # limits: 4 x MR rows = 24 (AVX2, portable), 56 (AVX-512)
-    (25, 129, 100),
-    (56, 129, 100),
+    (12, 33, 64),  # limits: 2 x MR rows = 12 (AVX2, portable), 28 (AVX-512)
+    (13, 33, 64),
+    (28, 129, 100),
+    (29, 129, 100),
     (57, 129, 100),
     # tall and skinny in each direction
     (1000, 3, 17),
@@ -49,9 +52,21 @@ SHAPES = [
     (1, 3, 1000),
     (257, 1, 129),
     (1, 1, 300),
-    # several K blocks (float: 512 deep, double: 256) and several N blocks (1 MiB of packed B)
+    # several K blocks (float: 512 deep, double: 256) and several N blocks (256 KiB of packed B
+    # when op(A) is small, 512 KiB when large), split evenly, the last panel partial
     (70, 1000, 1100),
     (30, 70, 700),
+    (100, 777, 260),
+    # the training-step shapes: packing on the fly with partial panels (N = 60, 600), B^T packed
+    # with partial transpose blocks (N = 60, K = 600 = 37 x 16 + 8)
+    (64, 60, 600),
+    (60, 600, 64),
+    # a large op(A) (M x kc values over 512 KiB for float and double): packed by passes ahead
+    (700, 90, 600),
+    # op(A) = A with rows 4 KiB apart (K = 1024 floats, 512 doubles): packed by transposes
+    # (partial blocks at the M edge) rather than read in place
+    (45, 70, 1024),
+    (45, 70, 512),
 ]
 
 # Empty products: C is (M, N); K = 0 makes it beta * C.
@@ -192,7 +207,8 @@ def test_gemm_float32_close_to_float64(isa, rng):
 # ------------------------------------------------------------------------------- determinism
 
 # The task's two shapes plus one per special path: the unpacked path split over N, the packed
-# path split over N (short M, op(B) = B^T), M = 1 (both kinds), N = 1 and K = 1.
+# path split over N (short M, op(B) = B^T), M = 1 (both kinds), N = 1 and K = 1, and the packed
+# path's two ways of packing.
 THREAD_SHAPES = [
     (300, 500, 400),
     (1024, 64, 2000),
@@ -201,6 +217,11 @@ THREAD_SHAPES = [
     (1, 3000, 1000),
     (3000, 1, 1000),
     (1100, 1000, 1),
+    # packing on the fly (small op(A)) and passes ahead (large op(A)), split over M or over N
+    (256, 784, 256),
+    (60, 600, 64),
+    (300, 120, 200),
+    (700, 300, 600),
 ]
 
 

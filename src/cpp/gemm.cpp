@@ -2,10 +2,18 @@
 //
 // The general path is BLIS-style (gemm/kernel.hpp has the micro-kernel and the packing):
 //   for each K block (kc <= 512 floats deep, K split evenly; fixed by the shape alone):
-//     pack op(A) into MR-row micro-panels (kc x MRP, MRP = MR rounded up to whole vectors)
-//     for each N block (nb columns of op(B), kc x nb <= 1 MiB, packed into NR-wide panels):
-//       for each A micro-panel (stays in L1) x each B panel (streamed from L2):
+//     for each N block (nb columns of op(B), kc x nb <= 256 or 512 KiB, split evenly, packed into
+//     NR-wide panels):
+//       for each A micro-panel (MR rows, stays in L1) x each B panel (streamed from L2):
 //         the micro-kernel: an MR x NR tile of C in registers, one FMA per k and vector.
+// What is packed, and when (measured on the training-step shapes, see blocking_for):
+//   op(A) = A: read in place, MR rows each front to back (a transposing pack cost more than it
+//     saved), unless its rows lie a multiple of 4 KiB apart (then packed by transposes ahead);
+//   op(A) = A^T and op(B) = B: plain copies. For a small op(A) (M x kc <= 512 KiB, which stays in
+//     L2 with its B and C blocks) each panel is copied on the fly by its first kernel call, which
+//     reads it in place anyway and stores what it loads (hidden behind the FMAs); for a large one
+//     by passes ahead (reading large sources in place stalls the kernel);
+//   op(B) = B^T: transposed in L x L register blocks by a pass ahead.
 // With several threads, C is cut into one slab per thread (whole panels, along N or M) and each
 // thread runs the loop nest above on its slab with its own buffers (gemm_blocked).
 // Tiles (rows MR x columns NR): AVX-512 14 x 32 floats / 14 x 16 doubles (28 accumulators of
@@ -14,15 +22,15 @@
 //
 // Shapes that would waste the packing take other paths: K = 1 is an outer product; M = 1 and
 // N = 1 are matrix-vector products that read the matrix once (dot products when its rows run
-// along K, else row sweeps into an L1 accumulator); a short M (<= 4 MR rows) with op(B) = B packs
-// nothing: the micro-kernel reads A's rows and B's rows in place, in K blocks of 96 (for
-// 32 x 784 x 256, packing B would cost about as much as the product). The first K block applies
-// beta, later ones add.
+// along K, else row sweeps into an L1 accumulator); a short M (<= 2 MR rows) with op(B) = B packs
+// nothing: the micro-kernel reads A's rows and B's rows in place, in K blocks of 96 (packing B
+// would cost about as much as the product). The first K block applies beta, later ones add.
 //
 // Determinism: every C element is a chain of FMAs over k in increasing order inside each K block,
 // the blocks added in order; the K blocking and the choice of path depend only on the problem
-// size, never on the thread count, and threads split M or N only. So results are bitwise
-// identical for any number of threads.
+// size, never on the thread count, and threads split M or N only (what is packed, how N is
+// blocked and which tile an element lies in do not change its arithmetic). So results are
+// bitwise identical for any number of threads.
 #include "gemm.hpp"
 
 #include <algorithm>
@@ -47,23 +55,30 @@ constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Below this many flops a GEMM stays on one thread (a parallel region costs a few microseconds).
 constexpr int64_t kGemmParallelFlops = int64_t(1) << 21;
 
-// K block: a packed A micro-panel (kc x MRP) stays in L1 (512 x 16 floats = 32 KiB of 48). The
-// blocks split K evenly (K = 784 -> 2 x 392), so few passes over C; fixed by K alone.
+// K block: an A micro-panel (kc x MR, packed or read in place) stays in L1 (512 x 16 floats =
+// 32 KiB of 48). The blocks split K evenly (K = 784 -> 2 x 392), so few passes over C; fixed by K
+// alone.
 template <class T>
 constexpr int64_t kKcMax = 2048 / static_cast<int64_t>(sizeof(T));
 // K block of the unpacked path: its A rows (<= 48 x 96 floats) and one B strip (96 x 32) share L1.
 template <class T>
 constexpr int64_t kKcDirect = 384 / static_cast<int64_t>(sizeof(T));
-// B block: kc x nb values, streamed from L2 by every A micro-panel (at most 1 MiB).
-constexpr int64_t kBlockBBytes = int64_t(1) << 20;
+// op(A) K blocks of up to this many bytes (M x kc values) count as small: they stay in L2 beside a
+// B block and a block of C. Then B blocks are small too (256 KiB, so the three fit in L2), and the
+// copy packs run on the fly. A larger op(A) streams from L3 once per B block, so its B blocks are
+// larger (fewer passes over A), and its packs run as passes ahead (reading a large source in
+// place, its rows often 4 KiB apart in the same L1 set, starves the kernel).
+constexpr int64_t kSmallABytes = int64_t(512) << 10;
+constexpr int64_t kBlockBBytesSmall = int64_t(256) << 10;
+constexpr int64_t kBlockBBytesLarge = int64_t(512) << 10;
 // Rows of op(A) packed at a time (then B is packed again for the next slab of rows): bounds the
 // packed A buffer (3584 x 512 floats: 8 MiB) for tall products.
 template <class T>
 constexpr int64_t kPackRowsMax = 256 * Simd<T>::MR;
-// Up to this many rows (4 micro-panels), op(B) = B is read in place rather than packed: packing
+// Up to this many rows (2 micro-panels), op(B) = B is read in place rather than packed: packing
 // costs K * N copies, which only M / MR uses of each B panel would repay.
 template <class T>
-constexpr int64_t kDirectMaxM = 4 * Simd<T>::MR;
+constexpr int64_t kDirectMaxM = 2 * Simd<T>::MR;
 
 // A grow-only, 64-byte aligned scratch buffer; one per thread (thread_local), reused by calls.
 template <class T>
@@ -252,16 +267,19 @@ void outer(bool ta, bool tb, int64_t M, int64_t N, T alpha, const T* A, int64_t 
     });
 }
 
-// The blocking of one product: K blocks kc_max deep, N blocks nb_max wide.
+// The blocking of one product: K blocks kc_max deep, N blocks at most nb_max wide, and what is
+// packed how.
 template <class T>
 struct Blocking {
-    bool direct;  // short M and op(B) = B: nothing is packed
+    bool direct;      // short M and op(B) = B: nothing is packed
+    bool a_packed;    // op(A) is packed (else op(A) = A is read in place, row by row)
+    bool on_the_fly;  // copy packs (op(A) = A^T, op(B) = B) happen in the panel's first kernel call
     int64_t kc_max, nb_max;
     // values of packed A and of packed B for a slab of m rows and n columns
     int64_t a_size(int64_t m) const {
-        return direct ? 0
-                      : ceil_div(std::min(m, kPackRowsMax<T>), Simd<T>::MR) * kc_max *
-                            gemm_detail::kMRP<T>;
+        return a_packed ? ceil_div(std::min(m, kPackRowsMax<T>), Simd<T>::MR) * kc_max *
+                              gemm_detail::kMRP<T>
+                        : 0;
     }
     int64_t b_size(int64_t n) const {
         return direct ? 0 : kc_max * ceil_div(std::min(n, nb_max), kNR<T>) * kNR<T>;
@@ -269,13 +287,20 @@ struct Blocking {
 };
 
 template <class T>
-Blocking<T> blocking_for(bool tb, int64_t M, int64_t K) {
+Blocking<T> blocking_for(bool ta, bool tb, int64_t M, int64_t K, int64_t lda) {
     Blocking<T> b{};
     b.direct = !tb && M <= kDirectMaxM<T>;
+    // op(A) = A is read in place (MR rows, each front to back: cheaper than a transposing pack)
+    // unless its rows lie a multiple of 4 KiB apart: then they all fall in one L1 set (12 ways)
+    // and evict each other (1024^3: 5% slower in place).
+    b.a_packed = !b.direct && (ta || (lda * int64_t(sizeof(T))) % 4096 == 0);
     const int64_t nkb = ceil_div(K, b.direct ? kKcDirect<T> : kKcMax<T>);
     b.kc_max = ceil_div(K, nkb);
+    const int64_t a_bytes = std::min(M, kPackRowsMax<T>) * b.kc_max * int64_t(sizeof(T));
+    b.on_the_fly = a_bytes <= kSmallABytes;
+    const int64_t b_bytes = b.on_the_fly ? kBlockBBytesSmall : kBlockBBytesLarge;
     b.nb_max = b.direct ? std::numeric_limits<int64_t>::max()
-                        : std::max<int64_t>(kNR<T>, kBlockBBytes / (b.kc_max * int64_t(sizeof(T))) /
+                        : std::max<int64_t>(kNR<T>, b_bytes / (b.kc_max * int64_t(sizeof(T))) /
                                                         kNR<T> * kNR<T>);
     return b;
 }
@@ -288,23 +313,26 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
                  const Blocking<T>& bk, T* apack, T* bpack) {
     constexpr int64_t MR = Simd<T>::MR, MRP = gemm_detail::kMRP<T>, NR = kNR<T>;
     const bool direct = bk.direct;
-    if (!direct && M > kPackRowsMax<T>) {  // one slab of rows at a time
+    if (bk.a_packed && M > kPackRowsMax<T>) {  // one slab of rows at a time
         for (int64_t i0 = 0; i0 < M; i0 += kPackRowsMax<T>)
             gemm_serial(ta, tb, std::min(kPackRowsMax<T>, M - i0), N, K, alpha,
                         ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc, bk,
                         apack, bpack);
         return;
     }
-    const int64_t kc_max = bk.kc_max, nb_max = std::min(N, bk.nb_max);
+    const int64_t kc_max = bk.kc_max;
+    // N blocks of whole panels, as even as possible (784 = 224 + 224 + 224 + 112, not
+    // 3 x 256 + 16): the blocking of N does not change the arithmetic, only K's does.
+    const int64_t nblocks = ceil_div(N, std::min(N, bk.nb_max));
+    const int64_t nb_max = ceil_div(ceil_div(N, NR), nblocks) * NR;
     const int64_t mpanels = ceil_div(M, MR);
-    // The unpacked path deals its rows out evenly (32 = 11 + 11 + 10, not 14 + 14 + 4), so every
-    // tile keeps enough independent FMA chains; packed panels are MR rows (the last one fewer).
+    // The unpacked path deals its rows out evenly (26 = 13 + 13, not 14 + 12), so every tile
+    // keeps enough independent FMA chains; packed panels are MR rows (the last one fewer).
     const int64_t mr = direct ? ceil_div(M, mpanels) : MR;
 
     for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
         const int64_t kc = std::min(kc_max, K - k0);
         const T beta_k = k0 == 0 ? beta : T(1);  // later K blocks add to what the first wrote
-        if (!direct) gemm_detail::pack_a(apack, ta, A, lda, M, k0, kc, 0, mpanels);
         for (int64_t j0 = 0; j0 < N; j0 += nb_max) {
             const int64_t nb = std::min(nb_max, N - j0);
             const int64_t npanels = ceil_div(nb, NR);
@@ -317,21 +345,33 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
                         const int64_t i0 = pm * mr, m = std::min(mr, M - i0);
                         gemm_detail::kernel_for<T>(m, !ta, n < NR)(
                             kc, ta ? A + k0 * lda + i0 : A + i0 * lda + k0, lda, B + k0 * ldb + jj,
-                            ldb, C + i0 * ldc + jj, ldc, n, alpha, beta_k);
+                            ldb, C + i0 * ldc + jj, ldc, n, alpha, beta_k, nullptr, nullptr);
                     }
                 }
                 continue;
             }
-            gemm_detail::pack_b(bpack, tb, B, ldb, k0, kc, j0, nb, 0, npanels);
-            // Each A micro-panel (kc x MRP, in L1) meets every panel of the packed B block
-            // (streamed from L2).
+            // Each A micro-panel (kc x MR, in L1) meets every panel of the packed B block
+            // (streamed from L2). op(A) = A^T and op(B) = B are packed on the fly
+            // (bk.on_the_fly: A panels by their first kernel call in the first N block, B panels
+            // by the first A panel's) or by passes ahead; op(A) = A (when packed) and op(B) = B^T
+            // by transposing passes ahead.
+            const bool fly = bk.on_the_fly, a_rows = !bk.a_packed;
+            if (j0 == 0 && bk.a_packed && (!ta || !fly))
+                gemm_detail::pack_a(apack, ta, A, lda, M, k0, kc, 0, mpanels);
+            if (tb || !fly) gemm_detail::pack_b(bpack, tb, B, ldb, k0, kc, j0, nb, 0, npanels);
             for (int64_t pm = 0; pm < mpanels; ++pm) {
                 const int64_t i0 = pm * MR, m = std::min(MR, M - i0);
-                const auto kernel = gemm_detail::kernel_for<T>(m, false, false);
+                T* ap = apack + pm * kc * MRP;
                 for (int64_t pn = 0; pn < npanels; ++pn) {
-                    const int64_t jj = j0 + pn * NR;
-                    kernel(kc, apack + pm * kc * MRP, MRP, bpack + pn * kc * NR, NR,
-                           C + i0 * ldc + jj, ldc, std::min(NR, nb - pn * NR), alpha, beta_k);
+                    const int64_t jj = j0 + pn * NR, n = std::min(NR, nb - pn * NR);
+                    T* bp = bpack + pn * kc * NR;
+                    const bool fuse_a = fly && ta && j0 == 0 && pn == 0;
+                    const bool fuse_b = fly && !tb && pm == 0;
+                    const T* a = a_rows ? A + i0 * lda + k0 : fuse_a ? A + k0 * lda + i0 : ap;
+                    const int64_t a_stride = a_rows || fuse_a ? lda : MRP;
+                    gemm_detail::kernel_for<T>(m, a_rows, fuse_b && n < NR, fuse_a, fuse_b)(
+                        kc, a, a_stride, fuse_b ? B + k0 * ldb + jj : bp, fuse_b ? ldb : NR,
+                        C + i0 * ldc + jj, ldc, n, alpha, beta_k, ap, bp);
                 }
             }
         }
@@ -339,15 +379,15 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
 }
 
 // The blocked product on up to num_threads() threads: C is cut into one slab per thread, of whole
-// micro-panels, along N (op(A) is then packed by every thread; it is the smaller operand when
-// M <= N) or along M (op(B) packed by every thread). Each thread runs gemm_serial on its slab with
+// micro-panels, along N (op(A), when packed, is then packed by every thread; it is the smaller
+// operand when M <= N) or along M (op(B) packed by every thread). Each thread runs gemm_serial on its slab with
 // its own buffers: one parallel region, no barrier inside, so a thread that the OS preempts
 // delays only its own slab. The K blocking is the same for every slab.
 template <class T>
 void gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                   int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
     constexpr int64_t MR = Simd<T>::MR, NR = kNR<T>;
-    const Blocking<T> bk = blocking_for<T>(tb, M, K);
+    const Blocking<T> bk = blocking_for<T>(ta, tb, M, K, lda);
     const int64_t flops = 2 * M * N * K;
     const int64_t nt = threads_for(flops);
     const int64_t mpanels = ceil_div(M, MR), npanels = ceil_div(N, NR);

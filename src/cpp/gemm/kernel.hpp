@@ -22,6 +22,14 @@ constexpr int kNR = 2 * Simd<T>::L;
 // k steps before the end of a micro-kernel at which its C tile is prefetched into L1 (early
 // enough to hide an L2 miss, late enough that the streamed B panel does not evict it again).
 constexpr int64_t kPrefetchC = 24;
+// k steps ahead at which a B panel read in place to be packed on the fly is prefetched into L1
+// and into L2.
+constexpr int64_t kPrefetchB1 = 8, kPrefetchB2 = 32;
+
+// Packed A micro-panels are kMRP >= MR values wide per k (MR rounded up to whole vectors), so
+// op(A) = A packs with L x L register transposes; the kernel reads the first MR of each row.
+template <class T>
+constexpr int kMRP = (Simd<T>::MR + Simd<T>::L - 1) / Simd<T>::L * Simd<T>::L;
 
 // C[r, :n] = alpha * acc[r, :n] + beta * C[r, :n] for r < R, acc[r, j] = sum_k a(r, k) b(k, j).
 //   a(r, k) = a[k * a_stride + r]  (kRowA false: a packed micro-panel, a_stride = MRP, or op(A) =
@@ -29,15 +37,22 @@ constexpr int64_t kPrefetchC = 24;
 //   a(r, k) = a[r * a_stride + k]  (kRowA true: row-major A read in place, a_stride = lda)
 //   b(k, :) = b + k * b_rs, NR contiguous values (a packed micro-panel, b_rs = NR, or op(B) = B
 //             read in place, b_rs = ldb; kMaskB then reads only the n valid columns).
+// Packing on the fly (the first use of a panel read in place also writes its packed copy, so the
+// copy costs no pass of its own: the stores hide behind the FMAs):
+//   kPackA (with kRowA false): apack[k * MRP + r] = a(r, k) for r < MRP (zero for r >= R), the
+//     layout of pack_a;
+//   kPackB: bpack[k * NR + j] = b(k, j) for j < NR (zero for j >= n), the layout of pack_b.
 // beta == 0 never reads C. Every accumulator lane is one FMA chain over k in increasing order,
-// so a C element's value does not depend on the tile it lies in, its row count R, the masks, or
-// the thread that computes it: only the K blocking (fixed by K) shapes the arithmetic.
-template <class T, int R, bool kRowA, bool kMaskB>
+// so a C element's value does not depend on the tile it lies in, its row count R, the masks, the
+// packing, or the thread that computes it: only the K blocking (fixed by K) shapes the arithmetic.
+template <class T, int R, bool kRowA, bool kMaskB, bool kPackA, bool kPackB>
 void micro_kernel(int64_t kc, const T* GD_RESTRICT a, int64_t a_stride, const T* GD_RESTRICT b,
-                  int64_t b_rs, T* GD_RESTRICT c, int64_t ldc, int64_t n, T alpha, T beta) {
+                  int64_t b_rs, T* GD_RESTRICT c, int64_t ldc, int64_t n, T alpha, T beta,
+                  T* GD_RESTRICT apack, T* GD_RESTRICT bpack) {
+    static_assert(!(kPackA && kRowA), "packing on the fly reads op(A) = A^T");
     using V = Simd<T>;
     using reg = typename V::reg;
-    constexpr int L = V::L;
+    constexpr int L = V::L, NR = 2 * L, MRP = kMRP<T>;
     reg acc0[R], acc1[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
@@ -60,6 +75,20 @@ void micro_kernel(int64_t kc, const T* GD_RESTRICT a, int64_t a_stride, const T*
             } else {
                 b0 = V::load(b);
                 b1 = V::load(b + L);
+            }
+            if (kPackB) {
+                // b's rows lie ldb apart (often beyond the hardware prefetchers' stride reach)
+                GD_PREFETCH(b + kPrefetchB1 * b_rs, 3);
+                GD_PREFETCH(b + kPrefetchB1 * b_rs + NR - 1, 3);
+                GD_PREFETCH(b + kPrefetchB2 * b_rs, 2);
+                GD_PREFETCH(b + kPrefetchB2 * b_rs + NR - 1, 2);
+                V::store(bpack + k * NR, b0);
+                V::store(bpack + k * NR + L, b1);
+            }
+            if (kPackA) {
+#pragma GCC unroll 4
+                for (int r0 = 0; r0 < MRP; r0 += L)
+                    V::store(apack + k * MRP + r0, V::load(ap + r0, V::first(R - r0)));
             }
 #pragma GCC unroll 16
             for (int r = 0; r < R; ++r) {
@@ -110,29 +139,60 @@ void micro_kernel(int64_t kc, const T* GD_RESTRICT a, int64_t a_stride, const T*
 
 template <class T>
 using KernelFn = void (*)(int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t, int64_t, T,
-                          T);
+                          T, T*, T*);
 
-template <class T, bool kRowA, bool kMaskB, size_t... I>
+template <class T, bool kRowA, bool kMaskB, bool kPackA, bool kPackB, size_t... I>
 constexpr std::array<KernelFn<T>, sizeof...(I) + 1> make_kernels(std::index_sequence<I...>) {
-    return {{nullptr, &micro_kernel<T, static_cast<int>(I) + 1, kRowA, kMaskB>...}};
+    return {{nullptr,
+             &micro_kernel<T, static_cast<int>(I) + 1, kRowA, kMaskB, kPackA, kPackB>...}};
 }
 
-// The micro-kernel for a tile of `rows` (1..MR) rows.
+// The micro-kernel for a tile of `rows` (1..MR) rows: op(A) row-major in place (row_a), B read
+// in place with a partial panel (mask_b), packing A or B on the fly (pack_a, pack_b; see above).
 template <class T>
-KernelFn<T> kernel_for(int64_t rows, bool row_a, bool mask_b) {
+KernelFn<T> kernel_for(int64_t rows, bool row_a, bool mask_b, bool pack_a = false,
+                       bool pack_b = false) {
     constexpr auto seq = std::make_index_sequence<Simd<T>::MR>{};
-    static constexpr auto k00 = make_kernels<T, false, false>(seq);
-    static constexpr auto k01 = make_kernels<T, false, true>(seq);
-    static constexpr auto k10 = make_kernels<T, true, false>(seq);
-    static constexpr auto k11 = make_kernels<T, true, true>(seq);
-    const auto& t = row_a ? (mask_b ? k11 : k10) : (mask_b ? k01 : k00);
-    return t[static_cast<size_t>(rows)];
+    // [mask_b][pack_a][pack_b] for op(A) read as columns (packed or A^T in place)
+    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> col[2][2][2] = {
+        {{make_kernels<T, false, false, false, false>(seq),
+          make_kernels<T, false, false, false, true>(seq)},
+         {make_kernels<T, false, false, true, false>(seq),
+          make_kernels<T, false, false, true, true>(seq)}},
+        {{make_kernels<T, false, true, false, false>(seq),
+          make_kernels<T, false, true, false, true>(seq)},
+         {make_kernels<T, false, true, true, false>(seq),
+          make_kernels<T, false, true, true, true>(seq)}}};
+    // [mask_b][pack_b] for row-major op(A) = A read in place
+    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> row[2][2] = {
+        {make_kernels<T, true, false, false, false>(seq),
+         make_kernels<T, true, false, false, true>(seq)},
+        {make_kernels<T, true, true, false, false>(seq),
+         make_kernels<T, true, true, false, true>(seq)}};
+    const size_t r = static_cast<size_t>(rows);
+    return row_a ? row[mask_b][pack_b][r] : col[mask_b][pack_a][pack_b][r];
 }
 
-// Packed A micro-panels are kMRP >= MR values wide per k (MR rounded up to whole vectors), so
-// op(A) = A packs with L x L register transposes; the kernel reads the first MR of each row.
+// dst[k * ldd + j] = src[j * lds + k] for k < nk, j < L (nj, nk <= L): an L x L register
+// transpose of the nj x nk block at src, zero for j >= nj. Full blocks are transposed in place;
+// a partial one goes through zero-padded copies, so nothing outside the block is read and only
+// nk rows of dst are written.
 template <class T>
-constexpr int kMRP = (Simd<T>::MR + Simd<T>::L - 1) / Simd<T>::L * Simd<T>::L;
+void transpose_block(const T* GD_RESTRICT src, int64_t lds, int64_t nj, int64_t nk,
+                     T* GD_RESTRICT dst, int64_t ldd) {
+    using V = Simd<T>;
+    constexpr int L = V::L;
+    if (nj == L && nk == L) {
+        V::transpose(src, lds, dst, ldd);
+        return;
+    }
+    alignas(64) T in[L * L];
+    alignas(64) T out[L * L];
+    for (int64_t j = 0; j < L; ++j)
+        V::store(in + j * L, j < nj ? V::load(src + j * lds, V::first(nk)) : V::zero());
+    V::transpose(in, L, out, L);
+    for (int64_t k = 0; k < nk; ++k) V::store(dst + k * ldd, V::load(out + k * L));
+}
 
 // A micro-panels p0..p1 of op(A) over k0..k0+kc: panel p holds
 // dst[p * kc * MRP + k * MRP + r] = op(A)(p * MR + r, k0 + k) for r < min(MR, M - p * MR).
@@ -143,7 +203,7 @@ void pack_a(T* GD_RESTRICT dst, bool ta, const T* GD_RESTRICT A, int64_t lda, in
     constexpr int L = V::L, MR = V::MR, MRP = kMRP<T>;
     if (ta) {
         // op(A) = A^T: row k of A holds op(A)(:, k); read it front to back and deal its MR-wide
-        // pieces out to the panels.
+        // pieces out to the panels (zero past row M).
         for (int64_t k = 0; k < kc; ++k) {
             const T* src = A + (k0 + k) * lda;
             for (int64_t p = p0; p < p1; ++p) {
@@ -154,27 +214,17 @@ void pack_a(T* GD_RESTRICT dst, bool ta, const T* GD_RESTRICT A, int64_t lda, in
         }
         return;
     }
-    // op(A) = A: L rows x L k-steps at a time through a register transpose (a block that would
-    // read rows past M goes through a zero-padded copy); the k tail element by element.
+    // op(A) = A: L rows x L k-steps at a time through a register transpose (rows of the next
+    // panel, while inside A, ride along in lanes the kernel does not read).
     for (int64_t p = p0; p < p1; ++p) {
         const int64_t i0 = p * MR, m = std::min<int64_t>(MR, M - i0);
         T* d = dst + p * kc * MRP;
-        int64_t k = 0;
-        for (; k + L <= kc; k += L) {
-            for (int64_t r0 = 0; r0 < m; r0 += L) {
-                const T* src = A + (i0 + r0) * lda + k0 + k;
-                if (i0 + r0 + L <= M) {
-                    V::transpose(src, lda, d + k * MRP + r0, MRP);
-                } else {
-                    alignas(64) T tile[L * L];
-                    for (int64_t r = 0; r < L; ++r)
-                        V::store(tile + r * L, i0 + r0 + r < M ? V::load(src + r * lda) : V::zero());
-                    V::transpose(tile, L, d + k * MRP + r0, MRP);
-                }
-            }
+        for (int64_t k = 0; k < kc; k += L) {
+            const int64_t nk = std::min<int64_t>(L, kc - k);
+            for (int64_t r0 = 0; r0 < m; r0 += L)
+                transpose_block(A + (i0 + r0) * lda + k0 + k, lda,
+                                std::min<int64_t>(L, M - i0 - r0), nk, d + k * MRP + r0, MRP);
         }
-        for (; k < kc; ++k)
-            for (int64_t r = 0; r < m; ++r) d[k * MRP + r] = A[(i0 + r) * lda + k0 + k];
     }
 }
 
@@ -205,20 +255,21 @@ void pack_b(T* GD_RESTRICT dst, bool tb, const T* GD_RESTRICT B, int64_t ldb, in
         }
         return;
     }
-    // op(B) = B^T: panel rows are columns of B; L x L blocks are transposed in registers.
+    // op(B) = B^T: panel rows are columns of B; L x L blocks are transposed in registers, columns
+    // past the block packed as zeros.
     for (int64_t p = p0; p < p1; ++p) {
         T* d = dst + p * kc * NR;
         const int64_t jp = j0 + p * NR, n = std::min<int64_t>(NR, nb - p * NR);
-        int64_t k = 0;
-        if (n == NR) {
-            for (; k + L <= kc; k += L) {
-                V::transpose(B + jp * ldb + k0 + k, ldb, d + k * NR, NR);
-                V::transpose(B + (jp + L) * ldb + k0 + k, ldb, d + k * NR + L, NR);
+        for (int64_t k = 0; k < kc; k += L) {
+            const int64_t nk = std::min<int64_t>(L, kc - k);
+            for (int64_t h = 0; h < NR; h += L) {
+                if (h < n) {
+                    transpose_block(B + (jp + h) * ldb + k0 + k, ldb, std::min<int64_t>(L, n - h),
+                                    nk, d + k * NR + h, NR);
+                } else {
+                    for (int64_t kk = 0; kk < nk; ++kk) V::store(d + (k + kk) * NR + h, V::zero());
+                }
             }
-        }
-        for (; k < kc; ++k) {
-            for (int64_t j = 0; j < n; ++j) d[k * NR + j] = B[(jp + j) * ldb + k0 + k];
-            for (int64_t j = n; j < NR; ++j) d[k * NR + j] = T(0);
         }
     }
 }
