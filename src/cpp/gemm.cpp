@@ -343,7 +343,7 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
                     const int64_t jj = j0 + pn * NR, n = std::min(NR, nb - pn * NR);
                     for (int64_t pm = 0; pm < mpanels; ++pm) {
                         const int64_t i0 = pm * mr, m = std::min(mr, M - i0);
-                        gemm_detail::kernel_for<T>(m, !ta, n < NR)(
+                        gemm_detail::kernel_for<T>(m, !ta, n < NR, false, false, n)(
                             kc, ta ? A + k0 * lda + i0 : A + i0 * lda + k0, lda, B + k0 * ldb + jj,
                             ldb, C + i0 * ldc + jj, ldc, n, alpha, beta_k, nullptr, nullptr);
                     }
@@ -369,7 +369,7 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
                     const bool fuse_b = fly && !tb && pm == 0;
                     const T* a = a_rows ? A + i0 * lda + k0 : fuse_a ? A + k0 * lda + i0 : ap;
                     const int64_t a_stride = a_rows || fuse_a ? lda : MRP;
-                    gemm_detail::kernel_for<T>(m, a_rows, fuse_b && n < NR, fuse_a, fuse_b)(
+                    gemm_detail::kernel_for<T>(m, a_rows, fuse_b && n < NR, fuse_a, fuse_b, n)(
                         kc, a, a_stride, fuse_b ? B + k0 * ldb + jj : bp, fuse_b ? ldb : NR,
                         C + i0 * ldc + jj, ldc, n, alpha, beta_k, ap, bp);
                 }

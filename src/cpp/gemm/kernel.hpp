@@ -42,24 +42,28 @@ constexpr int kMRP = (Simd<T>::MR + Simd<T>::L - 1) / Simd<T>::L * Simd<T>::L;
 //   kPackA (with kRowA false): apack[k * MRP + r] = a(r, k) for r < MRP (zero for r >= R), the
 //     layout of pack_a;
 //   kPackB: bpack[k * NR + j] = b(k, j) for j < NR (zero for j >= n), the layout of pack_b.
+// kHalf: a panel of n <= L columns (the last one, e.g. N = 784 = 24 x 32 + 16) keeps only the
+// first vector of accumulators, half the FMAs of a full tile; b(k, L..) is never read.
 // beta == 0 never reads C. Every accumulator lane is one FMA chain over k in increasing order,
 // so a C element's value does not depend on the tile it lies in, its row count R, the masks, the
 // packing, or the thread that computes it: only the K blocking (fixed by K) shapes the arithmetic.
-template <class T, int R, bool kRowA, bool kMaskB, bool kPackA, bool kPackB>
+template <class T, int R, bool kRowA, bool kMaskB, bool kPackA, bool kPackB, bool kHalf = false>
 void micro_kernel(int64_t kc, const T* GD_RESTRICT a, int64_t a_stride, const T* GD_RESTRICT b,
                   int64_t b_rs, T* GD_RESTRICT c, int64_t ldc, int64_t n, T alpha, T beta,
                   T* GD_RESTRICT apack, T* GD_RESTRICT bpack) {
     static_assert(!(kPackA && kRowA), "packing on the fly reads op(A) = A^T");
+    static_assert(!(kHalf && (kPackA || kPackB)), "half tiles only read packed or in-place panels");
     using V = Simd<T>;
     using reg = typename V::reg;
     constexpr int L = V::L, NR = 2 * L, MRP = kMRP<T>;
+    constexpr int W = kHalf ? L : NR;  // columns this tile computes
     reg acc0[R], acc1[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
         acc0[r] = V::zero();
         acc1[r] = V::zero();
         GD_PREFETCH(c + r * ldc, 2);  // the C tile towards L2 now, into L1 near the end
-        GD_PREFETCH(c + r * ldc + 2 * L - 1, 2);
+        GD_PREFETCH(c + r * ldc + W - 1, 2);
     }
     const typename V::mask m0 = V::first(n), m1 = V::first(n - L);
     const T* GD_RESTRICT ap = a;
@@ -68,13 +72,13 @@ void micro_kernel(int64_t kc, const T* GD_RESTRICT a, int64_t a_stride, const T*
         const int64_t k_end = phase == 0 ? std::max<int64_t>(0, kc - kPrefetchC) : kc;
 #pragma GCC unroll 2
         for (; k < k_end; ++k) {
-            reg b0, b1;
+            reg b0, b1 = V::zero();
             if (kMaskB) {
                 b0 = V::load(b, m0);
-                b1 = V::load(b + L, m1);
+                if (!kHalf) b1 = V::load(b + L, m1);
             } else {
                 b0 = V::load(b);
-                b1 = V::load(b + L);
+                if (!kHalf) b1 = V::load(b + L);
             }
             if (kPackB) {
                 // b's rows lie ldb apart (often beyond the hardware prefetchers' stride reach)
@@ -94,7 +98,7 @@ void micro_kernel(int64_t kc, const T* GD_RESTRICT a, int64_t a_stride, const T*
             for (int r = 0; r < R; ++r) {
                 const reg ar = V::set1(kRowA ? ap[r * a_stride] : ap[r]);
                 acc0[r] = V::fma(ar, b0, acc0[r]);
-                acc1[r] = V::fma(ar, b1, acc1[r]);
+                if (!kHalf) acc1[r] = V::fma(ar, b1, acc1[r]);
             }
             ap += kRowA ? 1 : a_stride;
             b += b_rs;
@@ -103,12 +107,19 @@ void micro_kernel(int64_t kc, const T* GD_RESTRICT a, int64_t a_stride, const T*
 #pragma GCC unroll 16
             for (int r = 0; r < R; ++r) {
                 GD_PREFETCH(c + r * ldc, 3);
-                GD_PREFETCH(c + r * ldc + 2 * L - 1, 3);
+                GD_PREFETCH(c + r * ldc + W - 1, 3);
             }
         }
     }
     const reg va = V::set1(alpha), vb = V::set1(beta);
-    if (n >= 2 * L) {
+    if (kHalf) {
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            T* cr = c + r * ldc;
+            const reg t0 = V::mul(va, acc0[r]);
+            V::store(cr, beta == T(0) ? t0 : V::fma(vb, V::load(cr, m0), t0), m0);
+        }
+    } else if (n >= 2 * L) {
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
             T* cr = c + r * ldc;
@@ -141,18 +152,27 @@ template <class T>
 using KernelFn = void (*)(int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t, int64_t, T,
                           T, T*, T*);
 
-template <class T, bool kRowA, bool kMaskB, bool kPackA, bool kPackB, size_t... I>
+template <class T, bool kRowA, bool kMaskB, bool kPackA, bool kPackB, bool kHalf = false,
+          size_t... I>
 constexpr std::array<KernelFn<T>, sizeof...(I) + 1> make_kernels(std::index_sequence<I...>) {
-    return {{nullptr,
-             &micro_kernel<T, static_cast<int>(I) + 1, kRowA, kMaskB, kPackA, kPackB>...}};
+    return {{nullptr, &micro_kernel<T, static_cast<int>(I) + 1, kRowA, kMaskB, kPackA, kPackB,
+                                    kHalf>...}};
 }
 
 // The micro-kernel for a tile of `rows` (1..MR) rows: op(A) row-major in place (row_a), B read
 // in place with a partial panel (mask_b), packing A or B on the fly (pack_a, pack_b; see above).
+// A tile of n <= L columns that packs nothing gets the half-width kernel.
 template <class T>
 KernelFn<T> kernel_for(int64_t rows, bool row_a, bool mask_b, bool pack_a = false,
-                       bool pack_b = false) {
+                       bool pack_b = false, int64_t n = kNR<T>) {
     constexpr auto seq = std::make_index_sequence<Simd<T>::MR>{};
+    // [row_a][mask_b] half-width tiles
+    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> half[2][2] = {
+        {make_kernels<T, false, false, false, false, true>(seq),
+         make_kernels<T, false, true, false, false, true>(seq)},
+        {make_kernels<T, true, false, false, false, true>(seq),
+         make_kernels<T, true, true, false, false, true>(seq)}};
+    if (n <= Simd<T>::L && !pack_a && !pack_b) return half[row_a][mask_b][static_cast<size_t>(rows)];
     // [mask_b][pack_a][pack_b] for op(A) read as columns (packed or A^T in place)
     static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> col[2][2][2] = {
         {{make_kernels<T, false, false, false, false>(seq),
