@@ -13,6 +13,7 @@ from graddesc import _compile_state as _cs
 from graddesc import _dtype
 from graddesc import autograd as _autograd
 from graddesc._dtype import dtype as _DType
+from graddesc.autograd import engine as _engine
 from graddesc.autograd import function as _function
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import AccumulateGrad
@@ -128,6 +129,18 @@ def contiguous(a: np.ndarray) -> np.ndarray:
     copy; keeps 0-d arrays 0-d (unlike np.ascontiguousarray, which returns at least 1-d)."""
     flags = a.flags
     return a if flags.c_contiguous and flags.aligned else np.array(a, order="C")
+
+
+def call_kernel(kernel: Any, *args: Any) -> Any:
+    """kernel(*args) for a graddesc._core function, repeated on C-contiguous copies of the array
+    arguments if it raises ValueError: the bindings check every array's layout anyway, and
+    almost every array here is already a kernel's C-contiguous output, so checking each one in
+    Python first (contiguous()) would cost more than the call."""
+    try:
+        return kernel(*args)
+    except ValueError:  # not C-contiguous or not aligned (or an error the retry raises again)
+        pass
+    return kernel(*[contiguous(a) if isinstance(a, np.ndarray) else a for a in args])
 
 
 def _shape_args(size: Sequence[Any], fn: str) -> tuple:
@@ -460,6 +473,18 @@ class Tensor:
     def backward(self, gradient: Any = None, retain_graph: Optional[bool] = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
         """Accumulates d(self)/d(leaf) * gradient into .grad of every leaf that requires grad."""
+        if gradient is None and inputs is None and self._data.size == 1:
+            # loss.backward(), the usual call: what autograd.backward does for it, without its
+            # argument handling (tuples, an import per call: a quarter of the engine's own cost)
+            seed = np.empty(self._data.shape, dtype=self._data.dtype)
+            seed.fill(1)
+            rec = _cs.active
+            if rec is not None:  # a constant gd.compile may keep, as autograd.backward registers
+                rec.constants[id(seed)] = seed
+            _engine.run_backward((self,), (Tensor._make(seed),),
+                                 create_graph if retain_graph is None else retain_graph,
+                                 create_graph)
+            return
         _autograd.backward(self, gradient, retain_graph=retain_graph,
                            create_graph=create_graph, inputs=inputs)
 

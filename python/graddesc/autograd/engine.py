@@ -75,7 +75,8 @@ def _collect(roots: Sequence[Any]) -> dict:
                 deps[child] += 1
             else:
                 deps[child] = 1
-                stack.append(child)
+                if type(child) is not AccumulateGrad:  # (a leaf's node has no edges)
+                    stack.append(child)
     return deps
 
 
@@ -112,7 +113,9 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn")
         root_edges.append((t._edge(), g))
-    roots = [e[0] for e, _ in root_edges]
+    roots = []
+    for (node, _), _ in root_edges:
+        roots.append(node)
     deps = _collect(roots)
 
     capture: dict = {}
@@ -133,7 +136,10 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
 
     Tensor = function._Tensor
     results: list = [None] * (len(inputs) if inputs is not None else 0)
-    ready = [n for n in dict.fromkeys(roots) if deps[n] == 0]
+    ready = []
+    for node in dict.fromkeys(roots):
+        if deps[node] == 0:
+            ready.append(node)
     plain = observer is None and inputs is None  # no observer, nothing captured or skipped
     prev_mode = grad_mode.is_grad_enabled()
     grad_mode._set_grad_enabled(create_graph)
@@ -163,10 +169,11 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                 continue
             grads_in = _run_node(node, slots)
             input_meta = node._input_meta
-            for i, (edge, g) in enumerate(zip(node.next_edges, grads_in)):
+            for i, edge in enumerate(node.next_edges):
                 if edge is None:
                     continue
                 child, nr = edge
+                g = grads_in[i]
                 if g is not None:
                     shape, dtype = input_meta[i]
                     if type(g) is not Tensor or g._data.shape != shape or g._data.dtype != dtype:
@@ -263,17 +270,18 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
             var.grad = g
             return
         rec = _compile_state.active
-        if not (owned and rec is None and _like_a_copy(g)):
+        gd_ = g._data
+        # a gradient computed for this leaf alone (usually a kernel's output) becomes .grad
+        # itself when it is in every way like a fresh copy of itself: a plain tensor at
+        # version 0 on memory of its own, C-contiguous, aligned and writable
+        if not (owned and rec is None and type(g) is Tensor and not g.requires_grad and
+                g._base is None and g._vc[0] == 0 and gd_.base is None and gd_.flags.carray):
             # a fresh C-ordered copy: .grad never aliases another tensor's gradient and has the
             # parameter's layout even when g arrived through a transposed view (the C++ copy
             # is the one gd.compile can record)
-            gd_ = g._data
             g = Tensor._make(_core.copy_array(gd_) if gd_.flags.c_contiguous and
                              gd_.dtype.kind == "f" else np.array(gd_, order="C"))
-        # else a gradient computed for this leaf alone (usually a kernel's output) becomes .grad
-        # itself: nobody could tell it from a copy. g has var's shape and dtype by now, so the
-        # checks of the .grad setter are skipped.
-        var._grad = g
+        var._grad = g  # (g has var's shape and dtype: the checks of the .grad setter pass)
         if rec is not None:
             rec.on_grad(var, g._data)
     elif create_graph:
@@ -287,10 +295,3 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
         np.add(grad._data, g._data, out=grad._data)
         grad._vc[0] += 1
 
-
-def _like_a_copy(g: Any) -> bool:
-    """Whether g is a plain tensor on memory of its own (C-contiguous, aligned, writable,
-    float), at version 0: in every way like a fresh copy of itself."""
-    d = g._data
-    return type(g) is function._Tensor and not g.requires_grad and g._base is None and \
-        g._vc[0] == 0 and d.base is None and d.dtype.kind == "f" and d.flags.carray

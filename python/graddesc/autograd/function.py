@@ -23,11 +23,12 @@ _anomaly = {"enabled": False}
 
 
 class _ModuleScope(threading.local):
-    """The chain of nn.Modules whose forward is running in this thread (outermost first); each
-    recorded node keeps it, so graddesc.viz can draw or collapse module boundaries."""
+    """The chain of nn.Modules whose forward is running in this thread (outermost first; pushed
+    and popped by Module.__call__); each recorded node keeps it as a tuple, so graddesc.viz can
+    draw or collapse module boundaries."""
 
     def __init__(self) -> None:
-        self.current: tuple = ()
+        self.stack: list = []
 
 
 module_scope = _ModuleScope()
@@ -177,7 +178,7 @@ class Function:
         ctx._input_meta = tuple(input_meta)
         if _compile_state.active is not None:
             _compile_state.active.on_apply(cls, args)
-        ctx._scope = module_scope.current
+        ctx._scope = tuple(module_scope.stack)
         if _anomaly["enabled"]:
             ctx._trace = traceback.extract_stack()[:-2]
 
@@ -185,8 +186,9 @@ class Function:
                 ctx._non_diff is None:
             # the usual case: one new tensor
             d = out._data
-            ctx._output_meta = ((d.shape, d.dtype),)
-            if d.dtype.kind == "f":
+            dtype = d.dtype
+            ctx._output_meta = ((d.shape, dtype),)
+            if dtype.kind == "f":
                 out.requires_grad = True
                 out.grad_fn = ctx
                 out._output_nr = 0

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from graddesc import _core
-from graddesc._tensor import Tensor, contiguous
+from graddesc._tensor import Tensor, call_kernel
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
 
@@ -40,13 +40,14 @@ def _float_array(x: Tensor, op: str) -> np.ndarray:
     a = x._data
     if a.dtype.kind != "f":
         raise TypeError(f"{op}: expected a float32 or float64 tensor, got {x.dtype}")
-    return contiguous(a)
+    return a
 
 
 class Activation(Function):
     @staticmethod
     def forward(ctx, x, name, alpha):
-        y = Tensor._make(_core.activation_forward(name, _float_array(x, name), alpha))
+        y = Tensor._make(call_kernel(_core.activation_forward, name, _float_array(x, name),
+                                     alpha))
         ctx.act, ctx.alpha = name, alpha
         ctx._label = _label(name, "Backward")
         ctx.save_for_backward(y if name in _SAVES_OUTPUT or name in _SAVES_OUTPUT_AS_X else x)
@@ -63,12 +64,12 @@ class Activation(Function):
 def _activation_grad(g: Tensor, s: Tensor, name: str, alpha: float) -> np.ndarray:
     """g * f'(s) from the C++ kernel, s the saved x or y."""
     sa = _float_array(s, name)
-    ga = contiguous(g._data)
+    ga = g._data
     if ga.dtype != sa.dtype:
         ga = ga.astype(sa.dtype)
-    if name in _SAVES_OUTPUT:
-        return _core.activation_backward(name, ga, None, sa, alpha)  # (name, dy, x, y, alpha)
-    return _core.activation_backward(name, ga, sa, None, alpha)
+    if name in _SAVES_OUTPUT:  # (name, dy, x, y, alpha)
+        return call_kernel(_core.activation_backward, name, ga, None, sa, alpha)
+    return call_kernel(_core.activation_backward, name, ga, sa, None, alpha)
 
 
 class ActivationGrad(Function):

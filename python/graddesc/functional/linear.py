@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from graddesc import _core
-from graddesc._tensor import Tensor, contiguous
+from graddesc._tensor import Tensor, call_kernel, contiguous
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
 
@@ -111,13 +111,13 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, W, b):
-        xd = x._data
-        # explicit row counts here and in backward: reshape(-1, n) is ambiguous for 0 elements
-        x2 = contiguous(xd.reshape(math.prod(xd.shape[:-1]), xd.shape[-1]) if xd.ndim > 2
-                        else xd)
-        Wd = contiguous(W._data)
-        y = _core.linear_forward(x2, Wd, None if b is None else contiguous(b._data))
-        if xd.ndim > 2:
+        xd, Wd = x._data, W._data
+        if xd.ndim <= 2:
+            y = call_kernel(_core.linear_forward, xd, Wd, None if b is None else b._data)
+        else:  # (..., IN) as (rows, IN); explicit row counts here and in backward:
+            # reshape(-1, n) is ambiguous for 0 elements
+            x2 = xd.reshape(math.prod(xd.shape[:-1]), xd.shape[-1])
+            y = call_kernel(_core.linear_forward, x2, Wd, None if b is None else b._data)
             y = y.reshape(xd.shape[:-1] + (Wd.shape[0],))
         ctx.save_for_backward(x, W)
         return Tensor._make(y)
@@ -138,18 +138,15 @@ class Linear(Function):
                 dW = g2.transpose(0, 1) @ x2 if nw else None
                 db = g2.sum(0) if nb else None
             return dx, dW, db
-        xd, Wd, gd = x._data, W._data, g._data
+        x2, g2 = xd, gd = x._data, g._data
         if xd.ndim > 2:  # (..., IN) as (rows, IN)
             rows = math.prod(xd.shape[:-1])
-            x2 = contiguous(xd.reshape(rows, xd.shape[-1]))
-            g2 = contiguous(gd.reshape(rows, gd.shape[-1]))
-        else:
-            x2 = contiguous(xd)
-            g2 = contiguous(gd)
+            x2, g2 = xd.reshape(rows, xd.shape[-1]), gd.reshape(rows, gd.shape[-1])
         if g2.dtype != x2.dtype:
             g2 = g2.astype(x2.dtype)
         # (nb: there is a bias and it needs a gradient)
-        dx, dW, db = _core.linear_backward(g2, x2, contiguous(Wd), bool(nx), bool(nw), bool(nb))
+        dx, dW, db = call_kernel(_core.linear_backward, g2, x2, W._data, bool(nx), bool(nw),
+                                 bool(nb))
         if dx is not None and xd.ndim > 2:
             dx = dx.reshape(xd.shape)
         return (Tensor._make(dx) if dx is not None else None,
@@ -159,9 +156,11 @@ class Linear(Function):
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:  # noqa: A002
     """input @ weight.T + bias; input (IN,) or (..., IN), weight (OUT, IN), bias (OUT,)."""
-    for name, t in (("input", input), ("weight", weight)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"linear: argument '{name}' must be a Tensor, got {type(t).__name__}")
+    if not isinstance(input, Tensor):
+        raise TypeError(f"linear: argument 'input' must be a Tensor, got {type(input).__name__}")
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"linear: argument 'weight' must be a Tensor, got "
+                        f"{type(weight).__name__}")
     if bias is not None and not isinstance(bias, Tensor):
         raise TypeError(f"linear: argument 'bias' must be a Tensor or None, got "
                         f"{type(bias).__name__}")

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 from graddesc import _compile_state, _core
-from graddesc._tensor import Tensor, _norm_dim, contiguous
+from graddesc._tensor import Tensor, _norm_dim, call_kernel, contiguous
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
 from graddesc.functional import activation as act
@@ -21,6 +21,7 @@ from graddesc.functional import elementwise as ew
 from graddesc.functional import reduce as red
 
 _REDUCTIONS = ("mean", "sum", "none")
+_INT64 = np.dtype(np.int64)
 
 
 def _rows(a: np.ndarray, dim: int) -> tuple:
@@ -105,11 +106,11 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, ignore_index, reduction):
-        z = contiguous(logits._data)
-        t = contiguous(target._data)
-        loss, lse = _core.cross_entropy_forward(z, t, ignore_index)
+        z, t = logits._data, target._data
+        loss, lse = call_kernel(_core.cross_entropy_forward, z, t, ignore_index)
         ctx.lse, ctx.t, ctx.ignore = lse, t, ignore_index
-        ctx.scale = _core.count_scale(t, ignore_index) if reduction == "mean" else None
+        ctx.scale = call_kernel(_core.count_scale, t, ignore_index) if reduction == "mean" \
+            else None
         ctx.reduced = reduction != "none"
         ctx.save_for_backward(logits)
         if not ctx.reduced:
@@ -134,12 +135,13 @@ class CrossEntropy(Function):
             else:
                 gg = g * float(ctx.scale) if ctx.scale is not None else g
             return (p - Tensor._make(onehot)) * (gg * mask), None, None, None
-        z = contiguous(logits._data)
-        gd = contiguous(g._data.astype(z.dtype, copy=False))
-        if ctx.scale is not None:
-            gd = _core.scale(gd, ctx.scale)  # 0-d: the kernel broadcasts it over the rows
-        return Tensor._make(_core.cross_entropy_backward(gd, z, ctx.lse, ctx.t, ctx.ignore)), \
-            None, None, None
+        z, gd = logits._data, g._data
+        if gd.dtype != z.dtype:
+            gd = gd.astype(z.dtype)
+        if ctx.scale is not None:  # 0-d: the kernel broadcasts it over the rows
+            gd = call_kernel(_core.scale, gd, ctx.scale)
+        return Tensor._make(call_kernel(_core.cross_entropy_backward, gd, z, ctx.lse, ctx.t,
+                                        ctx.ignore)), None, None, None
 
 
 def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
@@ -208,7 +210,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
                              f"{tuple(input.shape)}, got {tuple(target.shape)}")
         z = input.movedim(1, -1).reshape(-1, C)
         t, out_shape = target.reshape(-1), want
-    t64 = t if t._data.dtype == np.int64 else t.long()
+    t64 = t if t._data.dtype == _INT64 else t.long()
     td = t64._data
     try:
         if weight is None and not label_smoothing and reduction != "none":
@@ -293,11 +295,9 @@ class MSE(Function):
 
     @staticmethod
     def forward(ctx, a, b, scale):
-        ad = contiguous(a._data)
-        bd = contiguous(b._data)
         ctx.save_for_backward(a, b)
         ctx.scale = scale
-        out = _core.mse_forward(ad, bd)
+        out = call_kernel(_core.mse_forward, a._data, b._data)
         if scale != 1.0:
             out = _core.scale(out, _compile_state_const(scale))
         return Tensor._make(out)
@@ -309,10 +309,9 @@ class MSE(Function):
             d = (2.0 * ctx.scale) * g * (a - b)
             return (d if ctx.needs_input_grad[0] else None,
                     -d if ctx.needs_input_grad[1] else None, None)
-        ad, bd = contiguous(a._data), contiguous(b._data)
         # the kernel's scale is (2 scale) * g, read from g's memory (so a recorded step reads
         # each replay's g, not the value seen while recording)
-        da = _core.mse_backward(ad, bd, 2.0 * ctx.scale, contiguous(g._data))
+        da = call_kernel(_core.mse_backward, a._data, b._data, 2.0 * ctx.scale, g._data)
         return (Tensor._make(da) if ctx.needs_input_grad[0] else None,
                 Tensor._make(np.asarray(-da)) if ctx.needs_input_grad[1] else None, None)
 

@@ -33,15 +33,14 @@ class Module:
         rec = _compile_state.active
         if rec is not None:  # gd.compile: this module's tensors are state, not temporaries
             rec.on_module(self)
-        scope = module_scope
-        outer = scope.current
-        scope.current = outer + (self,)
+        scope = module_scope.stack
+        scope.append(self)
         try:
             if kwargs:
                 return self.forward(*args, **kwargs)
             return self.forward(*args)
         finally:
-            scope.current = outer
+            scope.pop()
 
     # ---- attribute registration ---------------------------------------------------------
     def _check_init(self) -> None:

@@ -55,7 +55,7 @@ class Optimizer:
                 rec = _compile_state.active
                 if rec is not None:  # gd.compile bakes the settings in: it must see them
                     rec.on_optimizer_step(self)
-                return original(self, *args, **kw)
+                return original(self, *args, **kw) if kw else original(self, *args)
 
             cls.step = step  # type: ignore[method-assign]
 
@@ -335,12 +335,9 @@ def _check_number(value: Any, what: str) -> float:
     return float(value)
 
 
-def _c_array(a: np.ndarray, flags: Any = None) -> np.ndarray:
-    """a itself when it is C-contiguous and aligned, else a C-contiguous copy (0-d stays 0-d).
-    flags: a.flags, when the caller has them."""
-    if flags is None:
-        flags = a.flags
-    if flags.c_contiguous and flags.aligned and a.dtype.isnative:
+def _c_array(a: np.ndarray) -> np.ndarray:
+    """a itself when it is C-contiguous and aligned, else a C-contiguous copy (0-d stays 0-d)."""
+    if a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative:
         return a
     return np.array(a, dtype=a.dtype.newbyteorder("="), order="C", copy=True)
 
@@ -349,24 +346,44 @@ class _Batch:
     """The parameters of one group that have a gradient, of one dtype, as kernel arguments.
 
     `arrays` are the parameters' memory (or C-contiguous copies, written back by `finish`),
-    `grads` their gradients as C-contiguous arrays."""
+    `grads` their gradients as C-contiguous arrays. With check=False the layouts are taken as
+    they are (a kernel's output, or a copy, almost always fits) and `call` makes the copies
+    only if the kernel refuses an array."""
 
     __slots__ = ("_writeback", "arrays", "grads", "params")
 
-    def __init__(self, params: list, grads: list) -> None:
+    def __init__(self, params: list, grads: list, check: bool = True) -> None:
         self.params = params
         self.arrays, self.grads, self._writeback = [], [], []
         for p, g in zip(params, grads):
             a = p._data
-            flags = a.flags
-            if not flags.writeable:
+            if not a.flags.writeable:
                 raise ValueError(f"optimizer: a parameter of shape {tuple(a.shape)} is read-only "
                                  "(an expanded or broadcast view); it can't be updated in place")
-            c = _c_array(a, flags)
+            self.arrays.append(a)
+            self.grads.append(g._data)
+        if check:
+            self.check_layout()
+
+    def check_layout(self) -> None:
+        """Replaces the arrays a kernel can't take (not C-contiguous or aligned, or in non-native
+        byte order) by C-contiguous copies."""
+        for k, a in enumerate(self.arrays):
+            c = _c_array(a)
             if c is not a:
                 self._writeback.append((a, c))
-            self.arrays.append(c)
-            self.grads.append(_c_array(g._data))
+                self.arrays[k] = c
+        self.grads = [_c_array(g) for g in self.grads]
+
+    def call(self, kernel: Callable, *args: Any) -> Any:
+        """kernel(arrays, grads, *args); repeated after check_layout() if it raises ValueError
+        (the bindings check every array's layout, and raise before changing anything)."""
+        try:
+            return kernel(self.arrays, self.grads, *args)
+        except ValueError:  # (or an error the repeated call raises again)
+            pass
+        self.check_layout()
+        return kernel(self.arrays, self.grads, *args)
 
     def finish(self) -> None:
         """Copies updated contiguous copies back and bumps every parameter's version."""
@@ -376,9 +393,9 @@ class _Batch:
             p._vc[0] += 1
 
 
-def _batches(params: Iterable[Tensor]) -> list:
+def _batches(params: Iterable[Tensor], check: bool = True) -> list:
     """The parameters with a gradient, split by dtype (float32 first seen first): one kernel
-    call per batch."""
+    call per batch. check: see _Batch."""
     by_dtype: dict = {}  # dtype -> (params, their gradients)
     for p in params:
         g = p.grad
@@ -388,7 +405,7 @@ def _batches(params: Iterable[Tensor]) -> list:
                 batch = by_dtype[p._data.dtype] = ([], [])
             batch[0].append(p)
             batch[1].append(g)
-    return [_Batch(ps, gs) for ps, gs in by_dtype.values()]
+    return [_Batch(ps, gs, check) for ps, gs in by_dtype.values()]
 
 
 def _zeros_like(p: Tensor, fill: float = 0.0) -> Tensor:

@@ -150,10 +150,11 @@ class SGD(Optimizer):
         for group in self.param_groups:
             lr = self._lr(group)
             momentum = float(group["momentum"])
-            for batch in _batches(group["params"]):
+            for batch in _batches(group["params"], check=False):
                 if isinstance(lr, _LrArray):
                     params = group["params"]
-                    lr_arg: Any = lr.for_params(batch.arrays[0].dtype,
+                    # (in the byte order of the kernel's arrays: see _Batch.check_layout)
+                    lr_arg: Any = lr.for_params(batch.arrays[0].dtype.newbyteorder("="),
                                                 [p.grad is not None for p in params],
                                                 [p._data.size for p in params])
                 else:
@@ -163,9 +164,9 @@ class SGD(Optimizer):
                     states = [self.state[p] for p in batch.params]
                     old = [st.get("momentum_buffer") for st in states]
                     bufs = [None if b is None else b._data for b in old]
-                new = _core.sgd_step(batch.arrays, batch.grads, bufs, lr_arg, momentum,
-                                     float(group["dampening"]), float(group["weight_decay"]),
-                                     bool(group["nesterov"]), bool(group["maximize"]))
+                new = batch.call(_core.sgd_step, bufs, lr_arg, momentum,
+                                 float(group["dampening"]), float(group["weight_decay"]),
+                                 bool(group["nesterov"]), bool(group["maximize"]))
                 batch.finish()
                 for st, b_old, b_new in zip(states, old, new or []):
                     if b_old is None:
