@@ -256,9 +256,20 @@ struct Simd {
         return r;
     }
     static reg set1(T x) {
+#if defined(__GNUC__)
+        // an initializer list, which GCC turns into one shuffle (a lane-by-lane loop became a
+        // chain of inserts in the micro-kernel's inner loop)
+        if constexpr (L == 4) {
+            return reg{x, x, x, x};
+        } else {
+            static_assert(L == 2, "16-byte vectors of float or double");
+            return reg{x, x};
+        }
+#else
         reg r;
         for (int i = 0; i < L; ++i) r[i] = x;
         return r;
+#endif
     }
     static reg load(const T* p) {
         reg r;
