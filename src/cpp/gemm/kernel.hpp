@@ -26,6 +26,15 @@ constexpr int64_t kPrefetchC = 24;
 // and into L2.
 constexpr int64_t kPrefetchB1 = 8, kPrefetchB2 = 32;
 
+// Prefetches p + i (locality 3: into L1, 2: into L2), which may lie outside p's array: the
+// address is formed as an integer, not by pointer arithmetic.
+template <int kLocality, class T>
+inline void prefetch(const T* p, int64_t i) {
+    GD_PREFETCH(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) +
+                                              static_cast<uintptr_t>(i) * sizeof(T)),
+                kLocality);
+}
+
 // Packed A micro-panels are kMRP >= MR values wide per k (MR rounded up to whole vectors), so
 // op(A) = A packs with L x L register transposes; the kernel reads the first MR of each row.
 template <class T>
@@ -81,11 +90,17 @@ void micro_kernel(int64_t kc, const T* GD_RESTRICT a, int64_t a_stride, const T*
                 if (!kHalf) b1 = V::load(b + L);
             }
             if (kPackB) {
-                // b's rows lie ldb apart (often beyond the hardware prefetchers' stride reach)
-                GD_PREFETCH(b + kPrefetchB1 * b_rs, 3);
-                GD_PREFETCH(b + kPrefetchB1 * b_rs + NR - 1, 3);
-                GD_PREFETCH(b + kPrefetchB2 * b_rs, 2);
-                GD_PREFETCH(b + kPrefetchB2 * b_rs + NR - 1, 2);
+                // b's rows lie ldb apart (often beyond the hardware prefetchers' stride reach):
+                // this panel's rows a few steps ahead, and the same row of the next panel (read
+                // by the next call) into L2 now, a whole call ahead of its use. (Addresses past
+                // the matrix are harmless to prefetch.)
+                prefetch<3>(b, kPrefetchB1 * b_rs);
+                prefetch<3>(b, kPrefetchB1 * b_rs + NR - 1);
+                prefetch<2>(b, kPrefetchB2 * b_rs);
+                prefetch<2>(b, kPrefetchB2 * b_rs + NR - 1);
+                prefetch<2>(b, NR);
+                prefetch<2>(b, NR + L);
+                prefetch<2>(b, 2 * NR - 1);
                 V::store(bpack + k * NR, b0);
                 V::store(bpack + k * NR + L, b1);
             }
