@@ -176,7 +176,7 @@ class Tensor:
     """An n-d array of float32 (default), float64, int64 or bool that can record gradients."""
 
     __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_base",
-                 "_accumulator", "__weakref__")
+                 "_leaf_edge", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to our reflected operators
 
     def __init__(self, data: Any = (), *, dtype: Any = None, requires_grad: bool = False) -> None:
@@ -198,7 +198,7 @@ class Tensor:
         self._output_nr = 0
         self._vc = [0]
         self._base = None
-        self._accumulator = None
+        self._leaf_edge = None
 
     @staticmethod
     def _make(data: np.ndarray, requires_grad: bool = False) -> Tensor:
@@ -211,7 +211,7 @@ class Tensor:
         t._output_nr = 0
         t._vc = [0]
         t._base = None
-        t._accumulator = None
+        t._leaf_edge = None
         return t
 
     def _view_of(self, data: np.ndarray) -> Tensor:
@@ -225,11 +225,13 @@ class Tensor:
         return self._view_of(self._data)
 
     def _edge(self) -> tuple:
+        """(node, output_nr) where this tensor's gradient goes: its grad_fn, or for a leaf its
+        AccumulateGrad node (made once and kept, with the edge, in _leaf_edge)."""
         if self.grad_fn is not None:
             return (self.grad_fn, self._output_nr)
-        if self._accumulator is None:
-            self._accumulator = AccumulateGrad(self)
-        return (self._accumulator, 0)
+        if self._leaf_edge is None:
+            self._leaf_edge = (AccumulateGrad(self), 0)
+        return self._leaf_edge
 
     # ---- basic attributes ---------------------------------------------------------------
     @property
@@ -473,15 +475,20 @@ class Tensor:
     def backward(self, gradient: Any = None, retain_graph: Optional[bool] = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
         """Accumulates d(self)/d(leaf) * gradient into .grad of every leaf that requires grad."""
-        if gradient is None and inputs is None and self._data.size == 1:
-            # loss.backward(), the usual call: what autograd.backward does for it, without its
-            # argument handling (tuples, an import per call: a quarter of the engine's own cost)
-            seed = np.empty(self._data.shape, dtype=self._data.dtype)
-            seed.fill(1)
-            rec = _cs.active
-            if rec is not None:  # a constant gd.compile may keep, as autograd.backward registers
-                rec.constants[id(seed)] = seed
-            _engine.run_backward((self,), (Tensor._make(seed),),
+        # The usual calls, loss.backward() and y.backward(g), do what autograd.backward does for
+        # them, without its argument handling (tuples, an import per call: a quarter of the
+        # engine's own cost).
+        if inputs is None and (gradient is None and self._data.size == 1 or
+                               isinstance(gradient, Tensor) and
+                               gradient._data.shape == self._data.shape):
+            if gradient is None:
+                seed = np.empty(self._data.shape, dtype=self._data.dtype)
+                seed.fill(1)
+                rec = _cs.active
+                if rec is not None:  # a constant gd.compile may keep (autograd.backward's hook)
+                    rec.constants[id(seed)] = seed
+                gradient = Tensor._make(seed)
+            _engine.run_backward((self,), (gradient,),
                                  create_graph if retain_graph is None else retain_graph,
                                  create_graph)
             return

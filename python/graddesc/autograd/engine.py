@@ -141,8 +141,9 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
         if deps[node] == 0:
             ready.append(node)
     plain = observer is None and inputs is None  # no observer, nothing captured or skipped
-    prev_mode = grad_mode.is_grad_enabled()
-    grad_mode._set_grad_enabled(create_graph)
+    mode = grad_mode._state
+    prev_mode = mode.enabled
+    mode.enabled = create_graph
     try:
         while ready:
             node = ready.pop()
@@ -195,7 +196,7 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
             if not retain_graph:
                 node._release()
     finally:
-        grad_mode._set_grad_enabled(prev_mode)
+        mode.enabled = prev_mode
 
     if inputs is None:
         return None
@@ -252,14 +253,13 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
     """Adds g into var.grad. owned: nothing but the caller refers to g or to its array."""
     if g is None:
         return
-    Tensor = function._Tensor
     vd = var._data
     gd_ = g._data
     if gd_.shape != vd.shape:
         g = _sum_to_shape(g, vd.shape)
         owned = False
     if g._data.dtype != vd.dtype:
-        g = Tensor._make(_cast(g._data, vd.dtype))
+        g = function._Tensor._make(_cast(g._data, vd.dtype))
         owned = False
     if _anomaly["enabled"] and not _is_finite(g._data):
         raise RuntimeError("AccumulateGrad received nan values for a leaf of shape "
@@ -271,6 +271,7 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
             return
         rec = _compile_state.active
         gd_ = g._data
+        Tensor = function._Tensor
         # a gradient computed for this leaf alone (usually a kernel's output) becomes .grad
         # itself when it is in every way like a fresh copy of itself: a plain tensor at
         # version 0 on memory of its own, C-contiguous, aligned and writable
@@ -289,7 +290,8 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
     elif not grad._data.flags.writeable:
         _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay would skip it
         # a user-assigned read-only .grad (e.g. an expanded tensor): replace, don't write into it
-        var.grad = Tensor._make(np.asarray(np.add(grad._data, g._data)))  # 0-d: an array
+        # (np.asarray: the sum of 0-d arrays is a NumPy scalar)
+        var.grad = function._Tensor._make(np.asarray(np.add(grad._data, g._data)))
     else:
         _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay would skip it
         np.add(grad._data, g._data, out=grad._data)

@@ -159,7 +159,7 @@ class SGD(Optimizer):
                                                 [p._data.size for p in params])
                 else:
                     lr_arg = lr
-                states, old, bufs = [], [], None
+                bufs = None
                 if momentum != 0:
                     states = [self.state[p] for p in batch.params]
                     old = [st.get("momentum_buffer") for st in states]
@@ -168,9 +168,10 @@ class SGD(Optimizer):
                                  float(group["dampening"]), float(group["weight_decay"]),
                                  bool(group["nesterov"]), bool(group["maximize"]))
                 batch.finish()
-                for st, b_old, b_new in zip(states, old, new or []):
-                    if b_old is None:
-                        st["momentum_buffer"] = Tensor._make(b_new)
+                if momentum != 0:  # the buffers the kernel started (a buffer is b_new = g)
+                    for st, b_old, b_new in zip(states, old, new or []):
+                        if b_old is None:
+                            st["momentum_buffer"] = Tensor._make(b_new)
         return loss
 
 
