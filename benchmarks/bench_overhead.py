@@ -1,33 +1,68 @@
 """Eager per-op overhead on tiny tensors, where Python bookkeeping dominates the arithmetic.
 
 Workloads (float32, 1 thread): relu on 10 elements with requires_grad (forward + backward);
-Linear(10, 10) forward + backward at batch 1. Baselines: NumPy doing the same math by hand
+Linear(10, 10) forward + backward at batch 1; the lecture net's training step (Linear
+600-60-40-10 with ReLU, CrossEntropyLoss, SGD, batch 1: zero_grad, forward, loss, backward,
+step), whose kernels take ~10 us of it. Baselines: NumPy doing the same math by hand
 (preallocated, out=) and PyTorch eager when installed.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_overhead.py
+
+Timings on a shared machine are noisy; instruction counts are not. `--run WORKLOAD N` runs a
+graddesc workload (relu10, linear10, step) N times after a warm-up and nothing else, so that
+    PYTHONHASHSEED=0 valgrind --tool=callgrind python benchmarks/bench_overhead.py --run step N
+for N = 0 and N = 200 gives the instructions per call as (count(200) - count(0)) / 200.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 import numpy as np
 
 import graddesc as gd
 from _common import median_time, print_table, save_json
+from graddesc import _bench
+
+LECTURE_NET = ([600, 60, 40, 10], 1, "ce")
+
+
+def graddesc_workloads() -> dict:
+    """name -> a graddesc call to time (or to count the instructions of)."""
+    x = gd.randn(10, requires_grad=True)
+    g = gd.ones(10)
+
+    def relu10() -> None:
+        x.relu().backward(g)
+
+    lin = gd.nn.Linear(10, 10)
+    xi = gd.randn(10)
+
+    def linear10() -> None:
+        lin.zero_grad()
+        lin(xi).backward(g)
+
+    return {"relu10": relu10, "linear10": linear10, "step": _bench.graddesc_step(*LECTURE_NET)}
+
+
+def run(name: str, n: int) -> None:
+    """Calls workload `name` n times (after 5 warm-up calls), for instruction counting."""
+    gd.set_num_threads(1)
+    fn: Callable[[], object] = graddesc_workloads()[name]
+    for _ in range(5):
+        fn()
+    for _ in range(n):
+        fn()
 
 
 def main() -> None:
     gd.set_num_threads(1)
     rows, out = [], {}
+    work = graddesc_workloads()
 
     # --- relu fwd+bwd on 10 elements ------------------------------------------------------
-    x = gd.randn(10, requires_grad=True)
-    g = gd.ones(10)
-
-    def gd_relu():
-        y = x.relu()
-        y.backward(g)
+    gd_relu = work["relu10"]
 
     xn = np.random.default_rng(0).standard_normal(10).astype(np.float32)
     yn, dxn = np.empty(10, np.float32), np.empty(10, np.float32)
@@ -43,17 +78,11 @@ def main() -> None:
     out["relu10"] = {"graddesc_us": t_gd * 1e6, "numpy_us": t_np * 1e6}
 
     # --- Linear(10, 10) fwd+bwd at batch 1 ------------------------------------------------
-    lin = gd.nn.Linear(10, 10)
-    xi = gd.randn(10)
-    gy = gd.ones(10)
-
-    def gd_lin():
-        lin.zero_grad()
-        lin(xi).backward(gy)
-
-    W = lin.weight.detach().numpy().copy()
-    b = lin.bias.detach().numpy().copy()
-    xv = xi.numpy().copy()
+    gd_lin = work["linear10"]
+    rng = np.random.default_rng(1)
+    W = (rng.standard_normal((10, 10)) / np.sqrt(10)).astype(np.float32)
+    b = np.zeros(10, np.float32)
+    xv = rng.standard_normal(10).astype(np.float32)
     y, dW, db = np.empty(10, np.float32), np.empty((10, 10), np.float32), np.empty(10, np.float32)
     gv = np.ones(10, np.float32)
 
@@ -65,6 +94,11 @@ def main() -> None:
 
     t_gl, t_nl = median_time(gd_lin), median_time(np_lin)
     out["linear10"] = {"graddesc_us": t_gl * 1e6, "numpy_us": t_nl * 1e6}
+
+    # --- the lecture net's training step ----------------------------------------------------
+    t_gs = median_time(work["step"])
+    t_ns = median_time(_bench.numpy_step(*LECTURE_NET))
+    out["step"] = {"graddesc_us": t_gs * 1e6, "numpy_us": t_ns * 1e6}
 
     try:
         import torch
@@ -85,11 +119,16 @@ def main() -> None:
 
         out["relu10"]["torch_us"] = median_time(t_relu) * 1e6
         out["linear10"]["torch_us"] = median_time(t_lin) * 1e6
+        t_step = _bench.torch_step(*LECTURE_NET)
+        if t_step is not None:
+            out["step"]["torch_us"] = median_time(t_step) * 1e6
     except ImportError:
         pass
 
+    # the step: 6 forward ops and their 6 backward nodes, 6 gradient accumulations, 1 update
     for name, label, nops in (("relu10", "relu(10) fwd+bwd", 2),
-                              ("linear10", "Linear(10,10) fwd+bwd", 2)):
+                              ("linear10", "Linear(10,10) fwd+bwd", 2),
+                              ("step", "lecture net step (600-60-40-10, b1)", 19)):
         r = out[name]
         rows.append([label, f"{r['graddesc_us']:.2f}", f"{r['graddesc_us'] / nops:.2f}",
                      f"{r['numpy_us']:.2f}", f"{r['torch_us']:.2f}" if "torch_us" in r else "-",
@@ -101,4 +140,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--run":
+        run(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()

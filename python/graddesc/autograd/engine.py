@@ -114,8 +114,8 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                                "grad_fn")
         root_edges.append((t._edge(), g))
     roots = []
-    for (node, _), _ in root_edges:
-        roots.append(node)
+    for edge, _ in root_edges:
+        roots.append(edge[0])
     deps = _collect(roots)
 
     capture: dict = {}
@@ -168,7 +168,13 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                     owned = g is not None and getrefcount(g) == 2 and getrefcount(g._data) == 2
                     _accumulate(node.variable, g, create_graph, owned)
                 continue
-            grads_in = _run_node(node, slots)
+            if len(node._output_meta) == 1 and 0 in slots and not node._freed:
+                # the usual node: one output, with a gradient (_run_node without the call)
+                grads_in = type(node).backward(node, slots[0])
+                if not isinstance(grads_in, tuple) or len(grads_in) != len(node.next_edges):
+                    grads_in = _check_grads(node, grads_in)
+            else:
+                grads_in = _run_node(node, slots)
             input_meta = node._input_meta
             for i, edge in enumerate(node.next_edges):
                 if edge is None:
@@ -224,17 +230,18 @@ def _run_node(node: Any, slots: dict) -> tuple:
             f"Trying to backward through the graph a second time (or directly access saved "
             f"tensors after they have already been freed) in {node_name(node)}. Specify "
             "retain_graph=True if you need to backward through the graph a second time.")
-    out_meta = node._output_meta
-    if len(out_meta) == 1 and 0 in slots:  # the usual case: one output, with a gradient
-        res = type(node).backward(node, slots[0])
-    else:
-        grads_out = []
-        for nr, meta in enumerate(out_meta):
-            g = slots.get(nr)
-            if g is None and meta is not None:
-                g = function._Tensor._make(np.zeros(meta[0], dtype=meta[1]))
-            grads_out.append(g)
-        res = type(node).backward(node, *grads_out)
+    grads_out = []
+    for nr, meta in enumerate(node._output_meta):
+        g = slots.get(nr)
+        if g is None and meta is not None:
+            g = function._Tensor._make(np.zeros(meta[0], dtype=meta[1]))
+        grads_out.append(g)
+    res = type(node).backward(node, *grads_out)
+    return _check_grads(node, res)
+
+
+def _check_grads(node: Any, res: Any) -> tuple:
+    """node's backward result as a tuple of one gradient per forward argument."""
     if not isinstance(res, tuple):
         res = (res,)
     n = len(node.next_edges)

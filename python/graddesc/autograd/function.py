@@ -157,7 +157,12 @@ class Function:
         for a in args:
             if isinstance(a, Tensor):
                 need = a.requires_grad
-                edges.append(a._edge() if need else None)
+                if need:  # a._edge(), without the call in the usual cases
+                    fn = a.grad_fn
+                    edges.append((fn, a._output_nr) if fn is not None else
+                                 a._leaf_edge or a._edge())
+                else:
+                    edges.append(None)
                 d = a._data
                 input_meta.append((d.shape, d.dtype))
             else:

@@ -346,24 +346,17 @@ class _Batch:
     """The parameters of one group that have a gradient, of one dtype, as kernel arguments.
 
     `arrays` are the parameters' memory (or C-contiguous copies, written back by `finish`),
-    `grads` their gradients as C-contiguous arrays. With check=False the layouts are taken as
-    they are (a kernel's output, or a copy, almost always fits) and `call` makes the copies
-    only if the kernel refuses an array."""
+    `grads` their gradients as C-contiguous arrays (after `check_layout`). Unchecked, the
+    layouts are taken as they are (a kernel's output, or a copy, almost always fits) and `call`
+    makes the copies only if the kernel refuses an array."""
 
     __slots__ = ("_writeback", "arrays", "grads", "params")
 
-    def __init__(self, params: list, grads: list, check: bool = True) -> None:
-        self.params = params
-        self.arrays, self.grads, self._writeback = [], [], []
-        for p, g in zip(params, grads):
-            a = p._data
-            if not a.flags.writeable:
-                raise ValueError(f"optimizer: a parameter of shape {tuple(a.shape)} is read-only "
-                                 "(an expanded or broadcast view); it can't be updated in place")
-            self.arrays.append(a)
-            self.grads.append(g._data)
-        if check:
-            self.check_layout()
+    def __init__(self) -> None:
+        self.params: list = []
+        self.arrays: list = []
+        self.grads: list = []
+        self._writeback: list = []
 
     def check_layout(self) -> None:
         """Replaces the arrays a kernel can't take (not C-contiguous or aligned, or in non-native
@@ -395,17 +388,27 @@ class _Batch:
 
 def _batches(params: Iterable[Tensor], check: bool = True) -> list:
     """The parameters with a gradient, split by dtype (float32 first seen first): one kernel
-    call per batch. check: see _Batch."""
-    by_dtype: dict = {}  # dtype -> (params, their gradients)
+    call per batch. check=False leaves the layouts unchecked (see _Batch)."""
+    by_dtype: dict = {}
     for p in params:
         g = p.grad
-        if g is not None:
-            batch = by_dtype.get(p._data.dtype)
-            if batch is None:
-                batch = by_dtype[p._data.dtype] = ([], [])
-            batch[0].append(p)
-            batch[1].append(g)
-    return [_Batch(ps, gs, check) for ps, gs in by_dtype.values()]
+        if g is None:
+            continue
+        a = p._data
+        if not a.flags.writeable:
+            raise ValueError(f"optimizer: a parameter of shape {tuple(a.shape)} is read-only "
+                             "(an expanded or broadcast view); it can't be updated in place")
+        batch = by_dtype.get(a.dtype)
+        if batch is None:
+            batch = by_dtype[a.dtype] = _Batch()
+        batch.params.append(p)
+        batch.arrays.append(a)
+        batch.grads.append(g._data)
+    batches = list(by_dtype.values())
+    if check:
+        for batch in batches:
+            batch.check_layout()
+    return batches
 
 
 def _zeros_like(p: Tensor, fill: float = 0.0) -> Tensor:
