@@ -361,7 +361,7 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
             if (tb || !fly) gemm_detail::pack_b(bpack, tb, B, ldb, k0, kc, j0, nb, 0, npanels);
             for (int64_t pm = 0; pm < mpanels; ++pm) {
                 const int64_t i0 = pm * MR, m = std::min(MR, M - i0);
-                T* ap = apack + pm * kc * MRP;
+                T* ap = bk.a_packed ? apack + pm * kc * MRP : nullptr;  // none: A read in place
                 for (int64_t pn = 0; pn < npanels; ++pn) {
                     const int64_t jj = j0 + pn * NR, n = std::min(NR, nb - pn * NR);
                     T* bp = bpack + pn * kc * NR;
