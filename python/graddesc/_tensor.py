@@ -190,7 +190,7 @@ class Tensor:
             self.requires_grad_(True)
 
     def _init(self, data: np.ndarray, requires_grad: bool) -> None:
-        # (Tensor._make sets the same fields: it is on every op's path, a call saved counts)
+        # (Tensor._make sets these fields too: it makes every op's output, so it skips the call)
         self._data = data
         self.requires_grad = requires_grad
         self._grad = None
