@@ -365,11 +365,17 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
                 for (int64_t pn = 0; pn < npanels; ++pn) {
                     const int64_t jj = j0 + pn * NR, n = std::min(NR, nb - pn * NR);
                     T* bp = bpack + pn * kc * NR;
-                    const bool fuse_a = fly && ta && j0 == 0 && pn == 0;
-                    const bool fuse_b = fly && !tb && pm == 0;
+                    // (a partial B panel, the last of a block, is packed by a pass over it, and
+                    // so is the first A panel of a block whose first B panel is packed on the fly)
+                    const bool fuse_b = fly && !tb && pm == 0 && n == NR;
+                    const bool fuse_a = fly && ta && j0 == 0 && pn == 0 && !fuse_b;
+                    if (fly && ta && j0 == 0 && pn == 0 && fuse_b)
+                        gemm_detail::pack_a(apack, ta, A, lda, M, k0, kc, pm, pm + 1);
+                    if (fly && !tb && pm == 0 && n < NR)
+                        gemm_detail::pack_b(bpack, tb, B, ldb, k0, kc, j0, nb, pn, pn + 1);
                     const T* a = a_rows ? A + i0 * lda + k0 : fuse_a ? A + k0 * lda + i0 : ap;
                     const int64_t a_stride = a_rows || fuse_a ? lda : MRP;
-                    gemm_detail::kernel_for<T>(m, a_rows, fuse_b && n < NR, fuse_a, fuse_b, n)(
+                    gemm_detail::kernel_for<T>(m, a_rows, false, fuse_a, fuse_b, n)(
                         kc, a, a_stride, fuse_b ? B + k0 * ldb + jj : bp, fuse_b ? ldb : NR,
                         C + i0 * ldc + jj, ldc, n, alpha, beta_k, ap, bp);
                 }

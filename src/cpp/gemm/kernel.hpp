@@ -176,36 +176,35 @@ constexpr std::array<KernelFn<T>, sizeof...(I) + 1> make_kernels(std::index_sequ
 
 // The micro-kernel for a tile of `rows` (1..MR) rows: op(A) row-major in place (row_a), B read
 // in place with a partial panel (mask_b), packing A or B on the fly (pack_a, pack_b; see above).
-// A tile of n <= L columns that packs nothing gets the half-width kernel.
+// A tile of n <= L columns that packs nothing gets the half-width kernel. Only the combinations
+// gemm.cpp uses are compiled (each is 3 ISAs x 2 types x MR row counts): packing on the fly takes
+// whole B panels and packs A or B, not both; op(A) = A read in place is never packed on the fly
+// (null otherwise).
 template <class T>
 KernelFn<T> kernel_for(int64_t rows, bool row_a, bool mask_b, bool pack_a = false,
                        bool pack_b = false, int64_t n = kNR<T>) {
     constexpr auto seq = std::make_index_sequence<Simd<T>::MR>{};
-    // [row_a][mask_b] half-width tiles
-    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> half[2][2] = {
-        {make_kernels<T, false, false, false, false, true>(seq),
-         make_kernels<T, false, true, false, false, true>(seq)},
-        {make_kernels<T, true, false, false, false, true>(seq),
-         make_kernels<T, true, true, false, false, true>(seq)}};
-    if (n <= Simd<T>::L && !pack_a && !pack_b) return half[row_a][mask_b][static_cast<size_t>(rows)];
-    // [mask_b][pack_a][pack_b] for op(A) read as columns (packed or A^T in place)
-    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> col[2][2][2] = {
-        {{make_kernels<T, false, false, false, false>(seq),
-          make_kernels<T, false, false, false, true>(seq)},
-         {make_kernels<T, false, false, true, false>(seq),
-          make_kernels<T, false, false, true, true>(seq)}},
-        {{make_kernels<T, false, true, false, false>(seq),
-          make_kernels<T, false, true, false, true>(seq)},
-         {make_kernels<T, false, true, true, false>(seq),
-          make_kernels<T, false, true, true, true>(seq)}}};
-    // [mask_b][pack_b] for row-major op(A) = A read in place
-    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> row[2][2] = {
-        {make_kernels<T, true, false, false, false>(seq),
-         make_kernels<T, true, false, false, true>(seq)},
-        {make_kernels<T, true, true, false, false>(seq),
-         make_kernels<T, true, true, false, true>(seq)}};
+    // [row_a] half-width tiles (masked: they serve packed and in-place panels alike)
+    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> half[2] = {
+        make_kernels<T, false, true, false, false, true>(seq),
+        make_kernels<T, true, true, false, false, true>(seq)};
+    if (n <= Simd<T>::L && !pack_a && !pack_b) return half[row_a][static_cast<size_t>(rows)];
+    // [pack_a][pack_b] for op(A) read as columns (packed or A^T in place), whole B panels
+    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> col[2][2] = {
+        {make_kernels<T, false, false, false, false>(seq),
+         make_kernels<T, false, false, false, true>(seq)},
+        {make_kernels<T, false, false, true, false>(seq), {}}};
+    // [pack_b] for row-major op(A) = A read in place, whole B panels
+    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> row[2] = {
+        make_kernels<T, true, false, false, false>(seq),
+        make_kernels<T, true, false, false, true>(seq)};
+    // a partial B panel read in place (the unpacked path), packing nothing
+    static constexpr std::array<KernelFn<T>, Simd<T>::MR + 1> masked[2] = {
+        make_kernels<T, false, true, false, false>(seq),
+        make_kernels<T, true, true, false, false>(seq)};
     const size_t r = static_cast<size_t>(rows);
-    return row_a ? row[mask_b][pack_b][r] : col[mask_b][pack_a][pack_b][r];
+    if (mask_b) return pack_a || pack_b ? nullptr : masked[row_a][r];
+    return row_a ? (pack_a ? nullptr : row[pack_b][r]) : col[pack_a][pack_b][r];
 }
 
 // dst[k * ldd + j] = src[j * lds + k] for k < nk, j < L (nj, nk <= L): an L x L register
