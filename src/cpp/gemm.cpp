@@ -11,8 +11,9 @@
 //     saved), unless its rows lie a multiple of 4 KiB apart (then packed by transposes ahead);
 //   op(A) = A^T and op(B) = B: plain copies. For a small op(A) (M x kc <= 512 KiB, which stays in
 //     L2 with its B and C blocks) each panel is copied on the fly by its first kernel call, which
-//     reads it in place anyway and stores what it loads (hidden behind the FMAs); for a large one
-//     by passes ahead (reading large sources in place stalls the kernel);
+//     reads it in place anyway and stores what it loads (hidden behind the FMAs; a few edge
+//     panels get a pass of their own); for a large one by passes ahead (reading large sources in
+//     place stalls the kernel);
 //   op(B) = B^T: transposed in L x L register blocks by a pass ahead.
 // With several threads, C is cut into one slab per thread (whole panels, along N or M) and each
 // thread runs the loop nest above on its slab with its own buffers (gemm_blocked).
