@@ -36,10 +36,11 @@ SHAPES = [
     (257, 65, 129),
     # short M (the unpacked path when op(B) = B), just below and above its limit
     (2, 300, 40),
-    (12, 33, 64),  # limits: 2 x MR rows = 12 (AVX2, portable), 28 (AVX-512)
-    (13, 33, 64),
-    (28, 129, 100),
-    (29, 129, 100),
+    (12, 33, 64),
+    (24, 129, 100),  # limits: 24 rows (AVX2, portable), 3 x MR = 42 (AVX-512)
+    (25, 129, 100),
+    (42, 129, 100),
+    (43, 129, 100),
     (57, 129, 100),
     # tall and skinny in each direction
     (1000, 3, 17),

@@ -23,9 +23,10 @@
 //
 // Shapes that would waste the packing take other paths: K = 1 is an outer product; M = 1 and
 // N = 1 are matrix-vector products that read the matrix once (dot products when its rows run
-// along K, else row sweeps into an L1 accumulator); a short M (<= 2 MR rows) with op(B) = B packs
-// nothing: the micro-kernel reads A's rows and B's rows in place, in K blocks of 96 (packing B
-// would cost about as much as the product). The first K block applies beta, later ones add.
+// along K, else row sweeps into an L1 accumulator); a short M (<= 42 rows on AVX-512, 24 on the
+// others) with op(B) = B packs nothing: the micro-kernel reads A's rows and B's rows in place, in
+// K blocks of 96 (packing B would cost about as much as the product). The first K block applies
+// beta, later ones add.
 //
 // Determinism: every C element is a chain of FMAs over k in increasing order inside each K block,
 // the blocks added in order; the K blocking and the choice of path depend only on the problem
@@ -61,7 +62,7 @@ constexpr int64_t kGemmParallelFlops = int64_t(1) << 21;
 // alone.
 template <class T>
 constexpr int64_t kKcMax = 2048 / static_cast<int64_t>(sizeof(T));
-// K block of the unpacked path: its A rows (<= 48 x 96 floats) and one B strip (96 x 32) share L1.
+// K block of the unpacked path: its A rows (<= 42 x 96 floats) and one B strip (96 x 32) share L1.
 template <class T>
 constexpr int64_t kKcDirect = 384 / static_cast<int64_t>(sizeof(T));
 // op(A) K blocks of up to this many bytes (M x kc values) count as small: they stay in L2 beside a
@@ -76,10 +77,10 @@ constexpr int64_t kBlockBBytesLarge = int64_t(512) << 10;
 // packed A buffer (3584 x 512 floats: 8 MiB) for tall products.
 template <class T>
 constexpr int64_t kPackRowsMax = 256 * Simd<T>::MR;
-// Up to this many rows (2 micro-panels), op(B) = B is read in place rather than packed: packing
-// costs K * N copies, which only M / MR uses of each B panel would repay.
+// Up to this many rows (3 micro-panels, at least 24 rows), op(B) = B is read in place rather
+// than packed: packing costs K * N copies, which only M / MR uses of each B panel would repay.
 template <class T>
-constexpr int64_t kDirectMaxM = 2 * Simd<T>::MR;
+constexpr int64_t kDirectMaxM = std::max<int64_t>(3 * Simd<T>::MR, 24);
 
 // A grow-only, 64-byte aligned scratch buffer; one per thread (thread_local), reused by calls.
 template <class T>
@@ -327,8 +328,8 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
     const int64_t nblocks = ceil_div(N, std::min(N, bk.nb_max));
     const int64_t nb_max = ceil_div(ceil_div(N, NR), nblocks) * NR;
     const int64_t mpanels = ceil_div(M, MR);
-    // The unpacked path deals its rows out evenly (26 = 13 + 13, not 14 + 12), so every tile
-    // keeps enough independent FMA chains; packed panels are MR rows (the last one fewer).
+    // The unpacked path deals its rows out evenly (32 = 11 + 11 + 10, not 14 + 14 + 4), so every
+    // tile keeps enough independent FMA chains; packed panels are MR rows (the last one fewer).
     const int64_t mr = direct ? ceil_div(M, mpanels) : MR;
 
     for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
