@@ -341,13 +341,8 @@ def test_python_in_place_writes_fall_back_instead_of_being_skipped(body):
     assert fn.stats["replayed"] == 0
 
 
-def test_a_grad_kept_by_the_caller_keeps_its_values_and_is_freed_when_dropped():
-    import gc
-    import weakref
-
-    gd.manual_seed(0)
-    model = gd.nn.Sequential(gd.nn.Linear(5, 4), gd.nn.ReLU(), gd.nn.Linear(4, 3))
-    opt = gd.optim.SGD(model.parameters(), lr=0.1)
+def _ce_sgd_step(model, opt):
+    """zero_grad, cross-entropy forward and backward, optimizer step; returns the loss."""
 
     def step(x, y):
         opt.zero_grad()
@@ -356,7 +351,16 @@ def test_a_grad_kept_by_the_caller_keeps_its_values_and_is_freed_when_dropped():
         opt.step()
         return loss
 
-    fn = gd.compile(step)
+    return step
+
+
+def test_a_grad_kept_by_the_caller_keeps_its_values_and_is_freed_when_dropped():
+    import gc
+    import weakref
+
+    gd.manual_seed(0)
+    model = gd.nn.Sequential(gd.nn.Linear(5, 4), gd.nn.ReLU(), gd.nn.Linear(4, 3))
+    fn = gd.compile(_ce_sgd_step(model, gd.optim.SGD(model.parameters(), lr=0.1)))
     rng = np.random.default_rng(0)
     batches = [(gd.tensor(rng.standard_normal((6, 5)).astype(np.float32)),
                 gd.tensor(rng.integers(0, 3, 6))) for _ in range(6)]
@@ -439,15 +443,7 @@ def test_lazy_batch1_weight_gradients_read_late_or_accumulated_eagerly():
         gd.manual_seed(0)
         model = gd.nn.Sequential(gd.nn.Linear(300, 20), gd.nn.Tanh(), gd.nn.Linear(20, 4))
         opt = gd.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = gd.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-
-        return model, step
+        return model, _ce_sgd_step(model, opt)
 
     m1, eager = make()
     m2, step = make()
