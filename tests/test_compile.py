@@ -500,3 +500,118 @@ def test_program_rebind_set_real_and_lazy_materialize_on_a_hand_built_program():
         prog.rebind(addr(W), addr(W2), W.nbytes)
         prog.run()
         np.testing.assert_array_equal(W2, W0 - np.float32(lr) * outer)
+
+
+# ---- the one-call replay (_core.FastReplay) -------------------------------------------------
+def _eager_and_compiled(sizes, batch, loss, opt_kw, calls):
+    """Runs `calls` (a list of (x, y) or callables(fn, model, opt) -> None) through an eager and
+    a compiled copy of one step; returns both models, the compiled function, the losses."""
+    out = []
+    for compiled in (False, True):
+        model = _model(sizes, seed=3)
+        opt = gd.optim.SGD(model.parameters(), **opt_kw)
+        loss_fn = gd.nn.CrossEntropyLoss() if loss == "ce" else gd.nn.MSELoss()
+        fn = _step_fn(model, opt, loss_fn)
+        if compiled:
+            fn = gd.compile(fn)
+        losses = []
+        for c in calls:
+            if callable(c):
+                c(fn, model, opt)
+            else:
+                losses.append(fn(*c).detach().numpy().copy())
+        out.append((model, fn, losses))
+    return out
+
+
+def _assert_same(a, b):
+    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert na == nb
+        np.testing.assert_array_equal(pa.detach().numpy(), pb.detach().numpy(), err_msg=na)
+        ga, gb = pa.grad, pb.grad
+        assert (ga is None) == (gb is None), na
+        if ga is not None:
+            np.testing.assert_array_equal(ga.numpy(), gb.numpy(), err_msg=na)
+
+
+def test_steady_state_replays_take_the_one_call_path_and_equal_eager():
+    sizes = [30, 12, 8, 4]
+    xs, ys = _data(sizes, 1, "ce", 12)
+    (em, _, el), (cm, fn, cl) = _eager_and_compiled(sizes, 1, "ce", {"lr": 0.1, "momentum": 0.9},
+                                                     list(zip(xs, ys)))
+    np.testing.assert_array_equal(np.array(el), np.array(cl))
+    _assert_same(em, cm)
+    assert fn.stats == {"recorded": 2, "replayed": 10, "eager": 0}
+    # first call records (twice: grads were None), the next replays in Python and builds the
+    # fast path, which then takes every later call
+    assert fn._fast is not None and fn._fast.hits == 9
+
+
+def test_one_call_path_hands_unusual_calls_to_python_and_stays_bitwise_equal():
+    sizes = [10, 7, 3]
+    rng = np.random.default_rng(5)
+    xs, ys = _data(sizes, 4, "mse", 8)
+    wide = gd.tensor(rng.standard_normal((4, 20)).astype(np.float32))
+    calls = list(zip(xs[:3], ys[:3]))
+    calls.append((wide[:, ::2], ys[3]))                        # non-contiguous input
+    calls.append((gd.tensor(xs[4].numpy().astype(">f4")), ys[4]))  # other byte order: new key
+    calls.append((xs[5], ys[5]))
+
+    def lr(fn, model, opt):
+        opt.param_groups[0]["lr"] = 0.05                        # patched into the program
+
+    def hold(fn, model, opt):
+        hold.kept = model[0].weight.grad                        # caller keeps a .grad
+
+    def keywords(fn, model, opt):
+        fn(x=xs[6], y=ys[6])                                    # keyword inputs: Python path
+
+    held_arrays = []
+
+    def hold_array(fn, model, opt):                             # caller keeps a .grad's array
+        a = model[2].bias.grad.numpy()
+        held_arrays.append((a, a.copy()))
+
+    calls += [lr, (xs[6], ys[6]), hold, (xs[7], ys[7]), keywords, (xs[0], ys[0]), hold_array,
+              (xs[1], ys[1])]
+    (em, _, el), (cm, fn, cl) = _eager_and_compiled(sizes, 4, "mse", {"lr": 0.1}, calls)
+    for a, before in held_arrays:  # (eager's and compiled's): both keep their values
+        np.testing.assert_array_equal(a, before)
+    for a, b in zip(el, cl):
+        np.testing.assert_array_equal(a, b)
+    _assert_same(em, cm)
+    assert fn.stats["replayed"] >= 6
+
+
+def test_a_compiled_step_called_inside_another_compiled_step_is_recorded_by_it():
+    def run(nested):
+        gd.manual_seed(0)
+        m = gd.nn.Linear(4, 3)
+        opt = gd.optim.SGD(m.parameters(), lr=0.1)
+
+        def inner(x, t):  # returns nothing: only the recorded kernels carry its effect
+            opt.zero_grad()
+            gd.nn.functional.mse_loss(m(x), t).backward()
+            opt.step()
+
+        ci = gd.compile(inner)
+        co = gd.compile(lambda x, t: ci(x, t))
+        x = gd.tensor(np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4))
+        t = gd.zeros(2, 3)
+        for _ in range(3):
+            ci(x, t)  # the inner step now replays through its fast path
+        for _ in range(4):
+            (co if nested else inner)(x, t)
+        return m.weight.detach().numpy().copy()
+
+    np.testing.assert_array_equal(run(True), run(False))
+
+
+def test_fast_replay_rejects_a_tensor_type_without_slots():
+    class NoSlots:
+        pass
+
+    prog = gd._core.Program()
+    with pytest.raises(RuntimeError, match="_data"):
+        gd._core.FastReplay(prog, NoSlots, lambda a: a, True, [0], 0, {"active": None}, [], [],
+                            [], [], [], [], [], [], {}, [], None, {})

@@ -40,10 +40,12 @@ from graddesc import _compile_state, _core
 from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
 
+_GRAD_STATE = grad_mode._state  # per thread: .enabled
+
 _ACTS = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "softplus": 4, "gelu": 5,
          "gelu_tanh": 6, "exp": 7, "log": 8}
 # _core functions that only report configuration: harmless during a recording
-_QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program"}
+_QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program", "FastReplay"}
 
 # Argument names of the recordable bindings, in order, with defaults.
 _SIGS: dict = {
@@ -448,6 +450,9 @@ class _Entry:
         self.lazy: list = []        # (leaf, instruction) whose .grad is stored when read
         self.epoch = -1
         self.bufs: _Buffers | None = None
+        # _core.FastReplay of this entry (positional inputs only), built on its first Python
+        # replay; dropped (None) whenever the Python path changes what it captured
+        self.fast: Any = None
 
 
 _FALLBACK = object()
@@ -467,11 +472,13 @@ class CompiledFunction:
         self._attempts: dict = {}
         self._warned = False
         self.stats = {"recorded": 0, "replayed": 0, "eager": 0}
+        self._fast: Any = None  # the FastReplay tried first (that of the last replayed entry)
 
     def reset(self) -> None:
         """Forgets every recording (the next call records again)."""
         self._cache.clear()
         self._attempts.clear()
+        self._fast = None
 
     def _key(self, args: tuple, kwargs: dict) -> Any:
         parts: list = [grad_mode.is_grad_enabled()]
@@ -490,6 +497,18 @@ class CompiledFunction:
         return tuple(parts)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fast = self._fast
+        if fast is not None and not kwargs:
+            # the whole replay in one C++ call; NotImplemented: anything unusual, decided below
+            out = fast(args, _GRAD_STATE.enabled)
+            if out is not NotImplemented:
+                return out
+        rec = _compile_state.active
+        if rec is not None and rec.mine():
+            # called inside another compiled step's recording: run eagerly so that recording
+            # sees these kernels (a replay here would be invisible to it)
+            self.stats["eager"] += 1
+            return self.fn(*args, **kwargs)
         key = self._key(args, kwargs)
         if key is None:
             return self._eager("an argument is neither a tensor nor hashable", args, kwargs)
@@ -537,10 +556,33 @@ class CompiledFunction:
                     entry.program.set_real(index, 0, float(group["lr"]))
                 entry.hypers[k] = (group, now)
             entry.hyper_fast[k] = _fast_snapshot(group)
+            self._drop_fast(entry)
         return True
+
+    def _drop_fast(self, entry: _Entry) -> None:
+        if entry.fast is not None:
+            if self._fast is entry.fast:
+                self._fast = None
+            entry.fast = None
+
+    def _build_fast(self, entry: _Entry, args: tuple) -> Any:
+        """The FastReplay of `entry` for calls like this one (positional arguments only)."""
+        inputs = []
+        for a, buf in zip(args, entry.inputs):
+            inputs.append((True, buf) if buf is not None else (False, type(a), a))
+        grads = [(var, arr, refs) for (var, arr), refs in zip(entry.grads, entry.grad_refs)]
+        return _core.FastReplay(
+            entry.program, Tensor, Tensor._make, _GRAD_STATE.enabled,
+            _compile_state.storage_epoch, entry.epoch, vars(_compile_state), inputs,
+            list(zip(entry.param_tensors, entry.param_arrays)),
+            list(zip(entry.frozen_tensors, entry.frozen_arrays)),
+            [tuple(h) for h in entry.hyper_fast], list(entry.versions), grads,
+            list(entry.none_grads), list(entry.lazy), _compile_state.pending,
+            list(entry.outputs), entry.out_kind, self.stats)
 
     # ---- recording ------------------------------------------------------------------------
     def _record(self, key: Any, args: tuple, kwargs: dict) -> Any:
+        self._fast = None
         if any(isinstance(a, Tensor) and a.requires_grad for a in list(args) +
                list(kwargs.values())):
             self._cache[key] = _FALLBACK
@@ -674,10 +716,15 @@ class CompiledFunction:
         entry.none_grads = [var for var, _ in rec.grads if var._grad is None]
         entry.epoch = epoch if epoch == _compile_state.storage_epoch[0] else -1
         if len(self._cache) >= self.cache_size:
-            self._cache.pop(next(iter(self._cache)))
+            old = self._cache.pop(next(iter(self._cache)))
+            if old is not _FALLBACK:
+                self._drop_fast(old)
         self._cache[key] = entry
         # what the caller gets is a copy, as on every replay: the program owns its buffers
         result = self._results(entry)
+        # the recording's call log holds references to the gradient arrays too: drop it before
+        # counting what "nobody else holds them" looks like
+        del rec, by_addr, owner
         entry.grad_refs = [_refs(arr) for _, arr in entry.grads]
         return result
 
@@ -694,11 +741,14 @@ class CompiledFunction:
         """A .grad the caller kept from the previous call (the tensor, a view or its array) must
         keep its values, as eager's fresh .grad each step would: the program writes a new
         buffer instead."""
+        mine = entry.fast is not None  # the FastReplay's own reference to each grad array
         for k, (var, arr) in enumerate(entry.grads):
             g = var._grad
             held = g is not None and g._data is arr and _refs(g) > _HELD_BY_NOBODY
-            if not held and _refs(arr) <= entry.grad_refs[k]:
+            if not held and _refs(arr) <= entry.grad_refs[k] + mine:
                 continue
+            self._drop_fast(entry)
+            mine = False
             new = np.empty_like(arr)
             entry.program.rebind(_addr(arr), _addr(new), arr.nbytes)
             entry.bufs.forget(arr)  # the caller's reference is now the only one
@@ -735,6 +785,10 @@ class CompiledFunction:
         for var, index in entry.lazy:
             if var._grad is not None:
                 pending[id(var)] = (var, prog, index)
+        if not kwargs:
+            if entry.fast is None:
+                entry.fast = self._build_fast(entry, args)
+            self._fast = entry.fast
         return self._results(entry)
 
 

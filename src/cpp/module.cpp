@@ -15,6 +15,7 @@ void bind_loss(py::module_& m);
 void bind_reduce(py::module_& m);
 void bind_program(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_replay(py::module_& m);
 }  // namespace bind
 }  // namespace gd
 
@@ -63,4 +64,5 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_reduce(m);
     bind::bind_program(m);
     bind::bind_optim(m);
+    bind::bind_replay(m);
 }

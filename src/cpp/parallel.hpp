@@ -19,10 +19,13 @@ void note_parallel_region();  // records that OpenMP has started its threads (di
 // forever. A fork handler (dispatch.cpp) therefore sets the child's thread budget to 1, so that
 // its kernels never open a parallel region, and refuses set_num_threads(n > 1) there.
 
-// Below this many floating-point operations a kernel stays on one thread: waking the pool and
-// the closing barrier cost several microseconds (far more when the machine is busy), more than
-// a memory-bound pass over ~100k elements gains from a second core.
-constexpr int64_t kParallelWork = 1 << 18;
+// Below this many floating-point operations (for elementwise kernels: about 8 per element) a
+// kernel stays on one thread. Waking the pool and the closing barrier cost microseconds, and after
+// a region libgomp's worker spins for a while: on a 2-core machine shared with other work that
+// spinning thread takes the core the main thread's next kernels need. Measured (session 3,
+// lecture net at batch 1, compiled): with 1 << 18 its 36k-element fused SGD update went parallel
+// and the whole step took 23 us at 2 threads against 8 us at 1; with 1 << 21 both take 8 us.
+constexpr int64_t kParallelWork = int64_t(1) << 21;
 
 // Calls body(begin, end) for the chunks [c*chunk, min(n, (c+1)*chunk)), in parallel when
 // `work` (an estimate of the flops) is large enough. Chunks are handed out dynamically, so a

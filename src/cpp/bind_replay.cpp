@@ -1,0 +1,404 @@
+// gd.compile's replay fast path: one C++ call per compiled step (graddesc/_compile.py builds a
+// FastReplay per recorded entry). It does what CompiledFunction._valid and _replay do in Python,
+// for the common case only, and answers NotImplemented whenever anything is unusual (another
+// input signature, a changed optimizer setting or parameter, a gradient the caller still holds,
+// keyword arguments, a non-contiguous input): the Python path then handles the call, so this
+// file never has to be right about a rare case, only about recognising it.
+//
+// Per call, in order: input signature (types, shapes, dtypes, requires_grad, grad mode, equal
+// non-tensor arguments), storage epoch, no recording in progress, parameters and frozen tensors
+// (same storage, same requires_grad), optimizer param groups (the very same objects as at the
+// last Python check), gradients nobody else holds; then the inputs are copied into the program's
+// buffers, the program runs with the GIL released, version counters are bumped, each leaf's
+// .grad is set (or its counter bumped), deferred (lazy) gradients are registered, and the results
+// are copied into new Tensors. Tensor fields are read and written through their __slots__
+// offsets (looked up once from the member descriptors), which is what makes this cheaper than
+// the Python path.
+#include <Python.h>
+#include <structmember.h>
+
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bind_common.hpp"
+#include "program.hpp"
+
+namespace gd {
+namespace bind {
+namespace {
+
+#ifdef Py_T_OBJECT_EX
+constexpr int kObjectSlot = Py_T_OBJECT_EX;
+#else
+constexpr int kObjectSlot = T_OBJECT_EX;
+#endif
+
+// Byte offset of a __slots__ member of `type` (an object slot), or throws.
+Py_ssize_t slot_offset(PyTypeObject* type, const char* name) {
+    PyObject* d = PyDict_GetItemString(type->tp_dict, name);  // borrowed
+    if (d == nullptr || Py_TYPE(d) != &PyMemberDescr_Type)
+        throw std::runtime_error(std::string("FastReplay: Tensor.") + name + " is not a slot");
+    const PyMemberDef* def = reinterpret_cast<PyMemberDescrObject*>(d)->d_member;
+    if (def->type != kObjectSlot || (def->flags & READONLY))
+        throw std::runtime_error(std::string("FastReplay: Tensor.") + name +
+                                 " is not a writable object slot");
+    return def->offset;
+}
+
+inline py::object borrow(const py::handle& h) { return py::reinterpret_borrow<py::object>(h); }
+
+inline PyObject*& field(PyObject* obj, Py_ssize_t off) {
+    return *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + off);
+}
+
+// Bumps the int in vc[0] (a Tensor's version counter, a 1-element list).
+void bump(PyObject* vc) {
+    if (!PyList_CheckExact(vc) || PyList_GET_SIZE(vc) < 1)
+        throw std::runtime_error("FastReplay: a version counter is not a 1-element list");
+    PyObject* item = PyList_GET_ITEM(vc, 0);
+    const long long v = PyLong_AsLongLong(item);
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    PyObject* nv = PyLong_FromLongLong(v + 1);
+    if (nv == nullptr) throw py::error_already_set();
+    PyList_SetItem(vc, 0, nv);  // steals nv, releases the old int
+}
+
+struct Input {
+    bool tensor = false;
+    py::array buf;             // tensor: the program's private input buffer
+    PyObject* descr = nullptr;  // its dtype (borrowed from buf)
+    std::vector<Py_ssize_t> shape;
+    py::object type, value;    // otherwise: the recorded non-tensor argument
+};
+
+struct Group {
+    py::dict group;
+    py::object plist;
+    std::vector<py::object> ptuple;
+    std::vector<py::object> keys, values;
+};
+
+struct Grad {
+    py::object var, arr;
+    Py_ssize_t baseline;  // Py_REFCNT(arr) when only graddesc holds it
+};
+
+struct Lazy {
+    py::object var, key, value;  // key = id(var), value = (var, program, index)
+};
+
+class FastReplay {
+   public:
+    FastReplay(py::object program, py::object tensor_type, py::object make, bool grad_enabled,
+               py::list epoch_list, int64_t epoch, py::dict state, py::list inputs, py::list params,
+               py::list frozen, py::list hypers, py::list versions, py::list grads,
+               py::list none_grads, py::list lazy, py::dict pending, py::list outputs,
+               py::object out_kind, py::dict stats)
+        : program_obj_(program), make_(make), epoch_list_(epoch_list), epoch_(epoch), state_(state),
+          pending_(pending), out_kind_(out_kind), stats_(stats), grad_enabled_(grad_enabled) {
+        prog_ = program.cast<Program*>();
+        if (!PyType_Check(tensor_type.ptr())) throw std::runtime_error("FastReplay: tensor_type");
+        tensor_type_ = tensor_type;
+        auto* tt = reinterpret_cast<PyTypeObject*>(tensor_type.ptr());
+        off_data_ = slot_offset(tt, "_data");
+        off_rg_ = slot_offset(tt, "requires_grad");
+        off_grad_ = slot_offset(tt, "_grad");
+        off_vc_ = slot_offset(tt, "_vc");
+        for (const py::handle& h : inputs) {
+            Input in;
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+            if (t[0].cast<bool>()) {
+                in.tensor = true;
+                in.buf = py::reinterpret_borrow<py::array>(t[1]);
+                if (!(in.buf.flags() & py::array::c_style))
+                    throw std::runtime_error("FastReplay: an input buffer is not C-contiguous");
+                in.descr = py::detail::array_proxy(in.buf.ptr())->descr;
+                for (py::ssize_t k = 0; k < in.buf.ndim(); ++k) in.shape.push_back(in.buf.shape(k));
+            } else {
+                in.type = py::reinterpret_borrow<py::object>(t[1]);
+                in.value = py::reinterpret_borrow<py::object>(t[2]);
+            }
+            inputs_.push_back(std::move(in));
+        }
+        for (const py::handle& h : params) {
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+            params_.emplace_back(py::reinterpret_borrow<py::object>(t[0]),
+                                 py::reinterpret_borrow<py::object>(t[1]));
+        }
+        for (const py::handle& h : frozen) {
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+            frozen_.emplace_back(py::reinterpret_borrow<py::object>(t[0]),
+                                 py::reinterpret_borrow<py::object>(t[1]));
+        }
+        for (const py::handle& h : hypers) {
+            // (group, params list, tuple of its items, other keys, their values)
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+            Group g;
+            g.group = py::reinterpret_borrow<py::dict>(t[0]);
+            g.plist = py::reinterpret_borrow<py::object>(t[1]);
+            for (const py::handle& p : py::reinterpret_borrow<py::tuple>(t[2]))
+                g.ptuple.push_back(py::reinterpret_borrow<py::object>(p));
+            for (const py::handle& k : py::reinterpret_borrow<py::tuple>(t[3]))
+                g.keys.push_back(py::reinterpret_borrow<py::object>(k));
+            for (const py::handle& v : py::reinterpret_borrow<py::tuple>(t[4]))
+                g.values.push_back(py::reinterpret_borrow<py::object>(v));
+            if (g.keys.size() != g.values.size()) throw std::runtime_error("FastReplay: hypers");
+            groups_.push_back(std::move(g));
+        }
+        for (const py::handle& h : versions) versions_.push_back(borrow(h));
+        for (const py::handle& h : grads) {
+            // (var, arr, refs): refs = sys.getrefcount(arr) seen by the Python path with its three
+            // temporaries (loop variable, parameter, argument) when nobody else holds arr; this
+            // object's own reference replaces them.
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+            Grad g{borrow(t[0]), borrow(t[1]), t[2].cast<Py_ssize_t>() - 3 + 1};
+            grads_.push_back(std::move(g));
+        }
+        for (const py::handle& h : none_grads) none_grads_.push_back(borrow(h));
+        for (const py::handle& h : lazy) {
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);  // (var, index)
+            Lazy l;
+            l.var = py::reinterpret_borrow<py::object>(t[0]);
+            l.key = py::reinterpret_steal<py::object>(PyLong_FromVoidPtr(l.var.ptr()));
+            l.value = py::make_tuple(l.var, program_obj_, t[1]);
+            lazy_.push_back(std::move(l));
+        }
+        for (const py::handle& h : outputs)
+            outputs_.push_back(py::reinterpret_borrow<py::array>(h));
+        if (out_kind.is_none()) kind_ = 0;
+        else if (PyType_Check(out_kind.ptr()) &&
+                 PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(out_kind.ptr()), tt))
+            kind_ = 1;
+        else if (out_kind.ptr() == reinterpret_cast<PyObject*>(&PyTuple_Type)) kind_ = 2;
+        else if (out_kind.ptr() == reinterpret_cast<PyObject*>(&PyList_Type)) kind_ = 3;
+        else kind_ = 4;
+        replayed_key_ = py::str("replayed");
+    }
+
+    // The step's result, or NotImplemented when the Python path must handle this call.
+    py::object call(const py::tuple& args, bool grad_enabled) {
+        const py::object slow = py::reinterpret_borrow<py::object>(Py_NotImplemented);
+        if (grad_enabled != grad_enabled_ || static_cast<size_t>(args.size()) != inputs_.size())
+            return slow;
+        // storage epoch
+        {
+            PyObject* e = PyList_GET_ITEM(epoch_list_.ptr(), 0);
+            const long long now = PyLong_AsLongLong(e);
+            if (now == -1 && PyErr_Occurred()) throw py::error_already_set();
+            if (now != epoch_) return slow;
+        }
+        // a recording in progress (this may be called inside another compiled step)
+        {
+            PyObject* active = PyDict_GetItemWithError(state_.ptr(), active_name_.ptr());
+            if (active == nullptr && PyErr_Occurred()) throw py::error_already_set();
+            if (active != Py_None) return slow;
+        }
+        auto* tt = reinterpret_cast<PyTypeObject*>(tensor_type_.ptr());
+        for (const auto& pa : params_) {
+            PyObject* t = pa.first.ptr();
+            PyObject* rg = field(t, off_rg_);
+            if (field(t, off_data_) != pa.second.ptr() || rg == nullptr) return slow;
+            const int r = PyObject_IsTrue(rg);
+            if (r < 0) throw py::error_already_set();
+            if (r != 1) return slow;
+        }
+        for (const auto& fa : frozen_) {
+            PyObject* t = fa.first.ptr();
+            PyObject* rg = field(t, off_rg_);
+            if (field(t, off_data_) != fa.second.ptr() || rg == nullptr) return slow;
+            const int r = PyObject_IsTrue(rg);
+            if (r < 0) throw py::error_already_set();
+            if (r != 0) return slow;
+        }
+        for (const Group& g : groups_) {
+            PyObject* d = g.group.ptr();
+            if (PyDict_GET_SIZE(d) != static_cast<Py_ssize_t>(g.keys.size()) + 1) return slow;
+            PyObject* pl = PyDict_GetItemString(d, "params");
+            if (pl != g.plist.ptr() || !PyList_Check(pl) ||
+                PyList_GET_SIZE(pl) != static_cast<Py_ssize_t>(g.ptuple.size()))
+                return slow;
+            for (size_t k = 0; k < g.ptuple.size(); ++k)
+                if (PyList_GET_ITEM(pl, static_cast<Py_ssize_t>(k)) != g.ptuple[k].ptr())
+                    return slow;
+            for (size_t k = 0; k < g.keys.size(); ++k) {
+                PyObject* v = PyDict_GetItemWithError(d, g.keys[k].ptr());
+                if (v == nullptr && PyErr_Occurred()) throw py::error_already_set();
+                if (v != g.values[k].ptr()) return slow;
+            }
+        }
+        // inputs: check every one before copying any
+        for (size_t k = 0; k < inputs_.size(); ++k) {
+            PyObject* a = PyTuple_GET_ITEM(args.ptr(), static_cast<Py_ssize_t>(k));
+            const Input& in = inputs_[k];
+            if (!in.tensor) {
+                if (PyObject_TypeCheck(a, tt) ||
+                    reinterpret_cast<PyObject*>(Py_TYPE(a)) != in.type.ptr())
+                    return slow;
+                const int eq = PyObject_RichCompareBool(a, in.value.ptr(), Py_EQ);
+                if (eq < 0) throw py::error_already_set();
+                if (eq != 1) return slow;
+                continue;
+            }
+            if (!PyObject_TypeCheck(a, tt)) return slow;
+            PyObject* rg = field(a, off_rg_);
+            PyObject* data = field(a, off_data_);
+            if (rg == nullptr || data == nullptr || !py::isinstance<py::array>(data)) return slow;
+            const int r = PyObject_IsTrue(rg);
+            if (r < 0) throw py::error_already_set();
+            if (r != 0) return slow;
+            auto* arr = py::detail::array_proxy(data);
+            if (arr->nd != static_cast<int>(in.shape.size())) return slow;
+            for (size_t d = 0; d < in.shape.size(); ++d)
+                if (arr->dimensions[d] != in.shape[d]) return slow;
+            if (!(arr->flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) return slow;
+            if (reinterpret_cast<PyObject*>(arr->descr) != in.descr) {
+                const int eq = PyObject_RichCompareBool(reinterpret_cast<PyObject*>(arr->descr),
+                                                        in.descr, Py_EQ);
+                if (eq < 0) throw py::error_already_set();
+                if (eq != 1) return slow;
+            }
+        }
+        // a gradient the caller still holds (the Tensor or its array): Python rebinds it
+        for (const Grad& g : grads_) {
+            PyObject* cur = field(g.var.ptr(), off_grad_);
+            if (cur != nullptr && cur != Py_None && field(cur, off_data_) == g.arr.ptr() &&
+                Py_REFCNT(cur) > 1)
+                return slow;
+            if (Py_REFCNT(g.arr.ptr()) > g.baseline) return slow;
+        }
+        // ---- from here on this call replays ----
+        ++hits_;
+        for (size_t k = 0; k < inputs_.size(); ++k) {
+            Input& in = inputs_[k];
+            if (!in.tensor) continue;
+            PyObject* a = PyTuple_GET_ITEM(args.ptr(), static_cast<Py_ssize_t>(k));
+            auto* src = py::detail::array_proxy(field(a, off_data_));
+            const auto n = static_cast<size_t>(in.buf.nbytes());
+            if (n) std::memcpy(in.buf.mutable_data(), src->data, n);
+        }
+        if (PyDict_GET_SIZE(pending_.ptr()) > 0) {
+            for (const Lazy& l : lazy_)  // this run overwrites what they would be computed from
+                if (PyDict_DelItem(pending_.ptr(), l.key.ptr()) < 0) {
+                    if (!PyErr_ExceptionMatches(PyExc_KeyError)) throw py::error_already_set();
+                    PyErr_Clear();
+                }
+        }
+        {
+            py::gil_scoped_release nogil;
+            prog_->run();
+        }
+        {
+            PyObject* n = PyDict_GetItemWithError(stats_.ptr(), replayed_key_.ptr());
+            if (n == nullptr) {
+                if (PyErr_Occurred()) throw py::error_already_set();
+            } else {
+                py::object n1 = py::reinterpret_steal<py::object>(PyNumber_Add(n, one_.ptr()));
+                if (!n1 || PyDict_SetItem(stats_.ptr(), replayed_key_.ptr(), n1.ptr()) < 0)
+                    throw py::error_already_set();
+            }
+        }
+        for (const py::object& vc : versions_) bump(vc.ptr());
+        for (const Grad& g : grads_) {
+            PyObject*& slot = field(g.var.ptr(), off_grad_);
+            PyObject* cur = slot;
+            if (cur == nullptr || cur == Py_None || field(cur, off_data_) != g.arr.ptr()) {
+                PyObject* t = PyObject_CallOneArg(make_.ptr(), g.arr.ptr());
+                if (t == nullptr) throw py::error_already_set();
+                PyObject* old = field(g.var.ptr(), off_grad_);
+                field(g.var.ptr(), off_grad_) = t;
+                Py_XDECREF(old);
+            } else {
+                PyObject* vc = field(cur, off_vc_);
+                if (vc == nullptr)
+                    throw std::runtime_error("FastReplay: a .grad has no version counter");
+                bump(vc);
+            }
+        }
+        for (const py::object& v : none_grads_) {
+            PyObject* old = field(v.ptr(), off_grad_);
+            Py_INCREF(Py_None);
+            field(v.ptr(), off_grad_) = Py_None;
+            Py_XDECREF(old);
+        }
+        for (const Lazy& l : lazy_) {
+            PyObject* cur = field(l.var.ptr(), off_grad_);
+            if (cur != nullptr && cur != Py_None &&
+                PyDict_SetItem(pending_.ptr(), l.key.ptr(), l.value.ptr()) < 0)
+                throw py::error_already_set();
+        }
+        return results();
+    }
+
+    int64_t hits() const { return hits_; }
+
+   private:
+    py::object wrap_copy(const py::array& a) const {
+        py::object c = py::reinterpret_steal<py::object>(
+            PyObject_CallMethodNoArgs(a.ptr(), copy_name_.ptr()));
+        if (!c) throw py::error_already_set();
+        py::object t = py::reinterpret_steal<py::object>(PyObject_CallOneArg(make_.ptr(), c.ptr()));
+        if (!t) throw py::error_already_set();
+        return t;
+    }
+
+    py::object results() const {
+        if (kind_ == 0) return py::none();
+        if (kind_ == 1) return wrap_copy(outputs_[0]);
+        py::list outs;
+        for (const py::array& a : outputs_) outs.append(wrap_copy(a));
+        if (kind_ == 3) return std::move(outs);
+        if (kind_ == 2) return py::tuple(outs);
+        return out_kind_(outs);
+    }
+
+    py::object program_obj_;
+    Program* prog_ = nullptr;
+    py::object tensor_type_, make_;
+    py::list epoch_list_;
+    int64_t epoch_;
+    py::dict state_;  // graddesc._compile_state's namespace
+    py::dict pending_;
+    py::object out_kind_;
+    py::dict stats_;
+    bool grad_enabled_;
+    Py_ssize_t off_data_ = 0, off_rg_ = 0, off_grad_ = 0, off_vc_ = 0;
+    std::vector<Input> inputs_;
+    std::vector<std::pair<py::object, py::object>> params_, frozen_;
+    std::vector<Group> groups_;
+    std::vector<py::object> versions_;
+    std::vector<Grad> grads_;
+    std::vector<py::object> none_grads_;
+    std::vector<Lazy> lazy_;
+    std::vector<py::array> outputs_;
+    int kind_ = 0;
+    int64_t hits_ = 0;
+    py::object replayed_key_;
+    py::object active_name_ = py::str("active");
+    py::object one_ = py::int_(1);
+    py::object copy_name_ = py::str("copy");
+};
+
+}  // namespace
+
+void bind_replay(py::module_& m) {
+    py::class_<FastReplay>(m, "FastReplay",
+                           "gd.compile's one-call replay of a recorded entry (private).")
+        .def(py::init<py::object, py::object, py::object, bool, py::list, int64_t, py::dict,
+                      py::list, py::list, py::list, py::list, py::list, py::list, py::list,
+                      py::list, py::dict, py::list, py::object, py::dict>(),
+             py::arg("program"), py::arg("tensor_type"), py::arg("make"), py::arg("grad_enabled"),
+             py::arg("epoch_list"), py::arg("epoch"), py::arg("state"), py::arg("inputs"),
+             py::arg("params"),
+             py::arg("frozen"), py::arg("hypers"), py::arg("versions"), py::arg("grads"),
+             py::arg("none_grads"), py::arg("lazy"), py::arg("pending"), py::arg("outputs"),
+             py::arg("out_kind"), py::arg("stats"))
+        .def("__call__", &FastReplay::call, py::arg("args"), py::arg("grad_enabled"),
+             "Replays for positional `args`, or returns NotImplemented (the Python path decides).")
+        .def_property_readonly("hits", &FastReplay::hits, "Calls this object replayed.");
+}
+
+}  // namespace bind
+}  // namespace gd
