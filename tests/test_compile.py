@@ -613,5 +613,5 @@ def test_fast_replay_rejects_a_tensor_type_without_slots():
 
     prog = gd._core.Program()
     with pytest.raises(RuntimeError, match="_data"):
-        gd._core.FastReplay(prog, NoSlots, lambda a: a, True, [0], 0, {"active": None}, [], [],
+        gd._core.FastReplay(prog, NoSlots, True, [0], 0, {"active": None}, [], [],
                             [], [], [], [], [], [], {}, [], None, {})

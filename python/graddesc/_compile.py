@@ -572,7 +572,7 @@ class CompiledFunction:
             inputs.append((True, buf) if buf is not None else (False, type(a), a))
         grads = [(var, arr, refs) for (var, arr), refs in zip(entry.grads, entry.grad_refs)]
         return _core.FastReplay(
-            entry.program, Tensor, Tensor._make, _GRAD_STATE.enabled,
+            entry.program, Tensor, _GRAD_STATE.enabled,
             _compile_state.storage_epoch, entry.epoch, vars(_compile_state), inputs,
             list(zip(entry.param_tensors, entry.param_arrays)),
             list(zip(entry.frozen_tensors, entry.frozen_arrays)),

@@ -92,12 +92,12 @@ struct Lazy {
 
 class FastReplay {
    public:
-    FastReplay(py::object program, py::object tensor_type, py::object make, bool grad_enabled,
+    FastReplay(py::object program, py::object tensor_type, bool grad_enabled,
                py::list epoch_list, int64_t epoch, py::dict state, py::list inputs, py::list params,
                py::list frozen, py::list hypers, py::list versions, py::list grads,
                py::list none_grads, py::list lazy, py::dict pending, py::list outputs,
                py::object out_kind, py::dict stats)
-        : program_obj_(program), make_(make), epoch_list_(epoch_list), epoch_(epoch), state_(state),
+        : program_obj_(program), epoch_list_(epoch_list), epoch_(epoch), state_(state),
           pending_(pending), out_kind_(out_kind), stats_(stats), grad_enabled_(grad_enabled) {
         prog_ = program.cast<Program*>();
         if (!PyType_Check(tensor_type.ptr())) throw std::runtime_error("FastReplay: tensor_type");
@@ -107,6 +107,21 @@ class FastReplay {
         off_rg_ = slot_offset(tt, "requires_grad");
         off_grad_ = slot_offset(tt, "_grad");
         off_vc_ = slot_offset(tt, "_vc");
+        off_fn_ = slot_offset(tt, "grad_fn");
+        off_nr_ = slot_offset(tt, "_output_nr");
+        off_base_ = slot_offset(tt, "_base");
+        off_edge_ = slot_offset(tt, "_leaf_edge");
+        // new_tensor fills exactly these fields (those of Tensor._make): refuse a Tensor that
+        // has grown another one
+        py::tuple slots = tensor_type.attr("__slots__");
+        for (const py::handle& h : slots) {
+            const std::string n = h.cast<std::string>();
+            if (n != "_data" && n != "requires_grad" && n != "_grad" && n != "grad_fn" &&
+                n != "_output_nr" && n != "_vc" && n != "_base" && n != "_leaf_edge" &&
+                n != "__weakref__")
+                throw std::runtime_error("FastReplay: Tensor has a slot it does not know: " + n);
+        }
+        zero_ = py::int_(0);
         for (const py::handle& h : inputs) {
             Input in;
             py::tuple t = py::reinterpret_borrow<py::tuple>(h);
@@ -305,8 +320,7 @@ class FastReplay {
             PyObject*& slot = field(g.var.ptr(), off_grad_);
             PyObject* cur = slot;
             if (cur == nullptr || cur == Py_None || field(cur, off_data_) != g.arr.ptr()) {
-                PyObject* t = PyObject_CallOneArg(make_.ptr(), g.arr.ptr());
-                if (t == nullptr) throw py::error_already_set();
+                PyObject* t = new_tensor(g.arr.ptr());
                 PyObject* old = field(g.var.ptr(), off_grad_);
                 field(g.var.ptr(), off_grad_) = t;
                 Py_XDECREF(old);
@@ -335,13 +349,38 @@ class FastReplay {
     int64_t hits() const { return hits_; }
 
    private:
+    // A new Tensor around `data` (new reference), the fields exactly as Tensor._make sets them.
+    PyObject* new_tensor(PyObject* data) const {
+        auto* tt = reinterpret_cast<PyTypeObject*>(tensor_type_.ptr());
+        PyObject* t = tt->tp_alloc(tt, 0);  // zeroed, as object.__new__(Tensor) makes it
+        if (t == nullptr) throw py::error_already_set();
+        PyObject* vc = PyList_New(1);
+        if (vc == nullptr) {
+            Py_DECREF(t);
+            throw py::error_already_set();
+        }
+        Py_INCREF(zero_.ptr());
+        PyList_SET_ITEM(vc, 0, zero_.ptr());
+        const auto set = [&](Py_ssize_t off, PyObject* v) {
+            Py_INCREF(v);
+            field(t, off) = v;
+        };
+        set(off_data_, data);
+        set(off_rg_, Py_False);
+        set(off_grad_, Py_None);
+        set(off_fn_, Py_None);
+        set(off_nr_, zero_.ptr());
+        field(t, off_vc_) = vc;  // (owned)
+        set(off_base_, Py_None);
+        set(off_edge_, Py_None);
+        return t;
+    }
+
     py::object wrap_copy(const py::array& a) const {
         py::object c = py::reinterpret_steal<py::object>(
-            PyObject_CallMethodNoArgs(a.ptr(), copy_name_.ptr()));
+            py::detail::npy_api::get().PyArray_NewCopy_(a.ptr(), 0 /* C order */));
         if (!c) throw py::error_already_set();
-        py::object t = py::reinterpret_steal<py::object>(PyObject_CallOneArg(make_.ptr(), c.ptr()));
-        if (!t) throw py::error_already_set();
-        return t;
+        return py::reinterpret_steal<py::object>(new_tensor(c.ptr()));
     }
 
     py::object results() const {
@@ -356,7 +395,7 @@ class FastReplay {
 
     py::object program_obj_;
     Program* prog_ = nullptr;
-    py::object tensor_type_, make_;
+    py::object tensor_type_;
     py::list epoch_list_;
     int64_t epoch_;
     py::dict state_;  // graddesc._compile_state's namespace
@@ -364,7 +403,9 @@ class FastReplay {
     py::object out_kind_;
     py::dict stats_;
     bool grad_enabled_;
-    Py_ssize_t off_data_ = 0, off_rg_ = 0, off_grad_ = 0, off_vc_ = 0;
+    Py_ssize_t off_data_ = 0, off_rg_ = 0, off_grad_ = 0, off_vc_ = 0, off_fn_ = 0, off_nr_ = 0,
+               off_base_ = 0, off_edge_ = 0;
+    py::object zero_;
     std::vector<Input> inputs_;
     std::vector<std::pair<py::object, py::object>> params_, frozen_;
     std::vector<Group> groups_;
@@ -378,7 +419,6 @@ class FastReplay {
     py::object replayed_key_;
     py::object active_name_ = py::str("active");
     py::object one_ = py::int_(1);
-    py::object copy_name_ = py::str("copy");
 };
 
 }  // namespace
@@ -386,10 +426,10 @@ class FastReplay {
 void bind_replay(py::module_& m) {
     py::class_<FastReplay>(m, "FastReplay",
                            "gd.compile's one-call replay of a recorded entry (private).")
-        .def(py::init<py::object, py::object, py::object, bool, py::list, int64_t, py::dict,
+        .def(py::init<py::object, py::object, bool, py::list, int64_t, py::dict,
                       py::list, py::list, py::list, py::list, py::list, py::list, py::list,
                       py::list, py::dict, py::list, py::object, py::dict>(),
-             py::arg("program"), py::arg("tensor_type"), py::arg("make"), py::arg("grad_enabled"),
+             py::arg("program"), py::arg("tensor_type"), py::arg("grad_enabled"),
              py::arg("epoch_list"), py::arg("epoch"), py::arg("state"), py::arg("inputs"),
              py::arg("params"),
              py::arg("frozen"), py::arg("hypers"), py::arg("versions"), py::arg("grads"),

@@ -146,8 +146,9 @@ inline void store_scalar(T* y, T t, T alpha, T beta) {
 }
 
 // x (K), W (n, K) rows ldw apart -> y[j * incy] = alpha * dot(W[j], x) + beta * y[j * incy].
-// Each dot: two vector accumulators over k (even and odd vector steps), a scalar tail, then a
-// fixed-order horizontal sum: the same arithmetic for every row, however rows are grouped.
+// Each dot: two vector accumulators over k (even and odd vector steps, the masked tail in the odd
+// one), added and reduced by one fixed-order horizontal sum: the same arithmetic for every row,
+// however rows are grouped.
 template <class T, int ROWS>
 void dots_rows(int64_t K, const T* GD_RESTRICT x, const T* GD_RESTRICT W, int64_t ldw, T alpha,
                T beta, T* y, int64_t incy) {
@@ -170,11 +171,14 @@ void dots_rows(int64_t K, const T* GD_RESTRICT x, const T* GD_RESTRICT W, int64_
         for (int r = 0; r < ROWS; ++r) s0[r] = V::fma(V::load(W + r * ldw + k), x0, s0[r]);
         k += L;
     }
-    for (int r = 0; r < ROWS; ++r) {
-        T t = V::hsum(s0[r]) + V::hsum(s1[r]);
-        for (int64_t kk = k; kk < K; ++kk) t += W[r * ldw + kk] * x[kk];
-        store_scalar(y + r * incy, t, alpha, beta);
+    if (k < K) {  // the last K - k < L columns, masked (short rows: no scalar tail per row)
+        const auto m = V::first(K - k);
+        const reg x0 = V::load(x + k, m);
+        for (int r = 0; r < ROWS; ++r) s1[r] = V::fma(V::load(W + r * ldw + k, m), x0, s1[r]);
     }
+    const reg one = V::set1(T(1));
+    for (int r = 0; r < ROWS; ++r)  // s0 + s1 (an FMA by 1 is exactly the sum), one hsum
+        store_scalar(y + r * incy, V::hsum(V::fma(s1[r], one, s0[r])), alpha, beta);
 }
 
 template <class T>

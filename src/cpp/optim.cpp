@@ -35,13 +35,22 @@ struct Chunk {
 // work (flops_per_element per element) is large enough.
 template <class F>
 void for_each_block(const int64_t* n, int64_t count, int64_t flops_per_element, const F& body) {
-    std::vector<Chunk> chunks;
-    int64_t total = 0;
+    // the chunk list lives on the stack for up to 64 chunks (a compiled step's small tensors:
+    // no allocation per call)
+    Chunk local[64];
+    std::vector<Chunk> heap;
+    Chunk* chunks = local;
+    int64_t nchunks = 0, total = 0;
+    for (int64_t i = 0; i < count; ++i) nchunks += (n[i] + kChunk - 1) / kChunk;
+    if (nchunks > 64) {
+        heap.resize(static_cast<size_t>(nchunks));
+        chunks = heap.data();
+    }
+    nchunks = 0;
     for (int64_t i = 0; i < count; ++i) {
-        for (int64_t b = 0; b < n[i]; b += kChunk) chunks.push_back({i, b, std::min(n[i], b + kChunk)});
+        for (int64_t b = 0; b < n[i]; b += kChunk) chunks[nchunks++] = {i, b, std::min(n[i], b + kChunk)};
         total += n[i];
     }
-    const int64_t nchunks = static_cast<int64_t>(chunks.size());
     parallel_chunks(nchunks, 1, total * flops_per_element, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c)
             for (int64_t b = chunks[c].begin; b < chunks[c].end; b += kBlock)
@@ -139,22 +148,35 @@ void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, cons
     });
 }
 
-// The weight update of a batch-1 linear layer, its gradient never stored: the block's gradient
-// dy[o] x[j] (one rounded product, as the K = 1 GEMM writes it) goes straight into d.
+// The weight update of a batch-1 linear layer, its gradient never stored: the gradient dy[o] x[j]
+// (one rounded product, as the K = 1 GEMM writes it) is formed as it is needed. Row by row:
+// plain SGD (no momentum, weight decay or maximize) is one pass W[o, j] -= lr (dy[o] x[j]) (this
+// file has no contraction, so the product is rounded before the update, as in sgd_block);
+// otherwise each kBlock piece of a row goes through sgd_block. Both give sgd_step's bits.
 template <class T>
 void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t IN,
                     const SgdHyper& h) {
-    const int64_t n = OUT * IN;
-    for_each_block(&n, 1, 8, [&](int64_t, int64_t b, int64_t e) {
-        T d[kBlock];
-        for (int64_t k = b; k < e;) {  // a block may straddle rows of W
-            const int64_t o = k / IN, j0 = k % IN, m = std::min(e - k, IN - j0);
+    if (OUT <= 0 || IN <= 0) return;
+    const bool plain = h.momentum == 0 && h.weight_decay == 0 && !h.maximize;
+    const T lr = T(h.lr);
+    const int64_t rows = std::max<int64_t>(1, kChunk / IN);  // rows per parallel chunk
+    parallel_chunks(OUT, rows, OUT * IN * 8, [&](int64_t o0, int64_t o1) {
+        for (int64_t o = o0; o < o1; ++o) {
+            T* GD_RESTRICT w = W + o * IN;
             const T a = dy[o];
-            for (int64_t j = 0; j < m; ++j) d[k - b + j] = a * x[j0 + j];
-            k += m;
+            if (plain) {
+                const T* GD_RESTRICT xr = x;
+                for (int64_t j = 0; j < IN; ++j) w[j] = w[j] - lr * (a * xr[j]);
+                continue;
+            }
+            T d[kBlock];
+            for (int64_t j0 = 0; j0 < IN; j0 += kBlock) {
+                const int64_t m = std::min(kBlock, IN - j0);
+                for (int64_t j = 0; j < m; ++j) d[j] = a * x[j0 + j];
+                sgd_block(d, w + j0, buf != nullptr ? buf + o * IN + j0 : nullptr,
+                          static_cast<T*>(nullptr), static_cast<const T*>(nullptr), false, m, h);
+            }
         }
-        sgd_block(d, W + b, buf != nullptr ? buf + b : nullptr, static_cast<T*>(nullptr),
-                  static_cast<const T*>(nullptr), false, e - b, h);
     });
 }
 

@@ -122,16 +122,18 @@ void run_one(const Instr& in) {
         }
         case Code::copy: std::memcpy(in.p[0], in.p[1], static_cast<size_t>(i[0])); break;
         case Code::sgd: {
+            // the pointer lists as the kernel's T* arrays (void* and T* share their
+            // representation on every platform this builds for): no allocation per replay
             const auto& L = in.lists;
-            std::vector<T*> params, bufs;
-            std::vector<const T*> grads;
-            for (void* q : L[0]) params.push_back(static_cast<T*>(q));
-            for (void* q : L[1]) grads.push_back(static_cast<const T*>(q));
-            for (void* q : L[2]) bufs.push_back(static_cast<T*>(q));
+            static_assert(sizeof(void*) == sizeof(T*), "pointer lists");
+            T* const* params = reinterpret_cast<T* const*>(L[0].data());
+            const T* const* grads = reinterpret_cast<const T* const*>(L[1].data());
+            T* const* bufs = L[2].empty() ? nullptr : reinterpret_cast<T* const*>(L[2].data());
             const SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
-            const std::vector<uint8_t> fresh(params.size(), 0);  // buffers exist after recording
-            K.sgd_step(params.data(), bufs.empty() ? nullptr : bufs.data(), nullptr, grads.data(),
-                       nullptr, fresh.data(), i.data(), static_cast<int64_t>(params.size()), h);
+            thread_local std::vector<uint8_t> fresh;  // all 0: buffers exist after recording
+            if (fresh.size() < L[0].size()) fresh.resize(L[0].size(), 0);
+            K.sgd_step(params, bufs, nullptr, grads, nullptr, fresh.data(), i.data(),
+                       static_cast<int64_t>(L[0].size()), h);
             break;
         }
         case Code::linear_bwd_sgd: {
