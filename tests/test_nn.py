@@ -306,3 +306,33 @@ def test_init_functions():
     assert abs(w.detach().numpy().mean() - 2.0) < 0.02
     with pytest.raises(ValueError, match="fewer than 2"):
         nn.init.xavier_uniform_(nn.Parameter(gd.zeros(3)))
+
+
+def test_parameters_and_optimizer_state_are_64_byte_aligned_and_behave_like_plain_arrays():
+    import pickle
+
+    from graddesc import _aligned
+
+    gd.manual_seed(0)
+    m = gd.nn.Linear(300, 70)  # weight 84,000 bytes, bias 280 (below the threshold)
+    w = m.weight._data
+    assert w.ctypes.data % 64 == 0 and w.flags.c_contiguous and w.flags.writeable
+    assert w.shape == (70, 300) and w.dtype == np.float32
+    opt = gd.optim.Adam(m.parameters(), lr=1e-3)
+    m(gd.ones(2, 300)).sum().backward()
+    opt.step()
+    assert opt.state[m.weight]["exp_avg"]._data.ctypes.data % 64 == 0
+    m.to(gd.float64)
+    assert m.weight._data.ctypes.data % 64 == 0 and m.weight.dtype == gd.float64
+    # pickling, state_dict round trip and in-place writes see an ordinary array
+    state = pickle.loads(pickle.dumps(m.state_dict()))
+    np.testing.assert_array_equal(np.asarray(state["weight"]), m.weight.detach().numpy())
+    for shape, dtype in [((3,), np.float32), ((256, 5), np.float64), ((0, 7), np.float32),
+                         ((17, 33), np.int64)]:
+        a = _aligned.full(shape, 2, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert (a == 2).all()
+        if a.nbytes >= _aligned.MIN_BYTES:
+            assert a.ctypes.data % 64 == 0
+        c = _aligned.copy(np.arange(a.size).reshape(shape)[..., ::1], np.float32)
+        np.testing.assert_array_equal(c, np.arange(a.size, dtype=np.float32).reshape(shape))

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graddesc import _dtype, _random
+from graddesc import _aligned, _dtype, _random
 from graddesc._tensor import Tensor, _as_array, _shape_args
 
 
@@ -52,17 +52,17 @@ def from_numpy(a: np.ndarray) -> Tensor:
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _finish(np.zeros(_shape_args(size, "zeros"), _float_dtype(dtype, "zeros").np),
+    return _finish(_aligned.zeros(_shape_args(size, "zeros"), _float_dtype(dtype, "zeros").np),
                    requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _finish(np.ones(_shape_args(size, "ones"), _float_dtype(dtype, "ones").np),
+    return _finish(_aligned.full(_shape_args(size, "ones"), 1, _float_dtype(dtype, "ones").np),
                    requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _finish(np.empty(_shape_args(size, "empty"), _float_dtype(dtype, "empty").np),
+    return _finish(_aligned.empty(_shape_args(size, "empty"), _float_dtype(dtype, "empty").np),
                    requires_grad)
 
 
@@ -85,17 +85,17 @@ def _like(t: Tensor, fn: str) -> Tensor:
 
 def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "zeros_like").dtype
-    return _finish(np.zeros(t._data.shape, d.np), requires_grad)
+    return _finish(_aligned.zeros(t._data.shape, d.np), requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "ones_like").dtype
-    return _finish(np.ones(t._data.shape, d.np), requires_grad)
+    return _finish(_aligned.full(t._data.shape, 1, d.np), requires_grad)
 
 
 def empty_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "empty_like").dtype
-    return _finish(np.empty(t._data.shape, d.np), requires_grad)
+    return _finish(_aligned.empty(t._data.shape, d.np), requires_grad)
 
 
 def full_like(t: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from graddesc import _compile_state, _dtype
+from graddesc import _aligned, _compile_state, _dtype
 from graddesc._tensor import Tensor
 from graddesc.autograd.function import module_scope
 from graddesc.autograd.grad_mode import no_grad
@@ -228,7 +228,7 @@ class Module:
                 for store in (m._parameters, m._buffers):
                     for t in store.values():
                         if t is not None and t._data.dtype.kind == "f" and t._data.dtype != d.np:
-                            t._data = t._data.astype(d.np)
+                            t._data = _aligned.copy(t._data, d.np)
                             _compile_state.bump_storage()
                             t._vc[0] += 1
                             if t.grad is not None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graddesc import _compile_state
+from graddesc import _aligned, _compile_state
 from graddesc._tensor import Tensor
 
 
@@ -413,7 +413,7 @@ def _batches(params: Iterable[Tensor], check: bool = True) -> list:
 
 def _zeros_like(p: Tensor, fill: float = 0.0) -> Tensor:
     """A C-contiguous state buffer shaped like p."""
-    return Tensor._make(np.full(p._data.shape, fill, dtype=p._data.dtype))
+    return Tensor._make(_aligned.full(p._data.shape, fill, p._data.dtype))
 
 
 def _step_tensor() -> Tensor:
