@@ -137,6 +137,11 @@ class _Recording:
             self.fail(f"{what} changes Python state inside the step, which a replay would not "
                       "repeat (call it outside the compiled function)")
 
+    def on_setting_write(self) -> None:
+        if self.mine():
+            self.fail("the step changes an optimizer setting (param_groups[i][...] is written "
+                      "inside it), which a replay would not repeat")
+
     def on_inplace_write(self, what: str) -> None:
         if self.mine():
             self.fail(f"{what} writes into a tensor in Python (NumPy), which a replay would skip")
@@ -448,6 +453,7 @@ class _Entry:
         self.grad_refs: list = []   # references to each grad array right after recording
         self.none_grads: list = []  # leaves whose .grad the step leaves None (zero_grad last)
         self.lazy: list = []        # (leaf, instruction) whose .grad is stored when read
+        self.pending_items: list = []  # per lazy: (key, item) for _compile_state.pending
         self.epoch = -1
         self.bufs: _Buffers | None = None
         # _core.FastReplay of this entry (positional inputs only), built on its first Python
@@ -550,8 +556,9 @@ class CompiledFunction:
             now = _group_snapshot(group)
             if not _same_snapshot(now, snap):
                 slots = entry.lr_slots.get(id(group))
-                if slots is None or not _only_lr_changed(snap, now):
-                    return False
+                if slots is None or not _only_lr_changed(snap, now) or \
+                        not 0.0 <= group["lr"] < float("inf"):
+                    return False  # (recording again: an invalid lr raises there, as eager)
                 for index in slots:  # the kernel takes the learning rate as a double, as eager
                     entry.program.set_real(index, 0, float(group["lr"]))
                 entry.hypers[k] = (group, now)
@@ -577,7 +584,9 @@ class CompiledFunction:
             list(zip(entry.param_tensors, entry.param_arrays)),
             list(zip(entry.frozen_tensors, entry.frozen_arrays)),
             [tuple(h) for h in entry.hyper_fast], list(entry.versions), grads,
-            list(entry.none_grads), list(entry.lazy), _compile_state.pending,
+            list(entry.none_grads), [(var, key, item) for (var, _), (key, item) in
+                                     zip(entry.lazy, entry.pending_items)],
+            _compile_state.pending,
             list(entry.outputs), entry.out_kind, self.stats)
 
     # ---- recording ------------------------------------------------------------------------
@@ -632,6 +641,9 @@ class CompiledFunction:
             if not _same_snapshot(_group_snapshot(group), snap):
                 rec.fail("the step changes an optimizer setting (param_groups[i][...]) after "
                          "the optimizer step, which a replay would not repeat")
+            if any(isinstance(v, (Tensor, np.ndarray)) for k, v in group.items() if k != "params"):
+                rec.fail("an optimizer setting is a tensor (a replay would not see it change "
+                         "in place)")
         tensors = [t for t in call_args + list(call_kwargs.values()) if isinstance(t, Tensor)]
         if [t._vc[0] for t in tensors] != versions:
             # the step modified an input in place: give the caller's tensors those changes
@@ -700,6 +712,7 @@ class CompiledFunction:
                 if var is not None:
                     prog.set_lazy(index, True)
                     entry.lazy.append((var, index))
+                    entry.pending_items.append(_compile_state.pending_item(var, prog, index))
         entry.hyper_fast = [_fast_snapshot(group) for group, _ in rec.hypers]
         # which recorded optimizer instructions belong to which group (a new lr is patched in)
         owner = {}
@@ -715,17 +728,18 @@ class CompiledFunction:
                 entry.lr_slots.setdefault(id(group), []).append(index)
         entry.none_grads = [var for var, _ in rec.grads if var._grad is None]
         entry.epoch = epoch if epoch == _compile_state.storage_epoch[0] else -1
-        if len(self._cache) >= self.cache_size:
-            old = self._cache.pop(next(iter(self._cache)))
-            if old is not _FALLBACK:
-                self._drop_fast(old)
-        self._cache[key] = entry
         # what the caller gets is a copy, as on every replay: the program owns its buffers
         result = self._results(entry)
         # the recording's call log holds references to the gradient arrays too: drop it before
         # counting what "nobody else holds them" looks like
         del rec, by_addr, owner
         entry.grad_refs = [_refs(arr) for _, arr in entry.grads]
+        if len(self._cache) >= self.cache_size:
+            old = self._cache.pop(next(iter(self._cache)))
+            if old is not _FALLBACK:
+                self._drop_fast(old)
+        self._cache[key] = entry  # (only now: complete)
+        self._attempts.pop(key, None)  # a later recording of this key starts counting anew
         return result
 
     def _results(self, entry: _Entry) -> Any:
@@ -735,7 +749,9 @@ class CompiledFunction:
         if kind is Tensor:
             return Tensor._make(entry.outputs[0].copy())
         outs = [Tensor._make(a.copy()) for a in entry.outputs]
-        return outs[0] if issubclass(kind, Tensor) else kind(outs)
+        if issubclass(kind, Tensor):
+            return outs[0]
+        return kind(*outs) if hasattr(kind, "_fields") else kind(outs)  # a namedtuple: fields
 
     def _release_held_grads(self, entry: _Entry) -> None:
         """A .grad the caller kept from the previous call (the tensor, a view or its array) must
@@ -767,9 +783,16 @@ class CompiledFunction:
                 np.copyto(buf, a._data)
         self._release_held_grads(entry)
         pending = _compile_state.pending
-        for var, _ in entry.lazy:  # this run overwrites what they would be computed from
-            pending.pop(id(var), None)
-        entry.program.run()
+        for key, _ in entry.pending_items:  # this run overwrites what they'd be computed from
+            pending.pop(key, None)
+        try:
+            entry.program.run()
+        except Exception:
+            # (a cross-entropy target out of range: nothing was updated yet) eager would have
+            # cleared the gradients before failing
+            for var, _ in entry.grads:
+                var._grad = None
+            raise
         self.stats["replayed"] += 1
         for vc in entry.versions:
             vc[0] += 1
@@ -781,10 +804,9 @@ class CompiledFunction:
                 g._vc[0] += 1
         for var in entry.none_grads:
             var._grad = None
-        prog = entry.program
-        for var, index in entry.lazy:
+        for (var, _), (key, item) in zip(entry.lazy, entry.pending_items):
             if var._grad is not None:
-                pending[id(var)] = (var, prog, index)
+                pending[key] = item
         if not kwargs:
             if entry.fast is None:
                 entry.fast = self._build_fast(entry, args)

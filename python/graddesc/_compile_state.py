@@ -16,16 +16,33 @@ storage_epoch = [0]
 optimizers: Any = weakref.WeakSet()
 
 
-# Gradients a replay computed but did not store yet: id(leaf) -> (leaf, program, instruction).
+# Gradients a replay computed but did not store yet:
+#   id(leaf) -> (weakref to the leaf, weakref to the program, instruction index).
 # Reading the leaf's .grad stores it (materialize); the next replay of that program drops them.
+# Weak references: an entry never keeps a dropped model or compiled step alive, and the leaf's
+# death removes its entry (pending_item's callback).
 pending: dict = {}
+
+
+def pending_item(var: Any, program: Any, index: int) -> tuple:
+    """(key, item) for `pending`, made once per lazy gradient of a recorded program."""
+    key = id(var)
+
+    def forget(ref: Any, key: int = key) -> None:
+        item = pending.get(key)
+        if item is not None and item[0] is ref:
+            del pending[key]
+
+    return key, (weakref.ref(var, forget), weakref.ref(program), index)
 
 
 def materialize(t: Any) -> None:
     """Called by Tensor.grad while `pending` is not empty."""
     item = pending.pop(id(t), None)
-    if item is not None and item[0] is t:
-        item[1].materialize(item[2])
+    if item is not None and item[0]() is t:
+        program = item[1]()
+        if program is not None:
+            program.materialize(item[2])
 
 
 def value_read(what: str) -> None:
@@ -43,6 +60,13 @@ def inplace_write(what: str) -> None:
         rec.on_inplace_write(what)
 
 
+def grad_cleared(t: Any) -> None:
+    """zero_grad(set_to_none=True) found t.grad None already: still, the step clears it."""
+    rec = active
+    if rec is not None:
+        rec.on_grad_cleared(t)
+
+
 def python_side_effect(what: str) -> None:
     """Called by library code whose effect is Python state a replay would not update."""
     rec = active
@@ -52,3 +76,114 @@ def python_side_effect(what: str) -> None:
 
 def bump_storage() -> None:
     storage_epoch[0] += 1
+
+
+class WatchedDict(dict):
+    """A dict whose every mutation bumps storage_epoch: an optimizer's per-parameter state. A
+    recorded program holds the addresses of the state buffers, so replacing or removing one
+    (state.clear(), state[p]['momentum_buffer'] = t, load_state_dict) must record again. Reads
+    and in-place changes of a buffer's values cost nothing extra."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        storage_epoch[0] += 1
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        storage_epoch[0] += 1
+        dict.__delitem__(self, key)
+
+    def clear(self) -> None:
+        storage_epoch[0] += 1
+        dict.clear(self)
+
+    def pop(self, *args: Any) -> Any:
+        storage_epoch[0] += 1
+        return dict.pop(self, *args)
+
+    def popitem(self) -> Any:
+        storage_epoch[0] += 1
+        return dict.popitem(self)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            storage_epoch[0] += 1
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        storage_epoch[0] += 1
+        dict.update(self, *args, **kwargs)
+
+    def __ior__(self, other: Any) -> Any:
+        self.update(other)
+        return self
+
+    def __reduce__(self) -> Any:  # serialized and copied as a plain dict of its items
+        return (dict, (dict(self),))
+
+
+class WatchedState(WatchedDict):
+    """Optimizer.state: defaultdict(dict) behaviour, with every level a WatchedDict."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if type(value) is dict:
+            value = WatchedDict(value)
+        WatchedDict.__setitem__(self, key, value)
+
+    def __missing__(self, key: Any) -> Any:
+        value = WatchedDict()
+        self[key] = value
+        return value
+
+
+def _setting_written() -> None:
+    rec = active
+    if rec is not None:
+        rec.on_setting_write()
+
+
+class ParamGroup(dict):
+    """An optimizer's param group. A write inside a step being recorded by gd.compile is a Python
+    side effect a replay would not repeat (even when it stores the value the group holds now: the
+    next call may find another value there), so the recording falls back to eager."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        _setting_written()
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        _setting_written()
+        dict.__delitem__(self, key)
+
+    def clear(self) -> None:
+        _setting_written()
+        dict.clear(self)
+
+    def pop(self, *args: Any) -> Any:
+        _setting_written()
+        return dict.pop(self, *args)
+
+    def popitem(self) -> Any:
+        _setting_written()
+        return dict.popitem(self)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            _setting_written()
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        _setting_written()
+        dict.update(self, *args, **kwargs)
+
+    def __ior__(self, other: Any) -> Any:
+        self.update(other)
+        return self
+
+    def __reduce__(self) -> Any:  # serialized and copied as a plain dict of its items
+        return (dict, (dict(self),))

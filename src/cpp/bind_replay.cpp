@@ -87,7 +87,7 @@ struct Grad {
 };
 
 struct Lazy {
-    py::object var, key, value;  // key = id(var), value = (var, program, index)
+    py::object var, key, value;  // key = id(var), value = (weakref(var), weakref(program), index)
 };
 
 class FastReplay {
@@ -174,12 +174,9 @@ class FastReplay {
         }
         for (const py::handle& h : none_grads) none_grads_.push_back(borrow(h));
         for (const py::handle& h : lazy) {
-            py::tuple t = py::reinterpret_borrow<py::tuple>(h);  // (var, index)
-            Lazy l;
-            l.var = py::reinterpret_borrow<py::object>(t[0]);
-            l.key = py::reinterpret_steal<py::object>(PyLong_FromVoidPtr(l.var.ptr()));
-            l.value = py::make_tuple(l.var, program_obj_, t[1]);
-            lazy_.push_back(std::move(l));
+            // (var, key, item): the entry _compile_state.pending gets (see pending_item)
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+            lazy_.push_back(Lazy{borrow(t[0]), borrow(t[1]), borrow(t[2])});
         }
         for (const py::handle& h : outputs)
             outputs_.push_back(py::reinterpret_borrow<py::array>(h));
@@ -196,7 +193,8 @@ class FastReplay {
     // The step's result, or NotImplemented when the Python path must handle this call.
     py::object call(const py::tuple& args, bool grad_enabled) {
         const py::object slow = py::reinterpret_borrow<py::object>(Py_NotImplemented);
-        if (grad_enabled != grad_enabled_ || static_cast<size_t>(args.size()) != inputs_.size())
+        if (grad_enabled != grad_enabled_ || static_cast<size_t>(args.size()) != inputs_.size() ||
+            kind_ == 4)  // (results of another sequence type, e.g. a namedtuple: Python)
             return slow;
         // storage epoch
         {
@@ -301,9 +299,19 @@ class FastReplay {
                     PyErr_Clear();
                 }
         }
-        {
+        try {
             py::gil_scoped_release nogil;
             prog_->run();
+        } catch (...) {
+            // (a cross-entropy target out of range: nothing was updated yet) eager would have
+            // cleared the gradients before failing
+            for (const Grad& g : grads_) {
+                PyObject* old = field(g.var.ptr(), off_grad_);
+                Py_INCREF(Py_None);
+                field(g.var.ptr(), off_grad_) = Py_None;
+                Py_XDECREF(old);
+            }
+            throw;
         }
         {
             PyObject* n = PyDict_GetItemWithError(stats_.ptr(), replayed_key_.ptr());

@@ -49,6 +49,9 @@ class Module:
                                  f"{type(self).__name__}.__init__() calls super().__init__()")
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # a recorded step (gd.compile) baked in this module's attributes (its parameters'
+        # storage, ignore_index, negative_slope, ...): any assignment makes it record again
+        _compile_state.bump_storage()
         if isinstance(value, Parameter):
             self._check_init()
             self._remove(name)
@@ -196,6 +199,8 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if p.grad is None:
+                if set_to_none:
+                    _compile_state.grad_cleared(p)  # (a recording: the step clears it)
                 continue
             if set_to_none:
                 p.grad = None

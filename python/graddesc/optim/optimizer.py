@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Callable
 
@@ -68,7 +67,7 @@ class Optimizer:
             raise TypeError("optimizer parameters need to be organized in ordered collections, "
                             "but the ordering of tensors in sets will change between runs. "
                             "Please use a list instead.")
-        self.state: defaultdict = defaultdict(dict)
+        self.state: Any = _compile_state.WatchedState()  # defaultdict(dict) behaviour
         _compile_state.optimizers.add(self)
         self.param_groups: list = []
         param_groups = list(params)
@@ -87,6 +86,7 @@ class Optimizer:
             raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
         if "params" not in param_group:
             raise ValueError("param_group must have a 'params' entry")
+        param_group = _compile_state.ParamGroup(param_group)  # (writes inside a recorded step)
         params = param_group["params"]
         if isinstance(params, Tensor):
             params = [params]
@@ -148,6 +148,8 @@ class Optimizer:
             for p in group["params"]:
                 g = p.grad
                 if g is None:
+                    if set_to_none:
+                        _compile_state.grad_cleared(p)  # (a recording: the step clears it)
                     continue
                 if set_to_none:
                     p.grad = None
@@ -216,7 +218,7 @@ class Optimizer:
             for i, p in zip(sg["params"], g["params"]):
                 id_map[int(i)] = p
 
-        state: defaultdict = defaultdict(dict)
+        state: Any = _compile_state.WatchedState()
         for k, v in saved_state.items():
             key = int(k) if isinstance(k, (int, np.integer)) or \
                 (isinstance(k, str) and k.lstrip("-").isdigit()) else k
@@ -230,7 +232,8 @@ class Optimizer:
 
         new_groups = []
         for g, sg in zip(groups, saved_groups):
-            ng = {k: _copy_value(v) for k, v in sg.items() if k != "params"}
+            ng = _compile_state.ParamGroup({k: _copy_value(v) for k, v in sg.items()
+                                            if k != "params"})
             ng["params"] = g["params"]
             if "param_names" in g and "param_names" not in ng:
                 ng["param_names"] = g["param_names"]
