@@ -615,3 +615,26 @@ def test_fast_replay_rejects_a_tensor_type_without_slots():
     with pytest.raises(RuntimeError, match="_data"):
         gd._core.FastReplay(prog, NoSlots, True, [0], 0, {"active": None}, [], [],
                             [], [], [], [], [], [], {}, [], None, {})
+
+
+def test_a_compiled_evaluation_under_no_grad_replays_and_follows_weight_changes():
+    gd.manual_seed(0)
+    m = gd.nn.Sequential(gd.nn.Linear(6, 5), gd.nn.ReLU(), gd.nn.Linear(5, 3))
+
+    @gd.compile
+    def evaluate(x):
+        with gd.no_grad():
+            return m(x)
+
+    rng = np.random.default_rng(0)
+    xs = [gd.tensor(rng.standard_normal((4, 6)).astype(np.float32)) for _ in range(5)]
+    # a graph built before the replays saved the weights: reads must not bump their versions
+    kept = (m(xs[0]) ** 2).sum()
+    for k, x in enumerate(xs):
+        if k == 3:
+            with gd.no_grad():
+                m[0].weight.mul_(0.5)  # in place: the replay reads the new values
+            kept = (m(xs[0]) ** 2).sum()
+        np.testing.assert_array_equal(evaluate(x).numpy(), m(x).detach().numpy())
+    kept.backward()  # no "modified by an inplace operation"
+    assert evaluate.stats == {"recorded": 1, "replayed": 4, "eager": 0}

@@ -101,6 +101,8 @@ class _Recording:
         self.increments: list = []  # (number of kernel calls so far, optimizer step array)
         self.hypers: list = []      # (param group, its snapshot) of every optimizer step
         self.frozen: dict = {}      # id(array) -> a called module's tensor not requiring grad
+        # id(array) -> a called module's parameter under no_grad (read, e.g. an evaluation step)
+        self.readonly: dict = {}
         # every live optimizer's param groups as the call starts
         self.start_settings = {id(g): _group_snapshot(g) for o in list(_compile_state.optimizers)
                                for g in o.param_groups}
@@ -128,9 +130,12 @@ class _Recording:
 
     def on_module(self, module: Any) -> None:
         if self.mine():
+            enabled = grad_mode.is_grad_enabled()
             for t in list(module._parameters.values()) + list(module._buffers.values()):
                 if t is not None and not t.requires_grad:  # frozen: read, never written
                     self.frozen[id(t._data)] = t
+                elif t is not None and not enabled:  # under no_grad: read like a frozen one
+                    self.readonly[id(t._data)] = t
 
     def on_side_effect(self, what: str) -> None:
         if self.mine():
@@ -286,7 +291,8 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
     """Turns the recorded calls into program instructions on the recorded buffers."""
     for a in inputs:
         bufs.add(a)
-    for t in list(rec.params.values()) + list(rec.frozen.values()):
+    for t in list(rec.params.values()) + list(rec.frozen.values()) + \
+            list(rec.readonly.values()):
         bufs.add(t._data)
     for c in rec.constants.values():  # shape-only constants (gradient seeds, 1/n): kept as is
         bufs.add(c)
@@ -697,11 +703,17 @@ class CompiledFunction:
         entry.inputs = private
         entry.out_kind = type(out) if out is not None else None
         entry.grads = list(rec.grads)
-        entry.param_tensors = tuple(rec.params.values())
+        # parameters read under no_grad are checked like the others (storage, requires_grad)
+        readonly = [t for k, t in rec.readonly.items() if k not in rec.params]
+        entry.param_tensors = tuple(rec.params.values()) + tuple(readonly)
         entry.param_arrays = tuple(t._data for t in entry.param_tensors)
         entry.frozen_tensors = tuple(rec.frozen.values())
         entry.frozen_arrays = tuple(t._data for t in entry.frozen_tensors)
-        entry.versions = [t._vc for t in rec.params.values()]
+        # a replay bumps the version counters of the parameters its optimizer updates (as the
+        # eager update does), not of those it only reads
+        updated = {id(a) for name, args, kwargs, _ in rec.calls if name in ("sgd_step", "adam_step")
+                   for a in _bind(name, args, kwargs)["params"]}
+        entry.versions = [t._vc for t in rec.params.values() if id(t._data) in updated]
         entry.kw_order = list(kwargs)  # the order `private` holds keyword inputs in
         entry.hypers = list(rec.hypers)
         # a fused batch-1 backward + SGD stores its weight gradient only when .grad is read

@@ -384,6 +384,8 @@ class _Batch:
     def finish(self) -> None:
         """Copies updated contiguous copies back and bumps every parameter's version."""
         for a, c in self._writeback:
+            _compile_state.inplace_write("the optimizer's write-back into a non-contiguous "
+                                         "parameter")
             a[...] = c
         for p in self.params:
             p._vc[0] += 1
