@@ -78,41 +78,41 @@ def bump_storage() -> None:
     storage_epoch[0] += 1
 
 
-class WatchedDict(dict):
-    """A dict whose every mutation bumps storage_epoch: an optimizer's per-parameter state. A
-    recorded program holds the addresses of the state buffers, so replacing or removing one
-    (state.clear(), state[p]['momentum_buffer'] = t, load_state_dict) must record again. Reads
-    and in-place changes of a buffer's values cost nothing extra."""
+class _HookedDict(dict):
+    """A dict that calls self._changed() before every mutation (reads cost nothing extra)."""
 
     __slots__ = ()
 
+    def _changed(self) -> None:
+        raise NotImplementedError  # (each subclass says what a change means)
+
     def __setitem__(self, key: Any, value: Any) -> None:
-        storage_epoch[0] += 1
+        self._changed()
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: Any) -> None:
-        storage_epoch[0] += 1
+        self._changed()
         dict.__delitem__(self, key)
 
     def clear(self) -> None:
-        storage_epoch[0] += 1
+        self._changed()
         dict.clear(self)
 
     def pop(self, *args: Any) -> Any:
-        storage_epoch[0] += 1
+        self._changed()
         return dict.pop(self, *args)
 
     def popitem(self) -> Any:
-        storage_epoch[0] += 1
+        self._changed()
         return dict.popitem(self)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         if key not in self:
-            storage_epoch[0] += 1
+            self._changed()
         return dict.setdefault(self, key, default)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        storage_epoch[0] += 1
+        self._changed()
         dict.update(self, *args, **kwargs)
 
     def __ior__(self, other: Any) -> Any:
@@ -121,6 +121,18 @@ class WatchedDict(dict):
 
     def __reduce__(self) -> Any:  # serialized and copied as a plain dict of its items
         return (dict, (dict(self),))
+
+
+class WatchedDict(_HookedDict):
+    """An optimizer's per-parameter state: every mutation bumps storage_epoch. A recorded
+    program holds the addresses of the state buffers, so replacing or removing one
+    (state.clear(), state[p]['momentum_buffer'] = t, load_state_dict) must record again. In-place
+    changes of a buffer's values need nothing: the program reads the same memory."""
+
+    __slots__ = ()
+
+    def _changed(self) -> None:
+        storage_epoch[0] += 1
 
 
 class WatchedState(WatchedDict):
@@ -145,45 +157,12 @@ def _setting_written() -> None:
         rec.on_setting_write()
 
 
-class ParamGroup(dict):
+class ParamGroup(_HookedDict):
     """An optimizer's param group. A write inside a step being recorded by gd.compile is a Python
     side effect a replay would not repeat (even when it stores the value the group holds now: the
     next call may find another value there), so the recording falls back to eager."""
 
     __slots__ = ()
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def _changed(self) -> None:
         _setting_written()
-        dict.__setitem__(self, key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        _setting_written()
-        dict.__delitem__(self, key)
-
-    def clear(self) -> None:
-        _setting_written()
-        dict.clear(self)
-
-    def pop(self, *args: Any) -> Any:
-        _setting_written()
-        return dict.pop(self, *args)
-
-    def popitem(self) -> Any:
-        _setting_written()
-        return dict.popitem(self)
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        if key not in self:
-            _setting_written()
-        return dict.setdefault(self, key, default)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        _setting_written()
-        dict.update(self, *args, **kwargs)
-
-    def __ior__(self, other: Any) -> Any:
-        self.update(other)
-        return self
-
-    def __reduce__(self) -> Any:  # serialized and copied as a plain dict of its items
-        return (dict, (dict(self),))

@@ -210,22 +210,10 @@ class FastReplay {
             if (active != Py_None) return slow;
         }
         auto* tt = reinterpret_cast<PyTypeObject*>(tensor_type_.ptr());
-        for (const auto& pa : params_) {
-            PyObject* t = pa.first.ptr();
-            PyObject* rg = field(t, off_rg_);
-            if (field(t, off_data_) != pa.second.ptr() || rg == nullptr) return slow;
-            const int r = PyObject_IsTrue(rg);
-            if (r < 0) throw py::error_already_set();
-            if (r != 1) return slow;
-        }
-        for (const auto& fa : frozen_) {
-            PyObject* t = fa.first.ptr();
-            PyObject* rg = field(t, off_rg_);
-            if (field(t, off_data_) != fa.second.ptr() || rg == nullptr) return slow;
-            const int r = PyObject_IsTrue(rg);
-            if (r < 0) throw py::error_already_set();
-            if (r != 0) return slow;
-        }
+        for (const auto& pa : params_)
+            if (!holds(pa, true)) return slow;
+        for (const auto& fa : frozen_)
+            if (!holds(fa, false)) return slow;
         for (const Group& g : groups_) {
             PyObject* d = g.group.ptr();
             if (PyDict_GET_SIZE(d) != static_cast<Py_ssize_t>(g.keys.size()) + 1) return slow;
@@ -355,6 +343,16 @@ class FastReplay {
     }
 
     int64_t hits() const { return hits_; }
+
+    // tensor_and_array.first still holds tensor_and_array.second and requires grad as given
+    bool holds(const std::pair<py::object, py::object>& tensor_and_array, bool requires_grad) const {
+        PyObject* t = tensor_and_array.first.ptr();
+        PyObject* rg = field(t, off_rg_);
+        if (field(t, off_data_) != tensor_and_array.second.ptr() || rg == nullptr) return false;
+        const int r = PyObject_IsTrue(rg);
+        if (r < 0) throw py::error_already_set();
+        return r == static_cast<int>(requires_grad);
+    }
 
    private:
     // A new Tensor around `data` (new reference), the fields exactly as Tensor._make sets them.
