@@ -613,7 +613,7 @@ def test_fast_replay_rejects_a_tensor_type_without_slots():
 
     prog = gd._core.Program()
     with pytest.raises(RuntimeError, match="_data"):
-        gd._core.FastReplay(prog, NoSlots, True, [0], 0, {"active": None}, [], [],
+        gd._core.FastReplay(prog, NoSlots, True, [0], 0, {"active": None}, [], [], [],
                             [], [], [], [], [], [], {}, [], None, {})
 
 
@@ -638,3 +638,39 @@ def test_a_compiled_evaluation_under_no_grad_replays_and_follows_weight_changes(
         np.testing.assert_array_equal(evaluate(x).numpy(), m(x).detach().numpy())
     kept.backward()  # no "modified by an inplace operation"
     assert evaluate.stats == {"recorded": 1, "replayed": 4, "eager": 0}
+
+
+@pytest.mark.parametrize("how", ["replace_group", "replace_list", "unpickled_optimizer"])
+def test_param_groups_replaced_between_calls_are_followed(how):
+    import pickle
+
+    def run(compiled):
+        gd.manual_seed(0)
+        m = gd.nn.Linear(4, 3)
+        holder = {"opt": gd.optim.SGD(m.parameters(), lr=0.1)}
+
+        def step(x, t):
+            o = holder["opt"]
+            o.zero_grad()
+            gd.nn.functional.mse_loss(m(x), t).backward()
+            o.step()
+
+        fn = gd.compile(step) if compiled else step
+        x = gd.tensor(np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4))
+        t = gd.zeros(2, 3)
+        for i in range(6):
+            o = holder["opt"]
+            if i == 3 and how == "replace_group":
+                o.param_groups[0] = dict(o.param_groups[0], lr=0.5)
+            elif i == 3 and how == "replace_list":
+                o.param_groups = [dict(o.param_groups[0], lr=0.5)]
+            elif i == 3:  # a copy whose groups are the same parameters' (a new optimizer object)
+                state = pickle.loads(pickle.dumps(o.state_dict()))
+                o2 = gd.optim.SGD(m.parameters(), lr=0.5)
+                o2.load_state_dict(state)
+                o2.param_groups[0]["lr"] = 0.5
+                holder["opt"] = o2
+            fn(x, t)
+        return m.weight.detach().numpy().copy()
+
+    np.testing.assert_array_equal(run(True), run(False))

@@ -100,6 +100,8 @@ class _Recording:
         self.cleared: set = set()   # ids of tensors whose .grad the run set to None
         self.increments: list = []  # (number of kernel calls so far, optimizer step array)
         self.hypers: list = []      # (param group, its snapshot) of every optimizer step
+        # id(optimizer) -> (optimizer, its param_groups list, the groups in it) at its step
+        self.optimizers: dict = {}
         self.frozen: dict = {}      # id(array) -> a called module's tensor not requiring grad
         # id(array) -> a called module's parameter under no_grad (read, e.g. an evaluation step)
         self.readonly: dict = {}
@@ -120,6 +122,7 @@ class _Recording:
 
     def on_optimizer_step(self, opt: Any) -> None:
         if self.mine():
+            self.optimizers[id(opt)] = (opt, opt.param_groups, tuple(opt.param_groups))
             for group in opt.param_groups:
                 snap = _group_snapshot(group)
                 before = self.start_settings.get(id(group))
@@ -455,6 +458,8 @@ class _Entry:
         self.versions: list = []    # the parameters' version counters, bumped per replay
         self.kw_order: list = []    # keyword argument names in the order of `inputs`
         self.hypers: list = []      # (param group, snapshot): a changed setting records again
+        # (optimizer, param_groups list, its groups): a replaced list or group records again
+        self.optimizers: tuple = ()
         self.lr_slots: dict = {}    # id(param group) -> indices of its sgd/adam instructions
         self.grad_refs: list = []   # references to each grad array right after recording
         self.none_grads: list = []  # leaves whose .grad the step leaves None (zero_grad last)
@@ -552,6 +557,10 @@ class CompiledFunction:
         t, arrs = entry.frozen_tensors, entry.frozen_arrays
         if not all(map(is_, map(_DATA, t), arrs)) or any(map(_REQUIRES_GRAD, t)):
             return False
+        for opt, groups, items in entry.optimizers:
+            if opt.param_groups is not groups or len(groups) != len(items) or \
+                    not all(map(is_, groups, items)):
+                return False
         for k, (group, plist, ptuple, keys, values) in enumerate(entry.hyper_fast):
             # fast: the very same objects as recorded (no setting or parameter reassigned)
             if group["params"] is plist and len(plist) == len(ptuple) and \
@@ -588,7 +597,7 @@ class CompiledFunction:
             entry.program, Tensor, _GRAD_STATE.enabled,
             _compile_state.storage_epoch, entry.epoch, vars(_compile_state), inputs,
             list(zip(entry.param_tensors, entry.param_arrays)),
-            list(zip(entry.frozen_tensors, entry.frozen_arrays)),
+            list(zip(entry.frozen_tensors, entry.frozen_arrays)), list(entry.optimizers),
             [tuple(h) for h in entry.hyper_fast], list(entry.versions), grads,
             list(entry.none_grads), [(var, key, item) for (var, _), (key, item) in
                                      zip(entry.lazy, entry.pending_items)],
@@ -716,6 +725,7 @@ class CompiledFunction:
         entry.versions = [t._vc for t in rec.params.values() if id(t._data) in updated]
         entry.kw_order = list(kwargs)  # the order `private` holds keyword inputs in
         entry.hypers = list(rec.hypers)
+        entry.optimizers = tuple(rec.optimizers.values())
         # a fused batch-1 backward + SGD stores its weight gradient only when .grad is read
         by_addr = {_addr(arr): var for var, arr in rec.grads if var._grad is not None}
         for index, name in enumerate(prog.names()):

@@ -81,6 +81,11 @@ struct Group {
     std::vector<py::object> keys, values;
 };
 
+struct Optimizer {
+    py::object opt, list;            // the optimizer and its param_groups list when recorded
+    std::vector<py::object> groups;  // the groups that list held
+};
+
 struct Grad {
     py::object var, arr;
     Py_ssize_t baseline;  // Py_REFCNT(arr) when only graddesc holds it
@@ -94,7 +99,7 @@ class FastReplay {
    public:
     FastReplay(py::object program, py::object tensor_type, bool grad_enabled,
                py::list epoch_list, int64_t epoch, py::dict state, py::list inputs, py::list params,
-               py::list frozen, py::list hypers, py::list versions, py::list grads,
+               py::list frozen, py::list optimizers, py::list hypers, py::list versions, py::list grads,
                py::list none_grads, py::list lazy, py::dict pending, py::list outputs,
                py::object out_kind, py::dict stats)
         : program_obj_(program), epoch_list_(epoch_list), epoch_(epoch), state_(state),
@@ -147,6 +152,13 @@ class FastReplay {
             py::tuple t = py::reinterpret_borrow<py::tuple>(h);
             frozen_.emplace_back(py::reinterpret_borrow<py::object>(t[0]),
                                  py::reinterpret_borrow<py::object>(t[1]));
+        }
+        for (const py::handle& h : optimizers) {
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);  // (optimizer, list, groups)
+            Optimizer o{borrow(t[0]), borrow(t[1]), {}};
+            for (const py::handle& g : py::reinterpret_borrow<py::tuple>(t[2]))
+                o.groups.push_back(borrow(g));
+            optimizers_.push_back(std::move(o));
         }
         for (const py::handle& h : hypers) {
             // (group, params list, tuple of its items, other keys, their values)
@@ -214,6 +226,17 @@ class FastReplay {
             if (!holds(pa, true)) return slow;
         for (const auto& fa : frozen_)
             if (!holds(fa, false)) return slow;
+        for (const Optimizer& o : optimizers_) {  // the same param_groups list and groups
+            py::object now = py::reinterpret_steal<py::object>(
+                PyObject_GetAttr(o.opt.ptr(), param_groups_name_.ptr()));
+            if (!now) throw py::error_already_set();
+            if (now.ptr() != o.list.ptr() || !PyList_Check(now.ptr()) ||
+                PyList_GET_SIZE(now.ptr()) != static_cast<Py_ssize_t>(o.groups.size()))
+                return slow;
+            for (size_t k = 0; k < o.groups.size(); ++k)
+                if (PyList_GET_ITEM(now.ptr(), static_cast<Py_ssize_t>(k)) != o.groups[k].ptr())
+                    return slow;
+        }
         for (const Group& g : groups_) {
             PyObject* d = g.group.ptr();
             if (PyDict_GET_SIZE(d) != static_cast<Py_ssize_t>(g.keys.size()) + 1) return slow;
@@ -414,6 +437,7 @@ class FastReplay {
     py::object zero_;
     std::vector<Input> inputs_;
     std::vector<std::pair<py::object, py::object>> params_, frozen_;
+    std::vector<Optimizer> optimizers_;
     std::vector<Group> groups_;
     std::vector<py::object> versions_;
     std::vector<Grad> grads_;
@@ -424,6 +448,7 @@ class FastReplay {
     int64_t hits_ = 0;
     py::object replayed_key_;
     py::object active_name_ = py::str("active");
+    py::object param_groups_name_ = py::str("param_groups");
     py::object one_ = py::int_(1);
 };
 
@@ -434,11 +459,11 @@ void bind_replay(py::module_& m) {
                            "gd.compile's one-call replay of a recorded entry (private).")
         .def(py::init<py::object, py::object, bool, py::list, int64_t, py::dict,
                       py::list, py::list, py::list, py::list, py::list, py::list, py::list,
-                      py::list, py::dict, py::list, py::object, py::dict>(),
+                      py::list, py::list, py::dict, py::list, py::object, py::dict>(),
              py::arg("program"), py::arg("tensor_type"), py::arg("grad_enabled"),
              py::arg("epoch_list"), py::arg("epoch"), py::arg("state"), py::arg("inputs"),
-             py::arg("params"),
-             py::arg("frozen"), py::arg("hypers"), py::arg("versions"), py::arg("grads"),
+             py::arg("params"), py::arg("frozen"), py::arg("optimizers"),
+             py::arg("hypers"), py::arg("versions"), py::arg("grads"),
              py::arg("none_grads"), py::arg("lazy"), py::arg("pending"), py::arg("outputs"),
              py::arg("out_kind"), py::arg("stats"))
         .def("__call__", &FastReplay::call, py::arg("args"), py::arg("grad_enabled"),

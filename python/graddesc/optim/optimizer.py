@@ -278,6 +278,12 @@ class Optimizer:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        # (serialized as plain dicts) the watched kinds gd.compile relies on, see __init__
+        watched = _compile_state.WatchedState()
+        for k, v in self.state.items():
+            watched[k] = v
+        self.state = watched
+        self.param_groups = [_compile_state.ParamGroup(g) for g in self.param_groups]
 
     def __repr__(self) -> str:
         lines = [type(self).__name__ + " ("]
