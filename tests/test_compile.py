@@ -674,3 +674,30 @@ def test_param_groups_replaced_between_calls_are_followed(how):
         return m.weight.detach().numpy().copy()
 
     np.testing.assert_array_equal(run(True), run(False))
+
+
+def test_batch1_fused_update_of_a_large_layer_is_bitwise_equal_on_two_threads():
+    """2048 x 2048 at batch 1: the matrix-vector products and the fused SGD update run on both
+    threads (above parallel.hpp's kMatrixParallelFlops); results equal eager and 1 thread."""
+    if not gd._core.has_openmp:
+        pytest.skip("built without OpenMP: one thread only")
+    previous = gd.get_num_threads()
+    results = []
+    try:
+        for threads, compiled in ((1, False), (2, False), (2, True)):
+            gd.set_num_threads(threads)
+            gd.manual_seed(0)
+            model = gd.nn.Sequential(gd.nn.Linear(2048, 2048), gd.nn.ReLU(), gd.nn.Linear(2048, 3))
+            opt = gd.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+            fn = _ce_sgd_step(model, opt)
+            fn = gd.compile(fn) if compiled else fn
+            rng = np.random.default_rng(1)
+            for _ in range(4):
+                fn(gd.tensor(rng.standard_normal((1, 2048)).astype(np.float32)),
+                   gd.tensor(rng.integers(0, 3, 1)))
+            results.append([p.detach().numpy().copy() for p in model.parameters()])
+    finally:
+        gd.set_num_threads(previous)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

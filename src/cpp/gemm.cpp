@@ -54,8 +54,8 @@ using gemm_detail::Simd;
 
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Below this many flops a GEMM stays on one thread (a parallel region costs a few microseconds).
-constexpr int64_t kGemmParallelFlops = int64_t(1) << 21;
+// Below this many flops a GEMM stays on one thread (parallel.hpp).
+constexpr int64_t kGemmParallelFlops = kMatrixParallelFlops;
 
 // K block: an A micro-panel (kc x MR, packed or read in place) stays in L1 (512 x 16 floats =
 // 32 KiB of 48). The blocks split K evenly (K = 784 -> 2 x 392), so few passes over C; fixed by K

@@ -160,7 +160,9 @@ void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t 
     const bool plain = h.momentum == 0 && h.weight_decay == 0 && !h.maximize;
     const T lr = T(h.lr);
     const int64_t rows = std::max<int64_t>(1, kChunk / IN);  // rows per parallel chunk
-    parallel_chunks(OUT, rows, OUT * IN * 8, [&](int64_t o0, int64_t o1) {
+    // in parallel exactly when the matrix-vector products reading W are (parallel.hpp)
+    const int64_t work = 2 * OUT * IN >= kMatrixParallelFlops ? OUT * IN * 8 : 0;
+    parallel_chunks(OUT, rows, work, [&](int64_t o0, int64_t o1) {
         for (int64_t o = o0; o < o1; ++o) {
             T* GD_RESTRICT w = W + o * IN;
             const T a = dy[o];

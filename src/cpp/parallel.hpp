@@ -20,12 +20,17 @@ void note_parallel_region();  // records that OpenMP has started its threads (di
 // its kernels never open a parallel region, and refuses set_num_threads(n > 1) there.
 
 // Below this many floating-point operations (for elementwise kernels: about 8 per element) a
-// kernel stays on one thread. Waking the pool and the closing barrier cost microseconds, and after
-// a region libgomp's worker spins for a while: on a 2-core machine shared with other work that
-// spinning thread takes the core the main thread's next kernels need. Measured (session 3,
-// lecture net at batch 1, compiled): with 1 << 18 its 36k-element fused SGD update went parallel
-// and the whole step took 23 us at 2 threads against 8 us at 1; with 1 << 21 both take 8 us.
-constexpr int64_t kParallelWork = int64_t(1) << 21;
+// kernel stays on one thread: waking the pool and the closing barrier cost microseconds. Above it
+// an elementwise pass over data that 2-thread GEMMs just wrote (half in each core's L2) is
+// faster in parallel: at batch 256 the MLP's ReLU passes and its SGD update took 1.3-1.5x longer
+// on one thread of a 2-thread run than in a 1-thread run, and as long with 1 << 19.
+constexpr int64_t kParallelWork = int64_t(1) << 19;
+
+// Below this many flops a matrix product (and the batch-1 weight update that follows a
+// matrix-vector product, sgd_outer_step) stays on one thread. A kernel that updates what a serial
+// kernel reads next must stay serial too: otherwise the other core's L2 holds half the matrix on
+// every step (measured, MLP 784-256 at batch 1, 2 threads: 39.5 us against 30.5 us per step).
+constexpr int64_t kMatrixParallelFlops = int64_t(1) << 23;
 
 // Calls body(begin, end) for the chunks [c*chunk, min(n, (c+1)*chunk)), in parallel when
 // `work` (an estimate of the flops) is large enough. Chunks are handed out dynamically, so a
