@@ -701,3 +701,53 @@ def test_batch1_fused_update_of_a_large_layer_is_bitwise_equal_on_two_threads():
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_modules_made_inside_the_step_replay_and_attributes_set_in_forward_fall_back():
+    gd.manual_seed(0)
+    model = gd.nn.Linear(4, 3)
+    opt = gd.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x, t):  # a loss module made (and configured) on every call: still capturable
+        opt.zero_grad()
+        loss_fn = gd.nn.MSELoss()
+        loss_fn.reduction = "mean"
+        loss = loss_fn(model(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+
+    fn = gd.compile(step)
+    x = gd.tensor(np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4))
+    t = gd.zeros(2, 3)
+    for _ in range(5):
+        fn(x, t)
+    assert fn.stats == {"recorded": 1, "replayed": 4, "eager": 0}
+
+    class Caching(gd.nn.Module):  # sets its own attribute in forward: a side effect
+        def __init__(self):
+            super().__init__()
+            self.inner = gd.nn.Linear(4, 3)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls = self.calls + 1
+            return self.inner(x)
+
+    gd.manual_seed(0)
+    m2 = Caching()
+    opt2 = gd.optim.SGD(m2.parameters(), lr=0.1)
+
+    def step2(x, t):
+        opt2.zero_grad()
+        loss = gd.nn.functional.mse_loss(m2(x), t)
+        loss.backward()
+        opt2.step()
+        return loss
+
+    fn2 = gd.compile(step2)
+    with pytest.warns(RuntimeWarning, match="setting Caching.calls"):
+        for _ in range(3):
+            fn2(x, t)
+    fn2(x, t)
+    assert m2.calls == 4  # every call ran eagerly

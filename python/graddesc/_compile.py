@@ -133,6 +133,7 @@ class _Recording:
 
     def on_module(self, module: Any) -> None:
         if self.mine():
+            _compile_state.recorded_modules.add(module)
             enabled = grad_mode.is_grad_enabled()
             for t in list(module._parameters.values()) + list(module._buffers.values()):
                 if t is not None and not t.requires_grad:  # frozen: read, never written

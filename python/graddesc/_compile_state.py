@@ -78,6 +78,21 @@ def bump_storage() -> None:
     storage_epoch[0] += 1
 
 
+# Modules a recording saw called: assigning one of their attributes afterwards (a loss's
+# ignore_index, an activation's slope, a swapped Parameter, train()/eval()) changes what a
+# recorded program baked in. Modules made and configured inside a step are not in it yet.
+recorded_modules: Any = weakref.WeakSet()
+
+
+def module_attribute_set(module: Any, name: str) -> None:
+    """Called by Module.__setattr__."""
+    if module in recorded_modules:
+        rec = active
+        if rec is not None and rec.mine():  # inside the step: a replay would not repeat it
+            rec.on_side_effect(f"setting {type(module).__name__}.{name}")
+        storage_epoch[0] += 1
+
+
 class _HookedDict(dict):
     """A dict that calls self._changed() before every mutation (reads cost nothing extra)."""
 

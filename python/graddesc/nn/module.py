@@ -50,8 +50,8 @@ class Module:
 
     def __setattr__(self, name: str, value: Any) -> None:
         # a recorded step (gd.compile) baked in this module's attributes (its parameters'
-        # storage, ignore_index, negative_slope, ...): any assignment makes it record again
-        _compile_state.bump_storage()
+        # storage, ignore_index, negative_slope, ...): an assignment makes it record again
+        _compile_state.module_attribute_set(self, name)
         if isinstance(value, Parameter):
             self._check_init()
             self._remove(name)
