@@ -738,14 +738,7 @@ def test_modules_made_inside_the_step_replay_and_attributes_set_in_forward_fall_
     m2 = Caching()
     opt2 = gd.optim.SGD(m2.parameters(), lr=0.1)
 
-    def step2(x, t):
-        opt2.zero_grad()
-        loss = gd.nn.functional.mse_loss(m2(x), t)
-        loss.backward()
-        opt2.step()
-        return loss
-
-    fn2 = gd.compile(step2)
+    fn2 = gd.compile(_step_fn(m2, opt2, gd.nn.functional.mse_loss))
     with pytest.warns(RuntimeWarning, match="setting Caching.calls"):
         for _ in range(3):
             fn2(x, t)
