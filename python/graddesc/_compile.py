@@ -12,9 +12,13 @@ run the program with one call (GIL released, no tape, no allocation), which is b
 the eager step because it is the same arithmetic on the same data in the same order.
 
 Validity on each call: the same storage and requires_grad of every parameter, the same
-optimizer settings (a new learning rate alone is patched into the program), no storage rebinding
-(Module.to, Tensor.data =, an optimizer's load_state_dict or add_param_group bump an epoch).
-A .grad the caller still holds keeps its values (the program is rebound to a fresh buffer).
+optimizer objects, param_groups and settings (a new learning rate alone is patched into the
+program), no storage rebinding (Module.to, Tensor.data =, an optimizer's load_state_dict or
+add_param_group, a change to its state dicts, an attribute assigned on a module a recording saw:
+each bumps _compile_state.storage_epoch). A .grad the caller still holds keeps its values (the
+program is rebound to a fresh buffer). In the steady state one C++ call (_core.FastReplay,
+src/cpp/bind_replay.cpp) makes these checks and the whole replay; it hands anything unusual
+back to the Python path here, which decides.
 
 Anything that cannot be captured falls back to eager execution with one warning: Python reading
 a tensor's value (item(), bool(), numpy(), ...), ops that compute through NumPy instead of a
