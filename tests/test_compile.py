@@ -744,3 +744,29 @@ def test_modules_made_inside_the_step_replay_and_attributes_set_in_forward_fall_
             fn2(x, t)
     fn2(x, t)
     assert m2.calls == 4  # every call ran eagerly
+
+
+def test_a_large_input_copied_by_two_threads_replays_bitwise_equal():
+    """A 307,200-byte input (not a whole number of the 64 KiB copy chunks) on 2 threads."""
+    if not gd._core.has_openmp:
+        pytest.skip("built without OpenMP: one thread only")
+    previous = gd.get_num_threads()
+    gd.set_num_threads(2)
+    try:
+        sizes = [300, 16, 5]
+        xs, ys = _data(sizes, 256, "ce", 5, seed=7)
+        models = []
+        for compiled in (False, True):
+            model = _model(sizes, seed=2)
+            opt = gd.optim.SGD(model.parameters(), lr=0.05)
+            fn = _step_fn(model, opt, gd.nn.CrossEntropyLoss())
+            fn = gd.compile(fn) if compiled else fn
+            losses = [fn(x, y).detach().numpy().copy() for x, y in zip(xs, ys)]
+            models.append((model, losses, fn))
+        (m1, l1, _), (m2, l2, fn) = models
+        np.testing.assert_array_equal(np.array(l1), np.array(l2))
+        for p1, p2 in zip(m1.parameters(), m2.parameters()):
+            np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+        assert fn._fast is not None and fn._fast.hits >= 2
+    finally:
+        gd.set_num_threads(previous)
