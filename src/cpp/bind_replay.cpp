@@ -114,12 +114,12 @@ struct Lazy {
 class FastReplay {
    public:
     FastReplay(py::object program, py::object tensor_type, bool grad_enabled,
-               py::list epoch_list, int64_t epoch, py::dict state, py::list inputs, py::list params,
-               py::list frozen, py::list optimizers, py::list hypers, py::list versions, py::list grads,
-               py::list none_grads, py::list lazy, py::dict pending, py::list outputs,
-               py::object out_kind, py::dict stats)
+               py::list epoch_list, int64_t epoch, py::dict state, py::list inputs,
+               py::list params, py::list frozen, py::list optimizers, py::list hypers,
+               py::list versions, py::list grads, py::list none_grads, py::list lazy,
+               py::dict pending, py::list outputs, py::object out_kind, py::dict stats)
         : program_obj_(program), epoch_list_(epoch_list), epoch_(epoch), state_(state),
-          pending_(pending), out_kind_(out_kind), stats_(stats), grad_enabled_(grad_enabled) {
+          pending_(pending), stats_(stats), grad_enabled_(grad_enabled) {
         prog_ = program.cast<Program*>();
         if (!PyType_Check(tensor_type.ptr())) throw std::runtime_error("FastReplay: tensor_type");
         tensor_type_ = tensor_type;
@@ -154,26 +154,21 @@ class FastReplay {
                 in.descr = py::detail::array_proxy(in.buf.ptr())->descr;
                 for (py::ssize_t k = 0; k < in.buf.ndim(); ++k) in.shape.push_back(in.buf.shape(k));
             } else {
-                in.type = py::reinterpret_borrow<py::object>(t[1]);
-                in.value = py::reinterpret_borrow<py::object>(t[2]);
+                in.type = borrow(t[1]);
+                in.value = borrow(t[2]);
             }
             inputs_.push_back(std::move(in));
         }
-        for (const py::handle& h : params) {
-            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
-            params_.emplace_back(py::reinterpret_borrow<py::object>(t[0]),
-                                 py::reinterpret_borrow<py::object>(t[1]));
-        }
-        for (const py::handle& h : frozen) {
-            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
-            frozen_.emplace_back(py::reinterpret_borrow<py::object>(t[0]),
-                                 py::reinterpret_borrow<py::object>(t[1]));
-        }
+        for (auto [from, to] :
+             {std::make_pair(&params, &params_), std::make_pair(&frozen, &frozen_)})
+            for (const py::handle& h : *from) {  // (tensor, the array it holds)
+                py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+                to->emplace_back(borrow(t[0]), borrow(t[1]));
+            }
         for (const py::handle& h : optimizers) {
             py::tuple t = py::reinterpret_borrow<py::tuple>(h);  // (optimizer, list, groups)
             Optimizer o{borrow(t[0]), borrow(t[1]), {}};
-            for (const py::handle& g : py::reinterpret_borrow<py::tuple>(t[2]))
-                o.groups.push_back(borrow(g));
+            for (const py::handle& g : t[2]) o.groups.push_back(borrow(g));
             optimizers_.push_back(std::move(o));
         }
         for (const py::handle& h : hypers) {
@@ -181,13 +176,10 @@ class FastReplay {
             py::tuple t = py::reinterpret_borrow<py::tuple>(h);
             Group g;
             g.group = py::reinterpret_borrow<py::dict>(t[0]);
-            g.plist = py::reinterpret_borrow<py::object>(t[1]);
-            for (const py::handle& p : py::reinterpret_borrow<py::tuple>(t[2]))
-                g.ptuple.push_back(py::reinterpret_borrow<py::object>(p));
-            for (const py::handle& k : py::reinterpret_borrow<py::tuple>(t[3]))
-                g.keys.push_back(py::reinterpret_borrow<py::object>(k));
-            for (const py::handle& v : py::reinterpret_borrow<py::tuple>(t[4]))
-                g.values.push_back(py::reinterpret_borrow<py::object>(v));
+            g.plist = borrow(t[1]);
+            for (const py::handle& p : t[2]) g.ptuple.push_back(borrow(p));
+            for (const py::handle& k : t[3]) g.keys.push_back(borrow(k));
+            for (const py::handle& v : t[4]) g.values.push_back(borrow(v));
             if (g.keys.size() != g.values.size()) throw std::runtime_error("FastReplay: hypers");
             groups_.push_back(std::move(g));
         }
@@ -214,7 +206,7 @@ class FastReplay {
             kind_ = 1;
         else if (out_kind.ptr() == reinterpret_cast<PyObject*>(&PyTuple_Type)) kind_ = 2;
         else if (out_kind.ptr() == reinterpret_cast<PyObject*>(&PyList_Type)) kind_ = 3;
-        else kind_ = 4;
+        else kind_ = 4;  // another sequence type (a namedtuple, ...): always the Python path
         replayed_key_ = py::str("replayed");
     }
 
@@ -318,25 +310,14 @@ class FastReplay {
             auto* src = py::detail::array_proxy(field(a, off_data_));
             copy_input(static_cast<char*>(in.buf.mutable_data()), src->data, in.buf.nbytes());
         }
-        if (PyDict_GET_SIZE(pending_.ptr()) > 0) {
-            for (const Lazy& l : lazy_)  // this run overwrites what they would be computed from
-                if (PyDict_DelItem(pending_.ptr(), l.key.ptr()) < 0) {
-                    if (!PyErr_ExceptionMatches(PyExc_KeyError)) throw py::error_already_set();
-                    PyErr_Clear();
-                }
-        }
         try {
             py::gil_scoped_release nogil;
             prog_->run();
         } catch (...) {
             // (a cross-entropy target out of range: nothing was updated yet) eager would have
             // cleared the gradients before failing
-            for (const Grad& g : grads_) {
-                PyObject* old = field(g.var.ptr(), off_grad_);
-                Py_INCREF(Py_None);
-                field(g.var.ptr(), off_grad_) = Py_None;
-                Py_XDECREF(old);
-            }
+            for (const Grad& g : grads_) set_grad(g.var.ptr(), py::none().release().ptr());
+            sync_pending();
             throw;
         }
         {
@@ -351,13 +332,9 @@ class FastReplay {
         }
         for (const py::object& vc : versions_) bump(vc.ptr());
         for (const Grad& g : grads_) {
-            PyObject*& slot = field(g.var.ptr(), off_grad_);
-            PyObject* cur = slot;
+            PyObject* cur = field(g.var.ptr(), off_grad_);
             if (cur == nullptr || cur == Py_None || field(cur, off_data_) != g.arr.ptr()) {
-                PyObject* t = new_tensor(g.arr.ptr());
-                PyObject* old = field(g.var.ptr(), off_grad_);
-                field(g.var.ptr(), off_grad_) = t;
-                Py_XDECREF(old);
+                set_grad(g.var.ptr(), new_tensor(g.arr.ptr()));
             } else {
                 PyObject* vc = field(cur, off_vc_);
                 if (vc == nullptr)
@@ -365,25 +342,42 @@ class FastReplay {
                 bump(vc);
             }
         }
-        for (const py::object& v : none_grads_) {
-            PyObject* old = field(v.ptr(), off_grad_);
-            Py_INCREF(Py_None);
-            field(v.ptr(), off_grad_) = Py_None;
-            Py_XDECREF(old);
-        }
-        for (const Lazy& l : lazy_) {
-            PyObject* cur = field(l.var.ptr(), off_grad_);
-            if (cur != nullptr && cur != Py_None &&
-                PyDict_SetItem(pending_.ptr(), l.key.ptr(), l.value.ptr()) < 0)
-                throw py::error_already_set();
-        }
+        for (const py::object& v : none_grads_) set_grad(v.ptr(), py::none().release().ptr());
+        sync_pending();
         return results();
     }
 
     int64_t hits() const { return hits_; }
 
+   private:
+    // var._grad = value (a new reference, stolen)
+    void set_grad(PyObject* var, PyObject* value) const {
+        PyObject* old = field(var, off_grad_);
+        field(var, off_grad_) = value;
+        Py_XDECREF(old);
+    }
+
+    // _compile_state.pending holds this program's item for each lazy gradient whose leaf has a
+    // .grad now, and none for the others. (An item stays valid across replays: it computes the
+    // gradient from the buffers of the last run, so a present one is left as it is.)
+    void sync_pending() const {
+        for (const Lazy& l : lazy_) {
+            PyObject* cur = field(l.var.ptr(), off_grad_);
+            PyObject* there = PyDict_GetItemWithError(pending_.ptr(), l.key.ptr());
+            if (there == nullptr && PyErr_Occurred()) throw py::error_already_set();
+            if (cur != nullptr && cur != Py_None) {
+                if (there != l.value.ptr() &&
+                    PyDict_SetItem(pending_.ptr(), l.key.ptr(), l.value.ptr()) < 0)
+                    throw py::error_already_set();
+            } else if (there == l.value.ptr() && PyDict_DelItem(pending_.ptr(), l.key.ptr()) < 0) {
+                throw py::error_already_set();
+            }
+        }
+    }
+
     // tensor_and_array.first still holds tensor_and_array.second and requires grad as given
-    bool holds(const std::pair<py::object, py::object>& tensor_and_array, bool requires_grad) const {
+    bool holds(const std::pair<py::object, py::object>& tensor_and_array,
+               bool requires_grad) const {
         PyObject* t = tensor_and_array.first.ptr();
         PyObject* rg = field(t, off_rg_);
         if (field(t, off_data_) != tensor_and_array.second.ptr() || rg == nullptr) return false;
@@ -392,7 +386,6 @@ class FastReplay {
         return r == static_cast<int>(requires_grad);
     }
 
-   private:
     // A new Tensor around `data` (new reference), the fields exactly as Tensor._make sets them.
     PyObject* new_tensor(PyObject* data) const {
         auto* tt = reinterpret_cast<PyTypeObject*>(tensor_type_.ptr());
@@ -433,8 +426,7 @@ class FastReplay {
         py::list outs;
         for (const py::array& a : outputs_) outs.append(wrap_copy(a));
         if (kind_ == 3) return std::move(outs);
-        if (kind_ == 2) return py::tuple(outs);
-        return out_kind_(outs);
+        return py::tuple(outs);  // (kind_ 2: call() leaves kind_ 4 to Python)
     }
 
     py::object program_obj_;
@@ -444,7 +436,6 @@ class FastReplay {
     int64_t epoch_;
     py::dict state_;  // graddesc._compile_state's namespace
     py::dict pending_;
-    py::object out_kind_;
     py::dict stats_;
     bool grad_enabled_;
     Py_ssize_t off_data_ = 0, off_rg_ = 0, off_grad_ = 0, off_vc_ = 0, off_fn_ = 0, off_nr_ = 0,
