@@ -603,11 +603,9 @@ class CompiledFunction:
             _compile_state.storage_epoch, entry.epoch, vars(_compile_state), inputs,
             list(zip(entry.param_tensors, entry.param_arrays)),
             list(zip(entry.frozen_tensors, entry.frozen_arrays)), list(entry.optimizers),
-            [tuple(h) for h in entry.hyper_fast], list(entry.versions), grads,
-            list(entry.none_grads), [(var, key, item) for (var, _), (key, item) in
-                                     zip(entry.lazy, entry.pending_items)],
-            _compile_state.pending,
-            list(entry.outputs), entry.out_kind, self.stats)
+            entry.hyper_fast, entry.versions, grads, entry.none_grads,
+            [(var, key, item) for (var, _), (key, item) in zip(entry.lazy, entry.pending_items)],
+            _compile_state.pending, entry.outputs, entry.out_kind, self.stats)
 
     # ---- recording ------------------------------------------------------------------------
     def _record(self, key: Any, args: tuple, kwargs: dict) -> Any:

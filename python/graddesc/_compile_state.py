@@ -3,8 +3,11 @@ tell it things: which tensors a recorded op read, and when Python reads a tensor
 
 from __future__ import annotations
 
+import abc
 import weakref
 from typing import Any
+
+import numpy as np
 
 # The recording in progress in some thread (a graddesc._compile._Recording) or None.
 active: Any = None
@@ -43,6 +46,17 @@ def materialize(t: Any) -> None:
         program = item[1]()
         if program is not None:
             program.materialize(item[2])
+
+
+def ones_seed(shape: tuple, dtype: Any) -> Any:
+    """The implicit gradient seed of backward() (an array of ones); a recording keeps it as a
+    constant of the program."""
+    seed = np.empty(shape, dtype=dtype)
+    seed.fill(1)
+    rec = active
+    if rec is not None:
+        rec.constants[id(seed)] = seed
+    return seed
 
 
 def value_read(what: str) -> None:
@@ -93,13 +107,14 @@ def module_attribute_set(module: Any, name: str) -> None:
         storage_epoch[0] += 1
 
 
-class _HookedDict(dict):
+class _HookedDict(dict, metaclass=abc.ABCMeta):
     """A dict that calls self._changed() before every mutation (reads cost nothing extra)."""
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def _changed(self) -> None:
-        raise NotImplementedError  # (each subclass says what a change means)
+        """What a change means (each subclass says)."""
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._changed()

@@ -482,12 +482,7 @@ class Tensor:
                                isinstance(gradient, Tensor) and
                                gradient._data.shape == self._data.shape):
             if gradient is None:
-                seed = np.empty(self._data.shape, dtype=self._data.dtype)
-                seed.fill(1)
-                rec = _cs.active
-                if rec is not None:  # a constant gd.compile may keep (autograd.backward's hook)
-                    rec.constants[id(seed)] = seed
-                gradient = Tensor._make(seed)
+                gradient = Tensor._make(_cs.ones_seed(self._data.shape, self._data.dtype))
             _engine.run_backward((self,), (gradient,),
                                  create_graph if retain_graph is None else retain_graph,
                                  create_graph)

@@ -35,10 +35,7 @@ def _make_grads(outputs: tuple, grads: tuple, op: str) -> list:
             if o._data.size != 1:
                 raise RuntimeError(f"{op}: grad can be implicitly created only for scalar "
                                    f"outputs (output {i} has shape {tuple(o.shape)})")
-            seed = np.ones(o._data.shape, dtype=o._data.dtype)
-            if _compile_state.active is not None:  # a constant gd.compile may keep
-                _compile_state.active.constants[id(seed)] = seed
-            out.append(Tensor._make(seed))
+            out.append(Tensor._make(_compile_state.ones_seed(o._data.shape, o._data.dtype)))
         else:
             if not isinstance(g, Tensor):
                 g = Tensor._make(np.asarray(g, dtype=o._data.dtype))
