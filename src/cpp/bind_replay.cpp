@@ -248,7 +248,8 @@ class FastReplay {
         for (const Group& g : groups_) {
             PyObject* d = g.group.ptr();
             if (PyDict_GET_SIZE(d) != static_cast<Py_ssize_t>(g.keys.size()) + 1) return slow;
-            PyObject* pl = PyDict_GetItemString(d, "params");
+            PyObject* pl = PyDict_GetItemWithError(d, params_name_.ptr());
+            if (pl == nullptr && PyErr_Occurred()) throw py::error_already_set();
             if (pl != g.plist.ptr() || !PyList_Check(pl) ||
                 PyList_GET_SIZE(pl) != static_cast<Py_ssize_t>(g.ptuple.size()))
                 return slow;
@@ -455,6 +456,7 @@ class FastReplay {
     py::object replayed_key_;
     py::object active_name_ = py::str("active");
     py::object param_groups_name_ = py::str("param_groups");
+    py::object params_name_ = py::str("params");  // (once: a C-string key is made per lookup)
     py::object one_ = py::int_(1);
 };
 
