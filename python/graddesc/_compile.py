@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graddesc import _compile_state, _core
+from graddesc import _compile_state, _core, _deferred  # noqa: F401 (registers its classes)
 from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
 
@@ -49,7 +49,8 @@ _GRAD_STATE = grad_mode._state  # per thread: .enabled
 _ACTS = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "softplus": 4, "gelu": 5,
          "gelu_tanh": 6, "exp": 7, "log": 8}
 # _core functions that only report configuration: harmless during a recording
-_QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program", "FastReplay"}
+_QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program", "FastReplay",
+            "flush_deferred", "deferred_pending", "set_deferred_types"}
 
 # Argument names of the recordable bindings, in order, with defaults.
 _SIGS: dict = {
@@ -255,17 +256,17 @@ class _Buffers:
 
     def __init__(self) -> None:
         self.ranges: list = []
-        self.keep: list = []
+        self.keep: dict = {}  # id -> array, each array once (FastReplay counts references)
 
     def add(self, a: Any) -> None:
         if isinstance(a, np.ndarray) and a.size:
             self.ranges.append((_addr(a), _addr(a) + a.nbytes))
-            self.keep.append(a)
+            self.keep[id(a)] = a
 
     def forget(self, a: np.ndarray) -> None:
         """Drops every kept array inside a's memory (the program no longer points there)."""
         lo, hi = _addr(a), _addr(a) + a.nbytes
-        self.keep = [k for k in self.keep if not (lo <= _addr(k) < hi)]
+        self.keep = {i: k for i, k in self.keep.items() if not (lo <= _addr(k) < hi)}
         self.ranges = [(s, e) for s, e in self.ranges if not (lo <= s < hi)]
 
     def ptr(self, a: Any, what: str) -> int:
@@ -281,7 +282,7 @@ class _Buffers:
         lo, hi = _addr(a), _addr(a) + a.nbytes
         for s, e in self.ranges:
             if s <= lo and hi <= e:
-                self.keep.append(a)
+                self.keep[id(a)] = a
                 return lo
         raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
                             "(a NumPy op or a tensor that is not an argument of the step)")
@@ -525,6 +526,7 @@ class CompiledFunction:
             out = fast(args, _GRAD_STATE.enabled)
             if out is not NotImplemented:
                 return out
+        _deferred.flush()  # (reading a parameter would too: this path reads them directly)
         rec = _compile_state.active
         if rec is not None and rec.mine():
             # called inside another compiled step's recording: run eagerly so that recording
@@ -601,7 +603,10 @@ class CompiledFunction:
         return _core.FastReplay(
             entry.program, Tensor, _GRAD_STATE.enabled,
             _compile_state.storage_epoch, entry.epoch, vars(_compile_state), inputs,
-            list(zip(entry.param_tensors, entry.param_arrays)),
+            # (tensor, array, the references to the array when only graddesc holds it: the
+            # tensor's _data, entry.param_arrays, entry.bufs if it keeps it, the FastReplay)
+            [(t, a, 3 + (entry.bufs.keep.get(id(a)) is a))
+             for t, a in zip(entry.param_tensors, entry.param_arrays)],
             list(zip(entry.frozen_tensors, entry.frozen_arrays)), list(entry.optimizers),
             entry.hyper_fast, entry.versions, grads, entry.none_grads,
             [(var, key, item) for (var, _), (key, item) in zip(entry.lazy, entry.pending_items)],
@@ -757,6 +762,8 @@ class CompiledFunction:
         result = self._results(entry)
         # the recording's call log holds references to the gradient arrays too: drop it before
         # counting what "nobody else holds them" looks like
+        # a batch-1 first layer's update may wait for the next replay's forward (_deferred.py)
+        prog.plan_defer()
         del rec, by_addr, owner
         entry.grad_refs = [_refs(arr) for _, arr in entry.grads]
         if len(self._cache) >= self.cache_size:

@@ -116,5 +116,10 @@ auto dispatch_float(const py::array& a, const char* op, const char* arg, F&& f) 
     return f(double{});
 }
 
+// gd.compile's deferred weight updates (bind_replay.cpp): applies the one pending update, if
+// any, and gives its parameters back their own class. Whatever reads or writes a parameter's
+// memory behind Python's back (a Program run from Python) calls this first.
+void flush_deferred();
+
 }  // namespace bind
 }  // namespace gd

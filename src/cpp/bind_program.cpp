@@ -98,24 +98,42 @@ void bind_program(py::module_& m) {
         .def("add", &add_instr, py::arg("name"), py::arg("f64"), py::arg("ptrs"),
              py::arg("ints"), py::arg("reals"), py::arg("lists") = std::vector<std::vector<uintptr_t>>{},
              "Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive.")
-        .def("run", [](const Program& p) {
+        .def("run", [](const Program& p, bool defer) {
+                flush_deferred();
                 py::gil_scoped_release nogil;
-                p.run();
-            }, "Replays every instruction in order.")
+                p.run(defer);
+            }, py::arg("defer") = false,
+            "Replays every instruction in order (first applying any gd.compile update left "
+            "pending). With defer, the updates plan_defer() found are left pending.")
         .def("__len__", &Program::size)
         .def("names", [](const Program& p) {
                 std::vector<std::string> n;
                 for (const Instr& in : p.instructions()) n.emplace_back(code_name(in.code));
                 return n;
             }, "The instruction names, in order.")
-        .def("profile", [](const Program& p, int repeat) {
+        .def("profile", [](const Program& p, int repeat, bool defer) {
                 if (repeat < 1) value_error("Program.profile: repeat must be >= 1, got " +
                                             std::to_string(repeat));
+                flush_deferred();
                 py::gil_scoped_release nogil;
-                return p.profile(repeat);
-            }, py::arg("repeat") = 100,
+                return p.profile(repeat, defer);
+            }, py::arg("repeat") = 100, py::arg("defer") = false,
             "Median seconds per instruction over `repeat` whole replays (each replay changes "
-            "the parameters exactly as run() does).")
+            "the parameters exactly as run() does; with defer as run(defer=True) does, pending "
+            "updates applied at the end).")
+        .def("plan_defer", &Program::plan_defer,
+             "Finds the batch-1 weight updates a replay may leave pending until the next one "
+             "reads the weight (see program.hpp); returns their number.")
+        .def("pending", &Program::pending, "Whether a deferred update is pending.")
+        .def("flush", [](const Program& p) {
+                py::gil_scoped_release nogil;
+                p.flush();
+            }, "Applies the pending deferred updates.")
+        .def("deferred_weights", [](const Program& p) {
+                std::vector<uintptr_t> v;
+                for (void* w : p.deferred_weights()) v.push_back(reinterpret_cast<uintptr_t>(w));
+                return v;
+            }, "Addresses of the weights whose updates may be deferred.")
         .def("optimize", [](Program& p, const std::vector<std::pair<uintptr_t, int64_t>>& pinned) {
                 std::vector<std::pair<void*, int64_t>> v;
                 for (const auto& q : pinned) v.emplace_back(reinterpret_cast<void*>(q.first), q.second);
@@ -162,6 +180,7 @@ void bind_program(py::module_& m) {
             }, py::arg("index"), py::arg("slot"), py::arg("value"),
             "Sets a real option of one instruction (sgd/adam: slot 0 is the learning rate).")
         .def("rebind", [](Program& p, uintptr_t from, uintptr_t to, int64_t bytes) {
+                flush_deferred();
                 p.rebind(reinterpret_cast<void*>(from), reinterpret_cast<void*>(to), bytes);
             }, py::arg("from_addr"), py::arg("to_addr"), py::arg("nbytes"),
             "Points every operand inside [from_addr, from_addr + nbytes) at the same offset of "

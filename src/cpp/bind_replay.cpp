@@ -14,6 +14,14 @@
 // are copied into new Tensors. Tensor fields are read and written through their __slots__
 // offsets (looked up once from the member descriptors), which is what makes this cheaper than
 // the Python path.
+//
+// Deferred weight updates (Program::plan_defer): when the program has some and nothing but
+// graddesc holds a deferred parameter's array (reference counts, base chain included), a replay
+// leaves their updates pending and the next replay applies them as it reads the weights. Between
+// calls such a parameter is stale, so its class is switched to graddesc._deferred's subclass,
+// whose attribute access calls flush_deferred() first (which switches it back): any Python code,
+// graddesc's own included, that touches the parameter sees it updated. One FastReplay at most
+// has updates pending (g_owner); any other replay, and Program.run from Python, flushes it first.
 #include <Python.h>
 #include <structmember.h>
 
@@ -62,6 +70,34 @@ void copy_input(char* dst, const char* src, int64_t bytes) {
     parallel_chunks(bytes, kChunk, bytes, [&](int64_t b0, int64_t b1) {
         std::memcpy(dst + b0, src + b0, static_cast<size_t>(b1 - b0));
     });
+}
+
+class FastReplay;
+FastReplay* g_owner = nullptr;  // the replay whose program has updates pending, if any
+// Parameter, its deferred subclass, Tensor, its deferred subclass (set_deferred_types)
+PyTypeObject* g_types[4] = {nullptr, nullptr, nullptr, nullptr};
+
+// obj.__class__ = t for two classes of the same layout (what object.__class__'s setter does
+// after its checks)
+void set_type(PyObject* obj, PyTypeObject* t) {
+    PyTypeObject* old = Py_TYPE(obj);
+    if (old == t) return;
+    Py_INCREF(t);
+    Py_SET_TYPE(obj, t);
+    Py_DECREF(old);
+}
+
+// Exactly nothing but `expected` references to arr, and one to each array below it (NumPy points
+// a view's base at the array that owns the memory, so a view of arr counts on arr's base).
+bool sole_holder(PyObject* arr, Py_ssize_t expected) {
+    if (Py_REFCNT(arr) != expected) return false;
+    PyObject* b = py::detail::array_proxy(arr)->base;
+    for (int depth = 0; b != nullptr; ++depth) {
+        if (Py_REFCNT(b) != 1 || depth > 8) return false;
+        if (!py::isinstance<py::array>(b)) return true;  // (a non-array owner held only by us)
+        b = py::detail::array_proxy(b)->base;
+    }
+    return true;
 }
 
 inline py::object borrow(const py::handle& h) { return py::reinterpret_borrow<py::object>(h); }
@@ -161,9 +197,10 @@ class FastReplay {
         }
         for (auto [from, to] :
              {std::make_pair(&params, &params_), std::make_pair(&frozen, &frozen_)})
-            for (const py::handle& h : *from) {  // (tensor, the array it holds)
+            for (const py::handle& h : *from) {  // (tensor, the array it holds[, refs])
                 py::tuple t = py::reinterpret_borrow<py::tuple>(h);
                 to->emplace_back(borrow(t[0]), borrow(t[1]));
+                if (to == &params_) param_refs_.push_back(t[2].cast<Py_ssize_t>());
             }
         for (const py::handle& h : optimizers) {
             py::tuple t = py::reinterpret_borrow<py::tuple>(h);  // (optimizer, list, groups)
@@ -208,6 +245,28 @@ class FastReplay {
         else if (out_kind.ptr() == reinterpret_cast<PyObject*>(&PyList_Type)) kind_ = 3;
         else kind_ = 4;  // another sequence type (a namedtuple, ...): always the Python path
         replayed_key_ = py::str("replayed");
+        // the parameters whose updates the program may defer (by the address of their memory)
+        for (void* w : prog_->deferred_weights()) {
+            size_t hit = params_.size();
+            for (size_t k = 0; k < params_.size(); ++k)
+                if (py::detail::array_proxy(params_[k].second.ptr())->data == w) hit = k;
+            if (hit == params_.size()) {  // (not a parameter graddesc knows: never deferred)
+                deferred_.clear();
+                break;
+            }
+            deferred_.push_back(hit);
+        }
+    }
+
+    ~FastReplay() {
+        if (g_owner == this) flush_now();
+    }
+
+    // Applies this program's pending updates and switches its parameters back to their class.
+    void flush_now() {
+        if (g_owner == this) g_owner = nullptr;
+        prog_->flush();
+        retype(false);
     }
 
     // The step's result, or NotImplemented when the Python path must handle this call.
@@ -275,7 +334,8 @@ class FastReplay {
                 if (eq != 1) return slow;
                 continue;
             }
-            if (!PyObject_TypeCheck(a, tt)) return slow;
+            if (!PyObject_TypeCheck(a, tt) || Py_TYPE(a) == g_types[1] || Py_TYPE(a) == g_types[3])
+                return slow;  // (a stale parameter: the Python path reads it, which flushes)
             PyObject* rg = field(a, off_rg_);
             PyObject* data = field(a, off_data_);
             if (rg == nullptr || data == nullptr || !py::isinstance<py::array>(data)) return slow;
@@ -304,6 +364,9 @@ class FastReplay {
         }
         // ---- from here on this call replays ----
         ++hits_;
+        const bool defer = may_defer();
+        if (g_owner != nullptr && g_owner != this) g_owner->flush_now();
+        g_owner = nullptr;  // (another thread may touch the parameters while the GIL is free)
         for (size_t k = 0; k < inputs_.size(); ++k) {
             Input& in = inputs_[k];
             if (!in.tensor) continue;
@@ -312,11 +375,15 @@ class FastReplay {
             copy_input(static_cast<char*>(in.buf.mutable_data()), src->data, in.buf.nbytes());
         }
         try {
-            py::gil_scoped_release nogil;
-            prog_->run();
+            {
+                py::gil_scoped_release nogil;
+                prog_->run(defer);
+            }
+            after_run();
         } catch (...) {
             // (a cross-entropy target out of range: nothing was updated yet) eager would have
             // cleared the gradients before failing
+            after_run();
             for (const Grad& g : grads_) set_grad(g.var.ptr(), py::none().release().ptr());
             sync_pending();
             throw;
@@ -351,6 +418,40 @@ class FastReplay {
     int64_t hits() const { return hits_; }
 
    private:
+    // Whether this replay may leave its weight updates pending: each deferred parameter is of
+    // a class with a deferred twin and nothing outside graddesc holds its memory.
+    bool may_defer() const {
+        if (deferred_.empty() || g_types[0] == nullptr) return false;
+        for (size_t k : deferred_) {
+            PyTypeObject* t = Py_TYPE(params_[k].first.ptr());
+            if (t != g_types[0] && t != g_types[1] && t != g_types[2] && t != g_types[3])
+                return false;
+            if (!sole_holder(params_[k].second.ptr(), param_refs_[k])) return false;
+        }
+        return true;
+    }
+
+    // Deferred parameters to their deferred twin class (or back).
+    void retype(bool deferred) const {
+        for (size_t k : deferred_) {
+            PyObject* o = params_[k].first.ptr();
+            PyTypeObject* t = Py_TYPE(o);
+            for (int k = 0; k < 4; k += 2) {
+                if (deferred && t == g_types[k]) set_type(o, g_types[k + 1]);
+                if (!deferred && t == g_types[k + 1]) set_type(o, g_types[k]);
+            }
+        }
+    }
+
+    void after_run() {
+        if (prog_->pending()) {
+            retype(true);
+            g_owner = this;
+        } else {
+            retype(false);
+        }
+    }
+
     // var._grad = value (a new reference, stolen)
     void set_grad(PyObject* var, PyObject* value) const {
         PyObject* old = field(var, off_grad_);
@@ -444,6 +545,8 @@ class FastReplay {
     py::object zero_;
     std::vector<Input> inputs_;
     std::vector<std::pair<py::object, py::object>> params_, frozen_;
+    std::vector<Py_ssize_t> param_refs_;  // references to each params_ array only graddesc holds
+    std::vector<size_t> deferred_;  // params_ whose updates the program may defer
     std::vector<Optimizer> optimizers_;
     std::vector<Group> groups_;
     std::vector<py::object> versions_;
@@ -462,7 +565,31 @@ class FastReplay {
 
 }  // namespace
 
+void flush_deferred() {
+    if (g_owner != nullptr) g_owner->flush_now();
+}
+
 void bind_replay(py::module_& m) {
+    m.def("flush_deferred", &flush_deferred,
+          "Applies gd.compile's pending weight updates, if any (private: graddesc._deferred).");
+    m.def("deferred_pending", [] { return g_owner != nullptr; },
+          "Whether a gd.compile replay left weight updates pending (private, for tests).");
+    m.def("set_deferred_types", [](py::type param, py::type dparam, py::type tensor,
+                                   py::type dtensor) {
+              py::type ts[4] = {param, dparam, tensor, dtensor};
+              for (int k = 0; k < 4; ++k) {
+                  PyTypeObject* t = reinterpret_cast<PyTypeObject*>(ts[k].ptr());
+                  if (k % 2 == 1 && (t->tp_base != reinterpret_cast<PyTypeObject*>(ts[k - 1].ptr()) ||
+                                     t->tp_basicsize != t->tp_base->tp_basicsize))
+                      throw py::type_error("set_deferred_types: a deferred class must be a "
+                                           "subclass of the same layout");
+                  Py_INCREF(t);
+                  Py_XDECREF(g_types[k]);
+                  g_types[k] = t;
+              }
+          },
+          py::arg("parameter"), py::arg("deferred_parameter"), py::arg("tensor"),
+          py::arg("deferred_tensor"), "Registers graddesc._deferred's classes (private).");
     py::class_<FastReplay>(m, "FastReplay",
                            "gd.compile's one-call replay of a recorded entry (private).")
         .def(py::init<py::object, py::object, bool, py::list, int64_t, py::dict,

@@ -194,16 +194,24 @@ void dots_rows(int64_t K, const T* GD_RESTRICT x, const T* GD_RESTRICT W, int64_
 template <class T>
 constexpr int kDotRows = Simd<T>::L * static_cast<int>(sizeof(T)) >= 64 ? 4 : 2;
 
+// Rows [j0, j1) of W, kDotRows at a time, then one by one.
+template <class T>
+void dots_range(int64_t j0, int64_t j1, int64_t K, const T* x, const T* W, int64_t ldw, T alpha,
+                T beta, T* y, int64_t incy) {
+    constexpr int R = kDotRows<T>;
+    int64_t j = j0;
+    for (; j + R <= j1; j += R)
+        dots_rows<T, R>(K, x, W + j * ldw, ldw, alpha, beta, y + j * incy, incy);
+    for (; j < j1; ++j) dots_rows<T, 1>(K, x, W + j * ldw, ldw, alpha, beta, y + j * incy, incy);
+}
+
 template <class T>
 void gemv_dots(int64_t n, int64_t K, const T* x, const T* W, int64_t ldw, T alpha, T beta, T* y,
                int64_t incy) {
     constexpr int64_t chunk = 64;  // rows per parallel task (fixed: independent of threads)
-    constexpr int R = kDotRows<T>;
     const int64_t nt = threads_for(2 * n * K);
     parallel_chunks(n, chunk, nt > 1 ? 2 * n * K : 0, [&](int64_t j0, int64_t j1) {
-        int64_t j = j0;
-        for (; j + R <= j1; j += R) dots_rows<T, R>(K, x, W + j * ldw, ldw, alpha, beta, y + j * incy, incy);
-        for (; j < j1; ++j) dots_rows<T, 1>(K, x, W + j * ldw, ldw, alpha, beta, y + j * incy, incy);
+        dots_range(j0, j1, K, x, W, ldw, alpha, beta, y, incy);
     });
 }
 
@@ -489,6 +497,12 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
     gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+template <class T>
+void gemv_rows(int64_t j0, int64_t j1, int64_t K, const T* x, const T* W, int64_t ldw, T alpha,
+               T beta, T* y) {
+    dots_range(j0, j1, K, x, W, ldw, alpha, beta, y, 1);
+}
+
 // The readable reference: one dot product per element, k in increasing order.
 template <class T>
 void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
@@ -507,7 +521,8 @@ void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
     template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*,  \
                           int64_t, T, T*, int64_t);                                                \
     template void gemm_naive<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t,      \
-                                const T*, int64_t, T, T*, int64_t);
+                                const T*, int64_t, T, T*, int64_t);                              \
+    template void gemv_rows<T>(int64_t, int64_t, int64_t, const T*, const T*, int64_t, T, T, T*);
 GD_INSTANTIATE(float)
 GD_INSTANTIATE(double)
 #undef GD_INSTANTIATE

@@ -12,6 +12,13 @@ template <class T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// y[j] = alpha * (row j of W) . x + beta * y[j] for rows [j0, j1) of W (K values each, rows ldw
+// apart), on the calling thread: per row exactly the arithmetic of gemm with M = 1 and op(B) =
+// B^T, K >= 2 (a batch-1 linear_forward), however the rows are grouped.
+template <class T>
+void gemv_rows(int64_t j0, int64_t j1, int64_t K, const T* x, const T* W, int64_t ldw, T alpha,
+               T beta, T* y);
+
 // The same product as three plain loops: the readable reference the fast path is checked against.
 template <class T>
 void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,

@@ -23,6 +23,10 @@ struct KernelTable {
     // x (B, IN), W (OUT, IN), b (OUT) or null -> y (B, OUT)
     void (*linear_forward)(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN,
                            int64_t OUT);
+    // sgd_outer_step(W, null, dy_old, x_old, OUT, IN, h) then linear_forward(y, x, W, b, 1, IN,
+    // OUT) in one pass over W (gd.compile's deferred update; IN >= 2; one thread)
+    void (*linear_forward_sgd)(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,
+                               const T* dy_old, const T* x_old, const SgdHyper& h);
     // dy (B, OUT) -> dx (B, IN), dW (OUT, IN), db (OUT); a null output is skipped
     void (*linear_backward)(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B,
                             int64_t IN, int64_t OUT);

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <vector>
 
+#include "gemm.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -154,32 +155,57 @@ void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, cons
 // file has no contraction, so the product is rounded before the update, as in sgd_block);
 // otherwise each kBlock piece of a row goes through sgd_block. Both give sgd_step's bits.
 template <class T>
+void sgd_outer_rows(T* W, T* buf, const T* dy, const T* x, int64_t o0, int64_t o1, int64_t IN,
+                    const SgdHyper& h) {
+    const bool plain = h.momentum == 0 && h.weight_decay == 0 && !h.maximize;
+    const T lr = T(h.lr);
+    for (int64_t o = o0; o < o1; ++o) {
+        T* GD_RESTRICT w = W + o * IN;
+        const T a = dy[o];
+        if (plain) {
+            const T* GD_RESTRICT xr = x;
+            for (int64_t j = 0; j < IN; ++j) w[j] = w[j] - lr * (a * xr[j]);
+            continue;
+        }
+        T d[kBlock];
+        for (int64_t j0 = 0; j0 < IN; j0 += kBlock) {
+            const int64_t m = std::min(kBlock, IN - j0);
+            for (int64_t j = 0; j < m; ++j) d[j] = a * x[j0 + j];
+            sgd_block(d, w + j0, buf != nullptr ? buf + o * IN + j0 : nullptr,
+                      static_cast<T*>(nullptr), static_cast<const T*>(nullptr), false, m, h);
+        }
+    }
+}
+
+template <class T>
 void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t IN,
                     const SgdHyper& h) {
     if (OUT <= 0 || IN <= 0) return;
-    const bool plain = h.momentum == 0 && h.weight_decay == 0 && !h.maximize;
-    const T lr = T(h.lr);
     const int64_t rows = std::max<int64_t>(1, kChunk / IN);  // rows per parallel chunk
     // in parallel exactly when the matrix-vector products reading W are (parallel.hpp)
     const int64_t work = 2 * OUT * IN >= kMatrixParallelFlops ? OUT * IN * 8 : 0;
     parallel_chunks(OUT, rows, work, [&](int64_t o0, int64_t o1) {
-        for (int64_t o = o0; o < o1; ++o) {
-            T* GD_RESTRICT w = W + o * IN;
-            const T a = dy[o];
-            if (plain) {
-                const T* GD_RESTRICT xr = x;
-                for (int64_t j = 0; j < IN; ++j) w[j] = w[j] - lr * (a * xr[j]);
-                continue;
-            }
-            T d[kBlock];
-            for (int64_t j0 = 0; j0 < IN; j0 += kBlock) {
-                const int64_t m = std::min(kBlock, IN - j0);
-                for (int64_t j = 0; j < m; ++j) d[j] = a * x[j0 + j];
-                sgd_block(d, w + j0, buf != nullptr ? buf + o * IN + j0 : nullptr,
-                          static_cast<T*>(nullptr), static_cast<const T*>(nullptr), false, m, h);
-            }
-        }
+        sgd_outer_rows(W, buf, dy, x, o0, o1, IN, h);
     });
+}
+
+// Blocks of 4 rows (whole dot-product groups): each block takes its update (sgd_outer_rows),
+// then its dot products read it from L1, so W streams from L2 once, read and written back.
+// Measured on the lecture net's 60 x 600 layer (1 thread, medians of 8 interleaved runs): 3.0 us
+// against 1.7 + 2.6 us for the forward and the update apart; blocks of 8 or 16 rows 3.5-3.7 us,
+// one fused pass (each vector updated, stored and multiplied in the dot products) 3.6 us,
+// prefetching the next block while the dots run 4.1 us.
+template <class T>
+void linear_forward_sgd(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,
+                        const T* dy_old, const T* x_old, const SgdHyper& h) {
+    constexpr int64_t kRows = 4;
+    for (int64_t o0 = 0; o0 < OUT; o0 += kRows) {
+        const int64_t o1 = std::min(OUT, o0 + kRows);
+        sgd_outer_rows<T>(W, nullptr, dy_old, x_old, o0, o1, IN, h);
+        if (b != nullptr)
+            for (int64_t o = o0; o < o1; ++o) y[o] = b[o];
+        gemv_rows<T>(o0, o1, IN, x, W, IN, T(1), b != nullptr ? T(1) : T(0), y);
+    }
 }
 
 // Row r of eta times d, one dot product per output element (its order fixed by the ISA, never
@@ -300,6 +326,10 @@ void adagrad_step(T* const* p, T* const* sum, const T* const* g, const double* s
 #define GD_OPTIM_INSTANTIATE(T)                                                                   \
     template void sgd_outer_step<T>(T*, T*, const T*, const T*, int64_t, int64_t,                \
                                     const SgdHyper&);                                            \
+    template void sgd_outer_rows<T>(T*, T*, const T*, const T*, int64_t, int64_t, int64_t,       \
+                                    const SgdHyper&);                                            \
+    template void linear_forward_sgd<T>(T*, const T*, T*, const T*, int64_t, int64_t, const T*,  \
+                                        const T*, const SgdHyper&);                               \
     template void sgd_step<T>(T* const*, T* const*, T* const*, const T* const*, const T* const*, \
                               const uint8_t*, const int64_t*, int64_t, const SgdHyper&);         \
     template void precondition_step<T>(T* const*, const T*, const T*, const int64_t*, int64_t,   \

@@ -26,6 +26,18 @@ void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, cons
 template <class T>
 void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t IN,
                     const SgdHyper& h);
+// Rows [o0, o1) of sgd_outer_step, on the calling thread (each row's bits do not depend on how
+// rows are grouped).
+template <class T>
+void sgd_outer_rows(T* W, T* buf, const T* dy, const T* x, int64_t o0, int64_t o1, int64_t IN,
+                    const SgdHyper& h);
+
+// Batch-1 forward of a layer whose weight first takes a deferred batch-1 SGD update (gd.compile):
+// sgd_outer_step(W, nullptr, dy_old, x_old, OUT, IN, h), then linear_forward(y, x, W, b, 1, IN,
+// OUT), bitwise (IN >= 2, no momentum buffer), on the calling thread.
+template <class T>
+void linear_forward_sgd(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,
+                        const T* dy_old, const T* x_old, const SgdHyper& h);
 
 // eta (N, N), d (N) -> p -= eta @ d, with p the concatenation of p[i] in order
 template <class T>

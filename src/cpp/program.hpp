@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "kernels.hpp"
+
 namespace gd {
 
 enum class Code : int {
@@ -23,6 +25,7 @@ struct Instr {
     std::vector<int64_t> i;      // sizes and integer options
     std::vector<double> d;       // real options
     std::vector<std::vector<void*>> lists;  // per-parameter pointer lists (optimizers)
+    int defer = -1;  // a deferred update's index (Program::plan_defer) for its two instructions
 };
 
 // One buffer an instruction touches: slot k of Instr::p (or -1 for an optimizer's list entry).
@@ -39,11 +42,14 @@ std::vector<Operand> operands(const Instr& in);
 class Program {
    public:
     void add(Instr in) { code_.push_back(std::move(in)); }
-    void run() const;
+    // Replays every instruction. With `defer`, the updates plan_defer() found are left pending
+    // at the end (see below); without, none is (a pending one from the last run is applied by
+    // the first instruction that reads its weight either way).
+    void run(bool defer = false) const;
     size_t size() const { return code_.size(); }
     // Median seconds of each instruction over `repeat` replays (the whole program runs each time,
     // so caches are as warm as in a real replay).
-    std::vector<double> profile(int repeat) const;
+    std::vector<double> profile(int repeat, bool defer = false) const;
     // Compulsory bytes each instruction reads and writes (every operand touched once).
     std::vector<std::pair<int64_t, int64_t>> traffic() const;
     // Floating-point operations of each instruction (a multiply-add counts 2; elementwise 1).
@@ -72,13 +78,33 @@ class Program {
     void rebind(void* from, void* to, int64_t bytes);
     int optimize(const std::vector<std::pair<void*, int64_t>>& pinned);
 
+    // Deferred weight updates (batch 1). A linear_bwd_sgd without dx or momentum buffer whose weight
+    // W is touched by nothing after it, and first touched in the program by a batch-1 linear_fwd
+    // (IN >= 2, one thread), may leave W's update pending at the end of a run(defer = true): it
+    // keeps copies of dy and x, and the next run's linear_fwd applies the update row block by
+    // row block as it reads W (linear_forward_sgd), so W streams from L2 once per step instead
+    // of twice. Bitwise equal to updating at once. W is stale while an update is pending: the
+    // caller must flush() before anything else reads or writes W (graddesc/_compile.py and
+    // bind_replay.cpp do). plan_defer() finds such updates (once, after optimize) and returns
+    // their number; deferred_weights() lists their W; pending() tells whether one is pending.
+    int plan_defer();
+    std::vector<void*> deferred_weights() const;
+    bool pending() const;
+    void flush() const;
+
    private:
     int fuse_sgd();
+    template <class T>
+    void run_deferrable(const Instr& in, bool defer) const;
 
-   public:
-
-   private:
+    struct Deferred {
+        size_t fwd = 0, bwd = 0;
+        mutable std::vector<double> dy, x;  // (as T: double-sized storage is aligned for both)
+        mutable SgdHyper h{};
+        mutable bool pending = false;
+    };
     std::vector<Instr> code_;
+    std::vector<Deferred> defer_;
 };
 
 // Parses an op name as used by the Python recorder; throws std::invalid_argument.

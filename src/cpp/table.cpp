@@ -15,6 +15,7 @@ KernelTable<T> make_table() {
     KernelTable<T> t{};
     t.gemm = &gemm<T>;
     t.linear_forward = &linear_forward<T>;
+    t.linear_forward_sgd = &linear_forward_sgd<T>;
     t.linear_backward = &linear_backward<T>;
     t.activation_forward = &activation_forward<T>;
     t.activation_backward = &activation_backward<T>;
