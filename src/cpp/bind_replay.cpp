@@ -16,7 +16,9 @@
 // the Python path.
 //
 // Deferred weight updates (Program::plan_defer): when the program has some and nothing but
-// graddesc holds a deferred parameter's array (reference counts, base chain included), a replay
+// graddesc holds a deferred parameter's array (its reference count equals the tensor's one plus
+// those every live FastReplay and its entry hold, g_internal_refs; one reference to each array
+// below it in its base chain, so no view of it exists anywhere), a replay
 // leaves their updates pending and the next replay applies them as it reads the weights. Between
 // calls such a parameter is stale, so its class is switched to graddesc._deferred's subclass,
 // whose attribute access calls flush_deferred() first (which switches it back): any Python code,
@@ -29,6 +31,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "bind_common.hpp"
@@ -74,6 +77,10 @@ void copy_input(char* dst, const char* src, int64_t bytes) {
 
 class FastReplay;
 FastReplay* g_owner = nullptr;  // the replay whose program has updates pending, if any
+// References graddesc holds to a parameter's array besides its tensor's _data: each live
+// FastReplay adds its own and its entry's (several compiled functions, or several input shapes
+// of one, may hold the same parameter)
+std::unordered_map<PyObject*, Py_ssize_t> g_internal_refs;
 // Parameter, its deferred subclass, Tensor, its deferred subclass (set_deferred_types)
 PyTypeObject* g_types[4] = {nullptr, nullptr, nullptr, nullptr};
 
@@ -256,10 +263,17 @@ class FastReplay {
             }
             deferred_.push_back(hit);
         }
+        for (size_t k = 0; k < params_.size(); ++k)
+            g_internal_refs[params_[k].second.ptr()] += param_refs_[k] - 1;
     }
 
     ~FastReplay() {
         if (g_owner == this) flush_now();
+        for (size_t k = 0; k < params_.size(); ++k) {
+            auto it = g_internal_refs.find(params_[k].second.ptr());
+            if (it != g_internal_refs.end() && (it->second -= param_refs_[k] - 1) <= 0)
+                g_internal_refs.erase(it);
+        }
     }
 
     // Applies this program's pending updates and switches its parameters back to their class.
@@ -426,7 +440,9 @@ class FastReplay {
             PyTypeObject* t = Py_TYPE(params_[k].first.ptr());
             if (t != g_types[0] && t != g_types[1] && t != g_types[2] && t != g_types[3])
                 return false;
-            if (!sole_holder(params_[k].second.ptr(), param_refs_[k])) return false;
+            PyObject* a = params_[k].second.ptr();
+            const auto it = g_internal_refs.find(a);
+            if (it == g_internal_refs.end() || !sole_holder(a, 1 + it->second)) return false;
         }
         return true;
     }
@@ -545,7 +561,9 @@ class FastReplay {
     py::object zero_;
     std::vector<Input> inputs_;
     std::vector<std::pair<py::object, py::object>> params_, frozen_;
-    std::vector<Py_ssize_t> param_refs_;  // references to each params_ array only graddesc holds
+    // references to each params_ array when only graddesc holds it (its tensor's, its entry's,
+    // this object's)
+    std::vector<Py_ssize_t> param_refs_;
     std::vector<size_t> deferred_;  // params_ whose updates the program may defer
     std::vector<Optimizer> optimizers_;
     std::vector<Group> groups_;

@@ -439,6 +439,17 @@ std::vector<std::pair<int64_t, int64_t>> Program::traffic() const {
             if (o.read) rd += o.bytes;
             if (o.write) wr += o.bytes;
         }
+        if (in.defer >= 0) {  // as a deferring replay runs it (plan_defer)
+            const int64_t e = in.f64 ? 8 : 4, w = e * in.i[1] * in.i[2];
+            const int64_t dyx = e * (in.i[1] + in.i[2]);
+            if (in.code == Code::linear_fwd) {  // + the update: W written, dy and x copies read
+                wr += w;
+                rd += dyx;
+            } else {  // - W's update, + the copies of dy and x
+                rd -= w;
+                wr += dyx - w;
+            }
+        }
         out.emplace_back(rd, wr);
     }
     return out;

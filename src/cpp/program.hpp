@@ -50,7 +50,8 @@ class Program {
     // Median seconds of each instruction over `repeat` replays (the whole program runs each time,
     // so caches are as warm as in a real replay).
     std::vector<double> profile(int repeat, bool defer = false) const;
-    // Compulsory bytes each instruction reads and writes (every operand touched once).
+    // Compulsory bytes each instruction reads and writes (every operand touched once; deferred
+    // updates counted where a deferring replay makes them).
     std::vector<std::pair<int64_t, int64_t>> traffic() const;
     // Floating-point operations of each instruction (a multiply-add counts 2; elementwise 1).
     std::vector<int64_t> flops() const;
