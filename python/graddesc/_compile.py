@@ -477,6 +477,18 @@ class _Entry:
         # replay; dropped (None) whenever the Python path changes what it captured
         self.fast: Any = None
 
+    def __del__(self) -> None:
+        # a lazy gradient nobody has read yet is computed from this program's buffers: store it
+        # while they exist, so that .grad read after the compiled function is gone is right
+        pending = getattr(_compile_state, "pending", None)
+        if not pending:
+            return
+        for key, item in self.pending_items:
+            if pending.get(key) is item:
+                var = item[0]()
+                if var is not None:
+                    _compile_state.materialize(var)
+
 
 _FALLBACK = object()
 

@@ -98,13 +98,12 @@ void bind_program(py::module_& m) {
         .def("add", &add_instr, py::arg("name"), py::arg("f64"), py::arg("ptrs"),
              py::arg("ints"), py::arg("reals"), py::arg("lists") = std::vector<std::vector<uintptr_t>>{},
              "Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive.")
-        .def("run", [](const Program& p, bool defer) {
+        .def("run", [](const Program& p) {
                 flush_deferred();
                 py::gil_scoped_release nogil;
-                p.run(defer);
-            }, py::arg("defer") = false,
-            "Replays every instruction in order (first applying any gd.compile update left "
-            "pending). With defer, the updates plan_defer() found are left pending.")
+                p.run();
+            }, "Replays every instruction in order (first applying any gd.compile update left "
+            "pending; this run leaves none).")
         .def("__len__", &Program::size)
         .def("names", [](const Program& p) {
                 std::vector<std::string> n;

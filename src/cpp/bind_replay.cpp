@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -94,17 +95,22 @@ void set_type(PyObject* obj, PyTypeObject* t) {
     Py_DECREF(old);
 }
 
-// Exactly nothing but `expected` references to arr, and one to each array below it (NumPy points
-// a view's base at the array that owns the memory, so a view of arr counts on arr's base).
+// Exactly `expected` references to arr, one to each array below it (NumPy points a view's base
+// at the array that owns the memory, so a view of arr counts on arr's base), and the last one
+// owns its memory (not a buffer of someone else's, a bytearray or shared memory, which its owner
+// can read and write behind NumPy's back).
 bool sole_holder(PyObject* arr, Py_ssize_t expected) {
     if (Py_REFCNT(arr) != expected) return false;
-    PyObject* b = py::detail::array_proxy(arr)->base;
-    for (int depth = 0; b != nullptr; ++depth) {
-        if (Py_REFCNT(b) != 1 || depth > 8) return false;
-        if (!py::isinstance<py::array>(b)) return true;  // (a non-array owner held only by us)
-        b = py::detail::array_proxy(b)->base;
+    PyObject* a = arr;
+    for (int depth = 0; depth < 8; ++depth) {
+        PyObject* b = py::detail::array_proxy(a)->base;
+        if (b == nullptr)
+            return (py::detail::array_proxy(a)->flags &
+                    py::detail::npy_api::NPY_ARRAY_OWNDATA_) != 0;
+        if (Py_REFCNT(b) != 1 || !py::isinstance<py::array>(b)) return false;
+        a = b;
     }
-    return true;
+    return false;
 }
 
 inline py::object borrow(const py::handle& h) { return py::reinterpret_borrow<py::object>(h); }
@@ -276,11 +282,22 @@ class FastReplay {
         }
     }
 
-    // Applies this program's pending updates and switches its parameters back to their class.
+    // Applies this program's pending updates and switches its parameters back to their class
+    // (waiting, without the GIL, for a replay of it that another thread is running).
+    // Without the GIL another thread may have replayed again (and left updates pending) by the
+    // time this one holds the GIL again: then flush again.
     void flush_now() {
-        if (g_owner == this) g_owner = nullptr;
-        prog_->flush();
+        for (;;) {
+            {
+                py::gil_scoped_release nogil;
+                std::lock_guard<std::mutex> lock(run_mutex_);
+                prog_->flush();
+            }
+            std::lock_guard<std::mutex> lock(run_mutex_);
+            if (!prog_->pending()) break;
+        }
         retype(false);
+        if (g_owner == this) g_owner = nullptr;
     }
 
     // The step's result, or NotImplemented when the Python path must handle this call.
@@ -380,7 +397,6 @@ class FastReplay {
         ++hits_;
         const bool defer = may_defer();
         if (g_owner != nullptr && g_owner != this) g_owner->flush_now();
-        g_owner = nullptr;  // (another thread may touch the parameters while the GIL is free)
         for (size_t k = 0; k < inputs_.size(); ++k) {
             Input& in = inputs_[k];
             if (!in.tensor) continue;
@@ -391,6 +407,7 @@ class FastReplay {
         try {
             {
                 py::gil_scoped_release nogil;
+                std::lock_guard<std::mutex> lock(run_mutex_);  // (flush_now from another thread)
                 prog_->run(defer);
             }
             after_run();
@@ -459,12 +476,21 @@ class FastReplay {
         }
     }
 
+    // One owner at a time: another replay's pending updates (another thread's, which ran
+    // meanwhile) are applied before this one's are left pending.
     void after_run() {
-        if (prog_->pending()) {
+        bool pending;
+        {
+            std::lock_guard<std::mutex> lock(run_mutex_);
+            pending = prog_->pending();
+        }
+        if (pending) {
+            if (g_owner != nullptr && g_owner != this) g_owner->flush_now();
             retype(true);
             g_owner = this;
         } else {
             retype(false);
+            if (g_owner == this) g_owner = nullptr;
         }
     }
 
@@ -565,6 +591,7 @@ class FastReplay {
     // this object's)
     std::vector<Py_ssize_t> param_refs_;
     std::vector<size_t> deferred_;  // params_ whose updates the program may defer
+    std::mutex run_mutex_;           // held while the program runs or is flushed
     std::vector<Optimizer> optimizers_;
     std::vector<Group> groups_;
     std::vector<py::object> versions_;
