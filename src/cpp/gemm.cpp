@@ -42,6 +42,7 @@
 #include <new>
 #include <vector>
 
+#include "gemm/dots.hpp"
 #include "gemm/kernel.hpp"
 #include "parallel.hpp"
 
@@ -145,60 +146,21 @@ inline void store_scalar(T* y, T t, T alpha, T beta) {
     *y = beta == T(0) ? alpha * t : beta * *y + alpha * t;
 }
 
-// x (K), W (n, K) rows ldw apart -> y[j * incy] = alpha * dot(W[j], x) + beta * y[j * incy].
-// Each dot: four vector accumulators over k (k / L mod 4 picks one: a row streams 4L contiguous
-// values per step), the vector steps left after the last 4L block in the first, the masked tail
-// (K mod L columns) in the second, then ((s0 + s1) + (s2 + s3)) and one fixed-order horizontal
-// sum: the same arithmetic for every row, however rows are grouped. A few rows at a time, each
-// read front to back in long runs: measured 112 against 89 GB/s from L2 (8 rows with two
-// accumulators) for the lecture net's 60 x 600 layer, 148 against 129 GB/s for 256 x 784.
+// x (K), W (n, K) rows ldw apart -> y[j * incy] = alpha * dot(W[j], x) + beta * y[j * incy]
+// (gemm/dots.hpp has the arithmetic).
 template <class T, int ROWS>
 void dots_rows(int64_t K, const T* GD_RESTRICT x, const T* GD_RESTRICT W, int64_t ldw, T alpha,
                T beta, T* y, int64_t incy) {
-    using V = Simd<T>;
-    using reg = typename V::reg;
-    constexpr int L = V::L;
-    reg s0[ROWS], s1[ROWS], s2[ROWS], s3[ROWS];
-    for (int r = 0; r < ROWS; ++r) s0[r] = s1[r] = s2[r] = s3[r] = V::zero();
-    int64_t k = 0;
-    for (; k + 4 * L <= K; k += 4 * L) {
-        const reg x0 = V::load(x + k), x1 = V::load(x + k + L), x2 = V::load(x + k + 2 * L),
-                  x3 = V::load(x + k + 3 * L);
-#pragma GCC unroll 4
-        for (int r = 0; r < ROWS; ++r) {
-            const T* w = W + r * ldw + k;
-            s0[r] = V::fma(V::load(w), x0, s0[r]);
-            s1[r] = V::fma(V::load(w + L), x1, s1[r]);
-            s2[r] = V::fma(V::load(w + 2 * L), x2, s2[r]);
-            s3[r] = V::fma(V::load(w + 3 * L), x3, s3[r]);
-        }
-    }
-    for (; k + L <= K; k += L) {
-        const reg x0 = V::load(x + k);
-        for (int r = 0; r < ROWS; ++r) s0[r] = V::fma(V::load(W + r * ldw + k), x0, s0[r]);
-    }
-    if (k < K) {  // the last K - k < L columns, masked (short rows: no scalar tail per row)
-        const auto m = V::first(K - k);
-        const reg x0 = V::load(x + k, m);
-        for (int r = 0; r < ROWS; ++r) s1[r] = V::fma(V::load(W + r * ldw + k, m), x0, s1[r]);
-    }
-    const reg one = V::set1(T(1));
-    for (int r = 0; r < ROWS; ++r) {  // (an FMA by 1 is exactly the sum)
-        const reg lo = V::fma(s1[r], one, s0[r]), hi = V::fma(s3[r], one, s2[r]);
-        store_scalar(y + r * incy, V::hsum(V::fma(hi, one, lo)), alpha, beta);
-    }
+    gemm_detail::dots_rows<T, ROWS>(
+        K, x, gemm_detail::PlainRows<T>{W, ldw},
+        [&](int r, T sum) { store_scalar(y + r * incy, sum, alpha, beta); });
 }
-
-// Rows per dots_rows call: 4 rows x 4 accumulators + 4 x vectors fit 32 vector registers;
-// 2 rows where there are 16.
-template <class T>
-constexpr int kDotRows = Simd<T>::L * static_cast<int>(sizeof(T)) >= 64 ? 4 : 2;
 
 // Rows [j0, j1) of W, kDotRows at a time, then one by one.
 template <class T>
 void dots_range(int64_t j0, int64_t j1, int64_t K, const T* x, const T* W, int64_t ldw, T alpha,
                 T beta, T* y, int64_t incy) {
-    constexpr int R = kDotRows<T>;
+    constexpr int R = gemm_detail::kDotRows<T>;
     int64_t j = j0;
     for (; j + R <= j1; j += R)
         dots_rows<T, R>(K, x, W + j * ldw, ldw, alpha, beta, y + j * incy, incy);

@@ -4,7 +4,7 @@
 //
 // Simd<T> gives: reg (one vector of L lanes), mask (the first n lanes), load/store (unaligned,
 // with optional mask: masked-off lanes are neither read nor written), set1, fma(a, b, c) = a*b + c,
-// mul, hsum (a fixed-order horizontal sum), and MR: the rows of the GEMM micro-tile for T.
+// mul, sub, hsum (a fixed-order horizontal sum), and MR: the rows of the GEMM micro-tile for T.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -50,6 +50,7 @@ struct Simd<float> {
     static void store(float* p, reg v, mask m) { _mm512_mask_storeu_ps(p, m, v); }
     static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
     static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+    static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
     static reg permute2(reg a, __m512i idx, reg b) { return _mm512_permutex2var_ps(a, idx, b); }
     static mask first(int64_t n) {
         return n >= L ? mask(0xFFFF) : n <= 0 ? mask(0) : mask((1u << n) - 1u);
@@ -84,6 +85,7 @@ struct Simd<double> {
     static void store(double* p, reg v, mask m) { _mm512_mask_storeu_pd(p, m, v); }
     static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
     static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
+    static reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
     static reg permute2(reg a, __m512i idx, reg b) { return _mm512_permutex2var_pd(a, idx, b); }
     static mask first(int64_t n) {
         return n >= L ? mask(0xFF) : n <= 0 ? mask(0) : mask((1u << n) - 1u);
@@ -167,6 +169,7 @@ struct Simd<float> {
     static void store(float* p, reg v, mask m) { _mm256_maskstore_ps(p, m, v); }
     static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
     static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+    static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
     static mask first(int64_t n) {
         const int c = n >= L ? L : n <= 0 ? 0 : static_cast<int>(n);
         return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -212,6 +215,7 @@ struct Simd<double> {
     static void store(double* p, reg v, mask m) { _mm256_maskstore_pd(p, m, v); }
     static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
     static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
+    static reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
     static mask first(int64_t n) {
         const int64_t c = n >= L ? L : n <= 0 ? 0 : n;
         return _mm256_cmpgt_epi64(_mm256_set1_epi64x(c), _mm256_setr_epi64x(0, 1, 2, 3));
@@ -288,6 +292,7 @@ struct Simd {
 #if defined(__GNUC__)
     static reg fma(reg a, reg b, reg c) { return a * b + c; }
     static reg mul(reg a, reg b) { return a * b; }
+    static reg sub(reg a, reg b) { return a - b; }
 #else
     static reg fma(reg a, reg b, reg c) {
         reg r;
@@ -297,6 +302,11 @@ struct Simd {
     static reg mul(reg a, reg b) {
         reg r;
         for (int i = 0; i < L; ++i) r[i] = a[i] * b[i];
+        return r;
+    }
+    static reg sub(reg a, reg b) {
+        reg r;
+        for (int i = 0; i < L; ++i) r[i] = a[i] - b[i];
         return r;
     }
 #endif
