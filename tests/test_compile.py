@@ -614,7 +614,7 @@ def test_fast_replay_rejects_a_tensor_type_without_slots():
     prog = gd._core.Program()
     with pytest.raises(RuntimeError, match="_data"):
         gd._core.FastReplay(prog, NoSlots, True, [0], 0, {"active": None}, [], [], [],
-                            [], [], [], [], [], [], {}, [], None, {})
+                            [], [], [], [], [], [], {}, [], None, gd._core.ReplayCount())
 
 
 def test_a_compiled_evaluation_under_no_grad_replays_and_follows_weight_changes():

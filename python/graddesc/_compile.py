@@ -50,7 +50,7 @@ _ACTS = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "softplus": 4, "ge
          "gelu_tanh": 6, "exp": 7, "log": 8}
 # _core functions that only report configuration: harmless during a recording
 _QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program", "FastReplay",
-            "flush_deferred", "deferred_pending", "set_deferred_types"}
+            "ReplayCount", "flush_deferred", "deferred_pending", "set_deferred_types"}
 
 # Argument names of the recordable bindings, in order, with defaults.
 _SIGS: dict = {
@@ -506,8 +506,16 @@ class CompiledFunction:
         self._cache: dict = {}
         self._attempts: dict = {}
         self._warned = False
-        self.stats = {"recorded": 0, "replayed": 0, "eager": 0}
+        self._stats = {"recorded": 0, "eager": 0}
+        self._replays = _core.ReplayCount()  # (counted by the FastReplays too)
         self._fast: Any = None  # the FastReplay tried first (that of the last replayed entry)
+
+    @property
+    def stats(self) -> dict:
+        """{"recorded": ..., "replayed": ..., "eager": ...}: calls that recorded, replayed, or ran
+        eagerly."""
+        return {"recorded": self._stats["recorded"], "replayed": self._replays.n,
+                "eager": self._stats["eager"]}
 
     def reset(self) -> None:
         """Forgets every recording (the next call records again)."""
@@ -543,14 +551,14 @@ class CompiledFunction:
         if rec is not None and rec.mine():
             # called inside another compiled step's recording: run eagerly so that recording
             # sees these kernels (a replay here would be invisible to it)
-            self.stats["eager"] += 1
+            self._stats["eager"] += 1
             return self.fn(*args, **kwargs)
         key = self._key(args, kwargs)
         if key is None:
             return self._eager("an argument is neither a tensor nor hashable", args, kwargs)
         entry = self._cache.get(key)
         if entry is _FALLBACK:
-            self.stats["eager"] += 1
+            self._stats["eager"] += 1
             return self.fn(*args, **kwargs)
         if entry is not None and self._valid(entry):
             return self._replay(entry, args, kwargs)
@@ -558,7 +566,7 @@ class CompiledFunction:
 
     def _eager(self, why: str, args: tuple, kwargs: dict) -> Any:
         self._warn(why)
-        self.stats["eager"] += 1
+        self._stats["eager"] += 1
         return self.fn(*args, **kwargs)
 
     def _warn(self, why: str) -> None:
@@ -622,7 +630,7 @@ class CompiledFunction:
             list(zip(entry.frozen_tensors, entry.frozen_arrays)), list(entry.optimizers),
             entry.hyper_fast, entry.versions, grads, entry.none_grads,
             [(var, key, item) for (var, _), (key, item) in zip(entry.lazy, entry.pending_items)],
-            _compile_state.pending, entry.outputs, entry.out_kind, self.stats)
+            _compile_state.pending, entry.outputs, entry.out_kind, self._replays)
 
     # ---- recording ------------------------------------------------------------------------
     def _record(self, key: Any, args: tuple, kwargs: dict) -> Any:
@@ -655,7 +663,7 @@ class CompiledFunction:
         rec = _Recording()
         with _install_lock:
             if _compile_state.active is not None:
-                self.stats["eager"] += 1
+                self._stats["eager"] += 1
                 return self.fn(*args, **kwargs)  # a recording is running in another thread
             originals = {n: getattr(_core, n) for n in dir(_core)
                          if not n.startswith("_") and callable(getattr(_core, n))
@@ -671,7 +679,7 @@ class CompiledFunction:
                 _compile_state.active = None
                 for n, f in originals.items():
                     setattr(_core, n, f)
-        self.stats["recorded"] += 1
+        self._stats["recorded"] += 1
         for group, snap in rec.hypers:
             if not _same_snapshot(_group_snapshot(group), snap):
                 rec.fail("the step changes an optimizer setting (param_groups[i][...]) after "
@@ -837,7 +845,7 @@ class CompiledFunction:
             for var, _ in entry.grads:
                 var._grad = None
             raise
-        self.stats["replayed"] += 1
+        self._replays.n += 1
         for vc in entry.versions:
             vc[0] += 1
         for var, arr in entry.grads:

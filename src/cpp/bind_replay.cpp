@@ -131,6 +131,11 @@ void bump(PyObject* vc) {
     PyList_SetItem(vc, 0, nv);  // steals nv, releases the old int
 }
 
+// A compiled function's replay count (its stats["replayed"]), shared by its FastReplays.
+struct ReplayCount {
+    int64_t n = 0;
+};
+
 struct Input {
     bool tensor = false;
     py::array buf;             // tensor: the program's private input buffer
@@ -166,9 +171,10 @@ class FastReplay {
                py::list epoch_list, int64_t epoch, py::dict state, py::list inputs,
                py::list params, py::list frozen, py::list optimizers, py::list hypers,
                py::list versions, py::list grads, py::list none_grads, py::list lazy,
-               py::dict pending, py::list outputs, py::object out_kind, py::dict stats)
+               py::dict pending, py::list outputs, py::object out_kind, py::object replays)
         : program_obj_(program), epoch_list_(epoch_list), epoch_(epoch), state_(state),
-          pending_(pending), stats_(stats), grad_enabled_(grad_enabled) {
+          pending_(pending), replays_obj_(replays), grad_enabled_(grad_enabled) {
+        replays_ = replays.cast<ReplayCount*>();
         prog_ = program.cast<Program*>();
         if (!PyType_Check(tensor_type.ptr())) throw std::runtime_error("FastReplay: tensor_type");
         tensor_type_ = tensor_type;
@@ -257,7 +263,6 @@ class FastReplay {
         else if (out_kind.ptr() == reinterpret_cast<PyObject*>(&PyTuple_Type)) kind_ = 2;
         else if (out_kind.ptr() == reinterpret_cast<PyObject*>(&PyList_Type)) kind_ = 3;
         else kind_ = 4;  // another sequence type (a namedtuple, ...): always the Python path
-        replayed_key_ = py::str("replayed");
         // the parameters whose updates the program may defer (by the address of their memory)
         for (void* w : prog_->deferred_weights()) {
             size_t hit = params_.size();
@@ -419,16 +424,7 @@ class FastReplay {
             sync_pending();
             throw;
         }
-        {
-            PyObject* n = PyDict_GetItemWithError(stats_.ptr(), replayed_key_.ptr());
-            if (n == nullptr) {
-                if (PyErr_Occurred()) throw py::error_already_set();
-            } else {
-                py::object n1 = py::reinterpret_steal<py::object>(PyNumber_Add(n, one_.ptr()));
-                if (!n1 || PyDict_SetItem(stats_.ptr(), replayed_key_.ptr(), n1.ptr()) < 0)
-                    throw py::error_already_set();
-            }
-        }
+        ++replays_->n;
         for (const py::object& vc : versions_) bump(vc.ptr());
         for (const Grad& g : grads_) {
             PyObject* cur = field(g.var.ptr(), off_grad_);
@@ -557,10 +553,19 @@ class FastReplay {
         return t;
     }
 
+    // A new Tensor around a copy of `a` (C-contiguous: the program's own buffer); a new array of
+    // its dtype and shape and one memcpy (PyArray_NewCopy costs more for a 0-d loss)
     py::object wrap_copy(const py::array& a) const {
-        py::object c = py::reinterpret_steal<py::object>(
-            py::detail::npy_api::get().PyArray_NewCopy_(a.ptr(), 0 /* C order */));
+        auto* src = py::detail::array_proxy(a.ptr());
+        const auto& api = py::detail::npy_api::get();
+        Py_INCREF(src->descr);  // (stolen)
+        py::object c = py::reinterpret_steal<py::object>(api.PyArray_NewFromDescr_(
+            api.PyArray_Type_, src->descr, src->nd, src->dimensions, nullptr, nullptr, 0,
+            nullptr));
         if (!c) throw py::error_already_set();
+        if (a.nbytes() > 0)
+            std::memcpy(py::detail::array_proxy(c.ptr())->data, src->data,
+                        static_cast<size_t>(a.nbytes()));
         return py::reinterpret_steal<py::object>(new_tensor(c.ptr()));
     }
 
@@ -580,7 +585,8 @@ class FastReplay {
     int64_t epoch_;
     py::dict state_;  // graddesc._compile_state's namespace
     py::dict pending_;
-    py::dict stats_;
+    py::object replays_obj_;  // the compiled function's ReplayCount (kept alive)
+    ReplayCount* replays_ = nullptr;
     bool grad_enabled_;
     Py_ssize_t off_data_ = 0, off_rg_ = 0, off_grad_ = 0, off_vc_ = 0, off_fn_ = 0, off_nr_ = 0,
                off_base_ = 0, off_edge_ = 0;
@@ -601,11 +607,9 @@ class FastReplay {
     std::vector<py::array> outputs_;
     int kind_ = 0;
     int64_t hits_ = 0;
-    py::object replayed_key_;
     py::object active_name_ = py::str("active");
     py::object param_groups_name_ = py::str("param_groups");
     py::object params_name_ = py::str("params");  // (once: a C-string key is made per lookup)
-    py::object one_ = py::int_(1);
 };
 
 }  // namespace
@@ -615,6 +619,9 @@ void flush_deferred() {
 }
 
 void bind_replay(py::module_& m) {
+    py::class_<ReplayCount>(m, "ReplayCount", "A compiled function's replay count (private).")
+        .def(py::init<>())
+        .def_readwrite("n", &ReplayCount::n);
     m.def("flush_deferred", &flush_deferred,
           "Applies gd.compile's pending weight updates, if any (private: graddesc._deferred).");
     m.def("deferred_pending", [] { return g_owner != nullptr; },
@@ -639,13 +646,13 @@ void bind_replay(py::module_& m) {
                            "gd.compile's one-call replay of a recorded entry (private).")
         .def(py::init<py::object, py::object, bool, py::list, int64_t, py::dict,
                       py::list, py::list, py::list, py::list, py::list, py::list, py::list,
-                      py::list, py::list, py::dict, py::list, py::object, py::dict>(),
+                      py::list, py::list, py::dict, py::list, py::object, py::object>(),
              py::arg("program"), py::arg("tensor_type"), py::arg("grad_enabled"),
              py::arg("epoch_list"), py::arg("epoch"), py::arg("state"), py::arg("inputs"),
              py::arg("params"), py::arg("frozen"), py::arg("optimizers"),
              py::arg("hypers"), py::arg("versions"), py::arg("grads"),
              py::arg("none_grads"), py::arg("lazy"), py::arg("pending"), py::arg("outputs"),
-             py::arg("out_kind"), py::arg("stats"))
+             py::arg("out_kind"), py::arg("replays"))
         .def("__call__", &FastReplay::call, py::arg("args"), py::arg("grad_enabled"),
              "Replays for positional `args`, or returns NotImplemented (the Python path decides).")
         .def_property_readonly("hits", &FastReplay::hits, "Calls this object replayed.");
