@@ -772,6 +772,50 @@ def test_a_large_input_copied_by_two_threads_replays_bitwise_equal():
         gd.set_num_threads(previous)
 
 
+def test_large_inputs_are_read_in_place_unless_the_program_touches_them():
+    """An input from 32 KiB on is read where the caller's array is (no copy) when the program
+    only reads it during the run: new values in the caller's array between calls are seen, an
+    input sharing memory with a parameter is copied (the step updates that parameter), and a
+    batch-1 input that a lazy weight gradient reads after the run is copied too."""
+    sizes = [300, 256, 5]
+    xs, ys = _data(sizes, 256, "ce", 4, seed=3)
+    m1, m2 = _model(sizes, seed=1), _model(sizes, seed=1)
+    o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.05), gd.optim.SGD(m2.parameters(), lr=0.05)
+    lf = gd.nn.CrossEntropyLoss()
+    eager, compiled = _step_fn(m1, o1, lf), gd.compile(_step_fn(m2, o2, lf))
+    x1, x2 = gd.tensor(xs[0].numpy().copy()), gd.tensor(xs[0].numpy().copy())
+    for k in range(4):
+        assert eager(x1, ys[k]).item() == compiled(x2, ys[k]).item()
+        x1.numpy()[...] = xs[(k + 1) % 4].numpy()  # the caller's array changes in place
+        x2.numpy()[...] = xs[(k + 1) % 4].numpy()
+    fast = compiled._fast
+    assert fast is not None and fast.hits >= 2 and fast.in_place_reads == fast.hits
+    # an input that is the first layer's weight itself (256 x 300): the program writes it
+    for _ in range(3):
+        l1 = eager(m1[0].weight.detach(), ys[0])
+        l2 = compiled(m2[0].weight.detach(), ys[0])
+        assert l1.item() == l2.item()
+    assert fast.hits >= 5 and fast.in_place_reads < fast.hits  # (copied)
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+
+    sizes = [16384, 4, 3]  # batch 1: a 64 KiB input that W1's lazy gradient reads when .grad is
+    xs, ys = _data(sizes, 1, "ce", 3, seed=4)
+    m1, m2 = _model(sizes, seed=2), _model(sizes, seed=2)
+    o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.05), gd.optim.SGD(m2.parameters(), lr=0.05)
+    eager, compiled = _step_fn(m1, o1, lf), gd.compile(_step_fn(m2, o2, lf))
+    for x, y in zip(xs, ys):
+        x1, x2 = gd.tensor(x.numpy().copy()), gd.tensor(x.numpy().copy())
+        assert eager(x1, y).item() == compiled(x2, y).item()
+        x1.numpy()[...] = 0
+        x2.numpy()[...] = 0  # (after the step: .grad must still come from the old values)
+    assert compiled._fast is not None and compiled._fast.hits >= 1
+    assert compiled._fast.in_place_reads == 0
+    np.testing.assert_array_equal(m1[0].weight.grad.numpy(), m2[0].weight.grad.numpy())
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+
+
 # ---- deferred batch-1 weight updates (graddesc/_deferred.py, Program::plan_defer) -------------
 def _plain_sgd_twins(sizes, seed=0, dtype=gd.float32, **opt_kw):
     opt_kw.setdefault("lr", 0.05)

@@ -484,26 +484,9 @@ std::vector<int64_t> Program::flops() const {
 }
 
 int64_t Program::footprint() const {
-    std::vector<std::pair<uintptr_t, uintptr_t>> r;
-    for (const Instr& in : code_)
-        for (const Operand& o : operands(in))
-            if (o.bytes > 0) {
-                const auto a = reinterpret_cast<uintptr_t>(o.ptr);
-                r.emplace_back(a, a + uintptr_t(o.bytes));
-            }
-    std::sort(r.begin(), r.end());
     int64_t total = 0;
-    uintptr_t lo = 0, hi = 0;
-    for (const auto& [a, b] : r) {
-        if (a > hi) {
-            total += int64_t(hi - lo);
-            lo = a;
-            hi = b;
-        } else {
-            hi = std::max(hi, b);
-        }
-    }
-    return total + int64_t(hi - lo);
+    for (const auto& [a, b] : ranges()) total += int64_t(b - a);
+    return total;
 }
 
 namespace {
@@ -535,6 +518,47 @@ void Program::rebind(void* from, void* to, int64_t bytes) {
         for (auto& l : in.lists)
             for (void*& q : l) move(q);
     }
+}
+
+std::vector<std::pair<void**, int64_t>> Program::pointers_into(const void* from, int64_t bytes) {
+    const auto lo = reinterpret_cast<uintptr_t>(from);
+    std::vector<std::pair<void**, int64_t>> out;
+    const auto add = [&](void*& q) {
+        const auto a = reinterpret_cast<uintptr_t>(q);
+        if (q != nullptr && a >= lo && a < lo + uintptr_t(bytes)) out.emplace_back(&q, a - lo);
+    };
+    for (Instr& in : code_) {
+        for (void*& q : in.p) add(q);
+        for (auto& l : in.lists)
+            for (void*& q : l) add(q);
+    }
+    return out;
+}
+
+bool Program::written_or_read_later(const void* p, int64_t bytes) const {
+    for (const Instr& in : code_) {
+        if (touches(in, p, bytes, false, true)) return true;
+        if (in.code == Code::linear_bwd_sgd && in.i.size() >= 4 && in.i[3] != 0 &&
+            overlaps(in.p[4], in.i[0] * in.i[1] * (in.f64 ? 8 : 4), p, bytes))
+            return true;
+    }
+    return false;
+}
+
+std::vector<std::pair<uintptr_t, uintptr_t>> Program::ranges() const {
+    std::vector<std::pair<uintptr_t, uintptr_t>> r, out;
+    for (const Instr& in : code_)
+        for (const Operand& o : operands(in))
+            if (o.bytes > 0) {
+                const auto a = reinterpret_cast<uintptr_t>(o.ptr);
+                r.emplace_back(a, a + uintptr_t(o.bytes));
+            }
+    std::sort(r.begin(), r.end());
+    for (const auto& [a, b] : r) {
+        if (!out.empty() && a <= out.back().second) out.back().second = std::max(out.back().second, b);
+        else out.emplace_back(a, b);
+    }
+    return out;
 }
 
 int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {

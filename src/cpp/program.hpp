@@ -77,6 +77,14 @@ class Program {
     }
     // Points every operand on [from, from + bytes) at the same offset of `to` instead.
     void rebind(void* from, void* to, int64_t bytes);
+    // The operand fields that point into [from, from + bytes), with their offsets there (for a
+    // caller that repoints them per run: valid until instructions are added or removed).
+    std::vector<std::pair<void**, int64_t>> pointers_into(const void* from, int64_t bytes);
+    // Whether an instruction writes into [p, p + bytes), or a lazy one reads it (materialize()
+    // reads it after the run).
+    bool written_or_read_later(const void* p, int64_t bytes) const;
+    // The memory every operand covers, as sorted disjoint [begin, end) ranges.
+    std::vector<std::pair<uintptr_t, uintptr_t>> ranges() const;
     int optimize(const std::vector<std::pair<void*, int64_t>>& pinned);
 
     // Deferred weight updates (batch 1). A linear_bwd_sgd without dx or momentum buffer whose weight
