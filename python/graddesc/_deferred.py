@@ -1,7 +1,7 @@
 """Parameters whose last gd.compile weight update is still pending.
 
 At batch 1 a compiled step may leave the SGD update of a first-layer weight pending and apply it
-in the next replay, row block by row block as that replay's forward reads the weight, so the
+in the next replay, row by row as that replay's forward reads the weight, so the
 weight streams from memory once per step instead of twice (src/cpp/program.hpp, plan_defer).
 Until then the parameter's memory holds the old values. The replay (src/cpp/bind_replay.cpp)
 defers only while nothing but graddesc holds that memory, and switches the parameter's class to
@@ -30,40 +30,31 @@ def _settle(obj: Any, cls: type) -> None:
         _set(obj, "__class__", cls)
 
 
-class DeferredParameter(Parameter):
-    """A Parameter with a pending weight update (see the module docstring)."""
+def _twin(base: type, doc: str) -> type:
+    """A subclass of `base` of the same layout whose attribute access applies the pending update
+    and gives the object `base` back as its class."""
 
-    __slots__ = ()
-
-    def __getattribute__(self, name: str) -> Any:
-        _settle(self, Parameter)
+    def getattribute(self: Any, name: str) -> Any:
+        _settle(self, base)
         return _get(self, name)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        _settle(self, Parameter)
+    def setattr_(self: Any, name: str, value: Any) -> None:
+        _settle(self, base)
         _set(self, name, value)
 
-    def __delattr__(self, name: str) -> None:
-        _settle(self, Parameter)
+    def delattr_(self: Any, name: str) -> None:
+        _settle(self, base)
         _del(self, name)
 
+    name = "Deferred" + base.__name__
+    return type(name, (base,), {"__slots__": (), "__doc__": doc, "__module__": __name__,
+                                "__qualname__": name, "__getattribute__": getattribute,
+                                "__setattr__": setattr_, "__delattr__": delattr_})
 
-class DeferredTensor(Tensor):
-    """A leaf Tensor (an optimizer parameter that is no nn.Parameter) with a pending update."""
 
-    __slots__ = ()
-
-    def __getattribute__(self, name: str) -> Any:
-        _settle(self, Tensor)
-        return _get(self, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        _settle(self, Tensor)
-        _set(self, name, value)
-
-    def __delattr__(self, name: str) -> None:
-        _settle(self, Tensor)
-        _del(self, name)
-
+DeferredParameter = _twin(Parameter, "A Parameter with a pending weight update (see the module "
+                                     "docstring).")
+DeferredTensor = _twin(Tensor, "A leaf Tensor (an optimizer parameter that is no nn.Parameter) "
+                               "with a pending update.")
 
 _core.set_deferred_types(Parameter, DeferredParameter, Tensor, DeferredTensor)

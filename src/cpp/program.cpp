@@ -212,8 +212,7 @@ void Program::run_deferrable(const Instr& in, bool defer) const {
         }
         const auto& i = in.i;
         kernels<T>().linear_forward_sgd(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), P<T>(in, 3), i[1],
-                                        i[2], reinterpret_cast<const T*>(df.dy.data()),
-                                        reinterpret_cast<const T*>(df.x.data()), df.h);
+                                        i[2], df.dy<T>(), df.x<T>(), df.h);
         df.pending = false;
         return;
     }
@@ -224,23 +223,25 @@ void Program::run_deferrable(const Instr& in, bool defer) const {
     }
     bwd_sgd<T>(in, false);
     const auto& i = in.i;
-    std::memcpy(df.dy.data(), in.p[3], static_cast<size_t>(i[2]) * sizeof(T));
-    std::memcpy(df.x.data(), in.p[4], static_cast<size_t>(i[1]) * sizeof(T));
+    std::memcpy(df.dy<T>(), in.p[3], static_cast<size_t>(i[2]) * sizeof(T));
+    std::memcpy(df.x<T>(), in.p[4], static_cast<size_t>(i[1]) * sizeof(T));
     df.h = sgd_hyper(in.d);  // (the learning rate may change before the update is applied)
     df.pending = true;
 }
 
-void Program::run(bool defer) const {
-    for (const Instr& in : code_) {
-        if (in.defer >= 0) {
-            if (in.f64) run_deferrable<double>(in, defer);
-            else run_deferrable<float>(in, defer);
-        } else if (in.f64) {
-            run_one<double>(in);
-        } else {
-            run_one<float>(in);
-        }
+void Program::step(const Instr& in, bool defer) const {
+    if (in.defer >= 0) {
+        if (in.f64) run_deferrable<double>(in, defer);
+        else run_deferrable<float>(in, defer);
+    } else if (in.f64) {
+        run_one<double>(in);
+    } else {
+        run_one<float>(in);
     }
+}
+
+void Program::run(bool defer) const {
+    for (const Instr& in : code_) step(in, defer);
 }
 
 std::vector<double> Program::profile(int repeat, bool defer) const {
@@ -248,16 +249,8 @@ std::vector<double> Program::profile(int repeat, bool defer) const {
     std::vector<std::vector<double>> t(code_.size());
     for (int r = 0; r < repeat; ++r)
         for (size_t k = 0; k < code_.size(); ++k) {
-            const Instr& in = code_[k];
             const auto t0 = clock::now();
-            if (in.defer >= 0) {
-                if (in.f64) run_deferrable<double>(in, defer);
-                else run_deferrable<float>(in, defer);
-            } else if (in.f64) {
-                run_one<double>(in);
-            } else {
-                run_one<float>(in);
-            }
+            step(code_[k], defer);
             t[k].push_back(std::chrono::duration<double>(clock::now() - t0).count());
         }
     flush();
@@ -285,15 +278,11 @@ void Program::flush() const {
         const Instr& in = code_[df.bwd];
         const auto& i = in.i;
         if (in.f64)
-            kernels<double>().sgd_outer_step(P<double>(in, 5), nullptr,
-                                             reinterpret_cast<const double*>(df.dy.data()),
-                                             reinterpret_cast<const double*>(df.x.data()), i[2],
-                                             i[1], df.h);
+            kernels<double>().sgd_outer_step(P<double>(in, 5), nullptr, df.dy<double>(),
+                                             df.x<double>(), i[2], i[1], df.h);
         else
-            kernels<float>().sgd_outer_step(P<float>(in, 5), nullptr,
-                                            reinterpret_cast<const float*>(df.dy.data()),
-                                            reinterpret_cast<const float*>(df.x.data()), i[2],
-                                            i[1], df.h);
+            kernels<float>().sgd_outer_step(P<float>(in, 5), nullptr, df.dy<float>(),
+                                            df.x<float>(), i[2], i[1], df.h);
         df.pending = false;
     }
 }
@@ -701,8 +690,13 @@ int Program::plan_defer() {
         Deferred df;
         df.fwd = F;
         df.bwd = L;
-        df.dy.resize(static_cast<size_t>((OUT * e + 7) / 8));
-        df.x.resize(static_cast<size_t>((IN * e + 7) / 8));
+        if (bw.f64) {
+            df.dy64.resize(static_cast<size_t>(OUT));
+            df.x64.resize(static_cast<size_t>(IN));
+        } else {
+            df.dy32.resize(static_cast<size_t>(OUT));
+            df.x32.resize(static_cast<size_t>(IN));
+        }
         code_[F].defer = code_[L].defer = static_cast<int>(defer_.size());
         defer_.push_back(std::move(df));
     }

@@ -103,12 +103,25 @@ class Program {
 
    private:
     int fuse_sgd();
+    void step(const Instr& in, bool defer) const;  // one instruction, as run() does
     template <class T>
     void run_deferrable(const Instr& in, bool defer) const;
 
     struct Deferred {
         size_t fwd = 0, bwd = 0;
-        mutable std::vector<double> dy, x;  // (as T: double-sized storage is aligned for both)
+        // copies of dy and x (the float32 or the float64 pair, as the instruction's dtype)
+        mutable std::vector<float> dy32, x32;
+        mutable std::vector<double> dy64, x64;
+        template <class T>
+        T* dy() const {
+            if constexpr (sizeof(T) == sizeof(float)) return dy32.data();
+            else return dy64.data();
+        }
+        template <class T>
+        T* x() const {
+            if constexpr (sizeof(T) == sizeof(float)) return x32.data();
+            else return x64.data();
+        }
         mutable SgdHyper h{};
         mutable bool pending = false;
     };
