@@ -307,19 +307,15 @@ class FastReplay {
         }
     }
 
-    // Applies this program's pending updates and switches its parameters back to their class
-    // (waiting, without the GIL, for a replay of it that another thread is running).
-    // Without the GIL another thread may have replayed again (and left updates pending) by the
-    // time this one holds the GIL again: then flush again.
+    // Applies this program's pending updates and switches its parameters back to their class.
+    // It keeps the GIL, waiting if another thread is running this program (which holds the mutex
+    // but not the GIL): so no Python code runs between the update and the class switch, nor can
+    // this object be dropped meanwhile, and no thread replays it again before its parameters are
+    // settled.
     void flush_now() {
-        for (;;) {
-            {
-                py::gil_scoped_release nogil;
-                std::lock_guard<std::mutex> lock(run_mutex_);
-                prog_->flush();
-            }
+        {
             std::lock_guard<std::mutex> lock(run_mutex_);
-            if (!prog_->pending()) break;
+            prog_->flush();
         }
         retype(false);
         if (g_owner == this) g_owner = nullptr;
