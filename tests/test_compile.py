@@ -97,8 +97,22 @@ def test_replayed_target_out_of_range_raises_not_crashes():
     x = gd.zeros(3, 6)
     for _ in range(3):
         compiled(x, gd.tensor([0, 1, 2]))
+    assert compiled._fast is not None  # (the one-call path raised it: _core.replay)
     with pytest.raises(ValueError, match="out of range"):
         compiled(x, gd.tensor([0, 9, 2]))
+
+
+@pytest.mark.parametrize("args", [(), (1, (), True, 4), (None, (), True), (1, (), True),
+                                  ("fast", [], True), ("fast", (), 1)])
+def test_the_one_call_entry_checks_its_arguments(args):
+    m = _model([6, 4], 0)
+    compiled = gd.compile(_step_fn(m, gd.optim.SGD(m.parameters(), lr=0.1),
+                                   gd.nn.CrossEntropyLoss()))
+    for _ in range(3):
+        compiled(gd.zeros(3, 6), gd.tensor([0, 1, 2]))
+    args = tuple(compiled._fast if a == "fast" else a for a in args)
+    with pytest.raises(TypeError, match="replay"):
+        gd._core.replay(*args)
 
 
 def test_item_inside_falls_back_with_one_warning():

@@ -45,12 +45,13 @@ from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
 
 _GRAD_STATE = grad_mode._state  # per thread: .enabled
+_replay = _core.replay  # FastReplay.__call__ without pybind11's dispatch
 
 _ACTS = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "softplus": 4, "gelu": 5,
          "gelu_tanh": 6, "exp": 7, "log": 8}
 # _core functions that only report configuration: harmless during a recording
 _QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program", "FastReplay",
-            "ReplayCount", "flush_deferred", "deferred_pending", "set_deferred_types"}
+            "ReplayCount", "replay", "flush_deferred", "deferred_pending", "set_deferred_types"}
 
 # Argument names of the recordable bindings, in order, with defaults.
 _SIGS: dict = {
@@ -543,7 +544,7 @@ class CompiledFunction:
         fast = self._fast
         if fast is not None and not kwargs:
             # the whole replay in one C++ call; NotImplemented: anything unusual, decided below
-            out = fast(args, _GRAD_STATE.enabled)
+            out = _replay(fast, args, _GRAD_STATE.enabled)
             if out is not NotImplemented:
                 return out
         _deferred.flush()  # (reading a parameter would too: this path reads them directly)

@@ -463,7 +463,9 @@ class FastReplay {
             PyObject* cur = field(g.var.ptr(), off_grad_);
             if (cur == nullptr || cur == Py_None || field(cur, off_data_) != g.arr.ptr()) {
                 set_grad(g.var.ptr(), new_tensor(g.arr.ptr()));
-            } else {
+            } else if (Py_REFCNT(cur) > 1) {
+                // (only the leaf held it when this call began, see above: its version counter,
+                // which nobody could have read, changes only if someone took it meanwhile)
                 PyObject* vc = field(cur, off_vc_);
                 if (vc == nullptr)
                     throw std::runtime_error("FastReplay: a .grad has no version counter");
@@ -659,11 +661,60 @@ class FastReplay {
 
 }  // namespace
 
+// _core.replay(fast, args, grad_enabled): FastReplay.__call__ without pybind11's dispatcher
+// (a METH_FASTCALL function: the call from CompiledFunction.__call__ is on every step).
+PyObject* replay_fastcall(PyObject*, PyObject* const* argv, Py_ssize_t argc) {
+    try {
+        if (argc != 3 || !PyTuple_Check(argv[1]) || !PyBool_Check(argv[2])) {
+            PyErr_SetString(PyExc_TypeError,
+                            "replay(fast, args, grad_enabled): a FastReplay, a tuple and a bool");
+            return nullptr;
+        }
+        auto* fast = argv[0] == Py_None ? nullptr : py::cast<FastReplay*>(py::handle(argv[0]));
+        if (fast == nullptr) throw py::cast_error();
+        return fast->call(py::reinterpret_borrow<py::tuple>(argv[1]), argv[2] == Py_True)
+            .release()
+            .ptr();
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const py::cast_error&) {
+        PyErr_SetString(PyExc_TypeError, "replay: the first argument is not a FastReplay");
+    } catch (const py::builtin_exception& e) {
+        e.set_error();
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    } catch (const std::out_of_range& e) {  // (pybind11's translations of the standard ones)
+        PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const std::overflow_error& e) {
+        PyErr_SetString(PyExc_OverflowError, e.what());
+    } catch (const std::logic_error& e) {  // invalid_argument, domain_error, length_error
+        PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const std::range_error& e) {
+        PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    } catch (...) {
+        PyErr_SetString(PyExc_SystemError, "replay: an unknown C++ exception");
+    }
+    return nullptr;
+}
+
+PyMethodDef g_replay_def = {"replay", reinterpret_cast<PyCFunction>(
+                                          reinterpret_cast<void (*)()>(replay_fastcall)),
+                            METH_FASTCALL,
+                            "replay(fast, args, grad_enabled): FastReplay.__call__, called "
+                            "directly (private)."};
+
 void flush_deferred() {
     if (g_owner != nullptr) g_owner->flush_now();
 }
 
 void bind_replay(py::module_& m) {
+    {
+        PyObject* f = PyCFunction_NewEx(&g_replay_def, nullptr, m.attr("__name__").ptr());
+        if (f == nullptr) throw py::error_already_set();
+        m.add_object("replay", py::reinterpret_steal<py::object>(f));
+    }
     py::class_<ReplayCount>(m, "ReplayCount", "A compiled function's replay count (private).")
         .def(py::init<>())
         .def_readwrite("n", &ReplayCount::n);
