@@ -923,3 +923,27 @@ def test_another_compiled_function_and_program_run_apply_a_pending_update_first(
     gc.collect()
     assert not _core.deferred_pending()
     assert _params_equal(m1, m2)
+
+
+def test_a_setting_rewritten_with_its_own_value_between_calls_keeps_the_one_call_path():
+    """A ParamGroup write bumps its _version, which the one-call path compares instead of every
+    setting: rewriting lr with the very object it holds (a scheduler that changes nothing) sends
+    one call to the Python path, which rebuilds the one-call path; results stay eager's."""
+    m1, m2 = _model([8, 5, 3], 0), _model([8, 5, 3], 0)
+    o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.1), gd.optim.SGD(m2.parameters(), lr=0.1)
+    lf = gd.nn.CrossEntropyLoss()
+    eager, compiled = _step_fn(m1, o1, lf), gd.compile(_step_fn(m2, o2, lf))
+    xs, ys = _data([8, 5, 3], 2, "ce", 12)
+    for k, (x, y) in enumerate(zip(xs, ys)):
+        if k % 3 == 2:
+            for o in (o1, o2):
+                o.param_groups[0]["lr"] = o.param_groups[0]["lr"]
+        if k == 7:
+            for o in (o1, o2):
+                o.param_groups[0]["lr"] = 0.05
+        assert eager(x, y).item() == compiled(x, y).item()
+    _assert_same(m1, m2)
+    hits = compiled._fast.hits
+    for x, y in zip(xs[:3], ys[:3]):
+        eager(x, y), compiled(x, y)
+    assert compiled._fast.hits == hits + 3  # (the one-call path again)

@@ -216,9 +216,12 @@ def _only_lr_changed(old: tuple, new: tuple) -> bool:
 
 
 def _fast_snapshot(group: dict) -> tuple:
-    """The objects a param group holds now, for an identity-only check on replay."""
+    """The objects a param group holds now, for an identity-only check on replay (and its
+    _version, which FastReplay checks instead of the settings, for a ParamGroup)."""
     keys = tuple(k for k in group if k != "params")
-    return (group, group["params"], tuple(group["params"]), keys, tuple(group[k] for k in keys))
+    version = group._version if type(group) is _compile_state.ParamGroup else None
+    return (group, group["params"], tuple(group["params"]), keys, tuple(group[k] for k in keys),
+            version)
 
 
 _DATA = operator.attrgetter("_data")
@@ -589,11 +592,16 @@ class CompiledFunction:
             if opt.param_groups is not groups or len(groups) != len(items) or \
                     not all(map(is_, groups, items)):
                 return False
-        for k, (group, plist, ptuple, keys, values) in enumerate(entry.hyper_fast):
+        for k, (group, plist, ptuple, keys, values, version) in enumerate(entry.hyper_fast):
             # fast: the very same objects as recorded (no setting or parameter reassigned)
             if group["params"] is plist and len(plist) == len(ptuple) and \
                     all(map(is_, plist, ptuple)) and len(group) == len(keys) + 1 and \
                     all(map(is_, map(group.get, keys), values)):
+                if version is not None and group._version is not version:
+                    # a setting written with the object it held: the one-call path compares
+                    # the version, so it is rebuilt with the new one
+                    entry.hyper_fast[k] = _fast_snapshot(group)
+                    self._drop_fast(entry)
                 continue
             group, snap = entry.hypers[k]
             now = _group_snapshot(group)

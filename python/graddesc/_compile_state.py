@@ -190,9 +190,16 @@ def _setting_written() -> None:
 class ParamGroup(_HookedDict):
     """An optimizer's param group. A write inside a step being recorded by gd.compile is a Python
     side effect a replay would not repeat (even when it stores the value the group holds now: the
-    next call may find another value there), so the recording falls back to eager."""
+    next call may find another value there), so the recording falls back to eager. Every change
+    also replaces _version (a new int), which a replay compares by identity instead of every
+    setting."""
 
-    __slots__ = ()
+    __slots__ = ("_version",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        dict.__init__(self, *args, **kwargs)
+        self._version = 0
 
     def _changed(self) -> None:
         _setting_written()
+        self._version += 1

@@ -55,10 +55,11 @@ constexpr int kObjectSlot = T_OBJECT_EX;
 Py_ssize_t slot_offset(PyTypeObject* type, const char* name) {
     PyObject* d = PyDict_GetItemString(type->tp_dict, name);  // borrowed
     if (d == nullptr || Py_TYPE(d) != &PyMemberDescr_Type)
-        throw std::runtime_error(std::string("FastReplay: Tensor.") + name + " is not a slot");
+        throw std::runtime_error(std::string("FastReplay: ") + type->tp_name + "." + name +
+                                 " is not a slot");
     const PyMemberDef* def = reinterpret_cast<PyMemberDescrObject*>(d)->d_member;
     if (def->type != kObjectSlot || (def->flags & READONLY))
-        throw std::runtime_error(std::string("FastReplay: Tensor.") + name +
+        throw std::runtime_error(std::string("FastReplay: ") + type->tp_name + "." + name +
                                  " is not a writable object slot");
     return def->offset;
 }
@@ -165,6 +166,9 @@ struct Group {
     py::object plist;
     std::vector<py::object> ptuple;
     std::vector<py::object> keys, values;
+    // a ParamGroup: its _version slot (replaced on every change) instead of keys and values
+    py::object version;
+    Py_ssize_t off_version = -1;
 };
 
 struct Optimizer {
@@ -257,6 +261,13 @@ class FastReplay {
             for (const py::handle& k : t[3]) g.keys.push_back(borrow(k));
             for (const py::handle& v : t[4]) g.values.push_back(borrow(v));
             if (g.keys.size() != g.values.size()) throw std::runtime_error("FastReplay: hypers");
+            if (t.size() > 5 && !t[5].is_none()) {  // (the snapshot's own: else keys, values)
+                const Py_ssize_t off = slot_offset(Py_TYPE(g.group.ptr()), "_version");
+                if (field(g.group.ptr(), off) == t[5].ptr()) {
+                    g.version = borrow(t[5]);
+                    g.off_version = off;
+                }
+            }
             groups_.push_back(std::move(g));
         }
         for (const py::handle& h : versions) versions_.push_back(borrow(h));
@@ -358,15 +369,21 @@ class FastReplay {
         }
         for (const Group& g : groups_) {
             PyObject* d = g.group.ptr();
-            if (PyDict_GET_SIZE(d) != static_cast<Py_ssize_t>(g.keys.size()) + 1) return slow;
-            PyObject* pl = PyDict_GetItemWithError(d, params_name_.ptr());
-            if (pl == nullptr && PyErr_Occurred()) throw py::error_already_set();
+            PyObject* pl = g.plist.ptr();  // (a ParamGroup's unchanged _version: still there)
+            if (g.off_version >= 0) {
+                if (field(d, g.off_version) != g.version.ptr()) return slow;
+            } else {
+                if (PyDict_GET_SIZE(d) != static_cast<Py_ssize_t>(g.keys.size()) + 1) return slow;
+                pl = PyDict_GetItemWithError(d, params_name_.ptr());
+                if (pl == nullptr && PyErr_Occurred()) throw py::error_already_set();
+            }
             if (pl != g.plist.ptr() || !PyList_Check(pl) ||
                 PyList_GET_SIZE(pl) != static_cast<Py_ssize_t>(g.ptuple.size()))
                 return slow;
             for (size_t k = 0; k < g.ptuple.size(); ++k)
                 if (PyList_GET_ITEM(pl, static_cast<Py_ssize_t>(k)) != g.ptuple[k].ptr())
                     return slow;
+            if (g.off_version >= 0) continue;  // (no setting changed since the snapshot)
             for (size_t k = 0; k < g.keys.size(); ++k) {
                 PyObject* v = PyDict_GetItemWithError(d, g.keys[k].ptr());
                 if (v == nullptr && PyErr_Occurred()) throw py::error_already_set();
