@@ -947,3 +947,68 @@ def test_a_setting_rewritten_with_its_own_value_between_calls_keeps_the_one_call
     for x, y in zip(xs[:3], ys[:3]):
         eager(x, y), compiled(x, y)
     assert compiled._fast.hits == hits + 3  # (the one-call path again)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [2, 33, 256])
+def test_linear_relu_fused_at_batch_above_1_is_bitwise_equal(threads, batch):
+    """A ReLU after a Linear (batch > 1) becomes the product's epilogue (no act_fwd left); NaN
+    and negative inputs come out as the separate ReLU writes them."""
+    if threads > 1 and not gd._core.has_openmp:
+        pytest.skip("built without OpenMP: one thread only")
+    previous = gd.get_num_threads()
+    gd.set_num_threads(threads)
+    try:
+        sizes = [300, 256, 64, 5]
+
+        def make():
+            gd.manual_seed(3)
+            return gd.nn.Sequential(gd.nn.Linear(300, 256), gd.nn.ReLU(), gd.nn.Linear(256, 64),
+                                    gd.nn.ReLU(), gd.nn.Linear(64, 5))
+
+        m1, m2 = make(), make()
+        o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.05), gd.optim.SGD(m2.parameters(), lr=0.05)
+        lf = gd.nn.CrossEntropyLoss()
+        eager, compiled = _step_fn(m1, o1, lf), gd.compile(_step_fn(m2, o2, lf))
+        xs, ys = _data(sizes, batch, "ce", 5, seed=9)
+        xs[3].numpy()[0, :] = np.nan  # a NaN row: NaN through the ReLU, as eager
+        for x, y in zip(xs, ys):
+            l1, l2 = eager(x, y), compiled(x, y)
+            np.testing.assert_array_equal(l1.detach().numpy(), l2.detach().numpy())
+        (prog,) = [e.program for e in compiled._cache.values() if getattr(e, "program", None)]
+        assert "act_fwd" not in prog.names()
+        for p1, p2 in zip(m1.parameters(), m2.parameters()):
+            np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+    finally:
+        gd.set_num_threads(previous)
+
+
+def test_a_relu_whose_input_is_also_read_elsewhere_is_not_fused():
+    """The pre-activation returned by the step (pinned) keeps its own ReLU pass."""
+    def make():
+        gd.manual_seed(4)
+        return gd.nn.Linear(20, 16), gd.nn.Linear(16, 3)
+
+    (a1, b1), (a2, b2) = make(), make()
+    o1 = gd.optim.SGD(list(a1.parameters()) + list(b1.parameters()), lr=0.1)
+    o2 = gd.optim.SGD(list(a2.parameters()) + list(b2.parameters()), lr=0.1)
+
+    def step_fn(a, b, opt):
+        def step(x, y):
+            opt.zero_grad()
+            pre = a(x)
+            loss = gd.nn.functional.cross_entropy(b(gd.relu(pre)), y)
+            loss.backward()
+            opt.step()
+            return loss, pre
+
+        return step
+
+    eager, compiled = step_fn(a1, b1, o1), gd.compile(step_fn(a2, b2, o2))
+    xs, ys = _data([20, 16, 3], 8, "ce", 4)
+    for x, y in zip(xs, ys):
+        (l1, p1), (l2, p2) = eager(x, y), compiled(x, y)
+        assert l1.item() == l2.item()
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+    (prog,) = [e.program for e in compiled._cache.values() if getattr(e, "program", None)]
+    assert "act_fwd" in prog.names()

@@ -378,9 +378,21 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
 // operand when M <= N) or along M (op(B) packed by every thread). Each thread runs gemm_serial on its slab with
 // its own buffers: one parallel region, no barrier inside, so a thread that the OS preempts
 // delays only its own slab. The K blocking is the same for every slab.
+// C[i, j] = max(C[i, j], 0) as Relu::forward writes it (NaN stays NaN, -0 becomes +0), for an
+// m x n block.
+template <class T>
+void relu_block(T* C, int64_t m, int64_t n, int64_t ldc) {
+    for (int64_t i = 0; i < m; ++i) {
+        T* c = C + i * ldc;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) c[j] = c[j] <= T(0) ? T(0) : c[j];
+    }
+}
+
 template <class T>
 void gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-                  int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+                  int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
+                  bool relu = false) {
     constexpr int64_t MR = Simd<T>::MR, NR = kNR<T>;
     const Blocking<T> bk = blocking_for<T>(ta, tb, M, K, lda);
     const int64_t flops = 2 * M * N * K;
@@ -389,6 +401,7 @@ void gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, co
     if (nt == 1 || (mpanels < 2 && npanels < 2)) {
         gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bk,
                     scratch<T>(0, bk.a_size(M)), scratch<T>(1, bk.b_size(N)));
+        if (relu) relu_block(C, M, N, ldc);
         return;
     }
     const bool split_n = bk.direct ? npanels >= 2 : (M <= N ? npanels >= 2 : mpanels < 2);
@@ -409,12 +422,15 @@ void gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, co
     parallel_chunks(ntasks, 1, flops, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             const auto [lo, hi] = range(t);
+            // (a ReLU epilogue on the slab this thread just wrote, while it is in its cache)
             if (split_n) {
                 gemm_serial(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb,
                             beta, C + lo, ldc, bk, bufs[2 * t], bufs[2 * t + 1]);
+                if (relu) relu_block(C + lo, M, hi - lo, ldc);
             } else {
                 gemm_serial(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb,
                             beta, C + lo * ldc, ldc, bk, bufs[2 * t], bufs[2 * t + 1]);
+                if (relu) relu_block(C + lo * ldc, hi - lo, N, ldc);
             }
         }
     });
@@ -465,6 +481,17 @@ void gemv_rows(int64_t j0, int64_t j1, int64_t K, const T* x, const T* W, int64_
     dots_range(j0, j1, K, x, W, ldw, alpha, beta, y, 1);
 }
 
+template <class T>
+void gemm_relu(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+               const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+    if (M > 1 && N > 1 && K > 1) {
+        gemm_blocked(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc, true);
+        return;
+    }
+    gemm(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+    if (M > 0 && N > 0) relu_block(C, M, N, ldc);
+}
+
 // The readable reference: one dot product per element, k in increasing order.
 template <class T>
 void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
@@ -484,7 +511,9 @@ void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
                           int64_t, T, T*, int64_t);                                                \
     template void gemm_naive<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t,      \
                                 const T*, int64_t, T, T*, int64_t);                              \
-    template void gemv_rows<T>(int64_t, int64_t, int64_t, const T*, const T*, int64_t, T, T, T*);
+    template void gemv_rows<T>(int64_t, int64_t, int64_t, const T*, const T*, int64_t, T, T, T*);\
+    template void gemm_relu<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*, \
+                               int64_t, T, T*, int64_t);
 GD_INSTANTIATE(float)
 GD_INSTANTIATE(double)
 #undef GD_INSTANTIATE

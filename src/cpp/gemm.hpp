@@ -19,6 +19,12 @@ template <class T>
 void gemv_rows(int64_t j0, int64_t j1, int64_t K, const T* x, const T* W, int64_t ldw, T alpha,
                T beta, T* y);
 
+// gemm with alpha = 1, then C = relu(C) (x <= 0 -> +0, NaN kept), the ReLU of each thread's slab
+// done by that thread right after its product: the bits of gemm followed by a ReLU pass.
+template <class T>
+void gemm_relu(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+               const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
 // The same product as three plain loops: the readable reference the fast path is checked against.
 template <class T>
 void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,

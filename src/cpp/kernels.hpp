@@ -23,6 +23,9 @@ struct KernelTable {
     // x (B, IN), W (OUT, IN), b (OUT) or null -> y (B, OUT)
     void (*linear_forward)(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN,
                            int64_t OUT);
+    // linear_forward then a ReLU of y in place (each thread's slab right after its product)
+    void (*linear_forward_relu)(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN,
+                                int64_t OUT);
     // sgd_outer_step(W, null, dy_old, x_old, OUT, IN, h) then linear_forward(y, x, W, b, 1, IN,
     // OUT) in one pass over W (gd.compile's deferred update; IN >= 2; one thread)
     void (*linear_forward_sgd)(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,

@@ -19,6 +19,16 @@ void linear_forward(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t
     gemm<T>(false, true, B, OUT, IN, T(1), x, IN, W, IN, b != nullptr ? T(1) : T(0), y, OUT);
 }
 
+template <class T>
+void linear_forward_relu(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN,
+                         int64_t OUT) {
+    if (b != nullptr) {
+        for (int64_t r = 0; r < B; ++r)
+            for (int64_t o = 0; o < OUT; ++o) y[r * OUT + o] = b[o];
+    }
+    gemm_relu<T>(false, true, B, OUT, IN, x, IN, W, IN, b != nullptr ? T(1) : T(0), y, OUT);
+}
+
 // Backward of y = x W^T + b:
 //   dx = dy W        (B, OUT) (OUT, IN)
 //   dW = dy^T x      (OUT, B) (B, IN)   -- for B = 1 an outer product (K = 1)
@@ -44,6 +54,8 @@ void linear_forward_naive(T* y, const T* x, const T* W, const T* b, int64_t B, i
 
 #define GD_INSTANTIATE(T)                                                                        \
     template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t); \
+    template void linear_forward_relu<T>(T*, const T*, const T*, const T*, int64_t, int64_t,      \
+                                         int64_t);                                                \
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t,  \
                                      int64_t);                                                    \
     template void linear_forward_naive<T>(T*, const T*, const T*, const T*, int64_t, int64_t,     \

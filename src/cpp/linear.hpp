@@ -9,6 +9,12 @@ namespace GD_NS {
 template <class T>
 void linear_forward(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN, int64_t OUT);
 
+// linear_forward, then y = relu(y): what the two kernels write one after the other (gd.compile
+// fuses them when nothing else reads the pre-activation)
+template <class T>
+void linear_forward_relu(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN,
+                         int64_t OUT);
+
 // dy (B, OUT) -> dx (B, IN), dW (OUT, IN), db (OUT); null outputs are not computed
 template <class T>
 void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B,

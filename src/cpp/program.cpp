@@ -1,6 +1,6 @@
 // The replay loop of gd.compile. Buffer meanings per instruction (p = pointers, i = ints,
 // d = doubles), mirroring the eager bindings' kernel calls one for one:
-//   linear_fwd   p[y, x, W, b|0]                 i[B, IN, OUT]
+//   linear_fwd   p[y, x, W, b|0]                 i[B, IN, OUT(, 1: then y = relu(y))]
 //   linear_bwd   p[dx|0, dW|0, db|0, dy, x, W]   i[B, IN, OUT]
 //   act_fwd      p[y, x]                         i[op, N]     d[alpha]
 //   act_bwd      p[dx, dy, x|0, y|0]             i[op, N]     d[alpha]
@@ -98,7 +98,12 @@ void run_one(const Instr& in) {
     const auto& d = in.d;
     switch (in.code) {
         case Code::linear_fwd:
-            K.linear_forward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), P<T>(in, 3), i[0], i[1], i[2]);
+            if (i.size() > 3 && i[3] != 0)  // a ReLU fused in (fuse_relu)
+                K.linear_forward_relu(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), P<T>(in, 3), i[0],
+                                      i[1], i[2]);
+            else
+                K.linear_forward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), P<T>(in, 3), i[0], i[1],
+                                 i[2]);
             break;
         case Code::linear_bwd:
             K.linear_backward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), P<T>(in, 3), P<T>(in, 4),
@@ -450,7 +455,9 @@ std::vector<int64_t> Program::flops() const {
         const auto& i = in.i;
         int64_t f = 0;
         switch (in.code) {
-            case Code::linear_fwd: f = 2 * i[0] * i[1] * i[2]; break;
+            case Code::linear_fwd:
+                f = 2 * i[0] * i[1] * i[2] + (i.size() > 3 && i[3] != 0 ? i[0] * i[2] : 0);
+                break;
             case Code::linear_bwd:
                 f = 2 * i[0] * i[1] * i[2] * ((in.p[0] != nullptr) + (in.p[1] != nullptr)) +
                     (in.p[2] != nullptr) * i[0] * i[2];
@@ -588,7 +595,48 @@ int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {
         code_.erase(code_.begin() + static_cast<std::ptrdiff_t>(k));
         ++removed;
     }
-    return removed + fuse_sgd();
+    return removed + fuse_relu(pinned) + fuse_sgd();
+}
+
+// linear_fwd (batch > 1) writing X, then act_fwd relu X -> Y, where nothing else reads or writes
+// X (not pinned either) and nothing from the linear_fwd up to the act_fwd touches Y: the
+// linear_fwd writes Y with the ReLU applied by each thread to the slab it just computed
+// (linear_forward_relu), and the act_fwd goes. Bitwise the same values in Y; X is not written.
+int Program::fuse_relu(const std::vector<std::pair<void*, int64_t>>& pinned) {
+    int removed = 0;
+    for (size_t a = 0; a < code_.size();) {
+        const Instr& act = code_[a];
+        if (act.code != Code::act_fwd || static_cast<Act>(act.i[0]) != Act::relu) {
+            ++a;
+            continue;
+        }
+        void* X = act.p[1];
+        void* Y = act.p[0];
+        const int64_t n = (act.f64 ? 8 : 4) * act.i[1];
+        size_t L = a;
+        while (L > 0 && !touches(code_[L - 1], X, n, false, true)) --L;
+        bool ok = L > 0 && n > 0 && !overlaps(X, n, Y, n);
+        if (ok) {
+            --L;
+            const Instr& lf = code_[L];
+            ok = lf.code == Code::linear_fwd && lf.f64 == act.f64 && lf.i.size() == 3 &&
+                 lf.i[0] > 1 && lf.p[0] == X && (act.f64 ? 8 : 4) * lf.i[0] * lf.i[2] == n;
+        }
+        for (const auto& pin : pinned) ok = ok && !overlaps(X, n, pin.first, pin.second);
+        for (size_t j = 0; ok && j < code_.size(); ++j)
+            if (j != a && j != L && touches(code_[j], X, n, true, true)) ok = false;
+        for (size_t j = L; ok && j < a; ++j)
+            if (touches(code_[j], Y, n, true, true)) ok = false;
+        if (!ok) {
+            ++a;
+            continue;
+        }
+        code_[L].p[0] = Y;
+        code_[L].i.push_back(1);
+        code_.erase(code_.begin() + static_cast<std::ptrdiff_t>(a));
+        ++removed;
+    }
+    return removed;
 }
 
 // linear_bwd at batch 1 followed (later) by the sgd instruction that updates its weight with
@@ -684,7 +732,8 @@ int Program::plan_defer() {
         size_t F = 0;
         while (F < L && !touches(code_[F], W, bytes, true, true)) ++F;
         const Instr& fw = code_[F];
-        if (F == L || fw.code != Code::linear_fwd || fw.f64 != bw.f64 || fw.i[0] != 1 ||
+        if (F == L || fw.code != Code::linear_fwd || fw.f64 != bw.f64 || fw.i.size() != 3 ||
+            fw.i[0] != 1 ||
             fw.i[1] != IN || fw.i[2] != OUT || fw.p[2] != W || fw.defer >= 0)
             continue;
         Deferred df;

@@ -62,8 +62,9 @@ class Program {
     // source is written by exactly one earlier instruction and read by nothing else: that
     // writer writes the destination instead (a leaf's first gradient lands in .grad directly).
     // `pinned` ranges (inputs, returned tensors, gradients, parameters) are never retargeted
-    // away. Then fuses a batch-1 linear_bwd with the SGD update of its weight (and bias) into
-    // linear_bwd_sgd when nothing in between touches them. Returns the number of instructions
+    // away. Then fuses a linear_fwd (batch > 1) with the ReLU of its output when nothing else
+    // reads the pre-activation, and a batch-1 linear_bwd with the SGD update of its weight (and
+    // bias) into linear_bwd_sgd when nothing in between touches them. Returns the number of instructions
     // removed.
     // linear_bwd_sgd only (false otherwise): store dW lazily, i.e. only when materialize(index)
     // is called after a replay (gd.compile calls it when .grad is read); and that call.
@@ -103,6 +104,7 @@ class Program {
 
    private:
     int fuse_sgd();
+    int fuse_relu(const std::vector<std::pair<void*, int64_t>>& pinned);
     void step(const Instr& in, bool defer) const;  // one instruction, as run() does
     template <class T>
     void run_deferrable(const Instr& in, bool defer) const;

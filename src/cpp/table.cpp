@@ -16,6 +16,7 @@ KernelTable<T> make_table() {
     t.gemm = &gemm<T>;
     t.linear_forward = &linear_forward<T>;
     t.linear_forward_sgd = &linear_forward_sgd<T>;
+    t.linear_forward_relu = &linear_forward_relu<T>;
     t.linear_backward = &linear_backward<T>;
     t.activation_forward = &activation_forward<T>;
     t.activation_backward = &activation_backward<T>;
