@@ -435,7 +435,10 @@ class FastReplay {
         ++hits_;
         const bool defer = may_defer();
         if (g_owner != nullptr && g_owner != this) g_owner->flush_now();
-        in_place_.clear();
+        // (per thread: two threads calling one compiled function must not share this list; what
+        // it names is applied and undone under run_mutex_)
+        thread_local std::vector<std::pair<Input*, char*>> in_place;
+        in_place.clear();
         for (size_t k = 0; k < inputs_.size(); ++k) {
             Input& in = inputs_[k];
             if (!in.tensor) continue;
@@ -444,7 +447,7 @@ class FastReplay {
             char* src = arr->data;
             if (!in.slots.empty() && (arr->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_) &&
                 !touches_program(src, in.buf.nbytes()))
-                in_place_.emplace_back(&in, src), ++in_place_reads_;
+                in_place.emplace_back(&in, src), ++in_place_reads_;
             else
                 copy_input(static_cast<char*>(in.buf.mutable_data()), src, in.buf.nbytes());
         }
@@ -462,7 +465,7 @@ class FastReplay {
                         for (const auto& [in, src] : v)
                             point(in->slots, static_cast<char*>(in->buf.mutable_data()));
                     }
-                } repoint(in_place_);
+                } repoint(in_place);
                 prog_->run(defer);
             }
             after_run();
@@ -655,7 +658,6 @@ class FastReplay {
     py::object zero_;
     std::vector<Input> inputs_;
     std::vector<std::pair<uintptr_t, uintptr_t>> ranges_;  // Program::ranges()
-    std::vector<std::pair<Input*, char*>> in_place_;  // this call's inputs read in place
     std::vector<std::pair<py::object, py::object>> params_, frozen_;
     // references to each params_ array when only graddesc holds it (its tensor's, its entry's,
     // this object's)
