@@ -5,11 +5,13 @@ recorder watches every call into graddesc._core (the C++ kernels), with the arra
 write. If every array a kernel reads is accounted for -- a copy of an input, a parameter (or a
 frozen module tensor), an optimizer state buffer, a shape-only constant, or the output of an
 earlier recorded kernel -- the sequence becomes a `_core.Program` of raw-pointer kernel calls on
-those same buffers. Program.optimize then removes copies into .grad and fuses a batch-1 Linear
-backward with its SGD update (that weight gradient is stored only when .grad is read:
-_compile_state.pending). Later calls copy the new inputs into the recorded input buffers and
-run the program with one call (GIL released, no tape, no allocation), which is bitwise equal to
-the eager step because it is the same arithmetic on the same data in the same order.
+those same buffers. Program.optimize then removes copies into .grad, fuses a Linear (batch > 1)
+with a ReLU of its output and a batch-1 Linear backward with its SGD update (that weight
+gradient is stored only when .grad is read: _compile_state.pending), and Program.plan_defer
+marks batch-1 first-layer updates that may wait for the next replay's forward (_deferred.py).
+Later calls copy the new inputs into the recorded input buffers (or read large ones in place)
+and run the program with one call (GIL released, no tape, no allocation), which is bitwise equal
+to the eager step because it is the same arithmetic on the same data in the same order.
 
 Validity on each call: the same storage and requires_grad of every parameter, the same
 optimizer objects, param_groups and settings (a new learning rate alone is patched into the

@@ -8,22 +8,25 @@
 // Per call, in order: input signature (types, shapes, dtypes, requires_grad, grad mode, equal
 // non-tensor arguments), storage epoch, no recording in progress, parameters and frozen tensors
 // (same storage, same requires_grad), optimizer param groups (the very same objects as at the
-// last Python check), gradients nobody else holds; then the inputs are copied into the program's
-// buffers, the program runs with the GIL released, version counters are bumped, each leaf's
-// .grad is set (or its counter bumped), deferred (lazy) gradients are registered, and the results
-// are copied into new Tensors. Tensor fields are read and written through their __slots__
-// offsets (looked up once from the member descriptors), which is what makes this cheaper than
-// the Python path.
+// last Python check; a ParamGroup's _version instead of each setting), gradients nobody else
+// holds; then the inputs are copied into the program's buffers (or, from 32 KiB, read where the
+// caller's array is), the program runs with the GIL released, version counters are bumped, each
+// leaf's .grad is set, deferred (lazy) gradients are registered, and the results are copied into
+// new Tensors. Tensor fields are read and written through their __slots__ offsets (looked up once
+// from the member descriptors), which is what makes this cheaper than the Python path;
+// CompiledFunction.__call__ reaches it through _core.replay, a METH_FASTCALL function.
 //
 // Deferred weight updates (Program::plan_defer): when the program has some and nothing but
 // graddesc holds a deferred parameter's array (its reference count equals the tensor's one plus
 // those every live FastReplay and its entry hold, g_internal_refs; one reference to each array
-// below it in its base chain, so no view of it exists anywhere), a replay
-// leaves their updates pending and the next replay applies them as it reads the weights. Between
-// calls such a parameter is stale, so its class is switched to graddesc._deferred's subclass,
-// whose attribute access calls flush_deferred() first (which switches it back): any Python code,
-// graddesc's own included, that touches the parameter sees it updated. One FastReplay at most
-// has updates pending (g_owner); any other replay, and Program.run from Python, flushes it first.
+// below it in its base chain, so no view of it exists anywhere, down to memory NumPy owns), a
+// replay leaves their updates pending and the next replay applies them as it reads the weights.
+// Between calls such a parameter is stale, so its class is switched to graddesc._deferred's
+// subclass, whose attribute access calls flush_deferred() first (which switches it back): any
+// Python code, graddesc's own included, that touches the parameter sees it updated. One
+// FastReplay at most has updates pending (g_owner); any other replay, and Program.run from
+// Python, flushes it first. A flush keeps the GIL and waits on the owner's run_mutex_ (held while
+// its program runs, GIL released).
 #include <Python.h>
 #include <structmember.h>
 
