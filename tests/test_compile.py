@@ -949,11 +949,12 @@ def test_a_setting_rewritten_with_its_own_value_between_calls_keeps_the_one_call
     assert compiled._fast.hits == hits + 3  # (the one-call path again)
 
 
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("batch", [2, 33, 256])
-def test_linear_relu_fused_at_batch_above_1_is_bitwise_equal(threads, batch):
+def test_linear_relu_fused_at_batch_above_1_is_bitwise_equal(isa, threads, batch, dtype):
     """A ReLU after a Linear (batch > 1) becomes the product's epilogue (no act_fwd left); NaN
-    and negative inputs come out as the separate ReLU writes them."""
+    and negative inputs come out as the separate ReLU writes them, on every instruction set."""
     if threads > 1 and not gd._core.has_openmp:
         pytest.skip("built without OpenMP: one thread only")
     previous = gd.get_num_threads()
@@ -963,14 +964,16 @@ def test_linear_relu_fused_at_batch_above_1_is_bitwise_equal(threads, batch):
 
         def make():
             gd.manual_seed(3)
-            return gd.nn.Sequential(gd.nn.Linear(300, 256), gd.nn.ReLU(), gd.nn.Linear(256, 64),
-                                    gd.nn.ReLU(), gd.nn.Linear(64, 5))
+            return gd.nn.Sequential(gd.nn.Linear(300, 256, dtype=dtype), gd.nn.ReLU(),
+                                    gd.nn.Linear(256, 64, dtype=dtype), gd.nn.ReLU(),
+                                    gd.nn.Linear(64, 5, dtype=dtype))
 
         m1, m2 = make(), make()
         o1, o2 = gd.optim.SGD(m1.parameters(), lr=0.05), gd.optim.SGD(m2.parameters(), lr=0.05)
         lf = gd.nn.CrossEntropyLoss()
         eager, compiled = _step_fn(m1, o1, lf), gd.compile(_step_fn(m2, o2, lf))
-        xs, ys = _data(sizes, batch, "ce", 5, seed=9)
+        np_dtype = np.float64 if dtype == gd.float64 else np.float32
+        xs, ys = _data(sizes, batch, "ce", 5, seed=9, dtype=np_dtype)
         xs[3].numpy()[0, :] = np.nan  # a NaN row: NaN through the ReLU, as eager
         for x, y in zip(xs, ys):
             l1, l2 = eager(x, y), compiled(x, y)

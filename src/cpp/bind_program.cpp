@@ -124,15 +124,6 @@ void bind_program(py::module_& m) {
              "Finds the batch-1 weight updates a replay may leave pending until the next one "
              "reads the weight (see program.hpp); returns their number.")
         .def("pending", &Program::pending, "Whether a deferred update is pending.")
-        .def("flush", [](const Program& p) {
-                py::gil_scoped_release nogil;
-                p.flush();
-            }, "Applies the pending deferred updates.")
-        .def("deferred_weights", [](const Program& p) {
-                std::vector<uintptr_t> v;
-                for (void* w : p.deferred_weights()) v.push_back(reinterpret_cast<uintptr_t>(w));
-                return v;
-            }, "Addresses of the weights whose updates may be deferred.")
         .def("optimize", [](Program& p, const std::vector<std::pair<uintptr_t, int64_t>>& pinned) {
                 std::vector<std::pair<void*, int64_t>> v;
                 for (const auto& q : pinned) v.emplace_back(reinterpret_cast<void*>(q.first), q.second);

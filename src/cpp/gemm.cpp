@@ -373,11 +373,6 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
     }
 }
 
-// The blocked product on up to num_threads() threads: C is cut into one slab per thread, of whole
-// micro-panels, along N (op(A), when packed, is then packed by every thread; it is the smaller
-// operand when M <= N) or along M (op(B) packed by every thread). Each thread runs gemm_serial on its slab with
-// its own buffers: one parallel region, no barrier inside, so a thread that the OS preempts
-// delays only its own slab. The K blocking is the same for every slab.
 // C[i, j] = max(C[i, j], 0) as Relu::forward writes it (NaN stays NaN, -0 becomes +0), for an
 // m x n block.
 template <class T>
@@ -389,6 +384,12 @@ void relu_block(T* C, int64_t m, int64_t n, int64_t ldc) {
     }
 }
 
+// The blocked product on up to num_threads() threads: C is cut into one slab per thread, of whole
+// micro-panels, along N (op(A), when packed, is then packed by every thread; it is the smaller
+// operand when M <= N) or along M (op(B) packed by every thread). Each thread runs gemm_serial on its slab with
+// its own buffers: one parallel region, no barrier inside, so a thread that the OS preempts
+// delays only its own slab. The K blocking is the same for every slab. With relu, each thread
+// applies relu_block to its slab right after computing it (gemm_relu).
 template <class T>
 void gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                   int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,

@@ -8,25 +8,32 @@
 namespace gd {
 namespace GD_NS {
 
+namespace {
+
+// y (B, OUT) = b in every row (the GEMM then adds x W^T with beta = 1); beta for that GEMM
+template <class T>
+T fill_bias(T* y, const T* b, int64_t B, int64_t OUT) {
+    if (b == nullptr) return T(0);
+    for (int64_t r = 0; r < B; ++r)
+        for (int64_t o = 0; o < OUT; ++o) y[r * OUT + o] = b[o];
+    return T(1);
+}
+
+}  // namespace
+
 // x (B, IN), W (OUT, IN), b (OUT) or null -> y (B, OUT)
 template <class T>
 void linear_forward(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN, int64_t OUT) {
-    if (b != nullptr) {
-        for (int64_t r = 0; r < B; ++r)
-            for (int64_t o = 0; o < OUT; ++o) y[r * OUT + o] = b[o];
-    }
     // y = x W^T (+ y when a bias was broadcast into it)
-    gemm<T>(false, true, B, OUT, IN, T(1), x, IN, W, IN, b != nullptr ? T(1) : T(0), y, OUT);
+    const T beta = fill_bias(y, b, B, OUT);
+    gemm<T>(false, true, B, OUT, IN, T(1), x, IN, W, IN, beta, y, OUT);
 }
 
 template <class T>
 void linear_forward_relu(T* y, const T* x, const T* W, const T* b, int64_t B, int64_t IN,
                          int64_t OUT) {
-    if (b != nullptr) {
-        for (int64_t r = 0; r < B; ++r)
-            for (int64_t o = 0; o < OUT; ++o) y[r * OUT + o] = b[o];
-    }
-    gemm_relu<T>(false, true, B, OUT, IN, x, IN, W, IN, b != nullptr ? T(1) : T(0), y, OUT);
+    const T beta = fill_bias(y, b, B, OUT);
+    gemm_relu<T>(false, true, B, OUT, IN, x, IN, W, IN, beta, y, OUT);
 }
 
 // Backward of y = x W^T + b:

@@ -190,44 +190,29 @@ void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t 
     });
 }
 
-// Rows that take plain SGD's update as the dot products read them: w = w - lr (a_r x_old), the
+// A row that takes plain SGD's update as the dot product reads it: w = w - lr (a x_old), the
 // operations of sgd_outer_rows' plain loop (this file does not contract them into an FMA).
-template <class T, int ROWS>
-struct SgdRows {
+template <class T>
+struct SgdRow {
     using V = gemm_detail::Simd<T>;
     using reg = typename V::reg;
-    T* GD_RESTRICT W;
-    int64_t ldw;
+    T* GD_RESTRICT w;
     const T* GD_RESTRICT x_old;
-    reg lr, a[ROWS];
-    reg operator()(int r, int64_t k) const {
-        T* p = W + r * ldw + k;
-        const reg w = V::sub(V::load(p), V::mul(lr, V::mul(a[r], V::load(x_old + k))));
-        V::store(p, w);
-        return w;
+    reg lr, a;
+    reg operator()(int, int64_t k) const {
+        const reg v = V::sub(V::load(w + k), V::mul(lr, V::mul(a, V::load(x_old + k))));
+        V::store(w + k, v);
+        return v;
     }
-    reg operator()(int r, int64_t k, typename V::mask m) const {
-        T* p = W + r * ldw + k;
-        const reg w = V::sub(V::load(p, m), V::mul(lr, V::mul(a[r], V::load(x_old + k, m))));
-        V::store(p, w, m);
-        return w;
+    reg operator()(int, int64_t k, typename V::mask m) const {
+        const reg v = V::sub(V::load(w + k, m), V::mul(lr, V::mul(a, V::load(x_old + k, m))));
+        V::store(w + k, v, m);
+        return v;
     }
 };
 
-template <class T, int ROWS>
-void forward_sgd_rows(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t o, const T* dy_old,
-                      const T* x_old, T lr) {
-    using V = gemm_detail::Simd<T>;
-    SgdRows<T, ROWS> rows{W + o * IN, IN, x_old, V::set1(lr), {}};
-    for (int r = 0; r < ROWS; ++r) rows.a[r] = V::set1(dy_old[o + r]);
-    // linear_forward stores b + dot (its bias is the GEMM's C with beta = 1), or the dot
-    gemm_detail::dots_rows<T, ROWS>(IN, x, rows, [&](int r, T sum) {
-        y[o + r] = b != nullptr ? b[o + r] + sum : sum;
-    });
-}
-
 // Plain SGD: one pass, row by row; each vector of W is updated, stored and multiplied into the
-// row's dot product (SgdRows). Measured on the lecture net's 60 x 600 layer (1 thread, medians of
+// row's dot product (SgdRow). Measured on the lecture net's 60 x 600 layer (1 thread, medians of
 // 8 interleaved runs, three runs): 3.1-3.5 us, against 3.3-3.8 us for blocks of 4 rows updated
 // (sgd_outer_rows) then read by gemv_rows from L1, 3.5-3.9 us for 2 rows at a time, 3.6 us for
 // 4, and 1.6 + 2.6 us for the forward and the update apart; the MLP's 256 x 784 layer 15.5
@@ -236,8 +221,15 @@ template <class T>
 void linear_forward_sgd(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,
                         const T* dy_old, const T* x_old, const SgdHyper& h) {
     if (h.momentum == 0 && h.weight_decay == 0 && !h.maximize) {
-        for (int64_t o = 0; o < OUT; ++o)
-            forward_sgd_rows<T, 1>(y, x, W, b, IN, o, dy_old, x_old, T(h.lr));
+        using V = gemm_detail::Simd<T>;
+        const auto lr = V::set1(T(h.lr));
+        for (int64_t o = 0; o < OUT; ++o) {
+            const SgdRow<T> row{W + o * IN, x_old, lr, V::set1(dy_old[o])};
+            // linear_forward stores b + dot (its bias is the GEMM's C with beta = 1), or the dot
+            gemm_detail::dots_rows<T, 1>(IN, x, row, [&](int, T sum) {
+                y[o] = b != nullptr ? b[o] + sum : sum;
+            });
+        }
         return;
     }
     constexpr int64_t kRows = 4;

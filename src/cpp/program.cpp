@@ -502,32 +502,28 @@ bool touches(const Instr& in, const void* p, int64_t n, bool want_read, bool wan
 
 }  // namespace
 
-void Program::rebind(void* from, void* to, int64_t bytes) {
+template <class F>
+void Program::for_each_pointer_into(const void* from, int64_t bytes, const F& f) {
     const auto lo = reinterpret_cast<uintptr_t>(from);
-    const auto move = [&](void*& q) {
+    const auto visit = [&](void*& q) {
         const auto a = reinterpret_cast<uintptr_t>(q);
-        if (q != nullptr && a >= lo && a < lo + uintptr_t(bytes))
-            q = static_cast<char*>(to) + (a - lo);
+        if (q != nullptr && a >= lo && a < lo + uintptr_t(bytes)) f(q, int64_t(a - lo));
     };
     for (Instr& in : code_) {
-        for (void*& q : in.p) move(q);
+        for (void*& q : in.p) visit(q);
         for (auto& l : in.lists)
-            for (void*& q : l) move(q);
+            for (void*& q : l) visit(q);
     }
 }
 
+void Program::rebind(void* from, void* to, int64_t bytes) {
+    for_each_pointer_into(from, bytes,
+                          [&](void*& q, int64_t off) { q = static_cast<char*>(to) + off; });
+}
+
 std::vector<std::pair<void**, int64_t>> Program::pointers_into(const void* from, int64_t bytes) {
-    const auto lo = reinterpret_cast<uintptr_t>(from);
     std::vector<std::pair<void**, int64_t>> out;
-    const auto add = [&](void*& q) {
-        const auto a = reinterpret_cast<uintptr_t>(q);
-        if (q != nullptr && a >= lo && a < lo + uintptr_t(bytes)) out.emplace_back(&q, a - lo);
-    };
-    for (Instr& in : code_) {
-        for (void*& q : in.p) add(q);
-        for (auto& l : in.lists)
-            for (void*& q : l) add(q);
-    }
+    for_each_pointer_into(from, bytes, [&](void*& q, int64_t off) { out.emplace_back(&q, off); });
     return out;
 }
 
@@ -551,8 +547,10 @@ std::vector<std::pair<uintptr_t, uintptr_t>> Program::ranges() const {
             }
     std::sort(r.begin(), r.end());
     for (const auto& [a, b] : r) {
-        if (!out.empty() && a <= out.back().second) out.back().second = std::max(out.back().second, b);
-        else out.emplace_back(a, b);
+        if (!out.empty() && a <= out.back().second)
+            out.back().second = std::max(out.back().second, b);
+        else
+            out.emplace_back(a, b);
     }
     return out;
 }

@@ -105,6 +105,9 @@ class Program {
    private:
     int fuse_sgd();
     int fuse_relu(const std::vector<std::pair<void*, int64_t>>& pinned);
+    // f(field, offset) for every operand field pointing into [from, from + bytes)
+    template <class F>
+    void for_each_pointer_into(const void* from, int64_t bytes, const F& f);
     void step(const Instr& in, bool defer) const;  // one instruction, as run() does
     template <class T>
     void run_deferrable(const Instr& in, bool defer) const;
