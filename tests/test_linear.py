@@ -442,6 +442,34 @@ def test_kernel_linear_backward_need_flags(isa, float_dtype, rng, need):
             assert part is None
 
 
+# On 2 threads a backward that needs dx and dW computes the two products at once, one per thread
+# (above a size): every subset of outputs must still give the 1-thread bits, above and below it.
+@pytest.mark.parametrize("B,IN,OUT", [(64, 96, 48), (2, 9, 5), (300, 200, 150)])
+@pytest.mark.parametrize("need", [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+def test_kernel_linear_backward_two_threads_bitwise(isa, float_dtype, rng, threads, B, IN, OUT,
+                                                     need):
+    x = rng.standard_normal((B, IN)).astype(float_dtype)
+    w = rng.standard_normal((OUT, IN)).astype(float_dtype)
+    dy = rng.standard_normal((B, OUT)).astype(float_dtype)
+    threads(1)
+    ref = _core.linear_backward(dy, x, w)
+    threads(2)
+    got = _core.linear_backward(
+        dy, x, w, need_dx=bool(need[0]), need_dw=bool(need[1]), need_db=bool(need[2])
+    )
+    for wanted, part, r in zip(need, got, ref):
+        if wanted:
+            assert np.array_equal(part, r)
+        else:
+            assert part is None
+    # and the 2-thread products are the products (float64 oracle)
+    if need == (1, 1, 1):
+        x64, w64, dy64 = (v.astype(np.float64) for v in (x, w, dy))
+        _assert_product_close(got[0], dy64 @ w64, np.abs(dy64) @ np.abs(w64), OUT, float_dtype)
+        _assert_product_close(got[1], dy64.T @ x64, np.abs(dy64).T @ np.abs(x64), B,
+                              float_dtype)
+
+
 def test_kernel_linear_backward_large(isa, float_dtype, rng, threads):
     threads(2)
     B, IN, OUT = 300, 200, 150

@@ -78,7 +78,15 @@ const Kernels& active_kernels() {
     return *k;
 }
 
+namespace {
+thread_local bool t_one_thread = false;  // inside one job of parallel_pair
+}  // namespace
+
+OneThread::OneThread() : prev_(t_one_thread) { t_one_thread = true; }
+OneThread::~OneThread() { t_one_thread = prev_; }
+
 int num_threads() {
+    if (t_one_thread) return 1;
     int n = g_threads.load(std::memory_order_relaxed);
     if (n <= 0) {
 #if GD_HAVE_OPENMP

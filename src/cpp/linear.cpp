@@ -3,6 +3,7 @@
 #include "linear.hpp"
 
 #include "gemm.hpp"
+#include "parallel.hpp"
 #include "reduce.hpp"
 
 namespace gd {
@@ -40,12 +41,25 @@ void linear_forward_relu(T* y, const T* x, const T* W, const T* b, int64_t B, in
 //   dx = dy W        (B, OUT) (OUT, IN)
 //   dW = dy^T x      (OUT, B) (B, IN)   -- for B = 1 an outer product (K = 1)
 //   db = sum_b dy    (OUT)
+// On 2 threads, dx and dW (the same flops: 2 B IN OUT each) are computed at the same time, one
+// per thread, when both are asked for and the pair is worth a parallel region; each product's
+// bits do not depend on the thread that computes it.
 template <class T>
 void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B,
                      int64_t IN, int64_t OUT) {
-    if (dx != nullptr) gemm<T>(false, false, B, IN, OUT, T(1), dy, OUT, W, IN, T(0), dx, IN);
-    if (dW != nullptr) gemm<T>(true, false, OUT, IN, B, T(1), dy, OUT, x, IN, T(0), dW, IN);
-    if (db != nullptr) sum_axis<T>(db, dy, 1, B, OUT);
+    const auto do_dx = [&] {
+        if (dx != nullptr) gemm<T>(false, false, B, IN, OUT, T(1), dy, OUT, W, IN, T(0), dx, IN);
+    };
+    const auto do_dw = [&] {
+        if (dW != nullptr) gemm<T>(true, false, OUT, IN, B, T(1), dy, OUT, x, IN, T(0), dW, IN);
+        if (db != nullptr) sum_axis<T>(db, dy, 1, B, OUT);
+    };
+    if (dx != nullptr && dW != nullptr && 2 * B * IN * OUT >= kParallelWork && B > 1) {
+        parallel_pair(do_dx, do_dw);
+        return;
+    }
+    do_dx();
+    do_dw();
 }
 
 template <class T>

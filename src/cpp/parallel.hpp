@@ -4,13 +4,15 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #if GD_HAVE_OPENMP
 #include <omp.h>
 #endif
 
 namespace gd {
 
-int num_threads();           // the thread budget set by set_num_threads (dispatch.cpp)
+int num_threads();           // the thread budget set by set_num_threads (dispatch.cpp), or 1
+                             // inside a job of parallel_pair
 void set_num_threads(int n);  // throws std::runtime_error for n > 1 in a bad fork (below)
 void note_parallel_region();  // records that OpenMP has started its threads (dispatch.cpp)
 
@@ -53,6 +55,47 @@ inline void parallel_chunks(int64_t n, int64_t chunk, int64_t work, const F& bod
     (void)work;
 #endif
     for (int64_t c = 0; c < nchunks; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
+}
+
+// While one exists, num_threads() is 1 on the thread that made it (parallel_pair's jobs).
+class OneThread {
+   public:
+    OneThread();
+    ~OneThread();
+    OneThread(const OneThread&) = delete;
+    OneThread& operator=(const OneThread&) = delete;
+
+   private:
+    bool prev_;
+};
+
+// Runs f() and g(), two independent jobs, at the same time on two threads when the thread budget
+// is exactly 2 (each job then runs its kernels on one thread: e.g. a layer's dx and dW products,
+// which have the same flops, instead of each product cut in two); otherwise f() then g(). An
+// exception thrown by a job is rethrown here after both have finished.
+template <class F, class G>
+inline void parallel_pair(const F& f, const G& g) {
+#if GD_HAVE_OPENMP
+    if (num_threads() == 2) {
+        note_parallel_region();
+        std::exception_ptr err[2];
+#pragma omp parallel for num_threads(2) schedule(dynamic, 1)
+        for (int k = 0; k < 2; ++k) {
+            try {
+                const OneThread one;
+                if (k == 0) f();
+                else g();
+            } catch (...) {
+                err[k] = std::current_exception();
+            }
+        }
+        for (const auto& e : err)
+            if (e) std::rethrow_exception(e);
+        return;
+    }
+#endif
+    f();
+    g();
 }
 
 }  // namespace gd
