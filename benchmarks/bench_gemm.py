@@ -6,8 +6,11 @@ B transposed: the Linear forward x @ W.T). Both libraries write into a prealloca
 graddesc, so neither copies. Samples of the two libraries are interleaved in the same process
 (noise from other work on the machine hits both alike; with several threads in blocks, see
 _interleaved_medians); the table shows medians after a warm-up.
-% of peak is against benchmarks/peak.py's FMA-throughput probe for the ISA graddesc runs
-(times the thread count).
+% of peak is against benchmarks/peak.py's FMA-throughput probe for the ISA graddesc runs (times
+the thread count), loaded into this process and timed in turns with the two libraries (the same
+wall clock, the same medians): this machine's clock follows its load, so a peak taken in another
+spell (or as a best-of) would compare different clock rates. The best-of peak that peak.py
+prints on its own is shown above the table.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_gemm.py
      [--threads 1 2] [--dtype float32] [--quick] [--shapes 256x256x784:nt ...]
@@ -26,7 +29,7 @@ import numpy as np
 import graddesc as gd
 from _common import print_table, save_json
 from graddesc import _core
-from peak import measure_peak
+from peak import Probe, measure_peak
 
 # (M, N, K, trans) with trans = op(A) op(B) flags; what each shape is in an MLP 784-256-...
 SHAPES: list[tuple[int, int, int, str, str]] = [
@@ -97,8 +100,8 @@ def _interleaved_medians(fns: list[Callable[[], object]], repeat: int, min_time:
 
 
 def bench_shape(M: int, N: int, K: int, trans: str, dtype: type, repeat: int,
-                min_time: float, threads: int) -> tuple[float, float]:
-    """Returns (graddesc seconds, NumPy seconds) per call, medians."""
+                min_time: float, threads: int, probe: Probe) -> tuple[float, float, float]:
+    """Returns (graddesc, NumPy, FMA probe) seconds per call, medians of interleaved samples."""
     rng = np.random.default_rng(0)
     ta, tb = trans[0] == "t", trans[1] == "t"
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
@@ -120,14 +123,14 @@ def bench_shape(M: int, N: int, K: int, trans: str, dtype: type, repeat: int,
     def run_gd() -> object:
         return _core.gemm(a, b, trans_a=ta, trans_b=tb, out=c_gd)
 
-    t_gd, t_np = _interleaved_medians([run_gd, run_np], repeat, min_time, threads)
+    t_gd, t_np, t_probe = _interleaved_medians([run_gd, run_np, probe], repeat, min_time, threads)
     run_gd()
     run_np()
     tol = 1e-4 * K if dtype == np.float32 else 1e-10 * K
     err = np.max(np.abs(c_gd - c_np)) / max(1.0, float(np.max(np.abs(c_np))))
     if not err <= tol:
         raise AssertionError(f"gemm {M}x{N}x{K} {trans}: graddesc differs from NumPy by {err}")
-    return t_gd, t_np
+    return t_gd, t_np, t_probe
 
 
 def main() -> None:
@@ -145,8 +148,10 @@ def main() -> None:
 
     isa = _core.isa()
     peak = measure_peak([isa])[isa][args.dtype]
-    print(f"graddesc isa={isa} dtype={args.dtype}; measured 1-core {args.dtype} peak "
-          f"{peak:.1f} GF/s (benchmarks/peak.py)")
+    probe = Probe(isa, args.dtype)
+    print(f"graddesc isa={isa} dtype={args.dtype}; 1-core {args.dtype} peak, best of peak.py's "
+          f"runs: {peak:.1f} GF/s; '% peak' is against the probe timed in turns with each row "
+          "(its median GF/s in 'peak')")
     shapes = SHAPES
     if args.shapes:
         shapes = [s for s in SHAPES if f"{s[0]}x{s[1]}x{s[2]}:{s[3]}" in args.shapes]
@@ -159,21 +164,26 @@ def main() -> None:
         limiter = _limit_numpy_threads(n)
         try:
             for M, N, K, trans, what in shapes:
-                t_gd, t_np = bench_shape(M, N, K, trans, dtype, repeat, min_time, n)
+                t_gd, t_np, t_probe = bench_shape(M, N, K, trans, dtype, repeat, min_time, n,
+                                                  probe)
                 flops = 2.0 * M * N * K
                 gf_gd, gf_np = flops / t_gd * 1e-9, flops / t_np * 1e-9
-                pct = 100.0 * gf_gd / (peak * n)
+                gf_peak = probe.flops() / t_probe * 1e-9
+                pct = 100.0 * gf_gd / (gf_peak * n)
+                pct_best = 100.0 * gf_gd / (peak * n)
                 rows.append([f"{M}x{N}x{K}", trans, n, f"{gf_gd:.1f}", f"{gf_np:.1f}",
-                             f"{t_np / t_gd:.2f}x", f"{pct:.0f}%", f"{t_gd * 1e6:.1f}", what])
+                             f"{t_np / t_gd:.2f}x", f"{gf_peak:.1f}", f"{pct:.0f}%",
+                             f"{pct_best:.0f}%", f"{t_gd * 1e6:.1f}", what])
                 records.append({"M": M, "N": N, "K": K, "trans": trans, "threads": n,
                                 "what": what, "graddesc_s": t_gd, "numpy_s": t_np,
                                 "graddesc_gflops": gf_gd, "numpy_gflops": gf_np,
-                                "ratio": t_np / t_gd, "pct_of_peak": pct})
+                                "ratio": t_np / t_gd, "peak_gflops_same_run": gf_peak,
+                                "pct_of_peak": pct, "pct_of_best_peak": pct_best})
         finally:
             if limiter is not None:
                 limiter.restore_original_limits()
-    print_table(["MxNxK", "op", "thr", "graddesc GF/s", "numpy GF/s", "ratio", "% peak", "gd us",
-                 "what"], rows)
+    print_table(["MxNxK", "op", "thr", "graddesc GF/s", "numpy GF/s", "ratio", "peak",
+                 "% peak", "% best peak", "gd us", "what"], rows)
     path = save_json("gemm", {"isa": isa, "dtype": args.dtype, "peak_gflops_1core": peak,
                               "numpy": np.__version__, "results": records})
     print(f"saved {path}", file=sys.stderr)

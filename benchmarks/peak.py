@@ -91,6 +91,18 @@ static VD fmad_(VD a, VD b, VD c) { return FMAD(a, b, c); }
 static VF addf(VF a, VF b) { return ADDF(a, b); }
 static VD addd(VD a, VD b) { return ADDD(a, b); }
 
+// For a probe interleaved with other work in one process (peak.probe): the wall-clock seconds of
+// `iters` float32 (dtype 0) or float64 (dtype 1) iterations.
+extern "C" double gd_peak_probe(long iters, int dtype) {
+    double sink = 0;
+    timespec ts0, ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    if (dtype == 0) run<VF, float>(iters, set1f, fmaf_, addf, &sink);
+    else run<VD, double>(iters, set1d, fmad_, addd, &sink);
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    return double(ts1.tv_sec - ts0.tv_sec) + 1e-9 * double(ts1.tv_nsec - ts0.tv_nsec) + sink * 0;
+}
+
 int main(int argc, char** argv) {
     const long iters = argc > 1 ? atol(argv[1]) : 2000000L;
     const int reps = argc > 2 ? atoi(argv[2]) : 41;
@@ -116,14 +128,22 @@ _FLAGS = {
 }
 
 
+_ACC = 24  # the probe's independent accumulators (ACC in _SOURCE)
+
+
+def _compiler() -> str:
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        raise RuntimeError("peak: no C++ compiler (g++) on PATH")
+    return cxx
+
+
 def measure_peak(
     isas: list[str] | None = None, iters: int = 2_000_000
 ) -> dict[str, dict[str, float]]:
     """Returns {isa: {"float32": GF/s, "float64": GF/s}} for one core: the best of many short
     runs timed in thread CPU time, so other work on the machine lowers it as little as possible."""
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None:
-        raise RuntimeError("peak: no C++ compiler (g++) on PATH")
+    cxx = _compiler()
     if isas is None:
         isas = list(_FLAGS)
     results: dict[str, dict[str, float]] = {}
@@ -138,6 +158,36 @@ def measure_peak(
             f32, f64, _ = out.stdout.split()
             results[isa] = {"float32": float(f32), "float64": float(f64)}
     return results
+
+
+class Probe:
+    """The FMA-throughput probe loaded into this process, to be timed between samples of other
+    work (bench_gemm interleaves it with the GEMMs): on a shared machine whose clock follows the
+    load, a peak measured in the same spell as the work it is compared with is the fair
+    denominator. Calling it runs `iters` iterations; flops() is what one call computes."""
+
+    def __init__(self, isa: str, dtype: str, iters: int = 200_000) -> None:
+        import ctypes
+
+        cxx = _compiler()
+        self._tmp = tempfile.TemporaryDirectory()
+        src = Path(self._tmp.name) / "probe.cpp"
+        src.write_text(_SOURCE)
+        lib = Path(self._tmp.name) / f"probe_{isa}.so"
+        subprocess.run([cxx, "-O2", "-std=c++17", "-fPIC", "-shared", *_FLAGS[isa], str(src),
+                        "-o", str(lib)], check=True)
+        self._fn = ctypes.CDLL(str(lib)).gd_peak_probe
+        self._fn.restype = ctypes.c_double
+        self._fn.argtypes = [ctypes.c_long, ctypes.c_int]
+        self._iters, self._dtype = iters, 0 if dtype == "float32" else 1
+        width = {"avx512": 64, "avx2": 32, "baseline": 16}[isa]
+        self._flops = 2.0 * iters * _ACC * width / (4 if dtype == "float32" else 8)
+
+    def __call__(self) -> float:
+        return self._fn(self._iters, self._dtype)
+
+    def flops(self) -> float:
+        return self._flops
 
 
 def _cpu_supports(isa: str) -> bool:
