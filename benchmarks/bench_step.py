@@ -1,8 +1,9 @@
 """Training-step benchmark: graddesc eager vs hand-tuned NumPy vs PyTorch eager (issue 5 table).
 
 A step is zero_grad, forward, loss, backward, SGD update. Prints medians (microseconds) and
-ratios measured in this one process, plus the 2-thread speedup at batch 256 and the steady-state
-memory of a 1,000-step loop; saves benchmarks/results/step.json.
+ratios measured in this one process, plus the 2-thread speedup at batch 256 (interleaved
+1-/2-thread pairs) and the steady-state memory of a 1,000-step loop; saves
+benchmarks/results/step.json.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
          python benchmarks/bench_step.py
@@ -62,6 +63,41 @@ def floors(rows: list) -> list:
     return out
 
 
+def two_thread_speedups(pairs: int = 9, n: int = 20) -> dict:
+    """1- and 2-thread times of the batch-256 MLP step, compiled and eager (and PyTorch's, when
+    installed, for scale), from `pairs` interleaved pairs: each pair times n steps on 1 thread
+    then n on 2 with the same step object, so a slow spell on this shared machine hits both
+    halves of a pair; the speedup is the median of the per-pair ratios."""
+    import statistics
+    import time
+
+    steps = {"graddesc compiled": (_bench.graddesc_step([784, 256, 128, 10], 256, "ce",
+                                                        compiled=True), gd.set_num_threads),
+             "graddesc eager": (_bench.graddesc_step([784, 256, 128, 10], 256, "ce"),
+                                gd.set_num_threads)}
+    torch_step = _bench.torch_step([784, 256, 128, 10], 256, "ce")
+    if torch_step is not None:
+        import torch
+
+        steps["PyTorch"] = (torch_step, torch.set_num_threads)
+    out = {}
+    for name, (step, set_threads) in steps.items():
+        t = {1: [], 2: []}
+        for _ in range(pairs):
+            for nt in (1, 2):
+                set_threads(nt)
+                for _ in range(3):
+                    step()
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    step()
+                t[nt].append((time.perf_counter() - t0) / n * 1e6)
+        set_threads(1)
+        out[name] = {"one_us": statistics.median(t[1]), "two_us": statistics.median(t[2]),
+                     "speedup": statistics.median(a / b for a, b in zip(t[1], t[2]))}
+    return out
+
+
 def main() -> None:
     rows = _bench.run_table(threads=1)
     table, out = [], {"threads_1": []}
@@ -89,12 +125,12 @@ def main() -> None:
                   f"{f['compiled_us']:.1f}", f"{f['compiled_us'] / f['floor_us']:.2f}x",
                   f"{f['numpy_us'] / f['floor_us']:.2f}x"] for f in fl])
 
-    gd.set_num_threads(2)
-    two = _bench.median_seconds(_bench.graddesc_step([784, 256, 128, 10], 256, "ce")) * 1e6
-    one = rows[0][1]
-    out["batch256_two_threads_us"] = two
-    print(f"\nMLP batch 256, 2 threads: {two:.1f} us ({one / two:.2f}x graddesc's 1-thread time)")
-    gd.set_num_threads(1)
+    out["batch256_two_threads"] = tt = two_thread_speedups()
+    print("\nMLP batch 256, 2 threads against 1 (median of per-pair ratios over interleaved "
+          "1-/2-thread pairs of one step object)")
+    print_table(["step", "1 thread us", "2 threads us", "speedup"],
+                [[k, f"{v['one_us']:.1f}", f"{v['two_us']:.1f}", f"{v['speedup']:.2f}x"]
+                 for k, v in tt.items()])
     mem = steady_memory()
     out["memory"] = mem
     print(f"peak RSS {mem['peak_rss_after_warmup_mb']:.1f} MB after warm-up, "
