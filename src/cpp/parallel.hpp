@@ -35,9 +35,13 @@ constexpr int64_t kParallelWork = int64_t(1) << 19;
 constexpr int64_t kMatrixParallelFlops = int64_t(1) << 23;
 
 // Calls body(begin, end) for the chunks [c*chunk, min(n, (c+1)*chunk)), in parallel when
-// `work` (an estimate of the flops) is large enough. Chunks are handed out dynamically, so a
-// thread the OS preempts does not hold the others at the closing barrier; which thread runs a
-// chunk never changes what the chunk computes.
+// `work` (an estimate of the flops) is large enough. Thread t takes the t-th contiguous share
+// of the chunks (schedule(static)), so a kernel that runs again on the same shape runs each
+// chunk on the same thread, whose core's cache still holds what the chunk touched last time (a
+// GEMM's slab, the weights an SGD chunk wrote): the MLP batch-256 step on 2 threads was 2.2%
+// faster than with chunks handed out on demand (same-run A/B on one compiled step, 25 rounds;
+// on demand only wins when the OS preempts a thread). Which thread runs a chunk never changes
+// what the chunk computes.
 template <class F>
 inline void parallel_chunks(int64_t n, int64_t chunk, int64_t work, const F& body) {
     if (n <= 0) return;
@@ -47,7 +51,7 @@ inline void parallel_chunks(int64_t n, int64_t chunk, int64_t work, const F& bod
     const int64_t nt = std::min<int64_t>(num_threads(), nchunks);
     if (nt > 1 && work >= kParallelWork) {
         note_parallel_region();
-#pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(static)
         for (int64_t c = 0; c < nchunks; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
         return;
     }
@@ -79,7 +83,7 @@ inline void parallel_pair(const F& f, const G& g) {
     if (num_threads() == 2) {
         note_parallel_region();
         std::exception_ptr err[2];
-#pragma omp parallel for num_threads(2) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(2) schedule(static)
         for (int k = 0; k < 2; ++k) {
             try {
                 const OneThread one;
