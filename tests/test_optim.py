@@ -380,6 +380,45 @@ def test_threads_give_identical_results(threads, rng) -> None:
     np.testing.assert_array_equal(out[0], out[1])
 
 
+# Above the parallel threshold each thread updates its share of every tensor of the group: the
+# shares must cover every element exactly once, for tensors much smaller than a share, sizes that
+# are no multiple of a block (256) and 3 threads, giving the 1-thread bits; plain SGD also
+# against NumPy's w - lr * g.
+_SIZES = [200_704, 256, 32_768, 129, 1_281, 10, 1, 70_001]
+_OPTIMS = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("Adam", {"lr": 0.01, "amsgrad": True}),
+    ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5}),
+    ("Adagrad", {"lr": 0.1}),
+]
+
+
+@pytest.mark.parametrize(("name", "kw"), _OPTIMS, ids=[f"{n}{i}" for i, (n, _) in
+                                                       enumerate(_OPTIMS)])
+def test_threads_share_every_tensor_of_a_group(threads, rng, name, kw) -> None:
+    w0 = [rng.standard_normal(n).astype(np.float32) for n in _SIZES]
+    gs = [[rng.standard_normal(n).astype(np.float32) for n in _SIZES] for _ in range(3)]
+    out = []
+    for n in (1, 2, 3):
+        threads(n)
+        ws = [gd.nn.Parameter(gd.tensor(w)) for w in w0]
+        opt = getattr(optim, name)(ws, **kw)
+        for g in gs:
+            for w, gi in zip(ws, g):
+                w.grad = gd.tensor(gi)
+            opt.step()
+        out.append([w.detach().numpy().copy() for w in ws])
+    for run in out[1:]:
+        for a, b in zip(run, out[0]):
+            np.testing.assert_array_equal(a, b)
+    if name == "SGD" and kw == {"lr": 0.1}:
+        for k, (w, ref) in enumerate(zip(out[1], w0)):
+            for g in gs:
+                ref = ref - np.float32(0.1) * g[k]
+            np.testing.assert_array_equal(w, ref)
+
+
 def test_zero_grad(rng) -> None:
     w = gd.nn.Parameter(gd.tensor(rng.standard_normal(3), dtype=gd.float32))
     opt = optim.SGD([w], lr=0.1)

@@ -6,8 +6,9 @@
 // operation rounds once, as in the NumPy references of tests/test_optim.py, and an identity
 // matrix learning rate gives bit for bit the scalar one.
 // Shape legend: tensor i of `count` has n[i] elements; N = sum of n[i].
-// Work is cut into chunks of at most kChunk elements of one tensor; each element is updated by
-// exactly one thread from its own values only, so results never depend on the thread count.
+// In parallel, each thread updates its share of every tensor (for_each_block); each element is
+// updated by exactly one thread from its own values only, so results never depend on the thread
+// count.
 // Each block copies its gradient before writing the parameter, so g[i] may alias p[i].
 #include "optim.hpp"
 
@@ -23,41 +24,40 @@ namespace gd {
 namespace GD_NS {
 namespace {
 
+// Rows of a batch-1 weight update per parallel chunk: about kChunk elements.
 constexpr int64_t kChunk = 1 << 14;
-// Each chunk is processed in blocks of kBlock elements: a kernel runs PyTorch's sequence of
+// Each tensor is processed in blocks of kBlock elements: a kernel runs PyTorch's sequence of
 // in-place tensor ops on one block (a few simple loops that vectorize, data staying in L1)
 // before moving to the next, so memory is streamed once.
 constexpr int64_t kBlock = 256;
 
-struct Chunk {
-    int64_t tensor, begin, end;
-};
-
-// Calls body(i, begin, end) for every block of every tensor, chunks in parallel when the total
-// work (flops_per_element per element) is large enough.
+// Calls body(i, begin, end) for every kBlock piece of every tensor. When the total work
+// (flops_per_element per element) is large enough, thread t of nt takes the t-th share of every
+// tensor (kBlock-aligned): a weight's rows are then updated on the core that computed their
+// gradient and reads them in the next forward (the weight-gradient GEMM and the forward's give
+// thread t about the t-th share of the weight's rows too). Against
+// 16K-element chunks of the concatenated tensors dealt out in order, the MLP's step on 2 threads
+// was 1.2% faster at batch 256 and 18% at batch 32 (same-run A/B on one compiled step, 40 and
+// 20 rounds).
 template <class F>
 void for_each_block(const int64_t* n, int64_t count, int64_t flops_per_element, const F& body) {
-    // the chunk list lives on the stack for up to 64 chunks (a compiled step's small tensors:
-    // no allocation per call)
-    Chunk local[64];
-    std::vector<Chunk> heap;
-    Chunk* chunks = local;
-    int64_t nchunks = 0, total = 0;
-    for (int64_t i = 0; i < count; ++i) nchunks += (n[i] + kChunk - 1) / kChunk;
-    if (nchunks > 64) {
-        heap.resize(static_cast<size_t>(nchunks));
-        chunks = heap.data();
-    }
-    nchunks = 0;
-    for (int64_t i = 0; i < count; ++i) {
-        for (int64_t b = 0; b < n[i]; b += kChunk) chunks[nchunks++] = {i, b, std::min(n[i], b + kChunk)};
-        total += n[i];
-    }
-    parallel_chunks(nchunks, 1, total * flops_per_element, [&](int64_t c0, int64_t c1) {
-        for (int64_t c = c0; c < c1; ++c)
-            for (int64_t b = chunks[c].begin; b < chunks[c].end; b += kBlock)
-                body(chunks[c].tensor, b, std::min(chunks[c].end, b + kBlock));
-    });
+    int64_t total = 0;
+    for (int64_t i = 0; i < count; ++i) total += n[i];
+    const int64_t nt = num_threads();
+    const int64_t parts = nt > 1 && total * flops_per_element >= kParallelWork ? nt : 1;
+    // where share t of tensor i starts (kBlock-aligned; the last share ends at n[i])
+    const auto start = [&](int64_t i, int64_t t) {
+        return t == parts ? n[i] : n[i] * t / parts / kBlock * kBlock;
+    };
+    parallel_chunks(parts, 1, parts > 1 ? total * flops_per_element : 0,
+                    [&](int64_t t0, int64_t t1) {
+                        for (int64_t t = t0; t < t1; ++t)
+                            for (int64_t i = 0; i < count; ++i) {
+                                const int64_t hi = start(i, t + 1);
+                                for (int64_t b = start(i, t); b < hi; b += kBlock)
+                                    body(i, b, std::min(hi, b + kBlock));
+                            }
+                    });
 }
 
 // d = g, or -g (maximize)
