@@ -176,6 +176,18 @@ WORKLOADS = [
 ]
 
 
+def _blas_threads(n: int) -> Any:
+    """A context limiting NumPy's BLAS to n threads (threadpoolctl), or doing nothing without
+    threadpoolctl (then OPENBLAS_NUM_THREADS=n pins it; main() says so)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 def run_table(threads: int = 1, min_time: float = 0.2) -> list:
     """Rows of (workload, graddesc eager us, graddesc compiled us, numpy us, torch us or None)."""
     gd.set_num_threads(threads)
@@ -189,7 +201,8 @@ def run_table(threads: int = 1, min_time: float = 0.2) -> list:
     for label, sizes, batch, loss in WORKLOADS:
         g = median_seconds(graddesc_step(sizes, batch, loss), min_time)
         c = median_seconds(graddesc_step(sizes, batch, loss, compiled=True), min_time)
-        n = median_seconds(numpy_step(sizes, batch, loss), min_time)
+        with _blas_threads(threads):  # NumPy's BLAS on as many threads as the others
+            n = median_seconds(numpy_step(sizes, batch, loss), min_time)
         ts = torch_step(sizes, batch, loss)
         t = median_seconds(ts, min_time) if ts is not None else None
         rows.append((label, g * 1e6, c * 1e6, n * 1e6, None if t is None else t * 1e6))
@@ -200,6 +213,11 @@ def main(args: Any) -> int:
     rows = run_table(threads=getattr(args, "threads", 1))
     print(f"training step, float32, {gd.get_num_threads()} thread(s), median microseconds "
           "(lower is better); x = baseline time / graddesc time")
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        print("(threadpoolctl is not installed: NumPy's BLAS ran on its default thread count; "
+              "set OPENBLAS_NUM_THREADS to match)")
     header = (f"{'workload':42s} {'eager':>8s} {'compiled':>9s} {'numpy':>8s} {'torch':>8s} "
               f"{'vs numpy':>9s} {'vs torch':>9s}")
     print(header)
