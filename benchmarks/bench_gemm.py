@@ -28,7 +28,7 @@ import numpy as np
 
 import graddesc as gd
 from _common import print_table, save_json
-from graddesc import _core
+from graddesc import _bench, _core
 from peak import Probe, measure_peak
 
 # (M, N, K, trans) with trans = op(A) op(B) flags; what each shape is in an MLP 784-256-...
@@ -50,17 +50,6 @@ SHAPES: list[tuple[int, int, int, str, str]] = [
     (1, 784, 256, "nn", "dx, batch 1 (vector-matrix)"),
     (1, 256, 784, "nt", "forward, batch 1 (matrix-vector)"),
 ]
-
-
-def _limit_numpy_threads(n: int) -> object:
-    """Returns a threadpoolctl context limiting NumPy's BLAS to n threads (None without it)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print("note: threadpoolctl not installed; set OPENBLAS_NUM_THREADS to pin NumPy's "
-              "thread count", file=sys.stderr)
-        return None
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _interleaved_medians(fns: list[Callable[[], object]], repeat: int, min_time: float,
@@ -146,6 +135,11 @@ def main() -> None:
     repeat = 5 if args.quick else args.repeat
     min_time = 0.02 if args.quick else 0.1
 
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        print("note: threadpoolctl not installed; set OPENBLAS_NUM_THREADS to pin NumPy's "
+              "thread count", file=sys.stderr)
     isa = _core.isa()
     peak = measure_peak([isa])[isa][args.dtype]
     probe = Probe(isa, args.dtype)
@@ -161,8 +155,7 @@ def main() -> None:
     rows, records = [], []
     for n in args.threads:
         gd.set_num_threads(n)
-        limiter = _limit_numpy_threads(n)
-        try:
+        with _bench.blas_threads(n):
             for M, N, K, trans, what in shapes:
                 t_gd, t_np, t_probe = bench_shape(M, N, K, trans, dtype, repeat, min_time, n,
                                                   probe)
@@ -179,9 +172,6 @@ def main() -> None:
                                 "graddesc_gflops": gf_gd, "numpy_gflops": gf_np,
                                 "ratio": t_np / t_gd, "peak_gflops_same_run": gf_peak,
                                 "pct_of_peak": pct, "pct_of_best_peak": pct_best})
-        finally:
-            if limiter is not None:
-                limiter.restore_original_limits()
     print_table(["MxNxK", "op", "thr", "graddesc GF/s", "numpy GF/s", "ratio", "peak",
                  "% peak", "% best peak", "gd us", "what"], rows)
     path = save_json("gemm", {"isa": isa, "dtype": args.dtype, "peak_gflops_1core": peak,

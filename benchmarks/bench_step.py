@@ -12,7 +12,9 @@ Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
 from __future__ import annotations
 
 import resource
+import statistics
 import sys
+import time
 
 import bandwidth
 import graddesc as gd
@@ -68,9 +70,6 @@ def two_thread_speedups(pairs: int = 9, n: int = 20) -> dict:
     installed, for scale), from `pairs` interleaved pairs: each pair times n steps on 1 thread
     then n on 2 with the same step object, so a slow spell on this shared machine hits both
     halves of a pair; the speedup is the median of the per-pair ratios."""
-    import statistics
-    import time
-
     steps = {"graddesc compiled": (_bench.graddesc_step([784, 256, 128, 10], 256, "ce",
                                                         compiled=True), gd.set_num_threads),
              "graddesc eager": (_bench.graddesc_step([784, 256, 128, 10], 256, "ce"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -128,14 +129,22 @@ _FLAGS = {
 }
 
 
-_ACC = 24  # the probe's independent accumulators (ACC in _SOURCE)
+# the probe's independent accumulators, as _SOURCE defines them
+_ACC = int(re.search(r"#define ACC (\d+)", _SOURCE).group(1))
 
 
-def _compiler() -> str:
+def _build(tmp: str, isa: str, shared: bool) -> Path:
+    """Compiles _SOURCE for `isa` in tmp: an executable, or a shared library (for Probe)."""
     cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
     if cxx is None:
         raise RuntimeError("peak: no C++ compiler (g++) on PATH")
-    return cxx
+    src = Path(tmp) / "peak.cpp"
+    if not src.exists():
+        src.write_text(_SOURCE)
+    out = Path(tmp) / (f"probe_{isa}.so" if shared else f"peak_{isa}")
+    subprocess.run([cxx, "-O2", "-std=c++17", *(["-fPIC", "-shared"] if shared else []),
+                    *_FLAGS[isa], str(src), "-o", str(out)], check=True)
+    return out
 
 
 def measure_peak(
@@ -143,17 +152,12 @@ def measure_peak(
 ) -> dict[str, dict[str, float]]:
     """Returns {isa: {"float32": GF/s, "float64": GF/s}} for one core: the best of many short
     runs timed in thread CPU time, so other work on the machine lowers it as little as possible."""
-    cxx = _compiler()
     if isas is None:
         isas = list(_FLAGS)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "peak.cpp"
-        src.write_text(_SOURCE)
         for isa in isas:
-            exe = Path(tmp) / f"peak_{isa}"
-            subprocess.run([cxx, "-O2", "-std=c++17", *_FLAGS[isa], str(src), "-o", str(exe)],
-                           check=True)
+            exe = _build(tmp, isa, shared=False)
             out = subprocess.run([str(exe), str(iters)], check=True, capture_output=True, text=True)
             f32, f64, _ = out.stdout.split()
             results[isa] = {"float32": float(f32), "float64": float(f64)}
@@ -169,13 +173,8 @@ class Probe:
     def __init__(self, isa: str, dtype: str, iters: int = 200_000) -> None:
         import ctypes
 
-        cxx = _compiler()
         self._tmp = tempfile.TemporaryDirectory()
-        src = Path(self._tmp.name) / "probe.cpp"
-        src.write_text(_SOURCE)
-        lib = Path(self._tmp.name) / f"probe_{isa}.so"
-        subprocess.run([cxx, "-O2", "-std=c++17", "-fPIC", "-shared", *_FLAGS[isa], str(src),
-                        "-o", str(lib)], check=True)
+        lib = _build(self._tmp.name, isa, shared=True)
         self._fn = ctypes.CDLL(str(lib)).gd_peak_probe
         self._fn.restype = ctypes.c_double
         self._fn.argtypes = [ctypes.c_long, ctypes.c_int]

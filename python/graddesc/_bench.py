@@ -176,9 +176,9 @@ WORKLOADS = [
 ]
 
 
-def _blas_threads(n: int) -> Any:
+def blas_threads(n: int) -> Any:
     """A context limiting NumPy's BLAS to n threads (threadpoolctl), or doing nothing without
-    threadpoolctl (then OPENBLAS_NUM_THREADS=n pins it; main() says so)."""
+    threadpoolctl (then OPENBLAS_NUM_THREADS=n pins it; the callers say so)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -201,7 +201,7 @@ def run_table(threads: int = 1, min_time: float = 0.2) -> list:
     for label, sizes, batch, loss in WORKLOADS:
         g = median_seconds(graddesc_step(sizes, batch, loss), min_time)
         c = median_seconds(graddesc_step(sizes, batch, loss, compiled=True), min_time)
-        with _blas_threads(threads):  # NumPy's BLAS on as many threads as the others
+        with blas_threads(threads):  # NumPy's BLAS on as many threads as the others
             n = median_seconds(numpy_step(sizes, batch, loss), min_time)
         ts = torch_step(sizes, batch, loss)
         t = median_seconds(ts, min_time) if ts is not None else None
