@@ -35,10 +35,9 @@ constexpr int64_t kBlock = 256;
 // (flops_per_element per element) is large enough, thread t of nt takes the t-th share of every
 // tensor (kBlock-aligned): a weight's rows are then updated on the core that computed their
 // gradient and reads them in the next forward (the weight-gradient GEMM and the forward's give
-// thread t about the t-th share of the weight's rows too). Against
-// 16K-element chunks of the concatenated tensors dealt out in order, the MLP's step on 2 threads
-// was 1.2% faster at batch 256 and 18% at batch 32 (same-run A/B on one compiled step, 40 and
-// 20 rounds).
+// thread t about the t-th share of the weight's rows too). Against 16K-element chunks of the
+// concatenated tensors dealt out in order, the MLP's step on 2 threads was 1.2% faster at batch
+// 256 and 18% at batch 32 (same-run A/B on one compiled step, 40 and 20 rounds).
 template <class F>
 void for_each_block(const int64_t* n, int64_t count, int64_t flops_per_element, const F& body) {
     int64_t total = 0;
