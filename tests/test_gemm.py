@@ -2,13 +2,13 @@
 
 The shapes are chosen to reach every path of the kernel on every ISA: the K = 1 outer product,
 the M = 1 and N = 1 matrix-vector products (dot products or row sweeps, per transpose), the
-unpacked path for short M with op(B) = B, the packed path (several K blocks, several N blocks,
-partial micro-tiles at both edges; op(A) = A read in place; op(A) = A^T and op(B) = B packed on
-the fly by the first kernel call that reads them when op(A) is small, by passes ahead when it is
-large; op(B) = B^T packed by transposes with partial blocks at the N and K edges), and empty
-dimensions. Oracles are float64 NumPy products;
-the tolerance is the dot-product error bound |fl(a . b) - a . b| <= K eps |a| . |b|, so it holds
-for any summation order.
+unpacked path for short M with op(B) = B, dot products of rows for short M with op(B) = B^T,
+the packed path (several K blocks, several N blocks, partial micro-tiles at both edges; op(A) =
+A read in place; op(A) = A^T and op(B) = B packed on the fly by the first kernel call that reads
+them when op(A) is small, by passes ahead when it is large; op(B) = B^T packed by transposes
+with partial blocks at the N and K edges), and empty dimensions. Oracles are float64 NumPy
+products; the tolerance is the dot-product error bound |fl(a . b) - a . b| <= K eps |a| . |b|,
+so it holds for any summation order.
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ SHAPES = [
     (65, 129, 31),
     (129, 257, 7),
     (257, 65, 129),
+    # short M with op(B) = B^T and K >= 16 M: dot products of rows, nothing packed (tiles of
+    # 8 x 3 rows on AVX-512 float, 4 x 2 elsewhere; M <= 48 or 16; K <= 1024 floats on AVX-512):
+    # partial tiles in M and N, a masked K tail, K just past the limit (blocked again)
+    (7, 5, 150),
+    (13, 8, 300),
+    (47, 11, 1000),
+    (9, 10, 1025),
     # short M (the unpacked path when op(B) = B), just below and above its limit
     (2, 300, 40),
     (12, 33, 64),
@@ -126,8 +133,9 @@ def test_gemm_matches_numpy(isa, float_dtype, rng, M, N, K, ta, tb):
 
 @pytest.mark.parametrize(("ta", "tb"), TRANS, ids=TRANS_IDS)
 @pytest.mark.parametrize(
-    ("M", "N", "K"), [(1, 33, 17), (33, 1, 17), (17, 33, 1), (31, 65, 129), (65, 100, 600)],
-    ids=["m1", "n1", "k1", "direct", "packed"],
+    ("M", "N", "K"),
+    [(1, 33, 17), (33, 1, 17), (17, 33, 1), (31, 65, 129), (65, 100, 600), (5, 20, 300)],
+    ids=["m1", "n1", "k1", "direct", "packed", "rows"],
 )
 def test_gemm_alpha_beta(isa, float_dtype, rng, M, N, K, ta, tb):
     a, b = _operands(rng, M, N, K, ta, tb, float_dtype)
@@ -142,8 +150,9 @@ def test_gemm_alpha_beta(isa, float_dtype, rng, M, N, K, ta, tb):
 @pytest.mark.parametrize(("ta", "tb"), TRANS, ids=TRANS_IDS)
 @pytest.mark.parametrize(
     ("M", "N", "K"),
-    [(1, 40, 30), (40, 1, 30), (40, 30, 1), (20, 70, 30), (70, 40, 600), (1, 1, 5)],
-    ids=["m1", "n1", "k1", "direct", "packed", "dot"],
+    [(1, 40, 30), (40, 1, 30), (40, 30, 1), (20, 70, 30), (70, 40, 600), (1, 1, 5),
+     (5, 20, 300)],
+    ids=["m1", "n1", "k1", "direct", "packed", "dot", "rows"],
 )
 def test_gemm_beta_zero_never_reads_out(isa, float_dtype, rng, M, N, K, ta, tb):
     a, b = _operands(rng, M, N, K, ta, tb, float_dtype)
@@ -177,7 +186,8 @@ def test_gemm_empty_dimensions(isa, float_dtype, M, N, K):
 
 
 @pytest.mark.parametrize(
-    ("M", "N", "K"), [(1, 20, 30), (20, 1, 30), (20, 30, 1), (20, 30, 40), (70, 50, 40)]
+    ("M", "N", "K"),
+    [(1, 20, 30), (20, 1, 30), (20, 30, 1), (20, 30, 40), (70, 50, 40), (5, 20, 300)],
 )
 def test_gemm_nan_and_inf_propagate_like_numpy(isa, float_dtype, M, N, K):
     rng = np.random.default_rng(7)
@@ -215,6 +225,7 @@ THREAD_SHAPES = [
     (1024, 64, 2000),
     (32, 784, 256),
     (40, 500, 700),
+    (16, 600, 400),  # dot products of rows on every ISA, split over N
     (1, 3000, 1000),
     (3000, 1, 1000),
     (1100, 1000, 1),

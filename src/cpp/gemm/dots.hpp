@@ -73,6 +73,91 @@ struct PlainRows {
 template <class T>
 constexpr int kDotRows = Simd<T>::L * static_cast<int>(sizeof(T)) >= 64 ? 4 : 2;
 
+// out[r] = the sum of the lanes of v[r] for r < N (v has 8 entries, those past N zero), in an
+// order fixed per vector, whichever place it takes: V::hsum each.
+template <class T>
+struct Hsums {
+    template <int N>
+    static void run(const typename Simd<T>::reg* v, T* out) {
+        for (int r = 0; r < N; ++r) out[r] = Simd<T>::hsum(v[r]);
+    }
+};
+#if defined(__AVX512F__)
+// For 16 floats, three rounds over all 8 vectors at once (23 vector operations instead of 8
+// trips through memory): quarters 0 + 2 and 1 + 3 of each vector, then the two halves of those,
+// then lanes 0 + 2 and 1 + 3 of what is left, then the last pair. Each vector's lanes meet in the
+// same order wherever it sits (float addition is commutative).
+template <>
+struct Hsums<float> {
+    template <int N>
+    static void run(const __m512* v, float* out) {
+        static_assert(N <= 8, "8 vectors at a time");
+        __m512 s[4], t[2];
+        for (int i = 0; i < 4; ++i)  // s[i] quarters: v[2i] q0+q2, q1+q3, v[2i+1] q0+q2, q1+q3
+            s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                                 _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+        for (int i = 0; i < 2; ++i)  // t[i] quarter j: 4 partial sums of v[4i + j]
+            t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0x88),
+                                 _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0xDD));
+        // quarter j: [v[j] 0+2, v[4+j] 0+2, v[j] 1+3, v[4+j] 1+3], then each pair of those added
+        const __m512 u =
+            _mm512_add_ps(_mm512_unpacklo_ps(t[0], t[1]), _mm512_unpackhi_ps(t[0], t[1]));
+        const __m512 w = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));
+        alignas(64) float lanes[16];
+        _mm512_store_ps(lanes, w);
+        for (int r = 0; r < N; ++r)  // lane 4j holds the sum of v[j], lane 4j + 1 that of v[4 + j]
+            out[r] = lanes[r < 4 ? 4 * r : 4 * (r - 4) + 1];
+    }
+};
+#endif
+
+// A tile of a product of rows by rows: out[c][r] = dot(a row r, b row c) over K for r < XR,
+// c < WR (a and b rows lda and ldb apart, each contiguous along K). One vector accumulator per
+// pair, lane l summing the k = l mod L in increasing order (the last K mod L masked), then Hsums:
+// the same arithmetic for every pair, whatever tile it falls in. XR x WR accumulators, WR rows of
+// b and one of a in registers; a's XR rows stay in L1 while b's rows stream past.
+template <class T, int XR, int WR>
+void dots_tile(int64_t K, const T* GD_RESTRICT a, int64_t lda, const T* GD_RESTRICT b,
+               int64_t ldb, T (*out)[8]) {
+    using V = Simd<T>;
+    using reg = typename V::reg;
+    constexpr int L = V::L;
+    reg acc[WR][8];
+#pragma GCC unroll 8
+    for (int c = 0; c < WR; ++c)
+        for (int r = 0; r < 8; ++r) acc[c][r] = V::zero();
+    int64_t k = 0;
+#pragma GCC unroll 2
+    for (; k + L <= K; k += L) {
+        reg w[WR];
+#pragma GCC unroll 8
+        for (int c = 0; c < WR; ++c) w[c] = V::load(b + c * ldb + k);
+#pragma GCC unroll 8
+        for (int r = 0; r < XR; ++r) {
+            const reg x = V::load(a + r * lda + k);
+#pragma GCC unroll 8
+            for (int c = 0; c < WR; ++c) acc[c][r] = V::fma(x, w[c], acc[c][r]);
+        }
+    }
+    if (k < K) {
+        const auto m = V::first(K - k);
+        reg w[WR];
+        for (int c = 0; c < WR; ++c) w[c] = V::load(b + c * ldb + k, m);
+        for (int r = 0; r < XR; ++r) {
+            const reg x = V::load(a + r * lda + k, m);
+            for (int c = 0; c < WR; ++c) acc[c][r] = V::fma(x, w[c], acc[c][r]);
+        }
+    }
+    for (int c = 0; c < WR; ++c) Hsums<T>::template run<XR>(acc[c], out[c]);
+}
+
+// Tile shape of dots_tile: 8 x 3 (24 accumulators + 3 + 1 of 32 registers); 4 x 2 where there
+// are 16.
+template <class T>
+constexpr int kTileXR = Simd<T>::MR >= 14 ? 8 : 4;
+template <class T>
+constexpr int kTileWR = Simd<T>::MR >= 14 ? 3 : 2;
+
 }  // namespace gemm_detail
 }  // namespace GD_NS
 }  // namespace gd
