@@ -272,3 +272,30 @@ def test_gemm_repeated_calls_reuse_buffers_and_agree(isa, rng):
         else:
             first[(M, N, K)] = got
             _assert_close(got, *_reference(a, b, False, True), K, np.float32)
+
+
+def _at_offset(m: np.ndarray, offset: int) -> np.ndarray:
+    """A C-contiguous copy of m whose data starts `offset` bytes past a 64-byte boundary."""
+    buf = np.empty(m.nbytes + 128, dtype=np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset
+    out = buf[start:start + m.nbytes].view(m.dtype).reshape(m.shape)
+    out[...] = m
+    assert out.ctypes.data % 64 == offset
+    return out
+
+
+@pytest.mark.parametrize(("ta", "tb"), TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize(
+    ("M", "N", "K"), [(13, 40, 300), (32, 70, 784), (45, 33, 200)], ids=["rows", "rows2", "packed"]
+)
+def test_gemm_bits_do_not_depend_on_operand_addresses(isa, float_dtype, rng, M, N, K, ta, tb):
+    """The same product of operands placed on and off the 64-byte grid (NumPy aligns to 16 bytes;
+    the row-dot path copies a misaligned op(A) onto the grid) gives the same bits."""
+    a, b = _operands(rng, M, N, K, ta, tb, float_dtype)
+    results = []
+    for off_a, off_b in [(0, 0), (16, 0), (0, 48), (32, 16)]:
+        got = _core.gemm(_at_offset(a, off_a), _at_offset(b, off_b), trans_a=ta, trans_b=tb)
+        results.append(got)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+    _assert_close(results[0], *_reference(a, b, ta, tb), K, float_dtype)
