@@ -303,26 +303,33 @@ void gemm_dots(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda
                int64_t ldb, T beta, T* C, int64_t ldc, bool relu) {
     constexpr int64_t XR = gemm_detail::kTileXR<T>, WR = gemm_detail::kTileWR<T>;
     constexpr int64_t kLine = 64 / int64_t(sizeof(T));
-    // A's rows are read kTileWR / (kTileXR + kTileWR) of the loads: on rows off the 64-byte grid
-    // (NumPy aligns to 16 bytes) every vector load would span two cache lines (32 x 256 x 784
-    // went 1.30x -> 1.03x the blocked path); a copy of A on the grid costs M K values
-    if (reinterpret_cast<uintptr_t>(A) % 64 != 0 || (lda * int64_t(sizeof(T))) % 64 != 0) {
-        const int64_t ld = ceil_div(K, kLine) * kLine;
-        T* copy = scratch<T>(0, M * ld);
-        for (int64_t i = 0; i < M; ++i) std::copy(A + i * lda, A + i * lda + K, copy + i * ld);
-        A = copy;
-        lda = ld;
-    }
     const int64_t flops = 2 * M * N * K;
     const int64_t nt = threads_for(flops);
     const int64_t chunk = nt > 1 ? ceil_div(ceil_div(N, nt), WR) * WR : N;
+    const int64_t nchunks = ceil_div(N, chunk);
+    // A's rows are 8 of every 11 loads: on rows off the 64-byte grid (NumPy aligns to 16 bytes)
+    // each would span two cache lines (32 x 256 x 784 went 1.30x -> 1.03x the blocked path).
+    // Then each task copies every kTileXR rows of A onto the grid, into its own buffer, right
+    // before it uses them (in L1; a copy shared by the threads cost 16 us of 62 on 2 threads).
+    const bool copy = reinterpret_cast<uintptr_t>(A) % 64 != 0 ||
+                      (lda * int64_t(sizeof(T))) % 64 != 0;
+    const int64_t ld = copy ? ceil_div(K, kLine) * kLine : lda;
+    std::vector<T*> bufs(static_cast<size_t>(copy ? nchunks : 0));
+    for (size_t t = 0; t < bufs.size(); ++t) bufs[t] = scratch<T>(2 * t, XR * ld);
     parallel_chunks(N, chunk, nt > 1 ? flops : 0, [&](int64_t j0, int64_t j1) {
         alignas(64) T sums[WR][8];
         for (int64_t i0 = 0; i0 < M; i0 += XR) {
             const int64_t xr = std::min(XR, M - i0);
+            const T* a = A + i0 * lda;
+            if (copy) {
+                T* buf = bufs[static_cast<size_t>(j0 / chunk)];
+                for (int64_t r = 0; r < xr; ++r)
+                    std::copy(a + r * lda, a + r * lda + K, buf + r * ld);
+                a = buf;
+            }
             for (int64_t j = j0; j < j1; j += WR) {
                 const int64_t wr = std::min(WR, j1 - j);
-                tile_fn<T>(xr, wr)(K, A + i0 * lda, lda, B + j * ldb, ldb, sums);
+                tile_fn<T>(xr, wr)(K, a, ld, B + j * ldb, ldb, sums);
                 for (int64_t r = 0; r < xr; ++r) {
                     T* c = C + (i0 + r) * ldc + j;
                     for (int64_t q = 0; q < wr; ++q) {
