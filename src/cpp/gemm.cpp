@@ -26,11 +26,14 @@
 // along K, else row sweeps into an L1 accumulator); a short M (<= 42 rows on AVX-512, 24 on the
 // others) with op(B) = B packs nothing: the micro-kernel reads A's rows and B's rows in place, in
 // K blocks of 96 (packing B would cost about as much as the product). The first K block applies
-// beta, later ones add.
+// beta, later ones add. A short M with op(B) = B^T (M <= 48, or 16 on 16-register ISAs, and
+// K >= 16 M: a Linear forward at a small batch) packs nothing either: each C element is the dot
+// product of a row of A and a row of B (gemm_dots, gemm/dots.hpp).
 //
 // Determinism: every C element is a chain of FMAs over k in increasing order inside each K block,
-// the blocks added in order; the K blocking and the choice of path depend only on the problem
-// size, never on the thread count, and threads split M or N only (what is packed, how N is
+// the blocks added in order (on the row-dot path: one chain per lane, then a fixed reduction);
+// the K blocking and the choice of path depend only on the problem size, never on the thread
+// count or the operands' addresses, and threads split M or N only (what is packed, how N is
 // blocked and which tile an element lies in do not change its arithmetic). So results are
 // bitwise identical for any number of threads.
 #include "gemm.hpp"

@@ -1,5 +1,6 @@
 // The dot products of a batch-1 linear layer, shared by gemm.cpp (matrix-vector products) and
-// optim.cpp (the same products over rows that take a deferred SGD update as they are read).
+// optim.cpp (the same products over rows that take a deferred SGD update as they are read); and
+// below, the tiles of rows-by-rows products for a short batch (dots_tile).
 //
 // x (K), ROWS rows -> dot(row r, x) for each r, handed to done(r, sum). Each dot: four vector
 // accumulators over k (k / L mod 4 picks one: a row streams 4L contiguous values per step), the
