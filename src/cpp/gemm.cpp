@@ -261,6 +261,17 @@ void outer(bool ta, bool tb, int64_t M, int64_t N, T alpha, const T* A, int64_t 
     });
 }
 
+// C[i, j] = max(C[i, j], 0) as Relu::forward writes it (NaN stays NaN, -0 becomes +0), for an
+// m x n block.
+template <class T>
+void relu_block(T* C, int64_t m, int64_t n, int64_t ldc) {
+    for (int64_t i = 0; i < m; ++i) {
+        T* c = C + i * ldc;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) c[j] = c[j] <= T(0) ? T(0) : c[j];
+    }
+}
+
 // Short M with op(A) = A and op(B) = B^T (a Linear forward at a small batch: x (M, K) times
 // W (N, K) transposed): each C element is the dot product of two rows contiguous along K, so
 // nothing is packed. Tiles of kTileXR rows of A (in L1) by kTileWR rows of B (streamed from L2),
@@ -314,18 +325,18 @@ void gemm_dots(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda
     // each would span two cache lines (32 x 256 x 784 went 1.30x -> 1.03x the blocked path).
     // Then each task copies every kTileXR rows of A onto the grid, into its own buffer, right
     // before it uses them (in L1; a copy shared by the threads cost 16 us of 62 on 2 threads).
+    // (task t's buffer: XR rows of ld values at bufs + t XR ld, whole cache lines apart)
     const bool copy = reinterpret_cast<uintptr_t>(A) % 64 != 0 ||
                       (lda * int64_t(sizeof(T))) % 64 != 0;
     const int64_t ld = copy ? ceil_div(K, kLine) * kLine : lda;
-    std::vector<T*> bufs(static_cast<size_t>(copy ? nchunks : 0));
-    for (size_t t = 0; t < bufs.size(); ++t) bufs[t] = scratch<T>(2 * t, XR * ld);
+    T* const bufs = copy ? scratch<T>(0, nchunks * XR * ld) : nullptr;
     parallel_chunks(N, chunk, nt > 1 ? flops : 0, [&](int64_t j0, int64_t j1) {
         alignas(64) T sums[WR][8];
         for (int64_t i0 = 0; i0 < M; i0 += XR) {
             const int64_t xr = std::min(XR, M - i0);
             const T* a = A + i0 * lda;
             if (copy) {
-                T* buf = bufs[static_cast<size_t>(j0 / chunk)];
+                T* buf = bufs + j0 / chunk * XR * ld;
                 for (int64_t r = 0; r < xr; ++r)
                     std::copy(a + r * lda, a + r * lda + K, buf + r * ld);
                 a = buf;
@@ -333,13 +344,11 @@ void gemm_dots(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda
             for (int64_t j = j0; j < j1; j += WR) {
                 const int64_t wr = std::min(WR, j1 - j);
                 tile_fn<T>(xr, wr)(K, a, ld, B + j * ldb, ldb, sums);
-                for (int64_t r = 0; r < xr; ++r) {
-                    T* c = C + (i0 + r) * ldc + j;
-                    for (int64_t q = 0; q < wr; ++q) {
-                        store_scalar(c + q, sums[q][r], alpha, beta);
-                        if (relu) c[q] = c[q] <= T(0) ? T(0) : c[q];  // as relu_block
-                    }
-                }
+                T* c = C + i0 * ldc + j;
+                for (int64_t r = 0; r < xr; ++r)
+                    for (int64_t q = 0; q < wr; ++q)
+                        store_scalar(c + r * ldc + q, sums[q][r], alpha, beta);
+                if (relu) relu_block(c, xr, wr, ldc);
             }
         }
     });
@@ -462,23 +471,12 @@ void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
     }
 }
 
-// C[i, j] = max(C[i, j], 0) as Relu::forward writes it (NaN stays NaN, -0 becomes +0), for an
-// m x n block.
-template <class T>
-void relu_block(T* C, int64_t m, int64_t n, int64_t ldc) {
-    for (int64_t i = 0; i < m; ++i) {
-        T* c = C + i * ldc;
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) c[j] = c[j] <= T(0) ? T(0) : c[j];
-    }
-}
-
 // The blocked product on up to num_threads() threads: C is cut into one slab per thread, of whole
 // micro-panels, along N (op(A), when packed, is then packed by every thread; it is the smaller
-// operand when M <= N) or along M (op(B) packed by every thread). Each thread runs gemm_serial on its slab with
-// its own buffers: one parallel region, no barrier inside, so a thread that the OS preempts
-// delays only its own slab. The K blocking is the same for every slab. With relu, each thread
-// applies relu_block to its slab right after computing it (gemm_relu).
+// operand when M <= N) or along M (op(B) packed by every thread). Each thread runs gemm_serial on
+// its slab with its own buffers: one parallel region, no barrier inside, so a thread that the OS
+// preempts delays only its own slab. The K blocking is the same for every slab. With relu, each
+// thread applies relu_block to its slab right after computing it (gemm_relu).
 template <class T>
 void gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                   int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
