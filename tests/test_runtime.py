@@ -147,6 +147,57 @@ def test_kernel_unsupported_graddesc_isa_is_import_error():
         assert proc.stdout.startswith("ImportError:") and "not supported by this CPU" in proc.stdout
 
 
+# GRADDESC_CPU_LACKS makes the CPU look as if it lacked the named ISAs, so the refusal paths run
+# on every machine, not only on one that really lacks AVX-512. The table of a refused ISA must
+# never be built: building it runs instructions of that ISA (a SIGILL on a CPU without them).
+_REFUSALS = """
+    import graddesc._core as c
+    print("isa", c.isa(), "best", c.best_isa())
+    print("supports", *[int(c.cpu_supports(n)) for n in c.ISAS])
+    for name in c.ISAS:
+        try:
+            c.set_isa(name)
+            print("set", name, "ok")
+        except ValueError as e:
+            print("set", name, "refused:", e)
+    print("built", *sorted(c._tables_built()))
+    """
+
+
+@pytest.mark.parametrize(
+    "lacks, visible",
+    [("avx512", ["avx2", "baseline"]), ("avx2", ["baseline"]), ("avx2,avx512", ["baseline"])],
+)
+def test_kernel_refused_isa_table_is_never_built(lacks, visible):
+    visible = [n for n in visible if n in SUPPORTED_ISAS]
+    proc = _run_python(_REFUSALS, GRADDESC_CPU_LACKS=lacks, GRADDESC_ISA=None)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"isa {visible[0]} best {visible[0]}"
+    assert lines[1] == "supports " + " ".join(str(int(n in visible)) for n in _core.ISAS)
+    for name, line in zip(_core.ISAS, lines[2:5]):
+        if name in visible:
+            assert line == f"set {name} ok"
+        else:
+            assert line == f"set {name} refused: set_isa: '{name}' is not supported by this CPU"
+    assert lines[5] == "built " + " ".join(sorted(visible))
+
+
+@pytest.mark.parametrize("lacks", ["avx512", "avx2"])
+def test_kernel_graddesc_isa_of_a_lacking_cpu_is_import_error(lacks):
+    # The user on an AVX2-only CPU who sets GRADDESC_ISA=avx512: a clear ImportError, no crash.
+    proc = _run_python(_IMPORT_AND_REPORT, GRADDESC_CPU_LACKS=lacks, GRADDESC_ISA=lacks)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.strip()
+    assert out.startswith(f"ImportError: GRADDESC_ISA='{lacks}' is not supported by this CPU"), out
+
+
+def test_kernel_only_the_selected_table_is_built():
+    proc = _run_python(_REFUSALS.split("for name")[0] + "print('built', *c._tables_built())\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"built {_core.best_isa()}"
+
+
 # ------------------------------------------------------------------------------------- threads
 
 

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
@@ -33,27 +36,96 @@ void after_fork_in_child() {
 [[maybe_unused]] const int g_fork_handler = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
 #endif
 
-const Kernels* table_for(const char* name) {
-    if (std::strcmp(name, "avx512") == 0) return &kernels_avx512();
-    if (std::strcmp(name, "avx2") == 0) return &kernels_avx2();
-    if (std::strcmp(name, "baseline") == 0) return &kernels_baseline();
-    return nullptr;
+// Bit i set once the table of kIsaNames[i] has been built (tests check that a table the CPU
+// can't run is never built: building it runs code compiled for its ISA).
+std::atomic<unsigned> g_tables_built{0};
+
+constexpr const char* kIsaNames[] = {"avx512", "avx2", "baseline"};
+
+int isa_index(const char* name) {
+    for (int i = 0; i < 3; ++i)
+        if (std::strcmp(name, kIsaNames[i]) == 0) return i;
+    return -1;
+}
+
+// Only called after cpu_supports_isa(name): kernels_<isa>() runs code compiled for that ISA.
+const Kernels* table_for(int index) {
+    g_tables_built.fetch_or(1u << index);
+    switch (index) {
+        case 0: return &kernels_avx512();
+        case 1: return &kernels_avx2();
+        default: return &kernels_baseline();
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+struct CpuFeatures {
+    bool avx2 = false, fma = false, f16c = false, bmi2 = false;
+    bool avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false;
+    bool os_ymm = false;  // the OS saves and restores YMM state (XCR0 bits 1, 2)
+    bool os_zmm = false;  // ... and the AVX-512 opmask and ZMM state (XCR0 bits 5, 6, 7)
+};
+
+// CPUID leaves 1 and 7 for the instructions, XGETBV for what the OS has enabled: a CPU that
+// has AVX-512 under an OS (or hypervisor) that does not save ZMM state must not run it.
+CpuFeatures read_cpu_features() {
+    CpuFeatures f;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const bool osxsave = (c >> 27) & 1u;
+    const bool avx = (c >> 28) & 1u;
+    f.fma = (c >> 12) & 1u;
+    f.f16c = (c >> 29) & 1u;
+    if (osxsave && avx) {
+        unsigned lo = 0, hi = 0;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        f.os_ymm = (lo & 0x6u) == 0x6u;
+        f.os_zmm = f.os_ymm && (lo & 0xe0u) == 0xe0u;
+    }
+    if (__get_cpuid_max(0, nullptr) >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        f.avx2 = (b >> 5) & 1u;
+        f.bmi2 = (b >> 8) & 1u;
+        f.avx512f = (b >> 16) & 1u;
+        f.avx512dq = (b >> 17) & 1u;
+        f.avx512bw = (b >> 30) & 1u;
+        f.avx512vl = (b >> 31) & 1u;
+    }
+    return f;
+}
+#endif
+
+// GRADDESC_CPU_LACKS="avx512[,avx2]": treat those instruction sets as missing, as on a CPU
+// without them (how the tests reach the refusal paths on a CPU that has everything).
+bool hidden_by_env(const char* name) {
+    const char* env = std::getenv("GRADDESC_CPU_LACKS");
+    if (env == nullptr) return false;
+    const std::string list(env), want(name);
+    size_t start = 0;
+    while (start <= list.size()) {
+        size_t end = list.find(',', start);
+        if (end == std::string::npos) end = list.size();
+        if (list.compare(start, end - start, want) == 0) return true;
+        start = end + 1;
+    }
+    return false;
 }
 
 }  // namespace
 
 bool cpu_supports_isa(const char* name) {
+    const int index = isa_index(name);
+    if (index < 0) return false;
+    if (index == 2) return true;  // baseline: what the compiler targets by default
+    if (hidden_by_env(name) || hidden_by_env("avx2")) return false;  // AVX-512 implies AVX2
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (std::strcmp(name, "avx512") == 0)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (std::strcmp(name, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+    static const CpuFeatures f = read_cpu_features();
+    const bool avx2 = f.os_ymm && f.avx2 && f.fma && f.f16c && f.bmi2;
+    if (index == 1) return avx2;
+    return avx2 && f.os_zmm && f.avx512f && f.avx512dq && f.avx512bw && f.avx512vl;
+#else
+    return false;
 #endif
-    return std::strcmp(name, "baseline") == 0;
 }
 
 const char* best_isa() {
@@ -63,11 +135,13 @@ const char* best_isa() {
 }
 
 bool select_isa(const char* name) {
-    const Kernels* k = table_for(name);
-    if (k == nullptr || !cpu_supports_isa(name)) return false;
-    g_active.store(k);
+    // The CPUID check comes first: building another ISA's table executes its instructions.
+    if (!cpu_supports_isa(name)) return false;
+    g_active.store(table_for(isa_index(name)));
     return true;
 }
+
+unsigned tables_built() { return g_tables_built.load(); }
 
 const Kernels& active_kernels() {
     const Kernels* k = g_active.load(std::memory_order_relaxed);

@@ -103,5 +103,7 @@ inline const KernelTable<double>& kernels<double>() { return active_kernels().f6
 bool select_isa(const char* name);
 bool cpu_supports_isa(const char* name);
 const char* best_isa();
+// Bit i: the table of ISAS[i] (avx512, avx2, baseline) has been built in this process.
+unsigned tables_built();
 
 }  // namespace gd

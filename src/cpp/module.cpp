@@ -46,6 +46,13 @@ PYBIND11_MODULE(_core, m) {
     m.def("best_isa", [] { return std::string(best_isa()); }, "The best instruction set this CPU supports.");
     m.def("cpu_supports", [](const std::string& name) { return cpu_supports_isa(name.c_str()); },
           py::arg("name"), "Whether this CPU can run the kernels built for `name`.");
+    m.def("_tables_built", [] {
+            py::list out;
+            const char* names[] = {"avx512", "avx2", "baseline"};
+            for (int i = 0; i < 3; ++i)
+                if (tables_built() & (1u << i)) out.append(names[i]);
+            return out;
+        }, "ISAs whose kernel tables were built (run) in this process; for tests.");
     m.def("set_isa", [](const std::string& name) {
             if (name != "avx512" && name != "avx2" && name != "baseline")
                 throw py::value_error("set_isa: name must be one of avx512, avx2, baseline, got '" + name + "'");
