@@ -335,11 +335,18 @@ def test_version_counter_shared_by_views():
     np.testing.assert_array_equal(x.numpy(), [0, 1, 1, 0])
 
 
-def test_inplace_on_view_of_grad_tensor_raises():
+def test_inplace_on_view_of_a_leaf_that_requires_grad_raises():
+    x = r(4)
+    with pytest.raises(RuntimeError, match="a view of a leaf Variable that requires grad"):
+        x[1:3].add_(1.0)
+
+
+def test_inplace_on_view_of_grad_tensor_rewrites_the_base_history():
     x = r(4)
     y = x * 1.0
-    with pytest.raises(RuntimeError, match="view"):
-        y[1:3].add_(1.0)
+    y[1:3].mul_(3.0)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1, 3, 3, 1])
 
 
 def test_setitem_differentiable():

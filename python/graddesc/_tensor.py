@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import numbers
+import weakref
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -159,6 +160,11 @@ def _shape_args(size: Sequence[Any], fn: str) -> tuple:
     return tuple(shape)
 
 
+def _compose(first: Any, second: Any) -> Any:
+    """x -> second(first(x)): the view function of a view of a view."""
+    return lambda a: second(first(a))
+
+
 class Size(tuple):
     """A tensor's shape: a tuple, printed like torch.Size."""
 
@@ -175,8 +181,13 @@ class Size(tuple):
 class Tensor:
     """An n-d array of float32 (default), float64, int64 or bool that can record gradients."""
 
+    # _base: the tensor whose memory this one views (shares its version counter), or None.
+    # _vinfo: for a differentiable view (made by a view op), (root, fn): `root` is the first
+    #   tensor of the chain of view ops that made it, `fn` maps an array shaped like root to this
+    #   view of it. An in-place op on the root or on any of its views rewrites the history of the
+    #   root and of every live view (_views, weak references kept on the root), as PyTorch does.
     __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_base",
-                 "_leaf_edge", "__weakref__")
+                 "_leaf_edge", "_vinfo", "_views", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to our reflected operators
 
     def __init__(self, data: Any = (), *, dtype: Any = None, requires_grad: bool = False) -> None:
@@ -199,6 +210,8 @@ class Tensor:
         self._vc = [0]
         self._base = None
         self._leaf_edge = None
+        self._vinfo = None
+        self._views = None
 
     @staticmethod
     def _make(data: np.ndarray, requires_grad: bool = False) -> Tensor:
@@ -212,13 +225,33 @@ class Tensor:
         t._vc = [0]
         t._base = None
         t._leaf_edge = None
+        t._vinfo = None
+        t._views = None
         return t
 
-    def _view_of(self, data: np.ndarray) -> Tensor:
-        """A tensor on `data`, a view of self's memory: shares the version counter."""
+    def _view_of(self, data: np.ndarray, fn: Any = None) -> Tensor:
+        """A tensor on `data`, a view of self's memory: shares the version counter. `fn`, given
+        by view ops, maps an array shaped like self to `data`'s view of it (`fn(self._data)` is
+        `data`); it makes the result a differentiable view (see _vinfo). detach() gives none."""
         t = Tensor._make(data)
         t._vc = self._vc
         t._base = self._base if self._base is not None else self
+        if fn is not None:
+            info = self._vinfo
+            if info is None:
+                root = self
+            else:
+                root, parent = info
+                fn = _compose(parent, fn)
+            t._vinfo = (root, fn)
+            views = root._views
+            if views is None:
+                root._views = [weakref.ref(t)]
+            else:
+                n = len(views)
+                if n >= 64 and n & (n - 1) == 0:  # drop the dead ones at 64, 128, 256, ...
+                    views[:] = [r for r in views if r() is not None]
+                views.append(weakref.ref(t))
         return t
 
     def _shallow(self) -> Tensor:
@@ -499,15 +532,28 @@ class Tensor:
             if self.grad_fn is None and self.requires_grad:
                 raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
                                    "in-place operation.")
-            if self._base is not None and (self.requires_grad or self._base.requires_grad):
-                raise RuntimeError(f"{op}: in-place modification of a view of a tensor that "
-                                   "requires grad is not supported; use the out-of-place op")
+            info = self._vinfo
+            if info is not None:
+                root = info[0]
+                if root.grad_fn is None and root.requires_grad:
+                    raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is "
+                                       "being used in an in-place operation.")
+                if root.requires_grad and not self.requires_grad:
+                    raise RuntimeError(f"{op}: a view was created in no_grad mode and is being "
+                                       "modified in place with grad mode enabled; this use is "
+                                       "ambiguous and not allowed (clone() the view, or modify "
+                                       "it under no_grad)")
+            elif self._base is not None and self.requires_grad:
+                raise RuntimeError(f"{op}: in-place modification of a tensor that shares memory "
+                                   "with another one on the graph is not supported; use the "
+                                   "out-of-place op")
         if not self._data.flags.writeable:
             raise RuntimeError(f"{op}: the tensor's memory is read-only (an expanded or "
                                "broadcast view); clone() it first")
 
     def _inplace_result(self, res: Tensor, op: str) -> Tensor:
-        """Writes res into self's memory; if res is on the graph, self takes its place there."""
+        """Writes res into self's memory; if res is on the graph, self takes its place there
+        (and when self is a view, its root and every view of the root get their new history)."""
         if res._data.shape != self._data.shape:
             raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
                                f"broadcast shape {tuple(res.shape)}")
@@ -519,11 +565,16 @@ class Tensor:
         np.copyto(self._data, res._data, casting="unsafe")
         _cs.inplace_write(f"Tensor.{op}")
         self._vc[0] += 1
-        if res.grad_fn is not None:
-            self.grad_fn = res.grad_fn
-            self._output_nr = res._output_nr
-            self.requires_grad = True
-            # Saved references to `res` now mean this tensor's current value.
+        if self._vinfo is None and self._views is None:
+            if res.grad_fn is not None:  # the usual case, without the call
+                self.grad_fn = res.grad_fn
+                self._output_nr = res._output_nr
+                self.requires_grad = True
+            elif self.grad_fn is not None and grad_mode.is_grad_enabled():
+                self.grad_fn = None
+                self.requires_grad = False
+        elif grad_mode.is_grad_enabled():
+            _shape.rebase_history(self, res)
         return self
 
     def add_(self, other: Any, alpha: Any = 1) -> Tensor:
@@ -544,7 +595,9 @@ class Tensor:
         if not self.requires_grad and not _any_requires_grad(other) or \
                 not grad_mode.is_grad_enabled():
             return self._fast_inplace(np.multiply, _value(other), "mul_")
-        return self._inplace_result(_ew.mul(self, other), "mul_")
+        # mul saves self for other's gradient: it must keep the value from before the write
+        src = _shape.clone(self) if _any_requires_grad(other) else self
+        return self._inplace_result(_ew.mul(src, other), "mul_")
 
     def div_(self, other: Any) -> Tensor:
         self._check_inplace("div_")
@@ -554,7 +607,8 @@ class Tensor:
                 raise RuntimeError("div_: result type float can't be cast to the integer "
                                    "tensor's dtype")
             return self._fast_inplace(np.divide, _value(other), "div_")
-        return self._inplace_result(_ew.div(self, other), "div_")
+        # div saves its numerator: a copy keeps the value from before the write
+        return self._inplace_result(_ew.div(_shape.clone(self), other), "div_")
 
     def _fast_inplace(self, ufunc: Any, other: Any, op: str) -> Tensor:
         try:
@@ -574,9 +628,8 @@ class Tensor:
         self._data[...] = _value(value)
         _cs.inplace_write("Tensor.fill_")
         self._vc[0] += 1
-        if self.grad_fn is not None and grad_mode.is_grad_enabled():
-            self.grad_fn = None
-            self.requires_grad = False
+        if grad_mode.is_grad_enabled():
+            _shape.rebase_history(self, None)
         return self
 
     def copy_(self, src: Any) -> Tensor:
@@ -594,12 +647,15 @@ class Tensor:
             raise RuntimeError(f"copy_: {e}") from None
         _cs.inplace_write("Tensor.copy_")
         self._vc[0] += 1
+        if grad_mode.is_grad_enabled():  # the values no longer depend on the old history
+            _shape.rebase_history(self, None)
         return self
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
         self._check_inplace("clamp_")
         if self.requires_grad and grad_mode.is_grad_enabled():
-            return self._inplace_result(_ew.clamp(self, min, max), "clamp_")
+            # clamp saves its input for the mask: a copy keeps the value from before the write
+            return self._inplace_result(_ew.clamp(_shape.clone(self), min, max), "clamp_")
         res = _ew.clamp(self.detach(), min, max)
         if res._data.shape != self._data.shape:  # bounds that broadcast to a larger shape
             raise RuntimeError(f"clamp_: output with shape {tuple(self.shape)} doesn't match the "

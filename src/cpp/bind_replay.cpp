@@ -210,6 +210,8 @@ class FastReplay {
         off_nr_ = slot_offset(tt, "_output_nr");
         off_base_ = slot_offset(tt, "_base");
         off_edge_ = slot_offset(tt, "_leaf_edge");
+        off_vinfo_ = slot_offset(tt, "_vinfo");
+        off_views_ = slot_offset(tt, "_views");
         // new_tensor fills exactly these fields (those of Tensor._make): refuse a Tensor that
         // has grown another one
         py::tuple slots = tensor_type.attr("__slots__");
@@ -217,7 +219,7 @@ class FastReplay {
             const std::string n = h.cast<std::string>();
             if (n != "_data" && n != "requires_grad" && n != "_grad" && n != "grad_fn" &&
                 n != "_output_nr" && n != "_vc" && n != "_base" && n != "_leaf_edge" &&
-                n != "__weakref__")
+                n != "_vinfo" && n != "_views" && n != "__weakref__")
                 throw std::runtime_error("FastReplay: Tensor has a slot it does not know: " + n);
         }
         zero_ = py::int_(0);
@@ -618,6 +620,8 @@ class FastReplay {
         field(t, off_vc_) = vc;  // (owned)
         set(off_base_, Py_None);
         set(off_edge_, Py_None);
+        set(off_vinfo_, Py_None);
+        set(off_views_, Py_None);
         return t;
     }
 
@@ -657,7 +661,7 @@ class FastReplay {
     ReplayCount* replays_ = nullptr;
     bool grad_enabled_;
     Py_ssize_t off_data_ = 0, off_rg_ = 0, off_grad_ = 0, off_vc_ = 0, off_fn_ = 0, off_nr_ = 0,
-               off_base_ = 0, off_edge_ = 0;
+               off_base_ = 0, off_edge_ = 0, off_vinfo_ = 0, off_views_ = 0;
     py::object zero_;
     std::vector<Input> inputs_;
     std::vector<std::pair<uintptr_t, uintptr_t>> ranges_;  // Program::ranges()

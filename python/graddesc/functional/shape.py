@@ -15,8 +15,8 @@ from graddesc._tensor import Tensor, _norm_dim, _value
 from graddesc.autograd.function import Function
 
 
-def _view_out(x: Tensor, data: np.ndarray) -> Tensor:
-    return x._view_of(data) if np.shares_memory(data, x._data) else Tensor._make(data)
+def _view_out(x: Tensor, data: np.ndarray, fn: Any) -> Tensor:
+    return x._view_of(data, fn) if np.shares_memory(data, x._data) else Tensor._make(data)
 
 
 def _resolve_shape(shape: Sequence[Any], numel: int, op: str) -> tuple:
@@ -62,8 +62,8 @@ class Reshape(Function):
                 raise RuntimeError("view size is not compatible with input tensor's size and "
                                    "stride (at least one dimension spans across two contiguous "
                                    "subspaces). Use .reshape(...) instead.") from None
-            return x._view_of(v)
-        return _view_out(x, a.reshape(shape))
+            return x._view_of(v, lambda b: b.reshape(shape))
+        return _view_out(x, a.reshape(shape), lambda b: b.reshape(shape))
 
     @staticmethod
     def backward(ctx, g):
@@ -104,7 +104,7 @@ class Permute(Function):
     @staticmethod
     def forward(ctx, x, perm):
         ctx.inv = tuple(np.argsort(perm))
-        return x._view_of(np.transpose(x._data, perm))
+        return x._view_of(np.transpose(x._data, perm), lambda b: np.transpose(b, perm))
 
     @staticmethod
     def backward(ctx, g):
@@ -150,7 +150,7 @@ class Expand(Function):
         except ValueError:
             raise RuntimeError(f"expand: the expanded size {list(shape)} is not compatible with "
                                f"the tensor's shape {list(x._data.shape)}") from None
-        return x._view_of(out)
+        return x._view_of(out, lambda b: np.broadcast_to(b, shape))
 
     @staticmethod
     def backward(ctx, g):
@@ -245,7 +245,7 @@ class Index(Function):
                              f"{tuple(x.shape)}: {e}") from None
         ctx.idx = idx
         if basic:
-            return x._view_of(out)
+            return x._view_of(out, lambda b: b[idx])
         return Tensor._make(np.asarray(out))
 
     @staticmethod
@@ -300,6 +300,107 @@ class IndexPut(Function):
 
 def index_put(x: Tensor, index: Any, value: Any) -> Tensor:
     return IndexPut.apply(x, np_index(index), value)
+
+
+# ---- views after in-place ops -------------------------------------------------------------
+# An in-place op on a tensor rewrites its history, and that of the tensors that view its memory
+# (PyTorch's view + in-place semantics). The view's elements are found through its view function
+# (Tensor._vinfo) applied to an array of element numbers shaped like the root: `positions`. The
+# backward passes below gather and scatter with those numbers, so they hold for any chain of
+# views (slices, transposes, reshapes, broadcasts) whatever the root's memory layout.
+class ViewPositions:
+    """The element numbers (C order in a root of `shape`) of the view that `fn` takes, computed
+    on first use (only a backward needs them) and kept."""
+
+    __slots__ = ("shape", "fn", "_pos")
+
+    def __init__(self, shape: tuple, fn: Any) -> None:
+        self.shape, self.fn, self._pos = shape, fn, None
+
+    def get(self) -> np.ndarray:
+        if self._pos is None:
+            n = 1
+            for d in self.shape:
+                n *= d
+            self._pos = np.asarray(self.fn(np.arange(n, dtype=np.int64).reshape(self.shape)))
+        return self._pos
+
+
+class ViewGather(Function):
+    """A view of x (the root): x.flat[pos]. Gives a regenerated view its history (forward
+    returns `data`, the view's own memory, when given)."""
+
+    @staticmethod
+    def forward(ctx, x, pos, data=None):
+        ctx.pos, ctx.shape = pos, x._data.shape
+        if data is not None:
+            return Tensor._make(data)
+        return Tensor._make(np.ascontiguousarray(x._data).reshape(-1)[pos.get()])
+
+    @staticmethod
+    def backward(ctx, g):
+        return ViewScatter.apply(g, ctx.pos, ctx.shape), None, None
+
+
+class ViewScatter(Function):
+    """Zeros of `shape` with g added at the view's elements (a broadcast view adds repeats)."""
+
+    @staticmethod
+    def forward(ctx, g, pos, shape):
+        ctx.pos = pos
+        p = pos.get()
+        n = 1
+        for d in shape:
+            n *= d
+        dt = g._data.dtype
+        gd_ = np.broadcast_to(g._data, p.shape)
+        if _has_repeats(p):
+            out = np.bincount(p.reshape(-1), weights=gd_.reshape(-1).astype(np.float64),
+                              minlength=n).astype(dt)
+        else:
+            out = np.zeros(n, dtype=dt)
+            out[p.reshape(-1)] = gd_.reshape(-1)
+        return Tensor._make(out.reshape(shape))
+
+    @staticmethod
+    def backward(ctx, gg):
+        return ViewGather.apply(gg, ctx.pos), None, None
+
+
+def _has_repeats(pos: np.ndarray) -> bool:
+    # only a broadcast (a zero stride over a dim longer than 1) repeats an element
+    return any(st == 0 and n > 1 for st, n in zip(pos.strides, pos.shape))
+
+
+class ViewFill(Function):
+    """g with the view's elements set to zero: what an overwritten region passes back."""
+
+    @staticmethod
+    def forward(ctx, g, pos):
+        ctx.pos = pos
+        out = np.array(g._data, order="C", copy=True)
+        out.reshape(-1)[pos.get().reshape(-1)] = 0
+        return Tensor._make(out)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return ViewFill.apply(gg, ctx.pos), None
+
+
+class CopySlices(Function):
+    """The root after an in-place op on one of its views wrote `value` into the view's elements:
+    the gradient of the old root is g outside the view, that of `value` is g inside it."""
+
+    @staticmethod
+    def forward(ctx, root, value, pos):
+        ctx.pos = pos
+        return Tensor._make(root._data)  # the op already wrote the root's memory
+
+    @staticmethod
+    def backward(ctx, g):
+        groot = ViewFill.apply(g, ctx.pos) if ctx.needs_input_grad[0] else None
+        gval = ViewGather.apply(g, ctx.pos) if ctx.needs_input_grad[1] else None
+        return groot, gval, None
 
 
 # ---- joining ----------------------------------------------------------------------------
@@ -428,3 +529,43 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     if chunks <= 0:
         raise RuntimeError("chunk expects `chunks` to be greater than 0")
     return split(x, max(size, 1), d) if n else (x,)
+
+
+def rebase_history(t: Tensor, res: Any) -> None:
+    """After an in-place op wrote `res` (a Tensor, or None for a constant) into t's memory (in
+    grad mode): t takes res's place on the graph. When t is a view, its root takes the place of
+    CopySlices(old root, res), and every live view of the root gets its history anew."""
+    info = t._vinfo
+    if info is not None:
+        root, fn = info
+        value = res if res is not None and res.requires_grad else None
+        if value is None and not root.requires_grad:
+            return
+        out = CopySlices.apply(root, value, ViewPositions(root._data.shape, fn))
+        root.grad_fn, root._output_nr, root.requires_grad = out.grad_fn, 0, True
+        regenerate_views(root)
+        return
+    if res is not None and res.grad_fn is not None:
+        t.grad_fn, t._output_nr, t.requires_grad = res.grad_fn, res._output_nr, True
+    elif t.grad_fn is not None:  # overwritten with values that carry no gradient
+        t.grad_fn, t.requires_grad = None, False
+    else:
+        return
+    if t._views:
+        regenerate_views(t)
+
+
+def regenerate_views(root: Tensor) -> None:
+    """Gives every live view of root a history that reads root's current one."""
+    live = []
+    for ref in root._views:
+        v = ref()
+        if v is None:
+            continue
+        live.append(ref)
+        if root.requires_grad:
+            out = ViewGather.apply(root, ViewPositions(root._data.shape, v._vinfo[1]), v._data)
+            v.grad_fn, v._output_nr, v.requires_grad = out.grad_fn, 0, True
+        else:
+            v.grad_fn, v.requires_grad = None, False
+    root._views = live
