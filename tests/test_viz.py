@@ -79,6 +79,10 @@ def test_save_dot_and_render(tmp_path):
         assert f.read() == g.dot
     with pytest.raises(ValueError, match="extension"):
         g.save(str(tmp_path / "g.xyz"))
+    # a dot in a folder name is no extension: a name without one gets the DOT text
+    (tmp_path / "runs.v2").mkdir()
+    g.save(str(tmp_path / "runs.v2" / "graph"))
+    assert (tmp_path / "runs.v2" / "graph").read_text(encoding="utf-8") == g.dot
     if shutil.which("dot") is None:
         with pytest.raises(RuntimeError, match="graphviz"):
             g.svg()

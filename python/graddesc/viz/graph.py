@@ -11,6 +11,7 @@ With a model given, each of its child modules can be collapsed into one function
 from __future__ import annotations
 
 import html
+import os
 import shutil
 import subprocess
 from typing import Any, Optional
@@ -49,7 +50,8 @@ class Graph:
 
     def save(self, path: str) -> str:
         """Writes .dot (always possible), or .svg/.png/.pdf (needs Graphviz); returns path."""
-        ext = path.rsplit(".", 1)[-1].lower() if "." in path else "dot"
+        # splitext: a dot in a folder name ("runs.v2/graph") is no extension
+        ext = os.path.splitext(path)[1][1:].lower() or "dot"
         if ext in ("dot", "gv"):
             with open(path, "w", encoding="utf-8") as f:
                 f.write(self.dot)
