@@ -281,3 +281,27 @@ def test_draw_svg_renders_with_dot_and_reports_its_failure(tmp_path):
     assert res.returncode == 1
     assert error_line(res) == "graddesc draw: error: dot failed: syntax error in line 3"
     assert not (tmp_path / "h.svg").exists()
+
+
+def test_overflowing_update_is_caught_before_the_checkpoint(tmp_path):
+    # full batch: one step per epoch, and the step with lr 1e300 overflows the float32 weights.
+    # No loss is ever evaluated at those weights within the epoch; the run must still stop
+    # before saving them or reporting an accuracy computed from them
+    from graddesc import cli
+
+    res = run("train", "--batch-size", "full", "--lr", "1e300", "--epochs", "2", "--quiet",
+              "--out", "r", cwd=str(tmp_path))
+    assert res.returncode == 1
+    line = error_line(res)
+    m = re.fullmatch(r"graddesc train: error: training diverged: the parameters are not finite "
+                     r"after step 1 \(epoch 1, last loss ([0-9.]+)\); try a smaller --lr \(it "
+                     r"was 1e\+300\); nothing was saved, so the run folder r was removed", line)
+    assert m, line
+    assert not (tmp_path / "r").exists() and "test accuracy" not in res.stdout
+    # the loss named is step 1's: the initial network's (seed 0) on the whole training set
+    Xtr, ytr, _, _ = cli._load_data("digits", 0)
+    gd.manual_seed(0)
+    net = cli.make_network(64, (64, 32), 10)
+    with gd.no_grad():
+        expect = gd.nn.CrossEntropyLoss()(net(Xtr), ytr).item()
+    assert abs(float(m.group(1)) - expect) <= 1e-5 * expect
