@@ -220,6 +220,17 @@ def test_kernel_set_num_threads_rejects_non_positive(threads, n):
     assert _core.get_num_threads() == 3
 
 
+@pytest.mark.parametrize("n", [-(2 ** 31) - 1, -1, 0, 2 ** 31, 10 ** 30])
+def test_set_num_threads_rejects_out_of_range_with_value_error(threads, n):
+    threads(3)
+    limit = "at most 2147483647" if n > 0 else ">= 1"
+    with pytest.raises(ValueError, match=rf"set_num_threads: n must be {limit}, got {n}"):
+        graddesc.set_num_threads(n)
+    assert graddesc.get_num_threads() == 3
+    graddesc.set_num_threads(2 ** 31 - 1)  # the largest count is accepted
+    assert graddesc.get_num_threads() == 2 ** 31 - 1
+
+
 def test_kernel_set_num_threads_rejects_non_int():
     with pytest.raises(TypeError):
         _core.set_num_threads(2.5)

@@ -53,10 +53,11 @@ def test_expanded_graph_shows_every_op_and_gradient_norms():
     loss.backward()
     w = model[3].weight
     expect = float(np.linalg.norm(w.grad.numpy()))
-    ids = dict(re.findall(r'(n\d+) \[label="([^"]*)"', g.dot))
-    wid = {v: k for k, v in ids.items()}["3.weight (3, 5)"]
-    m = re.search(wid + r' -> n\d+ \[label="\|g\|=([0-9.e+-]+)"\]', g.dot)
-    assert m and abs(float(m.group(1)) - expect) <= 5e-3 * expect  # printed to 3 digits
+    nodes, edges = _parse_dot(g.dot)
+    (wid,) = [i for i, lab in nodes.items() if lab[0] == "3.weight (3, 5)"]
+    (label,) = [lab for (a, _), lab in edges.items() if a == wid]
+    assert _close(_norm_of(label), expect)  # the weight's only use: its share is all of .grad
+    assert _close(_norm_of(nodes[wid][1]), expect)
 
 
 def test_draw_graph_without_model_and_errors():
@@ -78,6 +79,10 @@ def test_save_dot_and_render(tmp_path):
         assert f.read() == g.dot
     with pytest.raises(ValueError, match="extension"):
         g.save(str(tmp_path / "g.xyz"))
+    # a dot in a folder name is no extension: a name without one gets the DOT text
+    (tmp_path / "runs.v2").mkdir()
+    g.save(str(tmp_path / "runs.v2" / "graph"))
+    assert (tmp_path / "runs.v2" / "graph").read_text(encoding="utf-8") == g.dot
     if shutil.which("dot") is None:
         with pytest.raises(RuntimeError, match="graphviz"):
             g.svg()
@@ -105,3 +110,80 @@ def test_plots_write_files(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def _parse_dot(dot: str) -> tuple:
+    """({node id: label lines}, {(a, b): edge label}) of a drawn graph."""
+    nodes = {i: lab.split("\\n") for i, lab in re.findall(r'(n\d+) \[label="([^"]*)", ', dot)}
+    edges = {(a, b): lab for a, b, lab in
+             re.findall(r'(n\d+) -> (n\d+)(?: \[label="([^"]*)"\])?;', dot)}
+    return nodes, edges
+
+
+def _norm_of(label: str) -> float:
+    m = re.fullmatch(r"\|g\|=([0-9.e+-]+)", label)
+    assert m, label
+    return float(m.group(1))
+
+
+def _close(printed: float, exact: float) -> bool:
+    return abs(printed - exact) <= 5e-3 * abs(exact)  # printed to 3 significant digits
+
+
+def test_fan_out_edges_carry_their_own_share_and_the_variable_the_sum():
+    # z = 2w feeds tanh and z * z: by the chain rule its consumers contribute 1 - tanh(z)^2 and
+    # 2z to dC/dz, and the variable z gets their sum (the lecture's fan-out rule)
+    w_np = np.array([0.3, -1.2, 2.0])
+    w = gd.tensor(w_np, requires_grad=True)
+    z = w * 2
+    cost = z.tanh().sum() + (z * z).sum()
+    nodes, edges = _parse_dot(viz.draw_graph(cost, show_grads=True).dot)
+    z_np = 2 * w_np
+    share_tanh, share_square = 1 - np.tanh(z_np) ** 2, 2 * z_np
+    total = share_tanh + share_square
+    tanh = next(i for i, lab in nodes.items() if lab == ["Tanh"])
+    (zid,) = [a for a, b in edges if b == tanh]
+    assert nodes[zid][0] == "z (3)"
+    out = {b: lab for (a, b), lab in edges.items() if a == zid}
+    assert len(out) == 2
+    (square,) = set(out) - {tanh}
+    assert nodes[square] == ["Mul"]
+    assert _close(_norm_of(out[tanh]), np.linalg.norm(share_tanh))
+    assert _close(_norm_of(out[square]), np.linalg.norm(share_square))
+    assert _close(_norm_of(nodes[zid][1]), np.linalg.norm(total))
+    # the norms differ enough that a share printed as the total would fail the checks above
+    assert not _close(np.linalg.norm(total), np.linalg.norm(share_square))
+    # the leaf w: one consumer (w * 2), whose share is the whole of dC/dw = 2 dC/dz
+    (wid,) = [i for i, lab in nodes.items() if lab[0] == "w (3)"]
+    (wedge,) = [lab for (a, _), lab in edges.items() if a == wid]
+    assert _close(_norm_of(wedge), np.linalg.norm(2 * total))
+    assert _close(_norm_of(nodes[wid][1]), np.linalg.norm(2 * total))
+
+
+def test_tied_weight_edges_carry_each_blocks_share():
+    # one Parameter used by two Linear blocks; the oracle is the same network with two separate
+    # (equal) weights: their gradients are the two uses' contributions to dC/dW
+    def net(tied: bool):
+        gd.manual_seed(1)
+        model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3))
+        if tied:
+            model[2].weight = model[0].weight
+        else:
+            with gd.no_grad():
+                model[2].weight.copy_(model[0].weight)
+        x = gd.randn(5, 3)
+        y = gd.tensor([0, 2, 1, 1, 0])
+        return model, nn.CrossEntropyLoss()(model(x), y)
+
+    untied, loss = net(tied=False)
+    loss.backward()
+    share0, share2 = untied[0].weight.grad.numpy(), untied[2].weight.grad.numpy()
+    model, loss = net(tied=True)
+    nodes, edges = _parse_dot(viz.draw_graph(loss, model=model, show_grads=True).dot)
+    inv = {lab[0]: i for i, lab in nodes.items()}
+    wid = inv["0.weight (3, 3)"]
+    assert _close(_norm_of(edges[(wid, inv["0: Linear"])]), np.linalg.norm(share0))
+    assert _close(_norm_of(edges[(wid, inv["2: Linear"])]), np.linalg.norm(share2))
+    assert _close(_norm_of(nodes[wid][1]), np.linalg.norm(share0 + share2))
+    assert not _close(np.linalg.norm(share0 + share2), np.linalg.norm(share2))
+    assert all(p.grad is None for p in model.parameters())

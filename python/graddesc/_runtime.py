@@ -13,7 +13,7 @@ def set_num_threads(n: int) -> None:
     """Sets how many threads a parallel kernel may use (results do not depend on it).
 
     Raises:
-        TypeError: n is not an int. ValueError: n < 1.
+        TypeError: n is not an int. ValueError: n < 1 or n > 2**31 - 1.
         RuntimeError: n > 1 in a process forked (os.fork, multiprocessing's 'fork' start
             method) after graddesc's OpenMP threads had started in the parent: OpenMP can't
             start threads in such a child (GNU libgomp would hang), so its kernels run on one
@@ -22,6 +22,11 @@ def set_num_threads(n: int) -> None:
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    # the kernel takes a C int: out-of-range counts get this message, not a binding's TypeError
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    if n > 2 ** 31 - 1:
+        raise ValueError(f"set_num_threads: n must be at most 2147483647, got {n}")
     _core.set_num_threads(n)
 
 

@@ -9,7 +9,9 @@ demo, config.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shutil
 import sys
 import time
 from typing import Any, Optional
@@ -17,8 +19,13 @@ from typing import Any, Optional
 import numpy as np
 
 import graddesc as gd
+from graddesc.training import NonFiniteLossError
 
 OPTIMIZERS = ("sgd", "gd", "adam", "zeroth")
+GRAPH_FORMATS = ("dot", "gv", "svg", "png", "pdf")
+MAX_THREADS = 2 ** 31 - 1  # set_num_threads takes a C int
+# manual_seed reduces a seed modulo 2**64: a larger one would silently repeat a smaller one's run
+MAX_SEED = 2 ** 64 - 1
 
 
 def _positive_int(text: str) -> int:
@@ -28,6 +35,24 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _thread_count(text: str) -> int:
+    v = _positive_int(text)
+    if v > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected a thread count from 1 to {MAX_THREADS}, "
+                                         f"got {v}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**64-1, got {v}")
     return v
 
 
@@ -48,12 +73,18 @@ def _batch_size(text: str) -> Any:
 
 
 def _hidden(text: str) -> tuple:
+    parts = text.split(",")
+    # an empty entry ("64,,32", "64,") is most likely a typo for a missing size: refuse it
+    # rather than train a network the user did not ask for
+    if any(not s.strip() for s in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 64,32, got "
+                                         f"{text!r} (an empty size)")
     try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+        sizes = tuple(int(s) for s in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 64,32, got "
                                          f"{text!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
+    if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
     return sizes
 
@@ -69,19 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(t)
 
     b = sub.add_parser("bench", help="a short benchmark table against NumPy (and PyTorch)")
-    b.add_argument("--threads", type=_positive_int, default=1)
+    b.add_argument("--threads", type=_thread_count, default=1)
 
     d = sub.add_parser("draw", help="draw the block diagram of the network (DOT/SVG)")
     d.add_argument("--hidden", type=_hidden, default=(64, 32))
-    d.add_argument("--out", default="graph.dot", help="output .dot or .svg path")
+    d.add_argument("--out", default="graph.dot",
+                   help="output path: .dot, or .svg/.png/.pdf (these need Graphviz's dot)")
 
     m = sub.add_parser("demo", help="lecture demos")
     m.add_argument("name", choices=["sgd-vs-gd", "zeroth-order", "preconditioned",
                                     "actor-critic"])
     m.add_argument("--out", default=None, help="output folder (default runs/demo-<name>)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=_seed, default=0)
 
-    sub.add_parser("config", help="print the build and runtime configuration")
+    c = sub.add_parser("config", help="print the build and runtime configuration")
+    # each subcommand reports errors under its own name ("graddesc train: error: ...")
+    for sp in (t, b, d, m, c):
+        sp.set_defaults(command_parser=sp)
     return p
 
 
@@ -91,11 +126,12 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
                    help="hidden layer sizes, comma-separated (default 64,32)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     t.add_argument("--lr", type=_positive_float, default=None)
-    t.add_argument("--batch-size", type=_batch_size, default=32,
-                   help="minibatch size; 1 is SGD, 'full' is full-batch gradient descent")
+    t.add_argument("--batch-size", type=_batch_size, default=None,
+                   help="minibatch size (default 32); 1 is SGD, 'full' is full-batch gradient "
+                        "descent")
     t.add_argument("--epochs", type=_positive_int, default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=_positive_int, default=None)
+    t.add_argument("--seed", type=_seed, default=0)
+    t.add_argument("--threads", type=_thread_count, default=None)
     t.add_argument("--out", default=None, help="run folder (default runs/<date>-<time>)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
@@ -109,6 +145,29 @@ def make_network(n_in: int, hidden: tuple, n_out: int) -> Any:
         width = h
     layers.append(gd.nn.Linear(width, n_out))
     return gd.nn.Sequential(*layers)
+
+
+def _physical_memory() -> Optional[int]:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on this platform
+        return None
+
+
+def _check_network_fits(parser: argparse.ArgumentParser, n_in: int, hidden: tuple,
+                        n_out: int) -> None:
+    """Refuses (parser.error) a network whose float32 weights, gradients and two optimizer
+    states would not fit in this machine's memory: allocating it would fail with NumPy's
+    errors, or succeed lazily and end with the kernel's OOM killer."""
+    widths = (n_in, *hidden, n_out)
+    n_params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    need = 4 * 4 * n_params
+    mem = _physical_memory()
+    if mem is not None and need > mem:
+        parser.error(f"argument --hidden: the {'-'.join(map(str, widths))} network has "
+                     f"{n_params:.3g} parameters and needs about {need / 2**30:.3g} GiB for "
+                     f"them, their gradients and optimizer state; this machine has "
+                     f"{mem / 2**30:.3g} GiB")
 
 
 def _accuracy(model: Any, X: Any, y: Any) -> float:
@@ -137,25 +196,92 @@ def _make_optimizer(name: str, params: list, lr: Optional[float]) -> Any:
                                 num_samples=4, eps=1e-2)
 
 
+class _DivergedError(Exception):
+    """Training produced a non-finite loss or parameters; the message says where."""
+
+
+class _RunError(Exception):
+    """A failure to report as one line `graddesc <command>: error: ...` with exit status 1."""
+
+
+def _make_out_dir(parser: argparse.ArgumentParser, path: str) -> Optional[str]:
+    """Creates the output folder `path` (and missing parents) or exits through parser.error.
+    Returns the outermost folder this created (None if `path` existed), so that a run that
+    ends up writing nothing can remove what it created."""
+    if not path:
+        parser.error("argument --out: expected a folder path, got ''")
+    if os.path.exists(path) and not os.path.isdir(path):
+        parser.error(f"argument --out: {path!r} exists and is not a folder")
+    top = None
+    p = os.path.abspath(path)
+    while not os.path.lexists(p):
+        top, p = p, os.path.dirname(p)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        parser.error(f"argument --out: cannot create the folder {path!r}: {e.strerror or e}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        parser.error(f"argument --out: the folder {path!r} is not writable")
+    return top
+
+
+def _remove_created(path: str, top: Optional[str]) -> bool:
+    """Removes the empty folders from `path` up to `top` (what _make_out_dir created);
+    returns True when `path` is gone."""
+    if top is None:
+        return False
+    p = os.path.abspath(path)
+    while True:
+        try:
+            os.rmdir(p)
+        except OSError:
+            return not os.path.exists(path)
+        if p == top:
+            return True
+        p = os.path.dirname(p)
+
+
+def _finite_params(model: Any) -> bool:
+    return all(np.isfinite(p._data).all() for p in model.parameters())
+
+
 def train(args: argparse.Namespace) -> int:
     """Trains, prints one line per epoch and the final test accuracy, writes a run folder."""
+    parser = args.command_parser
+    full = args.optimizer == "gd" or args.batch_size == "full"
+    if args.optimizer == "gd" and args.batch_size not in (None, "full"):
+        # the batch size would be ignored: refuse instead of training something else
+        parser.error(f"argument --batch-size: --optimizer gd is full-batch gradient descent; "
+                     f"use --batch-size full or leave it out (got {args.batch_size})")
+    out_dir = args.out if args.out is not None else os.path.join(
+        "runs", time.strftime("%Y%m%d-%H%M%S"))
+    created = _make_out_dir(parser, out_dir)
+    try:
+        return _train(args, out_dir, created, full)
+    except BaseException:
+        _remove_created(out_dir, created)  # (only empty folders: a run's files stay)
+        raise
+
+
+def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full: bool) -> int:
+    parser = args.command_parser
     if args.threads is not None:
         gd.set_num_threads(args.threads)
     gd.manual_seed(args.seed)
     Xtr, ytr, Xte, yte = _load_data(args.data, args.seed)
     n_in, n_classes = int(np.prod(Xtr.shape[1:])), int(ytr.numpy().max()) + 1
+    _check_network_fits(parser, n_in, args.hidden, n_classes)
     model = make_network(n_in, args.hidden, n_classes)
     loss_fn = gd.nn.CrossEntropyLoss()
     opt = _make_optimizer(args.optimizer, list(model.parameters()), args.lr)
-    full = args.optimizer == "gd" or args.batch_size == "full"
-    bs = len(ytr) if full else args.batch_size
+    lr = opt.param_groups[0]["lr"]
+    bs = len(ytr) if full else (args.batch_size or 32)
     gen = gd.Generator().manual_seed(args.seed)
     loader = gd.data.DataLoader(gd.data.TensorDataset(Xtr, ytr), batch_size=bs, shuffle=True,
                                 generator=gen)
     epochs = args.epochs if args.epochs is not None else (200 if full else 40)
-    out_dir = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out_dir, exist_ok=True)
     ckpt = os.path.join(out_dir, "checkpoint.npz")
+    saved_epoch = 0
     say = (lambda *a: None) if args.quiet else print
     say(f"graddesc {gd.__version__} ({gd.config()['isa']}, {gd.get_num_threads()} threads): "
         f"{args.data}, {len(ytr)} train / {len(yte)} test, net {n_in}-"
@@ -171,12 +297,22 @@ def train(args: argparse.Namespace) -> int:
         for epoch in range(1, epochs + 1):
             bar.set_description(f"epoch {epoch}/{epochs}")
             if args.optimizer == "zeroth":
-                hist_loss = _zeroth_epoch(model, loss_fn, loader, opt, bar)
+                hist_loss = _zeroth_epoch(model, loss_fn, loader, opt, bar, losses, epoch)
             else:
-                h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=False, compile=True,
-                           callback=lambda _h: bar.update(1))
+                try:
+                    h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=False,
+                               compile=True, callback=lambda _h: bar.update(1))
+                except NonFiniteLossError as e:
+                    losses += e.history.loss
+                    raise _DivergedError(f"the loss is {e.loss} at step {len(losses) + 1} (epoch "
+                                    f"{epoch})") from None
                 hist_loss = h.loss
             losses += hist_loss
+            if not _finite_params(model):
+                # a finite loss followed by an update that overflowed: the next loss would be
+                # NaN; stop here so that no checkpoint or accuracy comes from such parameters
+                raise _DivergedError(f"the parameters are not finite after step {len(losses)} "
+                                f"(epoch {epoch}, last loss {hist_loss[-1]:.6g})")
             tr_acc, te_acc = _accuracy(model, Xtr, ytr), _accuracy(model, Xte, yte)
             bar.set_postfix(loss=f"{np.mean(hist_loss):.4f}", test_acc=f"{te_acc:.3f}")
             if not args.quiet:
@@ -185,10 +321,17 @@ def train(args: argparse.Namespace) -> int:
                           file=sys.stdout)
             gd.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "epoch": epoch}, ckpt)
+            saved_epoch = epoch
     except KeyboardInterrupt:
         bar.close()
-        print(f"\ninterrupted; the last checkpoint is {ckpt}", file=sys.stderr)
+        print(f"\ninterrupted; {_what_is_left(out_dir, created, saved_epoch, losses)}",
+              file=sys.stderr)
         return 130
+    except _DivergedError as e:
+        bar.close()
+        parser.exit(1, f"{parser.prog}: error: training diverged: {e}; try a smaller --lr "
+                       f"(it was {lr:g}); {_what_is_left(out_dir, created, saved_epoch, losses)}"
+                       f"\n")
     bar.close()
     seconds = time.perf_counter() - t0
     acc = _accuracy(model, Xte, yte)
@@ -198,13 +341,31 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _zeroth_epoch(model: Any, loss_fn: Any, loader: Any, opt: Any, bar: Any) -> list:
-    out = []
+def _what_is_left(out_dir: str, created: Optional[str], saved_epoch: int, losses: list) -> str:
+    """After a stopped run: keeps the folder when it holds a checkpoint (and writes the losses
+    so far beside it), else removes the folder if this run created it; says which."""
+    if saved_epoch:
+        np.savetxt(os.path.join(out_dir, "loss.txt"), np.asarray(losses), fmt="%.6g")
+        steps = "step 1" if len(losses) == 1 else f"steps 1-{len(losses)}"
+        return (f"{out_dir} keeps the checkpoint of epoch {saved_epoch} and the loss of {steps} "
+                "(loss.txt)")
+    if _remove_created(out_dir, created):
+        return f"nothing was saved, so the run folder {out_dir} was removed"
+    return f"nothing was saved in {out_dir}"
+
+
+def _zeroth_epoch(model: Any, loss_fn: Any, loader: Any, opt: Any, bar: Any, losses: list,
+                  epoch: int) -> list:
+    out: list = []
     for x, y in loader:
         def closure(x: Any = x, y: Any = y) -> Any:
             with gd.no_grad():
                 return loss_fn(model(x), y)
-        out.append(float(opt.step(closure)))
+        value = float(opt.step(closure))
+        if not math.isfinite(value):
+            losses += out
+            raise _DivergedError(f"the loss is {value} at step {len(losses) + 1} (epoch {epoch})")
+        out.append(value)
         bar.update(1)
     return out
 
@@ -237,13 +398,49 @@ def config(_: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[list] = None) -> int:
-    """Runs the command line; returns the exit code."""
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
-        argv = ["train"] + argv
-    args = parser.parse_args(argv)
+def draw(args: argparse.Namespace) -> int:
+    """Writes the block diagram of the network that `train --hidden ...` would build."""
+    from graddesc import viz
+
+    parser = args.command_parser
+    out = args.out
+    stem, ext = os.path.splitext(out)
+    ext = ext[1:].lower() or "dot"  # no extension: DOT text
+    if ext not in GRAPH_FORMATS:
+        parser.error(f"argument --out: unsupported extension .{ext} (use .dot, .svg, .png or "
+                     ".pdf)")
+    if not out:
+        parser.error("argument --out: expected a file name, got ''")
+    if os.path.isdir(out):
+        parser.error(f"argument --out: {out!r} is a folder, not a file name")
+    parent = os.path.dirname(out) or "."
+    if not os.path.isdir(parent):
+        parser.error(f"argument --out: the folder {parent!r} does not exist")
+    _check_network_fits(parser, 64, args.hidden, 10)
+    model = make_network(64, args.hidden, 10)
+    X = gd.zeros(2, 64)
+    g = viz.draw_graph(gd.nn.CrossEntropyLoss()(model(X), gd.tensor([0, 1])), model=model)
+    if ext in ("dot", "gv"):
+        g.save(out)
+        print(f"wrote {out}")
+        return 0
+    if shutil.which("dot") is None:
+        # the DOT text is still useful: Graphviz (or an online viewer) can render it later
+        dot_path = stem + ".dot"
+        g.save(dot_path)
+        print(f"wrote {dot_path}")
+        raise _RunError(f"{out} needs Graphviz's 'dot' program, which is not installed "
+                      "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz); "
+                      f"wrote the DOT text to {dot_path} instead")
+    try:
+        g.save(out)
+    except RuntimeError as e:  # dot ran and failed
+        raise _RunError(str(e).replace("\n", " ")) from None
+    print(f"wrote {out}")
+    return 0
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "train":
         return train(args)
     if args.command == "config":
@@ -253,17 +450,42 @@ def main(argv: Optional[list] = None) -> int:
 
         return _bench.main(args)
     if args.command == "draw":
-        from graddesc import viz
-
-        model = make_network(64, args.hidden, 10)
-        X = gd.zeros(2, 64)
-        g = viz.draw_graph(gd.nn.CrossEntropyLoss()(model(X), gd.tensor([0, 1])), model=model)
-        g.save(args.out)
-        print(f"wrote {args.out}")
-        return 0
+        return draw(args)
     if args.command == "demo":
         from graddesc import demos
 
-        return demos.run(args)
+        if args.out is None:
+            args.out = os.path.join("runs", f"demo-{args.name}")
+        # create (or refuse) the folder before the demo runs, not after
+        created = _make_out_dir(args.command_parser, args.out)
+        try:
+            return demos.run(args)
+        except BaseException:
+            _remove_created(args.out, created)  # (only empty folders)
+            raise
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Runs the command line; returns the exit code. Errors end with one line
+    `graddesc <command>: error: ...` on stderr: exit status 2 for bad arguments, 1 for a run that
+    failed (diverged, out of memory, a file that could not be written), 130 when interrupted."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["train"] + argv
+    args = parser.parse_args(argv)
+    sub = getattr(args, "command_parser", parser)
+    try:
+        return _run(parser, args)
+    except _RunError as e:
+        sub.exit(1, f"{sub.prog}: error: {e}\n")
+    except MemoryError as e:
+        sub.exit(1, f"{sub.prog}: error: out of memory: {e or 'an allocation failed'}\n")
+    except OSError as e:  # a file that could not be written or read (disk full, permissions)
+        where = f": {e.filename}" if e.filename else ""
+        sub.exit(1, f"{sub.prog}: error: {e.strerror or e}{where}\n")
+    except KeyboardInterrupt:
+        sub.exit(130, f"\n{sub.prog}: interrupted\n")
+    return 1

@@ -11,6 +11,7 @@ With a model given, each of its child modules can be collapsed into one function
 from __future__ import annotations
 
 import html
+import os
 import shutil
 import subprocess
 from typing import Any, Optional
@@ -49,7 +50,8 @@ class Graph:
 
     def save(self, path: str) -> str:
         """Writes .dot (always possible), or .svg/.png/.pdf (needs Graphviz); returns path."""
-        ext = path.rsplit(".", 1)[-1].lower() if "." in path else "dot"
+        # splitext: a dot in a folder name ("runs.v2/graph") is no extension
+        ext = os.path.splitext(path)[1][1:].lower() or "dot"
         if ext in ("dot", "gv"):
             with open(path, "w", encoding="utf-8") as f:
                 f.write(self.dot)
@@ -97,8 +99,10 @@ def draw_graph(output: Tensor, model: Any = None, collapse: Optional[bool] = Non
             be collapsed into single blocks.
         collapse: draw each child module of `model` as one function block (default: True when
             a model is given); False expands every op.
-        show_grads: label each edge with the norm of the gradient flowing back along it (runs a
-            backward pass that leaves .grad untouched).
+        show_grads: label each edge with the norm of the gradient flowing back along it, that
+            is its consumer's share of dC/dz, and each variable z with the norm of its total
+            dC/dz, the sum of the shares of all its consumers (the fan-out rule). Runs a backward
+            pass that leaves .grad untouched.
         max_nodes: refuse graphs larger than this (ValueError), to keep the drawing readable.
     """
     if not isinstance(output, Tensor):
@@ -132,9 +136,10 @@ def draw_graph(output: Tensor, model: Any = None, collapse: Optional[bool] = Non
             if e is not None:
                 stack.append(e[0])
 
-    grads: dict = {}
+    shares: dict = {}
+    totals: dict = {}
     if show_grads:
-        grads = _edge_gradients(output, order)
+        shares, totals = _edge_gradients(output)
 
     def block_of(n: Any) -> Any:
         """The collapsed block a function node belongs to: (key, label) or None."""
@@ -165,21 +170,28 @@ def draw_graph(output: Tensor, model: Any = None, collapse: Optional[bool] = Non
 
     declared: set = set()
 
-    def declare(key: Any, label: str, kind: str) -> str:
+    def declare(key: Any, label: str, kind: str, grad: Any = None) -> str:
         i = nid(key)
         if i not in declared:
             declared.add(i)
-            lines.append(f'  {i} [label="{html.escape(label, quote=True)}", {_STYLE[kind]}];')
+            text = html.escape(label, quote=True)
+            if grad is not None:
+                text += "\\n" + _norm_label(grad)  # DOT's line break
+            lines.append(f'  {i} [label="{text}", {_STYLE[kind]}];')
         return i
 
-    edges: set = set()
+    # (a, b) -> the gradient along the drawn edge a -> b, or None. Several graph edges can map
+    # to one drawn edge (a variable used twice inside one collapsed block, or twice by one op as
+    # in z * z): the drawn edge carries the sum of their shares
+    edges: dict = {}
 
-    def edge(a: str, b: str, label: str = "") -> None:
-        if a == b or (a, b) in edges:
+    def edge(a: str, b: str, grad: Any = None) -> None:
+        if a == b:
             return
-        edges.add((a, b))
-        extra = f' [label="{label}"]' if label else ""
-        lines.append(f"  {a} -> {b}{extra};")
+        if (a, b) not in edges or edges[(a, b)] is None:
+            edges[(a, b)] = grad
+        elif grad is not None:
+            edges[(a, b)] = edges[(a, b)] + grad
 
     is_cost = output.numel() == 1
 
@@ -199,7 +211,7 @@ def draw_graph(output: Tensor, model: Any = None, collapse: Optional[bool] = Non
         """The computed variable that is output nr of node n."""
         meta = n._output_meta[nr] if getattr(n, "_output_meta", None) else None
         label = "z " + _shape(meta[0]) if meta else "z"
-        return declare(("var", id(n), nr), label, "computed")
+        return declare(("var", id(n), nr), label, "computed", totals.get((id(n), nr)))
 
     for n in order:
         if type(n) is AccumulateGrad:
@@ -218,36 +230,67 @@ def draw_graph(output: Tensor, model: Any = None, collapse: Optional[bool] = Non
             if type(child) is AccumulateGrad:
                 v = child.variable
                 label = names.get(id(v), "w") + " " + _shape(v.shape)
-                src = declare(("param", id(v)), label, "param" if v.is_leaf else "computed")
-                g = grads.get((id(child), 0))
-                edge(src, f, g)
+                src = declare(("param", id(v)), label, "param" if v.is_leaf else "computed",
+                              totals.get((id(child), 0)))
+                edge(src, f, shares.get((id(n), i)))
                 continue
             cblk = block_of(child)
             if cblk is not None and cblk == block_of(n):
                 continue  # inside one collapsed block
             src = var_id(child, nr)
             edge(fn_id(child), src)
-            edge(src, f, grads.get((id(child), nr), ""))
+            edge(src, f, shares.get((id(n), i)))
     if not is_cost:
         out = var_id(output.grad_fn, output._output_nr)
         edge(fn_id(output.grad_fn), out)
+    for (a, b), g in edges.items():
+        extra = f' [label="{_norm_label(g)}"]' if g is not None else ""
+        lines.append(f"  {a} -> {b}{extra};")
     lines.append("}")
     return Graph("\n".join(lines) + "\n")
 
 
-def _edge_gradients(output: Tensor, order: list) -> dict:
-    """{(id(node), output_nr): 'label'} with the norm of dC/d(that variable)."""
+def _norm_label(g: np.ndarray) -> str:
+    return f"|g|={float(np.linalg.norm(g)):.3g}"
+
+
+def _edge_gradients(output: Tensor) -> tuple:
+    """Backpropagates from `output` (seeded with ones) and returns (shares, totals):
+    shares[(id(node), i)] is the gradient that node's backward sends to its input i (that
+    consumer's contribution to dC/d(input)); totals[(id(node), nr)] is the summed dC/d(output nr
+    of node), what node's backward receives. Plain NumPy arrays; .grad and the graph stay as they
+    were. The engine only exposes the summed gradients, so the walk is done here: like the
+    engine's, each node runs once, after all its consumers."""
     from graddesc.autograd import engine
+    from graddesc.autograd.grad_mode import no_grad
 
-    leaves = [n.variable for n in order if type(n) is AccumulateGrad]
-    seen: dict = {}
-
-    def observe(node: Any, slots: dict) -> None:
-        for nr, g in slots.items():
-            seen[(id(node), nr)] = f"|g|={float(np.linalg.norm(g._data)):.3g}"
-
+    root = output.grad_fn
+    deps = engine._collect([root])
     seed = Tensor._make(np.ones(output._data.shape, dtype=output._data.dtype))
-    if leaves:
-        engine.run_backward([output], [seed], retain_graph=True, create_graph=False,
-                            inputs=leaves, allow_unused=True, observer=observe)
-    return seen
+    buffers: dict = {root: {output._output_nr: seed}}
+    shares: dict = {}
+    totals: dict = {}
+    ready = [root]
+    with no_grad():
+        while ready:
+            node = ready.pop()
+            slots = buffers.pop(node, {})
+            for nr, g in slots.items():
+                totals[(id(node), nr)] = g._data
+            if type(node) is AccumulateGrad:
+                continue
+            grads_in = engine._run_node(node, slots)
+            for i, e in enumerate(node.next_edges):
+                if e is None:
+                    continue
+                child, nr = e
+                g = grads_in[i]
+                if g is not None:
+                    g = engine._fit_to_input(g, node._input_meta[i], node, i)
+                    shares[(id(node), i)] = g._data
+                    cslots = buffers.setdefault(child, {})
+                    cslots[nr] = g if nr not in cslots else cslots[nr] + g
+                deps[child] -= 1
+                if deps[child] == 0:
+                    ready.append(child)
+    return shares, totals
