@@ -293,25 +293,39 @@ def test_kernel_cross_entropy_float32_close_to_float64(isa, rng):
     np.testing.assert_allclose(d32, d64, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("scale", [1e4, -1e4])
-def test_kernel_cross_entropy_large_logits_are_stable(isa, float_dtype, scale):
-    x = np.array([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [0.5, 1.0, -0.5], [1.0, 1.0, -1.0]]) * scale
+@pytest.mark.parametrize("scale", [1e4, -1e4, 1e6, -1e6])
+def test_kernel_cross_entropy_large_logits_are_stable(isa, float_dtype, scale, threads):
+    # rows with ties and near-ties: at 1e6 in float32 the second row of the last block is
+    # 1e6 - 10 * ulp-ish apart, where a softmax read through a rounded lse was visibly off
+    x = np.array([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [0.5, 1.0, -0.5], [1.0, 1.0, -1.0],
+                  [1.0, 1.0 - 1e-4, -1.0], [1.0, 0.99999, 0.99998]]) * scale
     x = x.astype(float_dtype)
-    target = np.array([0, 1, 2, 1], dtype=np.int64)
+    target = np.array([0, 1, 2, 1, 1, 2], dtype=np.int64)
     loss, lse = _core.cross_entropy_forward(x, target)
     assert np.all(np.isfinite(loss)) and np.all(np.isfinite(lse))
-    ref_loss, ref_lse = oracle_cross_entropy(x, target)
+    _, ref_lse = oracle_cross_entropy(x, target)
+    # the loss oracle in the shifted form (m - x_t) + log sum exp(x - m): lse - x_t would lose
+    # the oracle's own digits to cancellation at 1e6
+    x64 = x.astype(np.float64)
+    m = x64.max(axis=1)
+    ref_loss = (m - x64[np.arange(len(target)), target]) + np.log(
+        np.exp(x64 - m[:, None]).sum(axis=1))
     np.testing.assert_allclose(
         loss, ref_loss, rtol=_tol(float_dtype)["rtol"], atol=_tol(float_dtype)["atol"]
     )
     np.testing.assert_allclose(lse, ref_lse, rtol=_tol(float_dtype)["rtol"])
-    d = _core.cross_entropy_backward(np.array(1.0, dtype=float_dtype), x, lse, target)
-    assert np.all(np.isfinite(d))
-    # Backward reads softmax as exp(logits - lse) from the saved lse, which is rounded to the
-    # dtype: its probabilities carry a relative error up to eps * |lse| (6e-4 at 1e4 in float32).
+    runs = []
+    for n in (1, 2):
+        threads(n)
+        runs.append(_core.cross_entropy_backward(np.array(1.0, dtype=float_dtype), x, lse, target))
+    assert np.array_equal(runs[0], runs[1])
+    d = runs[0]
+    # the probabilities come from the max-shifted logits, so each is within a few ulps of the
+    # float64 oracle's (of the same rounded logits) whatever the logits' size, and rows sum to 0
     eps = np.finfo(float_dtype).eps
-    tol = {"rtol": 2 * eps * abs(scale), "atol": 2 * eps * abs(scale)}
-    np.testing.assert_allclose(d, oracle_cross_entropy_backward(1.0, x, target), **tol)
+    np.testing.assert_allclose(d, oracle_cross_entropy_backward(1.0, x, target), rtol=0,
+                               atol=4 * eps)
+    np.testing.assert_allclose(d.astype(np.float64).sum(axis=1), 0.0, rtol=0, atol=4 * eps)
 
 
 def test_kernel_cross_entropy_nan_propagates(isa, float_dtype, rng):
@@ -1022,6 +1036,72 @@ def test_op_cross_entropy_large_logits_are_stable(rng, name, scale):
     np.testing.assert_allclose(loss.item(), ref, rtol=1e-12)
     (h,) = gd.autograd.grad((g * g).sum(), z)
     assert np.all(np.isfinite(h.numpy()))
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e6])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_op_cross_entropy_large_logits_gradient_matches_float64_oracle(
+        rng, isa, threads, float_dtype, scale, reduction):
+    z0 = (scale * rng.standard_normal((16, 10))).astype(float_dtype)
+    z0[3] = z0[3, 0] + np.arange(10)  # a near-tie row: differences far below ulp(scale)
+    t = rng.integers(0, 10, 16)
+    t[5] = -100
+    grads = []
+    for n in (1, 2):
+        threads(n)
+        z = gd.tensor(z0, requires_grad=True)
+        assert z.detach().numpy().dtype == float_dtype
+        loss = F.cross_entropy(z, gd.tensor(t), reduction=reduction)
+        loss.sum().backward()
+        grads.append(z.grad.numpy())
+    np.testing.assert_array_equal(grads[0], grads[1])
+    keep = t != -100
+    want = oracle_cross_entropy_backward(1.0, z0.astype(np.float64), t)
+    if reduction == "mean":
+        want = want / keep.sum()
+    eps = np.finfo(z0.dtype).eps
+    np.testing.assert_allclose(grads[0], want, rtol=0, atol=4 * eps)
+    np.testing.assert_allclose(grads[0].astype(np.float64).sum(axis=1), 0.0, rtol=0,
+                               atol=8 * eps)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_op_cross_entropy_all_ignored_with_label_smoothing(rng, weighted, reduction):
+    # PyTorch: the mean over no valid target is NaN (0 / 0), the others 0; the gradient is 0
+    z = _leaf(rng, (3, 4))
+    t = gd.full((3,), -100, dtype=gd.int64)
+    w = gd.tensor([1.0, 2.0, 0.5, 1.5], dtype=gd.float64) if weighted else None
+    loss = F.cross_entropy(z, t, weight=w, reduction=reduction, label_smoothing=0.1)
+    if reduction == "mean":
+        assert np.isnan(loss.item())
+    else:
+        np.testing.assert_array_equal(loss.detach().numpy(), 0.0)
+    loss.sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy(), 0.0)
+
+
+def test_op_cross_entropy_ignored_and_smoothing_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    z0 = rng.standard_normal((5, 4))
+    w0 = np.array([1.0, 2.0, 0.5, 1.5])
+    for tv in ([-100] * 5, [-100, 1, -100, 3, 0], [2, -100, -100, -100, -100]):
+        for weight in (None, w0):
+            for reduction in REDUCTIONS:
+                kw = {"reduction": reduction, "label_smoothing": 0.2}
+                tz = torch.tensor(z0, requires_grad=True)
+                want = torch.nn.functional.cross_entropy(
+                    tz, torch.tensor(tv), weight=None if weight is None else
+                    torch.tensor(weight), **kw)
+                want.sum().backward()
+                z = gd.tensor(z0, requires_grad=True)
+                got = F.cross_entropy(z, gd.tensor(tv), weight=None if weight is None else
+                                      gd.tensor(weight), **kw)
+                got.sum().backward()
+                np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(),
+                                           rtol=1e-13, atol=1e-15)
+                np.testing.assert_allclose(z.grad.numpy(), tz.grad.numpy(), rtol=1e-12,
+                                           atol=1e-15)
 
 
 def test_op_cross_entropy_large_logits_float32(rng):

@@ -233,7 +233,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     if label_smoothing:
         logp = log_softmax(z, 1)
         w_all = weight.reshape(1, C) if weight is not None else 1.0
-        smooth = -red.sum(logp * w_all, 1) / C * valid
+        # ignored rows are selected away, not multiplied by 0 (PyTorch's masked_fill): a mean
+        # over no valid target is 0 / 0 = NaN, whose gradient NaN * 0 would be NaN, not 0
+        smooth = ew.where(Tensor._make(valid_np), -red.sum(logp * w_all, 1) / C,
+                          Tensor._make(np.zeros((), dtype=z._data.dtype)))
         loss = loss * (1 - label_smoothing) + smooth * label_smoothing
     if reduction == "none":
         return loss.reshape(out_shape)
