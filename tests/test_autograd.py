@@ -3,6 +3,8 @@ grad modes, custom Functions, autograd.grad with create_graph, gradcheck, detect
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -226,6 +228,114 @@ def test_custom_function_wrong_number_of_grads():
     out = Bad.apply(r(2), r(2, seed=1))
     with pytest.raises(RuntimeError, match="incorrect number of gradients"):
         out.sum().backward()
+
+
+def _returning(make_grad):
+    """A custom Function y = 2 x whose backward returns make_grad(g) instead of 2 g."""
+
+    class XBack(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return make_grad(g)
+
+    return XBack
+
+
+@pytest.mark.parametrize("make_grad, got", [
+    (lambda g: g.reshape(3, 2), "[3, 2]"),
+    (lambda g: g.reshape(6), "[6]"),
+    (lambda g: g[:1], "[1, 3]"),
+    (lambda g: g.sum(), "[]"),
+    (lambda g: g.reshape(2, 3, 1), "[2, 3, 1]"),
+])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_custom_function_gradient_of_wrong_shape_raises(make_grad, got, create_graph):
+    # PyTorch's rule: a gradient is summed down only when the input's shape broadcasts to it;
+    # any other shape raises (a (3, 2) gradient for a (2, 3) input was reshaped, rows scrambled)
+    x = r(2, 3)
+    y = _returning(make_grad).apply(x)
+    msg = ("Function XBackBackward returned an invalid gradient at index 0 - got " + got
+           + " but expected shape compatible with [2, 3]")
+    with pytest.raises(RuntimeError, match=re.escape(msg)):
+        y.sum().backward(create_graph=create_graph)
+    with pytest.raises(RuntimeError, match="invalid gradient at index 0"):
+        gd.autograd.grad(y.sum(), x)
+    assert x.grad is None
+
+
+def test_custom_function_gradient_reduced_or_cast_like_pytorch():
+    # a gradient the input's shape broadcasts to is summed over the broadcast axes; another
+    # dtype is cast to the input's (PyTorch does both)
+    x = r(2, 3)
+    ones = np.ones((2, 3))
+    cases = [
+        (lambda g: g.expand(4, 2, 3), 4 * ones),
+        (lambda g: g.reshape(1, 2, 3), ones),
+        (lambda g: g.float() * 3.0, 3 * ones),
+        (lambda g: gd.ones(2, 3, dtype=gd.int64), ones),
+        (lambda g: gd.ones(2, 3, dtype=gd.bool), ones),
+    ]
+    for make_grad, want in cases:
+        x.grad = None
+        _returning(make_grad).apply(x).sum().backward()
+        assert x.grad.dtype == gd.float64 and x.grad.shape == (2, 3)
+        np.testing.assert_array_equal(x.grad.numpy(), want)
+    x1 = r(1, 3)
+    _returning(lambda g: g.expand(5, 3)).apply(x1).sum().backward()
+    np.testing.assert_array_equal(x1.grad.numpy(), np.full((1, 3), 5.0))
+
+
+def test_custom_function_wrong_shape_matches_torch():
+    torch = pytest.importorskip("torch")
+
+    class TBack(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return g.reshape(3, 2)
+
+    with pytest.raises(RuntimeError) as want:
+        TBack.apply(torch.ones(2, 3, requires_grad=True)).sum().backward()
+    with pytest.raises(RuntimeError) as got:
+        _returning(lambda g: g.reshape(3, 2)).apply(r(2, 3)).sum().backward()
+    assert str(got.value) == str(want.value).replace("TBackBackward", "XBackBackward")
+
+
+@pytest.mark.parametrize("make_grad", [lambda g: g.reshape(6), lambda g: g.reshape(3, 2),
+                                       lambda g: (g, g)])
+def test_gradcheck_fails_for_a_gradient_of_wrong_shape(make_grad):
+    fn = _returning(make_grad).apply
+    with pytest.raises(RuntimeError, match="invalid gradient|incorrect number of gradients"):
+        gradcheck(fn, (r(2, 3),))
+    assert gradcheck(fn, (r(2, 3),), raise_exception=False) is False
+
+
+def test_gradgradcheck_accepts_one_tensor():
+    # one Tensor is one input, as in gradcheck (it was split into its rows)
+    x = r(2, 3)
+    assert gradgradcheck(lambda t: (t ** 3).sum(1), x)
+    assert gradgradcheck(lambda t: (t ** 3).sum(1), x, r(2, seed=3))
+
+    class BadSecond(Function):  # d/dx x^3 = 3 x^2, but its own backward claims 0
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return t ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (t,) = ctx.saved_tensors
+            return g * 3.0 * (t * t).detach()
+
+    assert gradcheck(BadSecond.apply, x)
+    assert gradgradcheck(BadSecond.apply, x, raise_exception=False) is False
 
 
 def test_autograd_grad_does_not_touch_dot_grad():

@@ -293,25 +293,39 @@ def test_kernel_cross_entropy_float32_close_to_float64(isa, rng):
     np.testing.assert_allclose(d32, d64, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("scale", [1e4, -1e4])
-def test_kernel_cross_entropy_large_logits_are_stable(isa, float_dtype, scale):
-    x = np.array([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [0.5, 1.0, -0.5], [1.0, 1.0, -1.0]]) * scale
+@pytest.mark.parametrize("scale", [1e4, -1e4, 1e6, -1e6])
+def test_kernel_cross_entropy_large_logits_are_stable(isa, float_dtype, scale, threads):
+    # rows with ties and near-ties: at 1e6 in float32 the second row of the last block is
+    # 1e6 - 10 * ulp-ish apart, where a softmax read through a rounded lse was visibly off
+    x = np.array([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [0.5, 1.0, -0.5], [1.0, 1.0, -1.0],
+                  [1.0, 1.0 - 1e-4, -1.0], [1.0, 0.99999, 0.99998]]) * scale
     x = x.astype(float_dtype)
-    target = np.array([0, 1, 2, 1], dtype=np.int64)
+    target = np.array([0, 1, 2, 1, 1, 2], dtype=np.int64)
     loss, lse = _core.cross_entropy_forward(x, target)
     assert np.all(np.isfinite(loss)) and np.all(np.isfinite(lse))
-    ref_loss, ref_lse = oracle_cross_entropy(x, target)
+    _, ref_lse = oracle_cross_entropy(x, target)
+    # the loss oracle in the shifted form (m - x_t) + log sum exp(x - m): lse - x_t would lose
+    # the oracle's own digits to cancellation at 1e6
+    x64 = x.astype(np.float64)
+    m = x64.max(axis=1)
+    ref_loss = (m - x64[np.arange(len(target)), target]) + np.log(
+        np.exp(x64 - m[:, None]).sum(axis=1))
     np.testing.assert_allclose(
         loss, ref_loss, rtol=_tol(float_dtype)["rtol"], atol=_tol(float_dtype)["atol"]
     )
     np.testing.assert_allclose(lse, ref_lse, rtol=_tol(float_dtype)["rtol"])
-    d = _core.cross_entropy_backward(np.array(1.0, dtype=float_dtype), x, lse, target)
-    assert np.all(np.isfinite(d))
-    # Backward reads softmax as exp(logits - lse) from the saved lse, which is rounded to the
-    # dtype: its probabilities carry a relative error up to eps * |lse| (6e-4 at 1e4 in float32).
+    runs = []
+    for n in (1, 2):
+        threads(n)
+        runs.append(_core.cross_entropy_backward(np.array(1.0, dtype=float_dtype), x, lse, target))
+    assert np.array_equal(runs[0], runs[1])
+    d = runs[0]
+    # the probabilities come from the max-shifted logits, so each is within a few ulps of the
+    # float64 oracle's (of the same rounded logits) whatever the logits' size, and rows sum to 0
     eps = np.finfo(float_dtype).eps
-    tol = {"rtol": 2 * eps * abs(scale), "atol": 2 * eps * abs(scale)}
-    np.testing.assert_allclose(d, oracle_cross_entropy_backward(1.0, x, target), **tol)
+    np.testing.assert_allclose(d, oracle_cross_entropy_backward(1.0, x, target), rtol=0,
+                               atol=4 * eps)
+    np.testing.assert_allclose(d.astype(np.float64).sum(axis=1), 0.0, rtol=0, atol=4 * eps)
 
 
 def test_kernel_cross_entropy_nan_propagates(isa, float_dtype, rng):
@@ -1024,6 +1038,72 @@ def test_op_cross_entropy_large_logits_are_stable(rng, name, scale):
     assert np.all(np.isfinite(h.numpy()))
 
 
+@pytest.mark.parametrize("scale", [1e4, 1e6])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_op_cross_entropy_large_logits_gradient_matches_float64_oracle(
+        rng, isa, threads, float_dtype, scale, reduction):
+    z0 = (scale * rng.standard_normal((16, 10))).astype(float_dtype)
+    z0[3] = z0[3, 0] + np.arange(10)  # a near-tie row: differences far below ulp(scale)
+    t = rng.integers(0, 10, 16)
+    t[5] = -100
+    grads = []
+    for n in (1, 2):
+        threads(n)
+        z = gd.tensor(z0, requires_grad=True)
+        assert z.detach().numpy().dtype == float_dtype
+        loss = F.cross_entropy(z, gd.tensor(t), reduction=reduction)
+        loss.sum().backward()
+        grads.append(z.grad.numpy())
+    np.testing.assert_array_equal(grads[0], grads[1])
+    keep = t != -100
+    want = oracle_cross_entropy_backward(1.0, z0.astype(np.float64), t)
+    if reduction == "mean":
+        want = want / keep.sum()
+    eps = np.finfo(z0.dtype).eps
+    np.testing.assert_allclose(grads[0], want, rtol=0, atol=4 * eps)
+    np.testing.assert_allclose(grads[0].astype(np.float64).sum(axis=1), 0.0, rtol=0,
+                               atol=8 * eps)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_op_cross_entropy_all_ignored_with_label_smoothing(rng, weighted, reduction):
+    # PyTorch: the mean over no valid target is NaN (0 / 0), the others 0; the gradient is 0
+    z = _leaf(rng, (3, 4))
+    t = gd.full((3,), -100, dtype=gd.int64)
+    w = gd.tensor([1.0, 2.0, 0.5, 1.5], dtype=gd.float64) if weighted else None
+    loss = F.cross_entropy(z, t, weight=w, reduction=reduction, label_smoothing=0.1)
+    if reduction == "mean":
+        assert np.isnan(loss.item())
+    else:
+        np.testing.assert_array_equal(loss.detach().numpy(), 0.0)
+    loss.sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy(), 0.0)
+
+
+def test_op_cross_entropy_ignored_and_smoothing_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    z0 = rng.standard_normal((5, 4))
+    w0 = np.array([1.0, 2.0, 0.5, 1.5])
+    for tv in ([-100] * 5, [-100, 1, -100, 3, 0], [2, -100, -100, -100, -100]):
+        for weight in (None, w0):
+            for reduction in REDUCTIONS:
+                kw = {"reduction": reduction, "label_smoothing": 0.2}
+                tz = torch.tensor(z0, requires_grad=True)
+                want = torch.nn.functional.cross_entropy(
+                    tz, torch.tensor(tv), weight=None if weight is None else
+                    torch.tensor(weight), **kw)
+                want.sum().backward()
+                z = gd.tensor(z0, requires_grad=True)
+                got = F.cross_entropy(z, gd.tensor(tv), weight=None if weight is None else
+                                      gd.tensor(weight), **kw)
+                got.sum().backward()
+                np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(),
+                                           rtol=1e-13, atol=1e-15)
+                np.testing.assert_allclose(z.grad.numpy(), tz.grad.numpy(), rtol=1e-12,
+                                           atol=1e-15)
+
+
 def test_op_cross_entropy_large_logits_float32(rng):
     z = gd.tensor(1e4 * rng.standard_normal((8, 10)), dtype=gd.float32, requires_grad=True)
     t = gd.tensor(rng.integers(0, 10, 8))
@@ -1208,6 +1288,90 @@ def test_op_binary_cross_entropy_at_0_and_1_is_finite():
                                                                               dtype=gd.float64))
 
 
+def _bce_saturated_case(dtype):
+    p = np.array([0.0, 1.0, 0.0, 1.0, 0.5, 1e-30, 1.0, 0.0], dtype=dtype)
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.3, 0.25, 0.75], dtype=dtype)
+    return p, y
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_op_binary_cross_entropy_gradient_at_0_and_1(float_dtype, reduction):
+    # PyTorch's backward, in closed form: g (p - y) / max((1 - p) p, 1e-12 as a float), so 0
+    # where a saturated p matches its target and about +-1e12 elsewhere, never NaN; the
+    # target's gradient is -g logit(p), +-Inf at p = 0 or 1
+    pv, yv = _bce_saturated_case(float_dtype)
+    p = gd.tensor(pv, requires_grad=True)
+    y = gd.tensor(yv, requires_grad=True)
+    loss = F.binary_cross_entropy(p, y, reduction=reduction)
+    loss.sum().backward()
+    g = 1.0 / pv.size if reduction == "mean" else 1.0
+    p64, y64 = pv.astype(np.float64), yv.astype(np.float64)
+    floor = float(np.float32(1e-12))
+    want_p = g * (p64 - y64) / np.maximum((1 - p64) * p64, floor)
+    with np.errstate(divide="ignore"):
+        want_y = g * (np.log1p(-p64) - np.log(p64))
+    tol = {"rtol": 4 * np.finfo(float_dtype).eps, "atol": 0}
+    np.testing.assert_allclose(p.grad.numpy(), want_p, **tol)
+    np.testing.assert_allclose(y.grad.numpy(), want_y, **tol)
+    assert p.grad.numpy()[0] == 0.0 and p.grad.numpy()[1] == 0.0
+    with np.errstate(divide="ignore"):
+        want = -(y64 * np.maximum(np.log(p64), -100) + (1 - y64) * np.maximum(np.log1p(-p64),
+                                                                                 -100))
+    np.testing.assert_allclose(loss.detach().numpy(), _np_reduce(want, reduction), **tol)
+
+
+def test_op_binary_cross_entropy_at_0_and_1_matches_torch(float_dtype):
+    torch = pytest.importorskip("torch")
+    pv, yv = _bce_saturated_case(float_dtype)
+    w = np.linspace(0.5, 2.0, pv.size).astype(float_dtype)
+    for reduction in REDUCTIONS:
+        tp = torch.tensor(pv, requires_grad=True)
+        ty = torch.tensor(yv, requires_grad=True)
+        want = torch.nn.functional.binary_cross_entropy(tp, ty, torch.tensor(w),
+                                                        reduction=reduction)
+        want.sum().backward()
+        p = gd.tensor(pv, requires_grad=True)
+        y = gd.tensor(yv, requires_grad=True)
+        got = F.binary_cross_entropy(p, y, gd.tensor(w), reduction=reduction)
+        got.sum().backward()
+        tol = {"rtol": 4 * np.finfo(float_dtype).eps, "atol": 0}
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), **tol)
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), **tol)
+        np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy(), **tol)
+
+
+@pytest.mark.parametrize("target", [1.0, 0.0])
+def test_bce_after_saturated_sigmoid_keeps_the_weights_finite(target):
+    # float32 sigmoid(30) is exactly 1.0: the clamped logs' derivative was 0 / 0 = NaN there
+    model = gd.nn.Sequential(gd.nn.Linear(1, 1), gd.nn.Sigmoid())
+    with gd.no_grad():
+        model[0].weight.fill_(30.0)
+        model[0].bias.fill_(0.0)
+    opt = gd.optim.SGD(model.parameters(), lr=1e-13)
+    x, y = gd.tensor([[1.0]]), gd.tensor([[target]])
+    loss = gd.nn.BCELoss()(model(x), y)
+    loss.backward()
+    opt.step()
+    w = model[0].weight.detach().numpy()
+    assert np.isfinite(loss.item()) and np.all(np.isfinite(w))
+    # sigmoid'(30) is 0 in float32, so the weight moves only through the +-1e12 floor term
+    # times sigmoid' = 0 (target 0), or not at all (target matched)
+    np.testing.assert_array_equal(w, 30.0)
+
+
+@pytest.mark.parametrize("arg", ["input", "target"])
+@pytest.mark.parametrize("bad", [2.0, -0.5, np.nan, np.inf])
+def test_op_binary_cross_entropy_refuses_values_outside_0_1(arg, bad):
+    # PyTorch raises "all elements of target should be between 0 and 1" for these (NaN too)
+    good = np.array([0.25, 0.5, 1.0])
+    vals = {"input": good.copy(), "target": good.copy()}
+    vals[arg][1] = bad
+    with pytest.raises(ValueError, match=f"all elements of {arg} should be between 0 and 1"):
+        F.binary_cross_entropy(gd.tensor(vals["input"]), gd.tensor(vals["target"]))
+    with pytest.raises(ValueError, match=f"all elements of {arg} should be between 0 and 1"):
+        gd.nn.BCELoss(reduction="none")(gd.tensor(vals["input"]), gd.tensor(vals["target"]))
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("extra", ["none", "weight", "pos_weight", "both"])
 @pytest.mark.parametrize("shape", [(), (6,), (3, 4)], ids=str)
@@ -1253,6 +1417,38 @@ def test_op_hinge_embedding_loss(rng, reduction, margin, shape):
     np.testing.assert_allclose(loss.detach().numpy(), _np_reduce(ref, reduction), rtol=1e-13)
     _check(lambda a: F.hinge_embedding_loss(a, y, margin=margin, reduction=reduction), x)
     _check(lambda a: gd.nn.HingeEmbeddingLoss(margin=margin, reduction=reduction)(a, y), x)
+
+
+@pytest.mark.parametrize("margin", [1.0, 0.5])
+def test_op_hinge_embedding_loss_other_targets_as_pytorch(rng, margin):
+    # PyTorch takes a target that is neither 1 nor -1 as both: x + max(0, margin - x)
+    xv = np.array([0.3, -0.5, 2.0, 0.7, -1.2, 1.5])
+    yv = np.array([0.0, 2.0, 0.5, 1.0, -1.0, -3.0])
+    x = gd.tensor(xv, requires_grad=True)
+    loss = F.hinge_embedding_loss(x, gd.tensor(yv), margin=margin, reduction="none")
+    both = xv + np.maximum(0.0, margin - xv)
+    want = np.where(yv == 1, xv, np.where(yv == -1, np.maximum(0.0, margin - xv), both))
+    np.testing.assert_allclose(loss.detach().numpy(), want, rtol=1e-15)
+    loss.sum().backward()
+    active = (margin - xv > 0).astype(np.float64)  # where max(0, margin - x) has slope -1
+    dwant = np.where(yv == 1, 1.0, np.where(yv == -1, -active, 1.0 - active))
+    np.testing.assert_array_equal(x.grad.numpy(), dwant)
+
+
+def test_op_hinge_embedding_loss_other_targets_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    xv = rng.standard_normal(12)
+    yv = np.array([0.0, 2.0, 0.5, 1.0, -1.0, -3.0] * 2)
+    for reduction in REDUCTIONS:
+        tx = torch.tensor(xv, requires_grad=True)
+        want = torch.nn.functional.hinge_embedding_loss(tx, torch.tensor(yv), margin=0.8,
+                                                        reduction=reduction)
+        want.sum().backward()
+        x = gd.tensor(xv, requires_grad=True)
+        got = F.hinge_embedding_loss(x, gd.tensor(yv), margin=0.8, reduction=reduction)
+        got.sum().backward()
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-15)
+        np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
 
 
 @pytest.mark.parametrize("loss", ["mse", "l1", "bce", "bce_logits", "hinge", "nll"])

@@ -1034,6 +1034,71 @@ def test_zeroth_order_needs_no_backward_and_restores_on_error(rng) -> None:
         opt.step()
 
 
+@pytest.mark.parametrize("estimator", ["spsa", "forward", "central", "gaussian"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("at_call", [1, 2, 3])
+def test_zeroth_order_non_finite_loss_raises_and_keeps_parameters(estimator, bad, at_call,
+                                                                 rng) -> None:
+    # a simulator that fails at one perturbed point (or at x itself, call 1): the step used to
+    # write NaN into the parameters and return the finite loss at x
+    x, _, _, closure, opt = _zo_setup(rng, estimator, lr=0.1, num_samples=2)
+    before = x.detach().numpy().copy()
+    n = [0]
+
+    def failing():
+        n[0] += 1
+        return bad if n[0] == at_call else closure()
+
+    with pytest.raises(RuntimeError, match=rf"non-finite loss \({bad}\) at .*evaluation "
+                                           rf"{at_call}\)"):
+        opt.step(failing)
+    np.testing.assert_array_equal(x.detach().numpy(), before)
+    assert np.array_equal(x.detach().numpy(), before, equal_nan=False)
+    opt.step(closure)  # the optimizer still works afterwards
+    assert np.all(np.isfinite(x.detach().numpy()))
+
+
+@pytest.mark.parametrize("value, named", [
+    ("3.5", "str"), (True, "bool"), (np.bool_(False), "bool"), (None, "NoneType"),
+    (np.array([1.0, 2.0]), "ndarray"), ([1.0], "list"), (1 + 2j, "complex"),
+])
+def test_zeroth_order_closure_must_return_a_real_number(value, named, rng) -> None:
+    x, _, _, _, opt = _zo_setup(rng, "central", lr=0.1)
+    before = x.detach().numpy().copy()
+    with pytest.raises(TypeError, match=f"must return a real number.*got {named}"):
+        opt.step(lambda: value)
+    np.testing.assert_array_equal(x.detach().numpy(), before)
+
+
+@pytest.mark.parametrize("bad", [gd.tensor([1.0, 2.0]), gd.tensor([3], dtype=gd.int64),
+                                 gd.tensor(True)])
+def test_zeroth_order_closure_tensor_must_be_one_float_element(bad, rng) -> None:
+    x, _, _, _, opt = _zo_setup(rng, "spsa", lr=0.1)
+    with pytest.raises(TypeError, match="must return a real number, got a .* Tensor of shape"):
+        opt.step(lambda: bad)
+
+
+def test_zeroth_order_accepts_real_scalars_of_every_kind(rng) -> None:
+    # float, NumPy floating scalars and one-element float Tensors give the quadratic's step
+    results = []
+    for convert in (lambda t: t, lambda t: t.item(), lambda t: np.float32(t.item()),
+                    lambda t: np.float64(t.item()), lambda t: t.reshape(1, 1)):
+        x, _, _, closure, opt = _zo_setup(np.random.default_rng(11), "central", lr=0.1,
+                                          eps=0.5)
+        opt.step(lambda c=closure, f=convert: f(c()))
+        results.append(x.detach().numpy().copy())
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[4])
+    np.testing.assert_allclose(results[2], results[0], rtol=1e-5)
+    np.testing.assert_allclose(results[3], results[0], rtol=1e-15)
+    # an int (Python or NumPy) is a real number too: a constant loss leaves x where it was
+    for value in (7, np.int64(7)):
+        x, _, _, _, opt = _zo_setup(rng, "spsa", lr=0.1)
+        before = x.detach().numpy().copy()
+        assert opt.step(lambda v=value: v) == 7
+        np.testing.assert_array_equal(x.detach().numpy(), before)
+
+
 # ---- learning-rate schedulers ---------------------------------------------------------------------
 def _lrs(sched: Any, opt: Any, epochs: int) -> list:
     out = []

@@ -18,8 +18,23 @@ from graddesc.autograd import function, grad_mode
 from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, node_name
 
 
+class InvalidGradientError(RuntimeError):
+    """A backward returned a gradient the engine cannot fit to its input (wrong shape or count);
+    gradcheck reports it as a failed check."""
+
+
+def _expandable(shape: tuple, to: tuple) -> bool:
+    """Whether an input of `shape` broadcasts to `to` (PyTorch's is_expandable_to): only then is
+    a gradient shaped `to` reducible to `shape` by summing over the broadcast axes."""
+    if len(shape) > len(to):
+        return False
+    lead = len(to) - len(shape)
+    return all(n == m or n == 1 for n, m in zip(shape, to[lead:]))
+
+
 def _sum_to_shape(g: Any, shape: tuple) -> Any:
-    """Sums g (a Tensor) over the axes that broadcasting added or stretched to reach `shape`."""
+    """Sums g (a Tensor) over the axes that broadcasting added or stretched to reach `shape`
+    (the caller checks that `shape` is expandable to g's shape)."""
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
@@ -45,13 +60,13 @@ def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
         g = Tensor._make(np.asarray(g))
     shape, dtype = meta
     if g._data.shape != shape:
-        try:
-            g = _sum_to_shape(g, shape)
-        except (ValueError, RuntimeError):
-            raise RuntimeError(f"Function {node_name(node)} returned an invalid gradient at index "
-                               f"{i} "
-                               f"- got shape {tuple(g.shape)} but expected shape compatible with "
-                               f"{tuple(shape)}") from None
+        # a gradient for a broadcast input is summed down; any other shape is a bug in the
+        # backward, never reshaped (a (3, 2) gradient for a (2, 3) input would scramble rows)
+        if not _expandable(shape, g._data.shape):
+            raise InvalidGradientError(
+                f"Function {node_name(node)} returned an invalid gradient at index {i} - got "
+                f"{list(g._data.shape)} but expected shape compatible with {list(shape)}")
+        g = _sum_to_shape(g, shape)
     if g._data.dtype != dtype:
         g = g.to(dtype.type) if grad_mode.is_grad_enabled() else Tensor._make(
             _cast(g._data, dtype))
@@ -250,9 +265,8 @@ def _check_grads(node: Any, res: Any) -> tuple:
         if len(res) > n and all(r is None for r in res[n:]):
             res = res[:n]
         else:
-            raise RuntimeError(f"function {node_name(node)} returned an incorrect number of "
-                               f"gradients "
-                               f"(expected {n}, got {len(res)})")
+            raise InvalidGradientError(f"function {node_name(node)} returned an incorrect "
+                                       f"number of gradients (expected {n}, got {len(res)})")
     return res
 
 
@@ -263,6 +277,9 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
     vd = var._data
     gd_ = g._data
     if gd_.shape != vd.shape:
+        if not _expandable(vd.shape, gd_.shape):
+            raise InvalidGradientError(f"AccumulateGrad got a gradient of shape {list(gd_.shape)} "
+                                       f"for a leaf of shape {list(vd.shape)}")
         g = _sum_to_shape(g, vd.shape)
         owned = False
     if g._data.dtype != vd.dtype:

@@ -6,9 +6,19 @@ from typing import Any, Callable
 
 import numpy as np
 
+from graddesc.autograd.engine import InvalidGradientError
+
 
 class GradcheckError(RuntimeError):
     """Raised by gradcheck when analytic and numeric Jacobians disagree."""
+
+
+def _as_tuple(inputs: Any) -> tuple:
+    """inputs as a tuple: a tuple or list as it is, anything else (one Tensor) as one element,
+    never split along its first axis."""
+    if isinstance(inputs, tuple):
+        return inputs
+    return tuple(inputs) if isinstance(inputs, list) else (inputs,)
 
 
 def _outputs(fn: Callable, inputs: tuple) -> tuple:
@@ -88,8 +98,7 @@ def gradcheck(func: Callable, inputs: Any, eps: float = 1e-6, atol: float = 1e-5
 
     On failure it names the input, the worst element, and the analytic and numeric values.
     """
-    ins = inputs if isinstance(inputs, tuple) else (tuple(inputs) if isinstance(inputs, list)
-                                                    else (inputs,))
+    ins = _as_tuple(inputs)
     for k, x in enumerate(ins):
         if _diff(x) and x._data.dtype != np.float64:
             import warnings
@@ -99,7 +108,13 @@ def gradcheck(func: Callable, inputs: Any, eps: float = 1e-6, atol: float = 1e-5
     if not any(_diff(x) for x in ins):
         raise ValueError("gradcheck expects at least one input tensor to require gradient")
     numeric = _numeric_jacobians(func, ins, eps)
-    analytic = _analytic_jacobians(func, ins)
+    try:
+        analytic = _analytic_jacobians(func, ins)
+    except InvalidGradientError:
+        # a backward that returns a gradient of the wrong shape or count fails the check
+        if raise_exception:
+            raise
+        return False
     for k, (jn, ja) in enumerate(zip(numeric, analytic)):
         if jn is None:
             continue
@@ -126,13 +141,13 @@ def gradgradcheck(func: Callable, inputs: Any, grad_outputs: Any = None, eps: fl
     from graddesc._tensor import Tensor
     from graddesc.autograd import grad
 
-    ins = inputs if isinstance(inputs, tuple) else tuple(inputs)
+    ins = _as_tuple(inputs)
     outs = _outputs(func, ins)
     rng = np.random.default_rng(0)
     if grad_outputs is None:
         grad_outputs = tuple(Tensor._make(rng.standard_normal(o._data.shape)
                                           .astype(o._data.dtype), True) for o in outs)
-    gos = tuple(grad_outputs)
+    gos = _as_tuple(grad_outputs)
     n = len(ins)
 
     def first(*args: Any) -> tuple:

@@ -233,7 +233,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     if label_smoothing:
         logp = log_softmax(z, 1)
         w_all = weight.reshape(1, C) if weight is not None else 1.0
-        smooth = -red.sum(logp * w_all, 1) / C * valid
+        # ignored rows are selected away, not multiplied by 0 (PyTorch's masked_fill): a mean
+        # over no valid target is 0 / 0 = NaN, whose gradient NaN * 0 would be NaN, not 0
+        smooth = ew.where(Tensor._make(valid_np), -red.sum(logp * w_all, 1) / C,
+                          Tensor._make(np.zeros((), dtype=z._data.dtype)))
         loss = loss * (1 - label_smoothing) + smooth * label_smoothing
     if reduction == "none":
         return loss.reshape(out_shape)
@@ -362,20 +365,61 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  
     return _reduce(ew.abs(input - target), reduction, "l1_loss")
 
 
+# PyTorch's floor of p (1 - p) in the BCE backward: the float constant 1e-12 in either dtype
+# (in float64 its gradient at a saturated p is 1.0000000039958e12, not 1e12)
+_BCE_EPS = float(np.float32(1e-12))
+
+
+class BinaryCrossEntropy(Function):
+    """Elementwise -(y log p + (1 - y) log(1 - p)) with each log clamped at -100, as PyTorch.
+
+    Its backward is PyTorch's, not the derivative of the clamped logs (which is 0 / 0 = NaN at
+    p = 0 or 1 and ruins the parameters of a saturated sigmoid):
+    dp = g (p - y) / max((1 - p) p, _BCE_EPS), so 0 where the target matches a saturated p and
+    about +-1e12 g where it does not; dy = g (log(1 - p) - log(p)) = -g logit(p), unclamped
+    (+-Inf at p = 0 or 1, as in PyTorch). Both are differentiable ops, so create_graph works."""
+
+    @staticmethod
+    def forward(ctx, p, y):
+        ctx.save_for_backward(p, y)
+        logp = ew.clamp(act.log(p), min=-100.0)
+        log1mp = ew.clamp(act.log(1.0 - p), min=-100.0)
+        return (y - 1.0) * log1mp - y * logp
+
+    @staticmethod
+    def backward(ctx, g):
+        p, y = ctx.saved_tensors
+        dp = dy = None
+        if ctx.needs_input_grad[0]:
+            dp = g * (p - y) / ew.clamp((1.0 - p) * p, min=_BCE_EPS)
+        if ctx.needs_input_grad[1]:
+            dy = g * (act.log(1.0 - p) - act.log(p))
+        return dp, dy
+
+
+def _check_unit_interval(a: np.ndarray, op: str, arg: str) -> None:
+    # PyTorch's test (a >= 0) & (a <= 1) is false for NaN as well, so NaN is refused too
+    if a.size and not ((a >= 0) & (a <= 1)).all():
+        raise ValueError(f"{op}: all elements of {arg} should be between 0 and 1")
+
+
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,  # noqa: A002
                          reduction: str = "mean") -> Tensor:
-    """-(y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1]; logs clamped at -100."""
+    """-(y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1]; logs clamped at -100.
+
+    input and target must hold values in [0, 1] (NaN included in neither), else ValueError, as
+    PyTorch refuses them; see BinaryCrossEntropy for the gradient at p = 0 or 1."""
     op = "binary_cross_entropy"
     _check_pair(input, target, op)
     if input.shape != target.shape:
         raise ValueError(f"{op}: target shape {tuple(target.shape)} must equal input shape "
                          f"{tuple(input.shape)}")
-    p = input._data
-    if p.size and ((p < 0) | (p > 1)).any():  # NaN passes (and gives NaN), as in PyTorch
-        raise ValueError(f"{op}: all elements of input should be between 0 and 1")
-    logp = ew.clamp(act.log(input), min=-100.0)
-    log1mp = ew.clamp(act.log(1.0 - input), min=-100.0)
-    loss = -(target * logp + (1.0 - target) * log1mp)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got "
+                         f"{reduction!r}")
+    _check_unit_interval(input._data, op, "input")
+    _check_unit_interval(target._data, op, "target")
+    loss = BinaryCrossEntropy.apply(input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, op)
@@ -402,11 +446,15 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A00
 
 def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,  # noqa: A002
                          reduction: str = "mean") -> Tensor:
-    """x where y = 1, max(0, margin - x) where y = -1."""
+    """x where y = 1, max(0, margin - x) where y = -1.
+
+    Targets are meant to be 1 or -1. Any other value gets PyTorch's result, the sum of both
+    terms, x + max(0, margin - x) (PyTorch computes it without complaint, and a check would
+    read the targets on the host, which a step recorded by gd.compile must not do)."""
     op = "hinge_embedding_loss"
     _check_pair(input, target, op)
     _check_broadcast(input, target, op)
     zero = Tensor._make(np.zeros((), dtype=input._data.dtype))
-    pos = ew.where(target == 1, input, zero)
-    neg = ew.where(target == -1, ew.clamp(margin - input, min=0.0), zero)
-    return _reduce(pos + neg, reduction, op)
+    pos = ew.where(target != -1, input, zero)
+    neg = ew.where(target != 1, ew.clamp(margin - input, min=0.0), zero)
+    return _reduce(neg + pos, reduction, op)

@@ -31,8 +31,11 @@ _ESTIMATORS = ("spsa", "forward", "central", "gaussian")
 
 class ZerothOrder(Optimizer):
     """Gradient descent on loss values only (no backward). step(closure) calls closure() to
-    evaluate the loss (a Tensor or a float) at perturbed parameters and returns the loss at the
-    current point; `num_evaluations` counts every closure call so far (the black-box cost).
+    evaluate the loss (a real number: an int or float but not a bool, a NumPy real scalar, or a
+    one-element float Tensor; anything else is a TypeError) at perturbed parameters and returns
+    the loss at the current point; a non-finite loss at any point raises RuntimeError and leaves
+    the parameters unchanged. `num_evaluations` counts every closure call so far (the
+    black-box cost).
 
     Args:
         params: parameters or parameter groups (each group may set its own lr and eps).
@@ -71,16 +74,38 @@ class ZerothOrder(Optimizer):
         if not 0.0 < eps < float("inf"):
             raise ValueError(f"ZerothOrder: eps must be positive and finite, got {eps}")
 
-    def _loss(self, closure: Callable[[], Any]) -> tuple:
+    def _loss(self, closure: Callable[[], Any], point: str) -> tuple:
+        """(closure's result, its value as a float) at the current parameters, named `point`
+        in errors. The result must be a real number and finite: a NaN or Inf would become the
+        parameters' new values through the estimate, and a str or bool (float("3.5"), True)
+        would be taken as a constant loss with a zero gradient."""
         with no_grad():
             out = closure()
         self.num_evaluations += 1
-        value = float(out.item() if isinstance(out, Tensor) else out)
+        if isinstance(out, Tensor):
+            if out._data.dtype.kind != "f" or out._data.size != 1:
+                raise TypeError(f"ZerothOrder: the closure must return a real number, got a "
+                                f"{out.dtype} Tensor of shape {tuple(out.shape)} at {point}")
+            value = float(out._data.reshape(-1)[0])
+        elif isinstance(out, (bool, np.bool_)) or not isinstance(
+                out, (int, float, np.integer, np.floating)):
+            raise TypeError(f"ZerothOrder: the closure must return a real number (an int, a "
+                            f"float or a one-element float Tensor), got {type(out).__name__} "
+                            f"{out!r:.40} at {point}")
+        else:
+            value = float(out)
+        if not np.isfinite(value):
+            raise RuntimeError(f"ZerothOrder: the closure returned a non-finite loss ({value}) "
+                               f"at {point} (evaluation {self.num_evaluations}); the parameters "
+                               "are left as they were before step()")
         return out, value
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Estimates the gradient from closure() values and takes one step; returns the loss
-        at the parameters before the step."""
+        at the parameters before the step.
+
+        closure() must return a real number; a non-finite value at any evaluated point raises
+        RuntimeError and leaves the parameters exactly as they were."""
         if closure is None:
             raise TypeError("ZerothOrder.step needs a closure that returns the loss")
         params = [p for g in self.param_groups for p in g["params"]]
@@ -95,47 +120,54 @@ class ZerothOrder(Optimizer):
         n = sum(sizes)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
-        def evaluate(direction: np.ndarray | None, sign: float) -> float:
-            """f(x + sign * eps * direction); the parameters are restored afterwards."""
+        def evaluate(direction: np.ndarray | None, sign: float, point: str) -> float:
+            """f(x + sign * eps * direction); the parameters are restored afterwards (also when
+            the closure raises or its value is refused)."""
             if direction is not None:
                 for i, p in enumerate(params):
                     u = direction[offsets[i]:offsets[i + 1]].reshape(x0[i].shape)
                     p._data[...] = x0[i] + (sign * eps[i]) * u
                     p._vc[0] += 1
             try:
-                return self._loss(closure)[1]
+                return self._loss(closure, point)[1]
             finally:
                 if direction is not None:
                     for i, p in enumerate(params):
                         p._data[...] = x0[i]
                         p._vc[0] += 1
 
-        loss, f0 = self._loss(closure)
+        loss, f0 = self._loss(closure, "the current point f(x)")
         # per-element perturbation sizes, for dividing by eps
         h = np.concatenate([np.full(s, e) for s, e in zip(sizes, eps)] or [np.zeros(0)])
         grad = np.zeros(n, dtype=np.float64)
         rng = _random._rng(self.generator)
         if self.estimator == "spsa":
-            for _ in range(self.num_samples):
+            for s in range(self.num_samples):
                 delta = rng.integers(0, 2, size=n).astype(np.float64) * 2.0 - 1.0
-                diff = evaluate(delta, 1.0) - evaluate(delta, -1.0)
+                diff = (evaluate(delta, 1.0, f"f(x + eps delta), sample {s + 1}")
+                        - evaluate(delta, -1.0, f"f(x - eps delta), sample {s + 1}"))
                 grad += diff / (2.0 * h) * delta
             grad /= self.num_samples
         elif self.estimator == "gaussian":
-            for _ in range(self.num_samples):
+            for s in range(self.num_samples):
                 u = rng.standard_normal(n)
-                grad += (evaluate(u, 1.0) - f0) / h * u
+                grad += (evaluate(u, 1.0, f"f(x + eps u), sample {s + 1}") - f0) / h * u
             grad /= self.num_samples
         else:
             e = np.zeros(n, dtype=np.float64)
             for k in range(n):
                 e[k] = 1.0
                 if self.estimator == "forward":
-                    grad[k] = (evaluate(e, 1.0) - f0) / h[k]
+                    grad[k] = (evaluate(e, 1.0, f"f(x + eps e_{k})") - f0) / h[k]
                 else:
-                    grad[k] = (evaluate(e, 1.0) - evaluate(e, -1.0)) / (2.0 * h[k])
+                    grad[k] = (evaluate(e, 1.0, f"f(x + eps e_{k})")
+                               - evaluate(e, -1.0, f"f(x - eps e_{k})")) / (2.0 * h[k])
                 e[k] = 0.0
 
+        if not np.isfinite(grad).all():  # finite losses whose differences overflow
+            raise RuntimeError("ZerothOrder: the gradient estimate is not finite (the losses "
+                               "differ by more than float64's range); the parameters are left "
+                               "as they were before step()")
         # w -= lr * g, one SGD kernel call per group and dtype
         start = 0
         for group in self.param_groups:
