@@ -345,7 +345,9 @@ def test_python_in_place_writes_fall_back_instead_of_being_skipped(body):
     w_e, w_c = make(), make()
     fn = gd.compile(lambda x, y: body(w_c, x, y))
     rng = np.random.default_rng(0)
-    with pytest.warns(RuntimeWarning, match="writes into a tensor in Python"):
+    # (clipping is refused earlier, where it reads the norm: test_compile_cache.py)
+    with pytest.warns(RuntimeWarning, match="writes into a tensor in Python|clip_grad_norm_ "
+                                            r"\(the norm decides"):
         for _ in range(4):
             x = gd.tensor(rng.standard_normal((3, 4)).astype(np.float32))
             y = gd.tensor(rng.standard_normal((3, 4)).astype(np.float32))

@@ -22,6 +22,10 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     if not grads:
         return Tensor._make(np.zeros((), dtype=np.float32))
     norm_type = float(norm_type)
+    # Whether to scale is decided here in Python on the gradients' values; a step recorded by
+    # gd.compile would replay that one decision on every later call (no clipping ever after a
+    # recording below the limit), so the recording falls back to eager.
+    _compile_state.value_read("clip_grad_norm_ (the norm decides in Python whether to scale)")
     if norm_type == float("inf"):
         total = max(float(np.max(np.abs(g._data))) if g._data.size else 0.0 for g in grads)
     else:
