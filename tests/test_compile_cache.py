@@ -85,3 +85,146 @@ def test_anomaly_check_recorded_on_finite_gradients_still_raises_on_nan():
     for fn in (eager, compiled):
         with pytest.raises(RuntimeError, match="nan values"):
             fn(gd.tensor(bad), data[0][1])
+
+
+def _slope_step(model):
+    """A step whose float argument reaches a kernel as its scalar (the LeakyReLU slope)."""
+    opt = gd.optim.SGD(model.parameters(), lr=0.05)
+
+    def step(x, y, slope):
+        opt.zero_grad()
+        out = gd.nn.functional.leaky_relu(model(x), slope)
+        loss = gd.nn.functional.mse_loss(out, y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def _scaled_loss_step(model):
+    """A step that falls back to eager: the float scales the loss with a NumPy op."""
+    opt = gd.optim.SGD(model.parameters(), lr=0.05)
+
+    def step(x, y, scale):
+        opt.zero_grad()
+        loss = gd.nn.functional.mse_loss(model(x), y) * scale
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def _entries(fn):
+    return fn.cache_info()["entries"]
+
+
+def test_fallback_entries_for_many_scalar_values_stay_within_cache_size():
+    m1, m2 = _net(), _net()
+    eager, compiled = _scaled_loss_step(m1), gd.compile(_scaled_loss_step(m2), cache_size=4)
+    (x, y), = _batches([1.0])
+    with pytest.warns(RuntimeWarning, match="graddesc.compile"):
+        for k in range(300):
+            scale = 1.0 + k / 1000
+            assert eager(x, y, scale).item() == compiled(x, y, scale).item()
+            assert len(_entries(compiled)) <= 4
+    entries = _entries(compiled)
+    assert [kind for _, kind in entries] == ["eager"] * 4
+    # the four most recent values, oldest first
+    assert [sig.rsplit("float ", 1)[1] for sig, _ in entries] == \
+        [repr(1.0 + k / 1000) for k in range(296, 300)]
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+
+
+def test_the_least_recently_used_signature_is_evicted_first():
+    m1, m2 = _net(), _net()
+    eager, compiled = _slope_step(m1), gd.compile(_slope_step(m2), cache_size=2)
+    data = _batches([1.0] * 12)
+
+    def call(k, slope):
+        x, y = data[k]
+        assert eager(x, y, slope).item() == compiled(x, y, slope).item()
+
+    call(0, 0.1)
+    call(1, 0.1)  # (the first call records twice: .grad was None before it)
+    call(2, 0.2)
+    call(3, 0.1)  # 0.1 is now the most recent
+    recorded = compiled.stats["recorded"]
+    call(4, 0.3)  # evicts 0.2, not 0.1
+    assert [sig.rsplit("float ", 1)[1] for sig, _ in _entries(compiled)] == ["0.1", "0.3"]
+    assert compiled.stats["recorded"] == recorded + 1
+    call(5, 0.1)
+    assert compiled.stats["recorded"] == recorded + 1  # replayed
+    call(6, 0.2)
+    assert compiled.stats["recorded"] == recorded + 2  # evicted: recorded again
+    assert [kind for _, kind in _entries(compiled)] == ["replay", "replay"]
+
+
+def test_one_call_replays_count_as_use_for_eviction():
+    # 0.1 replays through the one-call path only (Python never sees those calls); an eager
+    # fallback signature is used in between: 0.1 is still the more recent one
+    m1, m2 = _net(), _net()
+    eager, compiled = _slope_step(m1), gd.compile(_slope_step(m2), cache_size=2)
+    data = _batches([1.0] * 10)
+    x0, y0 = data[0]
+    xg = gd.tensor(x0.numpy(), requires_grad=True)  # an input requiring grad: eager
+    with pytest.warns(RuntimeWarning, match="requires grad"):
+        assert eager(xg, y0, 0.1).item() == compiled(xg, y0, 0.1).item()
+    for k in range(4):
+        x, y = data[k]
+        assert eager(x, y, 0.1).item() == compiled(x, y, 0.1).item()
+    assert eager(xg, y0, 0.1).item() == compiled(xg, y0, 0.1).item()  # (its cached fallback)
+    assert [kind for _, kind in _entries(compiled)] == ["replay", "eager"]
+    hits = compiled._fast.hits
+    x, y = data[5]
+    assert eager(x, y, 0.1).item() == compiled(x, y, 0.1).item()
+    assert compiled._fast.hits == hits + 1  # (the one-call path: Python did not see it)
+    recorded = compiled.stats["recorded"]
+    x, y = data[6]
+    assert eager(x, y, 0.3).item() == compiled(x, y, 0.3).item()  # evicts the fallback
+    assert [kind for _, kind in _entries(compiled)] == ["replay", "replay"]
+    x, y = data[7]
+    assert eager(x, y, 0.1).item() == compiled(x, y, 0.1).item()
+    assert compiled.stats["recorded"] == recorded + 1
+
+
+def test_recording_again_and_again_warns_once_naming_the_argument():
+    m1, m2 = _net(), _net()
+    eager, compiled = _slope_step(m1), gd.compile(_slope_step(m2))
+    (x, y), = _batches([1.0])
+    limit = max(gd._compile.RECORD_WARNING_AFTER, 2 * compiled.cache_size)
+    slopes = [0.01 * (k + 1) for k in range(limit + 10)]
+    k = 0
+    while compiled.stats["recorded"] < limit:  # no warning up to the limit
+        assert eager(x, y, slopes[k]).item() == compiled(x, y, slopes[k]).item()
+        k += 1
+    old = slopes[k - 1]
+    with pytest.warns(RuntimeWarning) as caught:
+        for s in slopes[k:]:
+            assert eager(x, y, s).item() == compiled(x, y, s).item()
+    assert len(caught) == 1
+    text = str(caught[0].message)
+    assert f"recorded {limit + 1} times (more than {limit})" in text
+    assert f"argument 2 (slope) changed: float {old!r} -> float {slopes[k]!r}" in text
+    assert caught[0].filename == __file__
+
+
+def test_a_changed_tensor_shape_is_named_in_the_warning():
+    m = _net()
+    compiled = gd.compile(_slope_step(m), cache_size=1)
+    rng = np.random.default_rng(0)
+    limit = gd._compile.RECORD_WARNING_AFTER
+    with pytest.warns(RuntimeWarning, match=r"argument 0 \(x\) changed: tensor of shape \(\d+, "
+                                            r"20\) float32 -> tensor of shape \(\d+, 20\)"):
+        for b in range(1, limit + 3):
+            x = gd.tensor(rng.standard_normal((b, 20)).astype(np.float32))
+            compiled(x, gd.zeros(b, 5), 0.1)
+
+
+@pytest.mark.parametrize("size, exc", [(0, ValueError), (-3, ValueError), (2.0, TypeError),
+                                        (None, TypeError)])
+def test_cache_size_is_validated(size, exc):
+    with pytest.raises(exc, match="cache_size"):
+        gd.compile(lambda x: x, cache_size=size)
