@@ -148,7 +148,7 @@ def test_the_least_recently_used_signature_is_evicted_first():
         assert eager(x, y, slope).item() == compiled(x, y, slope).item()
 
     call(0, 0.1)
-    call(1, 0.1)  # (the first call records twice: .grad was None before it)
+    call(1, 0.1)
     call(2, 0.2)
     call(3, 0.1)  # 0.1 is now the most recent
     recorded = compiled.stats["recorded"]
@@ -228,3 +228,31 @@ def test_a_changed_tensor_shape_is_named_in_the_warning():
 def test_cache_size_is_validated(size, exc):
     with pytest.raises(exc, match="cache_size"):
         gd.compile(lambda x: x, cache_size=size)
+
+
+def test_a_scalar_argument_that_decides_control_flow_stays_part_of_the_key():
+    # the float picks the activation in Python: a replay for another value must not repeat
+    # the recorded choice, so each value has its own recording (no re-recording on a repeat)
+    m1, m2 = _net(), _net()
+    opt1, opt2 = gd.optim.SGD(m1.parameters(), lr=0.05), gd.optim.SGD(m2.parameters(), lr=0.05)
+
+    def make(model, opt):
+        def step(x, y, t):
+            opt.zero_grad()
+            h = model(x)
+            out = gd.nn.functional.leaky_relu(h, 0.1) if t > 0.5 else gd.tanh(h)
+            loss = gd.nn.functional.mse_loss(out, y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    eager, compiled = make(m1, opt1), gd.compile(make(m2, opt2))
+    data = _batches([1.0] * 12)
+    ts = [0.2, 0.9, 0.2, 0.9, 0.7, 0.3, 0.2, 0.9, 0.7, 0.3, 0.2, 0.9]
+    for (x, y), t in zip(data, ts):
+        assert eager(x, y, t).item() == compiled(x, y, t).item()
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+    assert compiled.stats["recorded"] == 4  # one per value
+    assert compiled.stats["replayed"] == len(ts) - 4

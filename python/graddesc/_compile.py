@@ -1003,7 +1003,9 @@ class CompiledFunction:
 
 def compile(fn: Callable | None = None, *, cache_size: int = 8) -> Any:  # noqa: A001
     """Records `fn` (e.g. a whole training step) on its first call and replays its kernels in
-    C++ on later calls with inputs of the same shapes and dtypes; usable as a decorator."""
+    C++ on later calls with inputs of the same shapes and dtypes; usable as a decorator.
+    Non-tensor arguments are static (a new value records again); at most `cache_size`
+    signatures are kept, the least recently used evicted first."""
     if fn is None:
         return lambda f: CompiledFunction(f, cache_size)
     return CompiledFunction(fn, cache_size)
