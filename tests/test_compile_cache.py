@@ -24,41 +24,93 @@ def _batches(scales, seed=0):
     return out
 
 
-def _clipping_step(model):
-    opt = gd.optim.SGD(model.parameters(), lr=0.1)
+def _clipping_step(model, norm_type=2.0, error_if_nonfinite=False, max_norm=1.0):
+    opt = gd.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
     loss_fn = gd.nn.MSELoss()
 
     def step(x, y):
         opt.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
-        gd.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        gd.nn.utils.clip_grad_norm_(model.parameters(), max_norm, norm_type=norm_type,
+                                    error_if_nonfinite=error_if_nonfinite)
         opt.step()
         return loss
 
     return step
 
 
-def test_clipping_decided_on_small_gradients_is_not_replayed_on_large_ones():
+@pytest.mark.parametrize("norm_type, max_norm, batch", [(2.0, 1.0, 8), (2.0, 1.0, 1),
+                                                        (float("inf"), 1.0, 8), (1.0, 5.0, 3)])
+def test_clipping_recorded_on_small_gradients_still_clips_large_ones(norm_type, max_norm, batch):
     # recorded while the norm is below the limit (no scaling), then inputs 5000x larger: eager
-    # clips every one of those steps, so must the compiled step
+    # clips every one of those steps, and so must each replay (the kernel decides per call)
     m1, m2 = _net(), _net()
-    eager, compiled = _clipping_step(m1), gd.compile(_clipping_step(m2))
-    data = _batches([1e-3] * 3 + [5.0] * 4)
+    eager = _clipping_step(m1, norm_type, max_norm=max_norm)
+    compiled = gd.compile(_clipping_step(m2, norm_type, max_norm=max_norm))
+    data = _batches([1e-3] * 3 + [5.0] * 4 + [1e-3] * 2)
     norms = []
+    for x, y in data:
+        x, y = x[:batch], y[:batch]
+        l1, l2 = eager(x, y), compiled(x, y)
+        assert l1.item() == l2.item()
+        for p1, p2 in zip(m1.parameters(), m2.parameters()):
+            np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
+            np.testing.assert_array_equal(p1.grad.numpy(), p2.grad.numpy())
+        flat = np.concatenate([p.grad.numpy().ravel().astype(np.float64)
+                               for p in m1.parameters()])
+        norms.append(np.linalg.norm(flat, ord=norm_type))
+    # the decision did flip: small batches kept their gradients, large ones were scaled
+    assert max(norms[:3] + norms[7:]) < 0.5 * max_norm
+    np.testing.assert_allclose(norms[3:7], max_norm, rtol=1e-4)
+    assert compiled.stats["replayed"] >= len(data) - 2
+
+
+def test_clipping_that_may_raise_falls_back_and_equals_eager():
+    # error_if_nonfinite decides in Python whether to raise: that step runs eagerly
+    m1, m2 = _net(), _net()
+    eager = _clipping_step(m1, error_if_nonfinite=True)
+    compiled = gd.compile(_clipping_step(m2, error_if_nonfinite=True))
+    data = _batches([1e-3] * 2 + [5.0] * 2)
     with pytest.warns(RuntimeWarning, match="clip_grad_norm_"):
         for x, y in data:
-            l1, l2 = eager(x, y), compiled(x, y)
-            assert l1.item() == l2.item()
-            for p1, p2 in zip(m1.parameters(), m2.parameters()):
-                np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
-                np.testing.assert_array_equal(p1.grad.numpy(), p2.grad.numpy())
-            norms.append(np.sqrt(sum(np.sum(p.grad.numpy().astype(np.float64) ** 2)
-                                     for p in m1.parameters())))
-    # the decision did flip: small batches kept their gradients, large ones were scaled to 1
-    assert max(norms[:3]) < 0.5
-    np.testing.assert_allclose(norms[3:], 1.0, rtol=1e-4)
+            assert eager(x, y).item() == compiled(x, y).item()
     assert compiled.stats["replayed"] == 0
+    bad = data[0][0].numpy().copy()
+    bad[0, 0] = np.inf
+    for fn in (eager, compiled):
+        with pytest.raises(RuntimeError, match="non-finite"):
+            fn(gd.tensor(bad), data[0][1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
+def test_clip_norm_kernel_against_numpy(dtype, norm_type):
+    rng = np.random.default_rng(3)
+    grads = [rng.standard_normal(s).astype(dtype) for s in [(4, 5), (7,), (0,), (2, 3, 2)]]
+    want_norm = np.linalg.norm(np.concatenate([g.ravel().astype(np.float64) for g in grads]),
+                               ord=norm_type)
+    for max_norm, scaled in [(want_norm * 2, False), (want_norm / 3, True)]:
+        work = [g.copy() for g in grads]
+        norm = gd._core.clip_norm(work, norm_type, max_norm)
+        assert norm.shape == () and norm.dtype == np.float64
+        np.testing.assert_allclose(norm, want_norm, rtol=1e-12)
+        coef = max_norm / (float(norm) + 1e-6)
+        for g, w in zip(grads, work):
+            np.testing.assert_array_equal(w, g * dtype(coef) if scaled else g)
+
+
+@pytest.mark.parametrize("args, exc, match", [
+    (([], 2.0, 1.0), ValueError, "empty"),
+    (((np.ones(3, np.float32),), 0.0, 1.0), ValueError, "norm_type must be positive"),
+    (([np.ones(3, np.float32), np.ones(2)], 2.0, 1.0), TypeError, r"grads\[1\].*float32"),
+    (([np.ones(3, np.int64)], 2.0, 1.0), TypeError, "float32 or float64"),
+    ((np.ones(3), 2.0, 1.0), TypeError, "must be a list"),
+    (([np.ones((3, 2))[:, 0]], 2.0, 1.0), ValueError, "C-contiguous"),
+])
+def test_clip_norm_kernel_validates(args, exc, match):
+    with pytest.raises(exc, match=match):
+        gd._core.clip_norm(*args)
 
 
 def test_anomaly_check_recorded_on_finite_gradients_still_raises_on_nan():

@@ -24,7 +24,7 @@ back to the Python path here, which decides.
 
 Anything that cannot be captured falls back to eager execution with one warning: Python reading
 a tensor's value (item(), bool(), numpy(), ...), ops that compute through NumPy instead of a
-kernel, NumPy writes into tensors (in-place ops, gradient accumulation, clipping), optimizers
+kernel, NumPy writes into tensors (in-place ops, gradient accumulation), optimizers
 without a recorded kernel path (RMSprop, Adagrad, ...), optimizer settings or schedulers changed
 inside the step, inputs that require grad, gradients accumulated across calls (call zero_grad()
 inside the step), non-tensor return values.
@@ -77,6 +77,7 @@ _SIGS: dict = {
     "scale": (("x", "factor"), {}),
     "count_scale": (("target", "ignore_index"), {}),
     "copy_array": (("x",), {}),
+    "clip_norm": (("grads", "norm_type", "max_norm"), {}),
     "adam_step": (("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps",
                    "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize",
                    "decoupled_weight_decay"),
@@ -401,6 +402,11 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
         elif name == "copy_array":
             x = a["x"]
             prog.add("copy", False, [P(out, "copy"), P(x, "x")], [x.nbytes], [])
+        elif name == "clip_norm":
+            grads = list(a["grads"])
+            prog.add("clip_norm", grads[0].dtype == np.float64, [P(out, "norm")],
+                     [g.size for g in grads], [float(a["norm_type"]), float(a["max_norm"])],
+                     [[P(g, f"grads[{k}]") for k, g in enumerate(grads)]])
         elif name == "sgd_step":
             lr = a["lr"]
             if isinstance(lr, np.ndarray):
