@@ -308,3 +308,30 @@ def test_a_scalar_argument_that_decides_control_flow_stays_part_of_the_key():
         np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
     assert compiled.stats["recorded"] == 4  # one per value
     assert compiled.stats["replayed"] == len(ts) - 4
+
+
+def test_keyword_calls_do_not_take_the_one_call_entrys_place_in_the_order():
+    # 0.2 is called with keywords (Python path only), then 0.1 through the one-call path:
+    # 0.1 is the more recent, so a new signature evicts 0.2
+    m1, m2 = _net(), _net()
+    eager, compiled = _slope_step(m1), gd.compile(_slope_step(m2), cache_size=2)
+    data = _batches([1.0] * 10)
+    for k in range(3):
+        x, y = data[k]
+        assert eager(x, y, 0.1).item() == compiled(x, y, 0.1).item()
+    for k, slope in [(3, 0.2), (4, 0.2), (5, 0.1), (6, 0.2)]:  # (0.1 gets the one-call path)
+        x, y = data[k]
+        kw = {"slope": slope} if slope == 0.2 else {}
+        args = (x, y) if kw else (x, y, slope)
+        assert eager(*args, **kw).item() == compiled(*args, **kw).item()
+    hits = compiled._fast.hits
+    x, y = data[7]
+    assert eager(x, y, 0.1).item() == compiled(x, y, 0.1).item()
+    assert compiled._fast.hits == hits + 1
+    recorded = compiled.stats["recorded"]
+    x, y = data[8]
+    assert eager(x, y, 0.3).item() == compiled(x, y, 0.3).item()
+    assert [sig.rsplit("float ", 1)[1] for sig, _ in _entries(compiled)] == ["0.1", "0.3"]
+    x, y = data[9]
+    assert eager(x, y, 0.1).item() == compiled(x, y, 0.1).item()
+    assert compiled.stats["recorded"] == recorded + 1

@@ -697,7 +697,8 @@ class CompiledFunction:
         if entry is not None and self._valid(entry):
             self._use(key)
             out = self._replay(entry, args, kwargs)
-            self._fast_key = key if self._fast is not None else None
+            if not kwargs:  # (only then is self._fast this entry's: _replay)
+                self._fast_key = key
             self._replays_seen = self._replays.n
             return out
         return self._record(key, args, kwargs)
