@@ -24,7 +24,7 @@ back to the Python path here, which decides.
 
 Anything that cannot be captured falls back to eager execution with one warning: Python reading
 a tensor's value (item(), bool(), numpy(), ...), ops that compute through NumPy instead of a
-kernel, NumPy writes into tensors (in-place ops, gradient accumulation, clipping), optimizers
+kernel, NumPy writes into tensors (in-place ops, gradient accumulation), optimizers
 without a recorded kernel path (RMSprop, Adagrad, ...), optimizer settings or schedulers changed
 inside the step, inputs that require grad, gradients accumulated across calls (call zero_grad()
 inside the step), non-tensor return values.
@@ -33,6 +33,7 @@ inside the step), non-tensor return values.
 from __future__ import annotations
 
 import functools
+import inspect
 import operator
 import sys
 import threading
@@ -76,6 +77,7 @@ _SIGS: dict = {
     "scale": (("x", "factor"), {}),
     "count_scale": (("target", "ignore_index"), {}),
     "copy_array": (("x",), {}),
+    "clip_norm": (("grads", "norm_type", "max_norm"), {}),
     "adam_step": (("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps",
                    "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize",
                    "decoupled_weight_decay"),
@@ -400,6 +402,11 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
         elif name == "copy_array":
             x = a["x"]
             prog.add("copy", False, [P(out, "copy"), P(x, "x")], [x.nbytes], [])
+        elif name == "clip_norm":
+            grads = list(a["grads"])
+            prog.add("clip_norm", grads[0].dtype == np.float64, [P(out, "norm")],
+                     [g.size for g in grads], [float(a["norm_type"]), float(a["max_norm"])],
+                     [[P(g, f"grads[{k}]") for k, g in enumerate(grads)]])
         elif name == "sgd_step":
             lr = a["lr"]
             if isinstance(lr, np.ndarray):
@@ -498,23 +505,54 @@ class _Entry:
 
 _FALLBACK = object()
 
+# A compiled function that records more often than this (or than twice its cache_size, if more)
+# warns once, naming the argument whose change made it record again.
+RECORD_WARNING_AFTER = 16
+
+
+def _describe_part(part: Any) -> str:
+    """One argument's share of a cache key, as the re-recording warning shows it."""
+    if isinstance(part, tuple) and len(part) == 3 and part[0] == "V":
+        r = repr(part[2])
+        return f"{part[1].__name__} {r if len(r) <= 60 else r[:57] + '...'}"
+    shape, dtype, rg = part
+    return f"tensor of shape {tuple(shape)} {dtype}" + (" requiring grad" if rg else "")
+
 
 class CompiledFunction:
     """The callable gd.compile returns: records on the first call per input signature, then
-    replays. `fn.stats` counts recordings, replays and eager fallbacks."""
+    replays. `fn.stats` counts recordings, replays and eager fallbacks; `fn.cache_info()` lists
+    what the cache holds. The cache keeps at most `cache_size` signatures, recorded or falling
+    back to eager alike, and evicts the least recently used one."""
 
     def __init__(self, fn: Callable, cache_size: int = 8) -> None:
         if not callable(fn):
             raise TypeError(f"compile: expected a callable, got {type(fn).__name__}")
+        if type(cache_size) is not int:
+            raise TypeError(f"compile: cache_size must be an int, got {type(cache_size).__name__}")
+        if cache_size < 1:
+            raise ValueError(f"compile: cache_size must be at least 1, got {cache_size}")
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.cache_size = cache_size
+        # key -> _Entry or _FALLBACK, least recently used first
         self._cache: dict = {}
-        self._attempts: dict = {}
+        self._attempts: dict = {}  # key -> recordings that asked for one more (bounded too)
         self._warned = False
+        self._warned_records = False
+        self._last_key: Any = None  # the key of the last recording, for that warning
         self._stats = {"recorded": 0, "eager": 0}
         self._replays = _core.ReplayCount()  # (counted by the FastReplays too)
         self._fast: Any = None  # the FastReplay tried first (that of the last replayed entry)
+        # the key of self._fast's entry, and the replay count when the Python path last ran:
+        # replays since then were that entry's one-call replays (it is then the most recent)
+        self._fast_key: Any = None
+        self._replays_seen = 0
+        try:
+            self._names = [p.name for p in inspect.signature(fn).parameters.values()
+                           if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):  # (a callable without a signature)
+            self._names = []
 
     @property
     def stats(self) -> dict:
@@ -528,6 +566,94 @@ class CompiledFunction:
         self._cache.clear()
         self._attempts.clear()
         self._fast = None
+        self._fast_key = None
+
+    def cache_info(self) -> dict:
+        """{"cache_size": ..., "entries": [(signature, "replay" or "eager"), ...]}, the least
+        recently used signature first; a signature describes grad mode and each argument."""
+        self._note_fast_use()
+        return {"cache_size": self.cache_size,
+                "entries": [(self._describe(k), "eager" if e is _FALLBACK else "replay")
+                            for k, e in self._cache.items()]}
+
+    def _labels(self, key: tuple) -> list:
+        """What each part of `key` is: grad mode, then each argument (position and name)."""
+        kwnames = key[-1] if len(key) > 1 and isinstance(key[-1], tuple) and key[-1] and \
+            all(isinstance(n, str) for n in key[-1]) else ()
+        n_pos = len(key) - 1 - (1 if kwnames else 0) - len(kwnames)
+        labels = ["grad mode"]
+        for i in range(n_pos):
+            name = self._names[i] if i < len(self._names) else None
+            labels.append(f"argument {i}" + (f" ({name})" if name else ""))
+        labels += [f"argument {n!r}" for n in kwnames]
+        return labels
+
+    def _describe(self, key: tuple) -> str:
+        labels = self._labels(key)
+        parts = [f"grad {'enabled' if key[0] else 'disabled'}"]
+        parts += [f"{lab}: {_describe_part(p)}" for lab, p in zip(labels[1:], key[1:])]
+        return ", ".join(parts)
+
+    def _store(self, key: Any, value: Any) -> None:
+        """Caches `value` (an _Entry or _FALLBACK) for key as the most recently used one,
+        evicting the least recently used entries beyond cache_size."""
+        self._note_fast_use()
+        self._cache.pop(key, None)
+        self._attempts.pop(key, None)  # a later recording of this key starts counting anew
+        while len(self._cache) >= self.cache_size:
+            old_key = next(iter(self._cache))
+            old = self._cache.pop(old_key)
+            if old is not _FALLBACK:
+                self._drop_fast(old)
+            if old_key == self._fast_key:
+                self._fast_key = None
+        self._cache[key] = value
+
+    def _use(self, key: Any) -> None:
+        """Makes key's entry the most recently used one."""
+        self._cache[key] = self._cache.pop(key)
+
+    def _note_fast_use(self) -> None:
+        """One-call replays since the Python path last ran were all of self._fast's entry (only
+        the Python path changes self._fast): it is the most recently used one."""
+        if self._replays.n != self._replays_seen:
+            self._replays_seen = self._replays.n
+            if self._fast is not None and self._fast_key in self._cache:
+                self._use(self._fast_key)
+
+    def _note_recording(self, key: Any) -> None:
+        """Counts a recording; past the limit, warns once, naming what changed."""
+        n = self._stats["recorded"]
+        limit = max(RECORD_WARNING_AFTER, 2 * self.cache_size)
+        last, self._last_key = self._last_key, key
+        if n <= limit or self._warned_records:
+            return
+        self._warned_records = True
+        name = getattr(self.fn, "__name__", "fn")
+        why = None
+        labels = self._labels(key)
+        if last is not None and self._labels(last) == labels:  # the same arguments, by name
+            for lab, old, new in zip(labels, last, key):
+                if old != new:
+                    if lab == "grad mode":
+                        why = f"grad mode changed ({old} -> {new})"
+                    else:
+                        why = f"{lab} changed: {_describe_part(old)} -> {_describe_part(new)}"
+                    break
+        elif last is not None:
+            why = "the arguments changed (" + self._describe(last) + " -> " + \
+                self._describe(key) + ")"
+        if why is None:
+            why = ("the arguments match an earlier recording, but what it captured changed "
+                   "(a parameter's storage or requires_grad, an optimizer's param groups, "
+                   "settings or state, a module's attribute) or the cache evicted it "
+                   f"(cache_size={self.cache_size})")
+        warnings.warn(f"graddesc.compile: {name} has recorded {n} times (more than {limit}); "
+                      f"the last time because {why}. A non-tensor argument is part of the cache "
+                      "key (each new value records again); pass a value that changes every "
+                      "call outside the step (a learning rate through param_groups is taken by "
+                      "a replay) or raise cache_size for many input shapes",
+                      RuntimeWarning, stacklevel=4)
 
     def _key(self, args: tuple, kwargs: dict) -> Any:
         parts: list = [grad_mode.is_grad_enabled()]
@@ -562,12 +688,19 @@ class CompiledFunction:
         key = self._key(args, kwargs)
         if key is None:
             return self._eager("an argument is neither a tensor nor hashable", args, kwargs)
+        self._note_fast_use()
         entry = self._cache.get(key)
         if entry is _FALLBACK:
+            self._use(key)
             self._stats["eager"] += 1
             return self.fn(*args, **kwargs)
         if entry is not None and self._valid(entry):
-            return self._replay(entry, args, kwargs)
+            self._use(key)
+            out = self._replay(entry, args, kwargs)
+            if not kwargs:  # (only then is self._fast this entry's: _replay)
+                self._fast_key = key
+            self._replays_seen = self._replays.n
+            return out
         return self._record(key, args, kwargs)
 
     def _eager(self, why: str, args: tuple, kwargs: dict) -> Any:
@@ -648,7 +781,7 @@ class CompiledFunction:
         self._fast = None
         if any(isinstance(a, Tensor) and a.requires_grad for a in list(args) +
                list(kwargs.values())):
-            self._cache[key] = _FALLBACK
+            self._store(key, _FALLBACK)
             return self._eager("an input requires grad", args, kwargs)
         private = []
         call_args = []
@@ -691,6 +824,7 @@ class CompiledFunction:
                 for n, f in originals.items():
                     setattr(_core, n, f)
         self._stats["recorded"] += 1
+        self._note_recording(key)
         for group, snap in rec.hypers:
             if not _same_snapshot(_group_snapshot(group), snap):
                 rec.fail("the step changes an optimizer setting (param_groups[i][...]) after "
@@ -716,15 +850,17 @@ class CompiledFunction:
                 # Either the gradients were None before this first call or the step never
                 # clears them (then they would accumulate across calls): record once more to
                 # tell which.
-                n = self._attempts.get(key, 0) + 1
+                n = self._attempts.pop(key, 0) + 1
                 self._attempts[key] = n
+                while len(self._attempts) > self.cache_size:
+                    del self._attempts[next(iter(self._attempts))]
                 if n >= 2:
                     rec.fail("the step does not clear gradients (call optimizer.zero_grad() or "
                              "model.zero_grad() inside it), so they accumulate across calls")
                 else:
                     retry = True
         if rec.failure is not None:
-            self._cache[key] = _FALLBACK
+            self._store(key, _FALLBACK)
             self._warn(rec.failure)
             return out
         if retry:
@@ -742,7 +878,7 @@ class CompiledFunction:
             prog.optimize([(_addr(a), a.nbytes) for a in pinned if a.size])
             del pinned  # (grad_refs below counts the references that outlive this call)
         except _UncapturableError as e:
-            self._cache[key] = _FALLBACK
+            self._store(key, _FALLBACK)
             self._warn(str(e))
             return out
         entry.program = prog
@@ -797,12 +933,7 @@ class CompiledFunction:
         prog.plan_defer()
         del rec, by_addr, owner
         entry.grad_refs = [_refs(arr) for _, arr in entry.grads]
-        if len(self._cache) >= self.cache_size:
-            old = self._cache.pop(next(iter(self._cache)))
-            if old is not _FALLBACK:
-                self._drop_fast(old)
-        self._cache[key] = entry  # (only now: complete)
-        self._attempts.pop(key, None)  # a later recording of this key starts counting anew
+        self._store(key, entry)  # (only now: complete)
         return result
 
     def _results(self, entry: _Entry) -> Any:
@@ -879,7 +1010,9 @@ class CompiledFunction:
 
 def compile(fn: Callable | None = None, *, cache_size: int = 8) -> Any:  # noqa: A001
     """Records `fn` (e.g. a whole training step) on its first call and replays its kernels in
-    C++ on later calls with inputs of the same shapes and dtypes; usable as a decorator."""
+    C++ on later calls with inputs of the same shapes and dtypes; usable as a decorator.
+    Non-tensor arguments are static (a new value records again); at most `cache_size`
+    signatures are kept, the least recently used evicted first."""
     if fn is None:
         return lambda f: CompiledFunction(f, cache_size)
     return CompiledFunction(fn, cache_size)

@@ -50,6 +50,43 @@ py::array count_scale(const py::handle& to, int64_t ignore_index) {
     return out;
 }
 
+// nn.utils.clip_grad_norm_'s kernel (gd::clip_grad_norm, shared with the replay): gradients
+// (a list of float32 or float64 arrays of one dtype, scaled in place) -> the norm, 0-d float64
+py::array clip_norm(const py::handle& go, double norm_type, double max_norm) {
+    const char* op = "clip_norm";
+    if (!py::isinstance<py::list>(go) && !py::isinstance<py::tuple>(go))
+        type_error(std::string(op) + ": argument 'grads' must be a list of numpy.ndarray, got " +
+                   py::str(py::type::of(go)).cast<std::string>());
+    py::sequence seq = py::reinterpret_borrow<py::sequence>(go);
+    if (py::len(seq) == 0) value_error(std::string(op) + ": argument 'grads' is empty");
+    if (!(norm_type > 0.0))
+        value_error(std::string(op) + ": norm_type must be positive, got " +
+                    std::to_string(norm_type));
+    std::vector<py::array> arrays;
+    for (py::size_t k = 0; k < py::len(seq); ++k)
+        arrays.push_back(as_array(seq[k], op, ("grads[" + std::to_string(k) + "]").c_str()));
+    py::array out = new_array<double>({});
+    double* norm = out_ptr<double>(out);
+    dispatch_float(arrays[0], op, "grads[0]", [&](auto tag) {
+        using T = decltype(tag);
+        std::vector<T*> ptrs;
+        std::vector<int64_t> sizes;
+        for (size_t k = 0; k < arrays.size(); ++k) {
+            const std::string name = "grads[" + std::to_string(k) + "]";
+            check_array<T>(arrays[k], op, name.c_str());
+            if (!arrays[k].writeable())
+                value_error(std::string(op) + ": argument '" + name + "' is read-only");
+            ptrs.push_back(static_cast<T*>(arrays[k].mutable_data()));
+            sizes.push_back(static_cast<int64_t>(arrays[k].size()));
+        }
+        py::gil_scoped_release release;
+        *norm = clip_grad_norm<T>(ptrs.data(), sizes.data(), static_cast<int64_t>(ptrs.size()),
+                                  norm_type, max_norm);
+        return 0;
+    });
+    return out;
+}
+
 // a copy of x (C-contiguous): the gradient a leaf receives first (recordable, unlike np.array)
 py::array copy_array(const py::handle& xo) {
     const char* op = "copy_array";
@@ -92,6 +129,10 @@ void bind_program(py::module_& m) {
     m.def("count_scale", &count_scale, py::arg("target"), py::arg("ignore_index"),
           "1 / (number of targets != ignore_index) as a 0-d float64 array (NaN if none).");
     m.def("copy_array", &copy_array, py::arg("x"), "A C-contiguous copy of a float array.");
+    m.def("clip_norm", &clip_norm, py::arg("grads"), py::arg("norm_type"), py::arg("max_norm"),
+          "nn.utils.clip_grad_norm_ in place on a list of gradient arrays (one float dtype): "
+          "returns their joint norm (0-d float64) and scales them all by max_norm / (norm + "
+          "1e-6) when that is below 1.");
     py::class_<Program>(m, "Program", "A recorded kernel sequence (private: see gd.compile).",
                        py::dynamic_attr())
         .def(py::init<>())

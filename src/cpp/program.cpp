@@ -24,6 +24,8 @@
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
+//   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm]
+//                (clip_grad_norm below: scales the gradients in place when the norm is too big)
 #include "program.hpp"
 
 #include <algorithm>
@@ -90,6 +92,48 @@ void bwd_sgd(const Instr& in, bool update_w) {
                    h);
     }
 }
+
+}  // namespace
+
+template <class T>
+double clip_grad_norm(T* const* grads, const int64_t* sizes, int64_t n, double norm_type,
+                      double max_norm) {
+    double total = 0.0;
+    bool nan = false;
+    if (std::isinf(norm_type)) {
+        for (int64_t k = 0; k < n; ++k)
+            for (int64_t j = 0; j < sizes[k]; ++j) {
+                const double a = std::fabs(double(grads[k][j]));
+                if (std::isnan(a)) nan = true;
+                else if (a > total) total = a;
+            }
+        if (nan) total = std::numeric_limits<double>::quiet_NaN();
+    } else if (norm_type == 2.0) {
+        for (int64_t k = 0; k < n; ++k)
+            for (int64_t j = 0; j < sizes[k]; ++j) {
+                const double a = double(grads[k][j]);
+                total += a * a;
+            }
+        total = std::sqrt(total);
+    } else {
+        for (int64_t k = 0; k < n; ++k)
+            for (int64_t j = 0; j < sizes[k]; ++j)
+                total += std::pow(std::fabs(double(grads[k][j])), norm_type);
+        total = std::pow(total, 1.0 / norm_type);
+    }
+    const double coef = max_norm / (total + 1e-6);
+    if (coef < 1.0) {  // (false for a NaN norm: nothing is scaled, as before)
+        const T c = static_cast<T>(coef);
+        for (int64_t k = 0; k < n; ++k)
+            for (int64_t j = 0; j < sizes[k]; ++j) grads[k][j] *= c;
+    }
+    return total;
+}
+
+template double clip_grad_norm<float>(float* const*, const int64_t*, int64_t, double, double);
+template double clip_grad_norm<double>(double* const*, const int64_t*, int64_t, double, double);
+
+namespace {
 
 template <class T>
 void run_one(const Instr& in) {
@@ -179,6 +223,13 @@ void run_one(const Instr& in) {
             break;
         }
         case Code::linear_bwd_sgd: bwd_sgd<T>(in, true); break;
+        case Code::clip_norm: {
+            static_assert(sizeof(void*) == sizeof(T*), "pointer lists");
+            *static_cast<double*>(in.p[0]) =
+                clip_grad_norm<T>(reinterpret_cast<T* const*>(in.lists[0].data()), i.data(),
+                                  static_cast<int64_t>(in.lists[0].size()), d[0], d[1]);
+            break;
+        }
         case Code::adam: {
             const auto& L = in.lists;
             const size_t n = L[0].size();
@@ -383,6 +434,11 @@ std::vector<Operand> operands(const Instr& in) {
         case Code::scale: W(0, e * i[0]); R(1, e * i[0]); R(2, 8); break;
         case Code::count_scale: W(0, 8); R(1, 8 * i[0]); break;
         case Code::copy: W(0, i[0]); R(1, i[0]); break;
+        case Code::clip_norm:  // the norm; every gradient is read and may be scaled
+            W(0, 8);
+            for (size_t k = 0; k < in.lists[0].size(); ++k)
+                ops.push_back({in.lists[0][k], e * i[k], true, true, -1});
+            break;
         case Code::sgd:
         case Code::adam: {
             // lists: params (rw), grads (r), then state (rw); adam's last list is float32 steps
@@ -754,7 +810,7 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
-                                     "sgd", "adam", "linear_bwd_sgd"};
+                                     "sgd", "adam", "linear_bwd_sgd", "clip_norm"};
 
 Code code_from_name(const std::string& name) {
     for (int k = 0; k < static_cast<int>(sizeof(kNames) / sizeof(kNames[0])); ++k)

@@ -15,7 +15,7 @@ namespace gd {
 enum class Code : int {
     linear_fwd, linear_bwd, act_fwd, act_bwd, softmax_fwd, softmax_bwd, log_softmax_fwd,
     log_softmax_bwd, ce_fwd, ce_bwd, mse_fwd, mse_bwd, sum_all, sum_axis, gemm, scale,
-    count_scale, copy, sgd, adam, linear_bwd_sgd
+    count_scale, copy, sgd, adam, linear_bwd_sgd, clip_norm
 };
 
 struct Instr {
@@ -133,6 +133,16 @@ class Program {
     std::vector<Instr> code_;
     std::vector<Deferred> defer_;
 };
+
+// nn.utils.clip_grad_norm_ for eager calls and replays alike (one definition, so both run the
+// same machine code): the joint norm of order norm_type (finite > 0, or +inf) of the n gradients
+// grads[k] of sizes[k] elements, |g|^p summed in double in list and element order (the maximum
+// of |g| for +inf; NaN if any |g| is NaN); then, when max_norm / (norm + 1e-6) < 1, every
+// element times T(that coefficient). The decision is taken here on each call's values, so a
+// recorded step repeats the test, not the outcome it had while recording. Returns the norm.
+template <class T>
+double clip_grad_norm(T* const* grads, const int64_t* sizes, int64_t n, double norm_type,
+                      double max_norm);
 
 // Parses an op name as used by the Python recorder; throws std::invalid_argument.
 Code code_from_name(const std::string& name);

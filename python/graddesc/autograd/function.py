@@ -279,4 +279,7 @@ class detect_anomaly:  # noqa: N801
 
 
 def _is_finite(a: np.ndarray) -> bool:
+    # anomaly mode decides (raise or not) on gradient values in Python: a recorded step could
+    # not repeat that check on a replay's values, so gd.compile runs such a step eagerly
+    _compile_state.value_read("anomaly detection (a NaN check on a gradient)")
     return a.dtype.kind != "f" or bool(np.isfinite(a).all())

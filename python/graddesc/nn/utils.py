@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from graddesc import _compile_state
+from graddesc import _compile_state, _core
 from graddesc._tensor import Tensor
 
 
@@ -22,6 +22,21 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     if not grads:
         return Tensor._make(np.zeros((), dtype=np.float32))
     norm_type = float(norm_type)
+    arrays = [g._data for g in grads]
+    dtype = arrays[0].dtype
+    if norm_type > 0 and not error_if_nonfinite and dtype in (np.float32, np.float64) and \
+            all(a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable and
+                a.flags.aligned for a in arrays):
+        # the kernel computes the norm and decides per call whether to scale, so a step
+        # recorded by gd.compile repeats the test on each replay's gradients
+        total = _core.clip_norm(arrays, norm_type, float(max_norm))
+        for g in grads:
+            g._vc[0] += 1
+        return Tensor._make(np.asarray(total, dtype=dtype))
+    # Here whether to scale (or raise) is decided in Python on the gradients' values; a step
+    # recorded by gd.compile would replay that one decision on every later call (no clipping
+    # ever after a recording below the limit), so the recording falls back to eager.
+    _compile_state.value_read("clip_grad_norm_ (the norm decides in Python whether to scale)")
     if norm_type == float("inf"):
         total = max(float(np.max(np.abs(g._data))) if g._data.size else 0.0 for g in grads)
     else:
