@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 import graddesc as gd
+from graddesc.optim.zeroth_order import NonFiniteLossError as NonFiniteZerothLoss
 from graddesc.training import NonFiniteLossError
 
 OPTIMIZERS = ("sgd", "gd", "adam", "zeroth")
@@ -361,7 +362,10 @@ def _zeroth_epoch(model: Any, loss_fn: Any, loader: Any, opt: Any, bar: Any, los
         def closure(x: Any = x, y: Any = y) -> Any:
             with gd.no_grad():
                 return loss_fn(model(x), y)
-        value = float(opt.step(closure))
+        try:
+            value = float(opt.step(closure))
+        except NonFiniteZerothLoss as e:  # at the current point or a perturbed one
+            value = e.value
         if not math.isfinite(value):
             losses += out
             raise _DivergedError(f"the loss is {value} at step {len(losses) + 1} (epoch {epoch})")

@@ -29,6 +29,15 @@ from graddesc.optim.optimizer import Optimizer, _c_array, _check_number
 _ESTIMATORS = ("spsa", "forward", "central", "gaussian")
 
 
+class NonFiniteLossError(RuntimeError):
+    """A closure returned NaN or +-Inf at a point ZerothOrder evaluated (`value`, `point`); the
+    parameters are as they were before step()."""
+
+    def __init__(self, message: str, value: float, point: str) -> None:
+        super().__init__(message)
+        self.value, self.point = value, point
+
+
 class ZerothOrder(Optimizer):
     """Gradient descent on loss values only (no backward). step(closure) calls closure() to
     evaluate the loss (a real number: an int or float but not a bool, a NumPy real scalar, or a
@@ -95,9 +104,10 @@ class ZerothOrder(Optimizer):
         else:
             value = float(out)
         if not np.isfinite(value):
-            raise RuntimeError(f"ZerothOrder: the closure returned a non-finite loss ({value}) "
-                               f"at {point} (evaluation {self.num_evaluations}); the parameters "
-                               "are left as they were before step()")
+            raise NonFiniteLossError(
+                f"ZerothOrder: the closure returned a non-finite loss ({value}) at {point} "
+                f"(evaluation {self.num_evaluations}); the parameters are left as they were "
+                "before step()", value, point)
         return out, value
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
