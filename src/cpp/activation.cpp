@@ -47,13 +47,17 @@ struct Sigmoid {
     template <class T> static T backward(T dy, T, T y, T) { return dy * y * (T(1) - y); }
 };
 
-// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|); dy/dx = sigmoid(x)
+// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|); dy/dx = sigmoid(x). Above the
+// threshold t (alpha) PyTorch's softplus is the identity, so y = x and dy/dx = 1 there; t = +inf
+// gives the exact function everywhere.
 struct Softplus {
-    template <class T> static T forward(T x, T) {
-        if (std::isnan(x)) return x;
+    template <class T> static T forward(T x, T t) {
+        if (std::isnan(x) || x > t) return x;
         return std::fmax(x, T(0)) + std::log1p(std::exp(-std::fabs(x)));
     }
-    template <class T> static T backward(T dy, T x, T, T) { return dy * Sigmoid::forward(x, T(0)); }
+    template <class T> static T backward(T dy, T x, T, T t) {
+        return x > t ? dy : dy * Sigmoid::forward(x, T(0));
+    }
 };
 
 // gelu(x) = x Phi(x) with Phi the standard normal CDF; dy/dx = Phi(x) + x phi(x)
