@@ -106,8 +106,9 @@ def _inputs(rng, name, shape, dtype):
     return np.array(x, dtype=dtype)  # (np.abs of a 0-d array is a scalar)
 
 
-def _backward(name, dy, x, alpha=0.01):
-    """Calls activation_backward with exactly the saved tensor the op needs."""
+def _backward(name, dy, x, alpha=None):
+    """Calls activation_backward with exactly the saved tensor the op needs (alpha None: the
+    activation's default, leaky_relu's slope 0.01 or softplus's threshold 20)."""
     if name in SAVES_OUTPUT:
         return _core.activation_backward(name, dy, y=_core.activation_forward(name, x), alpha=alpha)
     return _core.activation_backward(name, dy, x=x, alpha=alpha)

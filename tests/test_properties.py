@@ -326,7 +326,9 @@ UNARY = {
                    lambda x: np.where(x > 0, x, x * x.dtype.type(0.2)), True, True),
     "tanh": (gd.tanh, np.tanh, True, True),
     "sigmoid": (gd.sigmoid, _np_sigmoid, True, True),
-    "softplus": (gd.softplus, lambda x: np.logaddexp(x.dtype.type(0), x), True, True),
+    # PyTorch's definition: x itself above the threshold 20
+    "softplus": (gd.softplus, lambda x: np.where(x > 20, x, np.logaddexp(x.dtype.type(0), x)),
+                 True, True),
     "gelu": (gd.gelu, _np_gelu, True, True),
     "gelu_tanh": (lambda x: gd.gelu(x, approximate="tanh"), _np_gelu_tanh, True, True),
     "exp": (gd.exp, np.exp, True, True),

@@ -1,6 +1,9 @@
 // Elementwise nonlinearities, each a forward/backward pair of scalar formulas; the loops that
 // apply them are generic (map_forward / map_backward) so the compiler vectorises what it can.
 // Shape legend: x, y, dx, dy (N). NaN propagates as in NumPy (x <= 0 is false for NaN).
+// At NaN, +-inf and the kinks each derivative is PyTorch's (docs/special-values.md, checked by
+// tests/test_special_values.py): the comparisons below are written so that NaN falls on
+// PyTorch's side of each select.
 #include "activation.hpp"
 
 #include <cmath>
@@ -13,10 +16,12 @@ namespace {
 
 constexpr int64_t kChunk = 1 << 14;
 
-// y = max(x, 0); dy/dx = 1 for x > 0, else 0 (PyTorch's choice at the kink)
+// y = max(x, 0); dy/dx = 0 for x <= 0 (PyTorch's choice at the kink), else 1. The backward
+// may be handed y in place of x (same sign, same NaNs). "x <= 0 ? 0 : dy", not "x > 0 ? dy : 0":
+// at NaN the gradient passes, as in PyTorch's threshold_backward.
 struct Relu {
     template <class T> static T forward(T x, T) { return x <= T(0) ? T(0) : x; }
-    template <class T> static T backward(T dy, T x, T, T) { return x > T(0) ? dy : T(0); }
+    template <class T> static T backward(T dy, T x, T, T) { return x <= T(0) ? T(0) : dy; }
 };
 
 // y = x for x > 0, alpha x otherwise
@@ -42,13 +47,17 @@ struct Sigmoid {
     template <class T> static T backward(T dy, T, T y, T) { return dy * y * (T(1) - y); }
 };
 
-// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|); dy/dx = sigmoid(x)
+// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|); dy/dx = sigmoid(x). Above the
+// threshold t (alpha) PyTorch's softplus is the identity, so y = x and dy/dx = 1 there; t = +inf
+// gives the exact function everywhere.
 struct Softplus {
-    template <class T> static T forward(T x, T) {
-        if (std::isnan(x)) return x;
+    template <class T> static T forward(T x, T t) {
+        if (std::isnan(x) || x > t) return x;
         return std::fmax(x, T(0)) + std::log1p(std::exp(-std::fabs(x)));
     }
-    template <class T> static T backward(T dy, T x, T, T) { return dy * Sigmoid::forward(x, T(0)); }
+    template <class T> static T backward(T dy, T x, T, T t) {
+        return x > t ? dy : dy * Sigmoid::forward(x, T(0));
+    }
 };
 
 // gelu(x) = x Phi(x) with Phi the standard normal CDF; dy/dx = Phi(x) + x phi(x)

@@ -12,15 +12,28 @@ struct ActInfo {
     const char* name;
     Act op;
     bool backward_uses_y;  // tanh, sigmoid, exp: the derivative is cheaper from the output
+    double default_alpha;  // PyTorch's default: leaky_relu's slope, softplus's threshold
 };
 
 constexpr ActInfo kActs[] = {
-    {"relu", Act::relu, false},         {"leaky_relu", Act::leaky_relu, false},
-    {"tanh", Act::tanh, true},          {"sigmoid", Act::sigmoid, true},
-    {"softplus", Act::softplus, false}, {"gelu", Act::gelu, false},
-    {"gelu_tanh", Act::gelu_tanh, false}, {"exp", Act::exp, true},
-    {"log", Act::log, false},
+    {"relu", Act::relu, false, 0.0},          {"leaky_relu", Act::leaky_relu, false, 0.01},
+    {"tanh", Act::tanh, true, 0.0},           {"sigmoid", Act::sigmoid, true, 0.0},
+    {"softplus", Act::softplus, false, 20.0}, {"gelu", Act::gelu, false, 0.0},
+    {"gelu_tanh", Act::gelu_tanh, false, 0.0}, {"exp", Act::exp, true, 0.0},
+    {"log", Act::log, false, 0.0},
 };
+
+// alpha as given, or the activation's own default when None: one default (0.01) for every
+// activation would make softplus linear above 0.01.
+double alpha_of(const ActInfo& act, const py::object& alpha, const char* op) {
+    if (alpha.is_none()) return act.default_alpha;
+    try {
+        return alpha.cast<double>();
+    } catch (const py::cast_error&) {
+        type_error(std::string(op) + ": argument 'alpha' must be a number or None, got " +
+                   py::str(py::type::of(alpha)).cast<std::string>());
+    }
+}
 
 const ActInfo& find_act(const std::string& name, const char* op) {
     for (const ActInfo& a : kActs)
@@ -31,9 +44,11 @@ const ActInfo& find_act(const std::string& name, const char* op) {
 }
 
 // x (any shape) -> y (same shape)
-py::array activation_forward(const std::string& name, const py::handle& xo, double alpha) {
+py::array activation_forward(const std::string& name, const py::handle& xo,
+                             const py::object& alpha_arg) {
     const char* op = "activation_forward";
     const ActInfo& act = find_act(name, op);
+    const double alpha = alpha_of(act, alpha_arg, op);
     py::array x = as_array(xo, op, "x");
     return dispatch_float(x, op, "x", [&](auto tag) {
         using T = decltype(tag);
@@ -52,9 +67,10 @@ py::array activation_forward(const std::string& name, const py::handle& xo, doub
 
 // dy and the saved input x or output y (same shape) -> dx
 py::array activation_backward(const std::string& name, const py::handle& dyo, const py::handle& xo,
-                              const py::handle& yo, double alpha) {
+                              const py::handle& yo, const py::object& alpha_arg) {
     const char* op = "activation_backward";
     const ActInfo& act = find_act(name, op);
+    const double alpha = alpha_of(act, alpha_arg, op);
     py::array dy = as_array(dyo, op, "dy");
     const py::handle& saved = act.backward_uses_y ? yo : xo;
     const char* saved_name = act.backward_uses_y ? "y" : "x";
@@ -85,11 +101,12 @@ py::array activation_backward(const std::string& name, const py::handle& dyo, co
 
 void bind_activation(py::module_& m) {
     m.def("activation_forward", &activation_forward, py::arg("name"), py::arg("x"),
-          py::arg("alpha") = 0.01,
-          "y = act(x) elementwise; name in relu, leaky_relu (slope alpha), tanh, sigmoid, softplus, "
-          "gelu, gelu_tanh, exp, log.");
+          py::arg("alpha") = py::none(),
+          "y = act(x) elementwise; name in relu, leaky_relu (slope alpha, default 0.01), tanh, "
+          "sigmoid, softplus (y = x above the threshold alpha, default 20), gelu, gelu_tanh, exp, "
+          "log.");
     m.def("activation_backward", &activation_backward, py::arg("name"), py::arg("dy"),
-          py::arg("x") = py::none(), py::arg("y") = py::none(), py::arg("alpha") = 0.01,
+          py::arg("x") = py::none(), py::arg("y") = py::none(), py::arg("alpha") = py::none(),
           "dx = dy * act'(x); tanh, sigmoid and exp read the saved output y, the others x.");
     py::list uses_y;
     for (const ActInfo& a : kActs)

@@ -6,7 +6,8 @@
 
 namespace gd {
 
-// Elementwise nonlinearities; alpha is the slope of leaky_relu and unused otherwise.
+// Elementwise nonlinearities; alpha is the slope of leaky_relu, the threshold of softplus and
+// unused otherwise.
 enum class Act : int { relu = 0, leaky_relu, tanh, sigmoid, softplus, gelu, gelu_tanh, exp, log };
 
 // Optimizer hyperparameters (optim.cpp), PyTorch's names and meanings.

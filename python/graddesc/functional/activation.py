@@ -16,6 +16,7 @@ from graddesc import _core
 from graddesc._tensor import Tensor, call_kernel
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
+from graddesc.functional import elementwise as ew
 
 _SAVES_OUTPUT = frozenset(_core.ACTIVATIONS_SAVING_OUTPUT)
 # relu' is 1 exactly where relu(x) > 0, so relu saves its output and hands it to the kernel in
@@ -109,9 +110,11 @@ def _second_derivative(name: str, s: Tensor, alpha: float) -> Any:
         return Tensor._make(np.ones_like(s._data))
     if name == "log":  # f' = 1 / x
         return -1.0 / (s * s)
-    if name == "softplus":  # f' = sigmoid(x)
+    if name == "softplus":  # f' = sigmoid(x) below the threshold alpha, 1 above it
         p = sigmoid(s)
-        return p * (1.0 - p)
+        # f' is constant above the threshold; PyTorch's softplus_double_backward keeps x < t
+        below = Tensor._make((s._data < alpha).astype(s._data.dtype))
+        return p * (1.0 - p) * below
     if name == "gelu":  # f' = Phi + x phi  ->  f'' = phi (2 - x^2)
         phi = exp(-0.5 * s * s) * _INV_SQRT_2PI
         return phi * (2.0 - s * s)
@@ -149,10 +152,15 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    """log(1 + exp(beta x)) / beta, stable for large |x|."""
+    """log(1 + exp(beta x)) / beta, stable for large |x|; x itself where beta x > threshold
+    (PyTorch's definition: there the gradient is exactly 1)."""
     if beta == 1.0:
-        return _apply(x, "softplus")
-    return _apply(x * beta, "softplus") / beta
+        return _apply(x, "softplus", float(threshold))
+    # The kernel without a threshold, then x itself above it: (beta x) / beta would round, and
+    # overflow to inf for a large finite x.
+    z = x * beta
+    y = _apply(z, "softplus", math.inf) / beta
+    return ew.where(z > threshold, x, y)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:

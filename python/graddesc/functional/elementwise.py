@@ -66,11 +66,15 @@ class Add(Function):
     @staticmethod
     @_quiet
     def forward(ctx, a, b, alpha):
-        bv = _value(b)
-        if alpha != 1:
-            bv = bv * alpha
+        av, bv = _value(a), _value(b)
         ctx.alpha = alpha
-        return _wrap(np.add(_value(a), bv))
+        if alpha == 1:
+            return _wrap(np.add(av, bv))
+        if np.result_type(av, bv) == np.float32:
+            # PyTorch fuses a + alpha b (one rounding), so alpha b may exceed the float32 range
+            # while the sum does not (inf + 2 * -3e38 is inf, not NaN); float64 holds alpha b.
+            return _wrap(np.add(av, np.multiply(bv, alpha, dtype=np.float64)).astype(np.float32))
+        return _wrap(np.add(av, bv * alpha))
 
     @staticmethod
     def backward(ctx, g):
@@ -117,7 +121,7 @@ class Div(Function):
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
                               b if isinstance(b, Tensor) else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return _wrap(np.true_divide(_value(a), _value(b)))
 
     @staticmethod
@@ -127,7 +131,9 @@ class Div(Function):
         bb = b if b is not None else sb
         aa = a if a is not None else sa
         ga = g / bb if ctx.needs_input_grad[0] else None
-        gb = -g * aa / (bb * bb) if ctx.needs_input_grad[1] else None
+        # -g a / b^2 as PyTorch orders it, -g ((a / b) / b): b * b would overflow or vanish
+        # first (0 / 1e-310^2 is NaN, inf / 1e300^2 NaN, 1e300 / 1e300^2 zero)
+        gb = -g * ((aa / bb) / bb) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -145,7 +151,8 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """a ** b with a or b a tensor. d/da = b a^(b-1); d/db = a^b log(a) (0 where a = 0, b >= 0)."""
+    """a ** b with a or b a tensor. d/da = b a^(b-1), 0 where b = 0; d/db = a^b log(a), 0 where
+    a = 0 and b >= 0 (PyTorch's values, docs/special-values.md)."""
 
     @staticmethod
     def forward(ctx, a, b):
@@ -154,7 +161,13 @@ class Pow(Function):
             if isinstance(av, np.ndarray) and av.dtype.kind in "iu" and \
                     np.any(np.asarray(bv) < 0) and np.asarray(bv).dtype.kind in "iu":
                 raise ValueError("pow: integers to negative integer powers are not allowed")
-            y = _wrap(np.power(av, bv))
+            if isinstance(bv, float) and bv == -0.5 and isinstance(av, np.ndarray) and \
+                    av.dtype.kind == "f":
+                # PyTorch's x ** -0.5 is rsqrt: NaN at -inf and -inf at -0.0, where C's pow
+                # gives 0 and +inf (NumPy already takes ** 0.5 as sqrt, as PyTorch does)
+                y = _wrap(np.reciprocal(np.sqrt(av)))
+            else:
+                y = _wrap(np.power(av, bv))
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
                               b if isinstance(b, Tensor) else None,
                               y if ctx.needs_input_grad[1] else None)
@@ -167,20 +180,21 @@ class Pow(Function):
         sa, sb = ctx.scalars
         ga = gb = None
         if ctx.needs_input_grad[0]:
+            # b a^(b-1) is 0 * inf = NaN at b = 0, a = 0 (or a NaN): there the gradient is 0
             if b is None:
-                ga = g * 0.0 if sb == 0 else g * sb * a ** (sb - 1)
+                ga = zeros_like_value(g) if sb == 0 else g * (sb * a ** (sb - 1))
             else:
-                ga = g * b * a ** (b - 1)
+                ga = where(b == 0, 0.0, g * (b * a ** (b - 1)))
         if ctx.needs_input_grad[1]:
+            # a^b log(a), except 0 where a = 0 and b >= 0 (PyTorch's choice: 0 * -inf there);
+            # for b < 0 it is inf * -inf = -inf, and negative bases have no log (NaN)
             if a is None:
-                if sa > 0:
-                    gb = g * y * math.log(sa)
-                else:  # d/db 0^b is 0 for b > 0 (PyTorch's choice); negative bases have no log
-                    gb = g * 0.0 if sa == 0 else g * y * math.nan
+                if sa == 0:
+                    gb = g * where(b >= 0, 0.0, y * -math.inf)
+                else:
+                    gb = g * (y * (math.log(sa) if sa > 0 else math.nan))
             else:
-                safe = where(a == 0, ones_like_value(a), a)
-                gb = g * y * log(safe)
-                gb = where((a == 0) & (b >= 0), zeros_like_value(gb), gb)
+                gb = g * where((a == 0) & (b >= 0), 0.0, y * log(a))
         return ga, gb
 
 
@@ -193,6 +207,8 @@ def zeros_like_value(t: Tensor) -> Tensor:
 
 
 class Abs(Function):
+    """d|a|/da = sign(a): 0 at the kink a = 0 and at NaN (PyTorch's values)."""
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -201,17 +217,20 @@ class Abs(Function):
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
-        return g * sign(a)
+        # sign(NaN) is NaN (NumPy's, kept by gd.sign); PyTorch's sgn there is 0
+        return g * where(isnan(a), 0.0, sign(a))
 
 
 class Sign(Function):
+    # sign(NaN) stays NaN, as in NumPy (NaN propagates); torch.sign gives 0 there
     @staticmethod
     def forward(ctx, a):
         return _wrap(np.sign(a._data))
 
     @staticmethod
     def backward(ctx, g):
-        return g * 0.0
+        # zero even where g is NaN or inf: sign is flat, PyTorch returns zeros
+        return zeros_like_value(g)
 
 
 class Sqrt(Function):
@@ -235,15 +254,14 @@ class Clamp(Function):
     def forward(ctx, a, lo, hi):
         x = a._data
         y = x
+        # min(max(x, lo), hi): hi wins when lo > hi, and a NaN in x or in a bound gives NaN
+        # (np.maximum/np.minimum propagate it, as torch.clamp does)
         if lo is not None:
-            y = np.maximum(y, _value(lo)) if not isinstance(lo, Tensor) else np.where(
-                x < lo._data, lo._data, y)
+            y = np.maximum(y, _value(lo))
         if hi is not None:
-            y = np.minimum(y, _value(hi)) if not isinstance(hi, Tensor) else np.where(
-                y > hi._data, hi._data, y)
+            y = np.minimum(y, _value(hi))
         if y is x:
             y = x.copy()
-        # NaN stays NaN (np.maximum propagates it, as torch.clamp does)
         ctx.save_for_backward(a, lo if isinstance(lo, Tensor) else None,
                               hi if isinstance(hi, Tensor) else None)
         ctx.bounds = (lo, hi)
@@ -251,20 +269,29 @@ class Clamp(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # PyTorch's clamp_backward / clamp_backward_min_max: x gets g where lo <= x <= hi (never
+        # at NaN); lo gets it where x < lo < hi, hi where x > hi or hi < lo (so with lo == hi
+        # and x below them neither does). Selects, not products: a NaN g elsewhere stays out.
         a, lo_t, hi_t = ctx.saved_tensors
         lo, hi = ctx.bounds
-        mask = np.ones(a._data.shape, dtype=bool)
-        if lo is not None:
-            mask &= a._data >= _value(lo_t if lo_t is not None else lo)
-        if hi is not None:
-            mask &= a._data <= _value(hi_t if hi_t is not None else hi)
-        m = Tensor._make(mask.astype(g._data.dtype))
-        ga = g * m if ctx.needs_input_grad[0] else None
-        glo = ghi = None
-        if ctx.needs_input_grad[1]:
-            glo = g * Tensor._make((a._data < lo_t._data).astype(g._data.dtype))
-        if ctx.needs_input_grad[2]:
-            ghi = g * Tensor._make((a._data > hi_t._data).astype(g._data.dtype))
+        x = a._data
+        lov = None if lo is None else _value(lo_t if lo_t is not None else lo)
+        hiv = None if hi is None else _value(hi_t if hi_t is not None else hi)
+        ga = glo = ghi = None
+        with np.errstate(invalid="ignore"):
+            if ctx.needs_input_grad[0]:
+                mask = np.ones(x.shape, dtype=bool)
+                if lov is not None:
+                    mask = mask & (x >= lov)
+                if hiv is not None:
+                    mask = mask & (x <= hiv)
+                ga = where(Tensor._make(mask), g, 0.0)
+            if ctx.needs_input_grad[1]:
+                mask = x < lov if hiv is None else (x < lov) & (lov < hiv)
+                glo = where(Tensor._make(np.asarray(mask)), g, 0.0)
+            if ctx.needs_input_grad[2]:
+                mask = x > hiv if lov is None else (x > hiv) | (hiv < lov)
+                ghi = where(Tensor._make(np.asarray(mask)), g, 0.0)
         return ga, glo, ghi
 
 
@@ -287,7 +314,8 @@ class Where(Function):
 
 
 class Maximum(Function):
-    """Elementwise max/min; on ties the gradient is split evenly, as in PyTorch."""
+    """Elementwise max/min; on ties the gradient is split evenly, as in PyTorch, and where
+    either input is NaN both get all of it (PyTorch zeroes only the strict loser)."""
 
     @staticmethod
     def forward(ctx, a, b, is_max):
@@ -302,13 +330,16 @@ class Maximum(Function):
     def backward(ctx, g):
         av, bv = ctx.vals
         with np.errstate(invalid="ignore"):
-            win_a = (av > bv) if ctx.is_max else (av < bv)
+            a_loses = (av < bv) if ctx.is_max else (av > bv)
+            b_loses = (av > bv) if ctx.is_max else (av < bv)
             tie = av == bv
         dt = g._data.dtype
-        wa = Tensor._make(np.where(tie, 0.5, win_a).astype(dt))
-        wb = Tensor._make(np.where(tie, 0.5, ~win_a & ~tie).astype(dt))
-        return (g * wa if ctx.needs_input_grad[0] else None,
-                g * wb if ctx.needs_input_grad[1] else None, None)
+        half = Tensor._make(np.where(tie, 0.5, 1.0).astype(dt))
+        gs = g * half
+        return (where(Tensor._make(np.asarray(~a_loses)), gs, 0.0)
+                if ctx.needs_input_grad[0] else None,
+                where(Tensor._make(np.asarray(~b_loses)), gs, 0.0)
+                if ctx.needs_input_grad[1] else None, None)
 
 
 class Log(Function):

@@ -434,7 +434,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A00
     if input.shape != target.shape:
         raise ValueError(f"{op}: target shape {tuple(target.shape)} must equal input shape "
                          f"{tuple(input.shape)}")
-    sp_neg = act.softplus(-input)  # -log sigmoid(x)
+    # -log sigmoid(x), exact: no threshold (F.softplus's default 20 makes it linear beyond)
+    sp_neg = act.softplus(-input, threshold=math.inf)
     if pos_weight is None:
         loss = (1.0 - target) * input + sp_neg
     else:

@@ -6,6 +6,7 @@ Sums over one axis (or all) of float tensors run the deterministic C++ kernels
 
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 from typing import Any, Optional
 
@@ -160,10 +161,14 @@ def _scatter(g: Tensor, idx_k: np.ndarray, dim: int, shape: tuple) -> Tensor:
 
 class MaxAll(Function):
     """max/min of all elements, or amax/amin over `dims` (a tuple); ties share the gradient
-    evenly (PyTorch's rule for these, unlike max(dim), which picks one index)."""
+    evenly (PyTorch's rule for these, unlike max(dim), which picks one index).
+
+    At a NaN the two differ, as in PyTorch: max()/min() give the gradient to the NaNs (shared
+    evenly), amax/amin compare the result with the input, which no NaN equals, so every
+    gradient of that reduced slice is g / 0 * 0 = NaN."""
 
     @staticmethod
-    def forward(ctx, x, is_max, dims=None, keepdim=False):
+    def forward(ctx, x, is_max, dims=None, keepdim=False, amax=False):
         a = x._data
         op = "max" if is_max else "min"
         if a.size == 0 and dims is None:
@@ -177,7 +182,7 @@ class MaxAll(Function):
         v = np.asarray(np.max(a, axis=dims, keepdims=True) if is_max else
                        np.min(a, axis=dims, keepdims=True))
         ctx.save_for_backward(x)
-        ctx.v, ctx.dims, ctx.keepdim = v, dims, keepdim
+        ctx.v, ctx.dims, ctx.keepdim, ctx.amax = v, dims, keepdim, amax
         if keepdim:
             return Tensor._make(v)
         return Tensor._make(v.reshape(()) if dims is None else np.squeeze(v, axis=dims))
@@ -186,12 +191,21 @@ class MaxAll(Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         a, v = x._data, ctx.v
-        # a NaN is the max/min, so NaNs take the gradient
-        mask = (a == v) | (np.isnan(a) & np.isnan(v)) if a.dtype.kind == "f" else a == v
-        w = mask / np.maximum(mask.sum(axis=ctx.dims, keepdims=True), 1)
         if not ctx.keepdim:
             g = g.reshape(_keep_shape(a.shape, ctx.dims))
-        return g * Tensor._make(w.astype(a.dtype)), None, None, None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if ctx.amax:  # (g / count) * mask: NaN over a slice whose result is NaN
+                mask = a == v
+                count = mask.sum(axis=ctx.dims, keepdims=True).astype(a.dtype)
+                return (g / Tensor._make(count)) * Tensor._make(mask.astype(a.dtype)), \
+                    None, None, None, None
+            # max()/min(): a NaN is the result, so the NaNs take the gradient
+            mask = np.isnan(a) if a.dtype.kind == "f" and np.isnan(v).any() else a == v
+            count = mask.sum(axis=ctx.dims, keepdims=True).astype(a.dtype)
+        from graddesc.functional import elementwise as ew
+
+        return ew.where(Tensor._make(mask), g / Tensor._make(count), 0.0), None, None, None, \
+            None
 
 
 def max(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
@@ -237,7 +251,7 @@ def _amax_amin(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
     dims = _dims(dim, x.ndim, "amax" if is_max else "amin")
     if not dims:  # None or (): every dim, as in PyTorch
         dims = None if not keepdim else tuple(range(x.ndim))
-    return MaxAll.apply(x, is_max, dims, bool(keepdim))
+    return MaxAll.apply(x, is_max, dims, bool(keepdim), True)
 
 
 def argmax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
@@ -281,27 +295,73 @@ def _has_nan(a: np.ndarray) -> bool:
     return a.dtype.kind == "f" and bool(np.isnan(a).any())
 
 
+class VarStd(Function):
+    """var, or std = sqrt(var), over `dims` (None: all) with `correction` degrees of freedom.
+
+    As PyTorch: float32 is accumulated in float64, so the squares of 1e30 do not overflow; the
+    backward is written out (var' = 2 / dof * g * (x - mean)), so an infinite entry gives the
+    other entries +-inf rather than the NaN that inf - inf would leave through the mean; std'
+    divides by 2 std and is 0 where std is 0 (a zero spread), not 0 * inf."""
+
+    @staticmethod
+    def forward(ctx, x, dims, correction, keepdim, is_std):
+        a = x._data
+        acc = np.float64 if a.dtype == np.float32 else a.dtype
+        n = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
+        dof = n - correction
+        with np.errstate(all="ignore"):  # inf - inf is NaN and 1e200^2 inf, never an error
+            wide = a.astype(acc, copy=False)
+            d = wide - np.mean(wide, axis=dims, keepdims=True)
+            # no degrees of freedom left: NaN, as PyTorch gives
+            out = np.sum(d * d, axis=dims, keepdims=keepdim) / (dof if dof > 0 else np.nan)
+            if is_std:
+                out = np.sqrt(out)
+            y = Tensor._make(np.asarray(out.astype(a.dtype, copy=False)))  # may overflow: inf
+        ctx.dims, ctx.keepdim, ctx.dof, ctx.is_std = dims, keepdim, dof, is_std
+        ctx.save_for_backward(x, y if is_std else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        from graddesc.functional import elementwise as ew
+
+        x, y = ctx.saved_tensors
+        shape = _keep_shape(x.shape, ctx.dims)
+        if not ctx.keepdim:
+            g = g.reshape(shape)
+        if ctx.is_std:
+            y = y.reshape(shape)
+            g = ew.where(y == 0, 0.0, g / (y * 2.0))
+        scale = 2.0 / ctx.dof if ctx.dof != 0 else math.inf
+        return scale * g * (x - mean(x, ctx.dims, keepdim=True)), None, None, None, None
+
+
+def _var_std(x: Tensor, dim: Any, unbiased: Any, keepdim: bool, correction: Any,
+             is_std: bool) -> Tensor:
+    op = "std" if is_std else "var"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
+    if x._data.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a float32 or float64 tensor, got {x.dtype}")
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    dims = _dims(dim, x.ndim, op)
+    if dims == ():  # dim=() reduces every dim, as in sum (PyTorch's rule)
+        dims = None
+    return VarStd.apply(x, dims, correction, bool(keepdim), is_std)
+
+
 def var(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
         correction: Any = None) -> Tensor:
     """Variance with Bessel's correction by default (correction=1), as in PyTorch."""
-    if correction is None:
-        correction = 1 if unbiased is None or unbiased else 0
-    dims = _dims(dim, x.ndim, "var")
-    if dims == ():  # dim=() reduces every dim, as in sum (PyTorch's rule)
-        dims = None
-    n = x._data.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
-    mu = mean(x, dim, keepdim=True)
-    d = x - mu
-    dof = n - correction
-    # no degrees of freedom left: NaN, as PyTorch gives
-    return sum(d * d, dim, keepdim) / (float(dof) if dof > 0 else float("nan"))
+    return _var_std(x, dim, unbiased, keepdim, correction, False)
 
 
 def std(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
         correction: Any = None) -> Tensor:
-    from graddesc.functional import elementwise as ew
-
-    return ew.sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+    """Standard deviation, sqrt(var), with var's correction; its gradient is 0 at a zero
+    spread (PyTorch's value)."""
+    return _var_std(x, dim, unbiased, keepdim, correction, True)
 
 
 def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
