@@ -1006,3 +1006,20 @@ def test_a_relu_whose_input_is_also_read_elsewhere_is_not_fused():
         np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
     (prog,) = [e.program for e in compiled._cache.values() if getattr(e, "program", None)]
     assert "act_fwd" in prog.names()
+
+
+def test_recorded_activation_alpha_defaults_are_the_bindings():
+    # A call without alpha is recorded with the alpha the binding used (softplus's threshold is
+    # 20, leaky_relu's slope 0.01): one table in the binding, read by gd.compile.
+    from graddesc import _compile, _core
+
+    x = np.linspace(-30, 30, 61)
+    for name, (act_id, default) in _core.ACTIVATIONS.items():
+        if name == "log":
+            continue
+        got_id, alpha = _compile._act({"name": name, "alpha": None})
+        assert got_id == act_id
+        np.testing.assert_array_equal(_core.activation_forward(name, x),
+                                      _core.activation_forward(name, x, alpha))
+    assert _compile._act({"name": "softplus", "alpha": None})[1] == 20.0
+    assert _compile._act({"name": "leaky_relu", "alpha": 0.2})[1] == 0.2

@@ -50,8 +50,8 @@ from graddesc.autograd import grad_mode
 _GRAD_STATE = grad_mode._state  # per thread: .enabled
 _replay = _core.replay  # FastReplay.__call__ without pybind11's dispatch
 
-_ACTS = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "softplus": 4, "gelu": 5,
-         "gelu_tanh": 6, "exp": 7, "log": 8}
+# activation name -> (the kernel's id, its default alpha), from the binding's own table
+_ACTS = dict(_core.ACTIVATIONS)
 # _core functions that only report configuration: harmless during a recording
 _QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program", "FastReplay",
             "ReplayCount", "replay", "flush_deferred", "deferred_pending", "set_deferred_types"}
@@ -61,9 +61,9 @@ _SIGS: dict = {
     "linear_forward": (("x", "weight", "bias"), {"bias": None}),
     "linear_backward": (("dy", "x", "weight", "need_dx", "need_dw", "need_db"),
                         {"need_dx": True, "need_dw": True, "need_db": True}),
-    "activation_forward": (("name", "x", "alpha"), {"alpha": 0.01}),
+    "activation_forward": (("name", "x", "alpha"), {"alpha": None}),
     "activation_backward": (("name", "dy", "x", "y", "alpha"),
-                            {"x": None, "y": None, "alpha": 0.01}),
+                            {"x": None, "y": None, "alpha": None}),
     "softmax_forward": (("x",), {}), "log_softmax_forward": (("x",), {}),
     "softmax_backward": (("dy", "y"), {}), "log_softmax_backward": (("dy", "y"), {}),
     "cross_entropy_forward": (("logits", "target", "ignore_index"), {"ignore_index": -100}),
@@ -304,6 +304,12 @@ def _bind(name: str, args: tuple, kwargs: dict) -> dict:
     return out
 
 
+def _act(a: dict) -> tuple:
+    """(kernel id, alpha) of a recorded activation call: alpha None means its default."""
+    act, default = _ACTS[a["name"]]
+    return act, float(default if a["alpha"] is None else a["alpha"])
+
+
 def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None:
     """Turns the recorded calls into program instructions on the recorded buffers."""
     for a in inputs:
@@ -337,13 +343,15 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
                      [])
         elif name == "activation_forward":
             x = a["x"]
+            act, alpha = _act(a)
             prog.add("act_fwd", x.dtype == np.float64, [P(out, "y"), P(x, "x")],
-                     [_ACTS[a["name"]], x.size], [float(a["alpha"])])
+                     [act, x.size], [alpha])
         elif name == "activation_backward":
             dy = a["dy"]
+            act, alpha = _act(a)
             prog.add("act_bwd", dy.dtype == np.float64,
                      [P(out, "dx"), P(dy, "dy"), P(a["x"], "x"), P(a["y"], "y")],
-                     [_ACTS[a["name"]], dy.size], [float(a["alpha"])])
+                     [act, dy.size], [alpha])
         elif name in ("softmax_forward", "log_softmax_forward"):
             x = a["x"]
             code = "softmax_fwd" if name == "softmax_forward" else "log_softmax_fwd"

@@ -112,6 +112,11 @@ void bind_activation(py::module_& m) {
     for (const ActInfo& a : kActs)
         if (a.backward_uses_y) uses_y.append(a.name);
     m.attr("ACTIVATIONS_SAVING_OUTPUT") = py::tuple(uses_y);
+    // name -> (the kernel's Act id, the default alpha): what gd.compile records, from this table
+    py::dict ids;
+    for (const ActInfo& a : kActs)
+        ids[a.name] = py::make_tuple(static_cast<int>(a.op), a.default_alpha);
+    m.attr("ACTIVATIONS") = ids;
 }
 
 }  // namespace bind
