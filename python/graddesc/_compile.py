@@ -53,7 +53,8 @@ _ACTS = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "softplus": 4, "ge
          "gelu_tanh": 6, "exp": 7, "log": 8}
 # _core functions that only report configuration: harmless during a recording
 _QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program", "FastReplay",
-            "ReplayCount", "replay", "flush_deferred", "deferred_pending", "set_deferred_types"}
+            "ReplayCount", "replay", "flush_deferred", "deferred_pending", "set_deferred_types",
+            "elementwise_args"}
 
 # Argument names of the recordable bindings, in order, with defaults.
 _SIGS: dict = {
@@ -76,6 +77,7 @@ _SIGS: dict = {
     "scale": (("x", "factor"), {}),
     "count_scale": (("target", "ignore_index"), {}),
     "copy_array": (("x",), {}),
+    "elementwise": (("op", "a", "b", "c", "out"), {"b": None, "c": None, "out": None}),
     "adam_step": (("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps",
                    "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize",
                    "decoupled_weight_decay"),
@@ -275,6 +277,13 @@ class _Buffers:
         self.keep = {i: k for i, k in self.keep.items() if not (lo <= _addr(k) < hi)}
         self.ranges = [(s, e) for s, e in self.ranges if not (lo <= s < hi)]
 
+    def check_span(self, lo: int, nbytes: int, what: str) -> None:
+        """[lo, lo + nbytes) (a strided operand's memory) must lie inside known memory."""
+        if not any(s <= lo and lo + nbytes <= e for s, e in self.ranges):
+            raise _UncapturableError(f"{what} comes from a computation outside the recorded "
+                                     "kernels (a NumPy op or a tensor that is not an argument "
+                                     "of the step)")
+
     def ptr(self, a: Any, what: str) -> int:
         """The address of a C-contiguous array lying inside known memory (else uncapturable)."""
         if a is None:
@@ -400,6 +409,14 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
         elif name == "copy_array":
             x = a["x"]
             prog.add("copy", False, [P(out, "copy"), P(x, "x")], [x.nbytes], [])
+        elif name == "elementwise":
+            # one generic instruction for the whole family: the binding itself lays out its
+            # checked operands (pointers, shape, strides, scalars), so a new op needs nothing here
+            ptrs, ints, reals, f64, spans = _core.elementwise_args(a["op"], a["a"], a["b"],
+                                                                   a["c"], out)
+            for k, (lo, nbytes) in enumerate(spans):
+                bufs.check_span(lo, nbytes, f"elementwise: operand {k}")  # (kept alive there)
+            prog.add("ew", f64, ptrs, ints, reals)
         elif name == "sgd_step":
             lr = a["lr"]
             if isinstance(lr, np.ndarray):

@@ -1,7 +1,9 @@
 """Elementwise arithmetic with NumPy broadcasting: + - * / ** neg abs sqrt clamp where maximum.
 
-These are memory-bound and NumPy's ufuncs already run them at bandwidth, so the forward passes
-call NumPy directly; the engine reduces broadcast gradients back to each input's shape.
+The forward passes of float32/float64 operands run the C++ kernels of the elementwise family
+(src/cpp/elementwise.cpp: strided operands read in place, deterministic for any thread count,
+recorded by gd.compile); integer, bool and mixed-dtype operands stay on NumPy, so the result
+dtype is always NumPy's. The engine reduces broadcast gradients back to each input's shape.
 Every backward is written with differentiable ops, so higher derivatives work.
 """
 
@@ -13,8 +15,41 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graddesc._tensor import Tensor, _value, check_int_cast
+from graddesc import _core
+from graddesc._tensor import Tensor, _value, call_kernel, check_int_cast
 from graddesc.autograd.function import Function
+
+_EW = _core.EW_OPS  # op name -> kernel op id (the table in src/cpp/elementwise.hpp)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_NUMBERS = (float, int, bool)
+_EXACT_INT = 2**53  # Python ints converted to a float exactly (NumPy's conversion agrees)
+
+
+def _floats(*vals: Any) -> bool:
+    """Whether the kernel computes an op of vals (NumPy values or None) with NumPy's result
+    dtype: every array float32, or every one float64, and the rest Python numbers, which
+    NumPy 2 treats as weak (they take the array's dtype)."""
+    dt = None
+    for v in vals:
+        t = type(v)
+        if t is np.ndarray:
+            if dt is None:
+                dt = v.dtype
+                if dt != _F32 and dt != _F64:
+                    return False
+            elif v.dtype != dt:
+                return False
+        elif t in _NUMBERS:
+            if t is int and not -_EXACT_INT <= v <= _EXACT_INT:
+                return False
+        elif v is not None:
+            return False
+    return dt is not None
+
+
+def _kernel(name: str, a: Any, b: Any = None, c: Any = None) -> Tensor:
+    """The elementwise kernel `name` on NumPy values (arrays of any strides or numbers)."""
+    return Tensor._make(call_kernel(_core.elementwise, _EW[name], a, b, c))
 
 
 def _quiet(fn: Callable) -> Callable:
@@ -66,11 +101,15 @@ class Add(Function):
     @staticmethod
     @_quiet
     def forward(ctx, a, b, alpha):
-        bv = _value(b)
+        av, bv = _value(a), _value(b)
+        ctx.alpha = alpha
+        if _floats(av, bv, alpha):
+            if alpha != 1:
+                bv = _kernel("mul", bv, alpha)._data if type(bv) is np.ndarray else bv * alpha
+            return _kernel("add", av, bv)
         if alpha != 1:
             bv = bv * alpha
-        ctx.alpha = alpha
-        return _wrap(np.add(_value(a), bv))
+        return _wrap(np.add(av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -82,7 +121,10 @@ class Sub(Function):
     @staticmethod
     @_quiet
     def forward(ctx, a, b):
-        return _wrap(np.subtract(_value(a), _value(b)))
+        av, bv = _value(a), _value(b)
+        if _floats(av, bv):
+            return _kernel("sub", av, bv)
+        return _wrap(np.subtract(av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -97,7 +139,10 @@ class Mul(Function):
         ctx.save_for_backward(a if isinstance(a, Tensor) and ctx.needs_input_grad[1] else None,
                               b if isinstance(b, Tensor) and ctx.needs_input_grad[0] else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
-        return _wrap(np.multiply(_value(a), _value(b)))
+        av, bv = _value(a), _value(b)
+        if _floats(av, bv):
+            return _kernel("mul", av, bv)
+        return _wrap(np.multiply(av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -117,8 +162,11 @@ class Div(Function):
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
                               b if isinstance(b, Tensor) else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        av, bv = _value(a), _value(b)
+        if _floats(av, bv):
+            return _kernel("div", av, bv)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return _wrap(np.true_divide(_value(a), _value(b)))
+            return _wrap(np.true_divide(av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -137,6 +185,8 @@ class Neg(Function):
         if a._data.dtype == np.bool_:
             raise TypeError("neg: negation of a bool tensor is not supported; use ~ or "
                             "logical_not()")
+        if _floats(a._data):
+            return _kernel("neg", a._data)
         return _wrap(np.negative(a._data))
 
     @staticmethod
@@ -150,11 +200,14 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         av, bv = _value(a), _value(b)
-        with np.errstate(all="ignore"):
-            if isinstance(av, np.ndarray) and av.dtype.kind in "iu" and \
-                    np.any(np.asarray(bv) < 0) and np.asarray(bv).dtype.kind in "iu":
-                raise ValueError("pow: integers to negative integer powers are not allowed")
-            y = _wrap(np.power(av, bv))
+        if _floats(av, bv):
+            y = _kernel("pow", av, bv)
+        else:
+            with np.errstate(all="ignore"):
+                if isinstance(av, np.ndarray) and av.dtype.kind in "iu" and \
+                        np.any(np.asarray(bv) < 0) and np.asarray(bv).dtype.kind in "iu":
+                    raise ValueError("pow: integers to negative integer powers are not allowed")
+                y = _wrap(np.power(av, bv))
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
                               b if isinstance(b, Tensor) else None,
                               y if ctx.needs_input_grad[1] else None)
@@ -196,6 +249,8 @@ class Abs(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
+        if _floats(a._data):
+            return _kernel("abs", a._data)
         return _wrap(np.abs(a._data))
 
     @staticmethod
@@ -207,6 +262,8 @@ class Abs(Function):
 class Sign(Function):
     @staticmethod
     def forward(ctx, a):
+        if _floats(a._data):
+            return _kernel("sign", a._data)
         return _wrap(np.sign(a._data))
 
     @staticmethod
@@ -217,8 +274,11 @@ class Sign(Function):
 class Sqrt(Function):
     @staticmethod
     def forward(ctx, a):
-        with np.errstate(invalid="ignore"):
-            y = _wrap(np.sqrt(a._data))
+        if _floats(a._data):
+            y = _kernel("sqrt", a._data)
+        else:
+            with np.errstate(invalid="ignore"):
+                y = _wrap(np.sqrt(a._data))
         ctx.save_for_backward(y)
         return y
 
@@ -234,6 +294,14 @@ class Clamp(Function):
     @staticmethod
     def forward(ctx, a, lo, hi):
         x = a._data
+        lv, hv = _value(lo), _value(hi)
+        ctx.save_for_backward(a, lo if isinstance(lo, Tensor) else None,
+                              hi if isinstance(hi, Tensor) else None)
+        ctx.bounds = (lo, hi)
+        if _floats(x, lv, hv):
+            # minimum(maximum(x, lo), hi): NaN in x or a bound propagates (NumPy's and
+            # torch.clamp's rule); a missing bound changes nothing
+            return _kernel("clamp", x, lv, hv)
         y = x
         if lo is not None:
             y = np.maximum(y, _value(lo)) if not isinstance(lo, Tensor) else np.where(
@@ -244,9 +312,6 @@ class Clamp(Function):
         if y is x:
             y = x.copy()
         # NaN stays NaN (np.maximum propagates it, as torch.clamp does)
-        ctx.save_for_backward(a, lo if isinstance(lo, Tensor) else None,
-                              hi if isinstance(hi, Tensor) else None)
-        ctx.bounds = (lo, hi)
         return _wrap(y)
 
     @staticmethod
@@ -275,7 +340,10 @@ class Where(Function):
         if c.dtype != np.bool_:
             raise TypeError(f"where: condition must be a bool tensor, got dtype {c.dtype}")
         ctx.cond = c
-        return _wrap(np.where(c, _value(a), _value(b)))
+        av, bv = _value(a), _value(b)
+        if _floats(av, bv):
+            return _kernel("where", c, av, bv)
+        return _wrap(np.where(c, av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -296,6 +364,8 @@ class Maximum(Function):
                               b if isinstance(b, Tensor) else None)
         ctx.vals = (av, bv)
         ctx.is_max = is_max
+        if _floats(av, bv):
+            return _kernel("maximum" if is_max else "minimum", av, bv)
         return _wrap(np.maximum(av, bv) if is_max else np.minimum(av, bv))
 
     @staticmethod
@@ -317,6 +387,8 @@ class Log(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
+        if _floats(a._data):
+            return _kernel("log", a._data)
         with np.errstate(divide="ignore", invalid="ignore"):
             return _wrap(np.log(a._data))
 
