@@ -62,10 +62,11 @@ GD_EW_OP(Reciprocal, 1, T(1) / a)
 GD_EW_OP(Clamp, 3, min_nan(max_nan(a, b), c))
 #undef GD_EW_OP
 
+// the condition is read as bytes (NumPy's bool: 0 or 1): a bool load keeps GCC from vectorising
 struct Where {
     static constexpr int arity = 3;
     static constexpr bool cond = true;
-    template <class T> static T f(bool c, T a, T b) { return c ? a : b; }
+    template <class T> static T f(uint8_t c, T a, T b) { return c != 0 ? a : b; }
 };
 
 // Shape and strides after dropping size-1 dims and merging; st[0] is the output's.
@@ -191,7 +192,7 @@ void row(T* y, int64_t sy, const A* a, int64_t sa, const T* b, int64_t sb, const
 template <class Op, class T>
 void run(T* y, const int64_t* y_stride, const void* const* x, const int64_t* const* x_stride,
          const T* s, const int64_t* shape, int64_t ndim) {
-    using A = std::conditional_t<Op::cond, bool, T>;
+    using A = std::conditional_t<Op::cond, uint8_t, T>;
     // a scalar or unused input is an operand with stride 0 on a local copy
     const A av = A(s != nullptr ? s[0] : T(0));
     const T bv = s != nullptr ? s[1] : T(0), cv = s != nullptr ? s[2] : T(0);
@@ -295,7 +296,8 @@ void sum_to(T* y, const int64_t* y_stride, const T* x, const int64_t* x_stride,
             Ro.shape[0] = 1;
             Ro.st[0][0] = Ro.st[1][0] = 0;
         }
-        parallel_chunks(K.n, std::max<int64_t>(1, kChunk / R.n), 2 * p.n, [&](int64_t m0, int64_t m1) {
+        const int64_t chunk = std::max<int64_t>(1, kChunk / R.n);
+        parallel_chunks(K.n, chunk, 2 * p.n, [&](int64_t m0, int64_t m1) {
             walk(K, 2, m0, m1, [&](const int64_t* koff, int64_t c0, int64_t len) {
                 const int64_t ky = K.st[0][K.nd - 1], kx = K.st[1][K.nd - 1];
                 for (int64_t i = 0; i < len; ++i) {
@@ -317,7 +319,9 @@ void sum_to(T* y, const int64_t* y_stride, const T* x, const int64_t* x_stride,
         return;
     }
     // innermost dim kept: rows of outputs accumulate one summed index after another
-    parallel_chunks(K.n, std::max<int64_t>(16, kChunk / R.n), 2 * p.n, [&](int64_t m0, int64_t m1) {
+    // (chunks of at least 1024 outputs: each summed index then streams a long contiguous piece)
+    const int64_t chunk = std::max<int64_t>(1024, kChunk / R.n);
+    parallel_chunks(K.n, chunk, 2 * p.n, [&](int64_t m0, int64_t m1) {
         walk(K, 2, m0, m1, [&](const int64_t* koff, int64_t c0, int64_t len) {
             const int64_t ky = K.st[0][K.nd - 1], kx = K.st[1][K.nd - 1];
             T* yr = y + koff[0] + c0 * ky;
