@@ -437,3 +437,13 @@ def test_the_ew_instruction_reports_operands_traffic_and_flops():
 def test_program_add_checks_an_ew_instruction_layout():
     with pytest.raises(ValueError, match="'ew' instruction"):
         _core.Program().add("ew", False, [0, 0, 0, 0], [0, 2, 3], [0.0, 0.0, 0.0])
+
+
+def test_clamp_with_tensor_bounds_propagates_nan_like_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([-2.0, 0.5, np.nan, 3.0, 0.2], dtype=np.float32)
+    lo = np.array([np.nan, 0.0, 0.0, 5.0, -1.0], dtype=np.float32)
+    hi = np.array([1.0, np.nan, 1.0, 4.0, 0.1], dtype=np.float32)
+    got = gd.clamp(gd.tensor(x), gd.tensor(lo), gd.tensor(hi)).numpy()
+    want = torch.clamp(torch.from_numpy(x), torch.from_numpy(lo), torch.from_numpy(hi)).numpy()
+    np.testing.assert_array_equal(got, want)

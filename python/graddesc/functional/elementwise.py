@@ -25,12 +25,19 @@ _NUMBERS = (float, int, bool)
 _EXACT_INT = 2**53  # Python ints converted to a float exactly (NumPy's conversion agrees)
 
 
-def _floats(*vals: Any) -> bool:
-    """Whether the kernel computes an op of vals (NumPy values or None) with NumPy's result
+def _floats(a: Any, b: Any = None, c: Any = None) -> bool:
+    """Whether the kernel computes an op of a, b, c (NumPy values or None) with NumPy's result
     dtype: every array float32, or every one float64, and the rest Python numbers, which
     NumPy 2 treats as weak (they take the array's dtype)."""
+    # the usual calls first (one array, two of one dtype, an array and a float): NumPy's
+    # native float dtypes are singletons, so `is` decides them
+    if type(a) is np.ndarray and c is None:
+        dt = a.dtype
+        if (dt is _F32 or dt is _F64) and (b is None or type(b) is float or
+                                           (type(b) is np.ndarray and b.dtype is dt)):
+            return True
     dt = None
-    for v in vals:
+    for v in (a, b, c):
         t = type(v)
         if t is np.ndarray:
             if dt is None:
@@ -49,7 +56,10 @@ def _floats(*vals: Any) -> bool:
 
 def _kernel(name: str, a: Any, b: Any = None, c: Any = None) -> Tensor:
     """The elementwise kernel `name` on NumPy values (arrays of any strides or numbers)."""
-    return Tensor._make(call_kernel(_core.elementwise, _EW[name], a, b, c))
+    try:
+        return Tensor._make(_core.elementwise(_EW[name], a, b, c))
+    except ValueError:  # misaligned or odd strides: call_kernel retries on contiguous copies
+        return Tensor._make(call_kernel(_core.elementwise, _EW[name], a, b, c))
 
 
 def _quiet(fn: Callable) -> Callable:
@@ -103,7 +113,8 @@ class Add(Function):
     def forward(ctx, a, b, alpha):
         av, bv = _value(a), _value(b)
         ctx.alpha = alpha
-        if _floats(av, bv, alpha):
+        if _floats(av, bv) and (type(alpha) is float or type(alpha) is int and
+                                -_EXACT_INT <= alpha <= _EXACT_INT):
             if alpha != 1:
                 bv = _kernel("mul", bv, alpha)._data if type(bv) is np.ndarray else bv * alpha
             return _kernel("add", av, bv)
