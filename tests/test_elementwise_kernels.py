@@ -383,6 +383,8 @@ def _compiled_pair(penalty):
             out = model(x) * model.scale if penalty else model(x)
             if penalty:
                 out = (out + model.offset).reshape(7, 3)
+            if penalty:
+                y = y.t()  # given as (3, 7): a transposed operand, read in place
             loss = ((out - y) ** 2 * w).sum() / 7.0
             if penalty:
                 W = model[0].weight
@@ -405,7 +407,7 @@ def test_a_step_of_elementwise_arithmetic_is_captured_and_bitwise_equal(penalty)
         warnings.simplefilter("error")  # a fallback warns: it must not happen
         for _ in range(5):
             x = gd.tensor(r.standard_normal((7, 6)).astype(np.float32))
-            y = gd.tensor(r.standard_normal((7, 3)).astype(np.float32))
+            y = gd.tensor(r.standard_normal((3, 7) if penalty else (7, 3)).astype(np.float32))
             w = gd.tensor(r.random((7, 1)).astype(np.float32))  # broadcast over columns
             assert eager(x, y, w).item() == compiled(x, y, w).item()
     assert compiled.stats["replayed"] >= 3
@@ -419,7 +421,7 @@ def test_the_ew_instruction_reports_operands_traffic_and_flops():
     _, _, _, compiled = _compiled_pair(True)
     r = np.random.default_rng(1)
     x = gd.tensor(r.standard_normal((7, 6)).astype(np.float32))
-    y = gd.tensor(r.standard_normal((7, 3)).astype(np.float32))
+    y = gd.tensor(r.standard_normal((3, 7)).astype(np.float32))
     w = gd.tensor(r.random((7, 1)).astype(np.float32))
     compiled(x, y, w)
     compiled(x, y, w)
