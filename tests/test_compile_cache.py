@@ -155,12 +155,14 @@ def _slope_step(model):
 
 
 def _scaled_loss_step(model):
-    """A step that falls back to eager: the float scales the loss with a NumPy op."""
+    """A step that falls back to eager: it reads the loss's value in Python (item()), which no
+    replay may repeat; the float scales the loss."""
     opt = gd.optim.SGD(model.parameters(), lr=0.05)
 
     def step(x, y, scale):
         opt.zero_grad()
         loss = gd.nn.functional.mse_loss(model(x), y) * scale
+        step.last = loss.item()
         loss.backward()
         opt.step()
         return loss

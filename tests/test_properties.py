@@ -446,7 +446,10 @@ def test_binary(name: str, data: st.DataObject) -> None:
     want = np.asarray(want)
     if want.dtype == np.float16:
         want = want.astype(np.float32)
-    assert_matches(out, want, name)
+    # float pow runs the C++ library's pow (NumPy's own SIMD float32 pow is not correctly
+    # rounded either): a few ulp; every other op is IEEE and must give NumPy's bits
+    rtol = 4 * np.finfo(want.dtype).eps if name == "pow" and want.dtype.kind == "f" else 0.0
+    assert_matches(out, want, name, rtol=rtol)
 
 
 @PROPERTY
@@ -460,7 +463,9 @@ def test_reflected_scalar_ops(data: st.DataObject) -> None:
                             ("rpow", lambda: s ** x, lambda: np.power(s, a)),
                             ("radd", lambda: s + x, lambda: np.add(s, a)),
                             ("rmul", lambda: s * x, lambda: np.multiply(s, a))):
-        assert_matches(run(got, True, what), _ref(want), what)
+        w = np.asarray(_ref(want))
+        assert_matches(run(got, True, what), w, what,
+                       rtol=4 * np.finfo(w.dtype).eps if what == "rpow" else 0.0)
 
 
 @PROPERTY

@@ -54,7 +54,8 @@ _replay = _core.replay  # FastReplay.__call__ without pybind11's dispatch
 _ACTS = dict(_core.ACTIVATIONS)
 # _core functions that only report configuration: harmless during a recording
 _QUERIES = {"isa", "best_isa", "cpu_supports", "get_num_threads", "Program", "FastReplay",
-            "ReplayCount", "replay", "flush_deferred", "deferred_pending", "set_deferred_types"}
+            "ReplayCount", "replay", "flush_deferred", "deferred_pending", "set_deferred_types",
+            "elementwise_args"}
 
 # Argument names of the recordable bindings, in order, with defaults.
 _SIGS: dict = {
@@ -78,6 +79,7 @@ _SIGS: dict = {
     "count_scale": (("target", "ignore_index"), {}),
     "copy_array": (("x",), {}),
     "clip_norm": (("grads", "norm_type", "max_norm"), {}),
+    "elementwise": (("op", "a", "b", "c", "out"), {"b": None, "c": None, "out": None}),
     "adam_step": (("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps",
                    "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize",
                    "decoupled_weight_decay"),
@@ -277,6 +279,13 @@ class _Buffers:
         self.keep = {i: k for i, k in self.keep.items() if not (lo <= _addr(k) < hi)}
         self.ranges = [(s, e) for s, e in self.ranges if not (lo <= s < hi)]
 
+    def check_span(self, lo: int, nbytes: int, what: str) -> None:
+        """[lo, lo + nbytes) (a strided operand's memory) must lie inside known memory."""
+        if not any(s <= lo and lo + nbytes <= e for s, e in self.ranges):
+            raise _UncapturableError(f"{what} comes from a computation outside the recorded "
+                                     "kernels (a NumPy op or a tensor that is not an argument "
+                                     "of the step)")
+
     def ptr(self, a: Any, what: str) -> int:
         """The address of a C-contiguous array lying inside known memory (else uncapturable)."""
         if a is None:
@@ -415,6 +424,14 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             prog.add("clip_norm", grads[0].dtype == np.float64, [P(out, "norm")],
                      [g.size for g in grads], [float(a["norm_type"]), float(a["max_norm"])],
                      [[P(g, f"grads[{k}]") for k, g in enumerate(grads)]])
+        elif name == "elementwise":
+            # one generic instruction for the whole family: the binding itself lays out its
+            # checked operands (pointers, shape, strides, scalars), so a new op needs nothing here
+            ptrs, ints, reals, f64, spans = _core.elementwise_args(a["op"], a["a"], a["b"],
+                                                                   a["c"], out)
+            for k, (lo, nbytes) in enumerate(spans):
+                bufs.check_span(lo, nbytes, f"elementwise: operand {k}")  # (kept alive there)
+            prog.add("ew", f64, ptrs, ints, reals)
         elif name == "sgd_step":
             lr = a["lr"]
             if isinstance(lr, np.ndarray):

@@ -110,6 +110,15 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
         value_error(std::string("Program.add: ") + e.what());
     }
     in.f64 = f64;
+    if (in.code == Code::ew) {  // the replay indexes these blindly: check the layout once
+        const bool ok = ints.size() >= 2 && ints[0] >= 0 && ints[0] < kEwCount && ints[1] >= 0 &&
+                        ints[1] <= kEwMaxDims &&
+                        ints.size() == static_cast<size_t>(2 + 5 * ints[1]) &&
+                        ptrs.size() == 4 && reals.size() == 3;
+        if (!ok)
+            value_error("Program.add: an 'ew' instruction takes 4 pointers, 3 reals and ints "
+                        "[op, nd, shape, 4 x strides] (see elementwise_args)");
+    }
     for (uintptr_t q : ptrs) in.p.push_back(reinterpret_cast<void*>(q));
     in.i = ints;
     in.d = reals;

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "elementwise.hpp"
+
 namespace gd {
 
 // Elementwise nonlinearities; alpha is the slope of leaky_relu, the threshold of softplus and
@@ -39,6 +41,11 @@ struct KernelTable {
     // dy, x, y (N) -> dx (N); each op reads x or y (the saved one), the other may be null
     void (*activation_backward)(Act op, T* dx, const T* dy, const T* x, const T* y, int64_t N,
                                 T alpha);
+    // y = op(x[0], x[1], x[2]) over a broadcast iteration shape; every operand strided, a null
+    // x[k] the scalar s[k] (elementwise.hpp)
+    void (*elementwise)(Ew op, T* y, const int64_t* y_stride, const void* const* x,
+                        const int64_t* const* x_stride, const T* s, const int64_t* shape,
+                        int64_t ndim);
     // x (B, C) -> y (B, C), row-wise
     void (*softmax_forward)(T* y, const T* x, int64_t B, int64_t C);
     void (*softmax_backward)(T* dx, const T* dy, const T* y, int64_t B, int64_t C);

@@ -11,6 +11,7 @@ namespace gd {
 namespace bind {
 void bind_linear(py::module_& m);
 void bind_activation(py::module_& m);
+void bind_elementwise(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_reduce(py::module_& m);
 void bind_program(py::module_& m);
@@ -67,6 +68,7 @@ PYBIND11_MODULE(_core, m) {
 
     bind::bind_linear(m);
     bind::bind_activation(m);
+    bind::bind_elementwise(m);
     bind::bind_loss(m);
     bind::bind_reduce(m);
     bind::bind_program(m);

@@ -21,6 +21,9 @@
 //                with the SGD update of W (and b when given), row block by row block while the
 //                block of dW is in L1; made by Program::optimize, bitwise equal to the pair.
 //                i[3] = 1 (set_lazy): dW is not stored; materialize(index) writes it on demand
+//   ew           p[y, x0|0, x1|0, x2|0]  i[op, nd, shape (nd), y strides (nd), x0..x2 strides
+//                (nd each, in elements, 0 where broadcast)]  d[s0, s1, s2]: the elementwise family
+//                (elementwise.hpp), one instruction for every op; a null xk is the scalar sk
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
@@ -228,6 +231,17 @@ void run_one(const Instr& in) {
             *static_cast<double*>(in.p[0]) =
                 clip_grad_norm<T>(reinterpret_cast<T* const*>(in.lists[0].data()), i.data(),
                                   static_cast<int64_t>(in.lists[0].size()), d[0], d[1]);
+            break;
+        }
+        case Code::ew: {
+            // (the binding converts its Python scalars to T the same way)
+            const int64_t nd = i[1];
+            const int64_t* shape = i.data() + 2;
+            const int64_t* ys = shape + nd;
+            const int64_t* xs[3] = {ys + nd, ys + 2 * nd, ys + 3 * nd};
+            const void* xp[3] = {in.p[1], in.p[2], in.p[3]};
+            const T s[3] = {T(d[0]), T(d[1]), T(d[2])};
+            K.elementwise(static_cast<Ew>(i[0]), P<T>(in, 0), ys, xp, xs, s, shape, nd);
             break;
         }
         case Code::adam: {
@@ -439,6 +453,21 @@ std::vector<Operand> operands(const Instr& in) {
             for (size_t k = 0; k < in.lists[0].size(); ++k)
                 ops.push_back({in.lists[0][k], e * i[k], true, true, -1});
             break;
+        case Code::ew: {
+            // each array operand's byte range, from the shape and its strides
+            const int64_t nd = i[1];
+            const int64_t* shape = i.data() + 2;
+            const EwInfo& info = kEwOps[i[0]];
+            for (int k = 0; k < 4; ++k) {
+                int64_t lo, hi;
+                if (in.p[k] == nullptr || !ew_span(shape, shape + nd * (k + 1), nd, lo, hi))
+                    continue;
+                const int64_t item = k == 1 && info.cond_first ? 1 : e;
+                ops.push_back({static_cast<char*>(in.p[k]) + lo * item, (hi - lo + 1) * item,
+                               k > 0, k == 0, k});
+            }
+            break;
+        }
         case Code::sgd:
         case Code::adam: {
             // lists: params (rw), grads (r), then state (rw); adam's last list is float32 steps
@@ -519,6 +548,11 @@ std::vector<int64_t> Program::flops() const {
                     (in.p[2] != nullptr) * i[0] * i[2];
                 break;
             case Code::gemm: f = 2 * i[2] * i[3] * i[4]; break;
+            case Code::ew: {  // one operation per element of the iteration shape
+                f = 1;
+                for (int64_t k = 0; k < i[1]; ++k) f *= i[2 + k];
+                break;
+            }
             case Code::linear_bwd_sgd:  // dx, dW, db and a 2-flop update per parameter
                 f = 2 * i[1] * i[2] * (1 + (in.p[0] != nullptr)) + 3 * i[2] * (i[1] + 1);
                 break;
@@ -810,7 +844,9 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
-                                     "sgd", "adam", "linear_bwd_sgd", "clip_norm"};
+                                     "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew"};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::ew) + 1,
+              "kNames must name every Code");
 
 Code code_from_name(const std::string& name) {
     for (int k = 0; k < static_cast<int>(sizeof(kNames) / sizeof(kNames[0])); ++k)

@@ -1,5 +1,6 @@
 // Fills this ISA's kernel table (compiled once per ISA, see CMakeLists.txt).
 #include "activation.hpp"
+#include "elementwise.hpp"
 #include "gemm.hpp"
 #include "kernels.hpp"
 #include "linear.hpp"
@@ -20,6 +21,7 @@ KernelTable<T> make_table() {
     t.linear_backward = &linear_backward<T>;
     t.activation_forward = &activation_forward<T>;
     t.activation_backward = &activation_backward<T>;
+    t.elementwise = &elementwise<T>;
     t.softmax_forward = &softmax_forward<T>;
     t.softmax_backward = &softmax_backward<T>;
     t.log_softmax_forward = &log_softmax_forward<T>;

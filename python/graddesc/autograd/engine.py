@@ -17,6 +17,9 @@ from graddesc import _compile_state, _core
 from graddesc.autograd import function, grad_mode
 from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, node_name
 
+_SUM_TO = _core.EW_OPS["sum_to"]
+_FLOAT_KERNEL = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 class InvalidGradientError(RuntimeError):
     """A backward returned a gradient the engine cannot fit to its input (wrong shape or count);
@@ -37,6 +40,13 @@ def _sum_to_shape(g: Any, shape: tuple) -> Any:
     (the caller checks that `shape` is expandable to g's shape)."""
     if g.shape == shape:
         return g
+    if not grad_mode.is_grad_enabled() and g._data.dtype in _FLOAT_KERNEL:
+        # one kernel, any strides (an expanded gradient is read in place), deterministic
+        # order; gd.compile records it. (With create_graph the sum below stays differentiable.)
+        try:
+            return function._Tensor._make(_core.elementwise(_SUM_TO, g._data, tuple(shape)))
+        except ValueError:  # misaligned memory, or shapes that don't fit: the path below
+            pass
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)

@@ -1,7 +1,9 @@
 """Elementwise arithmetic with NumPy broadcasting: + - * / ** neg abs sqrt clamp where maximum.
 
-These are memory-bound and NumPy's ufuncs already run them at bandwidth, so the forward passes
-call NumPy directly; the engine reduces broadcast gradients back to each input's shape.
+The forward passes of float32/float64 operands run the C++ kernels of the elementwise family
+(src/cpp/elementwise.cpp: strided operands read in place, deterministic for any thread count,
+recorded by gd.compile); integer, bool and mixed-dtype operands stay on NumPy, so the result
+dtype is always NumPy's. The engine reduces broadcast gradients back to each input's shape.
 Every backward is written with differentiable ops, so higher derivatives work.
 """
 
@@ -13,8 +15,51 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graddesc._tensor import Tensor, _value, check_int_cast
+from graddesc import _core
+from graddesc._tensor import Tensor, _value, call_kernel, check_int_cast
 from graddesc.autograd.function import Function
+
+_EW = _core.EW_OPS  # op name -> kernel op id (the table in src/cpp/elementwise.hpp)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_NUMBERS = (float, int, bool)
+_EXACT_INT = 2**53  # Python ints converted to a float exactly (NumPy's conversion agrees)
+
+
+def _floats(a: Any, b: Any = None, c: Any = None) -> bool:
+    """Whether the kernel computes an op of a, b, c (NumPy values or None) with NumPy's result
+    dtype: every array float32, or every one float64, and the rest Python numbers, which
+    NumPy 2 treats as weak (they take the array's dtype)."""
+    # the usual calls first (one array, two of one dtype, an array and a float): NumPy's
+    # native float dtypes are singletons, so `is` decides them
+    if type(a) is np.ndarray and c is None:
+        dt = a.dtype
+        if (dt is _F32 or dt is _F64) and (b is None or type(b) is float or
+                                           (type(b) is np.ndarray and b.dtype is dt)):
+            return True
+    dt = None
+    for v in (a, b, c):
+        t = type(v)
+        if t is np.ndarray:
+            if dt is None:
+                dt = v.dtype
+                if dt != _F32 and dt != _F64:
+                    return False
+            elif v.dtype != dt:
+                return False
+        elif t in _NUMBERS:
+            if t is int and not -_EXACT_INT <= v <= _EXACT_INT:
+                return False
+        elif v is not None:
+            return False
+    return dt is not None
+
+
+def _kernel(name: str, a: Any, b: Any = None, c: Any = None) -> Tensor:
+    """The elementwise kernel `name` on NumPy values (arrays of any strides or numbers)."""
+    try:
+        return Tensor._make(_core.elementwise(_EW[name], a, b, c))
+    except ValueError:  # misaligned or odd strides: call_kernel retries on contiguous copies
+        return Tensor._make(call_kernel(_core.elementwise, _EW[name], a, b, c))
 
 
 def _quiet(fn: Callable) -> Callable:
@@ -69,6 +114,8 @@ class Add(Function):
         av, bv = _value(a), _value(b)
         ctx.alpha = alpha
         if alpha == 1:
+            if _floats(av, bv):
+                return _kernel("add", av, bv)
             return _wrap(np.add(av, bv))
         if np.result_type(av, bv) == np.float32:
             # PyTorch fuses a + alpha b (one rounding), so alpha b may exceed the float32 range
@@ -86,7 +133,10 @@ class Sub(Function):
     @staticmethod
     @_quiet
     def forward(ctx, a, b):
-        return _wrap(np.subtract(_value(a), _value(b)))
+        av, bv = _value(a), _value(b)
+        if _floats(av, bv):
+            return _kernel("sub", av, bv)
+        return _wrap(np.subtract(av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -101,7 +151,10 @@ class Mul(Function):
         ctx.save_for_backward(a if isinstance(a, Tensor) and ctx.needs_input_grad[1] else None,
                               b if isinstance(b, Tensor) and ctx.needs_input_grad[0] else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
-        return _wrap(np.multiply(_value(a), _value(b)))
+        av, bv = _value(a), _value(b)
+        if _floats(av, bv):
+            return _kernel("mul", av, bv)
+        return _wrap(np.multiply(av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -121,8 +174,11 @@ class Div(Function):
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
                               b if isinstance(b, Tensor) else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        av, bv = _value(a), _value(b)
+        if _floats(av, bv):
+            return _kernel("div", av, bv)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return _wrap(np.true_divide(_value(a), _value(b)))
+            return _wrap(np.true_divide(av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -143,6 +199,8 @@ class Neg(Function):
         if a._data.dtype == np.bool_:
             raise TypeError("neg: negation of a bool tensor is not supported; use ~ or "
                             "logical_not()")
+        if _floats(a._data):
+            return _kernel("neg", a._data)
         return _wrap(np.negative(a._data))
 
     @staticmethod
@@ -161,11 +219,15 @@ class Pow(Function):
             if isinstance(av, np.ndarray) and av.dtype.kind in "iu" and \
                     np.any(np.asarray(bv) < 0) and np.asarray(bv).dtype.kind in "iu":
                 raise ValueError("pow: integers to negative integer powers are not allowed")
-            if isinstance(bv, float) and bv == -0.5 and isinstance(av, np.ndarray) and \
+            if isinstance(bv, float) and bv in (0.5, -0.5) and isinstance(av, np.ndarray) and \
                     av.dtype.kind == "f":
-                # PyTorch's x ** -0.5 is rsqrt: NaN at -inf and -inf at -0.0, where C's pow
-                # gives 0 and +inf (NumPy already takes ** 0.5 as sqrt, as PyTorch does)
-                y = _wrap(np.reciprocal(np.sqrt(av)))
+                # PyTorch's x ** 0.5 is sqrt and x ** -0.5 rsqrt: at -inf and -0.0 they differ
+                # from C's pow (NaN and -0.0 for sqrt where pow gives +inf and +0)
+                op = "sqrt" if bv == 0.5 else "rsqrt"
+                y = _kernel(op, av) if _floats(av) else _wrap(
+                    np.sqrt(av) if bv == 0.5 else np.reciprocal(np.sqrt(av)))
+            elif _floats(av, bv):
+                y = _kernel("pow", av, bv)
             else:
                 y = _wrap(np.power(av, bv))
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
@@ -212,12 +274,16 @@ class Abs(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
+        if _floats(a._data):
+            return _kernel("abs", a._data)
         return _wrap(np.abs(a._data))
 
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
         # sign(NaN) is NaN (NumPy's, kept by gd.sign); PyTorch's sgn there is 0
+        if _floats(a._data):
+            return g * Sgn.apply(a)
         return g * where(isnan(a), 0.0, sign(a))
 
 
@@ -225,6 +291,8 @@ class Sign(Function):
     # sign(NaN) stays NaN, as in NumPy (NaN propagates); torch.sign gives 0 there
     @staticmethod
     def forward(ctx, a):
+        if _floats(a._data):
+            return _kernel("sign", a._data)
         return _wrap(np.sign(a._data))
 
     @staticmethod
@@ -233,11 +301,26 @@ class Sign(Function):
         return zeros_like_value(g)
 
 
+class Sgn(Function):
+    """PyTorch's sign (0 at NaN): abs's derivative; flat, so its own gradient is 0."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return _kernel("sgn", a._data)
+
+    @staticmethod
+    def backward(ctx, g):
+        return zeros_like_value(g)
+
+
 class Sqrt(Function):
     @staticmethod
     def forward(ctx, a):
-        with np.errstate(invalid="ignore"):
-            y = _wrap(np.sqrt(a._data))
+        if _floats(a._data):
+            y = _kernel("sqrt", a._data)
+        else:
+            with np.errstate(invalid="ignore"):
+                y = _wrap(np.sqrt(a._data))
         ctx.save_for_backward(y)
         return y
 
@@ -253,6 +336,14 @@ class Clamp(Function):
     @staticmethod
     def forward(ctx, a, lo, hi):
         x = a._data
+        lv, hv = _value(lo), _value(hi)
+        ctx.save_for_backward(a, lo if isinstance(lo, Tensor) else None,
+                              hi if isinstance(hi, Tensor) else None)
+        ctx.bounds = (lo, hi)
+        if _floats(x, lv, hv):
+            # minimum(maximum(x, lo), hi): NaN in x or a bound propagates (NumPy's and
+            # torch.clamp's rule); a missing bound changes nothing
+            return _kernel("clamp", x, lv, hv)
         y = x
         # min(max(x, lo), hi): hi wins when lo > hi, and a NaN in x or in a bound gives NaN
         # (np.maximum/np.minimum propagate it, as torch.clamp does)
@@ -262,9 +353,7 @@ class Clamp(Function):
             y = np.minimum(y, _value(hi))
         if y is x:
             y = x.copy()
-        ctx.save_for_backward(a, lo if isinstance(lo, Tensor) else None,
-                              hi if isinstance(hi, Tensor) else None)
-        ctx.bounds = (lo, hi)
+        # NaN stays NaN (np.maximum propagates it, as torch.clamp does)
         return _wrap(y)
 
     @staticmethod
@@ -298,11 +387,14 @@ class Clamp(Function):
 class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
-        c = cond._data if isinstance(cond, Tensor) else np.asarray(cond)
+        c = np.asarray(cond._data if isinstance(cond, Tensor) else cond)  # 0-d: an array
         if c.dtype != np.bool_:
             raise TypeError(f"where: condition must be a bool tensor, got dtype {c.dtype}")
         ctx.cond = c
-        return _wrap(np.where(c, _value(a), _value(b)))
+        av, bv = _value(a), _value(b)
+        if _floats(av, bv):
+            return _kernel("where", c, av, bv)
+        return _wrap(np.where(c, av, bv))
 
     @staticmethod
     def backward(ctx, g):
@@ -324,6 +416,8 @@ class Maximum(Function):
                               b if isinstance(b, Tensor) else None)
         ctx.vals = (av, bv)
         ctx.is_max = is_max
+        if _floats(av, bv):
+            return _kernel("maximum" if is_max else "minimum", av, bv)
         return _wrap(np.maximum(av, bv) if is_max else np.minimum(av, bv))
 
     @staticmethod
@@ -348,6 +442,8 @@ class Log(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
+        if _floats(a._data):
+            return _kernel("log", a._data)
         with np.errstate(divide="ignore", invalid="ignore"):
             return _wrap(np.log(a._data))
 

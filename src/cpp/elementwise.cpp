@@ -1,0 +1,399 @@
+// Elementwise arithmetic over broadcast, strided operands (shape legend in elementwise.hpp).
+// Each op is a scalar formula (a struct below); one generic walk applies it: dims of size 1 are
+// dropped and neighbouring dims that every operand steps through as one are merged, then the
+// innermost dim is a row handed to a loop specialised for its layout (output contiguous and each
+// input contiguous or constant along the row: `omp simd`, the compiler vectorises; anything else:
+// a plain strided loop). Rows are cut into fixed chunks of elements (bounds depend on the shape
+// only) and chunks spread over threads; every element is computed alone, so any thread count
+// gives the same bits.
+// + - * / maximum minimum neg abs square reciprocal sign clamp where round exactly as NumPy does
+// (IEEE, no contraction possible); exp log log1p sqrt sin cos pow call the C++ library in T.
+#include "elementwise.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+#include "parallel.hpp"
+
+namespace gd {
+namespace GD_NS {
+namespace {
+
+constexpr int64_t kChunk = 1 << 14;  // elements per parallel chunk
+
+// Every formula takes three inputs (a, b, c) and ignores those beyond its arity.
+// NumPy's maximum/minimum: a NaN in a wins, then a NaN in b, and on ties (+0, -0) b.
+template <class T> inline T max_nan(T a, T b) { return a != a ? a : (a > b ? a : b); }
+template <class T> inline T min_nan(T a, T b) { return a != a ? a : (a < b ? a : b); }
+
+#define GD_EW_OP(Name, Arity, expr)                                   \
+    struct Name {                                                     \
+        static constexpr int arity = Arity;                           \
+        static constexpr bool cond = false;                           \
+        template <class T> static T f(T a, T b, T c) {                \
+            (void)a; (void)b; (void)c;                                \
+            return expr;                                              \
+        }                                                             \
+    };
+
+GD_EW_OP(Add, 2, a + b)
+GD_EW_OP(Sub, 2, a - b)
+GD_EW_OP(Mul, 2, a * b)
+GD_EW_OP(Div, 2, a / b)
+GD_EW_OP(Pow, 2, std::pow(a, b))
+GD_EW_OP(Maximum, 2, max_nan(a, b))
+GD_EW_OP(Minimum, 2, min_nan(a, b))
+GD_EW_OP(Neg, 1, -a)
+GD_EW_OP(Abs, 1, std::fabs(a))
+GD_EW_OP(Exp, 1, std::exp(a))
+GD_EW_OP(Log, 1, std::log(a))
+GD_EW_OP(Log1p, 1, std::log1p(a))
+GD_EW_OP(Sqrt, 1, std::sqrt(a))
+GD_EW_OP(Rsqrt, 1, T(1) / std::sqrt(a))
+GD_EW_OP(Square, 1, a * a)
+GD_EW_OP(Sin, 1, std::sin(a))
+GD_EW_OP(Cos, 1, std::cos(a))
+// NumPy's sign: +0 for either zero, NaN stays the same NaN
+GD_EW_OP(Sign, 1, a > T(0) ? T(1) : (a < T(0) ? T(-1) : (a == T(0) ? T(0) : a)))
+GD_EW_OP(Reciprocal, 1, T(1) / a)
+// PyTorch's sign: 0 for either zero and for NaN (abs' is 0 at NaN there)
+GD_EW_OP(Sgn, 1, a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)))
+// minimum(maximum(a, lo), hi): NaN anywhere propagates, hi wins when lo > hi (as torch.clamp);
+// an absent bound is -inf / +inf, which leaves every a (and its zero's sign) as it is
+GD_EW_OP(Clamp, 3, min_nan(max_nan(a, b), c))
+#undef GD_EW_OP
+
+// the condition is read as bytes (NumPy's bool: 0 or 1): a bool load keeps GCC from vectorising
+struct Where {
+    static constexpr int arity = 3;
+    static constexpr bool cond = true;
+    template <class T> static T f(uint8_t c, T a, T b) { return c != 0 ? a : b; }
+};
+
+// Shape and strides after dropping size-1 dims and merging; st[0] is the output's.
+struct Plan {
+    int nd = 0;
+    int64_t n = 1;  // elements
+    int64_t shape[kEwMaxDims];
+    int64_t st[4][kEwMaxDims];
+};
+
+// Returns false when the iteration is empty. Operands without strides (scalars) get 0.
+bool make_plan(Plan& p, int nops, const int64_t* const* strides, const int64_t* shape,
+               int64_t ndim) {
+    p.nd = 0;
+    p.n = 1;
+    for (int64_t d = 0; d < ndim; ++d) {
+        if (shape[d] == 0) return false;
+        if (shape[d] == 1) continue;
+        const int k = p.nd;
+        if (k > 0) {  // merge into the previous (outer) dim when every operand allows it
+            bool merge = true;
+            for (int o = 0; o < nops && merge; ++o) {
+                const int64_t s = strides[o] ? strides[o][d] : 0;
+                merge = p.st[o][k - 1] == s * shape[d];
+            }
+            if (merge) {
+                p.shape[k - 1] *= shape[d];
+                for (int o = 0; o < nops; ++o) p.st[o][k - 1] = strides[o] ? strides[o][d] : 0;
+                p.n *= shape[d];
+                continue;
+            }
+        }
+        p.shape[k] = shape[d];
+        for (int o = 0; o < nops; ++o) p.st[o][k] = strides[o] ? strides[o][d] : 0;
+        p.n *= shape[d];
+        ++p.nd;
+    }
+    if (p.nd == 0) {  // one element (0-d, or all dims of size 1)
+        p.nd = 1;
+        p.shape[0] = 1;
+        for (int o = 0; o < nops; ++o) p.st[o][0] = 1;
+    }
+    return true;
+}
+
+// Calls row(off, c, len) for each piece of a row of the innermost dim inside elements [i0, i1):
+// off[o] = operand o's offset of that row's start (in elements), c the first column, len the
+// count. The outer index advances like an odometer, so no division per row.
+template <class Row>
+void walk(const Plan& p, int nops, int64_t i0, int64_t i1, const Row& row) {
+    const int in = p.nd - 1;
+    const int64_t L = p.shape[in];
+    int64_t r = i0 / L, c = i0 % L;
+    int64_t idx[kEwMaxDims];
+    int64_t off[4] = {0, 0, 0, 0};
+    for (int d = in - 1; d >= 0; --d) {
+        idx[d] = r % p.shape[d];
+        r /= p.shape[d];
+        for (int o = 0; o < nops; ++o) off[o] += idx[d] * p.st[o][d];
+    }
+    for (int64_t i = i0; i < i1;) {
+        const int64_t len = std::min(L - c, i1 - i);
+        row(off, c, len);
+        i += len;
+        c = 0;
+        for (int d = in - 1; d >= 0; --d) {  // next row
+            for (int o = 0; o < nops; ++o) off[o] += p.st[o][d];
+            if (++idx[d] < p.shape[d]) break;
+            for (int o = 0; o < nops; ++o) off[o] -= idx[d] * p.st[o][d];
+            idx[d] = 0;
+        }
+    }
+}
+
+// One row, output contiguous; input k contiguous (Ck) or constant along the row (its [0]).
+template <class Op, class T, class A, bool C0, bool C1, bool C2>
+void row_fast(T* y, const A* a, const T* b, const T* c, int64_t n) {
+    const A a0 = a[0];
+    const T b0 = b[0], c0 = c[0];
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::f(C0 ? a[i] : a0, C1 ? b[i] : b0, C2 ? c[i] : c0);
+}
+
+// Reference for every layout (and the path for strided ones).
+template <class Op, class T, class A>
+void row_strided(T* y, int64_t sy, const A* a, int64_t sa, const T* b, int64_t sb, const T* c,
+                 int64_t sc, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i * sy] = Op::f(a[i * sa], b[i * sb], c[i * sc]);
+}
+
+template <class Op, class T, class A>
+void row(T* y, int64_t sy, const A* a, int64_t sa, const T* b, int64_t sb, const T* c,
+         int64_t sc, int64_t n) {
+    const auto unit = [](int64_t s) { return s == 0 || s == 1; };
+    if (sy != 1 || !unit(sa) || !unit(sb) || !unit(sc))
+        return row_strided<Op>(y, sy, a, sa, b, sb, c, sc, n);
+    const int mask = int(sa == 1) | int(sb == 1) << 1 | int(sc == 1) << 2;
+    // only the layouts an op of this arity can have (unused inputs are constants)
+    if constexpr (Op::arity == 1) {
+        if (mask & 1) return row_fast<Op, T, A, true, false, false>(y, a, b, c, n);
+        return row_fast<Op, T, A, false, false, false>(y, a, b, c, n);
+    } else if constexpr (Op::arity == 2) {
+        switch (mask & 3) {
+            case 0: return row_fast<Op, T, A, false, false, false>(y, a, b, c, n);
+            case 1: return row_fast<Op, T, A, true, false, false>(y, a, b, c, n);
+            case 2: return row_fast<Op, T, A, false, true, false>(y, a, b, c, n);
+            default: return row_fast<Op, T, A, true, true, false>(y, a, b, c, n);
+        }
+    } else {
+        switch (mask) {
+            case 0: return row_fast<Op, T, A, false, false, false>(y, a, b, c, n);
+            case 1: return row_fast<Op, T, A, true, false, false>(y, a, b, c, n);
+            case 2: return row_fast<Op, T, A, false, true, false>(y, a, b, c, n);
+            case 3: return row_fast<Op, T, A, true, true, false>(y, a, b, c, n);
+            case 4: return row_fast<Op, T, A, false, false, true>(y, a, b, c, n);
+            case 5: return row_fast<Op, T, A, true, false, true>(y, a, b, c, n);
+            case 6: return row_fast<Op, T, A, false, true, true>(y, a, b, c, n);
+            default: return row_fast<Op, T, A, true, true, true>(y, a, b, c, n);
+        }
+    }
+}
+
+template <class Op, class T>
+void run(T* y, const int64_t* y_stride, const void* const* x, const int64_t* const* x_stride,
+         const T* s, const int64_t* shape, int64_t ndim) {
+    using A = std::conditional_t<Op::cond, uint8_t, T>;
+    // a scalar or unused input is an operand with stride 0 on a local copy
+    const A av = A(s != nullptr ? s[0] : T(0));
+    const T bv = s != nullptr ? s[1] : T(0), cv = s != nullptr ? s[2] : T(0);
+    const bool ha = Op::arity >= 1 && x[0] != nullptr;
+    const bool hb = Op::arity >= 2 && x[1] != nullptr;
+    const bool hc = Op::arity >= 3 && x[2] != nullptr;
+    const A* a = ha ? static_cast<const A*>(x[0]) : &av;
+    const T* b = hb ? static_cast<const T*>(x[1]) : &bv;
+    const T* c = hc ? static_cast<const T*>(x[2]) : &cv;
+    const int64_t* strides[4] = {y_stride, ha ? x_stride[0] : nullptr, hb ? x_stride[1] : nullptr,
+                                 hc ? x_stride[2] : nullptr};
+    Plan p;
+    if (!make_plan(p, 4, strides, shape, ndim)) return;
+    const int in = p.nd - 1;
+    const int64_t sy = p.st[0][in], sa = p.st[1][in], sb = p.st[2][in], sc = p.st[3][in];
+    parallel_chunks(p.n, kChunk, 8 * p.n, [&](int64_t i0, int64_t i1) {
+        walk(p, 4, i0, i1, [&](const int64_t* off, int64_t c0, int64_t len) {
+            row<Op>(y + off[0] + c0 * sy, sy, a + off[1] + c0 * sa, sa, b + off[2] + c0 * sb, sb,
+                    c + off[3] + c0 * sc, sc, len);
+        });
+    });
+}
+
+// Sum of a run of n elements with stride s: 8 interleaved partial sums (element i goes to
+// partial i % 8), added pairwise at the end, then the tail in order. Fixed for every ISA.
+template <class T>
+T run_sum(const T* x, int64_t s, int64_t n) {
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    if (s == 1) {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; ++k) acc[k] += x[i + k];
+    } else {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; ++k) acc[k] += x[(i + k) * s];
+    }
+    T total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; ++i) total += x[i * s];
+    return total;
+}
+
+// y (stride 0 along the summed dims) = sum of x over them. Plan operand 0 is y, 1 is x.
+template <class T>
+void sum_to(T* y, const int64_t* y_stride, const T* x, const int64_t* x_stride,
+            const int64_t* shape, int64_t ndim) {
+    // kept dims: y steps along them (and has as many elements as the product of their sizes)
+    const int64_t* strides[2] = {y_stride, x_stride};
+    Plan p;
+    if (!make_plan(p, 2, strides, shape, ndim)) {
+        // an empty sum is 0: zero y over its own (kept, nonempty) dims
+        Plan q;
+        int64_t kshape[kEwMaxDims];
+        int64_t kst[kEwMaxDims];
+        int nk = 0;
+        for (int64_t d = 0; d < ndim; ++d) {
+            if (y_stride[d] == 0 || shape[d] == 1) continue;
+            if (shape[d] == 0) return;  // y is empty too
+            kshape[nk] = shape[d];
+            kst[nk++] = y_stride[d];
+        }
+        const int64_t* ks[1] = {kst};
+        make_plan(q, 1, ks, kshape, nk);
+        walk(q, 1, 0, q.n, [&](const int64_t* off, int64_t c0, int64_t len) {
+            const int64_t sy = q.st[0][q.nd - 1];
+            for (int64_t i = 0; i < len; ++i) y[off[0] + (c0 + i) * sy] = T(0);
+        });
+        return;
+    }
+    // split the merged dims into kept (K: y stride != 0) and summed (R) ones
+    Plan K, R;
+    K.nd = R.nd = 0;
+    K.n = R.n = 1;
+    for (int d = 0; d < p.nd; ++d) {
+        Plan& t = p.st[0][d] != 0 ? K : R;
+        t.shape[t.nd] = p.shape[d];
+        t.st[0][t.nd] = p.st[0][d];
+        t.st[1][t.nd] = p.st[1][d];
+        t.n *= p.shape[d];
+        ++t.nd;
+    }
+    if (K.nd == 0) {  // one output
+        K.nd = 1;
+        K.shape[0] = 1;
+        K.st[0][0] = K.st[1][0] = 0;
+    }
+    if (R.nd == 0) {  // nothing summed: a copy in y's layout
+        R.nd = 1;
+        R.shape[0] = 1;
+        R.st[0][0] = R.st[1][0] = 0;
+    }
+    const bool inner_summed = p.st[0][p.nd - 1] == 0;
+    if (inner_summed) {
+        // each output: its summed runs along the innermost dim, added in order of the outer
+        // summed indices. R's last dim is that run.
+        const int64_t L = R.shape[R.nd - 1], sx = R.st[1][R.nd - 1];
+        Plan Ro = R;  // the summed dims outside the run
+        Ro.nd = R.nd - 1;
+        Ro.n = R.n / L;
+        if (Ro.nd == 0) {
+            Ro.nd = 1;
+            Ro.shape[0] = 1;
+            Ro.st[0][0] = Ro.st[1][0] = 0;
+        }
+        const int64_t chunk = std::max<int64_t>(1, kChunk / R.n);
+        parallel_chunks(K.n, chunk, 2 * p.n, [&](int64_t m0, int64_t m1) {
+            walk(K, 2, m0, m1, [&](const int64_t* koff, int64_t c0, int64_t len) {
+                const int64_t ky = K.st[0][K.nd - 1], kx = K.st[1][K.nd - 1];
+                for (int64_t i = 0; i < len; ++i) {
+                    const T* xb = x + koff[1] + (c0 + i) * kx;
+                    T acc = T(0);
+                    bool first = true;
+                    walk(Ro, 2, 0, Ro.n, [&](const int64_t* roff, int64_t r0, int64_t rlen) {
+                        for (int64_t j = 0; j < rlen; ++j) {
+                            const T v = run_sum(xb + roff[1] + (r0 + j) * Ro.st[1][Ro.nd - 1],
+                                                sx, L);
+                            acc = first ? v : acc + v;
+                            first = false;
+                        }
+                    });
+                    y[koff[0] + (c0 + i) * ky] = acc;
+                }
+            });
+        });
+        return;
+    }
+    // innermost dim kept: rows of outputs accumulate one summed index after another
+    // (chunks of at least 1024 outputs: each summed index then streams a long contiguous piece)
+    const int64_t chunk = std::max<int64_t>(1024, kChunk / R.n);
+    parallel_chunks(K.n, chunk, 2 * p.n, [&](int64_t m0, int64_t m1) {
+        walk(K, 2, m0, m1, [&](const int64_t* koff, int64_t c0, int64_t len) {
+            const int64_t ky = K.st[0][K.nd - 1], kx = K.st[1][K.nd - 1];
+            T* yr = y + koff[0] + c0 * ky;
+            const T* xr = x + koff[1] + c0 * kx;
+            bool first = true;
+            walk(R, 2, 0, R.n, [&](const int64_t* roff, int64_t r0, int64_t rlen) {
+                for (int64_t j = 0; j < rlen; ++j) {
+                    const T* xs = xr + roff[1] + (r0 + j) * R.st[1][R.nd - 1];
+                    if (ky == 1 && kx == 1) {
+                        if (first) {
+#pragma omp simd
+                            for (int64_t i = 0; i < len; ++i) yr[i] = xs[i];
+                        } else {
+#pragma omp simd
+                            for (int64_t i = 0; i < len; ++i) yr[i] += xs[i];
+                        }
+                    } else {
+                        for (int64_t i = 0; i < len; ++i)
+                            yr[i * ky] = first ? xs[i * kx] : yr[i * ky] + xs[i * kx];
+                    }
+                    first = false;
+                }
+            });
+        });
+    });
+}
+
+}  // namespace
+
+template <class T>
+void elementwise(Ew op, T* y, const int64_t* y_stride, const void* const* x,
+                 const int64_t* const* x_stride, const T* s, const int64_t* shape, int64_t ndim) {
+    const auto R = [&](auto tag) {
+        run<decltype(tag)>(y, y_stride, x, x_stride, s, shape, ndim);
+    };
+    switch (op) {
+        case Ew::add: return R(Add{});
+        case Ew::sub: return R(Sub{});
+        case Ew::mul: return R(Mul{});
+        case Ew::div: return R(Div{});
+        case Ew::pow:
+            // x ** 2 (a constant exponent) as x * x: exact, and what squares in a loss cost
+            if (x[1] == nullptr && s != nullptr && s[1] == T(2)) return R(Square{});
+            return R(Pow{});
+        case Ew::maximum: return R(Maximum{});
+        case Ew::minimum: return R(Minimum{});
+        case Ew::neg: return R(Neg{});
+        case Ew::abs: return R(Abs{});
+        case Ew::exp: return R(Exp{});
+        case Ew::log: return R(Log{});
+        case Ew::log1p: return R(Log1p{});
+        case Ew::sqrt: return R(Sqrt{});
+        case Ew::rsqrt: return R(Rsqrt{});
+        case Ew::square: return R(Square{});
+        case Ew::sin: return R(Sin{});
+        case Ew::cos: return R(Cos{});
+        case Ew::sign: return R(Sign{});
+        case Ew::reciprocal: return R(Reciprocal{});
+        case Ew::clamp: return R(Clamp{});
+        case Ew::where: return R(Where{});
+        case Ew::sgn: return R(Sgn{});
+        case Ew::sum_to:
+            return sum_to(y, y_stride, static_cast<const T*>(x[0]), x_stride[0], shape, ndim);
+    }
+}
+
+template void elementwise<float>(Ew, float*, const int64_t*, const void* const*,
+                                 const int64_t* const*, const float*, const int64_t*, int64_t);
+template void elementwise<double>(Ew, double*, const int64_t*, const void* const*,
+                                  const int64_t* const*, const double*, const int64_t*, int64_t);
+
+}  // namespace GD_NS
+}  // namespace gd
