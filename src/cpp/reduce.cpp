@@ -110,7 +110,7 @@ namespace {
 
 constexpr int64_t kBlock = 4096;    // reduced elements per partial on the rows path
 constexpr int64_t kRowBlock = 256;  // reduced elements per partial on the columns path
-constexpr int64_t kColChunk = 64;   // outputs per task on the columns path
+constexpr int64_t kColChunk = 256;  // outputs per task on the columns path
 
 // Independent accumulators per run: 128 bytes, i.e. 2 AVX-512, 4 AVX2 or 8 SSE registers, so
 // the adds of one lane do not wait for each other; every ISA computes the same lanes.
@@ -342,6 +342,28 @@ void sweep_rows(const P& pol, const Geometry& g, const T* x, int64_t work, const
     }
 }
 
+// Reduced positions [r0, r1) of the columns [0, w) at xo into acc; off and ix: the position
+// r0's offset and multi-index, advanced to r1. Wc > 0 is w known at compile time (a full chunk:
+// the accumulators can live in registers).
+template <int64_t Wc, class T, class P>
+inline void column_rows(const P& pol, typename P::A* acc, const T* xo, const T* cen, int64_t w,
+                        const Geometry& g, int64_t r0, int64_t r1, int64_t& off,
+                        std::vector<int64_t>& ix) {
+    const int64_t n = Wc > 0 ? Wc : w;
+    const size_t nr = g.red.size();
+    for (int64_t r = r0; r < r1; ++r) {
+        const T* GD_RESTRICT xr = xo + off;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) pol.add(acc[j], xr[j], cen[j], r);
+        for (size_t d = nr; d-- > 0;) {  // next reduced position
+            off += g.red[d].s;
+            if (++ix[d] < g.red[d].n) break;
+            off -= g.red[d].s * g.red[d].n;
+            ix[d] = 0;
+        }
+    }
+}
+
 // Columns path: the innermost kept dim (k0 outputs) is contiguous in x and in y
 template <class T, class P, class C, class E>
 void sweep_columns(const P& pol, const Geometry& g, const T* x, int64_t work, const C& center,
@@ -365,17 +387,10 @@ void sweep_columns(const P& pol, const Geometry& g, const T* x, int64_t work, co
             for (int64_t r0 = 0; r0 < g.R; r0 += kRowBlock) {
                 for (int64_t j = 0; j < w; ++j) acc[j] = pol.id();
                 const int64_t r1 = std::min(g.R, r0 + kRowBlock);
-                for (int64_t r = r0; r < r1; ++r) {
-                    const T* GD_RESTRICT xr = xo + off;
-#pragma omp simd
-                    for (int64_t j = 0; j < w; ++j) pol.add(acc[j], xr[j], cen[j], r);
-                    for (size_t d = nr; d-- > 0;) {  // next reduced position
-                        off += g.red[d].s;
-                        if (++ix[d] < g.red[d].n) break;
-                        off -= g.red[d].s * g.red[d].n;
-                        ix[d] = 0;
-                    }
-                }
+                if (w == kColChunk)
+                    column_rows<kColChunk>(pol, acc, xo, cen, w, g, r0, r1, off, ix);
+                else
+                    column_rows<0>(pol, acc, xo, cen, w, g, r0, r1, off, ix);
                 if (r0 == 0)
                     for (int64_t j = 0; j < w; ++j) tot[j] = acc[j];
                 else
