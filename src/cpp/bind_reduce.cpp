@@ -68,7 +68,13 @@ py::object reduce(int64_t op_id, const py::handle& xo, const py::object& axes, b
         value_error("reduce: argument 'op' must be an id of _core.REDUCE_OPS (0 to " +
                     std::to_string(kRedCount - 1) + "), got " + std::to_string(op_id));
     const Red op = static_cast<Red>(op_id);
-    const std::string name = std::string("reduce(") + kRedNames[op_id] + ")";
+    // "reduce(<op>)", the name every message starts with (made once: this runs per call)
+    static const std::vector<std::string> names = [] {
+        std::vector<std::string> v;
+        for (int k = 0; k < kRedCount; ++k) v.push_back(std::string("reduce(") + kRedNames[k] + ")");
+        return v;
+    }();
+    const std::string& name = names[static_cast<size_t>(op_id)];
     const char* opn = name.c_str();
     py::array x = as_array(xo, opn, "x");
     const int64_t nd = x.ndim();
@@ -78,13 +84,26 @@ py::object reduce(int64_t op_id, const py::handle& xo, const py::object& axes, b
     if (axes.is_none()) {
         for (int64_t d = 0; d < nd; ++d) mask |= uint64_t(1) << d;
     } else {
+        // an int or a tuple/list of ints; anything with __index__ (NumPy integers) counts as one
+        const auto bad = [&] {
+            type_error(name + ": argument 'axes' must be None, an int or a tuple or list of "
+                       "ints, got " + py::str(axes).cast<std::string>());
+        };
+        const auto as_int = [&](PyObject* o) -> int64_t {
+            if (!PyIndex_Check(o)) bad();
+            const py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(o));
+            if (!i) throw py::error_already_set();
+            const long long v = PyLong_AsLongLong(i.ptr());
+            if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+            return v;
+        };
         std::vector<int64_t> list;
-        try {
-            list = py::isinstance<py::int_>(axes) ? std::vector<int64_t>{axes.cast<int64_t>()}
-                                                  : axes.cast<std::vector<int64_t>>();
-        } catch (const py::cast_error&) {
-            type_error(name + ": argument 'axes' must be None, an int or a sequence of ints, got " +
-                       py::str(py::type::of(axes)).cast<std::string>());
+        PyObject* ap = axes.ptr();
+        if (PyTuple_Check(ap) || PyList_Check(ap)) {
+            const py::ssize_t n = PySequence_Fast_GET_SIZE(ap);
+            for (py::ssize_t k = 0; k < n; ++k) list.push_back(as_int(PySequence_Fast_GET_ITEM(ap, k)));
+        } else {
+            list.push_back(as_int(ap));
         }
         for (int64_t a : list) {
             if (a < -nd || a >= nd)

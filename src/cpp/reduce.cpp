@@ -1,6 +1,7 @@
-// Sums. Shape legend: x (outer, R, inner) with R the reduced axis; N a flat length.
-// Determinism: each output element is summed by one thread in a fixed order; sum_all adds
-// fixed-size chunk partials in chunk order, independent of the thread count.
+// Reductions. sum_axis / sum_all: x (outer, R, inner) with R the reduced axis; N a flat length.
+// reduce_axes (below): every reduction of reduce_ops.hpp over any set of axes, any strides.
+// Determinism: each output element is reduced in an order fixed by the shape (and strides), never
+// by the thread count; sum_all adds fixed-size chunk partials in chunk order.
 #include "reduce.hpp"
 
 #include <algorithm>

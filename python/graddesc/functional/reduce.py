@@ -9,6 +9,7 @@ tensors stay on NumPy. Backward formulas are written with other ops.
 from __future__ import annotations
 
 import builtins
+import math
 from collections import namedtuple
 from typing import Any, Optional
 
@@ -106,7 +107,7 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False, dtype: Any = None) -
 
 def _count(shape: tuple, dims: Optional[tuple]) -> int:
     """Number of elements each output of a reduction over dims (None: all) takes."""
-    return int(np.prod(shape if dims is None else [shape[d] for d in dims], dtype=np.int64))
+    return math.prod(shape if dims is None else [shape[d] for d in dims])
 
 
 class Mean(Function):
