@@ -272,9 +272,8 @@ def test_bitwise_equal_for_1_2_3_threads_and_every_isa(name, param, threads, rng
     assert all(r == results[0] for r in results[1:])
 
 
-@pytest.mark.parametrize("isa_name", SUPPORTED_ISAS)
-def test_every_isa_matches_numpy(isa_name, rng):
-    _core.set_isa(isa_name)
+def test_every_isa_matches_numpy(isa, rng):
+    assert _core.isa() == isa
     for dt in (np.float32, np.float64):
         x = rng.standard_normal((37, 129)).astype(dt)
         for name, param in ALL_OPS:
