@@ -103,8 +103,9 @@ void sum_all(T* out, const T* x, int64_t N) {
 //   block partials are combined in block order. Blocks may run on different threads.
 // - columns path (the innermost kept dim is contiguous, the reduced one is not, e.g. a sum over
 //   the rows of a matrix): a task owns up to kColChunk consecutive outputs, vectorised across
-//   them; each output takes its elements in order, kRowBlock at a time into a partial, and adds
-//   the partials in order.
+//   them, and a group of kRowGroup reduced positions; each output takes its elements in order,
+//   kRowBlock at a time into a partial, adds the partials in order within the group, and the
+//   group totals in group order.
 // Two-pass ops (var/std: the mean, then squared deviations; logsumexp: the max, then exp of the
 // shifted values) run the first pass into y and the second one reads it back.
 namespace {
@@ -112,6 +113,7 @@ namespace {
 constexpr int64_t kBlock = 4096;    // reduced elements per partial on the rows path
 constexpr int64_t kRowBlock = 256;  // reduced elements per partial on the columns path
 constexpr int64_t kColChunk = 256;  // outputs per task on the columns path
+constexpr int64_t kRowGroup = 16 * kRowBlock;  // reduced positions per task on the columns path
 
 // Independent accumulators per run: 128 bytes, i.e. 2 AVX-512, 4 AVX2 or 8 SSE registers, so
 // the adds of one lane do not wait for each other; every ISA computes the same lanes.
@@ -365,41 +367,61 @@ inline void column_rows(const P& pol, typename P::A* acc, const T* xo, const T* 
     }
 }
 
-// Columns path: the innermost kept dim (k0 outputs) is contiguous in x and in y
+// Columns path: the innermost kept dim (k0 outputs) is contiguous in x and in y. A task owns up
+// to kColChunk columns and one group of kRowGroup reduced positions (all of them when there are
+// fewer): a long reduction (many rows, few columns) still spreads over the threads. A group adds
+// its row blocks' partials in order, and the groups' totals are added in group order.
 template <class T, class P, class C, class E>
 void sweep_columns(const P& pol, const Geometry& g, const T* x, int64_t work, const C& center,
                    const E& emit) {
     using A = typename P::A;
     const int64_t k0 = g.keep.back().n;
     const int64_t chunks = (k0 + kColChunk - 1) / kColChunk;
+    const int64_t groups = (g.R + kRowGroup - 1) / kRowGroup;
     const size_t nk = g.keep.size() - 1, nr = g.red.size();
-    parallel_chunks(g.O / k0 * chunks, 1, work, [&](int64_t t0, int64_t t1) {
+    // group totals, [group][output], when there is more than one group
+    std::vector<A> part(groups > 1 ? static_cast<size_t>(groups * g.O) : 0);
+    parallel_chunks(g.O / k0 * chunks * groups, 1, work, [&](int64_t t0, int64_t t1) {
         A acc[kColChunk], tot[kColChunk];
         T cen[kColChunk];
         std::vector<int64_t> ix(nr);
         for (int64_t t = t0; t < t1; ++t) {
-            const int64_t oo = t / chunks, c0 = (t % chunks) * kColChunk;
+            const int64_t grp = t % groups, ct = t / groups;
+            const int64_t oo = ct / chunks, c0 = (ct % chunks) * kColChunk;
             const int64_t w = std::min(kColChunk, k0 - c0);
             const int64_t o0 = oo * k0 + c0;  // first output of the task
             const T* xo = x + offset_of(g.keep, nk, oo) + c0;
             for (int64_t j = 0; j < w; ++j) cen[j] = center(o0 + j);
-            std::fill(ix.begin(), ix.end(), 0);
-            int64_t off = 0;
-            for (int64_t r0 = 0; r0 < g.R; r0 += kRowBlock) {
+            const int64_t g0 = grp * kRowGroup, g1 = std::min(g.R, g0 + kRowGroup);
+            int64_t off = 0;  // offset and multi-index of reduced position g0
+            for (size_t d = nr, k = static_cast<size_t>(g0); d-- > 0;) {
+                ix[d] = static_cast<int64_t>(k) % g.red[d].n;
+                off += ix[d] * g.red[d].s;
+                k /= static_cast<size_t>(g.red[d].n);
+            }
+            for (int64_t r0 = g0; r0 < g1; r0 += kRowBlock) {
                 for (int64_t j = 0; j < w; ++j) acc[j] = pol.id();
-                const int64_t r1 = std::min(g.R, r0 + kRowBlock);
+                const int64_t r1 = std::min(g1, r0 + kRowBlock);
                 if (w == kColChunk)
                     column_rows<kColChunk>(pol, acc, xo, cen, w, g, r0, r1, off, ix);
                 else
                     column_rows<0>(pol, acc, xo, cen, w, g, r0, r1, off, ix);
-                if (r0 == 0)
+                if (r0 == g0)
                     for (int64_t j = 0; j < w; ++j) tot[j] = acc[j];
                 else
                     for (int64_t j = 0; j < w; ++j) pol.merge(tot[j], acc[j]);
             }
-            for (int64_t j = 0; j < w; ++j) emit(o0 + j, tot[j]);
+            if (groups == 1)
+                for (int64_t j = 0; j < w; ++j) emit(o0 + j, tot[j]);
+            else
+                for (int64_t j = 0; j < w; ++j) part[grp * g.O + o0 + j] = tot[j];
         }
     });
+    for (int64_t o = 0; groups > 1 && o < g.O; ++o) {
+        A a = part[o];
+        for (int64_t grp = 1; grp < groups; ++grp) pol.merge(a, part[grp * g.O + o]);
+        emit(o, a);
+    }
 }
 
 template <class T, class P, class C, class E>
