@@ -155,7 +155,7 @@ SHAPE_AXES = [
     ((2, 3, 4, 5), (1, 3)), ((2, 3, 4, 5), (0, 1, 2)), ((1, 5, 1), (0,)), ((1, 5, 1), (1, 2)),
     ((300, 130), (1,)), ((300, 130), (0,)), ((9000,), (0,)), ((3, 9000), (1,)),
     ((9000, 3), (0,)), ((600, 70), (0,)), ((6, 600, 70), (0, 1)), ((5, 7, 33), (1,)),
-    ((9000, 5), (0,)), ((3, 3000, 7), (0, 1)),
+    ((9000, 5), (0,)), ((3, 3000, 7), (0, 1)), ((1500, 2100), (0,)),
 ]
 
 
@@ -258,7 +258,8 @@ def test_bitwise_equal_for_1_2_3_threads_and_every_isa(name, param, threads, rng
              (rng.standard_normal((1100, 700)).astype(np.float32), (0,)),
              (rng.standard_normal((300_001,)), None),
              (rng.standard_normal((3, 90_000)).astype(np.float32), (1,)),
-             (rng.standard_normal((70_000, 9)).astype(np.float32), (0,))]
+             (rng.standard_normal((70_000, 9)).astype(np.float32), (0,)),
+             (rng.standard_normal((300, 2100)).astype(np.float32), (0,))]
     if name == "prod":
         cases = [(np.exp(0.001 * x).astype(x.dtype), ax) for x, ax in cases]
     results = []

@@ -112,8 +112,8 @@ namespace {
 
 constexpr int64_t kBlock = 4096;    // reduced elements per partial on the rows path
 constexpr int64_t kRowBlock = 256;  // reduced elements per partial on the columns path
-constexpr int64_t kColChunk = 256;  // outputs per task on the columns path
-constexpr int64_t kRowGroup = 16 * kRowBlock;  // reduced positions per task on the columns path
+constexpr int64_t kColChunk = 1024;  // outputs per task on the columns path (4 KiB of a float row)
+constexpr int64_t kRowGroup = 4 * kRowBlock;  // reduced positions per task on the columns path
 
 // Independent accumulators per run: 128 bytes, i.e. 2 AVX-512, 4 AVX2 or 8 SSE registers, so
 // the adds of one lane do not wait for each other; every ISA computes the same lanes.
