@@ -21,6 +21,10 @@ constexpr const char* kRedNames[] = {"sum", "mean", "var", "std", "amax", "amin"
 constexpr int kRedCount = static_cast<int>(sizeof(kRedNames) / sizeof(kRedNames[0]));
 static_assert(kRedCount == static_cast<int>(Red::prod) + 1, "kRedNames lists every Red");
 
+// Internal linkage: this header is compiled into the per-ISA kernel objects too, and the linker
+// must not hand the generic code (program.cpp, the bindings) a copy built for AVX-512.
+namespace {
+
 inline bool red_writes_value(Red op) { return op != Red::argmax && op != Red::argmin; }
 inline bool red_writes_index(Red op) {
     return op == Red::max || op == Red::min || op == Red::argmax || op == Red::argmin;
@@ -43,5 +47,7 @@ inline int64_t red_flops_per_element(Red op) {
         default: return 1;
     }
 }
+
+}  // namespace
 
 }  // namespace gd
