@@ -73,6 +73,8 @@ _SIGS: dict = {
     "mse_forward": (("input", "target"), {}),
     "mse_backward": (("input", "target", "scale", "dloss"), {"dloss": None}),
     "sum_all": (("x",), {}), "sum_axis": (("x", "axis"), {}),
+    "reduce": (("op", "x", "axes", "keepdim", "param"),
+               {"axes": None, "keepdim": False, "param": 0.0}),
     "gemm": (("a", "b", "trans_a", "trans_b", "alpha", "beta", "out"),
              {"trans_a": False, "trans_b": False, "alpha": 1.0, "beta": 0.0, "out": None}),
     "scale": (("x", "factor"), {}),
@@ -304,6 +306,23 @@ class _Buffers:
         raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
                             "(a NumPy op or a tensor that is not an argument of the step)")
 
+    def strided_ptr(self, a: np.ndarray, what: str) -> int:
+        """The address of element 0 of an array of any strides whose elements all lie inside
+        known memory (else uncapturable)."""
+        lo = hi = 0
+        for n, st in zip(a.shape, a.strides):
+            if n > 0:
+                lo, hi = (lo + (n - 1) * st, hi) if st < 0 else (lo, hi + (n - 1) * st)
+        if a.size == 0 or a.flags.c_contiguous:
+            return self.ptr(a, what)
+        start, end = _addr(a) + lo, _addr(a) + hi + a.itemsize
+        for s, e in self.ranges:
+            if s <= start and end <= e:
+                self.keep[id(a)] = a
+                return _addr(a)
+        raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
+                                 "(a NumPy op or a tensor that is not an argument of the step)")
+
 
 def _bind(name: str, args: tuple, kwargs: dict) -> dict:
     names, defaults = _SIGS[name]
@@ -401,6 +420,21 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             inner = int(np.prod(x.shape[ax + 1:])) if ax + 1 < x.ndim else 1
             prog.add("sum_axis", x.dtype == np.float64, [P(out, "y"), P(x, "x")],
                      [outer, x.shape[ax], inner], [])
+        elif name == "reduce":
+            # one instruction for every reduction: op id, x's shape and element strides, the
+            # axes as a bit mask; outputs y, (y, idx) or idx as the binding returned them
+            x, nd = a["x"], a["x"].ndim
+            y, idx = out if isinstance(out, tuple) else \
+                ((None, out) if out.dtype == np.int64 else (out, None))
+            axes = a["axes"]
+            axes = range(nd) if axes is None else \
+                ((axes,) if isinstance(axes, (int, np.integer)) else axes)
+            mask = functools.reduce(operator.or_, (1 << (int(d) % nd) for d in axes), 0)
+            mask -= (mask >> 63) << 64  # as int64
+            prog.add("reduce", x.dtype == np.float64,
+                     [P(y, "y"), P(idx, "idx"), bufs.strided_ptr(x, f"{name}: x")],
+                     [int(a["op"]), nd, mask, int(bool(a["keepdim"]))] + list(x.shape) +
+                     [st // x.itemsize for st in x.strides], [float(a["param"])])
         elif name == "gemm":
             A, Bm, ta, tb = a["a"], a["b"], bool(a["trans_a"]), bool(a["trans_b"])
             M, K = (A.shape[1], A.shape[0]) if ta else A.shape

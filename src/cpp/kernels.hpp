@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "elementwise.hpp"
+#include "reduce_ops.hpp"
 
 namespace gd {
 
@@ -66,6 +67,10 @@ struct KernelTable {
     void (*sum_axis)(T* y, const T* x, int64_t outer, int64_t R, int64_t inner);
     // x (N) -> out[0]
     void (*sum_all)(T* out, const T* x, int64_t N);
+    // x (shape, element strides: any layout, read in place) -> y and/or idx (C-contiguous over
+    // the dims not in the bit mask `axes`); Red and param in reduce_ops.hpp; null outputs skipped
+    void (*reduce)(Red op, T* y, int64_t* idx, const T* x, const int64_t* shape,
+                   const int64_t* strides, int64_t nd, uint64_t axes, double param);
     // Optimizer steps over a list of `count` tensors: tensor i's parameter p[i], gradient g[i]
     // and state buffers all hold n[i] elements; one call updates a whole parameter group.
     // A null list means the option that needs it is off (see optim.hpp).

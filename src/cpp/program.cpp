@@ -24,6 +24,8 @@
 //   ew           p[y, x0|0, x1|0, x2|0]  i[op, nd, shape (nd), y strides (nd), x0..x2 strides
 //                (nd each, in elements, 0 where broadcast)]  d[s0, s1, s2]: the elementwise family
 //                (elementwise.hpp), one instruction for every op; a null xk is the scalar sk
+//   reduce       p[y|0, idx|0, x]  i[op (Red), nd, axes (bit mask), keepdim, shape (nd),
+//                x's element strides (nd)]  d[param]: the kernel of _core.reduce
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
@@ -190,6 +192,10 @@ void run_one(const Instr& in) {
         }
         case Code::sum_all: K.sum_all(P<T>(in, 0), P<T>(in, 1), i[0]); break;
         case Code::sum_axis: K.sum_axis(P<T>(in, 0), P<T>(in, 1), i[0], i[1], i[2]); break;
+        case Code::reduce:
+            K.reduce(static_cast<Red>(i[0]), P<T>(in, 0), static_cast<int64_t*>(in.p[1]),
+                     P<T>(in, 2), &i[4], &i[4 + i[1]], i[1], static_cast<uint64_t>(i[2]), d[0]);
+            break;
         case Code::gemm:
             K.gemm(i[0] != 0, i[1] != 0, i[2], i[3], i[4], T(d[0]), P<T>(in, 1), i[5], P<T>(in, 2),
                    i[6], T(d[1]), P<T>(in, 0), i[7]);
@@ -439,6 +445,24 @@ std::vector<Operand> operands(const Instr& in) {
             break;
         case Code::sum_all: W(0, e); R(1, e * i[0]); break;
         case Code::sum_axis: W(0, e * i[0] * i[2]); R(1, e * i[0] * i[1] * i[2]); break;
+        case Code::reduce: {
+            // outputs: one element per kept position; x: the bytes between its lowest and
+            // highest element (any strides, negative ones too)
+            const int64_t nd = i[1];
+            int64_t out = 1, lo = 0, hi = 0, count = 1;
+            for (int64_t d = 0; d < nd; ++d) {
+                const int64_t n = i[4 + d], st = i[4 + nd + d];
+                count *= n;
+                if (!((static_cast<uint64_t>(i[2]) >> d) & 1u)) out *= n;
+                if (n > 0) (st < 0 ? lo : hi) += (n - 1) * st;
+            }
+            W(0, e * out);
+            W(1, 8 * out);
+            if (count > 0 && in.p[2] != nullptr)
+                ops.push_back({static_cast<char*>(in.p[2]) + e * lo, e * (hi - lo + 1), true,
+                               false, 2});
+            break;
+        }
         case Code::gemm:
             if (in.d[1] != 0.0) RW(0, e * i[2] * i[3]);
             else W(0, e * i[2] * i[3]);
@@ -556,6 +580,12 @@ std::vector<int64_t> Program::flops() const {
             case Code::linear_bwd_sgd:  // dx, dW, db and a 2-flop update per parameter
                 f = 2 * i[1] * i[2] * (1 + (in.p[0] != nullptr)) + 3 * i[2] * (i[1] + 1);
                 break;
+            case Code::reduce: {  // per element of x: red_flops_per_element
+                int64_t count = 1;
+                for (int64_t d = 0; d < i[1]; ++d) count *= i[4 + d];
+                f = count * red_flops_per_element(static_cast<Red>(i[0]));
+                break;
+            }
             default: {
                 // elementwise and reductions: one operation per element written or read
                 int64_t elems = 0;
@@ -844,8 +874,9 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
-                                     "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew"};
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::ew) + 1,
+                                     "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
+                                     "reduce"};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::reduce) + 1,
               "kNames must name every Code");
 
 Code code_from_name(const std::string& name) {

@@ -32,6 +32,7 @@ KernelTable<T> make_table() {
     t.mse_backward = &mse_backward<T>;
     t.sum_axis = &sum_axis<T>;
     t.sum_all = &sum_all<T>;
+    t.reduce = &reduce_axes<T>;
     t.sgd_step = &sgd_step<T>;
     t.sgd_outer_step = &sgd_outer_step<T>;
     t.precondition_step = &precondition_step<T>;

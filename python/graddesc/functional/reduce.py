@@ -1,11 +1,14 @@
 """Reductions: sum, mean, max/min (values differentiable), argmax/argmin, var/std, logsumexp.
 
-Sums over one axis (or all) of float tensors run the deterministic C++ kernels
-(src/cpp/reduce.cpp): identical bits for any thread count.
+The forward of every reduction of a float32/float64 tensor is one call of the C++ kernel
+_core.reduce (src/cpp/reduce.cpp) over any set of axes, reading the tensor in place whatever
+its strides: identical bits for any thread count, and recorded by gd.compile. Integer and bool
+tensors stay on NumPy. Backward formulas are written with other ops.
 """
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections import namedtuple
 from typing import Any, Optional
@@ -13,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from graddesc import _core
-from graddesc._tensor import Tensor, _norm_dim, contiguous
+from graddesc._tensor import Tensor, _norm_dim, call_kernel, contiguous
 from graddesc.autograd.function import Function
 from graddesc.autograd.grad_mode import is_grad_enabled
 
@@ -33,15 +36,17 @@ def _dims(dim: Any, ndim: int, op: str) -> Optional[tuple]:
     return None if ndim == 0 and dims else dims
 
 
-def _kernel_sum(a: np.ndarray, dims: Optional[tuple]) -> Optional[np.ndarray]:
-    if a.dtype.kind != "f":
-        return None
-    a = contiguous(a)
-    if dims is None or len(dims) == a.ndim:
-        return _core.sum_all(a)
-    if len(dims) == 1 and a.ndim > 0:
-        return _core.sum_axis(a, dims[0])
-    return None
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_kernel_float(a: np.ndarray) -> bool:
+    return a.dtype in _KERNEL_DTYPES
+
+
+def _reduce(name: str, a: np.ndarray, dims: Optional[tuple], keepdim: bool,
+            param: float = 0.0) -> Any:
+    """The kernel reduction `name` (a key of _core.REDUCE_OPS) of a over dims (None: all)."""
+    return call_kernel(_core.reduce, _core.REDUCE_OPS[name], a, dims, keepdim, param)
 
 
 class Sum(Function):
@@ -50,10 +55,10 @@ class Sum(Function):
         a = x._data
         ctx.shape = a.shape
         ctx.dims, ctx.keepdim = dims, keepdim
-        out = _kernel_sum(a, dims)
-        if out is None:
-            with np.errstate(all="ignore"):  # inf + -inf is NaN silently, as in the kernels
-                out = np.sum(a, axis=dims, dtype=np.int64 if a.dtype.kind in "biu" else None)
+        if _is_kernel_float(a):
+            return Tensor._make(_reduce("sum", a, dims, keepdim))
+        with np.errstate(all="ignore"):  # inf + -inf is NaN silently, as in the kernels
+            out = np.sum(a, axis=dims, dtype=np.int64 if a.dtype.kind in "biu" else None)
         if keepdim:
             out = np.reshape(out, _keep_shape(a.shape, dims))
         return Tensor._make(np.asarray(out))
@@ -93,9 +98,35 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False, dtype: Any = None) -
     dims = _dims(dim, x.ndim, "mean")
     if dims == ():  # dim=() reduces every dim, as in sum (PyTorch's rule)
         dims = None
+    if _is_kernel_float(x._data):
+        return Mean.apply(x, dims, bool(keepdim))
     n = x._data.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
     s = sum(x, dim, keepdim)
     return s / n if n else s * np.nan
+
+
+def _count(shape: tuple, dims: Optional[tuple]) -> int:
+    """Number of elements each output of a reduction over dims (None: all) takes."""
+    return math.prod(shape if dims is None else [shape[d] for d in dims])
+
+
+class Mean(Function):
+    """Mean over dims of a float32/float64 tensor (kernel); dx = dy / n, broadcast back."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        a = x._data
+        ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
+        ctx.n = _count(a.shape, dims)
+        return Tensor._make(_reduce("mean", a, dims, keepdim))
+
+    @staticmethod
+    def backward(ctx, g):
+        if not ctx.keepdim:
+            g = g.reshape(_keep_shape(ctx.shape, ctx.dims))
+        if ctx.n:  # (n = 0: x and its gradient are empty)
+            g = g / ctx.n
+        return g.expand(*ctx.shape), None, None
 
 
 class MaxDim(Function):
@@ -104,6 +135,14 @@ class MaxDim(Function):
     @staticmethod
     def forward(ctx, x, dim, keepdim, is_max):
         a = x._data
+        if _is_kernel_float(a):
+            # the first occurrence of the extreme, or of the first NaN (PyTorch's rule)
+            vals, idx = _reduce("max" if is_max else "min", a, (dim,), keepdim)
+            ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+            ctx.idx_k = idx if keepdim else np.expand_dims(idx, dim)
+            indices = Tensor._make(idx)
+            ctx.mark_non_differentiable(indices)
+            return Tensor._make(vals), indices
         idx = np.argmax(a, axis=dim) if is_max else np.argmin(a, axis=dim)
         # NaN wins, as in PyTorch: argmax/argmin return the first NaN
         nan_rows = np.isnan(a).any(axis=dim) if a.dtype.kind == "f" else None
@@ -178,9 +217,11 @@ class MaxAll(Function):
         if dims is not None and any(a.shape[d] == 0 for d in dims):
             raise IndexError(f"a{op}(): Expected reduction dims {dims} to have non-zero size, "
                              f"got shape {tuple(a.shape)}")
-        # asarray: NumPy returns a scalar, not a 0-d array, for a 0-d input
-        v = np.asarray(np.max(a, axis=dims, keepdims=True) if is_max else
-                       np.min(a, axis=dims, keepdims=True))
+        if _is_kernel_float(a):
+            v = _reduce("amax" if is_max else "amin", a, dims, True)
+        else:  # asarray: NumPy returns a scalar, not a 0-d array, for a 0-d input
+            v = np.asarray(np.max(a, axis=dims, keepdims=True) if is_max else
+                           np.min(a, axis=dims, keepdims=True))
         ctx.save_for_backward(x)
         ctx.v, ctx.dims, ctx.keepdim, ctx.amax = v, dims, keepdim, amax
         if keepdim:
@@ -271,6 +312,9 @@ def _arg(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
         raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() "
                            "== 0.")
     f = np.argmax if is_max else np.argmin
+    kernel = _is_kernel_float(a)
+    if dim is None and kernel:  # the flat index in C order, whatever the strides
+        return Tensor._make(_reduce(op, a, None, bool(keepdim)))
     if dim is None:
         r = np.asarray(f(a.ravel()) if not _has_nan(a) else np.argmax(np.isnan(a.ravel())))
         if keepdim:
@@ -282,6 +326,8 @@ def _arg(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
     if a.shape[d] == 0:
         raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size, got shape "
                          f"{tuple(a.shape)}")
+    if kernel:
+        return Tensor._make(_reduce(op, a, (d,), bool(keepdim)))
     r = f(a, axis=d)
     if _has_nan(a):
         nan_rows = np.isnan(a).any(axis=d)
@@ -295,80 +341,122 @@ def _has_nan(a: np.ndarray) -> bool:
     return a.dtype.kind == "f" and bool(np.isnan(a).any())
 
 
-class VarStd(Function):
-    """var, or std = sqrt(var), over `dims` (None: all) with `correction` degrees of freedom.
+def _correction(unbiased: Any, correction: Any) -> float:
+    if correction is None:
+        return 1.0 if unbiased is None or unbiased else 0.0
+    return float(correction)
 
-    As PyTorch: float32 is accumulated in float64, so the squares of 1e30 do not overflow; the
-    backward is written out (var' = 2 / dof * g * (x - mean)), so an infinite entry gives the
-    other entries +-inf rather than the NaN that inf - inf would leave through the mean; std'
-    divides by 2 std and is 0 where std is 0 (a zero spread), not 0 * inf."""
+
+class VarStd(Function):
+    """var or std over dims of a float32/float64 tensor (kernel, two-pass; float32 accumulated in
+    float64, as PyTorch does, so the squares of 1e30 do not overflow). PyTorch's backward:
+    dvar/dx = 2 (x - mean) / dof, dstd/dx = (x - mean) / (dof std), 0 where std = 0;
+    dof = max(0, n - correction)."""
 
     @staticmethod
     def forward(ctx, x, dims, correction, keepdim, is_std):
         a = x._data
-        acc = np.float64 if a.dtype == np.float32 else a.dtype
-        n = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
-        dof = n - correction
-        with np.errstate(all="ignore"):  # inf - inf is NaN and 1e200^2 inf, never an error
-            wide = a.astype(acc, copy=False)
-            d = wide - np.mean(wide, axis=dims, keepdims=True)
-            # no degrees of freedom left: NaN, as PyTorch gives
-            out = np.sum(d * d, axis=dims, keepdims=keepdim) / (dof if dof > 0 else np.nan)
-            if is_std:
-                out = np.sqrt(out)
-            y = Tensor._make(np.asarray(out.astype(a.dtype, copy=False)))  # may overflow: inf
-        ctx.dims, ctx.keepdim, ctx.dof, ctx.is_std = dims, keepdim, dof, is_std
-        ctx.save_for_backward(x, y if is_std else None)
-        return y
+        op = "std" if is_std else "var"
+        if a.dtype == np.float32:
+            wide = _reduce(op, a.astype(np.float64), dims, keepdim, correction)
+            with np.errstate(over="ignore"):  # beyond float32's range: inf, as PyTorch
+                out = Tensor._make(np.asarray(wide.astype(np.float32)))
+        else:
+            out = Tensor._make(_reduce(op, a, dims, keepdim, correction))
+        ctx.dims, ctx.keepdim, ctx.is_std = dims, keepdim, is_std
+        ctx.dof = builtins.max(0.0, _count(a.shape, dims) - correction)
+        ctx.save_for_backward(x, out if is_std else None)
+        return out
 
     @staticmethod
     def backward(ctx, g):
+        from graddesc._creation import zeros_like
         from graddesc.functional import elementwise as ew
 
-        x, y = ctx.saved_tensors
-        shape = _keep_shape(x.shape, ctx.dims)
+        x, out = ctx.saved_tensors
+        keep = _keep_shape(x.shape, ctx.dims)
         if not ctx.keepdim:
-            g = g.reshape(shape)
-        if ctx.is_std:
-            y = y.reshape(shape)
-            g = ew.where(y == 0, 0.0, g / (y * 2.0))
-        scale = 2.0 / ctx.dof if ctx.dof != 0 else math.inf
-        return scale * g * (x - mean(x, ctx.dims, keepdim=True)), None, None, None, None
-
-
-def _var_std(x: Tensor, dim: Any, unbiased: Any, keepdim: bool, correction: Any,
-             is_std: bool) -> Tensor:
-    op = "std" if is_std else "var"
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
-    if x._data.dtype.kind != "f":
-        raise RuntimeError(f"{op}: expected a float32 or float64 tensor, got {x.dtype}")
-    if correction is None:
-        correction = 1 if unbiased is None or unbiased else 0
-    dims = _dims(dim, x.ndim, op)
-    if dims == ():  # dim=() reduces every dim, as in sum (PyTorch's rule)
-        dims = None
-    return VarStd.apply(x, dims, correction, bool(keepdim), is_std)
+            g = g.reshape(keep)
+        dev = x - mean(x, ctx.dims, keepdim=True)
+        dof = ctx.dof
+        if not ctx.is_std:
+            scale = 2.0 / dof if dof > 0 else float("inf")
+            return g * scale * dev, None, None, None, None
+        s = out if ctx.keepdim else out.reshape(keep)
+        w = g / (s * dof)
+        w = ew.where(s == 0, zeros_like(w), w)
+        return w * dev, None, None, None, None
 
 
 def var(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
         correction: Any = None) -> Tensor:
     """Variance with Bessel's correction by default (correction=1), as in PyTorch."""
-    return _var_std(x, dim, unbiased, keepdim, correction, False)
+    if _is_kernel_float(x._data):
+        dims = _dims(dim, x.ndim, "var")
+        return VarStd.apply(x, dims or None, _correction(unbiased, correction), bool(keepdim),
+                            False)
+    return _var_numpy(x, dim, unbiased, keepdim, correction)
+
+
+def _var_numpy(x: Tensor, dim: Any, unbiased: Any, keepdim: bool, correction: Any) -> Tensor:
+    correction = _correction(unbiased, correction)
+    dims = _dims(dim, x.ndim, "var")
+    if dims == ():  # dim=() reduces every dim, as in sum (PyTorch's rule)
+        dims = None
+    n = x._data.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
+    mu = mean(x, dim, keepdim=True)
+    d = x - mu
+    dof = n - correction
+    # no degrees of freedom left: NaN, as PyTorch gives
+    return sum(d * d, dim, keepdim) / (float(dof) if dof > 0 else float("nan"))
 
 
 def std(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
         correction: Any = None) -> Tensor:
-    """Standard deviation, sqrt(var), with var's correction; its gradient is 0 at a zero
-    spread (PyTorch's value)."""
-    return _var_std(x, dim, unbiased, keepdim, correction, True)
+    """Standard deviation, the square root of var(x, dim, unbiased, keepdim, correction)."""
+    from graddesc.functional import elementwise as ew
+
+    if _is_kernel_float(x._data):
+        dims = _dims(dim, x.ndim, "std")
+        return VarStd.apply(x, dims or None, _correction(unbiased, correction), bool(keepdim),
+                            True)
+    return ew.sqrt(var(x, dim, unbiased, keepdim, correction=correction))
 
 
 def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x), dim)), max-shifted so it never overflows."""
     from graddesc.functional import activation as act
 
+    if _is_kernel_float(x._data):
+        dims = _dims(dim, x.ndim, "logsumexp")
+        return LogSumExp.apply(x, dims or None, bool(keepdim))
     m = amax(x.detach(), dim, keepdim=True)
     m = Tensor._make(np.where(np.isfinite(m._data), m._data, 0).astype(m._data.dtype))
     out = act.log(sum(act.exp(x - m), dim, keepdim=True)) + m
     return out if keepdim else out.squeeze(dim)
+
+
+class LogSumExp(Function):
+    """logsumexp over dims of a float32/float64 tensor (kernel: shifted by the max unless it
+    is infinite, as PyTorch); dx = dy exp(x - y), the softmax."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        out = Tensor._make(_reduce("logsumexp", x._data, dims, keepdim))
+        ctx.dims, ctx.keepdim = dims, keepdim
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        if not ctx.keepdim:
+            g = g.reshape(_keep_shape(x.shape, ctx.dims))
+        # the softmax over dims from max-shifted exponentials: exp(x - out) is 1 where out =
+        # max + log(n) rounds to the max (two entries of 1e30 would get 1 each, not 1/2)
+        a = x._data
+        with np.errstate(invalid="ignore"):
+            m = np.max(a, axis=ctx.dims, keepdims=True) if a.size else np.zeros((1,) * a.ndim)
+        m = Tensor._make(np.where(np.isfinite(m), m, 0).astype(a.dtype))
+        e = (x - m).exp()
+        return g * (e / sum(e, ctx.dims, keepdim=True)), None, None
