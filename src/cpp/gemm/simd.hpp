@@ -334,16 +334,9 @@ struct Simd<double> {
 
 // Portable: a 16-byte vector of plain lanes (SSE2 on baseline x86-64, NEON on a baseline aarch64
 // build, through the compiler's vector extension). 6 x 2L tile: 12 accumulators in 16 registers.
-// fma is explicit either way (every kernel source is compiled with -ffp-contract=off, so the
-// compiler never fuses on its own): fused, one rounding, where the target has a fused
-// multiply-add instruction (__FP_FAST_FMA: aarch64, POWER, ...); else a multiply then an add,
-// two roundings, since a software fma (a libm call per lane on baseline x86-64) would make the
-// portable GEMM many times slower.
-#if defined(__FP_FAST_FMA) && defined(__FP_FAST_FMAF)
-#define GD_PORTABLE_FMA 1
-#else
-#define GD_PORTABLE_FMA 0
-#endif
+// fma is gd::madd per lane (common.hpp): fused, one rounding, where the target has a fused
+// multiply-add instruction (aarch64), else a multiply then an add (baseline x86-64, where a
+// software fma would make the portable GEMM many times slower).
 template <class T>
 struct Simd {
     static constexpr int L = 16 / static_cast<int>(sizeof(T));
@@ -394,15 +387,11 @@ struct Simd {
         for (int i = 0; i < m; ++i) p[i] = v[i];
     }
     static reg fma(reg a, reg b, reg c) {
-#if GD_PORTABLE_FMA
-        reg r;
-        for (int i = 0; i < L; ++i) r[i] = std::fma(a[i], b[i], c[i]);
-        return r;
-#elif defined(__GNUC__)
-        return a * b + c;
+#if defined(__GNUC__) && !GD_FAST_FMA
+        return a * b + c;  // the same as madd per lane, in one vector expression
 #else
         reg r;
-        for (int i = 0; i < L; ++i) r[i] = a[i] * b[i] + c[i];
+        for (int i = 0; i < L; ++i) r[i] = madd(a[i], b[i], c[i]);
         return r;
 #endif
     }
