@@ -166,7 +166,7 @@ CORE_CASES: list = [
     ("set_num_threads: 0", lambda: _core.set_num_threads(0), ValueError,
      r"set_num_threads: n must be >= 1, got 0"),
     ("set_isa: unknown", lambda: _core.set_isa("sse9"), ValueError,
-     r"set_isa: name must be one of avx512, avx2, baseline, got 'sse9'"),
+     rf"set_isa: name must be one of {', '.join(_core.ISAS)}, got 'sse9'"),
     # fused optimizer updates
     ("sgd_step: params not a list", lambda: _core.sgd_step(np.ones(3), [np.ones(3)], None, 0.1),
      TypeError, r"sgd_step: argument 'params' must be a list of numpy.ndarray"),

@@ -7,6 +7,7 @@ interpreters started with `sys.executable -c`.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,14 @@ from graddesc import _core
 
 SUPPORTED_ISAS = [name for name in _core.ISAS if _core.cpu_supports(name)]
 UNSUPPORTED_ISAS = [name for name in _core.ISAS if not _core.cpu_supports(name)]
+ISA_LIST = ", ".join(_core.ISAS)  # as error messages name them
+
+# The ISAs a build for each processor has, best first (CMakeLists.txt).
+X86_ISAS = ("avx512", "avx2", "baseline")
+ARM_ISAS = ("neon", "baseline")
+MACHINE = platform.machine().lower()
+EXPECTED_ISAS = (X86_ISAS if MACHINE in ("x86_64", "amd64")
+                 else ARM_ISAS if MACHINE in ("aarch64", "arm64") else ("baseline",))
 
 
 def _run_python(code: str, **env_changes: str | None) -> subprocess.CompletedProcess:
@@ -43,7 +52,7 @@ def _run_python(code: str, **env_changes: str | None) -> subprocess.CompletedPro
 
 
 def test_kernel_isa_names():
-    assert _core.ISAS == ("avx512", "avx2", "baseline")
+    assert _core.ISAS == EXPECTED_ISAS
     assert _core.isa() in _core.ISAS
     assert _core.best_isa() in _core.ISAS
 
@@ -52,10 +61,16 @@ def test_kernel_cpu_supports():
     assert _core.cpu_supports("baseline") is True
     assert _core.cpu_supports(_core.best_isa()) is True
     assert _core.cpu_supports("sse9") is False
-    # "best" is the first supported one in preference order avx512 > avx2 > baseline
+    # "best" is the first supported one in preference order (avx512 > avx2 > baseline on x86-64)
     assert _core.best_isa() == SUPPORTED_ISAS[0]
     if _core.cpu_supports("avx512"):
         assert _core.cpu_supports("avx2")
+    # NEON is part of every AArch64 CPU; x86 ISAs are not built for ARM, nor NEON for x86
+    if "neon" in _core.ISAS:
+        assert _core.cpu_supports("neon") is True
+        assert _core.cpu_supports("avx2") is False
+    else:
+        assert _core.cpu_supports("neon") is False
 
 
 def test_kernel_set_isa_switches(isa):
@@ -67,7 +82,7 @@ def test_kernel_set_isa_switches(isa):
 @pytest.mark.parametrize("name", ["sse9", "AVX2", "", "avx2 "])
 def test_kernel_set_isa_rejects_unknown_names(name):
     before = _core.isa()
-    with pytest.raises(ValueError, match=r"set_isa: name must be one of avx512, avx2, baseline"):
+    with pytest.raises(ValueError, match=rf"set_isa: name must be one of {ISA_LIST}, got"):
         _core.set_isa(name)
     assert _core.isa() == before
 
@@ -135,7 +150,7 @@ def test_kernel_bad_graddesc_isa_is_import_error(value):
     out = proc.stdout.strip()
     assert out.startswith("ImportError:"), out
     assert f"GRADDESC_ISA='{value}'" in out
-    assert "avx512, avx2, baseline" in out
+    assert f"is not one of {ISA_LIST}" in out
 
 
 def test_kernel_unsupported_graddesc_isa_is_import_error():
@@ -164,10 +179,16 @@ _REFUSALS = """
     """
 
 
-@pytest.mark.parametrize(
-    "lacks, visible",
-    [("avx512", ["avx2", "baseline"]), ("avx2", ["baseline"]), ("avx2,avx512", ["baseline"])],
-)
+# (GRADDESC_CPU_LACKS, the ISAs left visible) for each processor's build; hiding AVX2 hides
+# AVX-512 too.
+_LACKS = {
+    X86_ISAS: [("avx512", ["avx2", "baseline"]), ("avx2", ["baseline"]),
+               ("avx2,avx512", ["baseline"])],
+    ARM_ISAS: [("neon", ["baseline"])],
+}.get(_core.ISAS, [])
+
+
+@pytest.mark.parametrize("lacks, visible", _LACKS)
 def test_kernel_refused_isa_table_is_never_built(lacks, visible):
     visible = [n for n in visible if n in SUPPORTED_ISAS]
     proc = _run_python(_REFUSALS, GRADDESC_CPU_LACKS=lacks, GRADDESC_ISA=None)
@@ -175,15 +196,16 @@ def test_kernel_refused_isa_table_is_never_built(lacks, visible):
     lines = proc.stdout.splitlines()
     assert lines[0] == f"isa {visible[0]} best {visible[0]}"
     assert lines[1] == "supports " + " ".join(str(int(n in visible)) for n in _core.ISAS)
-    for name, line in zip(_core.ISAS, lines[2:5]):
+    n = len(_core.ISAS)
+    for name, line in zip(_core.ISAS, lines[2:2 + n]):
         if name in visible:
             assert line == f"set {name} ok"
         else:
             assert line == f"set {name} refused: set_isa: '{name}' is not supported by this CPU"
-    assert lines[5] == "built " + " ".join(sorted(visible))
+    assert lines[2 + n] == "built " + " ".join(sorted(visible))
 
 
-@pytest.mark.parametrize("lacks", ["avx512", "avx2"])
+@pytest.mark.parametrize("lacks", [name for name in _core.ISAS if name != "baseline"])
 def test_kernel_graddesc_isa_of_a_lacking_cpu_is_import_error(lacks):
     # The user on an AVX2-only CPU who sets GRADDESC_ISA=avx512: a clear ImportError, no crash.
     proc = _run_python(_IMPORT_AND_REPORT, GRADDESC_CPU_LACKS=lacks, GRADDESC_ISA=lacks)
@@ -193,7 +215,9 @@ def test_kernel_graddesc_isa_of_a_lacking_cpu_is_import_error(lacks):
 
 
 def test_kernel_only_the_selected_table_is_built():
-    proc = _run_python(_REFUSALS.split("for name")[0] + "print('built', *c._tables_built())\n")
+    # (GRADDESC_ISA unset: the default choice, whatever ISA this test run forces)
+    proc = _run_python(_REFUSALS.split("for name")[0] + "print('built', *c._tables_built())\n",
+                       GRADDESC_ISA=None)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == f"built {_core.best_isa()}"
 

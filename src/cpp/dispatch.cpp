@@ -1,5 +1,5 @@
 // Chooses the kernel table once at import: GRADDESC_ISA if set, else the best ISA the CPU
-// (and OS) supports according to CPUID. Also owns the thread budget.
+// (and OS) supports according to CPUID (on x86-64; NEON needs no check on aarch64). Also owns the thread budget.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -36,26 +36,40 @@ void after_fork_in_child() {
 [[maybe_unused]] const int g_fork_handler = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
 #endif
 
-// Bit i set once the table of kIsaNames[i] has been built (tests check that a table the CPU
-// can't run is never built: building it runs code compiled for its ISA).
+// The instruction sets compiled into this build (CMakeLists.txt defines GD_BUILT_<ISA>), best
+// first: x86-64 avx512, avx2, baseline; aarch64 neon, baseline; other targets baseline.
+struct IsaEntry {
+    const char* name;
+    const Kernels& (*table)();
+};
+constexpr IsaEntry kIsas[] = {
+#if GD_BUILT_AVX512
+    {"avx512", &kernels_avx512},
+#endif
+#if GD_BUILT_AVX2
+    {"avx2", &kernels_avx2},
+#endif
+#if GD_BUILT_NEON
+    {"neon", &kernels_neon},
+#endif
+    {"baseline", &kernels_baseline},
+};
+constexpr int kIsaCount = static_cast<int>(sizeof(kIsas) / sizeof(kIsas[0]));
+
+// Bit i set once the table of kIsas[i] has been built (tests check that a table the CPU can't
+// run is never built: building it runs code compiled for its ISA).
 std::atomic<unsigned> g_tables_built{0};
 
-constexpr const char* kIsaNames[] = {"avx512", "avx2", "baseline"};
-
 int isa_index(const char* name) {
-    for (int i = 0; i < 3; ++i)
-        if (std::strcmp(name, kIsaNames[i]) == 0) return i;
+    for (int i = 0; i < kIsaCount; ++i)
+        if (std::strcmp(name, kIsas[i].name) == 0) return i;
     return -1;
 }
 
-// Only called after cpu_supports_isa(name): kernels_<isa>() runs code compiled for that ISA.
+// Only called after cpu_supports_isa(name): kIsas[index].table() runs code compiled for that ISA.
 const Kernels* table_for(int index) {
     g_tables_built.fetch_or(1u << index);
-    switch (index) {
-        case 0: return &kernels_avx512();
-        case 1: return &kernels_avx2();
-        default: return &kernels_baseline();
-    }
+    return &kIsas[index].table();
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -113,24 +127,34 @@ bool hidden_by_env(const char* name) {
 
 }  // namespace
 
+int isa_count() { return kIsaCount; }
+
+const char* isa_name(int index) { return kIsas[index].name; }
+
 bool cpu_supports_isa(const char* name) {
     const int index = isa_index(name);
-    if (index < 0) return false;
-    if (index == 2) return true;  // baseline: what the compiler targets by default
-    if (hidden_by_env(name) || hidden_by_env("avx2")) return false;  // AVX-512 implies AVX2
+    if (index < 0) return false;  // not built for this target
+    const std::string isa(name);
+    if (isa == "baseline") return true;  // what the compiler targets by default
+    if (hidden_by_env(name)) return false;
 #if defined(__x86_64__) || defined(__i386__)
+    if (hidden_by_env("avx2")) return false;  // AVX-512 implies AVX2
     static const CpuFeatures f = read_cpu_features();
     const bool avx2 = f.os_ymm && f.avx2 && f.fma && f.f16c && f.bmi2;
-    if (index == 1) return avx2;
-    return avx2 && f.os_zmm && f.avx512f && f.avx512dq && f.avx512bw && f.avx512vl;
+    if (isa == "avx2") return avx2;
+    if (isa == "avx512")
+        return avx2 && f.os_zmm && f.avx512f && f.avx512dq && f.avx512bw && f.avx512vl;
+    return false;
+#elif defined(__aarch64__)
+    return isa == "neon";  // Advanced SIMD is part of every AArch64 CPU
 #else
     return false;
 #endif
 }
 
 const char* best_isa() {
-    if (cpu_supports_isa("avx512")) return "avx512";
-    if (cpu_supports_isa("avx2")) return "avx2";
+    for (int i = 0; i < kIsaCount; ++i)
+        if (cpu_supports_isa(kIsas[i].name)) return kIsas[i].name;
     return "baseline";
 }
 

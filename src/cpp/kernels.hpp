@@ -98,10 +98,11 @@ struct Kernels {
     KernelTable<double> f64;
 };
 
-// Tables compiled for each ISA (table.cpp, once per ISA).
+// Tables compiled for each ISA (table.cpp, once per ISA the target has: CMakeLists.txt).
 const Kernels& kernels_baseline();
 const Kernels& kernels_avx2();
 const Kernels& kernels_avx512();
+const Kernels& kernels_neon();
 
 // The active table (dispatch.cpp).
 const Kernels& active_kernels();
@@ -112,11 +113,15 @@ inline const KernelTable<float>& kernels<float>() { return active_kernels().f32;
 template <>
 inline const KernelTable<double>& kernels<double>() { return active_kernels().f64; }
 
-// Selects an ISA by name ("avx512", "avx2", "baseline"); returns false if the CPU lacks it.
+// The ISAs this build has, best first: isa_name(i) for i < isa_count() (x86-64: avx512, avx2,
+// baseline; aarch64: neon, baseline; other targets: baseline).
+int isa_count();
+const char* isa_name(int index);
+// Selects a built ISA by name; returns false if the CPU lacks it (or it was not built).
 bool select_isa(const char* name);
 bool cpu_supports_isa(const char* name);
 const char* best_isa();
-// Bit i: the table of ISAS[i] (avx512, avx2, baseline) has been built in this process.
+// Bit i: the table of isa_name(i) has been built in this process.
 unsigned tables_built();
 
 }  // namespace gd

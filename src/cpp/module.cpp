@@ -18,6 +18,21 @@ void bind_program(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_replay(py::module_& m);
 }  // namespace bind
+
+namespace {
+// "avx512, avx2, baseline": the ISAs this build has, for error messages
+std::string isa_list() {
+    std::string out;
+    for (int i = 0; i < isa_count(); ++i) out += (i > 0 ? ", " : "") + std::string(isa_name(i));
+    return out;
+}
+
+bool is_built_isa(const std::string& name) {
+    for (int i = 0; i < isa_count(); ++i)
+        if (name == isa_name(i)) return true;
+    return false;
+}
+}  // namespace
 }  // namespace gd
 
 PYBIND11_MODULE(_core, m) {
@@ -27,15 +42,16 @@ PYBIND11_MODULE(_core, m) {
     m.attr("__version__") = GRADDESC_VERSION;
 #endif
     m.attr("has_openmp") = bool(GD_HAVE_OPENMP);
-    m.attr("ISAS") = py::make_tuple("avx512", "avx2", "baseline");
+    py::tuple isas(isa_count());
+    for (int i = 0; i < isa_count(); ++i) isas[i] = py::str(isa_name(i));
+    m.attr("ISAS") = isas;  // the ISAs this build has, best first
 
     // GRADDESC_ISA forces one instruction set; asking for one the CPU lacks is an ImportError,
     // never a crash later on an illegal instruction.
     if (const char* env = std::getenv("GRADDESC_ISA"); env != nullptr && *env != '\0') {
         const std::string want(env);
-        if (want != "avx512" && want != "avx2" && want != "baseline")
-            throw py::import_error("GRADDESC_ISA='" + want +
-                                   "' is not one of avx512, avx2, baseline");
+        if (!is_built_isa(want))
+            throw py::import_error("GRADDESC_ISA='" + want + "' is not one of " + isa_list());
         if (!select_isa(want.c_str()))
             throw py::import_error("GRADDESC_ISA='" + want + "' is not supported by this CPU (best: " +
                                    best_isa() + ")");
@@ -49,14 +65,14 @@ PYBIND11_MODULE(_core, m) {
           py::arg("name"), "Whether this CPU can run the kernels built for `name`.");
     m.def("_tables_built", [] {
             py::list out;
-            const char* names[] = {"avx512", "avx2", "baseline"};
-            for (int i = 0; i < 3; ++i)
-                if (tables_built() & (1u << i)) out.append(names[i]);
+            for (int i = 0; i < isa_count(); ++i)
+                if (tables_built() & (1u << i)) out.append(isa_name(i));
             return out;
         }, "ISAs whose kernel tables were built (run) in this process; for tests.");
     m.def("set_isa", [](const std::string& name) {
-            if (name != "avx512" && name != "avx2" && name != "baseline")
-                throw py::value_error("set_isa: name must be one of avx512, avx2, baseline, got '" + name + "'");
+            if (!is_built_isa(name))
+                throw py::value_error("set_isa: name must be one of " + isa_list() + ", got '" +
+                                      name + "'");
             if (!select_isa(name.c_str()))
                 throw py::value_error("set_isa: '" + name + "' is not supported by this CPU");
         }, py::arg("name"), "Switches the kernel table (for tests of every ISA path).");

@@ -69,10 +69,10 @@ struct PlainRows {
     }
 };
 
-// Rows per dots_rows call: 4 rows x 4 accumulators + 4 x vectors fit 32 vector registers;
-// 2 rows where there are 16.
+// Rows per dots_rows call: 4 rows x 4 accumulators + 4 x vectors fit 32 vector registers (the
+// ISAs with MR >= 14: AVX-512, NEON); 2 rows where there are 16.
 template <class T>
-constexpr int kDotRows = Simd<T>::L * static_cast<int>(sizeof(T)) >= 64 ? 4 : 2;
+constexpr int kDotRows = Simd<T>::MR >= 14 ? 4 : 2;
 
 // out[r] = the sum of the lanes of v[r] for r < N (v has 8 entries, those past N zero), in an
 // order fixed per vector, whichever place it takes: V::hsum each.

@@ -1,11 +1,14 @@
 // Vector types for the GEMM kernels, one set per instruction set. This header is included by
-// gemm.cpp, which is compiled once per ISA (CMakeLists.txt): the compiler flags of each copy pick
-// the AVX-512, the AVX2+FMA or the portable branch below.
+// gemm.cpp and optim.cpp, which are compiled once per ISA (CMakeLists.txt): the compiler flags of
+// each copy pick the AVX-512 or the AVX2+FMA branch below, GD_ISA_NEON the NEON one, and the
+// baseline of every target gets the portable one.
 //
 // Simd<T> gives: reg (one vector of L lanes), mask (the first n lanes), load/store (unaligned,
-// with optional mask: masked-off lanes are neither read nor written), set1, fma(a, b, c) = a*b + c,
-// mul, sub, hsum (a fixed-order horizontal sum), and MR: the rows of the GEMM micro-tile for T.
+// with optional mask: masked-off lanes are neither read nor written), set1, fma(a, b, c) = a*b + c
+// with one rounding (see the portable branch for targets without a fused multiply-add), mul, sub,
+// hsum (a fixed-order horizontal sum), and MR: the rows of the GEMM micro-tile for T.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -13,6 +16,12 @@
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
+#endif
+#if defined(GD_ISA_NEON)
+#if !defined(__aarch64__)
+#error "the neon ISA is built for aarch64 only (CMakeLists.txt)"
+#endif
+#include <arm_neon.h>
 #endif
 
 // A software prefetch for reading; locality 3 = into L1, 2 = into L2.
@@ -236,10 +245,98 @@ struct Simd<double> {
     }
 };
 
+#elif defined(GD_ISA_NEON)
+
+// AArch64 Advanced SIMD: 32 q registers of 4 floats or 2 doubles. A 14 x 2L micro-tile keeps 28
+// accumulators, 2 rows of B and a broadcast of A (31 of 32), as on AVX-512. fma is vfmaq (FMLA,
+// one rounding); masked loads and stores go lane by lane through a small array, so masked-off
+// elements are neither read nor written.
+template <>
+struct Simd<float> {
+    using T = float;
+    using reg = float32x4_t;
+    using mask = int64_t;  // the number of valid lanes
+    static constexpr int L = 4;
+    static constexpr int MR = 14;
+    static reg zero() { return vdupq_n_f32(0.0f); }
+    static reg set1(float x) { return vdupq_n_f32(x); }
+    static reg load(const float* p) { return vld1q_f32(p); }
+    static reg load(const float* p, mask m) {
+        float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int64_t i = 0; i < m; ++i) t[i] = p[i];
+        return vld1q_f32(t);
+    }
+    static void store(float* p, reg v) { vst1q_f32(p, v); }
+    static void store(float* p, reg v, mask m) {
+        float t[4];
+        vst1q_f32(t, v);
+        for (int64_t i = 0; i < m; ++i) p[i] = t[i];
+    }
+    static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
+    static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
+    static reg sub(reg a, reg b) { return vsubq_f32(a, b); }
+    static mask first(int64_t n) { return n >= L ? L : n <= 0 ? 0 : n; }
+    // dst[k * ldd + j] = src[j * lds + k] for j, k < 4: lanes transposed in pairs (TRN1/TRN2 of
+    // 32-bit lanes), then the pairs (TRN1/TRN2 of 64-bit lanes)
+    static void transpose(const float* src, int64_t lds, float* dst, int64_t ldd) {
+        const reg r0 = vld1q_f32(src), r1 = vld1q_f32(src + lds);
+        const reg r2 = vld1q_f32(src + 2 * lds), r3 = vld1q_f32(src + 3 * lds);
+        const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
+        const float64x2_t t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+        const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
+        const float64x2_t t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+        vst1q_f32(dst, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+        vst1q_f32(dst + ldd, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+        vst1q_f32(dst + 2 * ldd, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+        vst1q_f32(dst + 3 * ldd, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+    }
+    // halves added lane-wise, then the pair: (v0 + v2) + (v1 + v3)
+    static float hsum(reg v) {
+        const float32x2_t h = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+        return vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
+    }
+};
+
+template <>
+struct Simd<double> {
+    using T = double;
+    using reg = float64x2_t;
+    using mask = int64_t;
+    static constexpr int L = 2;
+    static constexpr int MR = 14;
+    static reg zero() { return vdupq_n_f64(0.0); }
+    static reg set1(double x) { return vdupq_n_f64(x); }
+    static reg load(const double* p) { return vld1q_f64(p); }
+    static reg load(const double* p, mask m) {
+        double t[2] = {0.0, 0.0};
+        for (int64_t i = 0; i < m; ++i) t[i] = p[i];
+        return vld1q_f64(t);
+    }
+    static void store(double* p, reg v) { vst1q_f64(p, v); }
+    static void store(double* p, reg v, mask m) {
+        double t[2];
+        vst1q_f64(t, v);
+        for (int64_t i = 0; i < m; ++i) p[i] = t[i];
+    }
+    static reg fma(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
+    static reg mul(reg a, reg b) { return vmulq_f64(a, b); }
+    static reg sub(reg a, reg b) { return vsubq_f64(a, b); }
+    static mask first(int64_t n) { return n >= L ? L : n <= 0 ? 0 : n; }
+    static void transpose(const double* src, int64_t lds, double* dst, int64_t ldd) {
+        const reg r0 = vld1q_f64(src), r1 = vld1q_f64(src + lds);
+        vst1q_f64(dst, vzip1q_f64(r0, r1));
+        vst1q_f64(dst + ldd, vzip2q_f64(r0, r1));
+    }
+    static double hsum(reg v) { return vgetq_lane_f64(v, 0) + vgetq_lane_f64(v, 1); }
+};
+
 #else
 
-// Portable: a 16-byte vector of plain lanes (SSE2 on baseline x86-64 through the compiler's
-// vector extension), fma as multiply then add. 6 x 2L tile: 12 accumulators in 16 registers.
+// Portable: a 16-byte vector of plain lanes (SSE2 on baseline x86-64, NEON on a baseline aarch64
+// build, through the compiler's vector extension). 6 x 2L tile: 12 accumulators in 16 registers.
+// fma is gd::madd per lane (common.hpp): fused, one rounding, where the target has a fused
+// multiply-add instruction (aarch64), else a multiply then an add (baseline x86-64, where a
+// software fma would make the portable GEMM many times slower).
 template <class T>
 struct Simd {
     static constexpr int L = 16 / static_cast<int>(sizeof(T));
@@ -289,16 +386,19 @@ struct Simd {
     static void store(T* p, reg v, mask m) {
         for (int i = 0; i < m; ++i) p[i] = v[i];
     }
+    static reg fma(reg a, reg b, reg c) {
+#if defined(__GNUC__) && !GD_FAST_FMA
+        return a * b + c;  // the same as madd per lane, in one vector expression
+#else
+        reg r;
+        for (int i = 0; i < L; ++i) r[i] = madd(a[i], b[i], c[i]);
+        return r;
+#endif
+    }
 #if defined(__GNUC__)
-    static reg fma(reg a, reg b, reg c) { return a * b + c; }
     static reg mul(reg a, reg b) { return a * b; }
     static reg sub(reg a, reg b) { return a - b; }
 #else
-    static reg fma(reg a, reg b, reg c) {
-        reg r;
-        for (int i = 0; i < L; ++i) r[i] = a[i] * b[i] + c[i];
-        return r;
-    }
     static reg mul(reg a, reg b) {
         reg r;
         for (int i = 0; i < L; ++i) r[i] = a[i] * b[i];
