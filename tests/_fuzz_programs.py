@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from typing import Any
 
@@ -29,6 +30,9 @@ DTYPES = ("float32", "float64")
 # short to print.
 _GRID = np.array([k / 8 for k in range(-16, 17) if abs(k) >= 2])
 _SCALARS = (-1.5, -0.5, 0.25, 0.5, 2.0, 3.0)
+# GRADDESC_FUZZ_SKIP_VIEW_BUG=1 leaves out in-place ops on a base that has views, so that a long
+# run looks for other bugs while the view bug of issue 21 is not fixed.
+SKIP_VIEW_BUG = os.environ.get("GRADDESC_FUZZ_SKIP_VIEW_BUG") == "1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,8 @@ class _Sym:
     leaf: bool
     base: int | None  # index of the tensor whose memory this one views (None: owns its memory)
     numerator: bool = False  # divided by a constant (bug B below)
+    torch_saves: bool = False  # PyTorch's backward needs this output (see _inplace)
+    has_views: bool = False  # some pool tensor views this one's memory
 
 
 # ---- generation ---------------------------------------------------------------------------------
@@ -156,7 +162,9 @@ def _step(b: _Builder) -> None:
     if kind == "leaf" or not b.pool:
         b.leaf(b.draw(_shapes))
         return
-    x = b.pick()
+    # mostly tensors on the graph: constants alone can't show a gradient bug
+    x = b.pick(lambda s: s.requires_grad) if b.draw(st.integers(0, 3)) else None
+    x = b.pick() if x is None else x
     s = b.pool[x]
     rg = s.requires_grad
     t = f"t{x}"
@@ -213,7 +221,8 @@ def _step(b: _Builder) -> None:
             if op == "var" and math.prod(s.shape) < 2:
                 op = "sum"
             guards = (("gap", t, None),) if op in ("max", "min") else ()
-            b.new(f"{t}.{op}()", _Sym((), rg, False, None), guards)
+            b.new(f"{t}.{op}()", _Sym((), rg, False, None, torch_saves=op in ("max", "min")),
+                  guards)
             return
         d = b.dim(len(s.shape))
         keep = b.draw(st.booleans())
@@ -327,6 +336,7 @@ def _view(b: _Builder, x: int) -> None:
         o = list(shape)
         o.insert(d % (nd + 1), 1)
         code, out = f"{t}.unsqueeze({d})", tuple(o)
+    b.pool[base].has_views = True
     b.new(code, _Sym(tuple(out), s.requires_grad, False, base))
 
 
@@ -336,7 +346,13 @@ def _inplace(b: _Builder) -> None:
     # the view; that is a missing feature, not a wrong result, so targets are tensors that own
     # their memory, or views of tensors that don't require grad.
     # A leaf that requires grad is allowed: both libraries must refuse it.
-    x = b.pick(lambda s: s.base is None or not (s.requires_grad or b.pool[s.base].requires_grad))
+    def ok(s: _Sym) -> bool:
+        return s.base is None or not (s.requires_grad or b.pool[s.base].requires_grad)
+
+    # mostly a tensor on the graph (the case where PyTorch must rebase its views and saved values)
+    x = b.pick(lambda s: ok(s) and s.requires_grad and not s.leaf) if b.draw(
+        st.integers(0, 3)) else None
+    x = b.pick(ok) if x is None else x
     if x is None:
         return
     s = b.pool[x]
@@ -382,13 +398,19 @@ def _inplace(b: _Builder) -> None:
         return  # bug A: fill_/zero_ detach a non-leaf (PyTorch: zero gradient through it)
     if (on_graph or rg_in) and (op in ("clamp_", "div_") or op == "mul_" and rg_in):
         return  # bug B: saves the tensor it then overwrites; backward raises "modified inplace"
+    if on_graph and s.has_views and SKIP_VIEW_BUG:
+        return  # the bug of issue 21: views keep the graph of the base's old value
+    if on_graph and s.torch_saves:
+        # PyTorch's max()/min() save their output, so PyTorch refuses a backward after it
+        # is modified; graddesc saves what it needs elsewhere and gives the right gradient.
+        return
     if on_graph and s.numerator and op != "setitem":
         return  # bug B: a / c (c constant) saves a, so a.add_(...) later makes backward raise
     if on_graph and op == "copy_" and not rg_in:
         return  # bug C: copy_ of a constant keeps the old graph: wrong gradient, not zero
     b.lines.append(Line(code, guards))
-    if not (s.leaf and s.requires_grad):  # that one raises; nothing changes
-        s.requires_grad = s.requires_grad or rg_in
+    if rg_in and not (s.leaf and s.requires_grad):  # (that one raises; nothing changes)
+        s.requires_grad, s.leaf = True, False  # now on the graph, as the op's output
 
 
 def _finale(b: _Builder) -> None:
@@ -421,7 +443,7 @@ def _finale(b: _Builder) -> None:
 
 
 @st.composite
-def programs(draw: Any, max_steps: int = 8) -> Program:
+def programs(draw: Any, max_steps: int = 10) -> Program:
     """A random program: a few leaves, up to `max_steps` ops, a loss, backward, maybe steps."""
     b = _Builder(draw, draw(st.sampled_from(DTYPES)))
     b.leaf(draw(_shapes), requires_grad=True)
@@ -579,6 +601,11 @@ def compare(program: Program, got: Outcome, ref: Outcome) -> list[str]:
         if not same:
             return [f"graddesc raises at line {gn} ({type(ge).__name__}: {ge}); PyTorch at "
                     f"line {rn} ({type(re).__name__}: {re})"]
+        # after the same error, compare the lines before it; what a failed backward already
+        # accumulated is unspecified (PyTorch has run part of the graph, graddesc maybe not)
+        return [f"line {k} `{program.lines[k].code}`: graddesc {a}, PyTorch {b}"
+                for k, (a, b) in enumerate(zip(got.snaps, ref.snaps))
+                if not _close(a, b, program.dtype)]
     for n, (a, b) in enumerate(zip(got.snaps, ref.snaps)):
         if not _close(a, b, program.dtype):
             diffs.append(f"line {n} `{program.lines[n].code}`: graddesc {a}, PyTorch {b}")
