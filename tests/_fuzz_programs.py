@@ -279,8 +279,11 @@ def _step(b: _Builder) -> None:
             nb, nc = s.shape
             seed = b.draw(st.integers(0, 2**16))
             target = np.random.default_rng(seed).integers(0, nc, size=nb).tolist()
+            # Bug F: graddesc's cross_entropy(reduction='none') returns a view (of an internal
+            # tensor), so an in-place op on it raises; base=x keeps _inplace off it when on the
+            # graph.
             b.new(f"F.cross_entropy({t}, m.tensor({target}), reduction='{red}')",
-                  _Sym(() if red != "none" else (nb,), rg, False, None))
+                  _Sym(() if red != "none" else (nb,), rg, False, None if red != "none" else x))
             return
         y = b.operand(s.shape, exact=True)
         b.new(f"F.mse_loss({t}, t{y}, reduction='{red}')",
@@ -340,6 +343,11 @@ def _view(b: _Builder, x: int) -> None:
     b.new(code, _Sym(tuple(out), s.requires_grad, False, base))
 
 
+def _root(b: _Builder, i: int) -> int:
+    """The pool tensor that owns i's memory."""
+    return b.pool[i].base if b.pool[i].base is not None else i
+
+
 def _inplace(b: _Builder) -> None:
     # graddesc refuses in-place ops on a view of a tensor that requires grad (documented in
     # Tensor._check_inplace: "not supported; use the out-of-place op") where PyTorch rebases
@@ -371,6 +379,8 @@ def _inplace(b: _Builder) -> None:
             y = b.operand(s.shape)
             rg_in = b.pool[y].requires_grad
             code = f"{t}.{op}(t{y})"
+            if op == "copy_" and _root(b, y) == _root(b, x) and y != x:
+                return  # as for setitem below: PyTorch refuses partial overlap
             if op == "div_":
                 guards = (("away", f"t{y}", 0.0),)
     elif op == "setitem":
@@ -383,6 +393,10 @@ def _inplace(b: _Builder) -> None:
             y = b.operand(sel)
             rg_in = b.pool[y].requires_grad
             code = f"{t}[{idx}] = t{y}"
+            if _root(b, y) == _root(b, x):
+                # PyTorch refuses a write from a tensor that overlaps the target ("clone() the
+                # tensor first"); graddesc copies as NumPy does. Not a wrong result.
+                return
     elif op == "clamp_":
         lo = b.draw(st.sampled_from([-1.0, -0.5, 0.0]))
         hi = b.draw(st.sampled_from([0.5, 1.0, 1.5]))
@@ -406,8 +420,11 @@ def _inplace(b: _Builder) -> None:
         return
     if on_graph and s.numerator and op != "setitem":
         return  # bug B: a / c (c constant) saves a, so a.add_(...) later makes backward raise
-    if on_graph and op == "copy_" and not rg_in:
-        return  # bug C: copy_ of a constant keeps the old graph: wrong gradient, not zero
+    if on_graph and op == "copy_":
+        # bug C: copy_ of a constant keeps the old graph (wrong gradient, not zero); copy_ of a
+        # tensor on the graph drops the old branch, where PyTorch runs it with a zero gradient
+        # (and so raises if a value it saved there was modified; see bug E for the None grads)
+        return
     b.lines.append(Line(code, guards))
     if rg_in and not (s.leaf and s.requires_grad):  # (that one raises; nothing changes)
         s.requires_grad, s.leaf = True, False  # now on the graph, as the op's output
