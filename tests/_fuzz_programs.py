@@ -64,8 +64,9 @@ class _Sym:
     leaf: bool
     base: int | None  # index of the tensor whose memory this one views (None: owns its memory)
     numerator: bool = False  # divided by a constant (bug B below)
-    torch_saves: bool = False  # PyTorch's backward needs this output (see _inplace)
+    torch_saves: bool = False  # PyTorch's backward needs this value, graddesc's not (_inplace)
     has_views: bool = False  # some pool tensor views this one's memory
+    gd_strided: bool = False  # bug G: graddesc's result is not contiguous where PyTorch's is
 
 
 # ---- generation ---------------------------------------------------------------------------------
@@ -220,6 +221,7 @@ def _step(b: _Builder) -> None:
         if not s.shape or b.draw(st.booleans()):
             if op == "var" and math.prod(s.shape) < 2:
                 op = "sum"
+            s.torch_saves = s.torch_saves or op == "var"
             guards = (("gap", t, None),) if op in ("max", "min") else ()
             b.new(f"{t}.{op}()", _Sym((), rg, False, None, torch_saves=op in ("max", "min")),
                   guards)
@@ -228,6 +230,7 @@ def _step(b: _Builder) -> None:
         keep = b.draw(st.booleans())
         if op == "var" and s.shape[d] < 2:
             op = "mean"
+        s.torch_saves = s.torch_saves or op == "var"  # graddesc saves x - mean instead of x
         out = list(s.shape)
         if keep:
             out[d] = 1
@@ -272,7 +275,8 @@ def _step(b: _Builder) -> None:
         d = b.dim(len(s.shape))
         fn = b.draw(st.sampled_from(["{t}.softmax(dim={d})", "F.log_softmax({t}, dim={d})",
                                      "{t}.log_softmax(dim={d})", "F.softmax({t}, dim={d})"]))
-        b.new(fn.format(t=t, d=d), _Sym(s.shape, rg, False, None))
+        b.new(fn.format(t=t, d=d), _Sym(s.shape, rg, False, None,
+                                        gd_strided=d % len(s.shape) != len(s.shape) - 1))
     elif kind == "loss":
         red = b.draw(st.sampled_from(["mean", "sum", "none"]))
         if len(s.shape) == 2 and b.draw(st.booleans()):
@@ -315,6 +319,8 @@ def _view(b: _Builder, x: int) -> None:
         o[d0], o[d1] = o[d1], o[d0]
         code, out = f"{t}.transpose({d0}, {d1})", tuple(o)
     elif op in ("reshape", "view"):
+        if op == "view" and s.gd_strided:
+            op = "reshape"  # bug G: graddesc's view raises "not compatible with ... stride"
         n = math.prod(shape)
         cands = [(-1,), (n,), (1, n), (n, 1)]
         if nd >= 2:
@@ -330,17 +336,15 @@ def _view(b: _Builder, x: int) -> None:
     elif op == "expand":
         lead = b.draw(st.sampled_from([(), (2,)]))
         o = tuple(b.draw(st.sampled_from([1, 3])) if d == 1 else d for d in shape)
-        out = lead + o
-        code = f"{t}.expand({', '.join(map(str, out))})" if out else f"{t}.expand(())"
-        if not out:
-            code, out = f"{t}.expand(2)", (2,)
+        out = (lead + o) or (2,)  # a 0-d tensor expands to a vector
+        code = f"{t}.expand({', '.join(map(str, out))})"
     else:
         d = b.draw(st.integers(-nd - 1, nd))
         o = list(shape)
         o.insert(d % (nd + 1), 1)
         code, out = f"{t}.unsqueeze({d})", tuple(o)
     b.pool[base].has_views = True
-    b.new(code, _Sym(tuple(out), s.requires_grad, False, base))
+    b.new(code, _Sym(tuple(out), s.requires_grad, False, base, gd_strided=s.gd_strided))
 
 
 def _root(b: _Builder, i: int) -> int:
@@ -357,9 +361,14 @@ def _inplace(b: _Builder) -> None:
     def ok(s: _Sym) -> bool:
         return s.base is None or not (s.requires_grad or b.pool[s.base].requires_grad)
 
-    # mostly a tensor on the graph (the case where PyTorch must rebase its views and saved values)
-    x = b.pick(lambda s: ok(s) and s.requires_grad and not s.leaf) if b.draw(
-        st.integers(0, 3)) else None
+    # mostly a tensor on the graph, and among those one that has views: the cases where PyTorch
+    # must rebase views and check saved values, so where an autograd engine goes wrong
+    how = b.draw(st.integers(0, 3))
+    x = None
+    if how >= 2:
+        x = b.pick(lambda s: ok(s) and s.requires_grad and not s.leaf and s.has_views)
+    if how >= 1 and x is None:
+        x = b.pick(lambda s: ok(s) and s.requires_grad and not s.leaf)
     x = b.pick(ok) if x is None else x
     if x is None:
         return
@@ -415,8 +424,9 @@ def _inplace(b: _Builder) -> None:
     if on_graph and s.has_views and SKIP_VIEW_BUG:
         return  # the bug of issue 21: views keep the graph of the base's old value
     if on_graph and s.torch_saves:
-        # PyTorch's max()/min() save their output, so PyTorch refuses a backward after it
-        # is modified; graddesc saves what it needs elsewhere and gives the right gradient.
+        # PyTorch's max()/min() save their output and var() its input, so PyTorch refuses a
+        # backward after they are modified; graddesc saves other values (the argmax, x - mean)
+        # and gives the right gradient.
         return
     if on_graph and s.numerator and op != "setitem":
         return  # bug B: a / c (c constant) saves a, so a.add_(...) later makes backward raise
