@@ -63,7 +63,7 @@ class _Sym:
     requires_grad: bool
     leaf: bool
     base: int | None  # index of the tensor whose memory this one views (None: owns its memory)
-    numerator: bool = False  # divided by a constant (bug B below)
+    gd_saves: bool = False  # graddesc's backward needs this value, PyTorch's not (bug B)
     torch_saves: bool = False  # PyTorch's backward needs this value, graddesc's not (_inplace)
     has_views: bool = False  # some pool tensor views this one's memory
     gd_strided: bool = False  # bug G: graddesc's result is not contiguous where PyTorch's is
@@ -200,7 +200,9 @@ def _step(b: _Builder) -> None:
         elif form == "2.0 ** {t}":
             guards = (("below", t, 8.0),)
         elif form == "{t} / {c}":
-            s.numerator = True
+            s.gd_saves = True
+        if form == "{c} / {t}":
+            s.gd_saves = True  # PyTorch saves the result c / t instead
         b.new(form.format(t=t, c=c), _Sym(s.shape, rg, False, None), guards)
     elif kind == "binary":
         y = b.operand(s.shape)
@@ -213,7 +215,7 @@ def _step(b: _Builder) -> None:
             guards = (("away", f"t{y}", 0.0),) if op == "/" else ()
         sy = b.pool[y]
         if op == "/" and code.startswith(t + " ") and not sy.requires_grad:
-            s.numerator = True
+            s.gd_saves = True
         b.new(code, _Sym(_bshape(s.shape, sy.shape), rg or sy.requires_grad, False, None),
               guards)
     elif kind == "reduce":
@@ -421,15 +423,15 @@ def _inplace(b: _Builder) -> None:
         return  # bug A: fill_/zero_ detach a non-leaf (PyTorch: zero gradient through it)
     if (on_graph or rg_in) and (op in ("clamp_", "div_") or op == "mul_" and rg_in):
         return  # bug B: saves the tensor it then overwrites; backward raises "modified inplace"
-    if on_graph and s.has_views and SKIP_VIEW_BUG:
-        return  # the bug of issue 21: views keep the graph of the base's old value
+    if (on_graph or rg_in) and s.has_views and SKIP_VIEW_BUG:
+        return  # the bug of issue 21: views keep the graph (or no graph) of the base's old value
     if on_graph and s.torch_saves:
         # PyTorch's max()/min() save their output and var() its input, so PyTorch refuses a
         # backward after they are modified; graddesc saves other values (the argmax, x - mean)
         # and gives the right gradient.
         return
-    if on_graph and s.numerator and op != "setitem":
-        return  # bug B: a / c (c constant) saves a, so a.add_(...) later makes backward raise
+    if on_graph and s.gd_saves and op != "setitem":
+        return  # bug B: a / c and c / a (c constant) save a, so backward raises after a.add_
     if on_graph and op == "copy_":
         # bug C: copy_ of a constant keeps the old graph (wrong gradient, not zero); copy_ of a
         # tensor on the graph drops the old branch, where PyTorch runs it with a zero gradient

@@ -99,6 +99,11 @@ loss.backward()
                     "t8 = m.tensor([[1., -1., 2.], [0.5, 0.25, -2.]], dtype=m.float64, "
                     "requires_grad=True)\n"
                     "loss = (F.linear(t2, t8) ** 2).sum()\nloss.backward()"),
+    # Found by a long run (GRADDESC_FUZZ_SEED=1): the same bug with a constant base; after
+    # t1.add_(t0) the view t2 requires grad in PyTorch, in graddesc it stays a constant.
+    "view_of_constant_base": ("float64", _X + "t1 = m.tensor([[1., 0.5, 2.], [0.25, 1., -1.]], "
+                              "dtype=m.float64)\nt2 = t1.t()\nt1.add_(t0)\n"
+                              "loss = (t2 * t2).sum()\nloss.backward()"),
     # h = layer(x); skip = h[:, :k]; h.mul_(mask): the residual block of the issue (a mask of
     # zeros and ones hides the bug: scaling by m twice or once is the same)
     "view_skip_mask": ("float64", _X + "t8 = m.tensor([[1., -1., 2.], [0.5, 0.25, -2.], "
