@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import warnings
 from typing import Any
 
@@ -89,6 +90,10 @@ class _Builder:
     # pool helpers
     def new(self, code: str, sym: _Sym, guards: tuple = ()) -> int:
         n = len(self.pool)
+        # bug G spreads: elementwise ops keep their input's layout (as PyTorch's do), so any
+        # result computed from a tensor graddesc made strided may be strided too
+        sym.gd_strided = sym.gd_strided or any(
+            self.pool[int(i)].gd_strided for i in re.findall(r"\bt(\d+)\b", code))
         self.pool.append(sym)
         self.lines.append(Line(f"t{n} = {code}", guards))
         return n

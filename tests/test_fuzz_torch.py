@@ -7,14 +7,20 @@ second backward, sometimes SGD/Adam steps), runs each on graddesc and on PyTorch
 equal values (after every line and at the end), gradients of every leaf and requires_grad flags,
 within per-dtype tolerances, or the same class of error at the same line.
 
-The default run is a fixed budget with a fixed seed (derandomize=True), short enough for CI:
+The default run is a fixed budget (3000 programs, about a minute on 2 cores) with a fixed seed
+(derandomize=True), for CI:
 
     pytest tests/test_fuzz_torch.py
 
 A release runs a larger budget, optionally from another seed (then not derandomized):
 
-    GRADDESC_FUZZ_EXAMPLES=3000 pytest tests/test_fuzz_torch.py
-    GRADDESC_FUZZ_EXAMPLES=3000 GRADDESC_FUZZ_SEED=7 pytest tests/test_fuzz_torch.py
+    GRADDESC_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz_torch.py
+    GRADDESC_FUZZ_EXAMPLES=20000 GRADDESC_FUZZ_SEED=7 pytest tests/test_fuzz_torch.py
+
+Until the view bug of issue 21 is fixed, the random run fails on it (the regressions below
+too); GRADDESC_FUZZ_SKIP_VIEW_BUG=1 leaves that pattern out of the generator so that a long run
+can look for other bugs. Bugs found besides it are in KNOWN_BUGS (strict xfail) and left out of
+the generator where tests/_fuzz_programs.py names them.
 
 A failure prints the shrunk program as Python source over `m` (the library) and `F`; paste it
 into REGRESSIONS below to keep it.
