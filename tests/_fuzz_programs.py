@@ -297,6 +297,8 @@ def _step(b: _Builder) -> None:
                   _Sym(() if red != "none" else (nb,), rg, False, None if red != "none" else x))
             return
         y = b.operand(s.shape, exact=True)
+        if red == "none":
+            s.torch_saves = b.pool[y].torch_saves = True
         b.new(f"F.mse_loss({t}, t{y}, reduction='{red}')",
               _Sym(() if red != "none" else s.shape, rg or b.pool[y].requires_grad, False, None))
     elif kind == "copy":
@@ -430,10 +432,10 @@ def _inplace(b: _Builder) -> None:
         return  # bug B: saves the tensor it then overwrites; backward raises "modified inplace"
     if (on_graph or rg_in) and s.has_views and SKIP_VIEW_BUG:
         return  # the bug of issue 21: views keep the graph (or no graph) of the base's old value
-    if on_graph and s.torch_saves:
-        # PyTorch's max()/min() save their output and var() its input, so PyTorch refuses a
-        # backward after they are modified; graddesc saves other values (the argmax, x - mean)
-        # and gives the right gradient.
+    if s.torch_saves:
+        # PyTorch's max()/min() save their output, var() its input and mse_loss(reduction=
+        # 'none') both, so PyTorch refuses a backward after they are modified; graddesc saves
+        # other values (the argmax, x - mean, the difference) and gives the right gradient.
         return
     if on_graph and s.gd_saves and op != "setitem":
         return  # bug B: a / c and c / a (c constant) save a, so backward raises after a.add_
@@ -471,7 +473,10 @@ def _finale(b: _Builder) -> None:
     if opt is not None:
         ctor = ("m.optim.SGD([{p}], lr=0.1, momentum=0.9)" if opt == "sgd" else
                 "m.optim.Adam([{p}], lr=0.01)")
-        b.lines.append(Line("opt = " + ctor.format(p=", ".join(leaves))))
+        # Adam divides by the gradient's running magnitude: a gradient that is zero up to
+        # rounding (sum(softmax(x)) has one) becomes a full step of random sign; not meaningful.
+        tiny = tuple(("tiny", f"{p}.grad", None) for p in leaves) if opt == "adam" else ()
+        b.lines.append(Line("opt = " + ctor.format(p=", ".join(leaves)), tiny))
         for _ in range(b.draw(st.integers(1, 2))):
             b.lines.append(Line("opt.step()"))
 
@@ -511,7 +516,10 @@ def _np(t: Any) -> Any:
 
 
 def _check_guard(env: dict, kind: str, expr: str, arg: Any, dtype: str) -> None:
-    v = np.asarray(eval(expr, env).detach().numpy(), dtype=np.float64)  # noqa: S307
+    t = eval(expr, env)  # noqa: S307
+    if t is None:  # a leaf with no gradient
+        return
+    v = np.asarray(t.detach().numpy(), dtype=np.float64)
     if v.size == 0:
         return
     rel = 1e-3 if dtype == "float32" else 1e-6
@@ -525,6 +533,8 @@ def _check_guard(env: dict, kind: str, expr: str, arg: Any, dtype: str) -> None:
         bad = (d > 0) & (d < margin)
     elif kind == "below":
         bad = v > arg
+    elif kind == "tiny":
+        bad = (v != 0) & (np.abs(v) < margin)
     else:  # "gap": the largest and smallest values must be unique by a margin, or exactly tied
         flat = v.reshape(-1) if arg is None else np.moveaxis(v, arg, -1).reshape(-1, v.shape[arg])
         srt = np.sort(flat, axis=-1)

@@ -78,13 +78,13 @@ _X = "t0 = m.tensor([[1., 2., 3.], [4., 5., 6.]], dtype=m.float64, requires_grad
 # issues, replayed on every run whatever the random run draws.
 REGRESSIONS = {
     # Issue 21's view bug as the default run finds it from scratch (3000 examples, float32,
-    # seed fixed by derandomize), shrunk: the view t2 of t1 taken before t1.mul_ keeps the graph
-    # of t1's old value, so t0.grad is -1 (graddesc) instead of 1.5 (PyTorch).
+    # seed fixed by derandomize), shrunk: the view t2 of t1 taken before t1.add_ keeps the graph
+    # of t1's old value, so t0.grad is -1 (graddesc) instead of 0 (PyTorch).
     "view_found_by_fuzzer": ("float32", """
 t0 = m.tensor(1.5, dtype=m.float32, requires_grad=True)
 t1 = t0.neg()
 t2 = t1.unsqueeze(0)
-t1.mul_(-1.5)
+t1.add_(t0)
 loss = t2.sum()
 loss.backward()
 """),
