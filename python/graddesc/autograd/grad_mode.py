@@ -55,6 +55,32 @@ class no_grad(_GradMode):  # noqa: N801
     _mode = False
 
 
+class inference_mode(_GradMode):  # noqa: N801
+    """PyTorch's no-graph mode for inference: graddesc's no_grad is already that cheap, so
+    `inference_mode()` is no_grad; `inference_mode(False)` leaves the grad mode as it is."""
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__()
+        if not isinstance(mode, bool):
+            raise TypeError(f"inference_mode: mode must be a bool, got {type(mode).__name__}")
+        self._inference = mode
+
+    def __enter__(self) -> None:
+        self._prev.append(is_grad_enabled())
+        if self._inference:
+            _set_grad_enabled(False)
+
+    def __call__(self, fn: F) -> F:
+        mode = self._inference
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with inference_mode(mode):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
 class enable_grad(_GradMode):  # noqa: N801
     """Enables graph recording inside a `with` block or a decorated function."""
 

@@ -90,52 +90,122 @@ class DataLoader:
     """Iterates `dataset` in batches of `batch_size` samples.
 
     Args:
-        dataset: a map-style dataset (`__len__` and `__getitem__`), e.g. a TensorDataset.
-        batch_size: samples per batch (>= 1). The last batch is smaller when
-            len(dataset) % batch_size != 0, unless `drop_last`.
+        dataset: a map-style dataset (`__len__` and `__getitem__`), e.g. a TensorDataset, or an
+            IterableDataset (batched in its own order).
+        batch_size: samples per batch (>= 1), or None to yield samples unbatched. The last
+            batch is smaller when len(dataset) % batch_size != 0, unless `drop_last`.
         shuffle: draw a new random order every epoch (every `iter(loader)`).
+        sampler: the order of indices (excludes shuffle); batch_sampler: lists of indices
+            (excludes batch_size, shuffle, sampler, drop_last).
+        num_workers: must be 0: batches are loaded in the main process (graddesc has no
+            worker processes; its TensorDataset batches are one NumPy gather each).
+        collate_fn: turns a list of samples into a batch (default: `default_collate`).
+        pin_memory: accepted and ignored: pinned memory only matters for copies to a GPU.
         drop_last: drop the last, incomplete batch.
         generator: the graddesc.Generator that draws the orders; None uses the global one
             (`gd.manual_seed`). Loaders with equally seeded generators give equal batches.
-        collate_fn: turns a list of samples into a batch (default: `default_collate`).
+        persistent_workers, timeout, worker_init_fn, prefetch_factor: only meaningful with
+            worker processes; accepted at their defaults.
     """
 
-    def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, generator: _random.Generator | None = None,
-                 collate_fn: Callable[[list], Any] | None = None) -> None:
-        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
-            raise TypeError(f"DataLoader: dataset must support len() and indexing, got "
-                            f"{type(dataset).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-            raise TypeError(f"DataLoader: batch_size must be an int, got "
-                            f"{type(batch_size).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
-        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+    def __init__(self, dataset: Any, batch_size: Any = 1, shuffle: Any = None,
+                 sampler: Any = None, batch_sampler: Any = None, num_workers: int = 0,
+                 collate_fn: Callable[[list], Any] | None = None, pin_memory: bool = False,
+                 drop_last: bool = False, timeout: float = 0, worker_init_fn: Any = None,
+                 generator: _random.Generator | None = None, *, prefetch_factor: Any = None,
+                 persistent_workers: bool = False) -> None:
+        from graddesc.data.dataset import IterableDataset
+        from graddesc.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+
+        iterable = isinstance(dataset, IterableDataset)
+        if not iterable and not (hasattr(dataset, "__len__") and
+                                 hasattr(dataset, "__getitem__")):
+            raise TypeError(f"DataLoader: dataset must support len() and indexing, or be an "
+                            f"IterableDataset, got {type(dataset).__name__}")
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+                raise TypeError(f"DataLoader: batch_size must be an int or None, got "
+                                f"{type(batch_size).__name__}")
+            if batch_size < 1:
+                raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if shuffle is None:
+            shuffle = False
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last),
+                           ("pin_memory", pin_memory), ("persistent_workers", persistent_workers)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"DataLoader: {name} must be a bool, got {type(flag).__name__}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral):
+            raise TypeError(f"DataLoader: num_workers must be an int, got "
+                            f"{type(num_workers).__name__}")
+        if num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers must be >= 0, got {num_workers}")
+        if num_workers > 0:
+            raise ValueError(f"DataLoader: num_workers={num_workers} is not supported: graddesc "
+                             "loads batches in the main process only (num_workers=0); a "
+                             "TensorDataset batch is one NumPy gather, so workers would add "
+                             "process start-up and pickling costs without a speed-up")
+        if persistent_workers:
+            raise ValueError("DataLoader: persistent_workers=True needs num_workers > 0, which "
+                             "graddesc does not support")
+        if timeout != 0 or worker_init_fn is not None or prefetch_factor is not None:
+            raise ValueError("DataLoader: timeout, worker_init_fn and prefetch_factor only "
+                             "apply to worker processes (num_workers > 0), which graddesc does "
+                             "not support")
         if generator is not None and not isinstance(generator, _random.Generator):
             raise TypeError(f"DataLoader: generator must be a graddesc.Generator or None, got "
                             f"{type(generator).__name__}")
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"DataLoader: collate_fn must be callable, got "
                             f"{type(collate_fn).__name__}")
-        n = len(dataset)
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise TypeError(f"DataLoader: len(dataset) must be a non-negative int, got {n!r}")
+        if iterable:
+            if shuffle:
+                raise ValueError("DataLoader: shuffle=True does not apply to an "
+                                 "IterableDataset (it yields samples in its own order)")
+            if sampler is not None or batch_sampler is not None:
+                raise ValueError("DataLoader: sampler and batch_sampler do not apply to an "
+                                 "IterableDataset")
+        else:
+            n = len(dataset)
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+                raise TypeError(f"DataLoader: len(dataset) must be a non-negative int, got "
+                                f"{n!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        if batch_sampler is not None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError("DataLoader: batch_sampler option is mutually exclusive with "
+                                 "batch_size, shuffle, sampler, and drop_last")
+            batch_size = None
+            drop_last = False
         self.dataset = dataset
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator
         self.collate_fn = collate_fn
+        self.num_workers = 0
+        self.pin_memory = bool(pin_memory)  # a no-op on the CPU
+        self.persistent_workers = False
+        self._iterable = iterable
+        # the default orders are drawn directly in __iter__ (one permutation, one gather per
+        # batch for a TensorDataset); explicit samplers are kept for the general path
+        self._custom = sampler is not None or batch_sampler is not None
+        if not iterable:
+            if sampler is None:
+                sampler = RandomSampler(dataset, generator=generator) if self.shuffle else \
+                    SequentialSampler(dataset)
+            if batch_sampler is None and self.batch_size is not None:
+                batch_sampler = BatchSampler(sampler, self.batch_size, self.drop_last)
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
 
     def __len__(self) -> int:
         """The number of batches per epoch."""
-        n = len(self.dataset)
-        if self.drop_last:
-            return n // self.batch_size
-        return (n + self.batch_size - 1) // self.batch_size
+        if self._iterable:
+            raise TypeError("DataLoader: an IterableDataset has no len()")
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
+        return len(self.sampler)
 
     def _order(self) -> np.ndarray:
         n = len(self.dataset)
@@ -148,17 +218,48 @@ class DataLoader:
                 and type(self.dataset).__getitem__ is TensorDataset.__getitem__)
 
     def __iter__(self) -> Iterator[Any]:
+        collate = self.collate_fn if self.collate_fn is not None else default_collate
+        if self._iterable:
+            yield from self._iter_stream(collate)
+            return
+        if self.batch_size is None and self.batch_sampler is None:
+            convert = self.collate_fn if self.collate_fn is not None else (lambda s: s)
+            for i in self.sampler:
+                yield convert(self.dataset[i])
+            return
+        fast = self._fast()
+        if self._custom:
+            for idx in self.batch_sampler:
+                if fast:
+                    yield [_gather(t, np.asarray(idx, dtype=np.intp)) for t in
+                           self.dataset.tensors]
+                else:
+                    yield collate([self.dataset[int(i)] for i in idx])
+            return
         order = self._order()
         n, bs = len(order), self.batch_size
         stop = n - n % bs if self.drop_last else n
-        fast = self._fast()
-        collate = self.collate_fn if self.collate_fn is not None else default_collate
         for start in range(0, stop, bs):
             idx = order[start:start + bs]
             if fast:
                 yield [_gather(t, idx) for t in self.dataset.tensors]
             else:
                 yield collate([self.dataset[int(i)] for i in idx])
+
+    def _iter_stream(self, collate: Callable[[list], Any]) -> Iterator[Any]:
+        if self.batch_size is None:
+            convert = self.collate_fn if self.collate_fn is not None else (lambda s: s)
+            for s in self.dataset:
+                yield convert(s)
+            return
+        batch: list = []
+        for s in self.dataset:
+            batch.append(s)
+            if len(batch) == self.batch_size:
+                yield collate(batch)
+                batch = []
+        if batch and not self.drop_last:
+            yield collate(batch)
 
     def __repr__(self) -> str:
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
