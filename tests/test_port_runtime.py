@@ -88,6 +88,22 @@ def test_inference_mode_context_and_decorator():
         gd.inference_mode("yes")
 
 
+def test_grad_modes_as_bare_decorators():
+    x = gd.ones(2, requires_grad=True)
+
+    @gd.inference_mode
+    def f(t):
+        return t * 2
+
+    @gd.no_grad
+    def g(t):
+        return t * 2
+
+    assert not f(x).requires_grad and not g(x).requires_grad and f.__name__ == "f"
+    with gd.no_grad():
+        assert gd.enable_grad(lambda t: t * 2)(x).requires_grad
+
+
 # ---- compile(module) ----------------------------------------------------------------------------
 def test_compile_of_a_module_keeps_autograd():
     m = nn.Linear(3, 2)

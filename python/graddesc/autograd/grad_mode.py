@@ -28,6 +28,12 @@ def _set_grad_enabled(mode: bool) -> None:
 class _GradMode:
     _mode = True
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # `@no_grad` without parentheses (PyTorch accepts it too): decorate the function
+        if cls is not set_grad_enabled and len(args) == 1 and not kwargs and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
     def __init__(self) -> None:
         self._prev: list[bool] = []
 

@@ -55,8 +55,9 @@ class PutAlong(Function):
         return TakeAlong.apply(gg, ctx.idx, ctx.dim), None, None, None
 
 
-def _sort_idx(a: np.ndarray, dim: int, descending: bool, stable: bool) -> np.ndarray:
-    kind = "stable" if stable else None
+def _sort_idx(a: np.ndarray, dim: int, descending: bool) -> np.ndarray:
+    """Always a stable order: equal values keep their positions (what PyTorch's CPU sort gives
+    in practice, so that indices agree with it also for ties)."""
     if descending:
         # a stable descending order: sort the negation (NaN sorts last in NumPy, first in
         # PyTorch's descending order, as the largest value)
@@ -72,7 +73,7 @@ def _sort_idx(a: np.ndarray, dim: int, descending: bool, stable: bool) -> np.nda
         else:
             key = -a
         return np.argsort(key, axis=dim, kind="stable")
-    return np.argsort(a, axis=dim, kind=kind)
+    return np.argsort(a, axis=dim, kind="stable")
 
 
 def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
@@ -83,7 +84,7 @@ def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = Fals
     if x.ndim == 0:
         return values_indices(x.clone(), Tensor._make(np.zeros((), np.int64)))
     d = _norm_dim(dim, x.ndim, "sort")
-    idx = _sort_idx(x._data, d, bool(descending), True)
+    idx = _sort_idx(x._data, d, bool(descending))
     vals = TakeAlong.apply(x, idx, d)
     return values_indices(vals, Tensor._make(idx.astype(np.int64)))
 
@@ -106,7 +107,7 @@ def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = 
         raise RuntimeError(f"topk: k ({k}) is out of range for dimension {d} of size {n}")
     if x.ndim == 0:
         return values_indices(x.clone(), Tensor._make(np.zeros((), np.int64)))
-    idx = _sort_idx(x._data, d, bool(largest), True)
+    idx = _sort_idx(x._data, d, bool(largest))
     idx = np.ascontiguousarray(np.take(idx, range(int(k)), axis=d))
     return values_indices(TakeAlong.apply(x, idx, d), Tensor._make(idx.astype(np.int64)))
 
