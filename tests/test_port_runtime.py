@@ -38,6 +38,10 @@ DEVICE_USES = {
     "arange": lambda dev: gd.arange(3, device=dev),
     "zeros_like": lambda dev: gd.zeros_like(gd.ones(2), device=dev),
     "Linear": lambda dev: nn.Linear(2, 2, device=dev),
+    "linspace": lambda dev: gd.linspace(0, 1, 3, device=dev),
+    "randperm": lambda dev: gd.randperm(3, device=dev),
+    "Generator": lambda dev: gd.Generator(device=dev),
+    "rand_like": lambda dev: gd.rand_like(gd.ones(2), device=dev),
 }
 
 

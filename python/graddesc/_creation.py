@@ -171,8 +171,9 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device
     return _finish(np.arange(start, end, step).astype(d.np), requires_grad)
 
 
-def linspace(start: float, end: float, steps: int, dtype: Any = None,
+def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> Tensor:
+    check_device(device, "linspace")
     if steps < 0:
         raise RuntimeError("linspace: number of steps must be non-negative")
     return _finish(np.linspace(start, end, steps).astype(_float_dtype(dtype, "linspace").np),
@@ -248,13 +249,15 @@ def randn_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any 
     return _finish(t2._data, requires_grad)
 
 
-def randperm(n: int, generator: Any = None, dtype: Any = None) -> Tensor:
+def randperm(n: int, generator: Any = None, dtype: Any = None, device: Any = None) -> Tensor:
+    check_device(device, "randperm")
     d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
     return Tensor._make(_random._rng(generator).permutation(n).astype(d.np))
 
 
 def normal(mean: float, std: float, size: Any, generator: Any = None, dtype: Any = None,
-           requires_grad: bool = False) -> Tensor:
+           device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device, "normal")
     t = _random.normal(_shape_args(tuple(size), "normal"), mean, std,
                        _float_dtype(dtype, "normal"), generator)
     return _finish(t._data, requires_grad)
