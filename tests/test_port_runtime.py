@@ -172,8 +172,6 @@ def test_dataloader_options():
     assert sorted(sum(got, [])) == [1, 3, 5] and [len(b) for b in got] == [2, 1]
     loader = udata.DataLoader(ds, batch_size=4, pin_memory=True, num_workers=0)
     assert len(loader) == 3 and [len(b[0]) for b in loader] == [4, 4, 2]
-    with pytest.raises(ValueError, match="num_workers=2 is not supported"):
-        udata.DataLoader(ds, num_workers=2)
     with pytest.raises(ValueError, match="mutually exclusive"):
         udata.DataLoader(ds, sampler=sampler, shuffle=True)
     unbatched = list(udata.DataLoader(ds, batch_size=None))

@@ -3,6 +3,7 @@ datasets (spirals, digits). `graddesc.utils.data` (PyTorch's home for these) hol
 objects."""
 
 from graddesc.data import datasets
+from graddesc.data._workers import WorkerInfo, get_worker_info
 from graddesc.data.dataloader import DataLoader, default_collate
 from graddesc.data.dataset import (
     ConcatDataset,
@@ -23,5 +24,5 @@ from graddesc.data.sampler import (
 
 __all__ = ["BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "IterableDataset",
            "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler",
-           "TensorDataset", "WeightedRandomSampler", "datasets", "default_collate",
-           "random_split"]
+           "TensorDataset", "WeightedRandomSampler", "WorkerInfo", "datasets",
+           "default_collate", "get_worker_info", "random_split"]

@@ -97,15 +97,18 @@ class DataLoader:
         shuffle: draw a new random order every epoch (every `iter(loader)`).
         sampler: the order of indices (excludes shuffle); batch_sampler: lists of indices
             (excludes batch_size, shuffle, sampler, drop_last).
-        num_workers: must be 0: batches are loaded in the main process (graddesc has no
-            worker processes; its TensorDataset batches are one NumPy gather each).
+        num_workers: 0 loads batches in the main process; N > 0 starts N worker processes
+            (spawn start method; the dataset, collate_fn and worker_init_fn must pickle)
+            that load batches ahead, each seeded with base_seed + worker id; batches arrive
+            in order and equal those of num_workers=0. Map-style datasets only.
         collate_fn: turns a list of samples into a batch (default: `default_collate`).
         pin_memory: accepted and ignored: pinned memory only matters for copies to a GPU.
         drop_last: drop the last, incomplete batch.
         generator: the graddesc.Generator that draws the orders; None uses the global one
             (`gd.manual_seed`). Loaders with equally seeded generators give equal batches.
-        persistent_workers, timeout, worker_init_fn, prefetch_factor: only meaningful with
-            worker processes; accepted at their defaults.
+        persistent_workers: keep the workers between epochs; timeout: seconds to wait for a
+            batch (0: no limit); worker_init_fn(worker_id) runs in each worker after seeding;
+            prefetch_factor: batches loaded ahead per worker (default 2).
     """
 
     def __init__(self, dataset: Any, batch_size: Any = 1, shuffle: Any = None,
@@ -139,18 +142,29 @@ class DataLoader:
                             f"{type(num_workers).__name__}")
         if num_workers < 0:
             raise ValueError(f"DataLoader: num_workers must be >= 0, got {num_workers}")
-        if num_workers > 0:
-            raise ValueError(f"DataLoader: num_workers={num_workers} is not supported: graddesc "
-                             "loads batches in the main process only (num_workers=0); a "
-                             "TensorDataset batch is one NumPy gather, so workers would add "
-                             "process start-up and pickling costs without a speed-up")
-        if persistent_workers:
-            raise ValueError("DataLoader: persistent_workers=True needs num_workers > 0, which "
-                             "graddesc does not support")
-        if timeout != 0 or worker_init_fn is not None or prefetch_factor is not None:
+        if persistent_workers and num_workers == 0:
+            raise ValueError("DataLoader: persistent_workers option needs num_workers > 0")
+        if num_workers == 0 and (timeout != 0 or worker_init_fn is not None or
+                                 prefetch_factor is not None):
             raise ValueError("DataLoader: timeout, worker_init_fn and prefetch_factor only "
-                             "apply to worker processes (num_workers > 0), which graddesc does "
-                             "not support")
+                             "apply to worker processes (num_workers > 0)")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError(f"DataLoader: timeout must be a non-negative number, got "
+                             f"{timeout!r}")
+        if worker_init_fn is not None and not callable(worker_init_fn):
+            raise TypeError(f"DataLoader: worker_init_fn must be callable, got "
+                            f"{type(worker_init_fn).__name__}")
+        if prefetch_factor is None:
+            prefetch_factor = 2 if num_workers > 0 else None
+        elif isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor,
+                                                                 numbers.Integral) \
+                or prefetch_factor < 1:
+            raise ValueError(f"DataLoader: prefetch_factor must be an int >= 1, got "
+                             f"{prefetch_factor!r}")
+        if num_workers > 0 and iterable:
+            raise ValueError("DataLoader: num_workers > 0 is supported for map-style datasets "
+                             "only; an IterableDataset is read in the main process "
+                             "(num_workers=0)")
         if generator is not None and not isinstance(generator, _random.Generator):
             raise TypeError(f"DataLoader: generator must be a graddesc.Generator or None, got "
                             f"{type(generator).__name__}")
@@ -183,9 +197,13 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.generator = generator
         self.collate_fn = collate_fn
-        self.num_workers = 0
+        self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)  # a no-op on the CPU
-        self.persistent_workers = False
+        self.persistent_workers = bool(persistent_workers)
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.prefetch_factor = prefetch_factor
+        self._pool: Any = None  # the worker processes kept by persistent_workers
         self._iterable = iterable
         # the default orders are drawn directly in __iter__ (one permutation, one gather per
         # batch for a TensorDataset); explicit samplers are kept for the general path
@@ -217,34 +235,35 @@ class DataLoader:
         return (self.collate_fn is None and isinstance(self.dataset, TensorDataset)
                 and type(self.dataset).__getitem__ is TensorDataset.__getitem__)
 
-    def __iter__(self) -> Iterator[Any]:
-        collate = self.collate_fn if self.collate_fn is not None else default_collate
-        if self._iterable:
-            yield from self._iter_stream(collate)
-            return
+    def _index_batches(self) -> Iterator[Any]:
+        """Per batch, the dataset indices it holds (one index when unbatched), in order."""
         if self.batch_size is None and self.batch_sampler is None:
-            convert = self.collate_fn if self.collate_fn is not None else (lambda s: s)
-            for i in self.sampler:
-                yield convert(self.dataset[i])
+            yield from self.sampler
             return
-        fast = self._fast()
         if self._custom:
             for idx in self.batch_sampler:
-                if fast:
-                    yield [_gather(t, np.asarray(idx, dtype=np.intp)) for t in
-                           self.dataset.tensors]
-                else:
-                    yield collate([self.dataset[int(i)] for i in idx])
+                yield np.asarray(idx, dtype=np.intp)
             return
         order = self._order()
         n, bs = len(order), self.batch_size
         stop = n - n % bs if self.drop_last else n
         for start in range(0, stop, bs):
-            idx = order[start:start + bs]
-            if fast:
-                yield [_gather(t, idx) for t in self.dataset.tensors]
-            else:
-                yield collate([self.dataset[int(i)] for i in idx])
+            yield order[start:start + bs]
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._iterable:
+            collate = self.collate_fn if self.collate_fn is not None else default_collate
+            yield from self._iter_stream(collate)
+            return
+        fetch = _Fetcher(self.dataset, self.collate_fn, self._fast(),
+                         self.batch_size is None and self.batch_sampler is None)
+        if self.num_workers == 0:
+            for idx in self._index_batches():
+                yield fetch(idx)
+            return
+        from graddesc.data import _workers
+
+        yield from _workers.iterate(self, fetch)
 
     def _iter_stream(self, collate: Callable[[list], Any]) -> Iterator[Any]:
         if self.batch_size is None:
@@ -261,9 +280,32 @@ class DataLoader:
         if batch and not self.drop_last:
             yield collate(batch)
 
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None and pool.procs:
+            pool.close()
+
     def __repr__(self) -> str:
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last})")
+
+
+class _Fetcher:
+    """Turns one batch's indices into the batch (in the main process or in a worker, which
+    receives it pickled with the dataset)."""
+
+    def __init__(self, dataset: Any, collate_fn: Any, fast: bool, unbatched: bool) -> None:
+        self.dataset, self.collate_fn, self.fast, self.unbatched = (dataset, collate_fn, fast,
+                                                                    unbatched)
+
+    def __call__(self, idx: Any) -> Any:
+        if self.unbatched:
+            sample = self.dataset[idx]
+            return sample if self.collate_fn is None else self.collate_fn(sample)
+        if self.fast:  # a TensorDataset: one gather per tensor, no per-sample Python loop
+            return [_gather(t, idx) for t in self.dataset.tensors]
+        collate = self.collate_fn if self.collate_fn is not None else default_collate
+        return collate([self.dataset[int(i)] for i in idx])
 
 
 def _gather(t: Tensor, idx: np.ndarray) -> Tensor:

@@ -14,10 +14,13 @@ from graddesc.data import (
     SubsetRandomSampler,
     TensorDataset,
     WeightedRandomSampler,
+    WorkerInfo,
     default_collate,
+    get_worker_info,
     random_split,
 )
 
 __all__ = ["BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "IterableDataset",
            "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler",
-           "TensorDataset", "WeightedRandomSampler", "default_collate", "random_split"]
+           "TensorDataset", "WeightedRandomSampler", "WorkerInfo", "default_collate",
+           "get_worker_info", "random_split"]
