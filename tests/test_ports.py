@@ -419,6 +419,31 @@ print("grad", model.weight.grad.tolist())
 '''
 
 
+# loading with worker processes: the batches (and so the numbers) equal those of the main process
+SCRIPTS["worker_loader"] = '''
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+rng = np.random.default_rng(9)
+X = torch.tensor(rng.standard_normal((64, 5)), dtype=torch.float32)
+y = X @ torch.tensor(rng.standard_normal((5, 1)), dtype=torch.float32)
+loader = DataLoader(TensorDataset(X, y), batch_size=16, num_workers=2, persistent_workers=True)
+model = nn.Linear(5, 1)
+with torch.no_grad():
+    model.weight.zero_()
+    model.bias.zero_()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    for xb, yb in loader:
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(xb), yb)
+        loss.backward()
+        opt.step()
+    print(f"epoch {epoch} loss {loss.item():.5f}")
+'''
+
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_script_ports(name: str) -> None:
     src = SCRIPTS[name]
