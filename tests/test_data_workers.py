@@ -100,3 +100,13 @@ def test_worker_arguments():
 
     with pytest.raises(ValueError, match="map-style datasets only"):
         DataLoader(Stream(), num_workers=2)
+
+
+def test_an_abandoned_epoch_stops_its_workers():
+    import multiprocessing
+
+    it = iter(DataLoader(Squares(), batch_size=2, num_workers=2))
+    assert next(it)[0].tolist() == [0, 1]
+    assert len(multiprocessing.active_children()) == 2
+    it.close()  # what leaving a for loop early does once the iterator is dropped
+    assert multiprocessing.active_children() == []
