@@ -25,6 +25,18 @@ def test_cpu_device_like_torch():
     assert gd.ones(2).device == d and gd.device(d) == d
     assert gd.cuda.is_available() is False and gd.cuda.device_count() == 0
     assert gd.backends.mps.is_available() is False
+    assert gd.backends.cudnn.is_available() is False
+
+
+def test_reproducibility_switches_are_accepted():
+    gd.backends.cudnn.deterministic = True
+    gd.backends.cudnn.benchmark = False
+    gd.use_deterministic_algorithms(True)
+    assert gd.are_deterministic_algorithms_enabled()
+    gd.use_deterministic_algorithms(False)
+    assert not gd.are_deterministic_algorithms_enabled()
+    with pytest.raises(TypeError, match="mode"):
+        gd.use_deterministic_algorithms("on")
 
 
 DEVICE_USES = {

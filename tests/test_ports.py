@@ -108,6 +108,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+torch.manual_seed(0)
+torch.cuda.manual_seed_all(0)
+torch.backends.cudnn.deterministic = True
+torch.backends.cudnn.benchmark = False
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 print("device:", device, device.type)
 

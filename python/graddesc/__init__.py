@@ -52,7 +52,14 @@ from graddesc._dtype import (
     long,
 )
 from graddesc._random import Generator, default_generator, initial_seed, manual_seed
-from graddesc._runtime import __version__, config, get_num_threads, set_num_threads
+from graddesc._runtime import (
+    __version__,
+    are_deterministic_algorithms_enabled,
+    config,
+    get_num_threads,
+    set_num_threads,
+    use_deterministic_algorithms,
+)
 from graddesc._tensor import Size, Tensor
 from graddesc.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from graddesc.autograd.grad_mode import inference_mode

@@ -1,5 +1,6 @@
-"""graddesc.backends: `backends.mps.is_available()` is False (CPU only)."""
+"""graddesc.backends: `backends.mps.is_available()` and `backends.cudnn.is_available()` are False
+(CPU only); cudnn's reproducibility flags are accepted."""
 
-from graddesc.backends import mps
+from graddesc.backends import cudnn, mps
 
-__all__ = ["mps"]
+__all__ = ["cudnn", "mps"]
