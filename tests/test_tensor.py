@@ -212,8 +212,12 @@ def test_inplace_ops_and_errors():
 
 
 def test_numpy_operand_is_rejected_clearly():
+    # as in PyTorch: the named forms refuse an ndarray, the operators convert it
+    # (tests/test_port_ops.py::test_ndarray_operands)
     with pytest.raises(TypeError, match="numpy.ndarray operand"):
         gd.ones(2).add(np.ones(2))
+    with pytest.raises(TypeError, match="numpy.ndarray operand"):
+        gd.add(gd.ones(2), np.ones(2))
 
 
 def test_runtime_config():

@@ -7,9 +7,12 @@ C++ kernels; see API.md for the contract.
 from graddesc import (
     _tensor_ops,  # noqa: F401  (installs Tensor's operators)
     autograd,
+    backends,
+    cuda,
     data,
     nn,
     optim,
+    utils,
     viz,
 )
 from graddesc._compile import compile  # noqa: A004
@@ -19,6 +22,7 @@ from graddesc._creation import (
     empty,
     empty_like,
     eye,
+    from_dlpack,
     from_numpy,
     full,
     full_like,
@@ -27,13 +31,16 @@ from graddesc._creation import (
     ones,
     ones_like,
     rand,
+    rand_like,
     randint,
     randn,
+    randn_like,
     randperm,
     tensor,
     zeros,
     zeros_like,
 )
+from graddesc._device import device
 from graddesc._dtype import bool_ as bool  # noqa: A001
 from graddesc._dtype import (
     double,
@@ -45,9 +52,17 @@ from graddesc._dtype import (
     long,
 )
 from graddesc._random import Generator, default_generator, initial_seed, manual_seed
-from graddesc._runtime import __version__, config, get_num_threads, set_num_threads
+from graddesc._runtime import (
+    __version__,
+    are_deterministic_algorithms_enabled,
+    config,
+    get_num_threads,
+    set_num_threads,
+    use_deterministic_algorithms,
+)
 from graddesc._tensor import Size, Tensor
 from graddesc.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from graddesc.autograd.grad_mode import inference_mode
 from graddesc.functional.activation import exp, gelu, leaky_relu, log, relu, sigmoid, softplus, tanh
 from graddesc.functional.elementwise import (  # noqa: A004
     abs,
@@ -75,8 +90,30 @@ from graddesc.functional.elementwise import (  # noqa: A004
     sub,
     where,
 )
+from graddesc.functional.indexing import (
+    flip,
+    gather,
+    index_select,
+    masked_fill,
+    repeat,
+    scatter,
+    scatter_add,
+    unbind,
+)
 from graddesc.functional.linear import matmul, mm
 from graddesc.functional.loss import log_softmax, softmax
+from graddesc.functional.math import (  # noqa: A004
+    all,
+    any,
+    ceil,
+    cos,
+    floor,
+    norm,
+    prod,
+    round,
+    sin,
+    square,
+)
 from graddesc.functional.reduce import (  # noqa: A004
     amax,
     amin,
@@ -102,6 +139,7 @@ from graddesc.functional.shape import (
     transpose,
     unsqueeze,
 )
+from graddesc.functional.sorting import argsort, cumprod, cumsum, sort, topk
 from graddesc.serialization import load, save
 from graddesc.training import fit
 

@@ -1071,7 +1071,17 @@ def compile(fn: Callable | None = None, *, cache_size: int = 8) -> Any:  # noqa:
     """Records `fn` (e.g. a whole training step) on its first call and replays its kernels in
     C++ on later calls with inputs of the same shapes and dtypes; usable as a decorator.
     Non-tensor arguments are static (a new value records again); at most `cache_size`
-    signatures are kept, the least recently used evicted first."""
+    signatures are kept, the least recently used evicted first. A Module (`model =
+    gd.compile(model)`, the torch.compile idiom) is returned as it is: it runs eagerly, with
+    autograd, because a replayed forward alone would have no graph to backpropagate through."""
     if fn is None:
-        return lambda f: CompiledFunction(f, cache_size)
+        return lambda f: compile(f, cache_size=cache_size)
+    from graddesc.nn.module import Module
+
+    if isinstance(fn, Module):
+        # `model = torch.compile(model)`: a recorded forward would replay without the tape, so
+        # its outputs could not be differentiated. graddesc records whole steps (forward,
+        # backward, optimizer step) instead; a module passed here stays the eager module, so
+        # the ported training loop keeps working. Compile the step to get the replay.
+        return fn
     return CompiledFunction(fn, cache_size)

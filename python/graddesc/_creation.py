@@ -7,6 +7,7 @@ from typing import Any, Optional
 import numpy as np
 
 from graddesc import _aligned, _dtype, _random
+from graddesc._device import check_device
 from graddesc._tensor import Tensor, _as_array, _shape_args
 
 
@@ -22,14 +23,52 @@ def _float_dtype(dtype: Any, fn: str) -> _dtype.dtype:
     return d
 
 
+def _foreign_array(data: Any) -> Any:
+    """Another library's tensor (PyTorch, JAX, CuPy on the host) as a NumPy array, through
+    DLPack or __array__: its dtype is kept (float64 stays float64) and no Python loop runs
+    over the elements. Anything else is returned unchanged."""
+    if isinstance(data, (Tensor, np.ndarray, np.generic, list, tuple, int, float, bool)):
+        return data
+    if hasattr(data, "__dlpack__"):
+        if callable(getattr(data, "detach", None)):  # a PyTorch tensor that requires grad
+            data = data.detach()
+        try:
+            return np.from_dlpack(data)
+        except (BufferError, TypeError, RuntimeError):
+            pass  # e.g. a dtype NumPy's DLPack import lacks: fall back to __array__
+    if hasattr(data, "__array__"):
+        return np.asarray(data)
+    return data
+
+
+def from_dlpack(ext: Any) -> Tensor:
+    """A tensor sharing memory with a DLPack-capable object (a PyTorch tensor, a NumPy array,
+    a graddesc tensor); dtypes other than float32/float64/int64/bool raise TypeError."""
+    if not hasattr(ext, "__dlpack__"):
+        raise TypeError(f"from_dlpack: expected an object with __dlpack__, got "
+                        f"{type(ext).__name__}")
+    try:
+        a = np.from_dlpack(ext)
+    except (BufferError, RuntimeError) as e:
+        raise TypeError(f"from_dlpack: can't import {type(ext).__name__}: {e}") from None
+    if a.dtype not in (np.float32, np.float64, np.int64, np.bool_):
+        raise TypeError(f"from_dlpack: unsupported dtype {a.dtype}; supported are float32, "
+                        "float64, int64 and bool (convert with graddesc.tensor() to copy)")
+    return Tensor._make(a)
+
+
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of data (nested lists, numbers, NumPy arrays, Tensors)."""
+    check_device(device, "tensor")
+    data = _foreign_array(data)
     d = _dtype.to_dtype(dtype, "tensor: dtype") if dtype is not None else None
     return _finish(_as_array(data, d), requires_grad)
 
 
 def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
     """data itself if it is already a Tensor of that dtype; shares a compatible NumPy array."""
+    check_device(device, "as_tensor")
+    data = _foreign_array(data)
     d = _dtype.to_dtype(dtype, "as_tensor: dtype") if dtype is not None else None
     if isinstance(data, Tensor):
         return data if d is None or d == data.dtype else data.to(d)
@@ -52,22 +91,26 @@ def from_numpy(a: np.ndarray) -> Tensor:
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device, "zeros")
     return _finish(_aligned.zeros(_shape_args(size, "zeros"), _float_dtype(dtype, "zeros").np),
                    requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device, "ones")
     return _finish(_aligned.full(_shape_args(size, "ones"), 1, _float_dtype(dtype, "ones").np),
                    requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device, "empty")
     return _finish(_aligned.empty(_shape_args(size, "empty"), _float_dtype(dtype, "empty").np),
                    requires_grad)
 
 
 def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
          requires_grad: bool = False) -> Tensor:
+    check_device(device, "full")
     shape = _shape_args((size,) if isinstance(size, (tuple, list)) else (size,), "full")
     if dtype is None:
         d = _dtype.bool_ if isinstance(fill_value, bool) else (
@@ -83,22 +126,30 @@ def _like(t: Tensor, fn: str) -> Tensor:
     return t
 
 
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros_like(t: Tensor, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    check_device(device, "zeros_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "zeros_like").dtype
     return _finish(_aligned.zeros(t._data.shape, d.np), requires_grad)
 
 
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(t: Tensor, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    check_device(device, "ones_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "ones_like").dtype
     return _finish(_aligned.full(t._data.shape, 1, d.np), requires_grad)
 
 
-def empty_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def empty_like(t: Tensor, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    check_device(device, "empty_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "empty_like").dtype
     return _finish(_aligned.empty(t._data.shape, d.np), requires_grad)
 
 
-def full_like(t: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    check_device(device, "full_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "full_like").dtype
     return _finish(np.full(t._data.shape, fill_value, d.np), requires_grad)
 
@@ -106,6 +157,7 @@ def full_like(t: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
            requires_grad: bool = False) -> Tensor:
     """Values from start (default 0) up to end (exclusive); int64 for integer arguments."""
+    check_device(device, "arange")
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -119,8 +171,9 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device
     return _finish(np.arange(start, end, step).astype(d.np), requires_grad)
 
 
-def linspace(start: float, end: float, steps: int, dtype: Any = None,
+def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> Tensor:
+    check_device(device, "linspace")
     if steps < 0:
         raise RuntimeError("linspace: number of steps must be non-negative")
     return _finish(np.linspace(start, end, steps).astype(_float_dtype(dtype, "linspace").np),
@@ -129,6 +182,7 @@ def linspace(start: float, end: float, steps: int, dtype: Any = None,
 
 def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
         requires_grad: bool = False) -> Tensor:
+    check_device(device, "eye")
     if n < 0 or (m is not None and m < 0):
         raise RuntimeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
     return _finish(np.eye(n, m, dtype=_float_dtype(dtype, "eye").np), requires_grad)
@@ -137,6 +191,7 @@ def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
 def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,
           requires_grad: bool = False) -> Tensor:
     """Standard normal samples."""
+    check_device(device, "randn")
     d = _float_dtype(dtype, "randn")
     t = _random.normal(_shape_args(size, "randn"), 0.0, 1.0, d, generator)
     return _finish(t._data, requires_grad)
@@ -145,6 +200,7 @@ def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = No
 def rand(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,
          requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
+    check_device(device, "rand")
     d = _float_dtype(dtype, "rand")
     t = _random.uniform(_shape_args(size, "rand"), 0.0, 1.0, d, generator)
     return _finish(t._data, requires_grad)
@@ -153,6 +209,7 @@ def rand(*size: Any, generator: Any = None, dtype: Any = None, device: Any = Non
 def randint(low: int, high: Any = None, size: Any = None, generator: Any = None,
             dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Integers uniform in [low, high); randint(high, size) also works."""
+    check_device(device, "randint")
     if size is None:
         if isinstance(high, (tuple, list)):
             low, high, size = 0, low, high
@@ -168,13 +225,39 @@ def randint(low: int, high: Any = None, size: Any = None, generator: Any = None,
     return _finish(a.astype(d.np), requires_grad)
 
 
-def randperm(n: int, generator: Any = None, dtype: Any = None) -> Tensor:
+def rand_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1) shaped like t (t's floating dtype unless dtype is given)."""
+    check_device(device, "rand_like")
+    d = _dtype.to_dtype(dtype, "rand_like: dtype") if dtype is not None else \
+        _like(t, "rand_like").dtype
+    if not d.is_floating_point:
+        raise TypeError(f"rand_like: dtype must be floating point, got {d}")
+    t2 = _random.uniform(tuple(t.shape), 0.0, 1.0, d, generator)
+    return _finish(t2._data, requires_grad)
+
+
+def randn_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    """Standard normal samples shaped like t (t's floating dtype unless dtype is given)."""
+    check_device(device, "randn_like")
+    d = _dtype.to_dtype(dtype, "randn_like: dtype") if dtype is not None else \
+        _like(t, "randn_like").dtype
+    if not d.is_floating_point:
+        raise TypeError(f"randn_like: dtype must be floating point, got {d}")
+    t2 = _random.normal(tuple(t.shape), 0.0, 1.0, d, generator)
+    return _finish(t2._data, requires_grad)
+
+
+def randperm(n: int, generator: Any = None, dtype: Any = None, device: Any = None) -> Tensor:
+    check_device(device, "randperm")
     d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
     return Tensor._make(_random._rng(generator).permutation(n).astype(d.np))
 
 
 def normal(mean: float, std: float, size: Any, generator: Any = None, dtype: Any = None,
-           requires_grad: bool = False) -> Tensor:
+           device: Any = None, requires_grad: bool = False) -> Tensor:
+    check_device(device, "normal")
     t = _random.normal(_shape_args(tuple(size), "normal"), mean, std,
                        _float_dtype(dtype, "normal"), generator)
     return _finish(t._data, requires_grad)

@@ -10,7 +10,10 @@ import numpy as np
 class Generator:
     """A seeded source of random numbers (NumPy's PCG64 underneath)."""
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: Any = "cpu") -> None:
+        from graddesc._device import check_device
+
+        check_device(device, "Generator")
         self._seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
 

@@ -44,3 +44,20 @@ def config() -> dict[str, Any]:
         "best_isa": _core.best_isa(),
         "num_threads": _core.get_num_threads(),
     }
+
+
+_deterministic = [False]
+
+
+def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """Accepted for PyTorch ports: every graddesc kernel is deterministic already (fixed
+    partitions and reduction orders), so either mode gives the same bits."""
+    if not isinstance(mode, bool):
+        raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got "
+                        f"{type(mode).__name__}")
+    _deterministic[0] = mode
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    """What use_deterministic_algorithms last set (graddesc is deterministic either way)."""
+    return _deterministic[0]

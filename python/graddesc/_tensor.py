@@ -298,8 +298,14 @@ class Tensor:
         return self.grad_fn is None
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> Any:
+        from graddesc._device import device
+
+        return device("cpu")
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
 
     @property
     def data(self) -> Tensor:
@@ -459,16 +465,19 @@ class Tensor:
         return builtins.bool(self._data.flags.c_contiguous)
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """Converts dtype (devices other than 'cpu' are rejected)."""
+        """Converts dtype (devices other than 'cpu' raise RuntimeError)."""
+        from graddesc._device import check_device, is_device_arg
+
         target = kwargs.pop("dtype", None)
         for a in args:
-            if isinstance(a, str) and a == "cpu":
+            if is_device_arg(a):
+                check_device(a, "Tensor.to")
                 continue
             if isinstance(a, Tensor):
                 target = a.dtype
                 continue
             target = a
-        kwargs.pop("device", None)
+        check_device(kwargs.pop("device", None), "Tensor.to")
         kwargs.pop("non_blocking", None)
         copy = kwargs.pop("copy", False)
         if kwargs:
@@ -502,6 +511,12 @@ class Tensor:
         return self._data.dtype.kind == "f"
 
     def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
+        from graddesc._device import check_device
+
+        check_device("cuda", "Tensor.cuda")
         return self
 
     # ---- autograd -----------------------------------------------------------------------

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import numpy as np
 
-from graddesc._tensor import Tensor, _norm_dim
+from graddesc import _creation
+from graddesc._tensor import Tensor, _any_requires_grad, _convert_array, _norm_dim
+from graddesc.autograd import grad_mode
 from graddesc.functional import activation as act
 from graddesc.functional import elementwise as ew
+from graddesc.functional import indexing as idx
 from graddesc.functional import linear as lin
 from graddesc.functional import loss as lss
+from graddesc.functional import math as gmath
 from graddesc.functional import reduce as red
 from graddesc.functional import shape as shp
+from graddesc.functional import sorting as srt
 
 
 def _rsub(self: Tensor, other: Any) -> Tensor:
@@ -86,6 +92,89 @@ def _xor(self: Tensor, other: Any) -> Tensor:
     return ew._logical(__import__("numpy").bitwise_xor, self, other, "^")
 
 
+# ---- PyTorch-port methods (issue 16) ------------------------------------------------------------
+def _accept_ndarray(fn: Any) -> Any:
+    """fn with a NumPy array operand converted to a tensor first (t + ndarray, ndarray + t:
+    PyTorch converts it, keeping its dtype, so float32 + float64-array is float64)."""
+    def f(self: Tensor, other: Any, *args: Any, **kwargs: Any) -> Tensor:
+        if type(other) is np.ndarray:
+            other = Tensor._make(_convert_array(other, None, "operand"))
+        return fn(self, other, *args, **kwargs)
+
+    f.__name__ = getattr(fn, "__name__", "op")
+    return f
+
+
+def _inplace(fn: Any, name: str) -> Any:
+    """The in-place form of an out-of-place op, through Tensor's in-place machinery. While
+    recording, the op runs on a clone so that what it saves for backward keeps the old value."""
+    def f(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        self._check_inplace(name)
+        recording = grad_mode.is_grad_enabled() and (
+            self.requires_grad or builtins.any(_any_requires_grad(a) for a in args) or
+            builtins.any(_any_requires_grad(a) for a in kwargs.values()))
+        src = self.clone() if recording else self.detach()
+        return self._inplace_result(fn(src, *args, **kwargs), name)
+
+    f.__name__ = name
+    return f
+
+
+def _new_dtype(self: Tensor, dtype: Any) -> Any:
+    return self.dtype if dtype is None else dtype
+
+
+def _new_zeros(self: Tensor, *size: Any, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    return _creation.zeros(*size, dtype=_new_dtype(self, dtype), device=device,
+                           requires_grad=requires_grad)
+
+
+def _new_ones(self: Tensor, *size: Any, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return _creation.ones(*size, dtype=_new_dtype(self, dtype), device=device,
+                          requires_grad=requires_grad)
+
+
+def _new_empty(self: Tensor, *size: Any, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    return _creation.empty(*size, dtype=_new_dtype(self, dtype), device=device,
+                           requires_grad=requires_grad)
+
+
+def _new_full(self: Tensor, size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return _creation.full(size, fill_value, dtype=_new_dtype(self, dtype), device=device,
+                          requires_grad=requires_grad)
+
+
+def _new_tensor(self: Tensor, data: Any, dtype: Any = None, device: Any = None,
+                requires_grad: bool = False) -> Tensor:
+    return _creation.tensor(data, dtype=_new_dtype(self, dtype), device=device,
+                            requires_grad=requires_grad)
+
+
+def _type_as(self: Tensor, other: Tensor) -> Tensor:
+    if not isinstance(other, Tensor):
+        raise TypeError(f"type_as: other must be a Tensor, got {type(other).__name__}")
+    return self.to(other.dtype)
+
+
+def _dlpack(self: Tensor, stream: Any = None, **kwargs: Any) -> Any:
+    """The DLPack capsule of the data (shares memory, as torch.from_dlpack expects)."""
+    if self.requires_grad:
+        raise RuntimeError("__dlpack__: can't export a tensor that requires grad; use "
+                           "tensor.detach() first")
+    if stream is not None:
+        raise BufferError("__dlpack__: stream must be None for a CPU tensor")
+    return self._data.__dlpack__(**kwargs)
+
+
+def _dlpack_device(self: Tensor) -> tuple:
+    return self._data.__dlpack_device__()
+
+
+
 _METHODS = {
     # arithmetic
     "__add__": _add, "__radd__": _add, "add": _add,
@@ -119,7 +208,32 @@ _METHODS = {
     "split": shp.split, "chunk": shp.chunk, "movedim": _movedim,
     "view_as": lambda self, other: shp.view(self, *other.shape),
     "reshape_as": lambda self, other: shp.reshape(self, *other.shape),
+    # ---- PyTorch-port methods (issue 16): math, indexing, sorting, factories, DLPack
+    "norm": gmath.norm, "square": gmath.square, "prod": gmath.prod, "all": gmath.all,
+    "any": gmath.any, "sin": gmath.sin, "cos": gmath.cos, "round": gmath.round,
+    "floor": gmath.floor, "ceil": gmath.ceil,
+    "square_": _inplace(gmath.square, "square_"), "sin_": _inplace(gmath.sin, "sin_"),
+    "cos_": _inplace(gmath.cos, "cos_"), "round_": _inplace(gmath.round, "round_"),
+    "floor_": _inplace(gmath.floor, "floor_"), "ceil_": _inplace(gmath.ceil, "ceil_"),
+    "gather": idx.gather, "scatter": idx.scatter, "scatter_add": idx.scatter_add,
+    "index_select": idx.index_select, "masked_fill": idx.masked_fill, "repeat": idx.repeat,
+    "flip": idx.flip, "unbind": idx.unbind,
+    "scatter_": _inplace(idx.scatter, "scatter_"),
+    "scatter_add_": _inplace(idx.scatter_add, "scatter_add_"),
+    "masked_fill_": _inplace(idx.masked_fill, "masked_fill_"),
+    "sort": srt.sort, "argsort": srt.argsort, "topk": srt.topk, "cumsum": srt.cumsum,
+    "cumprod": srt.cumprod, "cumsum_": _inplace(srt.cumsum, "cumsum_"),
+    "new_zeros": _new_zeros, "new_ones": _new_ones, "new_empty": _new_empty,
+    "new_full": _new_full, "new_tensor": _new_tensor, "type_as": _type_as,
+    "__dlpack__": _dlpack, "__dlpack_device__": _dlpack_device,
 }
+
+# binary operators also take a NumPy array operand (converted like graddesc.tensor does); the
+# named methods (t.add(a)) refuse it, as PyTorch's do
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+              "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__eq__", "__ne__", "__lt__",
+              "__le__", "__gt__", "__ge__"):
+    _METHODS[_name] = _accept_ndarray(_METHODS[_name])
 
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)

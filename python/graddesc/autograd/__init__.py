@@ -10,10 +10,17 @@ import numpy as np
 from graddesc import _compile_state
 from graddesc.autograd import engine
 from graddesc.autograd.function import Function, detect_anomaly
-from graddesc.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from graddesc.autograd.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 
 __all__ = ["Function", "backward", "detect_anomaly", "enable_grad", "functional", "grad",
-           "gradcheck", "gradgradcheck", "is_grad_enabled", "no_grad", "set_grad_enabled"]
+           "gradcheck", "gradgradcheck", "inference_mode", "is_grad_enabled", "no_grad",
+           "set_grad_enabled"]
 
 
 def _as_tuple(x: Any) -> tuple:

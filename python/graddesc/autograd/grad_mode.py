@@ -28,6 +28,12 @@ def _set_grad_enabled(mode: bool) -> None:
 class _GradMode:
     _mode = True
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # `@no_grad` without parentheses (PyTorch accepts it too): decorate the function
+        if cls is not set_grad_enabled and len(args) == 1 and not kwargs and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
     def __init__(self) -> None:
         self._prev: list[bool] = []
 
@@ -53,6 +59,32 @@ class no_grad(_GradMode):  # noqa: N801
     """Disables graph recording inside a `with` block or a decorated function."""
 
     _mode = False
+
+
+class inference_mode(_GradMode):  # noqa: N801
+    """PyTorch's no-graph mode for inference: graddesc's no_grad is already that cheap, so
+    `inference_mode()` is no_grad; `inference_mode(False)` leaves the grad mode as it is."""
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__()
+        if not isinstance(mode, bool):
+            raise TypeError(f"inference_mode: mode must be a bool, got {type(mode).__name__}")
+        self._inference = mode
+
+    def __enter__(self) -> None:
+        self._prev.append(is_grad_enabled())
+        if self._inference:
+            _set_grad_enabled(False)
+
+    def __call__(self, fn: F) -> F:
+        mode = self._inference
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with inference_mode(mode):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
 
 
 class enable_grad(_GradMode):  # noqa: N801

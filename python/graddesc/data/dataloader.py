@@ -90,52 +90,140 @@ class DataLoader:
     """Iterates `dataset` in batches of `batch_size` samples.
 
     Args:
-        dataset: a map-style dataset (`__len__` and `__getitem__`), e.g. a TensorDataset.
-        batch_size: samples per batch (>= 1). The last batch is smaller when
-            len(dataset) % batch_size != 0, unless `drop_last`.
+        dataset: a map-style dataset (`__len__` and `__getitem__`), e.g. a TensorDataset, or an
+            IterableDataset (batched in its own order).
+        batch_size: samples per batch (>= 1), or None to yield samples unbatched. The last
+            batch is smaller when len(dataset) % batch_size != 0, unless `drop_last`.
         shuffle: draw a new random order every epoch (every `iter(loader)`).
+        sampler: the order of indices (excludes shuffle); batch_sampler: lists of indices
+            (excludes batch_size, shuffle, sampler, drop_last).
+        num_workers: 0 loads batches in the main process; N > 0 starts N worker processes
+            (spawn start method; the dataset, collate_fn and worker_init_fn must pickle)
+            that load batches ahead, each seeded with base_seed + worker id; batches arrive
+            in order and equal those of num_workers=0. Map-style datasets only.
+        collate_fn: turns a list of samples into a batch (default: `default_collate`).
+        pin_memory: accepted and ignored: pinned memory only matters for copies to a GPU.
         drop_last: drop the last, incomplete batch.
         generator: the graddesc.Generator that draws the orders; None uses the global one
             (`gd.manual_seed`). Loaders with equally seeded generators give equal batches.
-        collate_fn: turns a list of samples into a batch (default: `default_collate`).
+        persistent_workers: keep the workers between epochs; timeout: seconds to wait for a
+            batch (0: no limit); worker_init_fn(worker_id) runs in each worker after seeding;
+            prefetch_factor: batches loaded ahead per worker (default 2).
     """
 
-    def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, generator: _random.Generator | None = None,
-                 collate_fn: Callable[[list], Any] | None = None) -> None:
-        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
-            raise TypeError(f"DataLoader: dataset must support len() and indexing, got "
-                            f"{type(dataset).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-            raise TypeError(f"DataLoader: batch_size must be an int, got "
-                            f"{type(batch_size).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
-        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+    def __init__(self, dataset: Any, batch_size: Any = 1, shuffle: Any = None,
+                 sampler: Any = None, batch_sampler: Any = None, num_workers: int = 0,
+                 collate_fn: Callable[[list], Any] | None = None, pin_memory: bool = False,
+                 drop_last: bool = False, timeout: float = 0, worker_init_fn: Any = None,
+                 generator: _random.Generator | None = None, *, prefetch_factor: Any = None,
+                 persistent_workers: bool = False) -> None:
+        from graddesc.data.dataset import IterableDataset
+        from graddesc.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+
+        iterable = isinstance(dataset, IterableDataset)
+        if not iterable and not (hasattr(dataset, "__len__") and
+                                 hasattr(dataset, "__getitem__")):
+            raise TypeError(f"DataLoader: dataset must support len() and indexing, or be an "
+                            f"IterableDataset, got {type(dataset).__name__}")
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+                raise TypeError(f"DataLoader: batch_size must be an int or None, got "
+                                f"{type(batch_size).__name__}")
+            if batch_size < 1:
+                raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if shuffle is None:
+            shuffle = False
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last),
+                           ("pin_memory", pin_memory), ("persistent_workers", persistent_workers)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"DataLoader: {name} must be a bool, got {type(flag).__name__}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral):
+            raise TypeError(f"DataLoader: num_workers must be an int, got "
+                            f"{type(num_workers).__name__}")
+        if num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers must be >= 0, got {num_workers}")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("DataLoader: persistent_workers option needs num_workers > 0")
+        if num_workers == 0 and (timeout != 0 or worker_init_fn is not None or
+                                 prefetch_factor is not None):
+            raise ValueError("DataLoader: timeout, worker_init_fn and prefetch_factor only "
+                             "apply to worker processes (num_workers > 0)")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError(f"DataLoader: timeout must be a non-negative number, got "
+                             f"{timeout!r}")
+        if worker_init_fn is not None and not callable(worker_init_fn):
+            raise TypeError(f"DataLoader: worker_init_fn must be callable, got "
+                            f"{type(worker_init_fn).__name__}")
+        if prefetch_factor is None:
+            prefetch_factor = 2 if num_workers > 0 else None
+        elif isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor,
+                                                                 numbers.Integral) \
+                or prefetch_factor < 1:
+            raise ValueError(f"DataLoader: prefetch_factor must be an int >= 1, got "
+                             f"{prefetch_factor!r}")
+        if num_workers > 0 and iterable:
+            raise ValueError("DataLoader: num_workers > 0 is supported for map-style datasets "
+                             "only; an IterableDataset is read in the main process "
+                             "(num_workers=0)")
         if generator is not None and not isinstance(generator, _random.Generator):
             raise TypeError(f"DataLoader: generator must be a graddesc.Generator or None, got "
                             f"{type(generator).__name__}")
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"DataLoader: collate_fn must be callable, got "
                             f"{type(collate_fn).__name__}")
-        n = len(dataset)
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise TypeError(f"DataLoader: len(dataset) must be a non-negative int, got {n!r}")
+        if iterable:
+            if shuffle:
+                raise ValueError("DataLoader: shuffle=True does not apply to an "
+                                 "IterableDataset (it yields samples in its own order)")
+            if sampler is not None or batch_sampler is not None:
+                raise ValueError("DataLoader: sampler and batch_sampler do not apply to an "
+                                 "IterableDataset")
+        else:
+            n = len(dataset)
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+                raise TypeError(f"DataLoader: len(dataset) must be a non-negative int, got "
+                                f"{n!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        if batch_sampler is not None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError("DataLoader: batch_sampler option is mutually exclusive with "
+                                 "batch_size, shuffle, sampler, and drop_last")
+            batch_size = None
+            drop_last = False
         self.dataset = dataset
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator
         self.collate_fn = collate_fn
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)  # a no-op on the CPU
+        self.persistent_workers = bool(persistent_workers)
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.prefetch_factor = prefetch_factor
+        self._pool: Any = None  # the worker processes kept by persistent_workers
+        self._iterable = iterable
+        # the default orders are drawn directly in __iter__ (one permutation, one gather per
+        # batch for a TensorDataset); explicit samplers are kept for the general path
+        self._custom = sampler is not None or batch_sampler is not None
+        if not iterable:
+            if sampler is None:
+                sampler = RandomSampler(dataset, generator=generator) if self.shuffle else \
+                    SequentialSampler(dataset)
+            if batch_sampler is None and self.batch_size is not None:
+                batch_sampler = BatchSampler(sampler, self.batch_size, self.drop_last)
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
 
     def __len__(self) -> int:
         """The number of batches per epoch."""
-        n = len(self.dataset)
-        if self.drop_last:
-            return n // self.batch_size
-        return (n + self.batch_size - 1) // self.batch_size
+        if self._iterable:
+            raise TypeError("DataLoader: an IterableDataset has no len()")
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
+        return len(self.sampler)
 
     def _order(self) -> np.ndarray:
         n = len(self.dataset)
@@ -147,22 +235,77 @@ class DataLoader:
         return (self.collate_fn is None and isinstance(self.dataset, TensorDataset)
                 and type(self.dataset).__getitem__ is TensorDataset.__getitem__)
 
-    def __iter__(self) -> Iterator[Any]:
+    def _index_batches(self) -> Iterator[Any]:
+        """Per batch, the dataset indices it holds (one index when unbatched), in order."""
+        if self.batch_size is None and self.batch_sampler is None:
+            yield from self.sampler
+            return
+        if self._custom:
+            for idx in self.batch_sampler:
+                yield np.asarray(idx, dtype=np.intp)
+            return
         order = self._order()
         n, bs = len(order), self.batch_size
         stop = n - n % bs if self.drop_last else n
-        fast = self._fast()
-        collate = self.collate_fn if self.collate_fn is not None else default_collate
         for start in range(0, stop, bs):
-            idx = order[start:start + bs]
-            if fast:
-                yield [_gather(t, idx) for t in self.dataset.tensors]
-            else:
-                yield collate([self.dataset[int(i)] for i in idx])
+            yield order[start:start + bs]
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._iterable:
+            collate = self.collate_fn if self.collate_fn is not None else default_collate
+            yield from self._iter_stream(collate)
+            return
+        fetch = _Fetcher(self.dataset, self.collate_fn, self._fast(),
+                         self.batch_size is None and self.batch_sampler is None)
+        if self.num_workers == 0:
+            for idx in self._index_batches():
+                yield fetch(idx)
+            return
+        from graddesc.data import _workers
+
+        yield from _workers.iterate(self, fetch)
+
+    def _iter_stream(self, collate: Callable[[list], Any]) -> Iterator[Any]:
+        if self.batch_size is None:
+            convert = self.collate_fn if self.collate_fn is not None else (lambda s: s)
+            for s in self.dataset:
+                yield convert(s)
+            return
+        batch: list = []
+        for s in self.dataset:
+            batch.append(s)
+            if len(batch) == self.batch_size:
+                yield collate(batch)
+                batch = []
+        if batch and not self.drop_last:
+            yield collate(batch)
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None and pool.procs:
+            pool.close()
 
     def __repr__(self) -> str:
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last})")
+
+
+class _Fetcher:
+    """Turns one batch's indices into the batch (in the main process or in a worker, which
+    receives it pickled with the dataset)."""
+
+    def __init__(self, dataset: Any, collate_fn: Any, fast: bool, unbatched: bool) -> None:
+        self.dataset, self.collate_fn, self.fast, self.unbatched = (dataset, collate_fn, fast,
+                                                                    unbatched)
+
+    def __call__(self, idx: Any) -> Any:
+        if self.unbatched:
+            sample = self.dataset[idx]
+            return sample if self.collate_fn is None else self.collate_fn(sample)
+        if self.fast:  # a TensorDataset: one gather per tensor, no per-sample Python loop
+            return [_gather(t, idx) for t in self.dataset.tensors]
+        collate = self.collate_fn if self.collate_fn is not None else default_collate
+        return collate([self.dataset[int(i)] for i in idx])
 
 
 def _gather(t: Tensor, idx: np.ndarray) -> Tensor:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
+import numbers
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from graddesc._tensor import Tensor
@@ -54,3 +59,102 @@ class TensorDataset(Dataset):
     def __repr__(self) -> str:
         shapes = ", ".join(str(tuple(t.shape)) for t in self.tensors)
         return f"TensorDataset({shapes})"
+
+
+class IterableDataset(Dataset):
+    """A dataset that is a stream: subclasses implement `__iter__` (DataLoader batches it in
+    order; shuffle and samplers do not apply)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
+
+    def __getitem__(self, index: int) -> Any:
+        raise TypeError(f"{type(self).__name__} is an IterableDataset: iterate it instead of "
+                        "indexing it")
+
+
+class Subset(Dataset):
+    """The samples `dataset[indices[i]]`."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, list):
+            return [self.dataset[self.indices[i]] for i in index]
+        return self.dataset[self.indices[index]]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class ConcatDataset(Dataset):
+    """The samples of several datasets one after the other."""
+
+    def __init__(self, datasets: Iterable[Any]) -> None:
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        for i, d in enumerate(self.datasets):
+            if isinstance(d, IterableDataset):
+                raise TypeError(f"ConcatDataset: datasets[{i}] is an IterableDataset, which "
+                                "has no length to concatenate")
+        self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index: int) -> Any:
+        n = len(self)
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"ConcatDataset: index must be an int, got {type(index).__name__}")
+        if index < 0:
+            if -index > n:
+                raise IndexError(f"ConcatDataset: index {index} out of range for length {n}")
+            index += n
+        if index >= n:
+            raise IndexError(f"ConcatDataset: index {index} out of range for length {n}")
+        k = bisect.bisect_right(self.cumulative_sizes, index)
+        start = self.cumulative_sizes[k - 1] if k > 0 else 0
+        return self.datasets[k][index - start]
+
+
+def random_split(dataset: Any, lengths: Sequence[Any], generator: Any = None) -> list:
+    """Splits dataset into non-overlapping Subsets of the given lengths (ints summing to
+    len(dataset), or fractions summing to 1: remainders go one each to the first subsets,
+    PyTorch's rule), in a random order drawn from `generator`."""
+    from graddesc import _random
+
+    if generator is not None and not isinstance(generator, _random.Generator):
+        raise TypeError(f"random_split: generator must be a graddesc.Generator or None, got "
+                        f"{type(generator).__name__}")
+    n = len(dataset)
+    lengths = list(lengths)
+    if not lengths:
+        raise ValueError("random_split: lengths must not be empty")
+    for v in lengths:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"random_split: lengths must be ints or fractions, got {v!r}")
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1 and \
+            not all(isinstance(v, numbers.Integral) for v in lengths):
+        for i, frac in enumerate(lengths):
+            if frac < 0 or frac > 1:
+                raise ValueError(f"random_split: fraction at index {i} is not in [0, 1]: {frac}")
+        sizes = [int(math.floor(n * frac)) for frac in lengths]
+        for i in range(n - sum(sizes)):
+            sizes[i % len(sizes)] += 1
+        lengths = sizes
+    for v in lengths:
+        if not isinstance(v, numbers.Integral) or v < 0:
+            raise ValueError(f"random_split: lengths must be non-negative ints (or fractions "
+                             f"summing to 1), got {lengths}")
+    if sum(lengths) != n:
+        raise ValueError(f"random_split: sum of input lengths {sum(lengths)} does not equal "
+                         f"the length of the input dataset {n}")
+    perm = _random._rng(generator).permutation(n).tolist()
+    out, start = [], 0
+    for v in lengths:
+        out.append(Subset(dataset, perm[start:start + int(v)]))
+        start += int(v)
+    return out

@@ -1,6 +1,16 @@
 """Neural-network building blocks: Module, Parameter, layers, losses, init, functional."""
 
 from graddesc.nn import functional, init, utils
+from graddesc.nn.extra import (
+    Dropout,
+    HuberLoss,
+    KLDivLoss,
+    ModuleDict,
+    ParameterDict,
+    ParameterList,
+    SiLU,
+    SmoothL1Loss,
+)
 from graddesc.nn.module import Module
 from graddesc.nn.modules import (
                                  GELU,
@@ -30,4 +40,6 @@ from graddesc.nn.parameter import Parameter
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU",
            "HingeEmbeddingLoss", "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax",
            "MSELoss", "Module", "ModuleList", "NLLLoss", "NearestNeighbor", "Parameter", "ReLU",
-           "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh", "functional", "init", "utils"]
+           "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh", "functional", "init", "utils",
+           "Dropout", "HuberLoss", "KLDivLoss", "ModuleDict", "ParameterDict", "ParameterList",
+           "SiLU", "SmoothL1Loss"]

@@ -13,9 +13,19 @@ from graddesc.functional.loss import (
                                       nll_loss,
                                       softmax,
 )
+from graddesc.functional.nn_extra import (
+    dropout,
+    huber_loss,
+    kl_div,
+    normalize,
+    one_hot,
+    silu,
+    smooth_l1_loss,
+)
 from graddesc.functional.shape import flatten
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
            "flatten", "gelu", "hinge_embedding_loss", "l1_loss", "leaky_relu", "linear",
            "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "softplus",
-           "tanh"]
+           "tanh", "dropout", "huber_loss", "kl_div", "normalize", "one_hot", "silu",
+           "smooth_l1_loss"]

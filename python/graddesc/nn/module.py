@@ -218,9 +218,19 @@ class Module:
     # ---- dtype ----------------------------------------------------------------------------
     def to(self, *args: Any, **kwargs: Any) -> Module:
         """Converts every floating-point parameter and buffer to a dtype, in place."""
-        target = kwargs.get("dtype")
+        from graddesc._device import check_device, is_device_arg
+
+        target = kwargs.pop("dtype", None)
+        check_device(kwargs.pop("device", None), "Module.to")
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"Module.to: unexpected arguments {sorted(kwargs)}")
         for a in args:
-            if isinstance(a, str) and a == "cpu":
+            if is_device_arg(a):
+                check_device(a, "Module.to")
+                continue
+            if isinstance(a, Tensor):
+                target = a.dtype
                 continue
             target = a
         if target is None:
@@ -247,6 +257,12 @@ class Module:
         return self.to(_dtype.float64)
 
     def cpu(self) -> Module:
+        return self
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Module:
+        from graddesc._device import check_device
+
+        check_device("cuda", "Module.cuda")
         return self
 
     # ---- state --------------------------------------------------------------------------

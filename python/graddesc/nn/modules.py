@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
 from graddesc import _creation, _dtype
+from graddesc._device import check_device
 from graddesc._tensor import Tensor
 from graddesc.functional import activation as act
 from graddesc.functional import linear as lin
@@ -30,6 +31,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device: Any = None, dtype: Any = None) -> None:
+        check_device(device, "Linear")
         super().__init__()
         self.in_features = _positive_int(in_features, "in_features", "Linear")
         self.out_features = _positive_int(out_features, "out_features", "Linear")

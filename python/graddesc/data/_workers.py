@@ -1,0 +1,158 @@
+"""DataLoader worker processes (num_workers > 0): map-style datasets only.
+
+Workers are started with the spawn method (no fork of a process that may hold OpenMP threads).
+Each receives the dataset and the fetcher pickled once, seeds graddesc's global generator and
+Python's `random` with base_seed + worker_id (base_seed drawn from the loader's generator after
+the epoch's order, so the batches equal those of num_workers=0), and answers index lists with
+batches. Batch i goes to worker i % num_workers; the main process yields them in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import random
+import traceback
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from graddesc import _random
+
+_POLL = 1.0  # seconds between liveness checks while waiting for a batch
+
+
+class WorkerInfo:
+    """What `get_worker_info()` returns inside a worker: id, num_workers, seed, dataset."""
+
+    def __init__(self, id: int, num_workers: int, seed: int, dataset: Any) -> None:  # noqa: A002
+        self.id, self.num_workers, self.seed, self.dataset = id, num_workers, seed, dataset
+
+    def __repr__(self) -> str:
+        return f"WorkerInfo(id={self.id}, num_workers={self.num_workers}, seed={self.seed})"
+
+
+_worker_info: Optional[WorkerInfo] = None
+
+
+def get_worker_info() -> Optional[WorkerInfo]:
+    """The current worker's WorkerInfo inside a DataLoader worker process, else None."""
+    return _worker_info
+
+
+def _loop(worker_id: int, num_workers: int, fetch: Any, init_fn: Any, tasks: Any,
+          results: Any) -> None:
+    global _worker_info
+    seeded = False
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        kind, payload = task
+        if kind == "seed":  # once per epoch (or once, for persistent workers)
+            seed = payload + worker_id
+            _random.manual_seed(seed)
+            random.seed(seed)
+            _worker_info = WorkerInfo(worker_id, num_workers, seed, fetch.dataset)
+            if init_fn is not None and not seeded:
+                try:
+                    init_fn(worker_id)
+                except Exception:  # noqa: BLE001  (reported to the main process)
+                    results.put((-1, None, f"worker_init_fn in worker {worker_id}:\n"
+                                           f"{traceback.format_exc()}"))
+            seeded = True
+            continue
+        i, idx = payload
+        try:
+            results.put((i, fetch(idx), None))
+        except Exception:  # noqa: BLE001  (the main process re-raises it with the traceback)
+            results.put((i, None, f"in DataLoader worker {worker_id}:\n{traceback.format_exc()}"))
+
+
+class _Pool:
+    """num_workers spawned processes with one task queue each and a shared result queue."""
+
+    def __init__(self, loader: Any, fetch: Any) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        n = loader.num_workers
+        self.results = ctx.Queue()
+        self.tasks = [ctx.Queue() for _ in range(n)]
+        self.procs = [ctx.Process(target=_loop, args=(w, n, fetch, loader.worker_init_fn,
+                                                      self.tasks[w], self.results), daemon=True)
+                      for w in range(n)]
+        for p in self.procs:
+            p.start()
+
+    def seed(self, base_seed: int) -> None:
+        for q in self.tasks:
+            q.put(("seed", base_seed))
+
+    def get(self, timeout: float) -> tuple:
+        waited = 0.0
+        while True:
+            try:
+                return self.results.get(timeout=_POLL)
+            except queue.Empty:
+                waited += _POLL
+                dead = [p for p in self.procs if not p.is_alive()]
+                if dead:
+                    self.close()
+                    raise RuntimeError(f"DataLoader worker (pid {dead[0].pid}) exited "
+                                       f"unexpectedly with exit code {dead[0].exitcode}") from None
+                if timeout and waited >= timeout:
+                    self.close()
+                    raise RuntimeError(f"DataLoader timed out after {timeout} seconds") from None
+
+    def close(self) -> None:
+        for q, p in zip(self.tasks, self.procs):
+            if p.is_alive():
+                try:
+                    q.put(None)
+                except (OSError, ValueError):
+                    pass
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+                p.join()
+        for q in [*self.tasks, self.results]:
+            q.close()
+            q.join_thread()
+        self.procs = []
+
+
+def iterate(loader: Any, fetch: Any) -> Iterator[Any]:
+    """The batches of one epoch, loaded by worker processes, in order."""
+    batches = list(loader._index_batches())  # draws the order first: same batches as 0 workers
+    base_seed = int(_random._rng(loader.generator).integers(0, 2 ** 62))
+    pool = loader._pool if loader.persistent_workers else None
+    if pool is None or not pool.procs:
+        pool = _Pool(loader, fetch)
+        if loader.persistent_workers:
+            loader._pool = pool
+            pool.seed(base_seed)
+    if not loader.persistent_workers:
+        pool.seed(base_seed)
+    n = loader.num_workers
+    ahead = loader.prefetch_factor * n
+    sent, done, ready = 0, 0, {}
+    try:
+        while sent < min(ahead, len(batches)):
+            pool.tasks[sent % n].put(("batch", (sent, batches[sent])))
+            sent += 1
+        while done < len(batches):
+            while done not in ready:
+                i, batch, err = pool.get(loader.timeout)
+                if err is not None:
+                    raise RuntimeError(f"DataLoader: an exception was raised {err}")
+                ready[i] = batch
+            yield ready.pop(done)
+            done += 1
+            if sent < len(batches):
+                pool.tasks[sent % n].put(("batch", (sent, batches[sent])))
+                sent += 1
+    finally:
+        if not loader.persistent_workers:
+            pool.close()
+        elif done < len(batches):  # an abandoned epoch leaves stale batches queued
+            pool.close()
+            loader._pool = None
