@@ -426,10 +426,6 @@ def _inplace(b: _Builder) -> None:
     on_graph = s.requires_grad and not s.leaf  # the target's old value is on the graph
     # Bugs graddesc has today (listed in tests/test_fuzz_torch.py), excluded so that the random
     # run can look for others; delete a line here once its bug is fixed:
-    if on_graph and op in ("zero_", "fill_"):
-        return  # bug A: fill_/zero_ detach a non-leaf (PyTorch: zero gradient through it)
-    if (on_graph or rg_in) and (op in ("clamp_", "div_") or op == "mul_" and rg_in):
-        return  # bug B: saves the tensor it then overwrites; backward raises "modified inplace"
     if (on_graph or rg_in) and s.has_views and SKIP_VIEW_BUG:
         return  # the bug of issue 21: views keep the graph (or no graph) of the base's old value
     if s.torch_saves:
@@ -439,10 +435,9 @@ def _inplace(b: _Builder) -> None:
         return
     if on_graph and s.gd_saves and op != "setitem":
         return  # bug B: a / c and c / a (c constant) save a, so backward raises after a.add_
-    if on_graph and op == "copy_":
-        # bug C: copy_ of a constant keeps the old graph (wrong gradient, not zero); copy_ of a
-        # tensor on the graph drops the old branch, where PyTorch runs it with a zero gradient
-        # (and so raises if a value it saved there was modified; see bug E for the None grads)
+    if on_graph and op == "copy_" and rg_in:
+        # bug E: copy_ of a tensor on the graph drops the old branch, where PyTorch runs it with
+        # a zero gradient (and so raises if a value it saved there was modified)
         return
     b.lines.append(Line(code, guards))
     if rg_in and not (s.leaf and s.requires_grad):  # (that one raises; nothing changes)

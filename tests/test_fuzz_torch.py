@@ -133,38 +133,51 @@ _END = "loss = (t1 * t1).sum()\nloss.backward()"
 # each one out (tests/_fuzz_programs.py names it where it does) so that it can look for more;
 # strict xfail: once a bug is fixed its test passes, fails as XPASS, and both its marker here
 # and its exclusion in the generator go.
-KNOWN_BUGS = {
-    # A: fill_/zero_ on a non-leaf drop requires_grad and the graph: graddesc raises "element 0
-    # of tensors does not require grad"; PyTorch gives t0.grad = [0, 0].
+# Bugs the fuzzer found that are fixed now, kept as regressions (shrunk by hand to their core).
+FIXED_BUGS = {
+    # A: fill_/zero_ on a non-leaf dropped requires_grad and the graph (graddesc raised "element
+    # 0 of tensors does not require grad"; PyTorch gives t0.grad = [0, 0]).
     "A_fill_detaches": _A + "t1.fill_(2.0)\n" + _END,
     "A_zero_detaches": _A + "t1.zero_()\nloss = t1.sum()\nloss.backward()",
-    # B: in-place ops that save the tensor they overwrite, so backward raises "modified by an
-    # inplace operation" where PyTorch gives the gradient: clamp_, div_ (scalar or constant),
-    # mul_ by a tensor that requires grad, and a / c (c constant) followed by an in-place op on a.
+    # B: in-place ops saved the tensor they overwrite, so backward raised "modified by an
+    # inplace operation" where PyTorch gives the gradient.
     "B_clamp_": _A + "t1.clamp_(-1.0, 0.5)\n" + _END,
     "B_div_scalar": _A + "t1.div_(2.0)\n" + _END,
     "B_div_tensor": _A + "t1.div_(m.tensor([2.0, 3.0], dtype=m.float64))\n" + _END,
     "B_mul_grad_tensor": _A + "t1.mul_(t0)\n" + _END,
     "B_const_mul_grad_tensor": _A + "t2 = m.tensor([2.0, 3.0], dtype=m.float64)\n"
     "t2.mul_(t0)\nt1 = t1 + t2\n" + _END,
-    "B_divided_then_add_": _A + "t2 = t1 / -1.5\nt1.add_(-1.5)\n"
-    "loss = (t1 + t2).sum()\nloss.backward()",
-    # C: copy_ of a constant into a non-leaf keeps the old graph: t0.grad = 2 * [2, 3] = [4, 6]
-    # (graddesc) where PyTorch gives [0, 0]. A wrong result.
+    # C: copy_ of a constant into a non-leaf kept the old graph: t0.grad = [4, 6] where PyTorch
+    # gives [0, 0]. A wrong result.
     "C_copy_constant": _A + "t1.copy_(m.tensor([2.0, 3.0], dtype=m.float64))\n" + _END,
-    # F: cross_entropy(reduction='none') returns a view, so an in-place op on it raises
-    # "in-place modification of a view" where PyTorch's result is a plain tensor.
+    # F: an in-place op on cross_entropy(reduction='none')'s result (a view) raised.
     "F_cross_entropy_none_inplace": (
         "t0 = m.tensor([[1.5, -0.5]], dtype=m.float64, requires_grad=True)\n"
         "t1 = F.cross_entropy(t0, m.tensor([0]), reduction='none')\n"
         "t1.mul_(2.0)\nloss = t1.sum()\nloss.backward()"),
-    # G: softmax/log_softmax over a dim other than the last return a non-contiguous tensor, so
-    # view(-1) raises "view size is not compatible with input tensor's size and stride" where
-    # PyTorch's result is contiguous.
+    # G: softmax/log_softmax over a dim other than the last returned a non-contiguous tensor,
+    # so view(-1) raised where PyTorch's result is contiguous (and reshape copied).
     "G_softmax_dim0_view": (
         "t0 = m.tensor([[1.5, 0.75], [0.25, -1.0]], dtype=m.float64, requires_grad=True)\n"
         "t1 = t0.softmax(dim=0)\nt2 = t1.view(-1)\n"
         "loss = (t2 * t2).sum()\nloss.backward()"),
+    "G_softmax_dim0_reshape_then_zero_": (
+        "t0 = m.tensor([[1.5, 0.75], [0.25, -1.0]], dtype=m.float64, requires_grad=True)\n"
+        "t1 = t0.softmax(dim=0)\nt2 = t1.reshape(-1)\nt1.zero_()\n"
+        "loss = (t2 * t2).sum() + t0.sum()\nloss.backward()"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXED_BUGS))
+def test_fixed_bug(name: str) -> None:
+    check(_program("float64", FIXED_BUGS[name]))
+
+
+KNOWN_BUGS = {
+    # B: a / c (c constant) saves a, so an in-place op on a afterwards makes backward raise
+    # "modified by an inplace operation" where PyTorch (which saves the result) gives it.
+    "B_divided_then_add_": _A + "t2 = t1 / -1.5\nt1.add_(-1.5)\n"
+    "loss = (t1 + t2).sum()\nloss.backward()",
 }
 
 

@@ -586,8 +586,7 @@ class Tensor:
                 self._output_nr = res._output_nr
                 self.requires_grad = True
             elif self.grad_fn is not None and grad_mode.is_grad_enabled():
-                self.grad_fn = None
-                self.requires_grad = False
+                _shape.rebase_history(self, None)
         elif grad_mode.is_grad_enabled():
             _shape.rebase_history(self, res)
         return self

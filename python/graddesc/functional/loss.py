@@ -34,7 +34,9 @@ def _rows(a: np.ndarray, dim: int) -> tuple:
 
 def _unrows(r: np.ndarray, moved_shape: tuple, dim: int, ndim: int) -> np.ndarray:
     out = r.reshape(moved_shape)
-    return np.moveaxis(out, -1, dim) if dim != ndim - 1 else out
+    # C-contiguous, as PyTorch's result: a later view()/reshape() of it must be a view, so that
+    # in-place ops on one are seen through the other
+    return np.ascontiguousarray(np.moveaxis(out, -1, dim)) if dim != ndim - 1 else out
 
 
 def _check_float(x: Any, op: str, arg: str = "input") -> None:

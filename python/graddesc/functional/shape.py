@@ -531,6 +531,20 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     return split(x, max(size, 1), d) if n else (x,)
 
 
+class Overwritten(Function):
+    """A tensor with history after an in-place op wrote values that carry no gradient into it
+    (fill_, zero_, copy_ of a constant): it stays on the graph and passes a zero gradient to
+    its old history, as PyTorch's FillBackward does."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return Tensor._make(t._data)
+
+    @staticmethod
+    def backward(ctx, g):
+        return Tensor._make(np.zeros_like(g._data))
+
+
 def rebase_history(t: Tensor, res: Any) -> None:
     """After an in-place op wrote `res` (a Tensor, or None for a constant) into t's memory (in
     grad mode): t takes res's place on the graph. When t is a view, its root takes the place of
@@ -548,7 +562,8 @@ def rebase_history(t: Tensor, res: Any) -> None:
     if res is not None and res.grad_fn is not None:
         t.grad_fn, t._output_nr, t.requires_grad = res.grad_fn, res._output_nr, True
     elif t.grad_fn is not None:  # overwritten with values that carry no gradient
-        t.grad_fn, t.requires_grad = None, False
+        out = Overwritten.apply(t)
+        t.grad_fn, t._output_nr = out.grad_fn, 0
     else:
         return
     if t._views:
