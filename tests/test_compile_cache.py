@@ -337,3 +337,35 @@ def test_keyword_calls_do_not_take_the_one_call_entrys_place_in_the_order():
     x, y = data[9]
     assert eager(x, y, 0.1).item() == compiled(x, y, 0.1).item()
     assert compiled.stats["recorded"] == recorded + 1
+
+
+def test_a_scalar_passed_as_a_0d_tensor_is_a_runtime_value():
+    # The way to change a number on every call without recording again: a 0-d tensor argument
+    # is read by the replay (its value copied in), the elementwise kernel scales the loss.
+    def net():
+        gd.manual_seed(0)
+        return gd.nn.Sequential(gd.nn.Linear(4, 8), gd.nn.Tanh(), gd.nn.Linear(8, 2))
+
+    def stepper(m):
+        opt = gd.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x, y, scale):
+            opt.zero_grad()
+            loss = gd.nn.functional.mse_loss(m(x), y) * scale
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    m1, m2 = net(), net()
+    eager, compiled = stepper(m1), gd.compile(stepper(m2))
+    r = np.random.default_rng(0)
+    for k in range(12):
+        x = gd.tensor(r.standard_normal((5, 4)).astype(np.float32))
+        y = gd.tensor(r.standard_normal((5, 2)).astype(np.float32))
+        scale = gd.tensor(np.float32(1 + k / 10))
+        assert eager(x, y, scale).item() == compiled(x, y, scale).item()
+    assert compiled.stats == {"recorded": 1, "replayed": 11, "eager": 0}
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())

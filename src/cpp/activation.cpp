@@ -73,20 +73,18 @@ struct Gelu {
 };
 
 // PyTorch's approximate='tanh': 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3);
-// dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx, t = tanh(u). The multiply-adds are explicit (madd,
-// common.hpp): fused where the target has an FMA instruction, as the compiler used to contract them.
+// dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx, t = tanh(u). Every operation rounds on its own (no
+// fused multiply-add), so that every ISA gives the same bits, as for the other activations.
 struct GeluTanh {
-    template <class T> static T u(T x) {
-        return T(0.79788456080286535588) * madd(T(0.044715) * x * x, x, x);
-    }
     template <class T> static T forward(T x, T) {
-        const T h = T(0.5) * x;
-        return madd(h, std::tanh(u(x)), h);
+        const T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+        return T(0.5) * x * (T(1) + std::tanh(u));
     }
     template <class T> static T backward(T dy, T x, T, T) {
-        const T t = std::tanh(u(x));
-        const T du = T(0.79788456080286535588) * madd(T(3) * T(0.044715) * x, x, T(1));
-        return dy * madd(T(0.5) * x * madd(-t, t, T(1)), du, madd(T(0.5), t, T(0.5)));
+        const T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+        const T t = std::tanh(u);
+        const T du = T(0.79788456080286535588) * (T(1) + T(3) * T(0.044715) * x * x);
+        return dy * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
     }
 };
 
