@@ -247,7 +247,7 @@ double act_forward(Act op, double x, double a) {
         case Act::leaky_relu: return x > 0 ? x : a * x;
         case Act::tanh: return std::tanh(x);
         case Act::sigmoid: return 1 / (1 + std::exp(-x));
-        case Act::softplus: return std::log1p(std::exp(x));
+        case Act::softplus: return x > a ? x : std::log1p(std::exp(x));  // a: the threshold
         case Act::gelu: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
         case Act::gelu_tanh: return 0.5 * x * (1 + std::tanh(c * (x + 0.044715 * x * x * x)));
         case Act::exp: return std::exp(x);
@@ -266,7 +266,7 @@ double act_derivative(Act op, double x, double a) {
             const double s = 1 / (1 + std::exp(-x));
             return s * (1 - s);
         }
-        case Act::softplus: return 1 / (1 + std::exp(-x));
+        case Act::softplus: return x > a ? 1.0 : 1 / (1 + std::exp(-x));
         case Act::gelu:
             return 0.5 * (1 + std::erf(x / std::sqrt(2.0))) +
                    x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
