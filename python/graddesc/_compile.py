@@ -236,8 +236,21 @@ _DATA = operator.attrgetter("_data")
 _REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 
-def _refs(a: Any) -> int:
+def _probe_refs(a: Any) -> int:
     return sys.getrefcount(a)
+
+
+# What a Python call adds to its argument's count besides the parameter: Python <= 3.10 keeps the
+# caller's stack reference while the call runs, 3.11+ moves it into the callee's frame. _refs
+# subtracts it so that every count here (and FastReplay's "three temporaries") is 3.11's on every
+# version; otherwise a held .grad array looks unheld on 3.9 and the next step overwrites it.
+_probe_object = object()
+_CALL_EXTRA_REF = _probe_refs(_probe_object) - sys.getrefcount(_probe_object) - 1
+del _probe_object
+
+
+def _refs(a: Any) -> int:
+    return sys.getrefcount(a) - _CALL_EXTRA_REF
 
 
 # _refs(var._grad) in _release_held_grads when only var holds it: var, the local, _refs' own

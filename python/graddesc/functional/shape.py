@@ -49,19 +49,37 @@ def _resolve_shape(shape: Sequence[Any], numel: int, op: str) -> tuple:
     return tuple(out)
 
 
+# NumPy 2.5 deprecates setting .shape (the old way to reshape without copying); 2.1 and newer
+# have reshape(copy=False) instead, which raises ValueError where a copy would be needed.
+_RESHAPE_HAS_COPY = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
+
+
+def _reshape_without_copy(a: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """A view of a in the given shape, or None when the layout needs a copy for it."""
+    if _RESHAPE_HAS_COPY:
+        try:
+            return np.reshape(a, shape, copy=False)
+        except ValueError:
+            return None
+    v = a.view()
+    try:
+        v.shape = shape
+    except AttributeError:
+        return None
+    return v
+
+
 class Reshape(Function):
     @staticmethod
     def forward(ctx, x, shape, must_view):
         ctx.in_shape = x._data.shape
         a = x._data
         if must_view:
-            v = a.view()
-            try:
-                v.shape = shape
-            except AttributeError:
+            v = _reshape_without_copy(a, shape)
+            if v is None:
                 raise RuntimeError("view size is not compatible with input tensor's size and "
                                    "stride (at least one dimension spans across two contiguous "
-                                   "subspaces). Use .reshape(...) instead.") from None
+                                   "subspaces). Use .reshape(...) instead.")
             return x._view_of(v, lambda b: b.reshape(shape))
         return _view_out(x, a.reshape(shape), lambda b: b.reshape(shape))
 
