@@ -15,6 +15,7 @@ from graddesc.functional import activation as act
 from graddesc.functional import elementwise as ew
 from graddesc.functional import math as gmath
 from graddesc.functional import reduce as red
+from graddesc.functional.loss import _reduce
 
 
 def _check_tensor(x: Any, name: str, op: str) -> None:
@@ -26,16 +27,6 @@ def _check_float(x: Any, name: str, op: str) -> None:
     _check_tensor(x, name, op)
     if x._data.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be a floating point tensor, got {x.dtype}")
-
-
-def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
-    if reduction == "mean":
-        return red.mean(loss)
-    if reduction == "sum":
-        return red.sum(loss)
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
 
 
 def _check_same_shape(input: Tensor, target: Tensor, op: str) -> None:  # noqa: A002
