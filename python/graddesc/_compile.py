@@ -24,10 +24,12 @@ back to the Python path here, which decides.
 
 Anything that cannot be captured falls back to eager execution with one warning: Python reading
 a tensor's value (item(), bool(), numpy(), ...), ops that compute through NumPy instead of a
-kernel, NumPy writes into tensors (in-place ops, gradient accumulation), optimizers
-without a recorded kernel path (RMSprop, Adagrad, ...), optimizer settings or schedulers changed
-inside the step, inputs that require grad, gradients accumulated across calls (call zero_grad()
-inside the step), non-tensor return values.
+kernel, NumPy writes into tensors (in-place ops), optimizers without a recorded kernel path
+(LBFGS, ZerothOrder), a tensor-valued optimizer setting (except SGD's diagonal or matrix lr,
+read once per array object), optimizer settings or schedulers changed inside the step, inputs
+that require grad, gradients accumulated across calls (call zero_grad() inside the step; with
+set_to_none=False the program zeroes and accumulates into the very .grad tensors, which each
+call checks), non-tensor return values.
 """
 
 from __future__ import annotations
@@ -87,10 +89,19 @@ _SIGS: dict = {
                    "decoupled_weight_decay"),
                   {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}),
     "sgd_step": (("params", "grads", "momentum_buffers", "lr", "momentum", "dampening",
-                  "weight_decay", "nesterov", "maximize"),
+                  "weight_decay", "nesterov", "maximize", "direction"),
                  {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
-                  "maximize": False}),
+                  "maximize": False, "direction": None}),
+    "rmsprop_step": (("params", "grads", "square_avgs", "grad_avgs", "momentum_buffers", "lr",
+                      "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
+                     {"centered": False, "maximize": False}),
+    "adagrad_step": (("params", "grads", "state_sums", "steps", "lr", "lr_decay", "eps",
+                      "weight_decay", "maximize"), {"maximize": False}),
 }
+# the optimizer kernels (their state lives as long as the optimizer; they update parameters)
+_OPTIM_KERNELS = ("sgd_step", "adam_step", "rmsprop_step", "adagrad_step")
+# the recorded instructions of those (their real option 0 is the learning rate)
+_OPTIM_CODES = ("sgd", "adam", "rmsprop", "adagrad", "linear_bwd_sgd")
 
 
 class _UncapturableError(Exception):
@@ -99,6 +110,10 @@ class _UncapturableError(Exception):
 
 def _addr(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
+
+
+def _array_size(v: Any) -> int:
+    return v._data.size if isinstance(v, Tensor) else np.asarray(v).size
 
 
 class _Recording:
@@ -119,6 +134,10 @@ class _Recording:
         self.frozen: dict = {}      # id(array) -> a called module's tensor not requiring grad
         # id(array) -> a called module's parameter under no_grad (read, e.g. an evaluation step)
         self.readonly: dict = {}
+        # id(leaf) -> (leaf, its .grad Tensor): a gradient from before this call that the step
+        # writes in place (zero_grad(set_to_none=False), then backward accumulates into it)
+        self.persistent: dict = {}
+        self.created: set = set()   # ids of the grad arrays this run created
         # every live optimizer's param groups as the call starts
         self.start_settings = {id(g): _group_snapshot(g) for o in list(_compile_state.optimizers)
                                for g in o.param_groups}
@@ -179,6 +198,23 @@ class _Recording:
     def on_grad(self, var: Tensor, arr: np.ndarray) -> None:
         if self.mine():
             self.grads.append((var, arr))
+            self.created.add(id(arr))
+
+    def on_grad_zeroed(self, var: Tensor, grad: Tensor, constant: np.ndarray) -> None:
+        """zero_grad(set_to_none=False) fills var's .grad with zeros by a kernel: a gradient from
+        an earlier call becomes memory the program writes (and the next ones read)."""
+        if self.mine():
+            self.constants[id(constant)] = constant
+            if id(grad._data) not in self.created:
+                self.persistent[id(var)] = (var, grad)
+
+    def on_accumulate(self, var: Tensor, grad: Tensor) -> None:
+        """backward adds into var's existing .grad: fine when this run created or zeroed it."""
+        if self.mine():
+            known = self.persistent.get(id(var))
+            if id(grad._data) not in self.created and (known is None or known[1] is not grad):
+                self.fail("the step does not clear gradients (call optimizer.zero_grad() or "
+                          "model.zero_grad() inside it), so they accumulate across calls")
 
     def on_increment(self, step: np.ndarray) -> None:
         if self.mine():
@@ -217,8 +253,8 @@ def _only_lr_changed(old: tuple, new: tuple) -> bool:
     if old[0] != new[0] or [k for k, _ in old[1]] != [k for k, _ in new[1]]:
         return False
     lr = dict(new[1]).get("lr")
-    if type(lr) not in (float, int):
-        return False
+    if type(lr) not in (float, int) or type(dict(old[1]).get("lr")) not in (float, int):
+        return False  # (a recorded diagonal or matrix lr is not a patchable number)
     strip = lambda snap: (snap[0], tuple((k, v) for k, v in snap[1] if k != "lr"))  # noqa: E731
     return _same_snapshot(strip(old), strip(new))
 
@@ -360,9 +396,11 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
         bufs.add(t._data)
     for c in rec.constants.values():  # shape-only constants (gradient seeds, 1/n): kept as is
         bufs.add(c)
+    for _, g in rec.persistent.values():  # gradients the step zeroes and accumulates into
+        bufs.add(g._data)
     for index, (name, args, kwargs, out) in enumerate(rec.calls):
         a = _bind(name, args, kwargs)
-        if name not in ("sgd_step", "adam_step"):  # arrays a call returns are memory it writes
+        if name not in _OPTIM_KERNELS:  # arrays a call returns are memory it writes
             for o in (out if isinstance(out, (tuple, list)) else (out,)):
                 bufs.add(o)
 
@@ -481,9 +519,6 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             prog.add("ew", f64, ptrs, ints, reals)
         elif name == "sgd_step":
             lr = a["lr"]
-            if isinstance(lr, np.ndarray):
-                raise _UncapturableError("sgd_step: a matrix or diagonal learning rate has no "
-                                         "replay path yet")
             params, grads = list(a["params"]), list(a["grads"])
             moms = list(out) if out is not None else []
             for m in moms:
@@ -492,10 +527,59 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             lists = [[P(p, f"params[{k}]") for k, p in enumerate(params)],
                      [P(g, f"grads[{k}]") for k, g in enumerate(grads)],
                      [P(m, f"momentum_buffers[{k}]") for k, m in enumerate(moms)]]
-            prog.add("sgd", f64, [], [p.size for p in params],
+            ptrs: list = []
+            if isinstance(lr, np.ndarray):
+                # a diagonal (N,) or matrix (N, N) learning rate: the optimizer's converted copy,
+                # read once per lr object (by eager too); the matrix update writes its direction
+                # into the `direction` scratch the optimizer passes, then p -= lr @ direction
+                bufs.add(lr)
+                offsets = [int(o) for o in np.cumsum([0] + [p.size for p in params])[:-1]]
+
+                def at(arr: np.ndarray, what: str, offsets: list = offsets) -> list:
+                    return [P(arr, what) + o * arr.itemsize for o in offsets]
+
+                if lr.ndim == 1:
+                    lists.append(at(lr, "lr"))
+                else:
+                    d = a["direction"]
+                    if d is None:
+                        raise _UncapturableError("sgd_step: a matrix learning rate without a "
+                                                 "direction buffer")
+                    bufs.add(d)
+                    lists += [[], at(d, "direction")]
+                    ptrs = [P(lr, "lr"), P(d, "direction")]
+                lr = 0.0  # (unused)
+            prog.add("sgd", f64, ptrs, [p.size for p in params],
                      [float(lr), float(a["momentum"]), float(a["dampening"]),
                       float(a["weight_decay"]), float(bool(a["nesterov"])),
                       float(bool(a["maximize"]))], lists)
+        elif name in ("rmsprop_step", "adagrad_step"):
+            params, grads = list(a["params"]), list(a["grads"])
+            steps = [s for pos, s in rec.increments if pos == index + 1]
+            if len(steps) != len(params) or any(s.dtype != np.float32 for s in steps):
+                raise _UncapturableError(f"{name}: could not match the optimizer's step "
+                                         "counters")
+            f64 = params[0].dtype == np.float64 if params else False
+            if name == "rmsprop_step":
+                centered, momentum = bool(a["centered"]), float(a["momentum"])
+                state = [list(a["square_avgs"]), list(a["grad_avgs"]) if centered else [],
+                         list(a["momentum_buffers"]) if momentum > 0 else []]
+                reals = [float(a["lr"]), float(a["alpha"]), float(a["eps"]),
+                         float(a["weight_decay"]), momentum, float(centered),
+                         float(bool(a["maximize"]))]
+                code = "rmsprop"
+            else:
+                state = [list(a["state_sums"])]
+                reals = [float(a["lr"]), float(a["lr_decay"]), float(a["eps"]),
+                         float(a["weight_decay"]), float(bool(a["maximize"]))]
+                code = "adagrad"
+            for st in [x for lst in state for x in lst] + steps:
+                bufs.add(st)  # optimizer state lives as long as the optimizer
+            lists = [[P(p, f"params[{k}]") for k, p in enumerate(params)],
+                     [P(g, f"grads[{k}]") for k, g in enumerate(grads)]] + \
+                [[P(x, "state") for x in lst] for lst in state] + \
+                [[P(x, "step") for x in steps]]
+            prog.add(code, f64, [], [p.size for p in params], reals, lists)
         elif name == "adam_step":
             params, grads = list(a["params"]), list(a["grads"])
             amsgrad = bool(a["amsgrad"])
@@ -540,6 +624,7 @@ class _Entry:
         self.outputs: list = []     # arrays to copy out as the returned tensors
         self.out_kind: Any = None   # Tensor, tuple, list or None
         self.grads: list = []       # (leaf tensor, grad array)
+        self.persistent: list = []  # (leaf, its .grad, the array) written in place each replay
         # parameters (and frozen module tensors) with the arrays they must still hold
         self.param_tensors: tuple = ()
         self.param_arrays: tuple = ()
@@ -795,6 +880,9 @@ class CompiledFunction:
         t, arrs = entry.frozen_tensors, entry.frozen_arrays
         if not all(map(is_, map(_DATA, t), arrs)) or any(map(_REQUIRES_GRAD, t)):
             return False
+        for var, g, arr in entry.persistent:  # the very .grad the program writes into
+            if var._grad is not g or g._data is not arr:
+                return False
         for opt, groups, items in entry.optimizers:
             if opt.param_groups is not groups or len(groups) != len(items) or \
                     not all(map(is_, groups, items)):
@@ -897,11 +985,16 @@ class CompiledFunction:
                     setattr(_core, n, f)
         self._stats["recorded"] += 1
         self._note_recording(key)
+        # an optimizer that reads an array learning rate once per array object (SGD's diagonal
+        # or matrix lr): the replay keeps what it read, as eager does
+        fixed_lr = {id(g) for o, _, groups in rec.optimizers.values()
+                    if getattr(o, "_array_lr_read_once", False) for g in groups}
         for group, snap in rec.hypers:
             if not _same_snapshot(_group_snapshot(group), snap):
                 rec.fail("the step changes an optimizer setting (param_groups[i][...]) after "
                          "the optimizer step, which a replay would not repeat")
-            if any(isinstance(v, (Tensor, np.ndarray)) for k, v in group.items() if k != "params"):
+            if any(isinstance(v, (Tensor, np.ndarray)) for k, v in group.items() if k != "params"
+                   and not (k == "lr" and id(group) in fixed_lr and _array_size(v) != 1)):
                 rec.fail("an optimizer setting is a tensor (a replay would not see it change "
                          "in place)")
         tensors = [t for t in call_args + list(call_kwargs.values()) if isinstance(t, Tensor)]
@@ -915,6 +1008,9 @@ class CompiledFunction:
         flat = _flatten_out(out)
         if flat is None:
             rec.fail("the step returns something other than tensors")
+        for var, grad in rec.persistent.values():
+            if var._grad is not grad or grad._data.dtype.kind != "f":
+                rec.fail("the step replaces a gradient it zeroed in place")
         retry = False
         if rec.failure is None:
             uncleared = [v for v, _ in rec.grads if id(v) not in rec.cleared]
@@ -946,7 +1042,8 @@ class CompiledFunction:
                 bufs.ptr(t._data, "a returned tensor")  # must be memory the program writes
                 entry.outputs.append(t._data)
             pinned = [a for a in private if a is not None] + entry.outputs + \
-                [arr for _, arr in rec.grads] + [t._data for t in rec.params.values()]
+                [arr for _, arr in rec.grads] + [t._data for t in rec.params.values()] + \
+                [g._data for _, g in rec.persistent.values()]
             prog.optimize([(_addr(a), a.nbytes) for a in pinned if a.size])
             del pinned  # (grad_refs below counts the references that outlive this call)
         except _UncapturableError as e:
@@ -959,6 +1056,7 @@ class CompiledFunction:
         entry.inputs = private
         entry.out_kind = type(out) if out is not None else None
         entry.grads = list(rec.grads)
+        entry.persistent = [(var, g, g._data) for var, g in rec.persistent.values()]
         # parameters read under no_grad are checked like the others (storage, requires_grad)
         readonly = [t for k, t in rec.readonly.items() if k not in rec.params]
         entry.param_tensors = tuple(rec.params.values()) + tuple(readonly)
@@ -967,7 +1065,7 @@ class CompiledFunction:
         entry.frozen_arrays = tuple(t._data for t in entry.frozen_tensors)
         # a replay bumps the version counters of the parameters its optimizer updates (as the
         # eager update does), not of those it only reads
-        updated = {id(a) for name, args, kwargs, _ in rec.calls if name in ("sgd_step", "adam_step")
+        updated = {id(a) for name, args, kwargs, _ in rec.calls if name in _OPTIM_KERNELS
                    for a in _bind(name, args, kwargs)["params"]}
         entry.versions = [t._vc for t in rec.params.values() if id(t._data) in updated]
         entry.kw_order = list(kwargs)  # the order `private` holds keyword inputs in
@@ -989,7 +1087,7 @@ class CompiledFunction:
             for p in group["params"]:
                 owner[_addr(p._data)] = group
         for index, name in enumerate(prog.names()):
-            if name in ("sgd", "adam", "linear_bwd_sgd"):
+            if name in _OPTIM_CODES:
                 group = owner.get(prog.param_addr(index))
                 if group is None:
                     entry.hypers = [(g, ()) for g, _ in rec.hypers]  # never valid: re-record
@@ -1073,10 +1171,15 @@ class CompiledFunction:
         for (var, _), (key, item) in zip(entry.lazy, entry.pending_items):
             if var._grad is not None:
                 pending[key] = item
+        for _, g, _ in entry.persistent:
+            g._vc[0] += 1
         if not kwargs:
-            if entry.fast is None:
-                entry.fast = self._build_fast(entry, args)
-            self._fast = entry.fast
+            if entry.persistent:  # (the one-call path does not check those .grad tensors)
+                self._fast = None
+            else:
+                if entry.fast is None:
+                    entry.fast = self._build_fast(entry, args)
+                self._fast = entry.fast
         return self._results(entry)
 
 

@@ -111,10 +111,12 @@ std::vector<double> read_steps(const py::handle& obj, const char* op, size_t cou
 
 // params, grads (count each), momentum_buffers (count entries, None where a buffer starts now;
 // ignored when momentum == 0), lr: float, or an array (N,) (a diagonal) or (N, N) with N the
-// total element count -> the momentum buffers (new arrays where None was given), or None
+// total element count, direction: None or (N,) scratch for a matrix lr (the step direction is
+// written there; gd.compile's replay uses the same buffer, so both read it at one address)
+// -> the momentum buffers (new arrays where None was given), or None
 py::object sgd_step(const py::handle& params_o, const py::handle& grads_o, const py::handle& bufs_o,
                     const py::handle& lr_o, double momentum, double dampening, double weight_decay,
-                    bool nesterov, bool maximize) {
+                    bool nesterov, bool maximize, const py::handle& dir_o) {
     const char* op = "sgd_step";
     Params P = read_params(params_o, op);
     py::object result = py::none();
@@ -176,14 +178,26 @@ py::object sgd_step(const py::handle& params_o, const py::handle& grads_o, const
         } else {
             lr = py::cast<double>(lr_o);
         }
-        // A matrix: the kernel writes the direction d (N) here, then p -= eta @ d.
+        // A matrix: the kernel writes the direction d (N) here (or into `direction`), then
+        // p -= eta @ d.
         const bool matrix = lr_ndim == 2;
-        std::vector<T> d(matrix ? static_cast<size_t>(N) : 0);
+        py::array direction;
+        T* dbase = nullptr;
+        if (!dir_o.is_none()) {
+            if (!matrix)
+                value_error(std::string(op) + ": argument 'direction' is only used with a "
+                            "matrix lr");
+            direction = checked_item<T>(dir_o, op, "direction", nullptr, true);
+            check_shape(direction, op, "direction", {N});
+            dbase = out_ptr<T>(direction);
+        }
+        std::vector<T> d(matrix && dbase == nullptr ? static_cast<size_t>(N) : 0);
+        if (matrix && dbase == nullptr) dbase = d.data();
         std::vector<T*> dir;
         if (matrix) {
             int64_t off = 0;
             for (size_t i = 0; i < count; ++i) {
-                dir.push_back(d.data() + off);
+                dir.push_back(dbase + off);
                 off += P.sizes[i];
             }
         }
@@ -199,7 +213,7 @@ py::object sgd_step(const py::handle& params_o, const py::handle& grads_o, const
                                   fresh.empty() ? nullptr : fresh.data(), P.sizes.data(),
                                   static_cast<int64_t>(count), h);
             if (matrix)
-                kernels<T>().precondition_step(p.ptrs.data(), etap, d.data(), P.sizes.data(),
+                kernels<T>().precondition_step(p.ptrs.data(), etap, dbase, P.sizes.data(),
                                                static_cast<int64_t>(count), N);
         }
     });
@@ -284,8 +298,10 @@ void bind_optim(py::module_& m) {
     m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"),
           py::arg("lr"), py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
           py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("maximize") = false,
+          py::arg("direction") = py::none(),
           "In-place SGD step over lists of arrays (PyTorch's rule). lr is a float, a diagonal "
-          "(N,) or a matrix (N, N) over the concatenated parameters. Returns the momentum "
+          "(N,) or a matrix (N, N) over the concatenated parameters; direction, for a matrix "
+          "lr, an (N,) scratch array the step direction is written to. Returns the momentum "
           "buffers (new arrays where None was given) or None without momentum.");
     m.def("adam_step", &adam_step, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"),
           py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("steps"), py::arg("lr"),

@@ -16,6 +16,9 @@
 //   copy         p[dst, src]                     i[bytes]
 //   sgd          lists[params, grads, bufs]      i[sizes...]  d[lr, momentum, dampening,
 //                                                               weight_decay, nesterov, maximize]
+//                a diagonal lr: lists[..., lr (a pointer into it per parameter)];
+//                a matrix lr: p[eta (N, N), direction (N)] lists[..., [], direction per parameter]
+//                (sgd_step writes the direction, then precondition_step: p -= eta @ direction)
 //   linear_bwd_sgd  p[dx|0, dW, db|0, dy, x, W, b|0]  i[B = 1, IN, OUT]  d[as sgd]
 //                lists[[W's momentum buffer] or [], [b's] or []]: linear_bwd at batch 1 fused
 //                with the SGD update of W (and b when given), row block by row block while the
@@ -29,6 +32,11 @@
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
+//   rmsprop      lists[params, grads, square_avg, grad_avg, momentum_buffer, step (float32 0-d)]
+//                i[sizes...]  d[lr, alpha, eps, weight_decay, momentum, centered, maximize];
+//                grad_avg / momentum_buffer [] when off; then step += 1
+//   adagrad      lists[params, grads, sum, step (float32 0-d)]  i[sizes...]
+//                d[lr, lr_decay, eps, weight_decay, maximize]; reads step + 1, then step += 1
 //   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm]
 //                (clip_grad_norm below: scales the gradients in place when the norm is too big)
 #include "program.hpp"
@@ -140,6 +148,14 @@ template double clip_grad_norm<double>(double* const*, const int64_t*, int64_t, 
 
 namespace {
 
+// an optimizer's per-parameter step counts (0-d float32) += 1, in float32 as eager
+void increment_steps(const std::vector<void*>& steps) {
+    for (void* p : steps) {
+        float* s = static_cast<float*>(p);
+        *s = *s + 1.0f;
+    }
+}
+
 template <class T>
 void run_one(const Instr& in) {
     const KernelTable<T>& K = kernels<T>();
@@ -227,8 +243,19 @@ void run_one(const Instr& in) {
             const SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
             thread_local std::vector<uint8_t> fresh;  // all 0: buffers exist after recording
             if (fresh.size() < L[0].size()) fresh.resize(L[0].size(), 0);
-            K.sgd_step(params, bufs, nullptr, grads, nullptr, fresh.data(), i.data(),
-                       static_cast<int64_t>(L[0].size()), h);
+            const auto count = static_cast<int64_t>(L[0].size());
+            const T* const* diag = L.size() > 3 && !L[3].empty()
+                                       ? reinterpret_cast<const T* const*>(L[3].data())
+                                       : nullptr;
+            T* const* dir =
+                L.size() > 4 && !L[4].empty() ? reinterpret_cast<T* const*>(L[4].data()) : nullptr;
+            K.sgd_step(params, bufs, dir, grads, diag, fresh.data(), i.data(), count, h);
+            if (dir != nullptr) {  // a matrix learning rate, as the eager binding applies it
+                int64_t N = 0;
+                for (int64_t k = 0; k < count; ++k) N += i[k];
+                K.precondition_step(params, P<T>(in, 0), P<T>(in, 1),
+                                    i.data(), count, N);
+            }
             break;
         }
         case Code::linear_bwd_sgd: bwd_sgd<T>(in, true); break;
@@ -248,6 +275,33 @@ void run_one(const Instr& in) {
             const void* xp[3] = {in.p[1], in.p[2], in.p[3]};
             const T s[3] = {T(d[0]), T(d[1]), T(d[2])};
             K.elementwise(static_cast<Ew>(i[0]), P<T>(in, 0), ys, xp, xs, s, shape, nd);
+            break;
+        }
+        case Code::rmsprop: {
+            const auto& L = in.lists;
+            static_assert(sizeof(void*) == sizeof(T*), "pointer lists");
+            const auto list = [&](size_t l) {
+                return L[l].empty() ? nullptr : reinterpret_cast<T* const*>(L[l].data());
+            };
+            const RmspropHyper h{d[0], d[1], d[2], d[3], d[4], d[5] != 0, d[6] != 0};
+            K.rmsprop_step(list(0), list(2), list(3), list(4),
+                           reinterpret_cast<const T* const*>(L[1].data()), i.data(),
+                           static_cast<int64_t>(L[0].size()), h);
+            increment_steps(L[5]);
+            break;
+        }
+        case Code::adagrad: {
+            const auto& L = in.lists;
+            static_assert(sizeof(void*) == sizeof(T*), "pointer lists");
+            thread_local std::vector<double> steps;
+            steps.clear();
+            for (void* s : L[3]) steps.push_back(double(*static_cast<const float*>(s)) + 1.0);
+            const AdagradHyper h{d[0], d[1], d[2], d[3], d[4] != 0};
+            K.adagrad_step(reinterpret_cast<T* const*>(L[0].data()),
+                           reinterpret_cast<T* const*>(L[2].data()),
+                           reinterpret_cast<const T* const*>(L[1].data()), steps.data(), i.data(),
+                           static_cast<int64_t>(L[0].size()), h);
+            increment_steps(L[3]);
             break;
         }
         case Code::adam: {
@@ -493,14 +547,26 @@ std::vector<Operand> operands(const Instr& in) {
             break;
         }
         case Code::sgd:
-        case Code::adam: {
-            // lists: params (rw), grads (r), then state (rw); adam's last list is float32 steps
+        case Code::adam:
+        case Code::rmsprop:
+        case Code::adagrad: {
+            // lists: params (rw), grads (r), then state (rw); the last list of adam, rmsprop
+            // and adagrad is float32 steps; sgd's list 3 is a diagonal lr (r), list 4 the
+            // direction of a matrix lr (p[0] eta (N, N), p[1] the direction (N))
             const auto& L = in.lists;
+            const bool sgd = in.code == Code::sgd;
             for (size_t l = 0; l < L.size(); ++l)
                 for (size_t k = 0; k < L[l].size(); ++k) {
-                    const bool step = in.code == Code::adam && l == 5;
-                    ops.push_back({L[l][k], step ? 4 : e * i[k], true, l != 1, -1});
+                    const bool step = !sgd && l + 1 == L.size();
+                    const bool read_only = l == 1 || (sgd && l == 3);
+                    ops.push_back({L[l][k], step ? 4 : e * i[k], true, !read_only, -1});
                 }
+            if (sgd && in.p.size() >= 2) {
+                int64_t N = 0;
+                for (size_t k = 0; k < L[0].size(); ++k) N += i[k];
+                R(0, e * N * N);
+                RW(1, e * N);
+            }
             break;
         }
     }
@@ -774,6 +840,7 @@ int Program::fuse_sgd() {
         int64_t kw = -1;
         for (; S < code_.size() && kw < 0; ++S) {
             if (code_[S].code != Code::sgd || code_[S].f64 != lb.f64) continue;
+            if (code_[S].lists.size() > 3 || !code_[S].p.empty()) continue;  // an array lr
             const auto& G = code_[S].lists[1];
             for (size_t k = 0; k < G.size(); ++k)
                 if (G[k] == dW) kw = static_cast<int64_t>(k);
@@ -875,8 +942,8 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "reduce"};
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::reduce) + 1,
+                                     "reduce", "rmsprop", "adagrad"};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::adagrad) + 1,
               "kNames must name every Code");
 
 Code code_from_name(const std::string& name) {

@@ -18,6 +18,7 @@ from graddesc.autograd import function, grad_mode
 from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, node_name
 
 _SUM_TO = _core.EW_OPS["sum_to"]
+_ADD = _core.EW_OPS["add"]
 _FLOAT_KERNEL = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -327,7 +328,18 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
         # (np.asarray: the sum of 0-d arrays is a NumPy scalar)
         var.grad = function._Tensor._make(np.asarray(np.add(grad._data, g._data)))
     else:
-        _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay would skip it
-        np.add(grad._data, g._data, out=grad._data)
+        a, b = grad._data, g._data
+        if a.dtype.kind == "f" and a.dtype == b.dtype and a.dtype.itemsize in (4, 8) and \
+                a.dtype.isnative and b.dtype.isnative and a.flags.aligned and \
+                b.flags.aligned and not np.may_share_memory(a, b):
+            # the elementwise kernel (the sum NumPy's add makes, bit for bit), which gd.compile
+            # records: micro-batches accumulated inside a step, after zero_grad(set_to_none=False)
+            rec = _compile_state.active
+            if rec is not None:
+                rec.on_accumulate(var, grad)
+            _core.elementwise(_ADD, a, b, None, a)
+        else:
+            _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay skips it
+            np.add(a, b, out=a)
         grad._vc[0] += 1
 

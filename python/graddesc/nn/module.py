@@ -205,9 +205,15 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                _compile_state.inplace_write("zero_grad(set_to_none=False)")
-                p.grad._data[...] = 0
-                p.grad._vc[0] += 1
+                from graddesc.optim.optimizer import zero_in_place
+
+                g = p.grad
+                if g.grad_fn is not None:  # (as Optimizer.zero_grad)
+                    g.detach_()
+                if g._data.flags.writeable:
+                    zero_in_place(p, g)
+                else:  # a read-only (broadcast) gradient: replace it
+                    p.grad = Tensor._make(np.zeros(p._data.shape, dtype=p._data.dtype))
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
         for m in self.children():

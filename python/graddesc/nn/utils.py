@@ -56,10 +56,38 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     return Tensor._make(np.asarray(total, dtype=grads[0]._data.dtype))
 
 
+_CLAMP = _core.EW_OPS["clamp"]
+
+
+def clip_grad_value_(parameters: Any, clip_value: float, foreach: Any = None) -> None:
+    """Clamps every gradient into [-clip_value, clip_value] in place (NaN stays NaN)."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    if isinstance(clip_value, bool) or not isinstance(clip_value, (int, float, np.integer,
+                                                                   np.floating)):
+        raise TypeError(f"clip_grad_value_: clip_value must be a real number, got "
+                        f"{type(clip_value).__name__}")
+    c = float(clip_value)
+    if not c >= 0:
+        raise ValueError(f"clip_grad_value_: clip_value must be non-negative, got {clip_value}")
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        a = g._data
+        if a.dtype in (np.float32, np.float64) and a.dtype.isnative and a.flags.aligned and \
+                a.flags.writeable:
+            # the elementwise kernel in place: a step recorded by gd.compile repeats it
+            _core.elementwise(_CLAMP, a, -c, c, a)
+            g._vc[0] += 1
+        else:  # (a read-only gradient is replaced, as zero_grad does)
+            _compile_state.inplace_write("clip_grad_value_")
+            p.grad = Tensor._make(np.clip(a, a.dtype.type(-c), a.dtype.type(c)))
+
+
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
     from graddesc.functional.shape import cat
 
     return cat([p.reshape(-1) for p in parameters])
 
 
-__all__ = ["clip_grad_norm_", "parameters_to_vector"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector"]

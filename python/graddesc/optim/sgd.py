@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graddesc import _core
+from graddesc import _aligned, _core
 from graddesc._tensor import Tensor
 from graddesc.autograd.grad_mode import enable_grad
 from graddesc.optim.optimizer import Optimizer, _batches, _check_number
@@ -19,12 +19,21 @@ class _LrArray:
     """A validated diagonal (N,) or matrix (N, N) learning rate (float64), with its conversions
     to the parameters' dtype cached."""
 
-    __slots__ = ("_converted", "kind", "values")
+    __slots__ = ("_converted", "_scratch", "kind", "values")
 
     def __init__(self, kind: str, values: np.ndarray) -> None:
         self.kind = kind
         self.values = values
         self._converted: dict = {}
+        self._scratch: dict = {}
+
+    def direction(self, dtype: np.dtype, n: int) -> np.ndarray:
+        """The (n,) buffer a matrix step writes its direction into: one per dtype and size, so
+        that every step (and gd.compile's replay of it) reads it at the same address."""
+        d = self._scratch.get((dtype, n))
+        if d is None:
+            d = self._scratch[(dtype, n)] = _aligned.empty((n,), dtype)
+        return d
 
     def for_params(self, dtype: np.dtype, has_grad: list, sizes: list) -> np.ndarray:
         """The learning rate in `dtype`, restricted to the parameters that have a gradient
@@ -94,6 +103,9 @@ class SGD(Optimizer):
     """
 
     _param_shaped_state = ("momentum_buffer",)
+    # a diagonal or matrix lr is read (validated, converted) once per array object, so
+    # gd.compile may keep the converted array a recording saw (see _lr)
+    _array_lr_read_once = True
 
     def __init__(self, params: Any, lr: Any = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *,
@@ -151,12 +163,15 @@ class SGD(Optimizer):
             lr = self._lr(group)
             momentum = float(group["momentum"])
             for batch in _batches(group["params"], check=False):
+                direction = None
                 if isinstance(lr, _LrArray):
                     params = group["params"]
                     # (in the byte order of the kernel's arrays: see _Batch.check_layout)
-                    lr_arg: Any = lr.for_params(batch.arrays[0].dtype.newbyteorder("="),
-                                                [p.grad is not None for p in params],
+                    dtype = batch.arrays[0].dtype.newbyteorder("=")
+                    lr_arg: Any = lr.for_params(dtype, [p.grad is not None for p in params],
                                                 [p._data.size for p in params])
+                    if lr.kind == "matrix":
+                        direction = lr.direction(dtype, lr_arg.shape[0])
                 else:
                     lr_arg = lr
                 bufs = None
@@ -166,7 +181,7 @@ class SGD(Optimizer):
                     bufs = [None if b is None else b._data for b in old]
                 new = batch.call(_core.sgd_step, bufs, lr_arg, momentum,
                                  float(group["dampening"]), float(group["weight_decay"]),
-                                 bool(group["nesterov"]), bool(group["maximize"]))
+                                 bool(group["nesterov"]), bool(group["maximize"]), direction)
                 batch.finish()
                 if momentum != 0:  # the buffers the kernel started (a buffer is b_new = g)
                     for st, b_old, b_new in zip(states, old, new or []):
