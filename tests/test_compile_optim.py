@@ -460,6 +460,37 @@ def test_steps_that_still_cannot_be_captured_fall_back_with_one_warning():
     assert compiled.stats["replayed"] == 0
 
 
+def test_a_grad_assigned_inside_the_step_falls_back_with_one_warning():
+    """`w.grad = zeros` inside the step, then zeroed in place and accumulated into: eager makes a
+    new .grad tensor each call, which a replay would not, so the step runs eagerly."""
+    def body(w, x, y):
+        w.grad = gd.zeros_like(w)
+        m = gd.nn.Module()
+        m.w = w
+        m.zero_grad(set_to_none=False)
+        loss = gd.nn.functional.mse_loss(gd.nn.functional.linear(x, w), y)
+        loss.backward()
+        gd.nn.utils.clip_grad_value_([w], 0.1)
+        return loss
+
+    def make():
+        gd.manual_seed(0)
+        return gd.nn.Parameter(gd.randn(4, 4) * 0.3)
+
+    w_e, w_c = make(), make()
+    fn = gd.compile(lambda x, y: body(w_c, x, y))
+    rng = np.random.default_rng(0)
+    with pytest.warns(RuntimeWarning, match="assigning a tensor to .grad"):
+        for _ in range(4):
+            x = gd.tensor(rng.standard_normal((3, 4)).astype(np.float32))
+            y = gd.tensor(rng.standard_normal((3, 4)).astype(np.float32))
+            held = w_c.grad
+            _assert_bits(body(w_e, x, y).detach().numpy(), fn(x, y).detach().numpy(), "loss")
+            assert w_c.grad is not held
+            _assert_bits(w_e.grad.numpy(), w_c.grad.numpy(), "grad")
+    assert fn.stats["replayed"] == 0
+
+
 # ---- PyTorch as the oracle of the compiled trajectories --------------------------------------
 TORCH_CASES = [
     ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}, None),

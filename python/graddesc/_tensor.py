@@ -331,6 +331,8 @@ class Tensor:
         if value is None and _cs.active is not None:
             _cs.active.on_grad_cleared(self)
         if value is not None:
+            if _cs.active is not None:  # (a recorded program writes the .grad it saw)
+                _cs.active.on_side_effect("assigning a tensor to .grad")
             if not isinstance(value, Tensor):
                 raise TypeError(f"grad: expected a Tensor or None, got {type(value).__name__}")
             if value._data.shape != self._data.shape:
