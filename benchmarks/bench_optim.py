@@ -1,9 +1,12 @@
 """Training-step time per optimizer: graddesc eager vs graddesc compiled (gd.compile) vs PyTorch
 eager, for the lecture net 784-256-128-10 (ReLU), batch 32, float32, cross-entropy.
 
-A step is zero_grad, forward, loss, backward, (clipping), optimizer step. Prints medians
-(microseconds) measured in this one process and the ratios; the compiled step is checked to
-replay (no fallback). Saves benchmarks/results/optim.json.
+A step is zero_grad, forward, loss, backward, (clipping), optimizer step. One thread for both
+libraries by default (--threads): on a shared machine, two threads that spin-wait for each other
+measure the other jobs more than the step. The three steps of a case are timed in interleaved
+rounds (eager, compiled, torch, eager, ...) and each time is the median over the rounds of the
+per-round medians, so a slow spell hits all three. The compiled step is checked to replay (no
+fallback). Prints microseconds and ratios; saves benchmarks/results/optim.json.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_optim.py
 """
@@ -11,6 +14,7 @@ Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_optim.
 from __future__ import annotations
 
 import argparse
+import statistics
 import warnings
 
 import numpy as np
@@ -113,21 +117,34 @@ def torch_step(opt_name: str, kw: dict, extra: str | None):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--min-time", type=float, default=0.2, help="seconds per sample")
+    parser.add_argument("--min-time", type=float, default=0.05, help="seconds per sample")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per case")
+    parser.add_argument("--threads", type=int, default=1, help="threads of both libraries")
     args = parser.parse_args()
+    gd.set_num_threads(args.threads)
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        pass
     rows, out = [], []
     for label, name, kw, extra in CASES:
-        eager = median_time(graddesc_step(name, kw, extra, False), args.min_time)
-        compiled = median_time(graddesc_step(name, kw, extra, True), args.min_time)
-        ts = torch_step(name, kw, extra)
-        torch_t = median_time(ts, args.min_time) if ts is not None else float("nan")
+        steps = [graddesc_step(name, kw, extra, False), graddesc_step(name, kw, extra, True),
+                 torch_step(name, kw, extra)]
+        times: list = [[], [], []]
+        for _ in range(args.rounds):
+            for k, fn in enumerate(steps):
+                if fn is not None:
+                    times[k].append(median_time(fn, args.min_time, repeat=3))
+        eager, compiled, torch_t = (statistics.median(t) if t else float("nan") for t in times)
         rows.append([label, f"{eager * 1e6:.0f}", f"{compiled * 1e6:.0f}",
                      f"{torch_t * 1e6:.0f}", f"{eager / compiled:.2f}",
                      f"{torch_t / compiled:.2f}"])
         out.append({"case": label, "eager_us": eager * 1e6, "compiled_us": compiled * 1e6,
                     "torch_us": torch_t * 1e6})
     print(f"784-256-128-10 ReLU MLP, batch {BATCH}, float32, cross-entropy; ISA "
-          f"{gd.config()['isa']}, {gd.get_num_threads()} graddesc threads")
+          f"{gd.config()['isa']}, {args.threads} thread(s) each")
     print_table(["step", "eager us", "compiled us", "torch us", "eager/compiled",
                  "torch/compiled"], rows)
     path = save_json("optim", {"sizes": SIZES, "batch": BATCH, "rows": out})

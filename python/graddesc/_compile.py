@@ -934,7 +934,8 @@ class CompiledFunction:
             list(zip(entry.frozen_tensors, entry.frozen_arrays)), list(entry.optimizers),
             entry.hyper_fast, entry.versions, grads, entry.none_grads,
             [(var, key, item) for (var, _), (key, item) in zip(entry.lazy, entry.pending_items)],
-            _compile_state.pending, entry.outputs, entry.out_kind, self._replays)
+            _compile_state.pending, entry.outputs, entry.out_kind, self._replays,
+            list(entry.persistent))
 
     # ---- recording ------------------------------------------------------------------------
     def _record(self, key: Any, args: tuple, kwargs: dict) -> Any:
@@ -1174,12 +1175,9 @@ class CompiledFunction:
         for _, g, _ in entry.persistent:
             g._vc[0] += 1
         if not kwargs:
-            if entry.persistent:  # (the one-call path does not check those .grad tensors)
-                self._fast = None
-            else:
-                if entry.fast is None:
-                    entry.fast = self._build_fast(entry, args)
-                self._fast = entry.fast
+            if entry.fast is None:
+                entry.fast = self._build_fast(entry, args)
+            self._fast = entry.fast
         return self._results(entry)
 
 

@@ -7,7 +7,8 @@
 //
 // Per call, in order: input signature (types, shapes, dtypes, requires_grad, grad mode, equal
 // non-tensor arguments), storage epoch, no recording in progress, parameters and frozen tensors
-// (same storage, same requires_grad), optimizer param groups (the very same objects as at the
+// (same storage, same requires_grad), the .grad tensors the program writes in place (a step with
+// zero_grad(set_to_none=False): still each leaf's, on the same array), optimizer param groups (the very same objects as at the
 // last Python check; a ParamGroup's _version instead of each setting), gradients nobody else
 // holds; then the inputs are copied into the program's buffers (or, from 32 KiB, read where the
 // caller's array is), the program runs with the GIL released, version counters are bumped, each
@@ -184,6 +185,10 @@ struct Grad {
     Py_ssize_t baseline;  // Py_REFCNT(arr) when only graddesc holds it
 };
 
+struct Persistent {
+    py::object var, grad, arr;
+};
+
 struct Lazy {
     py::object var, key, value;  // key = id(var), value = (weakref(var), weakref(program), index)
 };
@@ -194,7 +199,8 @@ class FastReplay {
                py::list epoch_list, int64_t epoch, py::dict state, py::list inputs,
                py::list params, py::list frozen, py::list optimizers, py::list hypers,
                py::list versions, py::list grads, py::list none_grads, py::list lazy,
-               py::dict pending, py::list outputs, py::object out_kind, py::object replays)
+               py::dict pending, py::list outputs, py::object out_kind, py::object replays,
+               py::list persistent)
         : program_obj_(program), epoch_list_(epoch_list), epoch_(epoch), state_(state),
           pending_(pending), replays_obj_(replays), grad_enabled_(grad_enabled) {
         replays_ = replays.cast<ReplayCount*>();
@@ -285,6 +291,10 @@ class FastReplay {
             grads_.push_back(std::move(g));
         }
         for (const py::handle& h : none_grads) none_grads_.push_back(borrow(h));
+        for (const py::handle& h : persistent) {  // (leaf, its .grad, that .grad's array)
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+            persistent_.push_back({borrow(t[0]), borrow(t[1]), borrow(t[2])});
+        }
         for (const py::handle& h : lazy) {
             // (var, key, item): the entry _compile_state.pending gets (see pending_item)
             py::tuple t = py::reinterpret_borrow<py::tuple>(h);
@@ -359,6 +369,11 @@ class FastReplay {
         auto* tt = reinterpret_cast<PyTypeObject*>(tensor_type_.ptr());
         for (const auto& pa : params_)
             if (!holds(pa, true)) return slow;
+        // a .grad the program writes in place (zero_grad(set_to_none=False)): still the leaf's
+        for (const Persistent& pg : persistent_)
+            if (field(pg.var.ptr(), off_grad_) != pg.grad.ptr() ||
+                field(pg.grad.ptr(), off_data_) != pg.arr.ptr())
+                return slow;
         for (const auto& fa : frozen_)
             if (!holds(fa, false)) return slow;
         for (const Optimizer& o : optimizers_) {  // the same param_groups list and groups
@@ -484,6 +499,11 @@ class FastReplay {
         }
         ++replays_->n;
         for (const py::object& vc : versions_) bump(vc.ptr());
+        for (const Persistent& pg : persistent_) {
+            PyObject* vc = field(pg.grad.ptr(), off_vc_);
+            if (vc == nullptr) throw std::runtime_error("FastReplay: a .grad has no version counter");
+            bump(vc);
+        }
         for (const Grad& g : grads_) {
             PyObject* cur = field(g.var.ptr(), off_grad_);
             if (cur == nullptr || cur == Py_None || field(cur, off_data_) != g.arr.ptr()) {
@@ -675,6 +695,7 @@ class FastReplay {
     std::vector<Group> groups_;
     std::vector<py::object> versions_;
     std::vector<Grad> grads_;
+    std::vector<Persistent> persistent_;
     std::vector<py::object> none_grads_;
     std::vector<Lazy> lazy_;
     std::vector<py::array> outputs_;
@@ -768,13 +789,13 @@ void bind_replay(py::module_& m) {
                            "gd.compile's one-call replay of a recorded entry (private).")
         .def(py::init<py::object, py::object, bool, py::list, int64_t, py::dict,
                       py::list, py::list, py::list, py::list, py::list, py::list, py::list,
-                      py::list, py::list, py::dict, py::list, py::object, py::object>(),
+                      py::list, py::list, py::dict, py::list, py::object, py::object, py::list>(),
              py::arg("program"), py::arg("tensor_type"), py::arg("grad_enabled"),
              py::arg("epoch_list"), py::arg("epoch"), py::arg("state"), py::arg("inputs"),
              py::arg("params"), py::arg("frozen"), py::arg("optimizers"),
              py::arg("hypers"), py::arg("versions"), py::arg("grads"),
              py::arg("none_grads"), py::arg("lazy"), py::arg("pending"), py::arg("outputs"),
-             py::arg("out_kind"), py::arg("replays"))
+             py::arg("out_kind"), py::arg("replays"), py::arg("persistent") = py::list())
         .def("__call__", &FastReplay::call, py::arg("args"), py::arg("grad_enabled"),
              "Replays for positional `args`, or returns NotImplemented (the Python path decides).")
         .def_property_readonly("hits", &FastReplay::hits, "Calls this object replayed.")
