@@ -29,6 +29,7 @@
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
+//   norm         batch norm, layer norm, embedding: i[0] picks the kernel (layouts in norm.hpp)
 //   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm]
 //                (clip_grad_norm below: scales the gradients in place when the norm is too big)
 #include "program.hpp"
@@ -43,6 +44,7 @@
 #include <string>
 
 #include "kernels.hpp"
+#include "norm.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -273,6 +275,7 @@ void run_one(const Instr& in) {
             }
             break;
         }
+        case Code::norm: run_norm_instr(in); break;  // batch/layer norm, embedding (norm.hpp)
     }
 }
 
@@ -503,6 +506,7 @@ std::vector<Operand> operands(const Instr& in) {
                 }
             break;
         }
+        case Code::norm: norm_instr_operands(in, ops); break;
     }
     return ops;
 }
@@ -875,8 +879,8 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "reduce"};
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::reduce) + 1,
+                                     "reduce", "norm"};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::norm) + 1,
               "kNames must name every Code");
 
 Code code_from_name(const std::string& name) {

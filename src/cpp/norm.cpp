@@ -1,0 +1,366 @@
+// BatchNorm, LayerNorm and Embedding kernels (norm.hpp has the shape legend and contracts).
+// Determinism: every sum over a channel, a row or a vocabulary row is taken by one thread in a
+// fixed order (channels / rows / vocabulary rows are cut into chunks whose size depends only on
+// the problem size), so results are bitwise identical for any thread count.
+#include "norm.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "parallel.hpp"
+
+namespace gd {
+namespace GD_NS {
+namespace {
+
+// Channels per chunk of a 2-d (N, C) batch norm: a block of columns summed down the rows, one
+// cache line of floats wide, so the inner loop over the block vectorizes.
+constexpr int64_t kCols = 16;
+constexpr int64_t kRows = 8;  // layer-norm rows per chunk
+
+// s[c - c0] = sum_n f(n, c) for c in [c0, c1), n ascending (x is (N, C), L = 1)
+template <class T, class F>
+void column_sums(T* s, int64_t c0, int64_t c1, int64_t N, const F& f) {
+    for (int64_t c = c0; c < c1; ++c) s[c - c0] = T(0);
+    for (int64_t n = 0; n < N; ++n) {
+#pragma omp simd
+        for (int64_t c = c0; c < c1; ++c) s[c - c0] += f(n, c);
+    }
+}
+
+}  // namespace
+
+// x (N, C, L) -> y, mean, invstd; running statistics updated in training (norm.hpp)
+template <class T>
+void batch_norm_forward(T* y, T* mean, T* invstd, T* run_mean, T* run_var,
+                        int64_t* num_batches_tracked, const T* x, const T* w, const T* b,
+                        int64_t N, int64_t C, int64_t L, double eps, double momentum,
+                        bool training) {
+    const int64_t M = N * L;  // values per channel
+    const int64_t work = 8 * N * C * L;
+    if (training) {
+        if (num_batches_tracked != nullptr) ++*num_batches_tracked;
+        const double factor = momentum >= 0 || num_batches_tracked == nullptr
+                                  ? momentum
+                                  : 1.0 / double(*num_batches_tracked);
+        const T f = T(factor), keep = T(1) - T(factor);
+        // two passes per channel: the mean, then the sum of squared deviations from it
+        parallel_chunks(C, L == 1 ? kCols : 1, work, [&](int64_t c0, int64_t c1) {
+            T var_sum[kCols];
+            if (L == 1) {
+                column_sums(mean + c0, c0, c1, N, [&](int64_t n, int64_t c) { return x[n * C + c]; });
+                for (int64_t c = c0; c < c1; ++c) mean[c] /= T(M);
+                column_sums(var_sum, c0, c1, N, [&](int64_t n, int64_t c) {
+                    const T d = x[n * C + c] - mean[c];
+                    return d * d;
+                });
+            } else {
+                for (int64_t c = c0; c < c1; ++c) {
+                    T s = 0;
+                    for (int64_t n = 0; n < N; ++n) {
+                        const T* xr = x + (n * C + c) * L;
+                        for (int64_t l = 0; l < L; ++l) s += xr[l];
+                    }
+                    mean[c] = s / T(M);
+                    T q = 0;
+                    for (int64_t n = 0; n < N; ++n) {
+                        const T* xr = x + (n * C + c) * L;
+                        for (int64_t l = 0; l < L; ++l) {
+                            const T d = xr[l] - mean[c];
+                            q += d * d;
+                        }
+                    }
+                    var_sum[c - c0] = q;
+                }
+            }
+            for (int64_t c = c0; c < c1; ++c) {
+                const T vs = var_sum[c - c0];
+                invstd[c] = T(1) / std::sqrt(vs / T(M) + T(eps));
+                if (run_mean != nullptr) run_mean[c] = f * mean[c] + keep * run_mean[c];
+                // M = 1 is refused by the binding (an unbiased variance needs two values)
+                if (run_var != nullptr) run_var[c] = f * (vs / T(M - 1)) + keep * run_var[c];
+            }
+        });
+    } else {
+        for (int64_t c = 0; c < C; ++c) {
+            mean[c] = run_mean[c];
+            invstd[c] = T(1) / std::sqrt(run_var[c] + T(eps));
+        }
+    }
+    // y = (x - mean) * (invstd * w) + b
+    if (L == 1) {
+        parallel_chunks(N, kRows, work, [&](int64_t n0, int64_t n1) {
+            for (int64_t n = n0; n < n1; ++n) {
+                const T* xr = x + n * C;
+                T* yr = y + n * C;
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c) {
+                    const T scale = w != nullptr ? invstd[c] * w[c] : invstd[c];
+                    const T shift = b != nullptr ? b[c] : T(0);
+                    yr[c] = (xr[c] - mean[c]) * scale + shift;
+                }
+            }
+        });
+    } else {
+        parallel_chunks(N * C, kRows, work, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t c = r % C;
+                const T m = mean[c];
+                const T scale = w != nullptr ? invstd[c] * w[c] : invstd[c];
+                const T shift = b != nullptr ? b[c] : T(0);
+                const T* xr = x + r * L;
+                T* yr = y + r * L;
+#pragma omp simd
+                for (int64_t l = 0; l < L; ++l) yr[l] = (xr[l] - m) * scale + shift;
+            }
+        });
+    }
+}
+
+// Per channel c, with xc = x - mean, M = N * L:
+//   db = sum dy,  dw = invstd * sum(dy * xc)
+//   training:   dx = w * invstd * (dy - db / M - xc * invstd^2 * sum(dy * xc) / M)
+//               (the derivative through mean and invstd: d xhat / dx projected off 1 and xhat)
+//   evaluation: dx = w * invstd * dy
+template <class T>
+void batch_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean,
+                         const T* invstd, int64_t N, int64_t C, int64_t L, bool training) {
+    const int64_t M = N * L;
+    const int64_t work = 8 * N * C * L;
+    const bool need_sums = dw != nullptr || db != nullptr || (dx != nullptr && training);
+    // sums per channel: sdy = sum dy, sdx = sum dy * (x - mean)
+    std::vector<T> sdy, sdx;
+    if (need_sums) {
+        sdy.assign(static_cast<size_t>(C), T(0));
+        sdx.assign(static_cast<size_t>(C), T(0));
+        parallel_chunks(C, L == 1 ? kCols : 1, work, [&](int64_t c0, int64_t c1) {
+            if (L == 1) {
+                column_sums(sdy.data() + c0, c0, c1, N,
+                            [&](int64_t n, int64_t c) { return dy[n * C + c]; });
+                column_sums(sdx.data() + c0, c0, c1, N, [&](int64_t n, int64_t c) {
+                    return dy[n * C + c] * (x[n * C + c] - mean[c]);
+                });
+            } else {
+                for (int64_t c = c0; c < c1; ++c) {
+                    T s = 0, q = 0;
+                    const T m = mean[c];
+                    for (int64_t n = 0; n < N; ++n) {
+                        const int64_t o = (n * C + c) * L;
+                        for (int64_t l = 0; l < L; ++l) {
+                            s += dy[o + l];
+                            q += dy[o + l] * (x[o + l] - m);
+                        }
+                    }
+                    sdy[c] = s;
+                    sdx[c] = q;
+                }
+            }
+        });
+        for (int64_t c = 0; c < C; ++c) {
+            if (db != nullptr) db[c] = sdy[c];
+            if (dw != nullptr) dw[c] = sdx[c] * invstd[c];
+        }
+    }
+    if (dx == nullptr) return;
+    // dx = k * (dy - a - (x - mean) * q) per channel
+    std::vector<T> k(static_cast<size_t>(C)), a(static_cast<size_t>(C)), q(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+        k[c] = w != nullptr ? w[c] * invstd[c] : invstd[c];
+        a[c] = training ? sdy[c] / T(M) : T(0);
+        q[c] = training ? invstd[c] * invstd[c] * sdx[c] / T(M) : T(0);
+    }
+    const T *kp = k.data(), *ap = a.data(), *qp = q.data();
+    if (L == 1) {
+        parallel_chunks(N, kRows, work, [&](int64_t n0, int64_t n1) {
+            for (int64_t n = n0; n < n1; ++n) {
+                const T* xr = x + n * C;
+                const T* gr = dy + n * C;
+                T* dr = dx + n * C;
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c)
+                    dr[c] = kp[c] * (gr[c] - ap[c] - (xr[c] - mean[c]) * qp[c]);
+            }
+        });
+    } else {
+        parallel_chunks(N * C, kRows, work, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const int64_t c = r % C;
+                const T kc = kp[c], ac = ap[c], qc = qp[c], m = mean[c];
+                const int64_t o = r * L;
+#pragma omp simd
+                for (int64_t l = 0; l < L; ++l)
+                    dx[o + l] = kc * (dy[o + l] - ac - (x[o + l] - m) * qc);
+            }
+        });
+    }
+}
+
+// x (M, D) -> y, mean, rstd, one row per iteration
+template <class T>
+void layer_norm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int64_t M,
+                        int64_t D, double eps) {
+    parallel_chunks(M, kRows, 8 * M * D, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* xr = x + r * D;
+            T* yr = y + r * D;
+            T s = 0;
+#pragma omp simd reduction(+ : s)
+            for (int64_t d = 0; d < D; ++d) s += xr[d];
+            const T m = s / T(D);
+            T q = 0;
+#pragma omp simd reduction(+ : q)
+            for (int64_t d = 0; d < D; ++d) q += (xr[d] - m) * (xr[d] - m);
+            const T rs = T(1) / std::sqrt(q / T(D) + T(eps));
+            mean[r] = m;
+            rstd[r] = rs;
+            if (w != nullptr && b != nullptr) {
+#pragma omp simd
+                for (int64_t d = 0; d < D; ++d) yr[d] = (xr[d] - m) * rs * w[d] + b[d];
+            } else if (w != nullptr) {
+#pragma omp simd
+                for (int64_t d = 0; d < D; ++d) yr[d] = (xr[d] - m) * rs * w[d];
+            } else if (b != nullptr) {
+#pragma omp simd
+                for (int64_t d = 0; d < D; ++d) yr[d] = (xr[d] - m) * rs + b[d];
+            } else {
+#pragma omp simd
+                for (int64_t d = 0; d < D; ++d) yr[d] = (xr[d] - m) * rs;
+            }
+        }
+    });
+}
+
+// Per row, with xhat = (x - mean) * rstd and g = dy * w:
+//   dx = rstd * (g - sum(g) / D - xhat * sum(g * xhat) / D)
+// and per column dw = sum over rows of dy * xhat, db = sum over rows of dy (rows ascending).
+template <class T>
+void layer_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean,
+                         const T* rstd, int64_t M, int64_t D) {
+    if (dx != nullptr) {
+        parallel_chunks(M, kRows, 8 * M * D, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const T* xr = x + r * D;
+                const T* gr = dy + r * D;
+                T* dr = dx + r * D;
+                const T m = mean[r], rs = rstd[r];
+                T sg = 0, sgx = 0;
+#pragma omp simd reduction(+ : sg, sgx)
+                for (int64_t d = 0; d < D; ++d) {
+                    const T g = w != nullptr ? gr[d] * w[d] : gr[d];
+                    sg += g;
+                    sgx += g * ((xr[d] - m) * rs);
+                }
+                const T a = sg / T(D), c = sgx / T(D);
+#pragma omp simd
+                for (int64_t d = 0; d < D; ++d) {
+                    const T g = w != nullptr ? gr[d] * w[d] : gr[d];
+                    dr[d] = rs * (g - a - ((xr[d] - m) * rs) * c);
+                }
+            }
+        });
+    }
+    if (dw == nullptr && db == nullptr) return;
+    parallel_chunks(D, kCols, 4 * M * D, [&](int64_t d0, int64_t d1) {
+        for (int64_t d = d0; d < d1; ++d) {
+            if (dw != nullptr) dw[d] = T(0);
+            if (db != nullptr) db[d] = T(0);
+        }
+        for (int64_t r = 0; r < M; ++r) {
+            const T* xr = x + r * D;
+            const T* gr = dy + r * D;
+            const T m = mean[r], rs = rstd[r];
+            if (dw != nullptr) {
+#pragma omp simd
+                for (int64_t d = d0; d < d1; ++d) dw[d] += gr[d] * ((xr[d] - m) * rs);
+            }
+            if (db != nullptr) {
+#pragma omp simd
+                for (int64_t d = d0; d < d1; ++d) db[d] += gr[d];
+            }
+        }
+    });
+}
+
+// W (V, D), idx (K) -> y (K, D)
+template <class T>
+void embedding_forward(T* y, const T* W, const int64_t* idx, int64_t K, int64_t /*V*/,
+                       int64_t D) {
+    parallel_chunks(K, kRows, 2 * K * D, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) std::copy(W + idx[k] * D, W + (idx[k] + 1) * D, y + k * D);
+    });
+}
+
+// dy (K, D) -> dW (V, D). The vocabulary is cut into at most 16 fixed ranges; each range's
+// thread zeroes its rows and scans every index in order, adding the rows that fall in it: each
+// dW[v] is a sum in ascending k whatever the thread count.
+template <class T>
+void embedding_backward(T* dW, const T* dy, const int64_t* idx, int64_t K, int64_t V, int64_t D,
+                        int64_t padding_idx) {
+    const int64_t chunk = std::max<int64_t>(64, (V + 15) / 16);
+    parallel_chunks(V, chunk, 2 * (K + V) * D, [&](int64_t v0, int64_t v1) {
+        std::fill(dW + v0 * D, dW + v1 * D, T(0));
+        for (int64_t k = 0; k < K; ++k) {
+            const int64_t v = idx[k];
+            if (v < v0 || v >= v1 || v == padding_idx) continue;
+            T* dr = dW + v * D;
+            const T* gr = dy + k * D;
+#pragma omp simd
+            for (int64_t d = 0; d < D; ++d) dr[d] += gr[d];
+        }
+    });
+}
+
+// W (V, D) in place, rows idx[k] in order of first occurrence (serial: a lookup's rows are few)
+template <class T>
+void embedding_renorm(T* W, const int64_t* idx, int64_t K, int64_t V, int64_t D, double max_norm,
+                      double p) {
+    std::vector<bool> seen(static_cast<size_t>(V), false);
+    for (int64_t k = 0; k < K; ++k) {
+        const int64_t v = idx[k];
+        if (seen[static_cast<size_t>(v)]) continue;
+        seen[static_cast<size_t>(v)] = true;
+        T* row = W + v * D;
+        double norm = 0;
+        if (p == 1) {
+            for (int64_t d = 0; d < D; ++d) norm += std::fabs(double(row[d]));
+        } else if (p == 2) {
+            for (int64_t d = 0; d < D; ++d) norm += double(row[d]) * double(row[d]);
+            norm = std::sqrt(norm);
+        } else if (std::isinf(p)) {
+            for (int64_t d = 0; d < D; ++d) norm = std::max(norm, std::fabs(double(row[d])));
+        } else {
+            for (int64_t d = 0; d < D; ++d) norm += std::pow(std::fabs(double(row[d])), p);
+            norm = std::pow(norm, 1.0 / p);
+        }
+        if (norm > max_norm) {
+            const T scale = T(max_norm / (norm + 1e-7));
+            for (int64_t d = 0; d < D; ++d) row[d] *= scale;
+        }
+    }
+}
+
+namespace {
+template <class T>
+NormKernels<T> make_norm_table() {
+    NormKernels<T> t{};
+    t.batch_norm_forward = &batch_norm_forward<T>;
+    t.batch_norm_backward = &batch_norm_backward<T>;
+    t.layer_norm_forward = &layer_norm_forward<T>;
+    t.layer_norm_backward = &layer_norm_backward<T>;
+    t.embedding_forward = &embedding_forward<T>;
+    t.embedding_backward = &embedding_backward<T>;
+    t.embedding_renorm = &embedding_renorm<T>;
+    return t;
+}
+}  // namespace
+
+}  // namespace GD_NS
+
+const NormTables& GD_CONCAT(norm_tables_, GD_ISA)() {
+    static const NormTables t{GD_STR(GD_ISA), GD_NS::make_norm_table<float>(),
+                              GD_NS::make_norm_table<double>()};
+    return t;
+}
+
+}  // namespace gd
