@@ -56,20 +56,26 @@ void batch_norm_forward(T* y, T* mean, T* invstd, T* run_mean, T* run_var,
                     return d * d;
                 });
             } else {
+                // per row of L a vector reduction (its order depends on the ISA's vector width,
+                // never on the thread count), rows added in order
                 for (int64_t c = c0; c < c1; ++c) {
                     T s = 0;
                     for (int64_t n = 0; n < N; ++n) {
                         const T* xr = x + (n * C + c) * L;
-                        for (int64_t l = 0; l < L; ++l) s += xr[l];
+                        T r = 0;
+#pragma omp simd reduction(+ : r)
+                        for (int64_t l = 0; l < L; ++l) r += xr[l];
+                        s += r;
                     }
-                    mean[c] = s / T(M);
+                    const T m = s / T(M);
+                    mean[c] = m;
                     T q = 0;
                     for (int64_t n = 0; n < N; ++n) {
                         const T* xr = x + (n * C + c) * L;
-                        for (int64_t l = 0; l < L; ++l) {
-                            const T d = xr[l] - mean[c];
-                            q += d * d;
-                        }
+                        T r = 0;
+#pragma omp simd reduction(+ : r)
+                        for (int64_t l = 0; l < L; ++l) r += (xr[l] - m) * (xr[l] - m);
+                        q += r;
                     }
                     var_sum[c - c0] = q;
                 }
@@ -147,10 +153,14 @@ void batch_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* 
                     const T m = mean[c];
                     for (int64_t n = 0; n < N; ++n) {
                         const int64_t o = (n * C + c) * L;
+                        T rs = 0, rq = 0;
+#pragma omp simd reduction(+ : rs, rq)
                         for (int64_t l = 0; l < L; ++l) {
-                            s += dy[o + l];
-                            q += dy[o + l] * (x[o + l] - m);
+                            rs += dy[o + l];
+                            rq += dy[o + l] * (x[o + l] - m);
                         }
+                        s += rs;
+                        q += rq;
                     }
                     sdy[c] = s;
                     sdx[c] = q;
