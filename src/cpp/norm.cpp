@@ -14,10 +14,10 @@ namespace gd {
 namespace GD_NS {
 namespace {
 
-// Channels per chunk of a 2-d (N, C) batch norm: a block of columns summed down the rows, one
-// cache line of floats wide, so the inner loop over the block vectorizes.
-constexpr int64_t kCols = 16;
-constexpr int64_t kRows = 8;  // layer-norm rows per chunk
+// Channels (or layer-norm columns) per chunk of a column sum: a block of columns summed down
+// the rows, four cache lines of floats wide, so the inner loop over the block vectorizes.
+constexpr int64_t kCols = 64;
+constexpr int64_t kRows = 8;  // rows per chunk of a row-wise pass
 
 // s[c - c0] = sum_n f(n, c) for c in [c0, c1), n ascending (x is (N, C), L = 1)
 template <class T, class F>
@@ -94,29 +94,30 @@ void batch_norm_forward(T* y, T* mean, T* invstd, T* run_mean, T* run_var,
             invstd[c] = T(1) / std::sqrt(run_var[c] + T(eps));
         }
     }
-    // y = (x - mean) * (invstd * w) + b
+    // y = (x - mean) * (invstd * w) + b, with scale = invstd * w and shift = b per channel
+    std::vector<T> scale_v(static_cast<size_t>(C)), shift_v(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+        scale_v[c] = w != nullptr ? invstd[c] * w[c] : invstd[c];
+        shift_v[c] = b != nullptr ? b[c] : T(0);
+    }
+    const T* GD_RESTRICT sc = scale_v.data();
+    const T* GD_RESTRICT sh = shift_v.data();
     if (L == 1) {
         parallel_chunks(N, kRows, work, [&](int64_t n0, int64_t n1) {
             for (int64_t n = n0; n < n1; ++n) {
-                const T* xr = x + n * C;
-                T* yr = y + n * C;
+                const T* GD_RESTRICT xr = x + n * C;
+                T* GD_RESTRICT yr = y + n * C;
 #pragma omp simd
-                for (int64_t c = 0; c < C; ++c) {
-                    const T scale = w != nullptr ? invstd[c] * w[c] : invstd[c];
-                    const T shift = b != nullptr ? b[c] : T(0);
-                    yr[c] = (xr[c] - mean[c]) * scale + shift;
-                }
+                for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean[c]) * sc[c] + sh[c];
             }
         });
     } else {
         parallel_chunks(N * C, kRows, work, [&](int64_t r0, int64_t r1) {
             for (int64_t r = r0; r < r1; ++r) {
                 const int64_t c = r % C;
-                const T m = mean[c];
-                const T scale = w != nullptr ? invstd[c] * w[c] : invstd[c];
-                const T shift = b != nullptr ? b[c] : T(0);
-                const T* xr = x + r * L;
-                T* yr = y + r * L;
+                const T m = mean[c], scale = sc[c], shift = sh[c];
+                const T* GD_RESTRICT xr = x + r * L;
+                T* GD_RESTRICT yr = y + r * L;
 #pragma omp simd
                 for (int64_t l = 0; l < L; ++l) yr[l] = (xr[l] - m) * scale + shift;
             }
@@ -184,9 +185,9 @@ void batch_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* 
     if (L == 1) {
         parallel_chunks(N, kRows, work, [&](int64_t n0, int64_t n1) {
             for (int64_t n = n0; n < n1; ++n) {
-                const T* xr = x + n * C;
-                const T* gr = dy + n * C;
-                T* dr = dx + n * C;
+                const T* GD_RESTRICT xr = x + n * C;
+                const T* GD_RESTRICT gr = dy + n * C;
+                T* GD_RESTRICT dr = dx + n * C;
 #pragma omp simd
                 for (int64_t c = 0; c < C; ++c)
                     dr[c] = kp[c] * (gr[c] - ap[c] - (xr[c] - mean[c]) * qp[c]);
@@ -212,8 +213,8 @@ void layer_norm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T*
                         int64_t D, double eps) {
     parallel_chunks(M, kRows, 8 * M * D, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-            const T* xr = x + r * D;
-            T* yr = y + r * D;
+            const T* GD_RESTRICT xr = x + r * D;
+            T* GD_RESTRICT yr = y + r * D;
             T s = 0;
 #pragma omp simd reduction(+ : s)
             for (int64_t d = 0; d < D; ++d) s += xr[d];
@@ -248,46 +249,50 @@ template <class T>
 void layer_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean,
                          const T* rstd, int64_t M, int64_t D) {
     if (dx != nullptr) {
+        // g = dy * w in a per-chunk scratch row, so the loops below have no branch per element
         parallel_chunks(M, kRows, 8 * M * D, [&](int64_t r0, int64_t r1) {
+            std::vector<T> gbuf(w != nullptr ? static_cast<size_t>(D) : 0);
             for (int64_t r = r0; r < r1; ++r) {
-                const T* xr = x + r * D;
-                const T* gr = dy + r * D;
-                T* dr = dx + r * D;
+                const T* GD_RESTRICT xr = x + r * D;
+                const T* GD_RESTRICT g = dy + r * D;
+                T* GD_RESTRICT dr = dx + r * D;
+                if (w != nullptr) {
+                    T* GD_RESTRICT gb = gbuf.data();
+#pragma omp simd
+                    for (int64_t d = 0; d < D; ++d) gb[d] = g[d] * w[d];
+                    g = gb;
+                }
                 const T m = mean[r], rs = rstd[r];
                 T sg = 0, sgx = 0;
 #pragma omp simd reduction(+ : sg, sgx)
                 for (int64_t d = 0; d < D; ++d) {
-                    const T g = w != nullptr ? gr[d] * w[d] : gr[d];
-                    sg += g;
-                    sgx += g * ((xr[d] - m) * rs);
+                    sg += g[d];
+                    sgx += g[d] * ((xr[d] - m) * rs);
                 }
                 const T a = sg / T(D), c = sgx / T(D);
 #pragma omp simd
-                for (int64_t d = 0; d < D; ++d) {
-                    const T g = w != nullptr ? gr[d] * w[d] : gr[d];
-                    dr[d] = rs * (g - a - ((xr[d] - m) * rs) * c);
-                }
+                for (int64_t d = 0; d < D; ++d) dr[d] = rs * (g[d] - a - ((xr[d] - m) * rs) * c);
             }
         });
     }
     if (dw == nullptr && db == nullptr) return;
+    // column chunks, each summed down the rows in order into registers-sized local arrays
     parallel_chunks(D, kCols, 4 * M * D, [&](int64_t d0, int64_t d1) {
-        for (int64_t d = d0; d < d1; ++d) {
-            if (dw != nullptr) dw[d] = T(0);
-            if (db != nullptr) db[d] = T(0);
-        }
+        T aw[kCols] = {}, ab[kCols] = {};
+        const int64_t n = d1 - d0;
         for (int64_t r = 0; r < M; ++r) {
-            const T* xr = x + r * D;
-            const T* gr = dy + r * D;
+            const T* GD_RESTRICT xr = x + r * D + d0;
+            const T* GD_RESTRICT gr = dy + r * D + d0;
             const T m = mean[r], rs = rstd[r];
-            if (dw != nullptr) {
 #pragma omp simd
-                for (int64_t d = d0; d < d1; ++d) dw[d] += gr[d] * ((xr[d] - m) * rs);
+            for (int64_t d = 0; d < n; ++d) {
+                aw[d] += gr[d] * ((xr[d] - m) * rs);
+                ab[d] += gr[d];
             }
-            if (db != nullptr) {
-#pragma omp simd
-                for (int64_t d = d0; d < d1; ++d) db[d] += gr[d];
-            }
+        }
+        for (int64_t d = 0; d < n; ++d) {
+            if (dw != nullptr) dw[d0 + d] = aw[d];
+            if (db != nullptr) db[d0 + d] = ab[d];
         }
     });
 }
