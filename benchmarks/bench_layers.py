@@ -2,10 +2,11 @@
 
 Each case builds the layer in both libraries with the same weights, then times one
 forward + backward (y = layer(x); y.backward(dy)) at batch 32 and 256, float32, eager mode (the
-Python tape on both sides). Medians of repeated timings in microseconds; ratio = torch / graddesc
-(> 1: graddesc is faster). Thread counts are set equal in both libraries.
+Python tape on both sides). Each library is timed in --rounds alternating rounds (the machine's
+load changes between them) and the median round is reported, in microseconds; ratio = torch /
+graddesc (> 1: graddesc is faster). Thread counts are set equal in both libraries.
 
-    python benchmarks/bench_layers.py [--threads N]
+    python benchmarks/bench_layers.py [--threads N] [--rounds R]
 
 Prints a table with the CPU name and saves benchmarks/results/bench_layers.json.
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 import graddesc as gd
 from _common import median_time, print_table, save_json
+from graddesc import _core
 
 
 def cpu_name() -> str:
@@ -46,33 +48,23 @@ def cases(batch: int) -> list:
     return out
 
 
-def time_graddesc(make, x, is_index):
-    layer = make(gd.nn)
-    xt = gd.tensor(x, requires_grad=not is_index)
-    dy = gd.ones(*layer(xt).shape)
+def step_fn(lib, make, x, is_index):
+    """One forward + backward of the layer made with lib (graddesc or torch)."""
+    layer = make(lib.nn)
+    xt = lib.tensor(x, requires_grad=not is_index)
+    dy = lib.ones(tuple(layer(xt).shape))
 
     def step():
         y = layer(xt)
         y.backward(dy)
 
-    return median_time(step)
-
-
-def time_torch(torch, make, x, is_index):
-    layer = make(torch.nn)
-    xt = torch.tensor(x, requires_grad=not is_index)
-    dy = torch.ones(layer(xt).shape)
-
-    def step():
-        y = layer(xt)
-        y.backward(dy)
-
-    return median_time(step)
+    return step
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     import torch
 
@@ -81,16 +73,17 @@ def main() -> None:
     rows, results = [], []
     for batch in (32, 256):
         for label, make, x, is_index in cases(batch):
-            g = time_graddesc(make, x, is_index)
-            t = time_torch(torch, make, x, is_index)
-            rows.append([label.replace("B", str(batch), 1) if "(B" not in label
-                         else label.replace("(B", f"({batch}"), f"{g * 1e6:.1f}",
-                         f"{t * 1e6:.1f}", f"{t / g:.2f}"])
+            gs, ts = step_fn(gd, make, x, is_index), step_fn(torch, make, x, is_index)
+            g_times, t_times = [], []
+            for _ in range(args.rounds):
+                g_times.append(median_time(gs))
+                t_times.append(median_time(ts))
+            g, t = float(np.median(g_times)), float(np.median(t_times))
+            rows.append([label.replace("(B", f"({batch}"), f"{g * 1e6:.1f}", f"{t * 1e6:.1f}",
+                         f"{t / g:.2f}"])
             results.append({"case": rows[-1][0], "batch": batch, "graddesc_us": g * 1e6,
                             "torch_us": t * 1e6, "ratio": t / g})
-    print(f"CPU: {cpu_name()}, threads: {args.threads}, graddesc ISA: {gd.config()['simd']}"
-          if isinstance(gd.config(), dict) and "simd" in gd.config()
-          else f"CPU: {cpu_name()}, threads: {args.threads}")
+    print(f"CPU: {cpu_name()}, threads: {args.threads}, graddesc ISA: {_core.isa()}")
     print_table(["layer fwd+bwd (float32)", "graddesc us", "torch us", "torch/graddesc"], rows)
     path = save_json("bench_layers", {"threads": args.threads, "cpu": cpu_name(),
                                       "results": results})

@@ -308,11 +308,12 @@ def test_embedding_from_pretrained():
 def _run_all(rng_seed, dtype):
     rng = np.random.default_rng(rng_seed)
     out = []
-    x = rng.normal(size=(300, 70)).astype(dtype)
+    # large enough for every kernel to go parallel (parallel.hpp: kParallelWork)
+    x = rng.normal(size=(1100, 130)).astype(dtype)
     x3 = rng.normal(size=(64, 24, 50)).astype(dtype)
     dy, dy3 = rng.normal(size=x.shape).astype(dtype), rng.normal(size=x3.shape).astype(dtype)
-    w, b = rng.normal(size=70).astype(dtype), rng.normal(size=70).astype(dtype)
-    rm, rv = np.zeros(70, dtype), np.ones(70, dtype)
+    w, b = rng.normal(size=130).astype(dtype), rng.normal(size=130).astype(dtype)
+    rm, rv = np.zeros(130, dtype), np.ones(130, dtype)
     y, m, inv = _core.batch_norm_forward(x, w, b, rm, rv, None, True, 0.1, 1e-5)
     out += [y, m, inv, rm, rv, *_core.batch_norm_backward(dy, x, w, m, inv, True)]
     w3 = rng.normal(size=24).astype(dtype)
@@ -323,7 +324,7 @@ def _run_all(rng_seed, dtype):
     out += [y, m, r, *_core.layer_norm_backward(dy, x, w, m, r)]
     idx = rng.integers(0, 70, size=5000).astype(np.int64)
     out += [_core.embedding_forward(x[:70], idx),
-            _core.embedding_backward(rng.normal(size=(5000, 300)).astype(dtype), idx, 70, 3)]
+            _core.embedding_backward(rng.normal(size=(5000, 130)).astype(dtype), idx, 70, 3)]
     return out
 
 

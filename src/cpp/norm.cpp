@@ -29,6 +29,39 @@ void column_sums(T* s, int64_t c0, int64_t c1, int64_t N, const F& f) {
     }
 }
 
+// For x (N, C, L) with L > 1, read in memory order: s1[c] (and s2[c] when not null) = the sum
+// over n of a, b from row(n, c, a, b) (the sums over one row of L). The rows are cut into fixed
+// chunks of kStatRows; each chunk keeps partial sums per channel, and the partials are added in
+// chunk order, so the result is the same for any thread count. (A walk channel by channel
+// would jump C * L elements per step: a new page for every row of a large input.)
+constexpr int64_t kStatRows = 16;
+template <class T, class F>
+void channel_sums(T* s1, T* s2, int64_t N, int64_t C, int64_t work, const F& row) {
+    const int64_t nchunks = (N + kStatRows - 1) / kStatRows;
+    std::vector<T> p1(static_cast<size_t>(nchunks * C), T(0));
+    std::vector<T> p2(s2 != nullptr ? static_cast<size_t>(nchunks * C) : 0, T(0));
+    parallel_chunks(N, kStatRows, work, [&](int64_t n0, int64_t n1) {
+        T* q1 = p1.data() + (n0 / kStatRows) * C;
+        T* q2 = s2 != nullptr ? p2.data() + (n0 / kStatRows) * C : nullptr;
+        for (int64_t n = n0; n < n1; ++n)
+            for (int64_t c = 0; c < C; ++c) {
+                T a = 0, b = 0;
+                row(n, c, a, b);
+                q1[c] += a;
+                if (q2 != nullptr) q2[c] += b;
+            }
+    });
+    for (int64_t c = 0; c < C; ++c) {
+        s1[c] = T(0);
+        if (s2 != nullptr) s2[c] = T(0);
+    }
+    for (int64_t k = 0; k < nchunks; ++k)
+        for (int64_t c = 0; c < C; ++c) {
+            s1[c] += p1[k * C + c];
+            if (s2 != nullptr) s2[c] += p2[k * C + c];
+        }
+}
+
 }  // namespace
 
 // x (N, C, L) -> y, mean, invstd; running statistics updated in training (norm.hpp)
@@ -45,49 +78,46 @@ void batch_norm_forward(T* y, T* mean, T* invstd, T* run_mean, T* run_var,
                                   ? momentum
                                   : 1.0 / double(*num_batches_tracked);
         const T f = T(factor), keep = T(1) - T(factor);
-        // two passes per channel: the mean, then the sum of squared deviations from it
-        parallel_chunks(C, L == 1 ? kCols : 1, work, [&](int64_t c0, int64_t c1) {
-            T var_sum[kCols];
-            if (L == 1) {
+        // two passes: the mean per channel, then the sum of squared deviations from it
+        std::vector<T> var_sum(static_cast<size_t>(C));
+        if (L == 1) {
+            parallel_chunks(C, kCols, work, [&](int64_t c0, int64_t c1) {
                 column_sums(mean + c0, c0, c1, N, [&](int64_t n, int64_t c) { return x[n * C + c]; });
                 for (int64_t c = c0; c < c1; ++c) mean[c] /= T(M);
-                column_sums(var_sum, c0, c1, N, [&](int64_t n, int64_t c) {
+                column_sums(var_sum.data() + c0, c0, c1, N, [&](int64_t n, int64_t c) {
                     const T d = x[n * C + c] - mean[c];
                     return d * d;
                 });
-            } else {
-                // per row of L a vector reduction (its order depends on the ISA's vector width,
-                // never on the thread count), rows added in order
-                for (int64_t c = c0; c < c1; ++c) {
-                    T s = 0;
-                    for (int64_t n = 0; n < N; ++n) {
-                        const T* xr = x + (n * C + c) * L;
-                        T r = 0;
+            });
+        } else {
+            // per row of L a vector reduction (its order depends on the ISA's vector width,
+            // never on the thread count)
+            channel_sums(mean, static_cast<T*>(nullptr), N, C, work,
+                         [&](int64_t n, int64_t c, T& a, T&) {
+                             const T* GD_RESTRICT xr = x + (n * C + c) * L;
+                             T r = 0;
 #pragma omp simd reduction(+ : r)
-                        for (int64_t l = 0; l < L; ++l) r += xr[l];
-                        s += r;
-                    }
-                    const T m = s / T(M);
-                    mean[c] = m;
-                    T q = 0;
-                    for (int64_t n = 0; n < N; ++n) {
-                        const T* xr = x + (n * C + c) * L;
-                        T r = 0;
+                             for (int64_t l = 0; l < L; ++l) r += xr[l];
+                             a = r;
+                         });
+            for (int64_t c = 0; c < C; ++c) mean[c] /= T(M);
+            channel_sums(var_sum.data(), static_cast<T*>(nullptr), N, C, work,
+                         [&](int64_t n, int64_t c, T& a, T&) {
+                             const T* GD_RESTRICT xr = x + (n * C + c) * L;
+                             const T m = mean[c];
+                             T r = 0;
 #pragma omp simd reduction(+ : r)
-                        for (int64_t l = 0; l < L; ++l) r += (xr[l] - m) * (xr[l] - m);
-                        q += r;
-                    }
-                    var_sum[c - c0] = q;
-                }
-            }
-            for (int64_t c = c0; c < c1; ++c) {
-                const T vs = var_sum[c - c0];
-                invstd[c] = T(1) / std::sqrt(vs / T(M) + T(eps));
-                if (run_mean != nullptr) run_mean[c] = f * mean[c] + keep * run_mean[c];
-                // M = 1 is refused by the binding (an unbiased variance needs two values)
-                if (run_var != nullptr) run_var[c] = f * (vs / T(M - 1)) + keep * run_var[c];
-            }
-        });
+                             for (int64_t l = 0; l < L; ++l) r += (xr[l] - m) * (xr[l] - m);
+                             a = r;
+                         });
+        }
+        for (int64_t c = 0; c < C; ++c) {
+            const T vs = var_sum[c];
+            invstd[c] = T(1) / std::sqrt(vs / T(M) + T(eps));
+            if (run_mean != nullptr) run_mean[c] = f * mean[c] + keep * run_mean[c];
+            // M = 1 is refused by the binding (an unbiased variance needs two values)
+            if (run_var != nullptr) run_var[c] = f * (vs / T(M - 1)) + keep * run_var[c];
+        }
     } else {
         for (int64_t c = 0; c < C; ++c) {
             mean[c] = run_mean[c];
@@ -141,33 +171,29 @@ void batch_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* 
     if (need_sums) {
         sdy.assign(static_cast<size_t>(C), T(0));
         sdx.assign(static_cast<size_t>(C), T(0));
-        parallel_chunks(C, L == 1 ? kCols : 1, work, [&](int64_t c0, int64_t c1) {
-            if (L == 1) {
+        if (L == 1) {
+            parallel_chunks(C, kCols, work, [&](int64_t c0, int64_t c1) {
                 column_sums(sdy.data() + c0, c0, c1, N,
                             [&](int64_t n, int64_t c) { return dy[n * C + c]; });
                 column_sums(sdx.data() + c0, c0, c1, N, [&](int64_t n, int64_t c) {
                     return dy[n * C + c] * (x[n * C + c] - mean[c]);
                 });
-            } else {
-                for (int64_t c = c0; c < c1; ++c) {
-                    T s = 0, q = 0;
-                    const T m = mean[c];
-                    for (int64_t n = 0; n < N; ++n) {
-                        const int64_t o = (n * C + c) * L;
-                        T rs = 0, rq = 0;
+            });
+        } else {
+            channel_sums(sdy.data(), sdx.data(), N, C, work,
+                         [&](int64_t n, int64_t c, T& a, T& b) {
+                             const int64_t o = (n * C + c) * L;
+                             const T m = mean[c];
+                             T rs = 0, rq = 0;
 #pragma omp simd reduction(+ : rs, rq)
-                        for (int64_t l = 0; l < L; ++l) {
-                            rs += dy[o + l];
-                            rq += dy[o + l] * (x[o + l] - m);
-                        }
-                        s += rs;
-                        q += rq;
-                    }
-                    sdy[c] = s;
-                    sdx[c] = q;
-                }
-            }
-        });
+                             for (int64_t l = 0; l < L; ++l) {
+                                 rs += dy[o + l];
+                                 rq += dy[o + l] * (x[o + l] - m);
+                             }
+                             a = rs;
+                             b = rq;
+                         });
+        }
         for (int64_t c = 0; c < C; ++c) {
             if (db != nullptr) db[c] = sdy[c];
             if (dw != nullptr) dw[c] = sdx[c] * invstd[c];
