@@ -448,6 +448,64 @@ for epoch in range(3):
     print(f"epoch {epoch} loss {loss.item():.5f}")
 '''
 
+# a bag-of-words classifier: Embedding with padding, LayerNorm, BatchNorm1d in train and eval
+# mode, F.layer_norm / F.batch_norm / F.embedding, and the running statistics in the state_dict
+SCRIPTS["norm_layers"] = '''
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+rng = np.random.default_rng(5)
+tokens = torch.tensor(rng.integers(1, 20, size=(48, 6)))
+tokens[:, 4:] = 0  # padding
+labels = torch.tensor(rng.integers(0, 3, size=48))
+
+
+class BagOfWords(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 8, padding_idx=0)
+        self.norm = nn.LayerNorm(8)
+        self.fc1 = nn.Linear(8, 16)
+        self.bn = nn.BatchNorm1d(16, momentum=0.2)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, t):
+        h = self.norm(self.emb(t).mean(dim=1))
+        return self.fc2(torch.relu(self.bn(self.fc1(h))))
+
+
+model = BagOfWords()
+with torch.no_grad():
+    for name, p in model.named_parameters():
+        p.copy_(torch.tensor(rng.uniform(-0.5, 0.5, size=tuple(p.shape)), dtype=torch.float32))
+    model.emb.weight[0].zero_()
+opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.5)
+for step in range(30):
+    opt.zero_grad()
+    loss = F.cross_entropy(model(tokens), labels)
+    loss.backward()
+    opt.step()
+    if step % 10 == 9:
+        print(f"step {step + 1}: loss {loss.item():.5f}")
+print("padding row grad", model.emb.weight.grad[0].abs().sum().item())
+print("batches tracked", int(model.bn.num_batches_tracked))
+sd = model.state_dict()
+print("running_mean", [round(v, 4) for v in sd["bn.running_mean"][:4].tolist()])
+print("running_var", [round(v, 4) for v in sd["bn.running_var"][:4].tolist()])
+model.eval()
+with torch.no_grad():
+    acc = (model(tokens).argmax(dim=1) == labels).float().mean().item()
+print(f"train accuracy {acc:.4f}")
+x = torch.tensor(rng.standard_normal((5, 4)), dtype=torch.float32)
+print("F.layer_norm", F.layer_norm(x, (4,)).sum(dim=1).abs().max().item() < 1e-5)
+y = F.batch_norm(x, torch.zeros(4), torch.ones(4), training=True)
+print("F.batch_norm", [round(v, 4) for v in y[0].tolist()])
+print("F.embedding", F.embedding(torch.tensor([2, 0]), x).tolist()[0][:2])
+'''
+
+
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_script_ports(name: str) -> None:
     src = SCRIPTS[name]

@@ -48,6 +48,7 @@ import numpy as np
 from graddesc import _compile_state, _core, _deferred  # noqa: F401 (registers its classes)
 from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
+from graddesc.functional import norm as _norm
 
 _GRAD_STATE = grad_mode._state  # per thread: .enabled
 _replay = _core.replay  # FastReplay.__call__ without pybind11's dispatch
@@ -102,6 +103,9 @@ _SIGS: dict = {
 _OPTIM_KERNELS = ("sgd_step", "adam_step", "rmsprop_step", "adagrad_step")
 # the recorded instructions of those (their real option 0 is the learning rate)
 _OPTIM_CODES = ("sgd", "adam", "rmsprop", "adagrad", "linear_bwd_sgd")
+
+
+_SIGS.update(_norm.RECORD_SIGS)  # batch/layer norm and embedding: one instruction, "norm"
 
 
 class _UncapturableError(Exception):
@@ -517,6 +521,9 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             for k, (lo, nbytes) in enumerate(spans):
                 bufs.check_span(lo, nbytes, f"elementwise: operand {k}")  # (kept alive there)
             prog.add("ew", f64, ptrs, ints, reals)
+        elif name in _norm.RECORD_SIGS:
+            f64, ptrs, ints, reals = _norm.record_instruction(name, a, out, P)
+            prog.add("norm", f64, ptrs, ints, reals)
         elif name == "sgd_step":
             lr = a["lr"]
             params, grads = list(a["params"]), list(a["grads"])

@@ -37,6 +37,7 @@
 //                grad_avg / momentum_buffer [] when off; then step += 1
 //   adagrad      lists[params, grads, sum, step (float32 0-d)]  i[sizes...]
 //                d[lr, lr_decay, eps, weight_decay, maximize]; reads step + 1, then step += 1
+//   norm         batch norm, layer norm, embedding: i[0] picks the kernel (layouts in norm.hpp)
 //   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm]
 //                (clip_grad_norm below: scales the gradients in place when the norm is too big)
 #include "program.hpp"
@@ -51,6 +52,7 @@
 #include <string>
 
 #include "kernels.hpp"
+#include "norm.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -327,6 +329,7 @@ void run_one(const Instr& in) {
             }
             break;
         }
+        case Code::norm: run_norm_instr(in); break;  // batch/layer norm, embedding (norm.hpp)
     }
 }
 
@@ -569,6 +572,7 @@ std::vector<Operand> operands(const Instr& in) {
             }
             break;
         }
+        case Code::norm: norm_instr_operands(in, ops); break;
     }
     return ops;
 }
@@ -942,8 +946,8 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "reduce", "rmsprop", "adagrad"};
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::adagrad) + 1,
+                                     "reduce", "rmsprop", "adagrad", "norm"};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::norm) + 1,
               "kNames must name every Code");
 
 Code code_from_name(const std::string& name) {

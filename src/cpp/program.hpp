@@ -17,7 +17,8 @@ enum class Code : int {
     log_softmax_bwd, ce_fwd, ce_bwd, mse_fwd, mse_bwd, sum_all, sum_axis, gemm, scale,
     count_scale, copy, sgd, adam, linear_bwd_sgd, clip_norm, ew,
     reduce,  // every reduction of reduce_ops.hpp, by its id: one instruction for the family
-    rmsprop, adagrad
+    rmsprop, adagrad,
+    norm     // batch norm, layer norm, embedding (norm.hpp), by NormOp id
 };
 
 struct Instr {

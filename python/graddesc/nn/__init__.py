@@ -13,28 +13,29 @@ from graddesc.nn.extra import (
 )
 from graddesc.nn.module import Module
 from graddesc.nn.modules import (
-                                 GELU,
-                                 BCELoss,
-                                 BCEWithLogitsLoss,
-                                 CrossEntropyLoss,
-                                 Flatten,
-                                 HingeEmbeddingLoss,
-                                 Identity,
-                                 L1Loss,
-                                 LeakyReLU,
-                                 Linear,
-                                 LogSoftmax,
-                                 ModuleList,
-                                 MSELoss,
-                                 NearestNeighbor,
-                                 NLLLoss,
-                                 ReLU,
-                                 Sequential,
-                                 Sigmoid,
-                                 Softmax,
-                                 Softplus,
-                                 Tanh,
+    GELU,
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    Flatten,
+    HingeEmbeddingLoss,
+    Identity,
+    L1Loss,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    ModuleList,
+    MSELoss,
+    NearestNeighbor,
+    NLLLoss,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
 )
+from graddesc.nn.norm import BatchNorm1d, Embedding, LayerNorm
 from graddesc.nn.parameter import Parameter
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU",
@@ -42,4 +43,4 @@ __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU"
            "MSELoss", "Module", "ModuleList", "NLLLoss", "NearestNeighbor", "Parameter", "ReLU",
            "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh", "functional", "init", "utils",
            "Dropout", "HuberLoss", "KLDivLoss", "ModuleDict", "ParameterDict", "ParameterList",
-           "SiLU", "SmoothL1Loss"]
+           "SiLU", "SmoothL1Loss", "BatchNorm1d", "Embedding", "LayerNorm"]

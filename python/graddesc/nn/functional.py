@@ -22,10 +22,11 @@ from graddesc.functional.nn_extra import (
     silu,
     smooth_l1_loss,
 )
+from graddesc.functional.norm import batch_norm, embedding, layer_norm
 from graddesc.functional.shape import flatten
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
            "flatten", "gelu", "hinge_embedding_loss", "l1_loss", "leaky_relu", "linear",
            "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "softplus",
            "tanh", "dropout", "huber_loss", "kl_div", "normalize", "one_hot", "silu",
-           "smooth_l1_loss"]
+           "smooth_l1_loss", "batch_norm", "embedding", "layer_norm"]
