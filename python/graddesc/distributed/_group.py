@@ -183,9 +183,9 @@ def destroy_process_group(group: Any = None) -> None:
 def _wait(req: Any, what: str) -> None:
     """Waits for a request, at most the group's timeout. Polls with MPI_Test, which is also
     what drives a non-blocking collective forward in Open MPI (one step of its schedule per
-    call): for 50 ms it polls without pause, as MPI_Wait would (a many-step reduction of a
-    large buffer is not slowed by naps, a short one not by the scheduler), then up to 1 s it
-    yields the CPU between polls (sleep(0)), later it naps 1 ms."""
+    call): for 2 ms it polls without pause, as MPI_Wait would (a many-step reduction of a
+    large buffer is not slowed by naps), then up to 1 s it yields the CPU between polls
+    (sleep(0): a peer rank that shares the core can run), later it naps 1 ms."""
     test = req.Test
     for _ in range(64):
         if test():
@@ -194,7 +194,7 @@ def _wait(req: Any, what: str) -> None:
     deadline = start + _state.timeout
     while not test():
         now = time.perf_counter()
-        if now - start < 0.05:
+        if now - start < 2e-3:
             continue
         if now > deadline:
             raise DistributedError(
