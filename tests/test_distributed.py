@@ -577,6 +577,15 @@ def test_import_without_mpi_and_errors():
         dist.DistributedDataParallel(gd.nn.Linear(2, 2))
 
 
+def test_cli_refuses_zeroth_order_before_starting_ranks(capsys):
+    from graddesc import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--ranks", "2", "--optimizer", "zeroth"])
+    assert e.value.code == 2
+    assert "zeroth-order optimizer uses no gradients to average" in capsys.readouterr().err
+
+
 if __name__ == "__main__":  # one rank of a launch: python test_distributed.py <job> <dir> ...
     job, args = sys.argv[1], sys.argv[2:]
     {"collectives": job_collectives, "ddp": job_ddp, "train": job_train,

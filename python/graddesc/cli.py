@@ -293,12 +293,14 @@ def _launch_ranks(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     """Trains, prints one line per epoch and the final test accuracy, writes a run folder."""
     parser = args.command_parser
+    if (args.distributed or args.ranks is not None) and args.optimizer == "zeroth":
+        # (checked before mpiexec starts: one message, not one per rank)
+        parser.error(f"argument {'--ranks' if args.ranks is not None else '--distributed'}: "
+                     "the zeroth-order optimizer uses no gradients to average; use sgd, gd or "
+                     "adam")
     if args.ranks is not None:
         return _launch_ranks(args)
     if args.distributed:
-        if args.optimizer == "zeroth":
-            parser.error("argument --distributed: the zeroth-order optimizer uses no gradients "
-                         "to average; use sgd, gd or adam")
         if not gd.distributed.is_available():
             parser.error("argument --distributed: needs mpi4py; pip install "
                          "'graddesc[distributed]'")
