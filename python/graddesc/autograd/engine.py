@@ -19,6 +19,13 @@ from graddesc.autograd import function, grad_mode
 from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, node_name
 
 _SUM_TO = _core.EW_OPS["sum_to"]
+_FLOAT_KERNEL = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class InvalidGradientError(RuntimeError):
+    """A backward returned a gradient the engine cannot fit to its input (wrong shape or count);
+    gradcheck reports it as a failed check."""
+
 
 # Hooks run after a leaf's .grad was accumulated by backward (Tensor.
 # register_post_accumulate_grad_hook): id(leaf) -> [(weakref to the leaf, hook)], kept here so
@@ -28,12 +35,6 @@ post_accumulate_hooks: dict = {}
 # Per thread: the callbacks queued (queue_callback) by the backward running in that thread, one
 # list per nested call.
 _local = threading.local()
-_FLOAT_KERNEL = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-class InvalidGradientError(RuntimeError):
-    """A backward returned a gradient the engine cannot fit to its input (wrong shape or count);
-    gradcheck reports it as a failed check."""
 
 
 def _expandable(shape: tuple, to: tuple) -> bool:
