@@ -10,6 +10,7 @@ from graddesc import (
     backends,
     cuda,
     data,
+    distributed,
     nn,
     optim,
     utils,

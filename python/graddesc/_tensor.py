@@ -543,6 +543,21 @@ class Tensor:
     def register_hook(self, hook: Any) -> None:
         raise RuntimeError("register_hook is not supported by graddesc")
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """Calls hook(self) after backward() accumulated into this leaf's .grad (PyTorch's
+        method of that name; not after autograd.grad, which leaves .grad alone). Returns a
+        handle whose remove() unregisters the hook."""
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got "
+                            f"{type(hook).__name__}")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                               "tensors")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require "
+                               "gradient")
+        return _PostAccumulateHandle(self, hook)
+
     # ---- in-place -------------------------------------------------------------------------
     def _check_inplace(self, op: str) -> None:
         if grad_mode.is_grad_enabled():
@@ -771,3 +786,31 @@ _function._Tensor = Tensor
 from graddesc.functional import activation as _act  # noqa: E402
 from graddesc.functional import elementwise as _ew  # noqa: E402
 from graddesc.functional import shape as _shape  # noqa: E402
+
+
+class _PostAccumulateHandle:
+    """What register_post_accumulate_grad_hook returns: remove() unregisters the hook; the
+    leaf's death removes it too."""
+
+    def __init__(self, leaf: Tensor, hook: Any) -> None:
+        key = id(leaf)
+        hooks = _engine.post_accumulate_hooks
+
+        def forget(ref: Any, key: int = key) -> None:
+            entries = hooks.get(key)
+            if entries is not None:
+                entries[:] = [e for e in entries if e[0] is not ref]
+                if not entries:
+                    del hooks[key]
+
+        self._key = key
+        self._entry = (weakref.ref(leaf, forget), hook)
+        hooks.setdefault(key, []).append(self._entry)
+
+    def remove(self) -> None:
+        hooks = _engine.post_accumulate_hooks
+        entries = hooks.get(self._key)
+        if entries is not None:
+            entries[:] = [e for e in entries if e is not self._entry]
+            if not entries:
+                del hooks[self._key]

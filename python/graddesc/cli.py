@@ -135,6 +135,11 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--threads", type=_thread_count, default=None)
     t.add_argument("--out", default=None, help="run folder (default runs/<date>-<time>)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of an MPI job (run under mpiexec; the "
+                        "global batch is split across ranks)")
+    t.add_argument("--ranks", type=_positive_int, default=None,
+                   help="start the job under `mpiexec -n RANKS` (implies --distributed)")
 
 
 def make_network(n_in: int, hidden: tuple, n_out: int) -> Any:
@@ -246,9 +251,66 @@ def _finite_params(model: Any) -> bool:
     return all(np.isfinite(p._data).all() for p in model.parameters())
 
 
+def _launch_ranks(args: argparse.Namespace) -> int:
+    """`train --ranks N`: runs this same command as `mpiexec -n N python -m graddesc train
+    --distributed ...` and returns its exit status."""
+    parser = args.command_parser
+    if args.distributed:
+        parser.error("argument --ranks: already running as an MPI job (--distributed); start "
+                     "either with mpiexec and --distributed, or with --ranks alone")
+    bindir = os.path.dirname(sys.executable)
+    mpiexec = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
+    if mpiexec is None:
+        parser.error("argument --ranks: mpiexec not found; pip install 'graddesc[distributed]' "
+                     "(mpi4py and Open MPI)")
+    argv = []
+    skip = False
+    for a in args.argv:
+        if skip:
+            skip = False
+        elif a == "--ranks":
+            skip = True
+        elif not a.startswith("--ranks="):
+            argv.append(a)
+    if argv and argv[0] == "train":
+        argv = argv[1:]
+    cmd = [mpiexec, "-n", str(args.ranks)]
+    if args.ranks > (os.cpu_count() or 1):
+        cmd.append("--oversubscribe")
+    cmd += [sys.executable, "-m", "graddesc", "train", "--distributed", *argv]
+    env = dict(os.environ)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI refuses root without these
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    import subprocess
+
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
 def train(args: argparse.Namespace) -> int:
     """Trains, prints one line per epoch and the final test accuracy, writes a run folder."""
     parser = args.command_parser
+    if (args.distributed or args.ranks is not None) and args.optimizer == "zeroth":
+        # (checked before mpiexec starts: one message, not one per rank)
+        parser.error(f"argument {'--ranks' if args.ranks is not None else '--distributed'}: "
+                     "the zeroth-order optimizer uses no gradients to average; use sgd, gd or "
+                     "adam")
+    if args.ranks is not None:
+        return _launch_ranks(args)
+    if args.distributed:
+        if not gd.distributed.is_available():
+            parser.error("argument --distributed: needs mpi4py; pip install "
+                         "'graddesc[distributed]'")
+        if not gd.distributed.is_initialized():
+            gd.distributed.init_process_group("mpi")
+        if args.out is None:  # one folder for all ranks: rank 0's clock names it
+            args.out = gd.distributed.broadcast_object(
+                os.path.join("runs", time.strftime("%Y%m%d-%H%M%S")))
+        if gd.distributed.get_rank() != 0:
+            args.quiet = True
     full = args.optimizer == "gd" or args.batch_size == "full"
     if args.optimizer == "gd" and args.batch_size not in (None, "full"):
         # the batch size would be ignored: refuse instead of training something else
@@ -256,7 +318,10 @@ def train(args: argparse.Namespace) -> int:
                      f"use --batch-size full or leave it out (got {args.batch_size})")
     out_dir = args.out if args.out is not None else os.path.join(
         "runs", time.strftime("%Y%m%d-%H%M%S"))
-    created = _make_out_dir(parser, out_dir)
+    rank0 = not args.distributed or gd.distributed.get_rank() == 0
+    created = _make_out_dir(parser, out_dir) if rank0 else None
+    if args.distributed:
+        gd.distributed.barrier()  # (the folder exists before any rank writes into it)
     try:
         return _train(args, out_dir, created, full)
     except BaseException:
@@ -266,8 +331,13 @@ def train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full: bool) -> int:
     parser = args.command_parser
+    dist = gd.distributed if args.distributed else None
+    world = dist.get_world_size() if dist else 1
+    rank0 = dist is None or dist.get_rank() == 0
     if args.threads is not None:
         gd.set_num_threads(args.threads)
+    elif dist is not None:  # the ranks share this machine's cores (one node)
+        gd.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     gd.manual_seed(args.seed)
     Xtr, ytr, Xte, yte = _load_data(args.data, args.seed)
     n_in, n_classes = int(np.prod(Xtr.shape[1:])), int(ytr.numpy().max()) + 1
@@ -277,14 +347,28 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
     opt = _make_optimizer(args.optimizer, list(model.parameters()), args.lr)
     lr = opt.param_groups[0]["lr"]
     bs = len(ytr) if full else (args.batch_size or 32)
-    gen = gd.Generator().manual_seed(args.seed)
-    loader = gd.data.DataLoader(gd.data.TensorDataset(Xtr, ytr), batch_size=bs, shuffle=True,
-                                generator=gen)
+    dataset = gd.data.TensorDataset(Xtr, ytr)
+    sampler = None
+    if dist is not None:
+        if not full and bs % world:
+            parser.error(f"argument --batch-size: the global batch {bs} must split evenly "
+                         f"across {world} ranks")
+        # each rank a shard of every global batch: rank r takes every world-th index of the
+        # epoch's permutation (full batch: the ranks' shards pad to equal sizes)
+        sampler = dist.DistributedSampler(dataset, shuffle=True, seed=args.seed)
+        loader = gd.data.DataLoader(dataset, batch_size=-(-bs // world), sampler=sampler)
+        train_model = dist.DistributedDataParallel(model)
+    else:
+        gen = gd.Generator().manual_seed(args.seed)
+        loader = gd.data.DataLoader(dataset, batch_size=bs, shuffle=True, generator=gen)
+        train_model = model
     epochs = args.epochs if args.epochs is not None else (200 if full else 40)
     ckpt = os.path.join(out_dir, "checkpoint.npz")
     saved_epoch = 0
     say = (lambda *a: None) if args.quiet else print
-    say(f"graddesc {gd.__version__} ({gd.config()['isa']}, {gd.get_num_threads()} threads): "
+    ranks = f" x {world} ranks" if dist is not None else ""
+    say(f"graddesc {gd.__version__} ({gd.config()['isa']}, {gd.get_num_threads()} threads"
+        f"{ranks}): "
         f"{args.data}, {len(ytr)} train / {len(yte)} test, net {n_in}-"
         + "-".join(str(h) for h in args.hidden) + f"-{n_classes}, {args.optimizer}, "
         f"batch {bs}, {epochs} epochs")
@@ -297,12 +381,16 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
     try:
         for epoch in range(1, epochs + 1):
             bar.set_description(f"epoch {epoch}/{epochs}")
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             if args.optimizer == "zeroth":
                 hist_loss = _zeroth_epoch(model, loss_fn, loader, opt, bar, losses, epoch)
             else:
                 try:
-                    h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=False,
-                               compile=True, callback=lambda _h: bar.update(1))
+                    # (`and None`: tqdm's update returns True when it redraws, which fit's
+                    # callback contract reads as "stop training")
+                    h = gd.fit(train_model, loss_fn, loader, opt, epochs=1, progress=False,
+                               compile=True, callback=lambda _h: bar.update(1) and None)
                 except NonFiniteLossError as e:
                     losses += e.history.loss
                     raise _DivergedError(f"the loss is {e.loss} at step {len(losses) + 1} (epoch "
@@ -314,14 +402,22 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
                 # NaN; stop here so that no checkpoint or accuracy comes from such parameters
                 raise _DivergedError(f"the parameters are not finite after step {len(losses)} "
                                 f"(epoch {epoch}, last loss {hist_loss[-1]:.6g})")
+            epoch_loss = float(np.mean(hist_loss))
+            if dist is not None:  # the mean over the ranks' shards
+                t = gd.tensor([epoch_loss], dtype=gd.float64)
+                dist.all_reduce(t, op=dist.ReduceOp.AVG)
+                epoch_loss = float(t.numpy()[0])
             tr_acc, te_acc = _accuracy(model, Xtr, ytr), _accuracy(model, Xte, yte)
-            bar.set_postfix(loss=f"{np.mean(hist_loss):.4f}", test_acc=f"{te_acc:.3f}")
+            bar.set_postfix(loss=f"{epoch_loss:.4f}", test_acc=f"{te_acc:.3f}")
             if not args.quiet:
-                bar.write(f"epoch {epoch:3d}  loss {np.mean(hist_loss):.4f}  "
+                bar.write(f"epoch {epoch:3d}  loss {epoch_loss:.4f}  "
                           f"train accuracy {tr_acc:.4f}  test accuracy {te_acc:.4f}",
                           file=sys.stdout)
-            gd.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "epoch": epoch}, ckpt)
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
+            if dist is not None:
+                dist.save_checkpoint(state, ckpt)  # rank 0 writes, atomically
+            else:
+                gd.save(state, ckpt)
             saved_epoch = epoch
     except KeyboardInterrupt:
         bar.close()
@@ -336,9 +432,12 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
     bar.close()
     seconds = time.perf_counter() - t0
     acc = _accuracy(model, Xte, yte)
-    _write_artifacts(out_dir, model, loss_fn, Xte, yte, losses, say)
-    say(f"trained in {seconds:.1f} s; run folder: {out_dir}")
-    print(f"test accuracy: {acc:.2f}")
+    if rank0:
+        _write_artifacts(out_dir, model, loss_fn, Xte, yte, losses, say)
+        say(f"trained in {seconds:.1f} s; run folder: {out_dir}")
+        print(f"test accuracy: {acc:.2f}")
+    if dist is not None:
+        dist.barrier()
     return 0
 
 
@@ -480,6 +579,7 @@ def main(argv: Optional[list] = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["train"] + argv
     args = parser.parse_args(argv)
+    args.argv = argv  # (train --ranks runs the same command under mpiexec)
     sub = getattr(args, "command_parser", parser)
     try:
         return _run(parser, args)

@@ -118,6 +118,9 @@ def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data
             return out
 
         fwd_bwd = _compile(forward_backward)
+    # a DistributedDataParallel model: a replay runs no backward hooks, so the compiled step
+    # leaves local gradients and fit averages them across ranks before the optimizer step
+    ddp_step = getattr(model, "_compiled_step", None) if compile else None
     params = _parameters(model, optimizer) if record_params else []
     history = History()
     if record_params:
@@ -136,7 +139,10 @@ def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data
             epoch_losses: list[float] = []
             for batch_no, batch in enumerate(batches, start=1):
                 x, y = _unpack(batch, history.steps + 1)
-                if fwd_bwd is not None:
+                if ddp_step is not None:
+                    with ddp_step():
+                        loss = fwd_bwd(x, y)
+                elif fwd_bwd is not None:
                     loss = fwd_bwd(x, y)
                 else:
                     optimizer.zero_grad()
@@ -151,6 +157,8 @@ def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data
                         f"are those after step {step - 1}", step, epoch, value, history)
                 if fwd_bwd is None:
                     loss.backward()
+                elif ddp_step is not None:
+                    model.synchronize_gradients()
                 optimizer.step()
                 history.steps += 1
                 history.loss.append(value)

@@ -7,6 +7,7 @@ input's shape (undoing broadcasting) and dtype in one place, `_fit_to_input`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from sys import getrefcount
 from typing import Any, Optional
@@ -25,6 +26,16 @@ _FLOAT_KERNEL = (np.dtype(np.float32), np.dtype(np.float64))
 class InvalidGradientError(RuntimeError):
     """A backward returned a gradient the engine cannot fit to its input (wrong shape or count);
     gradcheck reports it as a failed check."""
+
+
+# Hooks run after a leaf's .grad was accumulated by backward (Tensor.
+# register_post_accumulate_grad_hook): id(leaf) -> [(weakref to the leaf, hook)], kept here so
+# that the usual backward pays one dict truth test for them. graddesc.distributed's
+# DistributedDataParallel starts its gradient all-reduce from them.
+post_accumulate_hooks: dict = {}
+# Per thread: the callbacks queued (queue_callback) by the backward running in that thread, one
+# list per nested call.
+_local = threading.local()
 
 
 def _expandable(shape: tuple, to: tuple) -> bool:
@@ -170,6 +181,11 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
     mode = grad_mode._state
     prev_mode = mode.enabled
     mode.enabled = create_graph
+    queued: list = []
+    stack = getattr(_local, "callbacks", None)
+    if stack is None:
+        stack = _local.callbacks = []
+    stack.append(queued)
     try:
         while ready:
             node = ready.pop()
@@ -193,6 +209,8 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                     # no reference but this variable g (and getrefcount's own argument)
                     owned = g is not None and getrefcount(g) == 2 and getrefcount(g._data) == 2
                     _accumulate(node.variable, g, create_graph, owned)
+                    if post_accumulate_hooks:
+                        _run_post_hooks(node.variable)
                 continue
             if len(node._output_meta) == 1 and 0 in slots and not node._freed:
                 # the usual node: one output, with a gradient (_run_node without the call)
@@ -229,6 +247,9 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                 node._release()
     finally:
         mode.enabled = prev_mode
+        stack.pop()
+    for cb in queued:  # (only after a backward that completed)
+        cb()
 
     if inputs is None:
         return None
@@ -238,6 +259,22 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                                "have been used in the graph. Set allow_unused=True if this is "
                                "the desired behavior.")
     return tuple(results)
+
+
+def _run_post_hooks(var: Any) -> None:
+    for ref, hook in post_accumulate_hooks.get(id(var), ()):
+        if ref() is var:
+            hook(var)
+
+
+def queue_callback(callback: Any) -> None:
+    """Runs callback() once the backward now running has completed (after every .grad was
+    accumulated and every post-accumulate hook ran); PyTorch's
+    Variable._execution_engine.queue_callback. Raises RuntimeError outside a backward."""
+    stack = getattr(_local, "callbacks", None)
+    if not stack:
+        raise RuntimeError("queue_callback: no backward is running in this thread")
+    stack[-1].append(callback)
 
 
 def _release_children(node: Any, deps: dict, ready: list) -> None:
