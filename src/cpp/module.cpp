@@ -17,6 +17,7 @@ void bind_reduce(py::module_& m);
 void bind_program(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_replay(py::module_& m);
+void bind_conv(py::module_& m);
 }  // namespace bind
 
 namespace {
@@ -90,4 +91,5 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_program(m);
     bind::bind_optim(m);
     bind::bind_replay(m);
+    bind::bind_conv(m);
 }
