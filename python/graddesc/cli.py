@@ -324,7 +324,8 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
             else:
                 try:
                     h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=False,
-                               compile=True, callback=lambda _h: bar.update(1))
+                               compile=True, callback=lambda _h: bar.update(1) and False)
+                    # (tqdm's update returns True when it redraws; a callback's True stops fit)
                 except NonFiniteLossError as e:
                     losses += e.history.loss
                     raise _DivergedError(f"the loss is {e.loss} at step {len(losses) + 1} (epoch "
