@@ -298,7 +298,7 @@ def test_flatten_unflatten_roundtrip(rng):
 # ---------------------------------------------------------------------------- threads, ISAs
 
 
-@pytest.mark.parametrize("n", [1, 3, 64])
+@pytest.mark.parametrize("n", [1, 3, 7, 64])
 def test_conv_bitwise_identical_for_1_and_2_threads(n, threads, rng):
     x = rng.standard_normal((n, 6, 20, 20)).astype(np.float32)
     wt = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)

@@ -37,10 +37,11 @@ inline bool is_pointwise(const ConvShape& s) {
            s.OH == s.H && s.OW == s.W;
 }
 
-// x (Cg, H, W) of one sample and group -> cols (Cg * KH * KW, OH * OW)
+// x (Cg, H, W) of one sample and group -> cols (Cg * KH * KW, OH * OW), rows ld apart
 template <class T>
-void im2col(T* GD_RESTRICT cols, const T* GD_RESTRICT x, int64_t Cg, const ConvShape& s) {
-    const int64_t L = s.OH * s.OW;
+void im2col(T* GD_RESTRICT cols, const T* GD_RESTRICT x, int64_t Cg, const ConvShape& s,
+            int64_t ld) {
+    const int64_t L = ld;
     for (int64_t c = 0; c < Cg; ++c)
         for (int64_t kh = 0; kh < s.KH; ++kh)
             for (int64_t kw = 0; kw < s.KW; ++kw) {
@@ -71,11 +72,12 @@ void im2col(T* GD_RESTRICT cols, const T* GD_RESTRICT x, int64_t Cg, const ConvS
             }
 }
 
-// dx (Cg, H, W) += the columns' entries at the positions they were read from (dx zeroed first
-// by the caller); the order of the additions is fixed by the loops.
+// dx (Cg, H, W) += the columns' entries (rows ld apart) at the positions they were read from
+// (dx zeroed first by the caller); the order of the additions is fixed by the loops.
 template <class T>
-void col2im(T* GD_RESTRICT dx, const T* GD_RESTRICT cols, int64_t Cg, const ConvShape& s) {
-    const int64_t L = s.OH * s.OW;
+void col2im(T* GD_RESTRICT dx, const T* GD_RESTRICT cols, int64_t Cg, const ConvShape& s,
+            int64_t ld) {
+    const int64_t L = ld;
     for (int64_t c = 0; c < Cg; ++c)
         for (int64_t kh = 0; kh < s.KH; ++kh)
             for (int64_t kw = 0; kw < s.KW; ++kw) {
@@ -101,10 +103,18 @@ void col2im(T* GD_RESTRICT dx, const T* GD_RESTRICT cols, int64_t Cg, const Conv
             }
 }
 
-// The chunk of samples the weight gradient sums before the chunks' partials are added.
-inline int64_t sample_chunk(int64_t N) {
+// Samples per GEMM: enough that a product has about kGroupColumns columns (a small image's
+// product alone is too narrow for the GEMM's micro-kernels to run at speed); fixed by the shape.
+inline int64_t group_size(const ConvShape& s) {
+    constexpr int64_t kGroupColumns = 512;
+    const int64_t L = std::max<int64_t>(1, s.OH * s.OW);
+    return std::max<int64_t>(1, std::min(s.N, kGroupColumns / L));
+}
+
+// Groups per chunk of the weight gradient's partial sums (at most kMaxChunks chunks).
+inline int64_t groups_per_chunk(int64_t ngroups) {
     constexpr int64_t kMaxChunks = 32;
-    return std::max<int64_t>(1, (N + kMaxChunks - 1) / kMaxChunks);
+    return std::max<int64_t>(1, (ngroups + kMaxChunks - 1) / kMaxChunks);
 }
 
 }  // namespace
@@ -112,39 +122,48 @@ inline int64_t sample_chunk(int64_t N) {
 template <class T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s, bool relu) {
     const int64_t Cg = s.C / s.G, OCg = s.OC / s.G, CK = Cg * s.KH * s.KW, L = s.OH * s.OW;
-    const bool pointwise = is_pointwise(s);
     if (s.N == 0 || L == 0 || s.OC == 0) return;
+    const bool pointwise = is_pointwise(s);
+    const int64_t nb = pointwise ? 1 : group_size(s), ngroups = (s.N + nb - 1) / nb;
     const int64_t flops = 2 * s.N * s.OC * CK * L;
-    // one sample on one thread when there are several samples (its GEMMs then run serially);
-    // a single sample's GEMMs may use every thread
-    const bool by_sample = s.N > 1 && num_threads() > 1 && flops >= kParallelWork;
-    auto one = [&](int64_t n) {
+    // one group on one thread when there are several (its GEMMs then run serially); a single
+    // group's GEMMs may use every thread
+    const bool by_group = ngroups > 1 && num_threads() > 1 && flops >= kParallelWork;
+    auto one = [&](int64_t grp) {
+        const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), ld = cnt * L;
         for (int64_t g = 0; g < s.G; ++g) {
-            const T* xg = x + (n * s.C + g * Cg) * s.H * s.W;
-            T* yg = y + (n * s.OC + g * OCg) * L;
-            const T* cols = xg;
+            const T* cols = x + (n0 * s.C + g * Cg) * s.H * s.W;
             if (!pointwise) {
-                T* c = buffer<T>(0, CK * L);
-                im2col(c, xg, Cg, s);
+                T* c = buffer<T>(0, CK * ld);
+                for (int64_t j = 0; j < cnt; ++j)
+                    im2col(c + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, ld);
                 cols = c;
             }
+            // y of the group as (OCg, cnt * L): y itself for one sample, else a buffer
+            T* yg = cnt == 1 ? y + (n0 * s.OC + g * OCg) * L : buffer<T>(1, OCg * ld);
             T beta = T(0);
             if (b != nullptr) {
-                for (int64_t o = 0; o < OCg; ++o) std::fill(yg + o * L, yg + (o + 1) * L, b[g * OCg + o]);
+                for (int64_t o = 0; o < OCg; ++o)
+                    std::fill(yg + o * ld, yg + (o + 1) * ld, b[g * OCg + o]);
                 beta = T(1);
             }
             const T* wg = w + g * OCg * CK;
-            if (relu) gemm_relu<T>(false, false, OCg, L, CK, wg, CK, cols, L, beta, yg, L);
-            else gemm<T>(false, false, OCg, L, CK, T(1), wg, CK, cols, L, beta, yg, L);
+            if (relu) gemm_relu<T>(false, false, OCg, ld, CK, wg, CK, cols, ld, beta, yg, ld);
+            else gemm<T>(false, false, OCg, ld, CK, T(1), wg, CK, cols, ld, beta, yg, ld);
+            if (cnt > 1)
+                for (int64_t j = 0; j < cnt; ++j)
+                    for (int64_t o = 0; o < OCg; ++o)
+                        std::memcpy(y + ((n0 + j) * s.OC + g * OCg + o) * L, yg + o * ld + j * L,
+                                    sizeof(T) * static_cast<size_t>(L));
         }
     };
-    if (by_sample) {
-        parallel_chunks(s.N, 1, flops, [&](int64_t n0, int64_t n1) {
+    if (by_group) {
+        parallel_chunks(ngroups, 1, flops, [&](int64_t g0, int64_t g1) {
             const OneThread guard;
-            for (int64_t n = n0; n < n1; ++n) one(n);
+            for (int64_t grp = g0; grp < g1; ++grp) one(grp);
         });
     } else {
-        for (int64_t n = 0; n < s.N; ++n) one(n);
+        for (int64_t grp = 0; grp < ngroups; ++grp) one(grp);
     }
 }
 
@@ -170,42 +189,57 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
     if (dw != nullptr && (s.N == 0 || L == 0)) std::fill(dw, dw + WN, T(0));
     if (s.N == 0 || L == 0 || s.OC == 0) return;
 
-    const int64_t chunk = sample_chunk(s.N);
-    const int64_t nchunks = (s.N + chunk - 1) / chunk;
+    const int64_t nb = pointwise ? 1 : group_size(s), ngroups = (s.N + nb - 1) / nb;
+    const int64_t gpc = groups_per_chunk(ngroups), nchunks = (ngroups + gpc - 1) / gpc;
     // chunk 0 sums into dw itself, chunk c > 0 into partial[c - 1]
     std::vector<T> partial(dw != nullptr ? static_cast<size_t>((nchunks - 1) * WN) : 0);
     const int64_t flops = 2 * s.N * s.OC * CK * L * ((dx != nullptr) + (dw != nullptr));
     const bool by_chunk = nchunks > 1 && num_threads() > 1 && flops >= kParallelWork;
     auto run = [&](int64_t c) {
         T* dwc = dw == nullptr ? nullptr : (c == 0 ? dw : partial.data() + (c - 1) * WN);
-        const int64_t n0 = c * chunk, n1 = std::min(s.N, n0 + chunk);
-        for (int64_t n = n0; n < n1; ++n)
+        const int64_t g0 = c * gpc, g1 = std::min(ngroups, g0 + gpc);
+        for (int64_t grp = g0; grp < g1; ++grp) {
+            const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), ld = cnt * L;
             for (int64_t g = 0; g < s.G; ++g) {
-                const T* xg = x + (n * s.C + g * Cg) * s.H * s.W;
-                const T* dyg = dy + (n * s.OC + g * OCg) * L;
                 const T* wg = w + g * OCg * CK;
+                // dy of the group as (OCg, cnt * L)
+                const T* dyg = dy + (n0 * s.OC + g * OCg) * L;
+                if (cnt > 1) {
+                    T* t = buffer<T>(2, OCg * ld);
+                    for (int64_t j = 0; j < cnt; ++j)
+                        for (int64_t o = 0; o < OCg; ++o)
+                            std::memcpy(t + o * ld + j * L, dy + ((n0 + j) * s.OC + g * OCg + o) * L,
+                                        sizeof(T) * static_cast<size_t>(L));
+                    dyg = t;
+                }
                 if (dwc != nullptr) {
-                    const T* cols = xg;
+                    const T* cols = x + (n0 * s.C + g * Cg) * s.H * s.W;
                     if (!pointwise) {
-                        T* cb = buffer<T>(0, CK * L);
-                        im2col(cb, xg, Cg, s);
+                        T* cb = buffer<T>(0, CK * ld);
+                        for (int64_t j = 0; j < cnt; ++j)
+                            im2col(cb + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s,
+                                   ld);
                         cols = cb;
                     }
-                    gemm<T>(false, true, OCg, CK, L, T(1), dyg, L, cols, L, n == n0 ? T(0) : T(1),
-                            dwc + g * OCg * CK, CK);
+                    gemm<T>(false, true, OCg, CK, ld, T(1), dyg, ld, cols, ld,
+                            grp == g0 ? T(0) : T(1), dwc + g * OCg * CK, CK);
                 }
                 if (dx != nullptr) {
-                    T* dxg = dx + (n * s.C + g * Cg) * s.H * s.W;
                     if (pointwise) {
+                        T* dxg = dx + (n0 * s.C + g * Cg) * s.H * s.W;
                         gemm<T>(true, false, CK, L, OCg, T(1), wg, CK, dyg, L, T(0), dxg, L);
                     } else {
-                        T* dcols = buffer<T>(1, CK * L);
-                        gemm<T>(true, false, CK, L, OCg, T(1), wg, CK, dyg, L, T(0), dcols, L);
-                        std::fill(dxg, dxg + Cg * s.H * s.W, T(0));
-                        col2im(dxg, dcols, Cg, s);
+                        T* dcols = buffer<T>(1, CK * ld);
+                        gemm<T>(true, false, CK, ld, OCg, T(1), wg, CK, dyg, ld, T(0), dcols, ld);
+                        for (int64_t j = 0; j < cnt; ++j) {
+                            T* dxg = dx + ((n0 + j) * s.C + g * Cg) * s.H * s.W;
+                            std::fill(dxg, dxg + Cg * s.H * s.W, T(0));
+                            col2im(dxg, dcols + j * L, Cg, s, ld);
+                        }
                     }
                 }
             }
+        }
     };
     if (by_chunk) {
         parallel_chunks(nchunks, 1, flops, [&](int64_t c0, int64_t c1) {
