@@ -131,7 +131,7 @@ def test_conv2d_gradients_match_direct_loop_adjoint(case, rng):
     dy = rng.standard_normal(tuple(y.shape))
     y.backward(_t(dy))
     # the forward is linear in x (and in w): d<dy, y>/dx[i] = <dy, y(e_i, w) - b>
-    for which, arr, grad in (("x", x, xt.grad.detach().numpy()), ("w", wt, wtt.grad.detach().numpy())):
+    for which, arr, grad in (("x", x, xt.grad.numpy()), ("w", wt, wtt.grad.numpy())):
         flat = arr.reshape(-1)
         for i in rng.choice(flat.size, size=min(6, flat.size), replace=False):
             e = np.zeros_like(flat)
@@ -141,7 +141,7 @@ def test_conv2d_gradients_match_direct_loop_adjoint(case, rng):
                 np_conv2d(x, e, None, s, p, d, g)
             np.testing.assert_allclose(grad.reshape(-1)[i], (dy * yy).sum(), rtol=1e-10,
                                        atol=1e-10)
-    np.testing.assert_allclose(bt.grad.detach().numpy(), dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), dy.sum(axis=(0, 2, 3)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("case", [CONV_CASES[2], CONV_CASES[3], CONV_CASES[5]])
@@ -193,8 +193,8 @@ def test_conv2d_unbatched_input(rng):
     x = rng.standard_normal((3, 5, 5))
     wt = rng.standard_normal((2, 3, 3, 3))
     y = F.conv2d(_t(x), _t(wt), padding=1)
-    np.testing.assert_allclose(y.detach().numpy(), np_conv2d(x[None], wt, None, (1, 1), (1, 1), (1, 1),
-                                                    1)[0], atol=1e-12)
+    want = np_conv2d(x[None], wt, None, (1, 1), (1, 1), (1, 1), 1)[0]
+    np.testing.assert_allclose(y.detach().numpy(), want, atol=1e-12)
 
 
 def test_naive_kernel_agrees_with_fast_path(rng):
@@ -236,7 +236,7 @@ def test_max_pool2d_values_indices_and_grad(case, rng, isa):
     dx = np.zeros_like(x).reshape(2, 3, -1)
     for a, b_ in itertools.product(range(2), range(3)):
         np.add.at(dx[a, b_], want_idx[a, b_].reshape(-1), dy[a, b_].reshape(-1))
-    np.testing.assert_allclose(xt.grad.detach().numpy(), dx.reshape(x.shape), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(xt.grad.numpy(), dx.reshape(x.shape), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("case", [c for c in POOL_CASES if c[5] == (1, 1)])
@@ -290,7 +290,7 @@ def test_flatten_unflatten_roundtrip(rng):
     assert tuple(u.shape) == (2, 3, 4, 5)
     np.testing.assert_array_equal(u.detach().numpy(), x.detach().numpy())
     u.sum().backward()
-    np.testing.assert_array_equal(x.grad.detach().numpy(), np.ones((2, 3, 4, 5)))
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="unflatten"):
         F.unflatten(f, 1, (7, 9))
 
@@ -330,12 +330,12 @@ def test_conv2d_matches_torch_forward_and_backward(case, rng):
     y = F.conv2d(xt, wtt, bt, s, p, d, g)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, wt, b))
     ty = torch.nn.functional.conv2d(tx, tw, tb, s, p, d, g)
-    np.testing.assert_allclose(y.detach().numpy(), ty.detach().detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
     dy = rng.standard_normal(tuple(y.shape)).astype(np.float32)
     y.backward(_t(dy))
     ty.backward(torch.tensor(dy))
     for mine, theirs in ((xt, tx), (wtt, tw), (bt, tb)):
-        np.testing.assert_allclose(mine.grad.detach().numpy(), theirs.grad.detach().numpy(), rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-3)
 
 
 @needs_torch
@@ -352,13 +352,13 @@ def test_modules_match_torch_with_same_weights(rng):
         nn.Conv2d(4, 6, 3, stride=1, groups=2, bias=False), nn.AvgPool2d(2, ceil_mode=True),
         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Unflatten(1, (6, 4)),
         nn.Conv1d(6, 3, 2, dilation=2, padding=1))
-    sd = {k: v.detach().detach().numpy() for k, v in tnet.state_dict().items()}
+    sd = {k: v.detach().numpy() for k, v in tnet.state_dict().items()}
     net.load_state_dict(sd)
     assert [tuple(p.shape) for p in net.parameters()] == \
         [tuple(p.shape) for p in tnet.parameters()]
     x = rng.standard_normal((3, 1, 11, 11)).astype(np.float32)
-    np.testing.assert_allclose(net(_t(x)).detach().numpy(), tnet(torch.tensor(x)).detach().detach().numpy(),
-                               rtol=1e-4, atol=1e-5)
+    want = tnet(torch.tensor(x)).detach().numpy()
+    np.testing.assert_allclose(net(_t(x)).detach().numpy(), want, rtol=1e-4, atol=1e-5)
 
 
 @needs_torch
@@ -436,7 +436,8 @@ def test_module_jacobians_of_a_conv_layer(rng):
     np.testing.assert_allclose(lin + conv.bias.detach().numpy()[None, :, None, None], y, atol=1e-12)
     # and in w
     linw = np.tensordot(Jw["weight"].detach().numpy(), conv.weight.detach().numpy(), axes=4)
-    np.testing.assert_allclose(linw + conv.bias.detach().numpy()[None, :, None, None], y, atol=1e-12)
+    bias = conv.bias.detach().numpy()[None, :, None, None]
+    np.testing.assert_allclose(linw + bias, y, atol=1e-12)
 
 
 def test_viz_draws_conv_blocks():
@@ -488,7 +489,7 @@ def test_compiled_step_equals_eager_bitwise(dtype, rng):
     assert compiled.stats["replayed"] >= 3 and compiled.stats["eager"] == 0
     for (name, a), (_, b) in zip(m_eager.named_parameters(), m_comp.named_parameters()):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy(), err_msg=name)
-        np.testing.assert_array_equal(a.grad.detach().numpy(), b.grad.detach().numpy(), err_msg=name)
+        np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy(), err_msg=name)
 
 
 def test_cli_trains_the_digits_convnet(tmp_path, capsys):

@@ -4,10 +4,12 @@
 //   forward      y_g (OC/G, L)  = W_g (OC/G, CK) cols (CK, L)          [+ bias, ReLU: epilogue]
 //   input grad   dcols (CK, L)  = W_g^T dy_g, scattered back (col2im)
 //   weight grad  dW_g (OC/G, CK) += dy_g cols^T
-// with CK = C/G * KH * KW and L = OH * OW. A 1x1 convolution with stride 1 and no padding reads
-// the input as its columns. Samples are independent in the forward and the input gradient; the
-// weight gradient sums over samples in fixed chunks (their count depends on N only), then adds
-// the chunks' partial sums in chunk order: bitwise the same for any thread count.
+// with CK = C/G * KH * KW and L = OH * OW; a group of samples side by side in the columns when L
+// is small (group_size), so that one product covers the group. A 1x1 convolution with stride 1
+// and no padding reads the input as its columns. Groups are independent in the forward and the
+// input gradient; the weight gradient sums groups in fixed chunks (their count depends on the
+// shape only), then adds the chunks' partial sums in chunk order: bitwise the same for any
+// thread count.
 #include "conv.hpp"
 
 #include <algorithm>
