@@ -13,6 +13,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 @pytest.mark.parametrize("name, expect", [
     ("lecture_listing.py", "output:"),
     ("lecture.py", "9. block diagram"),
+    ("convnet.py", "test accuracy:"),
 ])
 def test_example_runs(name, expect, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

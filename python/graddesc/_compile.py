@@ -49,6 +49,7 @@ from graddesc import _compile_state, _core, _deferred  # noqa: F401 (registers i
 from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
 from graddesc.functional import norm as _norm
+from graddesc.functional import conv as _conv
 
 _GRAD_STATE = grad_mode._state  # per thread: .enabled
 _replay = _core.replay  # FastReplay.__call__ without pybind11's dispatch
@@ -298,6 +299,9 @@ def _refs(a: Any) -> int:
 _HELD_BY_NOBODY = 4
 
 
+_SIGS.update(_conv.CAPTURE_SIGS)  # convolution and pooling: one "conv" instruction
+
+
 def _wrap(name: str, real: Callable) -> Callable:
     @functools.wraps(real)
     def recorded(*args: Any, **kwargs: Any) -> Any:
@@ -513,6 +517,9 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             prog.add("clip_norm", grads[0].dtype == np.float64, [P(out, "norm")],
                      [g.size for g in grads], [float(a["norm_type"]), float(a["max_norm"])],
                      [[P(g, f"grads[{k}]") for k, g in enumerate(grads)]])
+        elif name in _conv.CAPTURE_SIGS:
+            f64, arrays, ints = _conv.capture_instruction(name, a, out)
+            prog.add("conv", f64, [P(x, what) for x, what in arrays], ints, [])
         elif name == "elementwise":
             # one generic instruction for the whole family: the binding itself lays out its
             # checked operands (pointers, shape, strides, scalars), so a new op needs nothing here

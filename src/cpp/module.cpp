@@ -18,6 +18,7 @@ void bind_program(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_replay(py::module_& m);
 void bind_norm(py::module_& m);
+void bind_conv(py::module_& m);
 }  // namespace bind
 
 namespace {
@@ -92,4 +93,5 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_optim(m);
     bind::bind_replay(m);
     bind::bind_norm(m);
+    bind::bind_conv(m);
 }

@@ -51,6 +51,7 @@
 #include <vector>
 #include <string>
 
+#include "conv.hpp"
 #include "kernels.hpp"
 #include "norm.hpp"
 #include "parallel.hpp"
@@ -268,6 +269,7 @@ void run_one(const Instr& in) {
                                   static_cast<int64_t>(in.lists[0].size()), d[0], d[1]);
             break;
         }
+        case Code::conv: conv_instr_run(in.p, i, in.f64); break;
         case Code::ew: {
             // (the binding converts its Python scalars to T the same way)
             const int64_t nd = i[1];
@@ -534,6 +536,10 @@ std::vector<Operand> operands(const Instr& in) {
             for (size_t k = 0; k < in.lists[0].size(); ++k)
                 ops.push_back({in.lists[0][k], e * i[k], true, true, -1});
             break;
+        case Code::conv:
+            for (const ConvOperand& o : conv_instr_operands(in.p, i, e))
+                ops.push_back({in.p[o.slot], o.bytes, o.read, o.write, o.slot});
+            break;
         case Code::ew: {
             // each array operand's byte range, from the shape and its strides
             const int64_t nd = i[1];
@@ -642,6 +648,7 @@ std::vector<int64_t> Program::flops() const {
                     (in.p[2] != nullptr) * i[0] * i[2];
                 break;
             case Code::gemm: f = 2 * i[2] * i[3] * i[4]; break;
+            case Code::conv: f = conv_instr_flops(in.p, i); break;
             case Code::ew: {  // one operation per element of the iteration shape
                 f = 1;
                 for (int64_t k = 0; k < i[1]; ++k) f *= i[2 + k];
@@ -946,8 +953,8 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "reduce", "rmsprop", "adagrad", "norm"};
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::norm) + 1,
+                                     "reduce", "rmsprop", "adagrad", "norm", "conv"};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::conv) + 1,
               "kNames must name every Code");
 
 Code code_from_name(const std::string& name) {

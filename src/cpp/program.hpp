@@ -18,7 +18,8 @@ enum class Code : int {
     count_scale, copy, sgd, adam, linear_bwd_sgd, clip_norm, ew,
     reduce,  // every reduction of reduce_ops.hpp, by its id: one instruction for the family
     rmsprop, adagrad,
-    norm     // batch norm, layer norm, embedding (norm.hpp), by NormOp id
+    norm,    // batch norm, layer norm, embedding (norm.hpp), by NormOp id
+    conv     // convolution and pooling (conv.hpp): one instruction for the family
 };
 
 struct Instr {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "conv.hpp"
 #include "kernels.hpp"
 #include "parallel.hpp"
 
@@ -570,6 +571,122 @@ void test_fused_sgd_forward(const KernelTable<T>& k, Outputs<T>& out) {
             }
 }
 
+// ------------------------------------------------------------------------------ conv and pool
+
+// The conv table of the active ISA (as bind_conv.cpp picks it).
+template <class T>
+const gd::ConvTable<T>& conv_table() {
+    const char* isa = gd::active_kernels().isa;
+    const gd::ConvKernels* k = &gd::conv_kernels_baseline();
+#if GD_BUILT_AVX512
+    if (std::strcmp(isa, "avx512") == 0) k = &gd::conv_kernels_avx512();
+#endif
+#if GD_BUILT_AVX2
+    if (std::strcmp(isa, "avx2") == 0) k = &gd::conv_kernels_avx2();
+#endif
+#if GD_BUILT_NEON
+    if (std::strcmp(isa, "neon") == 0) k = &gd::conv_kernels_neon();
+#endif
+    (void)isa;
+    if constexpr (sizeof(T) == sizeof(float)) return k->f32;
+    else return k->f64;
+}
+
+// conv2d forward and backward against direct double loops (y = sum over taps; dx, dw by the
+// same taps), and a 2x2 max pool with its indices and backward.
+template <class T>
+void test_conv(Outputs<T>& out) {
+    const gd::ConvTable<T>& k = conv_table<T>();
+    // N C H W, OC KH KW G, SH SW, PH PW, DH DW, OH OW
+    const gd::ConvShape shapes[] = {{3, 4, 7, 9, 6, 3, 2, 2, 2, 1, 1, 1, 1, 2, 4, 8},
+                                    {1, 2, 5, 5, 3, 1, 1, 1, 1, 1, 0, 0, 1, 1, 5, 5},
+                                    {40, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 6, 6}};
+    Rng rng{7};
+    for (const gd::ConvShape& s : shapes) {
+        const int64_t Cg = s.C / s.G, OCg = s.OC / s.G;
+        const auto x = rng.vec<T>(static_cast<size_t>(s.N * s.C * s.H * s.W));
+        const auto w = rng.vec<T>(static_cast<size_t>(s.OC * Cg * s.KH * s.KW));
+        const auto b = rng.vec<T>(static_cast<size_t>(s.OC));
+        const auto dy = rng.vec<T>(static_cast<size_t>(s.N * s.OC * s.OH * s.OW));
+        std::vector<T> y(dy.size()), dx(x.size()), dw(w.size()), db(b.size());
+        k.conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, false);
+        k.conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s);
+        std::vector<double> wy(y.size()), ty(y.size()), wdx(x.size(), 0.0), tdx(x.size(), 0.0),
+            wdw(w.size(), 0.0), tdw(w.size(), 0.0), wdb(b.size(), 0.0), tdb(b.size(), 0.0);
+        for (int64_t n = 0; n < s.N; ++n)
+            for (int64_t o = 0; o < s.OC; ++o)
+                for (int64_t oh = 0; oh < s.OH; ++oh)
+                    for (int64_t ow = 0; ow < s.OW; ++ow) {
+                        const size_t yi = static_cast<size_t>(((n * s.OC + o) * s.OH + oh) * s.OW + ow);
+                        double acc = b[o], mag = std::fabs(double(b[o]));
+                        const double g = dy[yi];
+                        wdb[o] += g;
+                        tdb[o] += std::fabs(g);
+                        for (int64_t c = 0; c < Cg; ++c)
+                            for (int64_t kh = 0; kh < s.KH; ++kh)
+                                for (int64_t kw = 0; kw < s.KW; ++kw) {
+                                    const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+                                    const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
+                                    if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
+                                    const size_t xi = static_cast<size_t>(
+                                        ((n * s.C + (o / OCg) * Cg + c) * s.H + ih) * s.W + iw);
+                                    const size_t wi = static_cast<size_t>(
+                                        ((o * Cg + c) * s.KH + kh) * s.KW + kw);
+                                    acc += double(x[xi]) * w[wi];
+                                    mag += std::fabs(double(x[xi]) * w[wi]);
+                                    wdx[xi] += g * w[wi];
+                                    tdx[xi] += std::fabs(g * w[wi]);
+                                    wdw[wi] += g * x[xi];
+                                    tdw[wi] += std::fabs(g * x[xi]);
+                                }
+                        wy[yi] = acc;
+                        ty[yi] = 4 * (Cg * s.KH * s.KW + 4) * kEps<T> * mag;
+                    }
+        const double m = 4 * kEps<T> * double(s.N * s.OH * s.OW * s.OC + Cg * s.KH * s.KW + 8);
+        for (auto* v : {&tdx, &tdw, &tdb})
+            for (double& e : *v) e *= m;
+        const std::string tag = "N=" + std::to_string(s.N) + " C=" + std::to_string(s.C) +
+                                " G=" + std::to_string(s.G);
+        check_close("conv2d_forward " + tag, y.data(), wy, ty);
+        check_close("conv2d_backward dx " + tag, dx.data(), wdx, tdx);
+        check_close("conv2d_backward dw " + tag, dw.data(), wdw, tdw);
+        check_close("conv2d_backward db " + tag, db.data(), wdb, tdb);
+        out.add(y);
+        out.add(dx);
+        out.add(dw);
+        out.add(db);
+    }
+    // max pool 2x2, stride 2, on 5 x 4 planes (the last row is left out, as with floor mode)
+    const int64_t P = 6, H = 5, W = 4, OH = 2, OW = 2;
+    const int64_t hs[] = {0, 2}, hn[] = {2, 2}, ws[] = {0, 2}, wn[] = {2, 2};
+    const gd::PoolShape ps{P, H, W, OH, OW, 1, 1, hs, hn, ws, wn};
+    const auto x = rng.vec<T>(static_cast<size_t>(P * H * W));
+    const auto dy = rng.vec<T>(static_cast<size_t>(P * OH * OW));
+    std::vector<T> y(dy.size()), dx(x.size());
+    std::vector<int64_t> idx(dy.size());
+    k.maxpool2d_forward(y.data(), idx.data(), x.data(), ps);
+    k.maxpool2d_backward(dx.data(), dy.data(), idx.data(), ps);
+    std::vector<double> wy, wdx(x.size(), 0.0), zero(x.size(), 0.0);
+    for (int64_t p = 0; p < P; ++p)
+        for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow) {
+                int64_t best = (2 * oh) * W + 2 * ow;
+                for (int64_t i = 0; i < 2; ++i)
+                    for (int64_t j = 0; j < 2; ++j) {
+                        const int64_t q = (2 * oh + i) * W + 2 * ow + j;
+                        if (x[static_cast<size_t>(p * H * W + q)] > x[static_cast<size_t>(p * H * W + best)]) best = q;
+                    }
+                wy.push_back(x[static_cast<size_t>(p * H * W + best)]);
+                wdx[static_cast<size_t>(p * H * W + best)] += dy[static_cast<size_t>((p * OH + oh) * OW + ow)];
+                ++g_checks;
+                if (idx[static_cast<size_t>((p * OH + oh) * OW + ow)] != best) fail("maxpool2d_forward: wrong index");
+            }
+    check_close("maxpool2d_forward", y.data(), wy, std::vector<double>(wy.size(), 0.0));
+    check_close("maxpool2d_backward", dx.data(), wdx, zero);
+    out.add(y);
+    out.add(dx);
+}
+
 template <class T>
 std::vector<T> run_all(const KernelTable<T>& k) {
     Outputs<T> out;
@@ -579,6 +696,7 @@ std::vector<T> run_all(const KernelTable<T>& k) {
     test_losses(k, out);
     test_optim(k, out);
     test_fused_sgd_forward(k, out);
+    test_conv(out);
     return out.v;
 }
 

@@ -1,6 +1,7 @@
 """Neural-network building blocks: Module, Parameter, layers, losses, init, functional."""
 
 from graddesc.nn import functional, init, utils
+from graddesc.nn.conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d, Unflatten
 from graddesc.nn.extra import (
     Dropout,
     HuberLoss,
@@ -43,4 +44,6 @@ __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU"
            "MSELoss", "Module", "ModuleList", "NLLLoss", "NearestNeighbor", "Parameter", "ReLU",
            "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh", "functional", "init", "utils",
            "Dropout", "HuberLoss", "KLDivLoss", "ModuleDict", "ParameterDict", "ParameterList",
-           "SiLU", "SmoothL1Loss", "BatchNorm1d", "Embedding", "LayerNorm"]
+           "SiLU", "SmoothL1Loss", "BatchNorm1d", "Embedding", "LayerNorm",
+           "AdaptiveAvgPool2d", "AvgPool2d", "Conv1d", "Conv2d",
+           "MaxPool2d", "Unflatten"]

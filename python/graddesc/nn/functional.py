@@ -1,6 +1,14 @@
 """nn.functional (`F`): function forms of layers and losses."""
 
 from graddesc.functional.activation import gelu, leaky_relu, relu, sigmoid, softplus, tanh
+from graddesc.functional.conv import (
+    adaptive_avg_pool2d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    max_pool2d,
+    unflatten,
+)
 from graddesc.functional.linear import linear
 from graddesc.functional.loss import (
                                       binary_cross_entropy,
@@ -29,4 +37,6 @@ __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_en
            "flatten", "gelu", "hinge_embedding_loss", "l1_loss", "leaky_relu", "linear",
            "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "softplus",
            "tanh", "dropout", "huber_loss", "kl_div", "normalize", "one_hot", "silu",
-           "smooth_l1_loss", "batch_norm", "embedding", "layer_norm"]
+           "smooth_l1_loss", "batch_norm", "embedding", "layer_norm",
+           "adaptive_avg_pool2d", "avg_pool2d", "conv1d", "conv2d",
+           "max_pool2d", "unflatten"]

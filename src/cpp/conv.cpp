@@ -1,0 +1,390 @@
+// Convolution and pooling (conv.hpp). A convolution is a matrix product per sample and group:
+// the input patches are unrolled into columns (im2col, into a per-thread buffer that is kept
+// between calls), then
+//   forward      y_g (OC/G, L)  = W_g (OC/G, CK) cols (CK, L)          [+ bias, ReLU: epilogue]
+//   input grad   dcols (CK, L)  = W_g^T dy_g, scattered back (col2im)
+//   weight grad  dW_g (OC/G, CK) += dy_g cols^T
+// with CK = C/G * KH * KW and L = OH * OW; a group of samples side by side in the columns when L
+// is small (group_size), so that one product covers the group. A 1x1 convolution with stride 1
+// and no padding reads the input as its columns. Groups are independent in the forward and the
+// input gradient; the weight gradient sums groups in fixed chunks (their count depends on the
+// shape only), then adds the chunks' partial sums in chunk order: bitwise the same for any
+// thread count.
+#include "conv.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "gemm.hpp"
+#include "parallel.hpp"
+
+namespace gd {
+namespace GD_NS {
+namespace {
+
+// A growable buffer per thread and slot, kept for the next call.
+template <class T>
+T* buffer(int slot, int64_t n) {
+    thread_local std::vector<T> bufs[3];
+    auto& b = bufs[slot];
+    if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+    return b.data();
+}
+
+inline bool is_pointwise(const ConvShape& s) {
+    return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PH == 0 && s.PW == 0 &&
+           s.OH == s.H && s.OW == s.W;
+}
+
+// x (Cg, H, W) of one sample and group -> cols (Cg * KH * KW, OH * OW), rows ld apart
+template <class T>
+void im2col(T* GD_RESTRICT cols, const T* GD_RESTRICT x, int64_t Cg, const ConvShape& s,
+            int64_t ld) {
+    const int64_t L = ld;
+    for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+                T* row = cols + ((c * s.KH + kh) * s.KW + kw) * L;
+                const T* plane = x + c * s.H * s.W;
+                // columns ow with 0 <= ow * SW - PW + kw * DW < W: [ow0, ow1)
+                const int64_t off = kw * s.DW - s.PW;
+                int64_t ow0 = off >= 0 ? 0 : (-off + s.SW - 1) / s.SW;
+                int64_t ow1 = s.W - off <= 0 ? 0 : (s.W - off + s.SW - 1) / s.SW;
+                ow0 = std::min(ow0, s.OW);
+                ow1 = std::max(ow0, std::min(ow1, s.OW));
+                for (int64_t oh = 0; oh < s.OH; ++oh) {
+                    T* out = row + oh * s.OW;
+                    const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+                    if (ih < 0 || ih >= s.H) {
+                        for (int64_t ow = 0; ow < s.OW; ++ow) out[ow] = T(0);
+                        continue;
+                    }
+                    const T* in = plane + ih * s.W + off;
+                    for (int64_t ow = 0; ow < ow0; ++ow) out[ow] = T(0);
+                    if (s.SW == 1) {
+                        std::memcpy(out + ow0, in + ow0, sizeof(T) * static_cast<size_t>(ow1 - ow0));
+                    } else {
+                        for (int64_t ow = ow0; ow < ow1; ++ow) out[ow] = in[ow * s.SW];
+                    }
+                    for (int64_t ow = ow1; ow < s.OW; ++ow) out[ow] = T(0);
+                }
+            }
+}
+
+// dx (Cg, H, W) += the columns' entries (rows ld apart) at the positions they were read from
+// (dx zeroed first by the caller); the order of the additions is fixed by the loops.
+template <class T>
+void col2im(T* GD_RESTRICT dx, const T* GD_RESTRICT cols, int64_t Cg, const ConvShape& s,
+            int64_t ld) {
+    const int64_t L = ld;
+    for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+                const T* row = cols + ((c * s.KH + kh) * s.KW + kw) * L;
+                T* plane = dx + c * s.H * s.W;
+                const int64_t off = kw * s.DW - s.PW;
+                int64_t ow0 = off >= 0 ? 0 : (-off + s.SW - 1) / s.SW;
+                int64_t ow1 = s.W - off <= 0 ? 0 : (s.W - off + s.SW - 1) / s.SW;
+                ow0 = std::min(ow0, s.OW);
+                ow1 = std::max(ow0, std::min(ow1, s.OW));
+                for (int64_t oh = 0; oh < s.OH; ++oh) {
+                    const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+                    if (ih < 0 || ih >= s.H) continue;
+                    const T* in = row + oh * s.OW;
+                    T* out = plane + ih * s.W + off;
+                    if (s.SW == 1) {
+#pragma omp simd
+                        for (int64_t ow = ow0; ow < ow1; ++ow) out[ow] += in[ow];
+                    } else {
+                        for (int64_t ow = ow0; ow < ow1; ++ow) out[ow * s.SW] += in[ow];
+                    }
+                }
+            }
+}
+
+// Samples per GEMM: enough that a product has about kGroupColumns columns (a small image's
+// product alone is too narrow for the GEMM's micro-kernels to run at speed); fixed by the shape.
+inline int64_t group_size(const ConvShape& s) {
+    constexpr int64_t kGroupColumns = 512;
+    const int64_t L = std::max<int64_t>(1, s.OH * s.OW);
+    return std::max<int64_t>(1, std::min(s.N, kGroupColumns / L));
+}
+
+// Groups per chunk of the weight gradient's partial sums (at most kMaxChunks chunks).
+inline int64_t groups_per_chunk(int64_t ngroups) {
+    constexpr int64_t kMaxChunks = 32;
+    return std::max<int64_t>(1, (ngroups + kMaxChunks - 1) / kMaxChunks);
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s, bool relu) {
+    const int64_t Cg = s.C / s.G, OCg = s.OC / s.G, CK = Cg * s.KH * s.KW, L = s.OH * s.OW;
+    if (s.N == 0 || L == 0 || s.OC == 0) return;
+    const bool pointwise = is_pointwise(s);
+    const int64_t nb = pointwise ? 1 : group_size(s), ngroups = (s.N + nb - 1) / nb;
+    const int64_t flops = 2 * s.N * s.OC * CK * L;
+    // one group on one thread when there are several (its GEMMs then run serially); a single
+    // group's GEMMs may use every thread
+    const bool by_group = ngroups > 1 && num_threads() > 1 && flops >= kParallelWork;
+    auto one = [&](int64_t grp) {
+        const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), ld = cnt * L;
+        for (int64_t g = 0; g < s.G; ++g) {
+            const T* cols = x + (n0 * s.C + g * Cg) * s.H * s.W;
+            if (!pointwise) {
+                T* c = buffer<T>(0, CK * ld);
+                for (int64_t j = 0; j < cnt; ++j)
+                    im2col(c + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, ld);
+                cols = c;
+            }
+            // y of the group as (OCg, cnt * L): y itself for one sample, else a buffer
+            T* yg = cnt == 1 ? y + (n0 * s.OC + g * OCg) * L : buffer<T>(1, OCg * ld);
+            T beta = T(0);
+            if (b != nullptr) {
+                for (int64_t o = 0; o < OCg; ++o)
+                    std::fill(yg + o * ld, yg + (o + 1) * ld, b[g * OCg + o]);
+                beta = T(1);
+            }
+            const T* wg = w + g * OCg * CK;
+            if (relu) gemm_relu<T>(false, false, OCg, ld, CK, wg, CK, cols, ld, beta, yg, ld);
+            else gemm<T>(false, false, OCg, ld, CK, T(1), wg, CK, cols, ld, beta, yg, ld);
+            if (cnt > 1)
+                for (int64_t j = 0; j < cnt; ++j)
+                    for (int64_t o = 0; o < OCg; ++o)
+                        std::memcpy(y + ((n0 + j) * s.OC + g * OCg + o) * L, yg + o * ld + j * L,
+                                    sizeof(T) * static_cast<size_t>(L));
+        }
+    };
+    if (by_group) {
+        parallel_chunks(ngroups, 1, flops, [&](int64_t g0, int64_t g1) {
+            const OneThread guard;
+            for (int64_t grp = g0; grp < g1; ++grp) one(grp);
+        });
+    } else {
+        for (int64_t grp = 0; grp < ngroups; ++grp) one(grp);
+    }
+}
+
+template <class T>
+void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const ConvShape& s) {
+    const int64_t Cg = s.C / s.G, OCg = s.OC / s.G, CK = Cg * s.KH * s.KW, L = s.OH * s.OW;
+    const int64_t WN = s.OC * CK;  // weight elements
+    const bool pointwise = is_pointwise(s);
+    if (db != nullptr) {
+        // per channel: per sample a sum over the plane, then over samples in order
+        for (int64_t o = 0; o < s.OC; ++o) db[o] = T(0);
+        for (int64_t n = 0; n < s.N; ++n)
+            for (int64_t o = 0; o < s.OC; ++o) {
+                const T* p = dy + (n * s.OC + o) * L;
+                T acc = T(0);
+                for (int64_t l = 0; l < L; ++l) acc += p[l];
+                db[o] += acc;
+            }
+    }
+    if (dx == nullptr && dw == nullptr) return;
+    if (dx != nullptr && (L == 0 || s.OC == 0))
+        std::fill(dx, dx + s.N * s.C * s.H * s.W, T(0));
+    if (dw != nullptr && (s.N == 0 || L == 0)) std::fill(dw, dw + WN, T(0));
+    if (s.N == 0 || L == 0 || s.OC == 0) return;
+
+    const int64_t nb = pointwise ? 1 : group_size(s), ngroups = (s.N + nb - 1) / nb;
+    const int64_t gpc = groups_per_chunk(ngroups), nchunks = (ngroups + gpc - 1) / gpc;
+    // chunk 0 sums into dw itself, chunk c > 0 into partial[c - 1]
+    std::vector<T> partial(dw != nullptr ? static_cast<size_t>((nchunks - 1) * WN) : 0);
+    const int64_t flops = 2 * s.N * s.OC * CK * L * ((dx != nullptr) + (dw != nullptr));
+    const bool by_chunk = nchunks > 1 && num_threads() > 1 && flops >= kParallelWork;
+    auto run = [&](int64_t c) {
+        T* dwc = dw == nullptr ? nullptr : (c == 0 ? dw : partial.data() + (c - 1) * WN);
+        const int64_t g0 = c * gpc, g1 = std::min(ngroups, g0 + gpc);
+        for (int64_t grp = g0; grp < g1; ++grp) {
+            const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), ld = cnt * L;
+            for (int64_t g = 0; g < s.G; ++g) {
+                const T* wg = w + g * OCg * CK;
+                // dy of the group as (OCg, cnt * L)
+                const T* dyg = dy + (n0 * s.OC + g * OCg) * L;
+                if (cnt > 1) {
+                    T* t = buffer<T>(2, OCg * ld);
+                    for (int64_t j = 0; j < cnt; ++j)
+                        for (int64_t o = 0; o < OCg; ++o)
+                            std::memcpy(t + o * ld + j * L, dy + ((n0 + j) * s.OC + g * OCg + o) * L,
+                                        sizeof(T) * static_cast<size_t>(L));
+                    dyg = t;
+                }
+                if (dwc != nullptr) {
+                    const T* cols = x + (n0 * s.C + g * Cg) * s.H * s.W;
+                    if (!pointwise) {
+                        T* cb = buffer<T>(0, CK * ld);
+                        for (int64_t j = 0; j < cnt; ++j)
+                            im2col(cb + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s,
+                                   ld);
+                        cols = cb;
+                    }
+                    gemm<T>(false, true, OCg, CK, ld, T(1), dyg, ld, cols, ld,
+                            grp == g0 ? T(0) : T(1), dwc + g * OCg * CK, CK);
+                }
+                if (dx != nullptr) {
+                    if (pointwise) {
+                        T* dxg = dx + (n0 * s.C + g * Cg) * s.H * s.W;
+                        gemm<T>(true, false, CK, L, OCg, T(1), wg, CK, dyg, L, T(0), dxg, L);
+                    } else {
+                        T* dcols = buffer<T>(1, CK * ld);
+                        gemm<T>(true, false, CK, ld, OCg, T(1), wg, CK, dyg, ld, T(0), dcols, ld);
+                        for (int64_t j = 0; j < cnt; ++j) {
+                            T* dxg = dx + ((n0 + j) * s.C + g * Cg) * s.H * s.W;
+                            std::fill(dxg, dxg + Cg * s.H * s.W, T(0));
+                            col2im(dxg, dcols + j * L, Cg, s, ld);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if (by_chunk) {
+        parallel_chunks(nchunks, 1, flops, [&](int64_t c0, int64_t c1) {
+            const OneThread guard;
+            for (int64_t c = c0; c < c1; ++c) run(c);
+        });
+    } else {
+        for (int64_t c = 0; c < nchunks; ++c) run(c);
+    }
+    if (dw != nullptr)
+        for (int64_t c = 1; c < nchunks; ++c) {
+            const T* p = partial.data() + (c - 1) * WN;
+#pragma omp simd
+            for (int64_t i = 0; i < WN; ++i) dw[i] += p[i];
+        }
+}
+
+template <class T>
+void conv2d_forward_naive(T* y, const T* x, const T* w, const T* b, const ConvShape& s) {
+    const int64_t Cg = s.C / s.G, OCg = s.OC / s.G;
+    for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t o = 0; o < s.OC; ++o) {
+            const int64_t g = o / OCg;
+            for (int64_t oh = 0; oh < s.OH; ++oh)
+                for (int64_t ow = 0; ow < s.OW; ++ow) {
+                    T acc = b != nullptr ? b[o] : T(0);
+                    for (int64_t c = 0; c < Cg; ++c)
+                        for (int64_t kh = 0; kh < s.KH; ++kh)
+                            for (int64_t kw = 0; kw < s.KW; ++kw) {
+                                const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+                                const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
+                                if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
+                                acc += x[((n * s.C + g * Cg + c) * s.H + ih) * s.W + iw] *
+                                       w[((o * Cg + c) * s.KH + kh) * s.KW + kw];
+                            }
+                    y[((n * s.OC + o) * s.OH + oh) * s.OW + ow] = acc;
+                }
+        }
+}
+
+// ---- pooling: planes are independent; each runs on one thread, in a fixed order ----
+
+template <class T>
+void maxpool2d_forward(T* y, int64_t* idx, const T* x, const PoolShape& s) {
+    const int64_t plane_out = s.OH * s.OW;
+    parallel_chunks(s.P, 16, s.P * plane_out * 8, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            const T* xp = x + p * s.H * s.W;
+            for (int64_t oh = 0; oh < s.OH; ++oh)
+                for (int64_t ow = 0; ow < s.OW; ++ow) {
+                    T best = -std::numeric_limits<T>::infinity();
+                    int64_t arg = s.hs[oh] * s.W + s.ws[ow];
+                    for (int64_t i = 0; i < s.hn[oh]; ++i) {
+                        const int64_t ih = s.hs[oh] + i * s.DH;
+                        for (int64_t j = 0; j < s.wn[ow]; ++j) {
+                            const int64_t k = ih * s.W + s.ws[ow] + j * s.DW;
+                            const T v = xp[k];
+                            if (v > best || std::isnan(v)) {
+                                best = v;
+                                arg = k;
+                                if (std::isnan(v)) goto done;
+                            }
+                        }
+                    }
+                done:
+                    y[p * plane_out + oh * s.OW + ow] = best;
+                    if (idx != nullptr) idx[p * plane_out + oh * s.OW + ow] = arg;
+                }
+        }
+    });
+}
+
+template <class T>
+void maxpool2d_backward(T* dx, const T* dy, const int64_t* idx, const PoolShape& s) {
+    const int64_t plane_out = s.OH * s.OW, plane_in = s.H * s.W;
+    parallel_chunks(s.P, 16, s.P * (plane_out + plane_in) * 2, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            T* dxp = dx + p * plane_in;
+            std::fill(dxp, dxp + plane_in, T(0));
+            for (int64_t o = 0; o < plane_out; ++o) dxp[idx[p * plane_out + o]] += dy[p * plane_out + o];
+        }
+    });
+}
+
+template <class T>
+void avgpool2d_forward(T* y, const T* x, const int64_t* div, const PoolShape& s) {
+    const int64_t plane_out = s.OH * s.OW;
+    parallel_chunks(s.P, 16, s.P * plane_out * 8, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            const T* xp = x + p * s.H * s.W;
+            for (int64_t oh = 0; oh < s.OH; ++oh)
+                for (int64_t ow = 0; ow < s.OW; ++ow) {
+                    T acc = T(0);
+                    for (int64_t i = 0; i < s.hn[oh]; ++i) {
+                        const T* row = xp + (s.hs[oh] + i * s.DH) * s.W + s.ws[ow];
+                        for (int64_t j = 0; j < s.wn[ow]; ++j) acc += row[j * s.DW];
+                    }
+                    y[p * plane_out + oh * s.OW + ow] = acc / T(div[oh * s.OW + ow]);
+                }
+        }
+    });
+}
+
+template <class T>
+void avgpool2d_backward(T* dx, const T* dy, const int64_t* div, const PoolShape& s) {
+    const int64_t plane_out = s.OH * s.OW, plane_in = s.H * s.W;
+    parallel_chunks(s.P, 16, s.P * (plane_out + plane_in) * 4, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            T* dxp = dx + p * plane_in;
+            std::fill(dxp, dxp + plane_in, T(0));
+            for (int64_t oh = 0; oh < s.OH; ++oh)
+                for (int64_t ow = 0; ow < s.OW; ++ow) {
+                    const T g = dy[p * plane_out + oh * s.OW + ow] / T(div[oh * s.OW + ow]);
+                    for (int64_t i = 0; i < s.hn[oh]; ++i) {
+                        T* row = dxp + (s.hs[oh] + i * s.DH) * s.W + s.ws[ow];
+                        for (int64_t j = 0; j < s.wn[ow]; ++j) row[j * s.DW] += g;
+                    }
+                }
+        }
+    });
+}
+
+namespace {
+template <class T>
+ConvTable<T> make_conv_table() {
+    ConvTable<T> t{};
+    t.conv2d_forward = &conv2d_forward<T>;
+    t.conv2d_backward = &conv2d_backward<T>;
+    t.maxpool2d_forward = &maxpool2d_forward<T>;
+    t.maxpool2d_backward = &maxpool2d_backward<T>;
+    t.avgpool2d_forward = &avgpool2d_forward<T>;
+    t.avgpool2d_backward = &avgpool2d_backward<T>;
+    t.conv2d_forward_naive = &conv2d_forward_naive<T>;
+    return t;
+}
+}  // namespace
+
+}  // namespace GD_NS
+
+const ConvKernels& GD_CONCAT(conv_kernels_, GD_ISA)() {
+    static const ConvKernels k{GD_STR(GD_ISA), GD_NS::make_conv_table<float>(),
+                               GD_NS::make_conv_table<double>()};
+    return k;
+}
+
+}  // namespace gd
