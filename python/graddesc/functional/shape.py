@@ -437,7 +437,7 @@ class Cat(Function):
             out = np.empty(shape, dtype=dt)
             start = 0
             for a, n in zip(arrays, ctx.sizes):
-                if n:
+                if n and out.size:
                     sl = [slice(None)] * len(shape)
                     sl[dim] = slice(start, start + n)
                     _core.elementwise(_core.EW_OPS["copy"], a, out=out[tuple(sl)])
