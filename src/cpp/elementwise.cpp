@@ -235,8 +235,8 @@ void run(T* y_out, const int64_t* y_stride, const void* const* x, const int64_t*
     const int64_t sy = p.st[0][in], sa = p.st[1][in], sb = p.st[2][in], sc = p.st[3][in];
     parallel_chunks(p.n, kChunk, 8 * p.n, [&](int64_t i0, int64_t i1) {
         walk(p, 4, i0, i1, [&](const int64_t* off, int64_t c0, int64_t len) {
-            row<Op, T>(y + off[0] + c0 * sy, sy, a + off[1] + c0 * sa, sa, b + off[2] + c0 * sb, sb,
-                    c + off[3] + c0 * sc, sc, len);
+            row<Op, T>(y + off[0] + c0 * sy, sy, a + off[1] + c0 * sa, sa, b + off[2] + c0 * sb,
+                       sb, c + off[3] + c0 * sc, sc, len);
         });
     });
 }

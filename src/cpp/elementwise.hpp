@@ -79,8 +79,9 @@ namespace GD_NS {
 
 // y at offsets sum_d idx[d] * y_stride[d] = op(x[0], x[1], x[2]) at theirs, for every index of
 // `shape`; x[k] null means the scalar s[k] (x_stride[k] unused). A bool_out op (comparisons)
-// writes bytes (0 or 1) at y, which then points to NumPy bool memory, strides in bytes. Inputs may be any strided
-// views; y may be exactly an input (same pointer and strides), never partly overlap one.
+// writes bytes (0 or 1) at y, which then points to NumPy bool memory (strides in bytes).
+// Inputs may be any strided views; y may be exactly an input (same pointer and strides), never
+// partly overlap one.
 // sum_to: y (stride 0 along the summed dims) = the sum of x[0] over them, each output element
 // adding its terms one after another in row-major order of the summed indices (after merging
 // dims; a run along a summed innermost dim in 8 interleaved partial sums added pairwise), so
