@@ -27,7 +27,11 @@ UNARY_EXACT = {"neg": np.negative, "abs": np.abs, "square": np.square,
                "reciprocal": np.reciprocal, "sign": np.sign, "sqrt": np.sqrt,
                "rsqrt": lambda x: np.divide(x.dtype.type(1), np.sqrt(x)),
                # PyTorch's sign, abs's derivative: 0 at NaN and at either zero
-               "sgn": lambda x: np.where(np.isnan(x), x.dtype.type(0), np.sign(x)) + 0.0}
+               "sgn": lambda x: np.where(np.isnan(x), x.dtype.type(0), np.sign(x)) + 0.0,
+               "copy": lambda x: np.array(x, order="C")}
+# comparisons: NumPy's bool results (false with a NaN, except ne)
+COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+           "gt": np.greater, "ge": np.greater_equal}
 UNARY_ULP = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "sin": np.sin, "cos": np.cos}
 
 SHAPE_PAIRS = [
@@ -99,8 +103,34 @@ def _numpy(fn, *args):
 
 def test_op_table_is_exported_and_dense():
     assert sorted(EW.values()) == list(range(len(EW)))
-    assert set(BINARY_EXACT) | set(UNARY_EXACT) | set(UNARY_ULP) | {"pow", "clamp", "where",
-                                                                      "sum_to"} == set(EW)
+    assert set(BINARY_EXACT) | set(UNARY_EXACT) | set(UNARY_ULP) | set(COMPARE) | \
+        {"pow", "clamp", "where", "sum_to"} == set(EW)
+
+
+@pytest.mark.parametrize("shapes", SHAPE_PAIRS, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_comparisons_give_numpys_bools_under_broadcasting(rng, float_dtype, shapes, layout):
+    a = _layout(_values(rng, shapes[0], float_dtype), layout)
+    b = _layout(_values(rng, shapes[1], float_dtype), LAYOUTS[::-1][LAYOUTS.index(layout)])
+    # (the specials of _values give ties: 0 and -0, 1, infinities, NaNs)
+    for name, fn in COMPARE.items():
+        got = _ew(name, a, b)
+        want = _numpy(fn, a, b)
+        assert got.dtype == np.bool_ and got.shape == want.shape and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(_ew(name, a, 0.0), _numpy(fn, a, float_dtype(0.0)))
+        np.testing.assert_array_equal(_ew(name, 1.5, b), _numpy(fn, float_dtype(1.5), b))
+
+
+def test_comparison_out_must_be_bool(float_dtype):
+    a = np.array([1.0, np.nan, -0.0], float_dtype)
+    out = np.zeros((2, 3), bool)
+    assert _ew("ge", a, 0.0, out=out[1]) is not None
+    np.testing.assert_array_equal(out, [[False] * 3, [True, False, True]])
+    with pytest.raises(TypeError, match="'out' must have dtype bool"):
+        _ew("lt", a, 0.0, out=np.zeros(3, float_dtype))
+    with pytest.raises(TypeError, match="'out' must have dtype"):
+        _ew("neg", a, out=np.zeros(3, bool))
 
 
 @pytest.mark.parametrize("shapes", SHAPE_PAIRS, ids=str)

@@ -437,10 +437,6 @@ def _programs(compiled):
                                   "argmax", "std_sum"])
 @pytest.mark.parametrize("dtype", [gd.float32, gd.float64], ids=["float32", "float64"])
 def test_compiled_reductions_are_recorded_and_bitwise_equal(body, dtype):
-    if dtype == gd.float32 and body in ("var", "std_sum"):
-        # float32 var/std accumulate in float64 through a NumPy conversion (PyTorch's precision):
-        # not a recorded kernel yet, so such a step falls back (with its warning)
-        pytest.skip("float32 var/std are not captured yet")
     gd.manual_seed(0)
     model = gd.nn.Sequential(gd.nn.Linear(6, 9), gd.nn.ReLU(), gd.nn.Linear(9, 5)).to(dtype)
 
@@ -490,3 +486,25 @@ def test_compiled_program_reports_reduce_operands_traffic_and_flops():
     assert prog.traffic() == [(x.nbytes, y.nbytes + idx.nbytes)]
     assert prog.flops() == [24]
     assert prog.footprint() == x.nbytes + y.nbytes + idx.nbytes
+
+
+def test_float32_var_std_accumulate_in_float64():
+    """float32 var/std accumulate in float64 inside the kernel (as PyTorch): a sum of squares
+    of values near 5e18 (beyond float32's range; the variance is within it) does not
+    overflow, any layout is read in place, and a result beyond float32's range is +inf. The
+    oracle is NumPy in float64 rounded to float32."""
+    rng = np.random.default_rng(4)
+    big = (rng.standard_normal((6, 40)) * 5e18).astype(np.float32)
+    for x in (big, big.T, big[::2, ::3], np.broadcast_to(big[:1], (5, 40))):
+        for dims in (None, (0,), (1,), (0, 1)):
+            for corr in (0.0, 1.0):
+                for op, fn in (("var", np.var), ("std", np.std)):
+                    got = _core.reduce(_core.REDUCE_OPS[op], x, dims, False, corr)
+                    want = fn(x.astype(np.float64), axis=dims, ddof=corr).astype(np.float32)
+                    assert got.dtype == np.float32 and np.all(np.isfinite(got))
+                    np.testing.assert_allclose(got, want, rtol=1e-6)
+    huge = np.array([3e38, -3e38, 3e38], np.float32)
+    assert np.isposinf(_core.reduce(_core.REDUCE_OPS["var"], huge, None, False, 1.0))
+    assert np.isposinf(_core.reduce(_core.REDUCE_OPS["std"], huge, None, False, 1.0))
+    nan = np.array([1.0, np.nan], np.float32)
+    assert np.isnan(_core.reduce(_core.REDUCE_OPS["std"], nan, None, False, 1.0))

@@ -326,11 +326,33 @@ class _Buffers:
     def __init__(self) -> None:
         self.ranges: list = []
         self.keep: dict = {}  # id -> array, each array once (FastReplay counts references)
+        self.cover: dict = {}  # id(array) -> (array, which elements recorded kernels wrote)
 
     def add(self, a: Any) -> None:
         if isinstance(a, np.ndarray) and a.size:
             self.ranges.append((_addr(a), _addr(a) + a.nbytes))
             self.keep[id(a)] = a
+
+    def written(self, view: Any) -> None:
+        """A recorded kernel wrote every element of `view`. Once recorded kernels have written
+        every element of the C-contiguous array it is a view of (cat's result, written slice by
+        slice), that whole array is known memory."""
+        root = view
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        item = view.itemsize
+        if root is view or not root.flags.c_contiguous or root.dtype != view.dtype or \
+                any(st % item for st in view.strides):
+            return
+        mask = self.cover.get(id(root))
+        if mask is None or mask[0] is not root:
+            mask = self.cover[id(root)] = (root, np.zeros(root.size, dtype=bool))
+        flat = mask[1][(_addr(view) - _addr(root)) // item:]
+        np.lib.stride_tricks.as_strided(
+            flat, view.shape, [st // item for st in view.strides], writeable=True)[...] = True
+        if mask[1].all():
+            self.add(root)
+            del self.cover[id(root)]
 
     def forget(self, a: np.ndarray) -> None:
         """Drops every kept array inside a's memory (the program no longer points there)."""
@@ -526,8 +548,12 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             ptrs, ints, reals, f64, spans = _core.elementwise_args(a["op"], a["a"], a["b"],
                                                                    a["c"], out)
             for k, (lo, nbytes) in enumerate(spans):
+                if k == 0 and a["out"] is not None:
+                    continue  # written, not read (an in-place op's out is also an input)
                 bufs.check_span(lo, nbytes, f"elementwise: operand {k}")  # (kept alive there)
             prog.add("ew", f64, ptrs, ints, reals)
+            if a["out"] is not None:
+                bufs.written(out)
         elif name in _norm.RECORD_SIGS:
             f64, ptrs, ints, reals = _norm.record_instruction(name, a, out, P)
             prog.add("norm", f64, ptrs, ints, reals)

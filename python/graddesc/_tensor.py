@@ -129,7 +129,26 @@ def contiguous(a: np.ndarray) -> np.ndarray:
     """a itself when C-contiguous and aligned (what the kernels need), else a C-contiguous
     copy; keeps 0-d arrays 0-d (unlike np.ascontiguousarray, which returns at least 1-d)."""
     flags = a.flags
-    return a if flags.c_contiguous and flags.aligned else np.array(a, order="C")
+    if flags.c_contiguous and flags.aligned:
+        return a
+    return copy_c(a)
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def copy_c(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of a: float32/float64 through the elementwise copy kernel (so a
+    step compiled by gd.compile records it; strided and broadcast views are read in place),
+    anything else through NumPy."""
+    if (a.dtype is _F32 or a.dtype is _F64) and a.flags.aligned:
+        from graddesc import _core
+
+        try:
+            return _core.elementwise(_core.EW_OPS["copy"], a)
+        except ValueError:  # a byte stride that is not a multiple of the element size
+            pass
+    return np.array(a, order="C")
 
 
 def call_kernel(kernel: Any, *args: Any) -> Any:

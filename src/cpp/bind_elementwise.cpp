@@ -188,16 +188,19 @@ void parse(Call& call, int64_t op_id, const py::handle& a, const py::handle& b,
     } else {
         out_shape.assign(call.shape, call.shape + nd);
     }
+    const char out_kind = info.bool_out ? 'b' : call.kind;
     if (out.is_none()) {
-        call.out = call.kind == 'f' ? py::array(new_array<float>(out_shape))
-                                    : py::array(new_array<double>(out_shape));
+        call.out = info.bool_out ? py::array(py::dtype("bool"), out_shape)
+                   : call.kind == 'f' ? py::array(new_array<float>(out_shape))
+                                      : py::array(new_array<double>(out_shape));
     } else {
         if (!py::isinstance<py::array>(out))
             type_error(opname(info) + ": argument 'out' must be a numpy.ndarray, got " +
                        py::str(py::type::of(out)).cast<std::string>());
         call.out = py::reinterpret_borrow<py::array>(out);
-        if (kind_of(call.out) != call.kind)
-            type_error(opname(info) + ": argument 'out' must have dtype " + kind_name(call.kind) +
+        if (kind_of(call.out) != out_kind)
+            type_error(opname(info) + ": argument 'out' must have dtype " +
+                       (info.bool_out ? "bool" : kind_name(call.kind)) +
                        " (native byte order), got " + dtype_str(call.out));
         check_shape(call.out, opname(info).c_str(), "out", out_shape);
         if (!call.out.writeable())
@@ -319,7 +322,8 @@ void bind_elementwise(py::module_& m) {
           "y = op(a[, b[, c]]) elementwise with NumPy broadcasting; op an id of EW_OPS. Arrays "
           "of any strides (float32 or float64, one dtype; where's condition a: bool), or Python "
           "numbers; clamp(a, min b, max c) with either bound None; sum_to(a, shape b) sums a "
-          "down to a shape that broadcasts to it. Returns a new C-contiguous array, or out.");
+          "down to a shape that broadcasts to it; eq ne lt le gt ge return bool arrays. "
+          "Returns a new C-contiguous array, or out.");
     m.def("elementwise_args", &elementwise_args, py::arg("op"), py::arg("a"),
           py::arg("b") = py::none(), py::arg("c") = py::none(), py::arg("out") = py::none(),
           "The checked operands of elementwise(op, a, b, c, out) as gd.compile records them: "

@@ -31,6 +31,7 @@ template <class T> inline T min_nan(T a, T b) { return a != a ? a : (a < b ? a :
     struct Name {                                                     \
         static constexpr int arity = Arity;                           \
         static constexpr bool cond = false;                           \
+        static constexpr bool bool_out = false;                       \
         template <class T> static T f(T a, T b, T c) {                \
             (void)a; (void)b; (void)c;                                \
             return expr;                                              \
@@ -62,12 +63,32 @@ GD_EW_OP(Sgn, 1, a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)))
 // minimum(maximum(a, lo), hi): NaN anywhere propagates, hi wins when lo > hi (as torch.clamp);
 // an absent bound is -inf / +inf, which leaves every a (and its zero's sign) as it is
 GD_EW_OP(Clamp, 3, min_nan(max_nan(a, b), c))
+GD_EW_OP(Copy, 1, a)
 #undef GD_EW_OP
+
+// comparisons write NumPy's bool (one byte, 0 or 1); IEEE: false with a NaN, except !=
+#define GD_EW_CMP(Name, expr)                                         \
+    struct Name {                                                     \
+        static constexpr int arity = 2;                               \
+        static constexpr bool cond = false;                           \
+        static constexpr bool bool_out = true;                        \
+        template <class T> static uint8_t f(T a, T b, T) {            \
+            return uint8_t(expr);                                     \
+        }                                                             \
+    };
+GD_EW_CMP(Eq, a == b)
+GD_EW_CMP(Ne, a != b)
+GD_EW_CMP(Lt, a < b)
+GD_EW_CMP(Le, a <= b)
+GD_EW_CMP(Gt, a > b)
+GD_EW_CMP(Ge, a >= b)
+#undef GD_EW_CMP
 
 // the condition is read as bytes (NumPy's bool: 0 or 1): a bool load keeps GCC from vectorising
 struct Where {
     static constexpr int arity = 3;
     static constexpr bool cond = true;
+    static constexpr bool bool_out = false;
     template <class T> static T f(uint8_t c, T a, T b) { return c != 0 ? a : b; }
 };
 
@@ -144,8 +165,8 @@ void walk(const Plan& p, int nops, int64_t i0, int64_t i1, const Row& row) {
 }
 
 // One row, output contiguous; input k contiguous (Ck) or constant along the row (its [0]).
-template <class Op, class T, class A, bool C0, bool C1, bool C2>
-void row_fast(T* y, const A* a, const T* b, const T* c, int64_t n) {
+template <class Op, class T, class A, bool C0, bool C1, bool C2, class Y>
+void row_fast(Y* y, const A* a, const T* b, const T* c, int64_t n) {
     const A a0 = a[0];
     const T b0 = b[0], c0 = c[0];
 #pragma omp simd
@@ -153,14 +174,14 @@ void row_fast(T* y, const A* a, const T* b, const T* c, int64_t n) {
 }
 
 // Reference for every layout (and the path for strided ones).
-template <class Op, class T, class A>
-void row_strided(T* y, int64_t sy, const A* a, int64_t sa, const T* b, int64_t sb, const T* c,
+template <class Op, class T, class A, class Y>
+void row_strided(Y* y, int64_t sy, const A* a, int64_t sa, const T* b, int64_t sb, const T* c,
                  int64_t sc, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i * sy] = Op::f(a[i * sa], b[i * sb], c[i * sc]);
 }
 
-template <class Op, class T, class A>
-void row(T* y, int64_t sy, const A* a, int64_t sa, const T* b, int64_t sb, const T* c,
+template <class Op, class T, class A, class Y>
+void row(Y* y, int64_t sy, const A* a, int64_t sa, const T* b, int64_t sb, const T* c,
          int64_t sc, int64_t n) {
     const auto unit = [](int64_t s) { return s == 0 || s == 1; };
     if (sy != 1 || !unit(sa) || !unit(sb) || !unit(sc))
@@ -192,9 +213,11 @@ void row(T* y, int64_t sy, const A* a, int64_t sa, const T* b, int64_t sb, const
 }
 
 template <class Op, class T>
-void run(T* y, const int64_t* y_stride, const void* const* x, const int64_t* const* x_stride,
+void run(T* y_out, const int64_t* y_stride, const void* const* x, const int64_t* const* x_stride,
          const T* s, const int64_t* shape, int64_t ndim) {
     using A = std::conditional_t<Op::cond, uint8_t, T>;
+    using Y = std::conditional_t<Op::bool_out, uint8_t, T>;  // (bool: y is NumPy bool memory)
+    Y* y = reinterpret_cast<Y*>(y_out);
     // a scalar or unused input is an operand with stride 0 on a local copy
     const A av = A(s != nullptr ? s[0] : T(0));
     const T bv = s != nullptr ? s[1] : T(0), cv = s != nullptr ? s[2] : T(0);
@@ -212,8 +235,8 @@ void run(T* y, const int64_t* y_stride, const void* const* x, const int64_t* con
     const int64_t sy = p.st[0][in], sa = p.st[1][in], sb = p.st[2][in], sc = p.st[3][in];
     parallel_chunks(p.n, kChunk, 8 * p.n, [&](int64_t i0, int64_t i1) {
         walk(p, 4, i0, i1, [&](const int64_t* off, int64_t c0, int64_t len) {
-            row<Op>(y + off[0] + c0 * sy, sy, a + off[1] + c0 * sa, sa, b + off[2] + c0 * sb, sb,
-                    c + off[3] + c0 * sc, sc, len);
+            row<Op, T>(y + off[0] + c0 * sy, sy, a + off[1] + c0 * sa, sa, b + off[2] + c0 * sb,
+                       sb, c + off[3] + c0 * sc, sc, len);
         });
     });
 }
@@ -385,6 +408,13 @@ void elementwise(Ew op, T* y, const int64_t* y_stride, const void* const* x,
         case Ew::clamp: return R(Clamp{});
         case Ew::where: return R(Where{});
         case Ew::sgn: return R(Sgn{});
+        case Ew::eq: return R(Eq{});
+        case Ew::ne: return R(Ne{});
+        case Ew::lt: return R(Lt{});
+        case Ew::le: return R(Le{});
+        case Ew::gt: return R(Gt{});
+        case Ew::ge: return R(Ge{});
+        case Ew::copy: return R(Copy{});
         case Ew::sum_to:
             return sum_to(y, y_stride, static_cast<const T*>(x[0]), x_stride[0], shape, ndim);
     }

@@ -18,6 +18,8 @@ enum class Ew : int {
     where,                                                                       // cond, a, b
     sum_to,  // a reduced to the output: y's stride is 0 along the dims it sums over
     sgn,     // a: PyTorch's sign (0 at NaN), the derivative of abs
+    eq, ne, lt, le, gt, ge,  // a, b -> bool (NumPy's bool: one byte, 0 or 1)
+    copy,    // a: y = a (a strided or broadcast operand made C-contiguous)
 };
 
 struct EwInfo {
@@ -25,28 +27,33 @@ struct EwInfo {
     Ew op;
     int arity;        // inputs read (1..3)
     bool cond_first;  // input 0 is bool (where)
+    bool bool_out;    // the output is bool (comparisons)
 };
 
 inline constexpr EwInfo kEwOps[] = {
-    {"add", Ew::add, 2, false},         {"sub", Ew::sub, 2, false},
-    {"mul", Ew::mul, 2, false},         {"div", Ew::div, 2, false},
-    {"pow", Ew::pow, 2, false},         {"maximum", Ew::maximum, 2, false},
-    {"minimum", Ew::minimum, 2, false}, {"neg", Ew::neg, 1, false},
-    {"abs", Ew::abs, 1, false},         {"exp", Ew::exp, 1, false},
-    {"log", Ew::log, 1, false},         {"log1p", Ew::log1p, 1, false},
-    {"sqrt", Ew::sqrt, 1, false},       {"rsqrt", Ew::rsqrt, 1, false},
-    {"square", Ew::square, 1, false},   {"sin", Ew::sin, 1, false},
-    {"cos", Ew::cos, 1, false},         {"sign", Ew::sign, 1, false},
-    {"reciprocal", Ew::reciprocal, 1, false}, {"clamp", Ew::clamp, 3, false},
-    {"where", Ew::where, 3, true},      {"sum_to", Ew::sum_to, 1, false},
-    {"sgn", Ew::sgn, 1, false},
+    {"add", Ew::add, 2, false, false},         {"sub", Ew::sub, 2, false, false},
+    {"mul", Ew::mul, 2, false, false},         {"div", Ew::div, 2, false, false},
+    {"pow", Ew::pow, 2, false, false},         {"maximum", Ew::maximum, 2, false, false},
+    {"minimum", Ew::minimum, 2, false, false}, {"neg", Ew::neg, 1, false, false},
+    {"abs", Ew::abs, 1, false, false},         {"exp", Ew::exp, 1, false, false},
+    {"log", Ew::log, 1, false, false},         {"log1p", Ew::log1p, 1, false, false},
+    {"sqrt", Ew::sqrt, 1, false, false},       {"rsqrt", Ew::rsqrt, 1, false, false},
+    {"square", Ew::square, 1, false, false},   {"sin", Ew::sin, 1, false, false},
+    {"cos", Ew::cos, 1, false, false},         {"sign", Ew::sign, 1, false, false},
+    {"reciprocal", Ew::reciprocal, 1, false, false}, {"clamp", Ew::clamp, 3, false, false},
+    {"where", Ew::where, 3, true, false},      {"sum_to", Ew::sum_to, 1, false, false},
+    {"sgn", Ew::sgn, 1, false, false},
+    {"eq", Ew::eq, 2, false, true},     {"ne", Ew::ne, 2, false, true},
+    {"lt", Ew::lt, 2, false, true},     {"le", Ew::le, 2, false, true},
+    {"gt", Ew::gt, 2, false, true},     {"ge", Ew::ge, 2, false, true},
+    {"copy", Ew::copy, 1, false, false},
 };
 inline constexpr int kEwCount = int(sizeof(kEwOps) / sizeof(kEwOps[0]));
 
 constexpr bool ew_table_in_order() {
     for (int k = 0; k < kEwCount; ++k)
         if (int(kEwOps[k].op) != k) return false;
-    return int(Ew::sgn) + 1 == kEwCount;
+    return int(Ew::copy) + 1 == kEwCount;
 }
 static_assert(ew_table_in_order(), "kEwOps must list every Ew op once, in enum order");
 
@@ -71,8 +78,10 @@ inline bool ew_span(const int64_t* shape, const int64_t* stride, int64_t ndim, i
 namespace GD_NS {
 
 // y at offsets sum_d idx[d] * y_stride[d] = op(x[0], x[1], x[2]) at theirs, for every index of
-// `shape`; x[k] null means the scalar s[k] (x_stride[k] unused). Inputs may be any strided
-// views; y may be exactly an input (same pointer and strides), never partly overlap one.
+// `shape`; x[k] null means the scalar s[k] (x_stride[k] unused). A bool_out op (comparisons)
+// writes bytes (0 or 1) at y, which then points to NumPy bool memory (strides in bytes).
+// Inputs may be any strided views; y may be exactly an input (same pointer and strides), never
+// partly overlap one.
 // sum_to: y (stride 0 along the summed dims) = the sum of x[0] over them, each output element
 // adding its terms one after another in row-major order of the summed indices (after merging
 // dims; a run along a summed innermost dim in 8 interleaved partial sums added pairwise), so

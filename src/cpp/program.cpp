@@ -549,7 +549,8 @@ std::vector<Operand> operands(const Instr& in) {
                 int64_t lo, hi;
                 if (in.p[k] == nullptr || !ew_span(shape, shape + nd * (k + 1), nd, lo, hi))
                     continue;
-                const int64_t item = k == 1 && info.cond_first ? 1 : e;
+                const bool byte = (k == 1 && info.cond_first) || (k == 0 && info.bool_out);
+                const int64_t item = byte ? 1 : e;
                 ops.push_back({static_cast<char*>(in.p[k]) + lo * item, (hi - lo + 1) * item,
                                k > 0, k == 0, k});
             }

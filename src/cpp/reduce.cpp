@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.hpp"
@@ -440,10 +441,54 @@ void sweep(const P& pol, const Geometry& g, const T* x, int64_t work, const C& c
 
 }  // namespace
 
+// float32 var/std accumulate in float64, as PyTorch does (the squares of 1e30 must not
+// overflow): x is widened into a C-order float64 copy, reduced as float64 and rounded back to
+// float32 (beyond its range: +-inf, as a float64 -> float32 cast rounds).
+template <class T>
+void reduce_axes(Red op, T* y, int64_t* idx, const T* x, const int64_t* shape,
+                 const int64_t* strides, int64_t nd, uint64_t axes, double param);
+
+static void var_std_wide(Red op, float* y, const float* x, const int64_t* shape,
+                         const int64_t* strides, int64_t nd, uint64_t axes, double param) {
+    int64_t n = 1, outs = 1;
+    for (int64_t d = 0; d < nd; ++d) {
+        n *= shape[d];
+        if (!((axes >> d) & 1u)) outs *= shape[d];
+    }
+    std::vector<double> wide(static_cast<size_t>(std::max<int64_t>(n, 1)));
+    std::vector<double> out(static_cast<size_t>(std::max<int64_t>(outs, 1)));
+    std::vector<int64_t> cst(static_cast<size_t>(std::max<int64_t>(nd, 1)), 1);
+    for (int64_t d = nd - 1; d > 0; --d) cst[d - 1] = cst[d] * shape[d];
+    if (n > 0) {
+        std::vector<int64_t> at(static_cast<size_t>(std::max<int64_t>(nd, 1)), 0);
+        int64_t off = 0;
+        for (int64_t k = 0; k < n; ++k) {  // C order; the offset advances like an odometer
+            wide[k] = double(x[off]);
+            for (int64_t d = nd - 1; d >= 0; --d) {
+                off += strides[d];
+                if (++at[d] < shape[d]) break;
+                off -= at[d] * strides[d];
+                at[d] = 0;
+            }
+        }
+    }
+    reduce_axes<double>(op, out.data(), nullptr, wide.data(), shape, cst.data(), nd, axes, param);
+    constexpr double kRoundsToInf = 3.4028235677973366e38;  // FLT_MAX + half an ulp
+    for (int64_t o = 0; o < outs; ++o) {
+        const double v = out[o];
+        const float inf = std::numeric_limits<float>::infinity();
+        y[o] = std::isnan(v) || std::fabs(v) < kRoundsToInf ? float(v) : (v > 0 ? inf : -inf);
+    }
+}
+
 // x (shape, strides) -> y and/or idx over the kept dims (see above and reduce_ops.hpp)
 template <class T>
 void reduce_axes(Red op, T* y, int64_t* idx, const T* x, const int64_t* shape,
                  const int64_t* strides, int64_t nd, uint64_t axes, double param) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (op == Red::var || op == Red::std_)
+            return var_std_wide(op, y, x, shape, strides, nd, axes, param);
+    }
     const Geometry g = make_geometry(shape, strides, nd, axes);
     const T n = T(g.R);
     const bool heavy = op == Red::logsumexp || (op == Red::norm && param != 0 && param != 1 &&

@@ -367,8 +367,16 @@ class Clamp(Function):
         lov = None if lo is None else _value(lo_t if lo_t is not None else lo)
         hiv = None if hi is None else _value(hi_t if hi_t is not None else hi)
         ga = glo = ghi = None
+        if ctx.needs_input_grad[0] and _floats(x, lov, hiv) and \
+                g._data.dtype == x.dtype and g._data.shape == x.shape:
+            # x's mask with the comparison and where kernels (a compiled step records them)
+            ga = g
+            if lov is not None:
+                ga = where(ge(a, Tensor._make(lov) if type(lov) is np.ndarray else lov), ga, 0.0)
+            if hiv is not None:
+                ga = where(le(a, Tensor._make(hiv) if type(hiv) is np.ndarray else hiv), ga, 0.0)
         with np.errstate(invalid="ignore"):
-            if ctx.needs_input_grad[0]:
+            if ctx.needs_input_grad[0] and ga is None:
                 mask = np.ones(x.shape, dtype=bool)
                 if lov is not None:
                     mask = mask & (x >= lov)
@@ -399,9 +407,8 @@ class Where(Function):
     @staticmethod
     def backward(ctx, g):
         c = Tensor._make(ctx.cond)
-        z = Tensor._make(np.zeros((), dtype=g._data.dtype))
-        ga = where(c, g, z) if ctx.needs_input_grad[1] else None
-        gb = where(c, z, g) if ctx.needs_input_grad[2] else None
+        ga = where(c, g, 0.0) if ctx.needs_input_grad[1] else None
+        gb = where(c, 0.0, g) if ctx.needs_input_grad[2] else None
         return None, ga, gb
 
 
@@ -423,6 +430,15 @@ class Maximum(Function):
     @staticmethod
     def backward(ctx, g):
         av, bv = ctx.vals
+        if _floats(av, bv) and g._data.dtype == (av if type(av) is np.ndarray else bv).dtype:
+            # the same selects with the comparison and where kernels (a compiled step records
+            # them): half on ties, nothing to the strict loser
+            a, b = Tensor._make(av) if type(av) is np.ndarray else av, \
+                Tensor._make(bv) if type(bv) is np.ndarray else bv
+            gs = where(eq(a, b), g * 0.5, g)
+            lose_a, lose_b = (lt(a, b), gt(a, b)) if ctx.is_max else (gt(a, b), lt(a, b))
+            return (where(lose_a, 0.0, gs) if ctx.needs_input_grad[0] else None,
+                    where(lose_b, 0.0, gs) if ctx.needs_input_grad[1] else None, None)
         with np.errstate(invalid="ignore"):
             a_loses = (av < bv) if ctx.is_max else (av > bv)
             b_loses = (av > bv) if ctx.is_max else (av < bv)
@@ -563,34 +579,38 @@ def broadcast_copy(src: Tensor, shape: tuple, d: Any) -> Tensor:
     return BroadcastCopy.apply(src, tuple(shape), d.np)
 
 
-# Comparisons: not differentiable, return bool tensors.
-def _cmp(ufunc: Any, a: Any, b: Any) -> Tensor:
+# Comparisons: not differentiable, return bool tensors (float operands: the kernels, so a
+# compiled step records them; others: NumPy).
+def _cmp(ufunc: Any, name: str, a: Any, b: Any) -> Tensor:
+    av, bv = _value(_t(a)), _value(_t(b))
+    if _floats(av, bv):
+        return _kernel(name, av, bv)
     with np.errstate(invalid="ignore"):
-        return Tensor._make(np.asarray(ufunc(_value(a), _value(_t(b)))))
+        return Tensor._make(np.asarray(ufunc(av, bv)))
 
 
 def eq(a: Any, b: Any) -> Tensor:
-    return _cmp(np.equal, a, b)
+    return _cmp(np.equal, "eq", a, b)
 
 
 def ne(a: Any, b: Any) -> Tensor:
-    return _cmp(np.not_equal, a, b)
+    return _cmp(np.not_equal, "ne", a, b)
 
 
 def lt(a: Any, b: Any) -> Tensor:
-    return _cmp(np.less, a, b)
+    return _cmp(np.less, "lt", a, b)
 
 
 def le(a: Any, b: Any) -> Tensor:
-    return _cmp(np.less_equal, a, b)
+    return _cmp(np.less_equal, "le", a, b)
 
 
 def gt(a: Any, b: Any) -> Tensor:
-    return _cmp(np.greater, a, b)
+    return _cmp(np.greater, "gt", a, b)
 
 
 def ge(a: Any, b: Any) -> Tensor:
-    return _cmp(np.greater_equal, a, b)
+    return _cmp(np.greater_equal, "ge", a, b)
 
 
 def _logical(ufunc: Any, a: Any, b: Any, op: str) -> Tensor:

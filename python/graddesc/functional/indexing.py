@@ -218,6 +218,11 @@ def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
     else:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
             raise TypeError(f"masked_fill: value must be a number, got {type(value).__name__}")
+        if x._data.dtype.kind == "f" and x._data.dtype.itemsize >= 4 and \
+                (not isinstance(value, (int, np.integer)) or abs(int(value)) <= 2**53):
+            # a number: the where kernel takes it as a scalar (converted to x's dtype as NumPy
+            # does), so a compiled step records it
+            return ew.where(mask, float(value), x)
         v = Tensor._make(np.asarray(value, dtype=x._data.dtype))
     return ew.where(mask, v, x)
 

@@ -356,13 +356,9 @@ class VarStd(Function):
     @staticmethod
     def forward(ctx, x, dims, correction, keepdim, is_std):
         a = x._data
-        op = "std" if is_std else "var"
-        if a.dtype == np.float32:
-            wide = _reduce(op, a.astype(np.float64), dims, keepdim, correction)
-            with np.errstate(over="ignore"):  # beyond float32's range: inf, as PyTorch
-                out = Tensor._make(np.asarray(wide.astype(np.float32)))
-        else:
-            out = Tensor._make(_reduce(op, a, dims, keepdim, correction))
+        # (the kernel accumulates float32 in float64 and rounds back: beyond float32's range,
+        # inf, as PyTorch)
+        out = Tensor._make(_reduce("std" if is_std else "var", a, dims, keepdim, correction))
         ctx.dims, ctx.keepdim, ctx.is_std = dims, keepdim, is_std
         ctx.dof = builtins.max(0.0, _count(a.shape, dims) - correction)
         ctx.save_for_backward(x, out if is_std else None)
@@ -370,7 +366,6 @@ class VarStd(Function):
 
     @staticmethod
     def backward(ctx, g):
-        from graddesc._creation import zeros_like
         from graddesc.functional import elementwise as ew
 
         x, out = ctx.saved_tensors
@@ -384,7 +379,7 @@ class VarStd(Function):
             return g * scale * dev, None, None, None, None
         s = out if ctx.keepdim else out.reshape(keep)
         w = g / (s * dof)
-        w = ew.where(s == 0, zeros_like(w), w)
+        w = ew.where(s == 0, 0.0, w)
         return w * dev, None, None, None, None
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from graddesc import _dtype
-from graddesc._tensor import Tensor, _norm_dim, _value
+from graddesc import _core, _dtype
+from graddesc._tensor import Tensor, _norm_dim, _value, copy_c
 from graddesc.autograd.function import Function
 
 
@@ -427,7 +427,23 @@ class Cat(Function):
     def forward(ctx, dim, *ts):
         ctx.dim = dim
         ctx.sizes = [t._data.shape[dim] for t in ts]
-        return Tensor._make(np.concatenate([t._data for t in ts], axis=dim))
+        arrays = [t._data for t in ts]
+        dt = arrays[0].dtype
+        if dt in (np.float32, np.float64) and all(a.dtype == dt for a in arrays):
+            # each piece copied into its slice by the elementwise copy kernel: a compiled step
+            # records the copies (and, once every element is written, the whole result)
+            shape = list(arrays[0].shape)
+            shape[dim] = sum(ctx.sizes)
+            out = np.empty(shape, dtype=dt)
+            start = 0
+            for a, n in zip(arrays, ctx.sizes):
+                if n and out.size:
+                    sl = [slice(None)] * len(shape)
+                    sl[dim] = slice(start, start + n)
+                    _core.elementwise(_core.EW_OPS["copy"], a, out=out[tuple(sl)])
+                start += n
+            return Tensor._make(out)
+        return Tensor._make(np.concatenate(arrays, axis=dim))
 
     @staticmethod
     def backward(ctx, g):
@@ -494,7 +510,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 class Clone(Function):
     @staticmethod
     def forward(ctx, x):
-        return Tensor._make(np.array(x._data, copy=True, order="C"))
+        return Tensor._make(copy_c(x._data))
 
     @staticmethod
     def backward(ctx, g):
