@@ -91,18 +91,35 @@ def from_numpy(a: np.ndarray) -> Tensor:
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros of the given size (float32 unless `dtype` says otherwise).
+
+    >>> gd.zeros(2, 3).tolist()
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    >>> gd.zeros((2,), dtype=gd.float64).dtype
+    graddesc.float64
+    """
     check_device(device, "zeros")
     return _finish(_aligned.zeros(_shape_args(size, "zeros"), _float_dtype(dtype, "zeros").np),
                    requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones of the given size (float32 unless `dtype` says otherwise).
+
+    >>> gd.ones(2, 2).tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
     check_device(device, "ones")
     return _finish(_aligned.full(_shape_args(size, "ones"), 1, _float_dtype(dtype, "ones").np),
                    requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """An uninitialised tensor of the given size: its values are whatever the memory held.
+
+    >>> tuple(gd.empty(3, 4).shape)
+    (3, 4)
+    """
     check_device(device, "empty")
     return _finish(_aligned.empty(_shape_args(size, "empty"), _float_dtype(dtype, "empty").np),
                    requires_grad)
@@ -110,6 +127,14 @@ def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
          requires_grad: bool = False) -> Tensor:
+    """A tensor of `size` filled with `fill_value`; the dtype follows the value (bool, int64,
+    float32) unless `dtype` is given.
+
+    >>> gd.full((2, 2), 7.5).tolist()
+    [[7.5, 7.5], [7.5, 7.5]]
+    >>> gd.full((3,), 2).dtype
+    graddesc.int64
+    """
     check_device(device, "full")
     shape = _shape_args((size,) if isinstance(size, (tuple, list)) else (size,), "full")
     if dtype is None:
@@ -128,6 +153,11 @@ def _like(t: Tensor, fn: str) -> Tensor:
 
 def zeros_like(t: Tensor, dtype: Any = None, device: Any = None,
                requires_grad: bool = False) -> Tensor:
+    """Zeros with the shape and dtype of `t` (or `dtype`).
+
+    >>> gd.zeros_like(gd.ones(2, 3)).tolist()
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
     check_device(device, "zeros_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "zeros_like").dtype
     return _finish(_aligned.zeros(t._data.shape, d.np), requires_grad)
@@ -135,6 +165,11 @@ def zeros_like(t: Tensor, dtype: Any = None, device: Any = None,
 
 def ones_like(t: Tensor, dtype: Any = None, device: Any = None,
               requires_grad: bool = False) -> Tensor:
+    """Ones with the shape and dtype of `t` (or `dtype`).
+
+    >>> gd.ones_like(gd.zeros(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
     check_device(device, "ones_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "ones_like").dtype
     return _finish(_aligned.full(t._data.shape, 1, d.np), requires_grad)
@@ -142,6 +177,11 @@ def ones_like(t: Tensor, dtype: Any = None, device: Any = None,
 
 def empty_like(t: Tensor, dtype: Any = None, device: Any = None,
                requires_grad: bool = False) -> Tensor:
+    """An uninitialised tensor with the shape and dtype of `t` (or `dtype`).
+
+    >>> tuple(gd.empty_like(gd.zeros(2, 5)).shape)
+    (2, 5)
+    """
     check_device(device, "empty_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "empty_like").dtype
     return _finish(_aligned.empty(t._data.shape, d.np), requires_grad)
@@ -149,6 +189,11 @@ def empty_like(t: Tensor, dtype: Any = None, device: Any = None,
 
 def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
               requires_grad: bool = False) -> Tensor:
+    """`fill_value` everywhere, with the shape and dtype of `t` (or `dtype`).
+
+    >>> gd.full_like(gd.zeros(2), 3.0).tolist()
+    [3.0, 3.0]
+    """
     check_device(device, "full_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "full_like").dtype
     return _finish(np.full(t._data.shape, fill_value, d.np), requires_grad)
@@ -173,6 +218,11 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device
 
 def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> Tensor:
+    """`steps` evenly spaced values from `start` to `end`, both included.
+
+    >>> gd.linspace(0, 1, 5).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
     check_device(device, "linspace")
     if steps < 0:
         raise RuntimeError("linspace: number of steps must be non-negative")
@@ -182,6 +232,11 @@ def linspace(start: float, end: float, steps: int, dtype: Any = None, device: An
 
 def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
         requires_grad: bool = False) -> Tensor:
+    """The n x m (default n x n) identity matrix.
+
+    >>> gd.eye(2).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     check_device(device, "eye")
     if n < 0 or (m is not None and m < 0):
         raise RuntimeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
@@ -250,6 +305,11 @@ def randn_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any 
 
 
 def randperm(n: int, generator: Any = None, dtype: Any = None, device: Any = None) -> Tensor:
+    """A random permutation of 0 .. n-1 (int64), drawn from `generator` or the global one.
+
+    >>> sorted(gd.randperm(5).tolist())
+    [0, 1, 2, 3, 4]
+    """
     check_device(device, "randperm")
     d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
     return Tensor._make(_random._rng(generator).permutation(n).astype(d.np))
@@ -257,6 +317,12 @@ def randperm(n: int, generator: Any = None, dtype: Any = None, device: Any = Non
 
 def normal(mean: float, std: float, size: Any, generator: Any = None, dtype: Any = None,
            device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Samples of a normal distribution with the given mean and standard deviation.
+
+    >>> x = gd.normal(2.0, 0.5, (10000,), generator=gd.Generator().manual_seed(0))
+    >>> round(x.mean().item(), 1), round(x.std().item(), 1)
+    (2.0, 0.5)
+    """
     check_device(device, "normal")
     t = _random.normal(_shape_args(tuple(size), "normal"), mean, std,
                        _float_dtype(dtype, "normal"), generator)

@@ -50,6 +50,12 @@ def manual_seed(seed: int) -> Generator:
 
 
 def initial_seed() -> int:
+    """The seed the global generator was last seeded with.
+
+    >>> _ = gd.manual_seed(42)
+    >>> gd.initial_seed()
+    42
+    """
     return default_generator.initial_seed()
 
 

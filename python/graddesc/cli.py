@@ -289,6 +289,8 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
         + "-".join(str(h) for h in args.hidden) + f"-{n_classes}, {args.optimizer}, "
         f"batch {bs}, {epochs} epochs")
     losses: list = []
+    curves: dict = {"epoch_loss": [], "epoch_steps": [], "train_accuracy": [],
+                    "test_accuracy": []}
     t0 = time.perf_counter()
     from tqdm import tqdm
 
@@ -301,8 +303,11 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
                 hist_loss = _zeroth_epoch(model, loss_fn, loader, opt, bar, losses, epoch)
             else:
                 try:
+                    # the callback returns None: tqdm's update() returns True when it redraws,
+                    # and a callback returning True stops fit (that cut epochs short, so the
+                    # bar never reached its total)
                     h = gd.fit(model, loss_fn, loader, opt, epochs=1, progress=False,
-                               compile=True, callback=lambda _h: bar.update(1))
+                               compile=True, callback=lambda _h: bar.update(1) and None)
                 except NonFiniteLossError as e:
                     losses += e.history.loss
                     raise _DivergedError(f"the loss is {e.loss} at step {len(losses) + 1} (epoch "
@@ -315,6 +320,10 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
                 raise _DivergedError(f"the parameters are not finite after step {len(losses)} "
                                 f"(epoch {epoch}, last loss {hist_loss[-1]:.6g})")
             tr_acc, te_acc = _accuracy(model, Xtr, ytr), _accuracy(model, Xte, yte)
+            for key, value in (("epoch_loss", float(np.mean(hist_loss))),
+                               ("epoch_steps", len(losses)), ("train_accuracy", tr_acc),
+                               ("test_accuracy", te_acc)):
+                curves[key].append(value)
             bar.set_postfix(loss=f"{np.mean(hist_loss):.4f}", test_acc=f"{te_acc:.3f}")
             if not args.quiet:
                 bar.write(f"epoch {epoch:3d}  loss {np.mean(hist_loss):.4f}  "
@@ -333,10 +342,11 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
         parser.exit(1, f"{parser.prog}: error: training diverged: {e}; try a smaller --lr "
                        f"(it was {lr:g}); {_what_is_left(out_dir, created, saved_epoch, losses)}"
                        f"\n")
+    bar.refresh()  # the last state (every step done), not the last rate-limited redraw
     bar.close()
     seconds = time.perf_counter() - t0
     acc = _accuracy(model, Xte, yte)
-    _write_artifacts(out_dir, model, loss_fn, Xte, yte, losses, say)
+    _write_artifacts(out_dir, model, loss_fn, Xte, yte, losses, say, curves)
     say(f"trained in {seconds:.1f} s; run folder: {out_dir}")
     print(f"test accuracy: {acc:.2f}")
     return 0
@@ -375,7 +385,9 @@ def _zeroth_epoch(model: Any, loss_fn: Any, loader: Any, opt: Any, bar: Any, los
 
 
 def _write_artifacts(out_dir: str, model: Any, loss_fn: Any, X: Any, y: Any, losses: list,
-                     say: Any) -> None:
+                     say: Any, curves: dict) -> None:
+    """Writes loss.txt, network.dot (and .svg with Graphviz) and loss.png: the per-step loss with
+    its epoch means and the train and test accuracy after each epoch (`curves`)."""
     np.savetxt(os.path.join(out_dir, "loss.txt"), np.asarray(losses), fmt="%.6g")
     try:
         from graddesc import viz
@@ -391,7 +403,7 @@ def _write_artifacts(out_dir: str, model: Any, loss_fn: Any, X: Any, y: Any, los
     try:
         from graddesc import viz
 
-        viz.plot_loss(losses, path=os.path.join(out_dir, "loss.png"))
+        viz.plot_loss(losses, path=os.path.join(out_dir, "loss.png"), **curves)
     except ImportError:
         say("(matplotlib not installed: no loss plot; pip install 'graddesc[plot]')")
 

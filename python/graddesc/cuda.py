@@ -4,10 +4,21 @@ from __future__ import annotations
 
 
 def is_available() -> bool:
+    """Always False: graddesc runs on the CPU only, so code that checks before using a GPU takes
+    its CPU path.
+
+    >>> gd.cuda.is_available()
+    False
+    """
     return False
 
 
 def device_count() -> int:
+    """Always 0 (no GPU backend).
+
+    >>> gd.cuda.device_count()
+    0
+    """
     return 0
 
 

@@ -130,6 +130,11 @@ class Permute(Function):
 
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
+    """The dims of x reordered as `dims` (a view: no data is copied).
+
+    >>> tuple(gd.permute(gd.zeros(2, 3, 4), (2, 0, 1)).shape)
+    (4, 2, 3)
+    """
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     if len(dims) != x.ndim:
@@ -541,6 +546,12 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple:
 
 
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
+    """x split into `chunks` pieces along `dim` (each of ceil(n / chunks) elements, the last
+    may be smaller), as a tuple of views.
+
+    >>> [c.tolist() for c in gd.chunk(gd.arange(5), 2)]
+    [[0, 1, 2], [3, 4]]
+    """
     d = _norm_dim(dim, x.ndim, "chunk")
     n = x.shape[d]
     size = -(-n // chunks) if chunks > 0 else 0

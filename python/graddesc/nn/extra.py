@@ -32,6 +32,11 @@ class Dropout(Module):
 
 
 class SiLU(Module):
+    """x * sigmoid(x) elementwise (also called swish).
+
+    >>> [round(v, 4) for v in nn.SiLU()(gd.tensor([0.0, 1.0])).tolist()]
+    [0.0, 0.7311]
+    """
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
 
@@ -194,6 +199,12 @@ class _Loss(Module):
 
 
 class HuberLoss(_Loss):
+    """0.5 (x - y)**2 where |x - y| < delta, delta (|x - y| - 0.5 delta) elsewhere, reduced as
+    `reduction` says.
+
+    >>> nn.HuberLoss(reduction="none")(gd.tensor([0.5, 3.0]), gd.tensor([0.0, 0.0])).tolist()
+    [0.125, 2.5]
+    """
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)
         self.delta = delta
@@ -203,6 +214,12 @@ class HuberLoss(_Loss):
 
 
 class SmoothL1Loss(_Loss):
+    """0.5 (x - y)**2 / beta where |x - y| < beta, |x - y| - 0.5 beta elsewhere, reduced as
+    `reduction` says.
+
+    >>> nn.SmoothL1Loss(reduction="none")(gd.tensor([0.5, 3.0]), gd.tensor([0.0, 0.0])).tolist()
+    [0.125, 2.5]
+    """
     def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
         super().__init__(reduction)
         self.beta = beta

@@ -57,6 +57,12 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
 
 
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
+    """All the parameters flattened and concatenated into one 1-d tensor, in order.
+
+    >>> layer = nn.Linear(3, 2)
+    >>> tuple(nn.utils.parameters_to_vector(layer.parameters()).shape)
+    (8,)
+    """
     from graddesc.functional.shape import cat
 
     return cat([p.reshape(-1) for p in parameters])
