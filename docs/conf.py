@@ -43,6 +43,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Any|Optional|Callable|Sequence|Iterable|Iterator|Union|TextIO|ndarray)"),
     (r"py:.*", r"(int|float|bool|str|tuple|list|dict|None|object|type|bytes|Exception)"),
     (r"py:.*", r"(ValueError|TypeError|RuntimeError|IndexError|FloatingPointError)"),
+    # "Raises:" sections name exceptions in prose ("ValueError / TypeError: ...")
+    (r"py:exc", r".*"),
 ]
 
 html_theme = "furo"
@@ -51,13 +53,31 @@ html_static_path: list = []
 
 # The names that PyTorch does not have: their API entries carry a "graddesc addition" note.
 import os  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from additions import ADDITIONS  # noqa: E402
 
 
+_LITERAL = re.compile(r"(``.*?``|`[^`]*`)")
+
+
+def _plain(line: str) -> str:
+    """The docstrings are plain text, not reST: |x| and a lone * are characters, not markup.
+    Escapes them outside `literal` spans; leaves doctest lines and napoleon's output alone."""
+    if line.lstrip().startswith((">>>", "...")):
+        return line
+    field = re.match(r"\s*:[^:]*:", line)  # napoleon's ":param x:" prefix stays as it is
+    head = field.group(0) if field else ""
+    parts = _LITERAL.split(line[len(head):])
+    for i in range(0, len(parts), 2):
+        parts[i] = re.sub(r"(?<!\\)([|*])", r"\\\1", parts[i])
+    return head + "".join(parts)
+
+
 def _mark_additions(app, what, name, obj, options, lines):  # noqa: ANN001
+    lines[:] = [_plain(line) for line in lines]
     if name in ADDITIONS:
         lines[:0] = [".. admonition:: graddesc addition", "",
                      "   Not in PyTorch: " + ADDITIONS[name], ""]

@@ -58,7 +58,13 @@ def from_dlpack(ext: Any) -> Tensor:
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """A new tensor holding a copy of data (nested lists, numbers, NumPy arrays, Tensors)."""
+    """A new tensor holding a copy of data (nested lists, numbers, NumPy arrays, Tensors).
+
+    >>> gd.tensor([[1, 2], [3, 4]], dtype=gd.float32).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    >>> gd.tensor([1.0, 2.0], requires_grad=True).requires_grad
+    True
+    """
     check_device(device, "tensor")
     data = _foreign_array(data)
     d = _dtype.to_dtype(dtype, "tensor: dtype") if dtype is not None else None
@@ -66,7 +72,11 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 
 def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
-    """data itself if it is already a Tensor of that dtype; shares a compatible NumPy array."""
+    """data itself if it is already a Tensor of that dtype; shares a compatible NumPy array.
+
+    >>> gd.as_tensor([1.5, 2.5]).tolist()
+    [1.5, 2.5]
+    """
     check_device(device, "as_tensor")
     data = _foreign_array(data)
     d = _dtype.to_dtype(dtype, "as_tensor: dtype") if dtype is not None else None
@@ -80,7 +90,14 @@ def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
 
 
 def from_numpy(a: np.ndarray) -> Tensor:
-    """A tensor sharing memory with `a` (writes through both ways); no dtype conversion."""
+    """A tensor sharing memory with `a` (writes through both ways); no dtype conversion.
+
+    >>> a = np.zeros(3, dtype=np.float32)
+    >>> t = gd.from_numpy(a)
+    >>> a[0] = 5.0
+    >>> t.tolist()
+    [5.0, 0.0, 0.0]
+    """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"from_numpy: expected np.ndarray, got {type(a).__name__}")
     if a.dtype not in (np.float32, np.float64, np.int64, np.bool_) or not a.dtype.isnative:
@@ -201,7 +218,13 @@ def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
 
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
            requires_grad: bool = False) -> Tensor:
-    """Values from start (default 0) up to end (exclusive); int64 for integer arguments."""
+    """Values from start (default 0) up to end (exclusive); int64 for integer arguments.
+
+    >>> gd.arange(4).tolist()
+    [0, 1, 2, 3]
+    >>> gd.arange(0, 1, 0.25).tolist()
+    [0.0, 0.25, 0.5, 0.75]
+    """
     check_device(device, "arange")
     if end is None:
         start, end = 0, start
@@ -245,7 +268,11 @@ def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
 
 def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,
           requires_grad: bool = False) -> Tensor:
-    """Standard normal samples."""
+    """Standard normal samples.
+
+    >>> tuple(gd.randn(2, 3).shape)
+    (2, 3)
+    """
     check_device(device, "randn")
     d = _float_dtype(dtype, "randn")
     t = _random.normal(_shape_args(size, "randn"), 0.0, 1.0, d, generator)
@@ -254,7 +281,12 @@ def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = No
 
 def rand(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,
          requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1)."""
+    """Uniform samples in [0, 1).
+
+    >>> x = gd.rand(100)
+    >>> bool((x >= 0).all() and (x < 1).all())
+    True
+    """
     check_device(device, "rand")
     d = _float_dtype(dtype, "rand")
     t = _random.uniform(_shape_args(size, "rand"), 0.0, 1.0, d, generator)
@@ -263,7 +295,12 @@ def rand(*size: Any, generator: Any = None, dtype: Any = None, device: Any = Non
 
 def randint(low: int, high: Any = None, size: Any = None, generator: Any = None,
             dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """Integers uniform in [low, high); randint(high, size) also works."""
+    """Integers uniform in [low, high); randint(high, size) also works.
+
+    >>> x = gd.randint(0, 3, (100,))
+    >>> sorted(set(x.tolist()))
+    [0, 1, 2]
+    """
     check_device(device, "randint")
     if size is None:
         if isinstance(high, (tuple, list)):
@@ -282,7 +319,11 @@ def randint(low: int, high: Any = None, size: Any = None, generator: Any = None,
 
 def rand_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any = None,
               requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1) shaped like t (t's floating dtype unless dtype is given)."""
+    """Uniform samples in [0, 1) shaped like t (t's floating dtype unless dtype is given).
+
+    >>> tuple(gd.rand_like(gd.zeros(2, 2)).shape)
+    (2, 2)
+    """
     check_device(device, "rand_like")
     d = _dtype.to_dtype(dtype, "rand_like: dtype") if dtype is not None else \
         _like(t, "rand_like").dtype
@@ -294,7 +335,11 @@ def rand_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any =
 
 def randn_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any = None,
                requires_grad: bool = False) -> Tensor:
-    """Standard normal samples shaped like t (t's floating dtype unless dtype is given)."""
+    """Standard normal samples shaped like t (t's floating dtype unless dtype is given).
+
+    >>> gd.randn_like(gd.zeros(3, dtype=gd.float64)).dtype
+    graddesc.float64
+    """
     check_device(device, "randn_like")
     d = _dtype.to_dtype(dtype, "randn_like: dtype") if dtype is not None else \
         _like(t, "randn_like").dtype

@@ -45,7 +45,14 @@ default_generator.manual_seed(0)
 
 
 def manual_seed(seed: int) -> Generator:
-    """Seeds the global generator (used when no generator= is given)."""
+    """Seeds the global generator (used when no generator= is given).
+
+    >>> _ = gd.manual_seed(0)
+    >>> a = gd.randn(3).tolist()
+    >>> _ = gd.manual_seed(0)
+    >>> gd.randn(3).tolist() == a
+    True
+    """
     return default_generator.manual_seed(seed)
 
 

@@ -19,6 +19,12 @@ def set_num_threads(n: int) -> None:
             start threads in such a child (GNU libgomp would hang), so its kernels run on one
             thread (the budget is set to 1 at the fork). Use 'spawn' or 'forkserver' workers
             to run parallel kernels.
+
+    >>> n = gd.get_num_threads()
+    >>> gd.set_num_threads(1)
+    >>> gd.get_num_threads()
+    1
+    >>> gd.set_num_threads(n)
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
@@ -31,12 +37,20 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Returns how many threads a parallel kernel may use."""
+    """Returns how many threads a parallel kernel may use.
+
+    >>> gd.get_num_threads() >= 1
+    True
+    """
     return _core.get_num_threads()
 
 
 def config() -> dict[str, Any]:
-    """Returns the version, OpenMP on/off, the instruction set in use and the thread count."""
+    """Returns the version, OpenMP on/off, the instruction set in use and the thread count.
+
+    >>> sorted(gd.config())
+    ['best_isa', 'isa', 'num_threads', 'openmp', 'version']
+    """
     return {
         "version": __version__,
         "openmp": bool(_core.has_openmp),

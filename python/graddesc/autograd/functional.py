@@ -244,7 +244,12 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
     """J[i][j] shaped (*out_i.shape, *in_j.shape); unwrapped when func/inputs are not tuples.
 
     Always computed in reverse mode, one backward per output element; `vectorize` and
-    strategy="forward-mode" give the same values."""
+    strategy="forward-mode" give the same values.
+
+    >>> J = gd.autograd.functional.jacobian(lambda x: x * x, gd.tensor([1.0, 2.0]))
+    >>> J.tolist()
+    [[2.0, 0.0], [0.0, 4.0]]
+    """
     if strategy not in ("forward-mode", "reverse-mode"):
         raise ValueError(f"jacobian: strategy must be 'forward-mode' or 'reverse-mode', got "
                          f"{strategy!r}")
@@ -382,6 +387,11 @@ def module_jacobians(module: Any, x: Any) -> tuple:
     (*out.shape, *w.shape), for every trainable named parameter w of the module. Frozen
     parameters (requires_grad=False) are left out of the dict: nothing is trained through
     them, and PyTorch's autograd refuses to differentiate with respect to them.
+
+    >>> layer = nn.Linear(3, 2)
+    >>> J_x, J_w = gd.autograd.functional.module_jacobians(layer, gd.randn(3))
+    >>> tuple(J_x.shape), tuple(J_w["weight"].shape), tuple(J_w["bias"].shape)
+    ((2, 3), (2, 2, 3), (2, 2))
     """
     from graddesc.autograd import grad
 

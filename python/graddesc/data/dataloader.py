@@ -109,6 +109,10 @@ class DataLoader:
         persistent_workers: keep the workers between epochs; timeout: seconds to wait for a
             batch (0: no limit); worker_init_fn(worker_id) runs in each worker after seeding;
             prefetch_factor: batches loaded ahead per worker (default 2).
+
+    >>> ds = gd.data.TensorDataset(gd.arange(10), gd.arange(10))
+    >>> [tuple(x.shape) for x, y in gd.data.DataLoader(ds, batch_size=4)]
+    [(4,), (4,), (2,)]
     """
 
     def __init__(self, dataset: Any, batch_size: Any = 1, shuffle: Any = None,

@@ -30,6 +30,10 @@ class TensorDataset(Dataset):
 
     Args:
         *tensors: Tensors of shape (N, ...), all with the same N (N samples).
+
+    >>> ds = gd.data.TensorDataset(gd.arange(4), gd.arange(4) * 10)
+    >>> len(ds), [t.item() for t in ds[2]]
+    (4, [2, 20])
     """
 
     def __init__(self, *tensors: Tensor) -> None:
@@ -123,7 +127,12 @@ class ConcatDataset(Dataset):
 def random_split(dataset: Any, lengths: Sequence[Any], generator: Any = None) -> list:
     """Splits dataset into non-overlapping Subsets of the given lengths (ints summing to
     len(dataset), or fractions summing to 1: remainders go one each to the first subsets,
-    PyTorch's rule), in a random order drawn from `generator`."""
+    PyTorch's rule), in a random order drawn from `generator`.
+
+    >>> a, b = gd.data.random_split(gd.data.TensorDataset(gd.arange(10)), [7, 3])
+    >>> len(a), len(b)
+    (7, 3)
+    """
     from graddesc import _random
 
     if generator is not None and not isinstance(generator, _random.Generator):

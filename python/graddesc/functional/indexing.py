@@ -101,7 +101,12 @@ class Scatter(Function):
 
 
 def gather(x: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
-    """out[i][j] = x[index[i][j]][j] for dim 0 (and so on): values picked along dim."""
+    """out[i][j] = x[index[i][j]][j] for dim 0 (and so on): values picked along dim.
+
+    >>> x = gd.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> gd.gather(x, 1, gd.tensor([[1], [0]])).tolist()
+    [[2.0], [3.0]]
+    """
     _check(x, "input", "gather")
     idx = _index_array(index, "gather")
     d = _norm_dim(dim, max(x.ndim, 1), "gather")
@@ -179,7 +184,11 @@ class IndexAdd(Function):
 
 
 def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """The slices x[..., index[k], ...] along dim, for a 1-d (or 0-d) int64 index."""
+    """The slices x[..., index[k], ...] along dim, for a 1-d (or 0-d) int64 index.
+
+    >>> gd.index_select(gd.tensor([10.0, 20.0, 30.0]), 0, gd.tensor([2, 0])).tolist()
+    [30.0, 10.0]
+    """
     _check(x, "input", "index_select")
     idx = _index_array(index, "index_select")
     if idx.ndim > 1:
@@ -197,7 +206,12 @@ def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
 
 
 def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
-    """x with `value` where mask (a bool tensor broadcastable to x) is True."""
+    """x with `value` where mask (a bool tensor broadcastable to x) is True.
+
+    >>> x = gd.tensor([1.0, 2.0, 3.0])
+    >>> gd.masked_fill(x, x > 1.5, 0.0).tolist()
+    [1.0, 0.0, 0.0]
+    """
     _check(x, "input", "masked_fill")
     _check(mask, "mask", "masked_fill")
     if mask._data.dtype != np.bool_:
@@ -266,7 +280,11 @@ class Flip(Function):
 
 
 def flip(x: Tensor, *dims: Any) -> Tensor:
-    """x reversed along each of dims (a copy, as in PyTorch)."""
+    """x reversed along each of dims (a copy, as in PyTorch).
+
+    >>> gd.flip(gd.tensor([1, 2, 3]), [0]).tolist()
+    [3, 2, 1]
+    """
     _check(x, "input", "flip")
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
@@ -279,7 +297,11 @@ def flip(x: Tensor, *dims: Any) -> Tensor:
 
 
 def unbind(x: Tensor, dim: int = 0) -> tuple:
-    """The slices of x along dim, as a tuple of tensors (views, differentiable)."""
+    """The slices of x along dim, as a tuple of tensors (views, differentiable).
+
+    >>> [t.tolist() for t in gd.unbind(gd.tensor([[1, 2], [3, 4]]))]
+    [[1, 2], [3, 4]]
+    """
     _check(x, "input", "unbind")
     if x.ndim == 0:
         raise RuntimeError("unbind: dimension specified as 0 but tensor has no dimensions")

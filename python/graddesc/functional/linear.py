@@ -93,13 +93,21 @@ class MatMul(Function):
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """a @ b (NumPy/PyTorch matmul semantics); 2-d float products run the C++ GEMM."""
+    """a @ b (NumPy/PyTorch matmul semantics); 2-d float products run the C++ GEMM.
+
+    >>> gd.matmul(gd.tensor([[1.0, 2.0]]), gd.tensor([[3.0], [4.0]])).tolist()
+    [[11.0]]
+    """
     _check_tensors(a, b, "matmul")
     return MatMul.apply(a, b)
 
 
 def mm(a: Tensor, b: Tensor) -> Tensor:
-    """2-d matrix product."""
+    """2-d matrix product.
+
+    >>> gd.mm(gd.eye(2), gd.tensor([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    """
     if a.ndim != 2 or b.ndim != 2:
         raise RuntimeError(f"mm: expected 2-d tensors, got shapes {tuple(a.shape)} and "
                            f"{tuple(b.shape)}")

@@ -78,12 +78,20 @@ class Softmax(Function):
 
 
 def softmax(x: Tensor, dim: Optional[int] = None, dtype: Any = None) -> Tensor:
-    """exp(x) / sum(exp(x)) along dim, computed stably (max-subtracted)."""
+    """exp(x) / sum(exp(x)) along dim, computed stably (max-subtracted).
+
+    >>> gd.softmax(gd.zeros(1, 4), dim=1).tolist()
+    [[0.25, 0.25, 0.25, 0.25]]
+    """
     return _softmax(x, dim, dtype, False, "softmax")
 
 
 def log_softmax(x: Tensor, dim: Optional[int] = None, dtype: Any = None) -> Tensor:
-    """x - logsumexp(x) along dim, computed stably."""
+    """x - logsumexp(x) along dim, computed stably.
+
+    >>> round(gd.log_softmax(gd.zeros(2), dim=0)[0].item(), 4)
+    -0.6931
+    """
     return _softmax(x, dim, dtype, True, "log_softmax")
 
 

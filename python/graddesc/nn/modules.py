@@ -27,7 +27,12 @@ def _positive_int(v: Any, name: str, cls: str) -> int:
 
 
 class Linear(Module):
-    """y = x W^T + b, W of shape (out_features, in_features); PyTorch's default init."""
+    """y = x W^T + b, W of shape (out_features, in_features); PyTorch's default init.
+
+    >>> layer = nn.Linear(3, 2)
+    >>> tuple(layer.weight.shape), tuple(layer(gd.randn(5, 3)).shape)
+    ((2, 3), (5, 2))
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device: Any = None, dtype: Any = None) -> None:
@@ -200,7 +205,12 @@ class LogSoftmax(Module):
 
 
 class Sequential(Module):
-    """Modules applied in order: Sequential(m1, m2, ...) or Sequential(OrderedDict(...))."""
+    """Modules applied in order: Sequential(m1, m2, ...) or Sequential(OrderedDict(...)).
+
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> tuple(net(gd.randn(3, 4)).shape)
+    (3, 2)
+    """
 
     def __init__(self, *args: Any) -> None:
         super().__init__()
@@ -277,6 +287,14 @@ class NearestNeighbor(Module):
     forward(x) returns argmin_k ||x - w_k||^2 (int64 indices, not differentiable);
     distances(x) returns the differentiable (B, K) squared distances, so that
     distances(x).min(dim=1).values.mean() trains the prototypes by gradient descent.
+
+    >>> model = nn.NearestNeighbor(2, 2)
+    >>> with gd.no_grad():
+    ...     _ = model.weight.copy_(gd.tensor([[0.0, 0.0], [5.0, 5.0]]))
+    >>> model(gd.tensor([[4.0, 4.5], [0.5, 0.0]])).tolist()
+    [1, 0]
+    >>> tuple(model.distances(gd.randn(3, 2)).shape)
+    (3, 2)
     """
 
     def __init__(self, num_prototypes: int, dim: int, dtype: Any = None) -> None:
@@ -347,7 +365,12 @@ class L1Loss(_Loss):
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy from logits and class indices (or class probabilities)."""
+    """Softmax cross-entropy from logits and class indices (or class probabilities).
+
+    >>> logits = gd.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(nn.CrossEntropyLoss()(logits, gd.tensor([0, 1])).item(), 4)
+    0.1269
+    """
 
     def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100,
                  reduction: str = "mean", label_smoothing: float = 0.0) -> None:

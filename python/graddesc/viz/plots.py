@@ -105,6 +105,11 @@ def plot_landscape(loss: Callable[[np.ndarray, np.ndarray], np.ndarray], bounds:
         loss: vectorised loss(W1, W2) over meshgrid arrays.
         bounds: (w1_min, w1_max, w2_min, w2_max).
         trajectories: {label: array (T, 2)} of parameter values visited.
+
+    >>> ax = gd.viz.plot_landscape(lambda a, b: a ** 2 + 3 * b ** 2, (-1, 1, -1, 1),
+    ...                             {"GD": np.array([[0.8, 0.8], [0.4, 0.1], [0.0, 0.0]])})
+    >>> ax.get_xlabel(), ax.get_ylabel()
+    ('w1', 'w2')
     """
     plt = _pyplot()
     if len(bounds) != 4:
