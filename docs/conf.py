@@ -10,6 +10,10 @@ installed package's docstrings.
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+
 import graddesc
 
 project = "graddesc"
@@ -52,12 +56,8 @@ html_title = f"graddesc {release}"
 html_static_path: list = []
 
 # The names that PyTorch does not have: their API entries carry a "graddesc addition" note.
-import os  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(__file__))
-from additions import ADDITIONS  # noqa: E402
+from additions import ADDITIONS  # noqa: E402, I001
 
 
 _LITERAL = re.compile(r"(``.*?``|`[^`]*`)")

@@ -56,7 +56,13 @@ def _make_grads(outputs: tuple, grads: tuple, op: str) -> list:
 
 def backward(tensors: Any, grad_tensors: Any = None, retain_graph: Optional[bool] = None,
              create_graph: bool = False, inputs: Any = None) -> None:
-    """Accumulates gradients of `tensors` into the .grad of the leaves that require grad."""
+    """Accumulates gradients of `tensors` into the .grad of the leaves that require grad.
+
+    >>> x = gd.tensor([2.0], requires_grad=True)
+    >>> gd.autograd.backward((x * x).sum())
+    >>> x.grad.tolist()
+    [4.0]
+    """
     outs = _as_tuple(tensors)
     grads = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outs)
     if len(grads) != len(outs):

@@ -25,6 +25,10 @@ def default_collate(samples: Sequence[Any]) -> Any:
     Tensors and NumPy arrays are stacked along a new first dimension; Python ints become an
     int64 tensor, floats float64, bools bool; tuples and lists of fields give a list of batched
     fields; dicts give a dict. Anything else raises TypeError.
+
+    >>> x, y = gd.data.default_collate([(gd.tensor([1.0]), 0), (gd.tensor([2.0]), 1)])
+    >>> x.tolist(), y.tolist()
+    ([[1.0], [2.0]], [0, 1])
     """
     if len(samples) == 0:
         raise ValueError("default_collate: expected at least one sample")

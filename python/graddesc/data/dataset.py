@@ -78,7 +78,12 @@ class IterableDataset(Dataset):
 
 
 class Subset(Dataset):
-    """The samples `dataset[indices[i]]`."""
+    """The samples `dataset[indices[i]]`.
+
+    >>> ds = gd.data.Subset(gd.data.TensorDataset(gd.arange(10)), [2, 4])
+    >>> len(ds), ds[1][0].item()
+    (2, 4)
+    """
 
     def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
         self.dataset = dataset
@@ -94,7 +99,13 @@ class Subset(Dataset):
 
 
 class ConcatDataset(Dataset):
-    """The samples of several datasets one after the other."""
+    """The samples of several datasets one after the other.
+
+    >>> a = gd.data.TensorDataset(gd.arange(3))
+    >>> b = gd.data.TensorDataset(gd.arange(2))
+    >>> len(gd.data.ConcatDataset([a, b]))
+    5
+    """
 
     def __init__(self, datasets: Iterable[Any]) -> None:
         self.datasets = list(datasets)

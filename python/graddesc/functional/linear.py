@@ -163,7 +163,12 @@ class Linear(Function):
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:  # noqa: A002
-    """input @ weight.T + bias; input (IN,) or (..., IN), weight (OUT, IN), bias (OUT,)."""
+    """input @ weight.T + bias; input (IN,) or (..., IN), weight (OUT, IN), bias (OUT,).
+
+    >>> w, b = gd.tensor([[1.0, 2.0]]), gd.tensor([0.5])
+    >>> F.linear(gd.tensor([[3.0, 4.0]]), w, b).tolist()
+    [[11.5]]
+    """
     if not isinstance(input, Tensor):
         raise TypeError(f"linear: argument 'input' must be a Tensor, got {type(input).__name__}")
     if not isinstance(weight, Tensor):

@@ -15,7 +15,13 @@ from graddesc.nn.parameter import Parameter
 
 class Dropout(Module):
     """Zeros inputs with probability p and scales the rest by 1/(1-p) in training mode; the
-    identity in eval mode (model.eval())."""
+    identity in eval mode (model.eval()).
+
+    >>> drop = nn.Dropout(p=0.5)
+    >>> _ = drop.eval()
+    >>> drop(gd.ones(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
@@ -45,7 +51,12 @@ class SiLU(Module):
 
 
 class ModuleDict(Module):
-    """Modules by name, registered as submodules (in insertion order)."""
+    """Modules by name, registered as submodules (in insertion order).
+
+    >>> layers = nn.ModuleDict({"enc": nn.Linear(4, 2), "dec": nn.Linear(2, 4)})
+    >>> list(layers.keys()), len(list(layers.parameters()))
+    (['enc', 'dec'], 4)
+    """
 
     def __init__(self, modules: Optional[Any] = None) -> None:
         super().__init__()
@@ -105,7 +116,12 @@ def _as_parameter(value: Any, where: str) -> Any:
 
 
 class ParameterList(Module):
-    """Parameters in a list, registered under the names '0', '1', ..."""
+    """Parameters in a list, registered under the names '0', '1', ...
+
+    >>> params = nn.ParameterList([nn.Parameter(gd.zeros(2)), nn.Parameter(gd.ones(3))])
+    >>> [tuple(p.shape) for p in params]
+    [(2,), (3,)]
+    """
 
     def __init__(self, values: Optional[Iterable[Any]] = None) -> None:
         super().__init__()
@@ -145,7 +161,12 @@ class ParameterList(Module):
 
 
 class ParameterDict(Module):
-    """Parameters by name, registered under those names (in insertion order)."""
+    """Parameters by name, registered under those names (in insertion order).
+
+    >>> params = nn.ParameterDict({"w": nn.Parameter(gd.zeros(2))})
+    >>> tuple(params["w"].shape)
+    (2,)
+    """
 
     def __init__(self, parameters: Optional[Any] = None) -> None:
         super().__init__()
@@ -230,7 +251,12 @@ class SmoothL1Loss(_Loss):
 
 class KLDivLoss(_Loss):
     """KL divergence with input as log-probabilities; reduction='batchmean' is the per-sample
-    divergence ('mean', PyTorch's default, averages over every element)."""
+    divergence ('mean', PyTorch's default, averages over every element).
+
+    >>> p = gd.tensor([[0.5, 0.5]])
+    >>> nn.KLDivLoss(reduction="batchmean")(gd.log(p), p).item()
+    0.0
+    """
 
     _reductions = ("mean", "sum", "none", "batchmean")
 
