@@ -43,7 +43,12 @@ def _foreign_array(data: Any) -> Any:
 
 def from_dlpack(ext: Any) -> Tensor:
     """A tensor sharing memory with a DLPack-capable object (a PyTorch tensor, a NumPy array,
-    a graddesc tensor); dtypes other than float32/float64/int64/bool raise TypeError."""
+    a graddesc tensor); dtypes other than float32/float64/int64/bool raise TypeError.
+
+    >>> a = np.arange(3.0)
+    >>> gd.from_dlpack(a).tolist()
+    [0.0, 1.0, 2.0]
+    """
     if not hasattr(ext, "__dlpack__"):
         raise TypeError(f"from_dlpack: expected an object with __dlpack__, got "
                         f"{type(ext).__name__}")

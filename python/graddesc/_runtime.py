@@ -65,7 +65,13 @@ _deterministic = [False]
 
 def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
     """Accepted for PyTorch ports: every graddesc kernel is deterministic already (fixed
-    partitions and reduction orders), so either mode gives the same bits."""
+    partitions and reduction orders), so either mode gives the same bits.
+
+    >>> gd.use_deterministic_algorithms(True)
+    >>> gd.are_deterministic_algorithms_enabled()
+    True
+    >>> gd.use_deterministic_algorithms(False)
+    """
     if not isinstance(mode, bool):
         raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got "
                         f"{type(mode).__name__}")
@@ -73,5 +79,9 @@ def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None
 
 
 def are_deterministic_algorithms_enabled() -> bool:
-    """What use_deterministic_algorithms last set (graddesc is deterministic either way)."""
+    """What use_deterministic_algorithms last set (graddesc is deterministic either way).
+
+    >>> isinstance(gd.are_deterministic_algorithms_enabled(), bool)
+    True
+    """
     return _deterministic[0]

@@ -23,8 +23,14 @@ def device_count() -> int:
 
 
 def manual_seed(seed: int) -> None:
-    """Accepted and ignored, as torch.cuda.manual_seed is without a GPU."""
+    """Accepted and ignored, as torch.cuda.manual_seed is without a GPU.
+
+    >>> gd.cuda.manual_seed(0)  # nothing happens
+    """
 
 
 def manual_seed_all(seed: int) -> None:
-    """Accepted and ignored, as torch.cuda.manual_seed_all is without a GPU."""
+    """Accepted and ignored, as torch.cuda.manual_seed_all is without a GPU.
+
+    >>> gd.cuda.manual_seed_all(0)  # nothing happens
+    """

@@ -16,6 +16,14 @@ class Dataset:
     """A map-style dataset: `dataset[i]` is sample i for 0 <= i < len(dataset).
 
     Subclasses implement `__getitem__` and `__len__` (DataLoader needs both).
+
+    >>> class Squares(gd.data.Dataset):
+    ...     def __len__(self):
+    ...         return 4
+    ...     def __getitem__(self, i):
+    ...         return gd.tensor([float(i)]), gd.tensor([float(i * i)])
+    >>> [y.tolist() for _, y in gd.data.DataLoader(Squares(), batch_size=2)]
+    [[[0.0], [1.0]], [[4.0], [9.0]]]
     """
 
     def __getitem__(self, index: int) -> Any:
@@ -67,7 +75,14 @@ class TensorDataset(Dataset):
 
 class IterableDataset(Dataset):
     """A dataset that is a stream: subclasses implement `__iter__` (DataLoader batches it in
-    order; shuffle and samplers do not apply)."""
+    order; shuffle and samplers do not apply).
+
+    >>> class Stream(gd.data.IterableDataset):
+    ...     def __iter__(self):
+    ...         return iter(gd.arange(5))
+    >>> [b.tolist() for b in gd.data.DataLoader(Stream(), batch_size=2)]
+    [[0, 1], [2, 3], [4]]
+    """
 
     def __iter__(self) -> Iterator[Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")

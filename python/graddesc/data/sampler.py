@@ -32,7 +32,18 @@ def _check_count(v: Any, name: str, where: str, minimum: int) -> int:
 
 
 class Sampler:
-    """Base class: iterating a sampler yields dataset indices."""
+    """Base class: iterating a sampler yields dataset indices.
+
+    >>> class EvenFirst(gd.data.Sampler):
+    ...     def __init__(self, n):
+    ...         self.n = n
+    ...     def __iter__(self):
+    ...         return iter(list(range(0, self.n, 2)) + list(range(1, self.n, 2)))
+    ...     def __len__(self):
+    ...         return self.n
+    >>> list(EvenFirst(5))
+    [0, 2, 4, 1, 3]
+    """
 
     def __iter__(self) -> Iterator[Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")

@@ -137,7 +137,11 @@ def _scatter_args(x: Any, dim: Any, index: Any, src: Any, op: str) -> tuple:
 def scatter(x: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any = None,
             reduce: Any = None) -> Tensor:
     """A copy of x with src[i][j] (or a scalar `value`) written to x[index[i][j]][j] (dim 0).
-    Where index repeats a position, which write wins is unspecified (as in PyTorch)."""
+    Where index repeats a position, which write wins is unspecified (as in PyTorch).
+
+    >>> gd.scatter(gd.zeros(3), 0, gd.tensor([2, 0]), gd.tensor([5.0, 7.0])).tolist()
+    [7.0, 0.0, 5.0]
+    """
     if reduce is not None:
         raise ValueError("scatter: reduce= is not supported; use scatter_add for sums")
     if src is None and value is None:
@@ -149,7 +153,11 @@ def scatter(x: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any =
 
 
 def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
-    """A copy of x with src[i][j] added to x[index[i][j]][j] (dim 0); repeats accumulate."""
+    """A copy of x with src[i][j] added to x[index[i][j]][j] (dim 0); repeats accumulate.
+
+    >>> gd.scatter_add(gd.zeros(3), 0, gd.tensor([1, 1]), gd.tensor([5.0, 7.0])).tolist()
+    [0.0, 12.0, 0.0]
+    """
     _check(src, "src", "scatter_add")
     d, idx, src = _scatter_args(x, dim, index, src, "scatter_add")
     return ScatterAdd.apply(x, idx, src, d, None)
@@ -255,7 +263,11 @@ class Repeat(Function):
 
 
 def repeat(x: Tensor, *sizes: Any) -> Tensor:
-    """x tiled sizes[k] times along dim k (leading new dims when len(sizes) > x.ndim)."""
+    """x tiled sizes[k] times along dim k (leading new dims when len(sizes) > x.ndim).
+
+    >>> gd.repeat(gd.tensor([1, 2]), 2).tolist()
+    [1, 2, 1, 2]
+    """
     _check(x, "input", "repeat")
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = tuple(sizes[0])

@@ -24,7 +24,13 @@ from graddesc.autograd.function import AccumulateGrad, node_name
 
 class Graph:
     """A drawn graph: `.dot` is Graphviz DOT text; `.svg()` and `.save(path)` render it with the
-    Graphviz `dot` program when it is installed."""
+    Graphviz `dot` program when it is installed.
+
+    >>> x = gd.randn(3, requires_grad=True)
+    >>> graph = gd.viz.draw_graph((x * x).sum())
+    >>> isinstance(graph, gd.viz.Graph), "->" in graph.dot
+    (True, True)
+    """
 
     def __init__(self, dot: str) -> None:
         self.dot = dot
