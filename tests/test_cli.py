@@ -305,3 +305,46 @@ def test_overflowing_update_is_caught_before_the_checkpoint(tmp_path):
     with gd.no_grad():
         expect = gd.nn.CrossEntropyLoss()(net(Xtr), ytr).item()
     assert abs(float(m.group(1)) - expect) <= 1e-5 * expect
+
+
+def test_loss_figure_gets_epoch_means_and_accuracies(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from graddesc import cli, viz
+
+    seen = {}
+
+    def fake_plot_loss(history, path=None, **curves):
+        seen.update(curves, losses=list(history), path=path)
+
+    monkeypatch.setattr(viz, "plot_loss", fake_plot_loss)
+    out = tmp_path / "r"
+    assert cli.main(["train", "--epochs", "3", "--quiet", "--out", str(out)]) == 0
+    losses = np.loadtxt(out / "loss.txt")
+    steps_per_epoch = -(-1437 // 32)  # 1,437 training digits in batches of 32
+    assert seen["epoch_steps"] == [steps_per_epoch * e for e in (1, 2, 3)]
+    np.testing.assert_allclose(seen["epoch_loss"], losses.reshape(3, -1).mean(1), rtol=1e-5)
+    np.testing.assert_allclose(seen["losses"], losses, rtol=1e-5)
+    net = cli.make_network(64, (64, 32), 10)
+    net.load_state_dict(gd.load(str(out / "checkpoint.npz"))["model"])
+    X, y, Xte, yte = gd.data.datasets.digits()
+    assert seen["train_accuracy"][-1] == cli._accuracy(net, X, y)
+    assert seen["test_accuracy"][-1] == cli._accuracy(net, Xte, yte)
+    assert len(seen["train_accuracy"]) == len(seen["test_accuracy"]) == 3
+    assert seen["path"] == os.path.join(str(out), "loss.png")
+
+
+@pytest.mark.parametrize("args,steps", [
+    (["--epochs", "2"], 2 * -(-1437 // 32)),
+    (["--epochs", "3", "--batch-size", "full"], 3),
+    (["--epochs", "1", "--batch-size", "100"], 15),
+])
+def test_progress_bar_total_is_the_real_number_of_steps(tmp_path, args, steps):
+    res = run("train", *args, "--out", str(tmp_path / "r"), cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    counts = re.findall(r"(\d+)/(\d+) \[", res.stderr)
+    assert counts, res.stderr[-500:]
+    totals = {int(t) for _, t in counts}
+    assert totals == {steps}, totals
+    done, total = map(int, counts[-1])
+    assert done == total  # the bar's last state: every step done
+    assert len(np.loadtxt(tmp_path / "r" / "loss.txt", ndmin=1)) == steps

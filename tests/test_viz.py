@@ -187,3 +187,46 @@ def test_tied_weight_edges_carry_each_blocks_share():
     assert _close(_norm_of(nodes[wid][1]), np.linalg.norm(share0 + share2))
     assert not _close(np.linalg.norm(share0 + share2), np.linalg.norm(share2))
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_plot_loss_draws_epoch_means_and_accuracy_beside_the_raw_loss():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    losses = rng.uniform(0.5, 2.0, 10)
+    ends = [4, 7, 10]  # epochs of unequal length
+    means = [losses[:4].mean(), losses[4:7].mean(), losses[7:].mean()]
+    ax = viz.plot_loss(losses, epoch_loss=means, epoch_steps=ends,
+                       train_accuracy=[0.5, 0.7, 0.9], test_accuracy=[0.4, 0.6, 0.8])
+    raw, epoch = ax.lines
+    np.testing.assert_array_equal(raw.get_xydata(), np.c_[np.arange(1, 11), losses])
+    np.testing.assert_array_equal(epoch.get_xydata(), np.c_[ends, means])
+    (twin,) = [a for a in ax.figure.axes if a is not ax]
+    acc = {line.get_label(): line.get_xydata() for line in twin.lines}
+    np.testing.assert_array_equal(acc["train accuracy"], np.c_[ends, [0.5, 0.7, 0.9]])
+    np.testing.assert_array_equal(acc["test accuracy"], np.c_[ends, [0.4, 0.6, 0.8]])
+    assert twin.get_ylim() == (0.0, 1.0)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "loss per step", "epoch mean", "train accuracy", "test accuracy"]
+    plt.close(ax.figure)
+
+
+def test_plot_loss_takes_a_history_and_checks_lengths():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    gd.manual_seed(0)
+    model = nn.Linear(2, 1)
+    X, y = gd.randn(8, 2), gd.randn(8, 1)
+    loader = gd.data.DataLoader(gd.data.TensorDataset(X, y), batch_size=4)
+    h = gd.fit(model, nn.MSELoss(), loader, gd.optim.SGD(model.parameters(), lr=0.1), epochs=3,
+               progress=False)
+    ax = viz.plot_loss(h)
+    # epoch means default to the History's, at the end of each epoch (2 steps per epoch)
+    np.testing.assert_allclose(ax.lines[1].get_xydata(),
+                               np.c_[[2, 4, 6], np.reshape(h.loss, (3, 2)).mean(1)])
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="test_accuracy has 2 values, expected one per epoch"):
+        viz.plot_loss([1.0, 0.5, 0.2], epoch_loss=[0.9, 0.5, 0.2], test_accuracy=[0.1, 0.2])
+    plt.close("all")

@@ -150,10 +150,20 @@ concatenate = cat
 
 
 def numel(t: Tensor) -> int:
+    """The number of elements of t.
+
+    >>> gd.numel(gd.zeros(2, 3))
+    6
+    """
     return t.numel()
 
 
 def is_tensor(obj: object):  # noqa: ANN201
+    """Whether obj is a graddesc Tensor.
+
+    >>> gd.is_tensor(gd.zeros(1)), gd.is_tensor([0.0])
+    (True, False)
+    """
     return isinstance(obj, Tensor)
 
 

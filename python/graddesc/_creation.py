@@ -43,7 +43,12 @@ def _foreign_array(data: Any) -> Any:
 
 def from_dlpack(ext: Any) -> Tensor:
     """A tensor sharing memory with a DLPack-capable object (a PyTorch tensor, a NumPy array,
-    a graddesc tensor); dtypes other than float32/float64/int64/bool raise TypeError."""
+    a graddesc tensor); dtypes other than float32/float64/int64/bool raise TypeError.
+
+    >>> a = np.arange(3.0)
+    >>> gd.from_dlpack(a).tolist()
+    [0.0, 1.0, 2.0]
+    """
     if not hasattr(ext, "__dlpack__"):
         raise TypeError(f"from_dlpack: expected an object with __dlpack__, got "
                         f"{type(ext).__name__}")
@@ -58,7 +63,13 @@ def from_dlpack(ext: Any) -> Tensor:
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """A new tensor holding a copy of data (nested lists, numbers, NumPy arrays, Tensors)."""
+    """A new tensor holding a copy of data (nested lists, numbers, NumPy arrays, Tensors).
+
+    >>> gd.tensor([[1, 2], [3, 4]], dtype=gd.float32).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    >>> gd.tensor([1.0, 2.0], requires_grad=True).requires_grad
+    True
+    """
     check_device(device, "tensor")
     data = _foreign_array(data)
     d = _dtype.to_dtype(dtype, "tensor: dtype") if dtype is not None else None
@@ -66,7 +77,11 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 
 def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
-    """data itself if it is already a Tensor of that dtype; shares a compatible NumPy array."""
+    """data itself if it is already a Tensor of that dtype; shares a compatible NumPy array.
+
+    >>> gd.as_tensor([1.5, 2.5]).tolist()
+    [1.5, 2.5]
+    """
     check_device(device, "as_tensor")
     data = _foreign_array(data)
     d = _dtype.to_dtype(dtype, "as_tensor: dtype") if dtype is not None else None
@@ -80,7 +95,14 @@ def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
 
 
 def from_numpy(a: np.ndarray) -> Tensor:
-    """A tensor sharing memory with `a` (writes through both ways); no dtype conversion."""
+    """A tensor sharing memory with `a` (writes through both ways); no dtype conversion.
+
+    >>> a = np.zeros(3, dtype=np.float32)
+    >>> t = gd.from_numpy(a)
+    >>> a[0] = 5.0
+    >>> t.tolist()
+    [5.0, 0.0, 0.0]
+    """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"from_numpy: expected np.ndarray, got {type(a).__name__}")
     if a.dtype not in (np.float32, np.float64, np.int64, np.bool_) or not a.dtype.isnative:
@@ -91,18 +113,35 @@ def from_numpy(a: np.ndarray) -> Tensor:
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros of the given size (float32 unless `dtype` says otherwise).
+
+    >>> gd.zeros(2, 3).tolist()
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    >>> gd.zeros((2,), dtype=gd.float64).dtype
+    graddesc.float64
+    """
     check_device(device, "zeros")
     return _finish(_aligned.zeros(_shape_args(size, "zeros"), _float_dtype(dtype, "zeros").np),
                    requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones of the given size (float32 unless `dtype` says otherwise).
+
+    >>> gd.ones(2, 2).tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
     check_device(device, "ones")
     return _finish(_aligned.full(_shape_args(size, "ones"), 1, _float_dtype(dtype, "ones").np),
                    requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """An uninitialised tensor of the given size: its values are whatever the memory held.
+
+    >>> tuple(gd.empty(3, 4).shape)
+    (3, 4)
+    """
     check_device(device, "empty")
     return _finish(_aligned.empty(_shape_args(size, "empty"), _float_dtype(dtype, "empty").np),
                    requires_grad)
@@ -110,6 +149,14 @@ def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
          requires_grad: bool = False) -> Tensor:
+    """A tensor of `size` filled with `fill_value`; the dtype follows the value (bool, int64,
+    float32) unless `dtype` is given.
+
+    >>> gd.full((2, 2), 7.5).tolist()
+    [[7.5, 7.5], [7.5, 7.5]]
+    >>> gd.full((3,), 2).dtype
+    graddesc.int64
+    """
     check_device(device, "full")
     shape = _shape_args((size,) if isinstance(size, (tuple, list)) else (size,), "full")
     if dtype is None:
@@ -128,6 +175,11 @@ def _like(t: Tensor, fn: str) -> Tensor:
 
 def zeros_like(t: Tensor, dtype: Any = None, device: Any = None,
                requires_grad: bool = False) -> Tensor:
+    """Zeros with the shape and dtype of `t` (or `dtype`).
+
+    >>> gd.zeros_like(gd.ones(2, 3)).tolist()
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
     check_device(device, "zeros_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "zeros_like").dtype
     return _finish(_aligned.zeros(t._data.shape, d.np), requires_grad)
@@ -135,6 +187,11 @@ def zeros_like(t: Tensor, dtype: Any = None, device: Any = None,
 
 def ones_like(t: Tensor, dtype: Any = None, device: Any = None,
               requires_grad: bool = False) -> Tensor:
+    """Ones with the shape and dtype of `t` (or `dtype`).
+
+    >>> gd.ones_like(gd.zeros(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
     check_device(device, "ones_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "ones_like").dtype
     return _finish(_aligned.full(t._data.shape, 1, d.np), requires_grad)
@@ -142,6 +199,11 @@ def ones_like(t: Tensor, dtype: Any = None, device: Any = None,
 
 def empty_like(t: Tensor, dtype: Any = None, device: Any = None,
                requires_grad: bool = False) -> Tensor:
+    """An uninitialised tensor with the shape and dtype of `t` (or `dtype`).
+
+    >>> tuple(gd.empty_like(gd.zeros(2, 5)).shape)
+    (2, 5)
+    """
     check_device(device, "empty_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "empty_like").dtype
     return _finish(_aligned.empty(t._data.shape, d.np), requires_grad)
@@ -149,6 +211,11 @@ def empty_like(t: Tensor, dtype: Any = None, device: Any = None,
 
 def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
               requires_grad: bool = False) -> Tensor:
+    """`fill_value` everywhere, with the shape and dtype of `t` (or `dtype`).
+
+    >>> gd.full_like(gd.zeros(2), 3.0).tolist()
+    [3.0, 3.0]
+    """
     check_device(device, "full_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "full_like").dtype
     return _finish(np.full(t._data.shape, fill_value, d.np), requires_grad)
@@ -156,7 +223,13 @@ def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
 
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
            requires_grad: bool = False) -> Tensor:
-    """Values from start (default 0) up to end (exclusive); int64 for integer arguments."""
+    """Values from start (default 0) up to end (exclusive); int64 for integer arguments.
+
+    >>> gd.arange(4).tolist()
+    [0, 1, 2, 3]
+    >>> gd.arange(0, 1, 0.25).tolist()
+    [0.0, 0.25, 0.5, 0.75]
+    """
     check_device(device, "arange")
     if end is None:
         start, end = 0, start
@@ -173,6 +246,11 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device
 
 def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> Tensor:
+    """`steps` evenly spaced values from `start` to `end`, both included.
+
+    >>> gd.linspace(0, 1, 5).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
     check_device(device, "linspace")
     if steps < 0:
         raise RuntimeError("linspace: number of steps must be non-negative")
@@ -182,6 +260,11 @@ def linspace(start: float, end: float, steps: int, dtype: Any = None, device: An
 
 def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
         requires_grad: bool = False) -> Tensor:
+    """The n x m (default n x n) identity matrix.
+
+    >>> gd.eye(2).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     check_device(device, "eye")
     if n < 0 or (m is not None and m < 0):
         raise RuntimeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
@@ -190,7 +273,11 @@ def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
 
 def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,
           requires_grad: bool = False) -> Tensor:
-    """Standard normal samples."""
+    """Standard normal samples.
+
+    >>> tuple(gd.randn(2, 3).shape)
+    (2, 3)
+    """
     check_device(device, "randn")
     d = _float_dtype(dtype, "randn")
     t = _random.normal(_shape_args(size, "randn"), 0.0, 1.0, d, generator)
@@ -199,7 +286,12 @@ def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = No
 
 def rand(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,
          requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1)."""
+    """Uniform samples in [0, 1).
+
+    >>> x = gd.rand(100)
+    >>> bool((x >= 0).all() and (x < 1).all())
+    True
+    """
     check_device(device, "rand")
     d = _float_dtype(dtype, "rand")
     t = _random.uniform(_shape_args(size, "rand"), 0.0, 1.0, d, generator)
@@ -208,7 +300,12 @@ def rand(*size: Any, generator: Any = None, dtype: Any = None, device: Any = Non
 
 def randint(low: int, high: Any = None, size: Any = None, generator: Any = None,
             dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """Integers uniform in [low, high); randint(high, size) also works."""
+    """Integers uniform in [low, high); randint(high, size) also works.
+
+    >>> x = gd.randint(0, 3, (100,))
+    >>> sorted(set(x.tolist()))
+    [0, 1, 2]
+    """
     check_device(device, "randint")
     if size is None:
         if isinstance(high, (tuple, list)):
@@ -227,7 +324,11 @@ def randint(low: int, high: Any = None, size: Any = None, generator: Any = None,
 
 def rand_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any = None,
               requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1) shaped like t (t's floating dtype unless dtype is given)."""
+    """Uniform samples in [0, 1) shaped like t (t's floating dtype unless dtype is given).
+
+    >>> tuple(gd.rand_like(gd.zeros(2, 2)).shape)
+    (2, 2)
+    """
     check_device(device, "rand_like")
     d = _dtype.to_dtype(dtype, "rand_like: dtype") if dtype is not None else \
         _like(t, "rand_like").dtype
@@ -239,7 +340,11 @@ def rand_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any =
 
 def randn_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any = None,
                requires_grad: bool = False) -> Tensor:
-    """Standard normal samples shaped like t (t's floating dtype unless dtype is given)."""
+    """Standard normal samples shaped like t (t's floating dtype unless dtype is given).
+
+    >>> gd.randn_like(gd.zeros(3, dtype=gd.float64)).dtype
+    graddesc.float64
+    """
     check_device(device, "randn_like")
     d = _dtype.to_dtype(dtype, "randn_like: dtype") if dtype is not None else \
         _like(t, "randn_like").dtype
@@ -250,6 +355,11 @@ def randn_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any 
 
 
 def randperm(n: int, generator: Any = None, dtype: Any = None, device: Any = None) -> Tensor:
+    """A random permutation of 0 .. n-1 (int64), drawn from `generator` or the global one.
+
+    >>> sorted(gd.randperm(5).tolist())
+    [0, 1, 2, 3, 4]
+    """
     check_device(device, "randperm")
     d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
     return Tensor._make(_random._rng(generator).permutation(n).astype(d.np))
@@ -257,6 +367,12 @@ def randperm(n: int, generator: Any = None, dtype: Any = None, device: Any = Non
 
 def normal(mean: float, std: float, size: Any, generator: Any = None, dtype: Any = None,
            device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Samples of a normal distribution with the given mean and standard deviation.
+
+    >>> x = gd.normal(2.0, 0.5, (10000,), generator=gd.Generator().manual_seed(0))
+    >>> round(x.mean().item(), 1), round(x.std().item(), 1)
+    (2.0, 0.5)
+    """
     check_device(device, "normal")
     t = _random.normal(_shape_args(tuple(size), "normal"), mean, std,
                        _float_dtype(dtype, "normal"), generator)

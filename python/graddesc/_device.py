@@ -13,7 +13,11 @@ def _unsupported(kind: str, where: str) -> RuntimeError:
 
 
 class device:  # noqa: N801  (torch.device's spelling)
-    """A device: only `device("cpu")` / `device("cpu", 0)` / `device("cpu:0")` exist."""
+    """A device: only `device("cpu")` / `device("cpu", 0)` / `device("cpu:0")` exist.
+
+    >>> gd.device("cpu").type
+    'cpu'
+    """
 
     __slots__ = ("_index",)
 

@@ -9,7 +9,11 @@ import numpy as np
 
 
 class dtype:  # noqa: N801 -- mirrors torch.dtype
-    """A tensor element type; compares equal to itself and to the matching NumPy dtype."""
+    """A tensor element type; compares equal to itself and to the matching NumPy dtype.
+
+    >>> gd.zeros(1).dtype == gd.float32, gd.float64 == np.float64
+    (True, True)
+    """
 
     __slots__ = ("name", "np", "is_floating_point", "itemsize")
 

@@ -19,6 +19,12 @@ def set_num_threads(n: int) -> None:
             start threads in such a child (GNU libgomp would hang), so its kernels run on one
             thread (the budget is set to 1 at the fork). Use 'spawn' or 'forkserver' workers
             to run parallel kernels.
+
+    >>> n = gd.get_num_threads()
+    >>> gd.set_num_threads(1)
+    >>> gd.get_num_threads()
+    1
+    >>> gd.set_num_threads(n)
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
@@ -31,12 +37,20 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Returns how many threads a parallel kernel may use."""
+    """Returns how many threads a parallel kernel may use.
+
+    >>> gd.get_num_threads() >= 1
+    True
+    """
     return _core.get_num_threads()
 
 
 def config() -> dict[str, Any]:
-    """Returns the version, OpenMP on/off, the instruction set in use and the thread count."""
+    """Returns the version, OpenMP on/off, the instruction set in use and the thread count.
+
+    >>> sorted(gd.config())
+    ['best_isa', 'isa', 'num_threads', 'openmp', 'version']
+    """
     return {
         "version": __version__,
         "openmp": bool(_core.has_openmp),
@@ -51,7 +65,13 @@ _deterministic = [False]
 
 def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
     """Accepted for PyTorch ports: every graddesc kernel is deterministic already (fixed
-    partitions and reduction orders), so either mode gives the same bits."""
+    partitions and reduction orders), so either mode gives the same bits.
+
+    >>> gd.use_deterministic_algorithms(True)
+    >>> gd.are_deterministic_algorithms_enabled()
+    True
+    >>> gd.use_deterministic_algorithms(False)
+    """
     if not isinstance(mode, bool):
         raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got "
                         f"{type(mode).__name__}")
@@ -59,5 +79,9 @@ def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None
 
 
 def are_deterministic_algorithms_enabled() -> bool:
-    """What use_deterministic_algorithms last set (graddesc is deterministic either way)."""
+    """What use_deterministic_algorithms last set (graddesc is deterministic either way).
+
+    >>> isinstance(gd.are_deterministic_algorithms_enabled(), bool)
+    True
+    """
     return _deterministic[0]

@@ -399,6 +399,8 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
         + f"{n_classes}, {args.optimizer}, "
         f"batch {bs}, {epochs} epochs")
     losses: list = []
+    curves: dict = {"epoch_loss": [], "epoch_steps": [], "train_accuracy": [],
+                    "test_accuracy": []}
     t0 = time.perf_counter()
     from tqdm import tqdm
 
@@ -413,8 +415,9 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
                 hist_loss = _zeroth_epoch(model, loss_fn, loader, opt, bar, losses, epoch)
             else:
                 try:
-                    # (`and None`: tqdm's update returns True when it redraws, which fit's
-                    # callback contract reads as "stop training")
+                    # the callback returns None: tqdm's update() returns True when it redraws,
+                    # and a callback returning True stops fit (that cut epochs short, so the
+                    # bar never reached its total)
                     h = gd.fit(train_model, loss_fn, loader, opt, epochs=1, progress=False,
                                compile=True, callback=lambda _h: bar.update(1) and None)
                 except NonFiniteLossError as e:
@@ -436,6 +439,10 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
                 dist.all_reduce(t, op=dist.ReduceOp.AVG)
                 epoch_loss = float(t.numpy()[0])
             tr_acc, te_acc = _accuracy(model, Xtr, ytr), _accuracy(model, Xte, yte)
+            for key, value in (("epoch_loss", epoch_loss),
+                               ("epoch_steps", len(losses)), ("train_accuracy", tr_acc),
+                               ("test_accuracy", te_acc)):
+                curves[key].append(value)
             bar.set_postfix(loss=f"{epoch_loss:.4f}", test_acc=f"{te_acc:.3f}")
             if not args.quiet:
                 bar.write(f"epoch {epoch:3d}  loss {epoch_loss:.4f}  "
@@ -457,11 +464,12 @@ def _train(args: argparse.Namespace, out_dir: str, created: Optional[str], full:
         parser.exit(1, f"{parser.prog}: error: training diverged: {e}; try a smaller --lr "
                        f"(it was {lr:g}); {_what_is_left(out_dir, created, saved_epoch, losses)}"
                        f"\n")
+    bar.refresh()  # the last state (every step done), not the last rate-limited redraw
     bar.close()
     seconds = time.perf_counter() - t0
     acc = _accuracy(model, Xte, yte)
     if rank0:
-        _write_artifacts(out_dir, model, loss_fn, Xte, yte, losses, say)
+        _write_artifacts(out_dir, model, loss_fn, Xte, yte, losses, say, curves)
         say(f"trained in {seconds:.1f} s; run folder: {out_dir}")
         print(f"test accuracy: {acc:.2f}")
     if dist is not None:
@@ -502,7 +510,9 @@ def _zeroth_epoch(model: Any, loss_fn: Any, loader: Any, opt: Any, bar: Any, los
 
 
 def _write_artifacts(out_dir: str, model: Any, loss_fn: Any, X: Any, y: Any, losses: list,
-                     say: Any) -> None:
+                     say: Any, curves: dict) -> None:
+    """Writes loss.txt, network.dot (and .svg with Graphviz) and loss.png: the per-step loss with
+    its epoch means and the train and test accuracy after each epoch (`curves`)."""
     np.savetxt(os.path.join(out_dir, "loss.txt"), np.asarray(losses), fmt="%.6g")
     try:
         from graddesc import viz
@@ -518,7 +528,7 @@ def _write_artifacts(out_dir: str, model: Any, loss_fn: Any, X: Any, y: Any, los
     try:
         from graddesc import viz
 
-        viz.plot_loss(losses, path=os.path.join(out_dir, "loss.png"))
+        viz.plot_loss(losses, path=os.path.join(out_dir, "loss.png"), **curves)
     except ImportError:
         say("(matplotlib not installed: no loss plot; pip install 'graddesc[plot]')")
 

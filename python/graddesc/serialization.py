@@ -59,6 +59,12 @@ def save(obj: Any, f: PathOrFile) -> None:
     Raises:
         TypeError: an unsupported value, dtype or key type (the message names where it is).
         ValueError: nesting deeper than MAX_DEPTH or a reference cycle.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> gd.save(nn.Linear(2, 1).state_dict(), path)
+    >>> sorted(gd.load(path))
+    ['bias', 'weight']
     """
     arrays: list[np.ndarray] = []
     root = _describe(obj, arrays, "obj", 0, set())
@@ -189,6 +195,12 @@ def load(f: PathOrFile, map_location: Any = None, weights_only: bool = True) -> 
             or extra entries, bad JSON, unsupported dtype, object arrays, sizes that don't
             match, ...). The message says what is wrong.
         OSError: the path can't be opened (missing file, directory, permissions).
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.npz")
+    >>> gd.save({"w": gd.ones(2)}, path)
+    >>> gd.load(path)["w"].tolist()
+    [1.0, 1.0]
     """
     if map_location not in (None, "cpu"):
         raise ValueError(f"load: map_location must be None or 'cpu', got {map_location!r}")

@@ -91,6 +91,13 @@ def fit(model: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Tensor], data
             step and epoch, and the parameters are those after the previous step.
         ValueError / TypeError: invalid arguments, malformed batches, a non-scalar loss, or an
             iterable that yields no batches.
+
+    >>> model = nn.Linear(2, 1)
+    >>> X, y = gd.randn(64, 2), gd.randn(64, 1)
+    >>> opt = gd.optim.SGD(model.parameters(), lr=0.1)
+    >>> history = gd.fit(model, nn.MSELoss(), (X, y), opt, epochs=20, progress=False)
+    >>> history.steps, history.loss[-1] < history.loss[0]
+    (20, True)
     """
     if not callable(model):
         raise TypeError(f"fit: model must be callable, got {type(model).__name__}")

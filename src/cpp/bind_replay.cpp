@@ -70,8 +70,8 @@ Py_ssize_t slot_offset(PyTypeObject* type, const char* name) {
 
 // dst <- src. A large input (a batch-256 image batch: 800 KB) is copied by the threads in
 // chunks: the 2-thread GEMMs that read it next then find half of it in each core's cache instead
-// of all of it in the main thread's (MLP batch-256 step on 2 threads, three alternating pairs of
-// runs: 1125/1151/1083 us against 1157/1209/1130 us with one memcpy).
+// of all of it in the main thread's (measured faster than one memcpy on 2 threads; figures in
+// docs/performance.md, "Measurements behind the kernels").
 void copy_input(char* dst, const char* src, int64_t bytes) {
     constexpr int64_t kChunk = 64 * 1024;
     if (bytes < 4 * kChunk) {
@@ -154,10 +154,10 @@ struct Input {
     std::vector<std::pair<void**, int64_t>> slots;
 };
 
-// Inputs from this many bytes are read in place (when they may be). A copy of a batch-256 MLP
-// input (800 KB) cost 48 us of a 1.75 ms step on one thread, 83 us of 1.15 ms on two (its lines
-// then sit modified in the copying core's cache while both cores' GEMMs read all of it);
-// repointing the program's fields costs well under a microsecond.
+// Inputs from this many bytes are read in place (when they may be). A copy of a large input costs
+// a few percent of a step, more on two threads (its lines then sit modified in the copying
+// core's cache while both cores' GEMMs read all of it); repointing the program's fields costs
+// far less (figures in docs/performance.md, "Measurements behind the kernels").
 constexpr int64_t kInPlaceBytes = 32 * 1024;
 
 // Points the fields at base + offset (the caller's array, or back at the private buffer).

@@ -279,11 +279,9 @@ void relu_block(T* C, int64_t m, int64_t n, int64_t ldc) {
 // batch-32 first layer) on the blocked path.
 // Taken when K >= 16 M (each C element costs K / L FMAs against a fixed reduction, while
 // packing costs the blocked path about 1 / M of the product), M <= 48 (16 with 4 x 2 tiles) and
-// kTileXR rows of A fit in 32 KiB (L1, beside the streamed rows of B). Measured against the
-// blocked path (float, one thread): AVX-512 32 x 256 x 784 1.36x, 16 x 60 x 600 1.28x,
-// 48 x 256 x 784 1.20x, 32 x 256 x 512 1.16x, 2 x 300 x 40 1.11x; 32 x 128 x 256 (0.86x) and
-// 64 x 60 x 600 (0.93x) stay blocked. AVX2 16 x 256 x 784 1.14x, 8 x 256 x 784 1.58x;
-// 32 x 256 x 512 (0.95x) stays blocked.
+// kTileXR rows of A fit in 32 KiB (L1, beside the streamed rows of B): the shapes where this path
+// measured faster than the blocked one, on AVX-512 and AVX2 (figures in
+// docs/performance.md, "Measurements behind the kernels").
 template <class T>
 bool use_dots(int64_t M, int64_t K) {
     constexpr int64_t max_m = gemm_detail::kTileXR<T> >= 8 ? 48 : 16;
@@ -322,9 +320,10 @@ void gemm_dots(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda
     const int64_t chunk = nt > 1 ? ceil_div(ceil_div(N, nt), WR) * WR : N;
     const int64_t nchunks = ceil_div(N, chunk);
     // A's rows are 8 of every 11 loads: on rows off the 64-byte grid (NumPy aligns to 16 bytes)
-    // each would span two cache lines (32 x 256 x 784 went 1.30x -> 1.03x the blocked path).
-    // Then each task copies every kTileXR rows of A onto the grid, into its own buffer, right
-    // before it uses them (in L1; a copy shared by the threads cost 16 us of 62 on 2 threads).
+    // each would span two cache lines, which loses most of this path's gain. Then each task
+    // copies every kTileXR rows of A onto the grid, into its own buffer, right before it uses
+    // them (in L1; a copy shared by the threads measured slower; figures in
+    // docs/performance.md, "Measurements behind the kernels").
     // (task t's buffer: XR rows of ld values at bufs + t XR ld, whole cache lines apart)
     const bool copy = reinterpret_cast<uintptr_t>(A) % 64 != 0 ||
                       (lda * int64_t(sizeof(T))) % 64 != 0;
@@ -498,10 +497,9 @@ void gemm_blocked(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, co
     }
     bool split_n = bk.direct ? npanels >= 2 : (M <= N ? npanels >= 2 : mpanels < 2);
     // A weight gradient (op(A) = A^T: dW = dy^T x) is cut by rows when that is about as even as
-    // cutting by columns: on 2 threads the MLP's batch-256 step was 3% faster and its batch-32
-    // step 6% (same-run A/B on one compiled step), 256 x 784 x 32 went 1.49x -> 1.74x its
-    // 1-thread time, 1024^3 1.88x -> 1.95x, and 64 x 2000 x 512 (5 row panels: 3 + 2) 1.88x ->
-    // 1.56x, hence the evenness test (uneven: the largest share of p panels over the mean).
+    // cutting by columns: faster on 2 threads for even cuts, slower for uneven ones (figures in
+    // docs/performance.md, "Measurements behind the kernels"), hence the evenness test
+    // (uneven: the largest share of p panels over the mean).
     if (!bk.direct && ta && split_n && mpanels >= 2) {
         const auto uneven = [&](int64_t p) {
             const int64_t t = std::min(nt, p);

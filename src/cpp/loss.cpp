@@ -40,8 +40,8 @@ constexpr int64_t kRows = 8;  // rows per parallel chunk
 
 // Work estimate per element of a kernel that takes an exp or a log of it, in the flop-like units
 // of kParallelWork (calibrated on memory-bound elementwise passes, ~8 per element): a scalar exp
-// costs about as much as 50 such elements. The batch-256 MLP's cross-entropy (256 x 10 logits,
-// 18 us forward and 9 us backward on one thread) then runs on both threads of a 2-thread step.
+// costs about as much as 50 such elements. The batch-256 MLP's cross-entropy (256 x 10 logits)
+// then runs on both threads of a 2-thread step.
 constexpr int64_t kExpWork = 400;
 
 }  // namespace

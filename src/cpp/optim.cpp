@@ -211,11 +211,10 @@ struct SgdRow {
 };
 
 // Plain SGD: one pass, row by row; each vector of W is updated, stored and multiplied into the
-// row's dot product (SgdRow). Measured on the lecture net's 60 x 600 layer (1 thread, medians of
-// 8 interleaved runs, three runs): 3.1-3.5 us, against 3.3-3.8 us for blocks of 4 rows updated
-// (sgd_outer_rows) then read by gemv_rows from L1, 3.5-3.9 us for 2 rows at a time, 3.6 us for
-// 4, and 1.6 + 2.6 us for the forward and the update apart; the MLP's 256 x 784 layer 15.5
-// against 17.3 us for the blocks. Otherwise (weight decay, maximize) the blocks.
+// row's dot product (SgdRow): measured faster than blocks of rows updated (sgd_outer_rows) then
+// read by gemv_rows from L1, and than the forward and the update apart (figures in
+// docs/performance.md, "Measurements behind the kernels"). Otherwise (weight decay, maximize)
+// the blocks.
 template <class T>
 void linear_forward_sgd(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,
                         const T* dy_old, const T* x_old, const SgdHyper& h) {

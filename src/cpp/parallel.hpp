@@ -24,14 +24,15 @@ void note_parallel_region();  // records that OpenMP has started its threads (di
 // Below this many floating-point operations (for elementwise kernels: about 8 per element) a
 // kernel stays on one thread: waking the pool and the closing barrier cost microseconds. Above it
 // an elementwise pass over data that 2-thread GEMMs just wrote (half in each core's L2) is
-// faster in parallel: at batch 256 the MLP's ReLU passes and its SGD update took 1.3-1.5x longer
-// on one thread of a 2-thread run than in a 1-thread run, and as long with 1 << 19.
+// faster in parallel: on one thread of a 2-thread run such passes are slower than in a 1-thread
+// run (figures in docs/performance.md, "Measurements behind the kernels").
 constexpr int64_t kParallelWork = int64_t(1) << 19;
 
 // Below this many flops a matrix product (and the batch-1 weight update that follows a
 // matrix-vector product, sgd_outer_step) stays on one thread. A kernel that updates what a serial
 // kernel reads next must stay serial too: otherwise the other core's L2 holds half the matrix on
-// every step (measured, MLP 784-256 at batch 1, 2 threads: 39.5 us against 30.5 us per step).
+// every step (measured slower; figures in docs/performance.md, "Measurements behind the
+// kernels").
 constexpr int64_t kMatrixParallelFlops = int64_t(1) << 23;
 
 // Calls body(begin, end) for the chunks [c*chunk, min(n, (c+1)*chunk)), in parallel when

@@ -56,7 +56,13 @@ def _make_grads(outputs: tuple, grads: tuple, op: str) -> list:
 
 def backward(tensors: Any, grad_tensors: Any = None, retain_graph: Optional[bool] = None,
              create_graph: bool = False, inputs: Any = None) -> None:
-    """Accumulates gradients of `tensors` into the .grad of the leaves that require grad."""
+    """Accumulates gradients of `tensors` into the .grad of the leaves that require grad.
+
+    >>> x = gd.tensor([2.0], requires_grad=True)
+    >>> gd.autograd.backward((x * x).sum())
+    >>> x.grad.tolist()
+    [4.0]
+    """
     outs = _as_tuple(tensors)
     grads = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outs)
     if len(grads) != len(outs):
@@ -77,7 +83,13 @@ def backward(tensors: Any, grad_tensors: Any = None, retain_graph: Optional[bool
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Optional[bool] = None,
          create_graph: bool = False, allow_unused: bool = False,
          materialize_grads: bool = False) -> tuple:
-    """Gradients of outputs with respect to inputs, returned (not accumulated into .grad)."""
+    """Gradients of outputs with respect to inputs, returned (not accumulated into .grad).
+
+    >>> x = gd.tensor([3.0], requires_grad=True)
+    >>> (g,) = gd.autograd.grad((x * x).sum(), x)
+    >>> g.tolist()
+    [6.0]
+    """
     outs = _as_tuple(outputs)
     ins = _as_tuple(inputs)
     grads = _as_tuple(grad_outputs) if grad_outputs is not None else (None,) * len(outs)

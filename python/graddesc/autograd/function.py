@@ -56,7 +56,22 @@ class _SavedOutput:
 
 
 class Function:
-    """Base class of differentiable operations (also for user-defined ones, as in PyTorch)."""
+    """Base class of differentiable operations (also for user-defined ones, as in PyTorch).
+
+    >>> class Cube(gd.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x * x * x
+    ...     @staticmethod
+    ...     def backward(ctx, g):
+    ...         (x,) = ctx.saved_tensors
+    ...         return 3 * x * x * g
+    >>> x = gd.tensor([2.0], requires_grad=True)
+    >>> Cube.apply(x).sum().backward()
+    >>> x.grad.tolist()
+    [12.0]
+    """
 
     # Instances are graph nodes. __dict__ stays so that custom ops can stash values on ctx.
     __slots__ = ("next_edges", "needs_input_grad", "_saved", "_input_meta", "_output_meta",
@@ -264,7 +279,16 @@ class AccumulateGrad:
 
 
 class detect_anomaly:  # noqa: N801
-    """Within this block, a backward that produces NaN/Inf raises, naming the op and its origin."""
+    """Within this block, a backward that produces NaN/Inf raises, naming the op and its origin.
+
+    >>> x = gd.tensor([0.0], requires_grad=True)
+    >>> try:
+    ...     with gd.autograd.detect_anomaly():
+    ...         gd.sqrt(x).sum().backward()
+    ... except RuntimeError:
+    ...     print("the NaN/Inf was caught")
+    the NaN/Inf was caught
+    """
 
     def __init__(self, check_nan: bool = True) -> None:
         self.check_nan = check_nan

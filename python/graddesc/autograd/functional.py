@@ -192,7 +192,13 @@ def _unpack(res: tuple, is_tuple: bool) -> Any:
 def vjp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
         strict: bool = False) -> tuple:
     """(func(inputs), v^T J): a vector-Jacobian product by one backward pass; v shaped like the
-    outputs (None only for one single-element output)."""
+    outputs (None only for one single-element output).
+
+    >>> out, v = gd.autograd.functional.vjp(lambda x: x * x, gd.tensor([1.0, 2.0]),
+    ...                                      gd.tensor([1.0, 1.0]))
+    >>> v.tolist()
+    [2.0, 4.0]
+    """
     with enable_grad():
         in_tuple, ins = _as_inputs(inputs, "vjp")
         ins = _grad_preprocess(ins, create_graph=create_graph, need_graph=True)
@@ -215,7 +221,13 @@ def vjp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
 def jvp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
         strict: bool = False) -> tuple:
     """(func(inputs), J v), by the double-backward trick: J v = d/du (u^T J) . v; v shaped like
-    the inputs (None only for one single-element input)."""
+    the inputs (None only for one single-element input).
+
+    >>> out, v = gd.autograd.functional.jvp(lambda x: x * x, gd.tensor([1.0, 2.0]),
+    ...                                      gd.tensor([1.0, 0.0]))
+    >>> v.tolist()
+    [2.0, 0.0]
+    """
     Tensor = _tensor_cls()
     with enable_grad():
         in_tuple, ins = _as_inputs(inputs, "jvp")
@@ -244,7 +256,12 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
     """J[i][j] shaped (*out_i.shape, *in_j.shape); unwrapped when func/inputs are not tuples.
 
     Always computed in reverse mode, one backward per output element; `vectorize` and
-    strategy="forward-mode" give the same values."""
+    strategy="forward-mode" give the same values.
+
+    >>> J = gd.autograd.functional.jacobian(lambda x: x * x, gd.tensor([1.0, 2.0]))
+    >>> J.tolist()
+    [[2.0, 0.0], [0.0, 4.0]]
+    """
     if strategy not in ("forward-mode", "reverse-mode"):
         raise ValueError(f"jacobian: strategy must be 'forward-mode' or 'reverse-mode', got "
                          f"{strategy!r}")
@@ -297,7 +314,12 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
 
 def hessian(func: Callable, inputs: Any, create_graph: bool = False, strict: bool = False,
             vectorize: bool = False, outer_jacobian_strategy: str = "reverse-mode") -> Any:
-    """Second derivatives of a scalar func: H[i][j] shaped (*in_i.shape, *in_j.shape)."""
+    """Second derivatives of a scalar func: H[i][j] shaped (*in_i.shape, *in_j.shape).
+
+    >>> H = gd.autograd.functional.hessian(lambda x: (x ** 3).sum(), gd.tensor([1.0, 2.0]))
+    >>> H.tolist()
+    [[6.0, 0.0], [0.0, 12.0]]
+    """
     in_tuple, ins = _as_inputs(inputs, "hessian")
 
     def single_output(*xs: Any) -> Any:
@@ -345,7 +367,13 @@ def _hessian_setup(func: Callable, inputs: Any, v: Any, create_graph: bool, stri
 
 def vhp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
         strict: bool = False) -> tuple:
-    """(func(inputs), v^T H) for a single-element func; v shaped like the inputs."""
+    """(func(inputs), v^T H) for a single-element func; v shaped like the inputs.
+
+    >>> f = lambda x: (x ** 3).sum()
+    >>> out, v = gd.autograd.functional.vhp(f, gd.tensor([1.0, 2.0]), gd.tensor([1.0, 1.0]))
+    >>> v.tolist()
+    [6.0, 12.0]
+    """
     with enable_grad():
         in_tuple, ins, vs, outs, jac = _hessian_setup(func, inputs, v, create_graph, strict,
                                                       "vhp")
@@ -359,7 +387,13 @@ def vhp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
 def hvp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
         strict: bool = False) -> tuple:
     """(func(inputs), H v) for a single-element func, by the double-backward trick; v shaped
-    like the inputs."""
+    like the inputs.
+
+    >>> f = lambda x: (x ** 3).sum()
+    >>> out, v = gd.autograd.functional.hvp(f, gd.tensor([1.0, 2.0]), gd.tensor([1.0, 1.0]))
+    >>> v.tolist()
+    [6.0, 12.0]
+    """
     Tensor = _tensor_cls()
     with enable_grad():
         in_tuple, ins, vs, outs, jac = _hessian_setup(func, inputs, v, create_graph, strict,
@@ -382,6 +416,11 @@ def module_jacobians(module: Any, x: Any) -> tuple:
     (*out.shape, *w.shape), for every trainable named parameter w of the module. Frozen
     parameters (requires_grad=False) are left out of the dict: nothing is trained through
     them, and PyTorch's autograd refuses to differentiate with respect to them.
+
+    >>> layer = nn.Linear(3, 2)
+    >>> J_x, J_w = gd.autograd.functional.module_jacobians(layer, gd.randn(3))
+    >>> tuple(J_x.shape), tuple(J_w["weight"].shape), tuple(J_w["bias"].shape)
+    ((2, 3), (2, 2, 3), (2, 2))
     """
     from graddesc.autograd import grad
 

@@ -17,7 +17,12 @@ _state = _State()
 
 
 def is_grad_enabled() -> bool:
-    """True when operations record the graph for backward (per thread, like PyTorch)."""
+    """True when operations record the graph for backward (per thread, like PyTorch).
+
+    >>> with gd.no_grad():
+    ...     gd.is_grad_enabled()
+    False
+    """
     return _state.enabled
 
 
@@ -56,14 +61,27 @@ class _GradMode:
 
 
 class no_grad(_GradMode):  # noqa: N801
-    """Disables graph recording inside a `with` block or a decorated function."""
+    """Disables graph recording inside a `with` block or a decorated function.
+
+    >>> x = gd.ones(2, requires_grad=True)
+    >>> with gd.no_grad():
+    ...     y = x * 2
+    >>> y.requires_grad
+    False
+    """
 
     _mode = False
 
 
 class inference_mode(_GradMode):  # noqa: N801
     """PyTorch's no-graph mode for inference: graddesc's no_grad is already that cheap, so
-    `inference_mode()` is no_grad; `inference_mode(False)` leaves the grad mode as it is."""
+    `inference_mode()` is no_grad; `inference_mode(False)` leaves the grad mode as it is.
+
+    >>> with gd.inference_mode():
+    ...     y = gd.ones(2, requires_grad=True) * 2
+    >>> y.requires_grad
+    False
+    """
 
     def __init__(self, mode: bool = True) -> None:
         super().__init__()
@@ -88,13 +106,28 @@ class inference_mode(_GradMode):  # noqa: N801
 
 
 class enable_grad(_GradMode):  # noqa: N801
-    """Enables graph recording inside a `with` block or a decorated function."""
+    """Enables graph recording inside a `with` block or a decorated function.
+
+    >>> x = gd.ones(2, requires_grad=True)
+    >>> with gd.no_grad():
+    ...     with gd.enable_grad():
+    ...         y = x * 2
+    >>> y.requires_grad
+    True
+    """
 
     _mode = True
 
 
 class set_grad_enabled(_GradMode):  # noqa: N801
-    """Sets graph recording on or off for a `with` block (or immediately, as a call)."""
+    """Sets graph recording on or off for a `with` block (or immediately, as a call).
+
+    >>> x = gd.ones(2, requires_grad=True)
+    >>> with gd.set_grad_enabled(False):
+    ...     y = x * 2
+    >>> y.requires_grad
+    False
+    """
 
     def __init__(self, mode: bool) -> None:
         super().__init__()

@@ -97,6 +97,10 @@ def gradcheck(func: Callable, inputs: Any, eps: float = 1e-6, atol: float = 1e-5
     """Checks backward against central differences; inputs that require grad should be float64.
 
     On failure it names the input, the worst element, and the analytic and numeric values.
+
+    >>> x = gd.randn(3, dtype=gd.float64, requires_grad=True)
+    >>> gd.autograd.gradcheck(lambda t: (t * t).sum(), (x,))
+    True
     """
     ins = _as_tuple(inputs)
     for k, x in enumerate(ins):
@@ -137,7 +141,12 @@ def gradcheck(func: Callable, inputs: Any, eps: float = 1e-6, atol: float = 1e-5
 
 def gradgradcheck(func: Callable, inputs: Any, grad_outputs: Any = None, eps: float = 1e-6,
                   atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True) -> bool:
-    """gradcheck of the gradient: checks second derivatives (backward of backward)."""
+    """gradcheck of the gradient: checks second derivatives (backward of backward).
+
+    >>> x = gd.randn(3, dtype=gd.float64, requires_grad=True)
+    >>> gd.autograd.gradgradcheck(lambda t: (t ** 3).sum(), (x,))
+    True
+    """
     from graddesc._tensor import Tensor
     from graddesc.autograd import grad
 

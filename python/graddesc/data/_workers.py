@@ -22,7 +22,12 @@ _POLL = 1.0  # seconds between liveness checks while waiting for a batch
 
 
 class WorkerInfo:
-    """What `get_worker_info()` returns inside a worker: id, num_workers, seed, dataset."""
+    """What `get_worker_info()` returns inside a worker: id, num_workers, seed, dataset.
+
+    >>> info = gd.data.WorkerInfo(id=0, num_workers=2, seed=7, dataset=None)
+    >>> info.id, info.num_workers
+    (0, 2)
+    """
 
     def __init__(self, id: int, num_workers: int, seed: int, dataset: Any) -> None:  # noqa: A002
         self.id, self.num_workers, self.seed, self.dataset = id, num_workers, seed, dataset
@@ -35,7 +40,11 @@ _worker_info: Optional[WorkerInfo] = None
 
 
 def get_worker_info() -> Optional[WorkerInfo]:
-    """The current worker's WorkerInfo inside a DataLoader worker process, else None."""
+    """The current worker's WorkerInfo inside a DataLoader worker process, else None.
+
+    >>> gd.data.get_worker_info() is None  # in the main process
+    True
+    """
     return _worker_info
 
 

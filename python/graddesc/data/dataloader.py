@@ -25,6 +25,10 @@ def default_collate(samples: Sequence[Any]) -> Any:
     Tensors and NumPy arrays are stacked along a new first dimension; Python ints become an
     int64 tensor, floats float64, bools bool; tuples and lists of fields give a list of batched
     fields; dicts give a dict. Anything else raises TypeError.
+
+    >>> x, y = gd.data.default_collate([(gd.tensor([1.0]), 0), (gd.tensor([2.0]), 1)])
+    >>> x.tolist(), y.tolist()
+    ([[1.0], [2.0]], [0, 1])
     """
     if len(samples) == 0:
         raise ValueError("default_collate: expected at least one sample")
@@ -109,6 +113,10 @@ class DataLoader:
         persistent_workers: keep the workers between epochs; timeout: seconds to wait for a
             batch (0: no limit); worker_init_fn(worker_id) runs in each worker after seeding;
             prefetch_factor: batches loaded ahead per worker (default 2).
+
+    >>> ds = gd.data.TensorDataset(gd.arange(10), gd.arange(10))
+    >>> [tuple(x.shape) for x, y in gd.data.DataLoader(ds, batch_size=4)]
+    [(4,), (4,), (2,)]
     """
 
     def __init__(self, dataset: Any, batch_size: Any = 1, shuffle: Any = None,

@@ -16,6 +16,14 @@ class Dataset:
     """A map-style dataset: `dataset[i]` is sample i for 0 <= i < len(dataset).
 
     Subclasses implement `__getitem__` and `__len__` (DataLoader needs both).
+
+    >>> class Squares(gd.data.Dataset):
+    ...     def __len__(self):
+    ...         return 4
+    ...     def __getitem__(self, i):
+    ...         return gd.tensor([float(i)]), gd.tensor([float(i * i)])
+    >>> [y.tolist() for _, y in gd.data.DataLoader(Squares(), batch_size=2)]
+    [[[0.0], [1.0]], [[4.0], [9.0]]]
     """
 
     def __getitem__(self, index: int) -> Any:
@@ -30,6 +38,10 @@ class TensorDataset(Dataset):
 
     Args:
         *tensors: Tensors of shape (N, ...), all with the same N (N samples).
+
+    >>> ds = gd.data.TensorDataset(gd.arange(4), gd.arange(4) * 10)
+    >>> len(ds), [t.item() for t in ds[2]]
+    (4, [2, 20])
     """
 
     def __init__(self, *tensors: Tensor) -> None:
@@ -63,7 +75,14 @@ class TensorDataset(Dataset):
 
 class IterableDataset(Dataset):
     """A dataset that is a stream: subclasses implement `__iter__` (DataLoader batches it in
-    order; shuffle and samplers do not apply)."""
+    order; shuffle and samplers do not apply).
+
+    >>> class Stream(gd.data.IterableDataset):
+    ...     def __iter__(self):
+    ...         return iter(gd.arange(5))
+    >>> [b.tolist() for b in gd.data.DataLoader(Stream(), batch_size=2)]
+    [[0, 1], [2, 3], [4]]
+    """
 
     def __iter__(self) -> Iterator[Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
@@ -74,7 +93,12 @@ class IterableDataset(Dataset):
 
 
 class Subset(Dataset):
-    """The samples `dataset[indices[i]]`."""
+    """The samples `dataset[indices[i]]`.
+
+    >>> ds = gd.data.Subset(gd.data.TensorDataset(gd.arange(10)), [2, 4])
+    >>> len(ds), ds[1][0].item()
+    (2, 4)
+    """
 
     def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
         self.dataset = dataset
@@ -90,7 +114,13 @@ class Subset(Dataset):
 
 
 class ConcatDataset(Dataset):
-    """The samples of several datasets one after the other."""
+    """The samples of several datasets one after the other.
+
+    >>> a = gd.data.TensorDataset(gd.arange(3))
+    >>> b = gd.data.TensorDataset(gd.arange(2))
+    >>> len(gd.data.ConcatDataset([a, b]))
+    5
+    """
 
     def __init__(self, datasets: Iterable[Any]) -> None:
         self.datasets = list(datasets)
@@ -123,7 +153,12 @@ class ConcatDataset(Dataset):
 def random_split(dataset: Any, lengths: Sequence[Any], generator: Any = None) -> list:
     """Splits dataset into non-overlapping Subsets of the given lengths (ints summing to
     len(dataset), or fractions summing to 1: remainders go one each to the first subsets,
-    PyTorch's rule), in a random order drawn from `generator`."""
+    PyTorch's rule), in a random order drawn from `generator`.
+
+    >>> a, b = gd.data.random_split(gd.data.TensorDataset(gd.arange(10)), [7, 3])
+    >>> len(a), len(b)
+    (7, 3)
+    """
     from graddesc import _random
 
     if generator is not None and not isinstance(generator, _random.Generator):

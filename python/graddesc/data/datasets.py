@@ -46,7 +46,11 @@ def spirals(n: int = 100, classes: int = 3, seed: int = 0,
         noise: standard deviation of the angle noise (>= 0).
 
     Returns:
-        X: float32 (n*classes, 2), y: int64 (n*classes,) with values 0..classes-1.
+        (X, y) with X float32 (n*classes, 2) and y int64 (n*classes,), values 0..classes-1.
+
+    >>> X, y = gd.data.datasets.spirals(n=50, classes=3)
+    >>> tuple(X.shape), sorted(set(y.tolist()))
+    ((150, 2), [0, 1, 2])
     """
     n = _check_int(n, "n", 1)
     classes = _check_int(classes, "classes", 1)
@@ -100,6 +104,10 @@ def digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     Returns:
         X_train float32 (1437, 64), y_train int64 (1437,), X_test float32 (360, 64),
         y_test int64 (360,); fresh tensors on every call.
+
+    >>> X_train, y_train, X_test, y_test = gd.data.datasets.digits()
+    >>> tuple(X_train.shape), tuple(X_test.shape)
+    ((1437, 64), (360, 64))
     """
     images, labels, split = _digits_arrays()
     X = images.reshape(DIGITS_SAMPLES, 64).astype(np.float32) / np.float32(16.0)

@@ -32,14 +32,29 @@ def _check_count(v: Any, name: str, where: str, minimum: int) -> int:
 
 
 class Sampler:
-    """Base class: iterating a sampler yields dataset indices."""
+    """Base class: iterating a sampler yields dataset indices.
+
+    >>> class EvenFirst(gd.data.Sampler):
+    ...     def __init__(self, n):
+    ...         self.n = n
+    ...     def __iter__(self):
+    ...         return iter(list(range(0, self.n, 2)) + list(range(1, self.n, 2)))
+    ...     def __len__(self):
+    ...         return self.n
+    >>> list(EvenFirst(5))
+    [0, 2, 4, 1, 3]
+    """
 
     def __iter__(self) -> Iterator[Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
 
 
 class SequentialSampler(Sampler):
-    """Indices 0, 1, ..., len(data_source) - 1."""
+    """Indices 0, 1, ..., len(data_source) - 1.
+
+    >>> list(gd.data.SequentialSampler(range(3)))
+    [0, 1, 2]
+    """
 
     def __init__(self, data_source: Sized) -> None:
         self.data_source = data_source
@@ -52,7 +67,11 @@ class SequentialSampler(Sampler):
 
 
 class RandomSampler(Sampler):
-    """A random permutation per epoch, or num_samples draws with replacement."""
+    """A random permutation per epoch, or num_samples draws with replacement.
+
+    >>> sorted(gd.data.RandomSampler(range(4)))
+    [0, 1, 2, 3]
+    """
 
     def __init__(self, data_source: Sized, replacement: bool = False,
                  num_samples: Optional[int] = None, generator: Any = None) -> None:
@@ -90,7 +109,11 @@ class RandomSampler(Sampler):
 
 
 class SubsetRandomSampler(Sampler):
-    """The given indices in a random order per epoch."""
+    """The given indices in a random order per epoch.
+
+    >>> sorted(gd.data.SubsetRandomSampler([5, 7, 9]))
+    [5, 7, 9]
+    """
 
     def __init__(self, indices: Iterable[int], generator: Any = None) -> None:
         _check_generator(generator, "SubsetRandomSampler")
@@ -106,7 +129,11 @@ class SubsetRandomSampler(Sampler):
 
 
 class WeightedRandomSampler(Sampler):
-    """num_samples indices drawn with probabilities proportional to weights."""
+    """num_samples indices drawn with probabilities proportional to weights.
+
+    >>> list(gd.data.WeightedRandomSampler([0.0, 1.0], num_samples=3))
+    [1, 1, 1]
+    """
 
     def __init__(self, weights: Any, num_samples: int, replacement: bool = True,
                  generator: Any = None) -> None:
@@ -141,7 +168,11 @@ class WeightedRandomSampler(Sampler):
 
 
 class BatchSampler(Sampler):
-    """Groups the indices of `sampler` into lists of batch_size (the last may be shorter)."""
+    """Groups the indices of `sampler` into lists of batch_size (the last may be shorter).
+
+    >>> list(gd.data.BatchSampler(range(5), batch_size=2, drop_last=False))
+    [[0, 1], [2, 3], [4]]
+    """
 
     def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool) -> None:
         self.batch_size = _check_count(batch_size, "batch_size", "BatchSampler", 1)

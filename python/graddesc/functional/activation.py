@@ -133,27 +133,48 @@ def _apply(x: Any, name: str, alpha: float = 0.01) -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
-    """max(x, 0) elementwise."""
+    """max(x, 0) elementwise.
+
+    >>> gd.relu(gd.tensor([-1.0, 2.0])).tolist()
+    [0.0, 2.0]
+    """
     return _apply(x, "relu")
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """x for x > 0, negative_slope * x otherwise."""
+    """x for x > 0, negative_slope * x otherwise.
+
+    >>> gd.leaky_relu(gd.tensor([-2.0, 1.0]), 0.5).tolist()
+    [-1.0, 1.0]
+    """
     return _apply(x, "leaky_relu", float(negative_slope))
 
 
 def tanh(x: Tensor) -> Tensor:
+    """The hyperbolic tangent elementwise (C++ kernel); its derivative is 1 - tanh(x)**2.
+
+    >>> gd.tanh(gd.tensor([0.0])).tolist()
+    [0.0]
+    """
     return _apply(x, "tanh")
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    """1 / (1 + exp(-x)), stable for large |x|."""
+    """1 / (1 + exp(-x)), stable for large |x|.
+
+    >>> gd.sigmoid(gd.tensor([0.0])).tolist()
+    [0.5]
+    """
     return _apply(x, "sigmoid")
 
 
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta x)) / beta, stable for large |x|; x itself where beta x > threshold
-    (PyTorch's definition: there the gradient is exactly 1)."""
+    (PyTorch's definition: there the gradient is exactly 1).
+
+    >>> round(gd.softplus(gd.tensor([0.0])).item(), 4)
+    0.6931
+    """
     if beta == 1.0:
         return _apply(x, "softplus", float(threshold))
     # The kernel without a threshold, then x itself above it: (beta x) / beta would round, and
@@ -164,7 +185,11 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
-    """x * Phi(x) (approximate='none') or PyTorch's tanh approximation (approximate='tanh')."""
+    """x * Phi(x) (approximate='none') or PyTorch's tanh approximation (approximate='tanh').
+
+    >>> gd.gelu(gd.tensor([0.0])).tolist()
+    [0.0]
+    """
     if approximate == "none":
         return _apply(x, "gelu")
     if approximate == "tanh":
@@ -173,8 +198,18 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def exp(x: Tensor) -> Tensor:
+    """e**x elementwise (C++ kernel).
+
+    >>> gd.exp(gd.tensor([0.0])).tolist()
+    [1.0]
+    """
     return _apply(x, "exp")
 
 
 def log(x: Tensor) -> Tensor:
+    """Natural logarithm elementwise (C++ kernel).
+
+    >>> gd.log(gd.tensor([1.0])).tolist()
+    [0.0]
+    """
     return _apply(x, "log")

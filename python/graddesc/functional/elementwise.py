@@ -525,6 +525,11 @@ def div(a: Any, b: Any) -> Tensor:
 
 
 def neg(a: Tensor) -> Tensor:
+    """-a elementwise (also `-t`).
+
+    >>> gd.neg(gd.tensor([1.0, -2.0])).tolist()
+    [-1.0, 2.0]
+    """
     return Neg.apply(a)
 
 
@@ -536,18 +541,38 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001
 
 
 def abs(a: Tensor) -> Tensor:  # noqa: A001
+    """|a| elementwise; its gradient is sign(a) (0 at 0, as in PyTorch).
+
+    >>> gd.abs(gd.tensor([-1.5, 2.0])).tolist()
+    [1.5, 2.0]
+    """
     return Abs.apply(a)
 
 
 def sign(a: Tensor) -> Tensor:
+    """-1, 0 or 1 by the sign of each element (NaN stays NaN); its gradient is 0.
+
+    >>> gd.sign(gd.tensor([-3.0, 0.0, 2.0])).tolist()
+    [-1.0, 0.0, 1.0]
+    """
     return Sign.apply(a)
 
 
 def sqrt(a: Tensor) -> Tensor:
+    """Square root elementwise (NaN for negative numbers).
+
+    >>> gd.sqrt(gd.tensor([4.0, 9.0])).tolist()
+    [2.0, 3.0]
+    """
     return Sqrt.apply(a)
 
 
 def log(a: Tensor) -> Tensor:
+    """Natural logarithm elementwise.
+
+    >>> gd.log(gd.tensor([1.0])).tolist()
+    [0.0]
+    """
     return Log.apply(a)
 
 
@@ -564,10 +589,22 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
 
 
 def maximum(a: Any, b: Any) -> Tensor:
+    """The larger of a and b elementwise, with broadcasting; NaN wins; on ties the gradient is
+    split equally.
+
+    >>> gd.maximum(gd.tensor([1.0, 5.0]), gd.tensor([3.0, 2.0])).tolist()
+    [3.0, 5.0]
+    """
     return Maximum.apply(_t(a), _t(b), True)
 
 
 def minimum(a: Any, b: Any) -> Tensor:
+    """The smaller of a and b elementwise, with broadcasting; NaN wins; on ties the gradient is
+    split equally.
+
+    >>> gd.minimum(gd.tensor([1.0, 5.0]), 2.0).tolist()
+    [1.0, 2.0]
+    """
     return Maximum.apply(_t(a), _t(b), False)
 
 
@@ -590,26 +627,56 @@ def _cmp(ufunc: Any, name: str, a: Any, b: Any) -> Tensor:
 
 
 def eq(a: Any, b: Any) -> Tensor:
+    """a == b elementwise, with broadcasting: a bool tensor (not differentiable).
+
+    >>> gd.eq(gd.tensor([1, 2, 3]), 2).tolist()
+    [False, True, False]
+    """
     return _cmp(np.equal, "eq", a, b)
 
 
 def ne(a: Any, b: Any) -> Tensor:
+    """a != b elementwise, with broadcasting: a bool tensor.
+
+    >>> gd.ne(gd.tensor([1, 2]), 2).tolist()
+    [True, False]
+    """
     return _cmp(np.not_equal, "ne", a, b)
 
 
 def lt(a: Any, b: Any) -> Tensor:
+    """a < b elementwise, with broadcasting: a bool tensor.
+
+    >>> gd.lt(gd.tensor([1.0, 3.0]), 2.0).tolist()
+    [True, False]
+    """
     return _cmp(np.less, "lt", a, b)
 
 
 def le(a: Any, b: Any) -> Tensor:
+    """a <= b elementwise, with broadcasting: a bool tensor.
+
+    >>> gd.le(gd.tensor([2.0, 3.0]), 2.0).tolist()
+    [True, False]
+    """
     return _cmp(np.less_equal, "le", a, b)
 
 
 def gt(a: Any, b: Any) -> Tensor:
+    """a > b elementwise, with broadcasting: a bool tensor.
+
+    >>> gd.gt(gd.tensor([1.0, 3.0]), 2.0).tolist()
+    [False, True]
+    """
     return _cmp(np.greater, "gt", a, b)
 
 
 def ge(a: Any, b: Any) -> Tensor:
+    """a >= b elementwise, with broadcasting: a bool tensor.
+
+    >>> gd.ge(gd.tensor([2.0, 1.0]), 2.0).tolist()
+    [True, False]
+    """
     return _cmp(np.greater_equal, "ge", a, b)
 
 
@@ -622,20 +689,45 @@ def _logical(ufunc: Any, a: Any, b: Any, op: str) -> Tensor:
 
 
 def logical_and(a: Any, b: Any) -> Tensor:
+    """Elementwise AND of the truth values of a and b: a bool tensor.
+
+    >>> gd.logical_and(gd.tensor([True, True]), gd.tensor([True, False])).tolist()
+    [True, False]
+    """
     return Tensor._make(np.asarray(np.logical_and(_value(a), _value(b))))
 
 
 def logical_or(a: Any, b: Any) -> Tensor:
+    """Elementwise OR of the truth values of a and b: a bool tensor.
+
+    >>> gd.logical_or(gd.tensor([True, False]), gd.tensor([False, False])).tolist()
+    [True, False]
+    """
     return Tensor._make(np.asarray(np.logical_or(_value(a), _value(b))))
 
 
 def logical_not(a: Tensor) -> Tensor:
+    """Elementwise NOT of the truth values of a: a bool tensor.
+
+    >>> gd.logical_not(gd.tensor([True, False])).tolist()
+    [False, True]
+    """
     return Tensor._make(np.asarray(np.logical_not(a._data)))
 
 
 def isnan(a: Tensor) -> Tensor:
+    """True where a is NaN.
+
+    >>> gd.isnan(gd.tensor([1.0, float("nan")])).tolist()
+    [False, True]
+    """
     return Tensor._make(np.asarray(np.isnan(a._data)))
 
 
 def isfinite(a: Tensor) -> Tensor:
+    """True where a is neither NaN nor infinite.
+
+    >>> gd.isfinite(gd.tensor([1.0, float("inf"), float("nan")])).tolist()
+    [True, False, False]
+    """
     return Tensor._make(np.asarray(np.isfinite(a._data)))

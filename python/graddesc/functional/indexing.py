@@ -101,7 +101,12 @@ class Scatter(Function):
 
 
 def gather(x: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
-    """out[i][j] = x[index[i][j]][j] for dim 0 (and so on): values picked along dim."""
+    """out[i][j] = x[index[i][j]][j] for dim 0 (and so on): values picked along dim.
+
+    >>> x = gd.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> gd.gather(x, 1, gd.tensor([[1], [0]])).tolist()
+    [[2.0], [3.0]]
+    """
     _check(x, "input", "gather")
     idx = _index_array(index, "gather")
     d = _norm_dim(dim, max(x.ndim, 1), "gather")
@@ -132,7 +137,11 @@ def _scatter_args(x: Any, dim: Any, index: Any, src: Any, op: str) -> tuple:
 def scatter(x: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any = None,
             reduce: Any = None) -> Tensor:
     """A copy of x with src[i][j] (or a scalar `value`) written to x[index[i][j]][j] (dim 0).
-    Where index repeats a position, which write wins is unspecified (as in PyTorch)."""
+    Where index repeats a position, which write wins is unspecified (as in PyTorch).
+
+    >>> gd.scatter(gd.zeros(3), 0, gd.tensor([2, 0]), gd.tensor([5.0, 7.0])).tolist()
+    [7.0, 0.0, 5.0]
+    """
     if reduce is not None:
         raise ValueError("scatter: reduce= is not supported; use scatter_add for sums")
     if src is None and value is None:
@@ -144,7 +153,11 @@ def scatter(x: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any =
 
 
 def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
-    """A copy of x with src[i][j] added to x[index[i][j]][j] (dim 0); repeats accumulate."""
+    """A copy of x with src[i][j] added to x[index[i][j]][j] (dim 0); repeats accumulate.
+
+    >>> gd.scatter_add(gd.zeros(3), 0, gd.tensor([1, 1]), gd.tensor([5.0, 7.0])).tolist()
+    [0.0, 12.0, 0.0]
+    """
     _check(src, "src", "scatter_add")
     d, idx, src = _scatter_args(x, dim, index, src, "scatter_add")
     return ScatterAdd.apply(x, idx, src, d, None)
@@ -179,7 +192,11 @@ class IndexAdd(Function):
 
 
 def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """The slices x[..., index[k], ...] along dim, for a 1-d (or 0-d) int64 index."""
+    """The slices x[..., index[k], ...] along dim, for a 1-d (or 0-d) int64 index.
+
+    >>> gd.index_select(gd.tensor([10.0, 20.0, 30.0]), 0, gd.tensor([2, 0])).tolist()
+    [30.0, 10.0]
+    """
     _check(x, "input", "index_select")
     idx = _index_array(index, "index_select")
     if idx.ndim > 1:
@@ -197,7 +214,12 @@ def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
 
 
 def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
-    """x with `value` where mask (a bool tensor broadcastable to x) is True."""
+    """x with `value` where mask (a bool tensor broadcastable to x) is True.
+
+    >>> x = gd.tensor([1.0, 2.0, 3.0])
+    >>> gd.masked_fill(x, x > 1.5, 0.0).tolist()
+    [1.0, 0.0, 0.0]
+    """
     _check(x, "input", "masked_fill")
     _check(mask, "mask", "masked_fill")
     if mask._data.dtype != np.bool_:
@@ -246,7 +268,11 @@ class Repeat(Function):
 
 
 def repeat(x: Tensor, *sizes: Any) -> Tensor:
-    """x tiled sizes[k] times along dim k (leading new dims when len(sizes) > x.ndim)."""
+    """x tiled sizes[k] times along dim k (leading new dims when len(sizes) > x.ndim).
+
+    >>> gd.repeat(gd.tensor([1, 2]), 2).tolist()
+    [1, 2, 1, 2]
+    """
     _check(x, "input", "repeat")
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = tuple(sizes[0])
@@ -271,7 +297,11 @@ class Flip(Function):
 
 
 def flip(x: Tensor, *dims: Any) -> Tensor:
-    """x reversed along each of dims (a copy, as in PyTorch)."""
+    """x reversed along each of dims (a copy, as in PyTorch).
+
+    >>> gd.flip(gd.tensor([1, 2, 3]), [0]).tolist()
+    [3, 2, 1]
+    """
     _check(x, "input", "flip")
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
@@ -284,7 +314,11 @@ def flip(x: Tensor, *dims: Any) -> Tensor:
 
 
 def unbind(x: Tensor, dim: int = 0) -> tuple:
-    """The slices of x along dim, as a tuple of tensors (views, differentiable)."""
+    """The slices of x along dim, as a tuple of tensors (views, differentiable).
+
+    >>> [t.tolist() for t in gd.unbind(gd.tensor([[1, 2], [3, 4]]))]
+    [[1, 2], [3, 4]]
+    """
     _check(x, "input", "unbind")
     if x.ndim == 0:
         raise RuntimeError("unbind: dimension specified as 0 but tensor has no dimensions")

@@ -93,13 +93,21 @@ class MatMul(Function):
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """a @ b (NumPy/PyTorch matmul semantics); 2-d float products run the C++ GEMM."""
+    """a @ b (NumPy/PyTorch matmul semantics); 2-d float products run the C++ GEMM.
+
+    >>> gd.matmul(gd.tensor([[1.0, 2.0]]), gd.tensor([[3.0], [4.0]])).tolist()
+    [[11.0]]
+    """
     _check_tensors(a, b, "matmul")
     return MatMul.apply(a, b)
 
 
 def mm(a: Tensor, b: Tensor) -> Tensor:
-    """2-d matrix product."""
+    """2-d matrix product.
+
+    >>> gd.mm(gd.eye(2), gd.tensor([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    """
     if a.ndim != 2 or b.ndim != 2:
         raise RuntimeError(f"mm: expected 2-d tensors, got shapes {tuple(a.shape)} and "
                            f"{tuple(b.shape)}")
@@ -155,7 +163,12 @@ class Linear(Function):
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:  # noqa: A002
-    """input @ weight.T + bias; input (IN,) or (..., IN), weight (OUT, IN), bias (OUT,)."""
+    """input @ weight.T + bias; input (IN,) or (..., IN), weight (OUT, IN), bias (OUT,).
+
+    >>> w, b = gd.tensor([[1.0, 2.0]]), gd.tensor([0.5])
+    >>> F.linear(gd.tensor([[3.0, 4.0]]), w, b).tolist()
+    [[11.5]]
+    """
     if not isinstance(input, Tensor):
         raise TypeError(f"linear: argument 'input' must be a Tensor, got {type(input).__name__}")
     if not isinstance(weight, Tensor):

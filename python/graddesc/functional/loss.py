@@ -78,12 +78,20 @@ class Softmax(Function):
 
 
 def softmax(x: Tensor, dim: Optional[int] = None, dtype: Any = None) -> Tensor:
-    """exp(x) / sum(exp(x)) along dim, computed stably (max-subtracted)."""
+    """exp(x) / sum(exp(x)) along dim, computed stably (max-subtracted).
+
+    >>> gd.softmax(gd.zeros(1, 4), dim=1).tolist()
+    [[0.25, 0.25, 0.25, 0.25]]
+    """
     return _softmax(x, dim, dtype, False, "softmax")
 
 
 def log_softmax(x: Tensor, dim: Optional[int] = None, dtype: Any = None) -> Tensor:
-    """x - logsumexp(x) along dim, computed stably."""
+    """x - logsumexp(x) along dim, computed stably.
+
+    >>> round(gd.log_softmax(gd.zeros(2), dim=0)[0].item(), 4)
+    -0.6931
+    """
     return _softmax(x, dim, dtype, True, "log_softmax")
 
 
@@ -160,7 +168,12 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
                   ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy from logits (N, C) (or (C,), or (N, C, d1, ...)) and class-index
-    targets (N,) (int64); or class-probability targets shaped like the input."""
+    targets (N,) (int64); or class-probability targets shaped like the input.
+
+    >>> logits = gd.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(F.cross_entropy(logits, gd.tensor([0, 1])).item(), 4)
+    0.1269
+    """
     op = "cross_entropy"
     _check_float(input, op)
     if reduction not in _REDUCTIONS:
@@ -260,7 +273,11 @@ def _check_targets(td: np.ndarray, C: int, ignore_index: int, op: str) -> None:
 
 def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,  # noqa: A002
              ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    """-input[n, target[n]] from log-probabilities (N, C)."""
+    """-input[n, target[n]] from log-probabilities (N, C).
+
+    >>> F.nll_loss(gd.tensor([[-0.5, -1.0], [-2.0, -0.25]]), gd.tensor([0, 1])).item()
+    0.375
+    """
     op = "nll_loss"
     _check_float(input, op)
     if input.ndim != 2:
@@ -337,7 +354,13 @@ def _check_pair(input: Any, target: Any, op: str) -> None:  # noqa: A002
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
-    """(input - target)^2, reduced; shapes must match or broadcast."""
+    """(input - target)^2, reduced; shapes must match or broadcast.
+
+    >>> F.mse_loss(gd.tensor([1.0, 2.0]), gd.tensor([0.0, 0.0])).item()
+    2.5
+    >>> F.mse_loss(gd.tensor([1.0, 2.0]), gd.tensor([0.0, 0.0]), reduction="none").tolist()
+    [1.0, 4.0]
+    """
     op = "mse_loss"
     _check_pair(input, target, op)
     if reduction not in _REDUCTIONS:
@@ -361,7 +384,11 @@ def _check_broadcast(input: Tensor, target: Tensor, op: str) -> None:  # noqa: A
 
 
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
-    """|input - target|, reduced."""
+    """|input - target|, reduced.
+
+    >>> F.l1_loss(gd.tensor([1.0, -3.0]), gd.tensor([0.0, 0.0])).item()
+    2.0
+    """
     _check_pair(input, target, "l1_loss")
     _check_broadcast(input, target, "l1_loss")
     return _reduce(ew.abs(input - target), reduction, "l1_loss")
@@ -410,7 +437,11 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor]
     """-(y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1]; logs clamped at -100.
 
     input and target must hold values in [0, 1] (NaN included in neither), else ValueError, as
-    PyTorch refuses them; see BinaryCrossEntropy for the gradient at p = 0 or 1."""
+    PyTorch refuses them; see BinaryCrossEntropy for the gradient at p = 0 or 1.
+
+    >>> round(F.binary_cross_entropy(gd.tensor([0.5]), gd.tensor([1.0])).item(), 4)
+    0.6931
+    """
     op = "binary_cross_entropy"
     _check_pair(input, target, op)
     if input.shape != target.shape:
@@ -430,7 +461,11 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor]
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A002
                                      weight: Optional[Tensor] = None, reduction: str = "mean",
                                      pos_weight: Optional[Tensor] = None) -> Tensor:
-    """BCE of sigmoid(input), computed stably as softplus(-x) + (1 - y) x."""
+    """BCE of sigmoid(input), computed stably as softplus(-x) + (1 - y) x.
+
+    >>> round(F.binary_cross_entropy_with_logits(gd.tensor([0.0]), gd.tensor([1.0])).item(), 4)
+    0.6931
+    """
     op = "binary_cross_entropy_with_logits"
     _check_pair(input, target, op)
     if input.shape != target.shape:
@@ -453,7 +488,11 @@ def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,  # 
 
     Targets are meant to be 1 or -1. Any other value gets PyTorch's result, the sum of both
     terms, x + max(0, margin - x) (PyTorch computes it without complaint, and a check would
-    read the targets on the host, which a step recorded by gd.compile must not do)."""
+    read the targets on the host, which a step recorded by gd.compile must not do).
+
+    >>> F.hinge_embedding_loss(gd.tensor([0.25, 0.5]), gd.tensor([1.0, -1.0])).item()
+    0.375
+    """
     op = "hinge_embedding_loss"
     _check_pair(input, target, op)
     _check_broadcast(input, target, op)

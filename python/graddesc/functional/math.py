@@ -69,19 +69,31 @@ class Cos(Function):
 
 
 def sin(x: Tensor) -> Tensor:
-    """Elementwise sine."""
+    """Elementwise sine.
+
+    >>> gd.sin(gd.tensor([0.0])).tolist()
+    [0.0]
+    """
     _check_float(x, "sin")
     return Sin.apply(x)
 
 
 def cos(x: Tensor) -> Tensor:
-    """Elementwise cosine."""
+    """Elementwise cosine.
+
+    >>> gd.cos(gd.tensor([0.0])).tolist()
+    [1.0]
+    """
     _check_float(x, "cos")
     return Cos.apply(x)
 
 
 def square(x: Tensor) -> Tensor:
-    """x * x (differentiable through mul)."""
+    """x * x (differentiable through mul).
+
+    >>> gd.square(gd.tensor([3.0])).tolist()
+    [9.0]
+    """
     _check_tensor(x, "square")
     return ew.mul(x, x)
 
@@ -101,7 +113,11 @@ class _Step(Function):
 
 
 def floor(x: Tensor) -> Tensor:
-    """Elementwise floor (gradient 0)."""
+    """Elementwise floor (gradient 0).
+
+    >>> gd.floor(gd.tensor([1.5, -1.5])).tolist()
+    [1.0, -2.0]
+    """
     _check_tensor(x, "floor")
     if x._data.dtype.kind != "f":
         return x.clone()
@@ -109,7 +125,11 @@ def floor(x: Tensor) -> Tensor:
 
 
 def ceil(x: Tensor) -> Tensor:
-    """Elementwise ceiling (gradient 0)."""
+    """Elementwise ceiling (gradient 0).
+
+    >>> gd.ceil(gd.tensor([1.5, -1.5])).tolist()
+    [2.0, -1.0]
+    """
     _check_tensor(x, "ceil")
     if x._data.dtype.kind != "f":
         return x.clone()
@@ -117,7 +137,11 @@ def ceil(x: Tensor) -> Tensor:
 
 
 def round(x: Tensor, decimals: int = 0) -> Tensor:  # noqa: A001
-    """Rounds half to even (as PyTorch and NumPy), to `decimals` decimal places (gradient 0)."""
+    """Rounds half to even (as PyTorch and NumPy), to `decimals` decimal places (gradient 0).
+
+    >>> gd.round(gd.tensor([0.5, 1.5, 2.4])).tolist()  # halves to even
+    [0.0, 2.0, 2.0]
+    """
     _check_tensor(x, "round")
     if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)):
         raise TypeError(f"round: decimals must be an int, got {type(decimals).__name__}")
@@ -138,12 +162,20 @@ def _bool_reduce(x: Tensor, dim: Any, keepdim: bool, fn: Any, op: str) -> Tensor
 
 
 def all(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001
-    """True where every element (along dim) is nonzero; a bool tensor."""
+    """True where every element (along dim) is nonzero; a bool tensor.
+
+    >>> gd.all(gd.tensor([True, False])).item()
+    False
+    """
     return _bool_reduce(x, dim, keepdim, np.all, "all")
 
 
 def any(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001
-    """True where some element (along dim) is nonzero; a bool tensor."""
+    """True where some element (along dim) is nonzero; a bool tensor.
+
+    >>> gd.any(gd.tensor([True, False])).item()
+    True
+    """
     return _bool_reduce(x, dim, keepdim, np.any, "any")
 
 
@@ -194,7 +226,11 @@ class Prod(Function):
 
 def prod(x: Tensor, dim: Optional[int] = None, keepdim: bool = False,
          dtype: Any = None) -> Tensor:
-    """The product of all elements, or along one dim."""
+    """The product of all elements, or along one dim.
+
+    >>> gd.prod(gd.tensor([2.0, 3.0, 4.0])).item()
+    24.0
+    """
     _check_tensor(x, "prod")
     _check_keepdim(keepdim, "prod")
     if dtype is not None:
@@ -279,7 +315,11 @@ class Norm(Function):
 def norm(x: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False,
          dtype: Any = None) -> Tensor:
     """The vector p-norm of x (all elements, or over dim): p a number, inf, -inf, or 'fro'
-    (the 2-norm of the elements, as torch.norm). 'nuc' is not supported."""
+    (the 2-norm of the elements, as torch.norm). 'nuc' is not supported.
+
+    >>> gd.norm(gd.tensor([3.0, 4.0])).item()
+    5.0
+    """
     _check_float(x, "norm")
     _check_keepdim(keepdim, "norm")
     if dtype is not None:

@@ -40,7 +40,11 @@ def _check_same_shape(input: Tensor, target: Tensor, op: str) -> None:  # noqa: 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
             generator: Optional[_random.Generator] = None) -> Tensor:
     """Zeros each element with probability p and scales the rest by 1/(1-p) (training only);
-    the mask is drawn from graddesc's generator (gd.manual_seed), so runs repeat."""
+    the mask is drawn from graddesc's generator (gd.manual_seed), so runs repeat.
+
+    >>> F.dropout(gd.ones(4), p=0.5, training=False).tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
     _check_float(input, "input", "dropout")
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
         raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
@@ -58,14 +62,22 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    """x * sigmoid(x)."""
+    """x * sigmoid(x).
+
+    >>> F.silu(gd.tensor([0.0])).tolist()
+    [0.0]
+    """
     _check_float(input, "input", "silu")
     return ew.mul(input, act.sigmoid(input))
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """An int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index;
-    num_classes=-1 uses max + 1."""
+    num_classes=-1 uses max + 1.
+
+    >>> F.one_hot(gd.tensor([0, 2]), num_classes=3).tolist()
+    [[1, 0, 0], [0, 0, 1]]
+    """
     _check_tensor(tensor, "tensor", "one_hot")
     a = tensor._data
     if a.dtype != np.int64:
@@ -91,7 +103,11 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:  # noqa: A002
-    """input / max(||input||_p over dim, eps): unit vectors along dim."""
+    """input / max(||input||_p over dim, eps): unit vectors along dim.
+
+    >>> F.normalize(gd.tensor([[3.0, 4.0]]), dim=1).tolist()
+    [[0.6000000238418579, 0.800000011920929]]
+    """
     _check_float(input, "input", "normalize")
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
         raise ValueError(f"normalize: eps must be a non-negative number, got {eps!r}")
@@ -102,7 +118,11 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -
 
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean",  # noqa: A002
                delta: float = 1.0) -> Tensor:
-    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), for d = input - target."""
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), for d = input - target.
+
+    >>> F.huber_loss(gd.tensor([0.5, 3.0]), gd.tensor([0.0, 0.0]), reduction="none").tolist()
+    [0.125, 2.5]
+    """
     _check_same_shape(input, target, "huber_loss")
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or delta <= 0:
         raise ValueError(f"huber_loss: delta must be positive, got {delta!r}")
@@ -114,7 +134,11 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean",  # noqa: 
 
 def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean",  # noqa: A002
                    beta: float = 1.0) -> Tensor:
-    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta = 0: the L1 loss)."""
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta = 0: the L1 loss).
+
+    >>> F.smooth_l1_loss(gd.tensor([0.5, 3.0]), gd.tensor([0.0, 0.0]), reduction="none").tolist()
+    [0.125, 2.5]
+    """
     _check_same_shape(input, target, "smooth_l1_loss")
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
         raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta!r}")
@@ -131,7 +155,12 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean",  # noqa: A002
            log_target: bool = False) -> Tensor:
     """Pointwise target * (log target - input), input being log-probabilities (PyTorch's
     convention); 0 where target is 0. 'batchmean' divides the sum by input.shape[0], which is
-    the mathematical KL divergence per sample ('mean' divides by every element)."""
+    the mathematical KL divergence per sample ('mean' divides by every element).
+
+    >>> p = gd.tensor([0.5, 0.5])
+    >>> F.kl_div(gd.log(p), p, reduction="sum").item()
+    0.0
+    """
     _check_same_shape(input, target, "kl_div")
     if not isinstance(log_target, bool):
         raise TypeError(f"kl_div: log_target must be a bool, got {type(log_target).__name__}")

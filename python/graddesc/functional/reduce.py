@@ -77,7 +77,12 @@ def _keep_shape(shape: tuple, dims: Optional[tuple]) -> tuple:
 
 
 def sum(x: Tensor, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:  # noqa: A001
-    """Sum over `dim` (an int, a tuple, or None for all elements)."""
+    """Sum over `dim` (an int, a tuple, or None for all elements).
+
+    >>> x = gd.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> gd.sum(x).item(), gd.sum(x, dim=0).tolist()
+    (10.0, [4.0, 6.0])
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"sum: expected a Tensor, got {type(x).__name__}")
     if dtype is not None:
@@ -89,7 +94,11 @@ def sum(x: Tensor, dim: Any = None, keepdim: bool = False, dtype: Any = None) ->
 
 
 def mean(x: Tensor, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
-    """Mean over `dim`; a mean over zero elements is NaN, as in PyTorch."""
+    """Mean over `dim`; a mean over zero elements is NaN, as in PyTorch.
+
+    >>> gd.mean(gd.tensor([[1.0, 2.0], [3.0, 4.0]]), dim=1).tolist()
+    [1.5, 3.5]
+    """
     if dtype is not None:
         x = x.to(dtype)
     if x._data.dtype.kind != "f":
@@ -250,12 +259,23 @@ class MaxAll(Function):
 
 
 def max(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
-    """max of all elements, or (values, indices) over `dim`; max(x, other) is elementwise."""
+    """max of all elements, or (values, indices) over `dim`; max(x, other) is elementwise.
+
+    >>> gd.max(gd.tensor([1.0, 5.0, 3.0])).item()
+    5.0
+    >>> values, indices = gd.max(gd.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=1)
+    >>> values.tolist(), indices.tolist()
+    ([5.0, 7.0], [1, 0])
+    """
     return _max_min(x, dim, keepdim, True)
 
 
 def min(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
-    """min of all elements, or (values, indices) over `dim`; min(x, other) is elementwise."""
+    """min of all elements, or (values, indices) over `dim`; min(x, other) is elementwise.
+
+    >>> gd.min(gd.tensor([4.0, 2.0, 3.0])).item()
+    2.0
+    """
     return _max_min(x, dim, keepdim, False)
 
 
@@ -279,12 +299,20 @@ def _max_min(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Any:
 
 
 def amax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """Max over `dim` (an int, a tuple, or None for all); ties share the gradient evenly."""
+    """Max over `dim` (an int, a tuple, or None for all); ties share the gradient evenly.
+
+    >>> gd.amax(gd.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=0).tolist()
+    [7.0, 5.0]
+    """
     return _amax_amin(x, dim, keepdim, True)
 
 
 def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """Min over `dim` (an int, a tuple, or None for all); ties share the gradient evenly."""
+    """Min over `dim` (an int, a tuple, or None for all); ties share the gradient evenly.
+
+    >>> gd.amin(gd.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=0).tolist()
+    [1.0, 2.0]
+    """
     return _amax_amin(x, dim, keepdim, False)
 
 
@@ -296,12 +324,20 @@ def _amax_amin(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
 
 
 def argmax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """Index of the largest element (flat if dim is None); never differentiable."""
+    """Index of the largest element (flat if dim is None); never differentiable.
+
+    >>> gd.argmax(gd.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=1).tolist()
+    [1, 0]
+    """
     return _arg(x, dim, keepdim, True)
 
 
 def argmin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """Index of the smallest element (flat if dim is None); never differentiable."""
+    """Index of the smallest element (flat if dim is None); never differentiable.
+
+    >>> gd.argmin(gd.tensor([3.0, 1.0, 2.0])).item()
+    1
+    """
     return _arg(x, dim, keepdim, False)
 
 
@@ -385,7 +421,11 @@ class VarStd(Function):
 
 def var(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
         correction: Any = None) -> Tensor:
-    """Variance with Bessel's correction by default (correction=1), as in PyTorch."""
+    """Variance with Bessel's correction by default (correction=1), as in PyTorch.
+
+    >>> gd.var(gd.tensor([1.0, 3.0])).item()
+    2.0
+    """
     if _is_kernel_float(x._data):
         dims = _dims(dim, x.ndim, "var")
         return VarStd.apply(x, dims or None, _correction(unbiased, correction), bool(keepdim),
@@ -408,7 +448,11 @@ def _var_numpy(x: Tensor, dim: Any, unbiased: Any, keepdim: bool, correction: An
 
 def std(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
         correction: Any = None) -> Tensor:
-    """Standard deviation, the square root of var(x, dim, unbiased, keepdim, correction)."""
+    """Standard deviation, the square root of var(x, dim, unbiased, keepdim, correction).
+
+    >>> gd.std(gd.tensor([1.0, 3.0])).item()  # unbiased by default, as in PyTorch
+    1.4142135381698608
+    """
     from graddesc.functional import elementwise as ew
 
     if _is_kernel_float(x._data):
@@ -419,7 +463,11 @@ def std(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False,
 
 
 def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
-    """log(sum(exp(x), dim)), max-shifted so it never overflows."""
+    """log(sum(exp(x), dim)), max-shifted so it never overflows.
+
+    >>> round(gd.logsumexp(gd.tensor([0.0, 0.0]), dim=0).item(), 4)
+    0.6931
+    """
     from graddesc.functional import activation as act
 
     if _is_kernel_float(x._data):

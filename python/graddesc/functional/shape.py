@@ -89,7 +89,11 @@ class Reshape(Function):
 
 
 def reshape(x: Tensor, *shape: Any) -> Tensor:
-    """The same elements in a new shape (a view when possible); one dim may be -1."""
+    """The same elements in a new shape (a view when possible); one dim may be -1.
+
+    >>> gd.reshape(gd.arange(6), (2, -1)).tolist()
+    [[0, 1, 2], [3, 4, 5]]
+    """
     s = _resolve_shape(shape, x._data.size, "reshape")
     return Reshape.apply(x, s, False)
 
@@ -104,7 +108,11 @@ def view(x: Tensor, *shape: Any) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    """Merges dims start_dim..end_dim into one."""
+    """Merges dims start_dim..end_dim into one.
+
+    >>> tuple(gd.flatten(gd.zeros(2, 3, 4), start_dim=1).shape)
+    (2, 12)
+    """
     if x.ndim == 0:
         return reshape(x, 1)
     s = _norm_dim(start_dim, x.ndim, "flatten")
@@ -130,6 +138,11 @@ class Permute(Function):
 
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
+    """The dims of x reordered as `dims` (a view: no data is copied).
+
+    >>> tuple(gd.permute(gd.zeros(2, 3, 4), (2, 0, 1)).shape)
+    (4, 2, 3)
+    """
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     if len(dims) != x.ndim:
@@ -142,7 +155,11 @@ def permute(x: Tensor, *dims: Any) -> Tensor:
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
-    """Swaps two dims (a view)."""
+    """Swaps two dims (a view).
+
+    >>> gd.transpose(gd.tensor([[1, 2], [3, 4]]), 0, 1).tolist()
+    [[1, 3], [2, 4]]
+    """
     if x.ndim == 0:
         return Permute.apply(x, ())
     a = _norm_dim(dim0, x.ndim, "transpose")
@@ -193,7 +210,11 @@ def expand_as(x: Tensor, other: Tensor) -> Tensor:
 
 
 def squeeze(x: Tensor, dim: Any = None) -> Tensor:
-    """Removes size-1 dims (all, or the given ones when they have size 1)."""
+    """Removes size-1 dims (all, or the given ones when they have size 1).
+
+    >>> tuple(gd.squeeze(gd.zeros(1, 3, 1)).shape)
+    (3,)
+    """
     if dim is None:
         shape = tuple(s for s in x.shape if s != 1)
     else:
@@ -204,7 +225,11 @@ def squeeze(x: Tensor, dim: Any = None) -> Tensor:
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    """Inserts a size-1 dim at `dim` (-ndim-1 <= dim <= ndim)."""
+    """Inserts a size-1 dim at `dim` (-ndim-1 <= dim <= ndim).
+
+    >>> tuple(gd.unsqueeze(gd.zeros(3), 0).shape)
+    (1, 3)
+    """
     nd = x.ndim + 1
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not -nd <= dim < nd:
         raise IndexError(f"unsqueeze: Dimension out of range (expected to be in range of "
@@ -461,7 +486,11 @@ class Cat(Function):
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    """Joins tensors along an existing dim."""
+    """Joins tensors along an existing dim.
+
+    >>> gd.cat([gd.zeros(2), gd.ones(1)]).tolist()
+    [0.0, 0.0, 1.0]
+    """
     ts = list(tensors)
     if not ts:
         raise RuntimeError("cat(): expected a non-empty list of Tensors")
@@ -488,7 +517,11 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    """Joins same-shape tensors along a new dim."""
+    """Joins same-shape tensors along a new dim.
+
+    >>> tuple(gd.stack([gd.zeros(3), gd.ones(3)]).shape)
+    (2, 3)
+    """
     ts = list(tensors)
     if not ts:
         raise RuntimeError("stack expects a non-empty TensorList")
@@ -532,7 +565,11 @@ def contiguous(x: Tensor) -> Tensor:
 
 
 def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple:
-    """Splits into chunks of a given size, or of the listed sizes, along dim (views)."""
+    """Splits into chunks of a given size, or of the listed sizes, along dim (views).
+
+    >>> [p.tolist() for p in gd.split(gd.arange(5), 2)]
+    [[0, 1], [2, 3], [4]]
+    """
     d = _norm_dim(dim, x.ndim, "split")
     n = x.shape[d]
     if isinstance(split_size_or_sections, int):
@@ -557,6 +594,12 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple:
 
 
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
+    """x split into `chunks` pieces along `dim` (each of ceil(n / chunks) elements, the last
+    may be smaller), as a tuple of views.
+
+    >>> [c.tolist() for c in gd.chunk(gd.arange(5), 2)]
+    [[0, 1, 2], [3, 4]]
+    """
     d = _norm_dim(dim, x.ndim, "chunk")
     n = x.shape[d]
     size = -(-n // chunks) if chunks > 0 else 0

@@ -77,7 +77,12 @@ def _sort_idx(a: np.ndarray, dim: int, descending: bool) -> np.ndarray:
 
 
 def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
-    """(values, indices) of x sorted along dim; NaN counts as the largest value."""
+    """(values, indices) of x sorted along dim; NaN counts as the largest value.
+
+    >>> values, indices = gd.sort(gd.tensor([3.0, 1.0, 2.0]))
+    >>> values.tolist(), indices.tolist()
+    ([1.0, 2.0, 3.0], [1, 2, 0])
+    """
     _check(x, "sort")
     _check_bool(descending, "descending", "sort")
     _check_bool(stable, "stable", "sort")
@@ -90,12 +95,21 @@ def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = Fals
 
 
 def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
-    """The indices that sort x along dim."""
+    """The indices that sort x along dim.
+
+    >>> gd.argsort(gd.tensor([3.0, 1.0, 2.0])).tolist()
+    [1, 2, 0]
+    """
     return sort(x, dim, descending, stable).indices
 
 
 def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
-    """(values, indices) of the k largest (or smallest) entries along dim, in sorted order."""
+    """(values, indices) of the k largest (or smallest) entries along dim, in sorted order.
+
+    >>> values, indices = gd.topk(gd.tensor([3.0, 1.0, 2.0]), 2)
+    >>> values.tolist(), indices.tolist()
+    ([3.0, 2.0], [0, 2])
+    """
     _check(x, "topk")
     _check_bool(largest, "largest", "topk")
     _check_bool(sorted, "sorted", "topk")
@@ -150,7 +164,11 @@ def _scan_args(x: Any, dim: Any, dtype: Any, op: str) -> tuple:
 
 
 def cumsum(x: Tensor, dim: int, dtype: Any = None) -> Tensor:
-    """Cumulative sums along dim."""
+    """Cumulative sums along dim.
+
+    >>> gd.cumsum(gd.tensor([1, 2, 3]), dim=0).tolist()
+    [1, 3, 6]
+    """
     x, d = _scan_args(x, dim, dtype, "cumsum")
     if d is None:
         return x.clone()
@@ -192,7 +210,11 @@ class Cumprod(Function):
 
 
 def cumprod(x: Tensor, dim: int, dtype: Any = None) -> Tensor:
-    """Cumulative products along dim."""
+    """Cumulative products along dim.
+
+    >>> gd.cumprod(gd.tensor([1.0, 2.0, 3.0]), dim=0).tolist()
+    [1.0, 2.0, 6.0]
+    """
     x, d = _scan_args(x, dim, dtype, "cumprod")
     if d is None:
         return x.clone()

@@ -15,7 +15,13 @@ from graddesc.nn.parameter import Parameter
 
 class Dropout(Module):
     """Zeros inputs with probability p and scales the rest by 1/(1-p) in training mode; the
-    identity in eval mode (model.eval())."""
+    identity in eval mode (model.eval()).
+
+    >>> drop = nn.Dropout(p=0.5)
+    >>> _ = drop.eval()
+    >>> drop(gd.ones(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
@@ -32,6 +38,11 @@ class Dropout(Module):
 
 
 class SiLU(Module):
+    """x * sigmoid(x) elementwise (also called swish).
+
+    >>> [round(v, 4) for v in nn.SiLU()(gd.tensor([0.0, 1.0])).tolist()]
+    [0.0, 0.7311]
+    """
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
 
@@ -40,7 +51,12 @@ class SiLU(Module):
 
 
 class ModuleDict(Module):
-    """Modules by name, registered as submodules (in insertion order)."""
+    """Modules by name, registered as submodules (in insertion order).
+
+    >>> layers = nn.ModuleDict({"enc": nn.Linear(4, 2), "dec": nn.Linear(2, 4)})
+    >>> list(layers.keys()), len(list(layers.parameters()))
+    (['enc', 'dec'], 4)
+    """
 
     def __init__(self, modules: Optional[Any] = None) -> None:
         super().__init__()
@@ -100,7 +116,12 @@ def _as_parameter(value: Any, where: str) -> Any:
 
 
 class ParameterList(Module):
-    """Parameters in a list, registered under the names '0', '1', ..."""
+    """Parameters in a list, registered under the names '0', '1', ...
+
+    >>> params = nn.ParameterList([nn.Parameter(gd.zeros(2)), nn.Parameter(gd.ones(3))])
+    >>> [tuple(p.shape) for p in params]
+    [(2,), (3,)]
+    """
 
     def __init__(self, values: Optional[Iterable[Any]] = None) -> None:
         super().__init__()
@@ -140,7 +161,12 @@ class ParameterList(Module):
 
 
 class ParameterDict(Module):
-    """Parameters by name, registered under those names (in insertion order)."""
+    """Parameters by name, registered under those names (in insertion order).
+
+    >>> params = nn.ParameterDict({"w": nn.Parameter(gd.zeros(2))})
+    >>> tuple(params["w"].shape)
+    (2,)
+    """
 
     def __init__(self, parameters: Optional[Any] = None) -> None:
         super().__init__()
@@ -194,6 +220,12 @@ class _Loss(Module):
 
 
 class HuberLoss(_Loss):
+    """0.5 (x - y)**2 where |x - y| < delta, delta (|x - y| - 0.5 delta) elsewhere, reduced as
+    `reduction` says.
+
+    >>> nn.HuberLoss(reduction="none")(gd.tensor([0.5, 3.0]), gd.tensor([0.0, 0.0])).tolist()
+    [0.125, 2.5]
+    """
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)
         self.delta = delta
@@ -203,6 +235,12 @@ class HuberLoss(_Loss):
 
 
 class SmoothL1Loss(_Loss):
+    """0.5 (x - y)**2 / beta where |x - y| < beta, |x - y| - 0.5 beta elsewhere, reduced as
+    `reduction` says.
+
+    >>> nn.SmoothL1Loss(reduction="none")(gd.tensor([0.5, 3.0]), gd.tensor([0.0, 0.0])).tolist()
+    [0.125, 2.5]
+    """
     def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
         super().__init__(reduction)
         self.beta = beta
@@ -213,7 +251,12 @@ class SmoothL1Loss(_Loss):
 
 class KLDivLoss(_Loss):
     """KL divergence with input as log-probabilities; reduction='batchmean' is the per-sample
-    divergence ('mean', PyTorch's default, averages over every element)."""
+    divergence ('mean', PyTorch's default, averages over every element).
+
+    >>> p = gd.tensor([[0.5, 0.5]])
+    >>> nn.KLDivLoss(reduction="batchmean")(gd.log(p), p).item()
+    0.0
+    """
 
     _reductions = ("mean", "sum", "none", "batchmean")
 

@@ -15,7 +15,11 @@ def _check(t: Any, fn: str) -> None:
 
 
 def calculate_gain(nonlinearity: str, param: Optional[float] = None) -> float:
-    """The recommended gain for a nonlinearity (PyTorch's table)."""
+    """The recommended gain for a nonlinearity (PyTorch's table).
+
+    >>> round(nn.init.calculate_gain("relu"), 4)
+    1.4142
+    """
     linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
               "conv_transpose3d", "sigmoid")
     if nonlinearity in linear:
@@ -43,32 +47,64 @@ def _fans(t: Tensor) -> tuple:
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Tensor:
+    """Fills `t` in place with samples of U(a, b); returns `t`.
+
+    >>> w = nn.init.uniform_(gd.empty(1000), -1.0, 1.0)
+    >>> bool((w >= -1).all() and (w < 1).all())
+    True
+    """
     _check(t, "uniform_")
     with no_grad():
         return t.uniform_(a, b, generator=generator)
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> Tensor:
+    """Fills `t` in place with samples of N(mean, std**2); returns `t`.
+
+    >>> w = nn.init.normal_(gd.empty(10000), mean=3.0, std=0.1)
+    >>> round(w.mean().item(), 1)
+    3.0
+    """
     _check(t, "normal_")
     with no_grad():
         return t.normal_(mean, std, generator=generator)
 
 
 def constant_(t: Tensor, val: float) -> Tensor:
+    """Fills `t` in place with `val` (no gradient is recorded); returns `t`.
+
+    >>> nn.init.constant_(gd.empty(3), 0.5).tolist()
+    [0.5, 0.5, 0.5]
+    """
     _check(t, "constant_")
     with no_grad():
         return t.fill_(val)
 
 
 def zeros_(t: Tensor) -> Tensor:
+    """Fills `t` in place with zeros; returns `t`.
+
+    >>> nn.init.zeros_(gd.ones(2)).tolist()
+    [0.0, 0.0]
+    """
     return constant_(t, 0.0)
 
 
 def ones_(t: Tensor) -> Tensor:
+    """Fills `t` in place with ones; returns `t`.
+
+    >>> nn.init.ones_(gd.zeros(2)).tolist()
+    [1.0, 1.0]
+    """
     return constant_(t, 1.0)
 
 
 def eye_(t: Tensor) -> Tensor:
+    """Fills the 2-d tensor `t` in place with the identity (ones on the diagonal); returns `t`.
+
+    >>> nn.init.eye_(gd.empty(2, 3)).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    """
     import numpy as np
 
     _check(t, "eye_")
@@ -79,20 +115,36 @@ def eye_(t: Tensor) -> Tensor:
 
 
 def xavier_uniform_(t: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
-    """U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out))."""
+    """U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)).
+
+    >>> w = nn.init.xavier_uniform_(gd.empty(30, 20))
+    >>> bool(w.abs().max() <= (6 / 50) ** 0.5)
+    True
+    """
     fan_in, fan_out = _fans(t)
     a = gain * math.sqrt(6.0 / float(fan_in + fan_out))
     return uniform_(t, -a, a, generator)
 
 
 def xavier_normal_(t: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
+    """N(0, std**2) with std = gain * sqrt(2 / (fan_in + fan_out)), in place; returns `t`.
+
+    >>> w = nn.init.xavier_normal_(gd.empty(200, 300))
+    >>> round(w.std().item(), 2)
+    0.06
+    """
     fan_in, fan_out = _fans(t)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
 
 
 def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu", generator: Any = None) -> Tensor:
-    """U(-b, b) with b = gain * sqrt(3 / fan)."""
+    """U(-b, b) with b = gain * sqrt(3 / fan).
+
+    >>> w = nn.init.kaiming_uniform_(gd.empty(30, 20), nonlinearity="relu")
+    >>> bool(w.abs().max() <= (6 / 20) ** 0.5)
+    True
+    """
     fan_in, fan_out = _fans(t)
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"kaiming_uniform_: mode must be 'fan_in' or 'fan_out', got {mode!r}")
@@ -105,6 +157,13 @@ def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
 
 def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu", generator: Any = None) -> Tensor:
+    """N(0, std**2) with std = gain / sqrt(fan) (fan_in or fan_out by `mode`), in place;
+    returns `t`.
+
+    >>> w = nn.init.kaiming_normal_(gd.empty(100, 200), nonlinearity="relu")
+    >>> round(w.std().item(), 1)
+    0.1
+    """
     fan_in, fan_out = _fans(t)
     fan = fan_in if mode == "fan_in" else fan_out
     if fan == 0:

@@ -17,7 +17,18 @@ from graddesc.nn.parameter import Parameter
 
 
 class Module:
-    """Base class of models: subclasses define forward(); calling the module runs it."""
+    """Base class of models: subclasses define forward(); calling the module runs it.
+
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = nn.Linear(3, 1)
+    ...     def forward(self, x):
+    ...         return self.fc(x)
+    >>> net = Net()
+    >>> [name for name, _ in net.named_parameters()]
+    ['fc.weight', 'fc.bias']
+    """
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())

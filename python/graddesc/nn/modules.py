@@ -27,7 +27,12 @@ def _positive_int(v: Any, name: str, cls: str) -> int:
 
 
 class Linear(Module):
-    """y = x W^T + b, W of shape (out_features, in_features); PyTorch's default init."""
+    """y = x W^T + b, W of shape (out_features, in_features); PyTorch's default init.
+
+    >>> layer = nn.Linear(3, 2)
+    >>> tuple(layer.weight.shape), tuple(layer(gd.randn(5, 3)).shape)
+    ((2, 3), (5, 2))
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device: Any = None, dtype: Any = None) -> None:
@@ -61,6 +66,11 @@ class Linear(Module):
 
 
 class Identity(Module):
+    """Returns its input unchanged (any constructor arguments are ignored, as in PyTorch).
+
+    >>> nn.Identity()(gd.tensor([1.0, 2.0])).tolist()
+    [1.0, 2.0]
+    """
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
 
@@ -69,6 +79,11 @@ class Identity(Module):
 
 
 class Flatten(Module):
+    """Flattens dims `start_dim` to `end_dim` into one (by default all but the batch dim).
+
+    >>> tuple(nn.Flatten()(gd.zeros(4, 8, 8)).shape)
+    (4, 64)
+    """
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
@@ -81,6 +96,11 @@ class Flatten(Module):
 
 
 class ReLU(Module):
+    """max(0, x) elementwise, the lecture's usual nonlinearity.
+
+    >>> nn.ReLU()(gd.tensor([-1.0, 0.5])).tolist()
+    [0.0, 0.5]
+    """
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
@@ -90,6 +110,11 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
+    """x where x >= 0, `negative_slope` * x elsewhere.
+
+    >>> nn.LeakyReLU(0.5)(gd.tensor([-2.0, 3.0])).tolist()
+    [-1.0, 3.0]
+    """
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
         self.negative_slope = negative_slope
@@ -102,16 +127,31 @@ class LeakyReLU(Module):
 
 
 class Tanh(Module):
+    """The hyperbolic tangent, elementwise.
+
+    >>> nn.Tanh()(gd.tensor([0.0])).tolist()
+    [0.0]
+    """
     def forward(self, x: Tensor) -> Tensor:
         return act.tanh(x)
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)), elementwise.
+
+    >>> nn.Sigmoid()(gd.tensor([0.0])).tolist()
+    [0.5]
+    """
     def forward(self, x: Tensor) -> Tensor:
         return act.sigmoid(x)
 
 
 class Softplus(Module):
+    """log(1 + exp(beta x)) / beta elementwise (x itself where beta x > threshold).
+
+    >>> round(nn.Softplus()(gd.tensor([0.0])).item(), 4)
+    0.6931
+    """
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
         self.beta, self.threshold = beta, threshold
@@ -121,6 +161,11 @@ class Softplus(Module):
 
 
 class GELU(Module):
+    """x times the standard normal CDF of x (`approximate="tanh"`: the tanh approximation).
+
+    >>> [round(v, 4) for v in nn.GELU()(gd.tensor([0.0, 1.0])).tolist()]
+    [0.0, 0.8413]
+    """
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         if approximate not in ("none", "tanh"):
@@ -132,6 +177,11 @@ class GELU(Module):
 
 
 class Softmax(Module):
+    """exp(x) normalised to sum to 1 along `dim`.
+
+    >>> nn.Softmax(dim=1)(gd.zeros(1, 4)).tolist()
+    [[0.25, 0.25, 0.25, 0.25]]
+    """
     def __init__(self, dim: Optional[int] = None) -> None:
         super().__init__()
         self.dim = dim
@@ -141,6 +191,11 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    """log(softmax(x)) along `dim`, computed stably.
+
+    >>> round(nn.LogSoftmax(dim=1)(gd.zeros(1, 2))[0, 0].item(), 4)
+    -0.6931
+    """
     def __init__(self, dim: Optional[int] = None) -> None:
         super().__init__()
         self.dim = dim
@@ -150,7 +205,12 @@ class LogSoftmax(Module):
 
 
 class Sequential(Module):
-    """Modules applied in order: Sequential(m1, m2, ...) or Sequential(OrderedDict(...))."""
+    """Modules applied in order: Sequential(m1, m2, ...) or Sequential(OrderedDict(...)).
+
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> tuple(net(gd.randn(3, 4)).shape)
+    (3, 2)
+    """
 
     def __init__(self, *args: Any) -> None:
         super().__init__()
@@ -187,7 +247,12 @@ class Sequential(Module):
 
 
 class ModuleList(Module):
-    """A list of modules whose parameters are registered."""
+    """A list of modules whose parameters are registered.
+
+    >>> layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+    >>> len(layers), len(list(layers.parameters()))
+    (3, 6)
+    """
 
     def __init__(self, modules: Optional[Iterable[Module]] = None) -> None:
         super().__init__()
@@ -227,6 +292,14 @@ class NearestNeighbor(Module):
     forward(x) returns argmin_k ||x - w_k||^2 (int64 indices, not differentiable);
     distances(x) returns the differentiable (B, K) squared distances, so that
     distances(x).min(dim=1).values.mean() trains the prototypes by gradient descent.
+
+    >>> model = nn.NearestNeighbor(2, 2)
+    >>> with gd.no_grad():
+    ...     _ = model.weight.copy_(gd.tensor([[0.0, 0.0], [5.0, 5.0]]))
+    >>> model(gd.tensor([[4.0, 4.5], [0.5, 0.0]])).tolist()
+    [1, 0]
+    >>> tuple(model.distances(gd.randn(3, 2)).shape)
+    (3, 2)
     """
 
     def __init__(self, num_prototypes: int, dim: int, dtype: Any = None) -> None:
@@ -274,17 +347,35 @@ class _Loss(Module):
 
 
 class MSELoss(_Loss):
+    """Squared error (x - y)**2: per sample with `reduction='none'`, averaged with `'mean'`
+    (the default), summed with `'sum'`.
+
+    >>> nn.MSELoss()(gd.tensor([1.0, 2.0]), gd.tensor([0.0, 0.0])).item()
+    2.5
+    >>> nn.MSELoss(reduction="none")(gd.tensor([1.0, 2.0]), gd.tensor([0.0, 0.0])).tolist()
+    [1.0, 4.0]
+    """
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
         return lss.mse_loss(input, target, self.reduction)
 
 
 class L1Loss(_Loss):
+    """Absolute error |x - y|, reduced as `reduction` says ('mean', 'sum' or 'none').
+
+    >>> nn.L1Loss()(gd.tensor([1.0, -3.0]), gd.tensor([0.0, 0.0])).item()
+    2.0
+    """
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
         return lss.l1_loss(input, target, self.reduction)
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy from logits and class indices (or class probabilities)."""
+    """Softmax cross-entropy from logits and class indices (or class probabilities).
+
+    >>> logits = gd.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(nn.CrossEntropyLoss()(logits, gd.tensor([0, 1])).item(), 4)
+    0.1269
+    """
 
     def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100,
                  reduction: str = "mean", label_smoothing: float = 0.0) -> None:
@@ -298,6 +389,13 @@ class CrossEntropyLoss(_Loss):
 
 
 class NLLLoss(_Loss):
+    """Negative log-likelihood of class indices `y` given log-probabilities `x` (N, C): -x[n, y[n]],
+    optionally weighted per class, skipping `ignore_index`.
+
+    >>> x = gd.tensor([[-0.5, -1.0], [-2.0, -0.25]])
+    >>> nn.NLLLoss()(x, gd.tensor([0, 1])).item()
+    0.375
+    """
     def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100,
                  reduction: str = "mean") -> None:
         super().__init__(reduction)
@@ -308,6 +406,11 @@ class NLLLoss(_Loss):
 
 
 class BCELoss(_Loss):
+    """Binary cross-entropy -(y log p + (1 - y) log(1 - p)) of probabilities `p`.
+
+    >>> round(nn.BCELoss()(gd.tensor([0.5]), gd.tensor([1.0])).item(), 4)
+    0.6931
+    """
     def __init__(self, weight: Optional[Tensor] = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
         self.weight = weight
@@ -317,6 +420,12 @@ class BCELoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy of sigmoid(x) computed from the logits `x` (numerically stable);
+    `pos_weight` weighs the positive term.
+
+    >>> round(nn.BCEWithLogitsLoss()(gd.tensor([0.0]), gd.tensor([1.0])).item(), 4)
+    0.6931
+    """
     def __init__(self, weight: Optional[Tensor] = None, reduction: str = "mean",
                  pos_weight: Optional[Tensor] = None) -> None:
         super().__init__(reduction)
@@ -328,6 +437,11 @@ class BCEWithLogitsLoss(_Loss):
 
 
 class HingeEmbeddingLoss(_Loss):
+    """x where y = 1, max(0, margin - x) where y = -1.
+
+    >>> nn.HingeEmbeddingLoss()(gd.tensor([0.25, 0.5]), gd.tensor([1.0, -1.0])).item()
+    0.375
+    """
     def __init__(self, margin: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
         self.margin = margin

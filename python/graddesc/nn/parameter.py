@@ -11,7 +11,12 @@ from graddesc._tensor import Tensor
 
 class Parameter(Tensor):
     """A Tensor that is a module's parameter (requires_grad=True by default); shares memory
-    with the tensor it wraps."""
+    with the tensor it wraps.
+
+    >>> p = nn.Parameter(gd.zeros(2))
+    >>> p.requires_grad, isinstance(p, gd.Tensor)
+    (True, True)
+    """
 
     __slots__ = ()
 

@@ -14,7 +14,15 @@ from graddesc._tensor import Tensor
 def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False, foreach: Any = None) -> Tensor:
     """Scales all gradients together so their joint norm is at most max_norm; returns the
-    norm before clipping."""
+    norm before clipping.
+
+    >>> w = nn.Parameter(gd.zeros(2))
+    >>> w.grad = gd.tensor([3.0, 4.0])
+    >>> nn.utils.clip_grad_norm_([w], max_norm=1.0).item()  # the norm before clipping
+    5.0
+    >>> [round(v, 4) for v in w.grad.tolist()]
+    [0.6, 0.8]
+    """
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad for p in params if p.grad is not None]
     if max_norm < 0 if isinstance(max_norm, (int, float)) else False:
@@ -85,6 +93,12 @@ def clip_grad_value_(parameters: Any, clip_value: float, foreach: Any = None) ->
 
 
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
+    """All the parameters flattened and concatenated into one 1-d tensor, in order.
+
+    >>> layer = nn.Linear(3, 2)
+    >>> tuple(nn.utils.parameters_to_vector(layer.parameters()).shape)
+    (8,)
+    """
     from graddesc.functional.shape import cat
 
     return cat([p.reshape(-1) for p in parameters])

@@ -24,7 +24,13 @@ from graddesc.autograd.function import AccumulateGrad, node_name
 
 class Graph:
     """A drawn graph: `.dot` is Graphviz DOT text; `.svg()` and `.save(path)` render it with the
-    Graphviz `dot` program when it is installed."""
+    Graphviz `dot` program when it is installed.
+
+    >>> x = gd.randn(3, requires_grad=True)
+    >>> graph = gd.viz.draw_graph((x * x).sum())
+    >>> isinstance(graph, gd.viz.Graph), "->" in graph.dot
+    (True, True)
+    """
 
     def __init__(self, dot: str) -> None:
         self.dot = dot
@@ -104,6 +110,12 @@ def draw_graph(output: Tensor, model: Any = None, collapse: Optional[bool] = Non
             dC/dz, the sum of the shares of all its consumers (the fan-out rule). Runs a backward
             pass that leaves .grad untouched.
         max_nodes: refuse graphs larger than this (ValueError), to keep the drawing readable.
+
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> loss = nn.CrossEntropyLoss()(net(gd.randn(5, 4)), gd.tensor([0, 1, 0, 1, 1]))
+    >>> graph = gd.viz.draw_graph(loss, model=net)
+    >>> graph.dot.startswith("digraph")
+    True
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"draw_graph: output must be a Tensor, got {type(output).__name__}")

@@ -7,8 +7,8 @@
 // vector steps left after the last 4L block in the first, the masked tail (K mod L columns) in
 // the second, then ((s0 + s1) + (s2 + s3)) and one fixed-order horizontal sum: the same
 // arithmetic for every row, however rows are grouped. A few rows at a time, each read front to
-// back in long runs: measured 112 against 89 GB/s from L2 (8 rows with two accumulators) for the
-// lecture net's 60 x 600 layer, 148 against 129 GB/s for 256 x 784.
+// back in long runs: faster from L2 than 8 rows with two accumulators (figures in
+// docs/performance.md, "Measurements behind the kernels").
 //
 // row(r, k) returns the L values of row r from column k, row(r, k, m) the first m of them
 // (masked). Only explicit vector operations are used, so the bits do not depend on the including
