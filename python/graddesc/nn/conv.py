@@ -107,6 +107,13 @@ class Conv1d(_ConvNd):
 
 
 class MaxPool2d(Module):
+    """2-d max pooling over (N, C, H, W): the largest value of each window (NaN wins); the
+    backward sends each gradient to the element the forward chose.
+
+    >>> gd.nn.MaxPool2d(2)(gd.arange(16.0).reshape(1, 1, 4, 4)).tolist()
+    [[[[5.0, 7.0], [13.0, 15.0]]]]
+    """
+
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__()
@@ -124,6 +131,13 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
+    """2-d average pooling over (N, C, H, W); zero padding counts in the divisor unless
+    `count_include_pad=False`.
+
+    >>> gd.nn.AvgPool2d(2)(gd.arange(16.0).reshape(1, 1, 4, 4)).tolist()
+    [[[[2.5, 4.5], [10.5, 12.5]]]]
+    """
+
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
                  ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: Optional[int] = None) -> None:
@@ -142,6 +156,13 @@ class AvgPool2d(Module):
 
 
 class AdaptiveAvgPool2d(Module):
+    """Average pooling to a given output size (H_out, W_out) whatever the input's size, with
+    PyTorch's window bounds (start = floor(i H / H_out), end = ceil((i + 1) H / H_out)).
+
+    >>> gd.nn.AdaptiveAvgPool2d(1)(gd.arange(16.0).reshape(1, 1, 4, 4)).tolist()
+    [[[[7.5]]]]
+    """
+
     def __init__(self, output_size: Any) -> None:
         super().__init__()
         self.output_size = output_size
@@ -154,6 +175,12 @@ class AdaptiveAvgPool2d(Module):
 
 
 class Unflatten(Module):
+    """Splits dimension `dim` into the shape `unflattened_size` (the inverse of Flatten).
+
+    >>> gd.nn.Unflatten(1, (2, 3))(gd.zeros(4, 6)).shape
+    graddesc.Size([4, 2, 3])
+    """
+
     def __init__(self, dim: int, unflattened_size: Any) -> None:
         super().__init__()
         self.dim, self.unflattened_size = dim, tuple(unflattened_size)
