@@ -68,6 +68,10 @@ class _Sym:
     torch_saves: bool = False  # PyTorch's backward needs this value, graddesc's not (_inplace)
     has_views: bool = False  # some pool tensor views this one's memory
     gd_strided: bool = False  # bug G: graddesc's result is not contiguous where PyTorch's is
+    # a strided view (t, transpose, getitem, expand) or computed from one: PyTorch's elementwise
+    # results keep such an input's strides, graddesc's kernels write contiguous results, so a
+    # later view() raises in PyTorch only (graddesc accepting more is not a wrong result)
+    strided: bool = False
 
 
 # ---- generation ---------------------------------------------------------------------------------
@@ -92,8 +96,9 @@ class _Builder:
         n = len(self.pool)
         # bug G spreads: elementwise ops keep their input's layout (as PyTorch's do), so any
         # result computed from a tensor graddesc made strided may be strided too
-        sym.gd_strided = sym.gd_strided or any(
-            self.pool[int(i)].gd_strided for i in re.findall(r"\bt(\d+)\b", code))
+        used = [self.pool[int(i)] for i in re.findall(r"\bt(\d+)\b", code)]
+        sym.gd_strided = sym.gd_strided or any(u.gd_strided for u in used)
+        sym.strided = sym.strided or any(u.strided for u in used)
         self.pool.append(sym)
         self.lines.append(Line(f"t{n} = {code}", guards))
         return n
@@ -328,7 +333,7 @@ def _view(b: _Builder, x: int) -> None:
         o[d0], o[d1] = o[d1], o[d0]
         code, out = f"{t}.transpose({d0}, {d1})", tuple(o)
     elif op in ("reshape", "view"):
-        if op == "view" and s.gd_strided:
+        if op == "view" and (s.gd_strided or s.strided):
             op = "reshape"  # bug G: graddesc's view raises "not compatible with ... stride"
         n = math.prod(shape)
         cands = [(-1,), (n,), (1, n), (n, 1)]
@@ -353,7 +358,9 @@ def _view(b: _Builder, x: int) -> None:
         o.insert(d % (nd + 1), 1)
         code, out = f"{t}.unsqueeze({d})", tuple(o)
     b.pool[base].has_views = True
-    b.new(code, _Sym(tuple(out), s.requires_grad, False, base, gd_strided=s.gd_strided))
+    b.new(code, _Sym(tuple(out), s.requires_grad, False, base, gd_strided=s.gd_strided,
+                     strided=code.startswith((f"{t}.t(", f"{t}.transpose(", f"{t}[",
+                                              f"{t}.expand("))))
 
 
 def _root(b: _Builder, i: int) -> int:
