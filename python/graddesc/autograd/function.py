@@ -21,6 +21,24 @@ from graddesc.autograd import grad_mode
 
 _anomaly = {"enabled": False}
 
+# Equal immutable bookkeeping tuples of the tape (needs_input_grad, the input and output
+# (shape, dtype) metadata, saved versions), one object each: every tuple a node keeps counts
+# towards Python's cyclic garbage collector, whose full passes over a long tape cost more than
+# the ops themselves (docs/performance-eager.md). Cleared when it grows large (odd shapes).
+_SHARED: dict = {}
+_NONES = {n: (None,) * n for n in range(8)}
+
+
+def _share(t: tuple) -> tuple:
+    """The one shared tuple equal to t (t itself the first time)."""
+    v = _SHARED.get(t)
+    if v is None:
+        if len(_SHARED) >= 4096:
+            _SHARED.clear()
+        _SHARED[t] = v = t
+    return v
+
+
 
 class _ModuleScope(threading.local):
     """The chain of nn.Modules whose forward is running in this thread (outermost first; pushed
@@ -79,11 +97,13 @@ class Function:
     # ---- ctx API used inside forward/backward -------------------------------------------
     def save_for_backward(self, *tensors: Any) -> None:
         """Saves tensors (or None) for backward; an in-place change to one makes backward raise."""
+        versions = tuple([None if t is None else t._vc[0] for t in tensors])
+        # interned: a tape of n ops otherwise keeps n equal tuples alive (see _shared)
+        v = _SHARED.get(versions)
+        self._saved_versions = v if v is not None else _share(versions)
+        if versions == _NONES.get(len(tensors)):  # nothing saved (a scalar operand): shared too
+            tensors = _share(tensors)
         self._saved = tensors
-        versions = []
-        for t in tensors:
-            versions.append(None if t is None else t._vc[0])
-        self._saved_versions = tuple(versions)
 
     def mark_non_differentiable(self, *tensors: Any) -> None:
         """Declares outputs that never carry a gradient (indices, masks)."""
@@ -139,12 +159,12 @@ class Function:
     @classmethod
     def apply(cls, *args: Any) -> Any:
         """Runs forward and, when needed, records this op on the tape."""
-        ctx = cls.__new__(cls)
+        ctx = _new(cls)
         ctx._saved = ()
         ctx._non_diff = None
         state = grad_mode._state
         if not state.enabled:
-            ctx.needs_input_grad = (False,) * len(args)
+            ctx.needs_input_grad = _FALSES[len(args)] if len(args) < 8 else (False,) * len(args)
             return cls.forward(ctx, *args)
         # One pass over the inputs: which need a gradient, the edges to their nodes, and the
         # shapes of all tensor inputs, including those that need no gradient (observed
@@ -170,9 +190,13 @@ class Function:
                 edges.append(None)
                 input_meta.append(None)
             needs.append(need)
-        ctx.needs_input_grad = needs = tuple(needs)
+        needs = tuple(needs)
         if True not in needs:
+            ctx.needs_input_grad = _FALSES[len(args)] if len(args) < 8 else needs
             return cls.forward(ctx, *args)
+        shared = _SHARED
+        v = shared.get(needs)
+        ctx.needs_input_grad = v if v is not None else _share(needs)
         state.enabled = False
         try:
             out = cls.forward(ctx, *args)
@@ -180,10 +204,13 @@ class Function:
             state.enabled = True
 
         ctx.next_edges = tuple(edges)
-        ctx._input_meta = tuple(input_meta)
+        input_meta = tuple(input_meta)
+        v = shared.get(input_meta)
+        ctx._input_meta = v if v is not None else _share(input_meta)
         if _compile_state.active is not None:
             _compile_state.active.on_apply(cls, args)
-        ctx._scope = tuple(module_scope.stack)
+        if module_scope.stack:
+            ctx._scope = tuple(module_scope.stack)
         if _anomaly["enabled"]:
             ctx._trace = traceback.extract_stack()[:-2]
 
@@ -192,7 +219,9 @@ class Function:
             # the usual case: one new tensor
             d = out._data
             dtype = d.dtype
-            ctx._output_meta = ((d.shape, dtype),)
+            meta = ((d.shape, dtype),)
+            v = shared.get(meta)
+            ctx._output_meta = v if v is not None else _share(meta)
             if dtype.kind == "f":
                 out.requires_grad = True
                 out.grad_fn = ctx
@@ -207,6 +236,10 @@ class Function:
                                     for s in ctx._saved])
                 break
         return out
+
+
+_new = object.__new__
+_FALSES = {n: (False,) * n for n in range(8)}
 
 
 def _take_outputs(ctx: Function, outs: tuple) -> tuple:
@@ -231,7 +264,7 @@ def _take_outputs(ctx: Function, outs: tuple) -> tuple:
             t.requires_grad = True
             t.grad_fn = ctx
             t._output_nr = i
-    ctx._output_meta = tuple(out_meta)
+    ctx._output_meta = _share(tuple(out_meta))
     return outs
 
 
