@@ -77,7 +77,10 @@ class Function:
     """Base class of differentiable operations (also for user-defined ones, as in PyTorch)."""
 
     # Instances are graph nodes. __dict__ stays so that custom ops can stash values on ctx.
-    __slots__ = ("next_edges", "needs_input_grad", "_saved", "_input_meta", "_output_meta",
+    # _edges: flat (node, output_nr, node, output_nr, ...), one pair per forward argument (None,
+    # 0 for an argument without a gradient): one object per node, not one per edge and another
+    # for their tuple (next_edges gives the pairs).
+    __slots__ = ("_edges", "needs_input_grad", "_saved", "_input_meta", "_output_meta",
                  "_non_diff", "__dict__", "__weakref__")
     # rarely set: class-level defaults, overridden in the instance __dict__ when set
     _saved_versions: tuple = ()
@@ -138,9 +141,17 @@ class Function:
             + self._created_at())
 
     @property
+    def next_edges(self) -> tuple:
+        """(node, output_nr) or None per forward argument."""
+        e = self._edges
+        return tuple([(e[i], e[i + 1]) if e[i] is not None else None
+                      for i in range(0, len(e), 2)])
+
+    @property
     def next_functions(self) -> tuple:
         """((node, output_nr) or (None, 0)) per forward argument, as in PyTorch."""
-        return tuple(e if e is not None else (None, 0) for e in self.next_edges)
+        e = self._edges
+        return tuple([(e[i], e[i + 1]) for i in range(0, len(e), 2)])
 
     def name(self) -> str:
         return node_name(self)
@@ -179,15 +190,20 @@ class Function:
                 need = a.requires_grad
                 if need:  # a._edge(), without the call in the usual cases
                     fn = a.grad_fn
-                    edges.append((fn, a._output_nr) if fn is not None else
-                                 a._leaf_edge or a._edge())
+                    if fn is not None:
+                        edges.append(fn)
+                        edges.append(a._output_nr)
+                    else:
+                        edges.extend(a._leaf_edge or a._edge())
                 else:
                     edges.append(None)
+                    edges.append(0)
                 d = a._data
                 input_meta.append((d.shape, d.dtype))
             else:
                 need = False
                 edges.append(None)
+                edges.append(0)
                 input_meta.append(None)
             needs.append(need)
         needs = tuple(needs)
@@ -203,7 +219,7 @@ class Function:
         finally:
             state.enabled = True
 
-        ctx.next_edges = tuple(edges)
+        ctx._edges = tuple(edges)
         input_meta = tuple(input_meta)
         v = shared.get(input_meta)
         ctx._input_meta = v if v is not None else _share(input_meta)
@@ -284,6 +300,7 @@ class AccumulateGrad:
 
     __slots__ = ("variable", "__weakref__")
     next_edges: tuple = ()
+    _edges: tuple = ()
 
     def __init__(self, variable: Any) -> None:
         self.variable = variable

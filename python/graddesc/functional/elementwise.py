@@ -151,14 +151,15 @@ class Sub(Function):
 
 
 class Mul(Function):
-    __slots__ = ("scalars",)  # (a slot, not the instance dict: one object less per node)
+    __slots__ = ("sa", "sb")  # the number operands (slots: no object per node to hold them)
 
     @staticmethod
     def forward(ctx, a, b):
         ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
         ctx.save_for_backward(a if ta and ctx.needs_input_grad[1] else None,
                               b if tb and ctx.needs_input_grad[0] else None)
-        ctx.scalars = (None if ta else a, None if tb else b)
+        ctx.sa = None if ta else a
+        ctx.sb = None if tb else b
         av = a._data if ta else a
         bv = b._data if tb else b
         if _floats(av, bv):
@@ -168,7 +169,7 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        sa, sb = ctx.scalars
+        sa, sb = ctx.sa, ctx.sb
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = _scale(g, sb) if b is None else g * b
