@@ -194,7 +194,7 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                     owned = g is not None and getrefcount(g) == 2 and getrefcount(g._data) == 2
                     _accumulate(node.variable, g, create_graph, owned)
                 continue
-            if len(node._output_meta) == 1 and 0 in slots and not node._freed:
+            if len(node._output_meta) == 1 and 0 in slots and node._saved is not None:
                 # the usual node: one output, with a gradient (_run_node without the call)
                 grads_in = type(node).backward(node, slots[0])
                 if not isinstance(grads_in, tuple) or 2 * len(grads_in) != len(node._edges):

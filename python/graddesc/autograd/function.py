@@ -84,7 +84,9 @@ class Function:
                  "_non_diff", "__dict__", "__weakref__")
     # rarely set: class-level defaults, overridden in the instance __dict__ when set
     _saved_versions: tuple = ()
-    _freed = False
+    # True on ops whose forward stores nothing in the instance dict (only slots): releasing
+    # their node after backward then leaves the dict alone (reading it would make one)
+    _no_stash = False
     _trace = None
     _label = None
     _scope: tuple = ()
@@ -161,10 +163,15 @@ class Function:
             return "\n  The op was created at:\n" + "".join(traceback.format_list(self._trace))
         return ""
 
+    @property
+    def _freed(self) -> bool:
+        """Whether backward released what this node saved (without retain_graph)."""
+        return self._saved is None
+
     def _release(self) -> None:
-        self.__dict__.clear()
-        self._saved = ()
-        self._freed = True
+        if not self._no_stash:
+            self.__dict__.clear()
+        self._saved = None
 
     # ---- applying ---------------------------------------------------------------------
     @classmethod

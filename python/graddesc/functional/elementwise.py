@@ -110,6 +110,7 @@ def _check_operand(x: Any, op: str) -> None:
 
 class Add(Function):
     __slots__ = ("alpha",)  # (a slot, not the instance dict: one object less per node)
+    _no_stash = True
 
     @staticmethod
     def forward(ctx, a, b, alpha):
@@ -137,6 +138,7 @@ def _add_numpy(av: Any, bv: Any, alpha: Any) -> Tensor:
 
 
 class Sub(Function):
+    _no_stash = True
     @staticmethod
     def forward(ctx, a, b):
         av, bv = _value(a), _value(b)
@@ -152,6 +154,7 @@ class Sub(Function):
 
 class Mul(Function):
     __slots__ = ("sa", "sb")  # the number operands (slots: no object per node to hold them)
+    _no_stash = True
 
     @staticmethod
     def forward(ctx, a, b):
