@@ -205,7 +205,41 @@ def chain(n: int) -> dict:
     print_table(["workload", "gd fwd ms", "gd bwd ms", "gd total ms", "gd us/op fwd / bwd",
                  "torch total ms", "torch us/op fwd / bwd", "gd / torch"], rows)
     out["pieces"] = pieces(libs.get("torch"))
+    out["small_cpu"] = small_cpu(libs.get("torch"))
     return out
+
+
+def small_cpu(torch: Any) -> dict:
+    """The workloads of main() (relu and Linear on 10 elements, the lecture net's step) in CPU
+    microseconds per call, graddesc and PyTorch interleaved, median of 7 rounds."""
+    work = {f"graddesc {k}": fn for k, fn in graddesc_workloads().items()}
+    if torch is not None:
+        tx = torch.randn(10, requires_grad=True)
+        tg = torch.ones(10)
+        tl = torch.nn.Linear(10, 10)
+        ti = torch.randn(10)
+
+        def t_lin() -> None:
+            tl.zero_grad()
+            tl(ti).backward(tg)
+
+        work["torch relu10"] = lambda: tx.relu().backward(tg)
+        work["torch linear10"] = t_lin
+        t_step = _bench.torch_step(*LECTURE_NET)
+        if t_step is not None:
+            work["torch step"] = t_step
+    samples: dict = {k: [] for k in work}
+    for _ in range(7):
+        for k, fn in work.items():
+            samples[k].append(_cpu_seconds(fn, 300))
+    res = {k: sorted(v)[3] * 1e6 for k, v in samples.items()}
+    rows = []
+    for name in ("relu10", "linear10", "step"):
+        g, t = res[f"graddesc {name}"], res.get(f"torch {name}")
+        rows.append([name, f"{g:.2f}", f"{t:.2f}" if t else "-", f"{g / t:.2f}x" if t else "-"])
+    print("small workloads, CPU us per call (step: the lecture net, 600-60-40-10, batch 1)")
+    print_table(["workload", "graddesc us", "torch us", "gd / torch"], rows)
+    return res
 
 
 def _cpu_seconds(fn: Callable[[], object], number: int = 200) -> float:

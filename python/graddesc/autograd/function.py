@@ -117,7 +117,7 @@ class Function:
     @property
     def saved_tensors(self) -> tuple:
         """The tensors given to save_for_backward, checked against in-place modification."""
-        if self._freed:
+        if self._saved is None:  # (freed)
             raise RuntimeError(
                 f"Trying to backward through the graph a second time (or to read saved tensors "
                 f"of {node_name(self)} after they were freed). Specify retain_graph=True on the "
@@ -182,7 +182,7 @@ class Function:
         ctx._non_diff = None
         state = grad_mode._state
         if not state.enabled:
-            ctx.needs_input_grad = _FALSES[len(args)] if len(args) < 8 else (False,) * len(args)
+            ctx.needs_input_grad = (False,) * len(args)
             return cls.forward(ctx, *args)
         # One pass over the inputs: which need a gradient, the edges to their nodes, and the
         # shapes of all tensor inputs, including those that need no gradient (observed
@@ -215,7 +215,7 @@ class Function:
             needs.append(need)
         needs = tuple(needs)
         if True not in needs:
-            ctx.needs_input_grad = _FALSES[len(args)] if len(args) < 8 else needs
+            ctx.needs_input_grad = needs
             return cls.forward(ctx, *args)
         shared = _SHARED
         v = shared.get(needs)
@@ -262,7 +262,6 @@ class Function:
 
 
 _new = object.__new__
-_FALSES = {n: (False,) * n for n in range(8)}
 
 
 def _take_outputs(ctx: Function, outs: tuple) -> tuple:
