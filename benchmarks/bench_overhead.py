@@ -8,6 +8,14 @@ step), whose kernels take ~10 us of it. Baselines: NumPy doing the same math by 
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_overhead.py
 
+`--chain` times the long tape of issue 22: 20,000 rounds of `y = y * 1.0001 + 0.0` from a
+(1000,) float32 leaf that requires grad (40,000 recorded ops), forward, then backward, for
+graddesc and PyTorch in the same process (best of 3 rounds each, with Python's garbage collector
+on as a user has it, and again with it off to show its share), also for shapes (1,) and (10,),
+where the bookkeeping is all there is; then the per-piece table: what one recorded op costs
+(the kernel call, the tensor, the tape) against the same op without recording. `--chain N`
+uses N rounds (`--quick`: 5,000).
+
 Timings on a shared machine are noisy; instruction counts are not. `--run WORKLOAD N` runs a
 graddesc workload (relu10, linear10, step) N times after a warm-up and nothing else, so that
     PYTHONHASHSEED=0 valgrind --tool=callgrind python benchmarks/bench_overhead.py --run step N
@@ -16,8 +24,10 @@ for N = 0 and N = 200 gives the instructions per call as (count(200) - count(0))
 
 from __future__ import annotations
 
+import gc
 import sys
-from typing import Callable
+import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -139,8 +149,177 @@ def main() -> None:
     print(f"saved {path}", file=sys.stderr)
 
 
+def _chain_once(lib: Any, n: int, shape: tuple, collect: bool) -> tuple:
+    """(forward seconds, backward seconds) of n rounds of y = y * 1.0001 + 0.0 and backward:
+    the process's CPU time, which a machine shared with other jobs inflates less than the
+    wall clock (both libraries run one thread here)."""
+    x = lib.ones(shape, requires_grad=True)
+    gc.collect()
+    if not collect:
+        gc.disable()
+    try:
+        t0 = time.process_time()
+        y = x
+        for _ in range(n):
+            y = y * 1.0001 + 0.0
+        t1 = time.process_time()
+        y.sum().backward()
+        t2 = time.process_time()
+    finally:
+        gc.enable()
+    return t1 - t0, t2 - t1
+
+
+def chain(n: int) -> dict:
+    """The long-tape benchmark (see the module docstring): best of 3 rounds per library."""
+    libs = {"graddesc": gd}
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        libs["torch"] = torch
+    except ImportError:
+        pass
+    out: dict = {}
+    rows = []
+    for shape in ((1000,), (10,), (1,)):
+        for collect in (True, False):
+            best: dict = {}
+            for _ in range(3):  # interleaved, so that both see the same load
+                for name, lib in libs.items():
+                    f, b = _chain_once(lib, n, shape, collect)
+                    old = best.get(name)
+                    best[name] = (f, b) if old is None else (min(f, old[0]), min(b, old[1]))
+            key = f"chain{shape}" + ("" if collect else " gc off")
+            out[key] = {name: {"forward_ms": f * 1e3, "backward_ms": b * 1e3}
+                        for name, (f, b) in best.items()}
+            g = best["graddesc"]
+            t = best.get("torch")
+            rows.append([key, f"{g[0] * 1e3:.0f}", f"{g[1] * 1e3:.0f}",
+                         f"{(g[0] + g[1]) * 1e3:.0f}",
+                         f"{g[0] / (2 * n) * 1e6:.2f} / {g[1] / (2 * n) * 1e6:.2f}",
+                         f"{(t[0] + t[1]) * 1e3:.0f}" if t else "-",
+                         f"{t[0] / (2 * n) * 1e6:.2f} / {t[1] / (2 * n) * 1e6:.2f}" if t else "-",
+                         f"{(g[0] + g[1]) / (t[0] + t[1]):.2f}x" if t else "-"])
+    print(f"chain of {n} x (y * 1.0001 + 0.0), {2 * n} ops, forward then backward")
+    print_table(["workload", "gd fwd ms", "gd bwd ms", "gd total ms", "gd us/op fwd / bwd",
+                 "torch total ms", "torch us/op fwd / bwd", "gd / torch"], rows)
+    out["pieces"] = pieces(libs.get("torch"))
+    out["small_cpu"] = small_cpu(libs.get("torch"))
+    return out
+
+
+def small_cpu(torch: Any) -> dict:
+    """The workloads of main() (relu and Linear on 10 elements, the lecture net's step) in CPU
+    microseconds per call, graddesc and PyTorch interleaved, median of 7 rounds."""
+    work = {f"graddesc {k}": fn for k, fn in graddesc_workloads().items()}
+    if torch is not None:
+        tx = torch.randn(10, requires_grad=True)
+        tg = torch.ones(10)
+        tl = torch.nn.Linear(10, 10)
+        ti = torch.randn(10)
+
+        def t_lin() -> None:
+            tl.zero_grad()
+            tl(ti).backward(tg)
+
+        work["torch relu10"] = lambda: tx.relu().backward(tg)
+        work["torch linear10"] = t_lin
+        t_step = _bench.torch_step(*LECTURE_NET)
+        if t_step is not None:
+            work["torch step"] = t_step
+    samples: dict = {k: [] for k in work}
+    for _ in range(7):
+        for k, fn in work.items():
+            samples[k].append(_cpu_seconds(fn, 300))
+    res = {k: sorted(v)[3] * 1e6 for k, v in samples.items()}
+    rows = []
+    for name in ("relu10", "linear10", "step"):
+        g, t = res[f"graddesc {name}"], res.get(f"torch {name}")
+        rows.append([name, f"{g:.2f}", f"{t:.2f}" if t else "-", f"{g / t:.2f}x" if t else "-"])
+    print("small workloads, CPU us per call (step: the lecture net, 600-60-40-10, batch 1)")
+    print_table(["workload", "graddesc us", "torch us", "gd / torch"], rows)
+    return res
+
+
+def _cpu_seconds(fn: Callable[[], object], number: int = 200) -> float:
+    """CPU seconds per call of fn over `number` calls (after a warm-up), garbage collector off
+    (the chain measures its share)."""
+    for _ in range(3):
+        fn()
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.process_time()
+        for _ in range(number):
+            fn()
+        return (time.process_time() - t0) / number
+    finally:
+        gc.enable()
+
+
+def pieces(torch: Any) -> dict:
+    """Microseconds of the pieces of one recorded op, y * 1.0001 on a (1000,) float32 tensor,
+    and of the same op in PyTorch."""
+    from graddesc import _core
+    from graddesc._tensor import Tensor
+
+    x = gd.ones(1000, requires_grad=True)
+    xd = x._data
+    mul = _core.EW_OPS["mul"]
+    def nograd() -> None:
+        with gd.no_grad():
+            for _ in range(100):
+                x * 1.0001
+
+    def recorded() -> None:
+        for _ in range(100):
+            x * 1.0001
+
+    work = {"kernel call (_core.elementwise, mul by a number)":
+            lambda: _core.elementwise(mul, xd, 1.0001),
+            "Tensor._make (wrap the output)": lambda: Tensor._make(xd),
+            "op under no_grad (operator, apply, forward, kernel, tensor), per op": nograd,
+            "op recorded (+ tape node, edges, metadata), per op": recorded}
+    per = {k: 100 if k.endswith("per op") else 1 for k in work}
+    if torch is not None:
+        tx = torch.ones(1000, requires_grad=True)
+        txd = tx.detach()
+
+        def t_nograd() -> None:
+            with torch.no_grad():
+                for _ in range(100):
+                    tx * 1.0001
+
+        def t_recorded() -> None:
+            for _ in range(100):
+                tx * 1.0001
+
+        work["torch: torch.mul(detached tensor, number)"] = lambda: torch.mul(txd, 1.0001)
+        work["torch: op under no_grad, per op"] = t_nograd
+        work["torch: op recorded, per op"] = t_recorded
+        per.update({k: 100 if k.endswith("per op") else 1 for k in work if k not in per})
+    # CPU time, the median of 7 interleaved rounds, so that graddesc and torch see the same load
+    samples: dict = {k: [] for k in work}
+    for _ in range(7):
+        for k, fn in work.items():
+            samples[k].append(_cpu_seconds(fn, 5000 if per[k] == 1 else 50) / per[k])
+    res = {k: sorted(v)[3] for k, v in samples.items()}
+    rows = [[k, f"{v * 1e6:.2f}"] for k, v in res.items()]
+    print("one op, y * 1.0001 on (1000,) float32")
+    print_table(["piece", "us"], rows)
+    return {k: v * 1e6 for k, v in res.items()}
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--run":
         run(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) >= 2 and sys.argv[1] in ("--chain", "--quick"):
+        gd.set_num_threads(1)
+        rounds = 5000 if sys.argv[1] == "--quick" else 20000
+        if len(sys.argv) == 3:
+            rounds = int(sys.argv[2])
+        result = chain(rounds)
+        print(f"saved {save_json('overhead_chain', result)}", file=sys.stderr)
     else:
         main()

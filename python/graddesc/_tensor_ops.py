@@ -235,6 +235,36 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
               "__le__", "__gt__", "__ge__"):
     _METHODS[_name] = _accept_ndarray(_METHODS[_name])
 
+
+
+def _operator(name: str, apply: Any, swap: bool, *extra: Any) -> Any:
+    """The operator `name`: with a tensor or Python number operand (the usual case) straight to
+    apply (what the general method does after its checks, which such an operand passes), else
+    the general method (NumPy scalars and arrays, errors for other types)."""
+    general = _METHODS[name]
+    if swap:
+        def f(self: Tensor, other: Any) -> Tensor:
+            if type(other) in _PLAIN or isinstance(other, Tensor):
+                return apply(other, self, *extra)
+            return general(self, other)
+    else:
+        def f(self: Tensor, other: Any) -> Tensor:
+            if type(other) in _PLAIN or isinstance(other, Tensor):
+                return apply(self, other, *extra)
+            return general(self, other)
+
+    f.__name__ = name
+    return f
+
+
+_PLAIN = (float, int, bool)
+for _name, _apply, _swap, _extra in (
+        ("__add__", ew.Add.apply, False, (1,)), ("__radd__", ew.Add.apply, False, (1,)),
+        ("__sub__", ew.Sub.apply, False, ()), ("__rsub__", ew.Sub.apply, True, ()),
+        ("__mul__", ew.Mul.apply, False, ()), ("__rmul__", ew.Mul.apply, False, ()),
+        ("__truediv__", ew.Div.apply, False, ()), ("__rtruediv__", ew.Div.apply, True, ())):
+    _METHODS[_name] = _operator(_name, _apply, _swap, *_extra)
+
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
 

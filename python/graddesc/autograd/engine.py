@@ -104,10 +104,11 @@ def _collect(roots: Sequence[Any]) -> dict:
             deps[r] = 0
             stack.append(r)
     while stack:
-        for e in stack.pop().next_edges:
-            if e is None:
+        edges = stack.pop()._edges
+        for k in range(0, len(edges), 2):
+            child = edges[k]
+            if child is None:
                 continue
-            child = e[0]
             if child in deps:
                 deps[child] += 1
             else:
@@ -125,16 +126,16 @@ def _needed(roots: Sequence[Any], targets: set) -> set:
     while stack:
         node, expanded = stack.pop()
         if expanded:
-            if node in targets or any(e is not None and e[0] in needed for e in node.next_edges):
+            if node in targets or any(c is not None and c in needed for c in node._edges[::2]):
                 needed.add(node)
             done.add(node)
             continue
         if node in done:
             continue
         stack.append((node, True))
-        for e in node.next_edges:
-            if e is not None and e[0] not in done:
-                stack.append((e[0], False))
+        for c in node._edges[::2]:
+            if c is not None and c not in done:
+                stack.append((c, False))
     return needed
 
 
@@ -212,18 +213,20 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                     if post_accumulate_hooks:
                         _run_post_hooks(node.variable)
                 continue
-            if len(node._output_meta) == 1 and 0 in slots and not node._freed:
+            if len(node._output_meta) == 1 and 0 in slots and node._saved is not None:
                 # the usual node: one output, with a gradient (_run_node without the call)
                 grads_in = type(node).backward(node, slots[0])
-                if not isinstance(grads_in, tuple) or len(grads_in) != len(node.next_edges):
+                if not isinstance(grads_in, tuple) or 2 * len(grads_in) != len(node._edges):
                     grads_in = _check_grads(node, grads_in)
             else:
                 grads_in = _run_node(node, slots)
             input_meta = node._input_meta
-            for i, edge in enumerate(node.next_edges):
-                if edge is None:
+            edges = node._edges
+            for i in range(len(grads_in)):
+                child = edges[2 * i]
+                if child is None:
                     continue
-                child, nr = edge
+                nr = edges[2 * i + 1]
                 g = grads_in[i]
                 if g is not None:
                     shape, dtype = input_meta[i]
@@ -278,11 +281,11 @@ def queue_callback(callback: Any) -> None:
 
 
 def _release_children(node: Any, deps: dict, ready: list) -> None:
-    for e in node.next_edges:
-        if e is not None:
-            deps[e[0]] -= 1
-            if deps[e[0]] == 0:
-                ready.append(e[0])
+    for c in node._edges[::2]:
+        if c is not None:
+            deps[c] -= 1
+            if deps[c] == 0:
+                ready.append(c)
 
 
 def _run_node(node: Any, slots: dict) -> tuple:
@@ -307,7 +310,7 @@ def _check_grads(node: Any, res: Any) -> tuple:
     """node's backward result as a tuple of one gradient per forward argument."""
     if not isinstance(res, tuple):
         res = (res,)
-    n = len(node.next_edges)
+    n = len(node._edges) // 2
     if len(res) != n:
         # PyTorch allows extra trailing Nones for non-tensor args.
         if len(res) > n and all(r is None for r in res[n:]):

@@ -21,6 +21,24 @@ from graddesc.autograd import grad_mode
 
 _anomaly = {"enabled": False}
 
+# Equal immutable bookkeeping tuples of the tape (needs_input_grad, the input and output
+# (shape, dtype) metadata, saved versions), one object each: every tuple a node keeps counts
+# towards Python's cyclic garbage collector, whose full passes over a long tape cost more than
+# the ops themselves (docs/performance-eager.md). Cleared when it grows large (odd shapes).
+_SHARED: dict = {}
+_NONES = {n: (None,) * n for n in range(8)}
+
+
+def _share(t: tuple) -> tuple:
+    """The one shared tuple equal to t (t itself the first time)."""
+    v = _SHARED.get(t)
+    if v is None:
+        if len(_SHARED) >= 4096:
+            _SHARED.clear()
+        _SHARED[t] = v = t
+    return v
+
+
 
 class _ModuleScope(threading.local):
     """The chain of nn.Modules whose forward is running in this thread (outermost first; pushed
@@ -74,11 +92,16 @@ class Function:
     """
 
     # Instances are graph nodes. __dict__ stays so that custom ops can stash values on ctx.
-    __slots__ = ("next_edges", "needs_input_grad", "_saved", "_input_meta", "_output_meta",
+    # _edges: flat (node, output_nr, node, output_nr, ...), one pair per forward argument (None,
+    # 0 for an argument without a gradient): one object per node, not one per edge and another
+    # for their tuple (next_edges gives the pairs).
+    __slots__ = ("_edges", "needs_input_grad", "_saved", "_input_meta", "_output_meta",
                  "_non_diff", "__dict__", "__weakref__")
     # rarely set: class-level defaults, overridden in the instance __dict__ when set
     _saved_versions: tuple = ()
-    _freed = False
+    # True on ops whose forward stores nothing in the instance dict (only slots): releasing
+    # their node after backward then leaves the dict alone (reading it would make one)
+    _no_stash = False
     _trace = None
     _label = None
     _scope: tuple = ()
@@ -94,11 +117,13 @@ class Function:
     # ---- ctx API used inside forward/backward -------------------------------------------
     def save_for_backward(self, *tensors: Any) -> None:
         """Saves tensors (or None) for backward; an in-place change to one makes backward raise."""
+        versions = tuple([None if t is None else t._vc[0] for t in tensors])
+        # interned: a tape of n ops otherwise keeps n equal tuples alive (see _shared)
+        v = _SHARED.get(versions)
+        self._saved_versions = v if v is not None else _share(versions)
+        if versions == _NONES.get(len(tensors)):  # nothing saved (a scalar operand): shared too
+            tensors = _share(tensors)
         self._saved = tensors
-        versions = []
-        for t in tensors:
-            versions.append(None if t is None else t._vc[0])
-        self._saved_versions = tuple(versions)
 
     def mark_non_differentiable(self, *tensors: Any) -> None:
         """Declares outputs that never carry a gradient (indices, masks)."""
@@ -107,7 +132,7 @@ class Function:
     @property
     def saved_tensors(self) -> tuple:
         """The tensors given to save_for_backward, checked against in-place modification."""
-        if self._freed:
+        if self._saved is None:  # (freed)
             raise RuntimeError(
                 f"Trying to backward through the graph a second time (or to read saved tensors "
                 f"of {node_name(self)} after they were freed). Specify retain_graph=True on the "
@@ -133,9 +158,17 @@ class Function:
             + self._created_at())
 
     @property
+    def next_edges(self) -> tuple:
+        """(node, output_nr) or None per forward argument."""
+        e = self._edges
+        return tuple([(e[i], e[i + 1]) if e[i] is not None else None
+                      for i in range(0, len(e), 2)])
+
+    @property
     def next_functions(self) -> tuple:
         """((node, output_nr) or (None, 0)) per forward argument, as in PyTorch."""
-        return tuple(e if e is not None else (None, 0) for e in self.next_edges)
+        e = self._edges
+        return tuple([(e[i], e[i + 1]) for i in range(0, len(e), 2)])
 
     def name(self) -> str:
         return node_name(self)
@@ -145,16 +178,21 @@ class Function:
             return "\n  The op was created at:\n" + "".join(traceback.format_list(self._trace))
         return ""
 
+    @property
+    def _freed(self) -> bool:
+        """Whether backward released what this node saved (without retain_graph)."""
+        return self._saved is None
+
     def _release(self) -> None:
-        self.__dict__.clear()
-        self._saved = ()
-        self._freed = True
+        if not self._no_stash:
+            self.__dict__.clear()
+        self._saved = None
 
     # ---- applying ---------------------------------------------------------------------
     @classmethod
     def apply(cls, *args: Any) -> Any:
         """Runs forward and, when needed, records this op on the tape."""
-        ctx = cls.__new__(cls)
+        ctx = _new(cls)
         ctx._saved = ()
         ctx._non_diff = None
         state = grad_mode._state
@@ -174,31 +212,43 @@ class Function:
                 need = a.requires_grad
                 if need:  # a._edge(), without the call in the usual cases
                     fn = a.grad_fn
-                    edges.append((fn, a._output_nr) if fn is not None else
-                                 a._leaf_edge or a._edge())
+                    if fn is not None:
+                        edges.append(fn)
+                        edges.append(a._output_nr)
+                    else:
+                        edges.extend(a._leaf_edge or a._edge())
                 else:
                     edges.append(None)
+                    edges.append(0)
                 d = a._data
                 input_meta.append((d.shape, d.dtype))
             else:
                 need = False
                 edges.append(None)
+                edges.append(0)
                 input_meta.append(None)
             needs.append(need)
-        ctx.needs_input_grad = needs = tuple(needs)
+        needs = tuple(needs)
         if True not in needs:
+            ctx.needs_input_grad = needs
             return cls.forward(ctx, *args)
+        shared = _SHARED
+        v = shared.get(needs)
+        ctx.needs_input_grad = v if v is not None else _share(needs)
         state.enabled = False
         try:
             out = cls.forward(ctx, *args)
         finally:
             state.enabled = True
 
-        ctx.next_edges = tuple(edges)
-        ctx._input_meta = tuple(input_meta)
+        ctx._edges = tuple(edges)
+        input_meta = tuple(input_meta)
+        v = shared.get(input_meta)
+        ctx._input_meta = v if v is not None else _share(input_meta)
         if _compile_state.active is not None:
             _compile_state.active.on_apply(cls, args)
-        ctx._scope = tuple(module_scope.stack)
+        if module_scope.stack:
+            ctx._scope = tuple(module_scope.stack)
         if _anomaly["enabled"]:
             ctx._trace = traceback.extract_stack()[:-2]
 
@@ -207,7 +257,9 @@ class Function:
             # the usual case: one new tensor
             d = out._data
             dtype = d.dtype
-            ctx._output_meta = ((d.shape, dtype),)
+            meta = ((d.shape, dtype),)
+            v = shared.get(meta)
+            ctx._output_meta = v if v is not None else _share(meta)
             if dtype.kind == "f":
                 out.requires_grad = True
                 out.grad_fn = ctx
@@ -222,6 +274,9 @@ class Function:
                                     for s in ctx._saved])
                 break
         return out
+
+
+_new = object.__new__
 
 
 def _take_outputs(ctx: Function, outs: tuple) -> tuple:
@@ -246,7 +301,7 @@ def _take_outputs(ctx: Function, outs: tuple) -> tuple:
             t.requires_grad = True
             t.grad_fn = ctx
             t._output_nr = i
-    ctx._output_meta = tuple(out_meta)
+    ctx._output_meta = _share(tuple(out_meta))
     return outs
 
 
@@ -266,6 +321,7 @@ class AccumulateGrad:
 
     __slots__ = ("variable", "__weakref__")
     next_edges: tuple = ()
+    _edges: tuple = ()
 
     def __init__(self, variable: Any) -> None:
         self.variable = variable

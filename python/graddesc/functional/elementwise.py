@@ -17,6 +17,7 @@ import numpy as np
 
 from graddesc import _core
 from graddesc._tensor import Tensor, _value, call_kernel, check_int_cast
+from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
 
 _EW = _core.EW_OPS  # op name -> kernel op id (the table in src/cpp/elementwise.hpp)
@@ -108,20 +109,16 @@ def _check_operand(x: Any, op: str) -> None:
 
 
 class Add(Function):
+    __slots__ = ("alpha",)  # (a slot, not the instance dict: one object less per node)
+    _no_stash = True
+
     @staticmethod
-    @_quiet
     def forward(ctx, a, b, alpha):
         av, bv = _value(a), _value(b)
         ctx.alpha = alpha
-        if alpha == 1:
-            if _floats(av, bv):
-                return _kernel("add", av, bv)
-            return _wrap(np.add(av, bv))
-        if np.result_type(av, bv) == np.float32:
-            # PyTorch fuses a + alpha b (one rounding), so alpha b may exceed the float32 range
-            # while the sum does not (inf + 2 * -3e38 is inf, not NaN); float64 holds alpha b.
-            return _wrap(np.add(av, np.multiply(bv, alpha, dtype=np.float64)).astype(np.float32))
-        return _wrap(np.add(av, bv * alpha))
+        if alpha == 1 and _floats(av, bv):
+            return _kernel("add", av, bv)
+        return _add_numpy(av, bv, alpha)
 
     @staticmethod
     def backward(ctx, g):
@@ -129,14 +126,25 @@ class Add(Function):
         return (g if na else None, (g * ctx.alpha if ctx.alpha != 1 else g) if nb else None, None)
 
 
+@_quiet
+def _add_numpy(av: Any, bv: Any, alpha: Any) -> Tensor:
+    if alpha == 1:
+        return _wrap(np.add(av, bv))
+    if np.result_type(av, bv) == np.float32:
+        # PyTorch fuses a + alpha b (one rounding), so alpha b may exceed the float32 range
+        # while the sum does not (inf + 2 * -3e38 is inf, not NaN); float64 holds alpha b.
+        return _wrap(np.add(av, np.multiply(bv, alpha, dtype=np.float64)).astype(np.float32))
+    return _wrap(np.add(av, bv * alpha))
+
+
 class Sub(Function):
+    _no_stash = True
     @staticmethod
-    @_quiet
     def forward(ctx, a, b):
         av, bv = _value(a), _value(b)
         if _floats(av, bv):
             return _kernel("sub", av, bv)
-        return _wrap(np.subtract(av, bv))
+        return _numpy_op(np.subtract, av, bv)
 
     @staticmethod
     def backward(ctx, g):
@@ -145,27 +153,47 @@ class Sub(Function):
 
 
 class Mul(Function):
+    __slots__ = ("sa", "sb")  # the number operands (slots: no object per node to hold them)
+    _no_stash = True
+
     @staticmethod
-    @_quiet
     def forward(ctx, a, b):
-        ctx.save_for_backward(a if isinstance(a, Tensor) and ctx.needs_input_grad[1] else None,
-                              b if isinstance(b, Tensor) and ctx.needs_input_grad[0] else None)
-        ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
-        av, bv = _value(a), _value(b)
+        ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+        ctx.save_for_backward(a if ta and ctx.needs_input_grad[1] else None,
+                              b if tb and ctx.needs_input_grad[0] else None)
+        ctx.sa = None if ta else a
+        ctx.sb = None if tb else b
+        av = a._data if ta else a
+        bv = b._data if tb else b
         if _floats(av, bv):
             return _kernel("mul", av, bv)
-        return _wrap(np.multiply(av, bv))
+        return _numpy_op(np.multiply, av, bv)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        sa, sb = ctx.scalars
+        sa, sb = ctx.sa, ctx.sb
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = g * (b if b is not None else sb)
+            ga = _scale(g, sb) if b is None else g * b
         if ctx.needs_input_grad[1]:
-            gb = g * (a if a is not None else sa)
+            gb = _scale(g, sa) if a is None else g * a
         return ga, gb
+
+
+def _scale(g: Tensor, s: Any) -> Tensor:
+    """g * s for a Python number s: straight to the kernel when nothing records (a backward
+    without create_graph), what Mul.apply would compute without its bookkeeping."""
+    d = g._data
+    if not grad_mode._state.enabled and type(s) is float and type(d) is np.ndarray and \
+            (d.dtype is _F32 or d.dtype is _F64):
+        return _kernel("mul", d, s)
+    return g * s
+
+
+@_quiet
+def _numpy_op(ufunc: Any, av: Any, bv: Any) -> Tensor:
+    return _wrap(ufunc(av, bv))
 
 
 class Div(Function):
