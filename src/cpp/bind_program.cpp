@@ -130,6 +130,15 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
     prog.add(std::move(in));
 }
 
+// A run outside gd.compile's replay (run, profile) registers no lazily stored weight gradient
+// for a later .grad read: it stores them all at its end (as an eager step would).
+void store_lazy(const Program& p) {
+    const auto& code = p.instructions();
+    for (size_t k = 0; k < code.size(); ++k)
+        if (code[k].code == Code::linear_bwd_sgd && code[k].i.size() >= 4 && code[k].i[3] != 0)
+            p.materialize(k);
+}
+
 }  // namespace
 
 void bind_program(py::module_& m) {
@@ -152,6 +161,7 @@ void bind_program(py::module_& m) {
                 flush_deferred();
                 py::gil_scoped_release nogil;
                 p.run();
+                store_lazy(p);
             }, "Replays every instruction in order (first applying any gd.compile update left "
             "pending; this run leaves none).")
         .def("__len__", &Program::size)
@@ -165,7 +175,9 @@ void bind_program(py::module_& m) {
                                             std::to_string(repeat));
                 flush_deferred();
                 py::gil_scoped_release nogil;
-                return p.profile(repeat, defer);
+                std::vector<double> t = p.profile(repeat, defer);
+                store_lazy(p);
+                return t;
             }, py::arg("repeat") = 100, py::arg("defer") = false,
             "Median seconds per instruction over `repeat` whole replays (each replay changes "
             "the parameters exactly as run() does; with defer as run(defer=True) does, pending "
