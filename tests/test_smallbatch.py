@@ -234,3 +234,16 @@ def test_deferred_small_batch_updates_equal_eager(isa, dtype, opt, B):
     for (name, p1), (_, p2) in zip(m1.named_parameters(), m2.named_parameters()):
         assert np.array_equal(p1.detach().numpy(), p2.detach().numpy()), name
     assert not _core.deferred_pending()  # (reading the weight applied the pending update)
+
+
+@pytest.mark.parametrize("K", [300, 1000, 2049])
+@pytest.mark.parametrize("M", [2, 3, 5, 7, 8, 9])
+def test_short_m_long_k_forward_product(isa, float_dtype, rng, M, K):
+    """x (M, K) W^T with W (N, K): the row-dot path takes longer rows when fewer than a tile's
+    rows of x are there (float64 at batch 2: the MLP's 784-wide first layer)."""
+    N = 37
+    a = rng.standard_normal((M, K)).astype(float_dtype)
+    b = rng.standard_normal((N, K)).astype(float_dtype)
+    got = _core.gemm(a, b, trans_b=True)
+    A, B = a.astype(np.float64), b.T.astype(np.float64)
+    _close(got, A @ B, np.abs(A) @ np.abs(B), K, float_dtype)

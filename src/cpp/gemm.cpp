@@ -321,15 +321,19 @@ void relu_block(T* C, int64_t m, int64_t n, int64_t ldc) {
 // batch-32 first layer) on the blocked path.
 // Taken when K >= 16 M (each C element costs K / L FMAs against a fixed reduction, while
 // packing costs the blocked path about 1 / M of the product), M <= 48 (16 with 4 x 2 tiles) and
-// kTileXR rows of A fit in 32 KiB (L1, beside the streamed rows of B). Measured against the
+// min(M, kTileXR) rows of A fit in 32 KiB (L1, beside the streamed rows of B). Measured against the
 // blocked path (float, one thread): AVX-512 32 x 256 x 784 1.36x, 16 x 60 x 600 1.28x,
 // 48 x 256 x 784 1.20x, 32 x 256 x 512 1.16x, 2 x 300 x 40 1.11x; 32 x 128 x 256 (0.86x) and
 // 64 x 60 x 600 (0.93x) stay blocked. AVX2 16 x 256 x 784 1.14x, 8 x 256 x 784 1.58x;
 // 32 x 256 x 512 (0.95x) stays blocked.
+// The rows of A a tile holds are min(M, kTileXR): at a batch below kTileXR longer rows fit L1
+// (float64 at batch 2: 784 values, the MLP's first layer, which otherwise packed W^T on every
+// call).
 template <class T>
 bool use_dots(int64_t M, int64_t K) {
     constexpr int64_t max_m = gemm_detail::kTileXR<T> >= 8 ? 48 : 16;
-    constexpr int64_t max_k = (int64_t(32) << 10) / (gemm_detail::kTileXR<T> * int64_t(sizeof(T)));
+    const int64_t rows = std::min<int64_t>(M, gemm_detail::kTileXR<T>);
+    const int64_t max_k = (int64_t(32) << 10) / (rows * int64_t(sizeof(T)));
     return M <= max_m && K >= 16 * M && K <= max_k;
 }
 
