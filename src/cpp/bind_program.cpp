@@ -130,8 +130,8 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
     prog.add(std::move(in));
 }
 
-// A run outside gd.compile's replay (run, profile) registers no lazily stored weight gradient
-// for a later .grad read: it stores them all at its end (as an eager step would).
+// Program.profile's replays register no lazily stored weight gradient for a later .grad read
+// (gd.compile's replays do): it stores them all at its end, as the eager steps would have.
 void store_lazy(const Program& p) {
     const auto& code = p.instructions();
     for (size_t k = 0; k < code.size(); ++k)
@@ -161,7 +161,6 @@ void bind_program(py::module_& m) {
                 flush_deferred();
                 py::gil_scoped_release nogil;
                 p.run();
-                store_lazy(p);
             }, "Replays every instruction in order (first applying any gd.compile update left "
             "pending; this run leaves none).")
         .def("__len__", &Program::size)
