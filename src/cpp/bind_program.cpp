@@ -133,6 +133,15 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
     prog.add(std::move(in));
 }
 
+// Program.profile's replays register no lazily stored weight gradient for a later .grad read
+// (gd.compile's replays do): it stores them all at its end, as the eager steps would have.
+void store_lazy(const Program& p) {
+    const auto& code = p.instructions();
+    for (size_t k = 0; k < code.size(); ++k)
+        if (code[k].code == Code::linear_bwd_sgd && code[k].i.size() >= 4 && code[k].i[3] != 0)
+            p.materialize(k);
+}
+
 }  // namespace
 
 void bind_program(py::module_& m) {
@@ -168,7 +177,9 @@ void bind_program(py::module_& m) {
                                             std::to_string(repeat));
                 flush_deferred();
                 py::gil_scoped_release nogil;
-                return p.profile(repeat, defer);
+                std::vector<double> t = p.profile(repeat, defer);
+                store_lazy(p);
+                return t;
             }, py::arg("repeat") = 100, py::arg("defer") = false,
             "Median seconds per instruction over `repeat` whole replays (each replay changes "
             "the parameters exactly as run() does; with defer as run(defer=True) does, pending "

@@ -21,7 +21,10 @@
 // 32 zmm: enough independent FMA chains for 2 ports x 4 cycles latency, plus 2 rows of B and a
 // broadcast of A); AVX2 6 x 16 / 6 x 8 (12 of 16 ymm); portable 6 x 8 / 6 x 4.
 //
-// Shapes that would waste the packing take other paths: K = 1 is an outer product; M = 1 and
+// Shapes that would waste the packing take other paths: K = 1 is an outer product; a short K
+// (<= 32) with op(A) = A^T and op(B) = B (a weight gradient at a small batch) reads both in place
+// in tiles of 8 (or 4) rows by 2 vectors (gemm/smallk.hpp, whose arithmetic optim.cpp shares to
+// update a weight from its gradient tile by tile); M = 1 and
 // N = 1 are matrix-vector products that read the matrix once (dot products when its rows run
 // along K, else row sweeps into an L1 accumulator); a short M (<= 42 rows on AVX-512, 24 on the
 // others) with op(B) = B packs nothing: the micro-kernel reads A's rows and B's rows in place, in
@@ -49,6 +52,7 @@
 
 #include "gemm/dots.hpp"
 #include "gemm/kernel.hpp"
+#include "gemm/smallk.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -261,6 +265,44 @@ void outer(bool ta, bool tb, int64_t M, int64_t N, T alpha, const T* A, int64_t 
     });
 }
 
+// C = alpha * acc + beta * C for one vector of smallk_rows' sums, as micro_kernel stores them
+template <class T>
+struct SmallKStore {
+    using V = Simd<T>;
+    T* C;
+    int64_t ldc;
+    typename V::reg va, vb;
+    bool beta0;
+    void operator()(int64_t i, int64_t j, typename V::reg acc) const {
+        T* c = C + i * ldc + j;
+        const auto t = V::mul(va, acc);
+        V::store(c, beta0 ? t : V::fma(vb, V::load(c), t));
+    }
+    void operator()(int64_t i, int64_t j, typename V::reg acc, typename V::mask m) const {
+        T* c = C + i * ldc + j;
+        const auto t = V::mul(va, acc);
+        V::store(c, beta0 ? t : V::fma(vb, V::load(c, m), t), m);
+    }
+};
+
+// 2 <= K <= kSmallK, op(A) = A^T, op(B) = B: gemm/smallk.hpp, nothing packed; threads split the
+// rows of C (whole tiles). The bits are the blocked path's (one K block, one FMA chain per
+// element), so taking this path changes no result. Packing cost more than the product here: the
+// MLP's batch-2 weight gradient 256 x 784 x 2 packed 1.6 MB to multiply 0.8 M flops.
+template <class T>
+void gemm_smallk(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T beta, T* C, int64_t ldc) {
+    using V = Simd<T>;
+    constexpr int64_t R = gemm_detail::kSmallKRows<T>;
+    const int64_t flops = 2 * M * N * K;
+    const int64_t nt = threads_for(flops);
+    const int64_t chunk = nt > 1 ? ceil_div(ceil_div(M, nt), R) * R : M;
+    const SmallKStore<T> store{C, ldc, V::set1(alpha), V::set1(beta), beta == T(0)};
+    parallel_chunks(M, chunk, nt > 1 ? flops : 0, [&](int64_t i0, int64_t i1) {
+        gemm_detail::smallk_rows<T>(i0, i1, K, A, lda, B, ldb, N, store);
+    });
+}
+
 // C[i, j] = max(C[i, j], 0) as Relu::forward writes it (NaN stays NaN, -0 becomes +0), for an
 // m x n block.
 template <class T>
@@ -279,13 +321,16 @@ void relu_block(T* C, int64_t m, int64_t n, int64_t ldc) {
 // batch-32 first layer) on the blocked path.
 // Taken when K >= 16 M (each C element costs K / L FMAs against a fixed reduction, while
 // packing costs the blocked path about 1 / M of the product), M <= 48 (16 with 4 x 2 tiles) and
-// kTileXR rows of A fit in 32 KiB (L1, beside the streamed rows of B): the shapes where this path
-// measured faster than the blocked one, on AVX-512 and AVX2 (figures in
-// docs/performance.md, "Measurements behind the kernels").
+// min(M, kTileXR) rows of A fit in 32 KiB (L1, beside the streamed rows of B): the shapes where
+// this path measured faster than the blocked one, on AVX-512 and AVX2 (figures in
+// docs/performance.md, "Measurements behind the kernels"). Counting the rows actually present
+// lets a batch below kTileXR keep longer rows on this path (float64 at batch 2: the MLP's first
+// layer, 784 values a row, which otherwise packed W^T on every call).
 template <class T>
 bool use_dots(int64_t M, int64_t K) {
     constexpr int64_t max_m = gemm_detail::kTileXR<T> >= 8 ? 48 : 16;
-    constexpr int64_t max_k = (int64_t(32) << 10) / (gemm_detail::kTileXR<T> * int64_t(sizeof(T)));
+    const int64_t rows = std::min<int64_t>(M, gemm_detail::kTileXR<T>);
+    const int64_t max_k = (int64_t(32) << 10) / (rows * int64_t(sizeof(T)));
     return M <= max_m && K >= 16 * M && K <= max_k;
 }
 
@@ -574,6 +619,10 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
         else gemv_dots(M, K, b, A, lda, alpha, beta, C, ldc);
         return;
     }
+    if (ta && !tb && K <= gemm_detail::kSmallK) {
+        gemm_smallk(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
@@ -592,6 +641,29 @@ void gemm_relu(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, in
     }
     gemm(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
     if (M > 0 && N > 0) relu_block(C, M, N, ldc);
+}
+
+template <class T>
+bool gemm_uses_dots(int64_t M, int64_t N, int64_t K) {
+    return M > 1 && N > 1 && K > 1 && use_dots<T>(M, K);
+}
+
+template <class T>
+void gemm_dots_cols(int64_t j0, int64_t j1, int64_t M, int64_t K, const T* A, int64_t lda,
+                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc, bool relu) {
+    constexpr int64_t XR = gemm_detail::kTileXR<T>, WR = gemm_detail::kTileWR<T>;
+    alignas(64) T sums[WR][8];
+    for (int64_t i0 = 0; i0 < M; i0 += XR) {
+        const int64_t xr = std::min(XR, M - i0);
+        for (int64_t j = j0; j < j1; j += WR) {
+            const int64_t wr = std::min(WR, j1 - j);
+            tile_fn<T>(xr, wr)(K, A + i0 * lda, lda, B + j * ldb, ldb, sums);
+            T* c = C + i0 * ldc + j;
+            for (int64_t r = 0; r < xr; ++r)
+                for (int64_t q = 0; q < wr; ++q) store_scalar(c + r * ldc + q, sums[q][r], T(1), beta);
+            if (relu) relu_block(c, xr, wr, ldc);
+        }
+    }
 }
 
 // The readable reference: one dot product per element, k in increasing order.
@@ -613,6 +685,9 @@ void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
                           int64_t, T, T*, int64_t);                                                \
     template void gemm_naive<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t,      \
                                 const T*, int64_t, T, T*, int64_t);                              \
+    template bool gemm_uses_dots<T>(int64_t, int64_t, int64_t);                                  \
+    template void gemm_dots_cols<T>(int64_t, int64_t, int64_t, int64_t, const T*, int64_t,        \
+                                    const T*, int64_t, T, T*, int64_t, bool);                     \
     template void gemv_rows<T>(int64_t, int64_t, int64_t, const T*, const T*, int64_t, T, T, T*);\
     template void gemm_relu<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*, \
                                int64_t, T, T*, int64_t);

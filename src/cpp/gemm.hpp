@@ -19,6 +19,15 @@ template <class T>
 void gemv_rows(int64_t j0, int64_t j1, int64_t K, const T* x, const T* W, int64_t ldw, T alpha,
                T beta, T* y);
 
+// Whether gemm(false, true, M, N, K, ...) takes the row-dot path (C elements as dot products of
+// rows of A and rows of B: a Linear forward at a small batch), and columns [j0, j1) of that
+// product with alpha = 1 (then C = relu(C) if relu), on the calling thread: per element its bits.
+template <class T>
+bool gemm_uses_dots(int64_t M, int64_t N, int64_t K);
+template <class T>
+void gemm_dots_cols(int64_t j0, int64_t j1, int64_t M, int64_t K, const T* A, int64_t lda,
+                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc, bool relu);
+
 // gemm with alpha = 1, then C = relu(C) (x <= 0 -> +0, NaN kept), the ReLU of each thread's slab
 // done by that thread right after its product: the bits of gemm followed by a ReLU pass.
 template <class T>

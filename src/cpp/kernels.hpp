@@ -34,6 +34,11 @@ struct KernelTable {
     // OUT) in one pass over W (gd.compile's deferred update; IN >= 2; one thread)
     void (*linear_forward_sgd)(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,
                                const T* dy_old, const T* x_old, const SgdHyper& h);
+    // the same at batch B (relu: then y = relu(y)), the deferred update from dy_old (B_old, OUT)
+    // and x_old (B_old, IN) (optim.hpp)
+    void (*linear_forward_sgd_batch)(T* y, const T* x, T* W, const T* b, int64_t B, int64_t IN,
+                                     int64_t OUT, bool relu, const T* dy_old, const T* x_old,
+                                     int64_t B_old, const SgdHyper& h);
     // dy (B, OUT) -> dx (B, IN), dW (OUT, IN), db (OUT); a null output is skipped
     void (*linear_backward)(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t B,
                             int64_t IN, int64_t OUT);
@@ -80,6 +85,10 @@ struct KernelTable {
     // sgd_step on W (OUT, IN) with the gradient dy (OUT) x (IN) computed on the fly (batch 1)
     void (*sgd_outer_step)(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t IN,
                            const SgdHyper& h);
+    // sgd_step on W (OUT, IN) with the gradient dy^T x (dy (B, OUT), x (B, IN)) formed tile by
+    // tile as the update goes (a small batch); also stored into dW unless it is null
+    void (*sgd_gemm_step)(T* W, T* buf, T* dW, const T* dy, const T* x, int64_t B, int64_t OUT,
+                          int64_t IN, const SgdHyper& h);
     // eta (N, N), d (N) -> p -= eta @ d, p the concatenation of p[i] (n[i]), N = sum n[i]
     void (*precondition_step)(T* const* p, const T* eta, const T* d, const int64_t* n,
                               int64_t count, int64_t N);

@@ -18,6 +18,8 @@
 
 #include "gemm.hpp"
 #include "gemm/dots.hpp"
+#include "gemm/smallk.hpp"
+#include "linear.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -189,6 +191,66 @@ void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t 
     });
 }
 
+// One vector of a small-batch weight gradient (gemm_detail::smallk_rows: exactly the values the
+// GEMM stores for dW), applied at once: stored into dW when given, then plain SGD's
+// w = w - lr g (an explicit product then difference, as sgd_block rounds them), or sgd_block on
+// the L values (momentum, weight decay, maximize).
+template <class T>
+struct SgdTile {
+    using V = gemm_detail::Simd<T>;
+    using reg = typename V::reg;
+    T* W;
+    T* buf;
+    T* dW;
+    int64_t IN;
+    reg lr;
+    bool plain;
+    const SgdHyper& h;
+    void operator()(int64_t o, int64_t j, reg g) const {
+        T* w = W + o * IN + j;
+        if (dW != nullptr) V::store(dW + o * IN + j, g);
+        if (plain) {
+            V::store(w, V::sub(V::load(w), V::mul(lr, g)));
+            return;
+        }
+        alignas(64) T d[V::L];
+        V::store(d, g);
+        sgd_block(d, w, buf != nullptr ? buf + o * IN + j : nullptr, static_cast<T*>(nullptr),
+                  static_cast<const T*>(nullptr), false, V::L, h);
+    }
+    void operator()(int64_t o, int64_t j, reg g, typename V::mask m) const {
+        T* w = W + o * IN + j;
+        if (dW != nullptr) V::store(dW + o * IN + j, g, m);
+        if (plain) {
+            V::store(w, V::sub(V::load(w, m), V::mul(lr, g)), m);
+            return;
+        }
+        alignas(64) T d[V::L];
+        V::store(d, g);
+        const int64_t n = std::min<int64_t>(V::L, IN - j);
+        sgd_block(d, w, buf != nullptr ? buf + o * IN + j : nullptr, static_cast<T*>(nullptr),
+                  static_cast<const T*>(nullptr), false, n, h);
+    }
+};
+
+// Threads split the rows of W (whole tiles) when the gradient's product would run in parallel
+// (gemm's threshold), so each thread updates about the rows its core reads in the forward.
+template <class T>
+void sgd_gemm_step(T* W, T* buf, T* dW, const T* dy, const T* x, int64_t B, int64_t OUT,
+                   int64_t IN, const SgdHyper& h) {
+    if (OUT <= 0 || IN <= 0 || B <= 0) return;
+    using V = gemm_detail::Simd<T>;
+    constexpr int64_t R = gemm_detail::kSmallKRows<T>;
+    const bool plain = h.momentum == 0 && h.weight_decay == 0 && !h.maximize;
+    const SgdTile<T> tile{W, buf, dW, IN, V::set1(T(h.lr)), plain, h};
+    const int64_t flops = 2 * B * OUT * IN;
+    const int64_t nt = flops >= kMatrixParallelFlops ? std::max(1, num_threads()) : 1;
+    const int64_t chunk = nt > 1 ? (OUT + nt * R - 1) / (nt * R) * R : OUT;
+    parallel_chunks(OUT, chunk, nt > 1 ? flops : 0, [&](int64_t o0, int64_t o1) {
+        gemm_detail::smallk_rows<T>(o0, o1, B, dy, OUT, x, IN, IN, tile);
+    });
+}
+
 // A row that takes plain SGD's update as the dot product reads it: w = w - lr (a x_old), the
 // operations of sgd_outer_rows' plain loop (this file does not contract them into an FMA).
 template <class T>
@@ -237,6 +299,35 @@ void linear_forward_sgd(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t 
         if (b != nullptr)
             for (int64_t o = o0; o < o1; ++o) y[o] = b[o];
         gemv_rows<T>(o0, o1, IN, x, W, IN, T(1), b != nullptr ? T(1) : T(0), y);
+    }
+}
+
+// The small-batch twin of linear_forward_sgd: kSmallKRows rows of W at a time take their
+// deferred update (sgd_gemm_step's tiles) and, while in L1, meet the B rows of x in the forward's
+// row-dot tiles (gemm_dots_cols). When the forward's product would not take the row-dot path the
+// two run one after the other (the same bits, W then read twice).
+template <class T>
+void linear_forward_sgd_batch(T* y, const T* x, T* W, const T* b, int64_t B, int64_t IN,
+                              int64_t OUT, bool relu, const T* dy_old, const T* x_old,
+                              int64_t B_old, const SgdHyper& h) {
+    if (!gemm_uses_dots<T>(B, OUT, IN)) {
+        sgd_gemm_step<T>(W, nullptr, nullptr, dy_old, x_old, B_old, OUT, IN, h);
+        if (relu) linear_forward_relu<T>(y, x, W, b, B, IN, OUT);
+        else linear_forward<T>(y, x, W, b, B, IN, OUT);
+        return;
+    }
+    using V = gemm_detail::Simd<T>;
+    constexpr int64_t R = gemm_detail::kSmallKRows<T>;
+    const bool plain = h.momentum == 0 && h.weight_decay == 0 && !h.maximize;
+    const SgdTile<T> tile{W, nullptr, nullptr, IN, V::set1(T(h.lr)), plain, h};
+    if (b != nullptr)  // linear_forward's bias: the GEMM's C, then beta = 1
+        for (int64_t r = 0; r < B; ++r)
+            for (int64_t o = 0; o < OUT; ++o) y[r * OUT + o] = b[o];
+    const T beta = b != nullptr ? T(1) : T(0);
+    for (int64_t o0 = 0; o0 < OUT; o0 += R) {
+        const int64_t o1 = std::min(OUT, o0 + R);
+        gemm_detail::smallk_rows<T>(o0, o1, B_old, dy_old, OUT, x_old, IN, IN, tile);
+        gemm_dots_cols<T>(o0, o1, B, IN, x, IN, W, IN, beta, y, OUT, relu);
     }
 }
 
@@ -356,6 +447,11 @@ void adagrad_step(T* const* p, T* const* sum, const T* const* g, const double* s
 }
 
 #define GD_OPTIM_INSTANTIATE(T)                                                                   \
+    template void sgd_gemm_step<T>(T*, T*, T*, const T*, const T*, int64_t, int64_t, int64_t,   \
+                                   const SgdHyper&);                                           \
+    template void linear_forward_sgd_batch<T>(T*, const T*, T*, const T*, int64_t, int64_t,     \
+                                              int64_t, bool, const T*, const T*, int64_t,       \
+                                              const SgdHyper&);                                 \
     template void sgd_outer_step<T>(T*, T*, const T*, const T*, int64_t, int64_t,                \
                                     const SgdHyper&);                                            \
     template void sgd_outer_rows<T>(T*, T*, const T*, const T*, int64_t, int64_t, int64_t,       \

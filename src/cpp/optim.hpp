@@ -26,6 +26,14 @@ void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, cons
 template <class T>
 void sgd_outer_step(T* W, T* buf, const T* dy, const T* x, int64_t OUT, int64_t IN,
                     const SgdHyper& h);
+// sgd_step on one tensor W (OUT, IN) whose gradient is dy^T x (dy (B, OUT), x (B, IN)), a linear
+// layer's dW at batch B, formed tile by tile in registers with the bits gemm(true, false, OUT,
+// IN, B, 1, dy, OUT, x, IN, 0, dW, IN) stores for B <= 512 / sizeof(T) (one K block) and applied
+// at once: W is read and written once. dW (OUT * IN) receives the gradient when not null; buf as
+// for sgd_outer_step. Bitwise the GEMM followed by sgd_step, for any thread count.
+template <class T>
+void sgd_gemm_step(T* W, T* buf, T* dW, const T* dy, const T* x, int64_t B, int64_t OUT,
+                   int64_t IN, const SgdHyper& h);
 // Rows [o0, o1) of sgd_outer_step, on the calling thread (each row's bits do not depend on how
 // rows are grouped).
 template <class T>
@@ -38,6 +46,15 @@ void sgd_outer_rows(T* W, T* buf, const T* dy, const T* x, int64_t o0, int64_t o
 template <class T>
 void linear_forward_sgd(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,
                         const T* dy_old, const T* x_old, const SgdHyper& h);
+
+// linear_forward_sgd at batch B >= 2 (relu: linear_forward_relu): sgd_gemm_step(W, nullptr,
+// nullptr, dy_old (B_old, OUT), x_old (B_old, IN), B_old, OUT, IN, h), then the forward, bitwise,
+// in one pass over W when the forward's product takes gemm's row-dot path; on the calling thread
+// then (gd.compile defers only products below gemm's parallel threshold).
+template <class T>
+void linear_forward_sgd_batch(T* y, const T* x, T* W, const T* b, int64_t B, int64_t IN,
+                              int64_t OUT, bool relu, const T* dy_old, const T* x_old,
+                              int64_t B_old, const SgdHyper& h);
 
 // eta (N, N), d (N) -> p -= eta @ d, with p the concatenation of p[i] in order
 template <class T>

@@ -19,10 +19,11 @@
 //                a diagonal lr: lists[..., lr (a pointer into it per parameter)];
 //                a matrix lr: p[eta (N, N), direction (N)] lists[..., [], direction per parameter]
 //                (sgd_step writes the direction, then precondition_step: p -= eta @ direction)
-//   linear_bwd_sgd  p[dx|0, dW, db|0, dy, x, W, b|0]  i[B = 1, IN, OUT]  d[as sgd]
-//                lists[[W's momentum buffer] or [], [b's] or []]: linear_bwd at batch 1 fused
-//                with the SGD update of W (and b when given), row block by row block while the
-//                block of dW is in L1; made by Program::optimize, bitwise equal to the pair.
+//   linear_bwd_sgd  p[dx|0, dW, db|0, dy, x, W, b|0]  i[B, IN, OUT]  d[as sgd]
+//                lists[[W's momentum buffer] or [], [b's] or []]: linear_bwd at batch B <=
+//                kFuseSgdMaxBatch fused with the SGD update of W (and b when given), each tile
+//                of dW applied while it is in registers or L1 (B = 1: sgd_outer_step, else
+//                sgd_gemm_step); made by Program::optimize, bitwise equal to the pair.
 //                i[3] = 1 (set_lazy): dW is not stored; materialize(index) writes it on demand
 //   ew           p[y, x0|0, x1|0, x2|0]  i[op, nd, shape (nd), y strides (nd), x0..x2 strides
 //                (nd each, in elements, 0 where broadcast)]  d[s0, s1, s2]: the elementwise family
@@ -73,6 +74,11 @@ void check_targets(const int64_t* t, int64_t B, int64_t C, int64_t ignore_index)
                                         " is out of range for " + std::to_string(C) + " classes");
 }
 
+// Batches up to this fuse a linear_bwd with its weight's SGD update (fuse_sgd): their weight
+// gradient has one K block in every GEMM path (gemm.cpp), so the fused update forms it with the
+// same bits.
+constexpr int64_t kFuseSgdMaxBatch = 32;
+
 inline SgdHyper sgd_hyper(const std::vector<double>& d) {
     return SgdHyper{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
 }
@@ -89,17 +95,23 @@ void bwd_sgd(const Instr& in, bool update_w) {
     T* W = P<T>(in, 5);
     const T* dy = P<T>(in, 3);
     const T* x = P<T>(in, 4);
+    const int64_t B = i[0];
     const SgdHyper h = sgd_hyper(in.d);
     const uint8_t fresh = 0;  // momentum buffers exist after recording (bias below)
     // dx (and db) first: dx reads W before its update, exactly as the unfused pair
     if (in.p[0] != nullptr || in.p[2] != nullptr)
-        K.linear_backward(P<T>(in, 0), nullptr, P<T>(in, 2), dy, x, W, 1, IN, OUT);
+        K.linear_backward(P<T>(in, 0), nullptr, P<T>(in, 2), dy, x, W, B, IN, OUT);
     T* wbuf = in.lists[0].empty() ? nullptr : static_cast<T*>(in.lists[0][0]);
-    // W's update takes its gradient dy[o] x[j] as it goes (the K = 1 product's bits);
     // dW itself is stored only when not lazy (i[3] = 1: materialize() stores it later)
-    if (i.size() < 4 || i[3] == 0)
-        K.gemm(true, false, OUT, IN, 1, T(1), dy, OUT, x, IN, T(0), dW, IN);
-    if (update_w) K.sgd_outer_step(W, wbuf, dy, x, OUT, IN, h);
+    const bool store_dw = i.size() < 4 || i[3] == 0;
+    if (B > 1) {
+        if (update_w) K.sgd_gemm_step(W, wbuf, store_dw ? dW : nullptr, dy, x, B, OUT, IN, h);
+        else if (store_dw) K.gemm(true, false, OUT, IN, B, T(1), dy, OUT, x, IN, T(0), dW, IN);
+    } else {
+        // W's update takes its gradient dy[o] x[j] as it goes (the K = 1 product's bits)
+        if (store_dw) K.gemm(true, false, OUT, IN, 1, T(1), dy, OUT, x, IN, T(0), dW, IN);
+        if (update_w) K.sgd_outer_step(W, wbuf, dy, x, OUT, IN, h);
+    }
     if (in.p[6] != nullptr) {
         T* pb = P<T>(in, 6);
         T* bbuf = in.lists[1].empty() ? nullptr : static_cast<T*>(in.lists[1][0]);
@@ -346,8 +358,13 @@ void Program::run_deferrable(const Instr& in, bool defer) const {
             return;
         }
         const auto& i = in.i;
-        kernels<T>().linear_forward_sgd(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), P<T>(in, 3), i[1],
-                                        i[2], df.dy<T>(), df.x<T>(), df.h);
+        if (i[0] == 1)
+            kernels<T>().linear_forward_sgd(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), P<T>(in, 3),
+                                            i[1], i[2], df.dy<T>(), df.x<T>(), df.h);
+        else
+            kernels<T>().linear_forward_sgd_batch(
+                P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), P<T>(in, 3), i[0], i[1], i[2],
+                i.size() > 3 && i[3] != 0, df.dy<T>(), df.x<T>(), i[0], df.h);
         df.pending = false;
         return;
     }
@@ -358,8 +375,8 @@ void Program::run_deferrable(const Instr& in, bool defer) const {
     }
     bwd_sgd<T>(in, false);
     const auto& i = in.i;
-    std::memcpy(df.dy<T>(), in.p[3], static_cast<size_t>(i[2]) * sizeof(T));
-    std::memcpy(df.x<T>(), in.p[4], static_cast<size_t>(i[1]) * sizeof(T));
+    std::memcpy(df.dy<T>(), in.p[3], static_cast<size_t>(i[0] * i[2]) * sizeof(T));
+    std::memcpy(df.x<T>(), in.p[4], static_cast<size_t>(i[0] * i[1]) * sizeof(T));
     df.h = sgd_hyper(in.d);  // (the learning rate may change before the update is applied)
     df.pending = true;
 }
@@ -412,12 +429,18 @@ void Program::flush() const {
         if (!df.pending) continue;
         const Instr& in = code_[df.bwd];
         const auto& i = in.i;
-        if (in.f64)
+        if (in.f64 && i[0] == 1)
             kernels<double>().sgd_outer_step(P<double>(in, 5), nullptr, df.dy<double>(),
                                              df.x<double>(), i[2], i[1], df.h);
-        else
+        else if (in.f64)
+            kernels<double>().sgd_gemm_step(P<double>(in, 5), nullptr, nullptr, df.dy<double>(),
+                                            df.x<double>(), i[0], i[2], i[1], df.h);
+        else if (i[0] == 1)
             kernels<float>().sgd_outer_step(P<float>(in, 5), nullptr, df.dy<float>(),
                                             df.x<float>(), i[2], i[1], df.h);
+        else
+            kernels<float>().sgd_gemm_step(P<float>(in, 5), nullptr, nullptr, df.dy<float>(),
+                                           df.x<float>(), i[0], i[2], i[1], df.h);
         df.pending = false;
     }
 }
@@ -590,7 +613,7 @@ namespace {
 template <class T>
 void materialize_dw(const Instr& in) {
     const auto& i = in.i;
-    kernels<T>().gemm(true, false, i[2], i[1], 1, T(1), P<T>(in, 3), i[2], P<T>(in, 4), i[1],
+    kernels<T>().gemm(true, false, i[2], i[1], i[0], T(1), P<T>(in, 3), i[2], P<T>(in, 4), i[1],
                       T(0), P<T>(in, 1), i[1]);
 }
 
@@ -621,7 +644,7 @@ std::vector<std::pair<int64_t, int64_t>> Program::traffic() const {
         }
         if (in.defer >= 0) {  // as a deferring replay runs it (plan_defer)
             const int64_t e = in.f64 ? 8 : 4, w = e * in.i[1] * in.i[2];
-            const int64_t dyx = e * (in.i[1] + in.i[2]);
+            const int64_t dyx = e * in.i[0] * (in.i[1] + in.i[2]);
             if (in.code == Code::linear_fwd) {  // + the update: W written, dy and x copies read
                 wr += w;
                 rd += dyx;
@@ -656,7 +679,7 @@ std::vector<int64_t> Program::flops() const {
                 break;
             }
             case Code::linear_bwd_sgd:  // dx, dW, db and a 2-flop update per parameter
-                f = 2 * i[1] * i[2] * (1 + (in.p[0] != nullptr)) + 3 * i[2] * (i[1] + 1);
+                f = 2 * i[0] * i[1] * i[2] * (1 + (in.p[0] != nullptr)) + 3 * i[2] * (i[1] + 1);
                 break;
             case Code::reduce: {  // per element of x: red_flops_per_element
                 int64_t count = 1;
@@ -835,13 +858,14 @@ int Program::fuse_relu(const std::vector<std::pair<void*, int64_t>>& pinned) {
     return removed;
 }
 
-// linear_bwd at batch 1 followed (later) by the sgd instruction that updates its weight with
+// linear_bwd at batch <= kFuseSgdMaxBatch followed (later) by the sgd instruction that updates its weight with
 // its dW -> one linear_bwd_sgd, when nothing in between touches the weight, its gradient or its
 // momentum buffer and nothing else writes that gradient. The bias joins when the same holds.
 int Program::fuse_sgd() {
     int removed = 0;
     for (size_t L = 0; L < code_.size(); ++L) {
-        if (code_[L].code != Code::linear_bwd || code_[L].i[0] != 1 || code_[L].p[1] == nullptr)
+        if (code_[L].code != Code::linear_bwd || code_[L].i[0] < 1 ||
+            code_[L].i[0] > kFuseSgdMaxBatch || code_[L].p[1] == nullptr)
             continue;
         const Instr& lb = code_[L];
         const int64_t e = lb.f64 ? 8 : 4, IN = lb.i[1], OUT = lb.i[2];
@@ -884,7 +908,7 @@ int Program::fuse_sgd() {
         f.code = Code::linear_bwd_sgd;
         f.f64 = lb.f64;
         f.p = {lb.p[0], dW, db, lb.p[3], lb.p[4], Wp, kb >= 0 ? sg.lists[0][kb] : nullptr};
-        f.i = {1, IN, OUT};
+        f.i = {lb.i[0], IN, OUT};
         f.d = sg.d;
         f.lists = {mom ? std::vector<void*>{mw} : std::vector<void*>{},
                    mom && kb >= 0 ? std::vector<void*>{sg.lists[2][kb]} : std::vector<void*>{}};
@@ -916,11 +940,11 @@ int Program::plan_defer() {
         // update measured no faster; docs/performance.md)
         if (bw.code != Code::linear_bwd_sgd || !bw.lists[0].empty() || bw.p[0] != nullptr)
             continue;
-        const int64_t e = bw.f64 ? 8 : 4, IN = bw.i[1], OUT = bw.i[2];
+        const int64_t e = bw.f64 ? 8 : 4, B = bw.i[0], IN = bw.i[1], OUT = bw.i[2];
         void* W = bw.p[5];
-        // linear_forward_sgd runs on one thread, as the batch-1 product and update do below
+        // linear_forward_sgd(_batch) runs on one thread, as the product and update do below
         // this size (they run in parallel above it, and so would their unfused pair)
-        if (IN < 2 || OUT < 1 || 2 * OUT * IN >= kMatrixParallelFlops) continue;
+        if (IN < 2 || OUT < 1 || 2 * B * OUT * IN >= kMatrixParallelFlops) continue;
         const int64_t bytes = e * OUT * IN;
         bool later = false;
         for (size_t j = L + 1; j < code_.size() && !later; ++j)
@@ -929,19 +953,20 @@ int Program::plan_defer() {
         size_t F = 0;
         while (F < L && !touches(code_[F], W, bytes, true, true)) ++F;
         const Instr& fw = code_[F];
-        if (F == L || fw.code != Code::linear_fwd || fw.f64 != bw.f64 || fw.i.size() != 3 ||
-            fw.i[0] != 1 ||
-            fw.i[1] != IN || fw.i[2] != OUT || fw.p[2] != W || fw.defer >= 0)
+        // (at batch 1 a plain forward; at a larger batch its ReLU may be fused in)
+        if (F == L || fw.code != Code::linear_fwd || fw.f64 != bw.f64 ||
+            (B == 1 && fw.i.size() != 3) || fw.i[0] != B || fw.i[1] != IN ||
+            fw.i[2] != OUT || fw.p[2] != W || fw.defer >= 0)
             continue;
         Deferred df;
         df.fwd = F;
         df.bwd = L;
         if (bw.f64) {
-            df.dy64.resize(static_cast<size_t>(OUT));
-            df.x64.resize(static_cast<size_t>(IN));
+            df.dy64.resize(static_cast<size_t>(B * OUT));
+            df.x64.resize(static_cast<size_t>(B * IN));
         } else {
-            df.dy32.resize(static_cast<size_t>(OUT));
-            df.x32.resize(static_cast<size_t>(IN));
+            df.dy32.resize(static_cast<size_t>(B * OUT));
+            df.x32.resize(static_cast<size_t>(B * IN));
         }
         code_[F].defer = code_[L].defer = static_cast<int>(defer_.size());
         defer_.push_back(std::move(df));

@@ -67,7 +67,7 @@ class Program {
     // writer writes the destination instead (a leaf's first gradient lands in .grad directly).
     // `pinned` ranges (inputs, returned tensors, gradients, parameters) are never retargeted
     // away. Then fuses a linear_fwd (batch > 1) with the ReLU of its output when nothing else
-    // reads the pre-activation, and a batch-1 linear_bwd with the SGD update of its weight (and
+    // reads the pre-activation, and a small-batch linear_bwd with the SGD update of its weight (and
     // bias) into linear_bwd_sgd when nothing in between touches them. Returns the number of instructions
     // removed.
     // linear_bwd_sgd only (false otherwise): store dW lazily, i.e. only when materialize(index)
@@ -92,11 +92,12 @@ class Program {
     std::vector<std::pair<uintptr_t, uintptr_t>> ranges() const;
     int optimize(const std::vector<std::pair<void*, int64_t>>& pinned);
 
-    // Deferred weight updates (batch 1). A linear_bwd_sgd without dx or momentum buffer whose weight
-    // W is touched by nothing after it, and first touched in the program by a batch-1 linear_fwd
-    // (IN >= 2, one thread), may leave W's update pending at the end of a run(defer = true): it
-    // keeps copies of dy and x, and the next run's linear_fwd applies the update row block by
-    // row block as it reads W (linear_forward_sgd), so W streams from L2 once per step instead
+    // Deferred weight updates (small batches). A linear_bwd_sgd without dx or momentum buffer whose
+    // weight W is touched by nothing after it, and first touched in the program by a linear_fwd
+    // of the same batch (IN >= 2, one thread), may leave W's update pending at the end of a
+    // run(defer = true): it keeps copies of dy and x, and the next run's linear_fwd applies the
+    // update row block by row block as it reads W (linear_forward_sgd, linear_forward_sgd_batch
+    // at batch > 1), so W streams from L2 once per step instead
     // of twice. Bitwise equal to updating at once. W is stale while an update is pending: the
     // caller must flush() before anything else reads or writes W (graddesc/_compile.py and
     // bind_replay.cpp do). plan_defer() finds such updates (once, after optimize) and returns

@@ -17,6 +17,7 @@ KernelTable<T> make_table() {
     t.gemm = &gemm<T>;
     t.linear_forward = &linear_forward<T>;
     t.linear_forward_sgd = &linear_forward_sgd<T>;
+    t.linear_forward_sgd_batch = &linear_forward_sgd_batch<T>;
     t.linear_forward_relu = &linear_forward_relu<T>;
     t.linear_backward = &linear_backward<T>;
     t.activation_forward = &activation_forward<T>;
@@ -35,6 +36,7 @@ KernelTable<T> make_table() {
     t.reduce = &reduce_axes<T>;
     t.sgd_step = &sgd_step<T>;
     t.sgd_outer_step = &sgd_outer_step<T>;
+    t.sgd_gemm_step = &sgd_gemm_step<T>;
     t.precondition_step = &precondition_step<T>;
     t.adam_step = &adam_step<T>;
     t.rmsprop_step = &rmsprop_step<T>;
