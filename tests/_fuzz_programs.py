@@ -209,8 +209,6 @@ def _step(b: _Builder) -> None:
             guards = (("pos", t, None),)
         elif form == "2.0 ** {t}":
             guards = (("below", t, 8.0),)
-        elif form == "{t} / {c}":
-            s.gd_saves = True
         if form == "{c} / {t}":
             s.gd_saves = True  # PyTorch saves the result c / t instead
         b.new(form.format(t=t, c=c), _Sym(s.shape, rg, False, None), guards)
@@ -224,8 +222,6 @@ def _step(b: _Builder) -> None:
             code = f"{t} {op} t{y}"
             guards = (("away", f"t{y}", 0.0),) if op == "/" else ()
         sy = b.pool[y]
-        if op == "/" and code.startswith(t + " ") and not sy.requires_grad:
-            s.gd_saves = True
         b.new(code, _Sym(_bshape(s.shape, sy.shape), rg or sy.requires_grad, False, None),
               guards)
     elif kind == "reduce":
@@ -441,7 +437,7 @@ def _inplace(b: _Builder) -> None:
         # other values (the argmax, x - mean, the difference) and gives the right gradient.
         return
     if on_graph and s.gd_saves and op != "setitem":
-        return  # bug B: a / c and c / a (c constant) save a, so backward raises after a.add_
+        return  # bug B: c / a (c constant) saves a, so backward raises after a.add_
     if on_graph and op == "copy_" and rg_in:
         # bug E: copy_ of a tensor on the graph drops the old branch, where PyTorch runs it with
         # a zero gradient (and so raises if a value it saved there was modified)

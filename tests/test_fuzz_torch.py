@@ -145,6 +145,10 @@ FIXED_BUGS = {
     "B_div_scalar": _A + "t1.div_(2.0)\n" + _END,
     "B_div_tensor": _A + "t1.div_(m.tensor([2.0, 3.0], dtype=m.float64))\n" + _END,
     "B_mul_grad_tensor": _A + "t1.mul_(t0)\n" + _END,
+    "B_divided_then_add_": _A + "t2 = t1 / -1.5\nt1.add_(-1.5)\n"
+    "loss = (t1 + t2).sum()\nloss.backward()",
+    "B_divided_by_constant_tensor_then_add_": _A + "t2 = t1 / m.tensor([2.0, -4.0], "
+    "dtype=m.float64)\nt1.add_(-1.5)\nloss = (t1 + t2).sum()\nloss.backward()",
     "B_const_mul_grad_tensor": _A + "t2 = m.tensor([2.0, 3.0], dtype=m.float64)\n"
     "t2.mul_(t0)\nt1 = t1 + t2\n" + _END,
     # C: copy_ of a constant into a non-leaf kept the old graph: t0.grad = [4, 6] where PyTorch
@@ -174,9 +178,10 @@ def test_fixed_bug(name: str) -> None:
 
 
 KNOWN_BUGS = {
-    # B: a / c (c constant) saves a, so an in-place op on a afterwards makes backward raise
-    # "modified by an inplace operation" where PyTorch (which saves the result) gives it.
-    "B_divided_then_add_": _A + "t2 = t1 / -1.5\nt1.add_(-1.5)\n"
+    # B: c / a (c constant) saves a, so an in-place op on a afterwards makes backward raise
+    # "modified by an inplace operation" where PyTorch (reciprocal(a) * c: it saves 1 / a)
+    # gives the gradient.
+    "B_constant_divided_by_then_add_": _A + "t2 = -1.5 / t1\nt1.add_(-1.5)\n"
     "loss = (t1 + t2).sum()\nloss.backward()",
 }
 

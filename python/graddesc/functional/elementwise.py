@@ -199,7 +199,9 @@ def _numpy_op(ufunc: Any, av: Any, bv: Any) -> Tensor:
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
+        # a is needed only for b's gradient: a / c (c a number or a constant) saves nothing of
+        # a, so an in-place op on a afterwards leaves this backward valid (as in PyTorch)
+        ctx.save_for_backward(a if isinstance(a, Tensor) and ctx.needs_input_grad[1] else None,
                               b if isinstance(b, Tensor) else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
         av, bv = _value(a), _value(b)
