@@ -16,7 +16,7 @@ import numpy as np
 
 import graddesc as gd
 from _common import median_time, print_table, save_json
-from graddesc import _core
+from graddesc import _bench, _core
 
 try:
     import torch
@@ -65,15 +65,7 @@ def graddesc_step(net: tuple, batch: int, compiled: bool = False) -> Callable[[]
     y = gd.tensor(rng.integers(0, classes, batch))
     loss_fn = gd.nn.CrossEntropyLoss()
 
-    def train_step(xb: Any, yb: Any) -> Any:
-        opt.zero_grad()
-        out = loss_fn(model(xb), yb)
-        out.backward()
-        opt.step()
-        return out
-
-    fn = gd.compile(train_step) if compiled else train_step
-    return lambda: fn(x, y)
+    return _bench.training_step(model, opt, loss_fn, x, y, compiled)
 
 
 def torch_step(net: tuple, batch: int) -> Optional[Callable[[], Any]]:

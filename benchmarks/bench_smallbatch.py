@@ -45,19 +45,7 @@ def compiled_step(batch: int, dtype: Any, seed: int = 0) -> Callable[[], Any]:
     y = gd.tensor(rng.integers(0, SIZES[-1], batch))
     loss_fn = gd.nn.CrossEntropyLoss()
 
-    def train_step(xb: Any, yb: Any) -> Any:
-        opt.zero_grad()
-        out = loss_fn(model(xb), yb)
-        out.backward()
-        opt.step()
-        return out
-
-    fn = gd.compile(train_step)
-
-    def step() -> Any:
-        return fn(x, y)
-
-    step.compiled = fn  # type: ignore[attr-defined]
+    step = _bench.training_step(model, opt, loss_fn, x, y, compiled=True)
     return step
 
 

@@ -102,6 +102,13 @@ def graddesc_step(sizes: list, batch: int, loss: str, seed: int = 0,
         y = gd.tensor(rng.standard_normal((batch, sizes[-1])).astype(np.float32))
         loss_fn = gd.nn.MSELoss()
 
+    return training_step(model, opt, loss_fn, x, y, compiled)
+
+
+def training_step(model: Any, opt: Any, loss_fn: Any, x: Any, y: Any,
+                  compiled: bool = False) -> Callable[[], Any]:
+    """One call = zero_grad, forward, loss, backward, optimizer step on (x, y); the function
+    `gd.compile` made is the result's `.compiled` (None when eager)."""
     def train_step(xb: Any, yb: Any) -> Any:
         opt.zero_grad()
         out = loss_fn(model(xb), yb)

@@ -48,8 +48,8 @@ import numpy as np
 from graddesc import _compile_state, _core, _deferred  # noqa: F401 (registers its classes)
 from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
-from graddesc.functional import norm as _norm
 from graddesc.functional import conv as _conv
+from graddesc.functional import norm as _norm
 
 _GRAD_STATE = grad_mode._state  # per thread: .enabled
 _replay = _core.replay  # FastReplay.__call__ without pybind11's dispatch
