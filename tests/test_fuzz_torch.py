@@ -149,6 +149,12 @@ FIXED_BUGS = {
     "loss = (t1 + t2).sum()\nloss.backward()",
     "B_divided_by_constant_tensor_then_add_": _A + "t2 = t1 / m.tensor([2.0, -4.0], "
     "dtype=m.float64)\nt1.add_(-1.5)\nloss = (t1 + t2).sum()\nloss.backward()",
+    # (found under GRADDESC_ISA=avx2: Linear saved its input even with the weight frozen)
+    "B_linear_frozen_weight_then_add_": _A + "t2 = F.linear(t1, m.tensor([[1.5, -2.0]], "
+    "dtype=m.float64))\nt1.add_(-1.5)\nloss = t2.sum()\nloss.backward()",
+    "B_linear_frozen_weight_3d_then_mul_": "t0 = m.tensor([[[1.5, -0.5]]], dtype=m.float64, "
+    "requires_grad=True)\nt1 = t0 * 1.0\nt2 = F.linear(t1, m.tensor([[1.5, -2.0]], "
+    "dtype=m.float64))\nt1.mul_(2.0)\nloss = (t2 * t2).sum()\nloss.backward()",
     "B_const_mul_grad_tensor": _A + "t2 = m.tensor([2.0, 3.0], dtype=m.float64)\n"
     "t2.mul_(t0)\nt1 = t1 + t2\n" + _END,
     # C: copy_ of a constant into a non-leaf kept the old graph: t0.grad = [4, 6] where PyTorch

@@ -127,26 +127,30 @@ class Linear(Function):
             x2 = xd.reshape(math.prod(xd.shape[:-1]), xd.shape[-1])
             y = call_kernel(_core.linear_forward, x2, Wd, None if b is None else b._data)
             y = y.reshape(xd.shape[:-1] + (Wd.shape[0],))
-        ctx.save_for_backward(x, W)
+        # x's values are needed only for W's gradient: with W frozen, an in-place op on x
+        # afterwards leaves this backward valid (as in PyTorch); the kernel still gets x's
+        # array (it reads only its shape then, and gd.compile sees the same buffer)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, W)
+        ctx.x_data = xd
         return Tensor._make(y)
 
     @staticmethod
     def backward(ctx, g):
         x, W = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad
+        xd = ctx.x_data
         if grad_mode.is_grad_enabled():  # building a graph of the gradient: differentiable ops
             dx = g @ W if nx else None
-            if x.ndim == 1:
+            if xd.ndim == 1:
                 dW = g.unsqueeze(1) * x.unsqueeze(0) if nw else None
                 db = g if nb else None
             else:
-                rows = math.prod(x.shape[:-1])
+                rows = math.prod(xd.shape[:-1])
                 g2 = g.reshape(rows, g.shape[-1])
-                x2 = x.reshape(rows, x.shape[-1])
-                dW = g2.transpose(0, 1) @ x2 if nw else None
+                dW = g2.transpose(0, 1) @ x.reshape(rows, xd.shape[-1]) if nw else None
                 db = g2.sum(0) if nb else None
             return dx, dW, db
-        x2, g2 = xd, gd = x._data, g._data
+        x2, g2, gd = xd, g._data, g._data
         if xd.ndim > 2:  # (..., IN) as (rows, IN)
             rows = math.prod(xd.shape[:-1])
             x2, g2 = xd.reshape(rows, xd.shape[-1]), gd.reshape(rows, gd.shape[-1])
