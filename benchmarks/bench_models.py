@@ -7,7 +7,7 @@ compiled and torch eager / graddesc eager (above 1: graddesc is faster). Whether
 captured the step is counted from its fallback warnings. Saves benchmarks/results/models.json.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
-         python benchmarks/bench_models.py [--torch-compile] [--no-jax] [--models a,b]
+         python benchmarks/bench_models.py [--torch-compile] [--no-jax] [--models a,b] [--no-pin]
 """
 
 from __future__ import annotations
@@ -25,6 +25,17 @@ from _common import median_time, print_table, save_json
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                                    "intra_op_parallelism_threads=1")
+
+
+def pin_to_one_cpu() -> str:
+    """Pins the whole process to one CPU. The XLA flags above do not keep jax 0.10's CPU
+    runtime on one thread (pinned, its resmlp step at batch 256 took 1.4x longer than unpinned),
+    so the only fair "one thread for every library" is one CPU for the process."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "not pinned (no sched_setaffinity on this OS)"
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return f"pinned to CPU {cpu}"
 
 
 def graddesc_steps(name: str, batch: int) -> tuple:
@@ -169,7 +180,9 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(zoo.MODELS))
     ap.add_argument("--batches", default=",".join(map(str, zoo.BATCHES)))
     ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
     args = ap.parse_args()
+    print("process " + ("not pinned (--no-pin)" if args.no_pin else pin_to_one_cpu()))
     gd.set_num_threads(1)
     try:
         import torch
@@ -206,18 +219,22 @@ def main() -> None:
             if te:
                 row["torch_eager_over_compiled"] = te / us["graddesc_compiled"]
                 row["torch_eager_over_eager"] = te / us["graddesc_eager"]
+            if "jax_jit" in us:
+                row["jax_over_compiled"] = us["jax_jit"] / us["graddesc_compiled"]
             rows.append(row)
             cells = [f"{us[k]:.1f}" if k in us else "-" for k in
                      ("graddesc_eager", "graddesc_compiled", "torch_eager", "torch_compile",
                       "jax_jit")]
             cells += [f"{row[k]:.2f}x" if k in row else "-" for k in
-                      ("torch_eager_over_compiled", "torch_eager_over_eager")]
+                      ("torch_eager_over_compiled", "torch_eager_over_eager",
+                       "jax_over_compiled")]
             table.append([name, batch, "yes" if row["captured"] else f"NO ({len(fallbacks)})",
                           *cells])
             print(*table[-1], sep=" | ", flush=True)
     print()
     print_table(["model", "batch", "captured", "gd eager us", "gd compiled us", "torch us",
-                 "torch.compile us", "jax.jit us", "torch/compiled", "torch/eager"], table)
+                 "torch.compile us", "jax.jit us", "torch/compiled", "torch/eager", "jax/compiled"],
+                table)
     captured = sum(r["captured"] for r in rows)
     print(f"\ncaptured: {captured} of {len(rows)} steps")
     path = save_json("models", {"rows": rows, "captured": captured, "steps": len(rows),
