@@ -11,7 +11,6 @@ With torch installed, the compiled trajectories are checked against PyTorch's to
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -293,17 +292,6 @@ def _assert_bits(a, b, what):
     assert a.tobytes() == b.tobytes(), f"{what}: max |diff| {np.max(np.abs(a - b))}"
 
 
-# min(dim)'s backward scatters the gradient with NumPy (functional/reduce.py Scatter): the step
-# falls back (test_nearest_neighbour_never_gives_a_wrong_result) until that is a kernel
-_NOT_YET = {"nearest-neighbour": "min(dim)'s backward (Scatter) computes in NumPy"}
-
-
-def _case_params():
-    return [pytest.param(c, marks=pytest.mark.xfail(reason=_NOT_YET[c], raises=RuntimeWarning,
-                                                    strict=False)) if c in _NOT_YET else c
-            for c in CASES]
-
-
 def _run_side_by_side(case, dtype):
     np_dtype = np.float64 if dtype == gd.float64 else np.float32
     m1, o1, eager = CASES[case](dtype)
@@ -324,20 +312,11 @@ def _run_side_by_side(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
-@pytest.mark.parametrize("case", _case_params())
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_compiled_step_captures_and_equals_eager_bitwise(case, dtype):
     stats = _run_side_by_side(case, dtype)
     assert stats["eager"] == 0, stats
     assert stats["replayed"] >= STEPS - 2, stats
-
-
-@pytest.mark.parametrize("case", sorted(_NOT_YET))
-def test_nearest_neighbour_never_gives_a_wrong_result(case):
-    """Captured or not: bitwise equal to eager, with at most one fallback warning."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        _run_side_by_side(case, gd.float32)
-    assert len([w for w in caught if "graddesc.compile" in str(w.message)]) <= 1
 
 
 def test_clipping_switches_on_and_off_across_these_calls():

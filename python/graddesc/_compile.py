@@ -108,6 +108,11 @@ _OPTIM_CODES = ("sgd", "adam", "rmsprop", "adagrad", "linear_bwd_sgd")
 
 _SIGS.update(_norm.RECORD_SIGS)  # batch/layer norm and embedding: one instruction, "norm"
 
+# Kernels that lay out their own instruction (a registered kind, src/cpp/instr_registry.hpp):
+# binding name -> its `_args` twin. Recording one needs no entry in _SIGS and no branch in
+# _translate; new kernels should take this path.
+_RECORD_ARGS: dict = dict(_core.RECORD_ARGS)
+
 
 class _UncapturableError(Exception):
     pass
@@ -308,7 +313,7 @@ def _wrap(name: str, real: Callable) -> Callable:
         out = real(*args, **kwargs)
         rec = _compile_state.active
         if rec is not None and rec.mine():
-            if name in _SIGS:
+            if name in _SIGS or name in _RECORD_ARGS:
                 rec.calls.append((name, args, kwargs, out))
             elif name not in _QUERIES:
                 rec.fail(f"the kernel '{name}' has no replay path yet")
@@ -429,6 +434,14 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
     for _, g in rec.persistent.values():  # gradients the step zeroes and accumulates into
         bufs.add(g._data)
     for index, (name, args, kwargs, out) in enumerate(rec.calls):
+        if name in _RECORD_ARGS:
+            ptrs, ints, reals, f64, reads = getattr(_core, _RECORD_ARGS[name])(
+                *args, result=out, **kwargs)
+            for lo, nbytes in reads:
+                bufs.check_span(lo, nbytes, f"{name}: an operand")
+            bufs.add(out)
+            prog.add("call", f64, ptrs, ints, reals)
+            continue
         a = _bind(name, args, kwargs)
         if name not in _OPTIM_KERNELS:  # arrays a call returns are memory it writes
             for o in (out if isinstance(out, (tuple, list)) else (out,)):

@@ -12,6 +12,7 @@
 
 #include "bind_common.hpp"
 #include "conv.hpp"
+#include "instr_registry.hpp"
 #include "program.hpp"
 
 namespace gd {
@@ -120,6 +121,17 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
             value_error("Program.add: an 'ew' instruction takes 4 pointers, 3 reals and ints "
                         "[op, nd, shape, 4 x strides] (see elementwise_args)");
     }
+    if (in.code == Code::call) {
+        if (ints.empty()) value_error("Program.add: a 'call' instruction needs ints[0], its kind");
+        const InstrKind* kind = nullptr;
+        try {
+            kind = &instr_kind(ints[0]);
+        } catch (const std::out_of_range& e) {
+            value_error(std::string("Program.add: ") + e.what());
+        }
+        if (!kind->valid(ptrs.size(), ints, reals.size()))
+            value_error(std::string("Program.add: a malformed '") + kind->name + "' instruction");
+    }
     if (in.code == Code::conv && !conv_instr_valid(ptrs.size(), ints))
         value_error("Program.add: a malformed 'conv' instruction (see conv.hpp)");
     for (uintptr_t q : ptrs) in.p.push_back(reinterpret_cast<void*>(q));
@@ -169,7 +181,9 @@ void bind_program(py::module_& m) {
         .def("__len__", &Program::size)
         .def("names", [](const Program& p) {
                 std::vector<std::string> n;
-                for (const Instr& in : p.instructions()) n.emplace_back(code_name(in.code));
+                for (const Instr& in : p.instructions())
+                    n.emplace_back(in.code == Code::call ? instr_kind(in.i[0]).name
+                                                         : code_name(in.code));
                 return n;
             }, "The instruction names, in order.")
         .def("profile", [](const Program& p, int repeat, bool defer) {

@@ -19,6 +19,7 @@ void bind_optim(py::module_& m);
 void bind_replay(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_index(py::module_& m);
 }  // namespace bind
 
 namespace {
@@ -94,4 +95,5 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_replay(m);
     bind::bind_norm(m);
     bind::bind_conv(m);
+    bind::bind_index(m);
 }

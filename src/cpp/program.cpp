@@ -53,6 +53,7 @@
 #include <string>
 
 #include "conv.hpp"
+#include "instr_registry.hpp"
 #include "kernels.hpp"
 #include "norm.hpp"
 #include "parallel.hpp"
@@ -344,6 +345,7 @@ void run_one(const Instr& in) {
             break;
         }
         case Code::norm: run_norm_instr(in); break;  // batch/layer norm, embedding (norm.hpp)
+        case Code::call: instr_kind(i[0]).run(in); break;
     }
 }
 
@@ -603,6 +605,7 @@ std::vector<Operand> operands(const Instr& in) {
             break;
         }
         case Code::norm: norm_instr_operands(in, ops); break;
+        case Code::call: instr_kind(i[0]).operands(in, ops); break;
     }
     return ops;
 }
@@ -673,6 +676,7 @@ std::vector<int64_t> Program::flops() const {
                 break;
             case Code::gemm: f = 2 * i[2] * i[3] * i[4]; break;
             case Code::conv: f = conv_instr_flops(in.p, i); break;
+            case Code::call: f = instr_kind(i[0]).flops(in); break;
             case Code::ew: {  // one operation per element of the iteration shape
                 f = 1;
                 for (int64_t k = 0; k < i[1]; ++k) f *= i[2 + k];
@@ -979,8 +983,8 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "reduce", "rmsprop", "adagrad", "norm", "conv"};
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::conv) + 1,
+                                     "reduce", "rmsprop", "adagrad", "norm", "conv", "call"};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::call) + 1,
               "kNames must name every Code");
 
 Code code_from_name(const std::string& name) {
@@ -990,5 +994,27 @@ Code code_from_name(const std::string& name) {
 }
 
 const char* code_name(Code c) { return kNames[static_cast<int>(c)]; }
+
+namespace {
+std::vector<InstrKind>& instr_kinds() {
+    static std::vector<InstrKind> kinds;
+    return kinds;
+}
+}  // namespace
+
+int64_t register_instr_kind(const InstrKind& kind) {
+    auto& kinds = instr_kinds();
+    for (size_t k = 0; k < kinds.size(); ++k)
+        if (std::string(kinds[k].name) == kind.name) return static_cast<int64_t>(k);
+    kinds.push_back(kind);
+    return static_cast<int64_t>(kinds.size() - 1);
+}
+
+const InstrKind& instr_kind(int64_t id) {
+    const auto& kinds = instr_kinds();
+    if (id < 0 || static_cast<size_t>(id) >= kinds.size())
+        throw std::out_of_range("program: no registered instruction kind " + std::to_string(id));
+    return kinds[static_cast<size_t>(id)];
+}
 
 }  // namespace gd

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from graddesc._tensor import Tensor, _norm_dim
+from graddesc import _core
+from graddesc._tensor import Tensor, _norm_dim, call_kernel
 from graddesc.autograd.function import Function
 from graddesc.functional import elementwise as ew
 
@@ -34,7 +35,9 @@ def _grids(idx: np.ndarray, dim: int) -> tuple:
 
 
 def _check_gather_shapes(x_shape: tuple, idx: np.ndarray, dim: int, op: str,
-                         other: str = "input") -> None:
+                         other: str = "input", values: bool = True) -> None:
+    """Shapes, and with `values` the index range (the kernels check the range themselves: no
+    host read of the indices while gd.compile records)."""
     if idx.ndim != len(x_shape):
         raise RuntimeError(f"{op}: index {tuple(idx.shape)} must have as many dims as "
                            f"{other} {tuple(x_shape)}")
@@ -43,16 +46,45 @@ def _check_gather_shapes(x_shape: tuple, idx: np.ndarray, dim: int, op: str,
             raise RuntimeError(f"{op}: index {tuple(idx.shape)} is larger than {other} "
                                f"{tuple(x_shape)} in dimension {i}")
     n = x_shape[dim] if x_shape else 1
-    if idx.size and (idx.min() < -n or idx.max() >= n):
+    if values and idx.size and (idx.min() < -n or idx.max() >= n):
         bad = int(idx.max()) if idx.max() >= n else int(idx.min())
         raise IndexError(f"{op}: index {bad} is out of bounds for dimension {dim} with size {n}")
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def gather_array(x: np.ndarray, idx: np.ndarray, dim: int) -> np.ndarray:
+    """x at idx along dim (idx int64 of x's ndim, entries in [-n, n)): the C++ kernel for float
+    arrays (recorded by gd.compile), NumPy for the other dtypes."""
+    if x.dtype in _FLOATS and x.ndim >= 1:
+        return call_kernel(_core.index_gather, x, idx, dim)
+    return np.ascontiguousarray(x[_grids(idx, dim)])
+
+
+def scatter_array(base: np.ndarray | None, idx: np.ndarray, src: np.ndarray | None, dim: int,
+                  accumulate: bool, shape: tuple | None = None, value: Any = 0) -> np.ndarray:
+    """A copy of base (or zeros of `shape` and src's dtype) with src (or value) written, or
+    added (accumulate), at idx along dim; src has idx's shape. Kernel for float arrays."""
+    dt = (base if base is not None else src).dtype
+    if dt in _FLOATS and idx.ndim >= 1 and (value is None or isinstance(value, (int, float))):
+        return call_kernel(_core.index_scatter, base, idx, src, dim, accumulate,
+                           None if base is not None else tuple(shape),
+                           0.0 if value is None else float(value))
+    out = np.zeros(shape, dt) if base is None else base.copy()
+    grids = _grids(idx, dim)
+    if accumulate:
+        np.add.at(out, grids, src)
+    else:
+        out[grids] = value if src is None else src
+    return out
 
 
 class Gather(Function):
     @staticmethod
     def forward(ctx, x, idx, dim):
         ctx.idx, ctx.dim, ctx.shape = idx, dim, x._data.shape
-        return Tensor._make(np.ascontiguousarray(x._data[_grids(idx, dim)]))
+        return Tensor._make(gather_array(x._data, idx, dim))
 
     @staticmethod
     def backward(ctx, g):
@@ -65,9 +97,8 @@ class ScatterAdd(Function):
     @staticmethod
     def forward(ctx, x, idx, src, dim, shape):
         ctx.idx, ctx.dim = idx, dim
-        out = np.zeros(shape, src._data.dtype) if x is None else x._data.copy()
-        np.add.at(out, _grids(idx, dim), src._data)
-        return Tensor._make(out)
+        return Tensor._make(scatter_array(None if x is None else x._data, idx, src._data, dim,
+                                          True, shape))
 
     @staticmethod
     def backward(ctx, g):
@@ -81,19 +112,12 @@ class Scatter(Function):
     @staticmethod
     def forward(ctx, x, idx, src, dim, value):
         ctx.idx, ctx.dim, ctx.src_shape = idx, dim, None if src is None else src._data.shape
-        out = x._data.copy()
-        grids = _grids(idx, dim)
-        if src is None:
-            out[grids] = value
-        else:
-            out[grids] = src._data
-        return Tensor._make(out)
+        return Tensor._make(scatter_array(x._data, idx, None if src is None else src._data, dim,
+                                          False, None, value))
 
     @staticmethod
     def backward(ctx, g):
-        keep = np.ones(g._data.shape, g._data.dtype)
-        keep[_grids(ctx.idx, ctx.dim)] = 0
-        gx = g * Tensor._make(keep)
+        gx = Scatter.apply(g, ctx.idx, None, ctx.dim, 0.0)  # zero where the forward wrote
         gsrc = None
         if ctx.src_shape is not None and ctx.needs_input_grad[2]:
             gsrc = Gather.apply(g, ctx.idx, ctx.dim)
@@ -112,8 +136,8 @@ def gather(x: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> 
     d = _norm_dim(dim, max(x.ndim, 1), "gather")
     if x.ndim == 0:
         raise RuntimeError("gather: input must have at least one dimension")
-    _check_gather_shapes(x._data.shape, idx, d, "gather")
-    return Gather.apply(x, idx % x._data.shape[d] if idx.size else idx, d)
+    _check_gather_shapes(x._data.shape, idx, d, "gather", values=x._data.dtype not in _FLOATS)
+    return Gather.apply(x, idx, d)
 
 
 def _scatter_args(x: Any, dim: Any, index: Any, src: Any, op: str) -> tuple:
@@ -122,7 +146,7 @@ def _scatter_args(x: Any, dim: Any, index: Any, src: Any, op: str) -> tuple:
         raise RuntimeError(f"{op}: input must have at least one dimension")
     idx = _index_array(index, op)
     d = _norm_dim(dim, x.ndim, op)
-    _check_gather_shapes(x._data.shape, idx, d, op)
+    _check_gather_shapes(x._data.shape, idx, d, op, values=x._data.dtype not in _FLOATS)
     if isinstance(src, Tensor):
         if src.ndim != idx.ndim or any(a > b for a, b in zip(idx.shape, src.shape)):
             raise RuntimeError(f"{op}: src {tuple(src.shape)} must have index's number of dims "
@@ -131,7 +155,7 @@ def _scatter_args(x: Any, dim: Any, index: Any, src: Any, op: str) -> tuple:
             raise RuntimeError(f"{op}: expected src of dtype {x.dtype}, got {src.dtype}")
         if src._data.shape != idx.shape:  # only src's leading block (index's shape) is used
             src = src[tuple(slice(0, s) for s in idx.shape)]
-    return d, idx % x._data.shape[d] if idx.size else idx, src
+    return d, idx, src
 
 
 def scatter(x: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any = None,

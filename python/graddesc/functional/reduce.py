@@ -19,6 +19,7 @@ from graddesc import _core
 from graddesc._tensor import Tensor, _norm_dim, call_kernel, contiguous
 from graddesc.autograd.function import Function
 from graddesc.autograd.grad_mode import is_grad_enabled
+from graddesc.functional.indexing import gather_array, scatter_array
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
@@ -181,14 +182,12 @@ class Scatter(Function):
 
     @staticmethod
     def forward(ctx, g, idx_k, dim, shape):
-        out = np.zeros(shape, dtype=g._data.dtype)
-        np.put_along_axis(out, idx_k, g._data, axis=dim)
         ctx.idx_k, ctx.dim = idx_k, dim
-        return Tensor._make(out)
+        return Tensor._make(scatter_array(None, idx_k, g._data, dim, False, shape))
 
     @staticmethod
     def backward(ctx, gg):
-        return Tensor._make(np.take_along_axis(gg._data, ctx.idx_k, axis=ctx.dim)) \
+        return Tensor._make(gather_array(gg._data, ctx.idx_k, ctx.dim)) \
             if not is_grad_enabled() else Gather.apply(gg, ctx.idx_k, ctx.dim), None, None, None
 
 
@@ -196,7 +195,7 @@ class Gather(Function):
     @staticmethod
     def forward(ctx, x, idx_k, dim):
         ctx.idx_k, ctx.dim, ctx.shape = idx_k, dim, x._data.shape
-        return Tensor._make(np.take_along_axis(x._data, idx_k, axis=dim))
+        return Tensor._make(gather_array(x._data, idx_k, dim))
 
     @staticmethod
     def backward(ctx, g):

@@ -1,0 +1,413 @@
+// Gather and scatter along one dimension (torch.gather / scatter / scatter_add, and the backward
+// of max/min over a dimension). They move values without arithmetic except scatter_add's sums,
+// which run in the index array's C order on one thread, so every result is deterministic and
+// identical on every ISA: the kernels are compiled once, not per ISA.
+//
+// Shape legend (nd >= 1 dimensions, dimension `dim`): the index array idx (int64) has shape I;
+// gather reads x of shape X (I[k] <= X[k] for k != dim) and writes out of shape I; scatter writes
+// out of shape O (I[k] <= O[k] for k != dim), reading src of shape S (I[k] <= S[k] for every k)
+// or one scalar. An index j selects position j (j >= 0) or n + j (-n <= j < 0) along dim, n the
+// size of X or O there; anything else is refused before a value is written.
+//
+// Each kernel is also a registered instruction kind (instr_registry.hpp), so gd.compile records
+// it with no edit elsewhere: `<binding>_args` lays out the instruction of a call.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "bind_common.hpp"
+#include "instr_registry.hpp"
+
+namespace gd {
+namespace {
+
+constexpr int64_t kMaxDims = 16;
+
+int64_t prod(const int64_t* s, int64_t nd) {
+    int64_t n = 1;
+    for (int64_t k = 0; k < nd; ++k) n *= s[k];
+    return n;
+}
+
+// Row-major element strides of shape s.
+void strides_of(const int64_t* s, int64_t nd, int64_t* st) {
+    int64_t acc = 1;
+    for (int64_t k = nd - 1; k >= 0; --k) {
+        st[k] = acc;
+        acc *= s[k];
+    }
+}
+
+// The first index outside [-n, n), as its flat position, or -1.
+int64_t first_bad(const int64_t* idx, int64_t count, int64_t n) {
+    for (int64_t k = 0; k < count; ++k)
+        if (idx[k] < -n || idx[k] >= n) return k;
+    return -1;
+}
+
+std::string bad_index_message(const char* op, const int64_t* idx, int64_t at, int64_t dim,
+                              int64_t n) {
+    return std::string(op) + ": index " + std::to_string(idx[at]) + " (at flat position " +
+           std::to_string(at) + ") is out of bounds for dimension " + std::to_string(dim) +
+           " with size " + std::to_string(n);
+}
+
+// Calls f(position in idx, offset in the dim-target array without dim's term, offset in a second
+// array) for every position of idx in C order; `a` and `b` are the element strides of the two
+// arrays (b may be all zero).
+template <class F>
+void walk(const int64_t* ishape, int64_t nd, int64_t dim, const int64_t* a, const int64_t* b,
+          F&& f) {
+    const int64_t total = prod(ishape, nd);
+    int64_t pos[kMaxDims] = {0};
+    int64_t oa = 0, ob = 0;
+    for (int64_t lin = 0; lin < total; ++lin) {
+        f(lin, oa, ob);
+        for (int64_t k = nd - 1; k >= 0; --k) {
+            ++pos[k];
+            if (k != dim) oa += a[k];
+            ob += b[k];
+            if (pos[k] < ishape[k]) break;
+            if (k != dim) oa -= a[k] * ishape[k];
+            ob -= b[k] * ishape[k];
+            pos[k] = 0;
+        }
+    }
+}
+
+// out (shape I) = x (shape X) at idx along dim.
+template <class T>
+void gather(T* out, const T* x, const int64_t* idx, int64_t nd, int64_t dim, const int64_t* ishape,
+            const int64_t* xshape) {
+    const int64_t n = xshape[dim];
+    const int64_t bad = first_bad(idx, prod(ishape, nd), n);
+    if (bad >= 0) throw std::out_of_range(bad_index_message("gather", idx, bad, dim, n));
+    int64_t xs[kMaxDims], zero[kMaxDims] = {0};
+    strides_of(xshape, nd, xs);
+    walk(ishape, nd, dim, xs, zero, [&](int64_t lin, int64_t ox, int64_t) {
+        const int64_t j = idx[lin] < 0 ? idx[lin] + n : idx[lin];
+        out[lin] = x[ox + j * xs[dim]];
+    });
+}
+
+// out (shape O) = base (or zeros); then at idx along dim, out = src (or value), or out += it.
+template <class T>
+void scatter(T* out, const T* base, const int64_t* idx, const T* src, T value, bool accumulate,
+             int64_t nd, int64_t dim, const int64_t* ishape, const int64_t* oshape,
+             const int64_t* sshape) {
+    const int64_t n = oshape[dim];
+    const int64_t bad = first_bad(idx, prod(ishape, nd), n);
+    if (bad >= 0)
+        throw std::out_of_range(bad_index_message(accumulate ? "scatter_add" : "scatter", idx, bad,
+                                                  dim, n));
+    const int64_t total = prod(oshape, nd);
+    if (base == nullptr)
+        std::fill(out, out + total, T(0));
+    else if (base != out)
+        std::memcpy(out, base, static_cast<size_t>(total) * sizeof(T));
+    int64_t os[kMaxDims], ss[kMaxDims] = {0};
+    strides_of(oshape, nd, os);
+    if (src != nullptr) strides_of(sshape, nd, ss);
+    walk(ishape, nd, dim, os, ss, [&](int64_t lin, int64_t oo, int64_t so) {
+        const int64_t j = idx[lin] < 0 ? idx[lin] + n : idx[lin];
+        const T v = src != nullptr ? src[so] : value;
+        T& dst = out[oo + j * os[dim]];
+        dst = accumulate ? T(dst + v) : v;
+    });
+}
+
+// ---- the instructions --------------------------------------------------------------------
+// gather: p [out, x, idx]; i [kind, nd, dim, I (nd), X (nd)]
+// scatter: p [out, base or 0, idx, src or 0]; i [kind, nd, dim, accumulate, I, O, S (nd each)];
+//          d [value]
+
+int64_t g_gather_kind = -1, g_scatter_kind = -1;
+
+template <class T>
+T* ptr(const Instr& in, size_t k) {
+    return static_cast<T*>(in.p[k]);
+}
+
+void gather_run(const Instr& in) {
+    const int64_t* i = in.i.data();
+    const int64_t nd = i[1];
+    if (in.f64)
+        gather(ptr<double>(in, 0), ptr<const double>(in, 1), ptr<const int64_t>(in, 2), nd, i[2],
+               i + 3, i + 3 + nd);
+    else
+        gather(ptr<float>(in, 0), ptr<const float>(in, 1), ptr<const int64_t>(in, 2), nd, i[2],
+               i + 3, i + 3 + nd);
+}
+
+void gather_operands(const Instr& in, std::vector<Operand>& ops) {
+    const int64_t* i = in.i.data();
+    const int64_t nd = i[1], e = in.f64 ? 8 : 4, ni = prod(i + 3, nd);
+    ops.push_back({in.p[0], e * ni, false, true, 0});
+    ops.push_back({in.p[1], e * prod(i + 3 + nd, nd), true, false, 1});
+    ops.push_back({in.p[2], 8 * ni, true, false, 2});
+}
+
+int64_t gather_flops(const Instr& in) { return prod(in.i.data() + 3, in.i[1]); }
+
+bool gather_valid(size_t nptrs, const std::vector<int64_t>& i, size_t) {
+    if (nptrs != 3 || i.size() < 3 || i[1] < 1 || i[1] > kMaxDims) return false;
+    return i.size() == static_cast<size_t>(3 + 2 * i[1]) && i[2] >= 0 && i[2] < i[1];
+}
+
+void scatter_run(const Instr& in) {
+    const int64_t* i = in.i.data();
+    const int64_t nd = i[1];
+    const auto go = [&](auto tag) {
+        using T = decltype(tag);
+        scatter(ptr<T>(in, 0), ptr<const T>(in, 1), ptr<const int64_t>(in, 2), ptr<const T>(in, 3),
+                static_cast<T>(in.d[0]), i[3] != 0, nd, i[2], i + 4, i + 4 + nd, i + 4 + 2 * nd);
+    };
+    if (in.f64)
+        go(double{});
+    else
+        go(float{});
+}
+
+void scatter_operands(const Instr& in, std::vector<Operand>& ops) {
+    const int64_t* i = in.i.data();
+    const int64_t nd = i[1], e = in.f64 ? 8 : 4, ni = prod(i + 4, nd), no = prod(i + 4 + nd, nd);
+    const bool in_place = in.p[1] == in.p[0];
+    ops.push_back({in.p[0], e * no, in_place, true, 0});
+    if (in.p[1] != nullptr && !in_place) ops.push_back({in.p[1], e * no, true, false, 1});
+    ops.push_back({in.p[2], 8 * ni, true, false, 2});
+    if (in.p[3] != nullptr) ops.push_back({in.p[3], e * prod(i + 4 + 2 * nd, nd), true, false, 3});
+}
+
+int64_t scatter_flops(const Instr& in) { return prod(in.i.data() + 4, in.i[1]); }
+
+bool scatter_valid(size_t nptrs, const std::vector<int64_t>& i, size_t nreals) {
+    if (nptrs != 4 || nreals != 1 || i.size() < 4 || i[1] < 1 || i[1] > kMaxDims) return false;
+    return i.size() == static_cast<size_t>(4 + 3 * i[1]) && i[2] >= 0 && i[2] < i[1];
+}
+
+}  // namespace
+
+namespace bind {
+namespace {
+
+struct Checked {
+    py::array idx, x, src, base;  // x: gather's input; base/src: scatter's (either may be absent)
+    std::vector<int64_t> ishape, xshape, oshape, sshape;
+    bool has_base = false, has_src = false;  // (a default py::array is an empty array, not null)
+    int64_t nd = 0, dim = 0;
+    char kind = 'f';
+};
+
+int64_t norm_dim(int64_t dim, int64_t nd, const char* op) {
+    if (dim < -nd || dim >= nd)
+        throw py::index_error(std::string(op) + ": argument 'dim' = " + std::to_string(dim) +
+                              " is out of range for " + std::to_string(nd) + " dimensions");
+    return dim < 0 ? dim + nd : dim;
+}
+
+void check_index(Checked& c, const py::handle& io, const char* op) {
+    c.idx = as_array(io, op, "index");
+    if (!c.idx.dtype().equal(py::dtype::of<int64_t>()))
+        type_error(std::string(op) + ": argument 'index' must have dtype int64, got " +
+                   dtype_str(c.idx));
+    check_array<int64_t>(c.idx, op, "index");
+    c.ishape = shape_of(c.idx);
+    c.nd = static_cast<int64_t>(c.ishape.size());
+    if (c.nd < 1 || c.nd > kMaxDims)
+        value_error(std::string(op) + ": argument 'index' must have 1 to " +
+                    std::to_string(kMaxDims) + " dimensions, got shape " + shape_str(c.ishape));
+}
+
+// `a`'s shape must have idx's ndim and be at least idx's size in every dimension (but dim, when
+// skip_dim); its dtype float32/float64, C-contiguous.
+void check_against_index(const Checked& c, const py::array& a, const char* op, const char* arg,
+                         bool skip_dim) {
+    check_ndim(a, op, arg, static_cast<int>(c.nd), static_cast<int>(c.nd));
+    if (float_kind(a, op, arg) == 'f')
+        check_array<float>(a, op, arg);
+    else
+        check_array<double>(a, op, arg);
+    for (int64_t k = 0; k < c.nd; ++k)
+        if ((!skip_dim || k != c.dim) && a.shape(k) < c.ishape[k])
+            value_error(std::string(op) + ": argument 'index' of shape " + shape_str(c.ishape) +
+                        " is larger than argument '" + arg + "' of shape " +
+                        shape_str(shape_of(a)) + " in dimension " + std::to_string(k));
+}
+
+void check_values(const Checked& c, int64_t n, const char* op) {
+    const int64_t* ip = in_ptr<int64_t>(c.idx);
+    const int64_t bad = first_bad(ip, c.idx.size(), n);
+    if (bad >= 0) throw py::index_error(bad_index_message(op, ip, bad, c.dim, n));
+}
+
+Checked parse_gather(const py::handle& xo, const py::handle& io, int64_t dim) {
+    const char* op = "gather";
+    Checked c;
+    check_index(c, io, op);
+    c.dim = norm_dim(dim, c.nd, op);
+    c.x = as_array(xo, op, "input");
+    check_against_index(c, c.x, op, "input", true);
+    c.kind = float_kind(c.x, op, "input");
+    c.xshape = shape_of(c.x);
+    if (c.idx.size() > 0) check_values(c, c.xshape[c.dim], op);
+    return c;
+}
+
+py::array index_gather(const py::handle& x, const py::handle& index, int64_t dim) {
+    Checked c = parse_gather(x, index, dim);
+    const auto go = [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        py::array out = new_array<T>(c.ishape);
+        T* o = out_ptr<T>(out);
+        const T* xp = in_ptr<T>(c.x);
+        const int64_t* ip = in_ptr<int64_t>(c.idx);
+        py::gil_scoped_release nogil;
+        gather(o, xp, ip, c.nd, c.dim, c.ishape.data(), c.xshape.data());
+        return out;
+    };
+    return c.kind == 'f' ? go(float{}) : go(double{});
+}
+
+std::pair<uintptr_t, int64_t> span_of(const py::array& a) {
+    return {reinterpret_cast<uintptr_t>(a.data()), static_cast<int64_t>(a.nbytes())};
+}
+
+uintptr_t addr(const py::array& a) { return reinterpret_cast<uintptr_t>(a.data()); }
+
+py::tuple index_gather_args(const py::handle& x, const py::handle& index, int64_t dim,
+                            const py::handle& result) {
+    Checked c = parse_gather(x, index, dim);
+    py::array out = as_array(result, "gather", "result");
+    check_shape(out, "gather", "result", c.ishape);
+    std::vector<int64_t> ints{g_gather_kind, c.nd, c.dim};
+    ints.insert(ints.end(), c.ishape.begin(), c.ishape.end());
+    ints.insert(ints.end(), c.xshape.begin(), c.xshape.end());
+    std::vector<uintptr_t> ptrs{addr(out), addr(c.x), addr(c.idx)};
+    std::vector<std::pair<uintptr_t, int64_t>> reads{span_of(c.x), span_of(c.idx)};
+    return py::make_tuple(ptrs, ints, std::vector<double>{}, c.kind == 'd', reads);
+}
+
+Checked parse_scatter(const py::handle& bo, const py::handle& io, const py::handle& so,
+                      int64_t dim, const py::handle& shape, const char* op) {
+    Checked c;
+    check_index(c, io, op);
+    c.dim = norm_dim(dim, c.nd, op);
+    if (!bo.is_none()) {
+        c.base = as_array(bo, op, "input");
+        c.has_base = true;
+        check_against_index(c, c.base, op, "input", true);
+        c.oshape = shape_of(c.base);
+        c.kind = float_kind(c.base, op, "input");
+    } else {
+        if (shape.is_none()) value_error(std::string(op) + ": 'shape' is required without 'input'");
+        c.oshape = shape.cast<std::vector<int64_t>>();
+        if (static_cast<int64_t>(c.oshape.size()) != c.nd)
+            value_error(std::string(op) + ": 'shape' " + shape_str(c.oshape) +
+                        " must have as many dimensions as argument 'index' of shape " +
+                        shape_str(c.ishape));
+        for (int64_t k = 0; k < c.nd; ++k)
+            if (c.oshape[k] < 0 || (k != c.dim && c.oshape[k] < c.ishape[k]))
+                value_error(std::string(op) + ": argument 'index' of shape " +
+                            shape_str(c.ishape) + " does not fit 'shape' " + shape_str(c.oshape));
+    }
+    if (!so.is_none()) {
+        c.src = as_array(so, op, "src");
+        c.has_src = true;
+        check_against_index(c, c.src, op, "src", false);
+        c.sshape = shape_of(c.src);
+        const char k = float_kind(c.src, op, "src");
+        if (!bo.is_none() && k != c.kind)
+            type_error(std::string(op) + ": argument 'src' has dtype " + dtype_str(c.src) +
+                       " but argument 'input' has dtype " + dtype_str(c.base));
+        c.kind = k;
+    } else {
+        c.sshape.assign(static_cast<size_t>(c.nd), 0);
+        if (bo.is_none())
+            value_error(std::string(op) + ": either 'input' or 'src' must be given (the dtype)");
+    }
+    if (c.idx.size() > 0) {
+        if (c.oshape[c.dim] == 0)
+            throw py::index_error(std::string(op) + ": index into dimension " +
+                                  std::to_string(c.dim) + " of size 0");
+        check_values(c, c.oshape[c.dim], op);
+    }
+    return c;
+}
+
+py::array index_scatter(const py::handle& input, const py::handle& index, const py::handle& src,
+                        int64_t dim, bool accumulate, const py::handle& shape, double value) {
+    const char* op = accumulate ? "scatter_add" : "scatter";
+    Checked c = parse_scatter(input, index, src, dim, shape, op);
+    const auto go = [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        py::array out = new_array<T>(c.oshape);
+        T* o = out_ptr<T>(out);
+        const T* bp = c.has_base ? in_ptr<T>(c.base) : nullptr;
+        const T* sp = c.has_src ? in_ptr<T>(c.src) : nullptr;
+        const int64_t* ip = in_ptr<int64_t>(c.idx);
+        py::gil_scoped_release nogil;
+        scatter(o, bp, ip, sp, static_cast<T>(value), accumulate, c.nd, c.dim, c.ishape.data(),
+                c.oshape.data(), c.sshape.data());
+        return out;
+    };
+    return c.kind == 'f' ? go(float{}) : go(double{});
+}
+
+py::tuple index_scatter_args(const py::handle& input, const py::handle& index,
+                             const py::handle& src, int64_t dim, bool accumulate,
+                             const py::handle& shape, double value, const py::handle& result) {
+    const char* op = accumulate ? "scatter_add" : "scatter";
+    Checked c = parse_scatter(input, index, src, dim, shape, op);
+    py::array out = as_array(result, op, "result");
+    check_shape(out, op, "result", c.oshape);
+    std::vector<int64_t> ints{g_scatter_kind, c.nd, c.dim, accumulate ? 1 : 0};
+    ints.insert(ints.end(), c.ishape.begin(), c.ishape.end());
+    ints.insert(ints.end(), c.oshape.begin(), c.oshape.end());
+    ints.insert(ints.end(), c.sshape.begin(), c.sshape.end());
+    std::vector<uintptr_t> ptrs{addr(out), c.has_base ? addr(c.base) : 0, addr(c.idx),
+                                c.has_src ? addr(c.src) : 0};
+    std::vector<std::pair<uintptr_t, int64_t>> reads{span_of(c.idx)};
+    if (c.has_base) reads.push_back(span_of(c.base));
+    if (c.has_src) reads.push_back(span_of(c.src));
+    return py::make_tuple(ptrs, ints, std::vector<double>{value}, c.kind == 'd', reads);
+}
+
+}  // namespace
+
+void bind_index(py::module_& m) {
+    g_gather_kind = register_instr_kind(
+        {"gather", &gather_run, &gather_operands, &gather_flops, &gather_valid});
+    g_scatter_kind = register_instr_kind(
+        {"scatter", &scatter_run, &scatter_operands, &scatter_flops, &scatter_valid});
+    m.def("index_gather", &index_gather, py::arg("input"), py::arg("index"), py::arg("dim"),
+          "out = input at index along dim (torch.gather): out has index's shape; input "
+          "float32/float64 and index int64, both C-contiguous; negative indices count from the "
+          "end.");
+    m.def("index_gather_args", &index_gather_args, py::arg("input"), py::arg("index"),
+          py::arg("dim"), py::kw_only(), py::arg("result"),
+          "The instruction gd.compile records for index_gather(input, index, dim) = result: "
+          "(pointers, ints, reals, float64, [(address, bytes) read]).");
+    m.def("index_scatter", &index_scatter, py::arg("input"), py::arg("index"), py::arg("src"),
+          py::arg("dim"), py::arg("accumulate") = false, py::arg("shape") = py::none(),
+          py::arg("value") = 0.0,
+          "A copy of input (or zeros of `shape` when input is None) with src (or `value` when "
+          "src is None) written at index along dim, or added (accumulate=True, in index order, "
+          "deterministic).");
+    m.def("index_scatter_args", &index_scatter_args, py::arg("input"), py::arg("index"),
+          py::arg("src"), py::arg("dim"), py::arg("accumulate") = false,
+          py::arg("shape") = py::none(), py::arg("value") = 0.0, py::kw_only(), py::arg("result"),
+          "The instruction gd.compile records for index_scatter(...) = result.");
+    // binding name -> the twin that lays out its recorded instruction (used by _compile.py)
+    py::dict rec;
+    rec["index_gather"] = "index_gather_args";
+    rec["index_scatter"] = "index_scatter_args";
+    m.attr("RECORD_ARGS") = rec;
+}
+
+}  // namespace bind
+}  // namespace gd
