@@ -135,6 +135,8 @@ class _Recording:
         self.failure: str | None = None
         self.params: dict = {}      # id(array) -> leaf Tensor requiring grad that an op read
         self.constants: dict = {}   # id(array) -> shape-only constant made during the run
+        # id(array) -> the constants of those made by gd.zeros/ones/full/... in the step
+        self.created_constants: dict = {}
         self.grads: list = []       # (leaf Tensor, grad array) created by the run
         self.cleared: set = set()   # ids of tensors whose .grad the run set to None
         self.increments: list = []  # (number of kernel calls so far, optimizer step array)
@@ -658,6 +660,20 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             raise _UncapturableError(f"no translation for {name}")
 
 
+def _check_constants_unwritten(rec: _Recording, prog: Any) -> None:
+    """A tensor the step makes with gd.zeros/ones/full/... is one array of the program, made
+    once: an instruction writing into it would make the next replay start from what it wrote."""
+    made = [(_addr(c), c.nbytes) for c in rec.created_constants.values() if c.nbytes]
+    if not made:
+        return
+    for lo, nbytes in prog.writes():
+        if any(lo < a + n and a < lo + nbytes for a, n in made):
+            raise _UncapturableError(
+                "the step writes in place into a tensor it creates (gd.zeros, ones, full, ...), "
+                "which a replay would not create again; create it outside the step or use "
+                "out-of-place ops on it")
+
+
 def _flatten_out(out: Any) -> list | None:
     if out is None:
         return []
@@ -1092,6 +1108,7 @@ class CompiledFunction:
         prog = _core.Program()
         try:
             _translate(rec, [p for p in private if p is not None], prog, bufs)
+            _check_constants_unwritten(rec, prog)
             for t in flat:
                 bufs.ptr(t._data, "a returned tensor")  # must be memory the program writes
                 entry.outputs.append(t._data)

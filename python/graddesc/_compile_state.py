@@ -59,6 +59,18 @@ def ones_seed(shape: tuple, dtype: Any) -> Any:
     return seed
 
 
+def constant(arr: Any) -> Any:
+    """Called by the creation functions whose values depend only on their (Python) arguments
+    (zeros, ones, full, eye, arange, ...): made inside a recorded step, the array is a constant
+    of the program, as a Python number argument of an op is. A program that writes into one is
+    refused (a replay would start from the written values)."""
+    rec = active
+    if rec is not None and rec.mine():
+        rec.constants[id(arr)] = arr
+        rec.created_constants[id(arr)] = arr
+    return arr
+
+
 def value_read(what: str) -> None:
     """Called by Tensor.item() and friends: a value read makes a step uncapturable."""
     rec = active

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graddesc import _aligned, _dtype, _random
+from graddesc import _aligned, _compile_state, _dtype, _random
 from graddesc._device import check_device
 from graddesc._tensor import Tensor, _as_array, _shape_args
 
@@ -16,6 +16,15 @@ def _finish(data: np.ndarray, requires_grad: bool) -> Tensor:
     if requires_grad:
         t.requires_grad_(True)
     return t
+
+
+def _const(data: np.ndarray, requires_grad: bool) -> Tensor:
+    """_finish for the functions whose values depend only on their Python arguments: inside a
+    gd.compile recording the array becomes a constant of the program (not when it requires grad:
+    then it is a leaf of the graph, made anew by every eager call)."""
+    if not requires_grad:
+        _compile_state.constant(data)
+    return _finish(data, requires_grad)
 
 
 def _float_dtype(dtype: Any, fn: str) -> _dtype.dtype:
@@ -121,8 +130,8 @@ def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     graddesc.float64
     """
     check_device(device, "zeros")
-    return _finish(_aligned.zeros(_shape_args(size, "zeros"), _float_dtype(dtype, "zeros").np),
-                   requires_grad)
+    return _const(_aligned.zeros(_shape_args(size, "zeros"), _float_dtype(dtype, "zeros").np),
+                  requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -132,8 +141,8 @@ def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool 
     [[1.0, 1.0], [1.0, 1.0]]
     """
     check_device(device, "ones")
-    return _finish(_aligned.full(_shape_args(size, "ones"), 1, _float_dtype(dtype, "ones").np),
-                   requires_grad)
+    return _const(_aligned.full(_shape_args(size, "ones"), 1, _float_dtype(dtype, "ones").np),
+                  requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -143,8 +152,8 @@ def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     (3, 4)
     """
     check_device(device, "empty")
-    return _finish(_aligned.empty(_shape_args(size, "empty"), _float_dtype(dtype, "empty").np),
-                   requires_grad)
+    return _const(_aligned.empty(_shape_args(size, "empty"), _float_dtype(dtype, "empty").np),
+                  requires_grad)
 
 
 def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
@@ -164,7 +173,7 @@ def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
             _dtype.int64 if isinstance(fill_value, (int, np.integer)) else _dtype.float32)
     else:
         d = _dtype.to_dtype(dtype, "full: dtype")
-    return _finish(np.full(shape, fill_value, d.np), requires_grad)
+    return _const(np.full(shape, fill_value, d.np), requires_grad)
 
 
 def _like(t: Tensor, fn: str) -> Tensor:
@@ -182,7 +191,7 @@ def zeros_like(t: Tensor, dtype: Any = None, device: Any = None,
     """
     check_device(device, "zeros_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "zeros_like").dtype
-    return _finish(_aligned.zeros(t._data.shape, d.np), requires_grad)
+    return _const(_aligned.zeros(t._data.shape, d.np), requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, device: Any = None,
@@ -194,7 +203,7 @@ def ones_like(t: Tensor, dtype: Any = None, device: Any = None,
     """
     check_device(device, "ones_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "ones_like").dtype
-    return _finish(_aligned.full(t._data.shape, 1, d.np), requires_grad)
+    return _const(_aligned.full(t._data.shape, 1, d.np), requires_grad)
 
 
 def empty_like(t: Tensor, dtype: Any = None, device: Any = None,
@@ -206,7 +215,7 @@ def empty_like(t: Tensor, dtype: Any = None, device: Any = None,
     """
     check_device(device, "empty_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "empty_like").dtype
-    return _finish(_aligned.empty(t._data.shape, d.np), requires_grad)
+    return _const(_aligned.empty(t._data.shape, d.np), requires_grad)
 
 
 def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
@@ -218,7 +227,7 @@ def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
     """
     check_device(device, "full_like")
     d = _dtype.to_dtype(dtype) if dtype is not None else _like(t, "full_like").dtype
-    return _finish(np.full(t._data.shape, fill_value, d.np), requires_grad)
+    return _const(np.full(t._data.shape, fill_value, d.np), requires_grad)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
@@ -241,7 +250,7 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device
         d = _dtype.int64 if ints else _dtype.float32
     else:
         d = _dtype.to_dtype(dtype, "arange: dtype")
-    return _finish(np.arange(start, end, step).astype(d.np), requires_grad)
+    return _const(np.arange(start, end, step).astype(d.np), requires_grad)
 
 
 def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
@@ -254,8 +263,8 @@ def linspace(start: float, end: float, steps: int, dtype: Any = None, device: An
     check_device(device, "linspace")
     if steps < 0:
         raise RuntimeError("linspace: number of steps must be non-negative")
-    return _finish(np.linspace(start, end, steps).astype(_float_dtype(dtype, "linspace").np),
-                   requires_grad)
+    return _const(np.linspace(start, end, steps).astype(_float_dtype(dtype, "linspace").np),
+                  requires_grad)
 
 
 def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
@@ -268,7 +277,7 @@ def eye(n: int, m: Optional[int] = None, dtype: Any = None, device: Any = None,
     check_device(device, "eye")
     if n < 0 or (m is not None and m < 0):
         raise RuntimeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
-    return _finish(np.eye(n, m, dtype=_float_dtype(dtype, "eye").np), requires_grad)
+    return _const(np.eye(n, m, dtype=_float_dtype(dtype, "eye").np), requires_grad)
 
 
 def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = None,

@@ -258,7 +258,14 @@ void bind_program(py::module_& m) {
         .def("footprint", &Program::footprint,
              "Bytes of distinct memory the program touches (union of all operands).")
         .def("traffic", &Program::traffic,
-             "(bytes read, bytes written) per instruction, each operand counted once.");
+             "(bytes read, bytes written) per instruction, each operand counted once.")
+        .def("writes", [](const Program& p) {
+                std::vector<std::pair<uintptr_t, int64_t>> out;
+                for (const Instr& in : p.instructions())
+                    for (const Operand& o : operands(in))
+                        if (o.write) out.emplace_back(reinterpret_cast<uintptr_t>(o.ptr), o.bytes);
+                return out;
+            }, "(address, bytes) of every buffer range some instruction writes.");
 }
 
 }  // namespace bind
