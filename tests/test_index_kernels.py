@@ -206,3 +206,71 @@ def test_program_add_checks_a_registered_instruction_layout():
     x[:] = 5.0
     prog.run()
     np.testing.assert_array_equal(out, np.full((2, 1), 5.0, np.float32))
+
+
+# ---- index_select and its adjoint ----------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xshape,dim", SHAPES)
+def test_index_take_matches_numpy(xshape, dim, dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(xshape).astype(dtype)
+    n = xshape[dim]
+    for K in (0, 1, 2 * n + 1):
+        idx = rng.integers(0, n, K).astype(np.int64)
+        np.testing.assert_array_equal(_core.index_take(x, idx, dim), np.take(x, idx, axis=dim))
+        src = rng.standard_normal(np.take(x, idx, axis=dim).shape).astype(dtype)
+        want = np.zeros(xshape, dtype)
+        for k in range(K):  # in index order, as the kernel adds
+            sl = [slice(None)] * len(xshape)
+            sl[dim] = idx[k]
+            want[tuple(sl)] += np.take(src, k, axis=dim)
+        np.testing.assert_array_equal(_core.index_take(src, idx, dim, True, n), want)
+
+
+@pytest.mark.parametrize("call,err,match", [
+    (lambda: _core.index_take(np.ones((2, 3)), np.array([3]), 1), IndexError,
+     r"index_select: index 3 \(at position 0\) is out of range for a dimension of size 3"),
+    (lambda: _core.index_take(np.ones((2, 3)), np.array([-1]), 1), IndexError,
+     r"index -1 .*expected 0 <= index < 3"),
+    (lambda: _core.index_take(np.ones((2, 3)), np.array([[0]]), 1), ValueError,
+     r"argument 'index' must be 1-d"),
+    (lambda: _core.index_take(np.ones((2, 3)), np.array([0]), 0, True, 4), ValueError,
+     r"'source' has 2 slices along dim 0 but 'index' has 1 entries"),
+    (lambda: _core.index_take(np.ones(3, np.int32), np.array([0]), 0), TypeError,
+     r"must have dtype float32 or float64, got int32"),
+])
+def test_index_take_bad_input(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
+
+
+def test_compiled_index_select_step_equals_eager():
+    def make():
+        gd.manual_seed(4)
+        table = gd.randn(10, 5, requires_grad=True)
+        opt = gd.optim.Adam([table], lr=0.01)
+
+        def step(ids, y):
+            opt.zero_grad()
+            emb = gd.index_select(table, 0, ids)  # (B, 5)
+            loss = ((emb.sum(1) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return table, step
+
+    (t1, eager), (t2, fn) = make(), make()
+    compiled = gd.compile(fn)
+    rng = np.random.default_rng(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for k in range(5):
+            ids = gd.tensor(rng.integers(0, 10, 7))  # repeats: the adjoint accumulates
+            y = gd.tensor(rng.standard_normal(7), dtype=gd.float32)
+            assert eager(ids, y).item() == compiled(ids, y).item(), k
+            assert t1.detach().numpy().tobytes() == t2.detach().numpy().tobytes(), k
+    assert compiled.stats["eager"] == 0, compiled.stats
+    with pytest.raises(IndexError, match="out of range"):
+        compiled(gd.tensor(np.full(7, 10)), gd.zeros(7))

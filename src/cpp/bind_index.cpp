@@ -50,6 +50,18 @@ int64_t first_bad(const int64_t* idx, int64_t count, int64_t n) {
     return -1;
 }
 
+int64_t first_negative(const int64_t* idx, int64_t count) {
+    for (int64_t k = 0; k < count; ++k)
+        if (idx[k] < 0) return k;
+    return -1;
+}
+
+std::string bad_select_message(const int64_t* idx, int64_t at, int64_t n) {
+    return "index_select: index " + std::to_string(idx[at]) + " (at position " +
+           std::to_string(at) + ") is out of range for a dimension of size " + std::to_string(n) +
+           " (expected 0 <= index < " + std::to_string(n) + ")";
+}
+
 std::string bad_index_message(const char* op, const int64_t* idx, int64_t at, int64_t dim,
                               int64_t n) {
     return std::string(op) + ": index " + std::to_string(idx[at]) + " (at flat position " +
@@ -121,6 +133,39 @@ void scatter(T* out, const T* base, const int64_t* idx, const T* src, T value, b
     });
 }
 
+// index_select: x viewed as (outer, n, inner), out (outer, K, inner) = x[:, idx[k], :]; every
+// idx[k] in [0, n) (no negative indices, as torch.index_select).
+template <class T>
+void take(T* out, const T* x, const int64_t* idx, int64_t outer, int64_t n, int64_t inner,
+          int64_t K) {
+    const int64_t bad = first_bad(idx, K, n);
+    if (bad >= 0 || (K > 0 && first_negative(idx, K) >= 0))
+        throw std::out_of_range(bad_select_message(idx, bad >= 0 ? bad : first_negative(idx, K),
+                                                   n));
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t k = 0; k < K; ++k)
+            std::memcpy(out + (o * K + k) * inner, x + (o * n + idx[k]) * inner,
+                        static_cast<size_t>(inner) * sizeof(T));
+}
+
+// The adjoint: out (outer, n, inner) = zeros, then out[:, idx[k], :] += src[:, k, :] in the
+// order o, k, element (deterministic).
+template <class T>
+void take_add(T* out, const T* src, const int64_t* idx, int64_t outer, int64_t n, int64_t inner,
+              int64_t K) {
+    const int64_t bad = first_bad(idx, K, n);
+    if (bad >= 0 || (K > 0 && first_negative(idx, K) >= 0))
+        throw std::out_of_range(bad_select_message(idx, bad >= 0 ? bad : first_negative(idx, K),
+                                                   n));
+    std::fill(out, out + outer * n * inner, T(0));
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t k = 0; k < K; ++k) {
+            T* dst = out + (o * n + idx[k]) * inner;
+            const T* s = src + (o * K + k) * inner;
+            for (int64_t r = 0; r < inner; ++r) dst[r] = T(dst[r] + s[r]);
+        }
+}
+
 // ---- the instructions --------------------------------------------------------------------
 // gather: p [out, x, idx]; i [kind, nd, dim, I (nd), X (nd)]
 // scatter: p [out, base or 0, idx, src or 0]; i [kind, nd, dim, accumulate, I, O, S (nd each)];
@@ -188,6 +233,42 @@ int64_t scatter_flops(const Instr& in) { return prod(in.i.data() + 4, in.i[1]); 
 bool scatter_valid(size_t nptrs, const std::vector<int64_t>& i, size_t nreals) {
     if (nptrs != 4 || nreals != 1 || i.size() < 4 || i[1] < 1 || i[1] > kMaxDims) return false;
     return i.size() == static_cast<size_t>(4 + 3 * i[1]) && i[2] >= 0 && i[2] < i[1];
+}
+
+// take / take_add: p [out, x or src, idx]; i [kind, outer, n, inner, K]
+int64_t g_take_kind = -1, g_take_add_kind = -1;
+
+template <bool Add>
+void take_run(const Instr& in) {
+    const int64_t* i = in.i.data();
+    const auto go = [&](auto tag) {
+        using T = decltype(tag);
+        if constexpr (Add)
+            take_add(ptr<T>(in, 0), ptr<const T>(in, 1), ptr<const int64_t>(in, 2), i[1], i[2],
+                     i[3], i[4]);
+        else
+            take(ptr<T>(in, 0), ptr<const T>(in, 1), ptr<const int64_t>(in, 2), i[1], i[2], i[3],
+                 i[4]);
+    };
+    if (in.f64)
+        go(double{});
+    else
+        go(float{});
+}
+
+template <bool Add>
+void take_operands(const Instr& in, std::vector<Operand>& ops) {
+    const int64_t* i = in.i.data();
+    const int64_t e = in.f64 ? 8 : 4, full = e * i[1] * i[2] * i[3], part = e * i[1] * i[4] * i[3];
+    ops.push_back({in.p[0], Add ? full : part, false, true, 0});
+    ops.push_back({in.p[1], Add ? part : full, true, false, 1});
+    ops.push_back({in.p[2], 8 * i[4], true, false, 2});
+}
+
+int64_t take_flops(const Instr& in) { return in.i[1] * in.i[4] * in.i[3]; }
+
+bool take_valid(size_t nptrs, const std::vector<int64_t>& i, size_t) {
+    return nptrs == 3 && i.size() == 5 && i[1] >= 0 && i[2] >= 0 && i[3] >= 0 && i[4] >= 0;
 }
 
 }  // namespace
@@ -377,9 +458,110 @@ py::tuple index_scatter_args(const py::handle& input, const py::handle& index,
     return py::make_tuple(ptrs, ints, std::vector<double>{value}, c.kind == 'd', reads);
 }
 
+// (outer, n, inner) of shape around dim
+void split3(const std::vector<int64_t>& shape, int64_t dim, int64_t& outer, int64_t& inner) {
+    outer = 1;
+    inner = 1;
+    for (int64_t k = 0; k < dim; ++k) outer *= shape[k];
+    for (size_t k = static_cast<size_t>(dim) + 1; k < shape.size(); ++k) inner *= shape[k];
+}
+
+struct Take {
+    py::array a, idx;  // a: x (select) or src (add)
+    std::vector<int64_t> out_shape;
+    int64_t dim = 0, outer = 1, n = 0, inner = 1, K = 0;
+    char kind = 'f';
+};
+
+Take parse_take(const py::handle& ao, const py::handle& io, int64_t dim, bool add, int64_t size) {
+    const char* op = add ? "index_add" : "index_select";
+    Take t;
+    t.a = as_array(ao, op, add ? "source" : "input");
+    t.kind = float_kind(t.a, op, add ? "source" : "input");
+    if (t.kind == 'f')
+        check_array<float>(t.a, op, add ? "source" : "input");
+    else
+        check_array<double>(t.a, op, add ? "source" : "input");
+    if (t.a.ndim() < 1 || t.a.ndim() > kMaxDims)
+        value_error(std::string(op) + ": the array must have 1 to 16 dimensions, got shape " +
+                    shape_str(shape_of(t.a)));
+    t.idx = as_array(io, op, "index");
+    if (!t.idx.dtype().equal(py::dtype::of<int64_t>()))
+        type_error(std::string(op) + ": argument 'index' must have dtype int64, got " +
+                   dtype_str(t.idx));
+    check_array<int64_t>(t.idx, op, "index");
+    check_ndim(t.idx, op, "index", 1, 1);
+    const int64_t nd = t.a.ndim();
+    t.dim = norm_dim(dim, nd, op);
+    std::vector<int64_t> shape = shape_of(t.a);
+    t.K = t.idx.shape(0);
+    if (add) {
+        if (shape[t.dim] != t.K)
+            value_error(std::string(op) + ": argument 'source' has " + std::to_string(shape[t.dim]) +
+                        " slices along dim " + std::to_string(t.dim) + " but 'index' has " +
+                        std::to_string(t.K) + " entries");
+        if (size < 0) value_error(std::string(op) + ": 'size' must be >= 0");
+        t.n = size;
+        t.out_shape = shape;
+        t.out_shape[t.dim] = size;
+    } else {
+        t.n = shape[t.dim];
+        t.out_shape = shape;
+        t.out_shape[t.dim] = t.K;
+    }
+    split3(shape, t.dim, t.outer, t.inner);
+    const int64_t* ip = in_ptr<int64_t>(t.idx);
+    int64_t bad = first_bad(ip, t.K, t.n);
+    if (bad < 0) bad = first_negative(ip, t.K);
+    if (bad >= 0) throw py::index_error(bad_select_message(ip, bad, t.n));
+    return t;
+}
+
+py::array index_take(const py::handle& x, const py::handle& index, int64_t dim, bool add,
+                     int64_t size) {
+    Take t = parse_take(x, index, dim, add, size);
+    const auto go = [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        py::array out = new_array<T>(t.out_shape);
+        T* o = out_ptr<T>(out);
+        const T* a = in_ptr<T>(t.a);
+        const int64_t* ip = in_ptr<int64_t>(t.idx);
+        py::gil_scoped_release nogil;
+        if (add)
+            take_add(o, a, ip, t.outer, t.n, t.inner, t.K);
+        else
+            take(o, a, ip, t.outer, t.n, t.inner, t.K);
+        return out;
+    };
+    return t.kind == 'f' ? go(float{}) : go(double{});
+}
+
+py::tuple index_take_args(const py::handle& x, const py::handle& index, int64_t dim, bool add,
+                          int64_t size, const py::handle& result) {
+    Take t = parse_take(x, index, dim, add, size);
+    py::array out = as_array(result, add ? "index_add" : "index_select", "result");
+    check_shape(out, add ? "index_add" : "index_select", "result", t.out_shape);
+    std::vector<int64_t> ints{add ? g_take_add_kind : g_take_kind, t.outer, t.n, t.inner, t.K};
+    std::vector<uintptr_t> ptrs{addr(out), addr(t.a), addr(t.idx)};
+    std::vector<std::pair<uintptr_t, int64_t>> reads{span_of(t.a), span_of(t.idx)};
+    return py::make_tuple(ptrs, ints, std::vector<double>{}, t.kind == 'd', reads);
+}
+
 }  // namespace
 
 void bind_index(py::module_& m) {
+    g_take_kind = register_instr_kind(
+        {"index_select", &take_run<false>, &take_operands<false>, &take_flops, &take_valid});
+    g_take_add_kind = register_instr_kind(
+        {"index_add", &take_run<true>, &take_operands<true>, &take_flops, &take_valid});
+    m.def("index_take", &index_take, py::arg("input"), py::arg("index"), py::arg("dim"),
+          py::arg("add") = false, py::arg("size") = -1,
+          "add=False: input's slices at the 1-d int64 index along dim (torch.index_select; "
+          "indices in [0, n)). add=True: its adjoint, zeros with `size` slices along dim and "
+          "input's k-th slice added at index[k], in order (deterministic).");
+    m.def("index_take_args", &index_take_args, py::arg("input"), py::arg("index"),
+          py::arg("dim"), py::arg("add") = false, py::arg("size") = -1, py::kw_only(),
+          py::arg("result"), "The instruction gd.compile records for index_take(...) = result.");
     g_gather_kind = register_instr_kind(
         {"gather", &gather_run, &gather_operands, &gather_flops, &gather_valid});
     g_scatter_kind = register_instr_kind(
@@ -406,6 +588,7 @@ void bind_index(py::module_& m) {
     py::dict rec;
     rec["index_gather"] = "index_gather_args";
     rec["index_scatter"] = "index_scatter_args";
+    rec["index_take"] = "index_take_args";
     m.attr("RECORD_ARGS") = rec;
 }
 

@@ -191,6 +191,8 @@ class IndexSelect(Function):
     @staticmethod
     def forward(ctx, x, idx, dim):
         ctx.idx, ctx.dim, ctx.shape = idx, dim, x._data.shape
+        if x._data.dtype in _FLOATS:
+            return Tensor._make(call_kernel(_core.index_take, x._data, idx, dim))
         return Tensor._make(np.ascontiguousarray(np.take(x._data, idx, axis=dim)))
 
     @staticmethod
@@ -204,6 +206,9 @@ class IndexAdd(Function):
     @staticmethod
     def forward(ctx, g, idx, dim, shape):
         ctx.idx, ctx.dim = idx, dim
+        if g._data.dtype in _FLOATS:
+            return Tensor._make(call_kernel(_core.index_take, g._data, idx, dim, True,
+                                            shape[dim]))
         out = np.zeros(shape, g._data.dtype)
         sl = [slice(None)] * len(shape)
         sl[dim] = idx
@@ -230,7 +235,7 @@ def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
     d = _norm_dim(dim, x.ndim, "index_select")
     n = x._data.shape[d]
     idx = idx.reshape(-1)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
+    if x._data.dtype not in _FLOATS and idx.size and (idx.min() < 0 or idx.max() >= n):
         bad = int(idx.max()) if idx.max() >= n else int(idx.min())
         raise IndexError(f"index_select: index {bad} is out of range for dimension {d} with "
                          f"size {n}")
