@@ -274,3 +274,80 @@ def test_compiled_index_select_step_equals_eager():
     assert compiled.stats["eager"] == 0, compiled.stats
     with pytest.raises(IndexError, match="out of range"):
         compiled(gd.tensor(np.full(7, 10)), gd.zeros(7))
+
+
+def test_compiled_flip_and_repeat_step_equals_eager():
+    """flip and repeat run the elementwise copy kernel on a reversed / broadcast view, so a
+    step using them is captured; torch is the oracle for their values."""
+    def make():
+        gd.manual_seed(6)
+        lin = gd.nn.Linear(4, 3)
+        opt = gd.optim.SGD(lin.parameters(), lr=0.05)
+
+        def step(x):
+            opt.zero_grad()
+            h = lin(x)                                   # (B, 3)
+            h = h.flip(1) + h.repeat(1, 2)[:, 1:4]       # reversed and tiled views of h
+            loss = (h.repeat(2, 1) ** 2).mean() + h.flip(0, 1).sum()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return lin, step
+
+    (l1, eager), (l2, fn) = make(), make()
+    compiled = gd.compile(fn)
+    rng = np.random.default_rng(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for k in range(4):
+            x = gd.tensor(rng.standard_normal((5, 4)), dtype=gd.float32)
+            assert eager(x).item() == compiled(x).item(), k
+            for p1, p2 in zip(l1.parameters(), l2.parameters()):
+                assert p1.detach().numpy().tobytes() == p2.detach().numpy().tobytes(), k
+    assert compiled.stats["eager"] == 0, compiled.stats
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flip_and_repeat_match_numpy(dtype):
+    a = np.random.default_rng(3).standard_normal((2, 3, 4)).astype(dtype)
+    x = gd.tensor(a)
+    for reps in [(2, 1, 3), (1, 2, 2, 1), (3,) * 3, (1, 1, 1)]:
+        np.testing.assert_array_equal(x.repeat(*reps).numpy(), np.tile(a, reps))
+    for dims in [(0,), (1, 2), (0, 1, 2), (-1,)]:
+        np.testing.assert_array_equal(x.flip(dims).numpy(), np.flip(a, dims))
+    t = x[:, ::2, :]  # a strided view as the source
+    np.testing.assert_array_equal(t.flip(1).numpy(), np.flip(a[:, ::2, :], 1))
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+def test_compiled_step_with_slicing_is_captured_and_equals_eager(dtype):
+    """Basic indexing's backward writes g into a zero tensor with two copy kernels, so a step
+    that slices (h[:, 1:3], h[0], h[..., -1], h[:, None, ::2]) is captured."""
+    def make():
+        gd.manual_seed(8)
+        lin = gd.nn.Linear(4, 5, dtype=dtype)
+        opt = gd.optim.Adam(lin.parameters(), lr=0.01)
+
+        def step(x):
+            opt.zero_grad()
+            h = lin(x)
+            loss = (h[:, 1:3] ** 2).sum() + h[0].sum() * 0.5 + h[..., -1].mean() + \
+                (h[:, None, ::2] * h[:, None, 1::2].sum()).sum() * 1e-2
+            loss.backward()
+            opt.step()
+            return loss
+
+        return lin, step
+
+    (l1, eager), (l2, fn) = make(), make()
+    compiled = gd.compile(fn)
+    rng = np.random.default_rng(9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for k in range(4):
+            x = gd.tensor(rng.standard_normal((6, 4)) * (k + 1), dtype=dtype)
+            assert eager(x).item() == compiled(x).item(), k
+            for p1, p2 in zip(l1.parameters(), l2.parameters()):
+                assert p1.detach().numpy().tobytes() == p2.detach().numpy().tobytes(), k
+    assert compiled.stats["eager"] == 0, compiled.stats

@@ -283,6 +283,13 @@ class Repeat(Function):
     def forward(ctx, x, reps):
         a = x._data.reshape((1,) * (len(reps) - x._data.ndim) + x._data.shape)
         ctx.shape, ctx.in_shape, ctx.reps = a.shape, x._data.shape, reps
+        if a.dtype in _FLOATS and a.ndim:
+            # the elementwise copy kernel reading a broadcast view (rep r_k, size s_k per axis):
+            # one kernel call that gd.compile records, no NumPy arithmetic
+            split = [d for r, n in zip(reps, a.shape) for d in (r, n)]
+            view = np.broadcast_to(a.reshape([d for n in a.shape for d in (1, n)]), split)
+            out = call_kernel(_core.elementwise, _core.EW_OPS["copy"], view)
+            return Tensor._make(out.reshape([r * n for r, n in zip(reps, a.shape)]))
         return Tensor._make(np.tile(a, reps))
 
     @staticmethod
@@ -318,6 +325,10 @@ class Flip(Function):
     @staticmethod
     def forward(ctx, x, dims):
         ctx.dims = dims
+        if x._data.dtype in _FLOATS and x._data.ndim:
+            # the elementwise copy kernel reading the reversed view (negative strides)
+            return Tensor._make(call_kernel(_core.elementwise, _core.EW_OPS["copy"],
+                                            np.flip(x._data, dims)))
         return Tensor._make(np.ascontiguousarray(np.flip(x._data, dims)))
 
     @staticmethod

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from graddesc import _core, _dtype
+from graddesc import _compile_state, _core, _dtype
 from graddesc._tensor import Tensor, _norm_dim, _value, copy_c
 from graddesc.autograd.function import Function
 
@@ -301,12 +301,21 @@ class IndexBackward(Function):
 
     @staticmethod
     def forward(ctx, g, idx, shape):
-        out = np.zeros(shape, dtype=g._data.dtype)
+        ctx.idx = idx
+        dt = g._data.dtype
+        if _is_basic(idx) and len(shape) and dt in (np.float32, np.float64):
+            # two copy kernels (zeros from a one-element constant, then g into its slice), so a
+            # compiled step records them: slicing is everywhere in user code
+            zero = _compile_state.constant(np.zeros((1,) * len(shape), dtype=dt))
+            out = _core.elementwise(_core.EW_OPS["copy"], np.broadcast_to(zero, shape))
+            if g._data.size:
+                _core.elementwise(_core.EW_OPS["copy"], g._data, out=out[idx])
+            return Tensor._make(out)
+        out = np.zeros(shape, dtype=dt)
         if _is_basic(idx):
             out[idx] = g._data
         else:
             np.add.at(out, idx, g._data)
-        ctx.idx = idx
         return Tensor._make(out)
 
     @staticmethod
