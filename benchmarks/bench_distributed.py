@@ -7,7 +7,9 @@ A step: zero_grad, forward, cross-entropy, backward, SGD update of an MLP 784-25
   2x1  two ranks of 1 thread, global batch 256 (128 per rank), gradients averaged
   1x2  one process of 2 threads, batch 256 (no MPI)
   2x1 local / 2x1 ddp at 256 per rank: the same 2 ranks without and with the averaging
-       (the averaging's share of the step)
+       (the averaging's share of the step); DDP reduces through MPI shared-memory windows
+       (the default on one node); "ddp, Iallreduce" forces MPI_Iallreduce instead
+       (shared_memory=False, the path ranks on several nodes take)
 and all-reduce of float32 buffers from 4 B to 16 MiB between 2 ranks (graddesc's all_reduce
 on a tensor, in place). Each figure is the median (and the best) of several timed runs; the
 ranks start each run together (barrier). Saves benchmarks/results/distributed.json.
@@ -81,7 +83,12 @@ def _worker(kind: str, batch: int, mpi: bool) -> None:
     for a, b in zip(SIZES[:-1], SIZES[1:]):
         layers += [gd.nn.Linear(a, b), gd.nn.ReLU()]
     model = gd.nn.Sequential(*layers[:-1])
-    net = dist.DistributedDataParallel(model) if kind == "ddp" else model
+    if kind == "ddp":
+        net = dist.DistributedDataParallel(model)
+    elif kind == "ddp-iallreduce":
+        net = dist.DistributedDataParallel(model, shared_memory=False)
+    else:
+        net = model
     opt = gd.optim.SGD(list(model.parameters()), lr=0.01, momentum=0.9)
     loss_fn = gd.nn.CrossEntropyLoss()
     rng = np.random.default_rng(rank)
@@ -148,6 +155,7 @@ def main() -> None:
         ("1x2", 0, 2, ("local", "256", "nompi")),
         ("2x1 local, 256/rank", 2, 1, ("local", "256", "mpi")),
         ("2x1 ddp, 256/rank", 2, 1, ("ddp", "256", "mpi")),
+        ("2x1 ddp, Iallreduce, 256/rank", 2, 1, ("ddp-iallreduce", "256", "mpi")),
     ]:
         r = _run(ranks, threads, *args)
         res[name] = r
@@ -164,6 +172,9 @@ def main() -> None:
     print(f"2x1 / 1x2 (two ranks vs two threads): {vs_threads:.2f}x")
     print(f"gradient averaging adds {100 * overhead:.1f}% to a step at 256 per rank "
           "(target <= 10%)")
+    local = res["2x1 local, 256/rank"]["steps_per_s"]
+    overhead_iar = local / res["2x1 ddp, Iallreduce, 256/rank"]["steps_per_s"] - 1
+    print(f"  (with MPI_Iallreduce instead of shared memory: {100 * overhead_iar:.1f}%)")
     ar = _run(2, 1, "allreduce", "0", "mpi")
     print()
     arows = []
@@ -175,6 +186,7 @@ def main() -> None:
     path = save_json("distributed", {"steps": res, "speedup_2x1_vs_1x1": speedup,
                                      "ratio_2x1_vs_1x2": vs_threads,
                                      "averaging_overhead_256_per_rank": overhead,
+                                     "averaging_overhead_iallreduce": overhead_iar,
                                      "allreduce_seconds": ar})
     print(f"\nsaved {path}")
 
