@@ -356,6 +356,19 @@ def job_ddp(tmp: str) -> None:
     with pytest.raises(ValueError, match="shared_memory must be None"):
         dist.DistributedDataParallel(_mlp(0), shared_memory="yes")
     dist.barrier()
+    # after destroy_process_group (which frees the shared-memory windows) a DDP model refuses
+    # to average, also once a new group exists; its .grad stay readable
+    model = _mlp(0)
+    ddp = dist.DistributedDataParallel(model)
+    loss_fn(ddp(X[shard]), Y[shard]).backward()
+    before = _grads(model)
+    dist.destroy_process_group()
+    assert all(np.array_equal(g, w) for g, w in zip(_grads(model), before))
+    with pytest.raises(RuntimeError, match="process group was destroyed"):
+        loss_fn(ddp(X[shard]), Y[shard]).backward()
+    dist.init_process_group("mpi")
+    with pytest.raises(RuntimeError, match="process group was destroyed"):
+        ddp.synchronize_gradients()
     print(f"DONE ddp rank {r}", flush=True)
 
 

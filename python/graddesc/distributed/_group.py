@@ -57,6 +57,7 @@ class _State:
     # ranks span several nodes; None until first asked
     node: Any = None
     windows: list = []  # MPI shared-memory windows, freed by destroy_process_group
+    generation = 0  # how many process groups were destroyed
 
 
 _state = _State()
@@ -175,21 +176,28 @@ def get_world_size(group: Any = None) -> int:
 
 
 def destroy_process_group(group: Any = None) -> None:
-    """Leaves the process group (frees the communicator, restores sys.excepthook). MPI itself
-    is finalized when the process exits."""
+    """Leaves the process group: frees the communicators and the shared-memory windows of
+    every DistributedDataParallel built in it (collective: every rank calls it; a rank that
+    does not come within the group's timeout is a DistributedError), restores sys.excepthook.
+    MPI itself is finalized when the process exits."""
     comm = _state.comm
     if comm is None:
         return
-    _state.comm = None
-    _state.rank, _state.size = 0, 1
-    for w in _state.windows:  # (collective, like the communicators' Free below)
-        w.Unlock_all()
-        w.Free()
+    if _state.windows:
+        # MPI_Win_free waits for every rank of the node: first a barrier with the group's
+        # timeout, so that a rank that never comes here is an error, not a hang
+        _wait(_state.node[0].Ibarrier(), "destroy_process_group")
+        for w in _state.windows:
+            w.Unlock_all()
+            w.Free()
     _state.windows = []
     if _state.node:
         for c in _state.node:
             c.Free()
     _state.node = None
+    _state.generation += 1  # (a DistributedDataParallel of this group refuses to run)
+    _state.comm = None
+    _state.rank, _state.size = 0, 1
     if _state.prev_excepthook is not None:
         if sys.excepthook is _abort_hook:
             sys.excepthook = _state.prev_excepthook

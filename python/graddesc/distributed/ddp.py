@@ -157,6 +157,7 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_in_compiled_step", False)
         world = _group.get_world_size()
         object.__setattr__(self, "_world", world)
+        object.__setattr__(self, "_generation", _group._state.generation)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         settings = (f"bucket_cap_mb={float(bucket_cap_mb)!r}, deterministic={bool(deterministic)}"
                     f", shared_memory={shared_memory}")
@@ -279,6 +280,7 @@ class DistributedDataParallel(Module):
         does this by itself; this is for gradients computed another way (a compiled replay)."""
         if self._world == 1:
             return
+        self._check_group()
         self._abandon_check()
         for b in range(len(self._buckets)):
             self._launch(b)
@@ -293,6 +295,7 @@ class DistributedDataParallel(Module):
                 "DistributedDataParallel's gradient all-reduce (MPI, during backward)")
         current = engine._local.callbacks[-1]  # the list of the backward now running
         if self._round is not current:
+            self._check_group()
             self._abandon_check()
             object.__setattr__(self, "_round", current)
             engine.queue_callback(self._finish)
@@ -325,10 +328,14 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_next", 0)
         object.__setattr__(self, "_round", None)
 
-    def _launch(self, b: int) -> None:
-        if _group._state.comm is None:
+    def _check_group(self) -> None:
+        """(Before any write into the shared windows, which destroy_process_group frees.)"""
+        if _group._state.comm is None or _group._state.generation != self._generation:
             raise RuntimeError("DistributedDataParallel: the process group was destroyed "
                                "(destroy_process_group); this model cannot average gradients")
+
+    def _launch(self, b: int) -> None:
+        self._check_group()
         bucket = self._buckets[b]
         bucket.fill_rest()
         if self._shm is not None:  # "my inputs are written": then every rank reduces a chunk
