@@ -6,6 +6,7 @@ A step: zero_grad, forward, cross-entropy, backward, SGD update of an MLP 784-25
   1x1  one rank of 1 thread, batch 256
   2x1  two ranks of 1 thread, global batch 256 (128 per rank), gradients averaged
   1x2  one process of 2 threads, batch 256 (no MPI)
+  2x1 local, 128/rank: two ranks of 128 that do not average (the most 2x1 could reach)
   2x1 local / 2x1 ddp at 256 per rank: the same 2 ranks without and with the averaging
        (the averaging's share of the step); DDP reduces through MPI shared-memory windows
        (the default on one node); "ddp, Iallreduce" forces MPI_Iallreduce instead
@@ -197,6 +198,7 @@ def main() -> None:
         ("1x1", 1, 1, ("ddp", "256", "mpi")),
         ("2x1", 2, 1, ("ddp", "128", "mpi")),
         ("1x2", 0, 2, ("local", "256", "nompi")),
+        ("2x1 local, 128/rank", 2, 1, ("local", "128", "mpi")),
         ("2x1 local, 256/rank", 2, 1, ("local", "256", "mpi")),
         ("2x1 ddp, 256/rank", 2, 1, ("ddp", "256", "mpi")),
         ("2x1 ddp, Iallreduce, 256/rank", 2, 1, ("ddp-iallreduce", "256", "mpi")),
@@ -213,6 +215,9 @@ def main() -> None:
     overhead = res["2x1 local, 256/rank"]["steps_per_s"] / res["2x1 ddp, 256/rank"]["steps_per_s"] \
         - 1
     print(f"\n2x1 / 1x1 steps/s at global batch 256: {speedup:.2f}x (target >= 1.7x)")
+    ceiling = res["2x1 local, 128/rank"]["steps_per_s"] / base
+    print(f"  (2 ranks of 128 without averaging / 1x1: {ceiling:.2f}x, the ceiling of that "
+          "ratio)")
     print(f"2x1 / 1x2 (two ranks vs two threads): {vs_threads:.2f}x")
     print(f"gradient averaging adds {100 * overhead:.1f}% to a step at 256 per rank "
           "(target <= 10%)")
@@ -234,6 +239,7 @@ def main() -> None:
                                      "ratio_2x1_vs_1x2": vs_threads,
                                      "averaging_overhead_256_per_rank": overhead,
                                      "averaging_overhead_iallreduce": overhead_iar,
+                                     "ceiling_2x1_local_128_vs_1x1": ceiling,
                                      "allreduce_seconds": ar,
                                      "ddp_passes_seconds": dict(passes)})
     print(f"\nsaved {path}")
