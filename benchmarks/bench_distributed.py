@@ -6,10 +6,14 @@ A step: zero_grad, forward, cross-entropy, backward, SGD update of an MLP 784-25
   1x1  one rank of 1 thread, batch 256
   2x1  two ranks of 1 thread, global batch 256 (128 per rank), gradients averaged
   1x2  one process of 2 threads, batch 256 (no MPI)
+  2x1 local, 128/rank: two ranks of 128 that do not average (the most 2x1 could reach)
   2x1 local / 2x1 ddp at 256 per rank: the same 2 ranks without and with the averaging
-       (the averaging's share of the step)
+       (the averaging's share of the step); DDP reduces through MPI shared-memory windows
+       (the default on one node); "ddp, Iallreduce" forces MPI_Iallreduce instead
+       (shared_memory=False, the path ranks on several nodes take)
 and all-reduce of float32 buffers from 4 B to 16 MiB between 2 ranks (graddesc's all_reduce
-on a tensor, in place). Each figure is the median (and the best) of several timed runs; the
+on a tensor, in place), and the time of DDP's own passes over the gradient (one process).
+Each figure is the median (and the best) of several timed runs; the
 ranks start each run together (barrier). Saves benchmarks/results/distributed.json.
 
 Run: python benchmarks/bench_distributed.py   (starts mpiexec itself; needs
@@ -81,7 +85,12 @@ def _worker(kind: str, batch: int, mpi: bool) -> None:
     for a, b in zip(SIZES[:-1], SIZES[1:]):
         layers += [gd.nn.Linear(a, b), gd.nn.ReLU()]
     model = gd.nn.Sequential(*layers[:-1])
-    net = dist.DistributedDataParallel(model) if kind == "ddp" else model
+    if kind == "ddp":
+        net = dist.DistributedDataParallel(model)
+    elif kind == "ddp-iallreduce":
+        net = dist.DistributedDataParallel(model, shared_memory=False)
+    else:
+        net = model
     opt = gd.optim.SGD(list(model.parameters()), lr=0.01, momentum=0.9)
     loss_fn = gd.nn.CrossEntropyLoss()
     rng = np.random.default_rng(rank)
@@ -135,6 +144,49 @@ def _allreduce(dist, rank: int) -> None:
         print("RESULT " + json.dumps(out))
 
 
+def _passes() -> list:
+    """DDP's memory passes per step for this MLP's gradient, timed in this process with
+    ddp.py's own bucket code (2 ranks' shared-memory segments simulated by local arrays, so
+    the cross-core transfers of a real job are not included): best of 7 runs of 200."""
+    import numpy as np
+
+    import graddesc as gd
+    from graddesc.distributed import ddp
+
+    gd.manual_seed(0)
+    params = []
+    for a, b in zip(SIZES[:-1], SIZES[1:]):
+        lin = gd.nn.Linear(a, b)
+        params += [lin.weight, lin.bias]
+    params = params[::-1]
+    for p in params:
+        p.grad = gd.tensor(np.random.default_rng(0).standard_normal(p.shape).astype(np.float32))
+    n = sum(p.numel() for p in params) + len(params)
+    bucket = ddp._Bucket(params, np.empty(n, dtype=np.float32))
+    bucket.ins = [np.zeros(n, dtype=np.float32) for _ in range(2)]
+    bucket.outs = [np.zeros(n, dtype=np.float32) for _ in range(2)]
+    bucket.bounds = [0, n // 2, n]
+
+    def put() -> None:
+        bucket.dest = bucket.ins[0]
+        for k, p in enumerate(params):
+            bucket.put(k, p)
+
+    def timed(f) -> float:
+        best = float("inf")
+        for _ in range(7):
+            t0 = time.perf_counter()
+            for _ in range(200):
+                f()
+            best = min(best, (time.perf_counter() - t0) / 200)
+        return best
+
+    return [("copy the gradients into the bucket (hooks)", timed(put)),
+            ("add this rank's chunk of 2 ranks (n/2)", timed(lambda: bucket.reduce_chunk(0, 2))),
+            ("copy out with / world size (n)", timed(lambda: bucket.gather(2))),
+            ("point .grad at the bucket views", timed(bucket.set_grads))]
+
+
 # ---- the driver ------------------------------------------------------------------------------
 def main() -> None:
     sys.path.insert(0, os.path.dirname(HERE))
@@ -146,8 +198,10 @@ def main() -> None:
         ("1x1", 1, 1, ("ddp", "256", "mpi")),
         ("2x1", 2, 1, ("ddp", "128", "mpi")),
         ("1x2", 0, 2, ("local", "256", "nompi")),
+        ("2x1 local, 128/rank", 2, 1, ("local", "128", "mpi")),
         ("2x1 local, 256/rank", 2, 1, ("local", "256", "mpi")),
         ("2x1 ddp, 256/rank", 2, 1, ("ddp", "256", "mpi")),
+        ("2x1 ddp, Iallreduce, 256/rank", 2, 1, ("ddp-iallreduce", "256", "mpi")),
     ]:
         r = _run(ranks, threads, *args)
         res[name] = r
@@ -161,9 +215,15 @@ def main() -> None:
     overhead = res["2x1 local, 256/rank"]["steps_per_s"] / res["2x1 ddp, 256/rank"]["steps_per_s"] \
         - 1
     print(f"\n2x1 / 1x1 steps/s at global batch 256: {speedup:.2f}x (target >= 1.7x)")
+    ceiling = res["2x1 local, 128/rank"]["steps_per_s"] / base
+    print(f"  (2 ranks of 128 without averaging / 1x1: {ceiling:.2f}x, the ceiling of that "
+          "ratio)")
     print(f"2x1 / 1x2 (two ranks vs two threads): {vs_threads:.2f}x")
     print(f"gradient averaging adds {100 * overhead:.1f}% to a step at 256 per rank "
           "(target <= 10%)")
+    local = res["2x1 local, 256/rank"]["steps_per_s"]
+    overhead_iar = local / res["2x1 ddp, Iallreduce, 256/rank"]["steps_per_s"] - 1
+    print(f"  (with MPI_Iallreduce instead of shared memory: {100 * overhead_iar:.1f}%)")
     ar = _run(2, 1, "allreduce", "0", "mpi")
     print()
     arows = []
@@ -172,10 +232,16 @@ def main() -> None:
         arows.append([n, f"{sec * 1e6:.1f}", f"{best * 1e6:.1f}", f"{n / best / 1e9:.2f}"])
     print_table(["bytes", "all_reduce us (median)", "us (best run)", "GB/s (bytes / best)"],
                 arows)
+    print("\nDDP's work per step on one rank's gradient (one process, no MPI):")
+    passes = _passes()
+    print_table(["pass", "us (best run)"], [[k, f"{v * 1e6:.1f}"] for k, v in passes])
     path = save_json("distributed", {"steps": res, "speedup_2x1_vs_1x1": speedup,
                                      "ratio_2x1_vs_1x2": vs_threads,
                                      "averaging_overhead_256_per_rank": overhead,
-                                     "allreduce_seconds": ar})
+                                     "averaging_overhead_iallreduce": overhead_iar,
+                                     "ceiling_2x1_local_128_vs_1x1": ceiling,
+                                     "allreduce_seconds": ar,
+                                     "ddp_passes_seconds": dict(passes)})
     print(f"\nsaved {path}")
 
 

@@ -187,12 +187,14 @@ def job_ddp(tmp: str) -> None:
     loss_fn = gd.nn.CrossEntropyLoss()
     shard = slice(12 * r, 12 * (r + 1))
 
-    # rank-specific initial weights: the construction broadcasts rank 0's
-    for deterministic in (False, True):
+    # rank-specific initial weights: the construction broadcasts rank 0's. shared_memory=None
+    # (all ranks on this node): MPI shared-memory windows, rank order; False: MPI_Iallreduce
+    for deterministic, shared in ((False, None), (True, None), (False, False), (True, False)):
         model = _mlp(seed=100 + r)
         ddp = dist.DistributedDataParallel(model, bucket_cap_mb=0.0005,
-                                           deterministic=deterministic)
+                                           deterministic=deterministic, shared_memory=shared)
         assert len(ddp._buckets) > 1  # (several buckets started during backward)
+        assert (ddp._shm is not None) == (shared is None)
         ref = _mlp(seed=100)
         for p, q in zip(model.parameters(), ref.parameters()):
             assert np.array_equal(p.detach().numpy(), q.detach().numpy())
@@ -216,14 +218,25 @@ def job_ddp(tmp: str) -> None:
             for k in range(1, n):
                 total = total + shard_grads[k][i]
             want = total / np.float32(n)
-            if deterministic or n == 2:
-                assert np.array_equal(g, want), (deterministic, i, np.abs(g - want).max())
+            if deterministic or n == 2 or shared is None:
+                assert np.array_equal(g, want), (deterministic, shared, i,
+                                                 np.abs(g - want).max())
             else:
                 np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-7)
         # every rank holds the same bits
         flat = np.concatenate([x.ravel() for x in got])
         every = dist.all_gather_object(flat.tobytes())
         assert all(e == every[0] for e in every)
+        # a second step: .grad zeroed in place (the engine accumulates into the averaged
+        # buffer) and a .grad replaced by the user: the same average of the new gradients
+        for p in model.parameters():
+            p.grad.zero_()
+        list(model.parameters())[0].grad = gd.zeros(16, 6)
+        loss_fn(ddp(X[shard] * 2), Y[shard]).backward()
+        ref.zero_grad()
+        loss_fn(ref(X * 2), Y).backward()
+        for g, w in zip(_grads(model), _grads(ref)):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
     # no_sync: two micro-batches accumulated locally, averaged once at the second backward
     model = _mlp(seed=5)
@@ -268,15 +281,18 @@ def job_ddp(tmp: str) -> None:
     np.testing.assert_allclose(m.b.weight.grad.numpy(), wb, rtol=1e-5, atol=1e-7)
 
     # every optimizer sees the averaged gradient: training stays identical on every rank
-    for make in (lambda p: gd.optim.SGD(p, lr=0.1, momentum=0.9),
-                 lambda p: gd.optim.Adam(p, lr=1e-2), lambda p: gd.optim.RMSprop(p, lr=1e-2)):
+    # (zero_grad to None and to zeros in turn, with shared memory and with MPI_Iallreduce)
+    for make, shared in ((lambda p: gd.optim.SGD(p, lr=0.1, momentum=0.9), None),
+                         (lambda p: gd.optim.SGD(p, lr=0.1, momentum=0.9), False),
+                         (lambda p: gd.optim.Adam(p, lr=1e-2), None),
+                         (lambda p: gd.optim.RMSprop(p, lr=1e-2), False)):
         model = _mlp(seed=9 + r)
-        ddp = dist.DistributedDataParallel(model)
+        ddp = dist.DistributedDataParallel(model, shared_memory=shared)
         opt = make(list(ddp.parameters()))
         ref = _mlp(seed=9)
         ropt = make(list(ref.parameters()))
-        for _ in range(3):
-            opt.zero_grad()
+        for step in range(4):
+            opt.zero_grad(set_to_none=step % 2 == 0)
             loss_fn(ddp(X[shard]), Y[shard]).backward()
             opt.step()
             ropt.zero_grad()
@@ -334,7 +350,25 @@ def job_ddp(tmp: str) -> None:
     with pytest.raises(ValueError, match=r"models differ: entry 0 is parameter 'weight' of "
                                          r"shape \[3, 6\]"):
         dist.DistributedDataParallel(bad)
+    with pytest.raises(ValueError, match=r"the settings bucket_cap_mb=0\.5, .* on rank 0 but "
+                                         r"the settings bucket_cap_mb=2\.0"):
+        dist.DistributedDataParallel(_mlp(0), bucket_cap_mb=0.5 if r == 0 else 2.0)
+    with pytest.raises(ValueError, match="shared_memory must be None"):
+        dist.DistributedDataParallel(_mlp(0), shared_memory="yes")
     dist.barrier()
+    # after destroy_process_group (which frees the shared-memory windows) a DDP model refuses
+    # to average, also once a new group exists; its .grad stay readable
+    model = _mlp(0)
+    ddp = dist.DistributedDataParallel(model)
+    loss_fn(ddp(X[shard]), Y[shard]).backward()
+    before = _grads(model)
+    dist.destroy_process_group()
+    assert all(np.array_equal(g, w) for g, w in zip(_grads(model), before))
+    with pytest.raises(RuntimeError, match="process group was destroyed"):
+        loss_fn(ddp(X[shard]), Y[shard]).backward()
+    dist.init_process_group("mpi")
+    with pytest.raises(RuntimeError, match="process group was destroyed"):
+        ddp.synchronize_gradients()
     print(f"DONE ddp rank {r}", flush=True)
 
 

@@ -52,6 +52,12 @@ class _State:
     size = 1
     timeout = DEFAULT_TIMEOUT
     prev_excepthook: Any = None
+    # shared memory (every rank on one node): two communicators over the same ranks, for the
+    # "inputs ready" and "results ready" barriers of DistributedDataParallel, or False when the
+    # ranks span several nodes; None until first asked
+    node: Any = None
+    windows: list = []  # MPI shared-memory windows, freed by destroy_process_group
+    generation = 0  # how many process groups were destroyed
 
 
 _state = _State()
@@ -67,6 +73,10 @@ def is_available() -> bool:
 
 
 def _mpi() -> Any:
+    # Open MPI's UCX one-sided component prints an error for every window it is asked about on
+    # a machine without UCX devices; graddesc's windows are shared-memory ones (osc/sm). A
+    # choice the user made (OMPI_MCA_osc) is kept. Must be set before MPI_Init.
+    os.environ.setdefault("OMPI_MCA_osc", "^ucx")
     try:
         from mpi4py import MPI
     except ImportError as e:
@@ -166,11 +176,26 @@ def get_world_size(group: Any = None) -> int:
 
 
 def destroy_process_group(group: Any = None) -> None:
-    """Leaves the process group (frees the communicator, restores sys.excepthook). MPI itself
-    is finalized when the process exits."""
+    """Leaves the process group: frees the communicators and the shared-memory windows of
+    every DistributedDataParallel built in it (collective: every rank calls it; a rank that
+    does not come within the group's timeout is a DistributedError), restores sys.excepthook.
+    MPI itself is finalized when the process exits."""
     comm = _state.comm
     if comm is None:
         return
+    if _state.windows:
+        # MPI_Win_free waits for every rank of the node: first a barrier with the group's
+        # timeout, so that a rank that never comes here is an error, not a hang
+        _wait(_state.node[0].Ibarrier(), "destroy_process_group")
+        for w in _state.windows:
+            w.Unlock_all()
+            w.Free()
+    _state.windows = []
+    if _state.node:
+        for c in _state.node:
+            c.Free()
+    _state.node = None
+    _state.generation += 1  # (a DistributedDataParallel of this group refuses to run)
     _state.comm = None
     _state.rank, _state.size = 0, 1
     if _state.prev_excepthook is not None:
@@ -178,6 +203,40 @@ def destroy_process_group(group: Any = None) -> None:
             sys.excepthook = _state.prev_excepthook
         _state.prev_excepthook = None
     comm.Free()
+
+
+def _shared_node() -> Any:
+    """(ready, done): two communicators over all ranks when every rank runs on this node (MPI
+    shared memory can join them), else None. Collective on first call."""
+    if _state.node is None:
+        comm = _state.comm
+        MPI = _mpi()
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=_state.rank)
+        n = local.Get_size()
+        whole = comm.allreduce(int(n == _state.size), op=MPI.MIN) == 1
+        if whole:
+            _state.node = (local, local.Dup())
+        else:
+            local.Free()
+            _state.node = False
+    return _state.node or None
+
+
+def _shared_window(nbytes: int) -> tuple:
+    """A shared-memory window over the node's ranks with nbytes on each: (window, [every
+    rank's memory as a uint8 array, in rank order]). Collective. Freed by
+    destroy_process_group; a passive-target epoch (Lock_all) is open for its whole life."""
+    node = _shared_node()
+    assert node is not None
+    MPI = _mpi()
+    win = MPI.Win.Allocate_shared(max(int(nbytes), 1), 1, comm=node[0])
+    win.Lock_all()
+    _state.windows.append(win)
+    segs = []
+    for q in range(_state.size):
+        mem, _ = win.Shared_query(q)
+        segs.append(np.frombuffer(mem, dtype=np.uint8, count=max(int(nbytes), 1)))
+    return win, segs
 
 
 def _wait(req: Any, what: str) -> None:

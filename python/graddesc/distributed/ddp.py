@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -15,46 +15,99 @@ from graddesc.distributed import _group
 from graddesc.distributed._group import DistributedError
 from graddesc.nn.module import Module
 
+_ALIGN = 64  # bytes: each bucket's region starts on a cache line
+
+
+def _scale(src: np.ndarray, world: int, out: np.ndarray) -> None:
+    """out = src / world. For a power of two a multiplication by its reciprocal: the same
+    bits (both round the same real number), and faster than a division."""
+    if world & (world - 1) == 0:
+        np.multiply(src, src.dtype.type(1.0 / world), out=out)
+    else:
+        np.divide(src, src.dtype.type(world), out=out)
+
 
 class _Bucket:
-    """Gradients of a few parameters reduced by one collective. `flat` holds the gradients
-    one after another, then one "had a gradient" count per parameter (1 or 0 on each rank): a
-    parameter no rank produced a gradient for keeps .grad None, as on one process."""
+    """Gradients of a few parameters reduced together. `flat` (this rank's private memory)
+    holds the gradients one after another, then one "had a gradient" count per parameter (1 or
+    0 on each rank): a parameter no rank produced a gradient for keeps .grad None, as on one
+    process. After a reduction each parameter's .grad is a view of its part of `flat` (the
+    Tensor in `views`), so no copy out is needed.
 
-    def __init__(self, params: list) -> None:
+    Where a rank writes its gradients before the reduction (`dest`): `flat` itself for MPI's
+    all-reduce (in place); with shared memory, this rank's segment of the input window (`ins`,
+    one array per rank), and each rank reduces one chunk of the bucket into its segment of the
+    output window (`outs`), which every rank then copies into its `flat`."""
+
+    def __init__(self, params: list, flat: np.ndarray) -> None:
         self.params = params
         self.sizes = [p._data.size for p in params]
-        self.offsets = list(np.cumsum([0] + self.sizes[:-1]))
+        self.offsets = [int(o) for o in np.cumsum([0] + self.sizes[:-1])]
         self.total = int(sum(self.sizes))
-        self.flat = np.empty(self.total + len(params), dtype=params[0]._data.dtype)
-        self.ready: set = set()
+        self.flat = flat  # total + len(params) elements
+        self.views = [Tensor._make(flat[o:o + n].reshape(p._data.shape))
+                      for p, o, n in zip(params, self.offsets, self.sizes)]
+        self.dest = flat
+        self.ins: list = []
+        self.outs: list = []
+        self.bounds: list = []
+        self.filled = [False] * len(params)
+        self.nready = 0
         self.work: Any = None  # an MPI request, or an _Ordered in flight
+        self.stage = 0  # shared memory: 1 inputs-ready barrier, 2 results-ready barrier
 
-    def fill(self) -> None:
-        flat = self.flat
-        for k, (p, off, n) in enumerate(zip(self.params, self.offsets, self.sizes)):
-            g = p.grad  # (the property: a lazily stored gradient of gd.compile is stored now)
-            if g is None:
-                flat[off:off + n] = 0
-                flat[self.total + k] = 0
-            else:
-                np.copyto(flat[off:off + n], g._data.reshape(-1))
-                flat[self.total + k] = 1
+    def put(self, k: int, p: Tensor) -> None:
+        """Writes p's gradient (or zeros when it has none) and its count where the reduction
+        reads them."""
+        dest = self.dest
+        off, n = self.offsets[k], self.sizes[k]
+        g = p.grad  # (the property: a lazily stored gradient of gd.compile is stored now)
+        if g is None:
+            dest[off:off + n] = 0
+            dest[self.total + k] = 0
+        else:
+            if g is not self.views[k] or dest is not self.flat:  # (else it is there already)
+                np.copyto(dest[off:off + n], g._data.reshape(-1))
+            dest[self.total + k] = 1
+        self.filled[k] = True
 
-    def unpack(self, world: int) -> None:
-        flat = self.flat
-        scale = flat.dtype.type(world)
-        for k, (p, off, n) in enumerate(zip(self.params, self.offsets, self.sizes)):
-            part = flat[off:off + n].reshape(p._data.shape)
-            g = p.grad
-            if flat[self.total + k] == 0:  # no rank had a gradient for it
+    def fill_rest(self) -> None:
+        for k, p in enumerate(self.params):
+            if not self.filled[k]:
+                self.put(k, p)
+
+    def reduce_chunk(self, rank: int, world: int) -> None:
+        """Shared memory: this rank's chunk of the sum over ranks, added in rank order, into
+        this rank's segment of the output window (divided by the world size on the way out,
+        in gather)."""
+        lo, hi = self.bounds[rank], self.bounds[rank + 1]
+        ins = self.ins
+        o = self.outs[rank][lo:hi]
+        np.add(ins[0][lo:hi], ins[1][lo:hi], out=o)
+        for q in range(2, world):
+            np.add(o, ins[q][lo:hi], out=o)
+
+    def gather(self, world: int) -> None:
+        """Every rank's chunk of the sum, / world size, into flat (one pass)."""
+        b = self.bounds
+        for q, out in enumerate(self.outs):
+            _scale(out[b[q]:b[q + 1]], world, self.flat[b[q]:b[q + 1]])
+
+    def set_grads(self) -> None:
+        """flat holds the averages (and counts / world size): each .grad becomes its view."""
+        flat, total = self.flat, self.total
+        for k, p in enumerate(self.params):
+            if flat[total + k] == 0:  # no rank had a gradient for it
                 continue
-            if g is not None and g._data.flags.writeable and g._data.flags.c_contiguous and \
-                    g._data.shape == p._data.shape:
-                np.divide(part, scale, out=g._data)
-                g._vc[0] += 1
-            else:
-                p._grad = Tensor._make(np.divide(part, scale))
+            v = self.views[k]
+            v._vc[0] += 1
+            if p._grad is not v:
+                p._grad = v
+
+    def reset(self) -> None:
+        self.filled = [False] * len(self.params)
+        self.nready = 0
+        self.stage = 0
 
 
 class DistributedDataParallel(Module):
@@ -62,30 +115,39 @@ class DistributedDataParallel(Module):
     shard of the global batch and backward leaves the same averaged gradient on every rank.
 
     At construction the ranks check that their parameters have the same names, shapes and
-    dtypes (a clear ValueError on every rank otherwise) and rank 0's parameters and buffers are
-    broadcast to all. Gradients are grouped into buckets of about bucket_cap_mb megabytes, in
-    reverse parameter order (the order backward produces them); a bucket's non-blocking
-    all-reduce (MPI_Iallreduce) starts as soon as backward has accumulated all of its
-    gradients, buckets start in the same order on every rank, and the end of backward waits for
-    all of them and writes the average into each .grad: any optimizer then reads averaged
-    gradients.
+    dtypes and that they pass the same settings (a clear ValueError on every rank otherwise)
+    and rank 0's parameters and buffers are broadcast to all. Gradients are grouped into
+    buckets of about bucket_cap_mb megabytes, in reverse parameter order (the order backward
+    produces them); each gradient is copied into its bucket as soon as backward has
+    accumulated it, a bucket's reduction starts (non-blocking) once all of its gradients are
+    there, buckets start in the same order on every rank, and the end of backward waits for
+    all of them. Then each .grad is a view of the averaged bucket (PyTorch's
+    gradient_as_bucket_view): any optimizer reads averaged gradients, and a .grad kept from an
+    earlier step is overwritten by the next average (as in PyTorch with that option).
 
-    deterministic=True reduces with all_reduce_ordered: the sum in rank order (0, 1, 2, ...)
-    whatever MPI does, at the cost of an all-to-all and an all-gather per bucket. With 2 ranks
-    both modes give the same bits (one addition is commutative).
+    shared_memory: None (default) reduces through MPI shared-memory windows when every rank
+    runs on one node (MPI_Win_allocate_shared; each rank adds one chunk of every rank's
+    gradients in rank order 0, 1, 2, ..., divides, and the ranks copy each other's chunks;
+    MPI barriers order the steps), otherwise with MPI_Iallreduce; False always uses
+    MPI_Iallreduce; True requires one node. The shared-memory reduction is deterministic for
+    any number of ranks. deterministic=True without shared memory reduces with
+    all_reduce_ordered (the sum in rank order whatever MPI does, at the cost of an all-to-all
+    and an all-gather per bucket). With 2 ranks every mode gives the same bits (one addition
+    is commutative).
 
     no_sync(): a context in which backward only accumulates locally (gradient accumulation);
     the first backward after it averages the accumulated gradients.
 
-    gd.compile: a compiled step containing this backward cannot replay the all-reduce, so its
+    gd.compile: a compiled step containing this backward cannot replay the reduction, so its
     recording falls back to eager execution with one warning (correct, not faster).
     graddesc.fit(compile=True) instead replays forward + backward locally and then calls
     synchronize_gradients() before the optimizer step.
     """
 
     def __init__(self, module: Module, *, bucket_cap_mb: float = 0.5,
-                 deterministic: bool = False, broadcast_buffers: bool = True,
-                 device_ids: Any = None, output_device: Any = None, **kwargs: Any) -> None:
+                 deterministic: bool = False, shared_memory: Optional[bool] = None,
+                 broadcast_buffers: bool = True, device_ids: Any = None,
+                 output_device: Any = None, **kwargs: Any) -> None:
         super().__init__()
         where = "DistributedDataParallel"
         if not isinstance(module, Module):
@@ -95,6 +157,9 @@ class DistributedDataParallel(Module):
                 and bucket_cap_mb > 0):
             raise ValueError(f"{where}: bucket_cap_mb must be a positive number, got "
                              f"{bucket_cap_mb!r}")
+        if shared_memory not in (None, True, False):
+            raise ValueError(f"{where}: shared_memory must be None (automatic), True or False, "
+                             f"got {shared_memory!r}")
         _group._check_init(where)
         self.module = module
         object.__setattr__(self, "require_backward_grad_sync", True)
@@ -102,8 +167,11 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_in_compiled_step", False)
         world = _group.get_world_size()
         object.__setattr__(self, "_world", world)
+        object.__setattr__(self, "_generation", _group._state.generation)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-        self._check_same_parameters(named, list(module.named_buffers()))
+        settings = (f"bucket_cap_mb={float(bucket_cap_mb)!r}, deterministic={bool(deterministic)}"
+                    f", shared_memory={shared_memory}")
+        self._check_same_parameters(named, list(module.named_buffers()), settings)
         with _no_grad():
             for _, p in named:
                 _group.broadcast(p, 0)
@@ -112,18 +180,52 @@ class DistributedDataParallel(Module):
                     if b._data.dtype in _group._DTYPES and b._data.flags.c_contiguous:
                         _group.broadcast(b, 0)
         cap = float(bucket_cap_mb) * 2 ** 20
-        buckets: list = []
+        groups: list = []
         current: list = []
         size = 0
         for _, p in reversed(named):
             nbytes = p._data.nbytes
             if current and (size + nbytes > cap or p._data.dtype != current[0]._data.dtype):
-                buckets.append(_Bucket(current))
+                groups.append(current)
                 current, size = [], 0
             current.append(p)
             size += nbytes
         if current:
-            buckets.append(_Bucket(current))
+            groups.append(current)
+        # one private buffer for every bucket (each on its own cache line)
+        starts, nbytes_total = [], 0
+        for g in groups:
+            starts.append(nbytes_total)
+            n = sum(p._data.size for p in g) + len(g)
+            nbytes_total += -(-n * g[0]._data.itemsize // _ALIGN) * _ALIGN
+        memory = np.empty(nbytes_total, dtype=np.uint8)
+
+        def region(mem: np.ndarray, g: list, start: int) -> np.ndarray:
+            dt = g[0]._data.dtype
+            n = sum(p._data.size for p in g) + len(g)
+            return mem[start:start + n * dt.itemsize].view(dt)
+
+        buckets = [_Bucket(g, region(memory, g, st)) for g, st in zip(groups, starts)]
+        shared = None
+        if world > 1 and shared_memory is not False:
+            shared = _group._shared_node()
+            if shared is None and shared_memory:
+                raise ValueError(f"{where}: shared_memory=True but the ranks do not all run on "
+                                 "one node (MPI cannot share memory between them)")
+        if shared is not None:
+            _, ins = _group._shared_window(nbytes_total)
+            _, outs = _group._shared_window(nbytes_total)
+            win_in, win_out = _group._state.windows[-2:]
+            rank = _group.get_rank()
+            for bucket, g, st in zip(buckets, groups, starts):
+                bucket.ins = [region(m, g, st) for m in ins]
+                bucket.outs = [region(m, g, st) for m in outs]
+                bucket.dest = bucket.ins[rank]
+                n = bucket.flat.size
+                bucket.bounds = [n * q // world for q in range(world + 1)]
+            object.__setattr__(self, "_shm", (shared, win_in, win_out, rank))
+        else:
+            object.__setattr__(self, "_shm", None)
         where_of = {}
         for b, bucket in enumerate(buckets):
             for k, p in enumerate(bucket.params):
@@ -139,9 +241,10 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_handles", handles)
 
     # ---- construction checks ----------------------------------------------------------------
-    def _check_same_parameters(self, named: list, buffers: list) -> None:
+    def _check_same_parameters(self, named: list, buffers: list, settings: str) -> None:
         mine = [("parameter", n, tuple(p._data.shape), str(p._data.dtype)) for n, p in named]
         mine += [("buffer", n, tuple(b._data.shape), str(b._data.dtype)) for n, b in buffers]
+        mine.append(("settings", settings, (), ""))
         every = _group.all_gather_object(mine)
         ref = every[0]
         for r, theirs in enumerate(every):
@@ -156,7 +259,7 @@ class DistributedDataParallel(Module):
                 f"DistributedDataParallel: the ranks' models differ: entry {k} is "
                 f"{_describe(a)} on rank 0 but {_describe(b)} on rank {r} ({len(ref)} "
                 f"parameters and buffers on rank 0, {len(theirs)} on rank {r}); every rank "
-                "must build the same model")
+                "must build the same model with the same settings")
 
     # ---- the module -----------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -187,6 +290,7 @@ class DistributedDataParallel(Module):
         does this by itself; this is for gradients computed another way (a compiled replay)."""
         if self._world == 1:
             return
+        self._check_group()
         self._abandon_check()
         for b in range(len(self._buckets)):
             self._launch(b)
@@ -201,16 +305,22 @@ class DistributedDataParallel(Module):
                 "DistributedDataParallel's gradient all-reduce (MPI, during backward)")
         current = engine._local.callbacks[-1]  # the list of the backward now running
         if self._round is not current:
+            self._check_group()
             self._abandon_check()
             object.__setattr__(self, "_round", current)
             engine.queue_callback(self._finish)
         b, k = self._where[id(p)]
         bucket = self._buckets[b]
-        bucket.ready.add(k)
+        if not bucket.filled[k]:
+            bucket.nready += 1
+        bucket.put(k, p)  # (now, while the gradient is in cache)
         buckets = self._buckets
         while self._next < len(buckets) and \
-                len(buckets[self._next].ready) == len(buckets[self._next].params):
+                buckets[self._next].nready == len(buckets[self._next].params):
             self._launch(self._next)
+        if self._shm is not None:
+            self._progress(block=False)
+            return
         for bk in buckets[:self._next]:  # drive MPI's progress of those in flight
             w = bk.work
             if w is not None and not isinstance(w, _group._Ordered):
@@ -224,14 +334,26 @@ class DistributedDataParallel(Module):
                 "DistributedDataParallel: an earlier backward on this rank failed after it had "
                 "started averaging gradients; the ranks are out of step (restart the job)")
         for b in self._buckets:
-            b.ready.clear()
+            b.reset()
         object.__setattr__(self, "_next", 0)
         object.__setattr__(self, "_round", None)
 
+    def _check_group(self) -> None:
+        """(Before any write into the shared windows, which destroy_process_group frees.)"""
+        if _group._state.comm is None or _group._state.generation != self._generation:
+            raise RuntimeError("DistributedDataParallel: the process group was destroyed "
+                               "(destroy_process_group); this model cannot average gradients")
+
     def _launch(self, b: int) -> None:
+        self._check_group()
         bucket = self._buckets[b]
-        bucket.fill()
-        if self.deterministic:
+        bucket.fill_rest()
+        if self._shm is not None:  # "my inputs are written": then every rank reduces a chunk
+            (ready, _), win_in, _, _ = self._shm
+            win_in.Sync()
+            bucket.work = ready.Ibarrier()
+            bucket.stage = 1
+        elif self.deterministic:
             bucket.work = _group._Ordered(bucket.flat, _group.ReduceOp.SUM,
                                           "DistributedDataParallel (ordered)")
         else:
@@ -239,25 +361,65 @@ class DistributedDataParallel(Module):
             bucket.work = _group._state.comm.Iallreduce(MPI.IN_PLACE, bucket.flat, op=MPI.SUM)
         object.__setattr__(self, "_next", b + 1)
 
+    def _progress(self, block: bool) -> None:
+        """Shared memory: moves the started buckets on. Stage 1 (inputs-ready barrier) done:
+        reduce this rank's chunk, start stage 2 (results-ready barrier); stage 2 done: copy
+        every rank's chunk of the result into flat. Barriers of each kind start in bucket
+        order on every rank (two communicators, so the kinds never pair up wrongly)."""
+        (_, done), win_in, win_out, rank = self._shm
+        what = "DistributedDataParallel gradient reduction (shared memory)"
+        started = self._buckets[:self._next]
+        for bucket in started:
+            if bucket.stage != 1:
+                continue
+            if block:
+                _group._wait(bucket.work, what)
+            elif not bucket.work.Test():
+                break
+            win_in.Sync()  # (the other ranks' inputs, visible after the barrier)
+            bucket.reduce_chunk(rank, self._world)
+            win_out.Sync()
+            bucket.work = done.Ibarrier()
+            bucket.stage = 2
+        for bucket in started:
+            if bucket.stage != 2:
+                continue
+            if block:
+                _group._wait(bucket.work, what)
+            elif not bucket.work.Test():
+                continue
+            win_out.Sync()
+            bucket.gather(self._world)
+            bucket.work = None
+            bucket.stage = 3
+
     def _finish(self) -> None:
         """The end of backward: start the buckets not started yet (a parameter that got no
-        gradient counts as zero), wait for all, write the averages into .grad."""
+        gradient counts as zero), wait for all, make each .grad the average."""
         try:
             for b in range(self._next, len(self._buckets)):
                 self._launch(b)
+            if self._shm is not None:
+                self._progress(block=True)
+            else:
+                world = self._world
+                for bucket in self._buckets:
+                    w = bucket.work
+                    if isinstance(w, _group._Ordered):
+                        w.finish()
+                    else:
+                        _group._wait(w, "DistributedDataParallel gradient all-reduce")
+                    bucket.work = None
+                    _scale(bucket.flat, world, bucket.flat)
             for bucket in self._buckets:
-                w = bucket.work
-                if isinstance(w, _group._Ordered):
-                    w.finish()
-                else:
-                    _group._wait(w, "DistributedDataParallel gradient all-reduce")
-                bucket.work = None
-                bucket.unpack(self._world)
+                bucket.set_grads()
         finally:
             for bucket in self._buckets:
-                bucket.ready.clear()
-            object.__setattr__(self, "_next", 0)
-            object.__setattr__(self, "_round", None)
+                if bucket.work is None:
+                    bucket.reset()
+            if all(bucket.work is None for bucket in self._buckets):
+                object.__setattr__(self, "_next", 0)
+                object.__setattr__(self, "_round", None)
 
     def __del__(self) -> None:
         for h in self.__dict__.get("_handles", ()):
@@ -268,6 +430,8 @@ def _describe(entry: Any) -> str:
     if entry is None:
         return "nothing"
     kind, name, shape, dtype = entry
+    if kind == "settings":
+        return f"the settings {name}"
     return f"{kind} {name!r} of shape {list(shape)} and dtype {dtype}"
 
 
