@@ -13,6 +13,7 @@ from graddesc import (
     distributed,
     nn,
     optim,
+    safetensors,
     utils,
     viz,
 )
