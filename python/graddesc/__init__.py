@@ -116,6 +116,28 @@ from graddesc.functional.math import (  # noqa: A004
     sin,
     square,
 )
+from graddesc.functional.port_ops import (
+    allclose,
+    bmm,
+    clamp_max,
+    clamp_min,
+    count_nonzero,
+    equal,
+    expm1,
+    floor_divide,
+    fmod,
+    isclose,
+    isinf,
+    log1p,
+    masked_select,
+    nonzero,
+    outer,
+    reciprocal,
+    remainder,
+    rsqrt,
+    tril,
+    triu,
+)
 from graddesc.functional.reduce import (  # noqa: A004
     amax,
     amin,
