@@ -74,6 +74,8 @@ def test_chain_and_concat_operators_like_torch():
     assert isinstance(gcat, gdata.ConcatDataset)
     assert [gcat[i][0].item() for i in range(len(gcat))] == \
         [tcat[i][0].item() for i in range(len(tcat))]
+    # list() of a stream without __len__ works (it asks for a length and goes on)
+    assert list(gdata.ChainDataset([G(2), G(1)])) == list(tdata.ChainDataset([T(2), T(1)]))
     with pytest.raises(TypeError, match=r"datasets\[1\] must be an IterableDataset"):
         gdata.ChainDataset([G(2), [1, 2]])
 

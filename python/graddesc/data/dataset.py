@@ -95,6 +95,10 @@ class IterableDataset(Dataset):
         raise TypeError(f"{type(self).__name__} is an IterableDataset: iterate it instead of "
                         "indexing it")
 
+    def __len__(self) -> int:
+        # TypeError (not NotImplementedError): list(dataset) asks for a length and goes on
+        raise TypeError(f"{type(self).__name__} is an IterableDataset without __len__")
+
     def __add__(self, other: Any) -> ChainDataset:
         """`a + b` is ChainDataset([a, b]): a's samples, then b's."""
         return ChainDataset([self, other])

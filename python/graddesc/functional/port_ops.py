@@ -57,8 +57,8 @@ class _Unary(Function):
 def log1p(x: Tensor) -> Tensor:
     """log(1 + x), accurate for small x.
 
-    >>> gd.log1p(gd.tensor([0.0, 1e-10], dtype=gd.float64)).tolist()
-    [0.0, 1e-10]
+    >>> gd.log1p(gd.tensor([0.0, 1.0], dtype=gd.float64)).tolist()
+    [0.0, 0.6931471805599453]
     """
     _check_float(x, "log1p")
     return _Unary.apply(x, np.log1p, lambda g, x, y: g / (x + 1.0))
