@@ -196,8 +196,9 @@ def save_model(model: Any, filename: PathLike, metadata: Optional[dict] = None,
 def load_model(model: Any, filename: PathLike, strict: bool = True,
                device: Any = "cpu") -> tuple:
     """Loads a .safetensors file into `model` with load_state_dict; returns (missing,
-    unexpected) key lists (safetensors.torch.load_model). With strict=True, missing or
+    unexpected): the model's keys the file lacks (a set) and the file's keys the model lacks
+    (a list), the types safetensors.torch.load_model returns. With strict=True, missing or
     unexpected keys raise RuntimeError.
     """
     result = model.load_state_dict(load_file(filename, device), strict=strict)
-    return list(result[0]), list(result[1])
+    return set(result[0]), list(result[1])
