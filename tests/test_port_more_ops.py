@@ -182,3 +182,9 @@ def test_where_method_and_inplace_forms(rng):
     np.testing.assert_allclose(w.grad.numpy(), np.exp(a), rtol=1e-12)
     with pytest.raises(RuntimeError, match="leaf"):
         _t(a, requires_grad=True).exp_()
+
+
+def test_math_constants_like_torch():
+    torch = pytest.importorskip("torch")
+    assert (gd.pi, gd.e, gd.inf) == (torch.pi, torch.e, torch.inf)
+    assert np.isnan(gd.nan) and np.isnan(torch.nan)

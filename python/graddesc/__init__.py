@@ -4,6 +4,8 @@
 C++ kernels; see API.md for the contract.
 """
 
+import math as _math
+
 from graddesc import (
     _tensor_ops,  # noqa: F401  (installs Tensor's operators)
     autograd,
@@ -170,6 +172,8 @@ from graddesc.training import fit
 clip = clamp
 concat = cat
 concatenate = cat
+# torch.pi, torch.e, torch.inf, torch.nan
+pi, e, inf, nan = _math.pi, _math.e, _math.inf, _math.nan
 
 
 def numel(t: Tensor) -> int:
