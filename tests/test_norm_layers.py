@@ -293,6 +293,94 @@ def test_embedding_bad_input():
         nn.Embedding(4, 2, padding_idx=4)
     with pytest.raises(ValueError, match="sparse=True is not supported"):
         nn.Embedding(4, 2, sparse=True)
+    with pytest.raises(TypeError, match="scale_grad_by_freq must be a bool, got str"):
+        F.embedding(gd.tensor([0]), gd.zeros(4, 2), scale_grad_by_freq="yes")
+
+
+def test_embedding_scale_grad_by_freq(float_dtype, rng):
+    """Row r's gradient is divided by the number of times r occurs in the batch (padding gets
+    nothing), against a NumPy scatter-add oracle."""
+    V, D = 7, 3
+    w = rng.normal(size=(V, D)).astype(float_dtype)
+    idx = np.array([[3, 0, 3, 3], [6, 2, 0, 5]], dtype=np.int64)
+    emb = nn.Embedding(V, D, padding_idx=2, scale_grad_by_freq=True).to(
+        gd.float64 if float_dtype == np.float64 else gd.float32)
+    with gd.no_grad():
+        emb.weight.copy_(_t(w))
+    dy = rng.normal(size=(2, 4, D)).astype(float_dtype)
+    emb(gd.tensor(idx)).backward(_t(dy))
+    counts = np.bincount(idx.ravel(), minlength=V)
+    ref = np.zeros((V, D))
+    for k, v in enumerate(idx.ravel()):
+        if v != 2:
+            ref[v] += dy.reshape(-1, D)[k] / counts[v]
+    np.testing.assert_allclose(_np(emb.weight.grad), ref, **_tol(float_dtype))
+
+
+def test_embedding_scale_grad_by_freq_gradcheck(rng):
+    """The scaled gradient is by design not the lookup's derivative; what is checked against
+    finite differences (float64) is the backward as a function of the output gradient g
+    (linear in g), whose own backward the double-backward path computes."""
+    w = _t(rng.normal(size=(6, 3)), requires_grad=True)
+    idx = gd.tensor(np.array([[1, 4, 1], [5, 1, 0]], dtype=np.int64))
+
+    def backward_of(g):
+        with gd.enable_grad():  # gradcheck's finite differences run under no_grad
+            y = F.embedding(idx, w, padding_idx=4, scale_grad_by_freq=True)
+            (dw,) = gd.autograd.grad(y, w, g, create_graph=True)
+        return dw ** 2
+
+    assert gradcheck(backward_of, (_t(rng.normal(size=(2, 3, 3)), requires_grad=True),))
+    y = F.embedding(idx, w, scale_grad_by_freq=True)
+    (g,) = gd.autograd.grad(y.sum(), w)  # each occurring row: its count / its count
+    np.testing.assert_array_equal(_np(g), np.array([1, 1, 0, 0, 1, 1])[:, None] * np.ones(3))
+
+
+def test_embedding_scale_grad_by_freq_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    w = rng.normal(size=(9, 4))
+    idx = rng.integers(0, 9, size=(5, 6))
+    dy = rng.normal(size=(5, 6, 4))
+    for pad in (None, 3):
+        tw = torch.tensor(w, requires_grad=True)
+        torch.nn.functional.embedding(torch.tensor(idx), tw, padding_idx=pad,
+                                      scale_grad_by_freq=True).backward(torch.tensor(dy))
+        gw = _t(w, requires_grad=True)
+        F.embedding(gd.tensor(idx), gw, padding_idx=pad,
+                    scale_grad_by_freq=True).backward(_t(dy))
+        np.testing.assert_allclose(_np(gw.grad), tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_embedding_scale_grad_by_freq_compiled_runs_eagerly_and_equals_eager(rng):
+    """The scale depends on the batch's indices: gd.compile says so (one warning) and runs the
+    step eagerly, so its results equal eager ones."""
+    xs = [rng.integers(0, 8, size=(4, 3)).astype(np.int64) for _ in range(3)]
+    results = []
+    for compiled in (False, True):
+        gd.manual_seed(1)
+        model = nn.Sequential(nn.Embedding(8, 2, scale_grad_by_freq=True), nn.Flatten(),
+                              nn.Linear(6, 1))
+        opt = gd.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x, model=model, opt=opt):
+            opt.zero_grad()
+            loss = model(x).square().mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = gd.compile(step) if compiled else step
+        if compiled:
+            with pytest.warns(RuntimeWarning, match="running step eagerly: elementwise: operand"):
+                fn(gd.tensor(xs[0]))
+            losses = [_np(fn(gd.tensor(x))).copy() for x in xs[1:]]
+        else:
+            fn(gd.tensor(xs[0]))
+            losses = [_np(fn(gd.tensor(x))).copy() for x in xs[1:]]
+        results.append((losses, _np(model[0].weight).copy()))
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    for a, b in zip(results[0][0], results[1][0]):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_embedding_from_pretrained():

@@ -27,6 +27,7 @@ _IMPORTS = [
     ("from torch.utils.data import", "from graddesc.utils.data import"),
     ("from torch import nn", "from graddesc import nn"),
     ("from torch import optim", "from graddesc import optim"),
+    ("from safetensors.torch import", "from graddesc.safetensors import"),
     ("import torch", "import graddesc as torch"),
 ]
 
@@ -42,8 +43,8 @@ def _port(src: str) -> str:
                 break
         out.append(line)
     ported = "\n".join(out)
-    assert "torch." not in "".join(ln for ln in out if ln.strip().startswith(("import", "from"))
-                                   and "graddesc" not in ln), "an import was not rewritten"
+    assert "torch" not in "".join(ln for ln in out if ln.strip().startswith(("import", "from"))
+                                  and "graddesc" not in ln), "an import was not rewritten"
     return ported
 
 
@@ -506,6 +507,121 @@ print("F.embedding", F.embedding(torch.tensor([2, 0]), x).tolist()[0][:2])
 '''
 
 
+# saving and loading: torch.save/torch.load of a state dict (graddesc's is an .npz, never a
+# pickle, under the same file name), and .safetensors through safetensors.torch's functions
+SCRIPTS["safetensors_checkpoints"] = """
+import os
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+rng = np.random.default_rng(11)
+X = torch.tensor(rng.standard_normal((32, 4)), dtype=torch.float32)
+y = torch.tensor(rng.integers(0, 3, size=32))
+
+
+def make():
+    # (no bias before BatchNorm: its gradient is rounding noise, which Adam would amplify)
+    model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(),
+                          nn.Linear(8, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.tensor(rng.uniform(-0.5, 0.5, size=tuple(p.shape)),
+                                 dtype=torch.float32))
+    return model
+
+
+model = make()
+opt = torch.optim.Adam(model.parameters(), lr=0.05)
+for step in range(15):
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(X), y)
+    loss.backward()
+    opt.step()
+print(f"trained loss {loss.item():.5f}")
+model.eval()
+with torch.no_grad():
+    ref = model(X[:3])
+folder = tempfile.mkdtemp()
+save_file(model.state_dict(), os.path.join(folder, "model.safetensors"),
+          metadata={"format": "pt"})
+loaded = load_file(os.path.join(folder, "model.safetensors"))
+print("keys", sorted(loaded))
+print("num_batches_tracked", int(loaded["1.num_batches_tracked"]), loaded["0.weight"].dtype)
+other = make()
+other.load_state_dict(loaded)
+other.eval()
+with torch.no_grad():
+    print("same outputs", torch.allclose(other(X[:3]), ref), other(X[:3])[0].tolist())
+save_model(model, os.path.join(folder, "again.safetensors"))
+third = make()
+missing, unexpected = load_model(third, os.path.join(folder, "again.safetensors"))
+print("load_model", missing, unexpected)
+torch.save(model.state_dict(), os.path.join(folder, "model.pt"))
+state = torch.load(os.path.join(folder, "model.pt"), weights_only=True)
+print("torch.save/load", sorted(state) == sorted(loaded),
+      torch.equal(state["3.bias"], loaded["3.bias"]))
+"""
+
+# a small language-model-like classifier: Embedding(padding_idx, scale_grad_by_freq), a causal
+# mask from tril, masked_fill, softmax attention with bmm, and % // in the data preparation
+SCRIPTS["embedding_attention"] = """
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+rng = np.random.default_rng(21)
+tokens = torch.tensor(rng.integers(1, 30, size=(24, 7)))
+tokens[tokens % 5 == 0] = 0                          # some padding
+labels = (tokens.sum(dim=1) // 7) % 2                  # a parity label
+print("labels", labels[:8].tolist(), "padding", int((tokens == 0).sum()))
+
+
+class TinyAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(30, 8, padding_idx=0, scale_grad_by_freq=True)
+        self.q = nn.Linear(8, 8, bias=False)
+        self.k = nn.Linear(8, 8, bias=False)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, t):
+        h = self.emb(t)
+        scores = torch.bmm(self.q(h), self.k(h).transpose(1, 2)) / math.sqrt(8)
+        causal = torch.tril(torch.ones(t.shape[1], t.shape[1])).bool()
+        scores = scores.masked_fill(~causal, float("-inf"))
+        att = F.softmax(scores, dim=-1)
+        return self.out(torch.bmm(att, h).mean(dim=1))
+
+
+model = TinyAttention()
+with torch.no_grad():
+    for p in model.parameters():
+        p.copy_(torch.tensor(rng.uniform(-0.5, 0.5, size=tuple(p.shape)), dtype=torch.float32))
+    model.emb.weight[0].zero_()
+opt = torch.optim.SGD(model.parameters(), lr=0.5)
+for step in range(40):
+    opt.zero_grad()
+    loss = F.cross_entropy(model(tokens), labels)
+    loss.backward()
+    if step == 0:
+        g = model.emb.weight.grad
+        print("grad rows", g[0].abs().sum().item(), [round(v, 5) for v in g[1].tolist()[:3]])
+    opt.step()
+    if step % 10 == 9:
+        print(f"step {step + 1}: loss {loss.item():.5f}")
+x = torch.tensor([0.5, 1e-8, 3.0])
+print("log1p", torch.log1p(x).tolist(), "rsqrt", x.rsqrt()[0].item(),
+      "isinf", torch.isinf(x / 0).tolist(), torch.allclose(x, x + 1e-9))
+"""
+
+
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_script_ports(name: str) -> None:
     src = SCRIPTS[name]
@@ -517,6 +633,88 @@ def test_script_ports(name: str) -> None:
         ref = _run(src)
     got = _run(_port(src))
     _compare(ref, got)
+
+
+# Scripts that start worker processes are run as files (python script.py), as a user runs
+# them: graddesc's workers are spawned, and a spawned worker finds the script's Dataset class
+# by importing the script again (the `if __name__ == "__main__":` guard keeps it from training).
+FILE_SCRIPTS: dict[str, str] = {}
+
+# a stream that shards itself between DataLoader workers with get_worker_info(), read by 2
+# workers in turn; a map-style dataset with workers and shuffle=False; a fit on the stream
+FILE_SCRIPTS["iterable_workers"] = """
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+
+class Rows(IterableDataset):
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __iter__(self):
+        info = get_worker_info()
+        start, stop = 0, len(self.X)
+        if info is not None:  # each worker reads its own contiguous share
+            per = math.ceil(len(self.X) / info.num_workers)
+            start, stop = info.id * per, min(len(self.X), (info.id + 1) * per)
+        for i in range(start, stop):
+            yield self.X[i], self.y[i]
+
+
+if __name__ == "__main__":
+    rng = np.random.default_rng(3)
+    X = torch.tensor(rng.standard_normal((40, 3)), dtype=torch.float32)
+    y = X @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.25
+    loader = DataLoader(Rows(X, y), batch_size=8, num_workers=2)
+    print("batches", len(loader), [len(xb) for xb, _ in loader])
+    print("first rows", [round(v, 4) for v in next(iter(loader))[0][:, 0].tolist()])
+    model = nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(4):
+        total = 0.0
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(xb)
+        print(f"epoch {epoch} loss {total / 40:.5f}")
+    print("weight", [round(v, 4) for v in model.weight[0].tolist()], round(model.bias.item(), 4))
+"""
+
+
+@pytest.mark.parametrize("name", sorted(FILE_SCRIPTS))
+def test_file_script_ports(name: str, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    src = FILE_SCRIPTS[name]
+    out = []
+    for label, text in (("torch", src), ("graddesc", _port(src))):
+        path = tmp_path / f"{label}_{name}.py"
+        path.write_text(text)
+        # torch warns when more workers than cores are asked for; graddesc's run keeps every
+        # warning an error, as the test suite does
+        flags = ["-W", "error"] if label == "graddesc" else []
+        proc = subprocess.run([sys.executable, *flags, str(path)], capture_output=True,
+                              text=True, timeout=600, cwd=tmp_path)
+        assert proc.returncode == 0, f"{label} run failed:\n{proc.stderr}"
+        out.append(proc.stdout)
+    _compare(*out)
+
+
+def test_the_corpus_has_at_least_twelve_scripts() -> None:
+    assert len(SCRIPTS) + len(FILE_SCRIPTS) >= 12
 
 
 def test_port_rewrites_only_imports() -> None:

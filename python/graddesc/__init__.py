@@ -4,6 +4,8 @@
 C++ kernels; see API.md for the contract.
 """
 
+import math as _math
+
 from graddesc import (
     _tensor_ops,  # noqa: F401  (installs Tensor's operators)
     autograd,
@@ -13,6 +15,7 @@ from graddesc import (
     distributed,
     nn,
     optim,
+    safetensors,
     utils,
     viz,
 )
@@ -115,6 +118,28 @@ from graddesc.functional.math import (  # noqa: A004
     sin,
     square,
 )
+from graddesc.functional.port_ops import (
+    allclose,
+    bmm,
+    clamp_max,
+    clamp_min,
+    count_nonzero,
+    equal,
+    expm1,
+    floor_divide,
+    fmod,
+    isclose,
+    isinf,
+    log1p,
+    masked_select,
+    nonzero,
+    outer,
+    reciprocal,
+    remainder,
+    rsqrt,
+    tril,
+    triu,
+)
 from graddesc.functional.reduce import (  # noqa: A004
     amax,
     amin,
@@ -147,6 +172,8 @@ from graddesc.training import fit
 clip = clamp
 concat = cat
 concatenate = cat
+# torch.pi, torch.e, torch.inf, torch.nan
+pi, e, inf, nan = _math.pi, _math.e, _math.inf, _math.nan
 
 
 def numel(t: Tensor) -> int:

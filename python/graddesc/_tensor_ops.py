@@ -16,6 +16,7 @@ from graddesc.functional import indexing as idx
 from graddesc.functional import linear as lin
 from graddesc.functional import loss as lss
 from graddesc.functional import math as gmath
+from graddesc.functional import port_ops as pops
 from graddesc.functional import reduce as red
 from graddesc.functional import shape as shp
 from graddesc.functional import sorting as srt
@@ -226,13 +227,36 @@ _METHODS = {
     "new_zeros": _new_zeros, "new_ones": _new_ones, "new_empty": _new_empty,
     "new_full": _new_full, "new_tensor": _new_tensor, "type_as": _type_as,
     "__dlpack__": _dlpack, "__dlpack_device__": _dlpack_device,
+    # more everyday methods (functional/port_ops.py) and in-place forms
+    "log1p": pops.log1p, "expm1": pops.expm1, "reciprocal": pops.reciprocal,
+    "rsqrt": pops.rsqrt, "remainder": pops.remainder, "fmod": pops.fmod,
+    "floor_divide": pops.floor_divide, "__mod__": pops.remainder,
+    "__rmod__": lambda self, other: pops.remainder(other, self),
+    "__floordiv__": pops.floor_divide,
+    "__rfloordiv__": lambda self, other: pops.floor_divide(other, self),
+    "tril": pops.tril, "triu": pops.triu, "outer": pops.outer, "bmm": pops.bmm,
+    "masked_select": pops.masked_select, "nonzero": pops.nonzero,
+    "count_nonzero": pops.count_nonzero, "isinf": pops.isinf, "isclose": pops.isclose,
+    "allclose": pops.allclose, "equal": pops.equal, "clamp_min": pops.clamp_min,
+    "clamp_max": pops.clamp_max,
+    "where": lambda self, condition, other: ew.where(condition, self, other),
+    "exp_": _inplace(act.exp, "exp_"), "log_": _inplace(act.log, "log_"),
+    "sqrt_": _inplace(ew.sqrt, "sqrt_"), "abs_": _inplace(ew.abs, "abs_"),
+    "neg_": _inplace(ew.neg, "neg_"), "pow_": _inplace(_pow, "pow_"),
+    "sigmoid_": _inplace(act.sigmoid, "sigmoid_"), "tanh_": _inplace(act.tanh, "tanh_"),
+    "clamp_min_": _inplace(pops.clamp_min, "clamp_min_"),
+    "clamp_max_": _inplace(pops.clamp_max, "clamp_max_"),
+    "log1p_": _inplace(pops.log1p, "log1p_"), "reciprocal_": _inplace(pops.reciprocal,
+                                                                     "reciprocal_"),
+    "tril_": _inplace(pops.tril, "tril_"), "triu_": _inplace(pops.triu, "triu_"),
 }
 
 # binary operators also take a NumPy array operand (converted like graddesc.tensor does); the
 # named methods (t.add(a)) refuse it, as PyTorch's do
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__eq__", "__ne__", "__lt__",
-              "__le__", "__gt__", "__ge__"):
+              "__le__", "__gt__", "__ge__", "__mod__", "__rmod__", "__floordiv__",
+              "__rfloordiv__"):
     _METHODS[_name] = _accept_ndarray(_METHODS[_name])
 
 

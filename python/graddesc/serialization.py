@@ -74,6 +74,11 @@ def save(obj: Any, f: PathOrFile) -> None:
     if hasattr(f, "write"):
         _write_archive(f, structure, arrays)
         return
+    _write_atomic(f, lambda out: _write_archive(out, structure, arrays))
+
+
+def _write_atomic(f: Any, write: Any) -> None:
+    """Calls write(binary file) on a temporary file beside the path `f`, then renames it."""
     path = os.fspath(f)
     if not isinstance(path, str):
         path = os.fsdecode(path)
@@ -82,7 +87,7 @@ def save(obj: Any, f: PathOrFile) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as out:
-            _write_archive(out, structure, arrays)
+            write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -189,6 +194,8 @@ def load(f: PathOrFile, map_location: Any = None, weights_only: bool = True) -> 
     Tensors come back as new float32/float64/int64/bool Tensors (requires_grad False), dicts as
     dicts (key order kept), lists as lists, tuples as tuples. `map_location` (None or "cpu") and
     `weights_only` exist for torch.load compatibility; loading never runs code either way.
+    A .safetensors file (recognised by its content, whatever its name) loads too, as a dict of
+    tensors (see graddesc.safetensors; needs the safetensors package).
 
     Raises:
         ValueError: the file is not a valid graddesc checkpoint (not a zip, truncated, missing
@@ -216,6 +223,8 @@ def load(f: PathOrFile, map_location: Any = None, weights_only: bool = True) -> 
 def _load_from(fp: BinaryIO, name: str) -> Any:
     try:
         return _parse(fp)
+    except ImportError:  # a safetensors file without the safetensors package
+        raise
     except _Malformed as e:
         raise ValueError(f"load: {name} is not a valid graddesc checkpoint: {e}") from None
     except Exception as e:  # noqa: BLE001 -- any failure to parse means a malformed file
@@ -232,8 +241,16 @@ def _parse(fp: BinaryIO) -> Any:
         size = len(fp.getvalue())
     if size == 0:
         raise _Malformed("the file is empty")
-    head = fp.read(4)
+    head = fp.read(9)
     fp.seek(0)
+    if _is_safetensors(head, size):
+        from graddesc import safetensors
+
+        try:
+            return safetensors.load(fp.read())
+        except ValueError as e:
+            raise _Malformed(f"a safetensors file that can't be read: "
+                             f"{str(e).removeprefix('load: ')}") from None
     if head[:2] != b"PK":
         raise _Malformed("not a zip archive (.npz); it does not start with the zip signature")
     try:
@@ -266,6 +283,14 @@ def _parse(fp: BinaryIO) -> Any:
                                  f"{dtype_name} {shape}")
             tensors[key] = a
     return _build(doc["root"], tensors)
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file starts with its header's length (u64, little endian), then '{'."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= size - 8
 
 
 def _entries(zf: zipfile.ZipFile, size: int) -> dict:

@@ -104,7 +104,9 @@ class DataLoader:
         num_workers: 0 loads batches in the main process; N > 0 starts N worker processes
             (spawn start method; the dataset, collate_fn and worker_init_fn must pickle)
             that load batches ahead, each seeded with base_seed + worker id; batches arrive
-            in order and equal those of num_workers=0. Map-style datasets only.
+            in order and equal those of num_workers=0. An IterableDataset is read by every
+            worker (each batches its own copy, which can shard itself with get_worker_info())
+            and the batches are taken from the workers in turn, as PyTorch does.
         collate_fn: turns a list of samples into a batch (default: `default_collate`).
         pin_memory: accepted and ignored: pinned memory only matters for copies to a GPU.
         drop_last: drop the last, incomplete batch.
@@ -169,10 +171,6 @@ class DataLoader:
                 or prefetch_factor < 1:
             raise ValueError(f"DataLoader: prefetch_factor must be an int >= 1, got "
                              f"{prefetch_factor!r}")
-        if num_workers > 0 and iterable:
-            raise ValueError("DataLoader: num_workers > 0 is supported for map-style datasets "
-                             "only; an IterableDataset is read in the main process "
-                             "(num_workers=0)")
         if generator is not None and not isinstance(generator, _random.Generator):
             raise TypeError(f"DataLoader: generator must be a graddesc.Generator or None, got "
                             f"{type(generator).__name__}")
@@ -226,9 +224,18 @@ class DataLoader:
         self.batch_sampler = batch_sampler
 
     def __len__(self) -> int:
-        """The number of batches per epoch."""
+        """The number of batches per epoch (for an IterableDataset with a __len__, the count
+        its length gives, as PyTorch computes it; with workers that do not split the data
+        between them, the real count differs)."""
         if self._iterable:
-            raise TypeError("DataLoader: an IterableDataset has no len()")
+            try:
+                n = len(self.dataset)
+            except (TypeError, NotImplementedError):  # (list(loader) asks, and goes on)
+                raise TypeError("DataLoader: an IterableDataset without __len__ has no "
+                                "len()") from None
+            if self.batch_size is None:
+                return n
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         if self.batch_sampler is not None:
             return len(self.batch_sampler)
         return len(self.sampler)
@@ -260,6 +267,11 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[Any]:
         if self._iterable:
+            if self.num_workers > 0:
+                from graddesc.data import _workers
+
+                yield from _workers.iterate_stream(self)
+                return
             collate = self.collate_fn if self.collate_fn is not None else default_collate
             yield from self._iter_stream(collate)
             return

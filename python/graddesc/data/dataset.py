@@ -32,6 +32,10 @@ class Dataset:
     def __len__(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} must implement __len__")
 
+    def __add__(self, other: Any) -> ConcatDataset:
+        """`a + b` is ConcatDataset([a, b]) (PyTorch's operator)."""
+        return ConcatDataset([self, other])
+
 
 class TensorDataset(Dataset):
     """Samples are the rows of tensors with the same first dimension: `ds[i] = (t0[i], t1[i], ...)`.
@@ -90,6 +94,41 @@ class IterableDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         raise TypeError(f"{type(self).__name__} is an IterableDataset: iterate it instead of "
                         "indexing it")
+
+    def __len__(self) -> int:
+        # TypeError (not NotImplementedError): list(dataset) asks for a length and goes on
+        raise TypeError(f"{type(self).__name__} is an IterableDataset without __len__")
+
+    def __add__(self, other: Any) -> ChainDataset:
+        """`a + b` is ChainDataset([a, b]): a's samples, then b's."""
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """The samples of several IterableDatasets one stream after the other.
+
+    >>> class Count(gd.data.IterableDataset):
+    ...     def __init__(self, n):
+    ...         self.n = n
+    ...     def __iter__(self):
+    ...         return iter(range(self.n))
+    >>> list(gd.data.ChainDataset([Count(2), Count(3)]))
+    [0, 1, 0, 1, 2]
+    """
+
+    def __init__(self, datasets: Iterable[Any]) -> None:
+        self.datasets = list(datasets)
+        for i, d in enumerate(self.datasets):
+            if not isinstance(d, IterableDataset):
+                raise TypeError(f"ChainDataset: datasets[{i}] must be an IterableDataset, got "
+                                f"{type(d).__name__}")
+
+    def __iter__(self) -> Iterator[Any]:
+        for d in self.datasets:
+            yield from d
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)
 
 
 class Subset(Dataset):

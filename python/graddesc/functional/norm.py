@@ -273,10 +273,10 @@ class Embedding(Function):
     """y = weight[indices]; the gradient scatter-adds the rows of dy (indices in order)."""
 
     @staticmethod
-    def forward(ctx, weight, indices, padding_idx):
+    def forward(ctx, weight, indices, padding_idx, scale_grad_by_freq):
         idx = contiguous(indices._data)
         y = call_kernel(_core.embedding_forward, weight._data, idx)
-        ctx.padding_idx, ctx.V = padding_idx, weight.shape[0]
+        ctx.padding_idx, ctx.V, ctx.scale = padding_idx, weight.shape[0], scale_grad_by_freq
         ctx.save_for_backward(indices)  # its version is checked: no silent in-place change
         return Tensor._make(y)
 
@@ -284,9 +284,20 @@ class Embedding(Function):
     def backward(ctx, g):
         (indices,) = ctx.saved_tensors
         if grad_mode.is_grad_enabled():  # dW is linear in g: a node whose backward gathers
-            return EmbeddingGrad.apply(g, indices, ctx.V, ctx.padding_idx), None, None
-        idx = contiguous(indices._data)
-        return Tensor._make(_embedding_grad(g._data, idx, ctx.V, ctx.padding_idx)), None, None
+            dw = EmbeddingGrad.apply(g, indices, ctx.V, ctx.padding_idx)
+        else:
+            idx = contiguous(indices._data)
+            dw = Tensor._make(_embedding_grad(g._data, idx, ctx.V, ctx.padding_idx))
+        if ctx.scale:  # row r divided by how often index r occurs in the batch (a kernel
+            # multiply: gd.compile sees a batch-dependent operand and runs the step eagerly)
+            dw = dw * Tensor._make(_inverse_counts(indices._data, ctx.V, g._data.dtype))
+        return dw, None, None, None
+
+
+def _inverse_counts(idx: np.ndarray, V: int, dtype: Any) -> np.ndarray:
+    """(V, 1): 1 / the number of occurrences of each row index in idx (1 where it is absent)."""
+    counts = np.bincount(idx.reshape(-1), minlength=V)
+    return (1.0 / np.maximum(counts, 1)).astype(dtype).reshape(V, 1)
 
 
 def _embedding_grad(g: np.ndarray, idx: np.ndarray, V: int, padding_idx: int) -> np.ndarray:
@@ -307,7 +318,7 @@ class EmbeddingGrad(Function):
         (indices,) = ctx.saved_tensors
         if ctx.padding_idx >= 0:  # the padding row received nothing: its entries give nothing
             gg = gg * Tensor._make(_padding_mask(gg, ctx.padding_idx))
-        return Embedding.apply(gg, indices, -1), None, None, None
+        return Embedding.apply(gg, indices, -1, False), None, None, None
 
 
 def _padding_mask(gg: Tensor, padding_idx: int) -> np.ndarray:
@@ -334,7 +345,9 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: Optional[int] = None, 
 
     The gradient of weight is dense (V, D); the row padding_idx gets none. With max_norm, the
     looked-up rows whose norm of order norm_type exceeds max_norm are first scaled down to it,
-    in place (as PyTorch does).
+    in place (as PyTorch does). With scale_grad_by_freq, the gradient of row r is divided by
+    the number of times r occurs in input (PyTorch's rule). sparse=True (sparse gradients)
+    raises ValueError: graddesc's gradients are dense.
     """
     op = "embedding"
     idx = _indices(input, op)
@@ -344,8 +357,9 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: Optional[int] = None, 
     if weight.ndim != 2:
         raise ValueError(f"{op}: argument 'weight' must be 2-d (num_embeddings, embedding_dim), "
                          f"got shape {tuple(weight.shape)}")
-    if scale_grad_by_freq:
-        raise ValueError(f"{op}: scale_grad_by_freq=True is not supported by graddesc")
+    for name, flag in (("scale_grad_by_freq", scale_grad_by_freq), ("sparse", sparse)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{op}: {name} must be a bool, got {type(flag).__name__}")
     if sparse:
         raise ValueError(f"{op}: sparse=True is not supported by graddesc (gradients are dense)")
     V = weight.shape[0]
@@ -356,7 +370,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: Optional[int] = None, 
         with no_grad():
             _core.embedding_renorm(weight._data, idx, float(max_norm), float(norm_type))
             weight._vc[0] += 1
-    return Embedding.apply(weight, input, pad)
+    return Embedding.apply(weight, input, pad, bool(scale_grad_by_freq))
 
 
 def _padding_idx(padding_idx: Any, V: int, op: str) -> int:

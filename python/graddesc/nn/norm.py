@@ -153,7 +153,7 @@ class Embedding(Module):
             padding_idx = fn._padding_idx(padding_idx, num_embeddings, "Embedding")
         self.padding_idx = padding_idx
         self.max_norm, self.norm_type = max_norm, float(norm_type)
-        if scale_grad_by_freq or sparse:  # refused here rather than at the first forward
+        if scale_grad_by_freq or sparse:  # checked here rather than at the first forward
             fn.embedding(_creation.zeros(0, dtype=_dtype.int64),
                          _creation.zeros(1, 1), None, None, 2.0, scale_grad_by_freq, sparse)
         self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
@@ -195,4 +195,6 @@ class Embedding(Module):
             s += f", padding_idx={self.padding_idx}"
         if self.max_norm is not None:
             s += f", max_norm={self.max_norm}"
+        if self.scale_grad_by_freq:
+            s += ", scale_grad_by_freq=True"
         return s
