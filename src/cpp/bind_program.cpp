@@ -120,6 +120,8 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
             value_error("Program.add: an 'ew' instruction takes 4 pointers, 3 reals and ints "
                         "[op, nd, shape, 4 x strides] (see elementwise_args)");
     }
+    if (in.code == Code::ew_fused)  // (only Program.optimize makes these, from checked members)
+        value_error("Program.add: 'ew_fused' instructions are made by Program.optimize");
     if (in.code == Code::conv && !conv_instr_valid(ptrs.size(), ints))
         value_error("Program.add: a malformed 'conv' instruction (see conv.hpp)");
     for (uintptr_t q : ptrs) in.p.push_back(reinterpret_cast<void*>(q));

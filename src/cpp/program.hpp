@@ -19,7 +19,8 @@ enum class Code : int {
     reduce,  // every reduction of reduce_ops.hpp, by its id: one instruction for the family
     rmsprop, adagrad,
     norm,    // batch norm, layer norm, embedding (norm.hpp), by NormOp id
-    conv     // convolution and pooling (conv.hpp): one instruction for the family
+    conv,    // convolution and pooling (conv.hpp): one instruction for the family
+    ew_fused // a chain of ew / act_fwd / act_bwd run block by block (fuse.hpp)
 };
 
 struct Instr {
