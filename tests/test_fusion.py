@@ -190,3 +190,26 @@ def test_zoo_models_fused_equal_unfused(name, monkeypatch):
 def test_program_add_refuses_a_hand_made_fused_instruction():
     with pytest.raises(ValueError, match="ew_fused"):
         _core.Program().add("ew_fused", False, [], [1, 1, 1, 0, 1, 0], [])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_traffic_counts_only_memory_the_chain_must_move(dtype, monkeypatch):
+    """x + tanh(x * c) under no_grad: x * c and the tanh live in scratch blocks, so the fused
+    instruction reads x and c once and writes the result once."""
+    B, W = 6, 9
+    e = np.dtype(dtype).itemsize
+
+    def f(x, c):
+        with gd.no_grad():
+            return x + gd.tanh(x * c)
+
+    step = _compiled(f, True, monkeypatch)
+    rng = np.random.default_rng(0)
+    x = gd.tensor(rng.standard_normal((B, W)).astype(dtype))
+    c = gd.tensor(rng.standard_normal((1, W)).astype(dtype))
+    for _ in range(2):
+        np.testing.assert_array_equal(step(x, c).numpy(), f(x, c).numpy())
+    prog = _program(step.compiled)
+    assert prog.names() == ["ew_fused"]
+    assert prog.traffic() == [(e * (B * W + W), e * B * W)]
+    assert prog.flops() == [3 * B * W]
