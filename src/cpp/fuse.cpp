@@ -31,7 +31,7 @@ namespace {
 // Elements per block: a multiple of 64 (a block boundary inside a row keeps each element's place
 // in its kernel's vector loop) and at most the kernels' parallel chunk, so a member's kernel
 // never opens a parallel region of its own.
-constexpr int64_t kBlock = 4096;
+constexpr int64_t kBlock = 2048;
 
 // A chain stops looking after moving over this many instructions (the pass stays fast).
 constexpr size_t kWindow = 64;
