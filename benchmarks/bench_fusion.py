@@ -4,9 +4,10 @@ recorded unfused (GRADDESC_FUSE=0).
 Each case is a compiled forward step (no gradient) whose body is one elementwise chain over a
 (batch, width) float32 array; its program (only the chain's instructions) is timed by
 Program.run in thread CPU time, the best of many ~2 ms batches of replays (as bandwidth.py
-measures the floor), minus the cost of running an empty program. The floor is the compulsory traffic of the fused instruction (every input read
-once, every output written once; intermediates that live in a scratch block do not count) at the
-single-core bandwidth benchmarks/bandwidth.py measures for that footprint.
+measures the floor), minus the cost of running an empty program. The floor is the compulsory
+traffic of the fused instruction (every input read once, every output written once;
+intermediates that live in a scratch block do not count) at the single-core bandwidth
+benchmarks/bandwidth.py measures for that footprint.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 taskset -c 0 \\
         python benchmarks/bench_fusion.py [--batch 256] [--widths 256,4096]

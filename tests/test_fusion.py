@@ -213,3 +213,4 @@ def test_fused_traffic_counts_only_memory_the_chain_must_move(dtype, monkeypatch
     assert prog.names() == ["ew_fused"]
     assert prog.traffic() == [(e * (B * W + W), e * B * W)]
     assert prog.flops() == [3 * B * W]
+

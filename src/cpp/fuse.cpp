@@ -173,15 +173,15 @@ Instr build(const Chain& ch, bool f64, const std::vector<std::vector<Operand>>& 
                 continue;
             }
             const size_t q = static_cast<size_t>(pos - ch.index.begin());
-            if (q == j) continue;
             for (const Operand& o : ch.members[q].ops) {
+                if (q == j && o.slot == 0) continue;
+                // (its own input too: y = f(y) reads what memory holds from the last replay)
                 if (!overlaps(o.ptr, o.bytes, y->ptr, y->bytes)) continue;
-                if (q < j || o.write || o.slot <= 0) ok = false;  // (same layout: compatible())
+                if (q <= j || o.write || o.slot <= 0) ok = false;  // (same layout: compatible())
                 else read_in_chain = true;
             }
         }
-        // (an output nobody reads is still written: it may be read through .grad or similar
-        // paths the pinned list covers; unpinned and unread it is dead, but keep it simple)
+        // (an output that nothing reads is still written, as unfused)
         if (ok && read_in_chain) scratch[j] = S++;
     }
     // merge the dims: drop size 1, merge a dim into the previous when every operand allows it
