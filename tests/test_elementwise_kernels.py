@@ -449,7 +449,8 @@ def test_a_step_of_elementwise_arithmetic_is_captured_and_bitwise_equal(penalty)
             np.testing.assert_array_equal(p1.grad.numpy(), p2.grad.numpy(), err_msg=n)
 
 
-def test_the_ew_instruction_reports_operands_traffic_and_flops():
+def test_the_ew_instruction_reports_operands_traffic_and_flops(monkeypatch):
+    monkeypatch.setenv("GRADDESC_FUSE", "0")  # the unfused instructions (test_fusion.py: fused)
     _, _, _, compiled = _compiled_pair(True)
     r = np.random.default_rng(1)
     x = gd.tensor(r.standard_normal((7, 6)).astype(np.float32))

@@ -132,6 +132,8 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
         if (!kind->valid(ptrs.size(), ints, reals.size()))
             value_error(std::string("Program.add: a malformed '") + kind->name + "' instruction");
     }
+    if (in.code == Code::ew_fused)  // (only Program.optimize makes these, from checked members)
+        value_error("Program.add: 'ew_fused' instructions are made by Program.optimize");
     if (in.code == Code::conv && !conv_instr_valid(ptrs.size(), ints))
         value_error("Program.add: a malformed 'conv' instruction (see conv.hpp)");
     for (uintptr_t q : ptrs) in.p.push_back(reinterpret_cast<void*>(q));

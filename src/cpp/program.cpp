@@ -53,6 +53,7 @@
 #include <string>
 
 #include "conv.hpp"
+#include "fuse.hpp"
 #include "instr_registry.hpp"
 #include "kernels.hpp"
 #include "norm.hpp"
@@ -346,6 +347,7 @@ void run_one(const Instr& in) {
         }
         case Code::norm: run_norm_instr(in); break;  // batch/layer norm, embedding (norm.hpp)
         case Code::call: instr_kind(i[0]).run(in); break;
+        case Code::ew_fused: run_fused<T>(in); break;
     }
 }
 
@@ -606,6 +608,7 @@ std::vector<Operand> operands(const Instr& in) {
         }
         case Code::norm: norm_instr_operands(in, ops); break;
         case Code::call: instr_kind(i[0]).operands(in, ops); break;
+        case Code::ew_fused: fused_operands(in, ops); break;
     }
     return ops;
 }
@@ -677,6 +680,7 @@ std::vector<int64_t> Program::flops() const {
             case Code::gemm: f = 2 * i[2] * i[3] * i[4]; break;
             case Code::conv: f = conv_instr_flops(in.p, i); break;
             case Code::call: f = instr_kind(i[0]).flops(in); break;
+            case Code::ew_fused: f = fused_flops(in); break;
             case Code::ew: {  // one operation per element of the iteration shape
                 f = 1;
                 for (int64_t k = 0; k < i[1]; ++k) f *= i[2 + k];
@@ -818,7 +822,9 @@ int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {
         code_.erase(code_.begin() + static_cast<std::ptrdiff_t>(k));
         ++removed;
     }
-    return removed + fuse_relu(pinned) + fuse_sgd();
+    removed += fuse_relu(pinned) + fuse_sgd();
+    if (fusion_enabled()) removed += fuse_elementwise(code_, pinned);  // (fuse.hpp)
+    return removed;
 }
 
 // linear_fwd (batch > 1) writing X, then act_fwd relu X -> Y, where nothing else reads or writes
@@ -983,8 +989,9 @@ static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act
                                      "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "reduce", "rmsprop", "adagrad", "norm", "conv", "call"};
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::call) + 1,
+                                     "reduce", "rmsprop", "adagrad", "norm", "conv", "call",
+                                     "ew_fused"};
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::ew_fused) + 1,
               "kNames must name every Code");
 
 Code code_from_name(const std::string& name) {

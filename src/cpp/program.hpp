@@ -20,7 +20,8 @@ enum class Code : int {
     rmsprop, adagrad,
     norm,    // batch norm, layer norm, embedding (norm.hpp), by NormOp id
     conv,    // convolution and pooling (conv.hpp): one instruction for the family
-    call     // a kernel that registered its own instruction kind (instr_registry.hpp)
+    call,    // a kernel that registered its own instruction kind (instr_registry.hpp)
+    ew_fused // a chain of ew / act_fwd / act_bwd run block by block (fuse.hpp)
 };
 
 struct Instr {

@@ -1,0 +1,430 @@
+// Elementwise chain fusion (fuse.hpp). The pass works on the instruction list after the other
+// peephole passes; the runner calls the members' kernels block by block.
+//
+// A chain starts at an elementwise instruction and takes each later elementwise instruction of
+// the same dtype and iteration shape (an act_fwd/act_bwd of N contiguous elements matches any
+// shape of N elements) that may move up to the chain's position and run interleaved with it:
+//  - it conflicts with no instruction it is moved over (it writes nothing they read or write, and
+//    reads nothing they write);
+//  - every buffer it shares with a member, where either writes, is addressed identically by both
+//    (same pointer and the same strides along every dim of size > 1) and the writer's strides
+//    are nonzero there: element k of the iteration then touches the same address in both and
+//    different elements touch different addresses, so running the members block by block keeps
+//    every dependence of the unfused order.
+// An instruction that fails these tests is moved over by later candidates like any other, so a
+// chain spans the independent instructions between its members. A member's output goes to a
+// scratch block instead of memory when it is not pinned, no instruction outside the chain touches
+// it and, inside the chain, only later members read it (the same way).
+#include "fuse.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "elementwise.hpp"
+#include "kernels.hpp"
+#include "parallel.hpp"
+
+namespace gd {
+namespace {
+
+// Elements per block: a multiple of 64 (a block boundary inside a row keeps each element's place
+// in its kernel's vector loop) and at most the kernels' parallel chunk, so a member's kernel
+// never opens a parallel region of its own.
+constexpr int64_t kBlock = 2048;
+
+// A chain stops looking after moving over this many instructions (the pass stays fast).
+constexpr size_t kWindow = 64;
+
+enum Kind : int64_t { kEw = 0, kActFwd = 1, kActBwd = 2 };
+
+struct Member {
+    int64_t kind = kEw, op = 0;
+    void* p[4] = {nullptr, nullptr, nullptr, nullptr};
+    bool contig = false;             // an act member: every operand C-contiguous over the shape
+    std::vector<int64_t> st[4];      // an ew member's strides (nd each) over its shape
+    double d[3] = {0, 0, 0};
+    std::vector<Operand> ops;        // operands() of the original instruction
+};
+
+int64_t numel(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    return n;
+}
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+    std::vector<int64_t> st(shape.size());
+    int64_t s = 1;
+    for (size_t k = shape.size(); k-- > 0;) {
+        st[k] = s;
+        s *= shape[k];
+    }
+    return st;
+}
+
+bool overlaps(const void* a, int64_t na, const void* b, int64_t nb) {
+    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+    return na > 0 && nb > 0 && x < y + uintptr_t(nb) && y < x + uintptr_t(na);
+}
+
+bool conflict(const std::vector<Operand>& a, const std::vector<Operand>& b) {
+    for (const Operand& x : a)
+        for (const Operand& y : b)
+            if ((x.write || y.write) && overlaps(x.ptr, x.bytes, y.ptr, y.bytes)) return true;
+    return false;
+}
+
+// Can `in` be a member, and with which iteration shape (empty for an act member: N elements)?
+bool member_of(const Instr& in, Member& m, std::vector<int64_t>& shape, int64_t& n) {
+    const auto& i = in.i;
+    if (in.code == Code::ew) {
+        const Ew op = static_cast<Ew>(i[0]);
+        if (op == Ew::sum_to) return false;  // a reduction: y is broadcast over the summed dims
+        const int64_t nd = i[1];
+        shape.assign(i.begin() + 2, i.begin() + 2 + nd);
+        n = numel(shape);
+        m.kind = kEw;
+        m.op = i[0];
+        for (int k = 0; k < 4; ++k) {
+            m.p[k] = in.p[k];
+            m.st[k].assign(i.begin() + 2 + nd * (k + 1), i.begin() + 2 + nd * (k + 2));
+        }
+        for (int64_t d = 0; d < nd; ++d)  // the output must not repeat an element
+            if (shape[d] > 1 && m.st[0][d] == 0) return false;
+        for (int k = 0; k < 3; ++k) m.d[k] = in.d[k];
+    } else if (in.code == Code::act_fwd || in.code == Code::act_bwd) {
+        shape.clear();
+        n = i[1];
+        m.kind = in.code == Code::act_fwd ? kActFwd : kActBwd;
+        m.op = i[0];
+        m.contig = true;
+        for (size_t k = 0; k < 4 && k < in.p.size(); ++k) m.p[k] = in.p[k];
+        m.d[0] = in.d[0];
+    } else {
+        return false;
+    }
+    if (n <= 0) return false;
+    m.ops = operands(in);
+    return true;
+}
+
+// Member m's strides for slot k over `shape` (the chain's).
+std::vector<int64_t> strides_of(const Member& m, int k, const std::vector<int64_t>& shape) {
+    return m.contig ? contiguous_strides(shape) : m.st[k];
+}
+
+// Same addressing of slot a of member x and slot b of member y over `shape`?
+bool same_layout(const Member& x, int a, const Member& y, int b,
+                 const std::vector<int64_t>& shape) {
+    if (x.p[a] != y.p[b]) return false;
+    if (x.contig && y.contig) return true;
+    const std::vector<int64_t> sx = strides_of(x, a, shape), sy = strides_of(y, b, shape);
+    for (size_t d = 0; d < shape.size(); ++d)
+        if (shape[d] > 1 && sx[d] != sy[d]) return false;
+    return true;
+}
+
+// May member c run interleaved (element by element) with member m?
+bool compatible(const Member& c, const Member& m, const std::vector<int64_t>& shape) {
+    for (const Operand& x : c.ops)
+        for (const Operand& y : m.ops) {
+            if (!(x.write || y.write) || !overlaps(x.ptr, x.bytes, y.ptr, y.bytes)) continue;
+            if (x.slot < 0 || y.slot < 0 || !same_layout(c, x.slot, m, y.slot, shape))
+                return false;
+        }
+    return true;
+}
+
+struct Chain {
+    std::vector<size_t> index;  // into code, ascending
+    std::vector<Member> members;
+    std::vector<int64_t> shape;  // empty while every member is an act member
+    int64_t n = 0;
+};
+
+// The ew_fused instruction of a chain (at least two members).
+Instr build(const Chain& ch, bool f64, const std::vector<std::vector<Operand>>& all_ops,
+            const std::vector<std::pair<void*, int64_t>>& pinned) {
+    const size_t M = ch.members.size();
+    std::vector<int64_t> shape = ch.shape.empty() ? std::vector<int64_t>{ch.n} : ch.shape;
+    const int64_t nd0 = static_cast<int64_t>(shape.size());
+    // every member's strides over the chain's shape
+    std::vector<std::vector<std::vector<int64_t>>> st(M);
+    for (size_t j = 0; j < M; ++j)
+        for (int k = 0; k < 4; ++k) st[j].push_back(strides_of(ch.members[j], k, shape));
+    // outputs that may live in a scratch block
+    std::vector<int64_t> scratch(M, -1);
+    int64_t S = 0;
+    for (size_t j = 0; j < M; ++j) {
+        const Member& m = ch.members[j];
+        const Operand* y = nullptr;
+        for (const Operand& o : m.ops)
+            if (o.slot == 0 && o.write) y = &o;
+        if (y == nullptr) continue;
+        bool ok = true;
+        for (const auto& pin : pinned) ok = ok && !overlaps(y->ptr, y->bytes, pin.first, pin.second);
+        bool read_in_chain = false;
+        for (size_t t = 0; ok && t < all_ops.size(); ++t) {
+            const auto pos = std::find(ch.index.begin(), ch.index.end(), t);
+            if (pos == ch.index.end()) {
+                for (const Operand& o : all_ops[t])
+                    if (overlaps(o.ptr, o.bytes, y->ptr, y->bytes)) ok = false;
+                continue;
+            }
+            const size_t q = static_cast<size_t>(pos - ch.index.begin());
+            for (const Operand& o : ch.members[q].ops) {
+                if (q == j && o.slot == 0) continue;
+                // (its own input too: y = f(y) reads what memory holds from the last replay)
+                if (!overlaps(o.ptr, o.bytes, y->ptr, y->bytes)) continue;
+                if (q <= j || o.write || o.slot <= 0) ok = false;  // (same layout: compatible())
+                else read_in_chain = true;
+            }
+        }
+        // (an output that nothing reads is still written, as unfused)
+        if (ok && read_in_chain) scratch[j] = S++;
+    }
+    // merge the dims: drop size 1, merge a dim into the previous when every operand allows it
+    std::vector<int64_t> ms;
+    std::vector<std::vector<std::vector<int64_t>>> mst(M, std::vector<std::vector<int64_t>>(4));
+    for (int64_t d = 0; d < nd0; ++d) {
+        if (shape[d] == 1) continue;
+        bool merge = !ms.empty();
+        for (size_t j = 0; j < M && merge; ++j)
+            for (int k = 0; k < 4 && merge; ++k)
+                merge = mst[j][k].back() == st[j][k][d] * shape[d];
+        if (merge) {
+            ms.back() *= shape[d];
+            for (size_t j = 0; j < M; ++j)
+                for (int k = 0; k < 4; ++k) mst[j][k].back() = st[j][k][d];
+            continue;
+        }
+        ms.push_back(shape[d]);
+        for (size_t j = 0; j < M; ++j)
+            for (int k = 0; k < 4; ++k) mst[j][k].push_back(st[j][k][d]);
+    }
+    if (ms.empty()) {  // one element
+        ms.push_back(1);
+        for (size_t j = 0; j < M; ++j)
+            for (int k = 0; k < 4; ++k) mst[j][k].push_back(0);
+    }
+    const int64_t nd = static_cast<int64_t>(ms.size());
+    // the block: whole inner dims up to kBlock elements, then rows of the split dim
+    int64_t split = nd - 1, inner = 1;
+    while (split > 0 && inner * ms[split] <= kBlock) inner *= ms[split--];
+    const int64_t rows = std::max<int64_t>(1, std::min(ms[split], kBlock / inner));
+
+    Instr f;
+    f.code = Code::ew_fused;
+    f.f64 = f64;
+    f.i = {static_cast<int64_t>(M), nd};
+    f.i.insert(f.i.end(), ms.begin(), ms.end());
+    f.i.insert(f.i.end(), {split, rows, S});
+    for (size_t j = 0; j < M; ++j) {
+        const Member& m = ch.members[j];
+        f.i.push_back(m.kind);
+        f.i.push_back(m.op);
+        std::vector<void*> ptrs(m.p, m.p + 4);
+        int64_t src[4] = {-1, -1, -1, -1};
+        if (scratch[j] >= 0) {
+            src[0] = scratch[j];
+            ptrs[0] = nullptr;
+        }
+        for (int k = 1; k < 4; ++k) {
+            if (m.p[k] == nullptr) continue;
+            for (size_t q = 0; q < j; ++q)  // the (one) scratch writer this reads
+                if (scratch[q] >= 0 && ch.members[q].p[0] == m.p[k]) {
+                    src[k] = scratch[q];
+                    ptrs[k] = nullptr;
+                }
+        }
+        f.i.insert(f.i.end(), src, src + 4);
+        for (int k = 0; k < 4; ++k) f.i.insert(f.i.end(), mst[j][k].begin(), mst[j][k].end());
+        f.d.insert(f.d.end(), m.d, m.d + 3);
+        f.lists.push_back(std::move(ptrs));
+    }
+    return f;
+}
+
+}  // namespace
+
+bool fusion_enabled() {
+    const char* e = std::getenv("GRADDESC_FUSE");
+    return e == nullptr || std::strcmp(e, "0") != 0;
+}
+
+int fuse_elementwise(std::vector<Instr>& code, const std::vector<std::pair<void*, int64_t>>& pinned) {
+    int removed = 0;
+    for (size_t s = 0; s < code.size(); ++s) {
+        Chain ch;
+        Member first;
+        std::vector<int64_t> shape;
+        int64_t n = 0;
+        if (!member_of(code[s], first, shape, n)) continue;
+        const bool f64 = code[s].f64;
+        ch.index.push_back(s);
+        ch.members.push_back(std::move(first));
+        ch.shape = shape;
+        ch.n = n;
+        std::vector<std::vector<Operand>> skipped;  // operands of the instructions moved over
+        for (size_t t = s + 1; t < code.size() && skipped.size() < kWindow; ++t) {
+            Member m;
+            std::vector<Operand> ops = operands(code[t]);
+            bool ok = code[t].f64 == f64 && member_of(code[t], m, shape, n) && n == ch.n;
+            // a shaped member fixes the chain's shape (act members fit any shape of n elements)
+            if (ok && !shape.empty() && !ch.shape.empty()) ok = shape == ch.shape;
+            const std::vector<int64_t>& sh = ch.shape.empty() ? shape : ch.shape;
+            for (size_t q = 0; ok && q < skipped.size(); ++q) ok = !conflict(ops, skipped[q]);
+            for (size_t q = 0; ok && q < ch.members.size(); ++q)
+                ok = compatible(m, ch.members[q], sh.empty() ? std::vector<int64_t>{n} : sh);
+            if (!ok) {
+                skipped.push_back(std::move(ops));
+                continue;
+            }
+            if (ch.shape.empty()) ch.shape = shape;
+            ch.index.push_back(t);
+            ch.members.push_back(std::move(m));
+        }
+        if (ch.members.size() < 2) continue;
+        std::vector<std::vector<Operand>> all_ops;
+        for (const Instr& in : code) all_ops.push_back(operands(in));
+        Instr f = build(ch, f64, all_ops, pinned);
+        code[s] = std::move(f);
+        for (size_t k = ch.index.size(); k-- > 1;) {
+            code.erase(code.begin() + static_cast<std::ptrdiff_t>(ch.index[k]));
+            ++removed;
+        }
+    }
+    return removed;
+}
+
+void fused_operands(const Instr& in, std::vector<Operand>& ops) {
+    const auto& i = in.i;
+    const int64_t M = i[0], nd = i[1];
+    const int64_t* shape = i.data() + 2;
+    const int64_t* rec = shape + nd + 3;
+    const int64_t e = in.f64 ? 8 : 4;
+    const size_t first = ops.size();
+    for (int64_t j = 0; j < M; ++j, rec += 6 + 4 * nd) {
+        const int64_t kind = rec[0];
+        const EwInfo* info = kind == kEw ? &kEwOps[rec[1]] : nullptr;
+        for (int k = 0; k < 4; ++k) {
+            void* p = in.lists[static_cast<size_t>(j)][static_cast<size_t>(k)];
+            int64_t lo, hi;
+            if (p == nullptr || !ew_span(shape, rec + 6 + k * nd, nd, lo, hi)) continue;
+            const bool byte = info != nullptr && ((k == 1 && info->cond_first) ||
+                                                  (k == 0 && info->bool_out));
+            const int64_t item = byte ? 1 : e;
+            Operand o{static_cast<char*>(p) + lo * item, (hi - lo + 1) * item, k > 0, k == 0, -1};
+            bool merged = false;
+            for (size_t q = first; q < ops.size() && !merged; ++q)
+                if (ops[q].ptr == o.ptr && ops[q].bytes == o.bytes) {
+                    ops[q].read = ops[q].read || o.read;
+                    ops[q].write = ops[q].write || o.write;
+                    merged = true;
+                }
+            if (!merged) ops.push_back(o);
+        }
+    }
+}
+
+int64_t fused_flops(const Instr& in) {
+    int64_t n = 1;
+    for (int64_t d = 0; d < in.i[1]; ++d) n *= in.i[2 + d];
+    return n * in.i[0];
+}
+
+template <class T>
+void run_fused(const Instr& in) {
+    const KernelTable<T>& K = kernels<T>();
+    const auto& i = in.i;
+    const int64_t M = i[0], nd = i[1];
+    const int64_t* shape = i.data() + 2;
+    const int64_t split = shape[nd], rows = shape[nd + 1], S = shape[nd + 2];
+    const int64_t* recs = shape + nd + 3;
+    const int64_t R = 6 + 4 * nd;  // ints per member
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < split; ++d) outer *= shape[d];
+    for (int64_t d = split + 1; d < nd; ++d) inner *= shape[d];
+    const int64_t per = (shape[split] + rows - 1) / rows;  // blocks per outer index
+    const int64_t n = outer * shape[split] * inner;
+    const int64_t cap = rows * inner;  // elements of the largest block
+    const int64_t slot = (cap + 7) / 8 * 8 * 8;  // bytes per scratch block (64-byte multiple)
+    const int64_t sub_nd = nd - split;
+    parallel_chunks(outer * per, 1, 8 * n, [&](int64_t b0, int64_t b1) {
+        // scratch blocks, 64-byte aligned, 8 bytes per element (any dtype, or bool)
+        thread_local std::vector<double> buf;
+        const size_t need = static_cast<size_t>(S * slot / 8 + 8);
+        if (buf.size() < need) buf.resize(need);
+        char* base = reinterpret_cast<char*>(
+            (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+        int64_t sub[kEwMaxDims], cst[kEwMaxDims];
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t o = b / per, r0 = (b % per) * rows;
+            const int64_t nr = std::min(rows, shape[split] - r0);
+            sub[0] = nr;
+            for (int64_t d = 1; d < sub_nd; ++d) sub[d] = shape[split + d];
+            int64_t c = 1;
+            for (int64_t d = sub_nd; d-- > 0;) {
+                cst[d] = c;
+                c *= sub[d];
+            }
+            const int64_t len = c;  // elements in this block
+            // the outer index of dims [0, split)
+            int64_t idx[kEwMaxDims];
+            int64_t rem = o;
+            for (int64_t d = split; d-- > 0;) {
+                idx[d] = rem % shape[d];
+                rem /= shape[d];
+            }
+            for (int64_t j = 0; j < M; ++j) {
+                const int64_t* rec = recs + j * R;
+                const int64_t kind = rec[0], op = rec[1];
+                const int64_t* src = rec + 2;
+                const EwInfo* info = kind == kEw ? &kEwOps[op] : nullptr;
+                void* ptr[4];
+                const int64_t* strd[4];
+                for (int k = 0; k < 4; ++k) {
+                    const int64_t* st = rec + 6 + k * nd;
+                    if (src[k] >= 0) {
+                        ptr[k] = base + src[k] * slot;
+                        strd[k] = cst;
+                        continue;
+                    }
+                    void* p = in.lists[static_cast<size_t>(j)][static_cast<size_t>(k)];
+                    strd[k] = st + split;
+                    if (p == nullptr) {
+                        ptr[k] = nullptr;
+                        continue;
+                    }
+                    int64_t off = r0 * st[split];
+                    for (int64_t d = 0; d < split; ++d) off += idx[d] * st[d];
+                    const bool byte = info != nullptr && ((k == 1 && info->cond_first) ||
+                                                          (k == 0 && info->bool_out));
+                    ptr[k] = static_cast<char*>(p) + off * (byte ? 1 : int64_t(sizeof(T)));
+                }
+                const double* dd = in.d.data() + 3 * j;
+                if (kind == kEw) {
+                    const void* xp[3] = {ptr[1], ptr[2], ptr[3]};
+                    const int64_t* xs[3] = {strd[1], strd[2], strd[3]};
+                    const T s[3] = {T(dd[0]), T(dd[1]), T(dd[2])};
+                    K.elementwise(static_cast<Ew>(op), static_cast<T*>(ptr[0]), strd[0], xp, xs,
+                                  s, sub, sub_nd);
+                } else if (kind == kActFwd) {
+                    K.activation_forward(static_cast<Act>(op), static_cast<T*>(ptr[0]),
+                                         static_cast<const T*>(ptr[1]), len, T(dd[0]));
+                } else {
+                    K.activation_backward(static_cast<Act>(op), static_cast<T*>(ptr[0]),
+                                          static_cast<const T*>(ptr[1]),
+                                          static_cast<const T*>(ptr[2]),
+                                          static_cast<const T*>(ptr[3]), len, T(dd[0]));
+                }
+            }
+        }
+    });
+}
+
+template void run_fused<float>(const Instr&);
+template void run_fused<double>(const Instr&);
+
+}  // namespace gd
