@@ -27,11 +27,24 @@ def _gen_stubs():
     return mod
 
 
-def test_tensor_stub_is_current():
-    with open(os.path.join(PKG, "_tensor.pyi"), encoding="utf-8") as f:
+@pytest.mark.parametrize("name", ["_tensor.pyi", "__init__.pyi"])
+def test_generated_stub_is_current(name):
+    with open(os.path.join(PKG, name), encoding="utf-8") as f:
         on_disk = f.read()
-    assert _gen_stubs().tensor_stub() == on_disk, \
-        "python/graddesc/_tensor.pyi is stale: run python tools/gen_stubs.py"
+    gen = _gen_stubs()
+    written = gen.tensor_stub() if name == "_tensor.pyi" else gen.init_stub()
+    assert written == on_disk, f"python/graddesc/{name} is stale: run python tools/gen_stubs.py"
+
+
+def test_init_stub_exports_every_public_name():
+    import graddesc as gd
+
+    with open(os.path.join(PKG, "__init__.pyi"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    declared = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    declared |= {a.asname for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names
+                 if a.asname}
+    assert set(gd.__all__) - declared == set()
 
 
 def test_tensor_stub_declares_every_method():
@@ -64,7 +77,7 @@ def test_core_stub_declares_every_binding():
 def test_typing_files_are_in_the_package_and_not_ignored():
     """scikit-build-core puts every file of python/graddesc into the wheel except what git
     ignores; .ci/docs checks the files in the installed package of a real build."""
-    names = ["py.typed", "_tensor.pyi", "_core.pyi"]
+    names = ["py.typed", "_tensor.pyi", "__init__.pyi", "_core.pyi"]
     for n in names:
         assert os.path.isfile(os.path.join(PKG, n)), n
     try:
@@ -100,13 +113,15 @@ x.no_such_method()
 
 
 def test_mypy_sees_tensor_methods(tmp_path):
-    """A user script type-checks; its two deliberate mistakes (the last lines) are reported."""
+    """A user script type-checks under --strict; its two deliberate mistakes (the last lines)
+    are reported."""
     pytest.importorskip("mypy")
     script = tmp_path / "user.py"
     script.write_text(USER_SCRIPT)
     env = dict(os.environ, MYPYPATH=os.path.join(ROOT, "python"))
-    r = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "--cache-dir",
-                        str(tmp_path / "cache"), "--hide-error-context", str(script)],
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+                        "--cache-dir", str(tmp_path / "cache"), "--hide-error-context",
+                        str(script)],
                        capture_output=True, text=True, env=env, cwd=tmp_path)
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     n = USER_SCRIPT.count("\n")

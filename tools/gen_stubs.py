@@ -1,14 +1,17 @@
 """Writes the type stubs of graddesc's two modules whose contents static tools can't see.
 
-    python tools/gen_stubs.py           # writes python/graddesc/_tensor.pyi and, when
-                                        # pybind11-stubgen is installed, _core.pyi
-    python tools/gen_stubs.py --check   # exit 1 if _tensor.pyi is not what it would write
+    python tools/gen_stubs.py           # writes python/graddesc/_tensor.pyi, __init__.pyi and,
+                                        # when pybind11-stubgen is installed, _core.pyi
+    python tools/gen_stubs.py --check   # exit 1 if _tensor.pyi or __init__.pyi is stale
 
 - `_tensor.pyi`: Tensor's methods are defined in the layers above `_tensor.py` and bound to the
   class by `graddesc._tensor_ops` (docs/architecture.md, "Layers"), so an IDE or a type checker
   reading `_tensor.py` alone would not see `t.sum()`. The stub is written from the class as it is
   after `import graddesc`: every method with the signature of the function bound to it. Regenerate
   it after adding a method (tests/test_typing.py fails while it is stale).
+- `__init__.pyi`: the package's names, re-exported explicitly (the package builds `__all__` at
+  import time, which type checkers don't evaluate; without the stub, `mypy --strict` and pyright
+  would call `gd.tensor` not exported).
 - `_core.pyi`: the compiled extension's functions, as pybind11-stubgen reads them from the module.
 """
 
@@ -73,7 +76,9 @@ class _Unshadow(ast.NodeTransformer):
 def _annotation(a: Any) -> str:
     if a is inspect.Parameter.empty or a is inspect.Signature.empty:
         return "Any"
-    if not isinstance(a, str):
+    if isinstance(a, type):
+        a = a.__name__ if a.__name__ in _KNOWN else "Any"
+    elif not isinstance(a, str):
         a = inspect.formatannotation(a)
     try:
         tree = ast.parse(a, mode="eval")
@@ -168,6 +173,51 @@ def tensor_stub() -> str:
     return "\n".join(lines) + "\n"
 
 
+INIT_HEADER = '''# ruff: noqa
+"""Type stub of the package graddesc, written by tools/gen_stubs.py (don't edit it: run
+`python tools/gen_stubs.py`). It re-exports the names of graddesc.__all__ explicitly: the
+package computes __all__ at import time, which type checkers can't evaluate."""
+
+from __future__ import annotations
+
+from typing import Any
+'''
+
+
+def _home(name: str, obj: Any) -> str:
+    """`from M import A as name` for obj, M the graddesc module that defines it."""
+    mod = getattr(obj, "__module__", None)
+    attr = getattr(obj, "__name__", None)
+    if isinstance(obj, (types.FunctionType, type)) and mod and \
+            getattr(sys.modules.get(mod), attr, None) is obj:
+        return f"from {mod} import {attr} as {name}"
+    mods = sorted(m for m in sys.modules if m.startswith("graddesc.") and sys.modules[m])
+    for m in mods:  # an object (a dtype, the default generator): the module holding it
+        if getattr(sys.modules[m], name, None) is obj:
+            return f"from {m} import {name} as {name}"
+    for m in mods:
+        for a, v in vars(sys.modules[m]).items():
+            if v is obj and not a.startswith("__"):
+                return f"from {m} import {a} as {name}"
+    raise LookupError(f"graddesc.{name}: no module defines it")
+
+
+def init_stub() -> str:
+    import graddesc
+
+    lines = [INIT_HEADER]
+    for name in sorted(graddesc.__all__ + ["__version__"]):
+        obj = getattr(graddesc, name)
+        if isinstance(obj, types.ModuleType):
+            assert obj.__name__ == f"graddesc.{name}", name
+            lines.append(f"from . import {name} as {name}")
+        elif isinstance(obj, types.FunctionType) and obj.__module__ == "graddesc":
+            lines += _def(name, obj, "", False)
+        else:
+            lines.append(_home(name, obj))
+    return "\n".join(lines) + "\n"
+
+
 def write_core_stub() -> bool:
     """Writes _core.pyi with pybind11-stubgen; False when it is not installed."""
     exe = shutil.which("pybind11-stubgen") or os.path.join(os.path.dirname(sys.executable),
@@ -188,17 +238,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only check that _tensor.pyi is current")
     args = ap.parse_args()
-    path = os.path.join(PKG, "_tensor.pyi")
-    text = tensor_stub()
+    stubs = {os.path.join(PKG, "_tensor.pyi"): tensor_stub(),
+             os.path.join(PKG, "__init__.pyi"): init_stub()}
     if args.check:
-        with open(path, encoding="utf-8") as f:
-            if f.read() != text:
-                print(f"{path} is stale: run python tools/gen_stubs.py")
-                return 1
-        return 0
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    print("wrote", path)
+        stale = []
+        for path, text in stubs.items():
+            with open(path, encoding="utf-8") as f:
+                if f.read() != text:
+                    stale.append(path)
+        for path in stale:
+            print(f"{path} is stale: run python tools/gen_stubs.py")
+        return 1 if stale else 0
+    for path, text in stubs.items():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        print("wrote", path)
     if write_core_stub():
         print("wrote", os.path.join(PKG, "_core.pyi"))
     else:
