@@ -1,7 +1,7 @@
 """Checks the docstrings of graddesc's public API and runs their examples (run by .ci/docs).
 
-    python docs/check_api.py            # fails if a public callable has no docstring or an
-                                        # example in a docstring fails
+    python docs/check_api.py            # fails if a public callable has no docstring, has no
+                                        # example, or an example in a docstring fails
     python docs/check_api.py --list     # also lists the public callables without an example
 
 "Public" is what the API reference documents: the names in `__all__` of the modules below
@@ -112,6 +112,7 @@ def main() -> int:
         problems.append(f"{result.failed} of {result.attempted} doctest examples failed")
 
     missing = [n for n in objs if n not in with_example]
+    problems += [f"{n}: no example (a `>>>` line) in its docstring" for n in missing]
     print(f"{len(objs)} public callables: {len(objs) - len(undocumented)} with a docstring, "
           f"{len(with_example)} with an example; {examples} examples run, "
           f"{result.failed} failed")

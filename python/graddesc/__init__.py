@@ -66,6 +66,7 @@ from graddesc._runtime import (
 )
 from graddesc._tensor import Size, Tensor
 from graddesc.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from graddesc.autograd import functional as _autograd_functional  # noqa: F401  (built on the ops)
 from graddesc.autograd.grad_mode import inference_mode
 from graddesc.functional.activation import exp, gelu, leaky_relu, log, relu, sigmoid, softplus, tanh
 from graddesc.functional.elementwise import (  # noqa: A004

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from graddesc import _dtype
+
 
 def _unsupported(kind: str, where: str) -> RuntimeError:
     return RuntimeError(f"{where}: device '{kind}' is not available: graddesc runs on the CPU "
@@ -90,8 +92,6 @@ def check_device(dev: Any, where: str) -> None:
 
 def is_device_arg(a: Any) -> bool:
     """True for the positional arguments of .to() that name a device rather than a dtype."""
-    from graddesc import _dtype
-
     if isinstance(a, device):
         return True
     if isinstance(a, str):

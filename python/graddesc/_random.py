@@ -6,6 +6,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from graddesc._device import check_device
+from graddesc._tensor import Tensor
+
 
 class Generator:
     """A seeded source of random numbers (NumPy's PCG64 underneath).
@@ -17,8 +20,6 @@ class Generator:
     """
 
     def __init__(self, device: Any = "cpu") -> None:
-        from graddesc._device import check_device
-
         check_device(device, "Generator")
         self._seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
@@ -81,14 +82,10 @@ def _rng(generator: Optional[Generator]) -> np.random.Generator:
 
 
 def normal(shape: tuple, mean: float, std: float, dtype: Any, generator: Any) -> Any:
-    from graddesc._tensor import Tensor
-
     a = _rng(generator).standard_normal(size=tuple(shape), dtype=np.float64) * std + mean
     return Tensor._make(a.astype(dtype.np))
 
 
 def uniform(shape: tuple, a: float, b: float, dtype: Any, generator: Any) -> Any:
-    from graddesc._tensor import Tensor
-
     u = _rng(generator).random(size=tuple(shape), dtype=np.float64) * (b - a) + a
     return Tensor._make(u.astype(dtype.np))

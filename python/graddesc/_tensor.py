@@ -1,23 +1,27 @@
-"""Tensor: an n-d array (a NumPy array underneath) that records operations for backward."""
+"""Tensor: an n-d array (a NumPy array underneath) that records operations for backward.
+
+This module is the Tensor's data and metadata only (shape, dtype, autograd fields, views,
+conversions); it imports nothing of the tape or the ops, which import it. The methods that are
+ops (arithmetic, reductions, `to`, `clone`, `backward`, the in-place ops, ...) are defined in
+the layers above and bound to the class by `graddesc._tensor_ops`; `_tensor.pyi` declares them
+all for type checkers (docs/architecture.md, "Layers").
+"""
 
 from __future__ import annotations
 
 import builtins
 import numbers
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
 import numpy as np
 
 from graddesc import _compile_state as _cs
-from graddesc import _dtype
-from graddesc import autograd as _autograd
+from graddesc import _core, _dtype
+from graddesc._device import check_device
+from graddesc._device import device as _device
 from graddesc._dtype import dtype as _DType
-from graddesc.autograd import engine as _engine
-from graddesc.autograd import function as _function
-from graddesc.autograd import grad_mode
-from graddesc.autograd.function import AccumulateGrad
 
 _SUPPORTED_KINDS = {"f", "i", "u", "b"}
 
@@ -142,8 +146,6 @@ def copy_c(a: np.ndarray) -> np.ndarray:
     step compiled by gd.compile records it; strided and broadcast views are read in place),
     anything else through NumPy."""
     if (a.dtype is _F32 or a.dtype is _F64) and a.flags.aligned:
-        from graddesc import _core
-
         try:
             return _core.elementwise(_core.EW_OPS["copy"], a)
         except ValueError:  # a byte stride that is not a multiple of the element size
@@ -185,7 +187,14 @@ def _compose(first: Any, second: Any) -> Any:
 
 
 class Size(tuple):
-    """A tensor's shape: a tuple, printed like torch.Size."""
+    """A tensor's shape: a tuple, printed like torch.Size.
+
+    >>> s = gd.zeros(2, 3).shape
+    >>> s
+    graddesc.Size([2, 3])
+    >>> s.numel(), s[1], s == (2, 3)
+    (6, 3, True)
+    """
 
     def __repr__(self) -> str:
         return f"graddesc.Size({list(self)})"
@@ -276,15 +285,6 @@ class Tensor:
     def _shallow(self) -> Tensor:
         return self._view_of(self._data)
 
-    def _edge(self) -> tuple:
-        """(node, output_nr) where this tensor's gradient goes: its grad_fn, or for a leaf its
-        AccumulateGrad node (made once and kept, with the edge, in _leaf_edge)."""
-        if self.grad_fn is not None:
-            return (self.grad_fn, self._output_nr)
-        if self._leaf_edge is None:
-            self._leaf_edge = (AccumulateGrad(self), 0)
-        return self._leaf_edge
-
     # ---- basic attributes ---------------------------------------------------------------
     @property
     def shape(self) -> Size:
@@ -318,9 +318,7 @@ class Tensor:
 
     @property
     def device(self) -> Any:
-        from graddesc._device import device
-
-        return device("cpu")
+        return _device("cpu")
 
     @property
     def is_cuda(self) -> bool:
@@ -441,7 +439,7 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self._data.shape[0]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tensor]:
         if self._data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         for i in range(self._data.shape[0]):
@@ -466,7 +464,7 @@ class Tensor:
             return format(self.item(), spec)
         return repr(self)
 
-    # ---- copies, dtype ------------------------------------------------------------------
+    # ---- copies, dtype (clone, contiguous and to are ops: see the module's docstring) ----------
     def detach(self) -> Tensor:
         """A tensor sharing memory and version counter, cut from the graph."""
         return self._view_of(self._data)
@@ -476,39 +474,8 @@ class Tensor:
         self.requires_grad = False
         return self
 
-    def clone(self) -> Tensor:
-        return _shape.clone(self)
-
-    def contiguous(self) -> Tensor:
-        return self if self._data.flags.c_contiguous else _shape.clone(self)
-
     def is_contiguous(self) -> bool:
         return builtins.bool(self._data.flags.c_contiguous)
-
-    def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """Converts dtype (devices other than 'cpu' raise RuntimeError)."""
-        from graddesc._device import check_device, is_device_arg
-
-        target = kwargs.pop("dtype", None)
-        for a in args:
-            if is_device_arg(a):
-                check_device(a, "Tensor.to")
-                continue
-            if isinstance(a, Tensor):
-                target = a.dtype
-                continue
-            target = a
-        check_device(kwargs.pop("device", None), "Tensor.to")
-        kwargs.pop("non_blocking", None)
-        copy = kwargs.pop("copy", False)
-        if kwargs:
-            raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
-        if target is None:
-            return self.clone() if copy else self
-        d = _dtype.to_dtype(target, "to")
-        if d.np == self._data.dtype and not copy:
-            return self
-        return _shape.cast(self, d)
 
     def float(self) -> Tensor:
         return self.to(_dtype.float32)
@@ -535,223 +502,12 @@ class Tensor:
         return self
 
     def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
-        from graddesc._device import check_device
-
         check_device("cuda", "Tensor.cuda")
         return self
 
-    # ---- autograd -----------------------------------------------------------------------
-    def backward(self, gradient: Any = None, retain_graph: Optional[bool] = None,
-                 create_graph: bool = False, inputs: Any = None) -> None:
-        """Accumulates d(self)/d(leaf) * gradient into .grad of every leaf that requires grad."""
-        # The usual calls, loss.backward() and y.backward(g), do what autograd.backward does for
-        # them, without its argument handling (tuples, an import per call: a quarter of the
-        # engine's own cost).
-        if inputs is None and (gradient is None and self._data.size == 1 or
-                               isinstance(gradient, Tensor) and
-                               gradient._data.shape == self._data.shape):
-            if gradient is None:
-                gradient = Tensor._make(_cs.ones_seed(self._data.shape, self._data.dtype))
-            _engine.run_backward((self,), (gradient,),
-                                 create_graph if retain_graph is None else retain_graph,
-                                 create_graph)
-            return
-        _autograd.backward(self, gradient, retain_graph=retain_graph,
-                           create_graph=create_graph, inputs=inputs)
-
+    # ---- autograd (backward and register_post_accumulate_grad_hook: autograd/engine.py) --------
     def register_hook(self, hook: Any) -> None:
         raise RuntimeError("register_hook is not supported by graddesc")
-
-    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
-        """Calls hook(self) after backward() accumulated into this leaf's .grad (PyTorch's
-        method of that name; not after autograd.grad, which leaves .grad alone). Returns a
-        handle whose remove() unregisters the hook."""
-        if not callable(hook):
-            raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got "
-                            f"{type(hook).__name__}")
-        if self.grad_fn is not None:
-            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
-                               "tensors")
-        if not self.requires_grad:
-            raise RuntimeError("cannot register a hook on a tensor that doesn't require "
-                               "gradient")
-        return _PostAccumulateHandle(self, hook)
-
-    # ---- in-place -------------------------------------------------------------------------
-    def _check_inplace(self, op: str) -> None:
-        if grad_mode.is_grad_enabled():
-            if self.grad_fn is None and self.requires_grad:
-                raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
-                                   "in-place operation.")
-            info = self._vinfo
-            if info is not None:
-                root = info[0]
-                if root.grad_fn is None and root.requires_grad:
-                    raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is "
-                                       "being used in an in-place operation.")
-                if root.requires_grad and not self.requires_grad:
-                    raise RuntimeError(f"{op}: a view was created in no_grad mode and is being "
-                                       "modified in place with grad mode enabled; this use is "
-                                       "ambiguous and not allowed (clone() the view, or modify "
-                                       "it under no_grad)")
-            elif self._base is not None and self.requires_grad:
-                raise RuntimeError(f"{op}: in-place modification of a tensor that shares memory "
-                                   "with another one on the graph is not supported; use the "
-                                   "out-of-place op")
-        if not self._data.flags.writeable:
-            raise RuntimeError(f"{op}: the tensor's memory is read-only (an expanded or "
-                               "broadcast view); clone() it first")
-
-    def _inplace_result(self, res: Tensor, op: str) -> Tensor:
-        """Writes res into self's memory; if res is on the graph, self takes its place there
-        (and when self is a view, its root and every view of the root get their new history)."""
-        if res._data.shape != self._data.shape:
-            raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
-                               f"broadcast shape {tuple(res.shape)}")
-        if res._data.dtype != self._data.dtype and not np.can_cast(res._data.dtype,
-                                                                   self._data.dtype,
-                                                                   "same_kind"):
-            raise RuntimeError(f"{op}: result type {res.dtype} can't be cast to the desired "
-                               f"output type {self.dtype}")
-        np.copyto(self._data, res._data, casting="unsafe")
-        _cs.inplace_write(f"Tensor.{op}")
-        self._vc[0] += 1
-        if self._vinfo is None and self._views is None:
-            if res.grad_fn is not None:  # the usual case, without the call
-                self.grad_fn = res.grad_fn
-                self._output_nr = res._output_nr
-                self.requires_grad = True
-            elif self.grad_fn is not None and grad_mode.is_grad_enabled():
-                _shape.rebase_history(self, None)
-        elif grad_mode.is_grad_enabled():
-            _shape.rebase_history(self, res)
-        return self
-
-    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
-        self._check_inplace("add_")
-        if not self.requires_grad and not _any_requires_grad(other) or \
-                not grad_mode.is_grad_enabled():
-            o = _value(other)
-            if alpha != 1:
-                o = o * alpha
-            return self._fast_inplace(np.add, o, "add_")
-        return self._inplace_result(_ew.add(self, other, alpha=alpha), "add_")
-
-    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self.add_(other, alpha=-alpha)
-
-    def mul_(self, other: Any) -> Tensor:
-        self._check_inplace("mul_")
-        if not self.requires_grad and not _any_requires_grad(other) or \
-                not grad_mode.is_grad_enabled():
-            return self._fast_inplace(np.multiply, _value(other), "mul_")
-        # mul saves self for other's gradient: it must keep the value from before the write
-        src = _shape.clone(self) if _any_requires_grad(other) else self
-        return self._inplace_result(_ew.mul(src, other), "mul_")
-
-    def div_(self, other: Any) -> Tensor:
-        self._check_inplace("div_")
-        if not self.requires_grad and not _any_requires_grad(other) or \
-                not grad_mode.is_grad_enabled():
-            if self._data.dtype.kind != "f":
-                raise RuntimeError("div_: result type float can't be cast to the integer "
-                                   "tensor's dtype")
-            return self._fast_inplace(np.divide, _value(other), "div_")
-        # div saves its numerator: a copy keeps the value from before the write
-        return self._inplace_result(_ew.div(_shape.clone(self), other), "div_")
-
-    def _fast_inplace(self, ufunc: Any, other: Any, op: str) -> Tensor:
-        try:
-            with np.errstate(all="ignore"):  # x / 0 is Inf, inf - inf NaN, silently
-                ufunc(self._data, other, out=self._data, casting="same_kind")
-        except (TypeError, ValueError) as e:  # numpy's UFuncTypeError is a TypeError
-            raise RuntimeError(f"{op}: {e}") from None
-        _cs.inplace_write(f"Tensor.{op}")
-        self._vc[0] += 1
-        return self
-
-    def zero_(self) -> Tensor:
-        return self.fill_(0)
-
-    def fill_(self, value: Any) -> Tensor:
-        self._check_inplace("fill_")
-        self._data[...] = _value(value)
-        _cs.inplace_write("Tensor.fill_")
-        self._vc[0] += 1
-        if grad_mode.is_grad_enabled():
-            _shape.rebase_history(self, None)
-        return self
-
-    def copy_(self, src: Any) -> Tensor:
-        self._check_inplace("copy_")
-        if isinstance(src, Tensor) and src.requires_grad and grad_mode.is_grad_enabled():
-            res = _ew.broadcast_copy(src, self.shape, self.dtype)
-            return self._inplace_result(res, "copy_")
-        v = _value(src)
-        if self._data.dtype.kind in "iu":  # NaN/Inf have no integer value: refuse, as tensor()
-            check_int_cast(np.asarray(v), self._data.dtype, "copy_")
-        try:
-            with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
-                np.copyto(self._data, v, casting="unsafe")
-        except ValueError as e:
-            raise RuntimeError(f"copy_: {e}") from None
-        _cs.inplace_write("Tensor.copy_")
-        self._vc[0] += 1
-        if grad_mode.is_grad_enabled():  # the values no longer depend on the old history
-            _shape.rebase_history(self, None)
-        return self
-
-    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
-        self._check_inplace("clamp_")
-        if self.requires_grad and grad_mode.is_grad_enabled():
-            # clamp saves its input for the mask: a copy keeps the value from before the write
-            return self._inplace_result(_ew.clamp(_shape.clone(self), min, max), "clamp_")
-        res = _ew.clamp(self.detach(), min, max)
-        if res._data.shape != self._data.shape:  # bounds that broadcast to a larger shape
-            raise RuntimeError(f"clamp_: output with shape {tuple(self.shape)} doesn't match the "
-                               f"broadcast shape {tuple(res.shape)}")
-        np.copyto(self._data, res._data)
-        _cs.inplace_write("Tensor.clamp_")
-        self._vc[0] += 1
-        return self
-
-    def relu_(self) -> Tensor:
-        self._check_inplace("relu_")
-        if self.requires_grad and grad_mode.is_grad_enabled():
-            return self._inplace_result(_act.relu(self), "relu_")
-        np.maximum(self._data, 0, out=self._data, where=~np.isnan(self._data)) \
-            if self._data.dtype.kind == "f" else np.maximum(self._data, 0, out=self._data)
-        _cs.inplace_write("Tensor.relu_")
-        self._vc[0] += 1
-        return self
-
-    def uniform_(self, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Tensor:
-        from graddesc import _random
-
-        with grad_mode.no_grad():
-            return self.copy_(_random.uniform(self.shape, a, b, self.dtype, generator))
-
-    def normal_(self, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> Tensor:
-        from graddesc import _random
-
-        with grad_mode.no_grad():
-            return self.copy_(_random.normal(self.shape, mean, std, self.dtype, generator))
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        self._check_inplace("__setitem__")
-        if grad_mode.is_grad_enabled() and (self.requires_grad or _any_requires_grad(value)):
-            self._inplace_result(_shape.index_put(self, index, value), "__setitem__")
-            return
-        v = _value(value)
-        if self._data.dtype.kind in "iu":  # NaN/Inf have no integer value: refuse, as tensor()
-            check_int_cast(np.asarray(v), self._data.dtype, "__setitem__")
-        try:
-            with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
-                self._data[_shape.np_index(index)] = v
-        except (IndexError, ValueError) as e:
-            raise IndexError(f"__setitem__: {e}") from None
-        _cs.inplace_write("Tensor.__setitem__")
-        self._vc[0] += 1
 
 
 def _format_array(a: np.ndarray) -> str:
@@ -798,38 +554,3 @@ def _norm_dim(dim: int, ndim: int, op: str) -> int:
     return int(dim) % ndim if ndim else 0
 
 
-# The tape makes tensors too, but can't import this module (it imports the tape).
-_function._Tensor = Tensor
-
-# Ops live in graddesc.functional.*; imported last because they import Tensor.
-from graddesc.functional import activation as _act  # noqa: E402
-from graddesc.functional import elementwise as _ew  # noqa: E402
-from graddesc.functional import shape as _shape  # noqa: E402
-
-
-class _PostAccumulateHandle:
-    """What register_post_accumulate_grad_hook returns: remove() unregisters the hook; the
-    leaf's death removes it too."""
-
-    def __init__(self, leaf: Tensor, hook: Any) -> None:
-        key = id(leaf)
-        hooks = _engine.post_accumulate_hooks
-
-        def forget(ref: Any, key: int = key) -> None:
-            entries = hooks.get(key)
-            if entries is not None:
-                entries[:] = [e for e in entries if e[0] is not ref]
-                if not entries:
-                    del hooks[key]
-
-        self._key = key
-        self._entry = (weakref.ref(leaf, forget), hook)
-        hooks.setdefault(key, []).append(self._entry)
-
-    def remove(self) -> None:
-        hooks = _engine.post_accumulate_hooks
-        entries = hooks.get(self._key)
-        if entries is not None:
-            entries[:] = [e for e in entries if e is not self._entry]
-            if not entries:
-                del hooks[self._key]

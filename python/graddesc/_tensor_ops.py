@@ -1,18 +1,22 @@
-"""Tensor's math methods and operators, each a one-line call into graddesc.functional."""
+"""Binds Tensor's methods that are ops: each is defined in the layer that owns it (the ops in
+graddesc.functional, in-place ops in functional/inplace.py, backward in autograd/engine.py) and
+attached here, above both Tensor and the ops, so that no module imports one above it
+(docs/architecture.md, "Layers"). `_tensor.pyi` declares them for type checkers; regenerate it
+with `python tools/gen_tensor_stub.py` after adding a method here."""
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 import numpy as np
 
 from graddesc import _creation
-from graddesc._tensor import Tensor, _any_requires_grad, _convert_array, _norm_dim
-from graddesc.autograd import grad_mode
+from graddesc._tensor import Tensor, _convert_array, _norm_dim
+from graddesc.autograd import engine
 from graddesc.functional import activation as act
 from graddesc.functional import elementwise as ew
 from graddesc.functional import indexing as idx
+from graddesc.functional import inplace as ip
 from graddesc.functional import linear as lin
 from graddesc.functional import loss as lss
 from graddesc.functional import math as gmath
@@ -82,15 +86,15 @@ def _invert(self: Tensor) -> Tensor:
 
 
 def _and(self: Tensor, other: Any) -> Tensor:
-    return ew._logical(__import__("numpy").bitwise_and, self, other, "&")
+    return ew._logical(np.bitwise_and, self, other, "&")
 
 
 def _or(self: Tensor, other: Any) -> Tensor:
-    return ew._logical(__import__("numpy").bitwise_or, self, other, "|")
+    return ew._logical(np.bitwise_or, self, other, "|")
 
 
 def _xor(self: Tensor, other: Any) -> Tensor:
-    return ew._logical(__import__("numpy").bitwise_xor, self, other, "^")
+    return ew._logical(np.bitwise_xor, self, other, "^")
 
 
 # ---- PyTorch-port methods (issue 16) ------------------------------------------------------------
@@ -106,19 +110,7 @@ def _accept_ndarray(fn: Any) -> Any:
     return f
 
 
-def _inplace(fn: Any, name: str) -> Any:
-    """The in-place form of an out-of-place op, through Tensor's in-place machinery. While
-    recording, the op runs on a clone so that what it saves for backward keeps the old value."""
-    def f(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        self._check_inplace(name)
-        recording = grad_mode.is_grad_enabled() and (
-            self.requires_grad or builtins.any(_any_requires_grad(a) for a in args) or
-            builtins.any(_any_requires_grad(a) for a in kwargs.values()))
-        src = self.clone() if recording else self.detach()
-        return self._inplace_result(fn(src, *args, **kwargs), name)
-
-    f.__name__ = name
-    return f
+_inplace = ip.inplace_method
 
 
 def _new_dtype(self: Tensor, dtype: Any) -> Any:
@@ -173,7 +165,6 @@ def _dlpack(self: Tensor, stream: Any = None, **kwargs: Any) -> Any:
 
 def _dlpack_device(self: Tensor) -> tuple:
     return self._data.__dlpack_device__()
-
 
 
 _METHODS = {
@@ -249,6 +240,17 @@ _METHODS = {
     "log1p_": _inplace(pops.log1p, "log1p_"), "reciprocal_": _inplace(pops.reciprocal,
                                                                      "reciprocal_"),
     "tril_": _inplace(pops.tril, "tril_"), "triu_": _inplace(pops.triu, "triu_"),
+    # conversions and copies (functional/shape.py)
+    "to": shp.to, "clone": shp.clone, "contiguous": shp.contiguous,
+    # autograd (autograd/engine.py)
+    "backward": engine.tensor_backward,
+    "register_post_accumulate_grad_hook": engine.register_post_accumulate_grad_hook,
+    # in-place (functional/inplace.py); the machinery is bound too, for ops defined elsewhere
+    "add_": ip.add_, "sub_": ip.sub_, "mul_": ip.mul_, "div_": ip.div_, "zero_": ip.zero_,
+    "fill_": ip.fill_, "copy_": ip.copy_, "clamp_": ip.clamp_, "relu_": ip.relu_,
+    "uniform_": ip.uniform_, "normal_": ip.normal_, "__setitem__": ip.setitem,
+    "_check_inplace": ip.check_inplace, "_inplace_result": ip.inplace_result,
+    "_fast_inplace": ip.fast_inplace,
 }
 
 # binary operators also take a NumPy array operand (converted like graddesc.tensor does); the
@@ -258,7 +260,6 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
               "__le__", "__gt__", "__ge__", "__mod__", "__rmod__", "__floordiv__",
               "__rfloordiv__"):
     _METHODS[_name] = _accept_ndarray(_METHODS[_name])
-
 
 
 def _operator(name: str, apply: Any, swap: bool, *extra: Any) -> Any:

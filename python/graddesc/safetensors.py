@@ -22,6 +22,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from graddesc._atomic import write_atomic
 from graddesc._tensor import Tensor
 
 __all__ = ["load", "load_file", "load_model", "save", "save_file", "save_model"]
@@ -110,10 +111,8 @@ def save_file(tensors: dict, filename: PathLike, metadata: Optional[dict] = None
     >>> sorted(gd.safetensors.load_file(path))
     ['bias', 'weight']
     """
-    from graddesc.serialization import _write_atomic
-
     data = save(tensors, metadata)
-    _write_atomic(filename, lambda out: out.write(data))
+    write_atomic(filename, lambda out: out.write(data))
 
 
 def load(data: bytes) -> dict:

@@ -23,13 +23,13 @@ import io
 import json
 import numbers
 import os
-import secrets
 import zipfile
 from collections.abc import Mapping
 from typing import Any, BinaryIO, Union
 
 import numpy as np
 
+from graddesc._atomic import write_atomic as _write_atomic
 from graddesc._tensor import Tensor
 
 FORMAT = "graddesc"
@@ -75,43 +75,6 @@ def save(obj: Any, f: PathOrFile) -> None:
         _write_archive(f, structure, arrays)
         return
     _write_atomic(f, lambda out: _write_archive(out, structure, arrays))
-
-
-def _write_atomic(f: Any, write: Any) -> None:
-    """Calls write(binary file) on a temporary file beside the path `f`, then renames it."""
-    path = os.fspath(f)
-    if not isinstance(path, str):
-        path = os.fsdecode(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Makes the rename durable (POSIX); a no-op where directories can't be opened."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def _write_archive(out: BinaryIO, structure: np.ndarray, arrays: list) -> None:

@@ -8,6 +8,7 @@ input's shape (undoing broadcasting) and dtype in one place, `_fit_to_input`.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from sys import getrefcount
 from typing import Any, Optional
@@ -15,8 +16,9 @@ from typing import Any, Optional
 import numpy as np
 
 from graddesc import _compile_state, _core
-from graddesc.autograd import function, grad_mode
-from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, node_name
+from graddesc._tensor import Tensor
+from graddesc.autograd import grad_mode
+from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, edge, node_name
 
 _SUM_TO = _core.EW_OPS["sum_to"]
 _ADD = _core.EW_OPS["add"]
@@ -56,7 +58,7 @@ def _sum_to_shape(g: Any, shape: tuple) -> Any:
         # one kernel, any strides (an expanded gradient is read in place), deterministic
         # order; gd.compile records it. (With create_graph the sum below stays differentiable.)
         try:
-            return function._Tensor._make(_core.elementwise(_SUM_TO, g._data, tuple(shape)))
+            return Tensor._make(_core.elementwise(_SUM_TO, g._data, tuple(shape)))
         except ValueError:  # misaligned memory, or shapes that don't fit: the path below
             pass
     lead = g.ndim - len(shape)
@@ -77,7 +79,6 @@ def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _fit_to_input(g: Any, meta: tuple, node: Any, i: int) -> Any:
     """g as a Tensor of the shape and dtype meta = (shape, dtype) of node's input i."""
-    Tensor = function._Tensor
     if not isinstance(g, Tensor):
         g = Tensor._make(np.asarray(g))
     shape, dtype = meta
@@ -150,10 +151,10 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
         if t.grad_fn is None and not t.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn")
-        root_edges.append((t._edge(), g))
+        root_edges.append((edge(t), g))
     roots = []
-    for edge, _ in root_edges:
-        roots.append(edge[0])
+    for e, _ in root_edges:
+        roots.append(e[0])
     deps = _collect(roots)
 
     capture: dict = {}
@@ -162,7 +163,7 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
             if not x.requires_grad:
                 raise RuntimeError(f"One of the differentiated Tensors (input {k}) does not "
                                    "require grad")
-            capture.setdefault(x._edge(), []).append(k)
+            capture.setdefault(edge(x), []).append(k)
         needed = _needed(roots, {e[0] for e in capture})
     else:
         needed = None
@@ -172,7 +173,6 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
         slots = buffers.setdefault(node, {})
         slots[nr] = g if nr not in slots else slots[nr] + g
 
-    Tensor = function._Tensor
     results: list = [None] * (len(inputs) if inputs is not None else 0)
     ready = []
     for node in dict.fromkeys(roots):
@@ -300,7 +300,7 @@ def _run_node(node: Any, slots: dict) -> tuple:
     for nr, meta in enumerate(node._output_meta):
         g = slots.get(nr)
         if g is None and meta is not None:
-            g = function._Tensor._make(np.zeros(meta[0], dtype=meta[1]))
+            g = Tensor._make(np.zeros(meta[0], dtype=meta[1]))
         grads_out.append(g)
     res = type(node).backward(node, *grads_out)
     return _check_grads(node, res)
@@ -334,7 +334,7 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
         g = _sum_to_shape(g, vd.shape)
         owned = False
     if g._data.dtype != vd.dtype:
-        g = function._Tensor._make(_cast(g._data, vd.dtype))
+        g = Tensor._make(_cast(g._data, vd.dtype))
         owned = False
     if _anomaly["enabled"] and not _is_finite(g._data):
         raise RuntimeError("AccumulateGrad received nan values for a leaf of shape "
@@ -346,8 +346,7 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
             return
         rec = _compile_state.active
         gd_ = g._data
-        Tensor = function._Tensor
-        # a gradient computed for this leaf alone (usually a kernel's output) becomes .grad
+            # a gradient computed for this leaf alone (usually a kernel's output) becomes .grad
         # itself when it is in every way like a fresh copy of itself: a plain tensor at
         # version 0 on memory of its own, C-contiguous, aligned and writable
         if not (owned and rec is None and type(g) is Tensor and not g.requires_grad and
@@ -366,7 +365,7 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
         _compile_state.inplace_write("accumulating into .grad")  # NumPy: a replay would skip it
         # a user-assigned read-only .grad (e.g. an expanded tensor): replace, don't write into it
         # (np.asarray: the sum of 0-d arrays is a NumPy scalar)
-        var.grad = function._Tensor._make(np.asarray(np.add(grad._data, g._data)))
+        var.grad = Tensor._make(np.asarray(np.add(grad._data, g._data)))
     else:
         a, b = grad._data, g._data
         if a.dtype.kind == "f" and a.dtype == b.dtype and a.dtype.itemsize in (4, 8) and \
@@ -383,3 +382,145 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
             np.add(a, b, out=a)
         grad._vc[0] += 1
 
+
+# ---- the entry points: autograd.backward, autograd.grad, Tensor.backward ----------------
+def _as_tuple(x: Any) -> tuple:
+    if x is None:
+        return ()
+    if isinstance(x, Tensor):
+        return (x,)
+    return tuple(x)
+
+
+def _make_grads(outputs: tuple, grads: tuple, op: str) -> list:
+    out = []
+    for i, (o, g) in enumerate(zip(outputs, grads)):
+        if g is None:
+            if o._data.size != 1:
+                raise RuntimeError(f"{op}: grad can be implicitly created only for scalar "
+                                   f"outputs (output {i} has shape {tuple(o.shape)})")
+            out.append(Tensor._make(_compile_state.ones_seed(o._data.shape, o._data.dtype)))
+        else:
+            if not isinstance(g, Tensor):
+                g = Tensor._make(np.asarray(g, dtype=o._data.dtype))
+            if g.shape != o.shape:
+                raise RuntimeError(f"{op}: Mismatch in shape: grad_output[{i}] has a shape of "
+                                   f"{tuple(g.shape)} and output[{i}] has a shape of "
+                                   f"{tuple(o.shape)}.")
+            out.append(g)
+    return out
+
+
+def backward(tensors: Any, grad_tensors: Any = None, retain_graph: Optional[bool] = None,
+             create_graph: bool = False, inputs: Any = None) -> None:
+    """Accumulates gradients of `tensors` into the .grad of the leaves that require grad.
+
+    >>> x = gd.tensor([2.0], requires_grad=True)
+    >>> gd.autograd.backward((x * x).sum())
+    >>> x.grad.tolist()
+    [4.0]
+    """
+    outs = _as_tuple(tensors)
+    grads = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outs)
+    if len(grads) != len(outs):
+        raise RuntimeError(f"backward: got {len(grads)} gradients for {len(outs)} tensors")
+    if retain_graph is None:
+        retain_graph = create_graph
+    gs = _make_grads(outs, grads, "backward")
+    if inputs is not None:
+        ins = _as_tuple(inputs)
+        res = run_backward(outs, gs, retain_graph, create_graph, ins, allow_unused=True)
+        for x, g in zip(ins, res):
+            if g is not None:
+                _accumulate(x, g, create_graph)
+        return
+    run_backward(outs, gs, retain_graph, create_graph)
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Optional[bool] = None,
+         create_graph: bool = False, allow_unused: bool = False,
+         materialize_grads: bool = False) -> tuple:
+    """Gradients of outputs with respect to inputs, returned (not accumulated into .grad).
+
+    >>> x = gd.tensor([3.0], requires_grad=True)
+    >>> (g,) = gd.autograd.grad((x * x).sum(), x)
+    >>> g.tolist()
+    [6.0]
+    """
+    outs = _as_tuple(outputs)
+    ins = _as_tuple(inputs)
+    grads = _as_tuple(grad_outputs) if grad_outputs is not None else (None,) * len(outs)
+    if len(grads) != len(outs):
+        raise RuntimeError(f"grad: got {len(grads)} grad_outputs for {len(outs)} outputs")
+    if retain_graph is None:
+        retain_graph = create_graph
+    gs = _make_grads(outs, grads, "grad")
+    res = run_backward(outs, gs, retain_graph, create_graph, ins,
+                              allow_unused=allow_unused or materialize_grads)
+    if materialize_grads:
+            res = tuple(r if r is not None else Tensor._make(np.zeros_like(x._data))
+                    for r, x in zip(res, ins))
+    return res
+
+
+def tensor_backward(self: Tensor, gradient: Any = None, retain_graph: Optional[bool] = None,
+             create_graph: bool = False, inputs: Any = None) -> None:
+    """Accumulates d(self)/d(leaf) * gradient into .grad of every leaf that requires grad."""
+    # The usual calls, loss.backward() and y.backward(g), do what autograd.backward does for
+    # them, without its argument handling (tuples, an import per call: a quarter of the
+    # engine's own cost).
+    if inputs is None and (gradient is None and self._data.size == 1 or
+                           isinstance(gradient, Tensor) and
+                           gradient._data.shape == self._data.shape):
+        if gradient is None:
+            gradient = Tensor._make(_compile_state.ones_seed(self._data.shape, self._data.dtype))
+        run_backward((self,), (gradient,),
+                             create_graph if retain_graph is None else retain_graph,
+                             create_graph)
+        return
+    backward(self, gradient, retain_graph=retain_graph,
+                       create_graph=create_graph, inputs=inputs)
+
+
+def register_post_accumulate_grad_hook(self: Tensor, hook: Any) -> Any:
+    """Calls hook(self) after backward() accumulated into this leaf's .grad (PyTorch's
+    method of that name; not after autograd.grad, which leaves .grad alone). Returns a
+    handle whose remove() unregisters the hook."""
+    if not callable(hook):
+        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got "
+                        f"{type(hook).__name__}")
+    if self.grad_fn is not None:
+        raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                           "tensors")
+    if not self.requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that doesn't require "
+                           "gradient")
+    return _PostAccumulateHandle(self, hook)
+
+
+class _PostAccumulateHandle:
+    """What register_post_accumulate_grad_hook returns: remove() unregisters the hook; the
+    leaf's death removes it too."""
+
+    def __init__(self, leaf: Tensor, hook: Any) -> None:
+        key = id(leaf)
+        hooks = post_accumulate_hooks
+
+        def forget(ref: Any, key: int = key) -> None:
+            entries = hooks.get(key)
+            if entries is not None:
+                entries[:] = [e for e in entries if e[0] is not ref]
+                if not entries:
+                    del hooks[key]
+
+        self._key = key
+        self._entry = (weakref.ref(leaf, forget), hook)
+        hooks.setdefault(key, []).append(self._entry)
+
+    def remove(self) -> None:
+        hooks = post_accumulate_hooks
+        entries = hooks.get(self._key)
+        if entries is not None:
+            entries[:] = [e for e in entries if e is not self._entry]
+            if not entries:
+                del hooks[self._key]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from graddesc import _compile_state
+from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
 
 _anomaly = {"enabled": False}
@@ -66,7 +67,7 @@ class _SavedOutput:
     def unpack(self, node: Function) -> Any:
         t = self.ref()
         if t is None:
-            t = _Tensor._make(self.data, True)
+            t = Tensor._make(self.data, True)
             t.grad_fn = node
             t._output_nr = self.output_nr
             t._vc = self.vc
@@ -203,20 +204,19 @@ class Function:
         # shapes of all tensor inputs, including those that need no gradient (observed
         # variables), for fitting gradients to their inputs (the engine) and drawing the graph
         # (graddesc.viz).
-        Tensor = _Tensor
         needs = []
         edges = []
         input_meta = []
         for a in args:
             if isinstance(a, Tensor):
                 need = a.requires_grad
-                if need:  # a._edge(), without the call in the usual cases
+                if need:  # edge(a), without the call in the usual cases
                     fn = a.grad_fn
                     if fn is not None:
                         edges.append(fn)
                         edges.append(a._output_nr)
                     else:
-                        edges.extend(a._leaf_edge or a._edge())
+                        edges.extend(a._leaf_edge or edge(a))
                 else:
                     edges.append(None)
                     edges.append(0)
@@ -283,7 +283,6 @@ def _take_outputs(ctx: Function, outs: tuple) -> tuple:
     """Makes ctx the grad_fn of the differentiable tensors in outs and records every output's
     shape and dtype (ctx._output_meta); returns outs, with views where an output was already
     on a graph."""
-    Tensor = _Tensor
     non_diff = ctx._non_diff
     out_meta = []
     for i, t in enumerate(outs):
@@ -303,10 +302,6 @@ def _take_outputs(ctx: Function, outs: tuple) -> tuple:
             t._output_nr = i
     ctx._output_meta = _share(tuple(out_meta))
     return outs
-
-
-# graddesc.Tensor, set by graddesc._tensor as it is defined (that module imports this one).
-_Tensor: Any = None
 
 
 def node_name(node: Any) -> str:
@@ -332,6 +327,16 @@ class AccumulateGrad:
     @property
     def next_functions(self) -> tuple:
         return ()
+
+
+def edge(t: Tensor) -> tuple:
+    """(node, output_nr) where t's gradient goes: its grad_fn, or for a leaf its AccumulateGrad
+    node (made once and kept, with the edge, in t._leaf_edge)."""
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    if t._leaf_edge is None:
+        t._leaf_edge = (AccumulateGrad(t), 0)
+    return t._leaf_edge
 
 
 class detect_anomaly:  # noqa: N801

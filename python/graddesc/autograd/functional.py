@@ -13,19 +13,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
+from graddesc.autograd.engine import grad
 from graddesc.autograd.grad_mode import enable_grad
-
-
-def _tensor_cls() -> Any:
-    from graddesc._tensor import Tensor
-
-    return Tensor
+from graddesc.functional.shape import stack
 
 
 def _as_tuple(inp: Any, arg_name: str, fn_name: str) -> tuple:
     """(was it a tuple, inp as a tuple of Tensors); a TypeError names anything else."""
-    Tensor = _tensor_cls()
     is_tuple = isinstance(inp, tuple)
     items = inp if is_tuple else (inp,)
     for i, el in enumerate(items):
@@ -60,7 +56,6 @@ def _grad_preprocess(inputs: tuple, create_graph: bool, need_graph: bool) -> tup
 
 
 def _grad_postprocess(items: tuple, create_graph: bool) -> tuple:
-    Tensor = _tensor_cls()
     if items and isinstance(items[0], Tensor):
         return items if create_graph else tuple(t.detach() for t in items)
     return tuple(_grad_postprocess(t, create_graph) for t in items)
@@ -122,8 +117,6 @@ def _autograd_grad(outputs: tuple, inputs: tuple, grad_outputs: Any = None,
                    create_graph: bool = False, retain_graph: Any = None) -> tuple:
     """autograd.grad over the outputs that require grad (None outputs skipped); None for an
     input that none of them reaches."""
-    from graddesc.autograd import grad
-
     if grad_outputs is None:
         grad_outputs = (None,) * len(outputs)
     pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o is not None and o.requires_grad]
@@ -167,7 +160,7 @@ def _fill_in_zeros(grads: tuple, refs: tuple, strict: bool, create_graph: bool,
 
 
 def _zeros(shape: tuple, dtype: Any) -> Any:
-    return _tensor_cls()._make(np.zeros(shape, dtype=dtype))
+    return Tensor._make(np.zeros(shape, dtype=dtype))
 
 
 def _v_tuple(v: Any, fn_name: str, create_graph: bool) -> tuple:
@@ -228,7 +221,6 @@ def jvp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
     >>> v.tolist()
     [2.0, 0.0]
     """
-    Tensor = _tensor_cls()
     with enable_grad():
         in_tuple, ins = _as_inputs(inputs, "jvp")
         ins = _grad_preprocess(ins, create_graph=create_graph, need_graph=True)
@@ -269,7 +261,6 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
         raise RuntimeError("torch.autograd.functional.jacobian: `strict=True` and "
                            "`vectorized=True` are not supported together. Please either set "
                            "`strict=False` or `vectorize=False`.")
-    Tensor = _tensor_cls()
     with enable_grad():
         in_tuple, ins = _as_inputs(inputs, "jacobian")
         ins = _grad_preprocess(ins, create_graph=create_graph, need_graph=True)
@@ -302,8 +293,6 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
                 if not rows[j]:
                     J = _zeros(shape, x._data.dtype)
                 elif create_graph:
-                    from graddesc.functional.shape import stack
-
                     J = stack(rows[j]).reshape(shape)
                 else:
                     J = Tensor._make(np.stack(rows[j]).reshape(shape))
@@ -394,7 +383,6 @@ def hvp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
     >>> v.tolist()
     [6.0, 12.0]
     """
-    Tensor = _tensor_cls()
     with enable_grad():
         in_tuple, ins, vs, outs, jac = _hessian_setup(func, inputs, v, create_graph, strict,
                                                       "hvp")
@@ -422,9 +410,6 @@ def module_jacobians(module: Any, x: Any) -> tuple:
     >>> tuple(J_x.shape), tuple(J_w["weight"].shape), tuple(J_w["bias"].shape)
     ((2, 3), (2, 2, 3), (2, 2))
     """
-    from graddesc.autograd import grad
-
-    Tensor = _tensor_cls()
     if not isinstance(x, Tensor):
         raise TypeError(f"module_jacobians: x must be a Tensor, got {type(x).__name__}")
     trainable = [(n, w) for n, w in module.named_parameters() if w.requires_grad]

@@ -6,7 +6,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graddesc.autograd.engine import InvalidGradientError
+from graddesc._tensor import Tensor
+from graddesc.autograd.engine import InvalidGradientError, grad
+from graddesc.autograd.grad_mode import enable_grad, no_grad
 
 
 class GradcheckError(RuntimeError):
@@ -22,8 +24,6 @@ def _as_tuple(inputs: Any) -> tuple:
 
 
 def _outputs(fn: Callable, inputs: tuple) -> tuple:
-    from graddesc._tensor import Tensor
-
     out = fn(*inputs)
     outs = out if isinstance(out, (tuple, list)) else (out,)
     return tuple(o for o in outs if isinstance(o, Tensor) and o._data.dtype.kind == "f")
@@ -31,8 +31,6 @@ def _outputs(fn: Callable, inputs: tuple) -> tuple:
 
 def _numeric_jacobians(fn: Callable, inputs: tuple, eps: float) -> list:
     """For each differentiable input k: J_k[out_flat_index, in_flat_index]."""
-    from graddesc.autograd.grad_mode import no_grad
-
     with no_grad():
         outs = _outputs(fn, inputs)
         n_out = sum(o._data.size for o in outs)
@@ -60,15 +58,10 @@ def _numeric_jacobians(fn: Callable, inputs: tuple, eps: float) -> list:
 
 
 def _diff(x: Any) -> bool:
-    from graddesc._tensor import Tensor
-
     return isinstance(x, Tensor) and x.requires_grad
 
 
 def _analytic_jacobians(fn: Callable, inputs: tuple) -> list:
-    from graddesc._tensor import Tensor
-    from graddesc.autograd import grad
-
     outs = _outputs(fn, inputs)
     diff = [x for x in inputs if _diff(x)]
     n_out = sum(o._data.size for o in outs)
@@ -147,9 +140,6 @@ def gradgradcheck(func: Callable, inputs: Any, grad_outputs: Any = None, eps: fl
     >>> gd.autograd.gradgradcheck(lambda t: (t ** 3).sum(), (x,))
     True
     """
-    from graddesc._tensor import Tensor
-    from graddesc.autograd import grad
-
     ins = _as_tuple(inputs)
     outs = _outputs(func, ins)
     rng = np.random.default_rng(0)
@@ -160,8 +150,6 @@ def gradgradcheck(func: Callable, inputs: Any, grad_outputs: Any = None, eps: fl
     n = len(ins)
 
     def first(*args: Any) -> tuple:
-        from graddesc.autograd.grad_mode import enable_grad
-
         xs, gs = args[:n], args[n:]
         with enable_grad():
             o = _outputs(func, xs)

@@ -56,9 +56,11 @@ def get_worker_info() -> Optional[WorkerInfo]:
 class _Stream:
     """An IterableDataset read in a worker: next(stream) is its next batch (or sample)."""
 
-    def __init__(self, dataset: Any, batch_size: Any, drop_last: bool, collate_fn: Any) -> None:
+    def __init__(self, dataset: Any, batch_size: Any, drop_last: bool, collate_fn: Any,
+                 default_collate: Any) -> None:
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
         self.collate_fn = collate_fn
+        self.default_collate = default_collate  # (passed in: this module is below dataloader)
         self.it: Any = None
 
     def restart(self) -> None:
@@ -66,8 +68,6 @@ class _Stream:
 
     def next(self) -> Any:
         """The next batch; raises StopIteration at the end of the worker's copy."""
-        from graddesc.data.dataloader import default_collate
-
         if self.it is None:
             self.it = iter(self.dataset)
         if self.batch_size is None:
@@ -80,7 +80,7 @@ class _Stream:
                 break
         if not batch or (self.drop_last and len(batch) < self.batch_size):
             raise StopIteration
-        return (self.collate_fn or default_collate)(batch)
+        return (self.collate_fn or self.default_collate)(batch)
 
 
 def _loop(worker_id: int, num_workers: int, fetch: Any, init_fn: Any, tasks: Any,
@@ -230,7 +230,8 @@ def iterate_stream(loader: Any) -> Iterator[Any]:
     base_seed = int(_random._rng(loader.generator).integers(0, 2 ** 62))
     pool = loader._pool if loader.persistent_workers else None
     if pool is None or not pool.procs:
-        stream = _Stream(loader.dataset, loader.batch_size, loader.drop_last, loader.collate_fn)
+        stream = _Stream(loader.dataset, loader.batch_size, loader.drop_last, loader.collate_fn,
+                         loader._default_collate)
         pool = _Pool(loader, stream)
         if loader.persistent_workers:
             loader._pool = pool

@@ -121,6 +121,9 @@ class DataLoader:
     [(4,), (4,), (2,)]
     """
 
+    # the collate function of a loader given collate_fn=None (also handed to its workers)
+    _default_collate = staticmethod(default_collate)
+
     def __init__(self, dataset: Any, batch_size: Any = 1, shuffle: Any = None,
                  sampler: Any = None, batch_sampler: Any = None, num_workers: int = 0,
                  collate_fn: Callable[[list], Any] | None = None, pin_memory: bool = False,

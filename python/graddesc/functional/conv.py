@@ -24,6 +24,7 @@ from graddesc import _core
 from graddesc._tensor import Tensor, call_kernel
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
+from graddesc.functional.shape import getitem
 
 __all__ = ["adaptive_avg_pool2d", "avg_pool2d", "conv1d", "conv2d", "max_pool2d", "unflatten"]
 
@@ -227,14 +228,27 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None,  # noqa
            stride: Any = 1, padding: Union[int, tuple, str] = 0, dilation: Any = 1,
            groups: int = 1) -> Tensor:
     """2-d convolution (cross-correlation, as in PyTorch): input (N, C, H, W) or (C, H, W),
-    weight (OC, C/groups, KH, KW), bias (OC,); padding an int, a pair, 'valid' or 'same'."""
+    weight (OC, C/groups, KH, KW), bias (OC,); padding an int, a pair, 'valid' or 'same'.
+
+    >>> x = gd.arange(9.0).reshape(1, 1, 3, 3)
+    >>> F.conv2d(x, gd.ones(1, 1, 2, 2))  # the sums of the 2x2 windows
+    tensor([[[[8., 12.],
+              [20., 24.]]]])
+    >>> F.conv2d(x, gd.ones(1, 1, 3, 3), padding="same").shape
+    graddesc.Size([1, 1, 3, 3])
+    """
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, "conv2d", 2)
 
 
 def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None,  # noqa: A002
            stride: Any = 1, padding: Union[int, tuple, str] = 0, dilation: Any = 1,
            groups: int = 1) -> Tensor:
-    """1-d convolution: input (N, C, L) or (C, L), weight (OC, C/groups, K), bias (OC,)."""
+    """1-d convolution: input (N, C, L) or (C, L), weight (OC, C/groups, K), bias (OC,).
+
+    >>> x = gd.tensor([[[1.0, 2.0, 4.0, 8.0]]])  # (N, C, L) = (1, 1, 4)
+    >>> F.conv1d(x, gd.tensor([[[1.0, 0.0, -1.0]]]))  # cross-correlation: x[i] - x[i + 2]
+    tensor([[[-3., -6.]]])
+    """
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, "conv1d", 1)
 
 
@@ -307,8 +321,6 @@ class _MaxUnpoolGrad(Function):
     def backward(ctx, G):
         n, c = ctx.idx.shape[:2]
         flat = G.reshape(n, c, -1)
-        from graddesc.functional.shape import getitem
-
         ni = np.arange(n)[:, None, None, None]
         ci = np.arange(c)[None, :, None, None]
         return getitem(flat, (ni, ci, ctx.idx.reshape(n, c, *ctx.idx.shape[2:]))), None, None
@@ -317,7 +329,16 @@ class _MaxUnpoolGrad(Function):
 def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None,  # noqa: A002
                padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
                return_indices: bool = False) -> Any:
-    """Max over each window; with return_indices also the flat index (h * W + w) of each max."""
+    """Max over each window; with return_indices also the flat index (h * W + w) of each max.
+
+    >>> x = gd.arange(16.0).reshape(1, 1, 4, 4)
+    >>> F.max_pool2d(x, 2)
+    tensor([[[[5., 7.],
+              [13., 15.]]]])
+    >>> F.max_pool2d(x, 2, return_indices=True)[1]
+    tensor([[[[ 5,  7],
+              [13, 15]]]])
+    """
     op = "max_pool2d"
     k, s, p, d = _pool_args(input, kernel_size, stride, padding, dilation, op)
     for i in range(2):
@@ -383,7 +404,13 @@ class _AvgPoolGrad(Function):
 def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None,  # noqa: A002
                padding: Any = 0, ceil_mode: bool = False, count_include_pad: bool = True,
                divisor_override: Optional[int] = None) -> Tensor:
-    """Mean over each window (PyTorch's divisor rules for padding and ceil_mode)."""
+    """Mean over each window (PyTorch's divisor rules for padding and ceil_mode).
+
+    >>> x = gd.arange(16.0).reshape(1, 1, 4, 4)
+    >>> F.avg_pool2d(x, 2)
+    tensor([[[[2.5000, 4.5000],
+              [10.5000, 12.5000]]]])
+    """
     op = "avg_pool2d"
     k, s, p, _ = _pool_args(input, kernel_size, stride, padding, 1, op)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
@@ -417,7 +444,15 @@ def _adaptive_windows(h: int, w: int, oh: int, ow: int) -> tuple:
 
 def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002
     """Average pool to a given output size: window o covers [floor(o H / OH),
-    ceil((o + 1) H / OH))."""
+    ceil((o + 1) H / OH)).
+
+    >>> x = gd.arange(16.0).reshape(1, 1, 4, 4)
+    >>> F.adaptive_avg_pool2d(x, 2)
+    tensor([[[[2.5000, 4.5000],
+              [10.5000, 12.5000]]]])
+    >>> F.adaptive_avg_pool2d(x, 1).flatten()  # global average pooling
+    tensor([7.5000])
+    """
     op = "adaptive_avg_pool2d"
     _check_tensor(input, "input", op)
     _check_float(input, op)
@@ -438,7 +473,11 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A00
 
 
 def unflatten(input: Tensor, dim: int, sizes: Any) -> Tensor:  # noqa: A002
-    """Splits dimension dim into sizes (one entry may be -1)."""
+    """Splits dimension dim into sizes (one entry may be -1).
+
+    >>> F.unflatten(gd.zeros(2, 12), 1, (3, -1)).shape
+    graddesc.Size([2, 3, 4])
+    """
     _check_tensor(input, "input", "unflatten")
     nd = input.ndim
     if not -nd <= dim < nd:

@@ -525,14 +525,23 @@ class BroadcastCopy(Function):
 
 # ---- public functions -------------------------------------------------------------------
 def add(a: Any, b: Any, alpha: Any = 1) -> Tensor:
-    """a + alpha * b with broadcasting."""
+    """a + alpha * b with broadcasting.
+
+    >>> gd.add(gd.tensor([1.0, 2.0]), gd.tensor([10.0, 20.0]), alpha=2)
+    tensor([21., 42.])
+    """
     _check_operand(a, "add")
     _check_operand(b, "add")
     return Add.apply(_t(a), _t(b), alpha)
 
 
 def sub(a: Any, b: Any, alpha: Any = 1) -> Tensor:
-    """a - alpha * b with broadcasting."""
+    """a - alpha * b with broadcasting.
+
+    >>> gd.sub(gd.tensor([[5.0], [7.0]]), gd.tensor([1.0, 2.0]))  # (2, 1) and (2,) broadcast
+    tensor([[4., 3.],
+            [6., 5.]])
+    """
     _check_operand(a, "sub")
     _check_operand(b, "sub")
     if alpha != 1:
@@ -541,14 +550,24 @@ def sub(a: Any, b: Any, alpha: Any = 1) -> Tensor:
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    """a * b with broadcasting."""
+    """a * b with broadcasting.
+
+    >>> x = gd.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> gd.mul(x, x).sum().backward()  # d(sum x*x)/dx = 2x
+    >>> x.grad
+    tensor([2., 4., 6.])
+    """
     _check_operand(a, "mul")
     _check_operand(b, "mul")
     return Mul.apply(_t(a), _t(b))
 
 
 def div(a: Any, b: Any) -> Tensor:
-    """a / b (true division) with broadcasting."""
+    """a / b (true division) with broadcasting.
+
+    >>> gd.div(gd.tensor([1.0, 3.0]), 2)
+    tensor([0.5000, 1.5000])
+    """
     _check_operand(a, "div")
     _check_operand(b, "div")
     return Div.apply(_t(a), _t(b))
@@ -564,7 +583,13 @@ def neg(a: Tensor) -> Tensor:
 
 
 def pow(a: Any, b: Any) -> Tensor:  # noqa: A001
-    """a ** b with broadcasting; either may be a Python number."""
+    """a ** b with broadcasting; either may be a Python number.
+
+    >>> gd.pow(gd.tensor([1.0, 2.0, 3.0]), 2)
+    tensor([1., 4., 9.])
+    >>> gd.pow(2, gd.tensor([0.0, 3.0]))
+    tensor([1., 8.])
+    """
     _check_operand(a, "pow")
     _check_operand(b, "pow")
     return Pow.apply(_t(a), _t(b))
@@ -607,14 +632,25 @@ def log(a: Tensor) -> Tensor:
 
 
 def clamp(a: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
-    """Limits a to [min, max]; either bound may be None, a number or a tensor."""
+    """Limits a to [min, max]; either bound may be None, a number or a tensor.
+
+    >>> gd.clamp(gd.tensor([-2.0, 0.5, 3.0]), min=0.0, max=1.0)
+    tensor([0.0000, 0.5000, 1.0000])
+    >>> gd.clamp(gd.tensor([-2.0, 0.5, 3.0]), max=gd.tensor([0.0, 0.0, 2.0]))
+    tensor([-2.,  0.,  2.])
+    """
     if min is None and max is None:
         raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
     return Clamp.apply(a, _t(min), _t(max))
 
 
 def where(cond: Any, a: Any, b: Any) -> Tensor:
-    """Elementwise a where cond else b (cond a bool tensor)."""
+    """Elementwise a where cond else b (cond a bool tensor).
+
+    >>> x = gd.tensor([-1.0, 2.0, -3.0])
+    >>> gd.where(x > 0, x, gd.zeros(3))
+    tensor([0., 2., 0.])
+    """
     return Where.apply(cond, _t(a), _t(b))
 
 

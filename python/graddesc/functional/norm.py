@@ -21,6 +21,7 @@ import numpy as np
 from graddesc import _core
 from graddesc._tensor import Tensor, call_kernel, contiguous
 from graddesc.autograd import grad_mode
+from graddesc.autograd.engine import grad as autograd_grad
 from graddesc.autograd.function import Function
 
 
@@ -38,8 +39,6 @@ def _data(t: Optional[Tensor]) -> Optional[np.ndarray]:
 def _composite_grads(fn: Any, inputs: tuple, g: Tensor, needs: tuple) -> list:
     """Gradients of fn(*inputs) (the op written with differentiable tensor ops) against g,
     with a graph: an op's backward under create_graph=True, for higher derivatives."""
-    from graddesc.autograd import grad as autograd_grad
-
     with grad_mode.enable_grad():
         y = fn(*inputs)
     wanted = [t for t, n in zip(inputs, needs) if t is not None and n]
@@ -139,6 +138,14 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor],  # noqa: A002
     (the variance unbiased). training=False normalizes with the running statistics.
     momentum=None (with the **(gd)** argument num_batches_tracked, a 0-d int64 tensor that is
     incremented) makes the running statistics a cumulative average, as BatchNorm1d does.
+
+    >>> x = gd.tensor([[1.0, 10.0], [3.0, 30.0]])
+    >>> mean, var = gd.zeros(2), gd.ones(2)
+    >>> F.batch_norm(x, mean, var, training=True)
+    tensor([[-1.0000, -1.0000],
+            [ 1.0000,  1.0000]])
+    >>> mean, var  # updated in place (the variance unbiased)
+    (tensor([0.2000, 2.0000]), tensor([1.1000, 20.9000]))
     """
     op = "batch_norm"
     if not isinstance(input, Tensor):
@@ -247,7 +254,12 @@ def _normalized_shape(normalized_shape: Any, op: str) -> tuple:
 def layer_norm(input: Tensor, normalized_shape: Sequence[int],  # noqa: A002
                weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
                eps: float = 1e-5) -> Tensor:
-    """Layer normalization over the trailing dimensions normalized_shape (F.layer_norm)."""
+    """Layer normalization over the trailing dimensions normalized_shape (F.layer_norm).
+
+    >>> F.layer_norm(gd.tensor([[1.0, 3.0], [2.0, 6.0]]), (2,))
+    tensor([[-1.0000,  1.0000],
+            [-1.0000,  1.0000]])
+    """
     op = "layer_norm"
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: argument 'input' must be a Tensor, got {type(input).__name__}")
@@ -348,6 +360,12 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: Optional[int] = None, 
     in place (as PyTorch does). With scale_grad_by_freq, the gradient of row r is divided by
     the number of times r occurs in input (PyTorch's rule). sparse=True (sparse gradients)
     raises ValueError: graddesc's gradients are dense.
+
+    >>> w = gd.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0]])
+    >>> F.embedding(gd.tensor([2, 1, 2]), w)
+    tensor([[3., 4.],
+            [1., 2.],
+            [3., 4.]])
     """
     op = "embedding"
     idx = _indices(input, op)
@@ -365,9 +383,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: Optional[int] = None, 
     V = weight.shape[0]
     pad = _padding_idx(padding_idx, V, op)
     if max_norm is not None:
-        from graddesc.autograd.grad_mode import no_grad
-
-        with no_grad():
+        with grad_mode.no_grad():
             _core.embedding_renorm(weight._data, idx, float(max_norm), float(norm_type))
             weight._vc[0] += 1
     return Embedding.apply(weight, input, pad, bool(scale_grad_by_freq))

@@ -19,6 +19,8 @@ from graddesc import _core
 from graddesc._tensor import Tensor, _norm_dim, call_kernel, contiguous
 from graddesc.autograd.function import Function
 from graddesc.autograd.grad_mode import is_grad_enabled
+from graddesc.functional import activation as act
+from graddesc.functional import elementwise as ew
 from graddesc.functional.indexing import gather_array, scatter_array
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -251,8 +253,6 @@ class MaxAll(Function):
             # max()/min(): a NaN is the result, so the NaNs take the gradient
             mask = np.isnan(a) if a.dtype.kind == "f" and np.isnan(v).any() else a == v
             count = mask.sum(axis=ctx.dims, keepdims=True).astype(a.dtype)
-        from graddesc.functional import elementwise as ew
-
         return ew.where(Tensor._make(mask), g / Tensor._make(count), 0.0), None, None, None, \
             None
 
@@ -283,8 +283,6 @@ def _max_min(x: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Any:
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
     if isinstance(dim, Tensor):
-        from graddesc.functional import elementwise as ew
-
         return ew.maximum(x, dim) if is_max else ew.minimum(x, dim)
     if dim is None:
         return MaxAll.apply(x, is_max)
@@ -401,8 +399,6 @@ class VarStd(Function):
 
     @staticmethod
     def backward(ctx, g):
-        from graddesc.functional import elementwise as ew
-
         x, out = ctx.saved_tensors
         keep = _keep_shape(x.shape, ctx.dims)
         if not ctx.keepdim:
@@ -452,8 +448,6 @@ def std(x: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False,
     >>> gd.std(gd.tensor([1.0, 3.0])).item()  # unbiased by default, as in PyTorch
     1.4142135381698608
     """
-    from graddesc.functional import elementwise as ew
-
     if _is_kernel_float(x._data):
         dims = _dims(dim, x.ndim, "std")
         return VarStd.apply(x, dims or None, _correction(unbiased, correction), bool(keepdim),
@@ -467,8 +461,6 @@ def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     >>> round(gd.logsumexp(gd.tensor([0.0, 0.0]), dim=0).item(), 4)
     0.6931
     """
-    from graddesc.functional import activation as act
-
     if _is_kernel_float(x._data):
         dims = _dims(dim, x.ndim, "logsumexp")
         return LogSumExp.apply(x, dims or None, bool(keepdim))

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from graddesc import _compile_state, _core, _dtype
+from graddesc._device import check_device, is_device_arg
 from graddesc._tensor import Tensor, _norm_dim, _value, copy_c
 from graddesc.autograd.function import Function
+from graddesc.functional import elementwise as ew
 
 
 def _view_out(x: Tensor, data: np.ndarray, fn: Any) -> Tensor:
@@ -521,7 +523,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if len(nonempty) < len(ts):  # the skipped empty tensors still take part in type promotion
         dt = np.result_type(*(t._data.dtype for t in ts))
         if dt != out._data.dtype:
-            out = cast(out, _dtype.from_numpy_dtype(dt))
+            out = ew.cast(out, dt)
     return out
 
 
@@ -563,10 +565,28 @@ def clone(x: Tensor) -> Tensor:
     return Clone.apply(x)
 
 
-def cast(x: Tensor, d: Any) -> Tensor:
-    from graddesc.functional import elementwise as ew
-
-    return ew.cast(x, d.np)  # an integer or bool result never joins the graph (apply skips it)
+def to(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    """Converts dtype (devices other than 'cpu' raise RuntimeError)."""
+    target = kwargs.pop("dtype", None)
+    for a in args:
+        if is_device_arg(a):
+            check_device(a, "Tensor.to")
+            continue
+        if isinstance(a, Tensor):
+            target = a.dtype
+            continue
+        target = a
+    check_device(kwargs.pop("device", None), "Tensor.to")
+    kwargs.pop("non_blocking", None)
+    copy = kwargs.pop("copy", False)
+    if kwargs:
+        raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
+    if target is None:
+        return clone(self) if copy else self
+    d = _dtype.to_dtype(target, "to")
+    if d.np == self._data.dtype and not copy:
+        return self
+    return ew.cast(self, d.np)  # an integer or bool result never joins the graph
 
 
 def contiguous(x: Tensor) -> Tensor:

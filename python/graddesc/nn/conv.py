@@ -85,7 +85,14 @@ class _ConvNd(Module):
 
 
 class Conv2d(_ConvNd):
-    """2-d convolution over (N, C, H, W); weight (out_channels, in_channels/groups, kH, kW)."""
+    """2-d convolution over (N, C, H, W); weight (out_channels, in_channels/groups, kH, kW).
+
+    >>> conv = nn.Conv2d(1, 6, kernel_size=5)
+    >>> conv(gd.randn(2, 1, 28, 28)).shape
+    graddesc.Size([2, 6, 24, 24])
+    >>> conv.weight.shape
+    graddesc.Size([6, 1, 5, 5])
+    """
 
     _nd = 2
 
@@ -96,7 +103,12 @@ class Conv2d(_ConvNd):
 
 
 class Conv1d(_ConvNd):
-    """1-d convolution over (N, C, L); weight (out_channels, in_channels/groups, k)."""
+    """1-d convolution over (N, C, L); weight (out_channels, in_channels/groups, k).
+
+    >>> conv = nn.Conv1d(2, 4, kernel_size=3, padding=1)
+    >>> conv(gd.randn(8, 2, 50)).shape
+    graddesc.Size([8, 4, 50])
+    """
 
     _nd = 1
 

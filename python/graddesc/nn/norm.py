@@ -31,6 +31,15 @@ class BatchNorm1d(Module):
     In training mode it normalizes with the batch's mean and (biased) variance and updates
     running_mean / running_var (unbiased variance) with `momentum` (None: a cumulative average
     over num_batches_tracked batches); in eval mode it normalizes with the running statistics.
+
+    >>> bn = nn.BatchNorm1d(2)
+    >>> x = gd.tensor([[1.0, 10.0], [3.0, 30.0]])
+    >>> bn(x)  # training mode: the batch's statistics
+    tensor([[-1.0000, -1.0000],
+            [ 1.0000,  1.0000]], grad_fn=<...>)
+    >>> bn.running_mean  # moved by momentum 0.1 towards the batch mean
+    tensor([0.2000, 2.0000])
+    >>> _ = bn.eval()  # eval mode: the running statistics
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
@@ -101,7 +110,13 @@ class BatchNorm1d(Module):
 
 
 class LayerNorm(Module):
-    """Layer normalization over the trailing dimensions normalized_shape of the input."""
+    """Layer normalization over the trailing dimensions normalized_shape of the input.
+
+    >>> ln = nn.LayerNorm(4)
+    >>> y = ln(gd.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    >>> round(y.mean().item(), 4), round((y * y).mean().item(), 3)  # mean 0, variance 1
+    (0.0, 1.0)
+    """
 
     def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, device: Any = None, dtype: Any = None) -> None:
@@ -138,7 +153,14 @@ class LayerNorm(Module):
 
 class Embedding(Module):
     """A lookup table: weight (num_embeddings, embedding_dim) ~ N(0, 1), the row padding_idx
-    zero and never updated by the gradient."""
+    zero and never updated by the gradient.
+
+    >>> emb = nn.Embedding(10, 3, padding_idx=0)
+    >>> emb(gd.tensor([[0, 2], [4, 0]])).shape
+    graddesc.Size([2, 2, 3])
+    >>> emb.weight[0].tolist()  # the padding row
+    [0.0, 0.0, 0.0]
+    """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: Optional[int] = None,
                  max_norm: Optional[float] = None, norm_type: float = 2.0,

@@ -68,7 +68,14 @@ _CLAMP = _core.EW_OPS["clamp"]
 
 
 def clip_grad_value_(parameters: Any, clip_value: float, foreach: Any = None) -> None:
-    """Clamps every gradient into [-clip_value, clip_value] in place (NaN stays NaN)."""
+    """Clamps every gradient into [-clip_value, clip_value] in place (NaN stays NaN).
+
+    >>> w = gd.zeros(3, requires_grad=True)
+    >>> (w * gd.tensor([-5.0, 0.5, 5.0])).sum().backward()
+    >>> nn.utils.clip_grad_value_([w], 1.0)
+    >>> w.grad
+    tensor([-1.0000,  0.5000,  1.0000])
+    """
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     if isinstance(clip_value, bool) or not isinstance(clip_value, (int, float, np.integer,
                                                                    np.floating)):

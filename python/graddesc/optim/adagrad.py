@@ -19,7 +19,17 @@ from graddesc.optim.optimizer import (
 class Adagrad(Optimizer):
     """Adagrad: with g the gradient (negated if maximize) and t the step count,
     g += weight_decay * w; s += g^2; w -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps).
-    Each group is updated in one C++ call."""
+    Each group is updated in one C++ call.
+
+    >>> w = gd.zeros(1, requires_grad=True)
+    >>> opt = gd.optim.Adagrad([w], lr=1.0)
+    >>> for _ in range(300):
+    ...     opt.zero_grad()
+    ...     ((w - 3) ** 2).sum().backward()
+    ...     opt.step()
+    >>> abs(w.item() - 3) < 0.01
+    True
+    """
 
     _param_shaped_state = ("sum",)
 

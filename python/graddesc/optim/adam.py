@@ -21,7 +21,17 @@ class Adam(Optimizer):
     g += weight_decay * w (or, decoupled: w *= 1 - lr * weight_decay);
     m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2 (amsgrad: v_max = max(v_max, v));
     w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
-    Each group is updated in one C++ call."""
+    Each group is updated in one C++ call.
+
+    >>> w = gd.zeros(1, requires_grad=True)
+    >>> opt = gd.optim.Adam([w], lr=0.1)
+    >>> for _ in range(300):
+    ...     opt.zero_grad()
+    ...     ((w - 3) ** 2).sum().backward()
+    ...     opt.step()
+    >>> abs(w.item() - 3) < 0.01
+    True
+    """
 
     _param_shaped_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
@@ -90,7 +100,17 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (w *= 1 - lr * weight_decay before the Adam step)."""
+    """Adam with decoupled weight decay (w *= 1 - lr * weight_decay before the Adam step).
+
+    >>> w = gd.zeros(1, requires_grad=True)
+    >>> opt = gd.optim.AdamW([w], lr=0.1, weight_decay=0.0)
+    >>> for _ in range(300):
+    ...     opt.zero_grad()
+    ...     ((w - 3) ** 2).sum().backward()
+    ...     opt.step()
+    >>> abs(w.item() - 3) < 0.01
+    True
+    """
 
     def __init__(self, params: Any, lr: Any = 1e-3, betas: tuple = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,

@@ -146,7 +146,20 @@ def _unwrap(v: Any) -> Any:
 class LBFGS(Optimizer):
     """L-BFGS over all parameters as one vector (one parameter group only). step(closure) runs up
     to max_iter iterations; the closure must zero the gradients, compute the loss, call backward
-    and return the loss. line_search_fn is None (fixed step lr) or 'strong_wolfe'."""
+    and return the loss. line_search_fn is None (fixed step lr) or 'strong_wolfe'.
+
+    >>> w = gd.zeros(2, requires_grad=True)
+    >>> target = gd.tensor([1.0, -2.0])
+    >>> opt = gd.optim.LBFGS([w], line_search_fn="strong_wolfe")
+    >>> def closure():
+    ...     opt.zero_grad()
+    ...     loss = ((w - target) ** 2).sum()
+    ...     loss.backward()
+    ...     return loss
+    >>> _ = opt.step(closure)
+    >>> [round(v, 4) for v in w.tolist()]
+    [1.0, -2.0]
+    """
 
     _STATE_KEYS = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad",
                    "prev_loss", "al")

@@ -58,6 +58,20 @@ class LRScheduler:
         optimizer: the optimizer whose param_groups' 'lr' is set.
         last_epoch: the index of the last epoch; -1 starts a new schedule (and records each
             group's 'initial_lr'), a value >= 0 resumes one.
+
+    A new schedule subclasses LRScheduler and computes the epoch's rates in get_lr():
+
+    >>> class Halving(gd.optim.lr_scheduler.LRScheduler):
+    ...     def get_lr(self):
+    ...         return [g["initial_lr"] * 0.5 ** self.last_epoch
+    ...                 for g in self.optimizer.param_groups]
+    >>> opt = gd.optim.SGD([gd.zeros(1, requires_grad=True)], lr=1.0)
+    >>> sched = Halving(opt)
+    >>> for epoch in range(2):
+    ...     opt.step()  # (the epoch's training)
+    ...     sched.step()
+    >>> sched.get_last_lr()
+    [0.25]
     """
 
     _get_lr_called_within_step = False
@@ -138,7 +152,18 @@ _LRScheduler = LRScheduler
 
 
 class LambdaLR(LRScheduler):
-    """lr = initial_lr * lr_lambda(epoch); lr_lambda is one function or one per group."""
+    """lr = initial_lr * lr_lambda(epoch); lr_lambda is one function or one per group.
+
+    >>> opt = gd.optim.SGD([gd.zeros(1, requires_grad=True)], lr=1.0)
+    >>> sched = gd.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1 / (epoch + 1))
+    >>> lrs = []
+    >>> for epoch in range(5):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 4))
+    ...     opt.step()  # (the epoch's training)
+    ...     sched.step()
+    >>> lrs
+    [1.0, 0.5, 0.3333, 0.25, 0.2]
+    """
 
     def __init__(self, optimizer: Optimizer,
                  lr_lambda: Callable[[int], float] | list, last_epoch: int = -1) -> None:
@@ -178,7 +203,18 @@ class LambdaLR(LRScheduler):
 
 class StepLR(LRScheduler):
     """Multiplies the lr by gamma every step_size epochs:
-    lr = initial_lr * gamma ** (epoch // step_size)."""
+    lr = initial_lr * gamma ** (epoch // step_size).
+
+    >>> opt = gd.optim.SGD([gd.zeros(1, requires_grad=True)], lr=1.0)
+    >>> sched = gd.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    >>> lrs = []
+    >>> for epoch in range(5):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 4))
+    ...     opt.step()  # (the epoch's training)
+    ...     sched.step()
+    >>> lrs
+    [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
@@ -200,7 +236,18 @@ class StepLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
-    """Multiplies the lr by gamma every epoch: lr = initial_lr * gamma ** epoch."""
+    """Multiplies the lr by gamma every epoch: lr = initial_lr * gamma ** epoch.
+
+    >>> opt = gd.optim.SGD([gd.zeros(1, requires_grad=True)], lr=1.0)
+    >>> sched = gd.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    >>> lrs = []
+    >>> for epoch in range(5):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 4))
+    ...     opt.step()  # (the epoch's training)
+    ...     sched.step()
+    >>> lrs
+    [1.0, 0.5, 0.25, 0.125, 0.0625]
+    """
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = gamma
@@ -218,7 +265,18 @@ class ExponentialLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """Cosine annealing from initial_lr down to eta_min over T_max epochs:
     lr = eta_min + (initial_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2, computed recursively
-    as PyTorch does (and rising again after T_max: no restarts)."""
+    as PyTorch does (and rising again after T_max: no restarts).
+
+    >>> opt = gd.optim.SGD([gd.zeros(1, requires_grad=True)], lr=1.0)
+    >>> sched = gd.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+    >>> lrs = []
+    >>> for epoch in range(5):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 4))
+    ...     opt.step()  # (the epoch's training)
+    ...     sched.step()
+    >>> lrs
+    [1.0, 0.8536, 0.5, 0.1464, 0.0]
+    """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:

@@ -36,6 +36,25 @@ class Optimizer:
         params: an iterable of Tensors, of (name, Tensor) pairs, or of dicts (parameter groups,
             each with a 'params' entry and optional per-group hyperparameters).
         defaults: the hyperparameters a group gets when it does not set them.
+
+    A new optimizer subclasses Optimizer and writes step():
+
+    >>> class SignSGD(gd.optim.Optimizer):
+    ...     def __init__(self, params, lr=0.01):
+    ...         super().__init__(params, dict(lr=lr))
+    ...
+    ...     @gd.no_grad()
+    ...     def step(self, closure=None):
+    ...         for group in self.param_groups:
+    ...             for p in group["params"]:
+    ...                 if p.grad is not None:
+    ...                     p.sub_(group["lr"] * p.grad.sign())
+    >>> w = gd.tensor([1.0, -1.0], requires_grad=True)
+    >>> opt = SignSGD([w], lr=0.25)
+    >>> (w ** 2).sum().backward()
+    >>> opt.step()
+    >>> w
+    tensor([ 0.7500, -0.7500], requires_grad=True)
     """
 
     # State entries shaped like their parameter (checked by load_state_dict).

@@ -20,7 +20,17 @@ class RMSprop(Optimizer):
     """RMSprop: with g the gradient (negated if maximize), g += weight_decay * w;
     s = alpha s + (1 - alpha) g^2; centered: a = alpha a + (1 - alpha) g, r = sqrt(s - a^2) + eps,
     else r = sqrt(s) + eps; momentum: b = momentum b + g / r, w -= lr b; else w -= lr g / r.
-    Each group is updated in one C++ call."""
+    Each group is updated in one C++ call.
+
+    >>> w = gd.zeros(1, requires_grad=True)
+    >>> opt = gd.optim.RMSprop([w], lr=0.01)
+    >>> for _ in range(500):
+    ...     opt.zero_grad()
+    ...     ((w - 3) ** 2).sum().backward()
+    ...     opt.step()
+    >>> abs(w.item() - 3) < 0.01
+    True
+    """
 
     _param_shaped_state = ("square_avg", "momentum_buffer", "grad_avg")
 

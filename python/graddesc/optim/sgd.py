@@ -100,6 +100,25 @@ class SGD(Optimizer):
     the principal sub-matrix of the others is used). The whole group is updated in one C++ call.
     An array lr is checked (and converted to the parameters' dtype) once per array object: assign
     a new array to group['lr'] rather than changing one in place.
+
+    >>> w = gd.tensor([4.0], requires_grad=True)
+    >>> opt = gd.optim.SGD([w], lr=0.25)
+    >>> for _ in range(3):
+    ...     opt.zero_grad()
+    ...     (w ** 2).sum().backward()  # the gradient 2w: each step halves w
+    ...     opt.step()
+    >>> w
+    tensor([0.5000], requires_grad=True)
+
+    A matrix learning rate: the inverse Hessian makes one step Newton's method.
+
+    >>> w = gd.tensor([1.0, 1.0], requires_grad=True)
+    >>> H = np.array([[2.0, 0.0], [0.0, 8.0]])  # the Hessian of w0^2 + 4 w1^2
+    >>> opt = gd.optim.SGD([w], lr=np.linalg.inv(H))
+    >>> (w[0] ** 2 + 4 * w[1] ** 2).backward()
+    >>> opt.step()
+    >>> w
+    tensor([0., 0.], requires_grad=True)
     """
 
     _param_shaped_state = ("momentum_buffer",)

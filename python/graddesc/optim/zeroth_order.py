@@ -53,6 +53,16 @@ class ZerothOrder(Optimizer):
         num_samples: random perturbations averaged per step (spsa and gaussian).
         eps: the perturbation size.
         generator: a graddesc.Generator for the perturbations (default: the global one).
+
+    >>> w = gd.zeros(2)  # no requires_grad: only loss values are used
+    >>> target = gd.tensor([1.0, 2.0])
+    >>> opt = gd.optim.ZerothOrder([w], lr=0.1, estimator="central")
+    >>> def loss():
+    ...     return ((w - target) ** 2).sum().item()
+    >>> for _ in range(100):
+    ...     _ = opt.step(loss)
+    >>> [round(v, 2) for v in w.tolist()]
+    [1.0, 2.0]
     """
 
     def __init__(self, params: Any, lr: Any = 1e-3, estimator: str = "spsa",

@@ -1,0 +1,225 @@
+"""The in-place ops (`t.add_(x)`, `t[i] = v`, ...), bound as Tensor methods by _tensor_ops.
+
+An in-place op writes into the tensor's memory and bumps its version counter (the tape's check
+that a value saved for backward was not overwritten). While grad is recorded, it runs the
+out-of-place op (on a clone when that op saves its input) and the tensor takes the result's place
+on the graph (`inplace_result`; a view's root and its other views get their new history through
+shape.rebase_history). Otherwise it writes through NumPy directly (`fast_inplace`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Callable
+
+import numpy as np
+
+from graddesc import _compile_state as _cs
+from graddesc import _random
+from graddesc._tensor import Tensor, _any_requires_grad, _value, check_int_cast
+from graddesc.autograd import grad_mode
+from graddesc.functional import activation as act
+from graddesc.functional import elementwise as ew
+from graddesc.functional import shape
+
+
+def check_inplace(self: Tensor, op: str) -> None:
+    if grad_mode.is_grad_enabled():
+        if self.grad_fn is None and self.requires_grad:
+            raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
+        info = self._vinfo
+        if info is not None:
+            root = info[0]
+            if root.grad_fn is None and root.requires_grad:
+                raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is "
+                                   "being used in an in-place operation.")
+            if root.requires_grad and not self.requires_grad:
+                raise RuntimeError(f"{op}: a view was created in no_grad mode and is being "
+                                   "modified in place with grad mode enabled; this use is "
+                                   "ambiguous and not allowed (clone() the view, or modify "
+                                   "it under no_grad)")
+        elif self._base is not None and self.requires_grad:
+            raise RuntimeError(f"{op}: in-place modification of a tensor that shares memory "
+                               "with another one on the graph is not supported; use the "
+                               "out-of-place op")
+    if not self._data.flags.writeable:
+        raise RuntimeError(f"{op}: the tensor's memory is read-only (an expanded or "
+                           "broadcast view); clone() it first")
+
+
+def inplace_result(self: Tensor, res: Tensor, op: str) -> Tensor:
+    """Writes res into self's memory; if res is on the graph, self takes its place there
+    (and when self is a view, its root and every view of the root get their new history)."""
+    if res._data.shape != self._data.shape:
+        raise RuntimeError(f"{op}: output with shape {tuple(self.shape)} doesn't match the "
+                           f"broadcast shape {tuple(res.shape)}")
+    if res._data.dtype != self._data.dtype and not np.can_cast(res._data.dtype,
+                                                               self._data.dtype,
+                                                               "same_kind"):
+        raise RuntimeError(f"{op}: result type {res.dtype} can't be cast to the desired "
+                           f"output type {self.dtype}")
+    np.copyto(self._data, res._data, casting="unsafe")
+    _cs.inplace_write(f"Tensor.{op}")
+    self._vc[0] += 1
+    if self._vinfo is None and self._views is None:
+        if res.grad_fn is not None:  # the usual case, without the call
+            self.grad_fn = res.grad_fn
+            self._output_nr = res._output_nr
+            self.requires_grad = True
+        elif self.grad_fn is not None and grad_mode.is_grad_enabled():
+            shape.rebase_history(self, None)
+    elif grad_mode.is_grad_enabled():
+        shape.rebase_history(self, res)
+    return self
+
+
+def add_(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    check_inplace(self, "add_")
+    if not self.requires_grad and not _any_requires_grad(other) or \
+            not grad_mode.is_grad_enabled():
+        o = _value(other)
+        if alpha != 1:
+            o = o * alpha
+        return fast_inplace(self, np.add, o, "add_")
+    return inplace_result(self, ew.add(self, other, alpha=alpha), "add_")
+
+
+def sub_(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    return add_(self, other, alpha=-alpha)
+
+
+def mul_(self: Tensor, other: Any) -> Tensor:
+    check_inplace(self, "mul_")
+    if not self.requires_grad and not _any_requires_grad(other) or \
+            not grad_mode.is_grad_enabled():
+        return fast_inplace(self, np.multiply, _value(other), "mul_")
+    # mul saves self for other's gradient: it must keep the value from before the write
+    src = shape.clone(self) if _any_requires_grad(other) else self
+    return inplace_result(self, ew.mul(src, other), "mul_")
+
+
+def div_(self: Tensor, other: Any) -> Tensor:
+    check_inplace(self, "div_")
+    if not self.requires_grad and not _any_requires_grad(other) or \
+            not grad_mode.is_grad_enabled():
+        if self._data.dtype.kind != "f":
+            raise RuntimeError("div_: result type float can't be cast to the integer "
+                               "tensor's dtype")
+        return fast_inplace(self, np.divide, _value(other), "div_")
+    # div saves its numerator: a copy keeps the value from before the write
+    return inplace_result(self, ew.div(shape.clone(self), other), "div_")
+
+
+def fast_inplace(self: Tensor, ufunc: Any, other: Any, op: str) -> Tensor:
+    try:
+        with np.errstate(all="ignore"):  # x / 0 is Inf, inf - inf NaN, silently
+            ufunc(self._data, other, out=self._data, casting="same_kind")
+    except (TypeError, ValueError) as e:  # numpy's UFuncTypeError is a TypeError
+        raise RuntimeError(f"{op}: {e}") from None
+    _cs.inplace_write(f"Tensor.{op}")
+    self._vc[0] += 1
+    return self
+
+
+def zero_(self: Tensor) -> Tensor:
+    return fill_(self, 0)
+
+
+def fill_(self: Tensor, value: Any) -> Tensor:
+    check_inplace(self, "fill_")
+    self._data[...] = _value(value)
+    _cs.inplace_write("Tensor.fill_")
+    self._vc[0] += 1
+    if grad_mode.is_grad_enabled():
+        shape.rebase_history(self, None)
+    return self
+
+
+def copy_(self: Tensor, src: Any) -> Tensor:
+    check_inplace(self, "copy_")
+    if isinstance(src, Tensor) and src.requires_grad and grad_mode.is_grad_enabled():
+        res = ew.broadcast_copy(src, self.shape, self.dtype)
+        return inplace_result(self, res, "copy_")
+    v = _value(src)
+    if self._data.dtype.kind in "iu":  # NaN/Inf have no integer value: refuse, as tensor()
+        check_int_cast(np.asarray(v), self._data.dtype, "copy_")
+    try:
+        with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
+            np.copyto(self._data, v, casting="unsafe")
+    except ValueError as e:
+        raise RuntimeError(f"copy_: {e}") from None
+    _cs.inplace_write("Tensor.copy_")
+    self._vc[0] += 1
+    if grad_mode.is_grad_enabled():  # the values no longer depend on the old history
+        shape.rebase_history(self, None)
+    return self
+
+
+def clamp_(self: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    check_inplace(self, "clamp_")
+    if self.requires_grad and grad_mode.is_grad_enabled():
+        # clamp saves its input for the mask: a copy keeps the value from before the write
+        return inplace_result(self, ew.clamp(shape.clone(self), min, max), "clamp_")
+    res = ew.clamp(self.detach(), min, max)
+    if res._data.shape != self._data.shape:  # bounds that broadcast to a larger shape
+        raise RuntimeError(f"clamp_: output with shape {tuple(self.shape)} doesn't match the "
+                           f"broadcast shape {tuple(res.shape)}")
+    np.copyto(self._data, res._data)
+    _cs.inplace_write("Tensor.clamp_")
+    self._vc[0] += 1
+    return self
+
+
+def relu_(self: Tensor) -> Tensor:
+    check_inplace(self, "relu_")
+    if self.requires_grad and grad_mode.is_grad_enabled():
+        return inplace_result(self, act.relu(self), "relu_")
+    np.maximum(self._data, 0, out=self._data, where=~np.isnan(self._data)) \
+        if self._data.dtype.kind == "f" else np.maximum(self._data, 0, out=self._data)
+    _cs.inplace_write("Tensor.relu_")
+    self._vc[0] += 1
+    return self
+
+
+def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Tensor:
+    with grad_mode.no_grad():
+        return copy_(self, _random.uniform(self.shape, a, b, self.dtype, generator))
+
+
+def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> Tensor:
+    with grad_mode.no_grad():
+        return copy_(self, _random.normal(self.shape, mean, std, self.dtype, generator))
+
+
+def setitem(self: Tensor, index: Any, value: Any) -> None:
+    check_inplace(self, "__setitem__")
+    if grad_mode.is_grad_enabled() and (self.requires_grad or _any_requires_grad(value)):
+        inplace_result(self, shape.index_put(self, index, value), "__setitem__")
+        return
+    v = _value(value)
+    if self._data.dtype.kind in "iu":  # NaN/Inf have no integer value: refuse, as tensor()
+        check_int_cast(np.asarray(v), self._data.dtype, "__setitem__")
+    try:
+        with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
+            self._data[shape.np_index(index)] = v
+    except (IndexError, ValueError) as e:
+        raise IndexError(f"__setitem__: {e}") from None
+    _cs.inplace_write("Tensor.__setitem__")
+    self._vc[0] += 1
+
+
+
+def inplace_method(fn: Callable, name: str) -> Callable:
+    """The in-place form of an out-of-place op, through the machinery above. While recording,
+    the op runs on a clone so that what it saves for backward keeps the old value."""
+    def f(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        check_inplace(self, name)
+        recording = grad_mode.is_grad_enabled() and (
+            self.requires_grad or builtins.any(_any_requires_grad(a) for a in args) or
+            builtins.any(_any_requires_grad(a) for a in kwargs.values()))
+        src = shape.clone(self) if recording else self.detach()
+        return inplace_result(self, fn(src, *args, **kwargs), name)
+
+    f.__name__ = name
+    return f
