@@ -14,6 +14,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "gemm.hpp"
@@ -358,16 +361,27 @@ void adam_step(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* c
                const double* step, const int64_t* n, int64_t count, const AdamHyper& h) {
     const T w1 = T(1 - h.beta1), beta2 = T(h.beta2), w2 = T(1 - h.beta2), eps = T(h.eps);
     const T wd = T(h.weight_decay), decay = T(1 - h.lr * h.weight_decay);
+    const T gscale = T(h.grad_scale);
     const bool use_wd = h.weight_decay != 0;
+    // Python float arithmetic in PyTorch: lr / (1 - beta1**t), (1 - beta2**t)**0.5, once per
+    // tensor (two pow calls per block cost as much as the block's arithmetic)
+    std::vector<T> neg_step(static_cast<size_t>(count)), bc2(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+        neg_step[i] = T(-(h.lr / (1 - std::pow(h.beta1, step[i]))));
+        bc2[i] = T(std::pow(1 - std::pow(h.beta2, step[i]), 0.5));
+    }
     for_each_block(n, count, 16, [&](int64_t i, int64_t b, int64_t e) {
-        // Python float arithmetic in PyTorch: lr / (1 - beta1**t), (1 - beta2**t)**0.5
-        const T neg_step_size = T(-(h.lr / (1 - std::pow(h.beta1, step[i]))));
-        const T bc2_sqrt = T(std::pow(1 - std::pow(h.beta2, step[i]), 0.5));
+        const T neg_step_size = neg_step[i];
+        const T bc2_sqrt = bc2[i];
         const int64_t len = e - b;
         T* pi = p[i] + b;
         T* mi = m[i] + b;
         T* vi = v[i] + b;
         T d[kBlock];
+        if (h.scale_grad) {  // clip_grad_norm_'s scaling, stored back as that pass would
+            T* gi = const_cast<T*>(g[i]) + b;
+            for (int64_t j = 0; j < len; ++j) gi[j] = gi[j] * gscale;
+        }
         load_grad(d, g[i] + b, len, h.maximize);
         if (use_wd) {
             if (h.decoupled)
@@ -446,6 +460,111 @@ void adagrad_step(T* const* p, T* const* sum, const T* const* g, const double* s
     });
 }
 
+namespace {
+
+// grad_norm's vectors: GCC's generic vectors, lowered to each ISA's registers (one AVX-512
+// register, two AVX2 or four SSE2 ones); the lanes are the same on every ISA.
+typedef double NormVec __attribute__((vector_size(64)));
+typedef float NormVec32 __attribute__((vector_size(32)));
+
+// sum over the block g[0, len) (len <= kNormBlock) of |g|^p (Mode 2: g g, Mode 1: |g|, Mode 0:
+// std::pow(|g|, p)) in kNormLanes lanes, element j into lane j % kNormLanes, then the lanes
+// added in a fixed tree
+template <class T, int Mode>
+double norm_block(const T* g, int64_t len, double p) {
+    static_assert(kNormLanes == 32, "four vectors of eight lanes");
+    double lanes[kNormLanes] = {};
+    int64_t j = 0;
+    if constexpr (Mode != 0) {
+        NormVec acc[4] = {};
+        const NormVec zero = {};
+        for (; j + kNormLanes <= len; j += kNormLanes)
+            for (int q = 0; q < 4; ++q) {
+                NormVec x;
+                if constexpr (sizeof(T) == sizeof(float)) {
+                    NormVec32 y;
+                    std::memcpy(&y, g + j + 8 * q, sizeof y);
+                    x = __builtin_convertvector(y, NormVec);
+                } else {
+                    std::memcpy(&x, g + j + 8 * q, sizeof x);
+                }
+                if constexpr (Mode == 2) acc[q] += x * x;
+                else acc[q] += x < zero ? -x : x;
+            }
+        std::memcpy(lanes, acc, sizeof acc);
+    }
+    for (int64_t l = 0; j < len; ++j, l = (l + 1) % kNormLanes) {
+        const double a = double(g[j]);
+        if constexpr (Mode == 2) lanes[l] += a * a;
+        else if constexpr (Mode == 1) lanes[l] += a < 0 ? -a : a;
+        else lanes[l] += std::pow(std::fabs(a), p);
+    }
+    for (int64_t w = kNormLanes / 2; w >= 1; w /= 2)
+        for (int64_t l = 0; l < w; ++l) lanes[l] += lanes[l + w];
+    return lanes[0];
+}
+
+// max |g| over the block (exact, any order), NaN if an element is NaN
+template <class T>
+double max_block(const T* g, int64_t len) {
+    T mx = T(0);
+    int nan = 0;
+#pragma omp simd reduction(max : mx) reduction(| : nan)
+    for (int64_t j = 0; j < len; ++j) {
+        const T a = std::fabs(g[j]);
+        mx = a > mx ? a : mx;
+        nan |= a != a;
+    }
+    return nan ? std::numeric_limits<double>::quiet_NaN() : double(mx);
+}
+
+}  // namespace
+
+template <class T>
+double grad_norm(const T* const* g, const int64_t* n, int64_t count, double norm_type) {
+    // the blocks, (tensor, first element): a block's value never depends on who computes it
+    std::vector<std::pair<int64_t, int64_t>> blocks;
+    int64_t total = 0;
+    for (int64_t i = 0; i < count; ++i) {
+        for (int64_t b = 0; b < n[i]; b += kNormBlock) blocks.emplace_back(i, b);
+        total += n[i];
+    }
+    std::vector<double> part(blocks.size(), 0.0);
+    const bool inf = std::isinf(norm_type);
+    const int mode = inf ? 3 : norm_type == 2.0 ? 2 : norm_type == 1.0 ? 1 : 0;
+    const int64_t flops = mode == 0 ? 40 : 2;
+    parallel_chunks(static_cast<int64_t>(blocks.size()), 1, total * flops,
+                    [&](int64_t c0, int64_t c1) {
+                        for (int64_t c = c0; c < c1; ++c) {
+                            const T* x = g[blocks[c].first] + blocks[c].second;
+                            const int64_t len =
+                                std::min(kNormBlock, n[blocks[c].first] - blocks[c].second);
+                            part[c] = mode == 3   ? max_block<T>(x, len)
+                                      : mode == 2 ? norm_block<T, 2>(x, len, 2.0)
+                                      : mode == 1 ? norm_block<T, 1>(x, len, 1.0)
+                                                  : norm_block<T, 0>(x, len, norm_type);
+                        }
+                    });
+    double r = 0.0;
+    bool nan = false;
+    for (double v : part) {
+        if (std::isnan(v)) nan = true;
+        if (inf) r = v > r ? v : r;
+        else r += v;
+    }
+    if (!inf) r = mode == 2 ? std::sqrt(r) : mode == 1 ? r : std::pow(r, 1.0 / norm_type);
+    // one NaN for every ISA (a NaN's sign and payload would depend on the order)
+    return nan || std::isnan(r) ? std::numeric_limits<double>::quiet_NaN() : r;
+}
+
+template <class T>
+void scale_grads(T* const* g, const int64_t* n, int64_t count, T c) {
+    for_each_block(n, count, 1, [&](int64_t i, int64_t b, int64_t e) {
+        T* x = g[i];
+        for (int64_t j = b; j < e; ++j) x[j] = x[j] * c;
+    });
+}
+
 #define GD_OPTIM_INSTANTIATE(T)                                                                   \
     template void sgd_gemm_step<T>(T*, T*, T*, const T*, const T*, int64_t, int64_t, int64_t,   \
                                    const SgdHyper&);                                           \
@@ -464,6 +583,8 @@ void adagrad_step(T* const* p, T* const* sum, const T* const* g, const double* s
                                        int64_t);                                                  \
     template void adam_step<T>(T* const*, T* const*, T* const*, T* const*, const T* const*,      \
                                const double*, const int64_t*, int64_t, const AdamHyper&);         \
+    template double grad_norm<T>(const T* const*, const int64_t*, int64_t, double);              \
+    template void scale_grads<T>(T* const*, const int64_t*, int64_t, T);                         \
     template void rmsprop_step<T>(T* const*, T* const*, T* const*, T* const*, const T* const*,   \
                                   const int64_t*, int64_t, const RmspropHyper&);                  \
     template void adagrad_step<T>(T* const*, T* const*, const T* const*, const double*,          \
