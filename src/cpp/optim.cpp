@@ -353,6 +353,64 @@ void precondition_step(T* const* p, const T* eta, const T* d, const int64_t* n, 
     });
 }
 
+namespace {
+
+// One block of Adam without amsgrad, |1 - beta1| < 1/2 (lerp's first formula), every element
+// updated in one pass: the operations of adam_step's general path below in the same order (so
+// the same bits), with each element's values kept in registers between them instead of going
+// through L1 once per operation (that path's six loops were bound by their loads and stores).
+// Wd: 0 none, 1 Adam's d += wd p, 2 AdamW's p *= decay. Scale: g *= gscale first, stored back.
+// g may not overlap p, m or v here (the caller checks).
+struct AdamConsts {
+    double gscale, w1, beta2, w2, eps, wd, decay, bc2, neg_step;
+};
+template <class T, bool Scale, bool Max, int Wd>
+void adam_pass(T* __restrict p, T* __restrict m, T* __restrict v, T* __restrict g, int64_t len,
+               const AdamConsts& c) {
+    const T gscale = T(c.gscale), w1 = T(c.w1), beta2 = T(c.beta2), w2 = T(c.w2), eps = T(c.eps);
+    const T wd = T(c.wd), decay = T(c.decay), bc2 = T(c.bc2), neg_step = T(c.neg_step);
+    for (int64_t j = 0; j < len; ++j) {
+        T x = g[j];
+        if constexpr (Scale) {
+            x = x * gscale;
+            g[j] = x;
+        }
+        T d = Max ? -x : x;
+        T pj = p[j];
+        if constexpr (Wd == 1) d = d + wd * pj;
+        if constexpr (Wd == 2) pj = pj * decay;
+        const T mj = m[j] + w1 * (d - m[j]);
+        m[j] = mj;
+        const T vj = v[j] * beta2 + w2 * d * d;
+        v[j] = vj;
+        const T den = std::sqrt(vj) / bc2 + eps;
+        p[j] = pj + neg_step * mj / den;
+    }
+}
+
+template <class T, bool Scale, bool Max>
+void adam_pass_wd(int wd, T* p, T* m, T* v, T* g, int64_t len, const AdamConsts& c) {
+    if (wd == 0) adam_pass<T, Scale, Max, 0>(p, m, v, g, len, c);
+    else if (wd == 1) adam_pass<T, Scale, Max, 1>(p, m, v, g, len, c);
+    else adam_pass<T, Scale, Max, 2>(p, m, v, g, len, c);
+}
+
+template <class T>
+void adam_pass_any(bool scale, bool max, int wd, T* p, T* m, T* v, T* g, int64_t len,
+                   const AdamConsts& c) {
+    if (scale && max) adam_pass_wd<T, true, true>(wd, p, m, v, g, len, c);
+    else if (scale) adam_pass_wd<T, true, false>(wd, p, m, v, g, len, c);
+    else if (max) adam_pass_wd<T, false, true>(wd, p, m, v, g, len, c);
+    else adam_pass_wd<T, false, false>(wd, p, m, v, g, len, c);
+}
+
+inline bool disjoint(const void* a, const void* b, int64_t bytes) {
+    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+    return x + uintptr_t(bytes) <= y || y + uintptr_t(bytes) <= x;
+}
+
+}  // namespace
+
 // g -> d = -g if maximize; AdamW: p *= 1 - lr wd, Adam: d += wd p;
 // m = lerp(m, d, 1 - beta1); v = beta2 v + (1 - beta2) d^2; vmax = max(vmax, v) (amsgrad);
 // p -= lr / (1 - beta1^t) * m / (sqrt(v or vmax) / sqrt(1 - beta2^t) + eps)
@@ -370,6 +428,8 @@ void adam_step(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* c
         neg_step[i] = T(-(h.lr / (1 - std::pow(h.beta1, step[i]))));
         bc2[i] = T(std::pow(1 - std::pow(h.beta2, step[i]), 0.5));
     }
+    const bool one_pass = !h.amsgrad && std::fabs(w1) < T(0.5);
+    const int wd_mode = !use_wd ? 0 : h.decoupled ? 2 : 1;
     for_each_block(n, count, 16, [&](int64_t i, int64_t b, int64_t e) {
         const T neg_step_size = neg_step[i];
         const T bc2_sqrt = bc2[i];
@@ -377,9 +437,18 @@ void adam_step(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* c
         T* pi = p[i] + b;
         T* mi = m[i] + b;
         T* vi = v[i] + b;
+        T* gi = const_cast<T*>(g[i]) + b;  // (written only when h.scale_grad)
+        const int64_t bytes = len * int64_t(sizeof(T));
+        if (one_pass && disjoint(gi, pi, bytes) && disjoint(gi, mi, bytes) &&
+            disjoint(gi, vi, bytes)) {
+            const AdamConsts c{double(gscale), double(w1), double(beta2), double(w2),
+                               double(eps), double(wd), double(decay), double(bc2_sqrt),
+                               double(neg_step_size)};
+            adam_pass_any<T>(h.scale_grad, h.maximize, wd_mode, pi, mi, vi, gi, len, c);
+            return;
+        }
         T d[kBlock];
         if (h.scale_grad) {  // clip_grad_norm_'s scaling, stored back as that pass would
-            T* gi = const_cast<T*>(g[i]) + b;
             for (int64_t j = 0; j < len; ++j) gi[j] = gi[j] * gscale;
         }
         load_grad(d, g[i] + b, len, h.maximize);
