@@ -15,6 +15,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <limits>
 #include <utility>
 #include <vector>
@@ -531,43 +534,72 @@ void adagrad_step(T* const* p, T* const* sum, const T* const* g, const double* s
 
 namespace {
 
-// grad_norm's vectors: GCC's generic vectors, lowered to each ISA's registers (one AVX-512
-// register, two AVX2 or four SSE2 ones); the lanes are the same on every ISA.
-typedef double NormVec __attribute__((vector_size(64)));
-typedef float NormVec32 __attribute__((vector_size(32)));
+// |g|^p of one element in double, as every lane of norm_block forms it
+template <int Mode>
+inline double norm_term(double a, double p) {
+    if constexpr (Mode == 2) return a * a;
+    else if constexpr (Mode == 1) return std::fabs(a);
+    else return std::pow(std::fabs(a), p);
+}
 
-// sum over the block g[0, len) (len <= kNormBlock) of |g|^p (Mode 2: g g, Mode 1: |g|, Mode 0:
-// std::pow(|g|, p)) in kNormLanes lanes, element j into lane j % kNormLanes, then the lanes
-// added in a fixed tree
+#if defined(__AVX512F__) || defined(__AVX2__)
+// kNormLanes double lanes in registers: AVX-512 4 x 8, AVX2 8 x 4; lane l of the block's
+// element j = l (mod kNormLanes) either way
+#if defined(__AVX512F__)
+using NormV = __m512d;
+constexpr int kNormW = 8;
+inline NormV norm_zero() { return _mm512_setzero_pd(); }
+inline NormV norm_load(const float* x) { return _mm512_cvtps_pd(_mm256_loadu_ps(x)); }
+inline NormV norm_load(const double* x) { return _mm512_loadu_pd(x); }
+inline NormV norm_add(NormV a, NormV b) { return _mm512_add_pd(a, b); }
+inline NormV norm_mul(NormV a, NormV b) { return _mm512_mul_pd(a, b); }
+inline NormV norm_fma(NormV a, NormV b, NormV c) { return _mm512_fmadd_pd(a, b, c); }
+inline NormV norm_abs(NormV a) { return _mm512_abs_pd(a); }
+inline void norm_store(double* y, NormV a) { _mm512_storeu_pd(y, a); }
+#else
+using NormV = __m256d;
+constexpr int kNormW = 4;
+inline NormV norm_zero() { return _mm256_setzero_pd(); }
+inline NormV norm_load(const float* x) { return _mm256_cvtps_pd(_mm_loadu_ps(x)); }
+inline NormV norm_load(const double* x) { return _mm256_loadu_pd(x); }
+inline NormV norm_add(NormV a, NormV b) { return _mm256_add_pd(a, b); }
+inline NormV norm_mul(NormV a, NormV b) { return _mm256_mul_pd(a, b); }
+inline NormV norm_fma(NormV a, NormV b, NormV c) { return _mm256_fmadd_pd(a, b, c); }
+inline NormV norm_abs(NormV a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+inline void norm_store(double* y, NormV a) { _mm256_storeu_pd(y, a); }
+#endif
+constexpr int kNormRegs = static_cast<int>(kNormLanes) / kNormW;
+#endif
+
+// sum over the block g[0, len) (len <= kNormBlock) of norm_term (Mode 2: g g, 1: |g|, 0:
+// |g|^p) in kNormLanes lanes, element j into lane j % kNormLanes, then the lanes added in a fixed
+// tree. (A float32 g g is exact in double, so a fused multiply-add there rounds once as the
+// separate add does; a float64 one is not, so it is multiplied, then added.)
 template <class T, int Mode>
 double norm_block(const T* g, int64_t len, double p) {
-    static_assert(kNormLanes == 32, "four vectors of eight lanes");
     double lanes[kNormLanes] = {};
     int64_t j = 0;
+#if defined(__AVX512F__) || defined(__AVX2__)
     if constexpr (Mode != 0) {
-        NormVec acc[4] = {};
-        const NormVec zero = {};
+        NormV acc[kNormRegs];
+        for (int q = 0; q < kNormRegs; ++q) acc[q] = norm_zero();
         for (; j + kNormLanes <= len; j += kNormLanes)
-            for (int q = 0; q < 4; ++q) {
-                NormVec x;
-                if constexpr (sizeof(T) == sizeof(float)) {
-                    NormVec32 y;
-                    std::memcpy(&y, g + j + 8 * q, sizeof y);
-                    x = __builtin_convertvector(y, NormVec);
-                } else {
-                    std::memcpy(&x, g + j + 8 * q, sizeof x);
-                }
-                if constexpr (Mode == 2) acc[q] += x * x;
-                else acc[q] += x < zero ? -x : x;
+            for (int q = 0; q < kNormRegs; ++q) {
+                const NormV x = norm_load(g + j + q * kNormW);
+                if constexpr (Mode == 1) acc[q] = norm_add(acc[q], norm_abs(x));
+                else if constexpr (sizeof(T) == sizeof(float)) acc[q] = norm_fma(x, x, acc[q]);
+                else acc[q] = norm_add(acc[q], norm_mul(x, x));
             }
-        std::memcpy(lanes, acc, sizeof acc);
+        for (int q = 0; q < kNormRegs; ++q) norm_store(lanes + q * kNormW, acc[q]);
     }
-    for (int64_t l = 0; j < len; ++j, l = (l + 1) % kNormLanes) {
-        const double a = double(g[j]);
-        if constexpr (Mode == 2) lanes[l] += a * a;
-        else if constexpr (Mode == 1) lanes[l] += a < 0 ? -a : a;
-        else lanes[l] += std::pow(std::fabs(a), p);
-    }
+#else
+    if constexpr (Mode != 0)
+        for (; j + kNormLanes <= len; j += kNormLanes)
+            for (int64_t l = 0; l < kNormLanes; ++l)
+                lanes[l] += norm_term<Mode>(double(g[j + l]), p);
+#endif
+    for (int64_t l = 0; j < len; ++j, l = (l + 1) % kNormLanes)
+        lanes[l] += norm_term<Mode>(double(g[j]), p);
     for (int64_t w = kNormLanes / 2; w >= 1; w /= 2)
         for (int64_t l = 0; l < w; ++l) lanes[l] += lanes[l + w];
     return lanes[0];
