@@ -14,7 +14,12 @@ namespace gd {
 enum class Act : int { relu = 0, leaky_relu, tanh, sigmoid, softplus, gelu, gelu_tanh, exp, log };
 
 // Optimizer hyperparameters (optim.cpp), PyTorch's names and meanings.
-struct SgdHyper { double lr, momentum, dampening, weight_decay; bool nesterov, maximize; };
+struct SgdHyper {
+    double lr, momentum, dampening, weight_decay;
+    bool nesterov, maximize;
+    bool scale_grad = false;  // sgd_step only: as AdamHyper's
+    double grad_scale = 1.0;
+};
 struct AdamHyper {
     double lr, beta1, beta2, eps, weight_decay;
     bool amsgrad, maximize, decoupled;

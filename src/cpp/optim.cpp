@@ -146,8 +146,13 @@ template <class T>
 void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, const T* const* lr_diag,
               const uint8_t* fresh, const int64_t* n, int64_t count, const SgdHyper& h) {
     const bool use_mom = h.momentum != 0;
+    const T gscale = T(h.grad_scale);
     for_each_block(n, count, 8, [&](int64_t i, int64_t b, int64_t e) {
         T d[kBlock];
+        if (h.scale_grad) {  // clip_grad_norm_'s scaling (gd.compile), stored back
+            T* gi = const_cast<T*>(g[i]) + b;
+            for (int64_t j = 0; j < e - b; ++j) gi[j] = gi[j] * gscale;
+        }
         for (int64_t j = 0; j < e - b; ++j) d[j] = g[i][b + j];
         sgd_block(d, p[i] + b, use_mom ? buf[i] + b : nullptr,
                   dir != nullptr ? dir[i] + b : nullptr,

@@ -42,8 +42,8 @@
 //   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm(, 1)]
 //                (clip_grad_norm below: scales the gradients in place when the norm is too big;
 //                d[2] = 1: only the norm, the adam after it scales (fuse_clip))
-//   adam fused with the clip_norm before it (fuse_clip): p[that norm]  d[..., max_norm]: scales
-//                each gradient (stored back) by the clip coefficient as it reads it
+//   adam or sgd fused with the clip_norm before it (fuse_clip): p[that norm]  d[..., max_norm]:
+//                scales each gradient (stored back) by the clip coefficient as it reads it
 #include "program.hpp"
 
 #include <algorithm>
@@ -237,7 +237,10 @@ void run_one(const Instr& in) {
             T* const* params = reinterpret_cast<T* const*>(L[0].data());
             const T* const* grads = reinterpret_cast<const T* const*>(L[1].data());
             T* const* bufs = L[2].empty() ? nullptr : reinterpret_cast<T* const*>(L[2].data());
-            const SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
+            SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
+            if (in.p.size() == 1)  // fuse_clip: the clip_norm before left its scaling to us
+                h.scale_grad = clip_scales(*static_cast<const double*>(in.p[0]), d[6],
+                                           h.grad_scale);
             thread_local std::vector<uint8_t> fresh;  // all 0: buffers exist after recording
             if (fresh.size() < L[0].size()) fresh.resize(L[0].size(), 0);
             const auto count = static_cast<int64_t>(L[0].size());
@@ -580,10 +583,10 @@ std::vector<Operand> operands(const Instr& in) {
                 for (size_t k = 0; k < L[l].size(); ++k) {
                     const bool step = !sgd && l + 1 == L.size();
                     // (an adam fused with a clip_norm writes the clipped gradients back)
-                    const bool read_only = (l == 1 && in.p.empty()) || (sgd && l == 3);
+                    const bool read_only = (l == 1 && in.p.size() != 1) || (sgd && l == 3);
                     ops.push_back({L[l][k], step ? 4 : e * i[k], true, !read_only, -1});
                 }
-            if (in.code == Code::adam && !in.p.empty()) R(0, 8);  // the clip_norm's norm
+            if ((in.code == Code::adam || sgd) && in.p.size() == 1) R(0, 8);  // clip's norm
             if (sgd && in.p.size() >= 2) {
                 int64_t N = 0;
                 for (size_t k = 0; k < L[0].size(); ++k) N += i[k];
@@ -807,9 +810,9 @@ int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {
     return removed + fuse_relu(pinned) + fuse_sgd() + fuse_clip();
 }
 
-// clip_norm (scaling its gradients) directly followed by the adam that reads exactly those
-// gradients (same list, same sizes, same dtype): the clip_norm only computes the norm and the
-// adam scales each gradient block by T(coef) as it loads it, storing it back. The scaled values,
+// clip_norm (scaling its gradients) directly followed by the adam or sgd (no matrix lr) that reads
+// exactly those gradients (same list, same sizes, same dtype): the clip_norm only computes the
+// norm and the update scales each gradient block by T(coef) as it loads it, storing it back. The scaled values,
 // the update and the gradients left behind are bitwise those of the pair (each element is the
 // same rounded product, read once by the update), and the gradients are read and written once
 // instead of twice. Removes nothing (returns 0).
@@ -817,8 +820,11 @@ int Program::fuse_clip() {
     for (size_t k = 0; k + 1 < code_.size(); ++k) {
         Instr& cl = code_[k];
         Instr& ad = code_[k + 1];
-        if (cl.code != Code::clip_norm || cl.d.size() != 2 || ad.code != Code::adam ||
-            ad.f64 != cl.f64 || !ad.p.empty() || ad.d.size() != 8 || ad.lists.size() < 2 ||
+        // (an sgd with a matrix lr has pointers: not fused)
+        const bool adam = ad.code == Code::adam && ad.d.size() == 8;
+        const bool sgd = ad.code == Code::sgd && ad.d.size() == 6;
+        if (cl.code != Code::clip_norm || cl.d.size() != 2 || !(adam || sgd) ||
+            ad.f64 != cl.f64 || !ad.p.empty() || ad.lists.size() < 2 ||
             ad.lists[1] != cl.lists[0] || ad.i != cl.i)
             continue;
         // no gradient may overlap a parameter or a state buffer the update writes
@@ -827,9 +833,10 @@ int Program::fuse_clip() {
         for (size_t g = 0; ok && g < cl.lists[0].size(); ++g)
             for (size_t l = 0; ok && l < ad.lists.size(); ++l) {
                 if (l == 1) continue;
+                const bool steps = adam && l + 1 == ad.lists.size();  // float32 step counts
                 for (size_t q = 0; ok && q < ad.lists[l].size(); ++q)
                     ok = !overlaps(cl.lists[0][g], e * cl.i[g], ad.lists[l][q],
-                                   l + 1 == ad.lists.size() ? 4 : e * ad.i[q]);
+                                   steps ? 4 : e * ad.i[q]);
             }
         if (!ok) continue;
         cl.d.push_back(1);
