@@ -41,7 +41,7 @@
 //   norm         batch norm, layer norm, embedding: i[0] picks the kernel (layouts in norm.hpp)
 //   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm(, 1)]
 //                (clip_grad_norm below: scales the gradients in place when the norm is too big;
-//                d[2] = 1: only the norm, the adam after it scales (fuse_clip))
+//                d[2] = 1: only the norm, the update after it scales (fuse_clip))
 //   adam or sgd fused with the clip_norm before it (fuse_clip): p[that norm]  d[..., max_norm]:
 //                scales each gradient (stored back) by the clip coefficient as it reads it
 #include "program.hpp"
@@ -582,7 +582,7 @@ std::vector<Operand> operands(const Instr& in) {
             for (size_t l = 0; l < L.size(); ++l)
                 for (size_t k = 0; k < L[l].size(); ++k) {
                     const bool step = !sgd && l + 1 == L.size();
-                    // (an adam fused with a clip_norm writes the clipped gradients back)
+                    // (an adam or sgd fused with a clip_norm writes the clipped gradients)
                     const bool read_only = (l == 1 && in.p.size() != 1) || (sgd && l == 3);
                     ops.push_back({L[l][k], step ? 4 : e * i[k], true, !read_only, -1});
                 }
@@ -810,12 +810,12 @@ int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {
     return removed + fuse_relu(pinned) + fuse_sgd() + fuse_clip();
 }
 
-// clip_norm (scaling its gradients) directly followed by the adam or sgd (no matrix lr) that reads
-// exactly those gradients (same list, same sizes, same dtype): the clip_norm only computes the
-// norm and the update scales each gradient block by T(coef) as it loads it, storing it back. The scaled values,
-// the update and the gradients left behind are bitwise those of the pair (each element is the
-// same rounded product, read once by the update), and the gradients are read and written once
-// instead of twice. Removes nothing (returns 0).
+// clip_norm (scaling its gradients) directly followed by the adam or sgd (no matrix lr) that
+// reads exactly those gradients (same list, same sizes, same dtype): the clip_norm only computes
+// the norm and the update scales each gradient block by T(coef) as it loads it, storing it back.
+// The scaled values, the update and the gradients left behind are bitwise those of the pair (each
+// element is the same rounded product, read once by the update), and the gradients are read and
+// written once instead of twice. Removes nothing (returns 0).
 int Program::fuse_clip() {
     for (size_t k = 0; k + 1 < code_.size(); ++k) {
         Instr& cl = code_[k];

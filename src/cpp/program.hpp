@@ -68,8 +68,9 @@ class Program {
     // `pinned` ranges (inputs, returned tensors, gradients, parameters) are never retargeted
     // away. Then fuses a linear_fwd (batch > 1) with the ReLU of its output when nothing else
     // reads the pre-activation, and a small-batch linear_bwd with the SGD update of its weight (and
-    // bias) into linear_bwd_sgd when nothing in between touches them. Returns the number of instructions
-    // removed.
+    // bias) into linear_bwd_sgd when nothing in between touches them, and lets an adam or sgd right
+    // after a clip_norm of exactly its gradients apply the clipping (fuse_clip). Returns the
+    // number of instructions removed.
     // linear_bwd_sgd only (false otherwise): store dW lazily, i.e. only when materialize(index)
     // is called after a replay (gd.compile calls it when .grad is read); and that call.
     bool set_lazy(size_t index, bool lazy);
