@@ -53,8 +53,11 @@ py::array count_scale(const py::handle& to, int64_t ignore_index) {
 }
 
 // nn.utils.clip_grad_norm_'s kernel (gd::clip_grad_norm, shared with the replay): gradients
-// (a list of float32 or float64 arrays of one dtype, scaled in place) -> the norm, 0-d float64
-py::array clip_norm(const py::handle& go, double norm_type, double max_norm) {
+// (a list of float32 or float64 arrays of one dtype, scaled in place) -> the norm, 0-d float64;
+// with error_if_nonfinite a non-finite norm raises RuntimeError (PyTorch's message) instead, the
+// gradients left as they were
+py::array clip_norm(const py::handle& go, double norm_type, double max_norm,
+                    bool error_if_nonfinite) {
     const char* op = "clip_norm";
     if (!py::isinstance<py::list>(go) && !py::isinstance<py::tuple>(go))
         type_error(std::string(op) + ": argument 'grads' must be a list of numpy.ndarray, got " +
@@ -83,9 +86,15 @@ py::array clip_norm(const py::handle& go, double norm_type, double max_norm) {
         }
         py::gil_scoped_release release;
         *norm = clip_grad_norm<T>(ptrs.data(), sizes.data(), static_cast<int64_t>(ptrs.size()),
-                                  norm_type, max_norm);
+                                  norm_type, max_norm, error_if_nonfinite);
         return 0;
     });
+    if (error_if_nonfinite && !std::isfinite(*norm))
+        throw std::runtime_error(
+            "The total norm of order " + py::repr(py::float_(norm_type)).cast<std::string>() +
+            " for gradients from `parameters` is non-finite, so it cannot be clipped. To "
+            "disable this error and scale the gradients by the non-finite norm anyway, set "
+            "`error_if_nonfinite=False`");
     return out;
 }
 
@@ -165,9 +174,12 @@ void bind_program(py::module_& m) {
           "1 / (number of targets != ignore_index) as a 0-d float64 array (NaN if none).");
     m.def("copy_array", &copy_array, py::arg("x"), "A C-contiguous copy of a float array.");
     m.def("clip_norm", &clip_norm, py::arg("grads"), py::arg("norm_type"), py::arg("max_norm"),
+          py::arg("error_if_nonfinite") = false,
           "nn.utils.clip_grad_norm_ in place on a list of gradient arrays (one float dtype): "
-          "returns their joint norm (0-d float64) and scales them all by max_norm / (norm + "
-          "1e-6) when that is below 1.");
+          "returns their joint norm (0-d float64; the same bits on every ISA and thread count) "
+          "and scales them all by max_norm / (norm + 1e-6) unless that is >= 1 (a NaN norm "
+          "scales by NaN, as PyTorch). error_if_nonfinite: a non-finite norm raises "
+          "RuntimeError and scales nothing.");
     py::class_<Program>(m, "Program", "A recorded kernel sequence (private: see gd.compile).",
                        py::dynamic_attr())
         .def(py::init<>())

@@ -14,8 +14,21 @@ namespace gd {
 enum class Act : int { relu = 0, leaky_relu, tanh, sigmoid, softplus, gelu, gelu_tanh, exp, log };
 
 // Optimizer hyperparameters (optim.cpp), PyTorch's names and meanings.
-struct SgdHyper { double lr, momentum, dampening, weight_decay; bool nesterov, maximize; };
-struct AdamHyper { double lr, beta1, beta2, eps, weight_decay; bool amsgrad, maximize, decoupled; };
+struct SgdHyper {
+    double lr, momentum, dampening, weight_decay;
+    bool nesterov, maximize;
+    bool scale_grad = false;  // sgd_step only: as AdamHyper's
+    double grad_scale = 1.0;
+};
+struct AdamHyper {
+    double lr, beta1, beta2, eps, weight_decay;
+    bool amsgrad, maximize, decoupled;
+    // gd.compile's clip_grad_norm_ fused into the update (Program::fuse_clip): each gradient
+    // element is first replaced by g * T(grad_scale) (stored back), as a separate scaling pass
+    // would have left it
+    bool scale_grad = false;
+    double grad_scale = 1.0;
+};
 struct RmspropHyper { double lr, alpha, eps, weight_decay, momentum; bool centered, maximize; };
 struct AdagradHyper { double lr, lr_decay, eps, weight_decay; bool maximize; };
 
@@ -94,6 +107,11 @@ struct KernelTable {
                               int64_t count, int64_t N);
     void (*adam_step)(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* const* g,
                       const double* step, const int64_t* n, int64_t count, const AdamHyper& h);
+    // nn.utils.clip_grad_norm_'s norm of order norm_type (> 0 or +inf) of the count gradients
+    // g[i] (n[i] elements), the same bits on every ISA and thread count (optim.hpp)
+    double (*grad_norm)(const T* const* g, const int64_t* n, int64_t count, double norm_type);
+    // g[i] *= c for every tensor
+    void (*scale_grads)(T* const* g, const int64_t* n, int64_t count, T c);
     void (*rmsprop_step)(T* const* p, T* const* square_avg, T* const* grad_avg, T* const* buf,
                          const T* const* g, const int64_t* n, int64_t count,
                          const RmspropHyper& h);

@@ -67,6 +67,23 @@ template <class T>
 void adam_step(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* const* g,
                const double* step, const int64_t* n, int64_t count, const AdamHyper& h);
 
+// The joint norm of order norm_type of the count gradients g[i] (n[i] elements each):
+//   +inf: max |g| (NaN if any element is NaN), exact;
+//   p > 0: (sum |g|^p)^(1/p), |g|^p (g g for p = 2, |g| for p = 1, else std::pow) formed and
+//   summed in double. Each tensor is cut into blocks of kNormBlock elements; within a block
+//   element j adds into lane j % kNormLanes (in element order), the lanes are added in a fixed
+//   tree, and the block sums in tensor and block order. Neither the vector width nor the thread
+//   count changes that order and no multiply-add is fused, so every ISA and thread count gives
+//   the same bits. (For float32 gradients g g is exact in double.)
+constexpr int64_t kNormLanes = 32;
+constexpr int64_t kNormBlock = 4096;
+template <class T>
+double grad_norm(const T* const* g, const int64_t* n, int64_t count, double norm_type);
+
+// g[i] *= c, element by element
+template <class T>
+void scale_grads(T* const* g, const int64_t* n, int64_t count, T c);
+
 // RMSprop; grad_avg null unless centered, buf null unless momentum > 0.
 template <class T>
 void rmsprop_step(T* const* p, T* const* square_avg, T* const* grad_avg, T* const* buf,

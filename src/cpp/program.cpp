@@ -39,8 +39,11 @@
 //   adagrad      lists[params, grads, sum, step (float32 0-d)]  i[sizes...]
 //                d[lr, lr_decay, eps, weight_decay, maximize]; reads step + 1, then step += 1
 //   norm         batch norm, layer norm, embedding: i[0] picks the kernel (layouts in norm.hpp)
-//   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm]
-//                (clip_grad_norm below: scales the gradients in place when the norm is too big)
+//   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm(, 1)]
+//                (clip_grad_norm below: scales the gradients in place when the norm is too big;
+//                d[2] = 1: only the norm, the update after it scales (fuse_clip))
+//   adam or sgd fused with the clip_norm before it (fuse_clip): p[that norm]  d[..., max_norm]:
+//                scales each gradient (stored back) by the clip coefficient as it reads it
 #include "program.hpp"
 
 #include <algorithm>
@@ -127,41 +130,20 @@ void bwd_sgd(const Instr& in, bool update_w) {
 
 template <class T>
 double clip_grad_norm(T* const* grads, const int64_t* sizes, int64_t n, double norm_type,
-                      double max_norm) {
-    double total = 0.0;
-    bool nan = false;
-    if (std::isinf(norm_type)) {
-        for (int64_t k = 0; k < n; ++k)
-            for (int64_t j = 0; j < sizes[k]; ++j) {
-                const double a = std::fabs(double(grads[k][j]));
-                if (std::isnan(a)) nan = true;
-                else if (a > total) total = a;
-            }
-        if (nan) total = std::numeric_limits<double>::quiet_NaN();
-    } else if (norm_type == 2.0) {
-        for (int64_t k = 0; k < n; ++k)
-            for (int64_t j = 0; j < sizes[k]; ++j) {
-                const double a = double(grads[k][j]);
-                total += a * a;
-            }
-        total = std::sqrt(total);
-    } else {
-        for (int64_t k = 0; k < n; ++k)
-            for (int64_t j = 0; j < sizes[k]; ++j)
-                total += std::pow(std::fabs(double(grads[k][j])), norm_type);
-        total = std::pow(total, 1.0 / norm_type);
-    }
-    const double coef = max_norm / (total + 1e-6);
-    if (coef < 1.0) {  // (false for a NaN norm: nothing is scaled, as before)
-        const T c = static_cast<T>(coef);
-        for (int64_t k = 0; k < n; ++k)
-            for (int64_t j = 0; j < sizes[k]; ++j) grads[k][j] *= c;
-    }
+                      double max_norm, bool error_if_nonfinite, bool scale) {
+    const KernelTable<T>& K = kernels<T>();
+    const double total = K.grad_norm(grads, sizes, n, norm_type);
+    if (error_if_nonfinite && !std::isfinite(total)) return total;
+    double coef;
+    if (scale && clip_scales(total, max_norm, coef))
+        K.scale_grads(grads, sizes, n, static_cast<T>(coef));
     return total;
 }
 
-template double clip_grad_norm<float>(float* const*, const int64_t*, int64_t, double, double);
-template double clip_grad_norm<double>(double* const*, const int64_t*, int64_t, double, double);
+template double clip_grad_norm<float>(float* const*, const int64_t*, int64_t, double, double,
+                                      bool, bool);
+template double clip_grad_norm<double>(double* const*, const int64_t*, int64_t, double, double,
+                                       bool, bool);
 
 namespace {
 
@@ -257,7 +239,10 @@ void run_one(const Instr& in) {
             T* const* params = reinterpret_cast<T* const*>(L[0].data());
             const T* const* grads = reinterpret_cast<const T* const*>(L[1].data());
             T* const* bufs = L[2].empty() ? nullptr : reinterpret_cast<T* const*>(L[2].data());
-            const SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
+            SgdHyper h{d[0], d[1], d[2], d[3], d[4] != 0, d[5] != 0};
+            if (in.p.size() == 1)  // fuse_clip: the clip_norm before left its scaling to us
+                h.scale_grad = clip_scales(*static_cast<const double*>(in.p[0]), d[6],
+                                           h.grad_scale);
             thread_local std::vector<uint8_t> fresh;  // all 0: buffers exist after recording
             if (fresh.size() < L[0].size()) fresh.resize(L[0].size(), 0);
             const auto count = static_cast<int64_t>(L[0].size());
@@ -280,7 +265,8 @@ void run_one(const Instr& in) {
             static_assert(sizeof(void*) == sizeof(T*), "pointer lists");
             *static_cast<double*>(in.p[0]) =
                 clip_grad_norm<T>(reinterpret_cast<T* const*>(in.lists[0].data()), i.data(),
-                                  static_cast<int64_t>(in.lists[0].size()), d[0], d[1]);
+                                  static_cast<int64_t>(in.lists[0].size()), d[0], d[1], false,
+                                  !(d.size() > 2 && d[2] != 0));
             break;
         }
         case Code::conv: conv_instr_run(in.p, i, in.f64); break;
@@ -336,7 +322,10 @@ void run_one(const Instr& in) {
                 if (!L[4].empty()) vmax.push_back(static_cast<T*>(L[4][k]));
                 steps.push_back(double(*static_cast<const float*>(L[5][k])) + 1.0);
             }
-            const AdamHyper h{d[0], d[1], d[2], d[3], d[4], d[5] != 0, d[6] != 0, d[7] != 0};
+            AdamHyper h{d[0], d[1], d[2], d[3], d[4], d[5] != 0, d[6] != 0, d[7] != 0};
+            if (!in.p.empty())  // fuse_clip: the clip_norm before left its scaling to us
+                h.scale_grad = clip_scales(*static_cast<const double*>(in.p[0]), d[8],
+                                           h.grad_scale);
             K.adam_step(params.data(), m.data(), v.data(), vmax.empty() ? nullptr : vmax.data(),
                         grads.data(), steps.data(), i.data(), static_cast<int64_t>(n), h);
             for (size_t k = 0; k < n; ++k) {  // the optimizer's step += 1, in float32 as eager
@@ -558,11 +547,13 @@ std::vector<Operand> operands(const Instr& in) {
         case Code::scale: W(0, e * i[0]); R(1, e * i[0]); R(2, 8); break;
         case Code::count_scale: W(0, 8); R(1, 8 * i[0]); break;
         case Code::copy: W(0, i[0]); R(1, i[0]); break;
-        case Code::clip_norm:  // the norm; every gradient is read and may be scaled
+        case Code::clip_norm: {  // the norm; every gradient is read and may be scaled
+            const bool norm_only = in.d.size() > 2 && in.d[2] != 0;
             W(0, 8);
             for (size_t k = 0; k < in.lists[0].size(); ++k)
-                ops.push_back({in.lists[0][k], e * i[k], true, true, -1});
+                ops.push_back({in.lists[0][k], e * i[k], true, !norm_only, -1});
             break;
+        }
         case Code::conv:
             for (const ConvOperand& o : conv_instr_operands(in.p, i, e))
                 ops.push_back({in.p[o.slot], o.bytes, o.read, o.write, o.slot});
@@ -595,9 +586,11 @@ std::vector<Operand> operands(const Instr& in) {
             for (size_t l = 0; l < L.size(); ++l)
                 for (size_t k = 0; k < L[l].size(); ++k) {
                     const bool step = !sgd && l + 1 == L.size();
-                    const bool read_only = l == 1 || (sgd && l == 3);
+                    // (an adam or sgd fused with a clip_norm writes the clipped gradients)
+                    const bool read_only = (l == 1 && in.p.size() != 1) || (sgd && l == 3);
                     ops.push_back({L[l][k], step ? 4 : e * i[k], true, !read_only, -1});
                 }
+            if ((in.code == Code::adam || sgd) && in.p.size() == 1) R(0, 8);  // clip's norm
             if (sgd && in.p.size() >= 2) {
                 int64_t N = 0;
                 for (size_t k = 0; k < L[0].size(); ++k) N += i[k];
@@ -822,9 +815,45 @@ int Program::optimize(const std::vector<std::pair<void*, int64_t>>& pinned) {
         code_.erase(code_.begin() + static_cast<std::ptrdiff_t>(k));
         ++removed;
     }
-    removed += fuse_relu(pinned) + fuse_sgd();
+    removed += fuse_relu(pinned) + fuse_sgd() + fuse_clip();
     if (fusion_enabled()) removed += fuse_elementwise(code_, pinned);  // (fuse.hpp)
     return removed;
+}
+
+// clip_norm (scaling its gradients) directly followed by the adam or sgd (no matrix lr) that
+// reads exactly those gradients (same list, same sizes, same dtype): the clip_norm only computes
+// the norm and the update scales each gradient block by T(coef) as it loads it, storing it back.
+// The scaled values, the update and the gradients left behind are bitwise those of the pair (each
+// element is the same rounded product, read once by the update), and the gradients are read and
+// written once instead of twice. Removes nothing (returns 0).
+int Program::fuse_clip() {
+    for (size_t k = 0; k + 1 < code_.size(); ++k) {
+        Instr& cl = code_[k];
+        Instr& ad = code_[k + 1];
+        // (an sgd with a matrix lr has pointers: not fused)
+        const bool adam = ad.code == Code::adam && ad.d.size() == 8;
+        const bool sgd = ad.code == Code::sgd && ad.d.size() == 6;
+        if (cl.code != Code::clip_norm || cl.d.size() != 2 || !(adam || sgd) ||
+            ad.f64 != cl.f64 || !ad.p.empty() || ad.lists.size() < 2 ||
+            ad.lists[1] != cl.lists[0] || ad.i != cl.i)
+            continue;
+        // no gradient may overlap a parameter or a state buffer the update writes
+        const int64_t e = cl.f64 ? 8 : 4;
+        bool ok = true;
+        for (size_t g = 0; ok && g < cl.lists[0].size(); ++g)
+            for (size_t l = 0; ok && l < ad.lists.size(); ++l) {
+                if (l == 1) continue;
+                const bool steps = adam && l + 1 == ad.lists.size();  // float32 step counts
+                for (size_t q = 0; ok && q < ad.lists[l].size(); ++q)
+                    ok = !overlaps(cl.lists[0][g], e * cl.i[g], ad.lists[l][q],
+                                   steps ? 4 : e * ad.i[q]);
+            }
+        if (!ok) continue;
+        cl.d.push_back(1);
+        ad.p = {cl.p[0]};
+        ad.d.push_back(cl.d[1]);
+    }
+    return 0;
 }
 
 // linear_fwd (batch > 1) writing X, then act_fwd relu X -> Y, where nothing else reads or writes

@@ -70,8 +70,9 @@ class Program {
     // `pinned` ranges (inputs, returned tensors, gradients, parameters) are never retargeted
     // away. Then fuses a linear_fwd (batch > 1) with the ReLU of its output when nothing else
     // reads the pre-activation, and a small-batch linear_bwd with the SGD update of its weight (and
-    // bias) into linear_bwd_sgd when nothing in between touches them. Returns the number of instructions
-    // removed.
+    // bias) into linear_bwd_sgd when nothing in between touches them, and lets an adam or sgd right
+    // after a clip_norm of exactly its gradients apply the clipping (fuse_clip). Returns the
+    // number of instructions removed.
     // linear_bwd_sgd only (false otherwise): store dW lazily, i.e. only when materialize(index)
     // is called after a replay (gd.compile calls it when .grad is read); and that call.
     bool set_lazy(size_t index, bool lazy);
@@ -112,6 +113,7 @@ class Program {
    private:
     int fuse_sgd();
     int fuse_relu(const std::vector<std::pair<void*, int64_t>>& pinned);
+    int fuse_clip();
     // f(field, offset) for every operand field pointing into [from, from + bytes)
     template <class F>
     void for_each_pointer_into(const void* from, int64_t bytes, const F& f);
@@ -143,13 +145,23 @@ class Program {
 
 // nn.utils.clip_grad_norm_ for eager calls and replays alike (one definition, so both run the
 // same machine code): the joint norm of order norm_type (finite > 0, or +inf) of the n gradients
-// grads[k] of sizes[k] elements, |g|^p summed in double in list and element order (the maximum
-// of |g| for +inf; NaN if any |g| is NaN); then, when max_norm / (norm + 1e-6) < 1, every
-// element times T(that coefficient). The decision is taken here on each call's values, so a
-// recorded step repeats the test, not the outcome it had while recording. Returns the norm.
+// grads[k] of sizes[k] elements (the kernel table's grad_norm: the same bits on every ISA and
+// thread count); then, when clip_scales says so, every element times T(coef). The decision is
+// taken here on each call's values, so a recorded step repeats the test, not the outcome it had
+// while recording. With error_if_nonfinite a non-finite norm scales nothing (the caller raises);
+// without `scale` nothing is scaled (a replay whose optimizer applies coef: Program::fuse_clip).
+// Returns the norm.
 template <class T>
 double clip_grad_norm(T* const* grads, const int64_t* sizes, int64_t n, double norm_type,
-                      double max_norm);
+                      double max_norm, bool error_if_nonfinite = false, bool scale = true);
+
+// PyTorch's clip coefficient max_norm / (norm + 1e-6) clamped to 1: whether the gradients are
+// scaled (coef < 1, or NaN: torch's clamp keeps a NaN, so a NaN norm makes every gradient NaN)
+// and by what (rounded to the gradients' dtype by the caller).
+inline bool clip_scales(double norm, double max_norm, double& coef) {
+    coef = max_norm / (norm + 1e-6);
+    return !(coef >= 1.0);
+}
 
 // Parses an op name as used by the Python recorder; throws std::invalid_argument.
 Code code_from_name(const std::string& name);

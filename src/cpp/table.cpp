@@ -40,6 +40,8 @@ KernelTable<T> make_table() {
     t.precondition_step = &precondition_step<T>;
     t.adam_step = &adam_step<T>;
     t.rmsprop_step = &rmsprop_step<T>;
+    t.grad_norm = &grad_norm<T>;
+    t.scale_grads = &scale_grads<T>;
     t.adagrad_step = &adagrad_step<T>;
     return t;
 }

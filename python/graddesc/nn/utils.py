@@ -32,12 +32,18 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     norm_type = float(norm_type)
     arrays = [g._data for g in grads]
     dtype = arrays[0].dtype
-    if norm_type > 0 and not error_if_nonfinite and dtype in (np.float32, np.float64) and \
+    if norm_type > 0 and dtype in (np.float32, np.float64) and \
             all(a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable and
                 a.flags.aligned for a in arrays):
-        # the kernel computes the norm and decides per call whether to scale, so a step
-        # recorded by gd.compile repeats the test on each replay's gradients
-        total = _core.clip_norm(arrays, norm_type, float(max_norm))
+        if error_if_nonfinite:
+            # whether to raise is decided per call; a replay would not raise, so a step
+            # recorded by gd.compile falls back to eager (the kernel raises before scaling)
+            _compile_state.value_read("clip_grad_norm_ (error_if_nonfinite decides in Python "
+                                      "whether to raise)")
+        # the kernel computes the norm (the same bits on every ISA and thread count) and decides
+        # per call whether to scale, so a step recorded by gd.compile repeats the test on each
+        # replay's gradients
+        total = _core.clip_norm(arrays, norm_type, float(max_norm), bool(error_if_nonfinite))
         for g in grads:
             g._vc[0] += 1
         return Tensor._make(np.asarray(total, dtype=dtype))
@@ -56,7 +62,7 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
                            "this error and scale the gradients by the non-finite norm anyway, "
                            "set `error_if_nonfinite=False`")
     coef = max_norm / (total + 1e-6)
-    if coef < 1:
+    if not coef >= 1:  # (a NaN norm scales by NaN, as PyTorch's clamp keeps it)
         for g in grads:
             _compile_state.inplace_write("clip_grad_norm_")
             g._data *= g._data.dtype.type(coef)
