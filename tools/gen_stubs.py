@@ -153,8 +153,9 @@ def tensor_stub() -> str:
     lines.append(f"    __array_priority__: {type(cls.__array_priority__).__name__}")
     for name in sorted(vars(cls)):
         obj = vars(cls)[name]
-        if name in ("__module__", "__doc__", "__slots__", "__array_priority__", "__weakref__") \
-                or name in cls.__slots__:
+        # (__slotnames__: copyreg's cache, set on the class once a Tensor has been pickled)
+        if name in ("__module__", "__doc__", "__slots__", "__array_priority__", "__weakref__",
+                    "__slotnames__") or name in cls.__slots__:
             continue
         if isinstance(obj, property):
             ret = _annotation(inspect.signature(obj.fget).return_annotation)
