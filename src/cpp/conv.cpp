@@ -28,7 +28,7 @@ namespace {
 // A growable buffer per thread and slot, kept for the next call.
 template <class T>
 T* buffer(int slot, int64_t n) {
-    thread_local std::vector<T> bufs[3];
+    thread_local std::vector<T> bufs[4];
     auto& b = bufs[slot];
     if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
     return b.data();
@@ -284,9 +284,70 @@ void conv2d_forward_naive(T* y, const T* x, const T* w, const T* b, const ConvSh
 
 // ---- pooling: planes are independent; each runs on one thread, in a fixed order ----
 
+namespace {
+
+// One tap of a max pool over a plane's outputs (see maxpool2d_forward): output o reads xp[kt[o]]
+// and takes it (recording its index) when it is greater than o's maximum so far, or NaN while that
+// maximum is not. Bitwise operators on the conditions and restrict pointers let the compiler
+// vectorize it (a branch per window element mispredicted on random data).
+template <class T>
+void max_tap(T* GD_RESTRICT best, int32_t* GD_RESTRICT arg, const T* GD_RESTRICT xp,
+             const int32_t* GD_RESTRICT kt, int64_t n) {
+#pragma omp simd
+    for (int64_t o = 0; o < n; ++o) {
+        const int32_t k = kt[o];
+        const T v = xp[k], b = best[o];
+        const bool take = (v > b) | ((v != v) & (b == b));
+        best[o] = take ? v : b;
+        arg[o] = take ? k : arg[o];
+    }
+}
+
+// Plane-sized index tables above this many entries: the plain loops instead.
+constexpr int64_t kMaxPoolTable = int64_t(1) << 22;
+
+}  // namespace
+
+// Tap by tap over whole planes: a table gives, per tap t = i * wmax + j of the windows (in window
+// order) and output o, the flat input index the tap reads; a tap outside o's window repeats o's
+// first tap, which never changes a maximum (it is taken first). Output by output this is the
+// scalar rule "take a greater value, or a NaN; stop at the first NaN" over the window in order, so
+// values and indices are those of the plain loops, which serve planes too large for the table.
 template <class T>
 void maxpool2d_forward(T* y, int64_t* idx, const T* x, const PoolShape& s) {
     const int64_t plane_out = s.OH * s.OW;
+    int64_t hmax = 0, wmax = 0;
+    for (int64_t oh = 0; oh < s.OH; ++oh) hmax = std::max(hmax, s.hn[oh]);
+    for (int64_t ow = 0; ow < s.OW; ++ow) wmax = std::max(wmax, s.wn[ow]);
+    const int64_t taps = hmax * wmax;
+    if (s.H * s.W <= std::numeric_limits<int32_t>::max() && taps * plane_out <= kMaxPoolTable) {
+        std::vector<int32_t> kt(static_cast<size_t>(taps * plane_out));
+        for (int64_t i = 0; i < hmax; ++i)
+            for (int64_t j = 0; j < wmax; ++j)
+                for (int64_t oh = 0; oh < s.OH; ++oh)
+                    for (int64_t ow = 0; ow < s.OW; ++ow) {
+                        const bool in = i < s.hn[oh] && j < s.wn[ow];
+                        const int64_t k = in ? (s.hs[oh] + i * s.DH) * s.W + s.ws[ow] + j * s.DW
+                                             : s.hs[oh] * s.W + s.ws[ow];
+                        kt[static_cast<size_t>((i * wmax + j) * plane_out + oh * s.OW + ow)] =
+                            static_cast<int32_t>(k);
+                    }
+        parallel_chunks(s.P, 16, s.P * plane_out * 8, [&](int64_t p0, int64_t p1) {
+            int32_t* arg = buffer<int32_t>(0, plane_out);
+            for (int64_t p = p0; p < p1; ++p) {
+                T* best = y + p * plane_out;
+                for (int64_t o = 0; o < plane_out; ++o) {
+                    best[o] = -std::numeric_limits<T>::infinity();
+                    arg[o] = kt[static_cast<size_t>(o)];
+                }
+                for (int64_t t = 0; t < taps; ++t)
+                    max_tap(best, arg, x + p * s.H * s.W, kt.data() + t * plane_out, plane_out);
+                if (idx != nullptr)
+                    for (int64_t o = 0; o < plane_out; ++o) idx[p * plane_out + o] = arg[o];
+            }
+        });
+        return;
+    }
     parallel_chunks(s.P, 16, s.P * plane_out * 8, [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
             const T* xp = x + p * s.H * s.W;
