@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "gemm.hpp"
+#include "gemm/simd.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -32,6 +33,28 @@ T* buffer(int slot, int64_t n) {
     auto& b = bufs[slot];
     if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
     return b.data();
+}
+
+// out[0, n) = in[0, n) and out[0, n) = 0 in vectors (rows of small images are a few values
+// long: a memcpy or memset call, which GCC also makes of a plain copy loop, cost more than the
+// copy itself).
+template <class T>
+inline void copy_row(T* GD_RESTRICT out, const T* GD_RESTRICT in, int64_t n) {
+    using V = gemm_detail::Simd<T>;
+    int64_t j = 0;
+    for (; j + V::L <= n; j += V::L) V::store(out + j, V::load(in + j));
+    if (j < n) {
+        const auto m = V::first(n - j);
+        V::store(out + j, V::load(in + j, m), m);
+    }
+}
+
+template <class T>
+inline void zero_row(T* out, int64_t n) {
+    using V = gemm_detail::Simd<T>;
+    int64_t j = 0;
+    for (; j + V::L <= n; j += V::L) V::store(out + j, V::zero());
+    if (j < n) V::store(out + j, V::zero(), V::first(n - j));
 }
 
 inline bool is_pointwise(const ConvShape& s) {
@@ -59,17 +82,17 @@ void im2col(T* GD_RESTRICT cols, const T* GD_RESTRICT x, int64_t Cg, const ConvS
                     T* out = row + oh * s.OW;
                     const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
                     if (ih < 0 || ih >= s.H) {
-                        for (int64_t ow = 0; ow < s.OW; ++ow) out[ow] = T(0);
+                        zero_row(out, s.OW);
                         continue;
                     }
                     const T* in = plane + ih * s.W + off;
-                    for (int64_t ow = 0; ow < ow0; ++ow) out[ow] = T(0);
+                    zero_row(out, ow0);
                     if (s.SW == 1) {
-                        std::memcpy(out + ow0, in + ow0, sizeof(T) * static_cast<size_t>(ow1 - ow0));
+                        copy_row(out + ow0, in + ow0, ow1 - ow0);
                     } else {
                         for (int64_t ow = ow0; ow < ow1; ++ow) out[ow] = in[ow * s.SW];
                     }
-                    for (int64_t ow = ow1; ow < s.OW; ++ow) out[ow] = T(0);
+                    zero_row(out + ow1, s.OW - ow1);
                 }
             }
 }
@@ -113,6 +136,18 @@ inline int64_t group_size(const ConvShape& s) {
     return std::max<int64_t>(1, std::min(s.N, kGroupColumns / L));
 }
 
+// The row stride of the group's column buffers (cols, dcols, a group's y and dy) for rows of n
+// values: an odd number of cache lines. A stride of a power of two bytes (512 columns of floats:
+// 2 KiB) put the rows a micro-kernel reads together into a few L1 sets, which evicted each other.
+// Only the strides change; the products (and their bits) do not.
+template <class T>
+inline int64_t padded_ld(int64_t n) {
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    int64_t lines = (n + line - 1) / line;
+    if (lines % 2 == 0) ++lines;
+    return lines * line;
+}
+
 // Groups per chunk of the weight gradient's partial sums (at most kMaxChunks chunks).
 inline int64_t groups_per_chunk(int64_t ngroups) {
     constexpr int64_t kMaxChunks = 32;
@@ -132,31 +167,35 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
     // group's GEMMs may use every thread
     const bool by_group = ngroups > 1 && num_threads() > 1 && flops >= kParallelWork;
     auto one = [&](int64_t grp) {
-        const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), ld = cnt * L;
+        // the group's product has n columns; its buffers' rows lie ld apart (padded_ld)
+        const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), n = cnt * L;
+        const int64_t ld = padded_ld<T>(n);
         for (int64_t g = 0; g < s.G; ++g) {
             const T* cols = x + (n0 * s.C + g * Cg) * s.H * s.W;
+            int64_t ldb = n;
             if (!pointwise) {
                 T* c = buffer<T>(0, CK * ld);
                 for (int64_t j = 0; j < cnt; ++j)
                     im2col(c + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, ld);
                 cols = c;
+                ldb = ld;
             }
-            // y of the group as (OCg, cnt * L): y itself for one sample, else a buffer
+            // y of the group as (OCg, n): y itself for one sample, else a buffer
             T* yg = cnt == 1 ? y + (n0 * s.OC + g * OCg) * L : buffer<T>(1, OCg * ld);
+            const int64_t ldy = cnt == 1 ? L : ld;
             T beta = T(0);
             if (b != nullptr) {
                 for (int64_t o = 0; o < OCg; ++o)
-                    std::fill(yg + o * ld, yg + (o + 1) * ld, b[g * OCg + o]);
+                    std::fill(yg + o * ldy, yg + o * ldy + n, b[g * OCg + o]);
                 beta = T(1);
             }
             const T* wg = w + g * OCg * CK;
-            if (relu) gemm_relu<T>(false, false, OCg, ld, CK, wg, CK, cols, ld, beta, yg, ld);
-            else gemm<T>(false, false, OCg, ld, CK, T(1), wg, CK, cols, ld, beta, yg, ld);
+            if (relu) gemm_relu<T>(false, false, OCg, n, CK, wg, CK, cols, ldb, beta, yg, ldy);
+            else gemm<T>(false, false, OCg, n, CK, T(1), wg, CK, cols, ldb, beta, yg, ldy);
             if (cnt > 1)
                 for (int64_t j = 0; j < cnt; ++j)
                     for (int64_t o = 0; o < OCg; ++o)
-                        std::memcpy(y + ((n0 + j) * s.OC + g * OCg + o) * L, yg + o * ld + j * L,
-                                    sizeof(T) * static_cast<size_t>(L));
+                        copy_row(y + ((n0 + j) * s.OC + g * OCg + o) * L, yg + o * ldy + j * L, L);
         }
     };
     if (by_group) {
@@ -201,41 +240,45 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
         T* dwc = dw == nullptr ? nullptr : (c == 0 ? dw : partial.data() + (c - 1) * WN);
         const int64_t g0 = c * gpc, g1 = std::min(ngroups, g0 + gpc);
         for (int64_t grp = g0; grp < g1; ++grp) {
-            const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), ld = cnt * L;
+            const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), n = cnt * L;
+            const int64_t ld = padded_ld<T>(n);
             for (int64_t g = 0; g < s.G; ++g) {
                 const T* wg = w + g * OCg * CK;
-                // dy of the group as (OCg, cnt * L)
+                // dy of the group as (OCg, n), rows lddy apart
                 const T* dyg = dy + (n0 * s.OC + g * OCg) * L;
+                int64_t lddy = n;
                 if (cnt > 1) {
                     T* t = buffer<T>(2, OCg * ld);
                     for (int64_t j = 0; j < cnt; ++j)
                         for (int64_t o = 0; o < OCg; ++o)
-                            std::memcpy(t + o * ld + j * L, dy + ((n0 + j) * s.OC + g * OCg + o) * L,
-                                        sizeof(T) * static_cast<size_t>(L));
+                            copy_row(t + o * ld + j * L, dy + ((n0 + j) * s.OC + g * OCg + o) * L, L);
                     dyg = t;
+                    lddy = ld;
                 }
                 if (dwc != nullptr) {
                     const T* cols = x + (n0 * s.C + g * Cg) * s.H * s.W;
+                    int64_t ldb = n;
                     if (!pointwise) {
                         T* cb = buffer<T>(0, CK * ld);
                         for (int64_t j = 0; j < cnt; ++j)
                             im2col(cb + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s,
                                    ld);
                         cols = cb;
+                        ldb = ld;
                     }
-                    gemm<T>(false, true, OCg, CK, ld, T(1), dyg, ld, cols, ld,
+                    gemm<T>(false, true, OCg, CK, n, T(1), dyg, lddy, cols, ldb,
                             grp == g0 ? T(0) : T(1), dwc + g * OCg * CK, CK);
                 }
                 if (dx != nullptr) {
                     if (pointwise) {
                         T* dxg = dx + (n0 * s.C + g * Cg) * s.H * s.W;
-                        gemm<T>(true, false, CK, L, OCg, T(1), wg, CK, dyg, L, T(0), dxg, L);
+                        gemm<T>(true, false, CK, L, OCg, T(1), wg, CK, dyg, lddy, T(0), dxg, L);
                     } else {
                         T* dcols = buffer<T>(1, CK * ld);
-                        gemm<T>(true, false, CK, ld, OCg, T(1), wg, CK, dyg, ld, T(0), dcols, ld);
+                        gemm<T>(true, false, CK, n, OCg, T(1), wg, CK, dyg, lddy, T(0), dcols, ld);
                         for (int64_t j = 0; j < cnt; ++j) {
                             T* dxg = dx + ((n0 + j) * s.C + g * Cg) * s.H * s.W;
-                            std::fill(dxg, dxg + Cg * s.H * s.W, T(0));
+                            zero_row(dxg, Cg * s.H * s.W);
                             col2im(dxg, dcols + j * L, Cg, s, ld);
                         }
                     }
