@@ -275,6 +275,43 @@ def test_pool_second_derivatives(rng):
     assert gradgradcheck(lambda a: F.max_pool2d(a, 2, 1) ** 2, (x,))
 
 
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_max_pool2d_ties_nan_and_inf_match_plain_loops(case, rng, isa):
+    """The vectorized max pool (tap by tap over whole planes) against the direct-loop oracle on
+    data full of ties, NaNs and infinities: the first maximum in window order wins, a NaN wins
+    over everything after it, an all -inf window points at its first element."""
+    h, w, k, s, p, d, cm = case
+    for dtype in (np.float32, np.float64):
+        x = rng.integers(-2, 3, (3, 4, h, w)).astype(dtype)
+        x[rng.random(x.shape) < 0.1] = np.nan
+        x[rng.random(x.shape) < 0.1] = -np.inf
+        x[rng.random(x.shape) < 0.05] = np.inf
+        x[2, 3] = -np.inf  # a whole plane of -inf
+        want, want_idx = np_pool(x.astype(np.float64), k, s, p, d, cm, "max")
+        y, idx = F.max_pool2d(_t(x), k, s, p, d, cm, return_indices=True)
+        np.testing.assert_array_equal(y.detach().numpy(), want.astype(dtype))
+        np.testing.assert_array_equal(idx.detach().numpy(), want_idx)
+
+
+def test_max_pool2d_plain_loops_for_planes_too_large_for_the_table(rng):
+    """A plane whose tap table would be too large (4 taps x 2047^2 outputs) runs the plain
+    loops: the same values and first-maximum indices as four shifted NumPy views."""
+    n = 2048
+    x = rng.integers(-3, 4, (1, 1, n, n)).astype(np.float32)
+    x[0, 0, rng.integers(0, n, 50), rng.integers(0, n, 50)] = np.nan
+    y, idx = F.max_pool2d(_t(x), 2, 1, return_indices=True)
+    taps = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    views = np.stack([x[0, 0, i:i + n - 1, j:j + n - 1] for i, j in taps])
+    first = np.argmax(np.where(np.isnan(views), np.inf, views) ==
+                      np.where(np.isnan(views).any(0), np.inf, np.nanmax(views, 0))[None], 0)
+    np.testing.assert_array_equal(y.detach().numpy()[0, 0], np.take_along_axis(
+        views, first[None], 0)[0])
+    oh, ow = np.indices((n - 1, n - 1))
+    di = np.array([t[0] for t in taps])[first]
+    dj = np.array([t[1] for t in taps])[first]
+    np.testing.assert_array_equal(idx.detach().numpy()[0, 0], (oh + di) * n + ow + dj)
+
+
 def test_max_pool_propagates_nan():
     x = np.zeros((1, 1, 2, 4))
     x[0, 0, 1, 0] = np.nan
@@ -314,6 +351,38 @@ def test_conv_bitwise_identical_for_1_and_2_threads(n, threads, rng):
         results.append((y, *grads, yp, ip))
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)
+
+
+def test_grouped_conv_buffers_bitwise_for_threads_and_against_loops(threads, rng, isa):
+    """The digits convnet's shapes (8x8 planes: 8 samples per product, whose buffers' rows are
+    padded): against the direct loops, and bitwise the same on 1 and 2 threads."""
+    x = rng.standard_normal((21, 16, 8, 8))
+    wt = rng.standard_normal((32, 16, 3, 3))
+    b = rng.standard_normal(32)
+    dy = rng.standard_normal((21, 32, 8, 8))
+    want = np_conv2d(x, wt, b, (1, 1), (1, 1), (1, 1), 1)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-4)):
+        xs, ws, bs, dys = (a.astype(dtype) for a in (x, wt, b, dy))
+        results = []
+        for t in (1, 2):
+            threads(t)
+            y = _core.conv2d_forward(xs, ws, bs, (1, 1), (1, 1), (1, 1), 1, (8, 8))
+            yr = _core.conv2d_forward(xs, ws, bs, (1, 1), (1, 1), (1, 1), 1, (8, 8), True)
+            results.append((y, yr, *_core.conv2d_backward(dys, xs, ws, (1, 1), (1, 1), (1, 1), 1)))
+        for a, b_ in zip(*results):
+            np.testing.assert_array_equal(a, b_)
+        y, yr = results[0][:2]
+        np.testing.assert_allclose(y, want, rtol=0, atol=tol * np.abs(want).max())
+        np.testing.assert_array_equal(yr, np.maximum(y, 0))
+        # <dy, conv(x, w)> is bilinear: its gradients are the adjoint products
+        dx, dw, db = results[0][2:]
+        e = rng.standard_normal(x.shape)
+        np.testing.assert_allclose(np.sum(dx * e), np.sum(dy * np_conv2d(e, wt, None, (1, 1),
+                                   (1, 1), (1, 1), 1)), rtol=tol * 100)
+        np.testing.assert_allclose(db, dy.sum((0, 2, 3)), rtol=tol * 10)
+        ew = rng.standard_normal(wt.shape)
+        np.testing.assert_allclose(np.sum(dw * ew), np.sum(dy * np_conv2d(x, ew, None, (1, 1),
+                                   (1, 1), (1, 1), 1)), rtol=tol * 100)
 
 
 # ---------------------------------------------------------------------------- PyTorch
@@ -490,6 +559,60 @@ def test_compiled_step_equals_eager_bitwise(dtype, rng):
     for (name, a), (_, b) in zip(m_eager.named_parameters(), m_comp.named_parameters()):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy(), err_msg=name)
         np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy(), err_msg=name)
+
+
+def _program_names(compiled):
+    entries = [e for e in compiled._cache.values() if getattr(e, "program", None) is not None]
+    assert len(entries) == 1
+    return entries[0].program.names()
+
+
+def _relu_net_step(dtype, share_output):
+    """conv -> ReLU -> pool -> conv -> ReLU -> head; with share_output the second conv's output
+    is also read by something else (then its ReLU must not be fused into it)."""
+    gd.manual_seed(1)
+    c1, c2 = nn.Conv2d(2, 5, 3, padding=1), nn.Conv2d(5, 4, 3, bias=False)
+    head = nn.Linear(4 * 2 * 2, 3)
+    params = [*c1.parameters(), *c2.parameters(), *head.parameters()]
+    for m in (c1, c2, head):
+        m.to(dtype)
+    opt = gd.optim.SGD(params, lr=0.05, momentum=0.9)
+
+    def step(x, y):
+        opt.zero_grad()
+        h = F.max_pool2d(gd.relu(c1(x)), 2)
+        z = c2(h)
+        a = gd.relu(z)
+        if share_output:
+            a = a + 0.5 * z
+        loss = F.cross_entropy(head(a.flatten(1)), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return params, step
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+@pytest.mark.parametrize("share_output", [False, True])
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_compiled_conv_relu_fused_equals_eager(dtype, share_output, nthreads, threads, rng, isa):
+    """gd.compile runs a ReLU that follows a conv as the conv GEMM's epilogue (no act_fwd left
+    for it) unless the conv's output is read elsewhere; losses, weights and gradients stay
+    bitwise those of eager mode, whose ReLU backward reads the ReLU's output."""
+    threads(nthreads)
+    batches = [(gd.tensor(rng.standard_normal((6, 2, 8, 8))).to(dtype),
+                gd.tensor(rng.integers(0, 3, 6))) for _ in range(4)]
+    p_eager, eager = _relu_net_step(dtype, share_output)
+    p_comp, step = _relu_net_step(dtype, share_output)
+    compiled = gd.compile(step)
+    for x, y in batches:
+        assert eager(x, y).item() == compiled(x, y).item()
+    assert compiled.stats["replayed"] >= 2 and compiled.stats["eager"] == 0
+    for a, b in zip(p_eager, p_comp):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+        np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy())
+    assert _program_names(compiled).count("act_fwd") == (1 if share_output else 0)
 
 
 def test_cli_trains_the_digits_convnet(tmp_path, capsys):

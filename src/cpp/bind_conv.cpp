@@ -447,6 +447,14 @@ std::vector<ConvOperand> conv_instr_operands(const std::vector<void*>& p,
     return ops;
 }
 
+bool conv_fwd_relu_fusable(const std::vector<int64_t>& i, int64_t elems) {
+    if (i.size() != static_cast<size_t>(2 + kConvInts) || i[0] != static_cast<int64_t>(ConvKind::fwd) ||
+        i[1 + kConvInts] != 0)
+        return false;
+    const ConvShape c = instr_shape(i);
+    return elems > 0 && c.N * c.OC * c.OH * c.OW == elems;
+}
+
 int64_t conv_instr_flops(const std::vector<void*>& p, const std::vector<int64_t>& i) {
     const auto kind = static_cast<ConvKind>(i[0]);
     if (kind == ConvKind::fwd || kind == ConvKind::bwd) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "gemm.hpp"
+#include "gemm/simd.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -28,10 +29,32 @@ namespace {
 // A growable buffer per thread and slot, kept for the next call.
 template <class T>
 T* buffer(int slot, int64_t n) {
-    thread_local std::vector<T> bufs[3];
+    thread_local std::vector<T> bufs[4];
     auto& b = bufs[slot];
     if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
     return b.data();
+}
+
+// out[0, n) = in[0, n) and out[0, n) = 0 in vectors (rows of small images are a few values
+// long: a memcpy or memset call, which GCC also makes of a plain copy loop, cost more than the
+// copy itself).
+template <class T>
+inline void copy_row(T* GD_RESTRICT out, const T* GD_RESTRICT in, int64_t n) {
+    using V = gemm_detail::Simd<T>;
+    int64_t j = 0;
+    for (; j + V::L <= n; j += V::L) V::store(out + j, V::load(in + j));
+    if (j < n) {
+        const auto m = V::first(n - j);
+        V::store(out + j, V::load(in + j, m), m);
+    }
+}
+
+template <class T>
+inline void zero_row(T* out, int64_t n) {
+    using V = gemm_detail::Simd<T>;
+    int64_t j = 0;
+    for (; j + V::L <= n; j += V::L) V::store(out + j, V::zero());
+    if (j < n) V::store(out + j, V::zero(), V::first(n - j));
 }
 
 inline bool is_pointwise(const ConvShape& s) {
@@ -59,17 +82,17 @@ void im2col(T* GD_RESTRICT cols, const T* GD_RESTRICT x, int64_t Cg, const ConvS
                     T* out = row + oh * s.OW;
                     const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
                     if (ih < 0 || ih >= s.H) {
-                        for (int64_t ow = 0; ow < s.OW; ++ow) out[ow] = T(0);
+                        zero_row(out, s.OW);
                         continue;
                     }
                     const T* in = plane + ih * s.W + off;
-                    for (int64_t ow = 0; ow < ow0; ++ow) out[ow] = T(0);
+                    zero_row(out, ow0);
                     if (s.SW == 1) {
-                        std::memcpy(out + ow0, in + ow0, sizeof(T) * static_cast<size_t>(ow1 - ow0));
+                        copy_row(out + ow0, in + ow0, ow1 - ow0);
                     } else {
                         for (int64_t ow = ow0; ow < ow1; ++ow) out[ow] = in[ow * s.SW];
                     }
-                    for (int64_t ow = ow1; ow < s.OW; ++ow) out[ow] = T(0);
+                    zero_row(out + ow1, s.OW - ow1);
                 }
             }
 }
@@ -113,6 +136,25 @@ inline int64_t group_size(const ConvShape& s) {
     return std::max<int64_t>(1, std::min(s.N, kGroupColumns / L));
 }
 
+// The row stride of the group's column buffers (cols, dcols, a group's y and dy) for rows of n
+// values: an odd number of cache lines. A stride of a power of two bytes (512 columns of floats:
+// 2 KiB) put the rows a micro-kernel reads together into a few L1 sets, which evicted each other.
+// Only the strides change; the products (and their bits) do not.
+template <class T>
+inline int64_t padded_ld(int64_t n) {
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    int64_t lines = (n + line - 1) / line;
+    if (lines % 2 == 0) ++lines;
+    return lines * line;
+}
+
+// The weight gradient is computed as its transpose, dW_g^T (CK, OCg) = cols dy_g^T, when CK is at
+// least kDwTransposedCK and OCg at least kDwTransposedOC: the GEMM's micro-kernel then streams the
+// long CK side (LeNet's second and the digits net's second convolution: 95-100 GF/s against
+// 68-71 for dy_g cols^T, whose few rows take the row-dot path); the sums are copied back
+// transposed once per chunk. Fixed by the shape, like everything that shapes the arithmetic.
+constexpr int64_t kDwTransposedCK = 64, kDwTransposedOC = 8;
+
 // Groups per chunk of the weight gradient's partial sums (at most kMaxChunks chunks).
 inline int64_t groups_per_chunk(int64_t ngroups) {
     constexpr int64_t kMaxChunks = 32;
@@ -132,31 +174,35 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
     // group's GEMMs may use every thread
     const bool by_group = ngroups > 1 && num_threads() > 1 && flops >= kParallelWork;
     auto one = [&](int64_t grp) {
-        const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), ld = cnt * L;
+        // the group's product has n columns; its buffers' rows lie ld apart (padded_ld)
+        const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), n = cnt * L;
+        const int64_t ld = padded_ld<T>(n);
         for (int64_t g = 0; g < s.G; ++g) {
             const T* cols = x + (n0 * s.C + g * Cg) * s.H * s.W;
+            int64_t ldb = n;
             if (!pointwise) {
                 T* c = buffer<T>(0, CK * ld);
                 for (int64_t j = 0; j < cnt; ++j)
                     im2col(c + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, ld);
                 cols = c;
+                ldb = ld;
             }
-            // y of the group as (OCg, cnt * L): y itself for one sample, else a buffer
+            // y of the group as (OCg, n): y itself for one sample, else a buffer
             T* yg = cnt == 1 ? y + (n0 * s.OC + g * OCg) * L : buffer<T>(1, OCg * ld);
+            const int64_t ldy = cnt == 1 ? L : ld;
             T beta = T(0);
             if (b != nullptr) {
                 for (int64_t o = 0; o < OCg; ++o)
-                    std::fill(yg + o * ld, yg + (o + 1) * ld, b[g * OCg + o]);
+                    std::fill(yg + o * ldy, yg + o * ldy + n, b[g * OCg + o]);
                 beta = T(1);
             }
             const T* wg = w + g * OCg * CK;
-            if (relu) gemm_relu<T>(false, false, OCg, ld, CK, wg, CK, cols, ld, beta, yg, ld);
-            else gemm<T>(false, false, OCg, ld, CK, T(1), wg, CK, cols, ld, beta, yg, ld);
+            if (relu) gemm_relu<T>(false, false, OCg, n, CK, wg, CK, cols, ldb, beta, yg, ldy);
+            else gemm<T>(false, false, OCg, n, CK, T(1), wg, CK, cols, ldb, beta, yg, ldy);
             if (cnt > 1)
                 for (int64_t j = 0; j < cnt; ++j)
                     for (int64_t o = 0; o < OCg; ++o)
-                        std::memcpy(y + ((n0 + j) * s.OC + g * OCg + o) * L, yg + o * ld + j * L,
-                                    sizeof(T) * static_cast<size_t>(L));
+                        copy_row(y + ((n0 + j) * s.OC + g * OCg + o) * L, yg + o * ldy + j * L, L);
         }
     };
     if (by_group) {
@@ -197,51 +243,67 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
     std::vector<T> partial(dw != nullptr ? static_cast<size_t>((nchunks - 1) * WN) : 0);
     const int64_t flops = 2 * s.N * s.OC * CK * L * ((dx != nullptr) + (dw != nullptr));
     const bool by_chunk = nchunks > 1 && num_threads() > 1 && flops >= kParallelWork;
+    const bool dw_t = CK >= kDwTransposedCK && OCg >= kDwTransposedOC;
     auto run = [&](int64_t c) {
         T* dwc = dw == nullptr ? nullptr : (c == 0 ? dw : partial.data() + (c - 1) * WN);
+        // the chunk's transposed sums (G blocks of CK x OCg), on the thread running the chunk
+        T* dwt = dwc != nullptr && dw_t ? buffer<T>(3, WN) : nullptr;
         const int64_t g0 = c * gpc, g1 = std::min(ngroups, g0 + gpc);
         for (int64_t grp = g0; grp < g1; ++grp) {
-            const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), ld = cnt * L;
+            const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), n = cnt * L;
+            const int64_t ld = padded_ld<T>(n);
             for (int64_t g = 0; g < s.G; ++g) {
                 const T* wg = w + g * OCg * CK;
-                // dy of the group as (OCg, cnt * L)
+                // dy of the group as (OCg, n), rows lddy apart
                 const T* dyg = dy + (n0 * s.OC + g * OCg) * L;
+                int64_t lddy = n;
                 if (cnt > 1) {
                     T* t = buffer<T>(2, OCg * ld);
                     for (int64_t j = 0; j < cnt; ++j)
                         for (int64_t o = 0; o < OCg; ++o)
-                            std::memcpy(t + o * ld + j * L, dy + ((n0 + j) * s.OC + g * OCg + o) * L,
-                                        sizeof(T) * static_cast<size_t>(L));
+                            copy_row(t + o * ld + j * L, dy + ((n0 + j) * s.OC + g * OCg + o) * L, L);
                     dyg = t;
+                    lddy = ld;
                 }
                 if (dwc != nullptr) {
                     const T* cols = x + (n0 * s.C + g * Cg) * s.H * s.W;
+                    int64_t ldb = n;
                     if (!pointwise) {
                         T* cb = buffer<T>(0, CK * ld);
                         for (int64_t j = 0; j < cnt; ++j)
                             im2col(cb + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s,
                                    ld);
                         cols = cb;
+                        ldb = ld;
                     }
-                    gemm<T>(false, true, OCg, CK, ld, T(1), dyg, ld, cols, ld,
-                            grp == g0 ? T(0) : T(1), dwc + g * OCg * CK, CK);
+                    if (dwt != nullptr)
+                        gemm<T>(false, true, CK, OCg, n, T(1), cols, ldb, dyg, lddy,
+                                grp == g0 ? T(0) : T(1), dwt + g * CK * OCg, OCg);
+                    else
+                        gemm<T>(false, true, OCg, CK, n, T(1), dyg, lddy, cols, ldb,
+                                grp == g0 ? T(0) : T(1), dwc + g * OCg * CK, CK);
                 }
                 if (dx != nullptr) {
                     if (pointwise) {
                         T* dxg = dx + (n0 * s.C + g * Cg) * s.H * s.W;
-                        gemm<T>(true, false, CK, L, OCg, T(1), wg, CK, dyg, L, T(0), dxg, L);
+                        gemm<T>(true, false, CK, L, OCg, T(1), wg, CK, dyg, lddy, T(0), dxg, L);
                     } else {
                         T* dcols = buffer<T>(1, CK * ld);
-                        gemm<T>(true, false, CK, ld, OCg, T(1), wg, CK, dyg, ld, T(0), dcols, ld);
+                        gemm<T>(true, false, CK, n, OCg, T(1), wg, CK, dyg, lddy, T(0), dcols, ld);
                         for (int64_t j = 0; j < cnt; ++j) {
                             T* dxg = dx + ((n0 + j) * s.C + g * Cg) * s.H * s.W;
-                            std::fill(dxg, dxg + Cg * s.H * s.W, T(0));
+                            zero_row(dxg, Cg * s.H * s.W);
                             col2im(dxg, dcols + j * L, Cg, s, ld);
                         }
                     }
                 }
             }
         }
+        if (dwt != nullptr)
+            for (int64_t g = 0; g < s.G; ++g)
+                for (int64_t o = 0; o < OCg; ++o)
+                    for (int64_t r = 0; r < CK; ++r)
+                        dwc[(g * OCg + o) * CK + r] = dwt[(g * CK + r) * OCg + o];
     };
     if (by_chunk) {
         parallel_chunks(nchunks, 1, flops, [&](int64_t c0, int64_t c1) {
@@ -284,9 +346,70 @@ void conv2d_forward_naive(T* y, const T* x, const T* w, const T* b, const ConvSh
 
 // ---- pooling: planes are independent; each runs on one thread, in a fixed order ----
 
+namespace {
+
+// One tap of a max pool over a plane's outputs (see maxpool2d_forward): output o reads xp[kt[o]]
+// and takes it (recording its index) when it is greater than o's maximum so far, or NaN while that
+// maximum is not. Bitwise operators on the conditions and restrict pointers let the compiler
+// vectorize it (a branch per window element mispredicted on random data).
+template <class T>
+void max_tap(T* GD_RESTRICT best, int32_t* GD_RESTRICT arg, const T* GD_RESTRICT xp,
+             const int32_t* GD_RESTRICT kt, int64_t n) {
+#pragma omp simd
+    for (int64_t o = 0; o < n; ++o) {
+        const int32_t k = kt[o];
+        const T v = xp[k], b = best[o];
+        const bool take = (v > b) | ((v != v) & (b == b));
+        best[o] = take ? v : b;
+        arg[o] = take ? k : arg[o];
+    }
+}
+
+// Plane-sized index tables above this many entries: the plain loops instead.
+constexpr int64_t kMaxPoolTable = int64_t(1) << 22;
+
+}  // namespace
+
+// Tap by tap over whole planes: a table gives, per tap t = i * wmax + j of the windows (in window
+// order) and output o, the flat input index the tap reads; a tap outside o's window repeats o's
+// first tap, which never changes a maximum (it is taken first). Output by output this is the
+// scalar rule "take a greater value, or a NaN; stop at the first NaN" over the window in order, so
+// values and indices are those of the plain loops, which serve planes too large for the table.
 template <class T>
 void maxpool2d_forward(T* y, int64_t* idx, const T* x, const PoolShape& s) {
     const int64_t plane_out = s.OH * s.OW;
+    int64_t hmax = 0, wmax = 0;
+    for (int64_t oh = 0; oh < s.OH; ++oh) hmax = std::max(hmax, s.hn[oh]);
+    for (int64_t ow = 0; ow < s.OW; ++ow) wmax = std::max(wmax, s.wn[ow]);
+    const int64_t taps = hmax * wmax;
+    if (s.H * s.W <= std::numeric_limits<int32_t>::max() && taps * plane_out <= kMaxPoolTable) {
+        std::vector<int32_t> kt(static_cast<size_t>(taps * plane_out));
+        for (int64_t i = 0; i < hmax; ++i)
+            for (int64_t j = 0; j < wmax; ++j)
+                for (int64_t oh = 0; oh < s.OH; ++oh)
+                    for (int64_t ow = 0; ow < s.OW; ++ow) {
+                        const bool in = i < s.hn[oh] && j < s.wn[ow];
+                        const int64_t k = in ? (s.hs[oh] + i * s.DH) * s.W + s.ws[ow] + j * s.DW
+                                             : s.hs[oh] * s.W + s.ws[ow];
+                        kt[static_cast<size_t>((i * wmax + j) * plane_out + oh * s.OW + ow)] =
+                            static_cast<int32_t>(k);
+                    }
+        parallel_chunks(s.P, 16, s.P * plane_out * 8, [&](int64_t p0, int64_t p1) {
+            int32_t* arg = buffer<int32_t>(0, plane_out);
+            for (int64_t p = p0; p < p1; ++p) {
+                T* best = y + p * plane_out;
+                for (int64_t o = 0; o < plane_out; ++o) {
+                    best[o] = -std::numeric_limits<T>::infinity();
+                    arg[o] = kt[static_cast<size_t>(o)];
+                }
+                for (int64_t t = 0; t < taps; ++t)
+                    max_tap(best, arg, x + p * s.H * s.W, kt.data() + t * plane_out, plane_out);
+                if (idx != nullptr)
+                    for (int64_t o = 0; o < plane_out; ++o) idx[p * plane_out + o] = arg[o];
+            }
+        });
+        return;
+    }
     parallel_chunks(s.P, 16, s.P * plane_out * 8, [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
             const T* xp = x + p * s.H * s.W;

@@ -70,6 +70,9 @@ void conv_instr_run(const std::vector<void*>& p, const std::vector<int64_t>& i, 
 std::vector<ConvOperand> conv_instr_operands(const std::vector<void*>& p,
                                              const std::vector<int64_t>& i, int64_t elem);
 int64_t conv_instr_flops(const std::vector<void*>& p, const std::vector<int64_t>& i);
+// Whether i is a conv forward without a ReLU whose output y has `elems` elements: then a ReLU
+// that follows may be fused into it (Program::fuse_relu sets its relu field, i[1 + kConvInts]).
+bool conv_fwd_relu_fusable(const std::vector<int64_t>& i, int64_t elems);
 
 const ConvKernels& conv_kernels_baseline();
 const ConvKernels& conv_kernels_avx2();

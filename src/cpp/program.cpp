@@ -856,10 +856,11 @@ int Program::fuse_clip() {
     return 0;
 }
 
-// linear_fwd (batch > 1) writing X, then act_fwd relu X -> Y, where nothing else reads or writes
-// X (not pinned either) and nothing from the linear_fwd up to the act_fwd touches Y: the
-// linear_fwd writes Y with the ReLU applied by each thread to the slab it just computed
-// (linear_forward_relu), and the act_fwd goes. Bitwise the same values in Y; X is not written.
+// linear_fwd (batch > 1) or a conv forward (conv.hpp, kind 0) writing X, then act_fwd relu X -> Y,
+// where nothing else reads or writes X (not pinned either) and nothing from the producer up to the
+// act_fwd touches Y: the producer writes Y with the ReLU applied as its GEMM's epilogue
+// (linear_forward_relu; the conv forward's relu flag), and the act_fwd goes. Bitwise the same
+// values in Y; X is not written.
 int Program::fuse_relu(const std::vector<std::pair<void*, int64_t>>& pinned) {
     int removed = 0;
     for (size_t a = 0; a < code_.size();) {
@@ -873,12 +874,15 @@ int Program::fuse_relu(const std::vector<std::pair<void*, int64_t>>& pinned) {
         const int64_t n = (act.f64 ? 8 : 4) * act.i[1];
         size_t L = a;
         while (L > 0 && !touches(code_[L - 1], X, n, false, true)) --L;
-        bool ok = L > 0 && n > 0 && !overlaps(X, n, Y, n);
+        bool ok = L > 0 && n > 0 && !overlaps(X, n, Y, n), conv = false;
         if (ok) {
             --L;
             const Instr& lf = code_[L];
             ok = lf.code == Code::linear_fwd && lf.f64 == act.f64 && lf.i.size() == 3 &&
                  lf.i[0] > 1 && lf.p[0] == X && (act.f64 ? 8 : 4) * lf.i[0] * lf.i[2] == n;
+            conv = lf.code == Code::conv && lf.f64 == act.f64 && lf.p[0] == X &&
+                   conv_fwd_relu_fusable(lf.i, n / (act.f64 ? 8 : 4));
+            ok = ok || conv;
         }
         for (const auto& pin : pinned) ok = ok && !overlaps(X, n, pin.first, pin.second);
         for (size_t j = 0; ok && j < code_.size(); ++j)
@@ -890,7 +894,8 @@ int Program::fuse_relu(const std::vector<std::pair<void*, int64_t>>& pinned) {
             continue;
         }
         code_[L].p[0] = Y;
-        code_[L].i.push_back(1);
+        if (conv) code_[L].i[1 + kConvInts] = 1;
+        else code_[L].i.push_back(1);
         code_.erase(code_.begin() + static_cast<std::ptrdiff_t>(a));
         ++removed;
     }
