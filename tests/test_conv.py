@@ -596,10 +596,13 @@ def _relu_net_step(dtype, share_output):
 @pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
 @pytest.mark.parametrize("share_output", [False, True])
 @pytest.mark.parametrize("nthreads", [1, 2])
-def test_compiled_conv_relu_fused_equals_eager(dtype, share_output, nthreads, threads, rng, isa):
+def test_compiled_conv_relu_fused_equals_eager(dtype, share_output, nthreads, threads, rng, isa,
+                                              monkeypatch):
     """gd.compile runs a ReLU that follows a conv as the conv GEMM's epilogue (no act_fwd left
     for it) unless the conv's output is read elsewhere; losses, weights and gradients stay
-    bitwise those of eager mode, whose ReLU backward reads the ReLU's output."""
+    bitwise those of eager mode, whose ReLU backward reads the ReLU's output. (Elementwise-chain
+    fusion is off here, so that an unfused ReLU stays a visible act_fwd.)"""
+    monkeypatch.setenv("GRADDESC_FUSE", "0")
     threads(nthreads)
     batches = [(gd.tensor(rng.standard_normal((6, 2, 8, 8))).to(dtype),
                 gd.tensor(rng.integers(0, 3, 6))) for _ in range(4)]
