@@ -103,6 +103,11 @@ class Case:
     0, so an infinite upstream gradient gives NaN there, not -inf).
     torch_grads(torch, tensors, g): PyTorch's gradient computed another way, where its autograd
     formula is off (see _logsumexp_grads).
+    exact(x, g): the exact [output, gradient] at the finite inputs (mpmath), accepted as well as
+    PyTorch's, for an op whose PyTorch formula cancels where graddesc's does not: PyTorch's
+    gelu is 0.5 x (1 + erf(x / sqrt 2)), which is 0 from x = -8.3 on in float64 (gelu(-30) is
+    -1.5e-196), graddesc's takes Phi of a negative x from erfc (src/cpp/vmath.hpp); sigmoid's
+    gradient y (1 - y) magnifies the last bit of y where y is near 1.
     loose: the tolerance times 16, for an op whose formula (PyTorch's too) cancels: gelu_tanh's
     1 + tanh(u) at x = -3 loses 9 bits, so PyTorch and graddesc differ by a last-bit difference
     of tanh times 500 (both are as far from the exact value)."""
@@ -111,12 +116,45 @@ class Case:
     fn: Callable
     inputs: Callable[[type], list]
     f64_oracle: bool = False
+    exact: Callable | None = None
     torch_grads: Callable | None = None
     loose: bool = False
 
 
 def _F(m):  # noqa: N802 - the usual name of nn.functional
     return m.nn.functional
+
+
+def _gelu_exact(x: np.ndarray, g: np.ndarray) -> list:
+    """gelu(x) = x Phi(x) and g (Phi(x) + x phi(x)) for |x| < 1e10, to 50 digits (mpmath),
+    rounded to float64; NaN elsewhere (where only PyTorch's values are the oracle)."""
+    mpmath = pytest.importorskip("mpmath")
+    y = np.full(x.shape, np.nan)
+    d = np.full(x.shape, np.nan)
+    with mpmath.workdps(50):
+        for i, v in np.ndenumerate(x):
+            if abs(v) < 1e10:
+                xv = mpmath.mpf(float(v))
+                cdf = mpmath.ncdf(xv)
+                y[i] = float(xv * cdf)
+                d[i] = float(cdf + xv * mpmath.npdf(xv))
+    with np.errstate(all="ignore"):
+        return [y, g.astype(np.float64) * d]
+
+
+def _sigmoid_exact(x: np.ndarray, g: np.ndarray) -> list:
+    """sigmoid(x) correctly rounded (mpmath) for |x| < 1e10 (NaN elsewhere) and the gradient
+    g y (1 - y) from that y: where y
+    rounds near 1, y (1 - y) is as exact as y's last bit (PyTorch's float64 sigmoid(30) is one
+    ulp from the correctly rounded value, and so its gradient is 1e-3 off)."""
+    mpmath = pytest.importorskip("mpmath")
+    y = np.full(x.shape, np.nan, dtype=x.dtype)
+    with mpmath.workdps(50):
+        for i, v in np.ndenumerate(x):
+            if abs(v) < 1e10:
+                y[i] = float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v)))))
+    with np.errstate(all="ignore"):
+        return [y, g.astype(x.dtype) * y * (1 - y)]
 
 
 def _logsumexp_grads(dim: int) -> Callable:
@@ -145,13 +183,14 @@ CASES = [
     Case("leaky_relu_-1", lambda m, x: _F(m).leaky_relu(x, -1.0), _unary()),
     Case("tanh", lambda m, x: m.tanh(x), _unary()),
     Case("sigmoid", lambda m, x: m.sigmoid(x), _unary(-20.0, 20.0, 40.0, -40.0),
-         f64_oracle=True),
+         f64_oracle=True, exact=_sigmoid_exact),
     Case("softplus", lambda m, x: _F(m).softplus(x), _unary(19.0, 20.0, 21.0, 40.0, -40.0)),
     Case("softplus_beta2", lambda m, x: _F(m).softplus(x, beta=2.0),
          _unary(9.0, 10.0, 11.0, 40.0)),
     Case("softplus_threshold1", lambda m, x: _F(m).softplus(x, threshold=1.0),
          _unary(0.9, 1.1, 1.5)),
-    Case("gelu", lambda m, x: _F(m).gelu(x), _unary(-10.0, 10.0, -40.0), f64_oracle=True),
+    Case("gelu", lambda m, x: _F(m).gelu(x), _unary(-10.0, 10.0, -40.0), f64_oracle=True,
+         exact=_gelu_exact),
     Case("gelu_tanh", lambda m, x: _F(m).gelu(x, approximate="tanh"), _unary(-10.0, 10.0),
          loose=True),
     Case("exp", lambda m, x: m.exp(x), _unary(88.0, 89.0, 709.0, 710.0, -104.0, -746.0)),
@@ -331,11 +370,16 @@ def _compare(torch, case: Case, dtype: type, kind: str) -> list:
     oracles = [_oracle(torch, case, arrays, g, wide=False)]
     if case.f64_oracle and dtype == np.float32:
         oracles.append(_oracle(torch, case, arrays, g, wide=True))
+    if case.exact is not None:
+        exact = case.exact(arrays[0], g)
+        known = ~np.isnan(exact[0])  # elsewhere PyTorch's value stands in
+        oracles.append([np.where(known, _to(e, dtype), o) for e, o in zip(exact, oracles[0])])
     assert y.dtype == oracles[0][0].dtype == dtype, (y.dtype, oracles[0][0].dtype)
     assert y.shape == oracles[0][0].shape, (y.shape, oracles[0][0].shape)
     problems = []
     for i, r in enumerate(ours):
-        # a value passes when it matches any oracle (f64_oracle: float32 or float64 PyTorch)
+        # a value passes when it matches any oracle (f64_oracle: float32 or float64 PyTorch;
+        # exact: the exact value)
         bad = np.logical_and.reduce([_mismatch(r, o[i], dtype, case.loose) for o in oracles])
         if bad.any():
             what = "forward" if i == 0 else f"grad of input {i - 1} (upstream {kind})"
@@ -375,6 +419,13 @@ def test_second_derivative_matches_torch(torch, isa, float_dtype, case):
     assert (ours is None) == (theirs is None), (ours, theirs)
     if ours is not None:
         bad = _mismatch(ours, theirs, float_dtype, case.loose)
+        if case.exact is not None:
+            # where the forward values differ in their last bit (checked against the exact
+            # value by test_matches_torch), sigmoid'' = y (1 - y) (1 - 2 y) magnifies it
+            with gd.no_grad():
+                y_ours = case.fn(gd, gd.tensor(a)).numpy()
+            y_theirs = case.fn(torch, torch.tensor(a)).numpy()
+            bad &= (y_ours == y_theirs) | (np.isnan(y_ours) & np.isnan(y_theirs))
         assert not bad.any(), _report(f"{case.id}''", [a], np.ones_like(a), ours, theirs, bad)
 
 

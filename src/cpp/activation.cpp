@@ -1,5 +1,7 @@
 // Elementwise nonlinearities, each a forward/backward pair of scalar formulas; the loops that
-// apply them are generic (map_forward / map_backward) so the compiler vectorises what it can.
+// apply them are generic (map_forward / map_backward) so the compiler vectorises what it can;
+// exp, log, log1p, tanh, sigmoid and gelu are vmath.hpp's (branch-free: they vectorise, and give the
+// same bits on every ISA).
 // Shape legend: x, y, dx, dy (N). NaN propagates as in NumPy (x <= 0 is false for NaN).
 // At NaN, +-inf and the kinks each derivative is PyTorch's (docs/special-values.md, checked by
 // tests/test_special_values.py): the comparisons below are written so that NaN falls on
@@ -9,6 +11,7 @@
 #include <cmath>
 
 #include "parallel.hpp"
+#include "vmath.hpp"
 
 namespace gd {
 namespace GD_NS {
@@ -32,18 +35,14 @@ struct LeakyRelu {
 
 // dy/dx = 1 - y^2, from the saved output
 struct Tanh {
-    template <class T> static T forward(T x, T) { return std::tanh(x); }
+    template <class T> static T forward(T x, T) { return vm::tanh(x); }
     template <class T> static T backward(T dy, T, T y, T) { return dy * (T(1) - y * y); }
 };
 
 // Stable for large |x|: exp is only taken of -|x|, so it never overflows.
 // dy/dx = y (1 - y), from the saved output
 struct Sigmoid {
-    template <class T> static T forward(T x, T) {
-        if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-        const T e = std::exp(x);
-        return e / (T(1) + e);
-    }
+    template <class T> static T forward(T x, T) { return vm::sigmoid(x); }
     template <class T> static T backward(T dy, T, T y, T) { return dy * y * (T(1) - y); }
 };
 
@@ -52,24 +51,19 @@ struct Sigmoid {
 // gives the exact function everywhere.
 struct Softplus {
     template <class T> static T forward(T x, T t) {
-        if (std::isnan(x) || x > t) return x;
-        return std::fmax(x, T(0)) + std::log1p(std::exp(-std::fabs(x)));
+        const T y = (x > T(0) ? x : T(0)) + vm::log1p(vm::exp(-std::fabs(x)));
+        return x != x || x > t ? x : y;
     }
     template <class T> static T backward(T dy, T x, T, T t) {
         return x > t ? dy : dy * Sigmoid::forward(x, T(0));
     }
 };
 
-// gelu(x) = x Phi(x) with Phi the standard normal CDF; dy/dx = Phi(x) + x phi(x)
+// gelu(x) = x Phi(x) with Phi the standard normal CDF; dy/dx = Phi(x) + x phi(x) (vmath.hpp:
+// computed in double and rounded once; Phi of a negative x from erfc, without cancellation)
 struct Gelu {
-    template <class T> static T forward(T x, T) {
-        return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
-    }
-    template <class T> static T backward(T dy, T x, T, T) {
-        const T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
-        const T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * x * x);
-        return dy * (cdf + x * pdf);
-    }
+    template <class T> static T forward(T x, T) { return vm::gelu(x); }
+    template <class T> static T backward(T dy, T x, T, T) { return dy * vm::gelu_grad(x); }
 };
 
 // PyTorch's approximate='tanh': 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3);
@@ -78,11 +72,11 @@ struct Gelu {
 struct GeluTanh {
     template <class T> static T forward(T x, T) {
         const T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
-        return T(0.5) * x * (T(1) + std::tanh(u));
+        return T(0.5) * x * (T(1) + vm::tanh(u));
     }
     template <class T> static T backward(T dy, T x, T, T) {
         const T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
-        const T t = std::tanh(u);
+        const T t = vm::tanh(u);
         const T du = T(0.79788456080286535588) * (T(1) + T(3) * T(0.044715) * x * x);
         return dy * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
     }
@@ -90,13 +84,13 @@ struct GeluTanh {
 
 // dy/dx = y, from the saved output
 struct Exp {
-    template <class T> static T forward(T x, T) { return std::exp(x); }
+    template <class T> static T forward(T x, T) { return vm::exp(x); }
     template <class T> static T backward(T dy, T, T y, T) { return dy * y; }
 };
 
 // dy/dx = 1 / x
 struct Log {
-    template <class T> static T forward(T x, T) { return std::log(x); }
+    template <class T> static T forward(T x, T) { return vm::log(x); }
     template <class T> static T backward(T dy, T x, T, T) { return dy / x; }
 };
 

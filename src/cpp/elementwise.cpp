@@ -7,7 +7,9 @@
 // only) and chunks spread over threads; every element is computed alone, so any thread count
 // gives the same bits.
 // + - * / maximum minimum neg abs square reciprocal sign clamp where round exactly as NumPy does
-// (IEEE, no contraction possible); exp log log1p sqrt sin cos pow call the C++ library in T.
+// (IEEE, no contraction possible), and so do sqrt and rsqrt (sqrt is an IEEE basic operation);
+// exp log log1p are vmath.hpp's (the same bits on every ISA, vectorised); sin cos pow call the C++
+// library in T.
 #include "elementwise.hpp"
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include <type_traits>
 
 #include "parallel.hpp"
+#include "vmath.hpp"
 
 namespace gd {
 namespace GD_NS {
@@ -47,9 +50,9 @@ GD_EW_OP(Maximum, 2, max_nan(a, b))
 GD_EW_OP(Minimum, 2, min_nan(a, b))
 GD_EW_OP(Neg, 1, -a)
 GD_EW_OP(Abs, 1, std::fabs(a))
-GD_EW_OP(Exp, 1, std::exp(a))
-GD_EW_OP(Log, 1, std::log(a))
-GD_EW_OP(Log1p, 1, std::log1p(a))
+GD_EW_OP(Exp, 1, vm::exp(a))
+GD_EW_OP(Log, 1, vm::log(a))
+GD_EW_OP(Log1p, 1, vm::log1p(a))
 GD_EW_OP(Sqrt, 1, std::sqrt(a))
 GD_EW_OP(Rsqrt, 1, T(1) / std::sqrt(a))
 GD_EW_OP(Square, 1, a * a)

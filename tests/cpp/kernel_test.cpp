@@ -1,9 +1,11 @@
 // The kernels of every ISA this build has, without Python: against naive double-precision
-// oracles within rounding-error bounds, 1 thread against 2 bit for bit, and the bitwise contract
+// oracles within rounding-error bounds, vmath.hpp's functions in ulps of a long double oracle and
+// bit for bit across ISAs, 1 thread against 2 bit for bit, and the bitwise contract
 // of gd.compile at batch 1 (the fused SGD forward equals the update then the forward). Runs
 // natively or under QEMU (.ci/aarch64); exit status 1 on any failure.
 // Build: cmake -S . -B build/kernel-test -DGRADDESC_KERNEL_TEST=ON (CMakeLists.txt).
 // Shape legend as in kernels.hpp: B batch rows, IN/OUT features, N element count.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -322,6 +324,108 @@ void test_activations(const KernelTable<T>& k, Outputs<T>& out) {
             out.add(y);
             out.add(dx);
         }
+}
+
+// ------------------------------------------------------------------------ vmath (vmath.hpp)
+
+// |got - want| in ulps of T at want (the denormal ulp below the normal range); 0 where both are
+// the same non-finite value, a large number where only one is finite
+template <class T>
+double ulp_error(T got, long double want) {
+    const long double g = static_cast<long double>(got);
+    if (std::isnan(want) || std::isnan(g)) return std::isnan(want) && std::isnan(g) ? 0 : 1e30;
+    const long double max = std::numeric_limits<T>::max();
+    if (std::fabs(want) > max || std::isinf(g)) {
+        const long double rounded = static_cast<long double>(static_cast<T>(want));
+        return rounded == g ? 0 : 1e30;  // want beyond max: it must round to what got is
+    }
+    int e = 0;
+    std::frexp(static_cast<double>(std::fabs(want)), &e);  // want in [2^(e-1), 2^e)
+    const int lowest = std::numeric_limits<T>::min_exponent;  // 2^(lowest-1) = min normal
+    const int exponent = (want == 0 ? lowest : std::max(e, lowest)) - 1;
+    const long double ulp = std::ldexp(1.0L, exponent - (std::numeric_limits<T>::digits - 1));
+    return static_cast<double>(std::fabs(g - want) / ulp);
+}
+
+// The oracle in long double (x86-64: 80 bits; aarch64: 128 bits).
+long double vmath_oracle(int f, long double x) {
+    switch (f) {
+        case 0: return std::exp(x);
+        case 1: return std::log(x);
+        case 2: return std::log1p(x);
+        case 3: return std::tanh(x);
+        case 4: return 1 / (1 + std::exp(-x));
+        default: return x * 0.5L * std::erfc(-x / std::sqrt(2.0L));  // gelu
+    }
+}
+
+template <class T>
+std::vector<T>& vmath_first_isa() {
+    static std::vector<T> v;
+    return v;
+}
+
+// exp, log, log1p (elementwise kernel) and tanh, sigmoid, gelu (activation kernel) over sweeps of
+// each domain (range-reduction seams, overflow and underflow thresholds, denormals, +-0, +-inf,
+// NaN) within the bounds of docs/performance-vmath.md, and the same bits on every ISA.
+template <class T>
+void test_vmath(const KernelTable<T>& k, const char* isa) {
+    const bool f32 = sizeof(T) == 4;
+    const T inf = std::numeric_limits<T>::infinity();
+    const T specials[] = {std::numeric_limits<T>::quiet_NaN(), inf, -inf, T(0), -T(0),
+                          std::numeric_limits<T>::denorm_min(), std::numeric_limits<T>::min(),
+                          std::numeric_limits<T>::max(), -std::numeric_limits<T>::max(),
+                          T(1), T(-1)};
+    struct Fn { const char* name; double lo, hi, bound; };
+    const Fn fns[] = {
+        {"exp", f32 ? -104.5 : -746.0, f32 ? 89.0 : 710.0, 1.0},
+        {"log", 0.0, 4.0, 1.5},
+        {"log1p", -1.0, 3.0, 1.5},
+        {"tanh", -10.0, 10.0, 1.5},
+        {"sigmoid", f32 ? -110.0 : -750.0, 40.0, 1.5},
+        {"gelu", f32 ? -15.0 : -38.5, 8.0, f32 ? 1.0 : 8.0},
+    };
+    std::vector<T> all;
+    const int64_t n = 20001;  // odd: a scalar tail after the vector loop
+    for (int f = 0; f < 6; ++f) {
+        std::vector<T> x(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i)
+            x[i] = static_cast<T>(fns[f].lo + (fns[f].hi - fns[f].lo) * double(i) / double(n - 1));
+        // a finer sweep across each seam: tanh's 0.625, gelu's |x| / sqrt 2 = 0.75, log's
+        // sqrt 2, and small |x| (log1p, tanh keep relative accuracy there)
+        const double seam = f == 3 ? 0.625 : f == 5 ? -1.0606601717798212 : f == 1 ? 1.4142 : 0;
+        for (int64_t i = 0; i < 2001; ++i) x.push_back(static_cast<T>(seam + (i - 1000) * 1e-6));
+        for (T v : specials) x.push_back(v);
+        const int64_t N = static_cast<int64_t>(x.size());
+        std::vector<T> y(x.size());
+        if (f < 3) {
+            const gd::Ew op = f == 0 ? gd::Ew::exp : f == 1 ? gd::Ew::log : gd::Ew::log1p;
+            const int64_t shape[1] = {N}, st[1] = {1};
+            const void* xs[3] = {x.data(), nullptr, nullptr};
+            const int64_t* xst[3] = {st, nullptr, nullptr};
+            k.elementwise(op, y.data(), st, xs, xst, nullptr, shape, 1);
+        } else {
+            const Act op = f == 3 ? Act::tanh : f == 4 ? Act::sigmoid : Act::gelu;
+            k.activation_forward(op, y.data(), x.data(), N, T(0));
+        }
+        double worst = 0;
+        int64_t at = 0;
+        for (int64_t i = 0; i < N; ++i) {
+            const double e = ulp_error(y[i], vmath_oracle(f, static_cast<long double>(x[i])));
+            if (e > worst) worst = e, at = i;
+        }
+        ++g_checks;
+        if (worst > fns[f].bound) {
+            char buf[200];
+            std::snprintf(buf, sizeof buf, "vmath %s: %.3g ulp at x = %.17g (bound %.2g)",
+                          fns[f].name, worst, double(x[at]), fns[f].bound);
+            fail(buf);
+        }
+        all.insert(all.end(), y.begin(), y.end());
+    }
+    std::vector<T>& first = vmath_first_isa<T>();
+    if (first.empty()) first = all;
+    else check_equal_bits(std::string("vmath outputs, ") + isa + " vs the first ISA", all, first);
 }
 
 // ------------------------------------------------------------------------------------- losses
@@ -702,6 +806,8 @@ std::vector<T> run_all(const KernelTable<T>& k) {
 
 template <class T>
 void run_isa(const char* isa, const char* dtype) {
+    g_where = std::string(isa) + " " + dtype;
+    test_vmath(gd::kernels<T>(), isa);
     std::vector<T> first;
     for (int threads : {1, 2}) {
         gd::set_num_threads(threads);
