@@ -156,9 +156,9 @@ def best_isa() -> str:
     """
     The best instruction set this CPU supports.
     """
-def clip_norm(grads: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, max_norm: typing.SupportsFloat | typing.SupportsIndex) -> numpy.ndarray:
+def clip_norm(grads: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex, max_norm: typing.SupportsFloat | typing.SupportsIndex, error_if_nonfinite: bool = False) -> numpy.ndarray:
     """
-    nn.utils.clip_grad_norm_ in place on a list of gradient arrays (one float dtype): returns their joint norm (0-d float64) and scales them all by max_norm / (norm + 1e-6) when that is below 1.
+    nn.utils.clip_grad_norm_ in place on a list of gradient arrays (one float dtype): returns their joint norm (0-d float64; the same bits on every ISA and thread count) and scales them all by max_norm / (norm + 1e-6) unless that is >= 1 (a NaN norm scales by NaN, as PyTorch). error_if_nonfinite: a non-finite norm raises RuntimeError and scales nothing.
     """
 def conv2d_backward(grad_output: typing.Any, input: typing.Any, weight: typing.Any, stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], padding: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], dilation: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], groups: typing.SupportsInt | typing.SupportsIndex, need_dx: bool = True, need_dw: bool = True, need_db: bool = True) -> tuple:
     """

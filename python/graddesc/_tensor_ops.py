@@ -197,6 +197,8 @@ _METHODS = {
     "view": shp.view, "reshape": shp.reshape, "flatten": shp.flatten, "permute": shp.permute,
     "transpose": shp.transpose, "t": shp.t, "expand": shp.expand, "expand_as": shp.expand_as,
     "squeeze": shp.squeeze, "unsqueeze": shp.unsqueeze, "__getitem__": _getitem,
+    "squeeze_": ip.squeeze_, "unsqueeze_": ip.unsqueeze_, "transpose_": ip.transpose_,
+    "t_": ip.t_,
     "split": shp.split, "chunk": shp.chunk, "movedim": _movedim,
     "view_as": lambda self, other: shp.view(self, *other.shape),
     "reshape_as": lambda self, other: shp.reshape(self, *other.shape),

@@ -210,6 +210,77 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
 
 
 
+def _view_inplace(self: Tensor, res: Tensor, undo: Callable, op: str) -> Tensor:
+    """self becomes res, a view of self with another shape or axis order: a change of
+    metadata only (no element is written, the version counter stays), as PyTorch's in-place
+    view ops. `undo` maps an array shaped like the new self back to the old layout (a view), so
+    that the views self already had still find their elements in it."""
+    if grad_mode.is_grad_enabled() and self.grad_fn is None and self.requires_grad:
+        raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
+    own_views = [r() for r in (self._views or ())]
+    self._data = res._data
+    if res.grad_fn is not None:
+        self.grad_fn, self._output_nr, self.requires_grad = res.grad_fn, res._output_nr, True
+    if self._vinfo is not None:  # a view itself: res's mapping is the composed one from root
+        self._vinfo = res._vinfo
+    for v in own_views:
+        if v is not None and v is not res and v._vinfo is not None and v._vinfo[0] is self:
+            fn = v._vinfo[1]
+            v._vinfo = (self, lambda b, fn=fn: fn(undo(b)))
+    return self
+
+
+def unsqueeze_(self: Tensor, dim: int) -> Tensor:
+    """In-place unsqueeze: self gets a size-1 dim at `dim` (its memory is unchanged).
+
+    >>> t = gd.zeros(3)
+    >>> tuple(t.unsqueeze_(0).shape)
+    (1, 3)
+    """
+    old = self._data.shape
+    return _view_inplace(self, shape.unsqueeze(self, dim), lambda b: b.reshape(old),
+                         "unsqueeze_")
+
+
+def squeeze_(self: Tensor, dim: Any = None) -> Tensor:
+    """In-place squeeze: self loses its size-1 dims (all, or the given ones).
+
+    >>> t = gd.zeros(2, 1, 3)
+    >>> tuple(t.squeeze_(1).shape)
+    (2, 3)
+    """
+    old = self._data.shape
+    return _view_inplace(self, shape.squeeze(self, dim), lambda b: b.reshape(old), "squeeze_")
+
+
+def transpose_(self: Tensor, dim0: int, dim1: int) -> Tensor:
+    """In-place transpose: self's dims dim0 and dim1 swap (its memory is unchanged).
+
+    >>> t = gd.zeros(2, 3)
+    >>> tuple(t.transpose_(0, 1).shape)
+    (3, 2)
+    """
+    res = shape.transpose(self, dim0, dim1)
+    nd = max(self.ndim, 1)
+    a, b = int(dim0) % nd, int(dim1) % nd
+    return _view_inplace(self, res, lambda x: x.swapaxes(a, b) if x.ndim > 1 else x,
+                         "transpose_")
+
+
+def t_(self: Tensor) -> Tensor:
+    """In-place t(): a 2-d self is transposed, a 0-d or 1-d one is unchanged.
+
+    >>> t = gd.zeros(2, 3)
+    >>> tuple(t.t_().shape)
+    (3, 2)
+    """
+    if self.ndim < 2:
+        shape.t(self)  # (its checks)
+        return self
+    return transpose_(self, 0, 1)
+
+
 def inplace_method(fn: Callable, name: str) -> Callable:
     """The in-place form of an out-of-place op, through the machinery above. While recording,
     the op runs on a clone so that what it saves for backward keeps the old value."""
