@@ -167,10 +167,42 @@ void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, cons
 // plain SGD (no momentum, weight decay or maximize) is one pass W[o, j] -= lr (dy[o] x[j]) (this
 // file has no contraction, so the product is rounded before the update, as in sgd_block);
 // otherwise each kBlock piece of a row goes through sgd_block. Both give sgd_step's bits.
+//
+// With momentum (its buffer made by an earlier step), sgd_block's loops run fused, one pass per
+// row: each element goes through the same operations in the same order (the same bits), while W
+// and its buffer are read and written once instead of a block of d going through L1 four times.
+template <class T, bool Max, bool Wd, bool Nest>
+void sgd_outer_row_momentum(T* GD_RESTRICT w, T* GD_RESTRICT b, T a, const T* GD_RESTRICT x,
+                            int64_t IN, const SgdHyper& h) {
+    const T lr = T(h.lr), mom = T(h.momentum), keep = T(1 - h.dampening), wd = T(h.weight_decay);
+    for (int64_t j = 0; j < IN; ++j) {
+        T d = a * x[j];
+        if constexpr (Max) d = -d;
+        if constexpr (Wd) d = d + wd * w[j];
+        const T bj = b[j] * mom + keep * d;
+        b[j] = bj;
+        if constexpr (Nest)
+            d = d + mom * bj;
+        else
+            d = bj;
+        w[j] = w[j] - lr * d;
+    }
+}
+
+template <class T, bool Max>
+void sgd_outer_row_momentum_any(T* w, T* b, T a, const T* x, int64_t IN, const SgdHyper& h) {
+    const bool wd = h.weight_decay != 0;
+    if (wd && h.nesterov) sgd_outer_row_momentum<T, Max, true, true>(w, b, a, x, IN, h);
+    else if (wd) sgd_outer_row_momentum<T, Max, true, false>(w, b, a, x, IN, h);
+    else if (h.nesterov) sgd_outer_row_momentum<T, Max, false, true>(w, b, a, x, IN, h);
+    else sgd_outer_row_momentum<T, Max, false, false>(w, b, a, x, IN, h);
+}
+
 template <class T>
 void sgd_outer_rows(T* W, T* buf, const T* dy, const T* x, int64_t o0, int64_t o1, int64_t IN,
                     const SgdHyper& h) {
     const bool plain = h.momentum == 0 && h.weight_decay == 0 && !h.maximize;
+    const bool momentum = h.momentum != 0 && buf != nullptr;
     const T lr = T(h.lr);
     for (int64_t o = o0; o < o1; ++o) {
         T* GD_RESTRICT w = W + o * IN;
@@ -178,6 +210,12 @@ void sgd_outer_rows(T* W, T* buf, const T* dy, const T* x, int64_t o0, int64_t o
         if (plain) {
             const T* GD_RESTRICT xr = x;
             for (int64_t j = 0; j < IN; ++j) w[j] = w[j] - lr * (a * xr[j]);
+            continue;
+        }
+        if (momentum) {
+            T* b = buf + o * IN;
+            if (h.maximize) sgd_outer_row_momentum_any<T, true>(w, b, a, x, IN, h);
+            else sgd_outer_row_momentum_any<T, false>(w, b, a, x, IN, h);
             continue;
         }
         T d[kBlock];
