@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_forward', 'deferred_pending', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_forward', 'embedding_renorm', 'flush_deferred', 'gemm', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'isa', 'layer_norm_backward', 'layer_norm_forward', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_forward', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_forward', 'reduce', 'replay', 'rmsprop_step', 'scale', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'sum_all', 'sum_axis']
+__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_forward', 'deferred_pending', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_forward', 'embedding_renorm', 'flush_deferred', 'gemm', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'isa', 'layer_norm_backward', 'layer_norm_forward', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_forward', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_forward', 'reduce', 'replay', 'rmsprop_step', 'scale', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'sum_all', 'sum_axis']
 class Program:
     """
     A recorded kernel sequence (private: see gd.compile).
@@ -236,6 +236,14 @@ def index_gather_args(input: typing.Any, index: typing.Any, dim: typing.Supports
     """
     The instruction gd.compile records for index_gather(input, index, dim) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
+def index_nd(input: typing.Any, indices: list, dim: typing.SupportsInt | typing.SupportsIndex, add: bool = False, shape: typing.Any = None) -> numpy.ndarray:
+    """
+    Advanced indexing by a list of int64 index arrays of one shape on the adjacent dimensions dim, dim + 1, ...: input[..., i0, i1, ...] (negative indices count from the end). add=True: its adjoint, zeros of `shape` (the indexed input's) with input added at those places in order (deterministic).
+    """
+def index_nd_args(input: typing.Any, indices: list, dim: typing.SupportsInt | typing.SupportsIndex, add: bool = False, shape: typing.Any = None, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for index_nd(...) = result.
+    """
 def index_scatter(input: typing.Any, index: typing.Any, src: typing.Any, dim: typing.SupportsInt | typing.SupportsIndex, accumulate: bool = False, shape: typing.Any = None, value: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> numpy.ndarray:
     """
     A copy of input (or zeros of `shape` when input is None) with src (or `value` when src is None) written at index along dim, or added (accumulate=True, in index order, deterministic).
@@ -348,7 +356,7 @@ ACTIVATIONS: dict = {'relu': (0, 0.0), 'leaky_relu': (1, 0.01), 'tanh': (2, 0.0)
 ACTIVATIONS_SAVING_OUTPUT: tuple = ('tanh', 'sigmoid', 'exp')
 EW_OPS: dict = {'add': 0, 'sub': 1, 'mul': 2, 'div': 3, 'pow': 4, 'maximum': 5, 'minimum': 6, 'neg': 7, 'abs': 8, 'exp': 9, 'log': 10, 'log1p': 11, 'sqrt': 12, 'rsqrt': 13, 'square': 14, 'sin': 15, 'cos': 16, 'sign': 17, 'reciprocal': 18, 'clamp': 19, 'where': 20, 'sum_to': 21, 'sgn': 22, 'eq': 23, 'ne': 24, 'lt': 25, 'le': 26, 'gt': 27, 'ge': 28, 'copy': 29}
 ISAS: tuple = ('avx512', 'avx2', 'baseline')
-RECORD_ARGS: dict = {'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args'}
+RECORD_ARGS: dict = {'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args'}
 REDUCE_OPS: dict = {'sum': 0, 'mean': 1, 'var': 2, 'std': 3, 'amax': 4, 'amin': 5, 'max': 6, 'min': 7, 'argmax': 8, 'argmin': 9, 'logsumexp': 10, 'norm': 11, 'prod': 12}
 __version__: str = '0.1.0'
 has_openmp: bool = True

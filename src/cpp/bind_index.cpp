@@ -166,6 +166,49 @@ void take_add(T* out, const T* src, const int64_t* idx, int64_t outer, int64_t n
         }
 }
 
+// Advanced indexing by k >= 1 index arrays of one shape S on adjacent dimensions (x[i0, i1],
+// x[:, idx]): x viewed as (outer, D_0, .., D_{k-1}, inner), out (outer, N, inner) with N = |S|
+// and out[o, m, :] = x[o, i_0[m], .., i_{k-1}[m], :]. An index j selects j (j >= 0) or D + j
+// (-D <= j < 0); anything else is refused before a value is written. The adjoint (add) writes
+// zeros of x's shape and adds src[o, m, :] at the same places in the order o, m, element
+// (deterministic, repeated indices accumulate).
+template <class T>
+void take_nd(T* out, const T* a, const int64_t* const* idx, int64_t k, const int64_t* D,
+             int64_t outer, int64_t N, int64_t inner, bool add) {
+    std::vector<int64_t> off(static_cast<size_t>(N), 0);
+    int64_t stride = inner;  // elements between neighbours along dimension j
+    for (int64_t j = k - 1; j >= 0; --j) {
+        const int64_t n = D[j];
+        const int64_t bad = first_bad(idx[j], N, n);
+        if (bad >= 0)
+            throw std::out_of_range("index " + std::to_string(idx[j][bad]) + " (at flat position " +
+                                    std::to_string(bad) + " of index " + std::to_string(j) +
+                                    ") is out of bounds for a dimension of size " +
+                                    std::to_string(n));
+        for (int64_t m = 0; m < N; ++m) {
+            const int64_t v = idx[j][m];
+            off[static_cast<size_t>(m)] += (v < 0 ? v + n : v) * stride;
+        }
+        stride *= n;
+    }
+    const int64_t block = stride;  // elements of x per outer index
+    if (add) std::fill(out, out + outer * block, T(0));
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t m = 0; m < N; ++m) {
+            const int64_t at = o * block + off[static_cast<size_t>(m)];
+            const int64_t here = (o * N + m) * inner;
+            if (add) {
+                T* dst = out + at;
+                const T* src = a + here;
+                for (int64_t r = 0; r < inner; ++r) dst[r] = T(dst[r] + src[r]);
+            } else if (inner == 1) {
+                out[here] = a[at];
+            } else {
+                std::memcpy(out + here, a + at, static_cast<size_t>(inner) * sizeof(T));
+            }
+        }
+}
+
 // ---- the instructions --------------------------------------------------------------------
 // gather: p [out, x, idx]; i [kind, nd, dim, I (nd), X (nd)]
 // scatter: p [out, base or 0, idx, src or 0]; i [kind, nd, dim, accumulate, I, O, S (nd each)];
@@ -269,6 +312,48 @@ int64_t take_flops(const Instr& in) { return in.i[1] * in.i[4] * in.i[3]; }
 
 bool take_valid(size_t nptrs, const std::vector<int64_t>& i, size_t) {
     return nptrs == 3 && i.size() == 5 && i[1] >= 0 && i[2] >= 0 && i[3] >= 0 && i[4] >= 0;
+}
+
+// take_nd: p [out, x or src, idx_0 .. idx_{k-1}]; i [kind, add, outer, inner, k, N, D (k)]
+int64_t g_take_nd_kind = -1;
+
+void take_nd_run(const Instr& in) {
+    const int64_t* i = in.i.data();
+    const int64_t k = i[4];
+    std::vector<const int64_t*> idx(static_cast<size_t>(k));
+    for (int64_t j = 0; j < k; ++j) idx[static_cast<size_t>(j)] = ptr<const int64_t>(in, 2 + j);
+    const auto go = [&](auto tag) {
+        using T = decltype(tag);
+        take_nd(ptr<T>(in, 0), ptr<const T>(in, 1), idx.data(), k, i + 6, i[2], i[5], i[3],
+                i[1] != 0);
+    };
+    if (in.f64)
+        go(double{});
+    else
+        go(float{});
+}
+
+void take_nd_operands(const Instr& in, std::vector<Operand>& ops) {
+    const int64_t* i = in.i.data();
+    const int64_t e = in.f64 ? 8 : 4, k = i[4], N = i[5];
+    const int64_t full = e * i[2] * prod(i + 6, k) * i[3], part = e * i[2] * N * i[3];
+    const bool add = i[1] != 0;
+    ops.push_back({in.p[0], add ? full : part, false, true, 0});
+    ops.push_back({in.p[1], add ? part : full, true, false, 1});
+    for (int64_t j = 0; j < k; ++j)
+        ops.push_back({in.p[static_cast<size_t>(2 + j)], 8 * N, true, false,
+                       static_cast<int>(2 + j)});
+}
+
+int64_t take_nd_flops(const Instr& in) { return in.i[2] * in.i[5] * in.i[3]; }
+
+bool take_nd_valid(size_t nptrs, const std::vector<int64_t>& i, size_t) {
+    if (i.size() < 6 || i[4] < 1 || i[4] > kMaxDims) return false;
+    if (nptrs != static_cast<size_t>(2 + i[4]) || i.size() != static_cast<size_t>(6 + i[4]))
+        return false;
+    for (size_t j = 1; j < i.size(); ++j)
+        if (i[j] < 0) return false;
+    return i[1] <= 1;
 }
 
 }  // namespace
@@ -547,9 +632,131 @@ py::tuple index_take_args(const py::handle& x, const py::handle& index, int64_t 
     return py::make_tuple(ptrs, ints, std::vector<double>{}, t.kind == 'd', reads);
 }
 
+struct TakeNd {
+    py::array a;
+    std::vector<py::array> idx;
+    std::vector<int64_t> out_shape, D;
+    int64_t dim = 0, outer = 1, inner = 1, N = 1;
+    char kind = 'f';
+};
+
+// add=False: a is x; out = x[..., i_0, .., i_{k-1}, ...] with the index arrays at dims
+// [dim, dim + k). add=True: a is the gradient of that result and `shape` is x's shape.
+TakeNd parse_take_nd(const py::handle& ao, const py::list& indices, int64_t dim, bool add,
+                     const py::handle& shape) {
+    const char* op = add ? "index_nd (add)" : "index_nd";
+    const char* arg = add ? "source" : "input";
+    TakeNd t;
+    t.a = as_array(ao, op, arg);
+    t.kind = float_kind(t.a, op, arg);
+    if (t.kind == 'f')
+        check_array<float>(t.a, op, arg);
+    else
+        check_array<double>(t.a, op, arg);
+    const int64_t k = static_cast<int64_t>(indices.size());
+    if (k < 1 || k > kMaxDims)
+        value_error(std::string(op) + ": 'indices' must hold 1 to 16 index arrays, got " +
+                    std::to_string(k));
+    std::vector<int64_t> S;
+    for (int64_t j = 0; j < k; ++j) {
+        py::array ix = as_array(indices[static_cast<size_t>(j)], op, "indices");
+        if (!ix.dtype().equal(py::dtype::of<int64_t>()))
+            type_error(std::string(op) + ": index " + std::to_string(j) +
+                       " must have dtype int64, got " + dtype_str(ix));
+        check_array<int64_t>(ix, op, "indices");
+        if (j == 0) S = shape_of(ix);
+        else if (shape_of(ix) != S)
+            value_error(std::string(op) + ": every index array must have the same shape; index 0 "
+                        "has shape " + shape_str(S) + ", index " + std::to_string(j) + " has " +
+                        shape_str(shape_of(ix)));
+        t.idx.push_back(ix);
+    }
+    t.N = prod(S.data(), static_cast<int64_t>(S.size()));
+    std::vector<int64_t> full;  // x's shape
+    if (add) {
+        if (shape.is_none()) value_error(std::string(op) + ": 'shape' (the input's) is required");
+        full = shape.cast<std::vector<int64_t>>();
+    } else {
+        full = shape_of(t.a);
+    }
+    const int64_t nd = static_cast<int64_t>(full.size());
+    if (dim < 0 || dim + k > nd)
+        value_error(std::string(op) + ": " + std::to_string(k) + " index arrays from dim " +
+                    std::to_string(dim) + " do not fit an input of shape " + shape_str(full));
+    for (int64_t d = 0; d < nd; ++d) {
+        if (full[d] < 0) value_error(std::string(op) + ": 'shape' has a negative size");
+        if (d < dim) t.outer *= full[d];
+        else if (d < dim + k) t.D.push_back(full[d]);
+        else t.inner *= full[d];
+    }
+    t.dim = dim;
+    std::vector<int64_t> part(full.begin(), full.begin() + dim);  // the result's shape
+    part.insert(part.end(), S.begin(), S.end());
+    part.insert(part.end(), full.begin() + dim + k, full.end());
+    if (add && shape_of(t.a) != part)
+        value_error(std::string(op) + ": argument 'source' expected shape " + shape_str(part) +
+                    ", got " + shape_str(shape_of(t.a)));
+    t.out_shape = add ? full : part;
+    for (int64_t j = 0; j < k; ++j) {
+        const int64_t* ip = in_ptr<int64_t>(t.idx[static_cast<size_t>(j)]);
+        const int64_t bad = first_bad(ip, t.N, t.D[static_cast<size_t>(j)]);
+        if (bad >= 0)
+            throw py::index_error("index " + std::to_string(ip[bad]) + " is out of bounds for "
+                                  "dimension " + std::to_string(dim + j) + " with size " +
+                                  std::to_string(t.D[static_cast<size_t>(j)]));
+    }
+    return t;
+}
+
+py::array index_nd(const py::handle& x, const py::list& indices, int64_t dim, bool add,
+                   const py::handle& shape) {
+    TakeNd t = parse_take_nd(x, indices, dim, add, shape);
+    std::vector<const int64_t*> ip;
+    for (const py::array& ix : t.idx) ip.push_back(in_ptr<int64_t>(ix));
+    const auto go = [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        py::array out = new_array<T>(t.out_shape);
+        T* o = out_ptr<T>(out);
+        const T* a = in_ptr<T>(t.a);
+        py::gil_scoped_release nogil;
+        take_nd(o, a, ip.data(), static_cast<int64_t>(ip.size()), t.D.data(), t.outer, t.N,
+                t.inner, add);
+        return out;
+    };
+    return t.kind == 'f' ? go(float{}) : go(double{});
+}
+
+py::tuple index_nd_args(const py::handle& x, const py::list& indices, int64_t dim, bool add,
+                        const py::handle& shape, const py::handle& result) {
+    TakeNd t = parse_take_nd(x, indices, dim, add, shape);
+    py::array out = as_array(result, "index_nd", "result");
+    check_shape(out, "index_nd", "result", t.out_shape);
+    const int64_t k = static_cast<int64_t>(t.idx.size());
+    std::vector<int64_t> ints{g_take_nd_kind, add ? 1 : 0, t.outer, t.inner, k, t.N};
+    ints.insert(ints.end(), t.D.begin(), t.D.end());
+    std::vector<uintptr_t> ptrs{addr(out), addr(t.a)};
+    std::vector<std::pair<uintptr_t, int64_t>> reads{span_of(t.a)};
+    for (const py::array& ix : t.idx) {
+        ptrs.push_back(addr(ix));
+        reads.push_back(span_of(ix));
+    }
+    return py::make_tuple(ptrs, ints, std::vector<double>{}, t.kind == 'd', reads);
+}
+
 }  // namespace
 
 void bind_index(py::module_& m) {
+    g_take_nd_kind = register_instr_kind(
+        {"index_nd", &take_nd_run, &take_nd_operands, &take_nd_flops, &take_nd_valid});
+    m.def("index_nd", &index_nd, py::arg("input"), py::arg("indices"), py::arg("dim"),
+          py::arg("add") = false, py::arg("shape") = py::none(),
+          "Advanced indexing by a list of int64 index arrays of one shape on the adjacent "
+          "dimensions dim, dim + 1, ...: input[..., i0, i1, ...] (negative indices count from "
+          "the end). add=True: its adjoint, zeros of `shape` (the indexed input's) with input "
+          "added at those places in order (deterministic).");
+    m.def("index_nd_args", &index_nd_args, py::arg("input"), py::arg("indices"), py::arg("dim"),
+          py::arg("add") = false, py::arg("shape") = py::none(), py::kw_only(),
+          py::arg("result"), "The instruction gd.compile records for index_nd(...) = result.");
     g_take_kind = register_instr_kind(
         {"index_select", &take_run<false>, &take_operands<false>, &take_flops, &take_valid});
     g_take_add_kind = register_instr_kind(
@@ -589,6 +796,7 @@ void bind_index(py::module_& m) {
     rec["index_gather"] = "index_gather_args";
     rec["index_scatter"] = "index_scatter_args";
     rec["index_take"] = "index_take_args";
+    rec["index_nd"] = "index_nd_args";
     m.attr("RECORD_ARGS") = rec;
 }
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from graddesc import _compile_state, _core, _dtype
 from graddesc._device import check_device, is_device_arg
-from graddesc._tensor import Tensor, _norm_dim, _value, copy_c
+from graddesc._tensor import Tensor, _norm_dim, _value, call_kernel, copy_c
 from graddesc.autograd.function import Function
 from graddesc.functional import elementwise as ew
 
@@ -242,6 +242,9 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 
 
 # ---- indexing ---------------------------------------------------------------------------
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def np_index(index: Any) -> Any:
     """Translates an index that may hold Tensors into a NumPy index."""
     if isinstance(index, tuple):
@@ -325,8 +328,68 @@ class IndexBackward(Function):
         return Index.apply(gg, ctx.idx), None, None
 
 
+def _adjacent_arrays(idx: Any, ndim: int) -> Any:
+    """(dim, arrays) when idx is int64 C-contiguous index arrays of one shape on adjacent
+    dimensions, with only full slices and one Ellipsis around them (x[i], x[i, j], x[:, i],
+    x[..., i]): indexing the index_nd kernel does (so that gd.compile records it). None for
+    any other index, which NumPy's indexing handles."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    arrays: list = []
+    first = last = -1
+    ellipsis = -1
+    for pos, it in enumerate(items):
+        if isinstance(it, np.ndarray):
+            if it.dtype != np.int64 or it.ndim == 0 or not it.flags.c_contiguous or \
+                    (arrays and it.shape != arrays[0].shape) or (arrays and last != pos - 1):
+                return None
+            if not arrays:
+                first = pos
+            arrays.append(it)
+            last = pos
+        elif it is Ellipsis and ellipsis < 0:
+            ellipsis = pos
+        elif not (isinstance(it, slice) and it == slice(None)):
+            return None
+    if not arrays or len(items) - (ellipsis >= 0) > ndim:
+        return None
+    dim = first if ellipsis < 0 or ellipsis > first else first - 1 + ndim - (len(items) - 1)
+    return dim, arrays
+
+
+class TakeNd(Function):
+    """x[..., i_0, .., i_{k-1}, ...] for index arrays on adjacent dims (a copy, as NumPy's)."""
+
+    @staticmethod
+    def forward(ctx, x, arrays, dim):
+        ctx.arrays, ctx.dim, ctx.shape = arrays, dim, x._data.shape
+        return Tensor._make(call_kernel(_core.index_nd, x._data, arrays, dim))
+
+    @staticmethod
+    def backward(ctx, g):
+        return TakeNdBackward.apply(g, ctx.arrays, ctx.dim, ctx.shape), None, None
+
+
+class TakeNdBackward(Function):
+    """The adjoint of TakeNd: zeros of the input's shape with g added at the indexed places
+    (repeated indices accumulate, in order)."""
+
+    @staticmethod
+    def forward(ctx, g, arrays, dim, shape):
+        ctx.arrays, ctx.dim = arrays, dim
+        return Tensor._make(call_kernel(_core.index_nd, g._data, arrays, dim, True, shape))
+
+    @staticmethod
+    def backward(ctx, gg):
+        return TakeNd.apply(gg, ctx.arrays, ctx.dim), None, None, None
+
+
 def getitem(x: Tensor, index: Any) -> Tensor:
-    return Index.apply(x, np_index(index))
+    idx = np_index(index)
+    if type(idx) is not int and x._data.dtype in _FLOAT_DTYPES:
+        adv = _adjacent_arrays(idx, x.ndim)
+        if adv is not None:
+            return TakeNd.apply(x, adv[1], adv[0])
+    return Index.apply(x, idx)
 
 
 class IndexPut(Function):
