@@ -150,6 +150,7 @@ class _Recording:
         # writes in place (zero_grad(set_to_none=False), then backward accumulates into it)
         self.persistent: dict = {}
         self.created: set = set()   # ids of the grad arrays this run created
+        self.states: dict = {}      # id(array) -> a generator's stream state a kernel advanced
         # every live optimizer's param groups as the call starts
         self.start_settings = {id(g): _group_snapshot(g) for o in list(_compile_state.optimizers)
                                for g in o.param_groups}
@@ -431,6 +432,8 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
     for t in list(rec.params.values()) + list(rec.frozen.values()) + \
             list(rec.readonly.values()):
         bufs.add(t._data)
+    for s in rec.states.values():  # generators' stream states, advanced by each replay
+        bufs.add(s)
     for c in rec.constants.values():  # shape-only constants (gradient seeds, 1/n): kept as is
         bufs.add(c)
     for _, g in rec.persistent.values():  # gradients the step zeroes and accumulates into
@@ -1114,7 +1117,7 @@ class CompiledFunction:
                 entry.outputs.append(t._data)
             pinned = [a for a in private if a is not None] + entry.outputs + \
                 [arr for _, arr in rec.grads] + [t._data for t in rec.params.values()] + \
-                [g._data for _, g in rec.persistent.values()]
+                [g._data for _, g in rec.persistent.values()] + list(rec.states.values())
             prog.optimize([(_addr(a), a.nbytes) for a in pinned if a.size])
             del pinned  # (grad_refs below counts the references that outlive this call)
         except _UncapturableError as e:

@@ -71,6 +71,15 @@ def constant(arr: Any) -> Any:
     return arr
 
 
+def generator_state(arr: Any) -> Any:
+    """Called before a kernel draws from a generator's stream: a recording keeps the state
+    array as memory the program reads and advances in place (never a constant)."""
+    rec = active
+    if rec is not None and rec.mine():
+        rec.states[id(arr)] = arr
+    return arr
+
+
 def value_read(what: str) -> None:
     """Called by Tensor.item() and friends: a value read makes a step uncapturable."""
     rec = active

@@ -1,4 +1,5 @@
-"""Random number generation: a global seeded generator and gd.Generator objects (PCG64)."""
+"""Random number generation: a global seeded generator and gd.Generator objects (PCG64), plus
+the counter-based stream that kernels draw dropout masks from (so gd.compile records them)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ from typing import Any, Optional
 
 import numpy as np
 
+from graddesc import _compile_state, _core
 from graddesc._device import check_device
 from graddesc._tensor import Tensor
+
+_M64 = (1 << 64) - 1
+
+
+def _stream_key(seed: int) -> int:
+    """The 64-bit key of a seed's kernel stream (SplitMix64 of the seed)."""
+    z = (seed + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
 
 
 class Generator:
@@ -21,14 +33,18 @@ class Generator:
 
     def __init__(self, device: Any = "cpu") -> None:
         check_device(device, "Generator")
-        self._seed = int(np.random.SeedSequence().entropy % (2 ** 63))
-        self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        # [key, counter] of the stream kernels draw from (dropout masks): written in place
+        # only, since a compiled step holds its address
+        self._stream = np.zeros(2, np.uint64)
+        self.manual_seed(int(np.random.SeedSequence().entropy % (2 ** 63)))
 
     def manual_seed(self, seed: int) -> Generator:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
         self._seed = int(seed)
         self._rng = np.random.Generator(np.random.PCG64(int(seed) % (2 ** 64)))
+        self._stream[0] = _stream_key(int(seed) % (2 ** 64))
+        self._stream[1] = 0
         return self
 
     def initial_seed(self) -> int:
@@ -40,10 +56,17 @@ class Generator:
         return s
 
     def get_state(self) -> Any:
-        return self._rng.bit_generator.state
+        """The whole state (a dict: NumPy's PCG64 state and the kernel stream's position)."""
+        state = dict(self._rng.bit_generator.state)
+        state["graddesc_stream"] = [int(self._stream[0]), int(self._stream[1])]
+        return state
 
     def set_state(self, state: Any) -> Generator:
+        state = dict(state)
+        stream = state.pop("graddesc_stream", None)
         self._rng.bit_generator.state = state
+        if stream is not None:
+            self._stream[0], self._stream[1] = int(stream[0]), int(stream[1])
         return self
 
 
@@ -79,6 +102,16 @@ def _rng(generator: Optional[Generator]) -> np.random.Generator:
     if not isinstance(generator, Generator):
         raise TypeError(f"generator must be a graddesc.Generator, got {type(generator).__name__}")
     return generator._rng
+
+
+def dropout_mask(shape: tuple, p: float, dtype: Any, generator: Optional[Generator]) -> Any:
+    """1/(1-p) where a uniform draw is >= p, else 0 (0 <= p < 1), as an array of `shape` and
+    `dtype` (float32 or float64) from the generator's kernel stream."""
+    g = default_generator if generator is None else generator
+    if not isinstance(g, Generator):
+        raise TypeError(f"generator must be a graddesc.Generator, got {type(g).__name__}")
+    _compile_state.generator_state(g._stream)
+    return _core.dropout_mask(list(shape), float(p), g._stream, np.dtype(dtype) == np.float64)
 
 
 def normal(shape: tuple, mean: float, std: float, dtype: Any, generator: Any) -> Any:

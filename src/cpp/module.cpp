@@ -20,6 +20,7 @@ void bind_replay(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_index(py::module_& m);
+void bind_random(py::module_& m);
 }  // namespace bind
 
 namespace {
@@ -96,4 +97,5 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_norm(m);
     bind::bind_conv(m);
     bind::bind_index(m);
+    bind::bind_random(m);
 }

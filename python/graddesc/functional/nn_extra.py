@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graddesc import _random
+from graddesc import _compile_state, _random
 from graddesc._tensor import Tensor, _norm_dim
 from graddesc.functional import activation as act
 from graddesc.functional import elementwise as ew
@@ -50,11 +50,15 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
     if not training or p == 0:
         return input
+    dt = input._data.dtype
     if p == 1:
-        keep = np.zeros(input._data.shape, input._data.dtype)
+        keep = _compile_state.constant(np.zeros(input._data.shape, dt))
+    elif dt in (np.float32, np.float64):
+        # drawn by a kernel from the generator's stream, so a compiled step draws anew each call
+        keep = _random.dropout_mask(input._data.shape, p, dt, generator)
     else:
         u = _random._rng(generator).random(input._data.shape)
-        keep = ((u >= p) / (1.0 - p)).astype(input._data.dtype)
+        keep = ((u >= p) / (1.0 - p)).astype(dt)
     mask = Tensor._make(keep)
     if inplace:
         return input.mul_(mask)
