@@ -385,7 +385,8 @@ class TakeNdBackward(Function):
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     idx = np_index(index)
-    if type(idx) is not int and x._data.dtype in _FLOAT_DTYPES:
+    if (type(idx) is np.ndarray or (type(idx) is tuple and np.ndarray in map(type, idx))) \
+            and x._data.dtype in _FLOAT_DTYPES:  # (a cheap test first: slicing is everywhere)
         adv = _adjacent_arrays(idx, x.ndim)
         if adv is not None:
             return TakeNd.apply(x, adv[1], adv[0])
