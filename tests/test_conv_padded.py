@@ -1,7 +1,8 @@
-"""Stride-1 padded convolutions (the kernels unroll them from a zero-padded copy of each sample's
-planes): forward, input and weight gradients against a NumPy direct-loop oracle tap by tap and
-PyTorch, in float32 and float64, on every ISA, for 1 and 2 threads (bitwise equal), with the
-samples grouped side by side (batches larger than a GEMM group)."""
+"""Convolutions with stride 1 along the width (the kernels unroll them row by row from the input
+planes, or from a zero-padded copy of each sample's planes when padded): forward, input and
+weight gradients against a NumPy direct-loop oracle tap by tap and PyTorch, in float32 and
+float64, on every ISA, for 1 and 2 threads (bitwise equal), with the samples grouped side by side
+(batches larger than a GEMM group)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ except ImportError:  # pragma: no cover - torch is optional
     torch = None
 
 # (N, C, H, W, OC, KH, KW, stride, pad before, pad after, dilation, groups); all stride 1 along
-# the width and padded
+# the width
 CASES = [
+    (19, 6, 12, 12, 16, 5, 5, (1, 1), (0, 0), (0, 0), (1, 1), 1),  # LeNet's second conv, unpadded
+    (3, 2, 9, 7, 4, 2, 3, (2, 1), (0, 0), (0, 0), (1, 2), 2),      # unpadded, last row unread
+    (4, 3, 6, 5, 2, 3, 2, (1, 1), (0, 0), (1, 1), (1, 1), 1),      # zeros after only
     (37, 16, 8, 8, 32, 3, 3, (1, 1), (1, 1), (1, 1), (1, 1), 1),   # the digits net's second conv
     (9, 1, 8, 8, 16, 3, 3, (1, 1), (1, 1), (1, 1), (1, 1), 1),     # its first
     (5, 4, 7, 6, 6, 2, 4, (1, 1), (0, 2), (1, 1), (1, 1), 2),      # 'same'-like, uneven sides

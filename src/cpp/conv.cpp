@@ -140,18 +140,21 @@ inline void add_rows(T* GD_RESTRICT out, const T* GD_RESTRICT in, int64_t n, int
     }
 }
 
-// Stride 1 along the width with zero padding: a sample's planes are first copied into a zeroed
-// buffer with the padding in place (Cg, Hp, Wp), so that every row of the columns is OH copies of
-// OW consecutive values, without the per-row range tests and zero fills of im2col (on 8x8 planes
-// those cost more than the copies). col2im likewise adds into such a buffer and copies its interior
-// out. Only where values are read from changes, not which values nor the order of the additions:
-// the results are bitwise those of im2col / col2im.
+// Stride 1 along the width: every row of the columns is OH copies of OW consecutive values of a
+// plane, read without the per-row range tests and zero fills of im2col (on 8x8 planes those cost
+// more than the copies). With zero padding (or a far side past the input) a sample's planes are
+// first copied into a zeroed buffer with the padding in place (Cg, Hp, Wp); without, the input
+// planes are read in place. col2im likewise adds into such a buffer (then copies its interior
+// out) or into dx itself. Only where values are read from changes, not which values nor the
+// order of the additions: the results are bitwise those of im2col / col2im.
 struct Padded {
     int64_t Hp, Wp;  // the padded plane: rows -PH .. Hp - PH - 1 of the input, likewise columns
     int64_t h, w;    // input rows / columns inside it: [0, h) x [0, w)
+    bool copy;       // a padded copy is needed (else the planes are read in place)
+    int64_t ps, rs;  // plane and row stride of what the rows are read from
 };
 
-inline bool use_padded(const ConvShape& s) { return s.SW == 1 && (s.PH > 0 || s.PW > 0); }
+inline bool use_padded(const ConvShape& s) { return s.SW == 1; }
 
 inline Padded padded_plane(const ConvShape& s) {
     Padded p{};
@@ -159,6 +162,9 @@ inline Padded padded_plane(const ConvShape& s) {
     p.Wp = (s.OW - 1) * s.SW + (s.KW - 1) * s.DW + 1;
     p.h = std::max<int64_t>(0, std::min(s.H, p.Hp - s.PH));
     p.w = std::max<int64_t>(0, std::min(s.W, p.Wp - s.PW));
+    p.copy = s.PH > 0 || s.PW > 0 || p.Hp > s.H || p.Wp > s.W;
+    p.ps = p.copy ? p.Hp * p.Wp : s.H * s.W;
+    p.rs = p.copy ? p.Wp : s.W;
     return p;
 }
 
@@ -180,8 +186,7 @@ void im2col_padded(T* GD_RESTRICT cols, const T* GD_RESTRICT xp, int64_t Cg, con
         for (int64_t kh = 0; kh < s.KH; ++kh)
             for (int64_t kw = 0; kw < s.KW; ++kw)
                 copy_rows(cols + ((c * s.KH + kh) * s.KW + kw) * ld,
-                          xp + c * p.Hp * p.Wp + kh * s.DH * p.Wp + kw * s.DW, s.OW, s.OH,
-                          s.SH * p.Wp);
+                          xp + c * p.ps + kh * s.DH * p.rs + kw * s.DW, s.OW, s.OH, s.SH * p.rs);
 }
 
 // dxp (Cg, Hp, Wp) += the columns' entries (dxp zeroed by the caller), in col2im's order
@@ -191,8 +196,8 @@ void col2im_padded(T* GD_RESTRICT dxp, const T* GD_RESTRICT cols, int64_t Cg, co
     for (int64_t c = 0; c < Cg; ++c)
         for (int64_t kh = 0; kh < s.KH; ++kh)
             for (int64_t kw = 0; kw < s.KW; ++kw)
-                add_rows(dxp + c * p.Hp * p.Wp + kh * s.DH * p.Wp + kw * s.DW,
-                         cols + ((c * s.KH + kh) * s.KW + kw) * ld, s.OW, s.OH, s.SH * p.Wp);
+                add_rows(dxp + c * p.ps + kh * s.DH * p.rs + kw * s.DW,
+                         cols + ((c * s.KH + kh) * s.KW + kw) * ld, s.OW, s.OH, s.SH * p.rs);
 }
 
 // dx (Cg, H, W) += the columns' entries (rows ld apart) at the positions they were read from
@@ -234,6 +239,12 @@ void unroll_group(T* cols, const T* x, int64_t n0, int64_t cnt, int64_t g, const
     const int64_t Cg = s.C / s.G, L = s.OH * s.OW;
     if (use_padded(s)) {
         const Padded p = padded_plane(s);
+        if (!p.copy) {
+            for (int64_t j = 0; j < cnt; ++j)
+                im2col_padded(cols + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, p,
+                              ld);
+            return;
+        }
         T* xp = buffer<T>(4, Cg * p.Hp * p.Wp);
         zero_row(xp, Cg * p.Hp * p.Wp);  // the border; the interior is written per sample
         for (int64_t j = 0; j < cnt; ++j) {
@@ -415,7 +426,10 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
                         gemm<T>(true, false, CK, n, OCg, T(1), wg, CK, dyg, lddy, T(0), dcols, ld);
                         for (int64_t j = 0; j < cnt; ++j) {
                             T* dxg = dx + ((n0 + j) * s.C + g * Cg) * s.H * s.W;
-                            if (padded) {
+                            if (padded && !pp.copy) {
+                                zero_row(dxg, Cg * s.H * s.W);
+                                col2im_padded(dxg, dcols + j * L, Cg, s, pp, ld);
+                            } else if (padded) {
                                 T* dxp = buffer<T>(5, Cg * pp.Hp * pp.Wp);
                                 zero_row(dxp, Cg * pp.Hp * pp.Wp);
                                 col2im_padded(dxp, dcols + j * L, Cg, s, pp, ld);
