@@ -235,27 +235,36 @@ def numpy_step(net: tuple, batch: int) -> Callable[[], None]:
 
 
 def gemm_share(batch: int = 256) -> list:
-    """LeNet's two convolutions: GF/s of _core.conv2d_forward against _core.gemm of the same
-    product (W (OC, CK) times the unrolled input (CK, N * L)) in one call."""
+    """GF/s of _core.conv2d_forward against _core.gemm of the same product, W (OC, CK) times the
+    unrolled input (CK, N * L): in one call, and in the column blocks the kernel multiplies (the
+    samples of one group side by side, conv.cpp's group_size), on LeNet's two convolutions and
+    the digits net's second. The one-call GEMM streams the whole unrolled input (up to 15 MB)
+    from memory; the blocked one is the conv kernel's own products without the unrolling."""
     rng = np.random.default_rng(0)
     rows = []
-    for c, oc, k, h in ((1, 6, 5, 28), (6, 16, 5, 12)):
+    for c, oc, k, h, p in ((1, 6, 5, 28, 0), (6, 16, 5, 12, 0), (16, 32, 3, 8, 1)):
         x = rng.standard_normal((batch, c, h, h)).astype(np.float32)
         w = rng.standard_normal((oc, c, k, k)).astype(np.float32)
-        o = h - k + 1
+        o = h + 2 * p - k + 1
         flops = 2 * batch * oc * c * k * k * o * o
-        tc = median_time(lambda x=x, w=w, o=o: _core.conv2d_forward(
-            x, w, None, (1, 1), (0, 0), (1, 1), 1, (o, o)))
+        tc = median_time(lambda x=x, w=w, o=o, p=p: _core.conv2d_forward(
+            x, w, None, (1, 1), (p, p), (1, 1), 1, (o, o)))
         A = w.reshape(oc, -1)
         B = rng.standard_normal((c * k * k, batch * o * o)).astype(np.float32)
         tg = median_time(lambda A=A, B=B: _core.gemm(A, B))
-        rows.append((f"conv {c}->{oc} {k}x{k} on {h}x{h}, batch {batch}", flops / tc / 1e9,
-                     flops / tg / 1e9, tg / tc))
+        per = max(1, min(batch, 512 // (o * o)))  # samples per block, as group_size
+        Bb = np.ascontiguousarray(B[:, :per * o * o])
+        tb = median_time(lambda A=A, Bb=Bb: _core.gemm(A, Bb)) * batch / per
+        rows.append((f"conv {c}->{oc} {k}x{k} pad {p} on {h}x{h}, batch {batch}",
+                     flops / tc / 1e9, flops / tg / 1e9, tg / tc, flops / tb / 1e9, tb / tc))
     return rows
 
 
 def main() -> int:
     global CPU_TIME
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return 0
     CPU_TIME = "--cpu-time" in sys.argv[1:]
     gd.set_num_threads(1)
     if torch is not None:
@@ -301,11 +310,13 @@ def main() -> int:
         print_table(["workload", "1 thread", "2 threads", "speedup"], trows)
 
     srows = gemm_share()
-    print("\nConv2d forward vs the GEMM of the same product (1 thread), GF/s")
-    print_table(["shape", "conv2d", "gemm", "share"],
-                [(r[0], f"{r[1]:.1f}", f"{r[2]:.1f}", f"{r[3]:.2f}") for r in srows])
-    results["gemm_share"] = [{"shape": r[0], "conv_gflops": r[1], "gemm_gflops": r[2]}
-                             for r in srows]
+    print("\nConv2d forward vs the GEMM of the same product (1 thread), GF/s: one call, and in"
+          " the kernel's column blocks")
+    print_table(["shape", "conv2d", "gemm", "share", "gemm blocks", "share"],
+                [(r[0], f"{r[1]:.1f}", f"{r[2]:.1f}", f"{r[3]:.2f}", f"{r[4]:.1f}", f"{r[5]:.2f}")
+                 for r in srows])
+    results["gemm_share"] = [{"shape": r[0], "conv_gflops": r[1], "gemm_gflops": r[2],
+                              "gemm_blocks_gflops": r[4]} for r in srows]
     print(f"\nsaved {save_json('conv', results)}")
     return 0
 

@@ -29,7 +29,7 @@ namespace {
 // A growable buffer per thread and slot, kept for the next call.
 template <class T>
 T* buffer(int slot, int64_t n) {
-    thread_local std::vector<T> bufs[4];
+    thread_local std::vector<T> bufs[6];
     auto& b = bufs[slot];
     if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
     return b.data();
@@ -55,6 +55,13 @@ inline void zero_row(T* out, int64_t n) {
     int64_t j = 0;
     for (; j + V::L <= n; j += V::L) V::store(out + j, V::zero());
     if (j < n) V::store(out + j, V::zero(), V::first(n - j));
+}
+
+// rows of n values: out + r * ldo = in + r * ldi for r < rows
+template <class T>
+inline void copy_rows_strided(T* GD_RESTRICT out, int64_t ldo, const T* GD_RESTRICT in,
+                              int64_t ldi, int64_t n, int64_t rows) {
+    for (int64_t r = 0; r < rows; ++r) copy_row(out + r * ldo, in + r * ldi, n);
 }
 
 inline bool is_pointwise(const ConvShape& s) {
@@ -97,6 +104,102 @@ void im2col(T* GD_RESTRICT cols, const T* GD_RESTRICT x, int64_t Cg, const ConvS
             }
 }
 
+// Rows of n values: out + r * n = in + r * stride for r < rows, the tail mask made once.
+template <class T>
+inline void copy_rows(T* GD_RESTRICT out, const T* GD_RESTRICT in, int64_t n, int64_t rows,
+                      int64_t stride) {
+    using V = gemm_detail::Simd<T>;
+    if (n == V::L || n > 2 * V::L) {
+        for (int64_t r = 0; r < rows; ++r) copy_row(out + r * n, in + r * stride, n);
+        return;
+    }
+    // n < L or L < n <= 2L: at most one full vector and one masked one per row
+    const bool two = n > V::L;
+    const auto m = V::first(two ? n - V::L : n);
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* i = in + r * stride;
+        T* o = out + r * n;
+        if (two) {
+            V::store(o, V::load(i));
+            V::store(o + V::L, V::load(i + V::L, m), m);
+        } else {
+            V::store(o, V::load(i, m), m);
+        }
+    }
+}
+
+// out + r * stride += in + r * n for r < rows (each element one addition, in row order).
+template <class T>
+inline void add_rows(T* GD_RESTRICT out, const T* GD_RESTRICT in, int64_t n, int64_t rows,
+                     int64_t stride) {
+    for (int64_t r = 0; r < rows; ++r) {
+        T* GD_RESTRICT o = out + r * stride;
+        const T* GD_RESTRICT i = in + r * n;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) o[j] += i[j];
+    }
+}
+
+// Stride 1 along the width: every row of the columns is OH copies of OW consecutive values of a
+// plane, read without the per-row range tests and zero fills of im2col (on 8x8 planes those cost
+// more than the copies). With zero padding (or a far side past the input) a sample's planes are
+// first copied into a zeroed buffer with the padding in place (Cg, Hp, Wp); without, the input
+// planes are read in place. col2im likewise adds into such a buffer (then copies its interior
+// out) or into dx itself. Only where values are read from changes, not which values nor the
+// order of the additions: the results are bitwise those of im2col / col2im.
+struct Padded {
+    int64_t Hp, Wp;  // the padded plane: rows -PH .. Hp - PH - 1 of the input, likewise columns
+    int64_t h, w;    // input rows / columns inside it: [0, h) x [0, w)
+    bool copy;       // a padded copy is needed (else the planes are read in place)
+    int64_t ps, rs;  // plane and row stride of what the rows are read from
+};
+
+inline bool use_padded(const ConvShape& s) { return s.SW == 1; }
+
+inline Padded padded_plane(const ConvShape& s) {
+    Padded p{};
+    p.Hp = (s.OH - 1) * s.SH + (s.KH - 1) * s.DH + 1;
+    p.Wp = (s.OW - 1) * s.SW + (s.KW - 1) * s.DW + 1;
+    p.h = std::max<int64_t>(0, std::min(s.H, p.Hp - s.PH));
+    p.w = std::max<int64_t>(0, std::min(s.W, p.Wp - s.PW));
+    p.copy = s.PH > 0 || s.PW > 0 || p.Hp > s.H || p.Wp > s.W;
+    p.ps = p.copy ? p.Hp * p.Wp : s.H * s.W;
+    p.rs = p.copy ? p.Wp : s.W;
+    return p;
+}
+
+// x (Cg, H, W) -> the interior of xp (Cg, Hp, Wp), whose border is zero already
+template <class T>
+void pad_planes(T* GD_RESTRICT xp, const T* GD_RESTRICT x, int64_t Cg, const ConvShape& s,
+                const Padded& p) {
+    if (p.w == 0) return;
+    for (int64_t c = 0; c < Cg; ++c)
+        copy_rows_strided(xp + c * p.Hp * p.Wp + s.PH * p.Wp + s.PW, p.Wp, x + c * s.H * s.W, s.W,
+                          p.w, p.h);
+}
+
+// the columns (rows ld apart) of one sample from its padded planes
+template <class T>
+void im2col_padded(T* GD_RESTRICT cols, const T* GD_RESTRICT xp, int64_t Cg, const ConvShape& s,
+                   const Padded& p, int64_t ld) {
+    for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+            for (int64_t kw = 0; kw < s.KW; ++kw)
+                copy_rows(cols + ((c * s.KH + kh) * s.KW + kw) * ld,
+                          xp + c * p.ps + kh * s.DH * p.rs + kw * s.DW, s.OW, s.OH, s.SH * p.rs);
+}
+
+// dxp (Cg, Hp, Wp) += the columns' entries (dxp zeroed by the caller), in col2im's order
+template <class T>
+void col2im_padded(T* GD_RESTRICT dxp, const T* GD_RESTRICT cols, int64_t Cg, const ConvShape& s,
+                   const Padded& p, int64_t ld) {
+    for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+            for (int64_t kw = 0; kw < s.KW; ++kw)
+                add_rows(dxp + c * p.ps + kh * s.DH * p.rs + kw * s.DW,
+                         cols + ((c * s.KH + kh) * s.KW + kw) * ld, s.OW, s.OH, s.SH * p.rs);
+}
+
 // dx (Cg, H, W) += the columns' entries (rows ld apart) at the positions they were read from
 // (dx zeroed first by the caller); the order of the additions is fixed by the loops.
 template <class T>
@@ -126,6 +229,32 @@ void col2im(T* GD_RESTRICT dx, const T* GD_RESTRICT cols, int64_t Cg, const Conv
                     }
                 }
             }
+}
+
+// The columns of samples n0 .. n0 + cnt - 1 of group g side by side (sample j from column j * L),
+// rows ld apart: im2col, or through the padded planes (use_padded).
+template <class T>
+void unroll_group(T* cols, const T* x, int64_t n0, int64_t cnt, int64_t g, const ConvShape& s,
+                  int64_t ld) {
+    const int64_t Cg = s.C / s.G, L = s.OH * s.OW;
+    if (use_padded(s)) {
+        const Padded p = padded_plane(s);
+        if (!p.copy) {
+            for (int64_t j = 0; j < cnt; ++j)
+                im2col_padded(cols + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, p,
+                              ld);
+            return;
+        }
+        T* xp = buffer<T>(4, Cg * p.Hp * p.Wp);
+        zero_row(xp, Cg * p.Hp * p.Wp);  // the border; the interior is written per sample
+        for (int64_t j = 0; j < cnt; ++j) {
+            pad_planes(xp, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, p);
+            im2col_padded(cols + j * L, xp, Cg, s, p, ld);
+        }
+        return;
+    }
+    for (int64_t j = 0; j < cnt; ++j)
+        im2col(cols + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, ld);
 }
 
 // Samples per GEMM: enough that a product has about kGroupColumns columns (a small image's
@@ -173,6 +302,9 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
     // one group on one thread when there are several (its GEMMs then run serially); a single
     // group's GEMMs may use every thread
     const bool by_group = ngroups > 1 && num_threads() > 1 && flops >= kParallelWork;
+    auto unroll = [&](T* c, const T* xx, int64_t n0, int64_t cnt, int64_t g, int64_t ld) {
+        unroll_group(c, xx, n0, cnt, g, s, ld);
+    };
     auto one = [&](int64_t grp) {
         // the group's product has n columns; its buffers' rows lie ld apart (padded_ld)
         const int64_t n0 = grp * nb, cnt = std::min(nb, s.N - n0), n = cnt * L;
@@ -182,8 +314,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
             int64_t ldb = n;
             if (!pointwise) {
                 T* c = buffer<T>(0, CK * ld);
-                for (int64_t j = 0; j < cnt; ++j)
-                    im2col(c + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s, ld);
+                unroll(c, x, n0, cnt, g, ld);
                 cols = c;
                 ldb = ld;
             }
@@ -244,6 +375,11 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
     const int64_t flops = 2 * s.N * s.OC * CK * L * ((dx != nullptr) + (dw != nullptr));
     const bool by_chunk = nchunks > 1 && num_threads() > 1 && flops >= kParallelWork;
     const bool dw_t = CK >= kDwTransposedCK && OCg >= kDwTransposedOC;
+    const bool padded = use_padded(s);
+    const Padded pp = padded ? padded_plane(s) : Padded{};
+    auto unroll = [&](T* c, const T* xx, int64_t n0, int64_t cnt, int64_t g, int64_t ld) {
+        unroll_group(c, xx, n0, cnt, g, s, ld);
+    };
     auto run = [&](int64_t c) {
         T* dwc = dw == nullptr ? nullptr : (c == 0 ? dw : partial.data() + (c - 1) * WN);
         // the chunk's transposed sums (G blocks of CK x OCg), on the thread running the chunk
@@ -270,9 +406,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
                     int64_t ldb = n;
                     if (!pointwise) {
                         T* cb = buffer<T>(0, CK * ld);
-                        for (int64_t j = 0; j < cnt; ++j)
-                            im2col(cb + j * L, x + ((n0 + j) * s.C + g * Cg) * s.H * s.W, Cg, s,
-                                   ld);
+                        unroll(cb, x, n0, cnt, g, ld);
                         cols = cb;
                         ldb = ld;
                     }
@@ -292,8 +426,22 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
                         gemm<T>(true, false, CK, n, OCg, T(1), wg, CK, dyg, lddy, T(0), dcols, ld);
                         for (int64_t j = 0; j < cnt; ++j) {
                             T* dxg = dx + ((n0 + j) * s.C + g * Cg) * s.H * s.W;
-                            zero_row(dxg, Cg * s.H * s.W);
-                            col2im(dxg, dcols + j * L, Cg, s, ld);
+                            if (padded && !pp.copy) {
+                                zero_row(dxg, Cg * s.H * s.W);
+                                col2im_padded(dxg, dcols + j * L, Cg, s, pp, ld);
+                            } else if (padded) {
+                                T* dxp = buffer<T>(5, Cg * pp.Hp * pp.Wp);
+                                zero_row(dxp, Cg * pp.Hp * pp.Wp);
+                                col2im_padded(dxp, dcols + j * L, Cg, s, pp, ld);
+                                if (pp.h < s.H || pp.w < s.W) zero_row(dxg, Cg * s.H * s.W);
+                                for (int64_t c = 0; c < Cg; ++c)
+                                    copy_rows_strided(dxg + c * s.H * s.W, s.W,
+                                                      dxp + c * pp.Hp * pp.Wp + s.PH * pp.Wp + s.PW,
+                                                      pp.Wp, pp.w, pp.h);
+                            } else {
+                                zero_row(dxg, Cg * s.H * s.W);
+                                col2im(dxg, dcols + j * L, Cg, s, ld);
+                            }
                         }
                     }
                 }
