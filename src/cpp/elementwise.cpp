@@ -16,6 +16,8 @@
 #include <cmath>
 #include <type_traits>
 
+#include "activation.hpp"
+#include "fuse_kernel.hpp"
 #include "parallel.hpp"
 #include "vmath.hpp"
 
@@ -27,8 +29,15 @@ constexpr int64_t kChunk = 1 << 14;  // elements per parallel chunk
 
 // Every formula takes three inputs (a, b, c) and ignores those beyond its arity.
 // NumPy's maximum/minimum: a NaN in a wins, then a NaN in b, and on ties (+0, -0) b.
-template <class T> inline T max_nan(T a, T b) { return a != a ? a : (a > b ? a : b); }
-template <class T> inline T min_nan(T a, T b) { return a != a ? a : (a < b ? a : b); }
+// (written as two selects: GCC vectorises this form, not the nested one)
+template <class T> inline T max_nan(T a, T b) {
+    const T m = a > b ? a : b;
+    return a != a ? a : m;
+}
+template <class T> inline T min_nan(T a, T b) {
+    const T m = a < b ? a : b;
+    return a != a ? a : m;
+}
 
 #define GD_EW_OP(Name, Arity, expr)                                   \
     struct Name {                                                     \
@@ -427,6 +436,198 @@ template void elementwise<float>(Ew, float*, const int64_t*, const void* const*,
                                  const int64_t* const*, const float*, const int64_t*, int64_t);
 template void elementwise<double>(Ew, double*, const int64_t*, const void* const*,
                                   const int64_t* const*, const double*, const int64_t*, int64_t);
+
+// ---- ew_fused (fuse.hpp): a chain of members run piece by piece ----
+// The instruction's blocks (fixed by the shape: the unit of the parallel split) are walked row by
+// row of the innermost merged dim, and each row in pieces of at most kPiece elements. On each
+// piece every member runs in program order through the same row loop (`row` above, or the
+// activation's own loop) as its unfused kernel, so each element gets the same operations in the
+// same order; only where a piece ends differs, and every formula gives the same bits in a vector
+// loop and in its remainder loop. An intermediate that lives in scratch takes kPiece slots of 8
+// bytes (L1-resident) instead of a block's.
+namespace {
+
+constexpr int64_t kPiece = 512;
+
+template <class Op, class T>
+void ew_piece(void* y_out, int64_t sy, const void* const* x, const int64_t* sx, const T* s,
+              int64_t n) {
+    using A = std::conditional_t<Op::cond, uint8_t, T>;
+    using Y = std::conditional_t<Op::bool_out, uint8_t, T>;
+    Y* y = static_cast<Y*>(y_out);
+    const A av = A(s[0]);
+    const T bv = s[1], cv = s[2];
+    const bool ha = Op::arity >= 1 && x[0] != nullptr;
+    const bool hb = Op::arity >= 2 && x[1] != nullptr;
+    const bool hc = Op::arity >= 3 && x[2] != nullptr;
+    row<Op, T>(y, sy, ha ? static_cast<const A*>(x[0]) : &av, ha ? sx[0] : 0,
+               hb ? static_cast<const T*>(x[1]) : &bv, hb ? sx[1] : 0,
+               hc ? static_cast<const T*>(x[2]) : &cv, hc ? sx[2] : 0, n);
+}
+
+template <class T>
+void ew_piece_op(Ew op, void* y, int64_t sy, const void* const* x, const int64_t* sx, const T* s,
+                 int64_t n) {
+    switch (op) {
+        case Ew::add: return ew_piece<Add>(y, sy, x, sx, s, n);
+        case Ew::sub: return ew_piece<Sub>(y, sy, x, sx, s, n);
+        case Ew::mul: return ew_piece<Mul>(y, sy, x, sx, s, n);
+        case Ew::div: return ew_piece<Div>(y, sy, x, sx, s, n);
+        case Ew::pow:  // as elementwise(): a constant exponent 2 is x * x
+            if (x[1] == nullptr && s[1] == T(2)) return ew_piece<Square>(y, sy, x, sx, s, n);
+            return ew_piece<Pow>(y, sy, x, sx, s, n);
+        case Ew::maximum: return ew_piece<Maximum>(y, sy, x, sx, s, n);
+        case Ew::minimum: return ew_piece<Minimum>(y, sy, x, sx, s, n);
+        case Ew::neg: return ew_piece<Neg>(y, sy, x, sx, s, n);
+        case Ew::abs: return ew_piece<Abs>(y, sy, x, sx, s, n);
+        case Ew::exp: return ew_piece<Exp>(y, sy, x, sx, s, n);
+        case Ew::log: return ew_piece<Log>(y, sy, x, sx, s, n);
+        case Ew::log1p: return ew_piece<Log1p>(y, sy, x, sx, s, n);
+        case Ew::sqrt: return ew_piece<Sqrt>(y, sy, x, sx, s, n);
+        case Ew::rsqrt: return ew_piece<Rsqrt>(y, sy, x, sx, s, n);
+        case Ew::square: return ew_piece<Square>(y, sy, x, sx, s, n);
+        case Ew::sin: return ew_piece<Sin>(y, sy, x, sx, s, n);
+        case Ew::cos: return ew_piece<Cos>(y, sy, x, sx, s, n);
+        case Ew::sign: return ew_piece<Sign>(y, sy, x, sx, s, n);
+        case Ew::reciprocal: return ew_piece<Reciprocal>(y, sy, x, sx, s, n);
+        case Ew::clamp: return ew_piece<Clamp>(y, sy, x, sx, s, n);
+        case Ew::where: return ew_piece<Where>(y, sy, x, sx, s, n);
+        case Ew::sgn: return ew_piece<Sgn>(y, sy, x, sx, s, n);
+        case Ew::eq: return ew_piece<Eq>(y, sy, x, sx, s, n);
+        case Ew::ne: return ew_piece<Ne>(y, sy, x, sx, s, n);
+        case Ew::lt: return ew_piece<Lt>(y, sy, x, sx, s, n);
+        case Ew::le: return ew_piece<Le>(y, sy, x, sx, s, n);
+        case Ew::gt: return ew_piece<Gt>(y, sy, x, sx, s, n);
+        case Ew::ge: return ew_piece<Ge>(y, sy, x, sx, s, n);
+        case Ew::copy: return ew_piece<Copy>(y, sy, x, sx, s, n);
+        case Ew::sum_to: return;  // never a member (fuse.cpp)
+    }
+}
+
+// One member, decoded once per replay.
+struct FusedMember {
+    int64_t kind, op;      // kind: 0 ew, 1 act_fwd, 2 act_bwd (fuse.cpp)
+    int64_t src[4];        // >= 0: scratch slot
+    const int64_t* st[4];  // strides over the merged shape
+    char* p[4];            // memory pointers (null: scalar or absent)
+    int64_t item[4];       // bytes per element of each operand
+    double d[3];
+};
+
+}  // namespace
+
+template <class T>
+void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*>* lists) {
+    const int64_t M = i[0], nd = i[1];
+    const int64_t* shape = i + 2;
+    const int64_t split = shape[nd], rows = shape[nd + 1], S = shape[nd + 2];
+    const int64_t* recs = shape + nd + 3;
+    const int64_t R = 6 + 4 * nd;  // ints per member
+    std::vector<FusedMember> mem(static_cast<size_t>(M));
+    for (int64_t j = 0; j < M; ++j) {
+        const int64_t* rec = recs + j * R;
+        FusedMember& m = mem[static_cast<size_t>(j)];
+        m.kind = rec[0];
+        m.op = rec[1];
+        const EwInfo* info = m.kind == 0 ? &kEwOps[m.op] : nullptr;
+        for (int k = 0; k < 4; ++k) {
+            m.src[k] = rec[2 + k];
+            m.st[k] = rec + 6 + k * nd;
+            m.p[k] = static_cast<char*>(lists[j][static_cast<size_t>(k)]);
+            const bool byte = info != nullptr && ((k == 1 && info->cond_first) ||
+                                                  (k == 0 && info->bool_out));
+            m.item[k] = byte ? 1 : int64_t(sizeof(T));
+        }
+        for (int k = 0; k < 3; ++k) m.d[k] = dd[3 * j + k];
+    }
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < split; ++d) outer *= shape[d];
+    for (int64_t d = split + 1; d < nd; ++d) inner *= shape[d];
+    const int64_t per = (shape[split] + rows - 1) / rows;  // blocks per outer index
+    const int64_t n = outer * shape[split] * inner;
+    const int64_t last = nd - 1;                            // the row dim
+    const int64_t slot = kPiece * 8;                        // bytes per scratch slot
+    parallel_chunks(outer * per, 1, 8 * n, [&](int64_t b0, int64_t b1) {
+        thread_local std::vector<double> buf;
+        const size_t need = static_cast<size_t>(S * kPiece + 8);
+        if (buf.size() < need) buf.resize(need);
+        char* base = reinterpret_cast<char*>(
+            (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+        int64_t idx[kEwMaxDims], ridx[kEwMaxDims], sub[kEwMaxDims];
+        thread_local std::vector<int64_t> boff;  // block offsets (elements)
+        if (boff.size() < static_cast<size_t>(4 * M)) boff.resize(static_cast<size_t>(4 * M));
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t o = b / per, r0 = (b % per) * rows;
+            const int64_t nr = std::min(rows, shape[split] - r0);
+            int64_t rem = o;
+            for (int64_t d = split; d-- > 0;) {
+                idx[d] = rem % shape[d];
+                rem /= shape[d];
+            }
+            for (int64_t j = 0; j < M; ++j)
+                for (int k = 0; k < 4; ++k) {
+                    const int64_t* st = mem[static_cast<size_t>(j)].st[k];
+                    int64_t off = r0 * st[split];
+                    for (int64_t d = 0; d < split; ++d) off += idx[d] * st[d];
+                    boff[static_cast<size_t>(4 * j + k)] = off;
+                }
+            // the block: dims [split, nd) with dim split cut to nr rows; rows of dim `last`
+            for (int64_t d = split; d < nd; ++d) sub[d] = d == split ? nr : shape[d];
+            const int64_t L = sub[last];
+            int64_t nrows = 1;
+            for (int64_t d = split; d < last; ++d) {
+                nrows *= sub[d];
+                ridx[d] = 0;
+            }
+            for (int64_t r = 0; r < nrows; ++r) {
+                for (int64_t c0 = 0; c0 < L; c0 += kPiece) {
+                    const int64_t len = std::min(kPiece, L - c0);
+                    for (int64_t j = 0; j < M; ++j) {
+                        const FusedMember& m = mem[static_cast<size_t>(j)];
+                        void* ptr[4];
+                        int64_t sr[4];
+                        for (int k = 0; k < 4; ++k) {
+                            if (m.src[k] >= 0) {
+                                ptr[k] = base + m.src[k] * slot;
+                                sr[k] = 1;
+                                continue;
+                            }
+                            sr[k] = m.st[k][last];
+                            if (m.p[k] == nullptr) {
+                                ptr[k] = nullptr;
+                                continue;
+                            }
+                            int64_t off = boff[static_cast<size_t>(4 * j + k)] + c0 * sr[k];
+                            for (int64_t d = split; d < last; ++d) off += ridx[d] * m.st[k][d];
+                            ptr[k] = m.p[k] + off * m.item[k];
+                        }
+                        if (m.kind == 0) {
+                            const T s[3] = {T(m.d[0]), T(m.d[1]), T(m.d[2])};
+                            const void* xp[3] = {ptr[1], ptr[2], ptr[3]};
+                            ew_piece_op<T>(static_cast<Ew>(m.op), ptr[0], sr[0], xp, sr + 1, s,
+                                           len);
+                        } else if (m.kind == 1) {
+                            activation_forward<T>(static_cast<Act>(m.op), static_cast<T*>(ptr[0]),
+                                                  static_cast<const T*>(ptr[1]), len, T(m.d[0]));
+                        } else {
+                            activation_backward<T>(
+                                static_cast<Act>(m.op), static_cast<T*>(ptr[0]),
+                                static_cast<const T*>(ptr[1]), static_cast<const T*>(ptr[2]),
+                                static_cast<const T*>(ptr[3]), len, T(m.d[0]));
+                        }
+                    }
+                }
+                for (int64_t d = last; d-- > split;) {  // next row (odometer)
+                    if (++ridx[d] < sub[d]) break;
+                    ridx[d] = 0;
+                }
+            }
+        }
+    });
+}
+
+template void run_fused_chain<float>(const int64_t*, const double*, const std::vector<void*>*);
+template void run_fused_chain<double>(const int64_t*, const double*, const std::vector<void*>*);
 
 }  // namespace GD_NS
 }  // namespace gd
