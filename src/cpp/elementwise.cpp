@@ -447,7 +447,7 @@ template void elementwise<double>(Ew, double*, const int64_t*, const void* const
 // bytes (L1-resident) instead of a block's.
 namespace {
 
-constexpr int64_t kPiece = 512;
+constexpr int64_t kPiece = 1024;
 
 template <class Op, class T>
 void ew_piece(void* y_out, int64_t sy, const void* const* x, const int64_t* sx, const T* s,
@@ -466,52 +466,57 @@ void ew_piece(void* y_out, int64_t sy, const void* const* x, const int64_t* sx, 
 }
 
 template <class T>
-void ew_piece_op(Ew op, void* y, int64_t sy, const void* const* x, const int64_t* sx, const T* s,
-                 int64_t n) {
+using PieceFn = void (*)(void*, int64_t, const void* const*, const int64_t*, const T*, int64_t);
+
+template <class T>
+PieceFn<T> piece_fn(Ew op, bool scalar_b, T b) {
     switch (op) {
-        case Ew::add: return ew_piece<Add>(y, sy, x, sx, s, n);
-        case Ew::sub: return ew_piece<Sub>(y, sy, x, sx, s, n);
-        case Ew::mul: return ew_piece<Mul>(y, sy, x, sx, s, n);
-        case Ew::div: return ew_piece<Div>(y, sy, x, sx, s, n);
+        case Ew::add: return &ew_piece<Add, T>;
+        case Ew::sub: return &ew_piece<Sub, T>;
+        case Ew::mul: return &ew_piece<Mul, T>;
+        case Ew::div: return &ew_piece<Div, T>;
         case Ew::pow:  // as elementwise(): a constant exponent 2 is x * x
-            if (x[1] == nullptr && s[1] == T(2)) return ew_piece<Square>(y, sy, x, sx, s, n);
-            return ew_piece<Pow>(y, sy, x, sx, s, n);
-        case Ew::maximum: return ew_piece<Maximum>(y, sy, x, sx, s, n);
-        case Ew::minimum: return ew_piece<Minimum>(y, sy, x, sx, s, n);
-        case Ew::neg: return ew_piece<Neg>(y, sy, x, sx, s, n);
-        case Ew::abs: return ew_piece<Abs>(y, sy, x, sx, s, n);
-        case Ew::exp: return ew_piece<Exp>(y, sy, x, sx, s, n);
-        case Ew::log: return ew_piece<Log>(y, sy, x, sx, s, n);
-        case Ew::log1p: return ew_piece<Log1p>(y, sy, x, sx, s, n);
-        case Ew::sqrt: return ew_piece<Sqrt>(y, sy, x, sx, s, n);
-        case Ew::rsqrt: return ew_piece<Rsqrt>(y, sy, x, sx, s, n);
-        case Ew::square: return ew_piece<Square>(y, sy, x, sx, s, n);
-        case Ew::sin: return ew_piece<Sin>(y, sy, x, sx, s, n);
-        case Ew::cos: return ew_piece<Cos>(y, sy, x, sx, s, n);
-        case Ew::sign: return ew_piece<Sign>(y, sy, x, sx, s, n);
-        case Ew::reciprocal: return ew_piece<Reciprocal>(y, sy, x, sx, s, n);
-        case Ew::clamp: return ew_piece<Clamp>(y, sy, x, sx, s, n);
-        case Ew::where: return ew_piece<Where>(y, sy, x, sx, s, n);
-        case Ew::sgn: return ew_piece<Sgn>(y, sy, x, sx, s, n);
-        case Ew::eq: return ew_piece<Eq>(y, sy, x, sx, s, n);
-        case Ew::ne: return ew_piece<Ne>(y, sy, x, sx, s, n);
-        case Ew::lt: return ew_piece<Lt>(y, sy, x, sx, s, n);
-        case Ew::le: return ew_piece<Le>(y, sy, x, sx, s, n);
-        case Ew::gt: return ew_piece<Gt>(y, sy, x, sx, s, n);
-        case Ew::ge: return ew_piece<Ge>(y, sy, x, sx, s, n);
-        case Ew::copy: return ew_piece<Copy>(y, sy, x, sx, s, n);
-        case Ew::sum_to: return;  // never a member (fuse.cpp)
+            return scalar_b && b == T(2) ? &ew_piece<Square, T> : &ew_piece<Pow, T>;
+        case Ew::maximum: return &ew_piece<Maximum, T>;
+        case Ew::minimum: return &ew_piece<Minimum, T>;
+        case Ew::neg: return &ew_piece<Neg, T>;
+        case Ew::abs: return &ew_piece<Abs, T>;
+        case Ew::exp: return &ew_piece<Exp, T>;
+        case Ew::log: return &ew_piece<Log, T>;
+        case Ew::log1p: return &ew_piece<Log1p, T>;
+        case Ew::sqrt: return &ew_piece<Sqrt, T>;
+        case Ew::rsqrt: return &ew_piece<Rsqrt, T>;
+        case Ew::square: return &ew_piece<Square, T>;
+        case Ew::sin: return &ew_piece<Sin, T>;
+        case Ew::cos: return &ew_piece<Cos, T>;
+        case Ew::sign: return &ew_piece<Sign, T>;
+        case Ew::reciprocal: return &ew_piece<Reciprocal, T>;
+        case Ew::clamp: return &ew_piece<Clamp, T>;
+        case Ew::where: return &ew_piece<Where, T>;
+        case Ew::sgn: return &ew_piece<Sgn, T>;
+        case Ew::eq: return &ew_piece<Eq, T>;
+        case Ew::ne: return &ew_piece<Ne, T>;
+        case Ew::lt: return &ew_piece<Lt, T>;
+        case Ew::le: return &ew_piece<Le, T>;
+        case Ew::gt: return &ew_piece<Gt, T>;
+        case Ew::ge: return &ew_piece<Ge, T>;
+        case Ew::copy: return &ew_piece<Copy, T>;
+        case Ew::sum_to: break;  // never a member (fuse.cpp)
     }
+    return nullptr;
 }
 
 // One member, decoded once per replay.
+template <class T>
 struct FusedMember {
     int64_t kind, op;      // kind: 0 ew, 1 act_fwd, 2 act_bwd (fuse.cpp)
     int64_t src[4];        // >= 0: scratch slot
-    const int64_t* st[4];  // strides over the merged shape
+    const int64_t* st[4];  // strides over the merged shape (elements)
     char* p[4];            // memory pointers (null: scalar or absent)
     int64_t item[4];       // bytes per element of each operand
-    double d[3];
+    int64_t sr[4];         // stride along the row (elements)
+    T s[3];
+    PieceFn<T> fn;
 };
 
 }  // namespace
@@ -523,29 +528,33 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
     const int64_t split = shape[nd], rows = shape[nd + 1], S = shape[nd + 2];
     const int64_t* recs = shape + nd + 3;
     const int64_t R = 6 + 4 * nd;  // ints per member
-    std::vector<FusedMember> mem(static_cast<size_t>(M));
+    const int64_t last = nd - 1;   // the row dim
+    std::vector<FusedMember<T>> mem(static_cast<size_t>(M));
     for (int64_t j = 0; j < M; ++j) {
         const int64_t* rec = recs + j * R;
-        FusedMember& m = mem[static_cast<size_t>(j)];
+        FusedMember<T>& m = mem[static_cast<size_t>(j)];
         m.kind = rec[0];
         m.op = rec[1];
         const EwInfo* info = m.kind == 0 ? &kEwOps[m.op] : nullptr;
         for (int k = 0; k < 4; ++k) {
             m.src[k] = rec[2 + k];
             m.st[k] = rec + 6 + k * nd;
-            m.p[k] = static_cast<char*>(lists[j][static_cast<size_t>(k)]);
+            m.p[k] = m.src[k] >= 0 ? nullptr : static_cast<char*>(lists[j][static_cast<size_t>(k)]);
             const bool byte = info != nullptr && ((k == 1 && info->cond_first) ||
                                                   (k == 0 && info->bool_out));
             m.item[k] = byte ? 1 : int64_t(sizeof(T));
+            m.sr[k] = m.src[k] >= 0 ? 1 : m.st[k][last];
         }
-        for (int k = 0; k < 3; ++k) m.d[k] = dd[3 * j + k];
+        for (int k = 0; k < 3; ++k) m.s[k] = T(dd[3 * j + k]);
+        m.fn = m.kind == 0 ? piece_fn<T>(static_cast<Ew>(m.op), m.src[2] < 0 && m.p[2] == nullptr,
+                                         m.s[1])
+                           : nullptr;
     }
     int64_t outer = 1, inner = 1;
     for (int64_t d = 0; d < split; ++d) outer *= shape[d];
     for (int64_t d = split + 1; d < nd; ++d) inner *= shape[d];
     const int64_t per = (shape[split] + rows - 1) / rows;  // blocks per outer index
     const int64_t n = outer * shape[split] * inner;
-    const int64_t last = nd - 1;                            // the row dim
     const int64_t slot = kPiece * 8;                        // bytes per scratch slot
     parallel_chunks(outer * per, 1, 8 * n, [&](int64_t b0, int64_t b1) {
         thread_local std::vector<double> buf;
@@ -553,7 +562,7 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
         if (buf.size() < need) buf.resize(need);
         char* base = reinterpret_cast<char*>(
             (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
-        int64_t idx[kEwMaxDims], ridx[kEwMaxDims], sub[kEwMaxDims];
+        int64_t idx[kEwMaxDims], sub[kEwMaxDims];
         thread_local std::vector<int64_t> boff;  // block offsets (elements)
         if (boff.size() < static_cast<size_t>(4 * M)) boff.resize(static_cast<size_t>(4 * M));
         for (int64_t b = b0; b < b1; ++b) {
@@ -571,55 +580,73 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
                     for (int64_t d = 0; d < split; ++d) off += idx[d] * st[d];
                     boff[static_cast<size_t>(4 * j + k)] = off;
                 }
-            // the block: dims [split, nd) with dim split cut to nr rows; rows of dim `last`
+            // the block: dims [split, nd) with dim split cut to nr rows; rows along dim `last`
             for (int64_t d = split; d < nd; ++d) sub[d] = d == split ? nr : shape[d];
             const int64_t L = sub[last];
             int64_t nrows = 1;
-            for (int64_t d = split; d < last; ++d) {
-                nrows *= sub[d];
-                ridx[d] = 0;
-            }
-            for (int64_t r = 0; r < nrows; ++r) {
-                for (int64_t c0 = 0; c0 < L; c0 += kPiece) {
-                    const int64_t len = std::min(kPiece, L - c0);
+            for (int64_t d = split; d < last; ++d) nrows *= sub[d];
+            // tiles of tr whole rows (short rows) or pieces of one row; several rows per tile
+            // only with one row dim, whose row r is at r * stride
+            const bool one = last - split == 1;
+            const int64_t tr = one && L <= kPiece ? std::min(nrows, kPiece / L) : 1;
+            const int64_t cw = std::min(L, kPiece);
+            for (int64_t r = 0; r < nrows; r += tr) {
+                const int64_t nt = std::min(tr, nrows - r);
+                // row r's offset along the row dims, per member operand (added to boff)
+                int64_t ridx[kEwMaxDims];
+                if (!one) {
+                    int64_t q = r;
+                    for (int64_t d = last; d-- > split;) {
+                        ridx[d] = q % sub[d];
+                        q /= sub[d];
+                    }
+                }
+                for (int64_t c0 = 0; c0 < L; c0 += cw) {
+                    const int64_t len = std::min(cw, L - c0);
                     for (int64_t j = 0; j < M; ++j) {
-                        const FusedMember& m = mem[static_cast<size_t>(j)];
-                        void* ptr[4];
-                        int64_t sr[4];
+                        const FusedMember<T>& m = mem[static_cast<size_t>(j)];
+                        char* ptr[4];
+                        int64_t step[4];  // bytes from one row of the tile to the next
                         for (int k = 0; k < 4; ++k) {
                             if (m.src[k] >= 0) {
                                 ptr[k] = base + m.src[k] * slot;
-                                sr[k] = 1;
+                                step[k] = len * m.item[k];
                                 continue;
                             }
-                            sr[k] = m.st[k][last];
                             if (m.p[k] == nullptr) {
                                 ptr[k] = nullptr;
+                                step[k] = 0;
                                 continue;
                             }
-                            int64_t off = boff[static_cast<size_t>(4 * j + k)] + c0 * sr[k];
-                            for (int64_t d = split; d < last; ++d) off += ridx[d] * m.st[k][d];
+                            int64_t off = boff[static_cast<size_t>(4 * j + k)] + c0 * m.sr[k];
+                            if (one) {
+                                off += r * m.st[k][split];
+                            } else {
+                                for (int64_t d = split; d < last; ++d) off += ridx[d] * m.st[k][d];
+                            }
                             ptr[k] = m.p[k] + off * m.item[k];
+                            step[k] = one ? m.st[k][split] * m.item[k] : 0;
                         }
-                        if (m.kind == 0) {
-                            const T s[3] = {T(m.d[0]), T(m.d[1]), T(m.d[2])};
-                            const void* xp[3] = {ptr[1], ptr[2], ptr[3]};
-                            ew_piece_op<T>(static_cast<Ew>(m.op), ptr[0], sr[0], xp, sr + 1, s,
-                                           len);
-                        } else if (m.kind == 1) {
-                            activation_forward<T>(static_cast<Act>(m.op), static_cast<T*>(ptr[0]),
-                                                  static_cast<const T*>(ptr[1]), len, T(m.d[0]));
-                        } else {
-                            activation_backward<T>(
-                                static_cast<Act>(m.op), static_cast<T*>(ptr[0]),
-                                static_cast<const T*>(ptr[1]), static_cast<const T*>(ptr[2]),
-                                static_cast<const T*>(ptr[3]), len, T(m.d[0]));
+                        for (int64_t t = 0; t < nt; ++t) {
+                            char* q[4];
+                            for (int k = 0; k < 4; ++k)
+                                q[k] = ptr[k] == nullptr ? nullptr : ptr[k] + t * step[k];
+                            if (m.kind == 0) {
+                                const void* xp[3] = {q[1], q[2], q[3]};
+                                m.fn(q[0], m.sr[0], xp, m.sr + 1, m.s, len);
+                            } else if (m.kind == 1) {
+                                activation_forward<T>(static_cast<Act>(m.op),
+                                                      reinterpret_cast<T*>(q[0]),
+                                                      reinterpret_cast<const T*>(q[1]), len, m.s[0]);
+                            } else {
+                                activation_backward<T>(
+                                    static_cast<Act>(m.op), reinterpret_cast<T*>(q[0]),
+                                    reinterpret_cast<const T*>(q[1]),
+                                    reinterpret_cast<const T*>(q[2]),
+                                    reinterpret_cast<const T*>(q[3]), len, m.s[0]);
+                            }
                         }
                     }
-                }
-                for (int64_t d = last; d-- > split;) {  // next row (odometer)
-                    if (++ridx[d] < sub[d]) break;
-                    ridx[d] = 0;
                 }
             }
         }
