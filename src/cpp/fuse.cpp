@@ -1,5 +1,6 @@
 // Elementwise chain fusion (fuse.hpp). The pass works on the instruction list after the other
-// peephole passes; the runner calls the members' kernels block by block.
+// peephole passes; the runner (run_fused_chain in elementwise.cpp, per ISA) runs the members' row
+// loops tile by tile.
 //
 // A chain starts at an elementwise instruction and takes each later elementwise instruction of
 // the same dtype and iteration shape (an act_fwd/act_bwd of N contiguous elements matches any
