@@ -16,6 +16,8 @@
 #include <cmath>
 #include <type_traits>
 
+#include "activation.hpp"
+#include "fuse_kernel.hpp"
 #include "parallel.hpp"
 #include "vmath.hpp"
 
@@ -27,8 +29,15 @@ constexpr int64_t kChunk = 1 << 14;  // elements per parallel chunk
 
 // Every formula takes three inputs (a, b, c) and ignores those beyond its arity.
 // NumPy's maximum/minimum: a NaN in a wins, then a NaN in b, and on ties (+0, -0) b.
-template <class T> inline T max_nan(T a, T b) { return a != a ? a : (a > b ? a : b); }
-template <class T> inline T min_nan(T a, T b) { return a != a ? a : (a < b ? a : b); }
+// (written as two selects: GCC vectorises this form, not the nested one)
+template <class T> inline T max_nan(T a, T b) {
+    const T m = a > b ? a : b;
+    return a != a ? a : m;
+}
+template <class T> inline T min_nan(T a, T b) {
+    const T m = a < b ? a : b;
+    return a != a ? a : m;
+}
 
 #define GD_EW_OP(Name, Arity, expr)                                   \
     struct Name {                                                     \
@@ -427,6 +436,225 @@ template void elementwise<float>(Ew, float*, const int64_t*, const void* const*,
                                  const int64_t* const*, const float*, const int64_t*, int64_t);
 template void elementwise<double>(Ew, double*, const int64_t*, const void* const*,
                                   const int64_t* const*, const double*, const int64_t*, int64_t);
+
+// ---- ew_fused (fuse.hpp): a chain of members run piece by piece ----
+// The instruction's blocks (fixed by the shape: the unit of the parallel split) are walked row by
+// row of the innermost merged dim, and each row in pieces of at most kPiece elements. On each
+// piece every member runs in program order through the same row loop (`row` above, or the
+// activation's own loop) as its unfused kernel, so each element gets the same operations in the
+// same order; only where a piece ends differs, and every formula gives the same bits in a vector
+// loop and in its remainder loop. An intermediate that lives in scratch takes kPiece slots of 8
+// bytes (L1-resident) instead of a block's.
+namespace {
+
+constexpr int64_t kPiece = 1024;
+
+template <class Op, class T>
+void ew_piece(void* y_out, int64_t sy, const void* const* x, const int64_t* sx, const T* s,
+              int64_t n) {
+    using A = std::conditional_t<Op::cond, uint8_t, T>;
+    using Y = std::conditional_t<Op::bool_out, uint8_t, T>;
+    Y* y = static_cast<Y*>(y_out);
+    const A av = A(s[0]);
+    const T bv = s[1], cv = s[2];
+    const bool ha = Op::arity >= 1 && x[0] != nullptr;
+    const bool hb = Op::arity >= 2 && x[1] != nullptr;
+    const bool hc = Op::arity >= 3 && x[2] != nullptr;
+    row<Op, T>(y, sy, ha ? static_cast<const A*>(x[0]) : &av, ha ? sx[0] : 0,
+               hb ? static_cast<const T*>(x[1]) : &bv, hb ? sx[1] : 0,
+               hc ? static_cast<const T*>(x[2]) : &cv, hc ? sx[2] : 0, n);
+}
+
+template <class T>
+using PieceFn = void (*)(void*, int64_t, const void* const*, const int64_t*, const T*, int64_t);
+
+template <class T>
+PieceFn<T> piece_fn(Ew op, bool scalar_b, T b) {
+    switch (op) {
+        case Ew::add: return &ew_piece<Add, T>;
+        case Ew::sub: return &ew_piece<Sub, T>;
+        case Ew::mul: return &ew_piece<Mul, T>;
+        case Ew::div: return &ew_piece<Div, T>;
+        case Ew::pow:  // as elementwise(): a constant exponent 2 is x * x
+            return scalar_b && b == T(2) ? &ew_piece<Square, T> : &ew_piece<Pow, T>;
+        case Ew::maximum: return &ew_piece<Maximum, T>;
+        case Ew::minimum: return &ew_piece<Minimum, T>;
+        case Ew::neg: return &ew_piece<Neg, T>;
+        case Ew::abs: return &ew_piece<Abs, T>;
+        case Ew::exp: return &ew_piece<Exp, T>;
+        case Ew::log: return &ew_piece<Log, T>;
+        case Ew::log1p: return &ew_piece<Log1p, T>;
+        case Ew::sqrt: return &ew_piece<Sqrt, T>;
+        case Ew::rsqrt: return &ew_piece<Rsqrt, T>;
+        case Ew::square: return &ew_piece<Square, T>;
+        case Ew::sin: return &ew_piece<Sin, T>;
+        case Ew::cos: return &ew_piece<Cos, T>;
+        case Ew::sign: return &ew_piece<Sign, T>;
+        case Ew::reciprocal: return &ew_piece<Reciprocal, T>;
+        case Ew::clamp: return &ew_piece<Clamp, T>;
+        case Ew::where: return &ew_piece<Where, T>;
+        case Ew::sgn: return &ew_piece<Sgn, T>;
+        case Ew::eq: return &ew_piece<Eq, T>;
+        case Ew::ne: return &ew_piece<Ne, T>;
+        case Ew::lt: return &ew_piece<Lt, T>;
+        case Ew::le: return &ew_piece<Le, T>;
+        case Ew::gt: return &ew_piece<Gt, T>;
+        case Ew::ge: return &ew_piece<Ge, T>;
+        case Ew::copy: return &ew_piece<Copy, T>;
+        case Ew::sum_to: break;  // never a member (fuse.cpp)
+    }
+    return nullptr;
+}
+
+// One member, decoded once per replay.
+template <class T>
+struct FusedMember {
+    int64_t kind, op;      // kind: 0 ew, 1 act_fwd, 2 act_bwd (fuse.cpp)
+    int64_t src[4];        // >= 0: scratch slot
+    const int64_t* st[4];  // strides over the merged shape (elements)
+    char* p[4];            // memory pointers (null: scalar or absent)
+    int64_t item[4];       // bytes per element of each operand
+    int64_t sr[4];         // stride along the row (elements)
+    T s[3];
+    PieceFn<T> fn;
+};
+
+}  // namespace
+
+template <class T>
+void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*>* lists) {
+    const int64_t M = i[0], nd = i[1];
+    const int64_t* shape = i + 2;
+    const int64_t split = shape[nd], rows = shape[nd + 1], S = shape[nd + 2];
+    const int64_t* recs = shape + nd + 3;
+    const int64_t R = 6 + 4 * nd;  // ints per member
+    const int64_t last = nd - 1;   // the row dim
+    std::vector<FusedMember<T>> mem(static_cast<size_t>(M));
+    for (int64_t j = 0; j < M; ++j) {
+        const int64_t* rec = recs + j * R;
+        FusedMember<T>& m = mem[static_cast<size_t>(j)];
+        m.kind = rec[0];
+        m.op = rec[1];
+        const EwInfo* info = m.kind == 0 ? &kEwOps[m.op] : nullptr;
+        for (int k = 0; k < 4; ++k) {
+            m.src[k] = rec[2 + k];
+            m.st[k] = rec + 6 + k * nd;
+            m.p[k] = m.src[k] >= 0 ? nullptr : static_cast<char*>(lists[j][static_cast<size_t>(k)]);
+            const bool byte = info != nullptr && ((k == 1 && info->cond_first) ||
+                                                  (k == 0 && info->bool_out));
+            m.item[k] = byte ? 1 : int64_t(sizeof(T));
+            m.sr[k] = m.src[k] >= 0 ? 1 : m.st[k][last];
+        }
+        for (int k = 0; k < 3; ++k) m.s[k] = T(dd[3 * j + k]);
+        m.fn = m.kind == 0 ? piece_fn<T>(static_cast<Ew>(m.op), m.src[2] < 0 && m.p[2] == nullptr,
+                                         m.s[1])
+                           : nullptr;
+    }
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < split; ++d) outer *= shape[d];
+    for (int64_t d = split + 1; d < nd; ++d) inner *= shape[d];
+    const int64_t per = (shape[split] + rows - 1) / rows;  // blocks per outer index
+    const int64_t n = outer * shape[split] * inner;
+    const int64_t slot = kPiece * 8;                        // bytes per scratch slot
+    parallel_chunks(outer * per, 1, 8 * n, [&](int64_t b0, int64_t b1) {
+        thread_local std::vector<double> buf;
+        const size_t need = static_cast<size_t>(S * kPiece + 8);
+        if (buf.size() < need) buf.resize(need);
+        char* base = reinterpret_cast<char*>(
+            (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+        int64_t idx[kEwMaxDims], sub[kEwMaxDims];
+        thread_local std::vector<int64_t> boff;  // block offsets (elements)
+        if (boff.size() < static_cast<size_t>(4 * M)) boff.resize(static_cast<size_t>(4 * M));
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t o = b / per, r0 = (b % per) * rows;
+            const int64_t nr = std::min(rows, shape[split] - r0);
+            int64_t rem = o;
+            for (int64_t d = split; d-- > 0;) {
+                idx[d] = rem % shape[d];
+                rem /= shape[d];
+            }
+            for (int64_t j = 0; j < M; ++j)
+                for (int k = 0; k < 4; ++k) {
+                    const int64_t* st = mem[static_cast<size_t>(j)].st[k];
+                    int64_t off = r0 * st[split];
+                    for (int64_t d = 0; d < split; ++d) off += idx[d] * st[d];
+                    boff[static_cast<size_t>(4 * j + k)] = off;
+                }
+            // the block: dims [split, nd) with dim split cut to nr rows; rows along dim `last`
+            for (int64_t d = split; d < nd; ++d) sub[d] = d == split ? nr : shape[d];
+            const int64_t L = sub[last];
+            int64_t nrows = 1;
+            for (int64_t d = split; d < last; ++d) nrows *= sub[d];
+            // tiles of tr whole rows (short rows) or pieces of one row; several rows per tile
+            // only with one row dim, whose row r is at r * stride
+            const bool one = last - split == 1;
+            const int64_t tr = one && L <= kPiece ? std::min(nrows, kPiece / L) : 1;
+            const int64_t cw = std::min(L, kPiece);
+            for (int64_t r = 0; r < nrows; r += tr) {
+                const int64_t nt = std::min(tr, nrows - r);
+                // row r's offset along the row dims, per member operand (added to boff)
+                int64_t ridx[kEwMaxDims];
+                if (!one) {
+                    int64_t q = r;
+                    for (int64_t d = last; d-- > split;) {
+                        ridx[d] = q % sub[d];
+                        q /= sub[d];
+                    }
+                }
+                for (int64_t c0 = 0; c0 < L; c0 += cw) {
+                    const int64_t len = std::min(cw, L - c0);
+                    for (int64_t j = 0; j < M; ++j) {
+                        const FusedMember<T>& m = mem[static_cast<size_t>(j)];
+                        char* ptr[4];
+                        int64_t step[4];  // bytes from one row of the tile to the next
+                        for (int k = 0; k < 4; ++k) {
+                            if (m.src[k] >= 0) {
+                                ptr[k] = base + m.src[k] * slot;
+                                step[k] = len * m.item[k];
+                                continue;
+                            }
+                            if (m.p[k] == nullptr) {
+                                ptr[k] = nullptr;
+                                step[k] = 0;
+                                continue;
+                            }
+                            int64_t off = boff[static_cast<size_t>(4 * j + k)] + c0 * m.sr[k];
+                            if (one) {
+                                off += r * m.st[k][split];
+                            } else {
+                                for (int64_t d = split; d < last; ++d) off += ridx[d] * m.st[k][d];
+                            }
+                            ptr[k] = m.p[k] + off * m.item[k];
+                            step[k] = one ? m.st[k][split] * m.item[k] : 0;
+                        }
+                        for (int64_t t = 0; t < nt; ++t) {
+                            char* q[4];
+                            for (int k = 0; k < 4; ++k)
+                                q[k] = ptr[k] == nullptr ? nullptr : ptr[k] + t * step[k];
+                            if (m.kind == 0) {
+                                const void* xp[3] = {q[1], q[2], q[3]};
+                                m.fn(q[0], m.sr[0], xp, m.sr + 1, m.s, len);
+                            } else if (m.kind == 1) {
+                                activation_forward<T>(static_cast<Act>(m.op),
+                                                      reinterpret_cast<T*>(q[0]),
+                                                      reinterpret_cast<const T*>(q[1]), len, m.s[0]);
+                            } else {
+                                activation_backward<T>(
+                                    static_cast<Act>(m.op), reinterpret_cast<T*>(q[0]),
+                                    reinterpret_cast<const T*>(q[1]),
+                                    reinterpret_cast<const T*>(q[2]),
+                                    reinterpret_cast<const T*>(q[3]), len, m.s[0]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+template void run_fused_chain<float>(const int64_t*, const double*, const std::vector<void*>*);
+template void run_fused_chain<double>(const int64_t*, const double*, const std::vector<void*>*);
 
 }  // namespace GD_NS
 }  // namespace gd

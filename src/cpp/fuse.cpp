@@ -1,5 +1,6 @@
 // Elementwise chain fusion (fuse.hpp). The pass works on the instruction list after the other
-// peephole passes; the runner calls the members' kernels block by block.
+// peephole passes; the runner (run_fused_chain in elementwise.cpp, per ISA) runs the members' row
+// loops tile by tile.
 //
 // A chain starts at an elementwise instruction and takes each later elementwise instruction of
 // the same dtype and iteration shape (an act_fwd/act_bwd of N contiguous elements matches any
@@ -22,8 +23,8 @@
 #include <cstring>
 
 #include "elementwise.hpp"
+#include "fuse_kernel.hpp"
 #include "kernels.hpp"
-#include "parallel.hpp"
 
 namespace gd {
 namespace {
@@ -336,92 +337,21 @@ int64_t fused_flops(const Instr& in) {
 
 template <class T>
 void run_fused(const Instr& in) {
-    const KernelTable<T>& K = kernels<T>();
-    const auto& i = in.i;
-    const int64_t M = i[0], nd = i[1];
-    const int64_t* shape = i.data() + 2;
-    const int64_t split = shape[nd], rows = shape[nd + 1], S = shape[nd + 2];
-    const int64_t* recs = shape + nd + 3;
-    const int64_t R = 6 + 4 * nd;  // ints per member
-    int64_t outer = 1, inner = 1;
-    for (int64_t d = 0; d < split; ++d) outer *= shape[d];
-    for (int64_t d = split + 1; d < nd; ++d) inner *= shape[d];
-    const int64_t per = (shape[split] + rows - 1) / rows;  // blocks per outer index
-    const int64_t n = outer * shape[split] * inner;
-    const int64_t cap = rows * inner;  // elements of the largest block
-    const int64_t slot = (cap + 7) / 8 * 8 * 8;  // bytes per scratch block (64-byte multiple)
-    const int64_t sub_nd = nd - split;
-    parallel_chunks(outer * per, 1, 8 * n, [&](int64_t b0, int64_t b1) {
-        // scratch blocks, 64-byte aligned, 8 bytes per element (any dtype, or bool)
-        thread_local std::vector<double> buf;
-        const size_t need = static_cast<size_t>(S * slot / 8 + 8);
-        if (buf.size() < need) buf.resize(need);
-        char* base = reinterpret_cast<char*>(
-            (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
-        int64_t sub[kEwMaxDims], cst[kEwMaxDims];
-        for (int64_t b = b0; b < b1; ++b) {
-            const int64_t o = b / per, r0 = (b % per) * rows;
-            const int64_t nr = std::min(rows, shape[split] - r0);
-            sub[0] = nr;
-            for (int64_t d = 1; d < sub_nd; ++d) sub[d] = shape[split + d];
-            int64_t c = 1;
-            for (int64_t d = sub_nd; d-- > 0;) {
-                cst[d] = c;
-                c *= sub[d];
-            }
-            const int64_t len = c;  // elements in this block
-            // the outer index of dims [0, split)
-            int64_t idx[kEwMaxDims];
-            int64_t rem = o;
-            for (int64_t d = split; d-- > 0;) {
-                idx[d] = rem % shape[d];
-                rem /= shape[d];
-            }
-            for (int64_t j = 0; j < M; ++j) {
-                const int64_t* rec = recs + j * R;
-                const int64_t kind = rec[0], op = rec[1];
-                const int64_t* src = rec + 2;
-                const EwInfo* info = kind == kEw ? &kEwOps[op] : nullptr;
-                void* ptr[4];
-                const int64_t* strd[4];
-                for (int k = 0; k < 4; ++k) {
-                    const int64_t* st = rec + 6 + k * nd;
-                    if (src[k] >= 0) {
-                        ptr[k] = base + src[k] * slot;
-                        strd[k] = cst;
-                        continue;
-                    }
-                    void* p = in.lists[static_cast<size_t>(j)][static_cast<size_t>(k)];
-                    strd[k] = st + split;
-                    if (p == nullptr) {
-                        ptr[k] = nullptr;
-                        continue;
-                    }
-                    int64_t off = r0 * st[split];
-                    for (int64_t d = 0; d < split; ++d) off += idx[d] * st[d];
-                    const bool byte = info != nullptr && ((k == 1 && info->cond_first) ||
-                                                          (k == 0 && info->bool_out));
-                    ptr[k] = static_cast<char*>(p) + off * (byte ? 1 : int64_t(sizeof(T)));
-                }
-                const double* dd = in.d.data() + 3 * j;
-                if (kind == kEw) {
-                    const void* xp[3] = {ptr[1], ptr[2], ptr[3]};
-                    const int64_t* xs[3] = {strd[1], strd[2], strd[3]};
-                    const T s[3] = {T(dd[0]), T(dd[1]), T(dd[2])};
-                    K.elementwise(static_cast<Ew>(op), static_cast<T*>(ptr[0]), strd[0], xp, xs,
-                                  s, sub, sub_nd);
-                } else if (kind == kActFwd) {
-                    K.activation_forward(static_cast<Act>(op), static_cast<T*>(ptr[0]),
-                                         static_cast<const T*>(ptr[1]), len, T(dd[0]));
-                } else {
-                    K.activation_backward(static_cast<Act>(op), static_cast<T*>(ptr[0]),
-                                          static_cast<const T*>(ptr[1]),
-                                          static_cast<const T*>(ptr[2]),
-                                          static_cast<const T*>(ptr[3]), len, T(dd[0]));
-                }
-            }
-        }
-    });
+    // the active ISA's copy (fuse_kernel.hpp); by name, so no other ISA's code ever runs
+    const char* isa = active_kernels().isa;
+    const int64_t* i = in.i.data();
+    const double* d = in.d.data();
+    const std::vector<void*>* lists = in.lists.data();
+#if GD_BUILT_AVX512
+    if (std::strcmp(isa, "avx512") == 0) return isa_avx512::run_fused_chain<T>(i, d, lists);
+#endif
+#if GD_BUILT_AVX2
+    if (std::strcmp(isa, "avx2") == 0) return isa_avx2::run_fused_chain<T>(i, d, lists);
+#endif
+#if GD_BUILT_NEON
+    if (std::strcmp(isa, "neon") == 0) return isa_neon::run_fused_chain<T>(i, d, lists);
+#endif
+    isa_baseline::run_fused_chain<T>(i, d, lists);
 }
 
 template void run_fused<float>(const Instr&);

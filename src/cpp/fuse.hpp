@@ -1,10 +1,11 @@
 // Fusion of elementwise chains in a recorded program (gd.compile): a pass that finds runs of
 // elementwise instructions (`ew`, `act_fwd`, `act_bwd`) over one iteration space and replaces
-// each run by one `ew_fused` instruction, which walks the space in cache-sized blocks and calls
-// each member's own kernel on the block, in program order. Intermediates that nothing outside the
-// run reads live in a per-thread scratch block instead of memory. Every element goes through the
-// same kernel formula as unfused, so a fused replay is bitwise equal to the unfused one (and to
-// eager). Compiled once, like program.cpp: the kernels come from the active ISA's table.
+// each run by one `ew_fused` instruction, which walks the space in cache-sized blocks and, on each
+// L1-sized tile of a block, runs every member's own row loop in program order (run_fused_chain,
+// fuse_kernel.hpp: compiled per ISA in elementwise.cpp). Intermediates that nothing outside the
+// run reads live in a per-thread scratch tile instead of memory. Every element goes through the
+// same formula as unfused, so a fused replay is bitwise equal to the unfused one (and to eager).
+// This file is compiled once, like program.cpp: run_fused calls the active ISA's runner.
 //
 //   ew_fused  lists[m] = member m's pointers [y, x0, x1, x2] (null: a scalar, an absent operand
 //             or a scratch block, see src)
