@@ -146,7 +146,8 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
                 *args, result=out, **kwargs)
             for lo, nbytes in reads:
                 bufs.check_span(lo, nbytes, f"{name}: an operand")
-            bufs.add(out)
+            for o in (out if isinstance(out, tuple) else (out,)):  # (cross_entropy: a pair)
+                bufs.add(o)
             prog.add("call", f64, ptrs, ints, reals)
             continue
         a = _bind(name, args, kwargs)
@@ -190,28 +191,6 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             code = "softmax_bwd" if name == "softmax_backward" else "log_softmax_bwd"
             prog.add(code, dy.dtype == np.float64, [P(out, "dx"), P(dy, "dy"), P(a["y"], "y")],
                      list(dy.shape), [])
-        elif name == "cross_entropy_forward":
-            z, t = a["logits"], a["target"]
-            loss, lse = out
-            prog.add("ce_fwd", z.dtype == np.float64,
-                     [P(loss, "loss"), P(lse, "lse"), P(z, "logits"), P(t, "target")],
-                     [z.shape[0], z.shape[1], int(a["ignore_index"])], [])
-        elif name == "cross_entropy_backward":
-            g, z = a["dloss"], a["logits"]
-            prog.add("ce_bwd", z.dtype == np.float64,
-                     [P(out, "dlogits"), P(g, "dloss"), P(z, "logits"), P(a["lse"], "lse"),
-                      P(a["target"], "target")],
-                     [0 if g.ndim == 0 else 1, z.shape[0], z.shape[1], int(a["ignore_index"])],
-                     [])
-        elif name == "mse_forward":
-            x = a["input"]
-            prog.add("mse_fwd", x.dtype == np.float64,
-                     [P(out, "out"), P(x, "input"), P(a["target"], "target")], [x.size], [])
-        elif name == "mse_backward":
-            x = a["input"]
-            prog.add("mse_bwd", x.dtype == np.float64,
-                     [P(out, "da"), P(x, "input"), P(a["target"], "target"),
-                      P(a["dloss"], "dloss")], [x.size], [float(a["scale"])])
         elif name == "sum_all":
             x = a["x"]
             prog.add("sum_all", x.dtype == np.float64, [P(out, "out"), P(x, "x")], [x.size], [])

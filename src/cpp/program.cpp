@@ -12,10 +12,6 @@
 //   act_fwd      p[y, x]                         i[op, N]     d[alpha]
 //   act_bwd      p[dx, dy, x|0, y|0]             i[op, N]     d[alpha]
 //   (log_)softmax_fwd p[y, x]  i[B, C];  (log_)softmax_bwd p[dx, dy, y]  i[B, C]
-//   ce_fwd       p[loss, lse, logits, target]    i[B, C, ignore_index]
-//   ce_bwd       p[dlogits, dloss, logits, lse, target]  i[dloss_stride, B, C, ignore_index]
-//   mse_fwd      p[out, a, b]                    i[N]
-//   mse_bwd      p[da, a, b, dloss|0]            i[N]         d[scale]  (times dloss[0] if given)
 //   sum_all      p[out, x] i[N];  sum_axis p[y, x] i[outer, R, inner]
 //   gemm         p[C, A, B]  i[ta, tb, M, N, K, lda, ldb, ldc]  d[alpha, beta]
 //   scale        p[out, x, factor (double)]      i[N]         out = x * T(factor)
@@ -51,6 +47,9 @@
 //                d[2] = 1: only the norm, the update after it scales (fuse_clip))
 //   adam or sgd fused with the clip_norm before it (fuse_clip): p[that norm]  d[..., max_norm]:
 //                scales each gradient (stored back) by the clip coefficient as it reads it
+//   call         i[kind, ...]: a registered instruction kind (instr_registry.hpp), laid out,
+//                run and analysed by the binding file that registered it: the losses (ce_fwd,
+//                ce_bwd, mse_fwd, mse_bwd: bind_loss.cpp), gather/scatter/take (bind_index.cpp)
 #include "program.hpp"
 
 #include <algorithm>
@@ -75,15 +74,6 @@ namespace {
 template <class T>
 T* P(const Instr& in, size_t k) {
     return static_cast<T*>(in.p[k]);
-}
-
-// The eager binding checks targets before the kernel reads logits[target]; a replay must too.
-void check_targets(const int64_t* t, int64_t B, int64_t C, int64_t ignore_index) {
-    for (int64_t r = 0; r < B; ++r)
-        if (t[r] != ignore_index && (t[r] < 0 || t[r] >= C))
-            throw std::invalid_argument("cross_entropy (compiled step): target[" +
-                                        std::to_string(r) + "] = " + std::to_string(t[r]) +
-                                        " is out of range for " + std::to_string(C) + " classes");
 }
 
 inline SgdHyper sgd_hyper(const std::vector<double>& d) {
@@ -192,21 +182,6 @@ void run_one(const Instr& in) {
         case Code::log_softmax_bwd:
             K.log_softmax_backward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), i[0], i[1]);
             break;
-        case Code::ce_fwd:
-            check_targets(static_cast<const int64_t*>(in.p[3]), i[0], i[1], i[2]);
-            K.cross_entropy_forward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2),
-                                    static_cast<const int64_t*>(in.p[3]), i[0], i[1], i[2]);
-            break;
-        case Code::ce_bwd:
-            K.cross_entropy_backward(P<T>(in, 0), P<T>(in, 1), i[0], P<T>(in, 2), P<T>(in, 3),
-                                     static_cast<const int64_t*>(in.p[4]), i[1], i[2], i[3]);
-            break;
-        case Code::mse_fwd: K.mse_forward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), i[0]); break;
-        case Code::mse_bwd: {
-            const double s = in.p[3] != nullptr ? d[0] * double(*P<T>(in, 3)) : d[0];
-            K.mse_backward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), i[0], T(s));
-            break;
-        }
         case Code::sum_all: K.sum_all(P<T>(in, 0), P<T>(in, 1), i[0]); break;
         case Code::sum_axis: K.sum_axis(P<T>(in, 0), P<T>(in, 1), i[0], i[1], i[2]); break;
         case Code::reduce:
@@ -475,7 +450,7 @@ bool Program::set_lazy(size_t index, bool lazy) {
 
 static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act_bwd",
                                      "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
-                                     "log_softmax_bwd", "ce_fwd", "ce_bwd", "mse_fwd", "mse_bwd",
+                                     "log_softmax_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
                                      "reduce", "rmsprop", "adagrad", "norm", "conv", "call",

@@ -72,26 +72,6 @@ std::vector<Operand> operands(const Instr& in) {
             R(1, e * i[0] * i[1]);
             R(2, e * i[0] * i[1]);
             break;
-        case Code::ce_fwd:
-            W(0, e);
-            W(1, e * i[0]);
-            R(2, e * i[0] * i[1]);
-            R(3, 8 * i[0]);
-            break;
-        case Code::ce_bwd:
-            W(0, e * i[1] * i[2]);
-            R(1, i[0] != 0 ? e * i[1] : e);
-            R(2, e * i[1] * i[2]);
-            R(3, e * i[1]);
-            R(4, 8 * i[1]);
-            break;
-        case Code::mse_fwd: W(0, e); R(1, e * i[0]); R(2, e * i[0]); break;
-        case Code::mse_bwd:
-            W(0, e * i[0]);
-            R(1, e * i[0]);
-            R(2, e * i[0]);
-            R(3, e);
-            break;
         case Code::sum_all: W(0, e); R(1, e * i[0]); break;
         case Code::sum_axis: W(0, e * i[0] * i[2]); R(1, e * i[0] * i[1] * i[2]); break;
         case Code::reduce: {
