@@ -1,5 +1,6 @@
-"""State shared between gd.compile's recorder (graddesc/_compile.py) and the hot paths that must
-tell it things: which tensors a recorded op read, and when Python reads a tensor's value."""
+"""State shared between gd.compile's recorder (graddesc/_compile_record.py) and the hot paths
+that must tell it things: which tensors a recorded op read, and when Python reads a tensor's
+value."""
 
 from __future__ import annotations
 

@@ -791,8 +791,10 @@ void bind_index(py::module_& m) {
           py::arg("src"), py::arg("dim"), py::arg("accumulate") = false,
           py::arg("shape") = py::none(), py::arg("value") = 0.0, py::kw_only(), py::arg("result"),
           "The instruction gd.compile records for index_scatter(...) = result.");
-    // binding name -> the twin that lays out its recorded instruction (used by _compile.py)
-    py::dict rec;
+    // binding name -> the twin that lays out its recorded instruction (used by _compile_record.py;
+    // bind_loss.cpp adds its own)
+    py::dict rec = py::hasattr(m, "RECORD_ARGS") ? m.attr("RECORD_ARGS").cast<py::dict>()
+                                                 : py::dict();
     rec["index_gather"] = "index_gather_args";
     rec["index_scatter"] = "index_scatter_args";
     rec["index_take"] = "index_take_args";

@@ -1,7 +1,7 @@
 // Instruction kinds that a binding file defines and registers by itself. gd.compile records a
 // call of such a kernel as one Code::call instruction whose i[0] is the kind's id; Program runs,
 // analyses and counts it through the kind's functions. Adding a kernel this way touches no
-// switch in program.cpp and no branch in _compile.py: its binding registers the kind and
+// switch in program*.cpp and no branch in _compile*.py: its binding registers the kind and
 // exports a `<name>_args` twin that lays out the instruction (see bind_index.cpp).
 #pragma once
 #include <cstdint>

@@ -1,0 +1,361 @@
+"""gd.compile's translation: a recording (_compile_record.py) into `_core.Program` instructions.
+
+`_translate` walks the recorded kernel calls in order and adds one instruction per call (or
+none: a view, a shape-only constant), with raw pointers into the recorded arrays. `_Buffers`
+knows which memory the program may read (the inputs' copies, parameters, optimizer state, and
+whatever a recorded kernel wrote); an operand anywhere else makes the step uncapturable
+(`_UncapturableError`, and the step runs eagerly). The instruction layouts are listed at the top
+of src/cpp/program.cpp.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any
+
+import numpy as np
+
+from graddesc import _core
+from graddesc._compile_record import (
+    _ACTS,
+    _OPTIM_KERNELS,
+    _RECORD_ARGS,
+    _SIGS,
+    _addr,
+    _Recording,
+)
+from graddesc.functional import conv as _conv
+from graddesc.functional import norm as _norm
+
+
+class _UncapturableError(Exception):
+    pass
+
+class _Buffers:
+    """Memory the program may read: [start, end) ranges of arrays kept alive by the entry."""
+
+    def __init__(self) -> None:
+        self.ranges: list = []
+        self.keep: dict = {}  # id -> array, each array once (FastReplay counts references)
+        self.cover: dict = {}  # id(array) -> (array, which elements recorded kernels wrote)
+
+    def add(self, a: Any) -> None:
+        if isinstance(a, np.ndarray) and a.size:
+            self.ranges.append((_addr(a), _addr(a) + a.nbytes))
+            self.keep[id(a)] = a
+
+    def written(self, view: Any) -> None:
+        """A recorded kernel wrote every element of `view`. Once recorded kernels have written
+        every element of the C-contiguous array it is a view of (cat's result, written slice by
+        slice), that whole array is known memory."""
+        root = view
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        item = view.itemsize
+        if root is view or not root.flags.c_contiguous or root.dtype != view.dtype or \
+                any(st % item for st in view.strides):
+            return
+        mask = self.cover.get(id(root))
+        if mask is None or mask[0] is not root:
+            mask = self.cover[id(root)] = (root, np.zeros(root.size, dtype=bool))
+        flat = mask[1][(_addr(view) - _addr(root)) // item:]
+        np.lib.stride_tricks.as_strided(
+            flat, view.shape, [st // item for st in view.strides], writeable=True)[...] = True
+        if mask[1].all():
+            self.add(root)
+            del self.cover[id(root)]
+
+    def forget(self, a: np.ndarray) -> None:
+        """Drops every kept array inside a's memory (the program no longer points there)."""
+        lo, hi = _addr(a), _addr(a) + a.nbytes
+        self.keep = {i: k for i, k in self.keep.items() if not (lo <= _addr(k) < hi)}
+        self.ranges = [(s, e) for s, e in self.ranges if not (lo <= s < hi)]
+
+    def check_span(self, lo: int, nbytes: int, what: str) -> None:
+        """[lo, lo + nbytes) (a strided operand's memory) must lie inside known memory."""
+        if not any(s <= lo and lo + nbytes <= e for s, e in self.ranges):
+            raise _UncapturableError(f"{what} comes from a computation outside the recorded "
+                                     "kernels (a NumPy op or a tensor that is not an argument "
+                                     "of the step)")
+
+    def ptr(self, a: Any, what: str) -> int:
+        """The address of a C-contiguous array lying inside known memory (else uncapturable)."""
+        if a is None:
+            return 0
+        if not isinstance(a, np.ndarray):
+            raise _UncapturableError(f"{what} is not an array")
+        if a.size == 0:
+            return _addr(a)
+        if not a.flags.c_contiguous:
+            raise _UncapturableError(f"{what} is not contiguous")
+        lo, hi = _addr(a), _addr(a) + a.nbytes
+        for s, e in self.ranges:
+            if s <= lo and hi <= e:
+                self.keep[id(a)] = a
+                return lo
+        raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
+                            "(a NumPy op or a tensor that is not an argument of the step)")
+
+    def strided_ptr(self, a: np.ndarray, what: str) -> int:
+        """The address of element 0 of an array of any strides whose elements all lie inside
+        known memory (else uncapturable)."""
+        lo = hi = 0
+        for n, st in zip(a.shape, a.strides):
+            if n > 0:
+                lo, hi = (lo + (n - 1) * st, hi) if st < 0 else (lo, hi + (n - 1) * st)
+        if a.size == 0 or a.flags.c_contiguous:
+            return self.ptr(a, what)
+        start, end = _addr(a) + lo, _addr(a) + hi + a.itemsize
+        for s, e in self.ranges:
+            if s <= start and end <= e:
+                self.keep[id(a)] = a
+                return _addr(a)
+        raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
+                                 "(a NumPy op or a tensor that is not an argument of the step)")
+
+
+def _bind(name: str, args: tuple, kwargs: dict) -> dict:
+    names, defaults = _SIGS[name]
+    out = dict(defaults)
+    out.update(zip(names, args))
+    out.update(kwargs)
+    return out
+
+
+def _act(a: dict) -> tuple:
+    """(kernel id, alpha) of a recorded activation call: alpha None means its default."""
+    act, default = _ACTS[a["name"]]
+    return act, float(default if a["alpha"] is None else a["alpha"])
+
+
+def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None:
+    """Turns the recorded calls into program instructions on the recorded buffers."""
+    for a in inputs:
+        bufs.add(a)
+    for t in list(rec.params.values()) + list(rec.frozen.values()) + \
+            list(rec.readonly.values()):
+        bufs.add(t._data)
+    for s in rec.states.values():  # generators' stream states, advanced by each replay
+        bufs.add(s)
+    for c in rec.constants.values():  # shape-only constants (gradient seeds, 1/n): kept as is
+        bufs.add(c)
+    for _, g in rec.persistent.values():  # gradients the step zeroes and accumulates into
+        bufs.add(g._data)
+    for index, (name, args, kwargs, out) in enumerate(rec.calls):
+        if name in _RECORD_ARGS:
+            ptrs, ints, reals, f64, reads = getattr(_core, _RECORD_ARGS[name])(
+                *args, result=out, **kwargs)
+            for lo, nbytes in reads:
+                bufs.check_span(lo, nbytes, f"{name}: an operand")
+            for o in (out if isinstance(out, tuple) else (out,)):  # (cross_entropy: a pair)
+                bufs.add(o)
+            prog.add("call", f64, ptrs, ints, reals)
+            continue
+        a = _bind(name, args, kwargs)
+        if name not in _OPTIM_KERNELS:  # arrays a call returns are memory it writes
+            for o in (out if isinstance(out, (tuple, list)) else (out,)):
+                bufs.add(o)
+
+        def P(x: Any, what: str, name: str = name) -> int:
+            return bufs.ptr(x, f"{name}: {what}")
+
+        if name == "linear_forward":
+            x, W = a["x"], a["weight"]
+            B = x.shape[0] if x.ndim == 2 else 1
+            ptrs = [P(out, "y"), P(x, "x"), P(W, "weight"), P(a["bias"], "bias")]
+            prog.add("linear_fwd", W.dtype == np.float64, ptrs, [B, x.shape[-1], W.shape[0]], [])
+        elif name == "linear_backward":
+            x, W = a["x"], a["weight"]
+            B = x.shape[0] if x.ndim == 2 else 1
+            dx, dW, db = out
+            ptrs = [P(dx, "dx"), P(dW, "dW"), P(db, "db"), P(a["dy"], "dy"), P(x, "x"),
+                    P(W, "weight")]
+            prog.add("linear_bwd", W.dtype == np.float64, ptrs, [B, x.shape[-1], W.shape[0]],
+                     [])
+        elif name == "activation_forward":
+            x = a["x"]
+            act, alpha = _act(a)
+            prog.add("act_fwd", x.dtype == np.float64, [P(out, "y"), P(x, "x")],
+                     [act, x.size], [alpha])
+        elif name == "activation_backward":
+            dy = a["dy"]
+            act, alpha = _act(a)
+            prog.add("act_bwd", dy.dtype == np.float64,
+                     [P(out, "dx"), P(dy, "dy"), P(a["x"], "x"), P(a["y"], "y")],
+                     [act, dy.size], [alpha])
+        elif name in ("softmax_forward", "log_softmax_forward"):
+            x = a["x"]
+            code = "softmax_fwd" if name == "softmax_forward" else "log_softmax_fwd"
+            prog.add(code, x.dtype == np.float64, [P(out, "y"), P(x, "x")], list(x.shape), [])
+        elif name in ("softmax_backward", "log_softmax_backward"):
+            dy = a["dy"]
+            code = "softmax_bwd" if name == "softmax_backward" else "log_softmax_bwd"
+            prog.add(code, dy.dtype == np.float64, [P(out, "dx"), P(dy, "dy"), P(a["y"], "y")],
+                     list(dy.shape), [])
+        elif name == "sum_all":
+            x = a["x"]
+            prog.add("sum_all", x.dtype == np.float64, [P(out, "out"), P(x, "x")], [x.size], [])
+        elif name == "sum_axis":
+            x, ax = a["x"], int(a["axis"]) % max(a["x"].ndim, 1)
+            outer = int(np.prod(x.shape[:ax])) if ax else 1
+            inner = int(np.prod(x.shape[ax + 1:])) if ax + 1 < x.ndim else 1
+            prog.add("sum_axis", x.dtype == np.float64, [P(out, "y"), P(x, "x")],
+                     [outer, x.shape[ax], inner], [])
+        elif name == "reduce":
+            # one instruction for every reduction: op id, x's shape and element strides, the
+            # axes as a bit mask; outputs y, (y, idx) or idx as the binding returned them
+            x, nd = a["x"], a["x"].ndim
+            y, idx = out if isinstance(out, tuple) else \
+                ((None, out) if out.dtype == np.int64 else (out, None))
+            axes = a["axes"]
+            axes = range(nd) if axes is None else \
+                ((axes,) if isinstance(axes, (int, np.integer)) else axes)
+            mask = functools.reduce(operator.or_, (1 << (int(d) % nd) for d in axes), 0)
+            mask -= (mask >> 63) << 64  # as int64
+            prog.add("reduce", x.dtype == np.float64,
+                     [P(y, "y"), P(idx, "idx"), bufs.strided_ptr(x, f"{name}: x")],
+                     [int(a["op"]), nd, mask, int(bool(a["keepdim"]))] + list(x.shape) +
+                     [st // x.itemsize for st in x.strides], [float(a["param"])])
+        elif name == "gemm":
+            A, Bm, ta, tb = a["a"], a["b"], bool(a["trans_a"]), bool(a["trans_b"])
+            M, K = (A.shape[1], A.shape[0]) if ta else A.shape
+            N = Bm.shape[0] if tb else Bm.shape[1]
+            prog.add("gemm", A.dtype == np.float64, [P(out, "out"), P(A, "a"), P(Bm, "b")],
+                     [int(ta), int(tb), M, N, K, A.shape[1], Bm.shape[1], N],
+                     [float(a["alpha"]), float(a["beta"])])
+        elif name == "scale":
+            x, fac = a["x"], a["factor"]
+            prog.add("scale", x.dtype == np.float64,
+                     [P(out, "out"), P(x, "x"), P(fac, "factor")], [x.size], [])
+        elif name == "count_scale":
+            t = a["target"]
+            prog.add("count_scale", False, [P(out, "out"), P(t, "target")],
+                     [t.size, int(a["ignore_index"])], [])
+        elif name == "copy_array":
+            x = a["x"]
+            prog.add("copy", False, [P(out, "copy"), P(x, "x")], [x.nbytes], [])
+        elif name == "clip_norm":
+            grads = list(a["grads"])
+            prog.add("clip_norm", grads[0].dtype == np.float64, [P(out, "norm")],
+                     [g.size for g in grads], [float(a["norm_type"]), float(a["max_norm"])],
+                     [[P(g, f"grads[{k}]") for k, g in enumerate(grads)]])
+        elif name in _conv.CAPTURE_SIGS:
+            f64, arrays, ints = _conv.capture_instruction(name, a, out)
+            prog.add("conv", f64, [P(x, what) for x, what in arrays], ints, [])
+        elif name == "elementwise":
+            # one generic instruction for the whole family: the binding itself lays out its
+            # checked operands (pointers, shape, strides, scalars), so a new op needs nothing here
+            ptrs, ints, reals, f64, spans = _core.elementwise_args(a["op"], a["a"], a["b"],
+                                                                   a["c"], out)
+            for k, (lo, nbytes) in enumerate(spans):
+                if k == 0 and a["out"] is not None:
+                    continue  # written, not read (an in-place op's out is also an input)
+                bufs.check_span(lo, nbytes, f"elementwise: operand {k}")  # (kept alive there)
+            prog.add("ew", f64, ptrs, ints, reals)
+            if a["out"] is not None:
+                bufs.written(out)
+        elif name in _norm.RECORD_SIGS:
+            f64, ptrs, ints, reals = _norm.record_instruction(name, a, out, P)
+            prog.add("norm", f64, ptrs, ints, reals)
+        elif name == "sgd_step":
+            lr = a["lr"]
+            params, grads = list(a["params"]), list(a["grads"])
+            moms = list(out) if out is not None else []
+            for m in moms:
+                bufs.add(m)  # optimizer state lives as long as the optimizer
+            f64 = params[0].dtype == np.float64 if params else False
+            lists = [[P(p, f"params[{k}]") for k, p in enumerate(params)],
+                     [P(g, f"grads[{k}]") for k, g in enumerate(grads)],
+                     [P(m, f"momentum_buffers[{k}]") for k, m in enumerate(moms)]]
+            ptrs: list = []
+            if isinstance(lr, np.ndarray):
+                # a diagonal (N,) or matrix (N, N) learning rate: the optimizer's converted copy,
+                # read once per lr object (by eager too); the matrix update writes its direction
+                # into the `direction` scratch the optimizer passes, then p -= lr @ direction
+                bufs.add(lr)
+                offsets = [int(o) for o in np.cumsum([0] + [p.size for p in params])[:-1]]
+
+                def at(arr: np.ndarray, what: str, offsets: list = offsets) -> list:
+                    return [P(arr, what) + o * arr.itemsize for o in offsets]
+
+                if lr.ndim == 1:
+                    lists.append(at(lr, "lr"))
+                else:
+                    d = a["direction"]
+                    if d is None:
+                        raise _UncapturableError("sgd_step: a matrix learning rate without a "
+                                                 "direction buffer")
+                    bufs.add(d)
+                    lists += [[], at(d, "direction")]
+                    ptrs = [P(lr, "lr"), P(d, "direction")]
+                lr = 0.0  # (unused)
+            prog.add("sgd", f64, ptrs, [p.size for p in params],
+                     [float(lr), float(a["momentum"]), float(a["dampening"]),
+                      float(a["weight_decay"]), float(bool(a["nesterov"])),
+                      float(bool(a["maximize"]))], lists)
+        elif name in ("rmsprop_step", "adagrad_step"):
+            params, grads = list(a["params"]), list(a["grads"])
+            steps = [s for pos, s in rec.increments if pos == index + 1]
+            if len(steps) != len(params) or any(s.dtype != np.float32 for s in steps):
+                raise _UncapturableError(f"{name}: could not match the optimizer's step "
+                                         "counters")
+            f64 = params[0].dtype == np.float64 if params else False
+            if name == "rmsprop_step":
+                centered, momentum = bool(a["centered"]), float(a["momentum"])
+                state = [list(a["square_avgs"]), list(a["grad_avgs"]) if centered else [],
+                         list(a["momentum_buffers"]) if momentum > 0 else []]
+                reals = [float(a["lr"]), float(a["alpha"]), float(a["eps"]),
+                         float(a["weight_decay"]), momentum, float(centered),
+                         float(bool(a["maximize"]))]
+                code = "rmsprop"
+            else:
+                state = [list(a["state_sums"])]
+                reals = [float(a["lr"]), float(a["lr_decay"]), float(a["eps"]),
+                         float(a["weight_decay"]), float(bool(a["maximize"]))]
+                code = "adagrad"
+            for st in [x for lst in state for x in lst] + steps:
+                bufs.add(st)  # optimizer state lives as long as the optimizer
+            lists = [[P(p, f"params[{k}]") for k, p in enumerate(params)],
+                     [P(g, f"grads[{k}]") for k, g in enumerate(grads)]] + \
+                [[P(x, "state") for x in lst] for lst in state] + \
+                [[P(x, "step") for x in steps]]
+            prog.add(code, f64, [], [p.size for p in params], reals, lists)
+        elif name == "adam_step":
+            params, grads = list(a["params"]), list(a["grads"])
+            amsgrad = bool(a["amsgrad"])
+            steps = [s for pos, s in rec.increments if pos == index + 1]
+            if len(steps) != len(params) or any(s.dtype != np.float32 for s in steps):
+                raise _UncapturableError("adam_step: could not match the optimizer's step counters")
+            state = list(a["exp_avgs"]) + list(a["exp_avg_sqs"]) + \
+                (list(a["max_exp_avg_sqs"]) if amsgrad else []) + steps
+            for st in state:
+                bufs.add(st)  # optimizer state lives as long as the optimizer
+            f64 = params[0].dtype == np.float64 if params else False
+            lists = [[P(p, f"params[{k}]") for k, p in enumerate(params)],
+                     [P(g, f"grads[{k}]") for k, g in enumerate(grads)],
+                     [P(x, "exp_avgs") for x in a["exp_avgs"]],
+                     [P(x, "exp_avg_sqs") for x in a["exp_avg_sqs"]],
+                     [P(x, "max_exp_avg_sqs") for x in a["max_exp_avg_sqs"]] if amsgrad else [],
+                     [P(x, "step") for x in steps]]
+            prog.add("adam", f64, [], [p.size for p in params],
+                     [float(a["lr"]), float(a["beta1"]), float(a["beta2"]), float(a["eps"]),
+                      float(a["weight_decay"]), float(amsgrad), float(bool(a["maximize"])),
+                      float(bool(a["decoupled_weight_decay"]))], lists)
+        else:  # pragma: no cover - _SIGS and this function list the same names
+            raise _UncapturableError(f"no translation for {name}")
+
+
+def _check_constants_unwritten(rec: _Recording, prog: Any) -> None:
+    """A tensor the step makes with gd.zeros/ones/full/... is one array of the program, made
+    once: an instruction writing into it would make the next replay start from what it wrote."""
+    made = [(_addr(c), c.nbytes) for c in rec.created_constants.values() if c.nbytes]
+    if not made:
+        return
+    for lo, nbytes in prog.writes():
+        if any(lo < a + n and a < lo + nbytes for a, n in made):
+            raise _UncapturableError(
+                "the step writes in place into a tensor it creates (gd.zeros, ones, full, ...), "
+                "which a replay would not create again; create it outside the step or use "
+                "out-of-place ops on it")
+
