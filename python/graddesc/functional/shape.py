@@ -131,7 +131,10 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 class Permute(Function):
     @staticmethod
     def forward(ctx, x, perm):
-        ctx.inv = tuple(np.argsort(perm))
+        inv = [0] * len(perm)  # the inverse permutation (np.argsort's, as Python ints)
+        for i, d in enumerate(perm):
+            inv[d] = i
+        ctx.inv = tuple(inv)
         return x._view_of(np.transpose(x._data, perm), lambda b: np.transpose(b, perm))
 
     @staticmethod
