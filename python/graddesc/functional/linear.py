@@ -20,9 +20,10 @@ from graddesc.autograd.function import Function
 
 def _gemm_operand(a: np.ndarray) -> tuple:
     """(array, transposed) such that the kernel reads a without copying when possible."""
-    if a.flags.aligned and a.flags.c_contiguous:
+    flags = a.flags
+    if flags.aligned and flags.c_contiguous:
         return a, False
-    if a.flags.aligned and a.T.flags.c_contiguous:
+    if flags.aligned and flags.f_contiguous:  # (a.T is C-contiguous)
         return a.T, True
     return contiguous(a), False
 
@@ -54,7 +55,7 @@ class MatMul(Function):
         if k_a != k_b:
             raise RuntimeError(f"matmul: shapes {tuple(ad.shape)} and {tuple(bd.shape)} cannot be "
                                f"multiplied ({k_a} != {k_b})")
-        if ad.dtype != bd.dtype:
+        if ad.dtype is not bd.dtype and ad.dtype != bd.dtype:
             raise RuntimeError(f"matmul: expected both arguments to have the same dtype, got "
                                f"{a.dtype} and {b.dtype}")
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None,
