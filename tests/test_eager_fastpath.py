@@ -296,3 +296,38 @@ def test_zero_grad_calls_a_subclass_grad_setter():
     np.testing.assert_allclose(w._data, [0.0, 0.0])
     opt.zero_grad()
     assert cleared == [None] and w._grad is None
+
+
+def test_pow_and_matmul_operators_agree_with_the_functions():
+    a = _arr((3, 3), np.float32)
+    t = gd.tensor(a)
+    for e in (2, 3.0, True, -1.5):
+        with np.errstate(all="ignore"):
+            np.testing.assert_array_equal((t ** e).numpy(), gd.pow(t, e).numpy())
+            np.testing.assert_array_equal((e ** t).numpy(), gd.pow(e, t).numpy())
+    np.testing.assert_array_equal((t ** gd.tensor(a)).numpy(), gd.pow(t, gd.tensor(a)).numpy())
+    np.testing.assert_array_equal((t ** np.float32(2)).numpy(), (a ** 2))
+    np.testing.assert_array_equal((t ** np.full((3, 3), 2.0, np.float32)).numpy(), a ** 2)
+    np.testing.assert_allclose((t @ t).numpy(), a @ a, rtol=1e-6)
+    for bad in ("x", None, [1.0]):
+        with pytest.raises(TypeError):
+            t ** bad
+    with pytest.raises(TypeError):
+        t @ a  # a NumPy array: matmul wants tensors
+    with pytest.raises(TypeError):
+        t @ 2.0
+
+
+def test_short_tapes_keep_their_tuples_long_tapes_share_them():
+    x = gd.ones(3, requires_grad=True)
+    (x * 2.0).sum().backward()  # (a backward starts a new tape)
+    y = x * 2.0
+    assert y.grad_fn.needs_input_grad == (True, False)
+    for _ in range(gd_function._SHARE_AFTER + 10):
+        y = y * 1.0
+    z1 = y * 1.0
+    z2 = y * 1.0
+    assert z1.grad_fn._input_meta is z2.grad_fn._input_meta
+    assert z1.grad_fn.needs_input_grad is z2.grad_fn.needs_input_grad
+    z1.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 4.0, 4.0])
