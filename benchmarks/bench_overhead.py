@@ -20,6 +20,11 @@ Timings on a shared machine are noisy; instruction counts are not. `--run WORKLO
 graddesc workload (relu10, linear10, step) N times after a warm-up and nothing else, so that
     PYTHONHASHSEED=0 valgrind --tool=callgrind python benchmarks/bench_overhead.py --run step N
 for N = 0 and N = 200 gives the instructions per call as (count(200) - count(0)) / 200.
+
+`--zoo [BATCH]` times the pieces of the polyreg step of benchmarks/zoo.py (issue 15's smallest
+model: one op on a number, one recorded op, the forward, forward + backward, the optimizer
+step, zero_grad, the whole step) for graddesc and PyTorch, CPU time, medians of 7 interleaved
+rounds.
 """
 
 from __future__ import annotations
@@ -311,8 +316,78 @@ def pieces(torch: Any) -> dict:
     return {k: v * 1e6 for k, v in res.items()}
 
 
+def _polyreg_pieces(lib: Any, batch: int) -> dict:
+    """The pieces of benchmarks/zoo.py's polyreg step on `lib` (graddesc or torch): the
+    forward to the loss, the backward, the optimizer step, zero_grad, and a single recorded
+    op and a single op on a number (x ** 2), each a function to time."""
+    rng = np.random.default_rng(0)
+    x = lib.from_numpy(rng.uniform(-1, 1, (batch, 1)).astype(np.float32))
+    y = lib.from_numpy(rng.uniform(-1, 1, (batch, 1)).astype(np.float32))
+    w = lib.nn.Parameter(lib.from_numpy((0.1 * rng.standard_normal((3, 1))).astype(np.float32)))
+    b = lib.nn.Parameter(lib.from_numpy(np.zeros(1, np.float32)))
+    opt = lib.optim.SGD([w, b], lr=0.01)
+
+    def forward() -> Any:
+        feats = lib.cat([x, x ** 2, x ** 3], 1)
+        return ((feats @ w + b - y) ** 2).mean()
+
+    def backward() -> None:  # (forward included: a graph is used once)
+        forward().backward()
+
+    def step() -> None:
+        opt.step()
+
+    def zero_grad() -> None:
+        opt.zero_grad()
+
+    def whole() -> None:
+        opt.zero_grad()
+        forward().backward()
+        opt.step()
+
+    forward().backward()  # a gradient for step() to apply
+    return {"x ** 2 (a number exponent, no grad needed)": lambda: x ** 2,
+            "w * 2.0 (recorded)": lambda: w * 2.0,
+            "forward (cat, 3 pow, matmul, +, -, mean)": forward,
+            "forward + backward": backward, "optimizer step (SGD, 2 parameters)": step,
+            "zero_grad": zero_grad, "whole step": whole}
+
+
+def zoo_pieces(torch: Any, batch: int = 1) -> dict:
+    """CPU microseconds of the pieces of the polyreg step (benchmarks/zoo.py), graddesc and
+    PyTorch, medians of 7 interleaved rounds, and their ratios (torch / graddesc)."""
+    libs = {"graddesc": _polyreg_pieces(gd, batch)}
+    if torch is not None:
+        libs["torch"] = _polyreg_pieces(torch, batch)
+    samples: dict = {(lib, k): [] for lib, work in libs.items() for k in work}
+    for _ in range(7):
+        for lib, work in libs.items():
+            for k, fn in work.items():
+                samples[(lib, k)].append(_cpu_seconds(fn, 300) * 1e6)
+    us = {key: sorted(v)[3] for key, v in samples.items()}
+    rows = []
+    for k in libs["graddesc"]:
+        g = us[("graddesc", k)]
+        t = us.get(("torch", k))
+        rows.append([k, f"{g:.2f}", "-" if t is None else f"{t:.2f}",
+                     "-" if t is None else f"{t / g:.2f}x"])
+    print(f"polyreg (benchmarks/zoo.py) pieces, batch {batch}, CPU us per call")
+    print_table(["piece", "graddesc us", "torch us", "torch / graddesc"], rows)
+    return {f"{lib}: {k}": v for (lib, k), v in us.items()}
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--run":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--zoo":
+        gd.set_num_threads(1)
+        try:
+            import torch as _torch
+
+            _torch.set_num_threads(1)
+        except ImportError:
+            _torch = None
+        res = zoo_pieces(_torch, int(sys.argv[2]) if len(sys.argv) == 3 else 1)
+        print(f"saved {save_json('overhead_zoo', res)}", file=sys.stderr)
+    elif len(sys.argv) == 4 and sys.argv[1] == "--run":
         run(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) >= 2 and sys.argv[1] in ("--chain", "--quick"):
         gd.set_num_threads(1)

@@ -289,8 +289,24 @@ for _name, _apply, _swap, _extra in (
         ("__add__", ew.Add.apply, False, (1,)), ("__radd__", ew.Add.apply, False, (1,)),
         ("__sub__", ew.Sub.apply, False, ()), ("__rsub__", ew.Sub.apply, True, ()),
         ("__mul__", ew.Mul.apply, False, ()), ("__rmul__", ew.Mul.apply, False, ()),
-        ("__truediv__", ew.Div.apply, False, ()), ("__rtruediv__", ew.Div.apply, True, ())):
+        ("__truediv__", ew.Div.apply, False, ()), ("__rtruediv__", ew.Div.apply, True, ()),
+        ("__pow__", ew.Pow.apply, False, ()), ("__rpow__", ew.Pow.apply, True, ())):
     _METHODS[_name] = _operator(_name, _apply, _swap, *_extra)
+
+
+def _matmul_operator(general: Any) -> Any:
+    """t @ other: with a tensor operand straight to the op (matmul's check is that both are
+    tensors), else the general method (NumPy arrays; errors for other types)."""
+    def f(self: Tensor, other: Any) -> Tensor:
+        if isinstance(other, Tensor):
+            return lin.MatMul.apply(self, other)
+        return general(self, other)
+
+    f.__name__ = "__matmul__"
+    return f
+
+
+_METHODS["__matmul__"] = _matmul_operator(_METHODS["__matmul__"])
 
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)

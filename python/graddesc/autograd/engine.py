@@ -18,7 +18,14 @@ import numpy as np
 from graddesc import _compile_state, _core
 from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
-from graddesc.autograd.function import AccumulateGrad, _anomaly, _is_finite, edge, node_name
+from graddesc.autograd.function import (
+    AccumulateGrad,
+    _anomaly,
+    _is_finite,
+    _recorded,
+    edge,
+    node_name,
+)
 
 _SUM_TO = _core.EW_OPS["sum_to"]
 _ADD = _core.EW_OPS["add"]
@@ -146,6 +153,7 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
     """Backpropagates grad_tensors from tensors. With `inputs`, returns their gradients
     (autograd.grad) instead of accumulating into leaves' .grad. `observer(node, grads)`, if
     given, sees each node's summed output gradients ({output_nr: Tensor}) before it runs."""
+    _recorded[0] = 0  # a new tape begins (function._SHARE_AFTER)
     root_edges = []
     for t, g in zip(tensors, grad_tensors):
         if t.grad_fn is None and not t.requires_grad:
@@ -229,9 +237,15 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                 nr = edges[2 * i + 1]
                 g = grads_in[i]
                 if g is not None:
-                    shape, dtype = input_meta[i]
-                    if type(g) is not Tensor or g._data.shape != shape or g._data.dtype != dtype:
-                        g = _fit_to_input(g, input_meta[i], node, i)
+                    meta = input_meta[i]
+                    if type(g) is not Tensor:
+                        g = _fit_to_input(g, meta, node, i)
+                    else:
+                        d = g._data
+                        dt = d.dtype
+                        # (NumPy's native dtypes are singletons: `is` decides the usual case)
+                        if d.shape != meta[0] or (dt is not meta[1] and dt != meta[1]):
+                            g = _fit_to_input(g, meta, node, i)
                     if _anomaly["enabled"] and not _is_finite(g._data):
                         raise RuntimeError(
                             f"Function '{node_name(node)}' returned nan values in its {i}th output."
@@ -246,8 +260,10 @@ def run_backward(tensors: Sequence[Any], grad_tensors: Sequence[Any], retain_gra
                 if left == 0:
                     ready.append(child)
             del grads_in  # (the gradients a leaf may own)
-            if not retain_graph:
-                node._release()
+            if not retain_graph:  # node._release(), inlined
+                if not node._no_stash:
+                    node.__dict__.clear()
+                node._saved = None
     finally:
         mode.enabled = prev_mode
         stack.pop()

@@ -28,6 +28,12 @@ _anomaly = {"enabled": False}
 # the ops themselves (docs/performance-eager.md). Cleared when it grows large (odd shapes).
 _SHARED: dict = {}
 _NONES = {n: (None,) * n for n in range(8)}
+# Ops recorded since the last backward began (the engine resets it). Sharing pays only on a long
+# tape, where the collector would run; on a short one (a training step of a few dozen ops) the
+# lookups, which hash shapes and NumPy dtypes (a dtype's hash is not cached), cost more than
+# the tuples they save. So the first _SHARE_AFTER ops of a tape keep their own tuples.
+_recorded = [0]
+_SHARE_AFTER = 256
 
 
 def _share(t: tuple) -> tuple:
@@ -119,11 +125,14 @@ class Function:
     def save_for_backward(self, *tensors: Any) -> None:
         """Saves tensors (or None) for backward; an in-place change to one makes backward raise."""
         versions = tuple([None if t is None else t._vc[0] for t in tensors])
-        # interned: a tape of n ops otherwise keeps n equal tuples alive (see _shared)
-        v = _SHARED.get(versions)
-        self._saved_versions = v if v is not None else _share(versions)
-        if versions == _NONES.get(len(tensors)):  # nothing saved (a scalar operand): shared too
-            tensors = _share(tensors)
+        if _recorded[0] > _SHARE_AFTER:
+            # interned: a tape of n ops otherwise keeps n equal tuples alive (see _SHARED)
+            v = _SHARED.get(versions)
+            self._saved_versions = v if v is not None else _share(versions)
+            if versions == _NONES.get(len(tensors)):  # nothing saved (a scalar operand)
+                tensors = _share(tensors)
+        else:
+            self._saved_versions = versions
         self._saved = tensors
 
     def mark_non_differentiable(self, *tensors: Any) -> None:
@@ -184,7 +193,7 @@ class Function:
         """Whether backward released what this node saved (without retain_graph)."""
         return self._saved is None
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # (run_backward inlines it)
         if not self._no_stash:
             self.__dict__.clear()
         self._saved = None
@@ -232,9 +241,14 @@ class Function:
         if True not in needs:
             ctx.needs_input_grad = needs
             return cls.forward(ctx, *args)
-        shared = _SHARED
-        v = shared.get(needs)
-        ctx.needs_input_grad = v if v is not None else _share(needs)
+        n = _recorded[0] + 1
+        _recorded[0] = n
+        shared = _SHARED if n > _SHARE_AFTER else None
+        if shared is not None:
+            v = shared.get(needs)
+            ctx.needs_input_grad = v if v is not None else _share(needs)
+        else:
+            ctx.needs_input_grad = needs
         state.enabled = False
         try:
             out = cls.forward(ctx, *args)
@@ -243,8 +257,11 @@ class Function:
 
         ctx._edges = tuple(edges)
         input_meta = tuple(input_meta)
-        v = shared.get(input_meta)
-        ctx._input_meta = v if v is not None else _share(input_meta)
+        if shared is not None:
+            v = shared.get(input_meta)
+            ctx._input_meta = v if v is not None else _share(input_meta)
+        else:
+            ctx._input_meta = input_meta
         if _compile_state.active is not None:
             _compile_state.active.on_apply(cls, args)
         if module_scope.stack:
@@ -258,8 +275,11 @@ class Function:
             d = out._data
             dtype = d.dtype
             meta = ((d.shape, dtype),)
-            v = shared.get(meta)
-            ctx._output_meta = v if v is not None else _share(meta)
+            if shared is not None:
+                v = shared.get(meta)
+                ctx._output_meta = v if v is not None else _share(meta)
+            else:
+                ctx._output_meta = meta
             if dtype.kind == "f":
                 out.requires_grad = True
                 out.grad_fn = ctx
@@ -300,7 +320,8 @@ def _take_outputs(ctx: Function, outs: tuple) -> tuple:
             t.requires_grad = True
             t.grad_fn = ctx
             t._output_nr = i
-    ctx._output_meta = _share(tuple(out_meta))
+    out_meta = tuple(out_meta)
+    ctx._output_meta = _share(out_meta) if _recorded[0] > _SHARE_AFTER else out_meta
     return outs
 
 

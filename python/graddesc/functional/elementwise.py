@@ -149,7 +149,16 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, g):
         return (g if ctx.needs_input_grad[0] else None,
-                -g if ctx.needs_input_grad[1] else None)
+                _negate(g) if ctx.needs_input_grad[1] else None)
+
+
+def _negate(g: Tensor) -> Tensor:
+    """-g: straight to the kernel when nothing records (a backward without create_graph) and
+    g is a float tensor, what Neg.apply would compute without its bookkeeping."""
+    d = g._data
+    if not grad_mode._state.enabled and type(g) is Tensor and (d.dtype is _F32 or d.dtype is _F64):
+        return _kernel("neg", d)
+    return -g
 
 
 class Mul(Function):
@@ -235,7 +244,7 @@ class Neg(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return -g
+        return _negate(g)
 
 
 class Pow(Function):
@@ -245,21 +254,12 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         av, bv = _value(a), _value(b)
-        with np.errstate(all="ignore"):
-            if isinstance(av, np.ndarray) and av.dtype.kind in "iu" and \
-                    np.any(np.asarray(bv) < 0) and np.asarray(bv).dtype.kind in "iu":
-                raise ValueError("pow: integers to negative integer powers are not allowed")
-            if isinstance(bv, float) and bv in (0.5, -0.5) and isinstance(av, np.ndarray) and \
-                    av.dtype.kind == "f":
-                # PyTorch's x ** 0.5 is sqrt and x ** -0.5 rsqrt: at -inf and -0.0 they differ
-                # from C's pow (NaN and -0.0 for sqrt where pow gives +inf and +0)
-                op = "sqrt" if bv == 0.5 else "rsqrt"
-                y = _kernel(op, av) if _floats(av) else _wrap(
-                    np.sqrt(av) if bv == 0.5 else np.reciprocal(np.sqrt(av)))
-            elif _floats(av, bv):
-                y = _kernel("pow", av, bv)
-            else:
-                y = _wrap(np.power(av, bv))
+        if _floats(av, bv) and not (type(bv) is float and bv in (0.5, -0.5)):
+            # the usual case (t ** 2, t ** 3.0, t ** t2): the kernel, which raises no NumPy
+            # warning, so no np.errstate (about a microsecond) around it
+            y = _kernel("pow", av, bv)
+        else:
+            y = _pow_other(av, bv)
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
                               b if isinstance(b, Tensor) else None,
                               y if ctx.needs_input_grad[1] else None)
@@ -274,7 +274,12 @@ class Pow(Function):
         if ctx.needs_input_grad[0]:
             # b a^(b-1) is 0 * inf = NaN at b = 0, a = 0 (or a NaN): there the gradient is 0
             if b is None:
-                ga = zeros_like_value(g) if sb == 0 else g * (sb * a ** (sb - 1))
+                if sb == 0:
+                    ga = zeros_like_value(g)
+                else:
+                    ga = _pow_scalar_grad(g, a, sb)
+                    if ga is None:
+                        ga = g * (sb * a ** (sb - 1))
             else:
                 ga = where(b == 0, 0.0, g * (b * a ** (b - 1)))
         if ctx.needs_input_grad[1]:
@@ -288,6 +293,43 @@ class Pow(Function):
             else:
                 gb = g * where((a == 0) & (b >= 0), 0.0, y * log(a))
         return ga, gb
+
+
+def _pow_scalar_grad(g: Tensor, a: Tensor, sb: Any) -> Any:
+    """g * (sb * a ** (sb - 1)) for a number sb by the same kernels the ops would call, when
+    nothing records (a backward without create_graph) and every operand is a float array of one
+    dtype; None otherwise (the caller then goes through the ops)."""
+    if grad_mode._state.enabled or type(sb) not in (float, int) or type(g) is not Tensor:
+        return None
+    ad, gd_ = a._data, g._data
+    e = sb - 1
+    if not (_floats(ad, e) and _floats(ad, sb) and _floats(gd_, ad)):
+        return None
+    if type(e) is float and e in (0.5, -0.5):  # (Pow.forward's sqrt and rsqrt)
+        p = _kernel("sqrt" if e == 0.5 else "rsqrt", ad)
+    else:
+        p = _kernel("pow", ad, e)
+    return _kernel("mul", gd_, _kernel("mul", p._data, sb)._data)
+
+
+def _pow_other(av: Any, bv: Any) -> Tensor:
+    """Pow.forward's other cases: integers (NumPy), x ** 0.5 and x ** -0.5 (sqrt, rsqrt)."""
+    with np.errstate(all="ignore"):
+        if isinstance(av, np.ndarray) and av.dtype.kind in "iu" and \
+                np.any(np.asarray(bv) < 0) and np.asarray(bv).dtype.kind in "iu":
+            raise ValueError("pow: integers to negative integer powers are not allowed")
+        if isinstance(bv, float) and bv in (0.5, -0.5) and isinstance(av, np.ndarray) and \
+                av.dtype.kind == "f":
+            # PyTorch's x ** 0.5 is sqrt and x ** -0.5 rsqrt: at -inf and -0.0 they differ
+            # from C's pow (NaN and -0.0 for sqrt where pow gives +inf and +0)
+            op = "sqrt" if bv == 0.5 else "rsqrt"
+            y = _kernel(op, av) if _floats(av) else _wrap(
+                np.sqrt(av) if bv == 0.5 else np.reciprocal(np.sqrt(av)))
+        elif _floats(av, bv):
+            y = _kernel("pow", av, bv)
+        else:
+            y = _wrap(np.power(av, bv))
+    return y
 
 
 def ones_like_value(t: Tensor) -> Tensor:

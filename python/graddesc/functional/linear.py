@@ -20,9 +20,10 @@ from graddesc.autograd.function import Function
 
 def _gemm_operand(a: np.ndarray) -> tuple:
     """(array, transposed) such that the kernel reads a without copying when possible."""
-    if a.flags.aligned and a.flags.c_contiguous:
+    flags = a.flags
+    if flags.aligned and flags.c_contiguous:
         return a, False
-    if a.flags.aligned and a.T.flags.c_contiguous:
+    if flags.aligned and flags.f_contiguous:  # (a.T is C-contiguous)
         return a.T, True
     return contiguous(a), False
 
@@ -54,7 +55,7 @@ class MatMul(Function):
         if k_a != k_b:
             raise RuntimeError(f"matmul: shapes {tuple(ad.shape)} and {tuple(bd.shape)} cannot be "
                                f"multiplied ({k_a} != {k_b})")
-        if ad.dtype != bd.dtype:
+        if ad.dtype is not bd.dtype and ad.dtype != bd.dtype:
             raise RuntimeError(f"matmul: expected both arguments to have the same dtype, got "
                                f"{a.dtype} and {b.dtype}")
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None,
@@ -71,6 +72,17 @@ class MatMul(Function):
         # With a_ = a as a matrix (a row if a is 1-d) and b_ likewise (a column if 1-d),
         # y_ = a_ b_ gives dA_ = g_ b_^T and dB_ = a_^T g_; the engine sums broadcast batch dims.
         a, b = ctx.saved_tensors
+        if ctx.a_ndim == 2 and ctx.b_ndim == 2 and not grad_mode._state.enabled and \
+                type(g) is Tensor and g._data.ndim == 2:
+            # nothing records (no create_graph): the two products by the GEMM, as the ops below
+            # would run them (g @ b^T, a^T @ g), without their bookkeeping
+            gd_ = g._data
+            dt = gd_.dtype
+            if dt.kind == "f" and (a is None or a._data.dtype == dt) and \
+                    (b is None or b._data.dtype == dt):
+                na, nb = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+                return (Tensor._make(_mm(gd_, b._data.T)) if na else None,
+                        Tensor._make(_mm(a._data.T, gd_)) if nb else None)
         a_vec, b_vec = ctx.a_ndim == 1, ctx.b_ndim == 1
         if a_vec and b_vec:
             g_ = g.reshape(1, 1)

@@ -17,6 +17,7 @@ import numpy as np
 
 from graddesc import _core
 from graddesc._tensor import Tensor, _norm_dim, call_kernel, contiguous
+from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
 from graddesc.autograd.grad_mode import is_grad_enabled
 from graddesc.functional import activation as act
@@ -68,9 +69,33 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, g):
+        fast = _spread(g, ctx.shape, ctx.dims, ctx.keepdim, 0)
+        if fast is not None:
+            return fast, None, None
         if not ctx.keepdim:
             g = g.reshape(_keep_shape(ctx.shape, ctx.dims))
         return g.expand(*ctx.shape), None, None
+
+
+def _spread(g: Any, shape: tuple, dims: Optional[tuple], keepdim: bool, n: int) -> Any:
+    """Sum's and Mean's gradient (g, divided by n unless n is 0, broadcast back to `shape`) by
+    what the ops reshape, / and expand do, without their bookkeeping, when nothing records (a
+    backward without create_graph) and g is a float tensor the kernels take; else None."""
+    if grad_mode._state.enabled or type(g) is not Tensor:
+        return None
+    d = g._data
+    if d.dtype not in _KERNEL_DTYPES:
+        return None
+    if not keepdim:
+        d = d.reshape(_keep_shape(shape, dims))
+    if n:
+        if type(n) is not int:
+            return None
+        d = ew._kernel("div", d, n)._data
+    try:
+        return Tensor._make(np.broadcast_to(d, shape))
+    except ValueError:  # (Expand reports it, below)
+        return None
 
 
 def _keep_shape(shape: tuple, dims: Optional[tuple]) -> tuple:
@@ -134,6 +159,9 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx, g):
+        fast = _spread(g, ctx.shape, ctx.dims, ctx.keepdim, ctx.n)
+        if fast is not None:
+            return fast, None, None
         if not ctx.keepdim:
             g = g.reshape(_keep_shape(ctx.shape, ctx.dims))
         if ctx.n:  # (n = 0: x and its gradient are empty)

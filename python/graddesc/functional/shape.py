@@ -131,7 +131,10 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 class Permute(Function):
     @staticmethod
     def forward(ctx, x, perm):
-        ctx.inv = tuple(np.argsort(perm))
+        inv = [0] * len(perm)  # the inverse permutation (np.argsort's, as Python ints)
+        for i, d in enumerate(perm):
+            inv[d] = i
+        ctx.inv = tuple(inv)
         return x._view_of(np.transpose(x._data, perm), lambda b: np.transpose(b, perm))
 
     @staticmethod
@@ -522,26 +525,30 @@ class CopySlices(Function):
 
 
 # ---- joining ----------------------------------------------------------------------------
+_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class Cat(Function):
     @staticmethod
     def forward(ctx, dim, *ts):
         ctx.dim = dim
-        ctx.sizes = [t._data.shape[dim] for t in ts]
         arrays = [t._data for t in ts]
+        ctx.sizes = sizes = [a.shape[dim] for a in arrays]
         dt = arrays[0].dtype
-        if dt in (np.float32, np.float64) and all(a.dtype == dt for a in arrays):
+        if dt in _KERNEL_FLOATS and all(a.dtype is dt or a.dtype == dt for a in arrays):
             # each piece copied into its slice by the elementwise copy kernel: a compiled step
             # records the copies (and, once every element is written, the whole result)
             shape = list(arrays[0].shape)
-            shape[dim] = sum(ctx.sizes)
+            shape[dim] = sum(sizes)
             out = np.empty(shape, dtype=dt)
-            start = 0
-            for a, n in zip(arrays, ctx.sizes):
-                if n and out.size:
-                    sl = [slice(None)] * len(shape)
-                    sl[dim] = slice(start, start + n)
-                    _core.elementwise(_core.EW_OPS["copy"], a, out=out[tuple(sl)])
-                start += n
+            if out.size:
+                pre = (slice(None),) * dim
+                copy = _core.EW_OPS["copy"]
+                start = 0
+                for a, n in zip(arrays, sizes):
+                    if n:
+                        _core.elementwise(copy, a, out=out[pre + (slice(start, start + n),)])
+                    start += n
             return Tensor._make(out)
         return Tensor._make(np.concatenate(arrays, axis=dim))
 
@@ -574,12 +581,13 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise TypeError(f"cat(): expected a sequence of Tensors, element {i} is "
                             f"{type(t).__name__}")
     # PyTorch skips 1-d empty tensors in cat
-    nonempty = [t for t in ts if not (t.ndim == 1 and t.numel() == 0)] or ts[:1]
-    d = _norm_dim(dim, nonempty[0].ndim, "cat")
-    ref = nonempty[0].shape
+    nonempty = [t for t in ts if not (t._data.ndim == 1 and t._data.size == 0)] or ts[:1]
+    d = _norm_dim(dim, nonempty[0]._data.ndim, "cat")
+    ref = nonempty[0]._data.shape
     for i, t in enumerate(nonempty):
-        if t.ndim != len(ref) or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref))
-                                     if k != d):
+        s = t._data.shape
+        if s != ref and (len(s) != len(ref) or any(a != b for k, (a, b) in enumerate(zip(s, ref))
+                                                   if k != d)):
             raise RuntimeError(f"cat(): Sizes of tensors must match except in dimension {d}. "
                                f"Expected {tuple(ref)} but got {tuple(t.shape)} for tensor "
                                f"number {i} in the list.")

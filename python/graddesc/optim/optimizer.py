@@ -18,6 +18,8 @@ import numpy as np
 from graddesc import _aligned, _compile_state, _core
 from graddesc._tensor import Tensor
 
+_GRAD = Tensor.grad  # Tensor's .grad property
+
 
 class _RequiredParameter:
     """Marks a hyperparameter that has no default: every group must give it."""
@@ -163,6 +165,17 @@ class Optimizer:
     # ---- gradients ----------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Resets the gradients of all optimized parameters (to None, or to zeros)."""
+        if set_to_none and _compile_state.active is None and not _compile_state.pending:
+            # the usual call: nothing records and no replay deferred a gradient, so what the
+            # loop below does for each parameter is `p._grad = None` (the .grad getter and
+            # setter check only those two)
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if type(p).grad is _GRAD:
+                        p._grad = None
+                    else:  # (a subclass with its own .grad)
+                        p.grad = None
+            return
         for group in self.param_groups:
             for p in group["params"]:
                 g = p.grad
@@ -439,8 +452,10 @@ def _batches(params: Iterable[Tensor], check: bool = True) -> list:
     """The parameters with a gradient, split by dtype (float32 first seen first): one kernel
     call per batch. check=False leaves the layouts unchecked (see _Batch)."""
     by_dtype: dict = {}
+    pending = _compile_state.pending
     for p in params:
-        g = p.grad
+        # (Tensor's getter only materializes a pending gradient; a subclass may have its own)
+        g = p._grad if not pending and type(p).grad is _GRAD else p.grad
         if g is None:
             continue
         a = p._data
