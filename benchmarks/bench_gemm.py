@@ -13,7 +13,11 @@ spell (or as a best-of) would compare different clock rates. The best-of peak th
 prints on its own is shown above the table.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_gemm.py
-     [--threads 1 2] [--dtype float32] [--quick] [--shapes 256x256x784:nt ...]
+     [--threads 1 2] [--dtype float32] [--quick] [--shapes 256x256x784:nt ...] [--avx2-proxy]
+
+--avx2-proxy stands in for an AVX2-only CPU on an AVX-512 one: graddesc's AVX2 kernels
+(GRADDESC_ISA=avx2) against OpenBLAS's AVX2 kernels (OPENBLAS_CORETYPE=Haswell), the probe
+built for AVX2 (peak.avx2_proxy; the header line says which ISA and core each column used).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 import graddesc as gd
 from _common import print_table, save_json
 from graddesc import _bench, _core
-from peak import Probe, measure_peak
+from peak import Probe, avx2_proxy, describe, measure_peak
 
 # (M, N, K, trans) with trans = op(A) op(B) flags; what each shape is in an MLP 784-256-...
 SHAPES: list[tuple[int, int, int, str, str]] = [
@@ -130,7 +134,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter samples")
     parser.add_argument("--shapes", nargs="+", metavar="MxNxK:op",
                         help="only these rows of the table, e.g. 256x256x784:nt")
+    parser.add_argument("--avx2-proxy", action="store_true",
+                        help="graddesc's AVX2 kernels against OpenBLAS's Haswell kernels")
     args = parser.parse_args()
+    avx2_proxy(args.avx2_proxy)
     dtype = np.dtype(args.dtype).type
     repeat = 5 if args.quick else args.repeat
     min_time = 0.02 if args.quick else 0.1
@@ -143,6 +150,7 @@ def main() -> None:
     isa = _core.isa()
     peak = measure_peak([isa])[isa][args.dtype]
     probe = Probe(isa, args.dtype)
+    print(describe())
     print(f"graddesc isa={isa} dtype={args.dtype}; 1-core {args.dtype} peak, best of peak.py's "
           f"runs: {peak:.1f} GF/s; '% peak' is against the probe timed in turns with each row "
           "(its median GF/s in 'peak')")
@@ -174,8 +182,9 @@ def main() -> None:
                                 "pct_of_peak": pct, "pct_of_best_peak": pct_best})
     print_table(["MxNxK", "op", "thr", "graddesc GF/s", "numpy GF/s", "ratio", "peak",
                  "% peak", "% best peak", "gd us", "what"], rows)
-    path = save_json("gemm", {"isa": isa, "dtype": args.dtype, "peak_gflops_1core": peak,
-                              "numpy": np.__version__, "results": records})
+    path = save_json("gemm" + ("_avx2proxy" if args.avx2_proxy else ""),
+                     {"isa": isa, "dtype": args.dtype, "peak_gflops_1core": peak,
+                      "numpy": np.__version__, "setup": describe(), "results": records})
     print(f"saved {path}", file=sys.stderr)
 
 

@@ -8,6 +8,10 @@ threads, interleaved against 1-thread runs of the same step object (medians of n
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
          python benchmarks/bench_smallbatch.py [--f64] [--threads 2] [--batches 1,2,4]
+         [--avx2-proxy]
+
+--avx2-proxy: graddesc's AVX2 kernels against OpenBLAS's AVX2 (Haswell) kernels, the floor's
+FMA peak measured for AVX2 (peak.avx2_proxy), as a stand-in for an AVX2-only CPU.
 """
 
 from __future__ import annotations
@@ -119,7 +123,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batches", default="1,2,4,8,16,32")
     ap.add_argument("--no-floor", action="store_true")
+    ap.add_argument("--avx2-proxy", action="store_true",
+                    help="graddesc's AVX2 kernels against OpenBLAS's Haswell kernels")
     args = ap.parse_args()
+    peak.avx2_proxy(args.avx2_proxy)
     dtype = gd.float64 if args.f64 else gd.float32
     batches = [int(b) for b in args.batches.split(",")]
     gd.set_num_threads(1)
@@ -147,6 +154,7 @@ def main() -> None:
             row += [f"{c1:.1f}", f"{c2:.1f}", f"{c1 / c2:.2f}x"]
         out.append(rec)
         rows.append(row)
+    print(peak.describe())
     print(f"compiled MLP 784-256-128-10 CE step, {'float64' if args.f64 else 'float32'}, "
           f"ISA {isa}, median (and 10th percentile) us of single calls (1 thread unless "
           "stated); kernels = Program.profile, the sum of the instructions' medians")
@@ -156,7 +164,9 @@ def main() -> None:
         head += ["compiled 1t", f"compiled {args.threads}t", "speedup"]
     print_table(head, rows)
     path = save_json("smallbatch" + ("_f64" if args.f64 else "") +
-                     (f"_t{args.threads}" if args.threads > 1 else ""), {"rows": out})
+                     (f"_t{args.threads}" if args.threads > 1 else "") +
+                     ("_avx2proxy" if args.avx2_proxy else ""),
+                     {"setup": peak.describe(), "rows": out})
     print(f"saved {path}", file=sys.stderr)
 
 

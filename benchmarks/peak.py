@@ -6,16 +6,24 @@ peak is reported per instruction set that graddesc can dispatch to (avx512, avx2
 
     python benchmarks/peak.py            # table
     python benchmarks/peak.py --json     # {"avx512": {"float32": GF/s, "float64": GF/s}, ...}
+    python benchmarks/peak.py --isa avx2 # one ISA only
+
+It also holds the benchmarks' AVX2 proxy (`--avx2-proxy` in bench_gemm.py and
+bench_smallbatch.py, see `avx2_proxy`): on an AVX-512 machine, graddesc's AVX2 kernels against
+OpenBLAS forced to its AVX2 (Haswell) kernels, as a stand-in for an AVX2-only CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import glob
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -198,11 +206,98 @@ def _cpu_supports(isa: str) -> bool:
         return isa == "baseline"
 
 
+# The OpenBLAS core type of the AVX2 proxy. This OpenBLAS (NumPy's wheel, DYNAMIC_ARCH) accepts
+# Haswell, Zen (which it maps to the same Haswell kernels and reports as Haswell), SkylakeX and
+# Sandybridge among others; an unknown name is ignored (it keeps the detected SkylakeX).
+PROXY_CORETYPE = "Haswell"
+
+
+def avx2_proxy(enabled: bool) -> None:
+    """With enabled, makes sure this process runs as the AVX2 proxy: graddesc's AVX2 kernels
+    (GRADDESC_ISA=avx2) against NumPy's OpenBLAS forced to its AVX2 kernels
+    (OPENBLAS_CORETYPE=Haswell). Both are read when the libraries load, so when they are not set
+    yet this re-executes the script with them (before anything is timed). Refuses to run on a CPU
+    without AVX2 (graddesc's CPUID check, in a subprocess, before any AVX2 code runs here).
+    Without enabled, nothing changes."""
+    if not enabled:
+        return
+    if (os.environ.get("GRADDESC_ISA") == "avx2"
+            and os.environ.get("OPENBLAS_CORETYPE") == PROXY_CORETYPE):
+        return
+    code = "from graddesc import _core; print(int(_core.cpu_supports('avx2')))"
+    check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={k: v for k, v in os.environ.items() if k != "GRADDESC_ISA"})
+    if check.stdout.strip() != "1":
+        raise SystemExit("--avx2-proxy: this CPU has no AVX2 (or graddesc did not import: "
+                         f"{check.stderr.strip()[-300:]})")
+    env = dict(os.environ, GRADDESC_ISA="avx2", OPENBLAS_CORETYPE=PROXY_CORETYPE)
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def cpu_name() -> str:
+    """The CPU's model name, family and model (/proc/cpuinfo: a VM may name only the vendor),
+    or the platform's processor string."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model") and key not in info:
+                    info[key] = value.strip()
+                if not line.strip() and info:
+                    break
+    except OSError:
+        pass
+    if "model name" in info:
+        return (f"{info['model name']} (family {info.get('cpu family', '?')}, "
+                f"model {info.get('model', '?')})")
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def blas_core() -> str:
+    """The kernel set NumPy's OpenBLAS picked (openblas_get_corename), or why it is unknown."""
+    import numpy as np
+
+    here = os.path.dirname(np.__file__)
+    libs = sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "lib*openblas*.so*")))
+    for lib in libs:
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename64_", "openblas_get_corename"):
+            fn = getattr(handle, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                return fn().decode()
+    return "unknown (no OpenBLAS found beside NumPy)"
+
+
+def describe() -> str:
+    """One line: the CPU, graddesc's ISA and NumPy's OpenBLAS core (and whether the AVX2 proxy
+    is on), for the benchmarks' headers."""
+    from graddesc import _core
+
+    proxy = (os.environ.get("GRADDESC_ISA") == "avx2"
+             and os.environ.get("OPENBLAS_CORETYPE") == PROXY_CORETYPE)
+    return (f"CPU: {cpu_name()}; graddesc ISA: {_core.isa()}; NumPy OpenBLAS core: "
+            f"{blas_core()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})"
+            + ("; AVX2 proxy" if proxy else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--isa", choices=list(_FLAGS), help="this ISA only")
     args = parser.parse_args()
-    res = measure_peak([isa for isa in _FLAGS if _cpu_supports(isa)])
+    if args.isa is not None and not _cpu_supports(args.isa):
+        parser.error(f"--isa {args.isa}: this CPU does not support it")
+    isas = [args.isa] if args.isa else [isa for isa in _FLAGS if _cpu_supports(isa)]
+    res = measure_peak(isas)
     if args.json:
         print(json.dumps(res, indent=2))
         return

@@ -247,3 +247,21 @@ def test_short_m_long_k_forward_product(isa, float_dtype, rng, M, K):
     got = _core.gemm(a, b, trans_b=True)
     A, B = a.astype(np.float64), b.T.astype(np.float64)
     _close(got, A @ B, np.abs(A) @ np.abs(B), K, float_dtype)
+
+
+@pytest.mark.parametrize("N", [8, 37, 256])
+@pytest.mark.parametrize("M", [2, 3])
+def test_short_m_forward_row_bits_do_not_depend_on_the_batch(isa, float_dtype, rng, M, N):
+    """A batch of 1 or 2 rows takes wider row-dot tiles (2 x 8, or 2 x 4 on 16-register ISAs)
+    than a larger batch (8 x 3 or 4 x 2), each pair with its own accumulator and reduction: rows
+    of x give the same bits inside a batch of 2 (or a last tile of 1 row) as inside a batch of 5
+    to 9, and the product stays within the dot-product bound of the float64 result."""
+    K = 300
+    x = rng.standard_normal((9, K)).astype(float_dtype)
+    w = rng.standard_normal((N, K)).astype(float_dtype)
+    big = _core.gemm(x, w, trans_b=True)
+    for rows in (slice(0, M), slice(9 - M, 9)):
+        got = _core.gemm(np.ascontiguousarray(x[rows]), w, trans_b=True)
+        assert np.array_equal(got, big[rows])
+    A, B = x.astype(np.float64), w.T.astype(np.float64)
+    _close(big, A @ B, np.abs(A) @ np.abs(B), K, float_dtype)

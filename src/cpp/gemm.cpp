@@ -343,7 +343,7 @@ constexpr std::array<TileFn<T>, sizeof...(I)> tile_fns(std::index_sequence<I...>
 }
 
 // The dots_tile for a tile of xr rows of A and wr rows of B (1 <= xr <= kTileXR, 1 <= wr <=
-// kTileWR).
+// kTileWR; or xr <= kWideXR and wr = kWideWR).
 template <class T>
 TileFn<T> tile_fn(int64_t xr, int64_t wr) {
     constexpr int XR = gemm_detail::kTileXR<T>;
@@ -352,8 +352,24 @@ TileFn<T> tile_fn(int64_t xr, int64_t wr) {
     static constexpr std::array<TileFn<T>, XR> fns[3] = {
         tile_fns<T, 1>(seq), tile_fns<T, 2>(seq),
         tile_fns<T, std::min(3, gemm_detail::kTileWR<T>)>(seq)};
+    static constexpr std::array<TileFn<T>, gemm_detail::kWideXR<T>> wide =
+        tile_fns<T, gemm_detail::kWideWR<T>>(std::make_index_sequence<gemm_detail::kWideXR<T>>{});
+    if (wr > gemm_detail::kTileWR<T>) return wide[static_cast<size_t>(xr - 1)];
     return fns[wr - 1][static_cast<size_t>(xr - 1)];
 }
+
+// The rows of B that the next tile takes, from j (of j1): a wide tile where the rows of A are
+// few and enough rows of B are left, else up to kTileWR.
+template <class T>
+int64_t tile_wr(int64_t xr, int64_t j, int64_t j1) {
+    constexpr int64_t WW = gemm_detail::kWideWR<T>;
+    if (xr <= gemm_detail::kWideXR<T> && j1 - j >= WW) return WW;
+    return std::min<int64_t>(gemm_detail::kTileWR<T>, j1 - j);
+}
+
+// sums[c][r] of a tile: as many columns as the widest tile
+template <class T>
+constexpr int64_t kTileCols = std::max<int64_t>(gemm_detail::kTileWR<T>, gemm_detail::kWideWR<T>);
 
 template <class T>
 void gemm_dots(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
@@ -375,7 +391,7 @@ void gemm_dots(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda
     const int64_t ld = copy ? ceil_div(K, kLine) * kLine : lda;
     T* const bufs = copy ? scratch<T>(0, nchunks * XR * ld) : nullptr;
     parallel_chunks(N, chunk, nt > 1 ? flops : 0, [&](int64_t j0, int64_t j1) {
-        alignas(64) T sums[WR][8];
+        alignas(64) T sums[kTileCols<T>][8];
         for (int64_t i0 = 0; i0 < M; i0 += XR) {
             const int64_t xr = std::min(XR, M - i0);
             const T* a = A + i0 * lda;
@@ -385,8 +401,8 @@ void gemm_dots(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda
                     std::copy(a + r * lda, a + r * lda + K, buf + r * ld);
                 a = buf;
             }
-            for (int64_t j = j0; j < j1; j += WR) {
-                const int64_t wr = std::min(WR, j1 - j);
+            for (int64_t j = j0, wr = 0; j < j1; j += wr) {
+                wr = tile_wr<T>(xr, j, j1);
                 tile_fn<T>(xr, wr)(K, a, ld, B + j * ldb, ldb, sums);
                 T* c = C + i0 * ldc + j;
                 for (int64_t r = 0; r < xr; ++r)
@@ -651,12 +667,12 @@ bool gemm_uses_dots(int64_t M, int64_t N, int64_t K) {
 template <class T>
 void gemm_dots_cols(int64_t j0, int64_t j1, int64_t M, int64_t K, const T* A, int64_t lda,
                     const T* B, int64_t ldb, T beta, T* C, int64_t ldc, bool relu) {
-    constexpr int64_t XR = gemm_detail::kTileXR<T>, WR = gemm_detail::kTileWR<T>;
-    alignas(64) T sums[WR][8];
+    constexpr int64_t XR = gemm_detail::kTileXR<T>;
+    alignas(64) T sums[kTileCols<T>][8];
     for (int64_t i0 = 0; i0 < M; i0 += XR) {
         const int64_t xr = std::min(XR, M - i0);
-        for (int64_t j = j0; j < j1; j += WR) {
-            const int64_t wr = std::min(WR, j1 - j);
+        for (int64_t j = j0, wr = 0; j < j1; j += wr) {
+            wr = tile_wr<T>(xr, j, j1);
             tile_fn<T>(xr, wr)(K, A + i0 * lda, lda, B + j * ldb, ldb, sums);
             T* c = C + i0 * ldc + j;
             for (int64_t r = 0; r < xr; ++r)

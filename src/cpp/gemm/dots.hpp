@@ -123,10 +123,12 @@ void dots_tile(int64_t K, const T* GD_RESTRICT a, int64_t lda, const T* GD_RESTR
     using V = Simd<T>;
     using reg = typename V::reg;
     constexpr int L = V::L;
-    reg acc[WR][8];
+    // (Hsums reads 8 vectors at a time: a tall tile keeps 8 per column, zero past XR)
+    constexpr int AR = XR < WR ? XR : 8;
+    reg acc[WR][AR];
 #pragma GCC unroll 8
     for (int c = 0; c < WR; ++c)
-        for (int r = 0; r < 8; ++r) acc[c][r] = V::zero();
+        for (int r = 0; r < AR; ++r) acc[c][r] = V::zero();
     int64_t k = 0;
 #pragma GCC unroll 2
     for (; k + L <= K; k += L) {
@@ -149,7 +151,20 @@ void dots_tile(int64_t K, const T* GD_RESTRICT a, int64_t lda, const T* GD_RESTR
             for (int c = 0; c < WR; ++c) acc[c][r] = V::fma(x, w[c], acc[c][r]);
         }
     }
-    for (int c = 0; c < WR; ++c) Hsums<T>::template run<XR>(acc[c], out[c]);
+    if constexpr (XR < WR) {
+        // A wide tile (few rows of a): the horizontal sums taken across b's rows, up to 8
+        // vectors per Hsums call instead of XR of 8. Hsums sums each vector's lanes in the same
+        // order wherever it sits, so this changes no bit.
+        for (int r = 0; r < XR; ++r) {
+            reg v[8];
+            alignas(64) T o[8];
+            for (int c = 0; c < 8; ++c) v[c] = c < WR ? acc[c][r] : V::zero();
+            Hsums<T>::template run<WR>(v, o);
+            for (int c = 0; c < WR; ++c) out[c][r] = o[c];
+        }
+    } else {
+        for (int c = 0; c < WR; ++c) Hsums<T>::template run<XR>(acc[c], out[c]);
+    }
 }
 
 // Tile shape of dots_tile: 8 x 3 (24 accumulators + 3 + 1 of 32 registers); 4 x 2 where there
@@ -158,6 +173,15 @@ template <class T>
 constexpr int kTileXR = Simd<T>::MR >= 14 ? 8 : 4;
 template <class T>
 constexpr int kTileWR = Simd<T>::MR >= 14 ? 3 : 2;
+// Wide tiles for a batch of at most kWideXR rows (a Linear forward at batch 1 or 2 inside a
+// product, e.g. the deferred update's forward): kWideXR x kWideWR, 2 x 8 (16 accumulators + 8 + 1
+// of 32 registers), 2 x 4 where there are 16 (8 + 4 + 1). An 8 x 3 tile with only 2 rows of a
+// loads 5 vectors for 6 FMAs (load-bound); 2 x 8 loads 10 for 16. Every pair keeps its own
+// accumulator and reduction, so the tile shape changes no bit.
+template <class T>
+constexpr int kWideXR = 2;
+template <class T>
+constexpr int kWideWR = Simd<T>::MR >= 14 ? 8 : 4;
 
 }  // namespace gemm_detail
 }  // namespace GD_NS
