@@ -154,19 +154,30 @@ void cross_entropy_backward(T* dlogits, const T* dloss, int64_t dloss_stride, co
     });
 }
 
-// a, b (N) -> out[0] = sum (a - b)^2, fixed chunks added in order
+// a, b (N) -> out[0] = sum (a - b)^2, fixed chunks added in order. Inside a chunk, element i
+// goes to lane i mod kLanes (one running sum per lane, the lanes then added in order), so the
+// result depends on N alone, not on the ISA; GCC had left the `omp simd` reduction scalar, one
+// dependent add per element.
 template <class T>
 void mse_forward(T* out, const T* a, const T* b, int64_t N) {
     constexpr int64_t kChunk = 1 << 14;
+    constexpr int kLanes = 32;
     const int64_t nchunks = (N + kChunk - 1) / kChunk;
     std::vector<T> partial(static_cast<size_t>(nchunks > 0 ? nchunks : 1), T(0));
     parallel_chunks(N, kChunk, 3 * N, [&](int64_t i0, int64_t i1) {
-        T acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t i = i0; i < i1; ++i) {
+        T lane[kLanes] = {};
+        int64_t i = i0;
+        for (; i + kLanes <= i1; i += kLanes)
+            for (int j = 0; j < kLanes; ++j) {
+                const T d = a[i + j] - b[i + j];
+                lane[j] += d * d;
+            }
+        for (int j = 0; i < i1; ++i, ++j) {
             const T d = a[i] - b[i];
-            acc += d * d;
+            lane[j] += d * d;
         }
+        T acc = 0;
+        for (int j = 0; j < kLanes; ++j) acc += lane[j];
         partial[i0 / kChunk] = acc;
     });
     T acc = 0;
