@@ -64,7 +64,6 @@ class _Sym:
     requires_grad: bool
     leaf: bool
     base: int | None  # index of the tensor whose memory this one views (None: owns its memory)
-    gd_saves: bool = False  # graddesc's backward needs this value, PyTorch's not (bug B)
     torch_saves: bool = False  # PyTorch's backward needs this value, graddesc's not (_inplace)
     has_views: bool = False  # some pool tensor views this one's memory
     gd_strided: bool = False  # bug G: graddesc's result is not contiguous where PyTorch's is
@@ -209,8 +208,6 @@ def _step(b: _Builder) -> None:
             guards = (("pos", t, None),)
         elif form == "2.0 ** {t}":
             guards = (("below", t, 8.0),)
-        if form == "{c} / {t}":
-            s.gd_saves = True  # PyTorch saves the result c / t instead
         b.new(form.format(t=t, c=c), _Sym(s.shape, rg, False, None), guards)
     elif kind == "binary":
         y = b.operand(s.shape)
@@ -441,8 +438,6 @@ def _inplace(b: _Builder) -> None:
         # 'none') both, so PyTorch refuses a backward after they are modified; graddesc saves
         # other values (the argmax, x - mean, the difference) and gives the right gradient.
         return
-    if on_graph and s.gd_saves and op != "setitem":
-        return  # bug B: c / a (c constant) saves a, so backward raises after a.add_
     if on_graph and op == "copy_" and rg_in:
         # bug E: copy_ of a tensor on the graph drops the old branch, where PyTorch runs it with
         # a zero gradient (and so raises if a value it saved there was modified)

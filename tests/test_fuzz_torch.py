@@ -19,8 +19,8 @@ A release runs a larger budget, optionally from another seed (then not derandomi
 
 Until the view bug of issue 21 is fixed, the random run fails on it (the regressions below
 too); GRADDESC_FUZZ_SKIP_VIEW_BUG=1 leaves that pattern out of the generator so that a long run
-can look for other bugs. Bugs found besides it are in KNOWN_BUGS (strict xfail) and left out of
-the generator where tests/_fuzz_programs.py names them.
+can look for other bugs. Bugs found besides it are strict xfail tests (test_known_bug_*) and left
+out of the generator where tests/_fuzz_programs.py names them.
 
 A failure prints the shrunk program as Python source over `m` (the library) and `F`; paste it
 into REGRESSIONS below to keep it.
@@ -175,16 +175,7 @@ FIXED_BUGS = {
         "t0 = m.tensor([[1.5, 0.75], [0.25, -1.0]], dtype=m.float64, requires_grad=True)\n"
         "t1 = t0.softmax(dim=0)\nt2 = t1.reshape(-1)\nt1.zero_()\n"
         "loss = (t2 * t2).sum() + t0.sum()\nloss.backward()"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(FIXED_BUGS))
-def test_fixed_bug(name: str) -> None:
-    check(_program("float64", FIXED_BUGS[name]))
-
-
-KNOWN_BUGS = {
-    # B: c / a (c constant) saves a, so an in-place op on a afterwards makes backward raise
+    # B: c / a (c a number) saved a, so an in-place op on a afterwards made backward raise
     # "modified by an inplace operation" where PyTorch (reciprocal(a) * c: it saves 1 / a)
     # gives the gradient.
     "B_constant_divided_by_then_add_": _A + "t2 = -1.5 / t1\nt1.add_(-1.5)\n"
@@ -192,12 +183,9 @@ KNOWN_BUGS = {
 }
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError, reason=f"graddesc bug {name[0]}"))
-    for name in sorted(KNOWN_BUGS)])
-def test_known_bug(name: str) -> None:
-    check(_program("float64", KNOWN_BUGS[name]))
+@pytest.mark.parametrize("name", sorted(FIXED_BUGS))
+def test_fixed_bug(name: str) -> None:
+    check(_program("float64", FIXED_BUGS[name]))
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="graddesc bug E")

@@ -289,7 +289,7 @@ for _name, _apply, _swap, _extra in (
         ("__add__", ew.Add.apply, False, (1,)), ("__radd__", ew.Add.apply, False, (1,)),
         ("__sub__", ew.Sub.apply, False, ()), ("__rsub__", ew.Sub.apply, True, ()),
         ("__mul__", ew.Mul.apply, False, ()), ("__rmul__", ew.Mul.apply, False, ()),
-        ("__truediv__", ew.Div.apply, False, ()), ("__rtruediv__", ew.Div.apply, True, ()),
+        ("__truediv__", ew.Div.apply, False, ()), ("__rtruediv__", ew.rdiv, True, ()),
         ("__pow__", ew.Pow.apply, False, ()), ("__rpow__", ew.Pow.apply, True, ())):
     _METHODS[_name] = _operator(_name, _apply, _swap, *_extra)
 

@@ -402,6 +402,31 @@ class Sqrt(Function):
         return g / (2.0 * y)
 
 
+class Reciprocal(Function):
+    """1 / a for a float tensor (the reciprocal kernel); backward -g * (y * y), PyTorch's."""
+
+    @staticmethod
+    def forward(ctx, a):
+        y = _kernel("reciprocal", a._data)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return -g * (y * y)
+
+
+def rdiv(c: Any, b: Tensor) -> Tensor:
+    """c / b for a Python number c, computed as PyTorch does, b.reciprocal() * c: the same bits
+    as PyTorch, and what backward keeps is 1 / b, so an in-place change of b afterwards leaves
+    the gradient valid (saving b itself, as a / b must, would make backward raise)."""
+    if type(b._data) is np.ndarray and b._data.dtype in (_F32, _F64) and \
+            (type(c) is float or (type(c) is int and -_EXACT_INT <= c <= _EXACT_INT)):
+        return Mul.apply(Reciprocal.apply(b), c)
+    return Div.apply(c, b)
+
+
 class Clamp(Function):
     """Gradient passes where min <= x <= max (PyTorch's convention at the boundaries)."""
 
