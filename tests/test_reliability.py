@@ -1290,7 +1290,8 @@ def test_non_finite_loss_stops_fit_at_the_step_with_the_previous_state(fault: st
 @pytest.mark.parametrize("op, fn, name", [
     ("log", lambda x: gd.log(x), "LogBackward"),
     ("sqrt", lambda x: gd.sqrt(x), "SqrtBackward"),
-    ("div", lambda x: 1.0 / x, "DivBackward"),
+    ("div", lambda x: gd.ones_like(x) / x, "DivBackward"),
+    ("rdiv", lambda x: 1.0 / x, "ReciprocalBackward"),  # PyTorch's x.reciprocal() * 1.0
     ("pow", lambda x: x ** 0.5, "PowBackward"),
     ("mul_inf", lambda x: (x * float("inf")), "MulBackward"),
     ("log_softmax", lambda x: gd.log_softmax(gd.log(x).unsqueeze(0), 1).sum(), "LogBackward"),
