@@ -6,8 +6,10 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace py = pybind11;
@@ -120,6 +122,23 @@ auto dispatch_float(const py::array& a, const char* op, const char* arg, F&& f) 
 // any, and gives its parameters back their own class. Whatever reads or writes a parameter's
 // memory behind Python's back (a Program run from Python) calls this first.
 void flush_deferred();
+
+// The address of an array's data, and its byte range: what a binding's `_args` twin reports of
+// the memory a recorded call touches (see instr_registry.hpp).
+inline uintptr_t addr(const py::array& a) { return reinterpret_cast<uintptr_t>(a.data()); }
+inline std::pair<uintptr_t, int64_t> span_of(const py::array& a) {
+    return {addr(a), static_cast<int64_t>(a.nbytes())};
+}
+
+// Adds binding -> `_args` twin pairs to the module's RECORD_ARGS dict, which gd.compile reads to
+// record a call of any binding named there; each binding file adds its own pairs.
+inline void add_record_args(py::module_& m,
+                            std::initializer_list<std::pair<const char*, const char*>> pairs) {
+    py::dict rec = py::hasattr(m, "RECORD_ARGS") ? m.attr("RECORD_ARGS").cast<py::dict>()
+                                                 : py::dict();
+    for (const auto& p : pairs) rec[p.first] = p.second;
+    m.attr("RECORD_ARGS") = rec;
+}
 
 }  // namespace bind
 }  // namespace gd

@@ -439,12 +439,6 @@ py::array index_gather(const py::handle& x, const py::handle& index, int64_t dim
     return c.kind == 'f' ? go(float{}) : go(double{});
 }
 
-std::pair<uintptr_t, int64_t> span_of(const py::array& a) {
-    return {reinterpret_cast<uintptr_t>(a.data()), static_cast<int64_t>(a.nbytes())};
-}
-
-uintptr_t addr(const py::array& a) { return reinterpret_cast<uintptr_t>(a.data()); }
-
 py::tuple index_gather_args(const py::handle& x, const py::handle& index, int64_t dim,
                             const py::handle& result) {
     Checked c = parse_gather(x, index, dim);
@@ -792,14 +786,11 @@ void bind_index(py::module_& m) {
           py::arg("shape") = py::none(), py::arg("value") = 0.0, py::kw_only(), py::arg("result"),
           "The instruction gd.compile records for index_scatter(...) = result.");
     // binding name -> the twin that lays out its recorded instruction (used by _compile_record.py;
-    // bind_loss.cpp adds its own)
-    py::dict rec = py::hasattr(m, "RECORD_ARGS") ? m.attr("RECORD_ARGS").cast<py::dict>()
-                                                 : py::dict();
-    rec["index_gather"] = "index_gather_args";
-    rec["index_scatter"] = "index_scatter_args";
-    rec["index_take"] = "index_take_args";
-    rec["index_nd"] = "index_nd_args";
-    m.attr("RECORD_ARGS") = rec;
+    // the other binding files add their own)
+    add_record_args(m, {{"index_gather", "index_gather_args"},
+                        {"index_scatter", "index_scatter_args"},
+                        {"index_take", "index_take_args"},
+                        {"index_nd", "index_nd_args"}});
 }
 
 }  // namespace bind

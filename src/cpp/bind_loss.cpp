@@ -295,12 +295,6 @@ bool layout_valid(size_t nptrs, const std::vector<int64_t>& i, size_t nreals) {
     return true;
 }
 
-std::pair<uintptr_t, int64_t> span_of(const py::array& a) {
-    return {reinterpret_cast<uintptr_t>(a.data()), static_cast<int64_t>(a.nbytes())};
-}
-
-uintptr_t addr(const py::array& a) { return reinterpret_cast<uintptr_t>(a.data()); }
-
 // (pointers, ints, reals, float64, [(address, bytes) read]): what Program.add takes for a `call`
 // instruction, and the memory gd.compile checks is known (empty operands are not listed)
 py::tuple instr_tuple(std::vector<uintptr_t> ptrs, std::vector<int64_t> ints,
@@ -459,14 +453,11 @@ void bind_loss(py::module_& m) {
           py::arg("scale"), py::arg("dloss") = py::none(), py::kw_only(), py::arg("result"),
           "The instruction gd.compile records for mse_backward(...) = result.");
     // binding name -> the twin that lays out its recorded instruction (the module's RECORD_ARGS,
-    // which bind_index.cpp adds to)
-    py::dict rec = py::hasattr(m, "RECORD_ARGS") ? m.attr("RECORD_ARGS").cast<py::dict>()
-                                                 : py::dict();
-    rec["cross_entropy_forward"] = "cross_entropy_forward_args";
-    rec["cross_entropy_backward"] = "cross_entropy_backward_args";
-    rec["mse_forward"] = "mse_forward_args";
-    rec["mse_backward"] = "mse_backward_args";
-    m.attr("RECORD_ARGS") = rec;
+    // which the other binding files add to)
+    add_record_args(m, {{"cross_entropy_forward", "cross_entropy_forward_args"},
+                        {"cross_entropy_backward", "cross_entropy_backward_args"},
+                        {"mse_forward", "mse_forward_args"},
+                        {"mse_backward", "mse_backward_args"}});
 }
 
 }  // namespace bind

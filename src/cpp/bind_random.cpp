@@ -122,10 +122,8 @@ py::tuple mask_args(const std::vector<int64_t>& shape, double p, const py::handl
     Mask m = parse_mask(shape, p, state);
     py::array out = as_array(result, "dropout_mask", "result");
     check_shape(out, "dropout_mask", "result", m.shape);
-    std::vector<uintptr_t> ptrs{reinterpret_cast<uintptr_t>(out.data()),
-                                reinterpret_cast<uintptr_t>(m.state.data())};
-    std::vector<std::pair<uintptr_t, int64_t>> reads{
-        {reinterpret_cast<uintptr_t>(m.state.data()), 16}};
+    std::vector<uintptr_t> ptrs{addr(out), addr(m.state)};
+    std::vector<std::pair<uintptr_t, int64_t>> reads{span_of(m.state)};
     return py::make_tuple(ptrs, std::vector<int64_t>{g_mask_kind, m.n},
                           std::vector<double>{m.p, m.scale}, f64, reads);
 }
@@ -143,9 +141,7 @@ void bind_random(py::module_& m) {
     m.def("dropout_mask_args", &mask_args, py::arg("shape"), py::arg("p"), py::arg("state"),
           py::arg("f64") = false, py::kw_only(), py::arg("result"),
           "The instruction gd.compile records for dropout_mask(...) = result.");
-    py::dict rec = py::hasattr(m, "RECORD_ARGS") ? py::dict(m.attr("RECORD_ARGS")) : py::dict();
-    rec["dropout_mask"] = "dropout_mask_args";
-    m.attr("RECORD_ARGS") = rec;
+    add_record_args(m, {{"dropout_mask", "dropout_mask_args"}});
 }
 
 }  // namespace bind
