@@ -144,3 +144,19 @@ def test_compiled_masks_change_between_calls() -> None:
         warnings.simplefilter("error")
         outs = [compiled(x).numpy().copy() for _ in range(4)]
     assert all(not np.array_equal(outs[i], outs[i + 1]) for i in range(3))
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+def test_mask_is_the_same_for_any_thread_count(dtype) -> None:
+    """Each element's draw depends on its position in the stream only (fixed chunks)."""
+    before = gd.get_num_threads()
+    masks = []
+    try:
+        for n in (1, 2, 3):
+            gd.set_num_threads(n)
+            gd.manual_seed(11)
+            masks.append(F.dropout(gd.ones(1 << 20, dtype=dtype), 0.25).numpy())
+    finally:
+        gd.set_num_threads(before)
+    np.testing.assert_array_equal(masks[0], masks[1])
+    np.testing.assert_array_equal(masks[0], masks[2])
