@@ -526,7 +526,7 @@ class CompiledFunction:
             rec.fail("the step returns something other than tensors")
         for var, grad in rec.persistent.values():
             if var._grad is not grad or grad._data.dtype.kind != "f":
-                rec.fail("the step replaces a gradient it zeroed in place")
+                rec.fail("the step replaces a gradient it writes in place")
         retry = False
         if rec.failure is None:
             uncleared = [v for v, _ in rec.grads if id(v) not in rec.cleared]
@@ -585,6 +585,9 @@ class CompiledFunction:
         updated = {id(a) for name, args, kwargs, _ in rec.calls if name in _OPTIM_KERNELS
                    for a in _bind(name, args, kwargs)["params"]}
         entry.versions = [t._vc for t in rec.params.values() if id(t._data) in updated]
+        # and of every tensor an in-place kernel wrote (a hand-written update under no_grad)
+        entry.versions += [vc for vc in rec.bumped.values()
+                           if not any(vc is v for v in entry.versions)]
         entry.kw_order = list(kwargs)  # the order `private` holds keyword inputs in
         entry.hypers = list(rec.hypers)
         entry.optimizers = tuple(rec.optimizers.values())

@@ -111,6 +111,9 @@ class _Recording:
         self.persistent: dict = {}
         self.created: set = set()   # ids of the grad arrays this run created
         self.states: dict = {}      # id(array) -> a generator's stream state a kernel advanced
+        # id(counter) -> the version counter of a tensor an in-place kernel wrote (a replay
+        # bumps it as the eager op did)
+        self.bumped: dict = {}
         # every live optimizer's param groups as the call starts
         self.start_settings = {id(g): _group_snapshot(g) for o in list(_compile_state.optimizers)
                                for g in o.param_groups}
@@ -161,6 +164,10 @@ class _Recording:
         if self.mine():
             self.fail(f"{what} writes into a tensor in Python (NumPy), which a replay would skip")
 
+    def on_inplace_kernel(self, t: Tensor) -> None:
+        if self.mine():
+            self.bumped[id(t._vc)] = t._vc
+
     def on_apply(self, cls: type, args: tuple) -> None:
         if not self.mine():
             return
@@ -182,12 +189,16 @@ class _Recording:
                 self.persistent[id(var)] = (var, grad)
 
     def on_accumulate(self, var: Tensor, grad: Tensor) -> None:
-        """backward adds into var's existing .grad: fine when this run created or zeroed it."""
-        if self.mine():
+        """backward adds into var's existing .grad. One this run did not create is memory the
+        program reads and writes on every replay, as eager accumulates into it on every call
+        (a step that zeroes .grad after its update, or never: each replay adds to what is
+        there); each call checks that var still holds that very .grad."""
+        if self.mine() and id(grad._data) not in self.created:
             known = self.persistent.get(id(var))
-            if id(grad._data) not in self.created and (known is None or known[1] is not grad):
-                self.fail("the step does not clear gradients (call optimizer.zero_grad() or "
-                          "model.zero_grad() inside it), so they accumulate across calls")
+            if known is None:
+                self.persistent[id(var)] = (var, grad)
+            elif known[1] is not grad:
+                self.fail("the step replaces a gradient it writes in place")
 
     def on_increment(self, step: np.ndarray) -> None:
         if self.mine():

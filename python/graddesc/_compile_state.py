@@ -96,6 +96,15 @@ def inplace_write(what: str) -> None:
         rec.on_inplace_write(what)
 
 
+def inplace_kernel(t: Any) -> None:
+    """Called after an elementwise kernel wrote into t's memory in place (t.add_(x) under
+    no_grad, t.zero_(), ...): a replay repeats the write, and bumps t's version counter as the
+    eager op does."""
+    rec = active
+    if rec is not None:
+        rec.on_inplace_kernel(t)
+
+
 def grad_cleared(t: Any) -> None:
     """zero_grad(set_to_none=True) found t.grad None already: still, the step clears it."""
     rec = active

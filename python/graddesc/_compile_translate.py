@@ -153,7 +153,12 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             prog.add("call", f64, ptrs, ints, reals)
             continue
         a = _bind(name, args, kwargs)
-        if name not in _OPTIM_KERNELS:  # arrays a call returns are memory it writes
+        if name == "elementwise" and a["out"] is not None or \
+                name == "gemm" and a["out"] is not None and float(a["beta"]) != 0.0:
+            # an `out` the kernel also reads (an in-place op, out += a @ b) must be known
+            # memory already: checked below, before its write makes it known
+            pass
+        elif name not in _OPTIM_KERNELS:  # arrays a call returns are memory it writes
             for o in (out if isinstance(out, (tuple, list)) else (out,)):
                 bufs.add(o)
 
@@ -221,7 +226,9 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             A, Bm, ta, tb = a["a"], a["b"], bool(a["trans_a"]), bool(a["trans_b"])
             M, K = (A.shape[1], A.shape[0]) if ta else A.shape
             N = Bm.shape[0] if tb else Bm.shape[1]
-            prog.add("gemm", A.dtype == np.float64, [P(out, "out"), P(A, "a"), P(Bm, "b")],
+            ptr_out = P(out, "out")  # (with beta != 0: an out from before the step)
+            bufs.add(out)
+            prog.add("gemm", A.dtype == np.float64, [ptr_out, P(A, "a"), P(Bm, "b")],
                      [int(ta), int(tb), M, N, K, A.shape[1], Bm.shape[1], N],
                      [float(a["alpha"]), float(a["beta"])])
         elif name == "scale":
@@ -254,6 +261,7 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
                 bufs.check_span(lo, nbytes, f"elementwise: operand {k}")  # (kept alive there)
             prog.add("ew", f64, ptrs, ints, reals)
             if a["out"] is not None:
+                bufs.add(out)
                 bufs.written(out)
         elif name in _norm.RECORD_SIGS:
             f64, ptrs, ints, reals = _norm.record_instruction(name, a, out, P)

@@ -333,6 +333,8 @@ class Tensor:
     def data(self, value: Tensor) -> None:
         if not isinstance(value, Tensor):
             raise TypeError(f"data: expected a Tensor, got {type(value).__name__}")
+        if value._data is self._data:
+            return  # `p.data -= u` stores back the very array it updated: nothing rebinds
         self._data = value._data
         self._vc[0] += 1
         _cs.bump_storage()

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graddesc import _compile_state as _cs
-from graddesc import _random
+from graddesc import _core, _random
 from graddesc._tensor import Tensor, _any_requires_grad, _value, check_int_cast
 from graddesc.autograd import grad_mode
 from graddesc.functional import activation as act
@@ -80,7 +80,13 @@ def add_(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
             not grad_mode.is_grad_enabled():
         o = _value(other)
         if alpha != 1:
-            o = o * alpha
+            if type(alpha) in _NUMBERS and isinstance(o, np.ndarray) and \
+                    _kernel_operand(self._data, o) is not None:
+                # alpha * other by the kernel too (NumPy's float32 product, bit for bit), so
+                # that gd.compile records the whole update
+                o = _core.elementwise(_EW["mul"], o, float(alpha))
+            else:
+                o = o * alpha
         return fast_inplace(self, np.add, o, "add_")
     return inplace_result(self, ew.add(self, other, alpha=alpha), "add_")
 
@@ -111,7 +117,63 @@ def div_(self: Tensor, other: Any) -> Tensor:
     return inplace_result(self, ew.div(shape.clone(self), other), "div_")
 
 
+# Python numbers an in-place kernel takes as a scalar operand (NumPy casts them to the
+# tensor's dtype too: the same bits)
+_NUMBERS = (int, float, bool)
+_EW = _core.EW_OPS
+_KERNEL_UFUNCS = {np.add: _EW["add"], np.subtract: _EW["sub"], np.multiply: _EW["mul"],
+                  np.divide: _EW["div"]}
+
+
+def _writable_float(a: np.ndarray) -> bool:
+    """An array the elementwise kernel may write in place: float32/float64, native, aligned
+    and writable (any strides)."""
+    return a.dtype in (np.float32, np.float64) and a.dtype.isnative and a.flags.aligned and \
+        a.flags.writeable and all(st or n <= 1 for n, st in zip(a.shape, a.strides))
+
+
+def _kernel_operand(a: np.ndarray, other: Any) -> Any:
+    """`other` as an operand of an in-place elementwise kernel writing `a` (a Python number,
+    or an array of a's dtype that broadcasts to a's shape and does not overlap a other than
+    element for element), else None: then NumPy writes (and a gd.compile recording falls
+    back to eager)."""
+    if type(other) in _NUMBERS:
+        if type(other) is int and not -2**53 <= other <= 2**53:
+            return None  # (its float conversion would round differently from NumPy's cast)
+        return float(other)
+    if not isinstance(other, np.ndarray) or other.dtype != a.dtype or \
+            not other.dtype.isnative or not other.flags.aligned or other.ndim > a.ndim or \
+            any(o != 1 and o != n for o, n in zip(other.shape[::-1], a.shape[::-1])):
+        return None
+    if other.size and a.size and np.may_share_memory(a, other) and not (
+            other.shape == a.shape and other.strides == a.strides and
+            other.__array_interface__["data"][0] == a.__array_interface__["data"][0]):
+        return None  # a shifted or broadcast view of itself: NumPy buffers, the kernel would not
+    return other
+
+
+def kernel_inplace(self: Tensor, op: int, b: Any = None, c: Any = None) -> bool:
+    """self = op(self, b[, c]) by the elementwise kernel writing self's memory, when self and
+    the operands allow it (see _kernel_operand); True if it did. gd.compile records the call,
+    and a replay bumps self's version counter as this does."""
+    a = self._data
+    if not _writable_float(a):
+        return False
+    ob = None if b is None else _kernel_operand(a, b)
+    oc = None if c is None else _kernel_operand(a, c)
+    if (b is not None and ob is None) or (c is not None and oc is None):
+        return False
+    if a.size:
+        _core.elementwise(op, a, ob, oc, a)
+        _cs.inplace_kernel(self)
+    self._vc[0] += 1
+    return True
+
+
 def fast_inplace(self: Tensor, ufunc: Any, other: Any, op: str) -> Tensor:
+    kop = _KERNEL_UFUNCS.get(ufunc)
+    if kop is not None and kernel_inplace(self, kop, other):
+        return self
     try:
         with np.errstate(all="ignore"):  # x / 0 is Inf, inf - inf NaN, silently
             ufunc(self._data, other, out=self._data, casting="same_kind")
@@ -126,9 +188,33 @@ def zero_(self: Tensor) -> Tensor:
     return fill_(self, 0)
 
 
+def _kernel_fill(self: Tensor, value: Any) -> bool:
+    """self[...] = value (a number, or an array of self's dtype broadcasting to its shape) by
+    the elementwise kernel, y = where(True, value, self), which gd.compile records."""
+    a = self._data
+    if not _writable_float(a):
+        return False
+    v = _kernel_operand(a, value)
+    if v is None:
+        return False
+    if a.size:
+        _core.elementwise(_EW["where"], np.broadcast_to(_cs.constant(_TRUE), a.shape), v, a, a)
+        _cs.inplace_kernel(self)
+    self._vc[0] += 1
+    return True
+
+
+_TRUE = np.ones((), dtype=bool)  # the condition of _kernel_fill's where
+
+
 def fill_(self: Tensor, value: Any) -> Tensor:
     check_inplace(self, "fill_")
-    self._data[...] = _value(value)
+    v = _value(value)
+    if _kernel_fill(self, v):
+        if grad_mode.is_grad_enabled():
+            shape.rebase_history(self, None)
+        return self
+    self._data[...] = v
     _cs.inplace_write("Tensor.fill_")
     self._vc[0] += 1
     if grad_mode.is_grad_enabled():
@@ -142,6 +228,10 @@ def copy_(self: Tensor, src: Any) -> Tensor:
         res = ew.broadcast_copy(src, self.shape, self.dtype)
         return inplace_result(self, res, "copy_")
     v = _value(src)
+    if isinstance(v, np.ndarray) and _kernel_fill(self, v):  # same dtype, broadcasting
+        if grad_mode.is_grad_enabled():
+            shape.rebase_history(self, None)
+        return self
     if self._data.dtype.kind in "iu":  # NaN/Inf have no integer value: refuse, as tensor()
         check_int_cast(np.asarray(v), self._data.dtype, "copy_")
     try:
@@ -161,6 +251,9 @@ def clamp_(self: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A
     if self.requires_grad and grad_mode.is_grad_enabled():
         # clamp saves its input for the mask: a copy keeps the value from before the write
         return inplace_result(self, ew.clamp(shape.clone(self), min, max), "clamp_")
+    if (min is not None or max is not None) and \
+            kernel_inplace(self, _EW["clamp"], _value(min), _value(max)):
+        return self
     res = ew.clamp(self.detach(), min, max)
     if res._data.shape != self._data.shape:  # bounds that broadcast to a larger shape
         raise RuntimeError(f"clamp_: output with shape {tuple(self.shape)} doesn't match the "

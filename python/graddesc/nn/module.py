@@ -191,6 +191,59 @@ class Module:
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at a dotted path ("" is the module itself), as PyTorch's.
+
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))
+        >>> net.get_submodule("1.1")
+        Linear(in_features=3, out_features=1, bias=True)
+        """
+        if not isinstance(target, str):
+            raise TypeError(f"get_submodule: target must be a str, got {type(target).__name__}")
+        mod: Any = self
+        for item in target.split(".") if target else []:
+            if not isinstance(mod, Module) or item not in mod._modules or \
+                    mod._modules[item] is None:
+                if isinstance(mod, Module) and hasattr(mod, item):
+                    raise AttributeError(f"`{item}` is not an nn.Module")
+                raise AttributeError(f"{type(mod).__name__} has no attribute `{item}`")
+            mod = mod._modules[item]
+        return mod
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at a dotted path ("0.weight"), as PyTorch's.
+
+        >>> net = nn.Sequential(nn.Linear(2, 3))
+        >>> tuple(net.get_parameter("0.weight").shape)
+        (3, 2)
+        """
+        mod, name = self._owner_of(target, "get_parameter")
+        if name not in mod._parameters or mod._parameters[name] is None:
+            if hasattr(mod, name):
+                raise AttributeError(f"`{name}` is not an nn.Parameter")
+            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        return mod._parameters[name]
+
+    def get_buffer(self, target: str) -> Tensor:
+        """The buffer at a dotted path ("0.running_mean"), as PyTorch's.
+
+        >>> net = nn.Sequential(nn.BatchNorm1d(3))
+        >>> net.get_buffer("0.running_var")
+        tensor([1., 1., 1.])
+        """
+        mod, name = self._owner_of(target, "get_buffer")
+        if name not in mod._buffers or mod._buffers[name] is None:
+            if hasattr(mod, name):
+                raise AttributeError(f"`{name}` is not a buffer")
+            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        return mod._buffers[name]
+
+    def _owner_of(self, target: str, op: str) -> tuple:
+        if not isinstance(target, str):
+            raise TypeError(f"{op}: target must be a str, got {type(target).__name__}")
+        path, _, name = target.rpartition(".")
+        return self.get_submodule(path), name
+
     # ---- modes and grads ------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
