@@ -127,7 +127,9 @@ def _with_buffers(m):
 
 def _run(step, dtype, compiled, calls=7):
     m = _with_buffers(_model(dtype))
-    f = (lambda x, y: step(m, x, y))
+    def f(x, y):
+        return step(m, x, y)
+
     if compiled:
         f = gd.compile(f)
     rng = np.random.default_rng(3)
