@@ -301,12 +301,14 @@ def _manual_update(w, x, y):
     loss = gd.nn.functional.mse_loss(gd.nn.functional.linear(x, w), y)
     loss.backward()
     with gd.no_grad():
-        w.sub_(0.1 * w.grad)  # the lecture's update written by hand: a NumPy in-place write
+        w.sub_(0.1 * w.grad)  # the lecture's update by hand: a kernel write, captured
+        w[0] = 0.0  # item assignment: a NumPy write, which a replay would skip
     return loss
 
 
-# (two backwards accumulating into .grad, and zero_grad(set_to_none=False), write through the
-# elementwise kernels now and are captured: tests/test_compile_optim.py)
+# (two backwards accumulating into .grad, zero_grad(set_to_none=False) and hand-written updates
+# write through the elementwise kernels now and are captured: tests/test_compile_optim.py,
+# tests/test_compile_handwritten.py)
 @pytest.mark.parametrize("body", [_manual_update])
 def test_python_in_place_writes_fall_back_instead_of_being_skipped(body):
     # A replay runs kernels only: a write NumPy makes inside the step would be lost, so the
