@@ -335,3 +335,128 @@ def test_inplace_on_integer_and_read_only_tensors_keep_their_errors():
     e = gd.tensor([1.0, 2.0]).expand(3, 2)
     with pytest.raises(RuntimeError, match="read-only"):
         e.add_(1.0)
+
+
+# ---- hand-written plain SGD folded into sgd instructions (and fused with the backward) ------
+def _program_names(f):
+    entries = [e for e in f._cache.values() if getattr(e, "program", None) is not None]
+    assert len(entries) == 1
+    return entries[0].program.names()
+
+
+@pytest.mark.parametrize("name", ["zero_first", "add_alpha", "data", "grad_none"])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_plain_updates_become_the_fused_backward_update(name, batch):
+    m = _model(gd.float32)
+    f = gd.compile(lambda x, y: STEPS[name](m, x, y))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        f(gd.tensor(rng.standard_normal((batch, 4)).astype(np.float32)),
+          gd.tensor(rng.standard_normal((batch, 3)).astype(np.float32)))
+    names = _program_names(f)
+    assert names.count("linear_bwd_sgd") == 2, names
+    assert "ew" not in names and "ew_fused" not in names, names
+
+
+def _reused_product(m, x, y):
+    m.zero_grad()
+    loss = F.mse_loss(m(x), y)
+    loss.backward()
+    steps = []
+    with gd.no_grad():
+        for p in m.parameters():
+            u = 0.1 * p.grad
+            p -= u
+            steps.append(u.abs().sum())
+    return loss, gd.stack(steps)
+
+
+def test_a_product_read_again_stays_an_instruction_and_equals_eager():
+    out = []
+    for compiled in (False, True):
+        m = _model(gd.float64)
+        f = gd.compile(lambda x, y, m=m: _reused_product(m, x, y)) if compiled else \
+            (lambda x, y, m=m: _reused_product(m, x, y))
+        rng = np.random.default_rng(2)
+        res = []
+        for _ in range(5):
+            x = gd.tensor(rng.standard_normal((3, 4)))
+            y = gd.tensor(rng.standard_normal((3, 3)))
+            loss, s = f(x, y)
+            res.append((loss.item(), s.numpy().copy()))
+        out.append((res, [p.detach().numpy().copy() for p in m.parameters()]))
+        if compiled:
+            assert f.stats["replayed"] >= 3
+            assert "ew" in _program_names(f) or "ew_fused" in _program_names(f)
+    (r1, p1), (r2, p2) = out
+    for (l1, s1), (l2, s2) in zip(r1, r2):
+        assert l1 == l2
+        np.testing.assert_array_equal(s1, s2)
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_extra_update_of_an_optimizer_parameter_keeps_its_own_rate():
+    """The optimizer's lr changes between calls (patched into the replay); the hand-written
+    extra step on the same parameters must keep its constant 0.01."""
+    out = []
+    for compiled in (False, True):
+        m = _model(gd.float32)
+        opt = gd.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x, y, m=m, opt=opt):
+            opt.zero_grad()
+            loss = F.mse_loss(m(x), y)
+            loss.backward()
+            opt.step()
+            with gd.no_grad():
+                for p in m.parameters():
+                    p -= 0.01 * p.grad
+            return loss
+
+        f = gd.compile(step) if compiled else step
+        x, y = gd.ones(2, 4), gd.zeros(2, 3)
+        losses = []
+        for k in range(6):
+            if k == 3:
+                opt.param_groups[0]["lr"] = 0.05
+            losses.append(f(x, y).item())
+        out.append((losses, [p.detach().numpy().copy() for p in m.parameters()]))
+        if compiled:
+            assert f.stats["replayed"] >= 3
+    assert out[0][0] == out[1][0]
+    for a, b in zip(out[0][1], out[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_a_gradient_read_by_a_kernel_after_the_fused_update_is_stored(batch):
+    """Regression: a batch <= 32 backward fused with its SGD update stores dW only when Python
+    reads .grad; a kernel of the same step reading .grad after the update (here its sum, also
+    the hand-written extra update above) read a stale dW on every replay."""
+    out = []
+    for compiled in (False, True):
+        gd.manual_seed(0)
+        m = nn.Linear(4, 3)
+        opt = gd.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x, y, m=m, opt=opt):
+            opt.zero_grad()
+            loss = F.mse_loss(m(x), y)
+            loss.backward()
+            opt.step()
+            return loss, m.weight.grad.sum()
+
+        f = gd.compile(step) if compiled else step
+        rng = np.random.default_rng(0)
+        res = []
+        for _ in range(5):
+            x = gd.tensor(rng.standard_normal((batch, 4)).astype(np.float32))
+            y = gd.tensor(rng.standard_normal((batch, 3)).astype(np.float32))
+            loss, gsum = f(x, y)
+            res.append((loss.item(), gsum.item()))
+        out.append(res)
+        if compiled:
+            assert f.stats["replayed"] >= 3
+            assert "linear_bwd_sgd" in _program_names(f)
+    assert out[0] == out[1]

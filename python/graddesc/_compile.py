@@ -553,7 +553,8 @@ class CompiledFunction:
         bufs = _Buffers()
         prog = _core.Program()
         try:
-            _translate(rec, [p for p in private if p is not None], prog, bufs)
+            by_hand = _translate(rec, [p for p in private if p is not None], prog, bufs,
+                                 tuple(t._data for t in flat))
             _check_constants_unwritten(rec, prog)
             for t in flat:
                 bufs.ptr(t._data, "a returned tensor")  # must be memory the program writes
@@ -596,8 +597,7 @@ class CompiledFunction:
         for index, name in enumerate(prog.names()):
             if name == "linear_bwd_sgd":
                 var = by_addr.get(prog.grad_addr(index))
-                if var is not None:
-                    prog.set_lazy(index, True)
+                if var is not None and prog.set_lazy(index, True):
                     entry.lazy.append((var, index))
                     entry.pending_items.append(_compile_state.pending_item(var, prog, index))
         entry.hyper_fast = [_fast_snapshot(group) for group, _ in rec.hypers]
@@ -609,6 +609,8 @@ class CompiledFunction:
         for index, name in enumerate(prog.names()):
             if name in _OPTIM_CODES:
                 group = owner.get(prog.param_addr(index))
+                if group is None and prog.param_addr(index) in by_hand:
+                    continue  # a hand-written update: its lr is a constant of the step
                 if group is None:
                     entry.hypers = [(g, ()) for g, _ in rec.hypers]  # never valid: re-record
                     break

@@ -129,8 +129,66 @@ def _act(a: dict) -> tuple:
     return act, float(default if a["alpha"] is None else a["alpha"])
 
 
-def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None:
-    """Turns the recorded calls into program instructions on the recorded buffers."""
+_EW_MUL, _EW_ADD, _EW_SUB = (_core.EW_OPS[k] for k in ("mul", "add", "sub"))
+
+
+def _overlaps(a: np.ndarray, lo: int, hi: int) -> bool:
+    start = _addr(a)
+    return a.size > 0 and start < hi and lo < start + a.nbytes + \
+        sum((n - 1) * abs(st) for n, st in zip(a.shape, a.strides))
+
+
+def _arrays_in(x: Any) -> list:
+    if isinstance(x, np.ndarray):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [a for v in x for a in _arrays_in(v)]
+    if isinstance(x, dict):
+        return [a for v in x.values() for a in _arrays_in(v)]
+    return []
+
+
+def _plain_updates(rec: _Recording, returned: list) -> dict:
+    """Hand-written plain SGD updates among the recorded calls: `t = g * c` (or c * g) right
+    before `p -= t` or `p += t` in place (`p -= lr * p.grad`, `p.add_(g, alpha=-lr)`), with p a
+    parameter no optimizer updates, g of p's shape and dtype, t read by nothing else. Each
+    becomes one sgd instruction with lr = c (-c for +=): the kernel computes p - T(lr) g with the
+    product rounded first, the very operations of the pair, and the passes may fuse it with the
+    layer's backward like an optimizer's update. Returns {index of the write: (index of the
+    product, p, g, lr)}."""
+    owned = {_addr(p._data) for group, _ in rec.hypers for p in group["params"]}
+    params = {id(t._data) for t in rec.params.values()}
+    found: dict = {}
+    calls = rec.calls
+    for i in range(len(calls) - 1):
+        name, args, kwargs, tmp = calls[i]
+        nxt = calls[i + 1]
+        if name != "elementwise" or nxt[0] != "elementwise":
+            continue
+        a, b = _bind(name, args, kwargs), _bind("elementwise", nxt[1], nxt[2])
+        if a["op"] != _EW_MUL or a["c"] is not None or a["out"] is not None:
+            continue
+        g, c = (a["a"], a["b"]) if isinstance(a["a"], np.ndarray) else (a["b"], a["a"])
+        p = b["a"]
+        if type(c) not in (float, int) or not isinstance(g, np.ndarray) or \
+                b["op"] not in (_EW_SUB, _EW_ADD) or b["b"] is not tmp or \
+                b["c"] is not None or b["out"] is not p or id(p) not in params or \
+                _addr(p) in owned or g.shape != p.shape or g.dtype != p.dtype or \
+                not (p.flags.c_contiguous and g.flags.c_contiguous) or p.size == 0:
+            continue
+        lo, hi = _addr(tmp), _addr(tmp) + tmp.nbytes
+        later = [x for call in calls[i + 2:] for x in _arrays_in((call[1], call[2], call[3]))]
+        if any(_overlaps(x, lo, hi) for x in later + list(returned)):
+            continue
+        found[i + 1] = (i, p, g, float(c) if b["op"] == _EW_SUB else -float(c))
+    return found
+
+
+def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers,
+               returned: tuple = ()) -> set:
+    """Turns the recorded calls into program instructions on the recorded buffers. Returns the
+    addresses of the parameters whose hand-written updates became sgd instructions (no param
+    group owns their learning rate)."""
     for a in inputs:
         bufs.add(a)
     for t in list(rec.params.values()) + list(rec.frozen.values()) + \
@@ -142,7 +200,16 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
         bufs.add(c)
     for _, g in rec.persistent.values():  # gradients the step zeroes and accumulates into
         bufs.add(g._data)
+    plain = _plain_updates(rec, [t for t in returned if isinstance(t, np.ndarray)])
+    products = {i for i, _, _, _ in plain.values()}
     for index, (name, args, kwargs, out) in enumerate(rec.calls):
+        if index in products:
+            continue  # (its product is formed by the update's instruction)
+        if index in plain:
+            _, p, g, lr = plain[index]
+            prog.add("sgd", p.dtype == np.float64, [], [p.size], [lr, 0.0, 0.0, 0.0, 0.0, 0.0],
+                     [[bufs.ptr(p, "a parameter")], [bufs.ptr(g, "a gradient")], []])
+            continue
         if name in _RECORD_ARGS:
             ptrs, ints, reals, f64, reads = getattr(_core, _RECORD_ARGS[name])(
                 *args, result=out, **kwargs)
@@ -352,6 +419,7 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
                       float(bool(a["decoupled_weight_decay"]))], lists)
         else:  # pragma: no cover - _SIGS and this function list the same names
             raise _UncapturableError(f"no translation for {name}")
+    return {_addr(p) for _, p, _, _ in plain.values()}
 
 
 def _check_constants_unwritten(rec: _Recording, prog: Any) -> None:

@@ -68,7 +68,7 @@ class Program:
         """
         Replays every instruction in order (first applying any gd.compile update left pending; this run leaves none).
         """
-    def set_lazy(self, index: typing.SupportsInt | typing.SupportsIndex, lazy: bool) -> None:
+    def set_lazy(self, index: typing.SupportsInt | typing.SupportsIndex, lazy: bool) -> bool:
         """
         linear_bwd_sgd: store dW only when materialize(index) is called.
         """

@@ -243,8 +243,10 @@ void bind_program(py::module_& m) {
                 if (!p.set_lazy(index, lazy))
                     value_error("Program.set_lazy: instruction " + std::to_string(index) +
                                 " is not a linear_bwd_sgd");
+                return p.instructions()[index].i[3] == 1;
             }, py::arg("index"), py::arg("lazy"),
-            "linear_bwd_sgd: store dW only when materialize(index) is called.")
+            "linear_bwd_sgd: store dW only when materialize(index) is called. Returns whether "
+            "it is lazy now: never while another instruction reads dW.")
         .def("materialize", [](const Program& p, size_t index) {
                 bool ok;
                 {

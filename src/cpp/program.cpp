@@ -62,6 +62,7 @@
 #include <string>
 
 #include "conv.hpp"
+#include "program_internal.hpp"
 #include "fuse.hpp"
 #include "instr_registry.hpp"
 #include "kernels.hpp"
@@ -444,6 +445,14 @@ bool Program::set_lazy(size_t index, bool lazy) {
     if (index >= code_.size() || code_[index].code != Code::linear_bwd_sgd) return false;
     Instr& in = code_[index];
     in.i.resize(4);
+    if (lazy) {
+        // dW read by another instruction (a norm of .grad after the step, a hand-written update
+        // of it) must be stored by every run: those read it from memory, not through .grad
+        const int64_t bytes = (in.f64 ? 8 : 4) * in.i[1] * in.i[2];
+        for (size_t j = 0; j < code_.size() && lazy; ++j)
+            if (j != index && program_detail::touches(code_[j], in.p[1], bytes, true, false))
+                lazy = false;
+    }
     in.i[3] = lazy ? 1 : 0;
     return true;
 }

@@ -92,6 +92,12 @@ def add_(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
 
 
 def sub_(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    if alpha == 1 and type(alpha) is int and (
+            not grad_mode.is_grad_enabled() or
+            not self.requires_grad and not _any_requires_grad(other)):
+        check_inplace(self, "sub_")
+        # one subtraction (the bits of adding -other), one pass: `p -= lr * p.grad`
+        return fast_inplace(self, np.subtract, _value(other), "sub_")
     return add_(self, other, alpha=-alpha)
 
 
