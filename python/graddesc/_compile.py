@@ -24,12 +24,14 @@ back to the Python path here, which decides.
 
 Anything that cannot be captured falls back to eager execution with one warning: Python reading
 a tensor's value (item(), bool(), numpy(), ...), ops that compute through NumPy instead of a
-kernel, NumPy writes into tensors (in-place ops), optimizers without a recorded kernel path
-(LBFGS, ZerothOrder), a tensor-valued optimizer setting (except SGD's diagonal or matrix lr,
-read once per array object), optimizer settings or schedulers changed inside the step, inputs
-that require grad, gradients accumulated across calls (call zero_grad() inside the step; with
-set_to_none=False the program zeroes and accumulates into the very .grad tensors, which each
-call checks), non-tensor return values.
+kernel, NumPy writes into tensors (item assignment; in-place ops on integers or mixed dtypes:
+float in-place arithmetic runs the elementwise kernel, functional/inplace.py), in-place writes
+into memory the recording does not know, optimizers without a recorded kernel path (LBFGS,
+ZerothOrder), a tensor-valued optimizer setting (except SGD's diagonal or matrix lr, read once
+per array object), optimizer settings or schedulers changed inside the step, inputs that
+require grad, non-tensor return values. A .grad the step accumulates into without having made
+it (zero_grad(set_to_none=False), clearing after the update, or never) is memory the program
+reads and writes, as eager does; each call checks that the parameter still holds it.
 
 Files: _compile_record.py is the recorder (which kernels are recordable and what a recording
 notes), _compile_translate.py turns a recording into Program instructions, and this module holds
