@@ -396,67 +396,65 @@ def test_a_product_read_again_stays_an_instruction_and_equals_eager():
         np.testing.assert_array_equal(a, b)
 
 
-def test_an_extra_update_of_an_optimizer_parameter_keeps_its_own_rate():
-    """The optimizer's lr changes between calls (patched into the replay); the hand-written
-    extra step on the same parameters must keep its constant 0.01."""
-    out = []
-    for compiled in (False, True):
-        m = _model(gd.float32)
-        opt = gd.optim.SGD(m.parameters(), lr=0.1)
+def _sgd_linear(extra):
+    """A Linear(4, 3) with optim.SGD and a step returning (loss, weight.grad.sum()), with a
+    hand-written extra update of every parameter after opt.step() when `extra`."""
+    gd.manual_seed(0)
+    m = nn.Linear(4, 3)
+    opt = gd.optim.SGD(m.parameters(), lr=0.1)
 
-        def step(x, y, m=m, opt=opt):
-            opt.zero_grad()
-            loss = F.mse_loss(m(x), y)
-            loss.backward()
-            opt.step()
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.mse_loss(m(x), y)
+        loss.backward()
+        opt.step()
+        if extra:
             with gd.no_grad():
                 for p in m.parameters():
                     p -= 0.01 * p.grad
-            return loss
+        return loss, m.weight.grad.sum()
 
+    return m, opt, step
+
+
+def _eager_and_compiled(extra, batch, new_lr_at=None):
+    """Per run (eager, then compiled): [(loss, grad sum)] over six calls, the parameters, and
+    the compiled function."""
+    runs = []
+    for compiled in (False, True):
+        m, opt, step = _sgd_linear(extra)
         f = gd.compile(step) if compiled else step
-        x, y = gd.ones(2, 4), gd.zeros(2, 3)
-        losses = []
+        rng = np.random.default_rng(0)
+        res = []
         for k in range(6):
-            if k == 3:
+            if k == new_lr_at:
                 opt.param_groups[0]["lr"] = 0.05
-            losses.append(f(x, y).item())
-        out.append((losses, [p.detach().numpy().copy() for p in m.parameters()]))
-        if compiled:
-            assert f.stats["replayed"] >= 3
-    assert out[0][0] == out[1][0]
-    for a, b in zip(out[0][1], out[1][1]):
+            x = gd.tensor(rng.standard_normal((batch, 4)).astype(np.float32))
+            y = gd.tensor(rng.standard_normal((batch, 3)).astype(np.float32))
+            loss, gsum = f(x, y)
+            res.append((loss.item(), gsum.item()))
+        runs.append((res, [p.detach().numpy().copy() for p in m.parameters()], f))
+    return runs
+
+
+def test_an_extra_update_of_an_optimizer_parameter_keeps_its_own_rate():
+    """The optimizer's lr changes between calls (patched into the replay); the hand-written
+    extra step on the same parameters must keep its constant 0.01."""
+    (r1, p1, _), (r2, p2, f) = _eager_and_compiled(True, 2, new_lr_at=3)
+    assert f.stats["replayed"] >= 3
+    assert r1 == r2
+    for a, b in zip(p1, p2):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("batch", [1, 8])
 def test_a_gradient_read_by_a_kernel_after_the_fused_update_is_stored(batch):
     """Regression: a batch <= 32 backward fused with its SGD update stores dW only when Python
-    reads .grad; a kernel of the same step reading .grad after the update (here its sum, also
-    the hand-written extra update above) read a stale dW on every replay."""
-    out = []
-    for compiled in (False, True):
-        gd.manual_seed(0)
-        m = nn.Linear(4, 3)
-        opt = gd.optim.SGD(m.parameters(), lr=0.1)
-
-        def step(x, y, m=m, opt=opt):
-            opt.zero_grad()
-            loss = F.mse_loss(m(x), y)
-            loss.backward()
-            opt.step()
-            return loss, m.weight.grad.sum()
-
-        f = gd.compile(step) if compiled else step
-        rng = np.random.default_rng(0)
-        res = []
-        for _ in range(5):
-            x = gd.tensor(rng.standard_normal((batch, 4)).astype(np.float32))
-            y = gd.tensor(rng.standard_normal((batch, 3)).astype(np.float32))
-            loss, gsum = f(x, y)
-            res.append((loss.item(), gsum.item()))
-        out.append(res)
-        if compiled:
-            assert f.stats["replayed"] >= 3
-            assert "linear_bwd_sgd" in _program_names(f)
-    assert out[0] == out[1]
+    reads .grad; a kernel of the same step reading .grad after the update (here its sum) read a
+    stale dW on every replay."""
+    (r1, p1, _), (r2, p2, f) = _eager_and_compiled(False, batch)
+    assert f.stats["replayed"] >= 3
+    assert "linear_bwd_sgd" in _program_names(f)
+    assert r1 == r2
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)

@@ -217,12 +217,7 @@ class Module:
         >>> tuple(net.get_parameter("0.weight").shape)
         (3, 2)
         """
-        mod, name = self._owner_of(target, "get_parameter")
-        if name not in mod._parameters or mod._parameters[name] is None:
-            if hasattr(mod, name):
-                raise AttributeError(f"`{name}` is not an nn.Parameter")
-            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
-        return mod._parameters[name]
+        return self._member(target, "get_parameter", "_parameters", "an nn.Parameter")
 
     def get_buffer(self, target: str) -> Tensor:
         """The buffer at a dotted path ("0.running_mean"), as PyTorch's.
@@ -231,18 +226,21 @@ class Module:
         >>> net.get_buffer("0.running_var")
         tensor([1., 1., 1.])
         """
-        mod, name = self._owner_of(target, "get_buffer")
-        if name not in mod._buffers or mod._buffers[name] is None:
-            if hasattr(mod, name):
-                raise AttributeError(f"`{name}` is not a buffer")
-            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
-        return mod._buffers[name]
+        return self._member(target, "get_buffer", "_buffers", "a buffer")
 
-    def _owner_of(self, target: str, op: str) -> tuple:
+    def _member(self, target: str, op: str, store: str, kind: str) -> Any:
+        """The entry of `store` (_parameters or _buffers) at a dotted path, with PyTorch's
+        errors."""
         if not isinstance(target, str):
             raise TypeError(f"{op}: target must be a str, got {type(target).__name__}")
         path, _, name = target.rpartition(".")
-        return self.get_submodule(path), name
+        mod = self.get_submodule(path)
+        found = getattr(mod, store).get(name)
+        if found is None:
+            if hasattr(mod, name):
+                raise AttributeError(f"`{name}` is not {kind}")
+            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        return found
 
     # ---- modes and grads ------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
