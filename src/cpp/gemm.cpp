@@ -31,7 +31,10 @@
 // K blocks of 96 (packing B would cost about as much as the product). The first K block applies
 // beta, later ones add. A short M with op(B) = B^T (M <= 48, or 16 on 16-register ISAs, and
 // K >= 16 M: a Linear forward at a small batch) packs nothing either: each C element is the dot
-// product of a row of A and a row of B (gemm_dots, gemm/dots.hpp).
+// product of a row of A and a row of B (gemm_dots, gemm/dots.hpp), computed in tiles of rows of
+// A by rows of B: 8 x 3 (4 x 2 on 16-register ISAs), or 2 x 8 (2 x 4) when A has 1 or 2 rows,
+// which loads fewer vectors per FMA there; every pair keeps its own accumulators, so the tile
+// shape changes no bit.
 //
 // Determinism: every C element is a chain of FMAs over k in increasing order inside each K block,
 // the blocks added in order (on the row-dot path: one chain per lane, then a fixed reduction);
