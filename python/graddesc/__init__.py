@@ -119,6 +119,7 @@ from graddesc.functional.math import (  # noqa: A004
     sin,
     square,
 )
+from graddesc.functional.combine import addcdiv, addcmul, lerp
 from graddesc.functional.port_ops import (
     allclose,
     bmm,

@@ -13,6 +13,8 @@ from graddesc._tensor import Tensor as Tensor
 from graddesc._core import __version__ as __version__
 from graddesc.functional.elementwise import abs as abs
 from graddesc.functional.elementwise import add as add
+from graddesc.functional.combine import addcdiv as addcdiv
+from graddesc.functional.combine import addcmul as addcmul
 from graddesc.functional.math import all as all
 from graddesc.functional.port_ops import allclose as allclose
 from graddesc.functional.reduce import amax as amax
@@ -92,6 +94,7 @@ from graddesc.functional.port_ops import isinf as isinf
 from graddesc.functional.elementwise import isnan as isnan
 from graddesc.functional.elementwise import le as le
 from graddesc.functional.activation import leaky_relu as leaky_relu
+from graddesc.functional.combine import lerp as lerp
 from graddesc._creation import linspace as linspace
 from graddesc.serialization import load as load
 from graddesc.functional.activation import log as log

@@ -20,6 +20,7 @@ from graddesc.functional import inplace as ip
 from graddesc.functional import linear as lin
 from graddesc.functional import loss as lss
 from graddesc.functional import math as gmath
+from graddesc.functional import combine as cmb
 from graddesc.functional import port_ops as pops
 from graddesc.functional import reduce as red
 from graddesc.functional import shape as shp
@@ -242,6 +243,10 @@ _METHODS = {
     "log1p_": _inplace(pops.log1p, "log1p_"), "reciprocal_": _inplace(pops.reciprocal,
                                                                      "reciprocal_"),
     "tril_": _inplace(pops.tril, "tril_"), "triu_": _inplace(pops.triu, "triu_"),
+    # fused pointwise updates (functional/combine.py)
+    "addcmul": cmb.addcmul, "addcdiv": cmb.addcdiv, "lerp": cmb.lerp,
+    "addcmul_": _inplace(cmb.addcmul, "addcmul_"), "addcdiv_": _inplace(cmb.addcdiv, "addcdiv_"),
+    "lerp_": _inplace(cmb.lerp, "lerp_"),
     # conversions and copies (functional/shape.py)
     "to": shp.to, "clone": shp.clone, "contiguous": shp.contiguous,
     # autograd (autograd/engine.py)

@@ -59,9 +59,10 @@ def inplace_result(self: Tensor, res: Tensor, op: str) -> Tensor:
                                                                "same_kind"):
         raise RuntimeError(f"{op}: result type {res.dtype} can't be cast to the desired "
                            f"output type {self.dtype}")
-    np.copyto(self._data, res._data, casting="unsafe")
-    _cs.inplace_write(f"Tensor.{op}")
-    self._vc[0] += 1
+    if not _kernel_fill(self, res._data):  # (the kernel's copy: gd.compile records it)
+        np.copyto(self._data, res._data, casting="unsafe")
+        _cs.inplace_write(f"Tensor.{op}")
+        self._vc[0] += 1
     if self._vinfo is None and self._views is None:
         if res.grad_fn is not None:  # the usual case, without the call
             self.grad_fn = res.grad_fn
