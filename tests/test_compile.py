@@ -302,7 +302,7 @@ def _manual_update(w, x, y):
     loss.backward()
     with gd.no_grad():
         w.sub_(0.1 * w.grad)  # the lecture's update by hand: a kernel write, captured
-        w[0] = 0.0  # item assignment: a NumPy write, which a replay would skip
+        w[w.abs() > 10.0] = 0.0  # boolean-mask assignment: a NumPy write, a replay would skip
     return loss
 
 

@@ -458,3 +458,81 @@ def test_a_gradient_read_by_a_kernel_after_the_fused_update_is_stored(batch):
     assert r1 == r2
     for a, b in zip(p1, p2):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- item assignment with basic indices, relu_ under no_grad: kernel writes, captured ------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_basic_index_assignment_matches_numpy(dtype):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((4, 5, 3)).astype(dtype)
+    cases = [((0,), 1.5), ((slice(None), 2), -2.0), ((Ellipsis, 1), 0.25),
+             ((1, slice(1, 4), 0), rng.standard_normal(3).astype(dtype)),
+             ((slice(None, None, 2),), rng.standard_normal((5, 3)).astype(dtype)),
+             ((2, 3, 1), 7.0), ((None, 0), 3.0), ((-1, -2), rng.standard_normal(1).astype(dtype))]
+    for idx, v in cases:
+        t = gd.tensor(a.copy())
+        vv = gd.tensor(v) if isinstance(v, np.ndarray) else v
+        t[idx] = vv
+        expect = a.copy()
+        expect[idx] = v
+        np.testing.assert_array_equal(t.numpy(), expect, err_msg=repr(idx))
+    t = gd.tensor(a.copy())
+    with pytest.raises(IndexError):
+        t[4] = 0.0
+    v = t._version
+    t[0] = 1.0
+    assert t._version == v + 1
+
+
+def _zero_row_and_relu(m, x, y):
+    m.zero_grad()
+    loss = F.mse_loss(m(x), y)
+    loss.backward()
+    with gd.no_grad():
+        for p in m.parameters():
+            p -= 0.1 * p.grad
+        m[0].weight[0] = 0.0  # a pruned unit, kept at zero
+        m[2].bias[1:] = m[2].bias[:-1]  # a shift within itself: overlapping, NumPy copies first
+        m[0].bias.relu_()
+    return loss
+
+
+def test_item_assignment_and_relu_in_place_are_captured():
+    """w[0] = 0 and relu_ write through kernels (captured); the overlapping slice copy keeps
+    NumPy (it falls back), so the step runs eagerly with eager's results."""
+    STEPS["zero_row"] = _zero_row_and_relu
+    try:
+        m1, l1, _ = _run(_zero_row_and_relu, gd.float32, False)
+        with pytest.warns(RuntimeWarning, match="graddesc.compile"):
+            m2, l2, f = _run(_zero_row_and_relu, gd.float32, True)
+    finally:
+        del STEPS["zero_row"]
+    assert l1 == l2
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+
+
+def _zero_row_only(m, x, y):
+    m.zero_grad()
+    loss = F.mse_loss(m(x), y)
+    loss.backward()
+    with gd.no_grad():
+        for p in m.parameters():
+            p -= 0.1 * p.grad
+        m[0].weight[0] = 0.0
+        m[2].bias[1:] = 0.5
+        m[0].bias.relu_()
+    return loss
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+def test_basic_item_assignment_in_a_step_is_captured(dtype):
+    m1, l1, _ = _run(_zero_row_only, dtype, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m2, l2, f = _run(_zero_row_only, dtype, True)
+    assert f.stats["eager"] == 0 and f.stats["replayed"] >= 5
+    assert l1 == l2
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    assert (m2[0].weight.detach().numpy()[0] == 0).all()

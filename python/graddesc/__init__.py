@@ -69,6 +69,7 @@ from graddesc.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_en
 from graddesc.autograd import functional as _autograd_functional  # noqa: F401  (built on the ops)
 from graddesc.autograd.grad_mode import inference_mode
 from graddesc.functional.activation import exp, gelu, leaky_relu, log, relu, sigmoid, softplus, tanh
+from graddesc.functional.combine import addcdiv, addcmul, lerp
 from graddesc.functional.elementwise import (  # noqa: A004
     abs,
     add,
@@ -119,7 +120,6 @@ from graddesc.functional.math import (  # noqa: A004
     sin,
     square,
 )
-from graddesc.functional.combine import addcdiv, addcmul, lerp
 from graddesc.functional.port_ops import (
     allclose,
     bmm,

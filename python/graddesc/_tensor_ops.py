@@ -14,13 +14,13 @@ from graddesc import _creation
 from graddesc._tensor import Tensor, _convert_array, _norm_dim
 from graddesc.autograd import engine
 from graddesc.functional import activation as act
+from graddesc.functional import combine as cmb
 from graddesc.functional import elementwise as ew
 from graddesc.functional import indexing as idx
 from graddesc.functional import inplace as ip
 from graddesc.functional import linear as lin
 from graddesc.functional import loss as lss
 from graddesc.functional import math as gmath
-from graddesc.functional import combine as cmb
 from graddesc.functional import port_ops as pops
 from graddesc.functional import reduce as red
 from graddesc.functional import shape as shp

@@ -195,10 +195,11 @@ def zero_(self: Tensor) -> Tensor:
     return fill_(self, 0)
 
 
-def _kernel_fill(self: Tensor, value: Any) -> bool:
-    """self[...] = value (a number, or an array of self's dtype broadcasting to its shape) by
-    the elementwise kernel, y = where(True, value, self), which gd.compile records."""
-    a = self._data
+def _kernel_fill(self: Tensor, value: Any, a: Any = None) -> bool:
+    """a[...] = value (a = self's memory, or a view of it; value a number, or an array of a's
+    dtype broadcasting to its shape) by the elementwise kernel, y = where(True, value, a),
+    which gd.compile records; self's version counter is bumped."""
+    a = self._data if a is None else a
     if not _writable_float(a):
         return False
     v = _kernel_operand(a, value)
@@ -209,6 +210,22 @@ def _kernel_fill(self: Tensor, value: Any) -> bool:
         _cs.inplace_kernel(self)
     self._vc[0] += 1
     return True
+
+
+def _basic_view(a: np.ndarray, idx: Any) -> Any:
+    """a[idx] as a view when idx is basic indexing (integers, slices, None, Ellipsis), else
+    None (advanced indexing makes a copy)."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    if not all(i is None or i is Ellipsis or isinstance(i, slice) or
+               isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+               for i in items):
+        return None
+    if not any(i is Ellipsis for i in items):
+        items = (*items, Ellipsis)  # (all integers: a 0-d view, not a NumPy scalar)
+    try:
+        return a[items]
+    except IndexError as e:
+        raise IndexError(f"__setitem__: {e}") from None
 
 
 _TRUE = np.ones((), dtype=bool)  # the condition of _kernel_fill's where
@@ -275,6 +292,8 @@ def relu_(self: Tensor) -> Tensor:
     check_inplace(self, "relu_")
     if self.requires_grad and grad_mode.is_grad_enabled():
         return inplace_result(self, act.relu(self), "relu_")
+    if _writable_float(self._data):  # the activation kernel, then its copy: captured
+        return inplace_result(self, act.relu(self.detach()), "relu_")
     np.maximum(self._data, 0, out=self._data, where=~np.isnan(self._data)) \
         if self._data.dtype.kind == "f" else np.maximum(self._data, 0, out=self._data)
     _cs.inplace_write("Tensor.relu_")
@@ -298,11 +317,15 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
         inplace_result(self, shape.index_put(self, index, value), "__setitem__")
         return
     v = _value(value)
+    idx = shape.np_index(index)
+    view = _basic_view(self._data, idx)
+    if view is not None and _kernel_fill(self, v, view):
+        return  # (x[0] = 0, x[:, 1:] = t: the kernel writes the view, gd.compile records it)
     if self._data.dtype.kind in "iu":  # NaN/Inf have no integer value: refuse, as tensor()
         check_int_cast(np.asarray(v), self._data.dtype, "__setitem__")
     try:
         with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
-            self._data[shape.np_index(index)] = v
+            self._data[idx] = v
     except (IndexError, ValueError) as e:
         raise IndexError(f"__setitem__: {e}") from None
     _cs.inplace_write("Tensor.__setitem__")
