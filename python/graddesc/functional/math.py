@@ -14,7 +14,7 @@ from graddesc._tensor import Tensor
 from graddesc.autograd.function import Function
 from graddesc.autograd.grad_mode import is_grad_enabled
 from graddesc.functional import elementwise as ew
-from graddesc.functional.reduce import _dims
+from graddesc.functional.reduce import _dims, _is_kernel_float, _reduce
 
 
 def _check_tensor(x: Any, op: str) -> None:
@@ -282,9 +282,11 @@ class Norm(Function):
 
     @staticmethod
     def forward(ctx, x, p, dims, keepdim):
-        r = _vector_norm_np(x._data, p, dims)
         ctx.p, ctx.dims, ctx.keepdim = p, dims, keepdim
         ctx.save_for_backward(x)
+        if _is_kernel_float(x._data) and x._data.size:  # the reduce kernel: gd.compile records it
+            return Tensor._make(_reduce("norm", x._data, dims, keepdim, p))
+        r = _vector_norm_np(x._data, p, dims)
         out = r if keepdim else (r.reshape(()) if dims is None else np.squeeze(r, axis=dims))
         return Tensor._make(np.ascontiguousarray(out))
 

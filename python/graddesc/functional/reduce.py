@@ -517,8 +517,10 @@ class LogSumExp(Function):
         # the softmax over dims from max-shifted exponentials: exp(x - out) is 1 where out =
         # max + log(n) rounds to the max (two entries of 1e30 would get 1 each, not 1/2)
         a = x._data
-        with np.errstate(invalid="ignore"):
-            m = np.max(a, axis=ctx.dims, keepdims=True) if a.size else np.zeros((1,) * a.ndim)
-        m = Tensor._make(np.where(np.isfinite(m), m, 0).astype(a.dtype))
+        if a.size:  # kernels (gd.compile records them): the max, 0 where it is not finite
+            m = Tensor._make(_reduce("amax", a, ctx.dims, True))
+            m = ew.where(ew.lt(ew.abs(m), math.inf), m, 0.0)
+        else:
+            m = Tensor._make(np.zeros((1,) * a.ndim, a.dtype))
         e = (x - m).exp()
         return g * (e / sum(e, ctx.dims, keepdim=True)), None, None
