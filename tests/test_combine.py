@@ -160,3 +160,28 @@ def test_hand_written_adam_is_captured_and_equals_eager(dtype):
     assert runs[0][0] == runs[1][0]
     for k in runs[0][1]:
         np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k], err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+def test_pytorch_adam_loop_written_with_them_equals_optim_adam_bitwise(dtype):
+    """torch.optim.Adam's single-tensor update written out with lerp_, addcmul_ and addcdiv_
+    gives optim.Adam's bits: the fused kernel and these ops round the same operations."""
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
+    rng = np.random.default_rng(7)
+    npdt = np.float32 if dtype == gd.float32 else np.float64
+    w0 = rng.standard_normal((6, 5)).astype(npdt)
+    a = gd.tensor(w0.copy(), requires_grad=True)
+    b = gd.tensor(w0.copy(), requires_grad=True)
+    opt = gd.optim.Adam([b], lr=lr, betas=(b1, b2), eps=eps)
+    m, v = gd.zeros_like(a), gd.zeros_like(a)
+    for step in range(1, 8):
+        g = gd.tensor(rng.standard_normal((6, 5)).astype(npdt))
+        a.grad, b.grad = g.clone(), g.clone()
+        opt.step()
+        with gd.no_grad():
+            m.lerp_(a.grad, 1 - b1)
+            v.mul_(b2).addcmul_(a.grad, a.grad, value=1 - b2)
+            step_size = lr / (1 - b1 ** step)
+            denom = (v.sqrt() / (1 - b2 ** step) ** 0.5).add_(eps)
+            a.addcdiv_(m, denom, value=-step_size)
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())

@@ -1,6 +1,11 @@
 """addcmul, addcdiv and lerp: PyTorch's fused pointwise updates (what optimizers written by hand
 use), as compositions of the elementwise kernels in PyTorch's order of operations. They are
-differentiable through those ops, and a gd.compile step that uses them is captured."""
+differentiable through those ops, and a gd.compile step that uses them is captured.
+
+Every operation rounds once, as in graddesc's optimizer kernels (src/cpp/optim.cpp), so
+PyTorch's Adam loop written with these gives optim.Adam's bits (tests/test_combine.py).
+PyTorch's own vectorised CPU kernels fuse the last multiply-add of addcmul and lerp into one
+rounding, so its results may differ from these in the last bit."""
 
 from __future__ import annotations
 
