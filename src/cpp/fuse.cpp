@@ -25,6 +25,7 @@
 #include "elementwise.hpp"
 #include "fuse_kernel.hpp"
 #include "kernels.hpp"
+#include "reduce_ops.hpp"
 
 namespace gd {
 namespace {
@@ -37,7 +38,16 @@ constexpr int64_t kBlock = 2048;
 // A chain stops looking after moving over this many instructions (the pass stays fast).
 constexpr size_t kWindow = 64;
 
-enum Kind : int64_t { kEw = 0, kActFwd = 1, kActBwd = 2 };
+enum Kind : int64_t { kEw = 0, kActFwd = 1, kActBwd = 2, kRed = 3 };
+
+// A reduction member (kRed) reduces each row of the chain's innermost merged dim into one element
+// of y (y's stride 0 there): the runner's tiles hold whole rows (a row of at most kFusedRow
+// elements, the runner's piece), so a row's elements, produced by earlier members in the same
+// tile, are all there when it runs. Its op: kRedSumTo (an `ew` sum_to: run_sum's 8 partials),
+// kRedSum / kRedMean (a `reduce` sum / mean: reduce.cpp's lanes). Nothing in the chain may read
+// or write its y (compatible()).
+enum RedOp : int64_t { kRedSumTo = 0, kRedSum = 1, kRedMean = 2 };
+constexpr int64_t kFusedRow = 1024;  // = kPiece of the runner (elementwise.cpp)
 
 struct Member {
     int64_t kind = kEw, op = 0;
@@ -76,12 +86,95 @@ bool conflict(const std::vector<Operand>& a, const std::vector<Operand>& b) {
     return false;
 }
 
+// Merges the dims of `shape` (size-1 dims dropped) over the strides of members `ms`' four slots,
+// as build() does; returns the merged shape and each member's merged strides.
+std::vector<int64_t> merge_dims(const std::vector<const std::vector<int64_t>*>& st,
+                                const std::vector<int64_t>& shape,
+                                std::vector<std::vector<int64_t>>& mst) {
+    std::vector<int64_t> ms;
+    mst.assign(st.size(), {});
+    for (size_t d = 0; d < shape.size(); ++d) {
+        if (shape[d] == 1) continue;
+        bool merge = !ms.empty();
+        for (size_t k = 0; k < st.size() && merge; ++k) merge = mst[k].back() == (*st[k])[d] * shape[d];
+        if (merge) {
+            ms.back() *= shape[d];
+            for (size_t k = 0; k < st.size(); ++k) mst[k].back() = (*st[k])[d];
+            continue;
+        }
+        ms.push_back(shape[d]);
+        for (size_t k = 0; k < st.size(); ++k) mst[k].push_back((*st[k])[d]);
+    }
+    return ms;
+}
+
+// Whether a reduction member with y strides st[0] and x strides st[1] over `shape` (merged with
+// `others`' strides too) reduces exactly the innermost merged dim, of at most kFusedRow elements,
+// with x contiguous along it (or `x_scratch`), and keeps at least one dim before it, each with a
+// nonzero y stride: then the unfused kernel (sum_to: run_sum over each row; reduce: one
+// rows-path block per output) adds each row's elements in the order the runner does.
+bool reduction_fits(const std::vector<int64_t>& y, const std::vector<int64_t>& x, bool x_scratch,
+                    const std::vector<const std::vector<int64_t>*>& others,
+                    const std::vector<int64_t>& shape) {
+    std::vector<const std::vector<int64_t>*> st = {&y, &x};
+    st.insert(st.end(), others.begin(), others.end());
+    std::vector<std::vector<int64_t>> mst;
+    const std::vector<int64_t> ms = merge_dims(st, shape, mst);
+    if (ms.size() < 2) return false;
+    const size_t last = ms.size() - 1;
+    if (ms[last] > kFusedRow || mst[0][last] != 0 || (!x_scratch && mst[1][last] != 1))
+        return false;
+    for (size_t d = 0; d < last; ++d)
+        if (mst[0][d] == 0) return false;
+    return true;
+}
+
+bool row_reduction(const Member& m, const std::vector<int64_t>& shape) {
+    return reduction_fits(m.st[0], m.st[1], false, {}, shape);
+}
+
 // Can `in` be a member, and with which iteration shape (empty for an act member: N elements)?
 bool member_of(const Instr& in, Member& m, std::vector<int64_t>& shape, int64_t& n) {
     const auto& i = in.i;
-    if (in.code == Code::ew) {
-        const Ew op = static_cast<Ew>(i[0]);
-        if (op == Ew::sum_to) return false;  // a reduction: y is broadcast over the summed dims
+    if (in.code == Code::ew && static_cast<Ew>(i[0]) == Ew::sum_to) {
+        // a reduction: y is broadcast (stride 0) over the summed dims
+        const int64_t nd = i[1];
+        shape.assign(i.begin() + 2, i.begin() + 2 + nd);
+        n = numel(shape);
+        m.kind = kRed;
+        m.op = kRedSumTo;
+        m.p[0] = in.p[0];
+        m.p[1] = in.p[1];
+        m.st[0].assign(i.begin() + 2 + nd, i.begin() + 2 + 2 * nd);
+        m.st[1].assign(i.begin() + 2 + 2 * nd, i.begin() + 2 + 3 * nd);
+        m.st[2].assign(static_cast<size_t>(nd), 0);
+        m.st[3].assign(static_cast<size_t>(nd), 0);
+        if (!row_reduction(m, shape)) return false;
+    } else if (in.code == Code::reduce) {
+        // reduce p[y, idx, x] i[op, nd, axes, keepdim, shape, x strides]: only sum and mean
+        const Red op = static_cast<Red>(i[0]);
+        if ((op != Red::sum && op != Red::mean) || in.p[1] != nullptr || in.p[2] == nullptr)
+            return false;
+        const int64_t nd = i[1];
+        const auto axes = static_cast<uint64_t>(i[2]);
+        shape.assign(i.begin() + 4, i.begin() + 4 + nd);
+        n = numel(shape);
+        m.kind = kRed;
+        m.op = op == Red::sum ? kRedSum : kRedMean;
+        m.p[0] = in.p[0];
+        m.p[1] = in.p[2];
+        m.st[0].assign(static_cast<size_t>(nd), 0);  // y: C order over the kept dims
+        int64_t s = 1;
+        for (int64_t d = nd; d-- > 0;)
+            if (!((axes >> d) & 1u)) {
+                m.st[0][static_cast<size_t>(d)] = s;
+                s *= shape[static_cast<size_t>(d)];
+            }
+        m.st[1].assign(i.begin() + 4 + nd, i.begin() + 4 + 2 * nd);
+        m.st[2].assign(static_cast<size_t>(nd), 0);
+        m.st[3].assign(static_cast<size_t>(nd), 0);
+        if (!row_reduction(m, shape)) return false;
+    } else if (in.code == Code::ew) {
         const int64_t nd = i[1];
         shape.assign(i.begin() + 2, i.begin() + 2 + nd);
         n = numel(shape);
@@ -107,6 +200,9 @@ bool member_of(const Instr& in, Member& m, std::vector<int64_t>& shape, int64_t&
     }
     if (n <= 0) return false;
     m.ops = operands(in);
+    if (in.code == Code::reduce)  // x is the member's slot 1 (the idx slot is null)
+        for (Operand& o : m.ops)
+            if (o.slot == 2) o.slot = 1;
     return true;
 }
 
@@ -131,6 +227,8 @@ bool compatible(const Member& c, const Member& m, const std::vector<int64_t>& sh
     for (const Operand& x : c.ops)
         for (const Operand& y : m.ops) {
             if (!(x.write || y.write) || !overlaps(x.ptr, x.bytes, y.ptr, y.bytes)) continue;
+            // a reduction's y holds one element per row: no other member may touch it
+            if ((c.kind == kRed && x.slot == 0) || (m.kind == kRed && y.slot == 0)) return false;
             if (x.slot < 0 || y.slot < 0 || !same_layout(c, x.slot, m, y.slot, shape))
                 return false;
         }
@@ -285,6 +383,28 @@ int fuse_elementwise(std::vector<Instr>& code, const std::vector<std::pair<void*
             if (ch.shape.empty()) ch.shape = shape;
             ch.index.push_back(t);
             ch.members.push_back(std::move(m));
+        }
+        // a reduction member must still reduce exactly the innermost merged dim over the
+        // chain's strides: the chain ends before the first one that does not (a prefix of a
+        // chain is a chain: its members were checked against earlier ones only)
+        for (size_t j = 0; j < ch.members.size(); ++j) {
+            const Member& r = ch.members[j];
+            if (r.kind != kRed) continue;
+            const std::vector<int64_t> sh = ch.shape.empty() ? std::vector<int64_t>{ch.n} : ch.shape;
+            std::vector<std::vector<int64_t>> own;  // (act members: contiguous strides)
+            std::vector<const std::vector<int64_t>*> others;
+            for (const Member& q : ch.members)
+                for (int k = 0; k < 4; ++k) {
+                    if (q.contig) own.push_back(contiguous_strides(sh));
+                }
+            size_t a = 0;
+            for (const Member& q : ch.members)
+                for (int k = 0; k < 4; ++k) others.push_back(q.contig ? &own[a++] : &q.st[k]);
+            if (!reduction_fits(r.st[0], r.st[1], true, others, sh)) {
+                ch.index.resize(j);
+                ch.members.resize(j);
+                break;
+            }
         }
         if (ch.members.size() < 2) continue;
         std::vector<std::vector<Operand>> all_ops;
