@@ -565,7 +565,7 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
         FusedMember<T>& m = mem[static_cast<size_t>(j)];
         m.kind = rec[0];
         m.op = rec[1];
-        const EwInfo* info = m.kind == 0 ? &kEwOps[m.op] : nullptr;
+        const EwInfo* info = m.kind == 0 || m.kind == 4 ? &kEwOps[m.op] : nullptr;
         for (int k = 0; k < 4; ++k) {
             m.src[k] = rec[2 + k];
             m.st[k] = rec + 6 + k * nd;
@@ -576,9 +576,9 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
             m.sr[k] = m.src[k] >= 0 ? 1 : m.st[k][last];
         }
         for (int k = 0; k < 3; ++k) m.s[k] = T(dd[3 * j + k]);
-        m.fn = m.kind == 0 ? piece_fn<T>(static_cast<Ew>(m.op), m.src[2] < 0 && m.p[2] == nullptr,
-                                         m.s[1])
-                           : nullptr;
+        m.fn = m.kind == 0 || m.kind == 4
+                   ? piece_fn<T>(static_cast<Ew>(m.op), m.src[2] < 0 && m.p[2] == nullptr, m.s[1])
+                   : nullptr;
     }
     int64_t outer = 1, inner = 1;
     for (int64_t d = 0; d < split; ++d) outer *= shape[d];
@@ -664,9 +664,10 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
                             if (m.kind == 3) {  // a row reduction: the tile holds whole rows
                                 *reinterpret_cast<T*>(q[0]) =
                                     reduce_row(m.op, reinterpret_cast<const T*>(q[1]), len);
-                            } else if (m.kind == 0) {
+                            } else if (m.kind == 0 || m.kind == 4) {
+                                // (a row member: one element per row, the tile's whole rows)
                                 const void* xp[3] = {q[1], q[2], q[3]};
-                                m.fn(q[0], m.sr[0], xp, m.sr + 1, m.s, len);
+                                m.fn(q[0], m.sr[0], xp, m.sr + 1, m.s, m.kind == 4 ? 1 : len);
                             } else if (m.kind == 1) {
                                 activation_forward<T>(static_cast<Act>(m.op),
                                                       reinterpret_cast<T*>(q[0]),
