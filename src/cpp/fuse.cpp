@@ -398,6 +398,8 @@ bool fusion_enabled() {
 
 int fuse_elementwise(std::vector<Instr>& code, const std::vector<std::pair<void*, int64_t>>& pinned) {
     int removed = 0;
+    // GRADDESC_FUSE_ROWS (read at each recording, for tests and benchmarks): 0 records chains
+    // without row reductions and row members (as before them), 1 with reductions only
     const char* rows_env = std::getenv("GRADDESC_FUSE_ROWS");
     const int rows_mode = rows_env == nullptr ? 2 : std::atoi(rows_env);
     for (size_t s = 0; s < code.size(); ++s) {
