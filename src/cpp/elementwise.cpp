@@ -506,6 +506,36 @@ PieceFn<T> piece_fn(Ew op, bool scalar_b, T b) {
     return nullptr;
 }
 
+// A reduction member's row (fuse.cpp, kind 3), contiguous: op 0 an `ew` sum_to (run_sum above,
+// as sum_to does for one run), op 1 / 2 a `reduce` sum / mean: what reduce.cpp's rows path
+// (block_partial) does for an output whose one run of n < its block elements is contiguous:
+// element j to lane j % L while whole groups of L last (the tail then to lanes 0, 1, ... in
+// order), L = 128 bytes of T (one lane when n < L), lanes combined by the halving tree.
+template <class T>
+T reduce_row(int64_t op, const T* x, int64_t n) {
+    if (op == 0) return run_sum(x, int64_t(1), n);
+    constexpr int L = int(128 / sizeof(T));
+    T total;
+    if (n >= L) {
+        T lanes[L];
+        for (int l = 0; l < L; ++l) lanes[l] = T(0);
+        int64_t j = 0;
+        for (; j + L <= n; j += L) {
+            const T* GD_RESTRICT xj = x + j;
+#pragma omp simd
+            for (int l = 0; l < L; ++l) lanes[l] += xj[l];
+        }
+        for (int l = 0; j < n; ++j, ++l) lanes[l] += x[j];
+        for (int w = L / 2; w >= 1; w /= 2)
+            for (int l = 0; l < w; ++l) lanes[l] += lanes[l + w];
+        total = lanes[0];
+    } else {
+        total = T(0);
+        for (int64_t j = 0; j < n; ++j) total += x[j];
+    }
+    return op == 2 ? total / T(n) : total;
+}
+
 // One member, decoded once per replay.
 template <class T>
 struct FusedMember {
@@ -535,7 +565,7 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
         FusedMember<T>& m = mem[static_cast<size_t>(j)];
         m.kind = rec[0];
         m.op = rec[1];
-        const EwInfo* info = m.kind == 0 ? &kEwOps[m.op] : nullptr;
+        const EwInfo* info = m.kind == 0 || m.kind == 4 ? &kEwOps[m.op] : nullptr;
         for (int k = 0; k < 4; ++k) {
             m.src[k] = rec[2 + k];
             m.st[k] = rec + 6 + k * nd;
@@ -546,9 +576,9 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
             m.sr[k] = m.src[k] >= 0 ? 1 : m.st[k][last];
         }
         for (int k = 0; k < 3; ++k) m.s[k] = T(dd[3 * j + k]);
-        m.fn = m.kind == 0 ? piece_fn<T>(static_cast<Ew>(m.op), m.src[2] < 0 && m.p[2] == nullptr,
-                                         m.s[1])
-                           : nullptr;
+        m.fn = m.kind == 0 || m.kind == 4
+                   ? piece_fn<T>(static_cast<Ew>(m.op), m.src[2] < 0 && m.p[2] == nullptr, m.s[1])
+                   : nullptr;
     }
     int64_t outer = 1, inner = 1;
     for (int64_t d = 0; d < split; ++d) outer *= shape[d];
@@ -631,9 +661,13 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
                             char* q[4];
                             for (int k = 0; k < 4; ++k)
                                 q[k] = ptr[k] == nullptr ? nullptr : ptr[k] + t * step[k];
-                            if (m.kind == 0) {
+                            if (m.kind == 3) {  // a row reduction: the tile holds whole rows
+                                *reinterpret_cast<T*>(q[0]) =
+                                    reduce_row(m.op, reinterpret_cast<const T*>(q[1]), len);
+                            } else if (m.kind == 0 || m.kind == 4) {
+                                // (a row member: one element per row, the tile's whole rows)
                                 const void* xp[3] = {q[1], q[2], q[3]};
-                                m.fn(q[0], m.sr[0], xp, m.sr + 1, m.s, len);
+                                m.fn(q[0], m.sr[0], xp, m.sr + 1, m.s, m.kind == 4 ? 1 : len);
                             } else if (m.kind == 1) {
                                 activation_forward<T>(static_cast<Act>(m.op),
                                                       reinterpret_cast<T*>(q[0]),

@@ -25,6 +25,7 @@
 #include "elementwise.hpp"
 #include "fuse_kernel.hpp"
 #include "kernels.hpp"
+#include "reduce_ops.hpp"
 
 namespace gd {
 namespace {
@@ -37,7 +38,19 @@ constexpr int64_t kBlock = 2048;
 // A chain stops looking after moving over this many instructions (the pass stays fast).
 constexpr size_t kWindow = 64;
 
-enum Kind : int64_t { kEw = 0, kActFwd = 1, kActBwd = 2 };
+enum Kind : int64_t { kEw = 0, kActFwd = 1, kActBwd = 2, kRed = 3, kRow = 4 };
+
+// A reduction member (kRed) reduces each row of the chain's innermost merged dim into one element
+// of y (y's stride 0 there): the runner's tiles hold whole rows (a row of at most kFusedRow
+// elements, the runner's piece), so a row's elements, produced by earlier members in the same
+// tile, are all there when it runs. Its op: kRedSumTo (an `ew` sum_to: run_sum's 8 partials),
+// kRedSum / kRedMean (a `reduce` sum / mean: reduce.cpp's lanes). A row member (kRow) is an ew
+// op on one element per row (e.g. the (N, 1) statistics of a normalisation), run once per row.
+// Their outputs ("row-level": stride 0 along the row) are read by later members only with that
+// same layout, i.e. after the row's value is made in the same tile (compatible()), and never
+// live in scratch.
+enum RedOp : int64_t { kRedSumTo = 0, kRedSum = 1, kRedMean = 2 };
+constexpr int64_t kFusedRow = 1024;  // = kPiece of the runner (elementwise.cpp)
 
 struct Member {
     int64_t kind = kEw, op = 0;
@@ -76,12 +89,114 @@ bool conflict(const std::vector<Operand>& a, const std::vector<Operand>& b) {
     return false;
 }
 
+// Merges the dims of `shape` (size-1 dims dropped) over the strides of members `ms`' four slots,
+// as build() does; returns the merged shape and each member's merged strides.
+std::vector<int64_t> merge_dims(const std::vector<const std::vector<int64_t>*>& st,
+                                const std::vector<int64_t>& shape,
+                                std::vector<std::vector<int64_t>>& mst) {
+    std::vector<int64_t> ms;
+    mst.assign(st.size(), {});
+    for (size_t d = 0; d < shape.size(); ++d) {
+        if (shape[d] == 1) continue;
+        bool merge = !ms.empty();
+        for (size_t k = 0; k < st.size() && merge; ++k) merge = mst[k].back() == (*st[k])[d] * shape[d];
+        if (merge) {
+            ms.back() *= shape[d];
+            for (size_t k = 0; k < st.size(); ++k) mst[k].back() = (*st[k])[d];
+            continue;
+        }
+        ms.push_back(shape[d]);
+        for (size_t k = 0; k < st.size(); ++k) mst[k].push_back((*st[k])[d]);
+    }
+    return ms;
+}
+
+// Whether a row-level member (a reduction or a row member) fits the chain: over `shape`, its
+// strides merged with `others'` (the chain's: empty for the member alone), the innermost merged dim
+// has at most kFusedRow elements and is the one dim along which its row-level operands (a
+// reduction's y; every operand of a row member) have stride 0, and y has a nonzero stride along
+// every other merged dim (at least one). Then each row has its own element of y, and a
+// reduction's unfused kernel (sum_to: run_sum over each row; reduce: one rows-path block per
+// output) adds each row's elements in the order the runner does; `alone`: also x contiguous along
+// the row (in the chain it may be a scratch block instead).
+bool row_fits(const Member& r, const std::vector<const std::vector<int64_t>*>& others,
+              const std::vector<int64_t>& shape, bool alone) {
+    std::vector<const std::vector<int64_t>*> st = {&r.st[0], &r.st[1], &r.st[2], &r.st[3]};
+    st.insert(st.end(), others.begin(), others.end());
+    std::vector<std::vector<int64_t>> mst;
+    const std::vector<int64_t> ms = merge_dims(st, shape, mst);
+    if (ms.size() < 2) return false;
+    const size_t last = ms.size() - 1;
+    if (ms[last] > kFusedRow || mst[0][last] != 0) return false;
+    for (size_t d = 0; d < last; ++d)
+        if (mst[0][d] == 0) return false;
+    if (r.kind == kRed) return !alone || mst[1][last] == 1;
+    for (int k = 1; k < 4; ++k)
+        if (r.p[k] != nullptr && mst[static_cast<size_t>(k)][last] != 0) return false;
+    return true;
+}
+
+// An ew member whose shape is the chain's with a trailing run of dims set to 1 (say an (N, 1)
+// op in an (N, M) chain whose rows are reduced): as a row member over the chain's shape (its
+// strides 0 along those dims), run once per row. False if it cannot be one.
+bool as_row_member(Member& m, std::vector<int64_t>& shape, const std::vector<int64_t>& chain) {
+    if (m.kind != kEw || chain.empty() || shape.size() != chain.size()) return false;
+    size_t k0 = shape.size();
+    while (k0 > 0 && shape[k0 - 1] == 1) --k0;
+    if (k0 == shape.size()) return false;
+    for (size_t d = 0; d < k0; ++d)
+        if (shape[d] != chain[d]) return false;
+    for (int k = 0; k < 4; ++k) {
+        if (m.p[k] == nullptr) m.st[k].assign(chain.size(), 0);
+        for (size_t d = k0; d < chain.size(); ++d) m.st[k][d] = 0;
+    }
+    m.kind = kRow;
+    shape = chain;
+    return row_fits(m, {}, chain, true);
+}
+
 // Can `in` be a member, and with which iteration shape (empty for an act member: N elements)?
 bool member_of(const Instr& in, Member& m, std::vector<int64_t>& shape, int64_t& n) {
     const auto& i = in.i;
-    if (in.code == Code::ew) {
-        const Ew op = static_cast<Ew>(i[0]);
-        if (op == Ew::sum_to) return false;  // a reduction: y is broadcast over the summed dims
+    if (in.code == Code::ew && static_cast<Ew>(i[0]) == Ew::sum_to) {
+        // a reduction: y is broadcast (stride 0) over the summed dims
+        const int64_t nd = i[1];
+        shape.assign(i.begin() + 2, i.begin() + 2 + nd);
+        n = numel(shape);
+        m.kind = kRed;
+        m.op = kRedSumTo;
+        m.p[0] = in.p[0];
+        m.p[1] = in.p[1];
+        m.st[0].assign(i.begin() + 2 + nd, i.begin() + 2 + 2 * nd);
+        m.st[1].assign(i.begin() + 2 + 2 * nd, i.begin() + 2 + 3 * nd);
+        m.st[2].assign(static_cast<size_t>(nd), 0);
+        m.st[3].assign(static_cast<size_t>(nd), 0);
+        if (!row_fits(m, {}, shape, true)) return false;
+    } else if (in.code == Code::reduce) {
+        // reduce p[y, idx, x] i[op, nd, axes, keepdim, shape, x strides]: only sum and mean
+        const Red op = static_cast<Red>(i[0]);
+        if ((op != Red::sum && op != Red::mean) || in.p[1] != nullptr || in.p[2] == nullptr)
+            return false;
+        const int64_t nd = i[1];
+        const auto axes = static_cast<uint64_t>(i[2]);
+        shape.assign(i.begin() + 4, i.begin() + 4 + nd);
+        n = numel(shape);
+        m.kind = kRed;
+        m.op = op == Red::sum ? kRedSum : kRedMean;
+        m.p[0] = in.p[0];
+        m.p[1] = in.p[2];
+        m.st[0].assign(static_cast<size_t>(nd), 0);  // y: C order over the kept dims
+        int64_t s = 1;
+        for (int64_t d = nd; d-- > 0;)
+            if (!((axes >> d) & 1u)) {
+                m.st[0][static_cast<size_t>(d)] = s;
+                s *= shape[static_cast<size_t>(d)];
+            }
+        m.st[1].assign(i.begin() + 4 + nd, i.begin() + 4 + 2 * nd);
+        m.st[2].assign(static_cast<size_t>(nd), 0);
+        m.st[3].assign(static_cast<size_t>(nd), 0);
+        if (!row_fits(m, {}, shape, true)) return false;
+    } else if (in.code == Code::ew) {
         const int64_t nd = i[1];
         shape.assign(i.begin() + 2, i.begin() + 2 + nd);
         n = numel(shape);
@@ -107,6 +222,9 @@ bool member_of(const Instr& in, Member& m, std::vector<int64_t>& shape, int64_t&
     }
     if (n <= 0) return false;
     m.ops = operands(in);
+    if (in.code == Code::reduce)  // x is the member's slot 1 (the idx slot is null)
+        for (Operand& o : m.ops)
+            if (o.slot == 2) o.slot = 1;
     return true;
 }
 
@@ -162,7 +280,7 @@ Instr build(const Chain& ch, bool f64, const std::vector<std::vector<Operand>>& 
         const Operand* y = nullptr;
         for (const Operand& o : m.ops)
             if (o.slot == 0 && o.write) y = &o;
-        if (y == nullptr) continue;
+        if (y == nullptr || m.kind == kRed || m.kind == kRow) continue;  // (row-level: memory)
         bool ok = true;
         for (const auto& pin : pinned) ok = ok && !overlaps(y->ptr, y->bytes, pin.first, pin.second);
         bool read_in_chain = false;
@@ -183,7 +301,31 @@ Instr build(const Chain& ch, bool f64, const std::vector<std::vector<Operand>>& 
             }
         }
         // (an output that nothing reads is still written, as unfused)
-        if (ok && read_in_chain) scratch[j] = S++;
+        if (ok && read_in_chain) scratch[j] = 0;  // (its block: below)
+    }
+    // scratch blocks are reused once their value is dead: a block is free for member j's output
+    // when every reader of its last value comes before j (a tile then needs as many blocks as
+    // values live at once, which keeps it in L1, instead of one per intermediate)
+    std::vector<int64_t> last_read(M, -1);
+    for (size_t j = 0; j < M; ++j)
+        for (int k = 1; k < 4; ++k) {
+            if (ch.members[j].p[k] == nullptr) continue;
+            for (size_t q = 0; q < j; ++q)
+                if (scratch[q] >= 0 && ch.members[q].p[0] == ch.members[j].p[k])
+                    last_read[q] = static_cast<int64_t>(j);
+        }
+    std::vector<int64_t> free_blocks;
+    for (size_t j = 0; j < M; ++j) {
+        for (size_t q = 0; q < j; ++q)  // values whose last reader was j - 1
+            if (scratch[q] >= 0 && last_read[q] == static_cast<int64_t>(j) - 1)
+                free_blocks.push_back(scratch[q]);
+        if (scratch[j] < 0) continue;
+        if (free_blocks.empty()) {
+            scratch[j] = S++;
+        } else {
+            scratch[j] = free_blocks.back();
+            free_blocks.pop_back();
+        }
     }
     // merge the dims: drop size 1, merge a dim into the previous when every operand allows it
     std::vector<int64_t> ms;
@@ -256,12 +398,17 @@ bool fusion_enabled() {
 
 int fuse_elementwise(std::vector<Instr>& code, const std::vector<std::pair<void*, int64_t>>& pinned) {
     int removed = 0;
+    // GRADDESC_FUSE_ROWS (read at each recording, for tests and benchmarks): 0 records chains
+    // without row reductions and row members (as before them), 1 with reductions only
+    const char* rows_env = std::getenv("GRADDESC_FUSE_ROWS");
+    const int rows_mode = rows_env == nullptr ? 2 : std::atoi(rows_env);
     for (size_t s = 0; s < code.size(); ++s) {
         Chain ch;
         Member first;
         std::vector<int64_t> shape;
         int64_t n = 0;
         if (!member_of(code[s], first, shape, n)) continue;
+        if (first.kind == kRed && rows_mode < 1) continue;
         const bool f64 = code[s].f64;
         ch.index.push_back(s);
         ch.members.push_back(std::move(first));
@@ -271,7 +418,12 @@ int fuse_elementwise(std::vector<Instr>& code, const std::vector<std::pair<void*
         for (size_t t = s + 1; t < code.size() && skipped.size() < kWindow; ++t) {
             Member m;
             std::vector<Operand> ops = operands(code[t]);
-            bool ok = code[t].f64 == f64 && member_of(code[t], m, shape, n) && n == ch.n;
+            bool ok = code[t].f64 == f64 && member_of(code[t], m, shape, n);
+            if (ok && m.kind == kRed && rows_mode < 1) ok = false;
+            if (ok && n != ch.n) {
+                ok = rows_mode >= 2 && as_row_member(m, shape, ch.shape);
+                n = ch.n;
+            }
             // a shaped member fixes the chain's shape (act members fit any shape of n elements)
             if (ok && !shape.empty() && !ch.shape.empty()) ok = shape == ch.shape;
             const std::vector<int64_t>& sh = ch.shape.empty() ? shape : ch.shape;
@@ -285,6 +437,28 @@ int fuse_elementwise(std::vector<Instr>& code, const std::vector<std::pair<void*
             if (ch.shape.empty()) ch.shape = shape;
             ch.index.push_back(t);
             ch.members.push_back(std::move(m));
+        }
+        // a row-level member must still fit over the chain's strides: the chain ends before the
+        // first one that does not (a prefix of a chain is a chain: its members were checked
+        // against earlier ones only)
+        for (size_t j = 0; j < ch.members.size(); ++j) {
+            const Member& r = ch.members[j];
+            if (r.kind != kRed && r.kind != kRow) continue;
+            const std::vector<int64_t> sh = ch.shape.empty() ? std::vector<int64_t>{ch.n} : ch.shape;
+            std::vector<std::vector<int64_t>> own;  // (act members: contiguous strides)
+            std::vector<const std::vector<int64_t>*> others;
+            for (const Member& q : ch.members)
+                for (int k = 0; k < 4; ++k) {
+                    if (q.contig) own.push_back(contiguous_strides(sh));
+                }
+            size_t a = 0;
+            for (const Member& q : ch.members)
+                for (int k = 0; k < 4; ++k) others.push_back(q.contig ? &own[a++] : &q.st[k]);
+            if (!row_fits(r, others, sh, false)) {
+                ch.index.resize(j);
+                ch.members.resize(j);
+                break;
+            }
         }
         if (ch.members.size() < 2) continue;
         std::vector<std::vector<Operand>> all_ops;
@@ -308,7 +482,7 @@ void fused_operands(const Instr& in, std::vector<Operand>& ops) {
     const size_t first = ops.size();
     for (int64_t j = 0; j < M; ++j, rec += 6 + 4 * nd) {
         const int64_t kind = rec[0];
-        const EwInfo* info = kind == kEw ? &kEwOps[rec[1]] : nullptr;
+        const EwInfo* info = kind == kEw || kind == kRow ? &kEwOps[rec[1]] : nullptr;
         for (int k = 0; k < 4; ++k) {
             void* p = in.lists[static_cast<size_t>(j)][static_cast<size_t>(k)];
             int64_t lo, hi;
@@ -330,9 +504,14 @@ void fused_operands(const Instr& in, std::vector<Operand>& ops) {
 }
 
 int64_t fused_flops(const Instr& in) {
+    const int64_t M = in.i[0], nd = in.i[1];
     int64_t n = 1;
-    for (int64_t d = 0; d < in.i[1]; ++d) n *= in.i[2 + d];
-    return n * in.i[0];
+    for (int64_t d = 0; d < nd; ++d) n *= in.i[2 + d];
+    const int64_t rows = n / std::max<int64_t>(1, in.i[2 + nd - 1]);
+    const int64_t* rec = in.i.data() + 2 + nd + 3;
+    int64_t f = 0;
+    for (int64_t j = 0; j < M; ++j, rec += 6 + 4 * nd) f += rec[0] == kRow ? rows : n;
+    return f;
 }
 
 template <class T>

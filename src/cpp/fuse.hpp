@@ -5,12 +5,16 @@
 // fuse_kernel.hpp: compiled per ISA in elementwise.cpp). Intermediates that nothing outside the
 // run reads live in a per-thread scratch tile instead of memory. Every element goes through the
 // same formula as unfused, so a fused replay is bitwise equal to the unfused one (and to eager).
+// A chain may also take reductions over its innermost dim (an `ew` sum_to, a `reduce` sum or
+// mean) whose rows fit one tile: each row is summed in the unfused kernel's order from the tile
+// that earlier members just produced, so e.g. a product feeding a sum never goes to memory.
 // This file is compiled once, like program.cpp: run_fused calls the active ISA's runner.
 //
 //   ew_fused  lists[m] = member m's pointers [y, x0, x1, x2] (null: a scalar, an absent operand
 //             or a scratch block, see src)
 //             i[M, nd, shape (nd), split dim, rows per block, scratch blocks, then per member:
-//               kind (0 ew, 1 act_fwd, 2 act_bwd), op (Ew or Act id), src (4: -1 the pointer,
+//               kind (0 ew, 1 act_fwd, 2 act_bwd, 3 row reduction), op (Ew or Act id; a
+//               reduction: 0 sum_to, 1 reduce sum, 2 reduce mean), src (4: -1 the pointer,
 //               s >= 0 scratch block s), strides (4 x nd, elements, over the merged shape)]
 //             d[3 per member]: an ew member's scalars s0..s2, an act member's alpha in d[0]
 //   The shape is the members' common iteration shape after dropping size-1 dims and merging

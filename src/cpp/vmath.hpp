@@ -49,6 +49,7 @@ template <> struct Consts<float> {
     static constexpr float exp_lo = -104.0f;                     // e^x rounds to 0 below -103.97
     static constexpr float sqrt2 = 1.41421354f;
     static constexpr float tanh_poly_max = 0.625f;
+    static constexpr float tanh_exp_max = 19.0f;                 // 2 / (e^19 + 1) < 2^-25
 };
 template <> struct Consts<double> {
     static constexpr double round = 6755399441055744.0;          // 1.5 * 2^52
@@ -59,6 +60,7 @@ template <> struct Consts<double> {
     static constexpr double exp_lo = -746.0;                     // e^x rounds to 0 below -745.13
     static constexpr double sqrt2 = 1.4142135623730951;
     static constexpr double tanh_poly_max = 0.625;
+    static constexpr double tanh_exp_max = 40.0;                 // 2 / (e^40 + 1) < 2^-54
 };
 
 // 2^k for an integer-valued k in [-1100, 1100] (double) / [-160, 160] (float), as the product
@@ -206,10 +208,27 @@ inline double tanh_poly(double x) {
                      z * -2.4356331709032021e-06)))))))))));
     return x + x * z * p;
 }
+// 2^k for an integer-valued k in [0, 60]: one normal power of two
+inline float pow2_small(float k) {
+    return from_bits((to_bits(k + Consts<float>::round) + 127u) << 23);
+}
+inline double pow2_small(double k) {
+    return from_bits((to_bits(k + Consts<double>::round) + uint64_t(1023)) << 52);
+}
+
+// e^(2a) is exp's value for 2a up to tanh_exp_max (then 2^k is one normal power of two, and
+// (1 + p) 2^k is exact as exp's (1 + p) s1 s2 is); 2a is clamped there, where 1 - 2 / (e + 1)
+// already rounds to 1, as it does for every larger a (and for a NaN, which the select replaces).
 template <class T>
 inline T tanh(T x) {
+    using C = Consts<T>;
     const T a = abs_bits(x);
-    const T big = T(1) - T(2) / (exp(a + a) + T(1));
+    T a2 = a + a;
+    a2 = a2 < C::tanh_exp_max ? a2 : C::tanh_exp_max;
+    const T k = (a2 * C::log2e + C::round) - C::round;
+    const T r = (a2 - k * C::ln2_hi) - k * C::ln2_lo;
+    const T e = (T(1) + expm1_poly(r)) * pow2_small(k);
+    const T big = T(1) - T(2) / (e + T(1));
     const T y = a < Consts<T>::tanh_poly_max ? tanh_poly(a) : big;
     return x != x ? x + x : with_sign_of(y, x);
 }
