@@ -39,8 +39,6 @@ _SIGS: dict = {
     "activation_forward": (("name", "x", "alpha"), {"alpha": None}),
     "activation_backward": (("name", "dy", "x", "y", "alpha"),
                             {"x": None, "y": None, "alpha": None}),
-    "softmax_forward": (("x",), {}), "log_softmax_forward": (("x",), {}),
-    "softmax_backward": (("dy", "y"), {}), "log_softmax_backward": (("dy", "y"), {}),
     "sum_all": (("x",), {}), "sum_axis": (("x", "axis"), {}),
     "reduce": (("op", "x", "axes", "keepdim", "param"),
                {"axes": None, "keepdim": False, "param": 0.0}),

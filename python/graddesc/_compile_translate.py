@@ -184,15 +184,6 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             prog.add("act_bwd", dy.dtype == np.float64,
                      [P(out, "dx"), P(dy, "dy"), P(a["x"], "x"), P(a["y"], "y")],
                      [act, dy.size], [alpha])
-        elif name in ("softmax_forward", "log_softmax_forward"):
-            x = a["x"]
-            code = "softmax_fwd" if name == "softmax_forward" else "log_softmax_fwd"
-            prog.add(code, x.dtype == np.float64, [P(out, "y"), P(x, "x")], list(x.shape), [])
-        elif name in ("softmax_backward", "log_softmax_backward"):
-            dy = a["dy"]
-            code = "softmax_bwd" if name == "softmax_backward" else "log_softmax_bwd"
-            prog.add(code, dy.dtype == np.float64, [P(out, "dx"), P(dy, "dy"), P(a["y"], "y")],
-                     list(dy.shape), [])
         elif name == "sum_all":
             x = a["x"]
             prog.add("sum_all", x.dtype == np.float64, [P(out, "out"), P(x, "x")], [x.size], [])

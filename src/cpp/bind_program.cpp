@@ -115,6 +115,13 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
                const std::vector<int64_t>& ints, const std::vector<double>& reals,
                const std::vector<std::vector<uintptr_t>>& lists) {
     Instr in;
+    // a registered kind's own name stands for a 'call' of it: ints are the kind's, after i[0]
+    if (const int64_t kind = find_instr_kind(name); kind >= 0) {
+        std::vector<int64_t> with_id{kind};
+        with_id.insert(with_id.end(), ints.begin(), ints.end());
+        add_instr(prog, "call", f64, ptrs, with_id, reals, lists);
+        return;
+    }
     try {
         in.code = code_from_name(name);
     } catch (const std::invalid_argument& e) {
@@ -185,7 +192,9 @@ void bind_program(py::module_& m) {
         .def(py::init<>())
         .def("add", &add_instr, py::arg("name"), py::arg("f64"), py::arg("ptrs"),
              py::arg("ints"), py::arg("reals"), py::arg("lists") = std::vector<std::vector<uintptr_t>>{},
-             "Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive.")
+             "Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive. "
+             "`name` is a built-in instruction or a registered kind's name (as names() reports "
+             "it; then `ints` are the kind's own, without its id).")
         .def("run", [](const Program& p) {
                 flush_deferred();
                 py::gil_scoped_release nogil;

@@ -11,7 +11,6 @@
 //   linear_bwd   p[dx|0, dW|0, db|0, dy, x, W]   i[B, IN, OUT]
 //   act_fwd      p[y, x]                         i[op, N]     d[alpha]
 //   act_bwd      p[dx, dy, x|0, y|0]             i[op, N]     d[alpha]
-//   (log_)softmax_fwd p[y, x]  i[B, C];  (log_)softmax_bwd p[dx, dy, y]  i[B, C]
 //   sum_all      p[out, x] i[N];  sum_axis p[y, x] i[outer, R, inner]
 //   gemm         p[C, A, B]  i[ta, tb, M, N, K, lda, ldb, ldc]  d[alpha, beta]
 //   scale        p[out, x, factor (double)]      i[N]         out = x * T(factor)
@@ -171,16 +170,6 @@ void run_one(const Instr& in) {
         case Code::act_bwd:
             K.activation_backward(static_cast<Act>(i[0]), P<T>(in, 0), P<T>(in, 1), P<T>(in, 2),
                                   P<T>(in, 3), i[1], T(d[0]));
-            break;
-        case Code::softmax_fwd: K.softmax_forward(P<T>(in, 0), P<T>(in, 1), i[0], i[1]); break;
-        case Code::softmax_bwd:
-            K.softmax_backward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), i[0], i[1]);
-            break;
-        case Code::log_softmax_fwd:
-            K.log_softmax_forward(P<T>(in, 0), P<T>(in, 1), i[0], i[1]);
-            break;
-        case Code::log_softmax_bwd:
-            K.log_softmax_backward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), i[0], i[1]);
             break;
         case Code::sum_all: K.sum_all(P<T>(in, 0), P<T>(in, 1), i[0]); break;
         case Code::sum_axis: K.sum_axis(P<T>(in, 0), P<T>(in, 1), i[0], i[1], i[2]); break;
@@ -449,8 +438,6 @@ bool Program::set_lazy(size_t index, bool lazy) {
 }
 
 static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act_bwd",
-                                     "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
-                                     "log_softmax_bwd",
                                      "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
                                      "reduce", "rmsprop", "adagrad", "norm", "conv", "call",
@@ -479,6 +466,13 @@ int64_t register_instr_kind(const InstrKind& kind) {
         if (std::string(kinds[k].name) == kind.name) return static_cast<int64_t>(k);
     kinds.push_back(kind);
     return static_cast<int64_t>(kinds.size() - 1);
+}
+
+int64_t find_instr_kind(const std::string& name) {
+    const auto& kinds = instr_kinds();
+    for (size_t k = 0; k < kinds.size(); ++k)
+        if (name == kinds[k].name) return static_cast<int64_t>(k);
+    return -1;
 }
 
 const InstrKind& instr_kind(int64_t id) {

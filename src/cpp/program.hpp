@@ -13,8 +13,7 @@
 namespace gd {
 
 enum class Code : int {
-    linear_fwd, linear_bwd, act_fwd, act_bwd, softmax_fwd, softmax_bwd, log_softmax_fwd,
-    log_softmax_bwd, sum_all, sum_axis, gemm, scale,
+    linear_fwd, linear_bwd, act_fwd, act_bwd, sum_all, sum_axis, gemm, scale,
     count_scale, copy, sgd, adam, linear_bwd_sgd, clip_norm, ew,
     reduce,  // every reduction of reduce_ops.hpp, by its id: one instruction for the family
     rmsprop, adagrad,

@@ -64,14 +64,6 @@ std::vector<Operand> operands(const Instr& in) {
             R(2, e * i[1]);
             R(3, e * i[1]);
             break;
-        case Code::softmax_fwd:
-        case Code::log_softmax_fwd: W(0, e * i[0] * i[1]); R(1, e * i[0] * i[1]); break;
-        case Code::softmax_bwd:
-        case Code::log_softmax_bwd:
-            W(0, e * i[0] * i[1]);
-            R(1, e * i[0] * i[1]);
-            R(2, e * i[0] * i[1]);
-            break;
         case Code::sum_all: W(0, e); R(1, e * i[0]); break;
         case Code::sum_axis: W(0, e * i[0] * i[2]); R(1, e * i[0] * i[1] * i[2]); break;
         case Code::reduce: {

@@ -1,0 +1,112 @@
+"""Kernels that gd.compile records as registered instruction kinds (instr_registry.hpp) through
+their `<binding>_args` twins: each recorded instruction replays the eager binding bitwise, reports
+the byte ranges its kernel touches (Program.traffic, from the kind's operands()), and its twin
+refuses exactly what the binding refuses (one shared parse). Oracles: the eager binding's result,
+NumPy, and the byte sizes of the kernel's arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graddesc import _core
+
+DTYPES = [np.float32, np.float64]
+
+
+def _rng():
+    return np.random.default_rng(7)
+
+
+def _outputs(out):
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def _program_of(name, args, kwargs, out):
+    twin = getattr(_core, _core.RECORD_ARGS[name])
+    ptrs, ints, reals, f64, _reads = twin(*args, result=out, **kwargs)
+    prog = _core.Program()
+    prog.add("call", f64, ptrs, ints, reals)
+    return prog
+
+
+def _softmax_cases(dt):
+    r = _rng()
+    x = r.standard_normal((5, 7)).astype(dt)
+    dy = r.standard_normal((5, 7)).astype(dt)
+    e, n = np.dtype(dt).itemsize, 35
+    cases = []
+    for log in (False, True):
+        fwd = "log_softmax_forward" if log else "softmax_forward"
+        bwd = "log_softmax_backward" if log else "softmax_backward"
+        y = getattr(_core, fwd)(x)
+        prefix = "log_softmax" if log else "softmax"
+        cases.append((fwd, (x,), {}, prefix + "_fwd", (e * n, e * n), n))
+        cases.append((bwd, (dy, y), {}, prefix + "_bwd", (2 * e * n, e * n), n))
+    return cases
+
+
+def _cases(dt):
+    return _softmax_cases(dt)
+
+
+CASE_IDS = [c[0] for c in _cases(np.float32)]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("k", range(len(CASE_IDS)), ids=CASE_IDS)
+def test_recorded_kind_replays_bitwise_and_reports_its_bytes(dt, k):
+    name, args, kwargs, kind, traffic, flops = _cases(dt)[k]
+    assert name in _core.RECORD_ARGS
+    out = getattr(_core, name)(*args, **kwargs)
+    want = [o.copy() for o in _outputs(out)]
+    prog = _program_of(name, args, kwargs, out)
+    for o in _outputs(out):
+        o[...] = np.nan if o.dtype.kind == "f" else -1
+    prog.run()
+    for o, w in zip(_outputs(out), want):
+        assert o.dtype == w.dtype and o.shape == w.shape
+        np.testing.assert_array_equal(o, w)
+    assert prog.names() == [kind]
+    assert prog.traffic() == [traffic]
+    assert prog.flops() == [flops]
+    # the kind's own name adds the same instruction (ints without the kind id)
+    ptrs, ints, reals, f64, _ = getattr(_core, _core.RECORD_ARGS[name])(*args, result=out,
+                                                                      **kwargs)
+    again = _core.Program()
+    again.add(kind, f64, ptrs, ints[1:], reals)
+    assert again.names() == [kind] and again.traffic() == [traffic]
+
+
+def _raises(fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the type and message are what is compared
+        return type(exc), str(exc)
+    return None
+
+
+BAD = {
+    "softmax_forward": [((np.ones(3, np.float32),), {}), ((np.ones((2, 2), np.int64),), {}),
+                        ((np.ones((2, 4), np.float32)[:, ::2],), {})],
+    "log_softmax_backward": [((np.ones((2, 3)), np.ones((2, 3), np.float32)), {}),
+                             ((np.ones((2, 3)), np.ones((3, 2))), {})],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_twin_refuses_what_the_binding_refuses(name):
+    twin = getattr(_core, _core.RECORD_ARGS[name])
+    for args, kwargs in BAD[name]:
+        eager = _raises(getattr(_core, name), *args, **kwargs)
+        assert eager is not None, (name, args)
+        assert eager[0] in (TypeError, ValueError), eager
+        assert _raises(twin, *args, result=None, **kwargs) == eager
+
+
+def test_twin_refuses_a_result_of_the_wrong_shape():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="result"):
+        _core.softmax_forward_args(x, result=np.ones((3, 2), np.float32))
+    with pytest.raises(TypeError, match="result"):
+        _core.softmax_forward_args(x, result=np.ones((2, 3), np.float64))
