@@ -46,11 +46,28 @@ def _softmax_cases(dt):
     return cases
 
 
+def _reduce_cases(dt):
+    r = _rng()
+    e = np.dtype(dt).itemsize
+    x = r.standard_normal((3, 4, 5)).astype(dt)
+    ops = _core.REDUCE_OPS
+    xt = x[::-1].transpose(2, 0, 1)  # (5, 3, 4): negative and permuted strides, read in place
+    return [
+        ("sum_all", (x,), {}, "sum_all", (e * 60, e), 60),
+        ("sum_axis", (x, 1), {}, "sum_axis", (e * 60, e * 15), 60),
+        ("sum_axis", (x, -1), {}, "sum_axis", (e * 60, e * 12), 60),
+        # max over dims 0 and 2 of xt: (y, idx) of 3 elements each; x's whole span is read
+        ("reduce", (ops["max"], xt, (0, 2)), {}, "reduce", (e * 60, e * 3 + 8 * 3), 60),
+        ("reduce", (ops["argmin"], xt, 1), {"keepdim": True}, "reduce", (e * 60, 8 * 20), 60),
+        ("reduce", (ops["sum"], x[:, 1]), {"axes": None}, "reduce", (e * 45, e), 15),
+    ]
+
+
 def _cases(dt):
-    return _softmax_cases(dt)
+    return _softmax_cases(dt) + _reduce_cases(dt)
 
 
-CASE_IDS = [c[0] for c in _cases(np.float32)]
+CASE_IDS = [f"{c[0]}-{k}" for k, c in enumerate(_cases(np.float32))]
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -91,6 +108,11 @@ BAD = {
                         ((np.ones((2, 4), np.float32)[:, ::2],), {})],
     "log_softmax_backward": [((np.ones((2, 3)), np.ones((2, 3), np.float32)), {}),
                              ((np.ones((2, 3)), np.ones((3, 2))), {})],
+    "sum_axis": [((np.ones((2, 3)), 2), {}), ((np.ones((2, 3), np.int32), 0), {})],
+    "sum_all": [((np.ones(4, np.float16),), {}), ((np.ones((4, 4))[:, ::2],), {})],
+    "reduce": [((99, np.ones(3)), {}), ((0, np.ones((2, 3))), {"axes": (1, 1)}),
+               ((0, np.ones((2, 3))), {"axes": 2}), ((0, np.ones(3)), {"axes": "0"}),
+               ((4, np.ones((0, 3))), {"axes": 0}), ((0, np.ones(3, np.int64)), {})],
 }
 
 

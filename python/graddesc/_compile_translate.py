@@ -10,8 +10,6 @@ of src/cpp/program.cpp.
 
 from __future__ import annotations
 
-import functools
-import operator
 from typing import Any
 
 import numpy as np
@@ -184,30 +182,6 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             prog.add("act_bwd", dy.dtype == np.float64,
                      [P(out, "dx"), P(dy, "dy"), P(a["x"], "x"), P(a["y"], "y")],
                      [act, dy.size], [alpha])
-        elif name == "sum_all":
-            x = a["x"]
-            prog.add("sum_all", x.dtype == np.float64, [P(out, "out"), P(x, "x")], [x.size], [])
-        elif name == "sum_axis":
-            x, ax = a["x"], int(a["axis"]) % max(a["x"].ndim, 1)
-            outer = int(np.prod(x.shape[:ax])) if ax else 1
-            inner = int(np.prod(x.shape[ax + 1:])) if ax + 1 < x.ndim else 1
-            prog.add("sum_axis", x.dtype == np.float64, [P(out, "y"), P(x, "x")],
-                     [outer, x.shape[ax], inner], [])
-        elif name == "reduce":
-            # one instruction for every reduction: op id, x's shape and element strides, the
-            # axes as a bit mask; outputs y, (y, idx) or idx as the binding returned them
-            x, nd = a["x"], a["x"].ndim
-            y, idx = out if isinstance(out, tuple) else \
-                ((None, out) if out.dtype == np.int64 else (out, None))
-            axes = a["axes"]
-            axes = range(nd) if axes is None else \
-                ((axes,) if isinstance(axes, (int, np.integer)) else axes)
-            mask = functools.reduce(operator.or_, (1 << (int(d) % nd) for d in axes), 0)
-            mask -= (mask >> 63) << 64  # as int64
-            prog.add("reduce", x.dtype == np.float64,
-                     [P(y, "y"), P(idx, "idx"), bufs.strided_ptr(x, f"{name}: x")],
-                     [int(a["op"]), nd, mask, int(bool(a["keepdim"]))] + list(x.shape) +
-                     [st // x.itemsize for st in x.strides], [float(a["param"])])
         elif name == "gemm":
             A, Bm, ta, tb = a["a"], a["b"], bool(a["trans_a"]), bool(a["trans_b"])
             M, K = (A.shape[1], A.shape[0]) if ta else A.shape

@@ -11,7 +11,6 @@
 //   linear_bwd   p[dx|0, dW|0, db|0, dy, x, W]   i[B, IN, OUT]
 //   act_fwd      p[y, x]                         i[op, N]     d[alpha]
 //   act_bwd      p[dx, dy, x|0, y|0]             i[op, N]     d[alpha]
-//   sum_all      p[out, x] i[N];  sum_axis p[y, x] i[outer, R, inner]
 //   gemm         p[C, A, B]  i[ta, tb, M, N, K, lda, ldb, ldc]  d[alpha, beta]
 //   scale        p[out, x, factor (double)]      i[N]         out = x * T(factor)
 //   count_scale  p[out (double), target]         i[B, ignore_index]  out = 1 / #valid (or NaN)
@@ -30,8 +29,6 @@
 //   ew           p[y, x0|0, x1|0, x2|0]  i[op, nd, shape (nd), y strides (nd), x0..x2 strides
 //                (nd each, in elements, 0 where broadcast)]  d[s0, s1, s2]: the elementwise family
 //                (elementwise.hpp), one instruction for every op; a null xk is the scalar sk
-//   reduce       p[y|0, idx|0, x]  i[op (Red), nd, axes (bit mask), keepdim, shape (nd),
-//                x's element strides (nd)]  d[param]: the kernel of _core.reduce
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
@@ -170,12 +167,6 @@ void run_one(const Instr& in) {
         case Code::act_bwd:
             K.activation_backward(static_cast<Act>(i[0]), P<T>(in, 0), P<T>(in, 1), P<T>(in, 2),
                                   P<T>(in, 3), i[1], T(d[0]));
-            break;
-        case Code::sum_all: K.sum_all(P<T>(in, 0), P<T>(in, 1), i[0]); break;
-        case Code::sum_axis: K.sum_axis(P<T>(in, 0), P<T>(in, 1), i[0], i[1], i[2]); break;
-        case Code::reduce:
-            K.reduce(static_cast<Red>(i[0]), P<T>(in, 0), static_cast<int64_t*>(in.p[1]),
-                     P<T>(in, 2), &i[4], &i[4 + i[1]], i[1], static_cast<uint64_t>(i[2]), d[0]);
             break;
         case Code::gemm:
             K.gemm(i[0] != 0, i[1] != 0, i[2], i[3], i[4], T(d[0]), P<T>(in, 1), i[5], P<T>(in, 2),
@@ -438,9 +429,9 @@ bool Program::set_lazy(size_t index, bool lazy) {
 }
 
 static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act_bwd",
-                                     "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
+                                     "gemm", "scale", "count_scale", "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "reduce", "rmsprop", "adagrad", "norm", "conv", "call",
+                                     "rmsprop", "adagrad", "norm", "conv", "call",
                                      "ew_fused"};
 static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::ew_fused) + 1,
               "kNames must name every Code");

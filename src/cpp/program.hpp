@@ -13,9 +13,8 @@
 namespace gd {
 
 enum class Code : int {
-    linear_fwd, linear_bwd, act_fwd, act_bwd, sum_all, sum_axis, gemm, scale,
+    linear_fwd, linear_bwd, act_fwd, act_bwd, gemm, scale,
     count_scale, copy, sgd, adam, linear_bwd_sgd, clip_norm, ew,
-    reduce,  // every reduction of reduce_ops.hpp, by its id: one instruction for the family
     rmsprop, adagrad,
     norm,    // batch norm, layer norm, embedding (norm.hpp), by NormOp id
     conv,    // convolution and pooling (conv.hpp): one instruction for the family
