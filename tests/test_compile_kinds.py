@@ -63,8 +63,24 @@ def _reduce_cases(dt):
     ]
 
 
+def _matrix_cases(dt):
+    r = _rng()
+    e = np.dtype(dt).itemsize
+    a, b = r.standard_normal((3, 4)).astype(dt), r.standard_normal((5, 4)).astype(dt)
+    x, f = r.standard_normal((2, 6)).astype(dt), np.array(0.37)
+    t = np.array([1, -100, 2, 0, -100], np.int64)
+    return [
+        # a @ b.T: reads a and b, writes the (3, 5) product; 2 M N K flops
+        ("gemm", (a, b), {"trans_b": True}, "gemm", (e * 12 + e * 20, e * 15), 2 * 3 * 5 * 4),
+        ("gemm", (b.T.copy(), a.T.copy()), {"trans_a": True, "alpha": -2.0}, "gemm",
+         (e * 20 + e * 12, e * 15), 2 * 5 * 3 * 4),
+        ("scale", (x, f), {}, "scale", (e * 12 + 8, e * 12), 12),
+        ("count_scale", (t, -100), {}, "count_scale", (8 * 5, 8), 5),
+    ]
+
+
 def _cases(dt):
-    return _softmax_cases(dt) + _reduce_cases(dt)
+    return _softmax_cases(dt) + _reduce_cases(dt) + _matrix_cases(dt)
 
 
 CASE_IDS = [f"{c[0]}-{k}" for k, c in enumerate(_cases(np.float32))]
@@ -113,6 +129,14 @@ BAD = {
     "reduce": [((99, np.ones(3)), {}), ((0, np.ones((2, 3))), {"axes": (1, 1)}),
                ((0, np.ones((2, 3))), {"axes": 2}), ((0, np.ones(3)), {"axes": "0"}),
                ((4, np.ones((0, 3))), {"axes": 0}), ((0, np.ones(3, np.int64)), {})],
+    "gemm": [((np.ones((2, 3)), np.ones((2, 3))), {}),
+             ((np.ones((2, 3)), np.ones((3, 2), np.float32)), {}),
+             ((np.ones((2, 3)), np.ones((3, 2))), {"beta": 1.0}),
+             ((np.ones((2, 3)), np.ones((3, 2))), {"out": np.ones((2, 3))}),
+             ((np.ones(3), np.ones((3, 2))), {})],
+    "scale": [((np.ones(3), np.array(1.0, np.float32)), {}), ((np.ones(3), np.ones(1)), {}),
+              ((np.ones(3, np.int32), np.array(1.0)), {})],
+    "count_scale": [((np.ones(3), -100), {}), ((np.ones((2, 2), np.int64), -100), {})],
 }
 
 
@@ -124,6 +148,31 @@ def test_twin_refuses_what_the_binding_refuses(name):
         assert eager is not None, (name, args)
         assert eager[0] in (TypeError, ValueError), eager
         assert _raises(twin, *args, result=None, **kwargs) == eager
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gemm_into_out_with_beta_reads_and_writes_out(dt):
+    """beta != 0: C is read as well as written (operands() marks it so), the replay accumulates
+    into it as the eager call did, and gd.compile checks C is known memory (it is a read)."""
+    r = _rng()
+    a, b = r.standard_normal((4, 3)).astype(dt), r.standard_normal((3, 2)).astype(dt)
+    c0 = r.standard_normal((4, 2)).astype(dt)
+    e = np.dtype(dt).itemsize
+    c = c0.copy()
+    out = _core.gemm(a, b, alpha=0.5, beta=2.0, out=c)
+    assert out is c or np.shares_memory(out, c)
+    want = c.copy()
+    ptrs, ints, reals, f64, reads = _core.gemm_args(a, b, alpha=0.5, beta=2.0, out=c, result=out)
+    assert (c.__array_interface__["data"][0], c.nbytes) in [tuple(x) for x in reads]
+    prog = _core.Program()
+    prog.add("call", f64, ptrs, ints, reals)
+    c[...] = c0
+    prog.run()
+    np.testing.assert_array_equal(c, want)
+    np.testing.assert_allclose(c, 0.5 * a @ b + 2.0 * c0, rtol=1e-5)
+    assert prog.traffic() == [(e * (12 + 6 + 8), e * 8)]
+    with pytest.raises(ValueError, match="'result' must be argument 'out'"):
+        _core.gemm_args(a, b, beta=2.0, out=c, result=c.copy())
 
 
 def test_twin_refuses_a_result_of_the_wrong_shape():

@@ -182,21 +182,6 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             prog.add("act_bwd", dy.dtype == np.float64,
                      [P(out, "dx"), P(dy, "dy"), P(a["x"], "x"), P(a["y"], "y")],
                      [act, dy.size], [alpha])
-        elif name == "gemm":
-            A, Bm, ta, tb = a["a"], a["b"], bool(a["trans_a"]), bool(a["trans_b"])
-            M, K = (A.shape[1], A.shape[0]) if ta else A.shape
-            N = Bm.shape[0] if tb else Bm.shape[1]
-            prog.add("gemm", A.dtype == np.float64, [P(out, "out"), P(A, "a"), P(Bm, "b")],
-                     [int(ta), int(tb), M, N, K, A.shape[1], Bm.shape[1], N],
-                     [float(a["alpha"]), float(a["beta"])])
-        elif name == "scale":
-            x, fac = a["x"], a["factor"]
-            prog.add("scale", x.dtype == np.float64,
-                     [P(out, "out"), P(x, "x"), P(fac, "factor")], [x.size], [])
-        elif name == "count_scale":
-            t = a["target"]
-            prog.add("count_scale", False, [P(out, "out"), P(t, "target")],
-                     [t.size, int(a["ignore_index"])], [])
         elif name == "copy_array":
             x = a["x"]
             prog.add("copy", False, [P(out, "copy"), P(x, "x")], [x.nbytes], [])

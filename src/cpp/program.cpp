@@ -11,9 +11,6 @@
 //   linear_bwd   p[dx|0, dW|0, db|0, dy, x, W]   i[B, IN, OUT]
 //   act_fwd      p[y, x]                         i[op, N]     d[alpha]
 //   act_bwd      p[dx, dy, x|0, y|0]             i[op, N]     d[alpha]
-//   gemm         p[C, A, B]  i[ta, tb, M, N, K, lda, ldb, ldc]  d[alpha, beta]
-//   scale        p[out, x, factor (double)]      i[N]         out = x * T(factor)
-//   count_scale  p[out (double), target]         i[B, ignore_index]  out = 1 / #valid (or NaN)
 //   copy         p[dst, src]                     i[bytes]
 //   sgd          lists[params, grads, bufs]      i[sizes...]  d[lr, momentum, dampening,
 //                                                               weight_decay, nesterov, maximize]
@@ -168,25 +165,6 @@ void run_one(const Instr& in) {
             K.activation_backward(static_cast<Act>(i[0]), P<T>(in, 0), P<T>(in, 1), P<T>(in, 2),
                                   P<T>(in, 3), i[1], T(d[0]));
             break;
-        case Code::gemm:
-            K.gemm(i[0] != 0, i[1] != 0, i[2], i[3], i[4], T(d[0]), P<T>(in, 1), i[5], P<T>(in, 2),
-                   i[6], T(d[1]), P<T>(in, 0), i[7]);
-            break;
-        case Code::scale: {
-            const T f = T(*static_cast<const double*>(in.p[2]));
-            const T* x = P<T>(in, 1);
-            T* out = P<T>(in, 0);
-            for (int64_t k = 0; k < i[0]; ++k) out[k] = x[k] * f;
-            break;
-        }
-        case Code::count_scale: {
-            const int64_t* t = static_cast<const int64_t*>(in.p[1]);
-            int64_t n = 0;
-            for (int64_t k = 0; k < i[0]; ++k) n += t[k] != i[1];
-            *static_cast<double*>(in.p[0]) =
-                n ? 1.0 / double(n) : std::numeric_limits<double>::quiet_NaN();
-            break;
-        }
         case Code::copy: std::memcpy(in.p[0], in.p[1], static_cast<size_t>(i[0])); break;
         case Code::sgd: {
             // the pointer lists as the kernel's T* arrays (void* and T* share their
@@ -429,7 +407,7 @@ bool Program::set_lazy(size_t index, bool lazy) {
 }
 
 static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act_bwd",
-                                     "gemm", "scale", "count_scale", "copy",
+                                     "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
                                      "rmsprop", "adagrad", "norm", "conv", "call",
                                      "ew_fused"};

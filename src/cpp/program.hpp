@@ -13,8 +13,7 @@
 namespace gd {
 
 enum class Code : int {
-    linear_fwd, linear_bwd, act_fwd, act_bwd, gemm, scale,
-    count_scale, copy, sgd, adam, linear_bwd_sgd, clip_norm, ew,
+    linear_fwd, linear_bwd, act_fwd, act_bwd, copy, sgd, adam, linear_bwd_sgd, clip_norm, ew,
     rmsprop, adagrad,
     norm,    // batch norm, layer norm, embedding (norm.hpp), by NormOp id
     conv,    // convolution and pooling (conv.hpp): one instruction for the family

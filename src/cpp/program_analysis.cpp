@@ -64,14 +64,6 @@ std::vector<Operand> operands(const Instr& in) {
             R(2, e * i[1]);
             R(3, e * i[1]);
             break;
-        case Code::gemm:
-            if (in.d[1] != 0.0) RW(0, e * i[2] * i[3]);
-            else W(0, e * i[2] * i[3]);
-            R(1, e * i[2] * i[4]);
-            R(2, e * i[4] * i[3]);
-            break;
-        case Code::scale: W(0, e * i[0]); R(1, e * i[0]); R(2, 8); break;
-        case Code::count_scale: W(0, 8); R(1, 8 * i[0]); break;
         case Code::copy: W(0, i[0]); R(1, i[0]); break;
         case Code::clip_norm: {  // the norm; every gradient is read and may be scaled
             const bool norm_only = in.d.size() > 2 && in.d[2] != 0;
@@ -169,7 +161,6 @@ std::vector<int64_t> Program::flops() const {
                 f = 2 * i[0] * i[1] * i[2] * ((in.p[0] != nullptr) + (in.p[1] != nullptr)) +
                     (in.p[2] != nullptr) * i[0] * i[2];
                 break;
-            case Code::gemm: f = 2 * i[2] * i[3] * i[4]; break;
             case Code::conv: f = conv_instr_flops(in.p, i); break;
             case Code::call: f = instr_kind(i[0]).flops(in); break;
             case Code::ew_fused: f = fused_flops(in); break;
