@@ -19,7 +19,8 @@ def _rng():
 
 
 def _outputs(out):
-    return list(out) if isinstance(out, tuple) else [out]
+    """The arrays a binding returned (a gradient not asked for is None)."""
+    return [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None]
 
 
 def _program_of(name, args, kwargs, out):
@@ -79,8 +80,48 @@ def _matrix_cases(dt):
     ]
 
 
+def _norm_cases(dt):
+    r = _rng()
+    e = np.dtype(dt).itemsize
+    N, C, L = 4, 3, 5
+    x = r.standard_normal((N, C, L)).astype(dt)
+    w, b = r.standard_normal(C).astype(dt), r.standard_normal(C).astype(dt)
+    rm, rv = np.zeros(C, dt), np.ones(C, dt)
+    nbt = np.zeros((), np.int64)
+    n = N * C * L
+    y, mean, inv = _core.batch_norm_forward(x, w, b, rm.copy(), rv.copy(), nbt.copy(), True, 0.1,
+                                            1e-5)
+    dy = r.standard_normal(x.shape).astype(dt)
+    M, D = 6, 4
+    h = r.standard_normal((M, D)).astype(dt)
+    g, bb = r.standard_normal(D).astype(dt), r.standard_normal(D).astype(dt)
+    _, hm, hr = _core.layer_norm_forward(h, g, bb, 1e-5)
+    dh = r.standard_normal((M, D)).astype(dt)
+    W = r.standard_normal((7, D)).astype(dt)
+    idx = np.array([[1, 6, 1], [0, 2, 6]], np.int64)
+    demb = r.standard_normal((2, 3, D)).astype(dt)
+    return [
+        # evaluation: reads x, w, b and the running statistics; writes y, mean, invstd
+        ("batch_norm_forward", (x, w, b, rm, rv, None, False, 0.1, 1e-5), {},
+         "batch_norm_fwd", (e * (n + 4 * C), e * (n + 2 * C)), n),
+        # backward: reads dy, x, w, mean, invstd; writes dx, dw, db
+        ("batch_norm_backward", (dy, x, w, mean, inv, True), {}, "batch_norm_bwd",
+         (e * (2 * n + 3 * C), e * (n + 2 * C)), n),
+        ("batch_norm_backward", (dy, x, None, mean, inv, True), {"need_dx": False},
+         "batch_norm_bwd", (e * (2 * n + 2 * C), e * 2 * C), n),
+        ("layer_norm_forward", (h, g, bb, 1e-5), {}, "layer_norm_fwd",
+         (e * (M * D + 2 * D), e * (M * D + 2 * M)), M * D),
+        ("layer_norm_backward", (dh, h, g, hm, hr), {}, "layer_norm_bwd",
+         (e * (2 * M * D + D + 2 * M), e * (M * D + 2 * D)), M * D),
+        ("embedding_forward", (W, idx), {}, "embedding_fwd", (e * 7 * D + 8 * 6, e * 6 * D),
+         7 * D),
+        ("embedding_backward", (demb, idx, 7), {"padding_idx": 2}, "embedding_bwd",
+         (e * 6 * D + 8 * 6, e * 7 * D), 7 * D),
+    ]
+
+
 def _cases(dt):
-    return _softmax_cases(dt) + _reduce_cases(dt) + _matrix_cases(dt)
+    return _softmax_cases(dt) + _reduce_cases(dt) + _matrix_cases(dt) + _norm_cases(dt)
 
 
 CASE_IDS = [f"{c[0]}-{k}" for k, c in enumerate(_cases(np.float32))]
@@ -137,6 +178,25 @@ BAD = {
     "scale": [((np.ones(3), np.array(1.0, np.float32)), {}), ((np.ones(3), np.ones(1)), {}),
               ((np.ones(3, np.int32), np.array(1.0)), {})],
     "count_scale": [((np.ones(3), -100), {}), ((np.ones((2, 2), np.int64), -100), {})],
+    "batch_norm_forward": [
+        ((np.ones((2, 3)), None, None, None, None, None, False, 0.1, 1e-5), {}),
+        ((np.ones((2, 3)), np.ones(2), None, None, None, None, True, 0.1, 1e-5), {}),
+        ((np.ones((1, 3)), None, None, None, None, None, True, 0.1, 1e-5), {}),
+        ((np.ones((2, 3)), None, None, np.zeros(3), None, None, True, 0.1, 1e-5), {}),
+        ((np.ones((2, 3)), None, None, None, None, None, True, -1.0, 1e-5), {})],
+    "batch_norm_backward": [((np.ones((2, 3)), np.ones((2, 3)), None, None, np.ones(3), True),
+                             {}),
+                            ((np.ones((2, 4)), np.ones((2, 3)), None, np.ones(3), np.ones(3),
+                              True), {})],
+    "layer_norm_forward": [((np.ones((2, 3)), np.ones(2), None, 1e-5), {}),
+                           ((np.ones((2, 3)), None, None, -1.0), {})],
+    "layer_norm_backward": [((np.ones((2, 3)), np.ones((2, 3), np.float32), None, np.ones(2),
+                              np.ones(2)), {})],
+    "embedding_forward": [((np.ones((4, 2)), np.array([4])), {}),
+                          ((np.ones((4, 2)), np.array([1.0])), {})],
+    "embedding_backward": [((np.ones((2, 3)), np.array([0, 1]), -1), {}),
+                           ((np.ones((2, 3)), np.array([0, 5]), 3), {}),
+                           ((np.ones((3, 3)), np.array([0, 1]), 3), {})],
 }
 
 
@@ -173,6 +233,32 @@ def test_gemm_into_out_with_beta_reads_and_writes_out(dt):
     assert prog.traffic() == [(e * (12 + 6 + 8), e * 8)]
     with pytest.raises(ValueError, match="'result' must be argument 'out'"):
         _core.gemm_args(a, b, beta=2.0, out=c, result=c.copy())
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_training_batch_norm_replays_its_running_statistics_update(dt):
+    """In training the kind writes the running statistics and the batch count as well (read and
+    written: operands() marks them so) and a replay updates them as the eager call did."""
+    r = _rng()
+    x = r.standard_normal((5, 3)).astype(dt)
+    rm, rv, nbt = r.standard_normal(3).astype(dt), np.abs(r.standard_normal(3)).astype(dt), \
+        np.array(4, np.int64)
+    state0 = [rm.copy(), rv.copy(), nbt.copy()]
+    out = _core.batch_norm_forward(x, None, None, rm, rv, nbt, True, -1.0, 1e-5)
+    want = [a.copy() for a in (*out, rm, rv, nbt)]
+    ptrs, ints, reals, f64, _ = _core.batch_norm_forward_args(x, None, None, rm, rv, nbt, True,
+                                                              -1.0, 1e-5, result=out)
+    prog = _core.Program()
+    prog.add("call", f64, ptrs, ints, reals)
+    for a, a0 in zip((rm, rv, nbt), state0):
+        a[...] = a0
+    prog.run()
+    for got, w in zip((*out, rm, rv, nbt), want):
+        np.testing.assert_array_equal(got, w)
+    assert int(nbt) == 5
+    e = np.dtype(dt).itemsize
+    # reads x, the running statistics and the count; writes y, mean, invstd, the statistics, count
+    assert prog.traffic() == [(e * (15 + 6) + 8, e * (15 + 6 + 6) + 8)]
 
 
 def test_twin_refuses_a_result_of_the_wrong_shape():

@@ -22,7 +22,6 @@ from graddesc import _compile_state, _core
 from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
 from graddesc.functional import conv as _conv
-from graddesc.functional import norm as _norm
 
 # activation name -> (the kernel's id, its default alpha), from the binding's own table
 _ACTS = dict(_core.ACTIVATIONS)
@@ -62,7 +61,6 @@ _OPTIM_KERNELS = ("sgd_step", "adam_step", "rmsprop_step", "adagrad_step")
 _OPTIM_CODES = ("sgd", "adam", "rmsprop", "adagrad", "linear_bwd_sgd")
 
 
-_SIGS.update(_norm.RECORD_SIGS)  # batch/layer norm and embedding: one instruction, "norm"
 _SIGS.update(_conv.CAPTURE_SIGS)  # convolution and pooling: one "conv" instruction
 
 # Kernels that lay out their own instruction (a registered kind, src/cpp/instr_registry.hpp):

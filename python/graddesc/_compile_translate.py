@@ -4,8 +4,9 @@
 none: a view, a shape-only constant), with raw pointers into the recorded arrays. `_Buffers`
 knows which memory the program may read (the inputs' copies, parameters, optimizer state, and
 whatever a recorded kernel wrote); an operand anywhere else makes the step uncapturable
-(`_UncapturableError`, and the step runs eagerly). The instruction layouts are listed at the top
-of src/cpp/program.cpp.
+(`_UncapturableError`, and the step runs eagerly). The built-in instructions' layouts are listed
+at the top of src/cpp/program.cpp; a registered kind's at the top of the binding file that
+registers it (its `_args` twin lays out the instruction and lists the memory it reads).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from graddesc._compile_record import (
     _Recording,
 )
 from graddesc.functional import conv as _conv
-from graddesc.functional import norm as _norm
 
 
 class _UncapturableError(Exception):
@@ -94,23 +94,6 @@ class _Buffers:
                 return lo
         raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
                             "(a NumPy op or a tensor that is not an argument of the step)")
-
-    def strided_ptr(self, a: np.ndarray, what: str) -> int:
-        """The address of element 0 of an array of any strides whose elements all lie inside
-        known memory (else uncapturable)."""
-        lo = hi = 0
-        for n, st in zip(a.shape, a.strides):
-            if n > 0:
-                lo, hi = (lo + (n - 1) * st, hi) if st < 0 else (lo, hi + (n - 1) * st)
-        if a.size == 0 or a.flags.c_contiguous:
-            return self.ptr(a, what)
-        start, end = _addr(a) + lo, _addr(a) + hi + a.itemsize
-        for s, e in self.ranges:
-            if s <= start and end <= e:
-                self.keep[id(a)] = a
-                return _addr(a)
-        raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
-                                 "(a NumPy op or a tensor that is not an argument of the step)")
 
 
 def _bind(name: str, args: tuple, kwargs: dict) -> dict:
@@ -205,9 +188,6 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers) -> None
             prog.add("ew", f64, ptrs, ints, reals)
             if a["out"] is not None:
                 bufs.written(out)
-        elif name in _norm.RECORD_SIGS:
-            f64, ptrs, ints, reals = _norm.record_instruction(name, a, out, P)
-            prog.add("norm", f64, ptrs, ints, reals)
         elif name == "sgd_step":
             lr = a["lr"]
             params, grads = list(a["params"]), list(a["grads"])

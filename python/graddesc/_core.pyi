@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'count_scale_args', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_backward_args', 'cross_entropy_forward', 'cross_entropy_forward_args', 'deferred_pending', 'dropout_mask', 'dropout_mask_args', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_forward', 'embedding_renorm', 'flush_deferred', 'gemm', 'gemm_args', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'isa', 'layer_norm_backward', 'layer_norm_forward', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_backward_args', 'log_softmax_forward', 'log_softmax_forward_args', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_backward_args', 'mse_forward', 'mse_forward_args', 'reduce', 'reduce_args', 'replay', 'rmsprop_step', 'scale', 'scale_args', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_backward_args', 'softmax_forward', 'softmax_forward_args', 'sum_all', 'sum_all_args', 'sum_axis', 'sum_axis_args']
+__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_backward_args', 'batch_norm_forward', 'batch_norm_forward_args', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'count_scale_args', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_backward_args', 'cross_entropy_forward', 'cross_entropy_forward_args', 'deferred_pending', 'dropout_mask', 'dropout_mask_args', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_backward_args', 'embedding_forward', 'embedding_forward_args', 'embedding_renorm', 'flush_deferred', 'gemm', 'gemm_args', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'isa', 'layer_norm_backward', 'layer_norm_backward_args', 'layer_norm_forward', 'layer_norm_forward_args', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_backward_args', 'log_softmax_forward', 'log_softmax_forward_args', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_backward_args', 'mse_forward', 'mse_forward_args', 'reduce', 'reduce_args', 'replay', 'rmsprop_step', 'scale', 'scale_args', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_backward_args', 'softmax_forward', 'softmax_forward_args', 'sum_all', 'sum_all_args', 'sum_axis', 'sum_axis_args']
 class Program:
     """
     A recorded kernel sequence (private: see gd.compile).
@@ -148,9 +148,17 @@ def batch_norm_backward(dy: typing.Any, x: typing.Any, weight: typing.Any, mean:
     """
     (dx, dweight, dbias) of batch norm, None where not needed.
     """
+def batch_norm_backward_args(dy: typing.Any, x: typing.Any, weight: typing.Any, mean: typing.Any, invstd: typing.Any, training: bool, need_dx: bool = True, need_dw: bool = True, need_db: bool = True, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for batch_norm_backward(...) = result.
+    """
 def batch_norm_forward(x: typing.Any, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, num_batches_tracked: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
     Batch norm over (N, C) or (N, C, L): (y, mean, invstd); running statistics updated in place in training (momentum < 0: cumulative average).
+    """
+def batch_norm_forward_args(x: typing.Any, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, num_batches_tracked: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for batch_norm_forward(...) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
 def best_isa() -> str:
     """
@@ -228,9 +236,17 @@ def embedding_backward(dy: typing.Any, indices: typing.Any, num_weights: typing.
     """
     Scatter-add of dy rows into a zero (num_weights, D) gradient, indices in order; the row padding_idx stays zero.
     """
+def embedding_backward_args(dy: typing.Any, indices: typing.Any, num_weights: typing.SupportsInt | typing.SupportsIndex, padding_idx: typing.SupportsInt | typing.SupportsIndex = -1, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for embedding_backward(...) = result.
+    """
 def embedding_forward(weight: typing.Any, indices: typing.Any) -> numpy.ndarray:
     """
     weight[indices]: (*indices.shape, D) rows of weight (V, D).
+    """
+def embedding_forward_args(weight: typing.Any, indices: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for embedding_forward(...) = result.
     """
 def embedding_renorm(weight: typing.Any, indices: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex, norm_type: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
@@ -292,9 +308,17 @@ def layer_norm_backward(dy: typing.Any, x: typing.Any, weight: typing.Any, mean:
     """
     (dx, dweight, dbias) of layer norm, None where not needed.
     """
+def layer_norm_backward_args(dy: typing.Any, x: typing.Any, weight: typing.Any, mean: typing.Any, rstd: typing.Any, need_dx: bool = True, need_dw: bool = True, need_db: bool = True, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for layer_norm_backward(...) = result.
+    """
 def layer_norm_forward(x: typing.Any, weight: typing.Any, bias: typing.Any, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
     Layer norm of the rows of x (M, D): (y, mean, rstd).
+    """
+def layer_norm_forward_args(x: typing.Any, weight: typing.Any, bias: typing.Any, eps: typing.SupportsFloat | typing.SupportsIndex, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for layer_norm_forward(...) = result.
     """
 def linear_backward(dy: typing.Any, x: typing.Any, weight: typing.Any, need_dx: bool = True, need_dw: bool = True, need_db: bool = True) -> tuple:
     """
@@ -420,7 +444,7 @@ ACTIVATIONS: dict = {'relu': (0, 0.0), 'leaky_relu': (1, 0.01), 'tanh': (2, 0.0)
 ACTIVATIONS_SAVING_OUTPUT: tuple = ('tanh', 'sigmoid', 'exp')
 EW_OPS: dict = {'add': 0, 'sub': 1, 'mul': 2, 'div': 3, 'pow': 4, 'maximum': 5, 'minimum': 6, 'neg': 7, 'abs': 8, 'exp': 9, 'log': 10, 'log1p': 11, 'sqrt': 12, 'rsqrt': 13, 'square': 14, 'sin': 15, 'cos': 16, 'sign': 17, 'reciprocal': 18, 'clamp': 19, 'where': 20, 'sum_to': 21, 'sgn': 22, 'eq': 23, 'ne': 24, 'lt': 25, 'le': 26, 'gt': 27, 'ge': 28, 'copy': 29}
 ISAS: tuple = ('avx512', 'avx2', 'baseline')
-RECORD_ARGS: dict = {'gemm': 'gemm_args', 'softmax_forward': 'softmax_forward_args', 'softmax_backward': 'softmax_backward_args', 'log_softmax_forward': 'log_softmax_forward_args', 'log_softmax_backward': 'log_softmax_backward_args', 'cross_entropy_forward': 'cross_entropy_forward_args', 'cross_entropy_backward': 'cross_entropy_backward_args', 'mse_forward': 'mse_forward_args', 'mse_backward': 'mse_backward_args', 'sum_axis': 'sum_axis_args', 'sum_all': 'sum_all_args', 'reduce': 'reduce_args', 'scale': 'scale_args', 'count_scale': 'count_scale_args', 'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args', 'dropout_mask': 'dropout_mask_args'}
+RECORD_ARGS: dict = {'gemm': 'gemm_args', 'softmax_forward': 'softmax_forward_args', 'softmax_backward': 'softmax_backward_args', 'log_softmax_forward': 'log_softmax_forward_args', 'log_softmax_backward': 'log_softmax_backward_args', 'cross_entropy_forward': 'cross_entropy_forward_args', 'cross_entropy_backward': 'cross_entropy_backward_args', 'mse_forward': 'mse_forward_args', 'mse_backward': 'mse_backward_args', 'sum_axis': 'sum_axis_args', 'sum_all': 'sum_all_args', 'reduce': 'reduce_args', 'scale': 'scale_args', 'count_scale': 'count_scale_args', 'batch_norm_forward': 'batch_norm_forward_args', 'batch_norm_backward': 'batch_norm_backward_args', 'layer_norm_forward': 'layer_norm_forward_args', 'layer_norm_backward': 'layer_norm_backward_args', 'embedding_forward': 'embedding_forward_args', 'embedding_backward': 'embedding_backward_args', 'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args', 'dropout_mask': 'dropout_mask_args'}
 REDUCE_OPS: dict = {'sum': 0, 'mean': 1, 'var': 2, 'std': 3, 'amax': 4, 'amin': 5, 'max': 6, 'min': 7, 'argmax': 8, 'argmin': 9, 'logsumexp': 10, 'norm': 11, 'prod': 12}
 __version__: str = '0.1.0'
 has_openmp: bool = True

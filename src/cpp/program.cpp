@@ -34,15 +34,19 @@
 //                grad_avg / momentum_buffer [] when off; then step += 1
 //   adagrad      lists[params, grads, sum, step (float32 0-d)]  i[sizes...]
 //                d[lr, lr_decay, eps, weight_decay, maximize]; reads step + 1, then step += 1
-//   norm         batch norm, layer norm, embedding: i[0] picks the kernel (layouts in norm.hpp)
 //   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm(, 1)]
 //                (clip_grad_norm below: scales the gradients in place when the norm is too big;
 //                d[2] = 1: only the norm, the update after it scales (fuse_clip))
 //   adam or sgd fused with the clip_norm before it (fuse_clip): p[that norm]  d[..., max_norm]:
 //                scales each gradient (stored back) by the clip coefficient as it reads it
 //   call         i[kind, ...]: a registered instruction kind (instr_registry.hpp), laid out,
-//                run and analysed by the binding file that registered it: the losses (ce_fwd,
-//                ce_bwd, mse_fwd, mse_bwd: bind_loss.cpp), gather/scatter/take (bind_index.cpp)
+//                run and analysed by the binding file that registered it (its layouts are
+//                listed there): softmax, log-softmax and the losses (bind_loss.cpp), sums and
+//                reductions (bind_reduce.cpp), gemm (bind_linear.cpp), scale and count_scale
+//                (bind_program.cpp), batch/layer norm and embedding (bind_norm.cpp),
+//                gather/scatter/take (bind_index.cpp), dropout masks (bind_random.cpp).
+// The instructions above keep a Code of their own because a pass (program_passes.cpp, fuse.cpp),
+// the replay or gd.compile's Python side matches them by it (docs/architecture.md).
 #include "program.hpp"
 
 #include <algorithm>
@@ -58,7 +62,6 @@
 #include "fuse.hpp"
 #include "instr_registry.hpp"
 #include "kernels.hpp"
-#include "norm.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -269,7 +272,6 @@ void run_one(const Instr& in) {
             }
             break;
         }
-        case Code::norm: run_norm_instr(in); break;  // batch/layer norm, embedding (norm.hpp)
         case Code::call: instr_kind(i[0]).run(in); break;
         case Code::ew_fused: run_fused<T>(in); break;
     }
@@ -409,7 +411,7 @@ bool Program::set_lazy(size_t index, bool lazy) {
 static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act_bwd",
                                      "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "rmsprop", "adagrad", "norm", "conv", "call",
+                                     "rmsprop", "adagrad", "conv", "call",
                                      "ew_fused"};
 static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::ew_fused) + 1,
               "kNames must name every Code");

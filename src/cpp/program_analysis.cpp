@@ -12,7 +12,6 @@
 #include "conv.hpp"
 #include "fuse.hpp"
 #include "instr_registry.hpp"
-#include "norm.hpp"
 #include "program.hpp"
 #include "program_internal.hpp"
 
@@ -117,7 +116,6 @@ std::vector<Operand> operands(const Instr& in) {
             }
             break;
         }
-        case Code::norm: norm_instr_operands(in, ops); break;
         case Code::call: instr_kind(i[0]).operands(in, ops); break;
         case Code::ew_fused: fused_operands(in, ops); break;
     }
