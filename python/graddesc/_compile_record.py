@@ -22,7 +22,6 @@ from graddesc import _compile_state, _core
 from graddesc._tensor import Tensor
 from graddesc.autograd import grad_mode
 from graddesc.functional import conv as _conv
-from graddesc.functional import norm as _norm
 
 # activation name -> (the kernel's id, its default alpha), from the binding's own table
 _ACTS = dict(_core.ACTIVATIONS)
@@ -39,15 +38,6 @@ _SIGS: dict = {
     "activation_forward": (("name", "x", "alpha"), {"alpha": None}),
     "activation_backward": (("name", "dy", "x", "y", "alpha"),
                             {"x": None, "y": None, "alpha": None}),
-    "softmax_forward": (("x",), {}), "log_softmax_forward": (("x",), {}),
-    "softmax_backward": (("dy", "y"), {}), "log_softmax_backward": (("dy", "y"), {}),
-    "sum_all": (("x",), {}), "sum_axis": (("x", "axis"), {}),
-    "reduce": (("op", "x", "axes", "keepdim", "param"),
-               {"axes": None, "keepdim": False, "param": 0.0}),
-    "gemm": (("a", "b", "trans_a", "trans_b", "alpha", "beta", "out"),
-             {"trans_a": False, "trans_b": False, "alpha": 1.0, "beta": 0.0, "out": None}),
-    "scale": (("x", "factor"), {}),
-    "count_scale": (("target", "ignore_index"), {}),
     "copy_array": (("x",), {}),
     "clip_norm": (("grads", "norm_type", "max_norm"), {}),
     "elementwise": (("op", "a", "b", "c", "out"), {"b": None, "c": None, "out": None}),
@@ -71,7 +61,6 @@ _OPTIM_KERNELS = ("sgd_step", "adam_step", "rmsprop_step", "adagrad_step")
 _OPTIM_CODES = ("sgd", "adam", "rmsprop", "adagrad", "linear_bwd_sgd")
 
 
-_SIGS.update(_norm.RECORD_SIGS)  # batch/layer norm and embedding: one instruction, "norm"
 _SIGS.update(_conv.CAPTURE_SIGS)  # convolution and pooling: one "conv" instruction
 
 # Kernels that lay out their own instruction (a registered kind, src/cpp/instr_registry.hpp):

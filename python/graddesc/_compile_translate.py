@@ -4,14 +4,13 @@
 none: a view, a shape-only constant), with raw pointers into the recorded arrays. `_Buffers`
 knows which memory the program may read (the inputs' copies, parameters, optimizer state, and
 whatever a recorded kernel wrote); an operand anywhere else makes the step uncapturable
-(`_UncapturableError`, and the step runs eagerly). The instruction layouts are listed at the top
-of src/cpp/program.cpp.
+(`_UncapturableError`, and the step runs eagerly). The built-in instructions' layouts are listed
+at the top of src/cpp/program.cpp; a registered kind's at the top of the binding file that
+registers it (its `_args` twin lays out the instruction and lists the memory it reads).
 """
 
 from __future__ import annotations
 
-import functools
-import operator
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,6 @@ from graddesc._compile_record import (
     _Recording,
 )
 from graddesc.functional import conv as _conv
-from graddesc.functional import norm as _norm
 
 
 class _UncapturableError(Exception):
@@ -96,23 +94,6 @@ class _Buffers:
                 return lo
         raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
                             "(a NumPy op or a tensor that is not an argument of the step)")
-
-    def strided_ptr(self, a: np.ndarray, what: str) -> int:
-        """The address of element 0 of an array of any strides whose elements all lie inside
-        known memory (else uncapturable)."""
-        lo = hi = 0
-        for n, st in zip(a.shape, a.strides):
-            if n > 0:
-                lo, hi = (lo + (n - 1) * st, hi) if st < 0 else (lo, hi + (n - 1) * st)
-        if a.size == 0 or a.flags.c_contiguous:
-            return self.ptr(a, what)
-        start, end = _addr(a) + lo, _addr(a) + hi + a.itemsize
-        for s, e in self.ranges:
-            if s <= start and end <= e:
-                self.keep[id(a)] = a
-                return _addr(a)
-        raise _UncapturableError(f"{what} comes from a computation outside the recorded kernels "
-                                 "(a NumPy op or a tensor that is not an argument of the step)")
 
 
 def _bind(name: str, args: tuple, kwargs: dict) -> dict:
@@ -220,10 +201,10 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers,
             prog.add("call", f64, ptrs, ints, reals)
             continue
         a = _bind(name, args, kwargs)
-        if name == "elementwise" and a["out"] is not None or \
-                name == "gemm" and a["out"] is not None and float(a["beta"]) != 0.0:
-            # an `out` the kernel also reads (an in-place op, out += a @ b) must be known
-            # memory already: checked below, before its write makes it known
+        if name == "elementwise" and a["out"] is not None:
+            # an `out` the kernel also reads (an in-place op) must be known memory already:
+            # checked below, before its write makes it known (gemm, a registered kind, reports
+            # an out it reads with beta != 0 among its reads)
             pass
         elif name not in _OPTIM_KERNELS:  # arrays a call returns are memory it writes
             for o in (out if isinstance(out, (tuple, list)) else (out,)):
@@ -256,56 +237,6 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers,
             prog.add("act_bwd", dy.dtype == np.float64,
                      [P(out, "dx"), P(dy, "dy"), P(a["x"], "x"), P(a["y"], "y")],
                      [act, dy.size], [alpha])
-        elif name in ("softmax_forward", "log_softmax_forward"):
-            x = a["x"]
-            code = "softmax_fwd" if name == "softmax_forward" else "log_softmax_fwd"
-            prog.add(code, x.dtype == np.float64, [P(out, "y"), P(x, "x")], list(x.shape), [])
-        elif name in ("softmax_backward", "log_softmax_backward"):
-            dy = a["dy"]
-            code = "softmax_bwd" if name == "softmax_backward" else "log_softmax_bwd"
-            prog.add(code, dy.dtype == np.float64, [P(out, "dx"), P(dy, "dy"), P(a["y"], "y")],
-                     list(dy.shape), [])
-        elif name == "sum_all":
-            x = a["x"]
-            prog.add("sum_all", x.dtype == np.float64, [P(out, "out"), P(x, "x")], [x.size], [])
-        elif name == "sum_axis":
-            x, ax = a["x"], int(a["axis"]) % max(a["x"].ndim, 1)
-            outer = int(np.prod(x.shape[:ax])) if ax else 1
-            inner = int(np.prod(x.shape[ax + 1:])) if ax + 1 < x.ndim else 1
-            prog.add("sum_axis", x.dtype == np.float64, [P(out, "y"), P(x, "x")],
-                     [outer, x.shape[ax], inner], [])
-        elif name == "reduce":
-            # one instruction for every reduction: op id, x's shape and element strides, the
-            # axes as a bit mask; outputs y, (y, idx) or idx as the binding returned them
-            x, nd = a["x"], a["x"].ndim
-            y, idx = out if isinstance(out, tuple) else \
-                ((None, out) if out.dtype == np.int64 else (out, None))
-            axes = a["axes"]
-            axes = range(nd) if axes is None else \
-                ((axes,) if isinstance(axes, (int, np.integer)) else axes)
-            mask = functools.reduce(operator.or_, (1 << (int(d) % nd) for d in axes), 0)
-            mask -= (mask >> 63) << 64  # as int64
-            prog.add("reduce", x.dtype == np.float64,
-                     [P(y, "y"), P(idx, "idx"), bufs.strided_ptr(x, f"{name}: x")],
-                     [int(a["op"]), nd, mask, int(bool(a["keepdim"]))] + list(x.shape) +
-                     [st // x.itemsize for st in x.strides], [float(a["param"])])
-        elif name == "gemm":
-            A, Bm, ta, tb = a["a"], a["b"], bool(a["trans_a"]), bool(a["trans_b"])
-            M, K = (A.shape[1], A.shape[0]) if ta else A.shape
-            N = Bm.shape[0] if tb else Bm.shape[1]
-            ptr_out = P(out, "out")  # (with beta != 0: an out from before the step)
-            bufs.add(out)
-            prog.add("gemm", A.dtype == np.float64, [ptr_out, P(A, "a"), P(Bm, "b")],
-                     [int(ta), int(tb), M, N, K, A.shape[1], Bm.shape[1], N],
-                     [float(a["alpha"]), float(a["beta"])])
-        elif name == "scale":
-            x, fac = a["x"], a["factor"]
-            prog.add("scale", x.dtype == np.float64,
-                     [P(out, "out"), P(x, "x"), P(fac, "factor")], [x.size], [])
-        elif name == "count_scale":
-            t = a["target"]
-            prog.add("count_scale", False, [P(out, "out"), P(t, "target")],
-                     [t.size, int(a["ignore_index"])], [])
         elif name == "copy_array":
             x = a["x"]
             prog.add("copy", False, [P(out, "copy"), P(x, "x")], [x.nbytes], [])
@@ -330,9 +261,6 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers,
             if a["out"] is not None:
                 bufs.add(out)
                 bufs.written(out)
-        elif name in _norm.RECORD_SIGS:
-            f64, ptrs, ints, reals = _norm.record_instruction(name, a, out, P)
-            prog.add("norm", f64, ptrs, ints, reals)
         elif name == "sgd_step":
             lr = a["lr"]
             params, grads = list(a["params"]), list(a["grads"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_backward_args', 'cross_entropy_forward', 'cross_entropy_forward_args', 'deferred_pending', 'dropout_mask', 'dropout_mask_args', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_forward', 'embedding_renorm', 'flush_deferred', 'gemm', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'isa', 'layer_norm_backward', 'layer_norm_forward', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_forward', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_backward_args', 'mse_forward', 'mse_forward_args', 'reduce', 'replay', 'rmsprop_step', 'scale', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'sum_all', 'sum_axis']
+__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_backward_args', 'batch_norm_forward', 'batch_norm_forward_args', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'count_scale_args', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_backward_args', 'cross_entropy_forward', 'cross_entropy_forward_args', 'deferred_pending', 'dropout_mask', 'dropout_mask_args', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_backward_args', 'embedding_forward', 'embedding_forward_args', 'embedding_renorm', 'flush_deferred', 'gemm', 'gemm_args', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'isa', 'layer_norm_backward', 'layer_norm_backward_args', 'layer_norm_forward', 'layer_norm_forward_args', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_backward_args', 'log_softmax_forward', 'log_softmax_forward_args', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_backward_args', 'mse_forward', 'mse_forward_args', 'reduce', 'reduce_args', 'replay', 'rmsprop_step', 'scale', 'scale_args', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_backward_args', 'softmax_forward', 'softmax_forward_args', 'sum_all', 'sum_all_args', 'sum_axis', 'sum_axis_args']
 class Program:
     """
     A recorded kernel sequence (private: see gd.compile).
@@ -18,7 +18,7 @@ class Program:
         ...
     def add(self, name: str, f64: bool, ptrs: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], ints: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], reals: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], lists: collections.abc.Sequence[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]] = []) -> None:
         """
-        Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive.
+        Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive. `name` is a built-in instruction or a registered kind's name (as names() reports it; then `ints` are the kind's own, without its id).
         """
     def flops(self) -> list[int]:
         """
@@ -148,9 +148,17 @@ def batch_norm_backward(dy: typing.Any, x: typing.Any, weight: typing.Any, mean:
     """
     (dx, dweight, dbias) of batch norm, None where not needed.
     """
+def batch_norm_backward_args(dy: typing.Any, x: typing.Any, weight: typing.Any, mean: typing.Any, invstd: typing.Any, training: bool, need_dx: bool = True, need_dw: bool = True, need_db: bool = True, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for batch_norm_backward(...) = result.
+    """
 def batch_norm_forward(x: typing.Any, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, num_batches_tracked: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
     Batch norm over (N, C) or (N, C, L): (y, mean, invstd); running statistics updated in place in training (momentum < 0: cumulative average).
+    """
+def batch_norm_forward_args(x: typing.Any, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, num_batches_tracked: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for batch_norm_forward(...) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
 def best_isa() -> str:
     """
@@ -179,6 +187,10 @@ def copy_array(x: typing.Any) -> numpy.ndarray:
 def count_scale(target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
     """
     1 / (number of targets != ignore_index) as a 0-d float64 array (NaN if none).
+    """
+def count_scale_args(target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for count_scale(target, ignore_index) = result.
     """
 def cpu_supports(name: str) -> bool:
     """
@@ -224,9 +236,17 @@ def embedding_backward(dy: typing.Any, indices: typing.Any, num_weights: typing.
     """
     Scatter-add of dy rows into a zero (num_weights, D) gradient, indices in order; the row padding_idx stays zero.
     """
+def embedding_backward_args(dy: typing.Any, indices: typing.Any, num_weights: typing.SupportsInt | typing.SupportsIndex, padding_idx: typing.SupportsInt | typing.SupportsIndex = -1, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for embedding_backward(...) = result.
+    """
 def embedding_forward(weight: typing.Any, indices: typing.Any) -> numpy.ndarray:
     """
     weight[indices]: (*indices.shape, D) rows of weight (V, D).
+    """
+def embedding_forward_args(weight: typing.Any, indices: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for embedding_forward(...) = result.
     """
 def embedding_renorm(weight: typing.Any, indices: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex, norm_type: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
@@ -239,6 +259,10 @@ def flush_deferred() -> None:
 def gemm(a: typing.Any, b: typing.Any, trans_a: bool = False, trans_b: bool = False, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, out: typing.Any = None) -> numpy.ndarray:
     """
     alpha * op(a) @ op(b) + beta * out for 2-d float32/float64 C-contiguous arrays.
+    """
+def gemm_args(a: typing.Any, b: typing.Any, trans_a: bool = False, trans_b: bool = False, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, out: typing.Any = None, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for gemm(...) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
 def get_num_threads() -> int:
     """
@@ -284,9 +308,17 @@ def layer_norm_backward(dy: typing.Any, x: typing.Any, weight: typing.Any, mean:
     """
     (dx, dweight, dbias) of layer norm, None where not needed.
     """
+def layer_norm_backward_args(dy: typing.Any, x: typing.Any, weight: typing.Any, mean: typing.Any, rstd: typing.Any, need_dx: bool = True, need_dw: bool = True, need_db: bool = True, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for layer_norm_backward(...) = result.
+    """
 def layer_norm_forward(x: typing.Any, weight: typing.Any, bias: typing.Any, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
     Layer norm of the rows of x (M, D): (y, mean, rstd).
+    """
+def layer_norm_forward_args(x: typing.Any, weight: typing.Any, bias: typing.Any, eps: typing.SupportsFloat | typing.SupportsIndex, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for layer_norm_forward(...) = result.
     """
 def linear_backward(dy: typing.Any, x: typing.Any, weight: typing.Any, need_dx: bool = True, need_dw: bool = True, need_db: bool = True) -> tuple:
     """
@@ -300,9 +332,17 @@ def log_softmax_backward(dy: typing.Any, y: typing.Any) -> numpy.ndarray:
     """
     dx = dy - exp(y) * sum(dy) row-wise, from the saved log-softmax output y.
     """
+def log_softmax_backward_args(dy: typing.Any, y: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for log_softmax_backward(dy, y) = result.
+    """
 def log_softmax_forward(x: typing.Any) -> numpy.ndarray:
     """
     Row-wise log-softmax of x (B, C), max-subtracted.
+    """
+def log_softmax_forward_args(x: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for log_softmax_forward(x) = result.
     """
 def maxpool2d_backward(grad_output: typing.Any, indices: numpy.ndarray, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> numpy.ndarray:
     """
@@ -332,6 +372,10 @@ def reduce(op: typing.SupportsInt | typing.SupportsIndex, x: typing.Any, axes: t
     """
     Reduction `op` (an id of REDUCE_OPS) of a float array of any strides over `axes` (None: all), deterministic for any thread count. Returns y, (y, idx) for max/min, or idx (int64) for argmax/argmin. param: var/std correction, norm p.
     """
+def reduce_args(op: typing.SupportsInt | typing.SupportsIndex, x: typing.Any, axes: typing.Any = None, keepdim: bool = False, param: typing.SupportsFloat | typing.SupportsIndex = 0.0, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for reduce(...) = result.
+    """
 def replay(*args, **kwargs):
     """
     replay(fast, args, grad_enabled): FastReplay.__call__, called directly (private).
@@ -343,6 +387,10 @@ def rmsprop_step(params: typing.Any, grads: typing.Any, square_avgs: typing.Any,
 def scale(x: typing.Any, factor: typing.Any) -> numpy.ndarray:
     """
     x * factor (factor a 0-d float64 array, rounded to x's dtype first).
+    """
+def scale_args(x: typing.Any, factor: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for scale(x, factor) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
 def set_deferred_types(parameter: type, deferred_parameter: type, tensor: type, deferred_tensor: type) -> None:
     """
@@ -364,23 +412,39 @@ def softmax_backward(dy: typing.Any, y: typing.Any) -> numpy.ndarray:
     """
     dx = y * (dy - sum(dy * y)) row-wise, from the saved softmax output y.
     """
+def softmax_backward_args(dy: typing.Any, y: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for softmax_backward(dy, y) = result.
+    """
 def softmax_forward(x: typing.Any) -> numpy.ndarray:
     """
     Row-wise softmax of x (B, C).
+    """
+def softmax_forward_args(x: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for softmax_forward(x) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
 def sum_all(x: typing.Any) -> numpy.ndarray:
     """
     0-d sum of all elements, deterministic.
     """
+def sum_all_args(x: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for sum_all(x) = result.
+    """
 def sum_axis(x: typing.Any, axis: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
     """
     Sum of a C-contiguous float array over one axis, deterministic for any thread count.
+    """
+def sum_axis_args(x: typing.Any, axis: typing.SupportsInt | typing.SupportsIndex, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for sum_axis(x, axis) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
 ACTIVATIONS: dict = {'relu': (0, 0.0), 'leaky_relu': (1, 0.01), 'tanh': (2, 0.0), 'sigmoid': (3, 0.0), 'softplus': (4, 20.0), 'gelu': (5, 0.0), 'gelu_tanh': (6, 0.0), 'exp': (7, 0.0), 'log': (8, 0.0)}
 ACTIVATIONS_SAVING_OUTPUT: tuple = ('tanh', 'sigmoid', 'exp')
 EW_OPS: dict = {'add': 0, 'sub': 1, 'mul': 2, 'div': 3, 'pow': 4, 'maximum': 5, 'minimum': 6, 'neg': 7, 'abs': 8, 'exp': 9, 'log': 10, 'log1p': 11, 'sqrt': 12, 'rsqrt': 13, 'square': 14, 'sin': 15, 'cos': 16, 'sign': 17, 'reciprocal': 18, 'clamp': 19, 'where': 20, 'sum_to': 21, 'sgn': 22, 'eq': 23, 'ne': 24, 'lt': 25, 'le': 26, 'gt': 27, 'ge': 28, 'copy': 29}
 ISAS: tuple = ('avx512', 'avx2', 'baseline')
-RECORD_ARGS: dict = {'cross_entropy_forward': 'cross_entropy_forward_args', 'cross_entropy_backward': 'cross_entropy_backward_args', 'mse_forward': 'mse_forward_args', 'mse_backward': 'mse_backward_args', 'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args', 'dropout_mask': 'dropout_mask_args'}
+RECORD_ARGS: dict = {'gemm': 'gemm_args', 'softmax_forward': 'softmax_forward_args', 'softmax_backward': 'softmax_backward_args', 'log_softmax_forward': 'log_softmax_forward_args', 'log_softmax_backward': 'log_softmax_backward_args', 'cross_entropy_forward': 'cross_entropy_forward_args', 'cross_entropy_backward': 'cross_entropy_backward_args', 'mse_forward': 'mse_forward_args', 'mse_backward': 'mse_backward_args', 'sum_axis': 'sum_axis_args', 'sum_all': 'sum_all_args', 'reduce': 'reduce_args', 'scale': 'scale_args', 'count_scale': 'count_scale_args', 'batch_norm_forward': 'batch_norm_forward_args', 'batch_norm_backward': 'batch_norm_backward_args', 'layer_norm_forward': 'layer_norm_forward_args', 'layer_norm_backward': 'layer_norm_backward_args', 'embedding_forward': 'embedding_forward_args', 'embedding_backward': 'embedding_backward_args', 'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args', 'dropout_mask': 'dropout_mask_args'}
 REDUCE_OPS: dict = {'sum': 0, 'mean': 1, 'var': 2, 'std': 3, 'amax': 4, 'amin': 5, 'max': 6, 'min': 7, 'argmax': 8, 'argmin': 9, 'logsumexp': 10, 'norm': 11, 'prod': 12}
 __version__: str = '0.1.0'
 has_openmp: bool = True

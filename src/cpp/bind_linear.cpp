@@ -1,5 +1,11 @@
 // Bindings for the linear family: gemm (matrix products) and linear forward/backward.
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "bind_common.hpp"
+#include "bind_instr.hpp"
+#include "instr_registry.hpp"
 #include "kernels.hpp"
 
 namespace gd {
@@ -84,45 +90,102 @@ py::tuple linear_backward(const py::handle& dyo, const py::handle& xo, const py:
     });
 }
 
+// ---- gemm: also a registered instruction kind (instr_registry.hpp), recorded by gemm_args ----
+//   gemm  p[C, A, B]  i[ta, tb, M, N, K, lda, ldb, ldc]  d[alpha, beta]   (after the kind id)
+
+int64_t g_gemm_kind = -1;
+
+struct GemmArgs {
+    py::array A, B, C;  // C: the given `out`, or none
+    bool f64 = false;
+    int64_t M = 0, N = 0, K = 0;
+};
+
+GemmArgs parse_gemm(const py::handle& Ao, const py::handle& Bo, bool ta, bool tb, double beta,
+                    const py::handle& Co) {
+    const char* op = "gemm";
+    GemmArgs g;
+    g.A = as_array(Ao, op, "a");
+    g.B = as_array(Bo, op, "b");
+    g.f64 = float_kind(g.A, op, "a") == 'd';
+    const py::array &A = g.A, &B = g.B;
+    instr::check_float_array(A, g.f64, op, "a");
+    instr::check_float_array(B, g.f64, op, "b");
+    check_ndim(A, op, "a", 2, 2);
+    check_ndim(B, op, "b", 2, 2);
+    g.M = ta ? A.shape(1) : A.shape(0);
+    g.K = ta ? A.shape(0) : A.shape(1);
+    const int64_t KB = tb ? B.shape(1) : B.shape(0);
+    g.N = tb ? B.shape(0) : B.shape(1);
+    if (g.K != KB)
+        value_error(std::string(op) + ": inner dimensions differ: op(a) is (" +
+                    std::to_string(g.M) + ", " + std::to_string(g.K) + "), op(b) is (" +
+                    std::to_string(KB) + ", " + std::to_string(g.N) + ")");
+    if (Co.is_none()) {
+        if (beta != 0.0) value_error("gemm: beta != 0 needs an output array 'out'");
+    } else {
+        g.C = as_array(Co, op, "out");
+        instr::check_float_array(g.C, g.f64, op, "out");
+        check_shape(g.C, op, "out", {g.M, g.N});
+        if (!g.C.writeable()) value_error("gemm: argument 'out' is read-only");
+        check_no_overlap(g.C, A, op, "out", "a");
+        check_no_overlap(g.C, B, op, "out", "b");
+    }
+    return g;
+}
+
 // A (M, K) (or (K, M) if trans_a), B (K, N) (or (N, K) if trans_b) -> alpha op(A) op(B) + beta C
 py::array gemm(const py::handle& Ao, const py::handle& Bo, bool ta, bool tb, double alpha,
                double beta, const py::handle& Co) {
-    const char* op = "gemm";
-    py::array A = as_array(Ao, op, "a"), B = as_array(Bo, op, "b");
-    return dispatch_float(A, op, "a", [&](auto tag) {
+    GemmArgs g = parse_gemm(Ao, Bo, ta, tb, beta, Co);
+    const auto go = [&](auto tag) -> py::array {
         using T = decltype(tag);
-        check_array<T>(A, op, "a");
-        check_array<T>(B, op, "b");
-        check_ndim(A, op, "a", 2, 2);
-        check_ndim(B, op, "b", 2, 2);
-        const int64_t M = ta ? A.shape(1) : A.shape(0), K = ta ? A.shape(0) : A.shape(1);
-        const int64_t KB = tb ? B.shape(1) : B.shape(0), N = tb ? B.shape(0) : B.shape(1);
-        if (K != KB)
-            value_error(std::string(op) + ": inner dimensions differ: op(a) is (" +
-                        std::to_string(M) + ", " + std::to_string(K) + "), op(b) is (" +
-                        std::to_string(KB) + ", " + std::to_string(N) + ")");
-        py::array C;
-        if (Co.is_none()) {
-            if (beta != 0.0) value_error("gemm: beta != 0 needs an output array 'out'");
-            C = new_array<T>({M, N});
-        } else {
-            C = as_array(Co, op, "out");
-            check_array<T>(C, op, "out");
-            check_shape(C, op, "out", {M, N});
-            if (!C.writeable()) value_error("gemm: argument 'out' is read-only");
-            check_no_overlap(C, A, op, "out", "a");
-            check_no_overlap(C, B, op, "out", "b");
-        }
+        py::array C = Co.is_none() ? new_array<T>({g.M, g.N}) : g.C;
         T* Cp = out_ptr<T>(C);
-        const T *Ap = in_ptr<T>(A), *Bp = in_ptr<T>(B);
-        const int64_t lda = A.shape(1), ldb = B.shape(1);
+        const T *Ap = in_ptr<T>(g.A), *Bp = in_ptr<T>(g.B);
+        const int64_t lda = g.A.shape(1), ldb = g.B.shape(1);
         {
             py::gil_scoped_release nogil;
-            kernels<T>().gemm(ta, tb, M, N, K, T(alpha), Ap, lda, Bp, ldb, T(beta), Cp, N);
+            kernels<T>().gemm(ta, tb, g.M, g.N, g.K, T(alpha), Ap, lda, Bp, ldb, T(beta), Cp,
+                              g.N);
         }
         return C;
-    });
+    };
+    return g.f64 ? go(double{}) : go(float{});
 }
+
+py::tuple gemm_args(const py::handle& Ao, const py::handle& Bo, bool ta, bool tb, double alpha,
+                    double beta, const py::handle& Co, const py::handle& result) {
+    const GemmArgs g = parse_gemm(Ao, Bo, ta, tb, beta, Co);
+    py::array C = instr::checked_result(result, "gemm", "result", g.f64, {g.M, g.N});
+    if (!Co.is_none() && addr(C) != addr(g.C))
+        value_error("gemm: argument 'result' must be argument 'out' when out is given");
+    std::vector<py::array> reads{g.A, g.B};
+    if (beta != 0.0) reads.push_back(C);  // beta * C: out is read too
+    return instr::instr_tuple({addr(C), addr(g.A), addr(g.B)},
+                              {g_gemm_kind, ta ? 1 : 0, tb ? 1 : 0, g.M, g.N, g.K,
+                               int64_t(g.A.shape(1)), int64_t(g.B.shape(1)), g.N},
+                              {alpha, beta}, g.f64, reads);
+}
+
+template <class T>
+void gemm_run_t(const Instr& in) {
+    const int64_t* i = in.i.data() + 1;
+    kernels<T>().gemm(i[0] != 0, i[1] != 0, i[2], i[3], i[4], T(in.d[0]), instr::P<T>(in, 1), i[5],
+                      instr::P<T>(in, 2), i[6], T(in.d[1]), instr::P<T>(in, 0), i[7]);
+}
+
+void gemm_operands(const Instr& in, std::vector<Operand>& ops) {
+    const int64_t e = in.f64 ? 8 : 4;
+    const int64_t* i = in.i.data() + 1;
+    const int64_t C = e * i[2] * i[3];
+    if (in.d[1] != 0.0) ops.push_back({in.p[0], C, true, true, 0});  // beta * C read
+    else instr::operand(in, ops, 0, C, true);
+    instr::operand(in, ops, 1, e * i[2] * i[4], false);
+    instr::operand(in, ops, 2, e * i[4] * i[3], false);
+}
+
+int64_t gemm_flops(const Instr& in) { return 2 * in.i[3] * in.i[4] * in.i[5]; }
 
 }  // namespace
 
@@ -137,6 +200,15 @@ void bind_linear(py::module_& m) {
           py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
           py::arg("out") = py::none(),
           "alpha * op(a) @ op(b) + beta * out for 2-d float32/float64 C-contiguous arrays.");
+    g_gemm_kind = register_instr_kind({"gemm", &instr::run_by_dtype<gemm_run_t<float>, gemm_run_t<double>>,
+                                       &gemm_operands, &gemm_flops,
+                                       &instr::layout_valid<3, 9, 2, 1, 9>});
+    m.def("gemm_args", &gemm_args, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
+          py::arg("trans_b") = false, py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
+          py::arg("out") = py::none(), py::kw_only(), py::arg("result"),
+          "The instruction gd.compile records for gemm(...) = result: "
+          "(pointers, ints, reals, float64, [(address, bytes) read]).");
+    add_record_args(m, {{"gemm", "gemm_args"}});
 }
 
 }  // namespace bind

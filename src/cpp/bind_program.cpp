@@ -1,5 +1,6 @@
 // Bindings for gd.compile's replay (graddesc/_compile.py builds the instructions) and the two
 // small helpers it needs the eager path to share with it: scale and count_scale.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <pybind11/stl.h>
 
 #include "bind_common.hpp"
+#include "bind_instr.hpp"
 #include "conv.hpp"
 #include "instr_registry.hpp"
 #include "program.hpp"
@@ -19,38 +21,110 @@ namespace gd {
 namespace bind {
 namespace {
 
-// x (any shape), factor 0-d float64 -> x * T(factor)
-py::array scale(const py::handle& xo, const py::handle& fo) {
+// scale and count_scale are also registered instruction kinds (instr_registry.hpp), recorded
+// through scale_args / count_scale_args (the same parse as the bindings). Layouts (after the id):
+//   scale        p[out, x, factor (0-d float64)]  i[N]                out = x * T(factor)
+//   count_scale  p[out (0-d float64), target]     i[B, ignore_index]  out = 1 / #valid (or NaN)
+int64_t g_scale_kind = -1, g_count_scale_kind = -1;
+
+struct ScaleArgs {
+    py::array x, f;
+    bool f64 = false;
+};
+
+ScaleArgs parse_scale(const py::handle& xo, const py::handle& fo) {
     const char* op = "scale";
-    py::array x = as_array(xo, op, "x");
-    py::array f = as_array(fo, op, "factor");
-    check_array<double>(f, op, "factor");
-    check_shape(f, op, "factor", {});
-    return dispatch_float(x, op, "x", [&](auto tag) {
-        using T = decltype(tag);
-        check_array<T>(x, op, "x");
-        py::array out = new_array<T>(shape_of(x));
-        const T fac = T(*in_ptr<double>(f));
-        const T* xp = in_ptr<T>(x);
-        T* op_ = out_ptr<T>(out);
-        for (py::ssize_t k = 0; k < x.size(); ++k) op_[k] = xp[k] * fac;
-        return out;
-    });
+    ScaleArgs s;
+    s.x = as_array(xo, op, "x");
+    s.f = as_array(fo, op, "factor");
+    check_array<double>(s.f, op, "factor");
+    check_shape(s.f, op, "factor", {});
+    s.f64 = float_kind(s.x, op, "x") == 'd';
+    instr::check_float_array(s.x, s.f64, op, "x");
+    return s;
 }
 
-// target (B,) int64 -> 0-d float64 1 / (number of entries != ignore_index), NaN if none
-py::array count_scale(const py::handle& to, int64_t ignore_index) {
+template <class T>
+void scale_kernel(T* out, const T* x, double factor, int64_t n) {
+    const T fac = T(factor);
+    for (int64_t k = 0; k < n; ++k) out[k] = x[k] * fac;
+}
+
+// x (any shape), factor 0-d float64 -> x * T(factor)
+py::array scale(const py::handle& xo, const py::handle& fo) {
+    const ScaleArgs s = parse_scale(xo, fo);
+    const auto go = [&](auto tag) -> py::array {
+        using T = decltype(tag);
+        py::array out = new_array<T>(shape_of(s.x));
+        scale_kernel<T>(out_ptr<T>(out), in_ptr<T>(s.x), *in_ptr<double>(s.f), s.x.size());
+        return out;
+    };
+    return s.f64 ? go(double{}) : go(float{});
+}
+
+py::tuple scale_args(const py::handle& xo, const py::handle& fo, const py::handle& result) {
+    const ScaleArgs s = parse_scale(xo, fo);
+    py::array out = instr::checked_result(result, "scale", "result", s.f64, shape_of(s.x));
+    return instr::instr_tuple({addr(out), addr(s.x), addr(s.f)},
+                              {g_scale_kind, int64_t(s.x.size())}, {}, s.f64, {s.x, s.f});
+}
+
+template <class T>
+void scale_run_t(const Instr& in) {
+    scale_kernel<T>(instr::P<T>(in, 0), instr::P<T>(in, 1), *instr::P<double>(in, 2), in.i[1]);
+}
+
+void scale_operands(const Instr& in, std::vector<Operand>& ops) {
+    const int64_t e = in.f64 ? 8 : 4;
+    instr::operand(in, ops, 0, e * in.i[1], true);
+    instr::operand(in, ops, 1, e * in.i[1], false);
+    instr::operand(in, ops, 2, 8, false);
+}
+
+py::array parse_count_scale(const py::handle& to) {
     const char* op = "count_scale";
     py::array t = as_array(to, op, "target");
     check_array<int64_t>(t, op, "target");
     check_ndim(t, op, "target", 1, 1);
-    const int64_t* tp = in_ptr<int64_t>(t);
-    int64_t n = 0;
-    for (py::ssize_t k = 0; k < t.size(); ++k) n += tp[k] != ignore_index;
+    return t;
+}
+
+// 1 / (number of entries of t[0, n) != ignore_index), NaN if none
+double count_scale_kernel(const int64_t* t, int64_t n, int64_t ignore_index) {
+    int64_t valid = 0;
+    for (int64_t k = 0; k < n; ++k) valid += t[k] != ignore_index;
+    return valid ? 1.0 / double(valid) : std::numeric_limits<double>::quiet_NaN();
+}
+
+// target (B,) int64 -> 0-d float64 1 / (number of entries != ignore_index), NaN if none
+py::array count_scale(const py::handle& to, int64_t ignore_index) {
+    const py::array t = parse_count_scale(to);
     py::array out = new_array<double>({});
-    *out_ptr<double>(out) = n ? 1.0 / double(n) : std::numeric_limits<double>::quiet_NaN();
+    *out_ptr<double>(out) = count_scale_kernel(in_ptr<int64_t>(t), t.size(), ignore_index);
     return out;
 }
+
+py::tuple count_scale_args(const py::handle& to, int64_t ignore_index, const py::handle& result) {
+    const py::array t = parse_count_scale(to);
+    py::array out = as_array(result, "count_scale", "result");
+    check_array<double>(out, "count_scale", "result");
+    check_shape(out, "count_scale", "result", {});
+    return instr::instr_tuple({addr(out), addr(t)},
+                              {g_count_scale_kind, int64_t(t.size()), ignore_index}, {}, false,
+                              {t});
+}
+
+void count_scale_run(const Instr& in) {
+    *instr::P<double>(in, 0) = count_scale_kernel(instr::P<const int64_t>(in, 1), in.i[1], in.i[2]);
+}
+
+void count_scale_operands(const Instr& in, std::vector<Operand>& ops) {
+    instr::operand(in, ops, 0, 8, true);
+    instr::operand(in, ops, 1, 8 * in.i[1], false);
+}
+
+// one operation per target (what Program::flops counted for it as a built-in instruction)
+int64_t count_scale_flops(const Instr& in) { return std::max<int64_t>(1, in.i[1]); }
 
 // nn.utils.clip_grad_norm_'s kernel (gd::clip_grad_norm, shared with the replay): gradients
 // (a list of float32 or float64 arrays of one dtype, scaled in place) -> the norm, 0-d float64;
@@ -115,6 +189,13 @@ void add_instr(Program& prog, const std::string& name, bool f64, const std::vect
                const std::vector<int64_t>& ints, const std::vector<double>& reals,
                const std::vector<std::vector<uintptr_t>>& lists) {
     Instr in;
+    // a registered kind's own name stands for a 'call' of it: ints are the kind's, after i[0]
+    if (const int64_t kind = find_instr_kind(name); kind >= 0) {
+        std::vector<int64_t> with_id{kind};
+        with_id.insert(with_id.end(), ints.begin(), ints.end());
+        add_instr(prog, "call", f64, ptrs, with_id, reals, lists);
+        return;
+    }
     try {
         in.code = code_from_name(name);
     } catch (const std::invalid_argument& e) {
@@ -172,6 +253,20 @@ void bind_program(py::module_& m) {
           "x * factor (factor a 0-d float64 array, rounded to x's dtype first).");
     m.def("count_scale", &count_scale, py::arg("target"), py::arg("ignore_index"),
           "1 / (number of targets != ignore_index) as a 0-d float64 array (NaN if none).");
+    g_scale_kind = register_instr_kind(
+        {"scale", &instr::run_by_dtype<scale_run_t<float>, scale_run_t<double>>, &scale_operands,
+         [](const Instr& in) { return in.i[1]; }, &instr::layout_valid<3, 2, 0, 1, 2>});
+    g_count_scale_kind = register_instr_kind({"count_scale", &count_scale_run,
+                                              &count_scale_operands, &count_scale_flops,
+                                              &instr::layout_valid<2, 3, 0, 1, 2>});
+    m.def("scale_args", &scale_args, py::arg("x"), py::arg("factor"), py::kw_only(),
+          py::arg("result"),
+          "The instruction gd.compile records for scale(x, factor) = result: "
+          "(pointers, ints, reals, float64, [(address, bytes) read]).");
+    m.def("count_scale_args", &count_scale_args, py::arg("target"), py::arg("ignore_index"),
+          py::kw_only(), py::arg("result"),
+          "The instruction gd.compile records for count_scale(target, ignore_index) = result.");
+    add_record_args(m, {{"scale", "scale_args"}, {"count_scale", "count_scale_args"}});
     m.def("copy_array", &copy_array, py::arg("x"), "A C-contiguous copy of a float array.");
     m.def("clip_norm", &clip_norm, py::arg("grads"), py::arg("norm_type"), py::arg("max_norm"),
           py::arg("error_if_nonfinite") = false,
@@ -185,7 +280,9 @@ void bind_program(py::module_& m) {
         .def(py::init<>())
         .def("add", &add_instr, py::arg("name"), py::arg("f64"), py::arg("ptrs"),
              py::arg("ints"), py::arg("reals"), py::arg("lists") = std::vector<std::vector<uintptr_t>>{},
-             "Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive.")
+             "Appends an instruction. Pointers are raw addresses of buffers the caller keeps alive. "
+             "`name` is a built-in instruction or a registered kind's name (as names() reports "
+             "it; then `ints` are the kind's own, without its id).")
         .def("run", [](const Program& p) {
                 flush_deferred();
                 py::gil_scoped_release nogil;

@@ -5,6 +5,7 @@
 // exports a `<name>_args` twin that lays out the instruction (see bind_index.cpp).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "program.hpp"
@@ -29,5 +30,7 @@ struct InstrKind {
 int64_t register_instr_kind(const InstrKind& kind);
 // The kind of id; std::out_of_range for an id nothing registered.
 const InstrKind& instr_kind(int64_t id);
+// The id of the kind registered under `name`, or -1.
+int64_t find_instr_kind(const std::string& name);
 
 }  // namespace gd

@@ -75,8 +75,9 @@ inline const NormKernels<double>& norm_kernels<double>() { return active_norm_ta
 // a kernel reads W[idx]).
 int64_t first_bad_index(const int64_t* idx, int64_t K, int64_t V);
 
-// gd.compile: the program instruction Code::norm, one for the family (bind_norm.cpp). i[0] is
-// the NormOp, the rest mirrors the eager binding's kernel call:
+// gd.compile: the family's registered instruction kinds (bind_norm.cpp), one per NormOp
+// (batch_norm_fwd, ...). i[0] is the kind's id, the rest mirrors the eager binding's kernel call
+// (the `op` slot below is that id):
 //   bn_fwd  p[y, mean, invstd, run_mean|0, run_var|0, nbt|0, x, w|0, b|0]
 //           i[op, N, C, L, training]  d[eps, momentum]
 //   bn_bwd  p[dx|0, dw|0, db|0, dy, x, w|0, mean, invstd]  i[op, N, C, L, training]
@@ -85,9 +86,5 @@ int64_t first_bad_index(const int64_t* idx, int64_t K, int64_t V);
 //   emb_fwd p[y, W, idx]  i[op, K, V, D]  (indices checked on every run, as the binding does)
 //   emb_bwd p[dW, dy, idx]  i[op, K, V, D, padding_idx]
 enum class NormOp : int { bn_fwd = 0, bn_bwd, ln_fwd, ln_bwd, emb_fwd, emb_bwd };
-struct Instr;
-struct Operand;
-void run_norm_instr(const Instr& in);
-void norm_instr_operands(const Instr& in, std::vector<Operand>& ops);
 
 }  // namespace gd

@@ -11,11 +11,6 @@
 //   linear_bwd   p[dx|0, dW|0, db|0, dy, x, W]   i[B, IN, OUT]
 //   act_fwd      p[y, x]                         i[op, N]     d[alpha]
 //   act_bwd      p[dx, dy, x|0, y|0]             i[op, N]     d[alpha]
-//   (log_)softmax_fwd p[y, x]  i[B, C];  (log_)softmax_bwd p[dx, dy, y]  i[B, C]
-//   sum_all      p[out, x] i[N];  sum_axis p[y, x] i[outer, R, inner]
-//   gemm         p[C, A, B]  i[ta, tb, M, N, K, lda, ldb, ldc]  d[alpha, beta]
-//   scale        p[out, x, factor (double)]      i[N]         out = x * T(factor)
-//   count_scale  p[out (double), target]         i[B, ignore_index]  out = 1 / #valid (or NaN)
 //   copy         p[dst, src]                     i[bytes]
 //   sgd          lists[params, grads, bufs]      i[sizes...]  d[lr, momentum, dampening,
 //                                                               weight_decay, nesterov, maximize]
@@ -31,8 +26,6 @@
 //   ew           p[y, x0|0, x1|0, x2|0]  i[op, nd, shape (nd), y strides (nd), x0..x2 strides
 //                (nd each, in elements, 0 where broadcast)]  d[s0, s1, s2]: the elementwise family
 //                (elementwise.hpp), one instruction for every op; a null xk is the scalar sk
-//   reduce       p[y|0, idx|0, x]  i[op (Red), nd, axes (bit mask), keepdim, shape (nd),
-//                x's element strides (nd)]  d[param]: the kernel of _core.reduce
 //   adam         lists[params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, step (float32 0-d)]
 //                i[sizes...]  d[lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
 //                               decoupled]; reads step + 1 as the step number, then step += 1
@@ -41,15 +34,19 @@
 //                grad_avg / momentum_buffer [] when off; then step += 1
 //   adagrad      lists[params, grads, sum, step (float32 0-d)]  i[sizes...]
 //                d[lr, lr_decay, eps, weight_decay, maximize]; reads step + 1, then step += 1
-//   norm         batch norm, layer norm, embedding: i[0] picks the kernel (layouts in norm.hpp)
 //   clip_norm    p[norm (double)]  lists[grads]  i[sizes...]  d[norm_type, max_norm(, 1)]
 //                (clip_grad_norm below: scales the gradients in place when the norm is too big;
 //                d[2] = 1: only the norm, the update after it scales (fuse_clip))
 //   adam or sgd fused with the clip_norm before it (fuse_clip): p[that norm]  d[..., max_norm]:
 //                scales each gradient (stored back) by the clip coefficient as it reads it
 //   call         i[kind, ...]: a registered instruction kind (instr_registry.hpp), laid out,
-//                run and analysed by the binding file that registered it: the losses (ce_fwd,
-//                ce_bwd, mse_fwd, mse_bwd: bind_loss.cpp), gather/scatter/take (bind_index.cpp)
+//                run and analysed by the binding file that registered it (its layouts are
+//                listed there): softmax, log-softmax and the losses (bind_loss.cpp), sums and
+//                reductions (bind_reduce.cpp), gemm (bind_linear.cpp), scale and count_scale
+//                (bind_program.cpp), batch/layer norm and embedding (bind_norm.cpp),
+//                gather/scatter/take (bind_index.cpp), dropout masks (bind_random.cpp).
+// The instructions above keep a Code of their own because a pass (program_passes.cpp, fuse.cpp),
+// the replay or gd.compile's Python side matches them by it (docs/architecture.md).
 #include "program.hpp"
 
 #include <algorithm>
@@ -66,7 +63,6 @@
 #include "fuse.hpp"
 #include "instr_registry.hpp"
 #include "kernels.hpp"
-#include "norm.hpp"
 #include "parallel.hpp"
 
 namespace gd {
@@ -173,41 +169,6 @@ void run_one(const Instr& in) {
             K.activation_backward(static_cast<Act>(i[0]), P<T>(in, 0), P<T>(in, 1), P<T>(in, 2),
                                   P<T>(in, 3), i[1], T(d[0]));
             break;
-        case Code::softmax_fwd: K.softmax_forward(P<T>(in, 0), P<T>(in, 1), i[0], i[1]); break;
-        case Code::softmax_bwd:
-            K.softmax_backward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), i[0], i[1]);
-            break;
-        case Code::log_softmax_fwd:
-            K.log_softmax_forward(P<T>(in, 0), P<T>(in, 1), i[0], i[1]);
-            break;
-        case Code::log_softmax_bwd:
-            K.log_softmax_backward(P<T>(in, 0), P<T>(in, 1), P<T>(in, 2), i[0], i[1]);
-            break;
-        case Code::sum_all: K.sum_all(P<T>(in, 0), P<T>(in, 1), i[0]); break;
-        case Code::sum_axis: K.sum_axis(P<T>(in, 0), P<T>(in, 1), i[0], i[1], i[2]); break;
-        case Code::reduce:
-            K.reduce(static_cast<Red>(i[0]), P<T>(in, 0), static_cast<int64_t*>(in.p[1]),
-                     P<T>(in, 2), &i[4], &i[4 + i[1]], i[1], static_cast<uint64_t>(i[2]), d[0]);
-            break;
-        case Code::gemm:
-            K.gemm(i[0] != 0, i[1] != 0, i[2], i[3], i[4], T(d[0]), P<T>(in, 1), i[5], P<T>(in, 2),
-                   i[6], T(d[1]), P<T>(in, 0), i[7]);
-            break;
-        case Code::scale: {
-            const T f = T(*static_cast<const double*>(in.p[2]));
-            const T* x = P<T>(in, 1);
-            T* out = P<T>(in, 0);
-            for (int64_t k = 0; k < i[0]; ++k) out[k] = x[k] * f;
-            break;
-        }
-        case Code::count_scale: {
-            const int64_t* t = static_cast<const int64_t*>(in.p[1]);
-            int64_t n = 0;
-            for (int64_t k = 0; k < i[0]; ++k) n += t[k] != i[1];
-            *static_cast<double*>(in.p[0]) =
-                n ? 1.0 / double(n) : std::numeric_limits<double>::quiet_NaN();
-            break;
-        }
         case Code::copy: std::memcpy(in.p[0], in.p[1], static_cast<size_t>(i[0])); break;
         case Code::sgd: {
             // the pointer lists as the kernel's T* arrays (void* and T* share their
@@ -312,7 +273,6 @@ void run_one(const Instr& in) {
             }
             break;
         }
-        case Code::norm: run_norm_instr(in); break;  // batch/layer norm, embedding (norm.hpp)
         case Code::call: instr_kind(i[0]).run(in); break;
         case Code::ew_fused: run_fused<T>(in); break;
     }
@@ -458,11 +418,9 @@ bool Program::set_lazy(size_t index, bool lazy) {
 }
 
 static const char* const kNames[] = {"linear_fwd", "linear_bwd", "act_fwd", "act_bwd",
-                                     "softmax_fwd", "softmax_bwd", "log_softmax_fwd",
-                                     "log_softmax_bwd",
-                                     "sum_all", "sum_axis", "gemm", "scale", "count_scale", "copy",
+                                     "copy",
                                      "sgd", "adam", "linear_bwd_sgd", "clip_norm", "ew",
-                                     "reduce", "rmsprop", "adagrad", "norm", "conv", "call",
+                                     "rmsprop", "adagrad", "conv", "call",
                                      "ew_fused"};
 static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Code::ew_fused) + 1,
               "kNames must name every Code");
@@ -488,6 +446,13 @@ int64_t register_instr_kind(const InstrKind& kind) {
         if (std::string(kinds[k].name) == kind.name) return static_cast<int64_t>(k);
     kinds.push_back(kind);
     return static_cast<int64_t>(kinds.size() - 1);
+}
+
+int64_t find_instr_kind(const std::string& name) {
+    const auto& kinds = instr_kinds();
+    for (size_t k = 0; k < kinds.size(); ++k)
+        if (name == kinds[k].name) return static_cast<int64_t>(k);
+    return -1;
 }
 
 const InstrKind& instr_kind(int64_t id) {

@@ -13,12 +13,8 @@
 namespace gd {
 
 enum class Code : int {
-    linear_fwd, linear_bwd, act_fwd, act_bwd, softmax_fwd, softmax_bwd, log_softmax_fwd,
-    log_softmax_bwd, sum_all, sum_axis, gemm, scale,
-    count_scale, copy, sgd, adam, linear_bwd_sgd, clip_norm, ew,
-    reduce,  // every reduction of reduce_ops.hpp, by its id: one instruction for the family
+    linear_fwd, linear_bwd, act_fwd, act_bwd, copy, sgd, adam, linear_bwd_sgd, clip_norm, ew,
     rmsprop, adagrad,
-    norm,    // batch norm, layer norm, embedding (norm.hpp), by NormOp id
     conv,    // convolution and pooling (conv.hpp): one instruction for the family
     call,    // a kernel that registered its own instruction kind (instr_registry.hpp)
     ew_fused // a chain of ew / act_fwd / act_bwd run block by block (fuse.hpp)

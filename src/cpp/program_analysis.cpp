@@ -12,7 +12,6 @@
 #include "conv.hpp"
 #include "fuse.hpp"
 #include "instr_registry.hpp"
-#include "norm.hpp"
 #include "program.hpp"
 #include "program_internal.hpp"
 
@@ -64,42 +63,6 @@ std::vector<Operand> operands(const Instr& in) {
             R(2, e * i[1]);
             R(3, e * i[1]);
             break;
-        case Code::softmax_fwd:
-        case Code::log_softmax_fwd: W(0, e * i[0] * i[1]); R(1, e * i[0] * i[1]); break;
-        case Code::softmax_bwd:
-        case Code::log_softmax_bwd:
-            W(0, e * i[0] * i[1]);
-            R(1, e * i[0] * i[1]);
-            R(2, e * i[0] * i[1]);
-            break;
-        case Code::sum_all: W(0, e); R(1, e * i[0]); break;
-        case Code::sum_axis: W(0, e * i[0] * i[2]); R(1, e * i[0] * i[1] * i[2]); break;
-        case Code::reduce: {
-            // outputs: one element per kept position; x: the bytes between its lowest and
-            // highest element (any strides, negative ones too)
-            const int64_t nd = i[1];
-            int64_t out = 1, lo = 0, hi = 0, count = 1;
-            for (int64_t d = 0; d < nd; ++d) {
-                const int64_t n = i[4 + d], st = i[4 + nd + d];
-                count *= n;
-                if (!((static_cast<uint64_t>(i[2]) >> d) & 1u)) out *= n;
-                if (n > 0) (st < 0 ? lo : hi) += (n - 1) * st;
-            }
-            W(0, e * out);
-            W(1, 8 * out);
-            if (count > 0 && in.p[2] != nullptr)
-                ops.push_back({static_cast<char*>(in.p[2]) + e * lo, e * (hi - lo + 1), true,
-                               false, 2});
-            break;
-        }
-        case Code::gemm:
-            if (in.d[1] != 0.0) RW(0, e * i[2] * i[3]);
-            else W(0, e * i[2] * i[3]);
-            R(1, e * i[2] * i[4]);
-            R(2, e * i[4] * i[3]);
-            break;
-        case Code::scale: W(0, e * i[0]); R(1, e * i[0]); R(2, 8); break;
-        case Code::count_scale: W(0, 8); R(1, 8 * i[0]); break;
         case Code::copy: W(0, i[0]); R(1, i[0]); break;
         case Code::clip_norm: {  // the norm; every gradient is read and may be scaled
             const bool norm_only = in.d.size() > 2 && in.d[2] != 0;
@@ -153,7 +116,6 @@ std::vector<Operand> operands(const Instr& in) {
             }
             break;
         }
-        case Code::norm: norm_instr_operands(in, ops); break;
         case Code::call: instr_kind(i[0]).operands(in, ops); break;
         case Code::ew_fused: fused_operands(in, ops); break;
     }
@@ -197,7 +159,6 @@ std::vector<int64_t> Program::flops() const {
                 f = 2 * i[0] * i[1] * i[2] * ((in.p[0] != nullptr) + (in.p[1] != nullptr)) +
                     (in.p[2] != nullptr) * i[0] * i[2];
                 break;
-            case Code::gemm: f = 2 * i[2] * i[3] * i[4]; break;
             case Code::conv: f = conv_instr_flops(in.p, i); break;
             case Code::call: f = instr_kind(i[0]).flops(in); break;
             case Code::ew_fused: f = fused_flops(in); break;
@@ -209,12 +170,6 @@ std::vector<int64_t> Program::flops() const {
             case Code::linear_bwd_sgd:  // dx, dW, db and a 2-flop update per parameter
                 f = 2 * i[0] * i[1] * i[2] * (1 + (in.p[0] != nullptr)) + 3 * i[2] * (i[1] + 1);
                 break;
-            case Code::reduce: {  // per element of x: red_flops_per_element
-                int64_t count = 1;
-                for (int64_t d = 0; d < i[1]; ++d) count *= i[4 + d];
-                f = count * red_flops_per_element(static_cast<Red>(i[0]));
-                break;
-            }
             default: {
                 // elementwise and reductions: one operation per element written or read
                 int64_t elems = 0;
