@@ -24,6 +24,7 @@
 
 #include "elementwise.hpp"
 #include "fuse_kernel.hpp"
+#include "instr_registry.hpp"
 #include "kernels.hpp"
 #include "reduce_ops.hpp"
 
@@ -156,6 +157,12 @@ bool as_row_member(Member& m, std::vector<int64_t>& shape, const std::vector<int
 }
 
 // Can `in` be a member, and with which iteration shape (empty for an act member: N elements)?
+// The registered "reduce" kind (bind_reduce.cpp) records as a Code::call whose i[0] is its id.
+bool is_reduce(const Instr& in) {
+    static const int64_t id = find_instr_kind("reduce");
+    return in.code == Code::call && id >= 0 && !in.i.empty() && in.i[0] == id;
+}
+
 bool member_of(const Instr& in, Member& m, std::vector<int64_t>& shape, int64_t& n) {
     const auto& i = in.i;
     if (in.code == Code::ew && static_cast<Ew>(i[0]) == Ew::sum_to) {
@@ -172,8 +179,9 @@ bool member_of(const Instr& in, Member& m, std::vector<int64_t>& shape, int64_t&
         m.st[2].assign(static_cast<size_t>(nd), 0);
         m.st[3].assign(static_cast<size_t>(nd), 0);
         if (!row_fits(m, {}, shape, true)) return false;
-    } else if (in.code == Code::reduce) {
-        // reduce p[y, idx, x] i[op, nd, axes, keepdim, shape, x strides]: only sum and mean
+    } else if (is_reduce(in)) {
+        // reduce p[y, idx, x] i[kind, op, nd, axes, keepdim, shape, x strides]: sum and mean
+        const std::vector<int64_t> i(in.i.begin() + 1, in.i.end());  // (from op on)
         const Red op = static_cast<Red>(i[0]);
         if ((op != Red::sum && op != Red::mean) || in.p[1] != nullptr || in.p[2] == nullptr)
             return false;
@@ -222,7 +230,7 @@ bool member_of(const Instr& in, Member& m, std::vector<int64_t>& shape, int64_t&
     }
     if (n <= 0) return false;
     m.ops = operands(in);
-    if (in.code == Code::reduce)  // x is the member's slot 1 (the idx slot is null)
+    if (is_reduce(in))  // x is the member's slot 1 (the idx slot is null)
         for (Operand& o : m.ops)
             if (o.slot == 2) o.slot = 1;
     return true;
