@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_backward_args', 'cross_entropy_forward', 'cross_entropy_forward_args', 'deferred_pending', 'dropout_mask', 'dropout_mask_args', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_forward', 'embedding_renorm', 'flush_deferred', 'gemm', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'isa', 'layer_norm_backward', 'layer_norm_forward', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_forward', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_backward_args', 'mse_forward', 'mse_forward_args', 'reduce', 'replay', 'rmsprop_step', 'scale', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'sum_all', 'sum_axis']
+__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_backward_args', 'cross_entropy_forward', 'cross_entropy_forward_args', 'deferred_pending', 'dropout_mask', 'dropout_mask_args', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_forward', 'embedding_renorm', 'flush_deferred', 'gemm', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'int_binary', 'int_binary_args', 'int_sum', 'int_sum_args', 'int_unary', 'int_unary_args', 'isa', 'layer_norm_backward', 'layer_norm_forward', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_forward', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_backward_args', 'mse_forward', 'mse_forward_args', 'reduce', 'replay', 'rmsprop_step', 'scale', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'sum_all', 'sum_axis']
 class Program:
     """
     A recorded kernel sequence (private: see gd.compile).
@@ -276,6 +276,30 @@ def index_take_args(input: typing.Any, index: typing.Any, dim: typing.SupportsIn
     """
     The instruction gd.compile records for index_take(...) = result.
     """
+def int_binary(op: str, a: typing.Any, b: typing.Any) -> numpy.ndarray:
+    """
+    op(a, b) elementwise with broadcasting, a and b arrays (bool, int32, int64, float32, float64; any strides) or one a Python number, in PyTorch's result dtype. op: eq, ne, lt, le, gt, ge (bool; compared in the result dtype), land, lor, lxor (bool, of the truth values), and, or, xor (bitwise; bool or integer), add, sub, mul (integer, wrapping around).
+    """
+def int_binary_args(op: str, a: typing.Any, b: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for int_binary(...) = result.
+    """
+def int_sum(x: typing.Any, axes: typing.Any = None, keepdim: bool = False) -> numpy.ndarray:
+    """
+    The int64 sum of a bool/int32/int64 array over axes (a sequence of distinct dims in [0, ndim); None: all), wrapping around as NumPy's int64 sum does.
+    """
+def int_sum_args(x: typing.Any, axes: typing.Any = None, keepdim: bool = False, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for int_sum(...) = result.
+    """
+def int_unary(op: str, x: typing.Any, dtype: typing.Any = None) -> numpy.ndarray:
+    """
+    op(x) elementwise into a new C-contiguous array: 'cast' to dtype (bool, int32, int64, float32, float64; a float value with no integer value raises ValueError), 'not' (logical, bool result), 'invert' (bitwise ~ of a bool or integer array).
+    """
+def int_unary_args(op: str, x: typing.Any, dtype: typing.Any = None, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for int_unary(...) = result.
+    """
 def isa() -> str:
     """
     The instruction set in use.
@@ -380,7 +404,7 @@ ACTIVATIONS: dict = {'relu': (0, 0.0), 'leaky_relu': (1, 0.01), 'tanh': (2, 0.0)
 ACTIVATIONS_SAVING_OUTPUT: tuple = ('tanh', 'sigmoid', 'exp')
 EW_OPS: dict = {'add': 0, 'sub': 1, 'mul': 2, 'div': 3, 'pow': 4, 'maximum': 5, 'minimum': 6, 'neg': 7, 'abs': 8, 'exp': 9, 'log': 10, 'log1p': 11, 'sqrt': 12, 'rsqrt': 13, 'square': 14, 'sin': 15, 'cos': 16, 'sign': 17, 'reciprocal': 18, 'clamp': 19, 'where': 20, 'sum_to': 21, 'sgn': 22, 'eq': 23, 'ne': 24, 'lt': 25, 'le': 26, 'gt': 27, 'ge': 28, 'copy': 29}
 ISAS: tuple = ('avx512', 'avx2', 'baseline')
-RECORD_ARGS: dict = {'cross_entropy_forward': 'cross_entropy_forward_args', 'cross_entropy_backward': 'cross_entropy_backward_args', 'mse_forward': 'mse_forward_args', 'mse_backward': 'mse_backward_args', 'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args', 'dropout_mask': 'dropout_mask_args'}
+RECORD_ARGS: dict = {'cross_entropy_forward': 'cross_entropy_forward_args', 'cross_entropy_backward': 'cross_entropy_backward_args', 'mse_forward': 'mse_forward_args', 'mse_backward': 'mse_backward_args', 'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args', 'dropout_mask': 'dropout_mask_args', 'int_binary': 'int_binary_args', 'int_unary': 'int_unary_args', 'int_sum': 'int_sum_args'}
 REDUCE_OPS: dict = {'sum': 0, 'mean': 1, 'var': 2, 'std': 3, 'amax': 4, 'amin': 5, 'max': 6, 'min': 7, 'argmax': 8, 'argmin': 9, 'logsumexp': 10, 'norm': 11, 'prod': 12}
 __version__: str = '0.1.0'
 has_openmp: bool = True
