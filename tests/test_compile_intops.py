@@ -145,6 +145,27 @@ def test_not_and_invert_match_numpy(dtype) -> None:
             np.testing.assert_array_equal(out, np.invert(v))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_floor_ceil_match_numpy_signed_zeros_included(dtype) -> None:
+    rng = np.random.default_rng(10)
+    a = (rng.standard_normal((6, 7)) * 4).astype(dtype)
+    a[0] = [0.5, 1.5, 2.5, -0.5, -1.5, -0.2, 0.0]
+    a[1, :5] = [np.nan, np.inf, -np.inf, 2.0**52 + 0.5 if dtype == np.float64 else 2.0**23,
+                -0.0]
+    for op, f in (("round", np.round), ("floor", np.floor), ("ceil", np.ceil)):
+        for v in _views(a):
+            out = _core.int_unary(op, v)
+            want = f(v)
+            assert out.dtype == v.dtype
+            np.testing.assert_array_equal(out, want)
+            np.testing.assert_array_equal(np.signbit(out), np.signbit(want))
+        got = getattr(gd, op)(gd.tensor(a)).numpy()
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(f(a)))
+    x = gd.tensor(a[2:], requires_grad=True)
+    gd.round(x).sum().backward()  # piecewise constant: gradient 0
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros_like(a[2:]))
+
+
 @pytest.mark.parametrize("dtype", [np.bool_, np.int32, np.int64])
 def test_int_sum_matches_numpy_int64_sum(dtype) -> None:
     rng = np.random.default_rng(5)
@@ -205,6 +226,8 @@ def test_results_do_not_depend_on_the_thread_count(threads) -> None:
      "argument 'dtype' must be bool, int32"),
     (lambda: _core.int_unary("invert", np.ones(3), None), TypeError, "'invert' takes a bool"),
     (lambda: _core.int_unary("neg", np.ones(3), None), ValueError, "argument 'op'"),
+    (lambda: _core.int_unary("round", np.arange(3), None), TypeError,
+     "'round' takes a float32 or float64 array, got int64"),
     (lambda: _core.int_unary("not", [1, 2], None), TypeError, "argument 'x' must be a numpy"),
     (lambda: _core.int_sum(np.ones(3), None), TypeError, "must have dtype bool, int32 or int64"),
     (lambda: _core.int_sum(np.ones((2, 3), bool), (2,)), ValueError, "axis 2 is out of range"),
@@ -307,6 +330,7 @@ _ACCURACY = {
     "int_arith": lambda lo, y, x: (y * 3 - lo.argmax(1) + 1).sum(),
     "mixed_cmp": lambda lo, y, x: (y < lo[:, 0] * 3).sum(dim=0),
     "bool_cast": lambda lo, y, x: (y.bool().long() + (x > 0).sum(1)).sum(),
+    "round_eq": lambda lo, y, x: (lo.round() == x[:, :4].floor() + 1.0).to(gd.float32).mean(),
     "logical": lambda lo, y, x: gd.logical_and(lo[:, 0] > 0, gd.logical_not(y == 0)).sum(),
 }
 

@@ -294,7 +294,7 @@ def int_sum_args(x: typing.Any, axes: typing.Any = None, keepdim: bool = False, 
     """
 def int_unary(op: str, x: typing.Any, dtype: typing.Any = None) -> numpy.ndarray:
     """
-    op(x) elementwise into a new C-contiguous array: 'cast' to dtype (bool, int32, int64, float32, float64; a float value with no integer value raises ValueError), 'not' (logical, bool result), 'invert' (bitwise ~ of a bool or integer array).
+    op(x) elementwise into a new C-contiguous array: 'cast' to dtype (bool, int32, int64, float32, float64; a float value with no integer value raises ValueError), 'not' (logical, bool result), 'invert' (bitwise ~ of a bool or integer array), 'round' (halves to even), 'floor', 'ceil' (of a float array, in its dtype).
     """
 def int_unary_args(op: str, x: typing.Any, dtype: typing.Any = None, *, result: typing.Any) -> tuple:
     """

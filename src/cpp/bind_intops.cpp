@@ -5,7 +5,7 @@
 //                           and/or/xor, and add/sub/mul of integers (two's complement wraparound,
 //                           as NumPy and PyTorch), with broadcasting;
 //   int_unary(op, x, dtype) cast between bool/int32/int64/float32/float64, logical not, bitwise
-//                           invert;
+//                           invert, and round/floor/ceil of floats (pred.round() == y);
 //   int_sum(x, axes, keepdim) the int64 sum of a bool/int32/int64 array over axes.
 //
 // Operands may be arrays of any strides (whole multiples of the item size) of the five dtypes, or
@@ -56,8 +56,8 @@ enum BinOp : int64_t {
 };
 const char* const kBinName[kNumBin] = {"eq", "ne", "lt", "le", "gt", "ge", "land", "lor",
                                        "lxor", "and", "or", "xor", "add", "sub", "mul"};
-enum UnOp : int64_t { kCast, kNot, kInvert, kNumUn };
-const char* const kUnName[kNumUn] = {"cast", "not", "invert"};
+enum UnOp : int64_t { kCast, kNot, kInvert, kRound, kFloor, kCeil, kNumUn };
+const char* const kUnName[kNumUn] = {"cast", "not", "invert", "round", "floor", "ceil"};
 
 template <class C>
 inline C load(const char* p, int64_t dt) {
@@ -311,7 +311,12 @@ void unary_compute(int64_t op, const char* x, int64_t tx, char* out, int64_t to,
         walk<1>(shape, nd, st, item, b, e, [&](int64_t k, const int64_t* off) {
             const char* p = x + off[0];
             char* o = out + k * oi;
-            if (op == kNot) {
+            if (op >= kRound) {
+                // a float32 is exact in double, and so are its rounded values
+                const double v = load<double>(p, tx);
+                store<double>(o, to, op == kRound ? std::nearbyint(v)  // halves to even
+                                     : op == kFloor ? std::floor(v) : std::ceil(v));
+            } else if (op == kNot) {
                 *reinterpret_cast<uint8_t*>(o) = !truth(p, tx);
             } else if (op == kInvert) {
                 if (tx == kBool) *reinterpret_cast<uint8_t*>(o) = !truth(p, tx);
@@ -685,8 +690,8 @@ Unary parse_unary(const std::string& opname, const py::handle& xv, const py::han
     for (int64_t k = 0; k < kNumUn; ++k)
         if (opname == kUnName[k]) u.op = k;
     if (u.op < 0)
-        value_error(std::string(op) + ": argument 'op' must be one of cast, not, invert, got '" +
-                    opname + "'");
+        value_error(std::string(op) + ": argument 'op' must be one of cast, not, invert, round, "
+                    "floor, ceil, got '" + opname + "'");
     u.x = as_array(xv, op, "x");
     u.tx = dt_code(u.x, op, "x");
     u.shape = shape_of(u.x);
@@ -696,6 +701,11 @@ Unary parse_unary(const std::string& opname, const py::handle& xv, const py::han
         u.to = dtype_arg(dtype, op);
     } else if (u.op == kNot) {
         u.to = kBool;
+    } else if (u.op >= kRound) {
+        if (category(u.tx) != 2)
+            type_error(std::string(op) + ": '" + opname + "' takes a float32 or float64 array, "
+                       "got " + kDtName[u.tx]);
+        u.to = u.tx;
     } else {
         if (category(u.tx) == 2)
             type_error(std::string(op) + ": 'invert' takes a bool or integer array, got " +
@@ -820,7 +830,8 @@ void bind_intops(py::module_& m) {
     m.def("int_unary", &unary, py::arg("op"), py::arg("x"), py::arg("dtype") = py::none(),
           "op(x) elementwise into a new C-contiguous array: 'cast' to dtype (bool, int32, int64, "
           "float32, float64; a float value with no integer value raises ValueError), 'not' "
-          "(logical, bool result), 'invert' (bitwise ~ of a bool or integer array).");
+          "(logical, bool result), 'invert' (bitwise ~ of a bool or integer array), 'round' "
+          "(halves to even), 'floor', 'ceil' (of a float array, in its dtype).");
     m.def("int_unary_args", &unary_args, py::arg("op"), py::arg("x"),
           py::arg("dtype") = py::none(), py::kw_only(), py::arg("result"),
           "The instruction gd.compile records for int_unary(...) = result.");
