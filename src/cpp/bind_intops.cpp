@@ -26,6 +26,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <pybind11/stl.h>
@@ -67,28 +68,6 @@ inline C load(const char* p, int64_t dt) {
         case kI64: return static_cast<C>(*reinterpret_cast<const int64_t*>(p));
         case kF32: return static_cast<C>(*reinterpret_cast<const float*>(p));
         default: return static_cast<C>(*reinterpret_cast<const double*>(p));
-    }
-}
-
-// the truth value of an element (NaN is true, as in NumPy and PyTorch)
-inline bool truth(const char* p, int64_t dt) {
-    switch (dt) {
-        case kBool: return *reinterpret_cast<const uint8_t*>(p) != 0;
-        case kI32: return *reinterpret_cast<const int32_t*>(p) != 0;
-        case kI64: return *reinterpret_cast<const int64_t*>(p) != 0;
-        case kF32: return *reinterpret_cast<const float*>(p) != 0.0f;
-        default: return *reinterpret_cast<const double*>(p) != 0.0;
-    }
-}
-
-template <class C>
-inline void store(char* p, int64_t dt, C v) {
-    switch (dt) {
-        case kBool: *reinterpret_cast<uint8_t*>(p) = v != C(0); break;
-        case kI32: *reinterpret_cast<int32_t*>(p) = static_cast<int32_t>(v); break;
-        case kI64: *reinterpret_cast<int64_t*>(p) = static_cast<int64_t>(v); break;
-        case kF32: *reinterpret_cast<float*>(p) = static_cast<float>(v); break;
-        default: *reinterpret_cast<double*>(p) = static_cast<double>(v); break;
     }
 }
 
@@ -144,30 +123,6 @@ void push_span(std::vector<Operand>& ops, void* p, const int64_t* shape, const i
 // shape[nd], sa[nd], sb[nd], scalar as int64]; d [scalar as double] -------------------------
 int64_t g_bin_kind = -1;
 
-template <class C>
-inline bool compare(int64_t op, C x, C y) {
-    switch (op) {
-        case kEq: return x == y;
-        case kNe: return x != y;
-        case kLt: return x < y;
-        case kLe: return x <= y;
-        case kGt: return x > y;
-        default: return x >= y;
-    }
-}
-
-// an integer op, modulo 2^64 (then truncated to the result dtype by store)
-inline uint64_t int_op(int64_t op, uint64_t x, uint64_t y) {
-    switch (op) {
-        case kAnd: return x & y;
-        case kOr: return x | y;
-        case kXor: return x ^ y;
-        case kAdd: return x + y;
-        case kSub: return x - y;
-        default: return x * y;
-    }
-}
-
 struct BinLayout {
     int64_t op, ta, tb, tc, to, nd;
     const int64_t *shape, *sa, *sb;
@@ -190,37 +145,164 @@ BinLayout bin_layout(const Instr& in) {
     return L;
 }
 
+// Calls f(T{}) with T the C++ type of dtype code dt (bool as uint8_t: NumPy's bools are 0 or 1).
+template <class F>
+void with_dt(int64_t dt, F&& f) {
+    switch (dt) {
+        case kBool: f(uint8_t{}); break;
+        case kI32: f(int32_t{}); break;
+        case kI64: f(int64_t{}); break;
+        case kF32: f(float{}); break;
+        default: f(double{}); break;
+    }
+}
+
+// Merges adjacent dims that every one of the `na` strided arrays walks as one (stride[d] ==
+// stride[d + 1] * shape[d + 1]), and drops dims of size 1: fewer, longer rows.
+template <int NA>
+int64_t merge_dims(const int64_t* shape, int64_t nd, const int64_t* const* st, int64_t* mshape,
+                   int64_t (*mst)[kMaxDims]) {
+    int64_t m = 0;
+    for (int64_t d = 0; d < nd; ++d) {
+        if (shape[d] == 1) continue;
+        bool join = m > 0;
+        for (int a = 0; a < NA && join; ++a)
+            join = mst[a][m - 1] == st[a][d] * shape[d];
+        if (join) {
+            mshape[m - 1] *= shape[d];
+            for (int a = 0; a < NA; ++a) mst[a][m - 1] = st[a][d];
+        } else {
+            mshape[m] = shape[d];
+            for (int a = 0; a < NA; ++a) mst[a][m] = st[a][d];
+            ++m;
+        }
+    }
+    return m;
+}
+
+// Runs row(k0, offsets of the row's first element, length) over the rows (innermost dim) of
+// `shape` for the `na` arrays (element strides st, item sizes item); the rows are split among
+// threads in fixed chunks, so no result depends on the thread count.
+template <int NA, class F>
+void for_rows(const int64_t* shape, int64_t nd, const int64_t* const* st, const int64_t* item,
+              F&& row) {
+    int64_t ms[kMaxDims];
+    int64_t mst[NA][kMaxDims];
+    const int64_t m = merge_dims<NA>(shape, nd, st, ms, mst);
+    const int64_t n = numel(shape, nd);
+    if (n == 0) return;
+    const int64_t inner = m ? ms[m - 1] : 1;
+    const int64_t rows = n / inner;
+    const int64_t* ost[NA];
+    int64_t inner_st[NA];
+    for (int a = 0; a < NA; ++a) {
+        ost[a] = mst[a];
+        inner_st[a] = m ? mst[a][m - 1] : 0;
+    }
+    const int64_t grain = std::max<int64_t>(1, 16384 / inner);
+    parallel_chunks(rows, grain, n * 2, [&](int64_t b, int64_t e) {
+        walk<NA>(ms, m ? m - 1 : 0, ost, item, b, e, [&](int64_t r, const int64_t* off) {
+            row(r * inner, off, inner, inner_st);
+        });
+    });
+}
+
+template <class C, class TA, class TB>
+void bin_row(int64_t op, int64_t to, const TA* a, int64_t sa, const TB* b, int64_t sb, char* o,
+             int64_t n) {
+    auto* ob = reinterpret_cast<uint8_t*>(o);
+// (unit strides and a broadcast operand get their own loops, which the compiler vectorizes)
+#define GD_LOOP(EXPR)                                                                  \
+    if (sa == 1 && sb == 1) {                                                          \
+        for (int64_t j = 0; j < n; ++j) { const auto x = a[j]; const auto y = b[j]; EXPR; } \
+    } else if (sa == 1 && sb == 0) {                                                   \
+        const auto y = b[0];                                                           \
+        for (int64_t j = 0; j < n; ++j) { const auto x = a[j]; EXPR; }                 \
+    } else {                                                                           \
+        for (int64_t j = 0; j < n; ++j) {                                              \
+            const auto x = a[j * sa]; const auto y = b[j * sb]; EXPR;                  \
+        }                                                                              \
+    }                                                                                  \
+    return;
+#define GD_CMP(OP) GD_LOOP(ob[j] = static_cast<C>(x) OP static_cast<C>(y))
+    switch (op) {
+        case kEq: GD_CMP(==)
+        case kNe: GD_CMP(!=)
+        case kLt: GD_CMP(<)
+        case kLe: GD_CMP(<=)
+        case kGt: GD_CMP(>)
+        case kGe: GD_CMP(>=)
+        default: break;
+    }
+#undef GD_CMP
+    if (op <= kLxor) {
+        for (int64_t j = 0; j < n; ++j) {
+            const bool x = a[j * sa] != TA(0), y = b[j * sb] != TB(0);
+            ob[j] = op == kLand ? (x && y) : op == kLor ? (x || y) : (x != y);
+        }
+        return;
+    }
+    with_dt(to, [&](auto tag) {
+        using TO = decltype(tag);
+        auto* out = reinterpret_cast<TO*>(o);
+        const auto U = [](auto v) { return static_cast<uint64_t>(static_cast<int64_t>(v)); };
+        const auto put = [](uint64_t v) {
+            return std::is_same<TO, uint8_t>::value ? TO(v != 0) : static_cast<TO>(v);
+        };
+        switch (op) {
+            case kAnd: GD_LOOP(out[j] = put(U(x) & U(y)))
+            case kOr: GD_LOOP(out[j] = put(U(x) | U(y)))
+            case kXor: GD_LOOP(out[j] = put(U(x) ^ U(y)))
+            case kAdd: GD_LOOP(out[j] = put(U(x) + U(y)))
+            case kSub: GD_LOOP(out[j] = put(U(x) - U(y)))
+            default: GD_LOOP(out[j] = put(U(x) * U(y)))
+        }
+    });
+#undef GD_LOOP
+}
+
 template <class C>
 void bin_compute(const BinLayout& L) {
-    const int64_t n = numel(L.shape, L.nd);
-    // a number operand (its dtype code is kBool, kI64 or kF64), converted to the compute dtype
-    // once, and its truth value
+    // a number operand becomes a stride-0 array of one element: its value converted to the
+    // compute dtype (comparisons), its truth value (logical ops) or its int64 (integer ops)
     const int64_t sdt = L.a ? L.tb : L.ta;
-    const C s = sdt == kF64 ? static_cast<C>(L.sd) : static_cast<C>(L.si);
-    const bool strue = sdt == kF64 ? L.sd != 0.0 : L.si != 0;
-    const int64_t ia = L.a ? kItem[L.ta] : 0, ib = L.b ? kItem[L.tb] : 0;
-    const int64_t* st[2] = {L.sa, L.sb};
-    const int64_t items[2] = {ia, ib};
-    const int64_t oi = kItem[L.to];
-    parallel_chunks(n, 16384, n * 2, [&](int64_t b, int64_t e) {
-        walk<2>(L.shape, L.nd, st, items, b, e, [&](int64_t k, const int64_t* off) {
-            char* o = L.out + k * oi;
-            if (L.op <= kGe) {
-                const C x = L.a ? load<C>(L.a + off[0], L.ta) : s;
-                const C y = L.b ? load<C>(L.b + off[1], L.tb) : s;
-                *reinterpret_cast<uint8_t*>(o) = compare(L.op, x, y);
-            } else if (L.op <= kLxor) {
-                const bool x = L.a ? truth(L.a + off[0], L.ta) : strue;
-                const bool y = L.b ? truth(L.b + off[1], L.tb) : strue;
-                *reinterpret_cast<uint8_t*>(o) =
-                    L.op == kLand ? (x && y) : L.op == kLor ? (x || y) : (x != y);
-            } else {
-                const uint64_t x = L.a ? static_cast<uint64_t>(load<int64_t>(L.a + off[0], L.ta))
-                                       : static_cast<uint64_t>(L.si);
-                const uint64_t y = L.b ? static_cast<uint64_t>(load<int64_t>(L.b + off[1], L.tb))
-                                       : static_cast<uint64_t>(L.si);
-                store<int64_t>(o, L.to, static_cast<int64_t>(int_op(L.op, x, y)));
-            }
+    C sc = sdt == kF64 ? static_cast<C>(L.sd) : static_cast<C>(L.si);
+    uint8_t st = sdt == kF64 ? L.sd != 0.0 : L.si != 0;
+    int64_t si = L.si;
+    const char* sp;
+    int64_t sdt_run;
+    if (L.op <= kGe) {
+        sp = reinterpret_cast<const char*>(&sc);
+        sdt_run = std::is_same<C, float>::value ? kF32 : std::is_same<C, double>::value ? kF64 : kI64;
+    } else if (L.op <= kLxor) {
+        sp = reinterpret_cast<const char*>(&st);
+        sdt_run = kBool;
+    } else {
+        sp = reinterpret_cast<const char*>(&si);
+        sdt_run = kI64;
+    }
+    const char* pa = L.a ? L.a : sp;
+    const char* pb = L.b ? L.b : sp;
+    const int64_t ta = L.a ? L.ta : sdt_run, tb = L.b ? L.tb : sdt_run;
+    std::vector<int64_t> zero(static_cast<size_t>(L.nd), 0), cont(static_cast<size_t>(L.nd));
+    int64_t acc = 1;
+    for (int64_t d = L.nd - 1; d >= 0; --d) {
+        cont[static_cast<size_t>(d)] = acc;
+        acc *= L.shape[d];
+    }
+    const int64_t* st3[3] = {L.a ? L.sa : zero.data(), L.b ? L.sb : zero.data(), cont.data()};
+    const int64_t item[3] = {kItem[ta], kItem[tb], kItem[L.to]};
+    with_dt(ta, [&](auto tga) {
+        using TA = decltype(tga);
+        with_dt(tb, [&](auto tgb) {
+            using TB = decltype(tgb);
+            for_rows<3>(L.shape, L.nd, st3, item,
+                        [&](int64_t, const int64_t* off, int64_t n, const int64_t* ist) {
+                            bin_row<C, TA, TB>(L.op, L.to,
+                                               reinterpret_cast<const TA*>(pa + off[0]), ist[0],
+                                               reinterpret_cast<const TB*>(pb + off[1]), ist[1],
+                                               L.out + off[2], n);
+                        });
         });
     });
 }
@@ -272,16 +354,35 @@ int64_t first_unconvertible(const char* x, int64_t tx, int64_t to, const int64_t
     const double lo = to == kI32 ? -2147483648.0 : -9223372036854775808.0;
     const double hi = to == kI32 ? 2147483648.0 : 9223372036854775808.0;
     const int64_t n = numel(shape, nd);
-    const int64_t* st[1] = {sx};
+    if (n == 0) return -1;
+    int64_t ms[kMaxDims];
+    int64_t mst[1][kMaxDims];
+    const int64_t* st1[1] = {sx};
+    const int64_t m = merge_dims<1>(shape, nd, st1, ms, mst);
+    const int64_t inner = m ? ms[m - 1] : 1, step = m ? mst[0][m - 1] : 0;
+    const int64_t* ost[1] = {mst[0]};
     const int64_t item[1] = {kItem[tx]};
     int64_t found = -1;
-    walk<1>(shape, nd, st, item, 0, n, [&](int64_t k, const int64_t* off) {
-        if (found >= 0) return;
-        const double v = load<double>(x + off[0], tx);
-        if (!(v >= lo && v < hi)) {
-            found = k;
-            bad = v;
-        }
+    with_dt(tx, [&](auto tag) {
+        using TX = decltype(tag);
+        walk<1>(ms, m ? m - 1 : 0, ost, item, 0, n / inner, [&](int64_t r, const int64_t* off) {
+            if (found >= 0) return;
+            const TX* p = reinterpret_cast<const TX*>(x + off[0]);
+            bool ok = true;  // (a branch-free pass first: the common case has no bad value)
+            for (int64_t j = 0; j < inner; ++j) {
+                const double v = static_cast<double>(p[j * step]);
+                ok &= v >= lo && v < hi;
+            }
+            if (ok) return;
+            for (int64_t j = 0; j < inner; ++j) {
+                const double v = static_cast<double>(p[j * step]);
+                if (!(v >= lo && v < hi)) {
+                    found = r * inner + j;
+                    bad = v;
+                    return;
+                }
+            }
+        });
     });
     return found;
 }
@@ -301,34 +402,52 @@ std::string cast_message(double bad, int64_t to) {
            "] have no integer value)";
 }
 
+template <class TX, class TO>
+void unary_row(int64_t op, const TX* x, int64_t sx, TO* o, int64_t n) {
+    constexpr bool out_bool = std::is_same<TO, uint8_t>::value;
+    constexpr bool in_float = std::is_floating_point<TX>::value;
+    if (op == kNot || (op == kInvert && std::is_same<TX, uint8_t>::value)) {
+        for (int64_t j = 0; j < n; ++j) o[j] = TO(x[j * sx] == TX(0));
+    } else if (op == kInvert) {
+        for (int64_t j = 0; j < n; ++j) o[j] = static_cast<TO>(~static_cast<int64_t>(x[j * sx]));
+    } else if (op >= kRound) {
+        // a float32 is exact in double, and so are its rounded values
+        for (int64_t j = 0; j < n; ++j) {
+            const double v = static_cast<double>(x[j * sx]);
+            o[j] = static_cast<TO>(op == kRound ? std::nearbyint(v)  // halves to even
+                                   : op == kFloor ? std::floor(v) : std::ceil(v));
+        }
+    } else if (out_bool) {
+        for (int64_t j = 0; j < n; ++j) o[j] = TO(x[j * sx] != TX(0));
+    } else if (in_float || std::is_floating_point<TO>::value || sizeof(TO) >= sizeof(TX)) {
+        // (float -> integer: in range, checked before; int64 -> float rounds to nearest once)
+        for (int64_t j = 0; j < n; ++j) o[j] = static_cast<TO>(x[j * sx]);
+    } else {
+        // int64 -> int32 keeps the low 32 bits, as NumPy's astype
+        for (int64_t j = 0; j < n; ++j)
+            o[j] = static_cast<TO>(static_cast<uint64_t>(static_cast<int64_t>(x[j * sx])));
+    }
+}
+
 void unary_compute(int64_t op, const char* x, int64_t tx, char* out, int64_t to,
                    const int64_t* shape, int64_t nd, const int64_t* sx) {
-    const int64_t n = numel(shape, nd);
-    const int64_t* st[1] = {sx};
-    const int64_t item[1] = {kItem[tx]};
-    const int64_t oi = kItem[to];
-    parallel_chunks(n, 16384, n * 2, [&](int64_t b, int64_t e) {
-        walk<1>(shape, nd, st, item, b, e, [&](int64_t k, const int64_t* off) {
-            const char* p = x + off[0];
-            char* o = out + k * oi;
-            if (op >= kRound) {
-                // a float32 is exact in double, and so are its rounded values
-                const double v = load<double>(p, tx);
-                store<double>(o, to, op == kRound ? std::nearbyint(v)  // halves to even
-                                     : op == kFloor ? std::floor(v) : std::ceil(v));
-            } else if (op == kNot) {
-                *reinterpret_cast<uint8_t*>(o) = !truth(p, tx);
-            } else if (op == kInvert) {
-                if (tx == kBool) *reinterpret_cast<uint8_t*>(o) = !truth(p, tx);
-                else store<int64_t>(o, to, ~load<int64_t>(p, tx));
-            } else if (to == kBool) {
-                *reinterpret_cast<uint8_t*>(o) = truth(p, tx);
-            } else if (category(tx) == 2) {
-                store<double>(o, to, load<double>(p, tx));  // (a float32 is exact in double)
-            } else {
-                // integers: int64 holds every value; int64 -> float rounds to nearest once
-                store<int64_t>(o, to, load<int64_t>(p, tx));
-            }
+    std::vector<int64_t> cont(static_cast<size_t>(nd));
+    int64_t acc = 1;
+    for (int64_t d = nd - 1; d >= 0; --d) {
+        cont[static_cast<size_t>(d)] = acc;
+        acc *= shape[d];
+    }
+    const int64_t* st[2] = {sx, cont.data()};
+    const int64_t item[2] = {kItem[tx], kItem[to]};
+    with_dt(tx, [&](auto tgx) {
+        using TX = decltype(tgx);
+        with_dt(to, [&](auto tgo) {
+            using TO = decltype(tgo);
+            for_rows<2>(shape, nd, st, item,
+                        [&](int64_t, const int64_t* off, int64_t n, const int64_t* ist) {
+                            unary_row<TX, TO>(op, reinterpret_cast<const TX*>(x + off[0]),
+                                              ist[0], reinterpret_cast<TO*>(out + off[1]), n);
+                        });
         });
     });
 }
@@ -376,6 +495,28 @@ void sum_compute(const char* x, int64_t tx, int64_t* out, const int64_t* shape, 
     }
     std::memset(out, 0, static_cast<size_t>(acc) * 8);
     const int64_t n = numel(shape, nd);
+    if (acc == 1 && n > 0) {  // every element into one sum: rows of merged dims, typed loops
+        int64_t ms[kMaxDims];
+        int64_t mst[1][kMaxDims];
+        const int64_t* st1[1] = {sx};
+        const int64_t m = merge_dims<1>(shape, nd, st1, ms, mst);
+        const int64_t inner = m ? ms[m - 1] : 1, step = m ? mst[0][m - 1] : 0;
+        const int64_t* ost[1] = {mst[0]};
+        const int64_t item1[1] = {kItem[tx]};
+        uint64_t total = 0;
+        with_dt(tx, [&](auto tag) {
+            using TX = decltype(tag);
+            walk<1>(ms, m ? m - 1 : 0, ost, item1, 0, n / inner, [&](int64_t, const int64_t* off) {
+                const TX* p = reinterpret_cast<const TX*>(x + off[0]);
+                uint64_t t = 0;
+                for (int64_t j = 0; j < inner; ++j)
+                    t += static_cast<uint64_t>(static_cast<int64_t>(p[j * step]));
+                total += t;
+            });
+        });
+        out[0] = static_cast<int64_t>(total);
+        return;
+    }
     const int64_t* st[2] = {sx, so};
     const int64_t item[2] = {kItem[tx], 1};
     auto* o = reinterpret_cast<uint64_t*>(out);
