@@ -300,6 +300,30 @@ def index_take_args(input: typing.Any, index: typing.Any, dim: typing.SupportsIn
     """
     The instruction gd.compile records for index_take(...) = result.
     """
+def int_binary(op: str, a: typing.Any, b: typing.Any) -> numpy.ndarray:
+    """
+    op(a, b) elementwise with broadcasting, a and b arrays (bool, int32, int64, float32, float64; any strides) or one a Python number, in PyTorch's result dtype. op: eq, ne, lt, le, gt, ge (bool; compared in the result dtype), land, lor, lxor (bool, of the truth values), and, or, xor (bitwise; bool or integer), add, sub, mul (integer, wrapping around).
+    """
+def int_binary_args(op: str, a: typing.Any, b: typing.Any, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for int_binary(...) = result.
+    """
+def int_sum(x: typing.Any, axes: typing.Any = None, keepdim: bool = False) -> numpy.ndarray:
+    """
+    The int64 sum of a bool/int32/int64 array over axes (a sequence of distinct dims in [0, ndim); None: all), wrapping around as NumPy's int64 sum does.
+    """
+def int_sum_args(x: typing.Any, axes: typing.Any = None, keepdim: bool = False, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for int_sum(...) = result.
+    """
+def int_unary(op: str, x: typing.Any, dtype: typing.Any = None) -> numpy.ndarray:
+    """
+    op(x) elementwise into a new C-contiguous array: 'cast' to dtype (bool, int32, int64, float32, float64; a float value with no integer value raises ValueError), 'not' (logical, bool result), 'invert' (bitwise ~ of a bool or integer array), 'round' (halves to even), 'floor', 'ceil' (of a float array, in its dtype).
+    """
+def int_unary_args(op: str, x: typing.Any, dtype: typing.Any = None, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for int_unary(...) = result.
+    """
 def isa() -> str:
     """
     The instruction set in use.

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from graddesc import _creation
-from graddesc._tensor import Tensor, _convert_array, _norm_dim
+from graddesc import _core, _creation
+from graddesc._tensor import Tensor, _convert_array, _norm_dim, call_kernel
 from graddesc.autograd import engine
 from graddesc.functional import activation as act
 from graddesc.functional import combine as cmb
@@ -83,6 +83,8 @@ def _invert(self: Tensor) -> Tensor:
     if self._data.dtype.kind not in "biu":
         raise TypeError(f"~ (bitwise not) is only defined for bool and integer tensors, got "
                         f"{self.dtype}")
+    if self._data.dtype in ew._INT_KERNEL_DTYPES:  # the kernel: gd.compile records it
+        return Tensor._make(call_kernel(_core.int_unary, "invert", self._data))
     return Tensor._make(np.asarray(~self._data))  # 0-d stays an array, not a scalar
 
 

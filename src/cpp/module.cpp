@@ -21,6 +21,7 @@ void bind_norm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_index(py::module_& m);
 void bind_random(py::module_& m);
+void bind_intops(py::module_& m);
 }  // namespace bind
 
 namespace {
@@ -98,4 +99,5 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_conv(m);
     bind::bind_index(m);
     bind::bind_random(m);
+    bind::bind_intops(m);
 }

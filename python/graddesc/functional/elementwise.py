@@ -55,6 +55,50 @@ def _floats(a: Any, b: Any = None, c: Any = None) -> bool:
     return dt is not None
 
 
+# dtypes the bool/integer kernels (src/cpp/bind_intops.cpp) take
+_INT_KERNEL_DTYPES = frozenset(np.dtype(t) for t in (np.bool_, np.int32, np.int64, np.float32,
+                                                     np.float64))
+_INT_KINDS = frozenset("biu")
+_I64_MIN, _I64_MAX = -2**63, 2**63 - 1
+
+
+def _int_operand(v: Any) -> bool:
+    """Whether _core.int_binary takes v: an array of a kernel dtype, a bool, a float or an int
+    that fits in int64."""
+    t = type(v)
+    if t is np.ndarray:
+        return v.dtype in _INT_KERNEL_DTYPES
+    if t is int:
+        return _I64_MIN <= v <= _I64_MAX
+    return t is bool or t is float
+
+
+def _int_kernel(op: str, a: Any, b: Any) -> Any:
+    """_core.int_binary(op, a, b) as a Tensor (PyTorch's result dtype) when the kernel takes a
+    and b, else None. A compiled step records the call, as it does the float kernels."""
+    if not (_int_operand(a) and _int_operand(b)) or \
+            (type(a) is not np.ndarray and type(b) is not np.ndarray):
+        return None
+    return Tensor._make(call_kernel(_core.int_binary, op, a, b))
+
+
+def _int_arith(op: str, a: Any, b: Any) -> Any:
+    """Integer a op b (add, sub, mul: wrapping around, as NumPy and PyTorch) by the kernel when
+    both are integer or bool arrays or Python ints/bools, not all bool; else None."""
+    isint = False
+    for v in (a, b):
+        t = type(v)
+        if t is np.ndarray:
+            if v.dtype.kind not in _INT_KINDS:
+                return None
+            isint = isint or v.dtype.kind != "b"
+        elif t is int:
+            isint = True
+        elif t is not bool:
+            return None
+    return _int_kernel(op, a, b) if isint else None
+
+
 def _kernel(name: str, a: Any, b: Any = None, c: Any = None) -> Tensor:
     """The elementwise kernel `name` on NumPy values (arrays of any strides or numbers)."""
     try:
@@ -116,8 +160,12 @@ class Add(Function):
     def forward(ctx, a, b, alpha):
         av, bv = _value(a), _value(b)
         ctx.alpha = alpha
-        if alpha == 1 and _floats(av, bv):
-            return _kernel("add", av, bv)
+        if alpha == 1:
+            if _floats(av, bv):
+                return _kernel("add", av, bv)
+            r = _int_arith("add", av, bv)
+            if r is not None:
+                return r
         return _add_numpy(av, bv, alpha)
 
     @staticmethod
@@ -144,7 +192,8 @@ class Sub(Function):
         av, bv = _value(a), _value(b)
         if _floats(av, bv):
             return _kernel("sub", av, bv)
-        return _numpy_op(np.subtract, av, bv)
+        r = _int_arith("sub", av, bv)
+        return _numpy_op(np.subtract, av, bv) if r is None else r
 
     @staticmethod
     def backward(ctx, g):
@@ -176,7 +225,8 @@ class Mul(Function):
         bv = b._data if tb else b
         if _floats(av, bv):
             return _kernel("mul", av, bv)
-        return _numpy_op(np.multiply, av, bv)
+        r = _int_arith("mul", av, bv)
+        return _numpy_op(np.multiply, av, bv) if r is None else r
 
     @staticmethod
     def backward(ctx, g):
@@ -570,6 +620,10 @@ class Cast(Function):
     @staticmethod
     def forward(ctx, a, np_dtype):
         ctx.src = a._data.dtype
+        if ctx.src in _INT_KERNEL_DTYPES and np_dtype in _INT_KERNEL_DTYPES:
+            # the kernel (recorded by gd.compile); it refuses NaN, Inf and out-of-range floats
+            # for an integer dtype as check_int_cast does
+            return Tensor._make(call_kernel(_core.int_unary, "cast", a._data, np_dtype))
         check_int_cast(a._data, np.dtype(np_dtype), "to")
         with np.errstate(over="ignore"):  # float64 -> float32 beyond the range is +-Inf
             return Tensor._make(a._data.astype(np_dtype))
@@ -749,12 +803,17 @@ def broadcast_copy(src: Tensor, shape: tuple, d: Any) -> Tensor:
     return BroadcastCopy.apply(src, tuple(shape), d.np)
 
 
-# Comparisons: not differentiable, return bool tensors (float operands: the kernels, so a
-# compiled step records them; others: NumPy).
+# Comparisons: not differentiable, return bool tensors (float operands: the float kernels;
+# bool, integer and mixed operands: _core.int_binary, comparing in PyTorch's result dtype, so an
+# int64 compared with a float32 is compared as float32; both kinds are recorded by gd.compile;
+# anything else: NumPy).
 def _cmp(ufunc: Any, name: str, a: Any, b: Any) -> Tensor:
     av, bv = _value(_t(a)), _value(_t(b))
     if _floats(av, bv):
         return _kernel(name, av, bv)
+    r = _int_kernel(name, av, bv)
+    if r is not None:
+        return r
     with np.errstate(invalid="ignore"):
         return Tensor._make(np.asarray(ufunc(av, bv)))
 
@@ -818,7 +877,14 @@ def _logical(ufunc: Any, a: Any, b: Any, op: str) -> Tensor:
     for v in (av, bv):
         if isinstance(v, np.ndarray) and v.dtype.kind not in "biu":
             raise TypeError(f"{op}: expected bool or integer tensors, got {v.dtype}")
+    if type(av) is not float and type(bv) is not float:
+        r = _int_kernel(_BITWISE[op], av, bv)
+        if r is not None:
+            return r
     return Tensor._make(np.asarray(ufunc(av, bv)))
+
+
+_BITWISE = {"&": "and", "|": "or", "^": "xor"}
 
 
 def logical_and(a: Any, b: Any) -> Tensor:
@@ -827,7 +893,9 @@ def logical_and(a: Any, b: Any) -> Tensor:
     >>> gd.logical_and(gd.tensor([True, True]), gd.tensor([True, False])).tolist()
     [True, False]
     """
-    return Tensor._make(np.asarray(np.logical_and(_value(a), _value(b))))
+    av, bv = _value(_t(a)), _value(_t(b))
+    r = _int_kernel("land", av, bv)
+    return Tensor._make(np.asarray(np.logical_and(av, bv))) if r is None else r
 
 
 def logical_or(a: Any, b: Any) -> Tensor:
@@ -836,7 +904,9 @@ def logical_or(a: Any, b: Any) -> Tensor:
     >>> gd.logical_or(gd.tensor([True, False]), gd.tensor([False, False])).tolist()
     [True, False]
     """
-    return Tensor._make(np.asarray(np.logical_or(_value(a), _value(b))))
+    av, bv = _value(_t(a)), _value(_t(b))
+    r = _int_kernel("lor", av, bv)
+    return Tensor._make(np.asarray(np.logical_or(av, bv))) if r is None else r
 
 
 def logical_not(a: Tensor) -> Tensor:
@@ -845,6 +915,8 @@ def logical_not(a: Tensor) -> Tensor:
     >>> gd.logical_not(gd.tensor([True, False])).tolist()
     [False, True]
     """
+    if a._data.dtype in _INT_KERNEL_DTYPES:
+        return Tensor._make(call_kernel(_core.int_unary, "not", a._data))
     return Tensor._make(np.asarray(np.logical_not(a._data)))
 
 

@@ -1,6 +1,7 @@
 """Elementwise math and reductions beyond the C++ families: sin, cos, square, floor, ceil,
-round, prod, norm, all, any. NumPy computes the forward; each backward is written with Tensor
-ops, so it is itself differentiable (create_graph=True gives second derivatives).
+round, prod, norm, all, any. NumPy computes the forward (except floor, ceil and round to whole
+numbers of a float tensor: a kernel, which gd.compile records); each backward is written with
+Tensor ops, so it is itself differentiable (create_graph=True gives second derivatives).
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graddesc._tensor import Tensor
+from graddesc import _core
+from graddesc._tensor import Tensor, call_kernel
 from graddesc.autograd.function import Function
 from graddesc.autograd.grad_mode import is_grad_enabled
 from graddesc.functional import elementwise as ew
 from graddesc.functional.reduce import _dims, _is_kernel_float, _reduce
+
+_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_tensor(x: Any, op: str) -> None:
@@ -105,6 +109,8 @@ class _Step(Function):
 
     @staticmethod
     def forward(ctx, x, fn):
+        if isinstance(fn, str):  # round, floor, ceil of a float array: the kernel (recorded)
+            return Tensor._make(call_kernel(_core.int_unary, fn, x._data))
         return Tensor._make(np.asarray(fn(x._data)))
 
     @staticmethod
@@ -121,7 +127,7 @@ def floor(x: Tensor) -> Tensor:
     _check_tensor(x, "floor")
     if x._data.dtype.kind != "f":
         return x.clone()
-    return _Step.apply(x, np.floor)
+    return _Step.apply(x, "floor" if x._data.dtype in _KERNEL_FLOATS else np.floor)
 
 
 def ceil(x: Tensor) -> Tensor:
@@ -133,7 +139,7 @@ def ceil(x: Tensor) -> Tensor:
     _check_tensor(x, "ceil")
     if x._data.dtype.kind != "f":
         return x.clone()
-    return _Step.apply(x, np.ceil)
+    return _Step.apply(x, "ceil" if x._data.dtype in _KERNEL_FLOATS else np.ceil)
 
 
 def round(x: Tensor, decimals: int = 0) -> Tensor:  # noqa: A001
@@ -148,6 +154,8 @@ def round(x: Tensor, decimals: int = 0) -> Tensor:  # noqa: A001
     if x._data.dtype.kind != "f":
         return x.clone()
     d = int(decimals)
+    if d == 0 and x._data.dtype in _KERNEL_FLOATS:
+        return _Step.apply(x, "round")
     return _Step.apply(x, lambda a: np.round(a, d))
 
 

@@ -61,6 +61,9 @@ class Sum(Function):
         ctx.dims, ctx.keepdim = dims, keepdim
         if _is_kernel_float(a):
             return Tensor._make(_reduce("sum", a, dims, keepdim))
+        if a.dtype.kind in "bi" and a.dtype in ew._INT_KERNEL_DTYPES:
+            # bool, int32, int64: the int64 sum by the kernel (gd.compile records it)
+            return Tensor._make(call_kernel(_core.int_sum, a, dims, keepdim))
         with np.errstate(all="ignore"):  # inf + -inf is NaN silently, as in the kernels
             out = np.sum(a, axis=dims, dtype=np.int64 if a.dtype.kind in "biu" else None)
         if keepdim:
