@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graddesc import _compile_state, _core
+from graddesc import _compile_state, _core, _creation
 from graddesc._tensor import Tensor, _norm_dim, call_kernel, contiguous
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
@@ -237,28 +237,33 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         # names the first target out of range
         _check_targets(td, C, ignore_index, op)
         raise
-    valid_np = td != ignore_index
-    valid = Tensor._make(valid_np.astype(z._data.dtype))
-    if weight is not None:
-        wt = Tensor._make(np.where(valid_np, weight._data[np.where(valid_np, td, 0)], 0)
-                          .astype(z._data.dtype))
-    else:
-        wt = valid
+    # the rows' weights by kernels, never a value read in Python (gd.compile records them)
+    valid, wt = _target_weights(t64, weight, ignore_index, z._data.dtype)
     loss = nll * wt if weight is not None else nll
     if label_smoothing:
         logp = log_softmax(z, 1)
         w_all = weight.reshape(1, C) if weight is not None else 1.0
         # ignored rows are selected away, not multiplied by 0 (PyTorch's masked_fill): a mean
         # over no valid target is 0 / 0 = NaN, whose gradient NaN * 0 would be NaN, not 0
-        smooth = ew.where(Tensor._make(valid_np), -red.sum(logp * w_all, 1) / C,
-                          Tensor._make(np.zeros((), dtype=z._data.dtype)))
+        smooth = ew.where(valid, -red.sum(logp * w_all, 1) / C, 0.0)
         loss = loss * (1 - label_smoothing) + smooth * label_smoothing
     if reduction == "none":
         return loss.reshape(out_shape)
     if reduction == "sum":
         return red.sum(loss)
-    denom = float(wt._data.sum())
-    return red.sum(loss) / denom if denom else red.sum(loss) * np.nan
+    return red.sum(loss) / red.sum(wt)  # (no valid target: 0 / 0 = NaN, as PyTorch's mean)
+
+
+def _target_weights(t: Tensor, weight: Optional[Tensor], ignore_index: int,
+                    dtype: Any) -> tuple:
+    """(valid, w): valid = t != ignore_index (bool), w = weight[t] where valid else 0 (1 in
+    place of weight[t] without weights), in `dtype`; all kernels, no value read in Python."""
+    valid = ew.ne(t, int(ignore_index))
+    vf = valid.to(dtype)
+    if weight is None:
+        return valid, vf
+    safe = t * valid.long()  # an ignored row's index becomes 0 (its weight is then dropped)
+    return valid, weight.to(dtype)[safe] * vf
 
 
 def _check_targets(td: np.ndarray, C: int, ignore_index: int, op: str) -> None:
@@ -291,24 +296,28 @@ def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,  # 
     if target.shape != (N,) or target._data.dtype.kind not in "iu":
         raise ValueError(f"{op}: expected int64 target of shape ({N},), got "
                          f"{tuple(target.shape)} {target.dtype}")
-    t = target._data.astype(np.int64)
-    valid = t != ignore_index
-    if np.any(valid & ((t < 0) | (t >= C))):
-        k = int(np.nonzero(valid & ((t < 0) | (t >= C)))[0][0])
-        raise ValueError(f"{op}: target {int(t[k])} at position {k} is out of bounds for {C} "
-                         "classes")
-    safe = np.where(valid, t, 0)
-    picked = input[np.arange(N), safe]
-    w = np.where(valid, 1.0 if weight is None else weight._data[safe], 0.0).astype(
-        input._data.dtype)
-    loss = -picked * Tensor._make(w)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got "
+                         f"{reduction!r}")
+    t = target if target._data.dtype == _INT64 else target.long()
+    # kernels only (gd.compile records them): the picked log-probabilities by the gather
+    # kernel, which checks the range of each index on every call, replays included
+    valid, w = _target_weights(t, weight, ignore_index, input._data.dtype)
+    # the gather index: t, 0 for an ignored row, C (out of range: the gather raises) for a
+    # negative target, which the gather would otherwise wrap around
+    neg = ((t < 0) & valid).long()
+    idx = t * valid.long() + neg * (C - t)
+    try:
+        picked = input[_creation.arange(N), idx]
+    except IndexError:
+        _check_targets(t._data, C, ignore_index, op)  # (names the first bad target)
+        raise
+    loss = -picked * w
     if reduction == "none":
         return loss
     if reduction == "sum":
         return red.sum(loss)
-    if reduction == "mean":
-        return red.sum(loss) / float(w.sum()) if w.sum() else red.sum(loss) * np.nan
-    raise ValueError(f"{op}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    return red.sum(loss) / red.sum(w)  # (no valid target: 0 / 0 = NaN, as PyTorch's mean)
 
 
 class MSE(Function):
