@@ -1,6 +1,24 @@
 """nn.functional (`F`): function forms of layers and losses."""
 
 from graddesc.functional.activation import gelu, leaky_relu, relu, sigmoid, softplus, tanh
+from graddesc.functional.activation_extra import (
+    celu,
+    elu,
+    glu,
+    hardshrink,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    logsigmoid,
+    mish,
+    prelu,
+    relu6,
+    selu,
+    softmin,
+    softshrink,
+    softsign,
+    tanhshrink,
+)
 from graddesc.functional.conv import (
     adaptive_avg_pool2d,
     avg_pool2d,
@@ -31,6 +49,7 @@ from graddesc.functional.nn_extra import (
     smooth_l1_loss,
 )
 from graddesc.functional.norm import batch_norm, embedding, layer_norm
+from graddesc.functional.pad import pad
 from graddesc.functional.shape import flatten
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
@@ -39,4 +58,7 @@ __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_en
            "tanh", "dropout", "huber_loss", "kl_div", "normalize", "one_hot", "silu",
            "smooth_l1_loss", "batch_norm", "embedding", "layer_norm",
            "adaptive_avg_pool2d", "avg_pool2d", "conv1d", "conv2d",
-           "max_pool2d", "unflatten"]
+           "max_pool2d", "unflatten",
+           "celu", "elu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh",
+           "logsigmoid", "mish", "prelu", "relu6", "selu", "softmin", "softshrink", "softsign",
+           "tanhshrink", "pad"]
