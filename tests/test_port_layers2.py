@@ -175,6 +175,11 @@ def test_module_reprs_and_parameters():
              (nn.ZeroPad2d(2), "ZeroPad2d((2, 2, 2, 2))"), (nn.ZeroPad1d(1), "ZeroPad1d((1, 1))"),
              (nn.ConstantPad1d((1, 2), 3.5), "ConstantPad1d(padding=(1, 2), value=3.5)"),
              (nn.ConstantPad2d(1, 2.0), "ConstantPad2d(padding=(1, 1, 1, 1), value=2.0)"),
+             (nn.CosineSimilarity(), "CosineSimilarity()"),
+             (nn.PairwiseDistance(), "PairwiseDistance()"),
+             (nn.TripletMarginLoss(), "TripletMarginLoss()"),
+             (nn.MarginRankingLoss(), "MarginRankingLoss()"),
+             (nn.CosineEmbeddingLoss(), "CosineEmbeddingLoss()"),
              (nn.BatchNorm2d(3),
               "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)")]
     for m, want in cases:
@@ -368,3 +373,147 @@ def test_compiled_step_replays_and_equals_eager(name, dtype):
     assert l1 == l2
     for (n, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=n)
+
+
+# ---- distances and their losses ------------------------------------------------------------
+
+def _pairs(dtype, shape=(5, 4), seed=7):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape).astype(dtype)
+    a[0] = 1e-10  # a norm below eps: clamped
+    b[1] = 0.0
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cosine_similarity_matches_torch(dtype):
+    torch = _torch()
+    a, b = _pairs(dtype)
+    tf = torch.nn.functional.cosine_similarity
+    _compare(F.cosine_similarity, tf, [a, b], dtype, 1.0)
+    _compare(lambda x, y: F.cosine_similarity(x, y, dim=0, eps=1e-3),
+             lambda x, y: tf(x, y, dim=0, eps=1e-3), [a, b], dtype, 1.0)
+    _compare(lambda x, y: F.cosine_similarity(x, y, dim=-1),
+             lambda x, y: tf(x, y, dim=-1), [a[:1], b], dtype, 1.0)  # broadcast
+    _compare(nn.CosineSimilarity(0), torch.nn.CosineSimilarity(0), [a[2], b[3]], dtype, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [2.0, 1.0, 3.0, 0.5])
+def test_pairwise_distance_matches_torch(p, dtype):
+    torch = _torch()
+    a, b = _pairs(dtype)
+    b[2] = a[2] + 1e-6  # a difference that eps cancels partly
+    tf = torch.nn.functional.pairwise_distance
+    for keepdim in (False, True):
+        _compare(lambda x, y, k=keepdim: F.pairwise_distance(x, y, p, keepdim=k),
+                 lambda x, y, k=keepdim: tf(x, y, p, keepdim=k), [a, b], dtype, 1.0)
+    _compare(nn.PairwiseDistance(p, eps=0.0), torch.nn.PairwiseDistance(p, eps=0.0),
+             [a[2:], b[2:]], dtype, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_distance_losses_match_torch(reduction, dtype):
+    torch = _torch()
+    tF = torch.nn.functional
+    rng = np.random.default_rng(9)
+    a, p, n = (rng.standard_normal((6, 3)).astype(dtype) for _ in range(3))
+    for swap in (False, True):
+        _compare(lambda x, y, z, s=swap: F.triplet_margin_loss(x, y, z, margin=0.7, swap=s,
+                                                                reduction=reduction),
+                 lambda x, y, z, s=swap: tF.triplet_margin_loss(x, y, z, margin=0.7, swap=s,
+                                                                 reduction=reduction),
+                 [a, p, n], dtype, 1.0)
+    _compare(nn.TripletMarginLoss(p=1.0, reduction=reduction),
+             torch.nn.TripletMarginLoss(p=1.0, reduction=reduction), [a, p, n], dtype, 1.0)
+    t = np.where(rng.standard_normal(6) > 0, 1.0, -1.0).astype(dtype)
+    x1, x2 = rng.standard_normal(6).astype(dtype), rng.standard_normal(6).astype(dtype)
+    torch_t, gd_t = torch.tensor(t), gd.tensor(t)
+    _compare(lambda x, y: F.margin_ranking_loss(x, y, gd_t, 0.3, reduction=reduction),
+             lambda x, y: tF.margin_ranking_loss(x, y, torch_t, 0.3, reduction=reduction),
+             [x1, x2], dtype, 1.0)
+    _compare(lambda x, y: nn.CosineEmbeddingLoss(0.2, reduction=reduction)(x, y, gd_t),
+             lambda x, y: tF.cosine_embedding_loss(x, y, torch_t, 0.2, reduction=reduction),
+             [a, p], dtype, 1.0)
+    _compare(lambda x, y: F.cosine_embedding_loss(x, y, gd.tensor(t[:1].reshape(())),
+                                                  reduction=reduction),
+             lambda x, y: tF.cosine_embedding_loss(x, y, torch.tensor(t[:1].reshape(())),
+                                                   reduction=reduction),
+             [a[0], p[0]], dtype, 1.0)
+
+
+def test_distance_gradcheck():
+    rng = np.random.default_rng(11)
+    a, b, c = (gd.tensor(rng.standard_normal((3, 4)), requires_grad=True) for _ in range(3))
+    assert gd.autograd.gradcheck(F.cosine_similarity, (a, b))
+    for p in (2.0, 1.0, 3.0):
+        assert gd.autograd.gradcheck(lambda x, y, q=p: F.pairwise_distance(x, y, q), (a, b))
+    assert gd.autograd.gradcheck(lambda x, y, z: F.triplet_margin_loss(x, y, z, margin=5.0,
+                                                                       swap=True), (a, b, c))
+    t = gd.tensor([1.0, -1.0, 1.0])
+    assert gd.autograd.gradcheck(lambda x, y: F.cosine_embedding_loss(x, y, t, -1.0), (a, b))
+    assert gd.autograd.gradcheck(lambda x, y: F.margin_ranking_loss(x, y, gd.ones(3, 4), 9.0),
+                                 (a, b))
+
+
+def test_distance_bad_input():
+    x = gd.ones(2, 3)
+    with pytest.raises(TypeError, match="x2"):
+        F.cosine_similarity(x, [1.0])
+    with pytest.raises(ValueError, match="broadcast"):
+        F.cosine_similarity(x, gd.ones(4, 3))
+    with pytest.raises(TypeError, match="must match"):
+        F.pairwise_distance(x, gd.ones(2, 3, dtype=gd.float64))
+    with pytest.raises(ValueError, match="finite positive"):
+        F.pairwise_distance(x, x, p=0.0)
+    with pytest.raises(ValueError, match="reduction"):
+        F.margin_ranking_loss(gd.ones(2), gd.ones(2), gd.ones(2), reduction="avg")
+    with pytest.raises(ValueError, match="target"):
+        F.cosine_embedding_loss(x, x, gd.ones(2, 3))
+    with pytest.raises(TypeError, match="negative"):
+        F.triplet_margin_loss(x, x, None)
+
+
+def _cos_step(m, x, y):
+    e = m(x)
+    return F.cosine_embedding_loss(e, y, gd.ones(e.shape[0])) + \
+        (1.0 - F.cosine_similarity(e, y)).mean()
+
+
+def _triplet_step(m, x, y):
+    return F.triplet_margin_loss(m(x), y, m(y[:, :4] * 2.0), swap=True) + \
+        F.margin_ranking_loss(m(x)[:, 0], y[:, 0], gd.ones(x.shape[0]), 0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lossfn", [_cos_step, _triplet_step])
+def test_distance_losses_are_captured(lossfn, dtype):
+    def run(compiled):
+        gd.manual_seed(0)
+        m = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 4)).to(dtype)
+        opt = gd.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = lossfn(m, x, y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        f = gd.compile(step) if compiled else step
+        rng = np.random.default_rng(4)
+        out = [f(gd.tensor(rng.standard_normal((5, 4)).astype(dtype)),
+                 gd.tensor(rng.standard_normal((5, 4)).astype(dtype))).item() for _ in range(6)]
+        return m, out, f
+
+    m1, l1, _ = run(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m2, l2, f = run(True)
+    assert f.stats["eager"] == 0, f.stats
+    assert f.stats["replayed"] >= 4, f.stats
+    assert l1 == l2
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())

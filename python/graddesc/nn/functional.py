@@ -27,6 +27,13 @@ from graddesc.functional.conv import (
     max_pool2d,
     unflatten,
 )
+from graddesc.functional.distance import (
+    cosine_embedding_loss,
+    cosine_similarity,
+    margin_ranking_loss,
+    pairwise_distance,
+    triplet_margin_loss,
+)
 from graddesc.functional.linear import linear
 from graddesc.functional.loss import (
                                       binary_cross_entropy,
@@ -61,4 +68,5 @@ __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_en
            "max_pool2d", "unflatten",
            "celu", "elu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh",
            "logsigmoid", "mish", "prelu", "relu6", "selu", "softmin", "softshrink", "softsign",
-           "tanhshrink", "pad"]
+           "tanhshrink", "pad", "cosine_embedding_loss", "cosine_similarity",
+           "margin_ranking_loss", "pairwise_distance", "triplet_margin_loss"]

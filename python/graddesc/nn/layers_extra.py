@@ -12,6 +12,7 @@ from graddesc._device import check_device
 from graddesc._tensor import Tensor
 from graddesc.autograd.grad_mode import no_grad
 from graddesc.functional import activation_extra as fa
+from graddesc.functional import distance as fd
 from graddesc.functional import pad as fp
 from graddesc.nn.module import Module
 from graddesc.nn.parameter import Parameter
@@ -383,6 +384,99 @@ class ZeroPad2d(ConstantPad2d):
         return f"{self.padding}"
 
 
+# ---- distances and the losses on them ----------------------------------------------------------
+
+class CosineSimilarity(Module):
+    """F.cosine_similarity(x1, x2, dim, eps).
+
+    >>> nn.CosineSimilarity(dim=0)(gd.tensor([1.0, 0.0]), gd.tensor([1.0, 1.0])).item()
+    0.7071067690849304
+    """
+
+    def __init__(self, dim: int = 1, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return fd.cosine_similarity(x1, x2, self.dim, self.eps)
+
+
+class PairwiseDistance(Module):
+    """F.pairwise_distance(x1, x2, p, eps, keepdim).
+
+    >>> nn.PairwiseDistance(eps=0.0)(gd.tensor([[3.0, 4.0]]), gd.zeros(1, 2)).tolist()
+    [5.0]
+    """
+
+    def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> None:
+        super().__init__()
+        self.norm, self.eps, self.keepdim = p, eps, keepdim
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return fd.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)
+
+
+class TripletMarginLoss(Module):
+    """F.triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap, reduction).
+
+    >>> a = gd.zeros(1, 2)
+    >>> nn.TripletMarginLoss(eps=0.0)(a, gd.tensor([[1.0, 0.0]]), gd.tensor([[1.0, 0.0]])).item()
+    1.0
+    """
+
+    def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6,
+                 swap: bool = False, size_average: Any = None, reduce: Any = None,
+                 reduction: str = "mean") -> None:
+        super().__init__()
+        fd._legacy(size_average, reduce, "TripletMarginLoss")
+        self.margin, self.p, self.eps, self.swap = margin, p, eps, swap
+        self.reduction = reduction
+
+    def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
+        return fd.triplet_margin_loss(anchor, positive, negative, self.margin, self.p,
+                                      self.eps, self.swap, reduction=self.reduction)
+
+
+class MarginRankingLoss(Module):
+    """F.margin_ranking_loss(input1, input2, target, margin, reduction).
+
+    >>> nn.MarginRankingLoss(margin=1.0)(gd.tensor([2.0]), gd.tensor([0.0]),
+    ...                                  gd.tensor([1.0])).item()
+    0.0
+    """
+
+    def __init__(self, margin: float = 0.0, size_average: Any = None, reduce: Any = None,
+                 reduction: str = "mean") -> None:
+        super().__init__()
+        fd._legacy(size_average, reduce, "MarginRankingLoss")
+        self.margin, self.reduction = margin, reduction
+
+    def forward(self, input1: Tensor, input2: Tensor, target: Tensor) -> Tensor:
+        return fd.margin_ranking_loss(input1, input2, target, self.margin,
+                                      reduction=self.reduction)
+
+
+class CosineEmbeddingLoss(Module):
+    """F.cosine_embedding_loss(input1, input2, target, margin, reduction).
+
+    >>> nn.CosineEmbeddingLoss()(gd.tensor([[1.0, 0.0]]), gd.tensor([[1.0, 0.0]]),
+    ...                          gd.tensor([-1.0])).item()
+    1.0
+    """
+
+    def __init__(self, margin: float = 0.0, size_average: Any = None, reduce: Any = None,
+                 reduction: str = "mean") -> None:
+        super().__init__()
+        fd._legacy(size_average, reduce, "CosineEmbeddingLoss")
+        self.margin, self.reduction = margin, reduction
+
+    def forward(self, input1: Tensor, input2: Tensor, target: Tensor) -> Tensor:
+        return fd.cosine_embedding_loss(input1, input2, target, self.margin,
+                                        reduction=self.reduction)
+
+
 __all__ = ["CELU", "ELU", "GLU", "SELU", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
-           "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh", "LogSigmoid", "Mish", "PReLU",
-           "ReLU6", "Softmin", "Softshrink", "Softsign", "Tanhshrink", "ZeroPad1d", "ZeroPad2d"]
+           "CosineEmbeddingLoss", "CosineSimilarity", "Hardshrink", "Hardsigmoid", "Hardswish",
+           "Hardtanh", "LogSigmoid", "MarginRankingLoss", "Mish", "PReLU", "PairwiseDistance",
+           "ReLU6", "Softmin", "Softshrink", "Softsign", "Tanhshrink", "TripletMarginLoss",
+           "ZeroPad1d", "ZeroPad2d"]
