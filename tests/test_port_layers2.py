@@ -43,7 +43,8 @@ def _x(dtype, shape=(6, 8), seed=0):
     rng = np.random.default_rng(seed)
     a = (3 * rng.standard_normal(shape)).astype(dtype)
     flat = a.reshape(-1)
-    flat[:len(SPECIAL)] = SPECIAL
+    k = min(len(SPECIAL), flat.size)
+    flat[:k] = SPECIAL[:k]
     return a
 
 
@@ -51,13 +52,13 @@ def _torch():
     return pytest.importorskip("torch")
 
 
-def _compare(gfn, tfn, arrays, dtype, atol_scale=0.0):
+def _compare(gfn, tfn, arrays, dtype, atol_scale=0.0, rtol_factor=1.0):
     """forward and gradients of gfn(*tensors) against tfn(*torch tensors)."""
     torch = _torch()
     gx = [gd.tensor(a.copy(), requires_grad=True) for a in arrays]
     tx = [torch.tensor(a.copy(), requires_grad=True) for a in arrays]
     gy, ty = gfn(*gx), tfn(*tx)
-    tol = TOL[dtype]
+    tol = TOL[dtype] * rtol_factor
     np.testing.assert_allclose(gy.detach().numpy(), ty.detach().numpy(), rtol=tol,
                                atol=tol * atol_scale)
     g = np.random.default_rng(1).standard_normal(ty.shape).astype(dtype)
@@ -76,7 +77,11 @@ def test_activation_matches_torch(name, dtype):
     tfn = getattr(torch.nn.functional, tname)
     # tanhshrink and mish cancel near 0 (x - tanh x): an absolute tolerance at the input's scale
     scale = 1.0 if name in ("tanhshrink", "softmin", "glu", "logsigmoid", "mish") else 0.0
-    _compare(lambda t: fn(t, **kw), lambda t: tfn(t, **kw), [_x(dtype)], dtype, scale)
+    # glu's gradient a * s * (1 - s) cancels near s = 1: graddesc's sigmoid kernel is within an
+    # ulp of PyTorch's, which 1 - s magnifies (3.6e-6 relative seen at s = 0.98)
+    rtol_factor = 20.0 if name == "glu" and dtype == np.float32 else 1.0
+    _compare(lambda t: fn(t, **kw), lambda t: tfn(t, **kw), [_x(dtype)], dtype, scale,
+             rtol_factor)
 
 
 def test_elu_is_accurate_near_zero():
@@ -86,7 +91,7 @@ def test_elu_is_accurate_near_zero():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape, n", [((5, 3, 4), 3), ((5, 3), 1), ((4,), 4), ((4,), 1),
+@pytest.mark.parametrize("shape, n", [((5, 3, 4), 3), ((5, 3), 1), ((5, 3), 3), ((4,), 1),
                                       ((2, 3, 2, 2), 3)])
 def test_prelu_matches_torch(shape, n, dtype):
     torch = _torch()
@@ -154,6 +159,8 @@ def test_activation_bad_input():
         F.glu(gd.ones(2, 3))
     with pytest.raises(ValueError, match="weight"):
         F.prelu(gd.ones(2, 3), gd.ones(2))
+    with pytest.raises(ValueError, match="channels 1"):  # a 1-d input has one channel
+        F.prelu(gd.ones(4), gd.ones(4))
     with pytest.raises(TypeError, match="weight"):
         F.prelu(gd.ones(2, 3), gd.ones(3, dtype=gd.float64))
     with pytest.raises(TypeError, match="inplace"):
@@ -300,7 +307,7 @@ def test_pad_bad_input():
         F.pad(x, (1, 1), value="0")
     with pytest.raises(ValueError, match="padding"):
         nn.ZeroPad2d((1, 2, 3))
-    with pytest.raises(ValueError, match="3D or 4D"):
+    with pytest.raises(ValueError, match="dimensions"):
         nn.ZeroPad2d(1)(gd.ones(2))
 
 
@@ -478,13 +485,13 @@ def test_distance_bad_input():
 
 def _cos_step(m, x, y):
     e = m(x)
-    return F.cosine_embedding_loss(e, y, gd.ones(e.shape[0])) + \
+    return F.cosine_embedding_loss(e, y, gd.ones(e.shape[0], dtype=e.dtype)) + \
         (1.0 - F.cosine_similarity(e, y)).mean()
 
 
 def _triplet_step(m, x, y):
     return F.triplet_margin_loss(m(x), y, m(y[:, :4] * 2.0), swap=True) + \
-        F.margin_ranking_loss(m(x)[:, 0], y[:, 0], gd.ones(x.shape[0]), 0.5)
+        F.margin_ranking_loss(m(x)[:, 0], y[:, 0], gd.ones(x.shape[0], dtype=x.dtype), 0.5)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -27,6 +27,7 @@ from graddesc.functional.inplace import check_inplace, inplace_result
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
+_ONE_SIXTH = float(np.float32(1.0) / np.float32(6.0))  # PyTorch's constant (1.0f / 6.0f)
 
 
 class _Pointwise(Function):
@@ -125,25 +126,28 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
 # ---- elu, selu, celu -------------------------------------------------------------------------
 
 def _expm1(t: Tensor) -> Tensor:
-    """exp(t) - 1, accurate near 0 (Kahan's (u - 1) t / log(u), u = exp(t)), from kernels."""
+    """exp(t) - 1 from kernels, accurate near 0: Kahan's (u - 1) t / log(u), u = exp(t), for
+    |t| < 0.5 (t itself where u rounds to 1); u - 1 elsewhere (no cancellation there)."""
     u = act.exp(t)
     r = ew.where(ew.eq(u, 1.0), t, (u - 1.0) * t / act.log(u))
-    r = ew.where(ew.eq(u, 0.0), -1.0, r)
-    return ew.where(ew.eq(u, math.inf), math.inf, r)
+    return ew.where(ew.lt(ew.abs(t), 0.5), r, u - 1.0)
 
 
-def _elu(x: Tensor, alpha: float, scale: float, input_scale: float, label: str) -> Tensor:
+def _elu(x: Tensor, alpha: float, scale: float, input_scale: float, label: str,
+         grad_input_scale: Optional[float] = None) -> Tensor:
     """PyTorch's elu kernel: x <= 0: expm1(x * input_scale) * (alpha * scale), else x * scale;
-    gradient g * input_scale * (alpha * scale) * exp(x * input_scale), or g * scale."""
+    gradient g * input_scale * (alpha * scale) * exp(x * input_scale), or g * scale
+    (grad_input_scale: the input_scale PyTorch's backward uses, when it differs)."""
     neg, pos, ins = _dt(x, _dt(x, alpha) * _dt(x, scale)), _dt(x, scale), _dt(x, input_scale)
+    gins = ins if grad_input_scale is None else _dt(x, grad_input_scale)
 
     def fwd(t: Tensor) -> Tensor:
         z = t if ins == 1.0 else t * ins
         return ew.where(ew.le(t, 0.0), _expm1(z) * neg, t * pos)
 
     def bwd(g: Tensor, t: Tensor) -> Tensor:
-        z = t if ins == 1.0 else t * ins
-        return ew.where(ew.le(t, 0.0), g * ins * neg * act.exp(z), g * pos)
+        z = t if gins == 1.0 else t * gins
+        return ew.where(ew.le(t, 0.0), g * gins * neg * act.exp(z), g * pos)
 
     return _Pointwise.apply(x, fwd, bwd, label)
 
@@ -184,7 +188,9 @@ def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  #
     a = _number(alpha, "alpha", op)
     if a == 0.0:
         raise ValueError(f"{op}: alpha must not be 0 (the input is divided by it)")
-    return _run(x, lambda t: _elu(t, a, 1.0, 1.0 / a, "EluBackward"),
+    # PyTorch's celu backward divides by alpha rounded to float32 (1.0 / alpha.toFloat())
+    ga = 1.0 / float(np.float32(a))
+    return _run(x, lambda t: _elu(t, a, 1.0, 1.0 / a, "EluBackward", ga),
                 _flag(inplace, "inplace", op), op)
 
 
@@ -203,7 +209,7 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
         return ew.clamp(t + 3.0, 0.0, 6.0) / 6.0
 
     def bwd(g: Tensor, t: Tensor) -> Tensor:
-        return ew.where(t > -3.0, ew.where(t < 3.0, g * (1.0 / 6.0), 0.0), 0.0)
+        return ew.where(t > -3.0, ew.where(t < 3.0, g * _ONE_SIXTH, 0.0), 0.0)
 
     return _run(x, lambda t: _Pointwise.apply(t, fwd, bwd, "HardsigmoidBackward"),
                 _flag(inplace, "inplace", op), op)
@@ -351,7 +357,7 @@ def glu(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
     """input where input > 0, weight * input elsewhere; weight has 1 element or one per
-    channel (dimension 1, or 0 for a 1-d input).
+    channel (dimension 1; a 0-d or 1-d input has one channel, as in PyTorch).
 
     >>> F.prelu(gd.tensor([[-2.0, 3.0]]), gd.tensor([0.25])).tolist()
     [[-0.5, 3.0]]
@@ -370,7 +376,7 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
     n = weight.numel()
     w = weight
     if n != 1:
-        c = x.shape[1] if x.ndim >= 2 else (x.shape[0] if x.ndim == 1 else 1)
+        c = x.shape[1] if x.ndim >= 2 else 1  # PyTorch: a 1-d input has one channel
         if n != c:
             raise ValueError(f"{op}: argument 'weight' has {n} elements, which must be 1 or "
                              f"the number of channels {c} of input of shape "

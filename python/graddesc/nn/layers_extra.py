@@ -316,10 +316,6 @@ class _ConstantPadNd(Module):
         self.value = value
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
-        if isinstance(input, Tensor) and input.ndim not in (self._n + 1, self._n + 2):
-            raise ValueError(f"{type(self).__name__}: expected {self._n + 1}D or "
-                             f"{self._n + 2}D input, got {input.ndim}D input of shape "
-                             f"{tuple(input.shape)}")
         return fp.pad(input, self.padding, "constant", self.value)
 
     def extra_repr(self) -> str:
