@@ -524,3 +524,117 @@ def test_distance_losses_are_captured(lossfn, dtype):
     assert l1 == l2
     for a, b in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+
+
+# ---- group norm, instance norm --------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, groups", [((4, 6, 3, 5), 3), ((3, 4, 7), 2), ((5, 8), 2),
+                                           ((2, 6, 2, 2, 3), 1)])
+def test_group_norm_matches_torch(shape, groups, dtype):
+    torch = _torch()
+    rng = np.random.default_rng(12)
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    w, b = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    # (groups of two elements are avoided: their normalized values are +-1 whatever x, so the
+    # gradient of x is rounding noise, 0 in exact arithmetic)
+    f = 2.0
+    _compare(lambda x_, w_, b_: F.group_norm(x_, groups, w_, b_, eps=1e-4),
+             lambda x_, w_, b_: torch.nn.functional.group_norm(x_, groups, w_, b_, eps=1e-4),
+             [x, w, b], dtype, 1.0, f)
+    _compare(nn.GroupNorm(groups, C).to(dtype), torch.nn.GroupNorm(groups, C).to(
+        torch.float32 if dtype == np.float32 else torch.float64), [x], dtype, 1.0, f)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine, track", [(False, False), (True, False), (True, True),
+                                           (False, True)])
+def test_instance_norm_matches_torch(affine, track, dtype):
+    torch = _torch()
+    rng = np.random.default_rng(13)
+    tdt = torch.float32 if dtype == np.float32 else torch.float64
+    gm = nn.InstanceNorm2d(3, momentum=0.3, affine=affine, track_running_stats=track).to(dtype)
+    tm = torch.nn.InstanceNorm2d(3, momentum=0.3, affine=affine,
+                                 track_running_stats=track).to(tdt)
+    tol = TOL[dtype]
+    for k in range(3):
+        x = (rng.standard_normal((2, 3, 4, 5)) * (k + 1) + k).astype(dtype)
+        _compare(gm, tm, [x], dtype, 1.0, 2.0)
+        if track:
+            for n in ("running_mean", "running_var"):
+                np.testing.assert_allclose(getattr(gm, n).numpy(), getattr(tm, n).numpy(),
+                                           rtol=tol * 2, atol=tol * 2)
+    _compare(gm, tm, [rng.standard_normal((3, 4, 5)).astype(dtype)], dtype, 1.0, 2.0)  # unbatched
+    gm.eval()
+    tm.eval()
+    _compare(gm, tm, [rng.standard_normal((2, 3, 4, 5)).astype(dtype)], dtype, 1.0, 2.0)
+    assert list(gm.state_dict()) == list(tm.state_dict())
+    assert repr(gm) == repr(tm)
+
+
+def test_group_instance_norm_gradcheck_and_errors():
+    rng = np.random.default_rng(14)
+    x = gd.tensor(rng.standard_normal((2, 4, 3)), requires_grad=True)
+    w = gd.tensor(rng.standard_normal(4), requires_grad=True)
+    b = gd.tensor(rng.standard_normal(4), requires_grad=True)
+    assert gd.autograd.gradcheck(lambda x_, w_, b_: F.group_norm(x_, 2, w_, b_), (x, w, b))
+    assert gd.autograd.gradcheck(lambda x_, w_, b_: F.instance_norm(x_, weight=w_, bias=b_),
+                                 (x, w, b))
+    # one element per group: x - mean is 0, the output the bias, the gradient of x 0 (closed
+    # form; PyTorch's float32 kernel gives its rounding noise times 1/sqrt(eps) there)
+    x1 = gd.tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    y1 = F.group_norm(x1, 4, w, b)
+    np.testing.assert_array_equal(y1.detach().numpy(), np.tile(b.detach().numpy(), (5, 1)))
+    y1.sum().backward()
+    np.testing.assert_array_equal(x1.grad.numpy(), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="divisible"):
+        F.group_norm(gd.ones(2, 4, 3), 3)
+    with pytest.raises(ValueError, match="divisible"):
+        nn.GroupNorm(3, 4)
+    with pytest.raises(ValueError, match="weight"):
+        F.group_norm(gd.ones(2, 4, 3), 2, gd.ones(3))
+    with pytest.raises(ValueError, match="spatial"):
+        F.instance_norm(gd.ones(2, 4, 1))
+    with pytest.raises(ValueError, match="4D"):
+        nn.InstanceNorm2d(3)(gd.ones(3, 4))
+    with pytest.raises(ValueError, match="3 channels"):
+        nn.InstanceNorm2d(3)(gd.ones(2, 4, 2, 2))
+    assert repr(nn.GroupNorm(2, 4, affine=False)) == \
+        "GroupNorm(2, 4, eps=1e-05, affine=False, bias=False)"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", ["group", "instance", "instance_tracked"])
+def test_group_instance_norm_captured(layer, dtype):
+    def run(compiled):
+        gd.manual_seed(0)
+        norm = {"group": nn.GroupNorm(2, 4), "instance": nn.InstanceNorm1d(4, affine=True),
+                "instance_tracked": nn.InstanceNorm1d(4, affine=True,
+                                                      track_running_stats=True)}[layer]
+        m = nn.Sequential(nn.Linear(4, 12), nn.Unflatten(1, (4, 3)), norm, nn.Flatten(),
+                          nn.Linear(12, 3)).to(dtype)
+        opt = gd.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.mse_loss(m(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        f = gd.compile(step) if compiled else step
+        rng = np.random.default_rng(4)
+        out = [f(gd.tensor(rng.standard_normal((5, 4)).astype(dtype)),
+                 gd.tensor(rng.standard_normal((5, 3)).astype(dtype))).item() for _ in range(6)]
+        return m, out, f
+
+    m1, l1, _ = run(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m2, l2, f = run(True)
+    assert f.stats["eager"] == 0, f.stats
+    assert f.stats["replayed"] >= 4, f.stats
+    assert l1 == l2
+    for (n, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=n)

@@ -65,6 +65,7 @@ from graddesc.nn.modules import (
     Tanh,
 )
 from graddesc.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, Embedding, LayerNorm
+from graddesc.nn.norm_extra import GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from graddesc.nn.parameter import Parameter
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU",
@@ -80,4 +81,5 @@ __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU"
            "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh", "LogSigmoid", "Mish", "PReLU",
            "ReLU6", "Softmin", "Softshrink", "Softsign", "Tanhshrink", "ZeroPad1d", "ZeroPad2d",
            "CosineEmbeddingLoss", "CosineSimilarity", "MarginRankingLoss", "PairwiseDistance",
-           "TripletMarginLoss"]
+           "TripletMarginLoss", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+           "InstanceNorm3d"]

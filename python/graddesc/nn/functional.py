@@ -56,6 +56,7 @@ from graddesc.functional.nn_extra import (
     smooth_l1_loss,
 )
 from graddesc.functional.norm import batch_norm, embedding, layer_norm
+from graddesc.functional.norm_extra import group_norm, instance_norm
 from graddesc.functional.pad import pad
 from graddesc.functional.shape import flatten
 
@@ -69,4 +70,5 @@ __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_en
            "celu", "elu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh",
            "logsigmoid", "mish", "prelu", "relu6", "selu", "softmin", "softshrink", "softsign",
            "tanhshrink", "pad", "cosine_embedding_loss", "cosine_similarity",
-           "margin_ranking_loss", "pairwise_distance", "triplet_margin_loss"]
+           "margin_ranking_loss", "pairwise_distance", "triplet_margin_loss", "group_norm",
+           "instance_norm"]
