@@ -638,3 +638,33 @@ def test_group_instance_norm_captured(layer, dtype):
     assert l1 == l2
     for (n, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=n)
+
+
+@pytest.mark.parametrize("name", ["elu", "celu", "hardswish", "mish", "softshrink",
+                                  "hardtanh", "relu6", "logsigmoid", "glu", "cosine_similarity",
+                                  "pairwise_distance"])
+def test_second_derivatives_match_torch(name):
+    torch = _torch()
+    a = np.array([[-0.7, 0.3, 1.2, -2.5], [0.9, -0.1, 2.2, 0.6]])
+    x = gd.tensor(a, requires_grad=True)
+    tx = torch.tensor(a, requires_grad=True)
+    if name in ("cosine_similarity", "pairwise_distance"):
+        y = getattr(F, name)(x, x * x + 1.0).sum()
+        ty = getattr(torch.nn.functional, name)(tx, tx * tx + 1.0).sum()
+    else:
+        kw = ACTS[name][1]
+        y = getattr(F, name)(x, **kw).sum()
+        ty = getattr(torch.nn.functional, name)(tx, **kw).sum()
+    (g,) = gd.autograd.grad(y, x, create_graph=True)
+    (gg,) = gd.autograd.grad((g * g).sum(), x)
+    (tg,) = torch.autograd.grad(ty, tx, create_graph=True)
+    (tgg,) = torch.autograd.grad((tg * tg).sum(), tx)
+    np.testing.assert_allclose(gg.numpy(), tgg.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_hardsigmoid_second_derivative_is_zero():
+    # (PyTorch does not implement this one; f is piecewise linear, so f'' = 0)
+    x = gd.tensor([[-4.0, -1.0, 0.5, 2.0]], dtype=gd.float64, requires_grad=True)
+    (g,) = gd.autograd.grad(F.hardsigmoid(x).sum(), x, create_graph=True)
+    (gg,) = gd.autograd.grad((g * g).sum(), x)
+    np.testing.assert_array_equal(gg.numpy(), np.zeros((1, 4)))

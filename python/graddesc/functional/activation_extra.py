@@ -45,7 +45,13 @@ class _Pointwise(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return ctx.bwd(g, x), None, None, None
+        dx = ctx.bwd(g, x)
+        if grad_mode.is_grad_enabled() and x.requires_grad:
+            # (a graph of the gradient) dx as a node of x with a zero derivative: for the
+            # piecewise-linear f (hardtanh, hardsigmoid, softshrink) f'' = 0, and
+            # grad(grad(f(x)), x) is zeros, as in PyTorch, not "x was not used"
+            dx = ew.where(Tensor._make(np.zeros(dx._data.shape, dtype=bool)), x, dx)
+        return dx, None, None, None
 
 
 def _float_input(x: Any, op: str) -> Tensor:
