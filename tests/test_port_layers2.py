@@ -668,3 +668,73 @@ def test_hardsigmoid_second_derivative_is_zero():
     (g,) = gd.autograd.grad(F.hardsigmoid(x).sum(), x, create_graph=True)
     (gg,) = gd.autograd.grad((g * g).sum(), x)
     np.testing.assert_array_equal(gg.numpy(), np.zeros((1, 4)))
+
+
+# ---- a PyTorch script that runs with its imports changed (test_ports.py's machinery) --------
+
+PORT_SCRIPT = '''
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+rng = np.random.default_rng(21)
+X = torch.tensor(rng.standard_normal((32, 2, 8, 8)), dtype=torch.float32)
+labels = torch.tensor(rng.integers(0, 3, size=32))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((1, 1, 1, 1))
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.bn = nn.BatchNorm2d(4, momentum=0.3)
+        self.act = nn.Hardswish()
+        self.gn = nn.GroupNorm(2, 4)
+        self.prelu = nn.PReLU(4)
+        self.inorm = nn.InstanceNorm2d(4, affine=True)
+        self.fc1 = nn.Linear(4 * 8 * 8, 16)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = self.act(self.bn(self.conv(self.pad(x))))
+        h = self.inorm(self.prelu(self.gn(h)))
+        h = F.elu(self.fc1(h.flatten(1)), alpha=0.8)
+        return self.fc2(F.mish(h) + F.relu6(h) + F.hardtanh(h, -0.5, 0.5))
+
+
+model = Net()
+with torch.no_grad():
+    for name, p in model.named_parameters():
+        p.copy_(torch.tensor(rng.uniform(-0.4, 0.4, size=tuple(p.shape)), dtype=torch.float32))
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
+for step in range(20):
+    opt.zero_grad()
+    logits = model(X)
+    emb = F.pad(logits, (0, 1), value=0.5)
+    loss = F.cross_entropy(logits, labels) + 0.1 * F.triplet_margin_loss(
+        emb[:8], emb[8:16], emb[16:24]) + 0.1 * (1 - F.cosine_similarity(emb[:8], emb[8:16])).mean()
+    loss.backward()
+    opt.step()
+    if step % 5 == 4:
+        print(f"step {step + 1}: loss {loss.item():.5f}")
+print("bn running_mean", [round(v, 4) for v in model.bn.running_mean.tolist()])
+print("prelu weight", [round(v, 4) for v in model.prelu.weight.tolist()])
+print("state_dict", sorted(model.state_dict())[:6])
+model.eval()
+with torch.no_grad():
+    acc = (model(X).argmax(dim=1) == labels).float().mean().item()
+print(f"train accuracy {acc:.4f}")
+print(model.act, model.prelu, model.pad, model.gn)
+'''
+
+
+def test_script_with_the_new_layers_ports():
+    _torch()
+    import test_ports as tp
+
+    torch = _torch()
+    torch.manual_seed(0)
+    ref = tp._run(PORT_SCRIPT)
+    got = tp._run(tp._port(PORT_SCRIPT))
+    tp._compare(ref, got)
