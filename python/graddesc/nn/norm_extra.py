@@ -122,7 +122,7 @@ class _InstanceNorm(Module):
         use_input_stats = self.training or not self.track_running_stats
         y = fx.instance_norm(x, b["running_mean"], b["running_var"], p["weight"], p["bias"],
                              use_input_stats, self.momentum if self.momentum is not None
-                             else 0.1, self.eps)
+                             else 0.0, self.eps)  # (PyTorch's InstanceNorm: None is 0.0)
         return y.squeeze(0) if unbatched else y
 
     def extra_repr(self) -> str:
