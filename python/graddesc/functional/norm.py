@@ -131,7 +131,9 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor],  # noqa: A002
                bias: Optional[Tensor] = None, training: bool = False,
                momentum: Optional[float] = 0.1, eps: float = 1e-5,
                num_batches_tracked: Optional[Tensor] = None) -> Tensor:
-    """Batch normalization of input (N, C) or (N, C, L) per channel C (PyTorch's F.batch_norm).
+    """Batch normalization of input (N, C, *) per channel C (PyTorch's F.batch_norm): (N, C),
+    (N, C, L), (N, C, H, W), (N, C, D, H, W), ... (the spatial dimensions are flattened into one
+    for the kernel, a view of a contiguous input).
 
     training=True normalizes with the batch statistics and, when running_mean/running_var are
     given, updates them in place: running = momentum * batch_stat + (1 - momentum) * running
@@ -151,8 +153,8 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor],  # noqa: A002
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: argument 'input' must be a Tensor, got {type(input).__name__}")
     _check_float(input, "input", op)
-    if input.ndim not in (2, 3):
-        raise ValueError(f"{op}: expected 2D or 3D input (N, C) or (N, C, L), got "
+    if input.ndim < 2:
+        raise ValueError(f"{op}: expected input of at least 2 dimensions (N, C, *), got "
                          f"{input.ndim}D input of shape {tuple(input.shape)}")
     dt = input._data.dtype
     C = input.shape[1]
@@ -178,8 +180,14 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor],  # noqa: A002
         mom = -1.0
     else:
         mom = float(momentum)
-    y = BatchNorm.apply(input, weight, bias, rm, rv, nbt if training else None,
+    x = input
+    if input.ndim > 3:  # (N, C, H, W, ...) as (N, C, H*W*...): the (N, C, L) kernel
+        n, c = input.shape[0], input.shape[1]
+        x = input.reshape(n, c, math.prod(input.shape[2:]))
+    y = BatchNorm.apply(x, weight, bias, rm, rv, nbt if training else None,
                         bool(training), mom, float(eps))
+    if y.ndim != input.ndim:
+        y = y.reshape(input.shape)
     if training:
         for t in (running_mean, running_var, num_batches_tracked):
             if t is not None:

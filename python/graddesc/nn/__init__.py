@@ -12,6 +12,34 @@ from graddesc.nn.extra import (
     SiLU,
     SmoothL1Loss,
 )
+from graddesc.nn.layers_extra import (
+    CELU,
+    ELU,
+    GLU,
+    SELU,
+    ConstantPad1d,
+    ConstantPad2d,
+    ConstantPad3d,
+    CosineEmbeddingLoss,
+    CosineSimilarity,
+    Hardshrink,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LogSigmoid,
+    MarginRankingLoss,
+    Mish,
+    PairwiseDistance,
+    PReLU,
+    ReLU6,
+    Softmin,
+    Softshrink,
+    Softsign,
+    Tanhshrink,
+    TripletMarginLoss,
+    ZeroPad1d,
+    ZeroPad2d,
+)
 from graddesc.nn.module import Module
 from graddesc.nn.modules import (
     GELU,
@@ -36,7 +64,8 @@ from graddesc.nn.modules import (
     Softplus,
     Tanh,
 )
-from graddesc.nn.norm import BatchNorm1d, Embedding, LayerNorm
+from graddesc.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, Embedding, LayerNorm
+from graddesc.nn.norm_extra import GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from graddesc.nn.parameter import Parameter
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU",
@@ -44,6 +73,13 @@ __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Flatten", "GELU"
            "MSELoss", "Module", "ModuleList", "NLLLoss", "NearestNeighbor", "Parameter", "ReLU",
            "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh", "functional", "init", "utils",
            "Dropout", "HuberLoss", "KLDivLoss", "ModuleDict", "ParameterDict", "ParameterList",
-           "SiLU", "SmoothL1Loss", "BatchNorm1d", "Embedding", "LayerNorm",
+           "SiLU", "SmoothL1Loss", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Embedding",
+           "LayerNorm",
            "AdaptiveAvgPool2d", "AvgPool2d", "Conv1d", "Conv2d",
-           "MaxPool2d", "Unflatten"]
+           "MaxPool2d", "Unflatten",
+           "CELU", "ELU", "GLU", "SELU", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
+           "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh", "LogSigmoid", "Mish", "PReLU",
+           "ReLU6", "Softmin", "Softshrink", "Softsign", "Tanhshrink", "ZeroPad1d", "ZeroPad2d",
+           "CosineEmbeddingLoss", "CosineSimilarity", "MarginRankingLoss", "PairwiseDistance",
+           "TripletMarginLoss", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+           "InstanceNorm3d"]

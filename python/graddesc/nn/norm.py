@@ -1,4 +1,4 @@
-"""Normalization and lookup layers: BatchNorm1d, LayerNorm, Embedding (PyTorch's semantics,
+"""Normalization and lookup layers: BatchNorm1d/2d/3d, LayerNorm, Embedding (PyTorch's semantics,
 argument names, defaults and state_dict names)."""
 
 from __future__ import annotations
@@ -25,27 +25,16 @@ def _float_dtype(dtype: Any) -> Any:
     return _dtype.to_dtype(dtype) if dtype is not None else _dtype.float32
 
 
-class BatchNorm1d(Module):
-    """Batch normalization over the channels C of input (N, C) or (N, C, L).
+class _BatchNorm(Module):
+    """The batch-norm layers' common code; a subclass names the input dimensions it takes."""
 
-    In training mode it normalizes with the batch's mean and (biased) variance and updates
-    running_mean / running_var (unbiased variance) with `momentum` (None: a cumulative average
-    over num_batches_tracked batches); in eval mode it normalizes with the running statistics.
-
-    >>> bn = nn.BatchNorm1d(2)
-    >>> x = gd.tensor([[1.0, 10.0], [3.0, 30.0]])
-    >>> bn(x)  # training mode: the batch's statistics
-    tensor([[-1.0000, -1.0000],
-            [ 1.0000,  1.0000]], grad_fn=<...>)
-    >>> bn.running_mean  # moved by momentum 0.1 towards the batch mean
-    tensor([0.2000, 2.0000])
-    >>> _ = bn.eval()  # eval mode: the running statistics
-    """
+    _dims: tuple = (2, 3)
+    _shapes: str = "2D or 3D input"
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device: Any = None,
                  dtype: Any = None) -> None:
-        check_device(device, "BatchNorm1d")
+        check_device(device, type(self).__name__)
         super().__init__()
         self.num_features = _count(num_features, "num_features", type(self).__name__)
         self.eps, self.momentum = float(eps), momentum
@@ -84,8 +73,8 @@ class BatchNorm1d(Module):
         name = type(self).__name__
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
-        if x.ndim not in (2, 3):
-            raise ValueError(f"{name}: expected 2D or 3D input (got {x.ndim}D input of shape "
+        if x.ndim not in self._dims:
+            raise ValueError(f"{name}: expected {self._shapes} (got {x.ndim}D input of shape "
                              f"{tuple(x.shape)})")
         if x.shape[1] != self.num_features:
             raise ValueError(f"{name}: expected input with {self.num_features} features "
@@ -107,6 +96,53 @@ class BatchNorm1d(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over the channels C of input (N, C) or (N, C, L).
+
+    In training mode it normalizes with the batch's mean and (biased) variance and updates
+    running_mean / running_var (unbiased variance) with `momentum` (None: a cumulative average
+    over num_batches_tracked batches); in eval mode it normalizes with the running statistics.
+
+    >>> bn = nn.BatchNorm1d(2)
+    >>> x = gd.tensor([[1.0, 10.0], [3.0, 30.0]])
+    >>> bn(x)  # training mode: the batch's statistics
+    tensor([[-1.0000, -1.0000],
+            [ 1.0000,  1.0000]], grad_fn=<...>)
+    >>> bn.running_mean  # moved by momentum 0.1 towards the batch mean
+    tensor([0.2000, 2.0000])
+    >>> _ = bn.eval()  # eval mode: the running statistics
+    """
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over the channels C of images (N, C, H, W) (PyTorch's BatchNorm2d):
+    statistics per channel over N, H and W; the same arguments, running statistics and
+    state_dict names as BatchNorm1d. The (N, C, L) kernel does the work (H*W as L).
+
+    >>> bn = nn.BatchNorm2d(3)
+    >>> y = bn(gd.randn(4, 3, 5, 5))
+    >>> y.shape, bn.running_mean.shape
+    (graddesc.Size([4, 3, 5, 5]), graddesc.Size([3]))
+    >>> abs(y[:, 1].mean().item()) < 1e-6  # each channel normalized
+    True
+    """
+
+    _dims = (4,)
+    _shapes = "4D input (N, C, H, W)"
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization over the channels C of volumes (N, C, D, H, W) (PyTorch's
+    BatchNorm3d); see BatchNorm2d.
+
+    >>> nn.BatchNorm3d(2)(gd.randn(3, 2, 2, 2, 2)).shape
+    graddesc.Size([3, 2, 2, 2, 2])
+    """
+
+    _dims = (5,)
+    _shapes = "5D input (N, C, D, H, W)"
 
 
 class LayerNorm(Module):
