@@ -341,3 +341,25 @@ def test_compiled_step_equals_eager():
         comp = run(True)
     assert eager[0] == comp[0]
     np.testing.assert_array_equal(eager[1], comp[1])
+
+
+@needs_torch
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_logcumsumexp_vs_torch(dt):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 6))
+    if dt == np.float64:  # exp over- and underflows: the result must not (in float32 the
+        # gradient's exp(x - y) at |x| ~ 100 is only good to |x| * eps, in both libraries)
+        x[0, :3] = [-800.0, 0.0, 700.0]
+    for d in (0, 1, -1):
+        _vs_torch(lambda t, d=d: gd.logcumsumexp(t, d), lambda t, d=d: torch.logcumsumexp(t, d),
+                  [x], dt)
+    _vs_torch(lambda t: t.logcumsumexp(0), lambda t: t.logcumsumexp(0), [np.zeros((0, 2))], dt)
+
+
+def test_logcumsumexp_gradcheck_and_numpy():
+    x = np.random.default_rng(12).standard_normal((2, 5))
+    got = gd.logcumsumexp(_g(x), 1).numpy()
+    np.testing.assert_allclose(got, np.log(np.cumsum(np.exp(x), axis=1)), rtol=1e-12)
+    assert gradcheck(lambda t: gd.logcumsumexp(t, 1), (_g(x, True),))
+    assert gradcheck(lambda t: gd.logcumsumexp(t, 0), (_g(x, True),))

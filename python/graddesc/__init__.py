@@ -158,6 +158,7 @@ from graddesc.functional.math_extra import (
     log2,
     log10,
     logaddexp,
+    logcumsumexp,
     logit,
     median,
     nan_to_num,

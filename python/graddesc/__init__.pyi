@@ -136,6 +136,7 @@ from graddesc.functional.port_ops import log1p as log1p
 from graddesc.functional.math_extra import log2 as log2
 from graddesc.functional.loss import log_softmax as log_softmax
 from graddesc.functional.math_extra import logaddexp as logaddexp
+from graddesc.functional.math_extra import logcumsumexp as logcumsumexp
 from graddesc.functional.elementwise import logical_and as logical_and
 from graddesc.functional.elementwise import logical_not as logical_not
 from graddesc.functional.elementwise import logical_or as logical_or
