@@ -363,3 +363,22 @@ def test_logcumsumexp_gradcheck_and_numpy():
     np.testing.assert_allclose(got, np.log(np.cumsum(np.exp(x), axis=1)), rtol=1e-12)
     assert gradcheck(lambda t: gd.logcumsumexp(t, 1), (_g(x, True),))
     assert gradcheck(lambda t: gd.logcumsumexp(t, 0), (_g(x, True),))
+
+
+@needs_torch
+def test_empty_tensors_vs_torch():
+    e = np.zeros((0, 3))
+    for gf, tf in ((lambda t: gd.roll(t, 1, 1), lambda t: torch.roll(t, 1, 1)),
+                   (lambda t: gd.tile(t, (2, 2)), lambda t: torch.tile(t, (2, 2))),
+                   (lambda t: gd.repeat_interleave(t, 2, 1),
+                    lambda t: torch.repeat_interleave(t, 2, 1)),
+                   (lambda t: gd.diff(t, dim=0), lambda t: torch.diff(t, dim=0)),
+                   (lambda t: gd.rot90(t), lambda t: torch.rot90(t)),
+                   (lambda t: gd.movedim(t, 0, 1), lambda t: torch.movedim(t, 0, 1)),
+                   (lambda t: gd.narrow(t, 1, 1, 2), lambda t: torch.narrow(t, 1, 1, 2)),
+                   (gd.erf, torch.erf), (gd.sinh, torch.sinh), (gd.nansum, torch.nansum),
+                   (lambda t: gd.cummax(t, 0).values, lambda t: torch.cummax(t, 0).values),
+                   (lambda t: gd.logaddexp(t, t), lambda t: torch.logaddexp(t, t))):
+        g, t = gf(_g(e)), tf(_t(e))
+        assert tuple(g.shape) == tuple(t.shape)
+        np.testing.assert_array_equal(g.numpy(), t.numpy())
