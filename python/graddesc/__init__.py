@@ -106,6 +106,23 @@ from graddesc.functional.indexing import (
     scatter_add,
     unbind,
 )
+from graddesc.functional.linalg_extra import (
+    addbmm,
+    addmm,
+    addmv,
+    baddbmm,
+    cdist,
+    cross,
+    diag,
+    diagonal,
+    dot,
+    einsum,
+    kron,
+    mv,
+    tensordot,
+    trace,
+    vdot,
+)
 from graddesc.functional.linear import matmul, mm
 from graddesc.functional.loss import log_softmax, softmax
 from graddesc.functional.math import (  # noqa: A004
@@ -119,6 +136,39 @@ from graddesc.functional.math import (  # noqa: A004
     round,
     sin,
     square,
+)
+from graddesc.functional.math_extra import (
+    acos,
+    acosh,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
+    cosh,
+    cummax,
+    cummin,
+    erf,
+    erfc,
+    erfinv,
+    exp2,
+    frac,
+    heaviside,
+    hypot,
+    log2,
+    log10,
+    logaddexp,
+    logcumsumexp,
+    logit,
+    median,
+    nan_to_num,
+    nanmean,
+    nansum,
+    sinh,
+    std_mean,
+    tan,
+    trunc,
+    var_mean,
 )
 from graddesc.functional.port_ops import (
     allclose,
@@ -166,6 +216,24 @@ from graddesc.functional.shape import (
     stack,
     transpose,
     unsqueeze,
+)
+from graddesc.functional.shape_extra import (
+    cartesian_prod,
+    diff,
+    index_add,
+    index_copy,
+    index_fill,
+    meshgrid,
+    moveaxis,
+    movedim,
+    narrow,
+    repeat_interleave,
+    roll,
+    rot90,
+    swapaxes,
+    swapdims,
+    take_along_dim,
+    tile,
 )
 from graddesc.functional.sorting import argsort, cumprod, cumsum, sort, topk
 from graddesc.serialization import load, save

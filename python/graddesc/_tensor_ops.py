@@ -11,19 +11,22 @@ from typing import Any
 import numpy as np
 
 from graddesc import _core, _creation
-from graddesc._tensor import Tensor, _convert_array, _norm_dim, call_kernel
+from graddesc._tensor import Tensor, _convert_array, call_kernel
 from graddesc.autograd import engine
 from graddesc.functional import activation as act
 from graddesc.functional import combine as cmb
 from graddesc.functional import elementwise as ew
 from graddesc.functional import indexing as idx
 from graddesc.functional import inplace as ip
+from graddesc.functional import linalg_extra as lx
 from graddesc.functional import linear as lin
 from graddesc.functional import loss as lss
 from graddesc.functional import math as gmath
+from graddesc.functional import math_extra as mx
 from graddesc.functional import port_ops as pops
 from graddesc.functional import reduce as red
 from graddesc.functional import shape as shp
+from graddesc.functional import shape_extra as sx
 from graddesc.functional import sorting as srt
 
 
@@ -53,14 +56,6 @@ def _iop(name: str, method: str) -> Any:
 
     f.__name__ = name
     return f
-
-
-def _movedim(self: Tensor, source: int, destination: int) -> Tensor:
-    s = _norm_dim(source, self.ndim, "movedim")
-    d = _norm_dim(destination, self.ndim, "movedim")
-    order = [i for i in range(self.ndim) if i != s]
-    order.insert(d, s)
-    return shp.permute(self, *order)
 
 
 def _pow(self: Tensor, e: Any) -> Tensor:
@@ -202,7 +197,7 @@ _METHODS = {
     "squeeze": shp.squeeze, "unsqueeze": shp.unsqueeze, "__getitem__": _getitem,
     "squeeze_": ip.squeeze_, "unsqueeze_": ip.unsqueeze_, "transpose_": ip.transpose_,
     "t_": ip.t_,
-    "split": shp.split, "chunk": shp.chunk, "movedim": _movedim,
+    "split": shp.split, "chunk": shp.chunk, "movedim": sx.movedim,
     "view_as": lambda self, other: shp.view(self, *other.shape),
     "reshape_as": lambda self, other: shp.reshape(self, *other.shape),
     # ---- PyTorch-port methods (issue 16): math, indexing, sorting, factories, DLPack
@@ -245,6 +240,38 @@ _METHODS = {
     "log1p_": _inplace(pops.log1p, "log1p_"), "reciprocal_": _inplace(pops.reciprocal,
                                                                      "reciprocal_"),
     "tril_": _inplace(pops.tril, "tril_"), "triu_": _inplace(pops.triu, "triu_"),
+    # linear algebra for ports (functional/linalg_extra.py)
+    "addmm": lx.addmm, "addmv": lx.addmv, "addbmm": lx.addbmm, "baddbmm": lx.baddbmm,
+    "mv": lx.mv, "dot": lx.dot, "vdot": lx.vdot, "diag": lx.diag, "diagonal": lx.diagonal,
+    "trace": lx.trace, "kron": lx.kron, "cross": lx.cross,
+    # shape utilities for ports (functional/shape_extra.py)
+    "moveaxis": sx.moveaxis, "swapaxes": sx.swapaxes, "swapdims": sx.swapdims,
+    "narrow": sx.narrow, "roll": sx.roll, "tile": sx.tile,
+    "repeat_interleave": sx.repeat_interleave, "take_along_dim": sx.take_along_dim,
+    "index_add": sx.index_add, "index_copy": sx.index_copy, "index_fill": sx.index_fill,
+    "index_add_": _inplace(sx.index_add, "index_add_"),
+    "index_copy_": _inplace(sx.index_copy, "index_copy_"),
+    "index_fill_": _inplace(sx.index_fill, "index_fill_"),
+    "diff": sx.diff, "rot90": sx.rot90,
+    # pointwise math and reductions for ports (functional/math_extra.py)
+    "acos": mx.acos, "acosh": mx.acosh, "asin": mx.asin, "asinh": mx.asinh, "atan": mx.atan,
+    "atan2": mx.atan2, "atanh": mx.atanh, "cosh": mx.cosh, "cummax": mx.cummax,
+    "cummin": mx.cummin, "erf": mx.erf, "erfc": mx.erfc, "erfinv": mx.erfinv, "exp2": mx.exp2,
+    "frac": mx.frac, "heaviside": mx.heaviside, "hypot": mx.hypot, "log10": mx.log10,
+    "log2": mx.log2, "logaddexp": mx.logaddexp, "logcumsumexp": mx.logcumsumexp,
+    "logit": mx.logit, "median": mx.median,
+    "nan_to_num": mx.nan_to_num, "nanmean": mx.nanmean, "nansum": mx.nansum, "sinh": mx.sinh,
+    "tan": mx.tan, "trunc": mx.trunc, "acos_": _inplace(mx.acos, "acos_"),
+    "acosh_": _inplace(mx.acosh, "acosh_"), "asin_": _inplace(mx.asin, "asin_"),
+    "asinh_": _inplace(mx.asinh, "asinh_"), "atan_": _inplace(mx.atan, "atan_"),
+    "atan2_": _inplace(mx.atan2, "atan2_"), "atanh_": _inplace(mx.atanh, "atanh_"),
+    "cosh_": _inplace(mx.cosh, "cosh_"), "erf_": _inplace(mx.erf, "erf_"),
+    "erfc_": _inplace(mx.erfc, "erfc_"), "erfinv_": _inplace(mx.erfinv, "erfinv_"),
+    "exp2_": _inplace(mx.exp2, "exp2_"), "frac_": _inplace(mx.frac, "frac_"),
+    "hypot_": _inplace(mx.hypot, "hypot_"), "log10_": _inplace(mx.log10, "log10_"),
+    "log2_": _inplace(mx.log2, "log2_"), "logit_": _inplace(mx.logit, "logit_"),
+    "nan_to_num_": _inplace(mx.nan_to_num, "nan_to_num_"), "sinh_": _inplace(mx.sinh, "sinh_"),
+    "tan_": _inplace(mx.tan, "tan_"), "trunc_": _inplace(mx.trunc, "trunc_"),
     # fused pointwise updates (functional/combine.py)
     "addcmul": cmb.addcmul, "addcdiv": cmb.addcdiv, "lerp": cmb.lerp,
     "addcmul_": _inplace(cmb.addcmul, "addcmul_"), "addcdiv_": _inplace(cmb.addcdiv, "addcdiv_"),
