@@ -88,3 +88,96 @@ def test_norm_kernel_matches_numpy(p, dims):
     else:
         want = (b ** p).sum(axis=dims) ** (1 / p)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+# ---- a survey of what users write in a step: each captured (or, where it must, falling back)
+# and equal to the eager step bitwise, over calls whose data change ---------------------------
+IDIOMS = {
+    "l2_penalty": lambda m, o, y, yf, yb: F.cross_entropy(o, y) + 1e-4 * sum(
+        (p ** 2).sum() for p in m.parameters()),
+    "normalize": lambda m, o, y, yf, yb: F.mse_loss(F.normalize(o, dim=1), yf),
+    "bce_logits": lambda m, o, y, yf, yb: F.binary_cross_entropy_with_logits(o, yb),
+    "bce": lambda m, o, y, yf, yb: F.binary_cross_entropy(o.sigmoid(), yb),
+    "ce_label_smoothing": lambda m, o, y, yf, yb: F.cross_entropy(o, y, label_smoothing=0.1),
+    "ce_weighted": lambda m, o, y, yf, yb: _weighted_ce(o.dtype)(o, y),
+    "nll_log_softmax": lambda m, o, y, yf, yb: F.nll_loss(F.log_softmax(o, 1), y),
+    "l1_smooth_huber": lambda m, o, y, yf, yb: (F.l1_loss(o, yf) + F.smooth_l1_loss(o, yf) +
+                                                F.huber_loss(o, yf)),
+    "kl_div": lambda m, o, y, yf, yb: F.kl_div(F.log_softmax(o, 1), yf.softmax(1),
+                                               reduction="batchmean"),
+    "std_var": lambda m, o, y, yf, yb: o.std(0).mean() + o.var(1).sum(),
+    "cat_view": lambda m, o, y, yf, yb: gd.cat([o, o * 2], 1).view(-1).pow(2).mean(),
+    "gelu_silu_elu": lambda m, o, y, yf, yb: (F.gelu(o) + F.silu(o) + F.elu(o)).mean(),
+    "max_values": lambda m, o, y, yf, yb: o.max(1).values.mean(),
+    "masked_fill": lambda m, o, y, yf, yb: o.masked_fill(yb > 0, 0.0).pow(2).mean(),
+    "einsum": lambda m, o, y, yf, yb: gd.einsum("ij,ij->", o, yf) ** 2,
+    "cosine_cdist": lambda m, o, y, yf, yb: (F.cosine_similarity(o, yf).mean() +
+                                             gd.cdist(o, yf).mean()),
+    "accuracy": lambda m, o, y, yf, yb: F.cross_entropy(o, y) + 0 * (
+        o.argmax(1) == y).to(o.dtype).mean(),
+}
+_CE = {}
+
+
+def _weighted_ce(dtype):
+    """A class-weighted loss module made once, outside the step (its weight a buffer)."""
+    if dtype not in _CE:
+        _CE[dtype] = nn.CrossEntropyLoss(weight=gd.tensor([1.0, 2.0, 0.5, 1.5], dtype=dtype),
+                                         ignore_index=3)
+    return _CE[dtype]
+# these compute through NumPy (data-dependent shapes or host checks): one warning, eager's bits
+FALLS_BACK = {
+    "topk": lambda m, o, y, yf, yb: o.topk(2, 1).values.mean(),
+    "cumsum": lambda m, o, y, yf, yb: o.cumsum(1).mean(),
+    "bool_mask_index": lambda m, o, y, yf, yb: o[yb > 0].pow(2).mean(),
+}
+
+
+def _idiom_run(fn, compiled, dtype):
+    gd.manual_seed(0)
+    m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)).to(dtype)
+    opt = gd.optim.SGD(m.parameters(), lr=0.1)
+
+    def step(x, y, yf, yb):
+        opt.zero_grad()
+        loss = fn(m, m(x), y, yf, yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    f = gd.compile(step) if compiled else step
+    rng = np.random.default_rng(8)
+    npdt = np.float32 if dtype == gd.float32 else np.float64
+    losses = []
+    for k in range(5):
+        scale = (1.0, 20.0)[k % 2]
+        x = gd.tensor((scale * rng.standard_normal((8, 6))).astype(npdt))
+        y = gd.tensor(rng.integers(0, 4, 8))
+        yf = gd.tensor(rng.standard_normal((8, 4)).astype(npdt))
+        yb = gd.tensor((rng.random((8, 4)) < 0.4).astype(npdt))
+        losses.append(f(x, y, yf, yb).item())
+    return losses, [p.detach().numpy().copy() for p in m.parameters()], f
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+@pytest.mark.parametrize("name", list(IDIOMS))
+def test_step_idiom_is_captured(name, dtype):
+    l1, p1, _ = _idiom_run(IDIOMS[name], False, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        l2, p2, f = _idiom_run(IDIOMS[name], True, dtype)
+    assert f.stats["eager"] == 0 and f.stats["replayed"] >= 3, f.stats
+    np.testing.assert_array_equal(l1, l2)  # (NaN-safe: an all-ignored mean is NaN in both)
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", list(FALLS_BACK))
+def test_step_idiom_through_numpy_falls_back_and_stays_right(name):
+    l1, p1, _ = _idiom_run(FALLS_BACK[name], False, gd.float32)
+    with pytest.warns(RuntimeWarning, match="graddesc.compile"):
+        l2, p2, f = _idiom_run(FALLS_BACK[name], True, gd.float32)
+    assert f.stats["replayed"] == 0
+    assert l1 == l2
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)

@@ -380,8 +380,8 @@ class CrossEntropyLoss(_Loss):
     def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100,
                  reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__(reduction)
-        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, \
-            label_smoothing
+        self.register_buffer("weight", weight)  # (a buffer, as PyTorch's: in state_dict, .to)
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
         return lss.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
@@ -399,7 +399,8 @@ class NLLLoss(_Loss):
     def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100,
                  reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.weight, self.ignore_index = weight, ignore_index
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
         return lss.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
@@ -413,7 +414,7 @@ class BCELoss(_Loss):
     """
     def __init__(self, weight: Optional[Tensor] = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.weight = weight
+        self.register_buffer("weight", weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
         return lss.binary_cross_entropy(input, target, self.weight, self.reduction)
@@ -429,7 +430,8 @@ class BCEWithLogitsLoss(_Loss):
     def __init__(self, weight: Optional[Tensor] = None, reduction: str = "mean",
                  pos_weight: Optional[Tensor] = None) -> None:
         super().__init__(reduction)
-        self.weight, self.pos_weight = weight, pos_weight
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
         return lss.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction,
