@@ -113,6 +113,8 @@ IDIOMS = {
     "einsum": lambda m, o, y, yf, yb: gd.einsum("ij,ij->", o, yf) ** 2,
     "cosine_cdist": lambda m, o, y, yf, yb: (F.cosine_similarity(o, yf).mean() +
                                              gd.cdist(o, yf).mean()),
+    "one_hot": lambda m, o, y, yf, yb: ((o.softmax(1) - F.one_hot(y, 4).to(o.dtype)) ** 2)
+    .mean(),
     "accuracy": lambda m, o, y, yf, yb: F.cross_entropy(o, y) + 0 * (
         o.argmax(1) == y).to(o.dtype).mean(),
 }
@@ -181,3 +183,29 @@ def test_step_idiom_through_numpy_falls_back_and_stays_right(name):
     assert l1 == l2
     for a, b in zip(p1, p2):
         np.testing.assert_array_equal(a, b)
+
+
+def test_one_hot_out_of_range_raises_on_a_replay_too():
+    gd.manual_seed(0)
+    lin = nn.Linear(3, 4)
+    opt = gd.optim.SGD(lin.parameters(), lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = ((lin(x).softmax(1) - F.one_hot(y, 4).float()) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    f = gd.compile(step)
+    x = gd.ones(2, 3)
+    for _ in range(3):
+        f(x, gd.tensor([0, 3]))
+    assert f.stats["replayed"] >= 1
+    w = lin.weight.detach().numpy().copy()
+    for bad in ([0, 4], [-1, 2]):
+        with pytest.raises((IndexError, RuntimeError)):
+            f(x, gd.tensor(bad))
+        with pytest.raises(RuntimeError, match="one_hot"):
+            step(x, gd.tensor(bad))
+    np.testing.assert_array_equal(lin.weight.detach().numpy(), w)  # nothing was updated

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graddesc import _compile_state, _random
+from graddesc import _compile_state, _creation, _random
 from graddesc._tensor import Tensor, _norm_dim
 from graddesc.functional import activation as act
 from graddesc.functional import elementwise as ew
@@ -89,21 +89,42 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
                         f"{tensor.dtype}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
         raise TypeError(f"one_hot: num_classes must be an int, got {type(num_classes).__name__}")
-    if a.size and a.min() < 0:
-        raise RuntimeError(f"one_hot: class values must be non-negative, got {int(a.min())}")
     if num_classes == -1:
+        _compile_state.value_read("one_hot(num_classes=-1)")  # (the count comes from the data)
+        _one_hot_check(a, None)
         if a.size == 0:
             raise RuntimeError("one_hot: can not infer the number of classes from an empty "
                                "tensor (pass num_classes)")
         num_classes = int(a.max()) + 1
     elif num_classes < 1 and a.size or num_classes < 0:
         raise RuntimeError(f"one_hot: num_classes must be positive (or -1), got {num_classes}")
-    if a.size and a.max() >= num_classes:
+    num_classes = int(num_classes)
+    if a.ndim == 0 or a.size == 0 or num_classes == 0:
+        _one_hot_check(a, num_classes)
+        out = np.zeros(a.shape + (num_classes,), np.int64)
+        np.put_along_axis(out, a[..., None], 1, axis=-1)
+        return Tensor._make(out)
+    # kernels only, so gd.compile records it: each class gathered from arange(C) (float: the
+    # gather kernel's dtypes; exact below 2^24), which checks the range on every call, replays
+    # included (a negative class is sent out of range, where the gather would wrap it around),
+    # then compared with arange(C)
+    classes = _creation.arange(num_classes, dtype=np.float64 if num_classes > 2 ** 24
+                               else np.float32)
+    try:
+        picked = classes[tensor + (tensor < 0).long() * (num_classes - tensor)]
+    except IndexError:
+        _one_hot_check(a, num_classes)
+        raise
+    return (picked.unsqueeze(-1) == classes).long()
+
+
+def _one_hot_check(a: np.ndarray, num_classes: Optional[int]) -> None:
+    """one_hot's errors for class values below 0 or (given num_classes) not below it."""
+    if a.size and a.min() < 0:
+        raise RuntimeError(f"one_hot: class values must be non-negative, got {int(a.min())}")
+    if num_classes is not None and a.size and a.max() >= num_classes:
         raise RuntimeError(f"one_hot: class value {int(a.max())} is out of range for "
                            f"num_classes={num_classes}")
-    out = np.zeros(a.shape + (int(num_classes),), np.int64)
-    np.put_along_axis(out, a[..., None], 1, axis=-1)
-    return Tensor._make(out)
 
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:  # noqa: A002
