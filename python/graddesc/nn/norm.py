@@ -25,7 +25,27 @@ def _float_dtype(dtype: Any) -> Any:
     return _dtype.to_dtype(dtype) if dtype is not None else _dtype.float32
 
 
-class _BatchNorm(Module):
+class _RunningStats:
+    """The running mean and variance (and batch count) that batch and instance norm keep."""
+
+    def _register_running_stats(self, num_features: int, d: Any) -> None:
+        track = self.track_running_stats
+        self.register_buffer("running_mean",
+                             _creation.zeros(num_features, dtype=d) if track else None)
+        self.register_buffer("running_var",
+                             _creation.ones(num_features, dtype=d) if track else None)
+        self.register_buffer("num_batches_tracked",
+                             _creation.tensor(0, dtype=_dtype.int64) if track else None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            with no_grad():
+                self.running_mean.zero_()
+                self.running_var.fill_(1.0)
+                self.num_batches_tracked.zero_()
+
+
+class _BatchNorm(_RunningStats, Module):
     """The batch-norm layers' common code; a subclass names the input dimensions it takes."""
 
     _dims: tuple = (2, 3)
@@ -46,22 +66,7 @@ class _BatchNorm(Module):
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
-        if self.track_running_stats:
-            self.register_buffer("running_mean", _creation.zeros(num_features, dtype=d))
-            self.register_buffer("running_var", _creation.ones(num_features, dtype=d))
-            self.register_buffer("num_batches_tracked",
-                                 _creation.tensor(0, dtype=_dtype.int64))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
-
-    def reset_running_stats(self) -> None:
-        if self.track_running_stats:
-            with no_grad():
-                self.running_mean.zero_()
-                self.running_var.fill_(1.0)
-                self.num_batches_tracked.zero_()
+        self._register_running_stats(num_features, d)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from graddesc import _creation, _dtype
+from graddesc import _creation
 from graddesc._device import check_device
 from graddesc._tensor import Tensor
-from graddesc.autograd.grad_mode import no_grad
 from graddesc.functional import norm_extra as fx
 from graddesc.nn import init
 from graddesc.nn.module import Module
-from graddesc.nn.norm import _count, _float_dtype
+from graddesc.nn.norm import _count, _float_dtype, _RunningStats
 from graddesc.nn.parameter import Parameter
 
 
@@ -67,7 +66,7 @@ class GroupNorm(Module):
                 f"affine={self.affine}, bias={self.bias is not None}")
 
 
-class _InstanceNorm(Module):
+class _InstanceNorm(_RunningStats, Module):
     _dim = 2  # the number of spatial dimensions
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
@@ -81,21 +80,7 @@ class _InstanceNorm(Module):
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         d = _float_dtype(dtype)
         _affine_params(self, num_features, self.affine, bias, d)
-        if self.track_running_stats:
-            self.register_buffer("running_mean", _creation.zeros(num_features, dtype=d))
-            self.register_buffer("running_var", _creation.ones(num_features, dtype=d))
-            self.register_buffer("num_batches_tracked", _creation.tensor(0, dtype=_dtype.int64))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
-
-    def reset_running_stats(self) -> None:
-        if self.track_running_stats:
-            with no_grad():
-                self.running_mean.zero_()
-                self.running_var.fill_(1.0)
-                self.num_batches_tracked.zero_()
+        self._register_running_stats(num_features, d)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
