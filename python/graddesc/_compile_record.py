@@ -169,11 +169,10 @@ class _Recording:
             self.grads.append((var, arr))
             self.created.add(id(arr))
 
-    def on_grad_zeroed(self, var: Tensor, grad: Tensor, constant: np.ndarray) -> None:
+    def on_grad_zeroed(self, var: Tensor, grad: Tensor) -> None:
         """zero_grad(set_to_none=False) fills var's .grad with zeros by a kernel: a gradient from
         an earlier call becomes memory the program writes (and the next ones read)."""
         if self.mine():
-            self.constants[id(constant)] = constant
             if id(grad._data) not in self.created:
                 self.persistent[id(var)] = (var, grad)
 

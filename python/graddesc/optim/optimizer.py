@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graddesc import _aligned, _compile_state, _core
+from graddesc import _aligned, _compile_state
 from graddesc._tensor import Tensor
 
 _GRAD = Tensor.grad  # Tensor's .grad property
@@ -327,25 +327,14 @@ class Optimizer:
 
 
 # ---- helpers shared by the optimizers ---------------------------------------------------------
-_TRUE = np.ones((), dtype=bool)  # where(True, 0, g): the condition of the zero fill
-_WHERE = _core.EW_OPS["where"]
-
-
 def zero_in_place(p: Tensor, g: Tensor) -> None:
-    """p's gradient g (writable) set to zeros in place (zero_grad(set_to_none=False)): by the
-    elementwise kernel, y = where(True, 0, g), so a step recorded by gd.compile repeats it."""
-    a = g._data
-    if a.size == 0:
-        pass
-    elif a.dtype in (np.float32, np.float64) and a.flags.aligned and a.dtype.isnative:
-        rec = _compile_state.active
-        if rec is not None:
-            rec.on_grad_zeroed(p, g, _TRUE)
-        _core.elementwise(_WHERE, np.broadcast_to(_TRUE, a.shape), 0.0, a, a)
-    else:
-        _compile_state.inplace_write("zero_grad(set_to_none=False)")
-        a[...] = 0
-    g._vc[0] += 1
+    """p's gradient g set to zeros in place (zero_grad(set_to_none=False)): by the elementwise
+    kernel (Tensor.zero_'s fill), so a step recorded by gd.compile repeats it; a gradient from
+    an earlier call becomes memory the program writes."""
+    rec = _compile_state.active
+    if rec is not None:
+        rec.on_grad_zeroed(p, g)
+    g.zero_()
 
 
 def _typename(obj: Any) -> str:
