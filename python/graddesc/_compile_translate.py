@@ -113,12 +113,6 @@ def _act(a: dict) -> tuple:
 _EW_MUL, _EW_ADD, _EW_SUB = (_core.EW_OPS[k] for k in ("mul", "add", "sub"))
 
 
-def _overlaps(a: np.ndarray, lo: int, hi: int) -> bool:
-    start = _addr(a)
-    return a.size > 0 and start < hi and lo < start + a.nbytes + \
-        sum((n - 1) * abs(st) for n, st in zip(a.shape, a.strides))
-
-
 def _arrays_in(x: Any) -> list:
     if isinstance(x, np.ndarray):
         return [x]
@@ -157,9 +151,8 @@ def _plain_updates(rec: _Recording, returned: list) -> dict:
                 _addr(p) in owned or g.shape != p.shape or g.dtype != p.dtype or \
                 not (p.flags.c_contiguous and g.flags.c_contiguous) or p.size == 0:
             continue
-        lo, hi = _addr(tmp), _addr(tmp) + tmp.nbytes
         later = [x for call in calls[i + 2:] for x in _arrays_in((call[1], call[2], call[3]))]
-        if any(_overlaps(x, lo, hi) for x in later + list(returned)):
+        if any(np.may_share_memory(x, tmp) for x in later + list(returned)):
             continue
         found[i + 1] = (i, p, g, float(c) if b["op"] == _EW_SUB else -float(c))
     return found
