@@ -185,3 +185,24 @@ def test_pytorch_adam_loop_written_with_them_equals_optim_adam_bitwise(dtype):
             denom = (v.sqrt() / (1 - b2 ** step) ** 0.5).add_(eps)
             a.addcdiv_(m, denom, value=-step_size)
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+
+
+def test_bitwise_the_same_on_1_2_and_3_threads():
+    """Large enough for the elementwise kernels to split the work across threads."""
+    a, b, c = _arrays([(600, 700), (600, 700), (700,)], np.float32, seed=9)
+    c = c + np.float32(3)
+    w = gd.tensor(np.linspace(-1, 2, 700).astype(np.float32))
+    n0 = gd.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2, 3):
+            gd.set_num_threads(n)
+            ga, gb, gc = gd.tensor(a), gd.tensor(b), gd.tensor(c)
+            outs.append([gd.addcmul(ga, gb, gc, value=0.3).numpy(),
+                         gd.addcdiv(ga, gb, gc, value=-2).numpy(),
+                         gd.lerp(ga, gb, 0.7).numpy(), gd.lerp(ga, gb, w).numpy()])
+    finally:
+        gd.set_num_threads(n0)
+    for other in outs[1:]:
+        for x, y in zip(outs[0], other):
+            np.testing.assert_array_equal(x, y)
