@@ -1,7 +1,8 @@
 """Convnet benchmarks: training steps of a LeNet-like net and of the digits convnet, graddesc
 (eager and gd.compile) against PyTorch eager and a hand-written NumPy im2col step; the 2-thread
-speedup at batch 256; and the share of the GEMM's speed a Conv2d forward reaches on the same
-shapes. Prints medians (microseconds) and same-run ratios; saves benchmarks/results/conv.json.
+speedup at batch 256 (eager and compiled, interleaved 1-/2-thread pairs); and the share of the
+GEMM's speed a Conv2d forward reaches on the same shapes. Prints medians (microseconds) and
+same-run ratios; saves benchmarks/results/conv.json.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
          python benchmarks/bench_conv.py [--cpu-time]
@@ -234,6 +235,30 @@ def numpy_step(net: tuple, batch: int) -> Callable[[], None]:
     return NumpyConvNet(net, batch, np.random.default_rng(0)).step
 
 
+def thread_pairs(step: Callable[[], Any], pairs: int = 9) -> tuple:
+    """(1-thread seconds, 2-thread seconds, speedup) of a step: `pairs` rounds, each timing the
+    step at 1 then at 2 threads (median of 5 calls each) back to back, so that a disturbance
+    hits both halves of a pair alike; the speedup is the median of the rounds' ratios."""
+    def med(n: int) -> float:
+        gd.set_num_threads(n)
+        for _ in range(2):
+            step()
+        ts = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+    t1s, t2s, ratios = [], [], []
+    for _ in range(pairs):
+        a, b = med(1), med(2)
+        t1s.append(a)
+        t2s.append(b)
+        ratios.append(a / b)
+    gd.set_num_threads(1)
+    return statistics.median(t1s), statistics.median(t2s), statistics.median(ratios)
+
+
 def gemm_share(batch: int = 256) -> list:
     """GF/s of _core.conv2d_forward against _core.gemm of the same product, W (OC, CK) times the
     unrolled input (CK, N * L): in one call, and in the column blocks the kernel multiplies (the
@@ -295,18 +320,16 @@ def main() -> int:
 
     trows = []
     for net in () if CPU_TIME else (LENET, DIGITS):
-        step = graddesc_step(net, 256)
-        times = {}
-        for n in (1, 2):
-            gd.set_num_threads(n)
-            times[n] = median_time(step)
-        gd.set_num_threads(1)
-        trows.append((f"{net[0]}, batch 256", f"{times[1] * 1e6:.0f}", f"{times[2] * 1e6:.0f}",
-                      f"{times[1] / times[2]:.2f}"))
-        results["threads"].append({"net": net[0], "t1_us": times[1] * 1e6,
-                                   "t2_us": times[2] * 1e6})
+        for compiled in (False, True):
+            t1, t2, ratio = thread_pairs(graddesc_step(net, 256, compiled=compiled))
+            kind = "compiled" if compiled else "eager"
+            trows.append((f"{net[0]}, batch 256, {kind}", f"{t1 * 1e6:.0f}", f"{t2 * 1e6:.0f}",
+                          f"{ratio:.2f}"))
+            results["threads"].append({"net": net[0], "step": kind, "t1_us": t1 * 1e6,
+                                       "t2_us": t2 * 1e6, "speedup": ratio})
     if trows:
-        print("\neager step, 1 vs 2 threads")
+        print("\nstep at 1 vs 2 threads: medians of 9 interleaved pairs, speedup = median of the"
+              " pairs' ratios")
         print_table(["workload", "1 thread", "2 threads", "speedup"], trows)
 
     srows = gemm_share()
