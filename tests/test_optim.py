@@ -1193,3 +1193,54 @@ def test_scheduler_warnings_and_errors() -> None:
         warnings.simplefilter("ignore")
         sched.step(epoch=3)  # deprecated: the closed form
     assert sched.get_last_lr() == [0.5 * 0.5 ** 3]
+
+
+# ---- Adam's one-pass update, bit for bit ---------------------------------------------------------
+def _adam_numpy_bits(p, m, v, g, lr, b1, b2, eps, t, dtype):
+    """The one-pass update's operations, each rounded in `dtype` as optim.cpp writes them (one
+    NumPy operation each): m + (1 - b1)(d - m), v b2 + ((1 - b2) d) d, sqrt(v) / bc2 + eps,
+    p + (-lr / (1 - b1^t)) m / den, the two constants rounded from Python floats."""
+    T = np.dtype(dtype).type
+    w1, w2 = T(1 - b1), T(1 - b2)
+    neg_step = T(-(lr / (1 - b1 ** t)))
+    bc2 = T((1 - b2 ** t) ** 0.5)
+    with np.errstate(all="ignore"):
+        m = m + w1 * (g - m)
+        v = v * T(b2) + w2 * g * g
+        den = np.sqrt(v) / bc2 + T(eps)
+        p = p + neg_step * m / den
+    return p, m, v
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("betas", [(0.9, 0.999), (0.8, 0.99999), (0.9, 0.0)])
+def test_adam_update_bits_match_numpy_at_every_magnitude(dtype, betas, isa) -> None:
+    # Gradients from 1e-30 to beyond sqrt(max) (v overflows to inf: the update is then 0 or
+    # NaN exactly as the division gives), zeros, inf and NaN, over several steps: the kernel's
+    # sqrt(v) / bc2 (a division-free exact quotient on FMA machines) must give the division's
+    # bits everywhere, in blocks that hold only ordinary values and in blocks that do not.
+    rng = np.random.default_rng(5)
+    n = 3000
+    big = 3e37 if dtype == np.float32 else 1e300
+    lr, eps = 1e-3, 1e-8
+    p0 = rng.standard_normal(n).astype(dtype)
+    w = gd.nn.Parameter(gd.tensor(p0.copy()))
+    opt = optim.Adam([w], lr=lr, betas=betas, eps=eps)
+    p, m, v = p0.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+    for t in range(1, 5):
+        g = (rng.standard_normal(n) * 10.0 ** rng.uniform(-30, 18, n)).astype(dtype)
+        g[:1024] = rng.standard_normal(1024).astype(dtype)  # ordinary blocks only
+        g[1500:1510] = 0
+        if t == 2:
+            g[2000:2004] = [np.inf, -np.inf, np.nan, big]
+            g[2100] = -big
+        w.grad = gd.tensor(g.copy())
+        opt.step()
+        p, m, v = _adam_numpy_bits(p, m, v, g, lr, betas[0], betas[1], eps, t, dtype)
+        got = w.detach().numpy()
+        nan = np.isnan(p)
+        np.testing.assert_array_equal(np.isnan(got), nan)
+        np.testing.assert_array_equal(got[~nan], p[~nan])
+        state = opt.state[w]
+        np.testing.assert_array_equal(state["exp_avg"].numpy(), m)
+        np.testing.assert_array_equal(state["exp_avg_sq"].numpy(), v)

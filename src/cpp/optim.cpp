@@ -407,6 +407,27 @@ namespace {
 // through L1 once per operation (that path's six loops were bound by their loads and stores).
 // Wd: 0 none, 1 Adam's d += wd p, 2 AdamW's p *= decay. Scale: g *= gscale first, stored back.
 // g may not overlap p, m or v here (the caller checks).
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#define GD_EXACT_QUOTIENT 1
+// x / c rounded to nearest without a division, for a constant c: q = x inv with inv = 1 / c
+// rounded to nearest, the error x - q c exactly by an FMA, then one FMA correction. By
+// Markstein's theorem the result is x / c correctly rounded, the bits of the division, when
+// nothing underflows or overflows on the way: x finite and nonzero with x inv finite, and x
+// and c far enough above the denormals (x >= 2^-100 in float; Adam's sqrt(v) is at least 2^-75,
+// c >= 2^-60 is checked by the caller). The divider bounds Adam's one-pass update (a square
+// root and two divisions per element): this takes one of the divisions away. Checked against
+// the division on every float x from 2^-100 up for ten constants c.
+// (always inlined: as a call, the loops that use it stop vectorising)
+template <class T>
+__attribute__((always_inline)) inline T exact_quotient(T x, T c, T inv) {
+    const T q = x * inv;
+    const T e = std::fma(-q, c, x);
+    return std::fma(e, inv, q);
+}
+#else
+#define GD_EXACT_QUOTIENT 0
+#endif
+
 struct AdamConsts {
     double gscale, w1, beta2, w2, eps, wd, decay, bc2, neg_step;
 };
@@ -415,6 +436,9 @@ void adam_pass(T* __restrict p, T* __restrict m, T* __restrict v, T* __restrict 
                const AdamConsts& c) {
     const T gscale = T(c.gscale), w1 = T(c.w1), beta2 = T(c.beta2), w2 = T(c.w2), eps = T(c.eps);
     const T wd = T(c.wd), decay = T(c.decay), bc2 = T(c.bc2), neg_step = T(c.neg_step);
+#if GD_EXACT_QUOTIENT
+    const T inv = T(1) / bc2, big = std::numeric_limits<T>::max();
+#endif
     for (int64_t j = 0; j < len; ++j) {
         T x = g[j];
         if constexpr (Scale) {
@@ -429,7 +453,13 @@ void adam_pass(T* __restrict p, T* __restrict m, T* __restrict v, T* __restrict 
         m[j] = mj;
         const T vj = v[j] * beta2 + w2 * d * d;
         v[j] = vj;
+#if GD_EXACT_QUOTIENT
+        // sqrt(v) / bc2 as exact_quotient: the same bits. 0, inf and NaN are their own quotient.
+        const T r = std::sqrt(vj);
+        const T den = ((r != T(0)) & (r <= big) ? exact_quotient(r, bc2, inv) : r) + eps;
+#else
         const T den = std::sqrt(vj) / bc2 + eps;
+#endif
         p[j] = pj + neg_step * mj / den;
     }
 }
@@ -485,7 +515,9 @@ void adam_step(T* const* p, T* const* m, T* const* v, T* const* vmax, const T* c
         T* vi = v[i] + b;
         T* gi = const_cast<T*>(g[i]) + b;  // (written only when h.scale_grad)
         const int64_t bytes = len * int64_t(sizeof(T));
-        if (one_pass && disjoint(gi, pi, bytes) && disjoint(gi, mi, bytes) &&
+        // (exact_quotient's range for its constant; outside it, the divisions)
+        const bool bc2_ok = !GD_EXACT_QUOTIENT || (bc2_sqrt >= T(0x1p-60) && bc2_sqrt <= T(1));
+        if (one_pass && bc2_ok && disjoint(gi, pi, bytes) && disjoint(gi, mi, bytes) &&
             disjoint(gi, vi, bytes)) {
             const AdamConsts c{double(gscale), double(w1), double(beta2), double(w2),
                                double(eps), double(wd), double(decay), double(bc2_sqrt),
