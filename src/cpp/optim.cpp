@@ -142,12 +142,82 @@ inline void sgd_block(T* d, T* pi, T* bi, T* di, const T* li, bool fresh, int64_
 
 }  // namespace
 
+namespace {
+
+// One block of sgd_block's scalar-lr update (momentum with its buffer made by an earlier step,
+// or none), every element in one pass: sgd_block's operations in the same order (the same
+// bits), each element's values in registers instead of a block of d going through L1 once per
+// operation. Scale: g *= gscale first, stored back (clip_grad_norm_'s scaling). g may not
+// overlap p or buf here (the caller checks).
+template <class T, bool Scale, bool Max, bool Wd, bool Mom, bool Nest>
+void sgd_pass(T* __restrict p, T* __restrict b, T* __restrict g, int64_t len, const SgdHyper& h) {
+    const T lr = T(h.lr), mom = T(h.momentum), keep = T(1 - h.dampening), wd = T(h.weight_decay);
+    const T gscale = T(h.grad_scale);
+    for (int64_t j = 0; j < len; ++j) {
+        T d = g[j];
+        if constexpr (Scale) {
+            d = d * gscale;
+            g[j] = d;
+        }
+        if constexpr (Max) d = -d;
+        if constexpr (Wd) d = d + wd * p[j];
+        if constexpr (Mom) {
+            const T bj = b[j] * mom + keep * d;
+            b[j] = bj;
+            if constexpr (Nest)
+                d = d + mom * bj;
+            else
+                d = bj;
+        }
+        p[j] = p[j] - lr * d;
+    }
+}
+
+template <class T, bool Scale, bool Max, bool Wd>
+void sgd_pass_mom(bool mom, bool nest, T* p, T* b, T* g, int64_t len, const SgdHyper& h) {
+    if (!mom) sgd_pass<T, Scale, Max, Wd, false, false>(p, b, g, len, h);
+    else if (nest) sgd_pass<T, Scale, Max, Wd, true, true>(p, b, g, len, h);
+    else sgd_pass<T, Scale, Max, Wd, true, false>(p, b, g, len, h);
+}
+
+template <class T>
+void sgd_pass_any(T* p, T* b, T* g, int64_t len, const SgdHyper& h) {
+    const bool mom = h.momentum != 0, nest = h.nesterov, wd = h.weight_decay != 0;
+    const int which = (h.scale_grad ? 4 : 0) + (h.maximize ? 2 : 0) + (wd ? 1 : 0);
+    switch (which) {
+        case 0: return sgd_pass_mom<T, false, false, false>(mom, nest, p, b, g, len, h);
+        case 1: return sgd_pass_mom<T, false, false, true>(mom, nest, p, b, g, len, h);
+        case 2: return sgd_pass_mom<T, false, true, false>(mom, nest, p, b, g, len, h);
+        case 3: return sgd_pass_mom<T, false, true, true>(mom, nest, p, b, g, len, h);
+        case 4: return sgd_pass_mom<T, true, false, false>(mom, nest, p, b, g, len, h);
+        case 5: return sgd_pass_mom<T, true, false, true>(mom, nest, p, b, g, len, h);
+        case 6: return sgd_pass_mom<T, true, true, false>(mom, nest, p, b, g, len, h);
+        default: return sgd_pass_mom<T, true, true, true>(mom, nest, p, b, g, len, h);
+    }
+}
+
+// whether two ranges of `bytes` bytes do not overlap
+inline bool disjoint(const void* a, const void* b, int64_t bytes) {
+    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+    return x + uintptr_t(bytes) <= y || y + uintptr_t(bytes) <= x;
+}
+
+}  // namespace
+
 template <class T>
 void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, const T* const* lr_diag,
               const uint8_t* fresh, const int64_t* n, int64_t count, const SgdHyper& h) {
     const bool use_mom = h.momentum != 0;
     const T gscale = T(h.grad_scale);
     for_each_block(n, count, 8, [&](int64_t i, int64_t b, int64_t e) {
+        const int64_t bytes = (e - b) * int64_t(sizeof(T));
+        T* gi = const_cast<T*>(g[i]) + b;  // (written only when h.scale_grad)
+        if (dir == nullptr && lr_diag == nullptr && !(use_mom && fresh[i] != 0) &&
+            disjoint(gi, p[i] + b, bytes) &&
+            (!use_mom || disjoint(gi, buf[i] + b, bytes))) {
+            sgd_pass_any<T>(p[i] + b, use_mom ? buf[i] + b : nullptr, gi, e - b, h);
+            return;
+        }
         T d[kBlock];
         if (h.scale_grad) {  // clip_grad_norm_'s scaling (gd.compile), stored back
             T* gi = const_cast<T*>(g[i]) + b;
@@ -478,11 +548,6 @@ void adam_pass_any(bool scale, bool max, int wd, T* p, T* m, T* v, T* g, int64_t
     else if (scale) adam_pass_wd<T, true, false>(wd, p, m, v, g, len, c);
     else if (max) adam_pass_wd<T, false, true>(wd, p, m, v, g, len, c);
     else adam_pass_wd<T, false, false>(wd, p, m, v, g, len, c);
-}
-
-inline bool disjoint(const void* a, const void* b, int64_t bytes) {
-    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
-    return x + uintptr_t(bytes) <= y || y + uintptr_t(bytes) <= x;
 }
 
 }  // namespace
