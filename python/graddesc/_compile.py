@@ -158,6 +158,9 @@ class _Entry:
         self.none_grads: list = []  # leaves whose .grad the step leaves None (zero_grad last)
         self.lazy: list = []        # (leaf, instruction) whose .grad is stored when read
         self.pending_items: list = []  # per lazy: (key, item) for _compile_state.pending
+        # (array, generator, sample) of each draw from a generator's PCG64 stream: refilled
+        # in this order before each run (_random.draw)
+        self.draws: list = []
         self.epoch = -1
         self.bufs: _Buffers | None = None
         # _core.FastReplay of this entry (positional inputs only), built on its first Python
@@ -563,7 +566,8 @@ class CompiledFunction:
                 entry.outputs.append(t._data)
             pinned = [a for a in private if a is not None] + entry.outputs + \
                 [arr for _, arr in rec.grads] + [t._data for t in rec.params.values()] + \
-                [g._data for _, g in rec.persistent.values()] + list(rec.states.values())
+                [g._data for _, g in rec.persistent.values()] + list(rec.states.values()) + \
+                [d for d, _, _ in rec.draws]
             prog.optimize([(_addr(a), a.nbytes) for a in pinned if a.size])
             del pinned  # (grad_refs below counts the references that outlive this call)
         except _UncapturableError as e:
@@ -574,6 +578,7 @@ class CompiledFunction:
         entry.bufs = bufs
         prog.keep_alive = bufs  # the program holds raw pointers into these arrays
         entry.inputs = private
+        entry.draws = list(rec.draws)
         entry.out_kind = type(out) if out is not None else None
         entry.grads = list(rec.grads)
         entry.persistent = [(var, g, g._data) for var, g in rec.persistent.values()]
@@ -669,6 +674,8 @@ class CompiledFunction:
             buf = entry.inputs[k]
             if buf is not None:
                 np.copyto(buf, a._data)
+        for arr, gen, sample in entry.draws:  # the eager step's draws, in its order
+            np.copyto(arr, sample(gen._rng))
         self._release_held_grads(entry)
         pending = _compile_state.pending
         for key, _ in entry.pending_items:  # this run overwrites what they'd be computed from
@@ -698,7 +705,9 @@ class CompiledFunction:
         for _, g, _ in entry.persistent:
             g._vc[0] += 1
         if not kwargs:
-            if entry.fast is None:
+            # (a step that draws random tensors makes them here, before each run: no one-call
+            # replay for it)
+            if entry.fast is None and not entry.draws:
                 entry.fast = self._build_fast(entry, args)
             self._fast = entry.fast
         return self._results(entry)
