@@ -175,6 +175,8 @@ def _check_same(body, n=6, **kw):
 def test_draw_captured_and_bitwise_equal_to_eager(name):
     step = _check_same(BODIES[name])
     assert step.stats["recorded"] <= 2
+    # the later calls were one-call C++ replays, which make the draws before the run
+    assert step._fast is not None and step._fast.hits >= 2, step.stats
 
 
 @pytest.mark.parametrize("name", ["randn_like", "several", "normal_inplace", "randperm"])

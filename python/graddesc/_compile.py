@@ -180,6 +180,14 @@ class _Entry:
                     _compile_state.materialize(var)
 
 
+def _redraw(draws: list) -> None:
+    """Makes a replay's random draws: the eager step's, from the same generators in the same
+    order (each generator's stream as it is now, e.g. after a manual_seed), into the arrays the
+    program reads (graddesc/_random.py: draw)."""
+    for arr, gen, sample in draws:
+        np.copyto(arr, sample(gen._rng))
+
+
 _FALLBACK = object()
 
 # A compiled function that records more often than this (or than twice its cache_size, if more)
@@ -444,7 +452,7 @@ class CompiledFunction:
         for a, buf in zip(args, entry.inputs):
             inputs.append((True, buf) if buf is not None else (False, type(a), a))
         grads = [(var, arr, refs) for (var, arr), refs in zip(entry.grads, entry.grad_refs)]
-        return _core.FastReplay(
+        fast = _core.FastReplay(
             entry.program, Tensor, _GRAD_STATE.enabled,
             _compile_state.storage_epoch, entry.epoch, vars(_compile_state), inputs,
             # (tensor, array, the references to the array when only graddesc holds it: the
@@ -456,6 +464,9 @@ class CompiledFunction:
             [(var, key, item) for (var, _), (key, item) in zip(entry.lazy, entry.pending_items)],
             _compile_state.pending, entry.outputs, entry.out_kind, self._replays,
             list(entry.persistent))
+        if entry.draws:  # the step's random draws, made once the call's checks have passed
+            fast.prepare = functools.partial(_redraw, entry.draws)
+        return fast
 
     # ---- recording ------------------------------------------------------------------------
     def _record(self, key: Any, args: tuple, kwargs: dict) -> Any:
@@ -674,8 +685,7 @@ class CompiledFunction:
             buf = entry.inputs[k]
             if buf is not None:
                 np.copyto(buf, a._data)
-        for arr, gen, sample in entry.draws:  # the eager step's draws, in its order
-            np.copyto(arr, sample(gen._rng))
+        _redraw(entry.draws)
         self._release_held_grads(entry)
         pending = _compile_state.pending
         for key, _ in entry.pending_items:  # this run overwrites what they'd be computed from
@@ -705,9 +715,7 @@ class CompiledFunction:
         for _, g, _ in entry.persistent:
             g._vc[0] += 1
         if not kwargs:
-            # (a step that draws random tensors makes them here, before each run: no one-call
-            # replay for it)
-            if entry.fast is None and not entry.draws:
+            if entry.fast is None:
                 entry.fast = self._build_fast(entry, args)
             self._fast = entry.fast
         return self._results(entry)
