@@ -12,6 +12,10 @@ marks batch-1 first-layer updates that may wait for the next replay's forward (_
 Later calls copy the new inputs into the recorded input buffers (or read large ones in place)
 and run the program with one call (GIL released, no tape, no allocation), which is bitwise equal
 to the eager step because it is the same arithmetic on the same data in the same order.
+Random tensors the step draws from a generator's PCG64 stream (gd.randn, randint, randperm,
+t.normal_(), ...) are host-fed inputs of the program: each replay makes the same draws from the
+same generators in the recorded order before the run (_redraw, FastReplay.prepare), so the
+generators advance as in eager.
 
 Validity on each call: the same storage and requires_grad of every parameter, the same
 optimizer objects, param_groups and settings (a new learning rate alone is patched into the
