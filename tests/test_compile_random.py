@@ -334,3 +334,19 @@ def test_vae_loss_decreases_when_compiled():
     step = gd.compile(_vae_step(model, gd.optim.Adam(model.parameters(), lr=1e-2)))
     losses = [step(x)[0].item() for _ in range(60)]
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
+
+
+def test_normal_into_a_created_constant_already_read_falls_back():
+    """gd.zeros(...) read by an op, then overwritten by normal_(): the program would start the
+    next replay from the drawn values, so the step runs eagerly (and stays equal)."""
+    def body(m, x, gen):
+        z = gd.zeros(*x.shape)
+        y = x + z
+        z.normal_()
+        return (m(y + z) ** 2).mean(), ()
+
+    data = _data(4)
+    e, _ = _run(body, False, data)
+    with pytest.warns(RuntimeWarning, match="writes in place into a tensor it creates"):
+        c, step = _run(body, True, data)
+    assert e == c and step.stats["replayed"] == 0
