@@ -53,8 +53,8 @@ def test_step_creating_constant_tensors_is_captured_and_equals_eager(dtype):
 
 
 def test_random_tensors_made_in_the_step_are_drawn_anew():
-    """gd.randn inside the step is not a constant: the compiled step draws new numbers (it
-    falls back to eager), so it matches eager with the same seed on every call."""
+    """gd.randn inside the step is not a constant: every replay draws new numbers (a host-fed
+    input of the program), so it matches eager with the same seed on every call."""
     def make():
         lin, opt = _model(gd.float32, seed=1)
 
@@ -71,7 +71,7 @@ def test_random_tensors_made_in_the_step_are_drawn_anew():
     x = gd.ones(5, 4)
     losses = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the fallback warning
+        warnings.simplefilter("error")  # (no fallback warning: the draw is captured)
         for k in range(3):
             gd.manual_seed(10 + k)
             a = eager(x).item()
@@ -80,6 +80,7 @@ def test_random_tensors_made_in_the_step_are_drawn_anew():
             assert a == b, k
             losses.append(b)
     assert len(set(losses)) == 3  # new noise every call
+    assert compiled.stats["eager"] == 0 and compiled.stats["replayed"] >= 1, compiled.stats
 
 
 def test_a_kernel_writing_into_a_created_constant_is_refused():

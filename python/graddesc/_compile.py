@@ -12,6 +12,10 @@ marks batch-1 first-layer updates that may wait for the next replay's forward (_
 Later calls copy the new inputs into the recorded input buffers (or read large ones in place)
 and run the program with one call (GIL released, no tape, no allocation), which is bitwise equal
 to the eager step because it is the same arithmetic on the same data in the same order.
+Random tensors the step draws from a generator's PCG64 stream (gd.randn, randint, randperm,
+t.normal_(), ...) are host-fed inputs of the program: each replay makes the same draws from the
+same generators in the recorded order before the run (_redraw, FastReplay.prepare), so the
+generators advance as in eager.
 
 Validity on each call: the same storage and requires_grad of every parameter, the same
 optimizer objects, param_groups and settings (a new learning rate alone is patched into the
@@ -158,6 +162,9 @@ class _Entry:
         self.none_grads: list = []  # leaves whose .grad the step leaves None (zero_grad last)
         self.lazy: list = []        # (leaf, instruction) whose .grad is stored when read
         self.pending_items: list = []  # per lazy: (key, item) for _compile_state.pending
+        # (array, generator, sample) of each draw from a generator's PCG64 stream: refilled
+        # in this order before each run (_random.draw)
+        self.draws: list = []
         self.epoch = -1
         self.bufs: _Buffers | None = None
         # _core.FastReplay of this entry (positional inputs only), built on its first Python
@@ -175,6 +182,14 @@ class _Entry:
                 var = item[0]()
                 if var is not None:
                     _compile_state.materialize(var)
+
+
+def _redraw(draws: list) -> None:
+    """Makes a replay's random draws: the eager step's, from the same generators in the same
+    order (each generator's stream as it is now, e.g. after a manual_seed), into the arrays the
+    program reads (graddesc/_random.py: draw)."""
+    for arr, gen, sample in draws:
+        np.copyto(arr, sample(gen._rng))
 
 
 _FALLBACK = object()
@@ -441,7 +456,7 @@ class CompiledFunction:
         for a, buf in zip(args, entry.inputs):
             inputs.append((True, buf) if buf is not None else (False, type(a), a))
         grads = [(var, arr, refs) for (var, arr), refs in zip(entry.grads, entry.grad_refs)]
-        return _core.FastReplay(
+        fast = _core.FastReplay(
             entry.program, Tensor, _GRAD_STATE.enabled,
             _compile_state.storage_epoch, entry.epoch, vars(_compile_state), inputs,
             # (tensor, array, the references to the array when only graddesc holds it: the
@@ -453,6 +468,9 @@ class CompiledFunction:
             [(var, key, item) for (var, _), (key, item) in zip(entry.lazy, entry.pending_items)],
             _compile_state.pending, entry.outputs, entry.out_kind, self._replays,
             list(entry.persistent))
+        if entry.draws:  # the step's random draws, made once the call's checks have passed
+            fast.prepare = functools.partial(_redraw, entry.draws)
+        return fast
 
     # ---- recording ------------------------------------------------------------------------
     def _record(self, key: Any, args: tuple, kwargs: dict) -> Any:
@@ -563,7 +581,8 @@ class CompiledFunction:
                 entry.outputs.append(t._data)
             pinned = [a for a in private if a is not None] + entry.outputs + \
                 [arr for _, arr in rec.grads] + [t._data for t in rec.params.values()] + \
-                [g._data for _, g in rec.persistent.values()] + list(rec.states.values())
+                [g._data for _, g in rec.persistent.values()] + list(rec.states.values()) + \
+                [d for d, _, _ in rec.draws]
             prog.optimize([(_addr(a), a.nbytes) for a in pinned if a.size])
             del pinned  # (grad_refs below counts the references that outlive this call)
         except _UncapturableError as e:
@@ -574,6 +593,7 @@ class CompiledFunction:
         entry.bufs = bufs
         prog.keep_alive = bufs  # the program holds raw pointers into these arrays
         entry.inputs = private
+        entry.draws = list(rec.draws)
         entry.out_kind = type(out) if out is not None else None
         entry.grads = list(rec.grads)
         entry.persistent = [(var, g, g._data) for var, g in rec.persistent.values()]
@@ -669,6 +689,7 @@ class CompiledFunction:
             buf = entry.inputs[k]
             if buf is not None:
                 np.copyto(buf, a._data)
+        _redraw(entry.draws)
         self._release_held_grads(entry)
         pending = _compile_state.pending
         for key, _ in entry.pending_items:  # this run overwrites what they'd be computed from

@@ -100,6 +100,9 @@ class _Recording:
         self.persistent: dict = {}
         self.created: set = set()   # ids of the grad arrays this run created
         self.states: dict = {}      # id(array) -> a generator's stream state a kernel advanced
+        # (array, generator, sample) of each draw from a generator's PCG64 stream, in order:
+        # host-fed inputs that every replay refills (_compile_state.random_draw)
+        self.draws: list = []
         # id(counter) -> the version counter of a tensor an in-place kernel wrote (a replay
         # bumps it as the eager op did)
         self.bumped: dict = {}
@@ -109,6 +112,11 @@ class _Recording:
 
     def mine(self) -> bool:
         return threading.get_ident() == self.thread
+
+    def touches(self, arr: np.ndarray) -> bool:
+        """Whether a kernel recorded so far read or wrote memory shared with arr."""
+        return any(isinstance(x, np.ndarray) and np.may_share_memory(x, arr)
+                   for call in self.calls for x in _flat_arrays((call[1], call[2], call[3])))
 
     def fail(self, why: str) -> None:
         if self.failure is None:
@@ -195,6 +203,16 @@ class _Recording:
     def on_grad_cleared(self, t: Tensor) -> None:
         if self.mine():
             self.cleared.add(id(t))
+
+
+def _flat_arrays(x: Any) -> list:
+    if isinstance(x, np.ndarray):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [a for v in x for a in _flat_arrays(v)]
+    if isinstance(x, dict):
+        return [a for v in x.values() for a in _flat_arrays(v)]
+    return []
 
 
 def _group_snapshot(group: dict) -> tuple:

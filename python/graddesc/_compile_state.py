@@ -81,6 +81,27 @@ def generator_state(arr: Any) -> Any:
     return arr
 
 
+def random_draw(arr: Any, generator: Any, sample: Any) -> Any:
+    """Called by every draw from a generator's PCG64 stream (_random.draw): a recording keeps
+    the array as a host-fed input of the program, which each replay refills with sample() of
+    the same generator, in the recorded order, before the program runs."""
+    rec = active
+    if rec is not None and rec.mine():
+        rec.draws.append((arr, generator, sample))
+    return arr
+
+
+def overwritten(arr: Any) -> None:
+    """Called before a kernel overwrites every element of arr with values that do not depend
+    on arr (t.normal_(), t.uniform_()): a tensor the step made with gd.empty/zeros/... that no
+    recorded kernel has read yet is then no constant of the program (a replay writes it anew
+    before any instruction reads it)."""
+    rec = active
+    if rec is not None and rec.mine() and id(arr) in rec.created_constants and \
+            rec.created_constants[id(arr)] is arr and not rec.touches(arr):
+        del rec.created_constants[id(arr)]
+
+
 def value_read(what: str) -> None:
     """Called by Tensor.item() and friends: a value read makes a step uncapturable."""
     rec = active

@@ -170,6 +170,8 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers,
         bufs.add(t._data)
     for s in rec.states.values():  # generators' stream states, advanced by each replay
         bufs.add(s)
+    for d, _, _ in rec.draws:  # draws from a generator's PCG64 stream, refilled by each replay
+        bufs.add(d)
     for c in rec.constants.values():  # shape-only constants (gradient seeds, 1/n): kept as is
         bufs.add(c)
     for _, g in rec.persistent.values():  # gradients the step zeroes and accumulates into

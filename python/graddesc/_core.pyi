@@ -116,6 +116,14 @@ class FastReplay:
         """
         Inputs it read where the caller's array is (no copy).
         """
+    @property
+    def prepare(self) -> typing.Any:
+        """
+        Called with no arguments once a call's checks pass, before its inputs are copied and the program runs (None: nothing).
+        """
+    @prepare.setter
+    def prepare(self, arg0: typing.Any) -> None:
+        ...
 def _tables_built() -> list:
     """
     ISAs whose kernel tables were built (run) in this process; for tests.

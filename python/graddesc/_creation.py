@@ -289,7 +289,7 @@ def randn(*size: Any, generator: Any = None, dtype: Any = None, device: Any = No
     """
     check_device(device, "randn")
     d = _float_dtype(dtype, "randn")
-    t = _random.normal(_shape_args(size, "randn"), 0.0, 1.0, d, generator)
+    t = _random.normal(_shape_args(size, "randn"), 0.0, 1.0, d, generator, requires_grad)
     return _finish(t._data, requires_grad)
 
 
@@ -303,7 +303,7 @@ def rand(*size: Any, generator: Any = None, dtype: Any = None, device: Any = Non
     """
     check_device(device, "rand")
     d = _float_dtype(dtype, "rand")
-    t = _random.uniform(_shape_args(size, "rand"), 0.0, 1.0, d, generator)
+    t = _random.uniform(_shape_args(size, "rand"), 0.0, 1.0, d, generator, requires_grad)
     return _finish(t._data, requires_grad)
 
 
@@ -327,8 +327,8 @@ def randint(low: int, high: Any = None, size: Any = None, generator: Any = None,
         raise RuntimeError(f"randint: expected low < high, got low={low}, high={high}")
     shape = _shape_args((size,) if isinstance(size, (tuple, list)) else (size,), "randint")
     d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
-    a = _random._rng(generator).integers(low, high, size=shape, dtype=np.int64)
-    return _finish(a.astype(d.np), requires_grad)
+    t = _random.integers(shape, low, high, d, generator, requires_grad)
+    return _finish(t._data, requires_grad)
 
 
 def rand_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any = None,
@@ -343,7 +343,7 @@ def rand_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any =
         _like(t, "rand_like").dtype
     if not d.is_floating_point:
         raise TypeError(f"rand_like: dtype must be floating point, got {d}")
-    t2 = _random.uniform(tuple(t.shape), 0.0, 1.0, d, generator)
+    t2 = _random.uniform(tuple(t.shape), 0.0, 1.0, d, generator, requires_grad)
     return _finish(t2._data, requires_grad)
 
 
@@ -359,7 +359,7 @@ def randn_like(t: Tensor, dtype: Any = None, device: Any = None, generator: Any 
         _like(t, "randn_like").dtype
     if not d.is_floating_point:
         raise TypeError(f"randn_like: dtype must be floating point, got {d}")
-    t2 = _random.normal(tuple(t.shape), 0.0, 1.0, d, generator)
+    t2 = _random.normal(tuple(t.shape), 0.0, 1.0, d, generator, requires_grad)
     return _finish(t2._data, requires_grad)
 
 
@@ -371,7 +371,7 @@ def randperm(n: int, generator: Any = None, dtype: Any = None, device: Any = Non
     """
     check_device(device, "randperm")
     d = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
-    return Tensor._make(_random._rng(generator).permutation(n).astype(d.np))
+    return _random.permutation(n, d, generator)
 
 
 def normal(mean: float, std: float, size: Any, generator: Any = None, dtype: Any = None,
@@ -384,5 +384,5 @@ def normal(mean: float, std: float, size: Any, generator: Any = None, dtype: Any
     """
     check_device(device, "normal")
     t = _random.normal(_shape_args(tuple(size), "normal"), mean, std,
-                       _float_dtype(dtype, "normal"), generator)
+                       _float_dtype(dtype, "normal"), generator, requires_grad)
     return _finish(t._data, requires_grad)

@@ -1,9 +1,15 @@
 """Random number generation: a global seeded generator and gd.Generator objects (PCG64), plus
-the counter-based stream that kernels draw dropout masks from (so gd.compile records them)."""
+the counter-based stream that kernels draw dropout masks from (so gd.compile records them).
+
+Every draw from the PCG64 stream goes through `draw`: its values depend only on the generator
+and the draw's own arguments (shape, dtype, distribution), never on a tensor's values, so inside
+a gd.compile recording the array becomes a host-fed input of the program, and every replay makes
+the same draw from the same generator, in the recorded order, before the program runs
+(_compile_state.random_draw). A compiled step thus consumes the stream as the eager step does."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -96,12 +102,31 @@ def initial_seed() -> int:
     return default_generator.initial_seed()
 
 
-def _rng(generator: Optional[Generator]) -> np.random.Generator:
+def _gen(generator: Optional[Generator]) -> Generator:
     if generator is None:
-        return default_generator._rng
+        return default_generator
     if not isinstance(generator, Generator):
         raise TypeError(f"generator must be a graddesc.Generator, got {type(generator).__name__}")
-    return generator._rng
+    return generator
+
+
+def _rng(generator: Optional[Generator]) -> np.random.Generator:
+    return _gen(generator)._rng
+
+
+def draw(generator: Optional[Generator], sample: Callable[[np.random.Generator], Any],
+         requires_grad: bool = False) -> Any:
+    """sample(rng), a new array made from the generator's PCG64 stream (`sample` must depend on
+    nothing but its argument and constants). Inside a gd.compile recording the array is a
+    host-fed input of the program: each replay refills it with sample() of the generator's
+    stream as it is then (after a manual_seed, the reseeded one), in the order of the eager
+    step. A draw that requires grad is a new leaf each call and is not registered (the step
+    falls back to eager)."""
+    g = _gen(generator)
+    arr = sample(g._rng)
+    if not requires_grad:
+        _compile_state.random_draw(arr, g, sample)
+    return arr
 
 
 def dropout_mask(shape: tuple, p: float, dtype: Any, generator: Optional[Generator]) -> Any:
@@ -114,11 +139,40 @@ def dropout_mask(shape: tuple, p: float, dtype: Any, generator: Optional[Generat
     return _core.dropout_mask(list(shape), float(p), g._stream, np.dtype(dtype) == np.float64)
 
 
-def normal(shape: tuple, mean: float, std: float, dtype: Any, generator: Any) -> Any:
-    a = _rng(generator).standard_normal(size=tuple(shape), dtype=np.float64) * std + mean
-    return Tensor._make(a.astype(dtype.np))
+def normal(shape: tuple, mean: float, std: float, dtype: Any, generator: Any,
+           requires_grad: bool = False) -> Any:
+    shape, out = tuple(shape), dtype.np
+
+    def sample(rng: np.random.Generator) -> Any:
+        return (rng.standard_normal(size=shape, dtype=np.float64) * std + mean).astype(out)
+
+    return Tensor._make(draw(generator, sample, requires_grad))
 
 
-def uniform(shape: tuple, a: float, b: float, dtype: Any, generator: Any) -> Any:
-    u = _rng(generator).random(size=tuple(shape), dtype=np.float64) * (b - a) + a
-    return Tensor._make(u.astype(dtype.np))
+def uniform(shape: tuple, a: float, b: float, dtype: Any, generator: Any,
+            requires_grad: bool = False) -> Any:
+    shape, out = tuple(shape), dtype.np
+
+    def sample(rng: np.random.Generator) -> Any:
+        return (rng.random(size=shape, dtype=np.float64) * (b - a) + a).astype(out)
+
+    return Tensor._make(draw(generator, sample, requires_grad))
+
+
+def integers(shape: tuple, low: int, high: int, dtype: Any, generator: Any,
+             requires_grad: bool = False) -> Any:
+    shape, out = tuple(shape), dtype.np
+
+    def sample(rng: np.random.Generator) -> Any:
+        return rng.integers(low, high, size=shape, dtype=np.int64).astype(out)
+
+    return Tensor._make(draw(generator, sample, requires_grad))
+
+
+def permutation(n: int, dtype: Any, generator: Any) -> Any:
+    out = dtype.np
+
+    def sample(rng: np.random.Generator) -> Any:
+        return rng.permutation(n).astype(out)
+
+    return Tensor._make(draw(generator, sample))

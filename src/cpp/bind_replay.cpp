@@ -154,6 +154,7 @@ py::object FastReplay::call(const py::tuple& args, bool grad_enabled) {
         if (Py_REFCNT(g.arr.ptr()) > g.baseline) return slow;
     }
     // ---- from here on this call replays ----
+    if (!prepare_.is_none()) prepare_();  // (the step's random draws: before anything else)
     ++hits_;
     const bool defer = may_defer();
     if (g_owner != nullptr && g_owner != this) g_owner->flush_now();
@@ -416,6 +417,9 @@ void bind_replay(py::module_& m) {
              py::arg("out_kind"), py::arg("replays"), py::arg("persistent") = py::list())
         .def("__call__", &FastReplay::call, py::arg("args"), py::arg("grad_enabled"),
              "Replays for positional `args`, or returns NotImplemented (the Python path decides).")
+        .def_readwrite("prepare", &FastReplay::prepare_,
+                       "Called with no arguments once a call's checks pass, before its inputs "
+                       "are copied and the program runs (None: nothing).")
         .def_property_readonly("hits", &FastReplay::hits, "Calls this object replayed.")
         .def_property_readonly("in_place_reads", &FastReplay::in_place_reads,
                                "Inputs it read where the caller's array is (no copy).");

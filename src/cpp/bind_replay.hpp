@@ -144,6 +144,10 @@ class FastReplay {
 
     int64_t hits() const { return hits_; }
     int64_t in_place_reads() const { return in_place_reads_; }
+    // Called (no arguments, GIL held) once a call's checks have passed, before the inputs are
+    // copied and the program runs; None: nothing. gd.compile makes the step's random draws
+    // there (host-fed inputs of the program, graddesc/_random.py).
+    py::object prepare_ = py::none();
 
    private:
     // the per-call path's helpers (bind_replay.cpp)

@@ -303,12 +303,16 @@ def relu_(self: Tensor) -> Tensor:
 
 def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Tensor:
     with grad_mode.no_grad():
-        return copy_(self, _random.uniform(self.shape, a, b, self.dtype, generator))
+        draw = _random.uniform(self.shape, a, b, self.dtype, generator)
+        _cs.overwritten(self._data)  # (gd.empty(n).uniform_() inside a compiled step)
+        return copy_(self, draw)
 
 
 def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> Tensor:
     with grad_mode.no_grad():
-        return copy_(self, _random.normal(self.shape, mean, std, self.dtype, generator))
+        draw = _random.normal(self.shape, mean, std, self.dtype, generator)
+        _cs.overwritten(self._data)  # (gd.empty(n).normal_() inside a compiled step)
+        return copy_(self, draw)
 
 
 def setitem(self: Tensor, index: Any, value: Any) -> None:
