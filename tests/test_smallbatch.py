@@ -265,3 +265,109 @@ def test_short_m_forward_row_bits_do_not_depend_on_the_batch(isa, float_dtype, r
         assert np.array_equal(got, big[rows])
     A, B = x.astype(np.float64), w.T.astype(np.float64)
     _close(big, A @ B, np.abs(A) @ np.abs(B), K, float_dtype)
+
+
+def _deferred_twins(sizes, dtype, bias):
+    out = []
+    for _ in range(2):
+        gd.manual_seed(1)
+        layers = []
+        for i, (a, c) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(gd.nn.Linear(a, c, bias=bias, dtype=dtype))
+            if i < len(sizes) - 2:
+                layers.append(gd.nn.ReLU())
+        model = gd.nn.Sequential(*layers)
+        o = gd.optim.SGD(model.parameters(), lr=0.05)
+        loss_fn = gd.nn.CrossEntropyLoss()
+
+        def step(x, y, model=model, o=o, loss_fn=loss_fn):
+            o.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            o.step()
+            return loss
+
+        out.append((model, step))
+    return out
+
+
+def _deferred_run(sizes, dtype, bias, B, steps=5):
+    """The eager and the compiled step over `steps` calls: the losses of each, both models."""
+    gdt = gd.float64 if dtype == np.float64 else gd.float32
+    (m1, eager), (m2, step) = _deferred_twins(sizes, gdt, bias)
+    fn = gd.compile(step)
+    losses = []
+    for k in range(steps):
+        x, y = _data(k, B, sizes, dtype)
+        losses.append((eager(x, y).item(), fn(x, y).item()))
+    assert _core.deferred_pending()
+    assert "linear_bwd_sgd" in _program(fn).names()
+    return losses, m1, m2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("sizes", "bias"),
+    [((301, 37, 5), True), ((301, 37, 5), False), ((333, 9), True), ((300, 64, 3), True)],
+)
+@pytest.mark.parametrize("B", [2, 3, 4, 5, 6, 7, 8])
+def test_one_pass_deferred_update_and_forward_equal_eager(isa, dtype, sizes, bias, B):
+    """Plain SGD's deferred update applied in the next forward's pass over W (one pass per vector
+    of W at small batches, optim.cpp's sgd_dots_rows; two passes above), against the eager step
+    (the update, then the forward), bit for bit: rows of odd length (masked tails in both dtypes),
+    odd row counts (the tiles' last rows one by one), with and without bias, with the ReLU fused
+    in (a hidden layer) and without (a single Linear)."""
+    losses, m1, m2 = _deferred_run(sizes, dtype, bias, B)
+    assert all(a == b for a, b in losses), losses
+    for (name, p1), (_, p2) in zip(m1.named_parameters(), m2.named_parameters()):
+        assert np.array_equal(p1.detach().numpy(), p2.detach().numpy()), name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("B", [2, 3, 5, 8])
+def test_one_pass_deferred_update_bits_do_not_depend_on_threads(threads, dtype, B):
+    sizes = (301, 37, 5)
+    results = []
+    for nt in (1, 2):
+        threads(nt)
+        losses, _, m2 = _deferred_run(sizes, dtype, True, B)
+        assert all(a == b for a, b in losses), losses
+        params = [p.detach().numpy().copy() for p in m2.parameters()]
+        results.append(([b for _, b in losses], params))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("B", [2, 4, 6])
+def test_one_pass_deferred_update_matches_a_numpy_sgd_step(B):
+    """A single Linear + MSE: its weight's update waits for the next call's forward. After three
+    calls and a read (which applies the last pending update) the weight and bias agree with a
+    float64 NumPy SGD run within float32 rounding."""
+    IN, OUT = 301, 13
+    gd.manual_seed(3)
+    layer = gd.nn.Linear(IN, OUT)
+    W = layer.weight.detach().numpy().astype(np.float64)
+    b = layer.bias.detach().numpy().astype(np.float64)
+    o = gd.optim.SGD(layer.parameters(), lr=0.1)
+
+    def step(x, t):
+        o.zero_grad()
+        loss = gd.nn.functional.mse_loss(layer(x), t)
+        loss.backward()
+        o.step()
+        return loss
+
+    fn = gd.compile(step)
+    r = np.random.default_rng(B)
+    for _ in range(3):
+        x = r.standard_normal((B, IN)).astype(np.float32)
+        t = r.standard_normal((B, OUT)).astype(np.float32)
+        loss = fn(gd.tensor(x), gd.tensor(t)).item()
+        X, T = x.astype(np.float64), t.astype(np.float64)
+        e = X @ W.T + b - T
+        assert loss == pytest.approx(np.mean(e * e), rel=1e-4)
+        dy = 2.0 * e / (B * OUT)
+        W, b = W - 0.1 * (dy.T @ X), b - 0.1 * dy.sum(0)
+    np.testing.assert_allclose(layer.weight.detach().numpy(), W, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.bias.detach().numpy(), b, rtol=1e-5, atol=1e-6)

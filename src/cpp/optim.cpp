@@ -421,10 +421,150 @@ void linear_forward_sgd(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t 
     }
 }
 
-// The small-batch twin of linear_forward_sgd: kSmallKRows rows of W at a time take their
-// deferred update (sgd_gemm_step's tiles) and, while in L1, meet the B rows of x in the forward's
-// row-dot tiles (gemm_dots_cols). When the forward's product would not take the row-dot path the
-// two run one after the other (the same bits, W then read twice).
+// The deferred plain-SGD update and the forward's row dots in one pass over W, for a batch of
+// XR <= kFusedXR rows of x: each vector of WR rows of W takes the update with smallk_rows'
+// arithmetic (the gradient an FMA chain from zero over the B_old rows, k = 0, 1, ...; then
+// w - lr g, a product then a difference, as SgdTile's plain path), is stored, and meets the XR
+// rows of x in dots_tile's arithmetic (one accumulator per pair of rows, lane l summing the
+// columns l mod L in increasing order, the last IN mod L masked, then Hsums), all in registers:
+// W is read once, from L2, instead of updated in blocks of rows and read again (which left L1
+// when 8 rows of W and the rows of x and x_old did not fit). The same bits as the two passes.
+// Tile: XR x WR accumulators plus WR gradients and 2 loaded vectors of 32 registers (16), WR at
+// most 8 (Hsums' width). Each vector of W also costs B_old broadcasts of dy_old and (B_old + XR)
+// / WR loads of x_old and x, so the tiles narrow as the batch grows: up to a batch of 6 (3 where
+// there are 16 registers) this pass measured faster than the two; at 7 and 8 (4) slower
+// (docs/performance-smallbatch.md), and those batches keep the two passes.
+template <class T>
+constexpr int kFusedXR = gemm_detail::Simd<T>::MR >= 14 ? 6 : 3;
+
+template <class T, int XR>
+constexpr int fused_wr() {
+    constexpr int regs = gemm_detail::Simd<T>::MR >= 14 ? 32 : 16;
+    return std::min(8, (regs - 3) / (XR + 1));
+}
+
+// Rows o.. o + WR - 1 of W (rows IN apart; dy_old (XR, OUT), x_old (XR, IN), x (XR, IN): the
+// update's batch is the forward's): out[c][r] = dot(x row r, updated W row o + c).
+template <class T, int XR, int WR>
+void sgd_dots_tile(int64_t IN, int64_t OUT, const T* GD_RESTRICT x, T* GD_RESTRICT W, int64_t o,
+                   const T* GD_RESTRICT dy_old, const T* GD_RESTRICT x_old,
+                   typename gemm_detail::Simd<T>::reg lr, T (*out)[8]) {
+    using V = gemm_detail::Simd<T>;
+    using reg = typename V::reg;
+    constexpr int L = V::L;
+    constexpr int nb = XR;
+    const T* GD_RESTRICT d = dy_old + o;
+    T* GD_RESTRICT w0 = W + o * IN;
+    reg acc[WR][XR];
+#pragma GCC unroll 8
+    for (int c = 0; c < WR; ++c)
+#pragma GCC unroll 8
+        for (int r = 0; r < XR; ++r) acc[c][r] = V::zero();
+    int64_t k = 0;
+    for (; k + L <= IN; k += L) {
+        reg w[WR];
+#pragma GCC unroll 8
+        for (int c = 0; c < WR; ++c) w[c] = V::zero();
+#pragma GCC unroll 8
+        for (int q = 0; q < nb; ++q) {  // the gradient: smallk_tile_rows' chain
+            const reg xo = V::load(x_old + q * IN + k);
+#pragma GCC unroll 8
+            for (int c = 0; c < WR; ++c) w[c] = V::fma(V::set1(d[q * OUT + c]), xo, w[c]);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < WR; ++c) {  // SgdTile's plain update
+            T* p = w0 + c * IN + k;
+            w[c] = V::sub(V::load(p), V::mul(lr, w[c]));
+            V::store(p, w[c]);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < XR; ++r) {  // dots_tile's step
+            const reg xr = V::load(x + r * IN + k);
+#pragma GCC unroll 8
+            for (int c = 0; c < WR; ++c) acc[c][r] = V::fma(xr, w[c], acc[c][r]);
+        }
+    }
+    if (k < IN) {
+        const auto m = V::first(IN - k);
+        reg w[WR];
+        for (int c = 0; c < WR; ++c) w[c] = V::zero();
+        for (int q = 0; q < nb; ++q) {
+            const reg xo = V::load(x_old + q * IN + k, m);
+            for (int c = 0; c < WR; ++c) w[c] = V::fma(V::set1(d[q * OUT + c]), xo, w[c]);
+        }
+        for (int c = 0; c < WR; ++c) {
+            T* p = w0 + c * IN + k;
+            V::store(p, V::sub(V::load(p, m), V::mul(lr, w[c])), m);
+            w[c] = V::load(p, m);  // (the lanes past IN as dots_tile's masked load has them: 0)
+        }
+        for (int r = 0; r < XR; ++r) {
+            const reg xr = V::load(x + r * IN + k, m);
+            for (int c = 0; c < WR; ++c) acc[c][r] = V::fma(xr, w[c], acc[c][r]);
+        }
+    }
+    // Hsums sums each vector's lanes in the same order wherever it sits: up to 8 at a time
+    alignas(64) T s[8];
+    if constexpr (XR <= WR) {
+        for (int r = 0; r < XR; ++r) {
+            reg v[8];
+            for (int c = 0; c < 8; ++c) v[c] = c < WR ? acc[c][r] : V::zero();
+            gemm_detail::Hsums<T>::template run<WR>(v, s);
+            for (int c = 0; c < WR; ++c) out[c][r] = s[c];
+        }
+    } else {
+        for (int c = 0; c < WR; ++c) {
+            reg v[8];
+            for (int r = 0; r < 8; ++r) v[r] = r < XR ? acc[c][r] : V::zero();
+            gemm_detail::Hsums<T>::template run<XR>(v, s);
+            for (int r = 0; r < XR; ++r) out[c][r] = s[r];
+        }
+    }
+}
+
+// y (XR, OUT) = x W^T (+ b, then max(., 0) with relu) as gemm_dots_cols stores it (beta = 1 on
+// the bias: b + sum), W taking the update first; WR rows of W at a time, the last OUT mod WR one
+// by one.
+template <class T, int XR>
+void sgd_dots_rows(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT, bool relu,
+                   const T* dy_old, const T* x_old, T lr) {
+    using V = gemm_detail::Simd<T>;
+    constexpr int WR = fused_wr<T, XR>();
+    const auto lrv = V::set1(lr);
+    alignas(64) T sums[8][8];
+    const auto put = [&](int64_t o, int wr) {
+        for (int r = 0; r < XR; ++r)
+            for (int c = 0; c < wr; ++c) {
+                const T s = sums[c][r];
+                T v = b != nullptr ? b[o + c] + s : s;
+                if (relu) v = v <= T(0) ? T(0) : v;
+                y[r * OUT + o + c] = v;
+            }
+    };
+    int64_t o = 0;
+    for (; o + WR <= OUT; o += WR) {
+        sgd_dots_tile<T, XR, WR>(IN, OUT, x, W, o, dy_old, x_old, lrv, sums);
+        put(o, WR);
+    }
+    for (; o < OUT; ++o) {
+        sgd_dots_tile<T, XR, 1>(IN, OUT, x, W, o, dy_old, x_old, lrv, sums);
+        put(o, 1);
+    }
+}
+
+template <class T, size_t... I>
+void sgd_dots_batch(int64_t B, T* y, const T* x, T* W, const T* b, int64_t IN, int64_t OUT,
+                    bool relu, const T* dy_old, const T* x_old, T lr, std::index_sequence<I...>) {
+    using Fn = void (*)(T*, const T*, T*, const T*, int64_t, int64_t, bool, const T*, const T*, T);
+    static constexpr Fn fns[] = {&sgd_dots_rows<T, static_cast<int>(I) + 1>...};
+    fns[B - 1](y, x, W, b, IN, OUT, relu, dy_old, x_old, lr);
+}
+
+// The small-batch twin of linear_forward_sgd. Plain SGD at a batch of at most kFusedXR (the
+// update's the same, as gd.compile's deferral always has it): one pass,
+// each vector of W updated and multiplied in registers (sgd_dots_rows). Otherwise kSmallKRows
+// rows of W at a time take their deferred update (sgd_gemm_step's tiles) and meet the B rows of x
+// in the forward's row-dot tiles (gemm_dots_cols). When the forward's product would not take the
+// row-dot path the two run one after the other (the same bits, W then read twice).
 template <class T>
 void linear_forward_sgd_batch(T* y, const T* x, T* W, const T* b, int64_t B, int64_t IN,
                               int64_t OUT, bool relu, const T* dy_old, const T* x_old,
@@ -438,6 +578,11 @@ void linear_forward_sgd_batch(T* y, const T* x, T* W, const T* b, int64_t B, int
     using V = gemm_detail::Simd<T>;
     constexpr int64_t R = gemm_detail::kSmallKRows<T>;
     const bool plain = h.momentum == 0 && h.weight_decay == 0 && !h.maximize;
+    if (plain && B <= kFusedXR<T> && B_old == B) {
+        sgd_dots_batch<T>(B, y, x, W, b, IN, OUT, relu, dy_old, x_old, T(h.lr),
+                          std::make_index_sequence<kFusedXR<T>>{});
+        return;
+    }
     const SgdTile<T> tile{W, nullptr, nullptr, IN, V::set1(T(h.lr)), plain, h};
     if (b != nullptr)  // linear_forward's bias: the GEMM's C, then beta = 1
         for (int64_t r = 0; r < B; ++r)
