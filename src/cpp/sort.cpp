@@ -69,6 +69,13 @@ void sort_select(T* values, int64_t* indices, const T* x, int64_t outer, int64_t
     const int64_t lines = outer * inner;
     const int64_t m = order == SortOrder::kth ? 1 : k;
     if (lines == 0 || m == 0) return;
+    if (n == 1) {  // (m = 1 too: a copy, same layout; no per-line scratch)
+        for (int64_t l = 0; l < lines; ++l) {
+            values[l] = x[l];
+            indices[l] = 0;
+        }
+        return;
+    }
     const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, sort_work(n)));
     parallel_chunks(lines, grain, lines * sort_work(n), [&](int64_t b, int64_t e) {
         std::vector<Entry> buf(static_cast<size_t>(n));
