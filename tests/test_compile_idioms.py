@@ -117,6 +117,10 @@ IDIOMS = {
     .mean(),
     "accuracy": lambda m, o, y, yf, yb: F.cross_entropy(o, y) + 0 * (
         o.argmax(1) == y).to(o.dtype).mean(),
+    "topk": lambda m, o, y, yf, yb: o.topk(2, 1).values.mean(),
+    "cumsum": lambda m, o, y, yf, yb: o.cumsum(1).mean(),
+    "sort_cumprod": lambda m, o, y, yf, yb: (o.sort(0, descending=True).values[0].sum() +
+                                             o.tanh().cumprod(1).mean()),
 }
 _CE = {}
 
@@ -127,10 +131,8 @@ def _weighted_ce(dtype):
         _CE[dtype] = nn.CrossEntropyLoss(weight=gd.tensor([1.0, 2.0, 0.5, 1.5], dtype=dtype),
                                          ignore_index=3)
     return _CE[dtype]
-# these compute through NumPy (data-dependent shapes or host checks): one warning, eager's bits
+# this computes through NumPy (a data-dependent shape): one warning, eager's bits
 FALLS_BACK = {
-    "topk": lambda m, o, y, yf, yb: o.topk(2, 1).values.mean(),
-    "cumsum": lambda m, o, y, yf, yb: o.cumsum(1).mean(),
     "bool_mask_index": lambda m, o, y, yf, yb: o[yb > 0].pow(2).mean(),
 }
 

@@ -120,8 +120,27 @@ def _norm_cases(dt):
     ]
 
 
+def _sort_cases(dt):
+    r = _rng()
+    e = np.dtype(dt).itemsize
+    x = r.standard_normal((4, 6)).astype(dt)
+    g = r.standard_normal((4, 6)).astype(dt)
+    x[1, 2] = 0.0
+    y = np.cumprod(x, axis=1)
+    return [
+        # (values, indices) of 4 lines of 6: 4 * 6 * ceil(log2 6) comparisons counted
+        ("sort", (x, 1), {}, "sort", (e * 24, e * 24 + 8 * 24), 4 * 6 * 3),
+        ("sort", (x, 0, True, 2), {}, "sort", (e * 24, e * 12 + 8 * 12), 6 * 4 * 2),
+        ("sort", (x, 1, False, 3, "kth"), {}, "sort", (e * 24, e * 4 + 8 * 4), 4 * 6 * 3),
+        ("scan", (x, 0, "sum"), {}, "scan", (e * 24, e * 24), 24),
+        ("scan", (x, 1, "prod", True), {}, "scan", (e * 24, e * 24), 24),
+        ("cumprod_backward", (g, x, y, 1), {}, "cumprod_backward", (3 * e * 24, e * 24), 4 * 24),
+    ]
+
+
 def _cases(dt):
-    return _softmax_cases(dt) + _reduce_cases(dt) + _matrix_cases(dt) + _norm_cases(dt)
+    return _softmax_cases(dt) + _reduce_cases(dt) + _matrix_cases(dt) + _norm_cases(dt) + \
+        _sort_cases(dt)
 
 
 CASE_IDS = [f"{c[0]}-{k}" for k, c in enumerate(_cases(np.float32))]
@@ -194,6 +213,11 @@ BAD = {
                               np.ones(2)), {})],
     "embedding_forward": [((np.ones((4, 2)), np.array([4])), {}),
                           ((np.ones((4, 2)), np.array([1.0])), {})],
+    "sort": [((np.ones(3, np.float16), 0), {}), ((np.ones((3, 4))[:, ::2], 0), {}),
+             ((np.ones((2, 3)), 1, False, 4), {}), ((np.ones(3), 0, False, 0, "kth"), {})],
+    "scan": [((np.ones(3, np.int32), 0, "sum"), {}), ((np.ones(3), 0, "max"), {})],
+    "cumprod_backward": [((np.ones(3), np.ones(3), np.ones(4), 0), {}),
+                         ((np.ones(3, np.float32), np.ones(3), np.ones(3), 0), {})],
     "embedding_backward": [((np.ones((2, 3)), np.array([0, 1]), -1), {}),
                            ((np.ones((2, 3)), np.array([0, 5]), 3), {}),
                            ((np.ones((3, 3)), np.array([0, 1]), 3), {})],

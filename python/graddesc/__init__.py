@@ -235,7 +235,7 @@ from graddesc.functional.shape_extra import (
     take_along_dim,
     tile,
 )
-from graddesc.functional.sorting import argsort, cumprod, cumsum, sort, topk
+from graddesc.functional.sorting import argsort, cumprod, cumsum, kthvalue, sort, topk
 from graddesc.serialization import load, save
 from graddesc.training import fit
 

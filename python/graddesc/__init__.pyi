@@ -125,6 +125,7 @@ from graddesc.functional.elementwise import isfinite as isfinite
 from graddesc.functional.port_ops import isinf as isinf
 from graddesc.functional.elementwise import isnan as isnan
 from graddesc.functional.linalg_extra import kron as kron
+from graddesc.functional.sorting import kthvalue as kthvalue
 from graddesc.functional.elementwise import le as le
 from graddesc.functional.activation import leaky_relu as leaky_relu
 from graddesc.functional.combine import lerp as lerp

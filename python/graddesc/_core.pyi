@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_backward_args', 'batch_norm_forward', 'batch_norm_forward_args', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'count_scale_args', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_backward_args', 'cross_entropy_forward', 'cross_entropy_forward_args', 'deferred_pending', 'dropout_mask', 'dropout_mask_args', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_backward_args', 'embedding_forward', 'embedding_forward_args', 'embedding_renorm', 'flush_deferred', 'gemm', 'gemm_args', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'int_binary', 'int_binary_args', 'int_sum', 'int_sum_args', 'int_unary', 'int_unary_args', 'isa', 'layer_norm_backward', 'layer_norm_backward_args', 'layer_norm_forward', 'layer_norm_forward_args', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_backward_args', 'log_softmax_forward', 'log_softmax_forward_args', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_backward_args', 'mse_forward', 'mse_forward_args', 'reduce', 'reduce_args', 'replay', 'rmsprop_step', 'scale', 'scale_args', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_backward_args', 'softmax_forward', 'softmax_forward_args', 'sum_all', 'sum_all_args', 'sum_axis', 'sum_axis_args']
+__all__: list[str] = ['ACTIVATIONS', 'ACTIVATIONS_SAVING_OUTPUT', 'EW_OPS', 'FastReplay', 'ISAS', 'Program', 'RECORD_ARGS', 'REDUCE_OPS', 'ReplayCount', 'activation_backward', 'activation_forward', 'adagrad_step', 'adam_step', 'avgpool2d_backward', 'avgpool2d_forward', 'batch_norm_backward', 'batch_norm_backward_args', 'batch_norm_forward', 'batch_norm_forward_args', 'best_isa', 'clip_norm', 'conv2d_backward', 'conv2d_forward', 'conv2d_forward_naive', 'copy_array', 'count_scale', 'count_scale_args', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_backward_args', 'cross_entropy_forward', 'cross_entropy_forward_args', 'cumprod_backward', 'cumprod_backward_args', 'deferred_pending', 'dropout_mask', 'dropout_mask_args', 'elementwise', 'elementwise_args', 'embedding_backward', 'embedding_backward_args', 'embedding_forward', 'embedding_forward_args', 'embedding_renorm', 'flush_deferred', 'gemm', 'gemm_args', 'get_num_threads', 'has_openmp', 'index_gather', 'index_gather_args', 'index_nd', 'index_nd_args', 'index_scatter', 'index_scatter_args', 'index_take', 'index_take_args', 'int_binary', 'int_binary_args', 'int_sum', 'int_sum_args', 'int_unary', 'int_unary_args', 'isa', 'layer_norm_backward', 'layer_norm_backward_args', 'layer_norm_forward', 'layer_norm_forward_args', 'linear_backward', 'linear_forward', 'log_softmax_backward', 'log_softmax_backward_args', 'log_softmax_forward', 'log_softmax_forward_args', 'maxpool2d_backward', 'maxpool2d_forward', 'mse_backward', 'mse_backward_args', 'mse_forward', 'mse_forward_args', 'reduce', 'reduce_args', 'replay', 'rmsprop_step', 'scale', 'scale_args', 'scan', 'scan_args', 'set_deferred_types', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_backward_args', 'softmax_forward', 'softmax_forward_args', 'sort', 'sort_args', 'sum_all', 'sum_all_args', 'sum_axis', 'sum_axis_args']
 class Program:
     """
     A recorded kernel sequence (private: see gd.compile).
@@ -220,6 +220,14 @@ def cross_entropy_forward_args(logits: typing.Any, target: typing.Any, ignore_in
     """
     The instruction gd.compile records for cross_entropy_forward(...) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
+def cumprod_backward(grad: typing.Any, x: typing.Any, y: typing.Any, dim: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
+    """
+    The gradient of cumprod along dim: grad, x and y = cumprod(x) of one shape and dtype (float32/float64, C-contiguous) -> dx, exact with zeros in x.
+    """
+def cumprod_backward_args(grad: typing.Any, x: typing.Any, y: typing.Any, dim: typing.SupportsInt | typing.SupportsIndex, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for cumprod_backward(...) = result.
+    """
 def deferred_pending() -> bool:
     """
     Whether a gd.compile replay left weight updates pending (private, for tests).
@@ -424,6 +432,14 @@ def scale_args(x: typing.Any, factor: typing.Any, *, result: typing.Any) -> tupl
     """
     The instruction gd.compile records for scale(x, factor) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
+def scan(x: typing.Any, dim: typing.SupportsInt | typing.SupportsIndex, op: str, reverse: bool = False) -> numpy.ndarray:
+    """
+    The running sum (op='sum') or product ('prod') of x (float32/float64/int64, C-contiguous) along dim, from its start, or from its end (reverse=True), each accumulated in that order (int64 wraps around).
+    """
+def scan_args(x: typing.Any, dim: typing.SupportsInt | typing.SupportsIndex, op: str, reverse: bool = False, *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for scan(...) = result.
+    """
 def set_deferred_types(parameter: type, deferred_parameter: type, tensor: type, deferred_tensor: type) -> None:
     """
     Registers graddesc._deferred's classes (private).
@@ -456,6 +472,14 @@ def softmax_forward_args(x: typing.Any, *, result: typing.Any) -> tuple:
     """
     The instruction gd.compile records for softmax_forward(x) = result: (pointers, ints, reals, float64, [(address, bytes) read]).
     """
+def sort(x: typing.Any, dim: typing.SupportsInt | typing.SupportsIndex, descending: bool = False, k: typing.SupportsInt | typing.SupportsIndex = -1, order: str = 'sorted') -> tuple:
+    """
+    (values, indices int64) of x (float32/float64/int32/int64, C-contiguous) along dim in a stable order (equal values keep their positions), ascending or descending, NaN the largest value, -0.0 equal to +0.0. k (-1: all) keeps the first k of that order; order='sorted' in that order, 'index' in the order of their positions along dim, 'kth' only the k-th (1-based; size 1 along dim).
+    """
+def sort_args(x: typing.Any, dim: typing.SupportsInt | typing.SupportsIndex, descending: bool = False, k: typing.SupportsInt | typing.SupportsIndex = -1, order: str = 'sorted', *, result: typing.Any) -> tuple:
+    """
+    The instruction gd.compile records for sort(...) = result.
+    """
 def sum_all(x: typing.Any) -> numpy.ndarray:
     """
     0-d sum of all elements, deterministic.
@@ -476,7 +500,7 @@ ACTIVATIONS: dict = {'relu': (0, 0.0), 'leaky_relu': (1, 0.01), 'tanh': (2, 0.0)
 ACTIVATIONS_SAVING_OUTPUT: tuple = ('tanh', 'sigmoid', 'exp')
 EW_OPS: dict = {'add': 0, 'sub': 1, 'mul': 2, 'div': 3, 'pow': 4, 'maximum': 5, 'minimum': 6, 'neg': 7, 'abs': 8, 'exp': 9, 'log': 10, 'log1p': 11, 'sqrt': 12, 'rsqrt': 13, 'square': 14, 'sin': 15, 'cos': 16, 'sign': 17, 'reciprocal': 18, 'clamp': 19, 'where': 20, 'sum_to': 21, 'sgn': 22, 'eq': 23, 'ne': 24, 'lt': 25, 'le': 26, 'gt': 27, 'ge': 28, 'copy': 29}
 ISAS: tuple = ('avx512', 'avx2', 'baseline')
-RECORD_ARGS: dict = {'gemm': 'gemm_args', 'softmax_forward': 'softmax_forward_args', 'softmax_backward': 'softmax_backward_args', 'log_softmax_forward': 'log_softmax_forward_args', 'log_softmax_backward': 'log_softmax_backward_args', 'cross_entropy_forward': 'cross_entropy_forward_args', 'cross_entropy_backward': 'cross_entropy_backward_args', 'mse_forward': 'mse_forward_args', 'mse_backward': 'mse_backward_args', 'sum_axis': 'sum_axis_args', 'sum_all': 'sum_all_args', 'reduce': 'reduce_args', 'scale': 'scale_args', 'count_scale': 'count_scale_args', 'batch_norm_forward': 'batch_norm_forward_args', 'batch_norm_backward': 'batch_norm_backward_args', 'layer_norm_forward': 'layer_norm_forward_args', 'layer_norm_backward': 'layer_norm_backward_args', 'embedding_forward': 'embedding_forward_args', 'embedding_backward': 'embedding_backward_args', 'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args', 'dropout_mask': 'dropout_mask_args', 'int_binary': 'int_binary_args', 'int_unary': 'int_unary_args', 'int_sum': 'int_sum_args'}
+RECORD_ARGS: dict = {'gemm': 'gemm_args', 'softmax_forward': 'softmax_forward_args', 'softmax_backward': 'softmax_backward_args', 'log_softmax_forward': 'log_softmax_forward_args', 'log_softmax_backward': 'log_softmax_backward_args', 'cross_entropy_forward': 'cross_entropy_forward_args', 'cross_entropy_backward': 'cross_entropy_backward_args', 'mse_forward': 'mse_forward_args', 'mse_backward': 'mse_backward_args', 'sum_axis': 'sum_axis_args', 'sum_all': 'sum_all_args', 'reduce': 'reduce_args', 'scale': 'scale_args', 'count_scale': 'count_scale_args', 'batch_norm_forward': 'batch_norm_forward_args', 'batch_norm_backward': 'batch_norm_backward_args', 'layer_norm_forward': 'layer_norm_forward_args', 'layer_norm_backward': 'layer_norm_backward_args', 'embedding_forward': 'embedding_forward_args', 'embedding_backward': 'embedding_backward_args', 'index_gather': 'index_gather_args', 'index_scatter': 'index_scatter_args', 'index_take': 'index_take_args', 'index_nd': 'index_nd_args', 'dropout_mask': 'dropout_mask_args', 'int_binary': 'int_binary_args', 'int_unary': 'int_unary_args', 'int_sum': 'int_sum_args', 'sort': 'sort_args', 'scan': 'scan_args', 'cumprod_backward': 'cumprod_backward_args'}
 REDUCE_OPS: dict = {'sum': 0, 'mean': 1, 'var': 2, 'std': 3, 'amax': 4, 'amin': 5, 'max': 6, 'min': 7, 'argmax': 8, 'argmin': 9, 'logsumexp': 10, 'norm': 11, 'prod': 12}
 __version__: str = '0.1.0'
 has_openmp: bool = True

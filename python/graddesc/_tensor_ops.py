@@ -214,7 +214,7 @@ _METHODS = {
     "scatter_add_": _inplace(idx.scatter_add, "scatter_add_"),
     "masked_fill_": _inplace(idx.masked_fill, "masked_fill_"),
     "sort": srt.sort, "argsort": srt.argsort, "topk": srt.topk, "cumsum": srt.cumsum,
-    "cumprod": srt.cumprod, "cumsum_": _inplace(srt.cumsum, "cumsum_"),
+    "cumprod": srt.cumprod, "kthvalue": srt.kthvalue, "cumsum_": _inplace(srt.cumsum, "cumsum_"),
     "new_zeros": _new_zeros, "new_ones": _new_ones, "new_empty": _new_empty,
     "new_full": _new_full, "new_tensor": _new_tensor, "type_as": _type_as,
     "__dlpack__": _dlpack, "__dlpack_device__": _dlpack_device,

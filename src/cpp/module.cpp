@@ -22,6 +22,7 @@ void bind_conv(py::module_& m);
 void bind_index(py::module_& m);
 void bind_random(py::module_& m);
 void bind_intops(py::module_& m);
+void bind_sort(py::module_& m);
 }  // namespace bind
 
 namespace {
@@ -100,4 +101,5 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_index(m);
     bind::bind_random(m);
     bind::bind_intops(m);
+    bind::bind_sort(m);
 }
