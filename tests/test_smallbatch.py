@@ -66,6 +66,21 @@ def test_short_k_bits_do_not_depend_on_threads(threads, float_dtype, rng):
     assert np.array_equal(one, two)
 
 
+
+def test_short_k_rows_do_not_depend_on_the_tile(isa, float_dtype, rng):
+    """Rows left over after the full row tiles (every count below the 6 or 8 of a tile) go
+    through one narrower tile: each element is still the same FMA chain, so the first M rows of a
+    product equal the product of those rows alone, bitwise, and all stay within the bound."""
+    K, N = 32, 50
+    a = rng.standard_normal((K, 17)).astype(float_dtype)
+    b = rng.standard_normal((K, N)).astype(float_dtype)
+    full = _core.gemm(a, b, trans_a=True)
+    A, B = a.T.astype(np.float64), b.astype(np.float64)
+    _close(full, A @ B, np.abs(A) @ np.abs(B), K, float_dtype)
+    for M in range(2, 17):
+        part = _core.gemm(np.ascontiguousarray(a[:, :M]), b, trans_a=True)
+        assert np.array_equal(part, full[:M]), M
+
 @pytest.mark.parametrize("B", BATCHES)
 def test_linear_backward_small_batch(isa, float_dtype, rng, B):
     IN, OUT = 37, 19

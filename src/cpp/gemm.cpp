@@ -23,7 +23,7 @@
 //
 // Shapes that would waste the packing take other paths: K = 1 is an outer product; a short K
 // (<= 32) with op(A) = A^T and op(B) = B (a weight gradient at a small batch) reads both in place
-// in tiles of 8 (or 4) rows by 2 vectors (gemm/smallk.hpp, whose arithmetic optim.cpp shares to
+// in tiles of 8 (or 6) rows by 2 vectors (gemm/smallk.hpp, whose arithmetic optim.cpp shares to
 // update a weight from its gradient tile by tile); M = 1 and
 // N = 1 are matrix-vector products that read the matrix once (dot products when its rows run
 // along K, else row sweeps into an L1 accumulator); a short M (<= 42 rows on AVX-512, 24 on the

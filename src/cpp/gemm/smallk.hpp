@@ -27,9 +27,11 @@ namespace gemm_detail {
 // Short K: the products that gemm.cpp sends to smallk_rows (ta, !tb, 2 <= K <= kSmallK).
 constexpr int64_t kSmallK = 32;
 
-// Rows of C per tile: 8 x 2 accumulators of 32 vector registers, 4 x 2 of 16.
+// Rows of C per tile: 8 x 2 accumulators of 32 vector registers, 6 x 2 of 16 (12 independent FMA
+// chains, 2 rows of b and a broadcast in 15 ymm: 4 x 2 left 8 chains for 2 FMA ports x 4 cycles
+// latency, no slack).
 template <class T>
-constexpr int kSmallKRows = Simd<T>::MR >= 14 ? 8 : 4;
+constexpr int kSmallKRows = Simd<T>::MR >= 14 ? 8 : 6;
 
 // Bytes of b per column band (K rows of the band's columns).
 constexpr int64_t kSmallKBandBytes = int64_t(16) << 10;
@@ -89,7 +91,20 @@ struct SmallKShift {
     }
 };
 
-// Rows [i0, i1) of C by columns [j0, j1): kSmallKRows rows at a time, the rest one by one.
+// The last n < R rows of a band, from row i, in one tile of n rows.
+template <class T, int R, class Done>
+inline void smallk_tail(int64_t n, int64_t i, int64_t K, const T* GD_RESTRICT a, int64_t lda,
+                        const T* GD_RESTRICT b, int64_t ldb, int64_t j0, int64_t j1,
+                        const Done& done) {
+    if constexpr (R >= 1) {
+        if (n == R)
+            smallk_tile_rows<T, R>(K, a + i, lda, b, ldb, j0, j1, SmallKShift<T, Done>{done, i});
+        else
+            smallk_tail<T, R - 1>(n, i, K, a, lda, b, ldb, j0, j1, done);
+    }
+}
+
+// Rows [i0, i1) of C by columns [j0, j1): kSmallKRows rows at a time, the rest in one tile.
 template <class T, class Done>
 inline void smallk_band(int64_t i0, int64_t i1, int64_t K, const T* GD_RESTRICT a, int64_t lda,
                         const T* GD_RESTRICT b, int64_t ldb, int64_t j0, int64_t j1,
@@ -98,8 +113,7 @@ inline void smallk_band(int64_t i0, int64_t i1, int64_t K, const T* GD_RESTRICT 
     int64_t i = i0;
     for (; i + R <= i1; i += R)
         smallk_tile_rows<T, R>(K, a + i, lda, b, ldb, j0, j1, SmallKShift<T, Done>{done, i});
-    for (; i < i1; ++i)
-        smallk_tile_rows<T, 1>(K, a + i, lda, b, ldb, j0, j1, SmallKShift<T, Done>{done, i});
+    smallk_tail<T, R - 1>(i1 - i, i, K, a, lda, b, ldb, j0, j1, done);
 }
 
 // Rows [i0, i1) of C (N columns), one column band at a time; done(i, j, acc[, m]) gets C's row
