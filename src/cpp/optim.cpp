@@ -375,6 +375,71 @@ struct SgdTilePlain {
     }
 };
 
+// SgdTile's momentum update (a buffer made by an earlier step, no maximize) with the choices made
+// once per call: sgd_block's operations on L values at a time (d += wd w; b = b mom + keep d;
+// d = b, or d + mom b; w = w - lr d, each rounded on its own: the same bits) in registers
+// instead of a store of the gradient and sgd_block's loops over it per vector.
+template <class T, bool kStoreDW, bool kWd, bool kNest>
+struct SgdTileMomentum {
+    using V = gemm_detail::Simd<T>;
+    using reg = typename V::reg;
+    T* W;
+    T* buf;
+    T* dW;
+    int64_t IN;
+    reg lr, mom, keep, wd;
+    reg step(reg w, reg& b, reg g) const {
+        if constexpr (kWd) g = V::add(g, V::mul(wd, w));
+        b = V::add(V::mul(b, mom), V::mul(keep, g));
+        const reg d = kNest ? V::add(g, V::mul(mom, b)) : b;
+        return V::sub(w, V::mul(lr, d));
+    }
+    void operator()(int64_t o, int64_t j, reg g) const {
+        const int64_t at = o * IN + j;
+        if (kStoreDW) V::store(dW + at, g);
+        reg b = V::load(buf + at);
+        const reg w = step(V::load(W + at), b, g);
+        V::store(buf + at, b);
+        V::store(W + at, w);
+    }
+    void operator()(int64_t o, int64_t j, reg g, typename V::mask m) const {
+        const int64_t at = o * IN + j;
+        if (kStoreDW) V::store(dW + at, g, m);
+        reg b = V::load(buf + at, m);
+        const reg w = step(V::load(W + at, m), b, g);
+        V::store(buf + at, b, m);
+        V::store(W + at, w, m);
+    }
+};
+
+template <class T, bool kStoreDW, bool kWd, bool kNest>
+void sgd_gemm_momentum_rows(int64_t o0, int64_t o1, T* W, T* buf, T* dW, const T* dy, const T* x,
+                            int64_t B, int64_t OUT, int64_t IN, const SgdHyper& h) {
+    using V = gemm_detail::Simd<T>;
+    const SgdTileMomentum<T, kStoreDW, kWd, kNest> tile{
+        W, buf, dW, IN, V::set1(T(h.lr)), V::set1(T(h.momentum)), V::set1(T(1 - h.dampening)),
+        V::set1(T(h.weight_decay))};
+    gemm_detail::smallk_rows<T>(o0, o1, B, dy, OUT, x, IN, IN, tile);
+}
+
+template <class T>
+void sgd_gemm_momentum(int64_t o0, int64_t o1, T* W, T* buf, T* dW, const T* dy, const T* x,
+                       int64_t B, int64_t OUT, int64_t IN, const SgdHyper& h) {
+    const int which =
+        (dW != nullptr ? 4 : 0) + (h.weight_decay != 0 ? 2 : 0) + (h.nesterov ? 1 : 0);
+    using F = void (*)(int64_t, int64_t, T*, T*, T*, const T*, const T*, int64_t, int64_t,
+                       int64_t, const SgdHyper&);
+    static constexpr F fns[8] = {&sgd_gemm_momentum_rows<T, false, false, false>,
+                                 &sgd_gemm_momentum_rows<T, false, false, true>,
+                                 &sgd_gemm_momentum_rows<T, false, true, false>,
+                                 &sgd_gemm_momentum_rows<T, false, true, true>,
+                                 &sgd_gemm_momentum_rows<T, true, false, false>,
+                                 &sgd_gemm_momentum_rows<T, true, false, true>,
+                                 &sgd_gemm_momentum_rows<T, true, true, false>,
+                                 &sgd_gemm_momentum_rows<T, true, true, true>};
+    fns[which](o0, o1, W, buf, dW, dy, x, B, OUT, IN, h);
+}
+
 // Threads split the rows of W (whole tiles) when the gradient's product would run in parallel
 // (gemm's threshold), so each thread updates about the rows its core reads in the forward.
 template <class T>
@@ -396,6 +461,8 @@ void sgd_gemm_step(T* W, T* buf, T* dW, const T* dy, const T* x, int64_t B, int6
         else if (plain)
             gemm_detail::smallk_rows<T>(o0, o1, B, dy, OUT, x, IN, IN,
                                         SgdTilePlain<T, true>{W, dW, IN, lr});
+        else if (h.momentum != 0 && !h.maximize && buf != nullptr)
+            sgd_gemm_momentum<T>(o0, o1, W, buf, dW, dy, x, B, OUT, IN, h);
         else
             gemm_detail::smallk_rows<T>(o0, o1, B, dy, OUT, x, IN, IN, tile);
     });

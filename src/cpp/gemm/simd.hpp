@@ -60,6 +60,7 @@ struct Simd<float> {
     static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
     static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
     static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+    static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
     static reg permute2(reg a, __m512i idx, reg b) { return _mm512_permutex2var_ps(a, idx, b); }
     static mask first(int64_t n) {
         return n >= L ? mask(0xFFFF) : n <= 0 ? mask(0) : mask((1u << n) - 1u);
@@ -95,6 +96,7 @@ struct Simd<double> {
     static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
     static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
     static reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
+    static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
     static reg permute2(reg a, __m512i idx, reg b) { return _mm512_permutex2var_pd(a, idx, b); }
     static mask first(int64_t n) {
         return n >= L ? mask(0xFF) : n <= 0 ? mask(0) : mask((1u << n) - 1u);
@@ -179,6 +181,7 @@ struct Simd<float> {
     static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
     static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
     static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+    static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
     static mask first(int64_t n) {
         const int c = n >= L ? L : n <= 0 ? 0 : static_cast<int>(n);
         return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -225,6 +228,7 @@ struct Simd<double> {
     static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
     static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
     static reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
+    static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
     static mask first(int64_t n) {
         const int64_t c = n >= L ? L : n <= 0 ? 0 : n;
         return _mm256_cmpgt_epi64(_mm256_set1_epi64x(c), _mm256_setr_epi64x(0, 1, 2, 3));
@@ -275,6 +279,7 @@ struct Simd<float> {
     static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
     static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
     static reg sub(reg a, reg b) { return vsubq_f32(a, b); }
+    static reg add(reg a, reg b) { return vaddq_f32(a, b); }
     static mask first(int64_t n) { return n >= L ? L : n <= 0 ? 0 : n; }
     // dst[k * ldd + j] = src[j * lds + k] for j, k < 4: lanes transposed in pairs (TRN1/TRN2 of
     // 32-bit lanes), then the pairs (TRN1/TRN2 of 64-bit lanes)
@@ -321,6 +326,7 @@ struct Simd<double> {
     static reg fma(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
     static reg mul(reg a, reg b) { return vmulq_f64(a, b); }
     static reg sub(reg a, reg b) { return vsubq_f64(a, b); }
+    static reg add(reg a, reg b) { return vaddq_f64(a, b); }
     static mask first(int64_t n) { return n >= L ? L : n <= 0 ? 0 : n; }
     static void transpose(const double* src, int64_t lds, double* dst, int64_t ldd) {
         const reg r0 = vld1q_f64(src), r1 = vld1q_f64(src + lds);
@@ -398,6 +404,7 @@ struct Simd {
 #if defined(__GNUC__)
     static reg mul(reg a, reg b) { return a * b; }
     static reg sub(reg a, reg b) { return a - b; }
+    static reg add(reg a, reg b) { return a + b; }
 #else
     static reg mul(reg a, reg b) {
         reg r;
@@ -407,6 +414,11 @@ struct Simd {
     static reg sub(reg a, reg b) {
         reg r;
         for (int i = 0; i < L; ++i) r[i] = a[i] - b[i];
+        return r;
+    }
+    static reg add(reg a, reg b) {
+        reg r;
+        for (int i = 0; i < L; ++i) r[i] = a[i] + b[i];
         return r;
     }
 #endif
