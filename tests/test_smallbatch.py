@@ -181,14 +181,15 @@ def test_batch_past_the_fusion_limit_is_not_fused():
         assert np.array_equal(p1.detach().numpy(), p2.detach().numpy())
 
 
-@pytest.mark.parametrize("B", [2, 5, 16])
-def test_fused_update_matches_a_numpy_sgd_step(B):
-    """One compiled step of a single Linear + MSE against the float64 NumPy step."""
-    IN, OUT = 29, 13
+def _linear_mse_sgd_against_numpy(IN: int, B: int, new_data_each_call: bool):
+    """Three compiled SGD steps (lr 0.1) of a single Linear(IN, 13) + MSE against a float64 NumPy
+    run of the same steps: each call's loss, then (read after the calls, which applies a pending
+    deferred update) the weight and bias within float32 rounding. Returns the compiled step."""
+    OUT = 13
     gd.manual_seed(3)
     layer = gd.nn.Linear(IN, OUT)
-    W0 = layer.weight.detach().numpy().astype(np.float64)
-    b0 = layer.bias.detach().numpy().astype(np.float64)
+    W = layer.weight.detach().numpy().astype(np.float64)
+    b = layer.bias.detach().numpy().astype(np.float64)
     o = gd.optim.SGD(layer.parameters(), lr=0.1)
 
     def step(x, t):
@@ -200,17 +201,27 @@ def test_fused_update_matches_a_numpy_sgd_step(B):
 
     fn = gd.compile(step)
     r = np.random.default_rng(B)
-    x = r.standard_normal((B, IN)).astype(np.float32)
-    t = r.standard_normal((B, OUT)).astype(np.float32)
-    W, b = W0, b0
-    for _ in range(3):
-        fn(gd.tensor(x), gd.tensor(t))
+    for k in range(3):
+        if k == 0 or new_data_each_call:
+            x = r.standard_normal((B, IN)).astype(np.float32)
+            t = r.standard_normal((B, OUT)).astype(np.float32)
+        loss = fn(gd.tensor(x), gd.tensor(t)).item()
         X, T = x.astype(np.float64), t.astype(np.float64)
-        dy = 2.0 * (X @ W.T + b - T) / (B * OUT)
+        e = X @ W.T + b - T
+        assert loss == pytest.approx(np.mean(e * e), rel=1e-4)
+        dy = 2.0 * e / (B * OUT)
         W, b = W - 0.1 * (dy.T @ X), b - 0.1 * dy.sum(0)
-    assert "linear_bwd_sgd" in _program(fn).names()
     np.testing.assert_allclose(layer.weight.detach().numpy(), W, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(layer.bias.detach().numpy(), b, rtol=1e-5, atol=1e-6)
+    return fn
+
+
+@pytest.mark.parametrize("B", [2, 5, 16])
+def test_fused_update_matches_a_numpy_sgd_step(B):
+    """One compiled step of a single Linear + MSE (its backward fused with the update) against
+    the float64 NumPy step."""
+    fn = _linear_mse_sgd_against_numpy(29, B, new_data_each_call=False)
+    assert "linear_bwd_sgd" in _program(fn).names()
 
 
 @pytest.mark.parametrize("B", [4, 16])
@@ -356,33 +367,6 @@ def test_one_pass_deferred_update_bits_do_not_depend_on_threads(threads, dtype, 
 
 @pytest.mark.parametrize("B", [2, 4, 6])
 def test_one_pass_deferred_update_matches_a_numpy_sgd_step(B):
-    """A single Linear + MSE: its weight's update waits for the next call's forward. After three
-    calls and a read (which applies the last pending update) the weight and bias agree with a
-    float64 NumPy SGD run within float32 rounding."""
-    IN, OUT = 301, 13
-    gd.manual_seed(3)
-    layer = gd.nn.Linear(IN, OUT)
-    W = layer.weight.detach().numpy().astype(np.float64)
-    b = layer.bias.detach().numpy().astype(np.float64)
-    o = gd.optim.SGD(layer.parameters(), lr=0.1)
-
-    def step(x, t):
-        o.zero_grad()
-        loss = gd.nn.functional.mse_loss(layer(x), t)
-        loss.backward()
-        o.step()
-        return loss
-
-    fn = gd.compile(step)
-    r = np.random.default_rng(B)
-    for _ in range(3):
-        x = r.standard_normal((B, IN)).astype(np.float32)
-        t = r.standard_normal((B, OUT)).astype(np.float32)
-        loss = fn(gd.tensor(x), gd.tensor(t)).item()
-        X, T = x.astype(np.float64), t.astype(np.float64)
-        e = X @ W.T + b - T
-        assert loss == pytest.approx(np.mean(e * e), rel=1e-4)
-        dy = 2.0 * e / (B * OUT)
-        W, b = W - 0.1 * (dy.T @ X), b - 0.1 * dy.sum(0)
-    np.testing.assert_allclose(layer.weight.detach().numpy(), W, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(layer.bias.detach().numpy(), b, rtol=1e-5, atol=1e-6)
+    """A single Linear + MSE: its weight's update waits for the next call's forward (the one-pass
+    update-and-forward tile at these batches), with new data on every call."""
+    _linear_mse_sgd_against_numpy(301, B, new_data_each_call=True)

@@ -149,27 +149,42 @@ namespace {
 // bits), each element's values in registers instead of a block of d going through L1 once per
 // operation. Scale: g *= gscale first, stored back (clip_grad_norm_'s scaling). g may not
 // overlap p or buf here (the caller checks).
+// sgd_block's operations on one element whose gradient is d (p and b its parameter and momentum
+// buffer, updated): d = -d if Max; d += wd p; b = b mom + keep d; d = b, or d + mom b (Nest);
+// p -= lr d. Shared by the one-pass loops below, so that they round as sgd_block does.
+template <class T>
+struct SgdScalars {
+    T lr, mom, keep, wd;
+    explicit SgdScalars(const SgdHyper& h)
+        : lr(T(h.lr)), mom(T(h.momentum)), keep(T(1 - h.dampening)), wd(T(h.weight_decay)) {}
+};
+template <class T, bool Max, bool Wd, bool Mom, bool Nest>
+inline void sgd_element(T d, T& p, T& b, const SgdScalars<T>& c) {
+    if constexpr (Max) d = -d;
+    if constexpr (Wd) d = d + c.wd * p;
+    if constexpr (Mom) {
+        const T bj = b * c.mom + c.keep * d;
+        b = bj;
+        if constexpr (Nest)
+            d = d + c.mom * bj;
+        else
+            d = bj;
+    }
+    p = p - c.lr * d;
+}
+
 template <class T, bool Scale, bool Max, bool Wd, bool Mom, bool Nest>
 void sgd_pass(T* __restrict p, T* __restrict b, T* __restrict g, int64_t len, const SgdHyper& h) {
-    const T lr = T(h.lr), mom = T(h.momentum), keep = T(1 - h.dampening), wd = T(h.weight_decay);
+    const SgdScalars<T> c(h);
     const T gscale = T(h.grad_scale);
+    T none = T(0);  // (the buffer of an update without momentum: never read)
     for (int64_t j = 0; j < len; ++j) {
         T d = g[j];
         if constexpr (Scale) {
             d = d * gscale;
             g[j] = d;
         }
-        if constexpr (Max) d = -d;
-        if constexpr (Wd) d = d + wd * p[j];
-        if constexpr (Mom) {
-            const T bj = b[j] * mom + keep * d;
-            b[j] = bj;
-            if constexpr (Nest)
-                d = d + mom * bj;
-            else
-                d = bj;
-        }
-        p[j] = p[j] - lr * d;
+        sgd_element<T, Max, Wd, Mom, Nest>(d, p[j], Mom ? b[j] : none, c);
     }
 }
 
@@ -244,19 +259,8 @@ void sgd_step(T* const* p, T* const* buf, T* const* dir, const T* const* g, cons
 template <class T, bool Max, bool Wd, bool Nest>
 void sgd_outer_row_momentum(T* GD_RESTRICT w, T* GD_RESTRICT b, T a, const T* GD_RESTRICT x,
                             int64_t IN, const SgdHyper& h) {
-    const T lr = T(h.lr), mom = T(h.momentum), keep = T(1 - h.dampening), wd = T(h.weight_decay);
-    for (int64_t j = 0; j < IN; ++j) {
-        T d = a * x[j];
-        if constexpr (Max) d = -d;
-        if constexpr (Wd) d = d + wd * w[j];
-        const T bj = b[j] * mom + keep * d;
-        b[j] = bj;
-        if constexpr (Nest)
-            d = d + mom * bj;
-        else
-            d = bj;
-        w[j] = w[j] - lr * d;
-    }
+    const SgdScalars<T> c(h);
+    for (int64_t j = 0; j < IN; ++j) sgd_element<T, Max, Wd, true, Nest>(a * x[j], w[j], b[j], c);
 }
 
 template <class T, bool Max>
