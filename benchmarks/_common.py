@@ -7,7 +7,7 @@ import os
 import pathlib
 import platform
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from graddesc._bench import median_seconds
 
@@ -36,3 +36,15 @@ def save_json(name: str, payload: dict) -> pathlib.Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def torch_one_thread() -> Any:
+    """PyTorch set to one intra-op thread, or None when it is not installed (comparisons with it
+    are then skipped)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    return torch
+

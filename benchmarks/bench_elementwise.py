@@ -11,25 +11,16 @@ reduced to a bias) against np.sum(axis=0, out=). Median seconds per call over re
 from __future__ import annotations
 
 import argparse
-import subprocess
 
 import numpy as np
 
 from _common import median_time, print_table, save_json
 from graddesc import _core
+from peak import cpu_name
 
 EW = _core.EW_OPS
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def cases(rng: np.random.Generator) -> list:

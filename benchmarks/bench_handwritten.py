@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 import graddesc as gd
-from _common import median_time, print_table, save_json
+from _common import median_time, print_table, save_json, torch_one_thread
 from bench_elementwise import cpu_name
 from bench_models import pin_to_one_cpu
 
@@ -105,11 +105,7 @@ def main() -> None:
     args = ap.parse_args()
     pinned = pin_to_one_cpu()
     gd.set_num_threads(1)
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:
-        torch = None
+    torch = torch_one_thread()
     print(f"CPU: {cpu_name()}  ({pinned}), graddesc ISA {gd._core.isa()}")
     rows, out = [], []
     for batch in [int(b) for b in args.batches.split(",")]:

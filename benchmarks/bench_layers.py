@@ -14,24 +14,13 @@ Prints a table with the CPU name and saves benchmarks/results/bench_layers.json.
 from __future__ import annotations
 
 import argparse
-import subprocess
 
 import numpy as np
 
 import graddesc as gd
 from _common import median_time, print_table, save_json
 from graddesc import _core
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+from peak import cpu_name
 
 
 def cases(batch: int) -> list:
