@@ -103,20 +103,20 @@ SGD = {
 }
 
 
-def _net(sizes, dtype, seed=0):
+def _net(sizes, dtype, seed=0, bias=True):
     gd.manual_seed(seed)
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(gd.nn.Linear(a, b, dtype=dtype))
+        layers.append(gd.nn.Linear(a, b, bias=bias, dtype=dtype))
         if i < len(sizes) - 2:
             layers.append(gd.nn.ReLU())
     return gd.nn.Sequential(*layers)
 
 
-def _twins(sizes, dtype, opt):
+def _twins(sizes, dtype, opt, seed=0, bias=True):
     out = []
     for _ in range(2):
-        model = _net(sizes, dtype)
+        model = _net(sizes, dtype, seed, bias)
         o = gd.optim.SGD(model.parameters(), **SGD[opt])
         loss_fn = gd.nn.CrossEntropyLoss()
 
@@ -294,27 +294,7 @@ def test_short_m_forward_row_bits_do_not_depend_on_the_batch(isa, float_dtype, r
 
 
 def _deferred_twins(sizes, dtype, bias):
-    out = []
-    for _ in range(2):
-        gd.manual_seed(1)
-        layers = []
-        for i, (a, c) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(gd.nn.Linear(a, c, bias=bias, dtype=dtype))
-            if i < len(sizes) - 2:
-                layers.append(gd.nn.ReLU())
-        model = gd.nn.Sequential(*layers)
-        o = gd.optim.SGD(model.parameters(), lr=0.05)
-        loss_fn = gd.nn.CrossEntropyLoss()
-
-        def step(x, y, model=model, o=o, loss_fn=loss_fn):
-            o.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            o.step()
-            return loss
-
-        out.append((model, step))
-    return out
+    return _twins(sizes, dtype, "plain", seed=1, bias=bias)
 
 
 def _deferred_run(sizes, dtype, bias, B, steps=5):
