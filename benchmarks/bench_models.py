@@ -3,17 +3,21 @@ once for a library module and run on graddesc (eager and gd.compile) and PyTorch
 torch.compile with --torch-compile), plus a JAX jit of the same step when jax and optax are
 installed (JAX needs its own functional definitions, below). Batch 1, 32, 256, float32, one
 thread for every library. Same-run medians (microseconds) and ratios: torch eager / graddesc
-compiled and torch eager / graddesc eager (above 1: graddesc is faster). Whether gd.compile
-captured the step is counted from its fallback warnings. Saves benchmarks/results/models.json.
+compiled and torch eager / graddesc eager (above 1: graddesc is faster), each the median of
+the ratios of several interleaved rounds (every library timed once per round, back to back).
+Whether gd.compile captured the step is counted from its fallback warnings. Saves
+benchmarks/results/models.json.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
          python benchmarks/bench_models.py [--torch-compile] [--no-jax] [--models a,b] [--no-pin]
+         [--rounds 5] [--min-time 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import warnings
 from typing import Any, Callable
 
@@ -22,6 +26,11 @@ import numpy as np
 import graddesc as gd
 import zoo
 from _common import median_time, print_table, save_json
+
+# (key, numerator, denominator): ratios above 1 mean graddesc is faster
+RATIOS = [("torch_eager_over_compiled", "torch_eager", "graddesc_compiled"),
+          ("torch_eager_over_eager", "torch_eager", "graddesc_eager"),
+          ("jax_over_compiled", "jax_jit", "graddesc_compiled")]
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                                    "intra_op_parallelism_threads=1")
@@ -179,7 +188,10 @@ def main() -> None:
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--models", default=",".join(zoo.MODELS))
     ap.add_argument("--batches", default=",".join(map(str, zoo.BATCHES)))
-    ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--min-time", type=float, default=0.5,
+                    help="seconds of timing per library and step, split over the rounds")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="interleaved rounds; ratios are medians of per-round ratios")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
     args = ap.parse_args()
     print("process " + ("not pinned (--no-pin)" if args.no_pin else pin_to_one_cpu()))
@@ -208,19 +220,23 @@ def main() -> None:
                 j = jax_step(name, batch)
                 if j is not None:
                     timers["jax_jit"] = j
-            # interleaved rounds: each library's median over the same stretch of machine load
+            # interleaved rounds: in each round every library is timed once, back to back, so a
+            # round's ratios compare times taken under the same machine load; the ratios printed
+            # are the medians of the per-round ratios (robust to load drifting between rounds),
+            # the times the medians of the per-round times
             samples: dict = {k: [] for k in timers}
-            for _ in range(3):
+            for _ in range(args.rounds):
                 for k, fn in timers.items():
-                    samples[k].append(median_time(fn, min_time=args.min_time / 3) * 1e6)
-            us = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+                    samples[k].append(median_time(fn, min_time=args.min_time / args.rounds)
+                                      * 1e6)
+            us = {k: statistics.median(v) for k, v in samples.items()}
             row.update({f"{k}_us": v for k, v in us.items()})
-            te = us.get("torch_eager")
-            if te:
-                row["torch_eager_over_compiled"] = te / us["graddesc_compiled"]
-                row["torch_eager_over_eager"] = te / us["graddesc_eager"]
-            if "jax_jit" in us:
-                row["jax_over_compiled"] = us["jax_jit"] / us["graddesc_compiled"]
+            row["rounds"] = {k: [round(t, 2) for t in v] for k, v in samples.items()}
+            for key, num, den in RATIOS:
+                if num in samples and den in samples:
+                    per_round = [a / b for a, b in zip(samples[num], samples[den])]
+                    row[key] = statistics.median(per_round)
+                    row[key + "_range"] = [min(per_round), max(per_round)]
             rows.append(row)
             cells = [f"{us[k]:.1f}" if k in us else "-" for k in
                      ("graddesc_eager", "graddesc_compiled", "torch_eager", "torch_compile",
