@@ -121,6 +121,16 @@ IDIOMS = {
     "cumsum": lambda m, o, y, yf, yb: o.cumsum(1).mean(),
     "sort_cumprod": lambda m, o, y, yf, yb: (o.sort(0, descending=True).values[0].sum() +
                                              o.tanh().cumprod(1).mean()),
+    # a parameter used transposed: its gradient arrives through a transposed view
+    "weight_transposed": lambda m, o, y, yf, yb: (
+        (yf @ m[2].weight).tanh() @ m[2].weight.T - o).pow(2).mean(),
+    # max()/amax()/amin(): ties and NaN handled in the backward by kernels
+    "max_amax": lambda m, o, y, yf, yb: (o.abs().max() + o.amax(1).mean() + o.amin(0).sum() +
+                                         o.min()),
+    # a flat function's zero gradient
+    "sign": lambda m, o, y, yf, yb: (gd.sign(o) * o).mean() + F.mse_loss(o, yf),
+    "isfinite_isnan": lambda m, o, y, yf, yb: gd.where(
+        gd.isfinite(o) & ~gd.isnan(o), o, 0.0).pow(2).mean(),
 }
 _CE = {}
 
@@ -211,3 +221,41 @@ def test_one_hot_out_of_range_raises_on_a_replay_too():
         with pytest.raises(RuntimeError, match="one_hot"):
             step(x, gd.tensor(bad))
     np.testing.assert_array_equal(lin.weight.detach().numpy(), w)  # nothing was updated
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+@pytest.mark.parametrize("form", ["T", "t", "transpose", "mT"])
+def test_parameter_used_only_transposed_is_captured(form, dtype):
+    """x @ W.T with W a bare parameter: W's first (and only) gradient arrives as a transposed
+    view, which .grad must hold as a C-ordered copy made by a kernel the recording sees."""
+    def run(compiled):
+        gd.manual_seed(0)
+        W = nn.Parameter(gd.randn(5, 3, dtype=dtype) * 0.5)
+        opt = gd.optim.SGD([W], lr=0.05, momentum=0.9)
+        wt = {"T": lambda: W.T, "t": lambda: W.t(), "transpose": lambda: W.transpose(0, 1),
+              "mT": lambda: W.mT}[form]
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.mse_loss(x @ wt(), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        f = gd.compile(step) if compiled else step
+        rng = np.random.default_rng(3)
+        npdt = np.float32 if dtype == gd.float32 else np.float64
+        losses = [f(gd.tensor((s * rng.standard_normal((7, 3))).astype(npdt)),
+                    gd.tensor(rng.standard_normal((7, 5)).astype(npdt))).item()
+                  for s in (1.0, 5.0, 0.1, 2.0)]
+        assert W.grad.numpy().flags.c_contiguous
+        return losses, W.detach().numpy().copy(), W.grad.numpy().copy(), f
+
+    l1, w1, g1, _ = run(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        l2, w2, g2, f = run(True)
+    assert f.stats["eager"] == 0 and f.stats["replayed"] >= 2, f.stats
+    assert l1 == l2
+    np.testing.assert_array_equal(w1, w2)
+    np.testing.assert_array_equal(g1, g2)

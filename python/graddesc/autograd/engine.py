@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from graddesc import _compile_state, _core
-from graddesc._tensor import Tensor
+from graddesc._tensor import Tensor, copy_c
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import (
     AccumulateGrad,
@@ -371,7 +371,7 @@ def _accumulate(var: Any, g: Any, create_graph: bool, owned: bool = False) -> No
             # parameter's layout even when g arrived through a transposed view (the C++ copy
             # is the one gd.compile can record)
             g = Tensor._make(_core.copy_array(gd_) if gd_.flags.c_contiguous and
-                             gd_.dtype.kind == "f" else np.array(gd_, order="C"))
+                             gd_.dtype.kind == "f" else copy_c(gd_))
         var._grad = g  # (g has var's shape and dtype: the checks of the .grad setter pass)
         if rec is not None:
             rec.on_grad(var, g._data)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graddesc import _core
+from graddesc import _compile_state, _core
 from graddesc._tensor import Tensor, _value, call_kernel, check_int_cast
 from graddesc.autograd import grad_mode
 from graddesc.autograd.function import Function
@@ -387,7 +387,9 @@ def ones_like_value(t: Tensor) -> Tensor:
 
 
 def zeros_like_value(t: Tensor) -> Tensor:
-    return Tensor._make(np.zeros_like(t._data))
+    """Zeros of t's shape and dtype (the gradient of a flat function): made inside a recorded
+    step, a constant of the program, as gd.zeros_like is."""
+    return Tensor._make(_compile_state.constant(np.zeros_like(t._data)))
 
 
 class Abs(Function):
@@ -926,7 +928,10 @@ def isnan(a: Tensor) -> Tensor:
     >>> gd.isnan(gd.tensor([1.0, float("nan")])).tolist()
     [False, True]
     """
-    return Tensor._make(np.asarray(np.isnan(a._data)))
+    av = _value(_t(a))
+    if _floats(av):  # NaN is the one value unequal to itself (a kernel gd.compile records)
+        return _kernel("ne", av, av)
+    return Tensor._make(np.asarray(np.isnan(av)))
 
 
 def isfinite(a: Tensor) -> Tensor:
@@ -935,4 +940,7 @@ def isfinite(a: Tensor) -> Tensor:
     >>> gd.isfinite(gd.tensor([1.0, float("inf"), float("nan")])).tolist()
     [True, False, False]
     """
-    return Tensor._make(np.asarray(np.isfinite(a._data)))
+    av = _value(_t(a))
+    if _floats(av):  # x - x is 0 exactly for a finite x, NaN for inf and NaN (kernels)
+        return _kernel("eq", _kernel("sub", av, av)._data, 0.0)
+    return Tensor._make(np.asarray(np.isfinite(av)))

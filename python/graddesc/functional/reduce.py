@@ -275,6 +275,18 @@ class MaxAll(Function):
         a, v = x._data, ctx.v
         if not ctx.keepdim:
             g = g.reshape(_keep_shape(a.shape, ctx.dims))
+        if _is_kernel_float(a):  # the same arithmetic in kernels, which gd.compile records
+            xt, vt = x.detach(), Tensor._make(v)
+            hit = ew.eq(xt, vt)
+            if not ctx.amax:  # max()/min(): where the result is NaN, the NaNs take it
+                hit = ew.logical_or(hit, ew.logical_and(ew.isnan(xt), ew.isnan(vt)))
+            count = Tensor._make(call_kernel(
+                _core.int_unary, "cast", call_kernel(_core.int_sum, hit._data, ctx.dims, True),
+                a.dtype))
+            if ctx.amax:
+                mask = Tensor._make(call_kernel(_core.int_unary, "cast", hit._data, a.dtype))
+                return (g / count) * mask, None, None, None, None
+            return ew.where(hit, g / count, 0.0), None, None, None, None
         with np.errstate(invalid="ignore", divide="ignore"):
             if ctx.amax:  # (g / count) * mask: NaN over a slice whose result is NaN
                 mask = a == v
