@@ -131,6 +131,13 @@ IDIOMS = {
     "sign": lambda m, o, y, yf, yb: (gd.sign(o) * o).mean() + F.mse_loss(o, yf),
     "isfinite_isnan": lambda m, o, y, yf, yb: gd.where(
         gd.isfinite(o) & ~gd.isnan(o), o, 0.0).pow(2).mean(),
+    # integer labels reordered inside the step, indices written in the step's code
+    "label_index": lambda m, o, y, yf, yb: F.cross_entropy(o, y[gd.arange(7, -1, -1)]),
+    "label_index_select": lambda m, o, y, yf, yb: F.cross_entropy(
+        o[:4], y.index_select(0, gd.tensor([1, 3, 5, 7]))),
+    "literal_index": lambda m, o, y, yf, yb: (o[gd.tensor([1, 3, 3])].sum() +
+                                              o[:, gd.tensor([0, 0, 2])].pow(2).mean() +
+                                              o.index_select(0, gd.tensor([0, 2, 4])).mean()),
 }
 _CE = {}
 
@@ -259,3 +266,21 @@ def test_parameter_used_only_transposed_is_captured(form, dtype):
     assert l1 == l2
     np.testing.assert_array_equal(w1, w2)
     np.testing.assert_array_equal(g1, g2)
+
+
+def test_int64_index_kernels_move_every_bit_pattern() -> None:
+    """Integer tensors indexed by the float64 index kernels (their items moved as 8 bytes):
+    patterns that are NaNs, signalling NaNs, infinities and subnormals as doubles survive."""
+    special = np.array([0, 1, -1, 2 ** 63 - 1, -2 ** 63, 0x7FF0000000000001, 0x7FF8000000000000,
+                        0x7FF0000000000000, 0x000FFFFFFFFFFFFF, -0x0010000000000000, 12345],
+                       dtype=np.int64)
+    y = gd.tensor(special)
+    perm = np.random.default_rng(4).permutation(special.size)
+    np.testing.assert_array_equal(y[gd.tensor(perm)].numpy(), special[perm])
+    np.testing.assert_array_equal(y.index_select(0, gd.tensor(perm)).numpy(), special[perm])
+    m = special.reshape(1, -1).repeat(3, 0)
+    idx = np.array([2, 0, 0, 1])
+    np.testing.assert_array_equal(gd.tensor(m)[gd.tensor(idx)].numpy(), m[idx])
+    np.testing.assert_array_equal(gd.tensor(m)[:, gd.tensor(perm[:5])].numpy(), m[:, perm[:5]])
+    with pytest.raises(IndexError):
+        y[gd.tensor([0, special.size])]

@@ -70,7 +70,8 @@ def test_integer_comparisons_match_numpy(op, ta, tb) -> None:
 
 @pytest.mark.parametrize("op,ufunc", [("and", np.bitwise_and), ("or", np.bitwise_or),
                                       ("xor", np.bitwise_xor), ("add", np.add),
-                                      ("sub", np.subtract), ("mul", np.multiply)])
+                                      ("sub", np.subtract), ("mul", np.multiply),
+                                      ("max", np.maximum), ("min", np.minimum)])
 def test_int64_arithmetic_wraps_around_as_numpy(op, ufunc) -> None:
     rng = np.random.default_rng(1)
     big = np.iinfo(np.int64)
@@ -388,3 +389,122 @@ def test_replayed_cast_of_a_nan_raises_not_garbage() -> None:
         with pytest.raises(ValueError, match="can't convert nan to int64"):
             compiled(bad)
         assert compiled(gd.tensor(np.ones(6, dtype=np.float32))).item() == 12
+
+
+# ---- max/min, clamp and where on integer tensors (labels edited inside a step) ---------------
+@pytest.mark.parametrize("op,ufunc", [("max", np.maximum), ("min", np.minimum)])
+@pytest.mark.parametrize("ta", [np.bool_, np.int32, np.int64])
+@pytest.mark.parametrize("tb", [np.bool_, np.int32, np.int64])
+def test_integer_max_min_match_numpy(op, ufunc, ta, tb) -> None:
+    rng = np.random.default_rng(11)
+    a, b = _arr(rng, ta, (6, 5)), _arr(rng, tb, (6, 5))
+    for va, vb in ((a, b), (a.T, b.T), (a[::2, 1:], b[1::2, :4]), (a, b[2]), (a[:, :1], b)):
+        out = _core.int_binary(op, va, vb)
+        assert out.dtype == np.result_type(va, vb)
+        np.testing.assert_array_equal(out, ufunc(va, vb))
+    if np.dtype(ta) != np.bool_:
+        np.testing.assert_array_equal(_core.int_binary(op, a, 2), ufunc(a, np.asarray(2, ta)))
+    with pytest.raises(TypeError, match="'max' takes bool or integer"):
+        _core.int_binary("max", a, 1.5)
+
+
+def test_int_where_clamp_maximum_match_numpy_and_stay_integer() -> None:
+    rng = np.random.default_rng(12)
+    big = np.iinfo(np.int64)
+    y = rng.integers(-5, 6, (4, 7)).astype(np.int64)
+    z = rng.integers(big.min, big.max, (4, 7), dtype=np.int64, endpoint=True)
+    z[0, :2] = [big.min, big.max]
+    c = rng.random((4, 7)) < 0.5
+    yt, zt, ct = gd.tensor(y), gd.tensor(z), gd.tensor(c)
+    for got, want in (
+            (gd.where(ct, yt, zt), np.where(c, y, z)),  # extremes: wraps back exactly
+            (gd.where(ct, zt, 0), np.where(c, z, 0)),
+            (gd.where(ct[0], -1, yt), np.where(c[0], -1, y)),
+            (gd.where(ct, yt.T.contiguous().T, zt[:, :1]), np.where(c, y, z[:, :1])),
+            (yt.clamp(0, 2), np.clip(y, 0, 2)), (yt.clamp(min=1), np.maximum(y, 1)),
+            (yt.clamp(max=-1), np.minimum(y, -1)), (gd.clamp(zt, -3, 3), np.clip(z, -3, 3)),
+            (gd.maximum(yt, zt), np.maximum(y, z)), (gd.minimum(yt, 0), np.minimum(y, 0)),
+            (gd.maximum(ct, ~ct), np.ones_like(c))):
+        assert got.numpy().dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_array_equal(got.numpy(), want)
+    # a float bound or operand still gives a float result (NumPy's promotion)
+    got, want = yt.clamp(0.5, 2.0).numpy(), np.clip(y, 0.5, 2.0)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@needs_torch
+def test_int_where_clamp_maximum_match_pytorch() -> None:
+    rng = np.random.default_rng(13)
+    y = rng.integers(-5, 6, 12).astype(np.int64)
+    c = rng.random(12) < 0.5
+    g, t = gd.tensor(y), torch.tensor(y)
+    gc, tc = gd.tensor(c), torch.tensor(c)
+    for a, b in ((gd.where(gc, g, gd.zeros_like(g)), torch.where(tc, t, torch.zeros_like(t))),
+                 (g.clamp(0, 3), t.clamp(0, 3)), (gd.maximum(g, -g), torch.maximum(t, -t)),
+                 (gd.minimum(g, gd.tensor(2)), torch.minimum(t, torch.tensor(2)))):
+        assert str(a.dtype).split(".")[-1] == str(b.dtype).split(".")[-1]
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_mixed_float_int_arithmetic_matches_numpy_bitwise() -> None:
+    rng = np.random.default_rng(14)
+    f32 = (rng.standard_normal((3, 5)) * 1e3).astype(np.float32)
+    f64 = rng.standard_normal(5)
+    i64 = rng.integers(-(2 ** 60), 2 ** 60, (3, 5))
+    b = rng.random((3, 5)) < 0.5
+    ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide}
+    import operator
+    pyop = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for x, y in ((f32, i64), (i64, f32), (f32, f64), (f64, f32), (f32, b), (b, f64),
+                     (i64, i64[0] + 3), (f32, i64.sum()), (f32.sum(), i64)):
+            for k, uf in ops.items():
+                want = np.asarray(uf(x, y))
+                got = pyop[k](gd.tensor(x) if np.ndim(x) else gd.tensor(np.asarray(x)),
+                              gd.tensor(y) if np.ndim(y) else gd.tensor(np.asarray(y))).numpy()
+                assert got.dtype == want.dtype, (k, x.dtype, np.asarray(y).dtype)
+                np.testing.assert_array_equal(got, want)
+
+
+_LABEL_EDITS = {
+    "where": lambda o, y: F.cross_entropy(o, gd.where(y > 2, y, gd.zeros_like(y))),
+    "where_number": lambda o, y: F.cross_entropy(o, gd.where(y == 3, 0, y)),
+    "clamp": lambda o, y: F.cross_entropy(o, y.clamp(0, 2)),
+    "maximum": lambda o, y: F.cross_entropy(o, gd.maximum(y - 1, gd.zeros_like(y))),
+    # a masked mean: the float loss divided by an integer count (cast by a kernel)
+    "masked_mean": lambda o, y: (F.cross_entropy(o, y, reduction="none") * (y > 0)).sum() /
+    (y > 0).sum().clamp(min=1),
+}
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+@pytest.mark.parametrize("name", sorted(_LABEL_EDITS))
+def test_compiled_step_editing_integer_labels_is_captured_and_equals_eager(name, dtype) -> None:
+    edit = _LABEL_EDITS[name]
+
+    def run(compiled):
+        m, opt = _model(4, dtype)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = edit(m(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        f = gd.compile(step) if compiled else step
+        rng = np.random.default_rng(15)
+        npdt = np.float32 if dtype == gd.float32 else np.float64
+        losses = [f(gd.tensor((s * rng.standard_normal((9, 8))).astype(npdt)),
+                    gd.tensor(rng.integers(0, 4, 9))).item() for s in (1.0, 8.0, 0.2, 3.0)]
+        return losses, [p.detach().numpy().copy() for p in m.parameters()], f
+
+    l1, p1, _ = run(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        l2, p2, f = run(True)
+    assert f.stats["eager"] == 0 and f.stats["replayed"] >= 2, f.stats
+    assert l1 == l2
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)

@@ -82,7 +82,20 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     check_device(device, "tensor")
     data = _foreign_array(data)
     d = _dtype.to_dtype(dtype, "tensor: dtype") if dtype is not None else None
+    if _compile_state.active is not None and _python_literal(data):
+        # values written in the step's code (gd.tensor([0, 2, 4])): a constant of a recorded
+        # program, as gd.zeros is (a tensor or array argument stays a read of its values)
+        return _const(_as_array(data, d), requires_grad)
     return _finish(_as_array(data, d), requires_grad)
+
+
+def _python_literal(data: Any) -> bool:
+    """Whether data is a Python number or bool, or lists/tuples of them (nested)."""
+    if type(data) in (int, float, bool):
+        return True
+    if type(data) in (list, tuple):
+        return all(map(_python_literal, data))
+    return False
 
 
 def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:

@@ -2,8 +2,9 @@
 // writes to report accuracy ((logits.argmax(1) == y).float().mean(), (y != k).long().sum()):
 //
 //   int_binary(op, a, b)    comparisons eq/ne/lt/le/gt/ge, logical land/lor/lxor, bitwise
-//                           and/or/xor, and add/sub/mul of integers (two's complement wraparound,
-//                           as NumPy and PyTorch), with broadcasting;
+//                           and/or/xor, add/sub/mul of integers (two's complement wraparound,
+//                           as NumPy and PyTorch), and max/min of bools or integers, with
+//                           broadcasting;
 //   int_unary(op, x, dtype) cast between bool/int32/int64/float32/float64, logical not, bitwise
 //                           invert, and round/floor/ceil of floats (pred.round() == y);
 //   int_sum(x, axes, keepdim) the int64 sum of a bool/int32/int64 array over axes.
@@ -53,10 +54,12 @@ enum BinOp : int64_t {
     kLand, kLor, kLxor,            // bool result of the operands' truth values
     kAnd, kOr, kXor,               // bitwise, bool or integer result
     kAdd, kSub, kMul,              // integer result
+    kMax, kMin,                    // bool or integer result (the larger, the smaller)
     kNumBin
 };
 const char* const kBinName[kNumBin] = {"eq", "ne", "lt", "le", "gt", "ge", "land", "lor",
-                                       "lxor", "and", "or", "xor", "add", "sub", "mul"};
+                                       "lxor", "and", "or", "xor", "add", "sub", "mul",
+                                       "max", "min"};
 enum UnOp : int64_t { kCast, kNot, kInvert, kRound, kFloor, kCeil, kNumUn };
 const char* const kUnName[kNumUn] = {"cast", "not", "invert", "round", "floor", "ceil"};
 
@@ -246,6 +249,7 @@ void bin_row(int64_t op, int64_t to, const TA* a, int64_t sa, const TB* b, int64
         using TO = decltype(tag);
         auto* out = reinterpret_cast<TO*>(o);
         const auto U = [](auto v) { return static_cast<uint64_t>(static_cast<int64_t>(v)); };
+        const auto S = [](auto v) { return static_cast<int64_t>(v); };
         const auto put = [](uint64_t v) {
             return std::is_same<TO, uint8_t>::value ? TO(v != 0) : static_cast<TO>(v);
         };
@@ -255,6 +259,8 @@ void bin_row(int64_t op, int64_t to, const TA* a, int64_t sa, const TB* b, int64
             case kXor: GD_LOOP(out[j] = put(U(x) ^ U(y)))
             case kAdd: GD_LOOP(out[j] = put(U(x) + U(y)))
             case kSub: GD_LOOP(out[j] = put(U(x) - U(y)))
+            case kMax: GD_LOOP(out[j] = put(static_cast<uint64_t>(std::max(S(x), S(y)))))
+            case kMin: GD_LOOP(out[j] = put(static_cast<uint64_t>(std::min(S(x), S(y)))))
             default: GD_LOOP(out[j] = put(U(x) * U(y)))
         }
     });
@@ -701,7 +707,8 @@ Binary parse_binary(const std::string& opname, const py::handle& av, const py::h
         if (opname == kBinName[k]) r.op = k;
     if (r.op < 0)
         value_error(std::string(op) + ": argument 'op' must be one of eq, ne, lt, le, gt, ge, "
-                    "land, lor, lxor, and, or, xor, add, sub, mul, got '" + opname + "'");
+                    "land, lor, lxor, and, or, xor, add, sub, mul, max, min, got '" + opname +
+                    "'");
     r.a = parse_operand(av, op, "a");
     r.b = parse_operand(bv, op, "b");
     if (!r.a.is_array && !r.b.is_array)
@@ -714,7 +721,7 @@ Binary parse_binary(const std::string& opname, const py::handle& av, const py::h
         r.tc = kBool;
         r.to = kBool;
     } else {
-        const bool bitwise = r.op <= kXor;
+        const bool bitwise = r.op <= kXor || r.op >= kMax;  // (these take bools too)
         if (category(res) == 2 || (!bitwise && res == kBool))
             type_error(std::string(op) + ": '" + opname + "' takes " +
                        (bitwise ? "bool or integer" : "integer") + " operands whose result " +
@@ -964,7 +971,7 @@ void bind_intops(py::module_& m) {
           "float64; any strides) or one a Python number, in PyTorch's result dtype. op: eq, ne, "
           "lt, le, gt, ge (bool; compared in the result dtype), land, lor, lxor (bool, of the "
           "truth values), and, or, xor (bitwise; bool or integer), add, sub, mul (integer, "
-          "wrapping around).");
+          "wrapping around), max, min (bool or integer).");
     m.def("int_binary_args", &binary_args, py::arg("op"), py::arg("a"), py::arg("b"),
           py::kw_only(), py::arg("result"),
           "The instruction gd.compile records for int_binary(...) = result.");

@@ -78,8 +78,15 @@ def _sum_to_shape(g: Any, shape: tuple) -> Any:
     return g
 
 
+_CASTABLE = frozenset(np.dtype(t) for t in (np.float32, np.float64))
+
+
 def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """a as `dtype`; a float64 gradient beyond float32's range becomes +-Inf silently."""
+    """a as `dtype`; a float64 gradient beyond float32's range becomes +-Inf silently. Between
+    float32 and float64 by the cast kernel (NumPy's rounding, bit for bit), which gd.compile
+    records: a float32 leaf whose gradient was computed in float64 stays capturable."""
+    if a.dtype in _CASTABLE and dtype in _CASTABLE:
+        return _core.int_unary("cast", a, dtype)
     with np.errstate(over="ignore"):
         return a.astype(dtype)
 

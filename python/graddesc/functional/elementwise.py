@@ -22,6 +22,7 @@ from graddesc.autograd.function import Function
 
 _EW = _core.EW_OPS  # op name -> kernel op id (the table in src/cpp/elementwise.hpp)
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_FLOAT_DTYPES = (_F32, _F64)
 _NUMBERS = (float, int, bool)
 _EXACT_INT = 2**53  # Python ints converted to a float exactly (NumPy's conversion agrees)
 
@@ -82,6 +83,34 @@ def _int_kernel(op: str, a: Any, b: Any) -> Any:
     return Tensor._make(call_kernel(_core.int_binary, op, a, b))
 
 
+_MIXED_OK = frozenset(np.dtype(t) for t in (np.bool_, np.int32, np.int64, np.float32,
+                                             np.float64))
+
+
+def _mixed_kernel(name: str, a: Any, b: Any) -> Any:
+    """a op b by the float kernel `name` when NumPy's result dtype of a and b (arrays of the
+    kernel dtypes, or Python numbers) is float32 or float64 but the operands are not all of it
+    (float32 with float64, a float with an int or bool array): each array operand is first
+    cast to the result dtype by the cast kernel, exactly as NumPy converts them before the
+    operation (so the bits are NumPy's), and gd.compile records both. None otherwise."""
+    arrays = [v for v in (a, b) if type(v) is np.ndarray]
+    if not arrays or any(v.dtype not in _MIXED_OK for v in arrays) or \
+            any(type(v) not in (np.ndarray, int, float, bool) for v in (a, b)):
+        return None
+    rt = np.result_type(a, b)
+    if name == "div" and rt.kind in "biu":  # true division of integers: float64, as NumPy
+        rt = _F64
+    if rt not in _FLOAT_DTYPES:
+        return None
+    a2 = a if type(a) is not np.ndarray or a.dtype == rt else \
+        call_kernel(_core.int_unary, "cast", a, rt)
+    b2 = b if type(b) is not np.ndarray or b.dtype == rt else \
+        call_kernel(_core.int_unary, "cast", b, rt)
+    if not _floats(a2, b2):
+        return None
+    return _kernel(name, a2, b2)
+
+
 def _int_arith(op: str, a: Any, b: Any) -> Any:
     """Integer a op b (add, sub, mul: wrapping around, as NumPy and PyTorch) by the kernel when
     both are integer or bool arrays or Python ints/bools, not all bool; else None."""
@@ -97,6 +126,30 @@ def _int_arith(op: str, a: Any, b: Any) -> Any:
         elif t is not bool:
             return None
     return _int_kernel(op, a, b) if isint else None
+
+
+def _int_minmax(op: str, a: Any, b: Any) -> Any:
+    """max/min of bool or integer operands (arrays of those dtypes, Python ints and bools)
+    by the kernel (PyTorch's result dtype); None when an operand is a float."""
+    for v in (a, b):
+        t = type(v)
+        if (t is np.ndarray and v.dtype.kind not in _INT_KINDS) or \
+                t not in (np.ndarray, int, bool):
+            return None
+    return _int_kernel(op, a, b)
+
+
+def _int_where(c: np.ndarray, a: Any, b: Any) -> Any:
+    """where(c, a, b) for integer operands (arrays of int32/int64, or Python ints; no float,
+    not all bool) by kernels gd.compile records: b + int(c) * (a - b), in integers that wrap
+    around, which is a where c holds and b elsewhere exactly (the arithmetic is modulo 2^64).
+    None otherwise."""
+    r = _int_arith("sub", a, b)
+    if r is None:
+        return None
+    ci = call_kernel(_core.int_unary, "cast", c, r._data.dtype)
+    out = _int_kernel("add", b, _int_kernel("mul", ci, r._data)._data)
+    return out if out is not None and out._data.dtype == r._data.dtype else None
 
 
 def _kernel(name: str, a: Any, b: Any = None, c: Any = None) -> Tensor:
@@ -164,6 +217,8 @@ class Add(Function):
             if _floats(av, bv):
                 return _kernel("add", av, bv)
             r = _int_arith("add", av, bv)
+            if r is None:
+                r = _mixed_kernel("add", av, bv)
             if r is not None:
                 return r
         return _add_numpy(av, bv, alpha)
@@ -193,6 +248,8 @@ class Sub(Function):
         if _floats(av, bv):
             return _kernel("sub", av, bv)
         r = _int_arith("sub", av, bv)
+        if r is None:
+            r = _mixed_kernel("sub", av, bv)
         return _numpy_op(np.subtract, av, bv) if r is None else r
 
     @staticmethod
@@ -226,6 +283,8 @@ class Mul(Function):
         if _floats(av, bv):
             return _kernel("mul", av, bv)
         r = _int_arith("mul", av, bv)
+        if r is None:
+            r = _mixed_kernel("mul", av, bv)
         return _numpy_op(np.multiply, av, bv) if r is None else r
 
     @staticmethod
@@ -266,6 +325,9 @@ class Div(Function):
         av, bv = _value(a), _value(b)
         if _floats(av, bv):
             return _kernel("div", av, bv)
+        r = _mixed_kernel("div", av, bv)
+        if r is not None:
+            return r
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return _wrap(np.true_divide(av, bv))
 
@@ -496,10 +558,10 @@ class Clamp(Function):
         y = x
         # min(max(x, lo), hi): hi wins when lo > hi, and a NaN in x or in a bound gives NaN
         # (np.maximum/np.minimum propagate it, as torch.clamp does)
-        if lo is not None:
-            y = np.maximum(y, _value(lo))
-        if hi is not None:
-            y = np.minimum(y, _value(hi))
+        for bound, op, fn in ((lo, "max", np.maximum), (hi, "min", np.minimum)):
+            if bound is not None:  # bool and integer operands: the kernel (gd.compile records)
+                r = _int_minmax(op, y, _value(bound))
+                y = fn(y, _value(bound)) if r is None else r._data
         if y is x:
             y = x.copy()
         # NaN stays NaN (np.maximum propagates it, as torch.clamp does)
@@ -551,6 +613,10 @@ class Where(Function):
         av, bv = _value(a), _value(b)
         if _floats(av, bv):
             return _kernel("where", c, av, bv)
+        r = _int_where(c, av, bv)
+        if r is not None and r._data.shape == np.broadcast_shapes(
+                c.shape, np.shape(av), np.shape(bv)):
+            return r
         return _wrap(np.where(c, av, bv))
 
     @staticmethod
@@ -574,6 +640,9 @@ class Maximum(Function):
         ctx.is_max = is_max
         if _floats(av, bv):
             return _kernel("maximum" if is_max else "minimum", av, bv)
+        r = _int_minmax("max" if is_max else "min", av, bv)
+        if r is not None:
+            return r
         return _wrap(np.maximum(av, bv) if is_max else np.minimum(av, bv))
 
     @staticmethod

@@ -13,6 +13,7 @@ from graddesc import _core
 from graddesc._tensor import Tensor, _norm_dim, call_kernel
 from graddesc.autograd.function import Function
 from graddesc.functional import elementwise as ew
+from graddesc.functional.shape import int64_bits_as_float64
 
 
 def _check(x: Any, name: str, op: str) -> None:
@@ -193,6 +194,9 @@ class IndexSelect(Function):
         ctx.idx, ctx.dim, ctx.shape = idx, dim, x._data.shape
         if x._data.dtype in _FLOATS:
             return Tensor._make(call_kernel(_core.index_take, x._data, idx, dim))
+        bits = int64_bits_as_float64(x._data)
+        if bits is not None:  # int64 items moved as 8-byte floats (bit for bit), recorded
+            return Tensor._make(call_kernel(_core.index_take, bits, idx, dim).view(np.int64))
         return Tensor._make(np.ascontiguousarray(np.take(x._data, idx, axis=dim)))
 
     @staticmethod

@@ -6,7 +6,7 @@ array indexing, cat, stack, clone, dtype casts) do not. All are differentiable.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -386,13 +386,33 @@ class TakeNdBackward(Function):
         return TakeNd.apply(gg, ctx.arrays, ctx.dim), None, None, None
 
 
+_I64 = np.dtype(np.int64)
+
+
+def int64_bits_as_float64(a: np.ndarray) -> Optional[np.ndarray]:
+    """An aligned int64 array seen as float64 (the same 8-byte items), for the index kernels,
+    which only move items (loads and stores keep every bit): integer labels are taken by the
+    kernels gd.compile records. None when a is not an aligned int64 array."""
+    if a.dtype == _I64 and a.flags.aligned and a.ndim >= 1:
+        return a.view(np.float64)
+    return None
+
+
 def getitem(x: Tensor, index: Any) -> Tensor:
     idx = np_index(index)
-    if (type(idx) is np.ndarray or (type(idx) is tuple and np.ndarray in map(type, idx))) \
-            and x._data.dtype in _FLOAT_DTYPES:  # (a cheap test first: slicing is everywhere)
-        adv = _adjacent_arrays(idx, x.ndim)
-        if adv is not None:
-            return TakeNd.apply(x, adv[1], adv[0])
+    if type(idx) is np.ndarray or (type(idx) is tuple and np.ndarray in map(type, idx)):
+        # (a cheap test first: slicing is everywhere)
+        dt = x._data.dtype
+        if dt in _FLOAT_DTYPES:
+            adv = _adjacent_arrays(idx, x.ndim)
+            if adv is not None:
+                return TakeNd.apply(x, adv[1], adv[0])
+        elif dt == _I64 and not x.requires_grad:
+            adv = _adjacent_arrays(idx, x.ndim)
+            bits = int64_bits_as_float64(x._data) if adv is not None else None
+            if bits is not None:  # labels reordered or picked (y[perm]): not differentiable
+                return Tensor._make(call_kernel(_core.index_nd, bits, adv[1], adv[0])
+                                    .view(np.int64))
     return Index.apply(x, idx)
 
 
