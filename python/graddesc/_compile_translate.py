@@ -193,6 +193,8 @@ def _translate(rec: _Recording, inputs: list, prog: Any, bufs: _Buffers,
                 bufs.check_span(lo, nbytes, f"{name}: an operand")
             for o in (out if isinstance(out, tuple) else (out,)):  # (cross_entropy: a pair)
                 bufs.add(o)
+                if isinstance(o, np.ndarray) and isinstance(o.base, np.ndarray):
+                    bufs.written(o)  # (a slice of a batched product's result, say)
             prog.add("call", f64, ptrs, ints, reals)
             continue
         a = _bind(name, args, kwargs)

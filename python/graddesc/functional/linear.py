@@ -35,6 +35,54 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _core.gemm(A, B, trans_a=ta, trans_b=tb)
 
 
+_GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _rows(a: np.ndarray, rows: int) -> np.ndarray:
+    """a (..., n) as (rows, n): a view when NumPy can make one, else a C-ordered copy by the
+    copy kernel."""
+    v = a.reshape(rows, a.shape[-1])
+    if v.size and not np.may_share_memory(v, a):  # (NumPy copied: copy by the kernel instead)
+        return contiguous(a).reshape(rows, a.shape[-1])
+    return v
+
+
+# A batched product runs one GEMM call per batch index from Python (a few microseconds each)
+# only when each product is big enough for that to be small beside it; smaller ones stay with
+# NumPy's matmul (so gd.compile falls back on them, with a warning). The choice depends on the
+# shapes alone: eager and a replay always take the same path.
+_BATCHED_MIN_WORK = 1 << 20  # M * N * K
+
+
+def _batched_mm(a: np.ndarray, b: np.ndarray) -> Optional[np.ndarray]:
+    """a @ b for float arrays of one dtype with ndim >= 2 and batch dims that broadcast, by the
+    C++ GEMM (which gd.compile records): (..., M, K) @ (K, N) with a C-contiguous as one
+    (.. M, K) @ (K, N) product; products of at least _BATCHED_MIN_WORK multiply-adds one GEMM
+    per batch index into its slice of the result (each sums in the GEMM's order, whatever the
+    batch); None for the rest (NumPy's matmul)."""
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if b.ndim == 2 and a.flags.c_contiguous and a.flags.aligned:
+        return _mm(a.reshape(-1, K), b).reshape(batch + (M, N))
+    if M * N * K < _BATCHED_MIN_WORK:
+        return None
+    # (NumPy's own allocation: the array owning its memory is the result itself, which lets a
+    # recording see the slices' products cover it)
+    out = np.empty(batch + (M, N), a.dtype)
+    if out.size == 0:
+        return out
+    if K == 0:
+        out.fill(0)
+        return out
+    ab = np.broadcast_to(a, batch + (M, K))
+    bb = np.broadcast_to(b, batch + (K, N))
+    for idx in np.ndindex(*batch):
+        A, ta = _gemm_operand(ab[idx])
+        B, tb = _gemm_operand(bb[idx])
+        _core.gemm(A, B, trans_a=ta, trans_b=tb, out=out[idx])
+    return out
+
+
 def _check_tensors(a: Tensor, b: Tensor, op: str) -> None:
     for name, t in (("input", a), ("other", b)):
         if not isinstance(t, Tensor):
@@ -63,6 +111,11 @@ class MatMul(Function):
         ctx.a_ndim, ctx.b_ndim = ad.ndim, bd.ndim
         if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
             return Tensor._make(_mm(ad, bd))
+        if ad.ndim >= 2 and bd.ndim >= 2 and ad.dtype in _GEMM_DTYPES and \
+                (ad.ndim > 2 or bd.ndim > 2):
+            out = _batched_mm(ad, bd)
+            if out is not None:
+                return Tensor._make(out)
         # vector @ vector gives a NumPy scalar: keep it a 0-d array; Inf * 0 is NaN silently
         with np.errstate(all="ignore"):
             return Tensor._make(np.asarray(np.matmul(ad, bd)))
@@ -165,7 +218,9 @@ class Linear(Function):
         x2, g2, gd = xd, g._data, g._data
         if xd.ndim > 2:  # (..., IN) as (rows, IN)
             rows = math.prod(xd.shape[:-1])
-            x2, g2 = xd.reshape(rows, xd.shape[-1]), gd.reshape(rows, gd.shape[-1])
+            # (a broadcast gradient, e.g. of mean(1), has no 2-d view: copied by the kernel,
+            # which gd.compile records, not by NumPy's reshape)
+            x2, g2 = _rows(xd, rows), _rows(gd, rows)
         if g2.dtype != x2.dtype:
             g2 = g2.astype(x2.dtype)
         # (nb: there is a bias and it needs a gradient)
