@@ -122,3 +122,36 @@ def test_attention_like_step_is_captured_and_equals_eager(dtype):
     assert l1 == l2
     for a, b in zip(p1, p2):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
+def test_small_3d_times_parameter_step_is_captured_and_equals_eager(dtype):
+    """(B, T, K) @ W (K, N) at any size: one product forward, W's gradient one product over
+    the rows of every batch, so a compiled step records both."""
+    def run(compiled):
+        gd.manual_seed(1)
+        W = nn.Parameter(gd.randn(4, 3, dtype=dtype))
+        opt = gd.optim.SGD([W], lr=0.05, momentum=0.9)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.mse_loss((x @ W).tanh(), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        f = gd.compile(step) if compiled else step
+        rng = np.random.default_rng(5)
+        npdt = np.float32 if dtype == gd.float32 else np.float64
+        losses = [f(gd.tensor((s * rng.standard_normal((2, 5, 4))).astype(npdt)),
+                    gd.tensor(rng.standard_normal((2, 5, 3)).astype(npdt))).item()
+                  for s in (1.0, 4.0, 0.5)]
+        return losses, W.detach().numpy().copy(), f
+
+    l1, w1, _ = run(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        l2, w2, f = run(True)
+    assert f.stats["eager"] == 0 and f.stats["replayed"] >= 1, f.stats
+    assert l1 == l2
+    np.testing.assert_array_equal(w1, w2)

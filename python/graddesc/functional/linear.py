@@ -151,9 +151,13 @@ class MatMul(Function):
             ga = g_ @ b_.transpose(-1, -2)
             ga = ga.squeeze(-2) if a_vec else ga
         if ctx.needs_input_grad[1]:
-            a_ = a.unsqueeze(0) if a_vec else a
-            gb = a_.transpose(-1, -2) @ g_
-            gb = gb.squeeze(-1) if b_vec else gb
+            if ctx.b_ndim == 2 and ctx.a_ndim > 2:
+                # b's gradient summed over a's batch in one product: (rows of a)^T (rows of g)
+                gb = a.reshape(-1, a.shape[-1]).transpose(0, 1) @ g_.reshape(-1, g_.shape[-1])
+            else:
+                a_ = a.unsqueeze(0) if a_vec else a
+                gb = a_.transpose(-1, -2) @ g_
+                gb = gb.squeeze(-1) if b_vec else gb
         return ga, gb
 
 
