@@ -131,6 +131,8 @@ IDIOMS = {
     "sign": lambda m, o, y, yf, yb: (gd.sign(o) * o).mean() + F.mse_loss(o, yf),
     "isfinite_isnan": lambda m, o, y, yf, yb: gd.where(
         gd.isfinite(o) & ~gd.isnan(o), o, 0.0).pow(2).mean(),
+    "tril_triu": lambda m, o, y, yf, yb: (gd.tril(o.T @ o).sum() + gd.triu(o, 1).pow(2).mean() +
+                                          o.tril(-1).abs().sum()),
     # integer labels reordered inside the step, indices written in the step's code
     "label_index": lambda m, o, y, yf, yb: F.cross_entropy(o, y[gd.arange(7, -1, -1)]),
     "label_index_select": lambda m, o, y, yf, yb: F.cross_entropy(
@@ -284,3 +286,20 @@ def test_int64_index_kernels_move_every_bit_pattern() -> None:
     np.testing.assert_array_equal(gd.tensor(m)[:, gd.tensor(perm[:5])].numpy(), m[:, perm[:5]])
     with pytest.raises(IndexError):
         y[gd.tensor([0, special.size])]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tril_triu_are_numpys_bit_for_bit(dtype):
+    """tril/triu of floats by the where kernel and a constant triangle: NumPy's values (NaN and
+    Inf kept inside the triangle, +0.0 outside), every diagonal, batched and empty shapes."""
+    rng = np.random.default_rng(9)
+    for shape in [(4, 4), (3, 5), (5, 3), (2, 3, 4, 4), (0, 3), (3, 0), (1, 1)]:
+        a = rng.standard_normal(shape).astype(dtype)
+        a.flat[::3] = np.nan
+        a.flat[1::7] = -np.inf
+        for k in (-6, -2, -1, 0, 1, 3, 6):
+            for name in ("tril", "triu"):
+                got = getattr(gd, name)(gd.tensor(a), k).numpy()
+                want = np.ascontiguousarray(getattr(np, name)(a, k))
+                assert got.shape == want.shape and got.dtype == want.dtype
+                assert got.tobytes() == want.tobytes(), (shape, k, name)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from graddesc import _compile_state
 from graddesc._tensor import Tensor
 from graddesc.autograd.function import Function
 from graddesc.functional import elementwise as ew
@@ -189,12 +190,23 @@ def floor_divide(input: Tensor, other: Any) -> Tensor:  # noqa: A002
 
 
 # ---- triangles, outer, bmm -------------------------------------------------------------------
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class _Tri(Function):
     @staticmethod
     def forward(ctx, x, diagonal, upper):
         ctx.args = (diagonal, upper)
+        xd = x._data
+        if xd.dtype in _FLOATS:
+            # where(triangle, x, 0) by the where kernel (what np.tril computes, +0.0 outside),
+            # the triangle a constant of the shape, so a compiled step records it
+            n, m = xd.shape[-2:]
+            keep = ~np.tri(n, m, diagonal - 1, dtype=bool) if upper else \
+                np.tri(n, m, diagonal, dtype=bool)
+            return ew._kernel("where", _compile_state.constant(keep), xd, 0.0)
         f = np.triu if upper else np.tril
-        return Tensor._make(np.ascontiguousarray(f(x._data, diagonal)))
+        return Tensor._make(np.ascontiguousarray(f(xd, diagonal)))
 
     @staticmethod
     def backward(ctx, g):
