@@ -416,17 +416,41 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     return Index.apply(x, idx)
 
 
+def _index_put_kernels(xd: np.ndarray, idx: Any, v: Any) -> Optional[np.ndarray]:
+    """A copy of a float array xd with xd[idx] = v, for basic indexing and a number or an
+    array of xd's dtype: the copy kernel, then the value written into the copy's view by the
+    elementwise kernel (both recorded by gd.compile). None for anything else."""
+    from graddesc.functional import inplace
+
+    if xd.dtype not in _FLOAT_DTYPES or not xd.flags.aligned:
+        return None
+    out = copy_c(xd)
+    view = inplace._basic_view(out, idx)
+    if view is None or not inplace._writable_float(view):
+        return None
+    w = inplace._kernel_operand(view, v)
+    if w is None:
+        return None
+    if view.size:
+        _core.elementwise(_core.EW_OPS["where"], np.broadcast_to(
+            _compile_state.constant(inplace._TRUE), view.shape), w, view, view)
+    return out
+
+
 class IndexPut(Function):
     """out = x with out[idx] = value (value broadcast); the out-of-place form of __setitem__."""
 
     @staticmethod
     def forward(ctx, x, idx, value):
+        ctx.idx, ctx.vshape = idx, (value._data.shape if isinstance(value, Tensor) else None)
+        out = _index_put_kernels(x._data, idx, _value(value))
+        if out is not None:
+            return Tensor._make(out)
         out = x._data.copy()
         try:
             out[idx] = _value(value)
         except (IndexError, ValueError) as e:
             raise IndexError(f"__setitem__: {e}") from None
-        ctx.idx, ctx.vshape = idx, (value._data.shape if isinstance(value, Tensor) else None)
         return Tensor._make(out)
 
     @staticmethod
