@@ -3,7 +3,6 @@ the C++ GEMM, one product for (..., M, K) @ (K, N) or one per batch index when e
 enough, else NumPy's matmul; against NumPy, PyTorch when installed, finite differences, and
 captured by gd.compile bitwise equal to eager."""
 
-import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 import graddesc as gd
 import graddesc.nn as nn
 import graddesc.nn.functional as F
+from _compile_twins import assert_compiled_equals_eager
 
 try:
     import torch
@@ -114,14 +114,7 @@ def test_attention_like_step_is_captured_and_equals_eager(dtype):
                     gd.tensor(rng.integers(0, 3, 2))).item() for s in (1.0, 6.0, 0.3, 2.0)]
         return losses, [p.detach().numpy().copy() for p in params], f
 
-    l1, p1, _ = run(False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        l2, p2, f = run(True)
-    assert f.stats["eager"] == 0 and f.stats["replayed"] >= 2, f.stats
-    assert l1 == l2
-    for a, b in zip(p1, p2):
-        np.testing.assert_array_equal(a, b)
+    assert_compiled_equals_eager(run)
 
 
 @pytest.mark.parametrize("dtype", [gd.float32, gd.float64])
@@ -146,12 +139,6 @@ def test_small_3d_times_parameter_step_is_captured_and_equals_eager(dtype):
         losses = [f(gd.tensor((s * rng.standard_normal((2, 5, 4))).astype(npdt)),
                     gd.tensor(rng.standard_normal((2, 5, 3)).astype(npdt))).item()
                   for s in (1.0, 4.0, 0.5)]
-        return losses, W.detach().numpy().copy(), f
+        return losses, [W.detach().numpy().copy()], f
 
-    l1, w1, _ = run(False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        l2, w2, f = run(True)
-    assert f.stats["eager"] == 0 and f.stats["replayed"] >= 1, f.stats
-    assert l1 == l2
-    np.testing.assert_array_equal(w1, w2)
+    assert_compiled_equals_eager(run, min_replays=1)
