@@ -472,6 +472,7 @@ _LABEL_EDITS = {
     "where": lambda o, y: F.cross_entropy(o, gd.where(y > 2, y, gd.zeros_like(y))),
     "where_number": lambda o, y: F.cross_entropy(o, gd.where(y == 3, 0, y)),
     "clamp": lambda o, y: F.cross_entropy(o, y.clamp(0, 2)),
+    "mod_floordiv": lambda o, y: F.cross_entropy(o, (y + 1) % 4) + F.cross_entropy(o, y // 2),
     "maximum": lambda o, y: F.cross_entropy(o, gd.maximum(y - 1, gd.zeros_like(y))),
     # a masked mean: the float loss divided by an integer count (cast by a kernel)
     "masked_mean": lambda o, y: (F.cross_entropy(o, y, reduction="none") * (y > 0)).sum() /
@@ -502,3 +503,61 @@ def test_compiled_step_editing_integer_labels_is_captured_and_equals_eager(name,
         return losses, [p.detach().numpy().copy() for p in m.parameters()], f
 
     assert_compiled_equals_eager(run)
+
+
+def _wrap64(v):
+    return (v + 2 ** 63) % 2 ** 64 - 2 ** 63
+
+
+@pytest.mark.parametrize("tb", [np.int32, np.int64])
+def test_floor_division_and_remainder_are_pythons(tb) -> None:
+    """// and % of integer tensors by the kernel: Python's floor division and remainder (the
+    divisor's sign), int64 extremes wrapping as NumPy's int64 does (INT64_MIN // -1)."""
+    rng = np.random.default_rng(16)
+    big = np.iinfo(np.int64)
+    a = rng.integers(-50, 51, (5, 6)).astype(np.int64)
+    a[0, :4] = [big.min, big.max, big.min, -1]
+    b = rng.integers(1, 9, (5, 6)).astype(tb) * rng.choice([-1, 1], (5, 6)).astype(tb)
+    b[0, :4] = [-1, -1, 1, -1]
+    for x, y in ((a, b), (a.T, b.T), (a[:, ::2], b[:, 1::2]), (a, b[2]), (a[:, :1], b)):
+        q = _core.int_binary("floordiv", x, y)
+        r = _core.int_binary("rem", x, y)
+        bx, by = np.broadcast_arrays(x, y)
+        want_q = np.array([_wrap64(int(u) // int(v)) for u, v in zip(bx.flat, by.flat)])
+        want_r = np.array([int(u) % int(v) for u, v in zip(bx.flat, by.flat)])
+        assert q.dtype == np.int64 and r.dtype == np.int64
+        np.testing.assert_array_equal(q.ravel(), want_q)
+        np.testing.assert_array_equal(r.ravel(), want_r)
+    t = gd.tensor(a)
+    np.testing.assert_array_equal((t // 3).numpy(), a // 3)
+    np.testing.assert_array_equal((t % -4).numpy(), np.remainder(a, -4))
+    np.testing.assert_array_equal(gd.remainder(7, gd.tensor(b)).numpy(), np.remainder(7, b))
+
+
+def test_integer_division_by_zero_raises_eagerly_and_in_a_replay() -> None:
+    for op, name in (("floordiv", "floor_divide"), ("rem", "remainder")):
+        with pytest.raises(RuntimeError, match=f"integer {name} by zero"):
+            _core.int_binary(op, np.arange(3), np.array([1, 0, 2]))
+        with pytest.raises(RuntimeError, match=f"integer {name} by zero"):
+            _core.int_binary(op, np.arange(3), 0)
+    lin, opt = _model(17)
+
+    def step(x, y, k):
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(x), (y + 1) % k)
+        loss.backward()
+        opt.step()
+        return loss
+
+    f = gd.compile(step)
+    x = gd.tensor(np.ones((4, 8), np.float32))
+    y = gd.tensor(np.arange(4))
+    k = gd.tensor(np.full(4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(4):
+            f(x, y, k)
+    assert f.stats["replayed"] >= 2 and f.stats["eager"] == 0, f.stats
+    k.numpy()[1] = 0
+    with pytest.raises(RuntimeError, match="integer remainder by zero"):
+        f(x, y, k)

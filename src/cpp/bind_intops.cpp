@@ -3,7 +3,8 @@
 //
 //   int_binary(op, a, b)    comparisons eq/ne/lt/le/gt/ge, logical land/lor/lxor, bitwise
 //                           and/or/xor, add/sub/mul of integers (two's complement wraparound,
-//                           as NumPy and PyTorch), and max/min of bools or integers, with
+//                           as NumPy and PyTorch), max/min of bools or integers, and floor
+//                           division and remainder of integers (Python's // and %), with
 //                           broadcasting;
 //   int_unary(op, x, dtype) cast between bool/int32/int64/float32/float64, logical not, bitwise
 //                           invert, and round/floor/ceil of floats (pred.round() == y);
@@ -55,11 +56,12 @@ enum BinOp : int64_t {
     kAnd, kOr, kXor,               // bitwise, bool or integer result
     kAdd, kSub, kMul,              // integer result
     kMax, kMin,                    // bool or integer result (the larger, the smaller)
+    kFloorDiv, kRem,               // integer result: floor(a / b), a - floor(a / b) b (b != 0)
     kNumBin
 };
 const char* const kBinName[kNumBin] = {"eq", "ne", "lt", "le", "gt", "ge", "land", "lor",
                                        "lxor", "and", "or", "xor", "add", "sub", "mul",
-                                       "max", "min"};
+                                       "max", "min", "floordiv", "rem"};
 enum UnOp : int64_t { kCast, kNot, kInvert, kRound, kFloor, kCeil, kNumUn };
 const char* const kUnName[kNumUn] = {"cast", "not", "invert", "round", "floor", "ceil"};
 
@@ -210,6 +212,20 @@ void for_rows(const int64_t* shape, int64_t nd, const int64_t* const* st, const 
     });
 }
 
+// Python's and PyTorch's integer floor division and remainder (the remainder takes the
+// divisor's sign), in int64 (results wrap as the other integer ops do); b != 0 (checked before).
+// b = -1 is its own case: INT64_MIN / -1 traps on x86.
+inline uint64_t floor_div(int64_t a, int64_t b) {
+    if (b == -1) return uint64_t(0) - static_cast<uint64_t>(a);
+    const int64_t q = a / b;
+    return static_cast<uint64_t>((a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q);
+}
+inline uint64_t floor_rem(int64_t a, int64_t b) {
+    if (b == -1) return 0;
+    const int64_t r = a % b;
+    return static_cast<uint64_t>((r != 0 && ((r < 0) != (b < 0))) ? r + b : r);
+}
+
 template <class C, class TA, class TB>
 void bin_row(int64_t op, int64_t to, const TA* a, int64_t sa, const TB* b, int64_t sb, char* o,
              int64_t n) {
@@ -261,6 +277,8 @@ void bin_row(int64_t op, int64_t to, const TA* a, int64_t sa, const TB* b, int64
             case kSub: GD_LOOP(out[j] = put(U(x) - U(y)))
             case kMax: GD_LOOP(out[j] = put(static_cast<uint64_t>(std::max(S(x), S(y)))))
             case kMin: GD_LOOP(out[j] = put(static_cast<uint64_t>(std::min(S(x), S(y)))))
+            case kFloorDiv: GD_LOOP(out[j] = put(floor_div(S(x), S(y))))
+            case kRem: GD_LOOP(out[j] = put(floor_rem(S(x), S(y))))
             default: GD_LOOP(out[j] = put(U(x) * U(y)))
         }
     });
@@ -313,8 +331,32 @@ void bin_compute(const BinLayout& L) {
     });
 }
 
+// floordiv and rem: a zero divisor raises PyTorch's error (RuntimeError), eagerly and in a replay,
+// before anything is written
+void check_divisor(const BinLayout& L) {
+    if (L.op != kFloorDiv && L.op != kRem) return;
+    const char* what = L.op == kFloorDiv ? "ZeroDivisionError: integer floor_divide by zero"
+                                         : "ZeroDivisionError: integer remainder by zero";
+    if (!L.b) {  // the number operand is the divisor
+        if (L.si == 0) throw std::runtime_error(what);
+        return;
+    }
+    const int64_t* st[1] = {L.sb};
+    const int64_t item[1] = {kItem[L.tb]};
+    bool zero = false;
+    with_dt(L.tb, [&](auto tag) {
+        using TB = decltype(tag);
+        walk<1>(L.shape, L.nd, st, item, 0, numel(L.shape, L.nd),
+                [&](int64_t, const int64_t* off) {
+                    zero = zero || *reinterpret_cast<const TB*>(L.b + off[0]) == TB(0);
+                });
+    });
+    if (zero) throw std::runtime_error(what);
+}
+
 void bin_run(const Instr& in) {
     const BinLayout L = bin_layout(in);
+    check_divisor(L);
     switch (L.tc) {
         case kF32: bin_compute<float>(L); break;
         case kF64: bin_compute<double>(L); break;
@@ -707,8 +749,8 @@ Binary parse_binary(const std::string& opname, const py::handle& av, const py::h
         if (opname == kBinName[k]) r.op = k;
     if (r.op < 0)
         value_error(std::string(op) + ": argument 'op' must be one of eq, ne, lt, le, gt, ge, "
-                    "land, lor, lxor, and, or, xor, add, sub, mul, max, min, got '" + opname +
-                    "'");
+                    "land, lor, lxor, and, or, xor, add, sub, mul, max, min, floordiv, rem, got '" +
+                    opname + "'");
     r.a = parse_operand(av, op, "a");
     r.b = parse_operand(bv, op, "b");
     if (!r.a.is_array && !r.b.is_array)
@@ -721,7 +763,7 @@ Binary parse_binary(const std::string& opname, const py::handle& av, const py::h
         r.tc = kBool;
         r.to = kBool;
     } else {
-        const bool bitwise = r.op <= kXor || r.op >= kMax;  // (these take bools too)
+        const bool bitwise = r.op <= kXor || r.op == kMax || r.op == kMin;  // (bools too)
         if (category(res) == 2 || (!bitwise && res == kBool))
             type_error(std::string(op) + ": '" + opname + "' takes " +
                        (bitwise ? "bool or integer" : "integer") + " operands whose result " +
@@ -784,6 +826,7 @@ py::array binary(const std::string& op, const py::handle& a, const py::handle& b
     const Binary r = parse_binary(op, a, b);
     py::array out = new_of(r.to, r.shape);
     const BinLayout L = layout_of(r, static_cast<char*>(out.mutable_data()));
+    check_divisor(L);
     {
         py::gil_scoped_release nogil;
         switch (L.tc) {
@@ -971,7 +1014,8 @@ void bind_intops(py::module_& m) {
           "float64; any strides) or one a Python number, in PyTorch's result dtype. op: eq, ne, "
           "lt, le, gt, ge (bool; compared in the result dtype), land, lor, lxor (bool, of the "
           "truth values), and, or, xor (bitwise; bool or integer), add, sub, mul (integer, "
-          "wrapping around), max, min (bool or integer).");
+          "wrapping around), max, min (bool or integer), floordiv, rem (integer: Python's // "
+          "and %, a zero divisor raises RuntimeError).");
     m.def("int_binary_args", &binary_args, py::arg("op"), py::arg("a"), py::arg("b"),
           py::kw_only(), py::arg("result"),
           "The instruction gd.compile records for int_binary(...) = result.");

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from graddesc import _compile_state
-from graddesc._tensor import Tensor
+from graddesc import _compile_state, _core
+from graddesc._tensor import Tensor, call_kernel
 from graddesc.autograd.function import Function
 from graddesc.functional import elementwise as ew
 from graddesc.functional import linear as lin
@@ -30,7 +30,8 @@ def _operand(v: Any, like: Tensor, op: str, name: str) -> Tensor:
         if isinstance(v, (bool, int, float)):  # a weak Python number: the tensor's dtype
             kind = like._data.dtype.kind
             dt = like._data.dtype if (kind == "f" or not isinstance(v, float)) else np.float32
-            return Tensor._make(np.asarray(v, dtype=dt))
+            # (a constant of a recorded program, as the number itself would be)
+            return Tensor._make(_compile_state.constant(np.asarray(v, dtype=dt)))
         from graddesc._tensor import _convert_array
 
         return Tensor._make(_convert_array(np.asarray(v), None, op))
@@ -119,12 +120,18 @@ def _binary_values(a: Any, b: Any, op: str) -> tuple:
     return ta, tb, np.result_type(ta._data, tb._data)
 
 
+_INT_KERNEL = (np.dtype(np.int32), np.dtype(np.int64))
+
+
 class _Mod(Function):
     """remainder (floored) or fmod (truncated): d/da = 1, d/db = -q with q the quotient."""
 
     @staticmethod
     def forward(ctx, a, b, floored, dt):
         av, bv = a._data.astype(dt, copy=False), b._data.astype(dt, copy=False)
+        if floored and dt in _INT_KERNEL:  # the kernel, which gd.compile records (integers are
+            ctx.shapes, ctx.q = None, None  # not differentiable: no quotient to keep)
+            return Tensor._make(call_kernel(_core.int_binary, "rem", av, bv))
         if dt.kind in "iu" and np.any(bv == 0):
             raise RuntimeError("ZeroDivisionError: integer remainder by zero")
         with np.errstate(all="ignore"):
@@ -183,6 +190,8 @@ def floor_divide(input: Tensor, other: Any) -> Tensor:  # noqa: A002
     """
     a, b, dt = _binary_values(input, other, "floor_divide")
     av, bv = a._data.astype(dt, copy=False), b._data.astype(dt, copy=False)
+    if dt in _INT_KERNEL:  # (a zero divisor raises the same RuntimeError there, also in a replay)
+        return Tensor._make(call_kernel(_core.int_binary, "floordiv", av, bv))
     if dt.kind in "iu" and np.any(bv == 0):
         raise RuntimeError("ZeroDivisionError: integer floor_divide by zero")
     with np.errstate(all="ignore"):
