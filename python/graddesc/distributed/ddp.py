@@ -132,8 +132,9 @@ class DistributedDataParallel(Module):
     At construction the ranks check that their parameters have the same names, shapes and
     dtypes and that they pass the same settings (a clear ValueError on every rank otherwise)
     and rank 0's parameters and buffers are broadcast to all. Gradients are grouped into
-    buckets of about bucket_cap_mb megabytes, in reverse parameter order (the order backward
-    produces them); each gradient is copied into its bucket as soon as backward has
+    buckets of about bucket_cap_mb megabytes (default 25, PyTorch's: a model with up to 25 MB
+    of gradients has one bucket, one barrier per step), in reverse parameter order (the order
+    backward produces them); each gradient is copied into its bucket as soon as backward has
     accumulated it, a bucket's reduction starts (non-blocking) once all of its gradients are
     there, buckets start in the same order on every rank, and the end of backward waits for
     all of them. Then each .grad is a view of the averaged bucket (PyTorch's
@@ -159,7 +160,7 @@ class DistributedDataParallel(Module):
     synchronize_gradients() before the optimizer step.
     """
 
-    def __init__(self, module: Module, *, bucket_cap_mb: float = 0.5,
+    def __init__(self, module: Module, *, bucket_cap_mb: float = 25.0,
                  deterministic: bool = False, shared_memory: Optional[bool] = None,
                  broadcast_buffers: bool = True, device_ids: Any = None,
                  output_device: Any = None, **kwargs: Any) -> None:
