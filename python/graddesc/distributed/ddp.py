@@ -142,9 +142,10 @@ class DistributedDataParallel(Module):
     earlier step is overwritten by the next average (as in PyTorch with that option).
 
     shared_memory: None (default) reduces through MPI shared-memory windows when every rank
-    runs on one node (MPI_Win_allocate_shared; each rank adds one chunk of every rank's
-    gradients in rank order 0, 1, 2, ..., divides, and the ranks copy each other's chunks;
-    MPI barriers order the steps), otherwise with MPI_Iallreduce; False always uses
+    runs on one node (MPI_Win_allocate_shared; with 2 ranks each rank averages both ranks'
+    buckets into its own in one pass after one barrier per bucket; with more, each rank
+    averages one chunk of every rank's gradients in rank order 0, 1, 2, ... and the ranks copy
+    each other's chunks after a second barrier), otherwise with MPI_Iallreduce; False always uses
     MPI_Iallreduce; True requires one node. The shared-memory reduction is deterministic for
     any number of ranks. deterministic=True without shared memory reduces with
     all_reduce_ordered (the sum in rank order whatever MPI does, at the cost of an all-to-all
