@@ -163,12 +163,10 @@ def _passes() -> list:
         p.grad = gd.tensor(np.random.default_rng(0).standard_normal(p.shape).astype(np.float32))
     n = sum(p.numel() for p in params) + len(params)
     bucket = ddp._Bucket(params, np.empty(n, dtype=np.float32))
-    bucket.ins = [np.zeros(n, dtype=np.float32) for _ in range(2)]
-    bucket.outs = [np.zeros(n, dtype=np.float32) for _ in range(2)]
-    bucket.bounds = [0, n // 2, n]
+    bucket.ins = [[np.zeros(n, dtype=np.float32) for _ in range(2)]]
 
     def put() -> None:
-        bucket.dest = bucket.ins[0]
+        bucket.dest = bucket.ins[0][0]
         for k, p in enumerate(params):
             bucket.put(k, p)
 
@@ -182,8 +180,7 @@ def _passes() -> list:
         return best
 
     return [("copy the gradients into the bucket (hooks)", timed(put)),
-            ("add this rank's chunk of 2 ranks (n/2)", timed(lambda: bucket.reduce_chunk(0, 2))),
-            ("copy out with / world size (n)", timed(lambda: bucket.gather(2))),
+            ("average 2 ranks' buckets into flat (n)", timed(lambda: bucket.average(0))),
             ("point .grad at the bucket views", timed(bucket.set_grads))]
 
 

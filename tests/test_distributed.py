@@ -238,6 +238,46 @@ def job_ddp(tmp: str) -> None:
         for g, w in zip(_grads(model), _grads(ref)):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
+    # shared memory over many rounds, the ranks out of step by random sleeps (a rank writing
+    # round t + 1's gradients while another still reads round t's must not change a bit): the
+    # default path (2 ranks: each rank averages both buckets whole, two input regions in turns;
+    # 3 ranks: one chunk each), and with 3 ranks the direct path too (rank order for 3 ranks)
+    from graddesc.distributed import ddp as ddp_mod
+
+    for direct_max in sorted({ddp_mod._DIRECT_MAX_WORLD, n}):
+        old_max = ddp_mod._DIRECT_MAX_WORLD
+        ddp_mod._DIRECT_MAX_WORLD = direct_max
+        try:
+            model = _mlp(seed=30)
+            ddp = dist.DistributedDataParallel(model, bucket_cap_mb=0.0005)
+        finally:
+            ddp_mod._DIRECT_MAX_WORLD = old_max
+        assert ddp._shm is not None and ddp._shm[3] == (n <= direct_max)
+        ref = _mlp(seed=30)
+        delay = np.random.default_rng(40 + r)
+        for step in range(7):
+            if step % 2:
+                model.zero_grad(set_to_none=False)  # (accumulates into the private buckets)
+            else:
+                model.zero_grad()
+            xs = X[shard] * (1 + step)
+            time.sleep(delay.uniform(0, 0.004))
+            out = ddp(xs)
+            time.sleep(delay.uniform(0, 0.004))
+            loss_fn(out, Y[shard]).backward()
+            got = _grads(model)
+            shard_grads = []
+            for k in range(n):
+                ref.zero_grad()
+                sl = slice(12 * k, 12 * (k + 1))
+                loss_fn(ref(X[sl] * (1 + step)), Y[sl]).backward()
+                shard_grads.append(_grads(ref))
+            for i, g in enumerate(got):
+                total = shard_grads[0][i].copy()
+                for k in range(1, n):
+                    total = total + shard_grads[k][i]
+                assert np.array_equal(g, total / np.float32(n)), (direct_max, step, i)
+
     # no_sync: two micro-batches accumulated locally, averaged once at the second backward
     model = _mlp(seed=5)
     ddp = dist.DistributedDataParallel(model)

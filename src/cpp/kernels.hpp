@@ -117,6 +117,9 @@ struct KernelTable {
                          const RmspropHyper& h);
     void (*adagrad_step)(T* const* p, T* const* sum, const T* const* g, const double* step,
                          const int64_t* n, int64_t count, const AdagradHyper& h);
+    // x[0..count) (N each) -> y and y2 (N, y2 may be null) = the ranks' sum in rank order /
+    // count (collective.hpp)
+    void (*average_ranks)(T* y, T* y2, const T* const* x, int64_t count, int64_t N);
 };
 
 struct Kernels {

@@ -23,6 +23,7 @@ void bind_index(py::module_& m);
 void bind_random(py::module_& m);
 void bind_intops(py::module_& m);
 void bind_sort(py::module_& m);
+void bind_collective(py::module_& m);
 }  // namespace bind
 
 namespace {
@@ -102,4 +103,5 @@ PYBIND11_MODULE(_core, m) {
     bind::bind_random(m);
     bind::bind_intops(m);
     bind::bind_sort(m);
+    bind::bind_collective(m);
 }

@@ -1,5 +1,6 @@
 // Fills this ISA's kernel table (compiled once per ISA, see CMakeLists.txt).
 #include "activation.hpp"
+#include "collective.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
 #include "kernels.hpp"
@@ -43,6 +44,7 @@ KernelTable<T> make_table() {
     t.grad_norm = &grad_norm<T>;
     t.scale_grads = &scale_grads<T>;
     t.adagrad_step = &adagrad_step<T>;
+    t.average_ranks = &average_ranks<T>;
     return t;
 }
 }  // namespace

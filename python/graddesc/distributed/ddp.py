@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graddesc import _compile_state
+from graddesc import _compile_state, _core
 from graddesc._tensor import Tensor
 from graddesc.autograd import engine
 from graddesc.distributed import _group
@@ -27,6 +27,12 @@ def _scale(src: np.ndarray, world: int, out: np.ndarray) -> None:
         np.divide(src, src.dtype.type(world), out=out)
 
 
+# Shared memory: up to this many ranks, each rank adds every rank's whole bucket itself (one
+# barrier per bucket); beyond, each rank adds one chunk and the ranks copy each other's chunks
+# (two barriers, but the bytes each rank reads do not grow with the number of ranks).
+_DIRECT_MAX_WORLD = 2
+
+
 class _Bucket:
     """Gradients of a few parameters reduced together. `flat` (this rank's private memory)
     holds the gradients one after another, then one "had a gradient" count per parameter (1 or
@@ -35,9 +41,17 @@ class _Bucket:
     Tensor in `views`), so no copy out is needed.
 
     Where a rank writes its gradients before the reduction (`dest`): `flat` itself for MPI's
-    all-reduce (in place); with shared memory, this rank's segment of the input window (`ins`,
-    one array per rank), and each rank reduces one chunk of the bucket into its segment of the
-    output window (`outs`), which every rank then copies into its `flat`."""
+    all-reduce (in place). With shared memory, this rank's segment of an input region of the
+    shared window (`ins[parity]`: one array per rank) that every rank reads after the barrier:
+      direct (2 ranks): every rank averages all ranks' whole buckets into its own flat
+        (_core.average_ranks: one pass), then nothing else; two input regions used in turns
+        (parity = the round's number mod 2), so a rank writing round t + 1's gradients never
+        overwrites what a slower rank may still be reading of round t (it reads them before
+        it enters round t + 1's barrier, which the writer has passed);
+      chunked (more ranks): rank r averages chunk r of all ranks' buckets into its flat and its
+        segment of the output region (`outs`), and after a second barrier copies the other
+        ranks' chunks from theirs. One input region: a rank writes the next round's inputs
+        only after the second barrier, when every rank has read them."""
 
     def __init__(self, params: list, flat: np.ndarray) -> None:
         self.params = params
@@ -48,8 +62,8 @@ class _Bucket:
         self.views = [Tensor._make(flat[o:o + n].reshape(p._data.shape))
                       for p, o, n in zip(params, self.offsets, self.sizes)]
         self.dest = flat
-        self.ins: list = []
-        self.outs: list = []
+        self.ins: list = []  # [parity][rank]
+        self.outs: list = []  # [rank] (chunked)
         self.bounds: list = []
         self.filled = [False] * len(params)
         self.nready = 0
@@ -76,22 +90,23 @@ class _Bucket:
             if not self.filled[k]:
                 self.put(k, p)
 
-    def reduce_chunk(self, rank: int, world: int) -> None:
-        """Shared memory: this rank's chunk of the sum over ranks, added in rank order, into
-        this rank's segment of the output window (divided by the world size on the way out,
-        in gather)."""
-        lo, hi = self.bounds[rank], self.bounds[rank + 1]
-        ins = self.ins
-        o = self.outs[rank][lo:hi]
-        np.add(ins[0][lo:hi], ins[1][lo:hi], out=o)
-        for q in range(2, world):
-            np.add(o, ins[q][lo:hi], out=o)
+    def average(self, parity: int) -> None:
+        """Direct: flat = every rank's bucket summed in rank order, / world size (one pass)."""
+        _core.average_ranks(self.flat, self.ins[parity])
 
-    def gather(self, world: int) -> None:
-        """Every rank's chunk of the sum, / world size, into flat (one pass)."""
+    def reduce_chunk(self, rank: int) -> None:
+        """Chunked: this rank's chunk of the sum over ranks, added in rank order and divided by
+        the world size, into its flat and its segment of the output region (one pass)."""
+        lo, hi = self.bounds[rank], self.bounds[rank + 1]
+        _core.average_ranks(self.outs[rank][lo:hi], [a[lo:hi] for a in self.ins[0]],
+                            self.flat[lo:hi])
+
+    def gather(self, rank: int) -> None:
+        """Chunked: the other ranks' chunks of the average into flat."""
         b = self.bounds
         for q, out in enumerate(self.outs):
-            _scale(out[b[q]:b[q + 1]], world, self.flat[b[q]:b[q + 1]])
+            if q != rank:
+                np.copyto(self.flat[b[q]:b[q + 1]], out[b[q]:b[q + 1]])
 
     def set_grads(self) -> None:
         """flat holds the averages (and counts / world size): each .grad becomes its view."""
@@ -117,8 +132,9 @@ class DistributedDataParallel(Module):
     At construction the ranks check that their parameters have the same names, shapes and
     dtypes and that they pass the same settings (a clear ValueError on every rank otherwise)
     and rank 0's parameters and buffers are broadcast to all. Gradients are grouped into
-    buckets of about bucket_cap_mb megabytes, in reverse parameter order (the order backward
-    produces them); each gradient is copied into its bucket as soon as backward has
+    buckets of about bucket_cap_mb megabytes (default 25, PyTorch's: a model with up to 25 MB
+    of gradients has one bucket, one barrier per step), in reverse parameter order (the order
+    backward produces them); each gradient is copied into its bucket as soon as backward has
     accumulated it, a bucket's reduction starts (non-blocking) once all of its gradients are
     there, buckets start in the same order on every rank, and the end of backward waits for
     all of them. Then each .grad is a view of the averaged bucket (PyTorch's
@@ -126,9 +142,10 @@ class DistributedDataParallel(Module):
     earlier step is overwritten by the next average (as in PyTorch with that option).
 
     shared_memory: None (default) reduces through MPI shared-memory windows when every rank
-    runs on one node (MPI_Win_allocate_shared; each rank adds one chunk of every rank's
-    gradients in rank order 0, 1, 2, ..., divides, and the ranks copy each other's chunks;
-    MPI barriers order the steps), otherwise with MPI_Iallreduce; False always uses
+    runs on one node (MPI_Win_allocate_shared; with 2 ranks each rank averages both ranks'
+    buckets into its own in one pass after one barrier per bucket; with more, each rank
+    averages one chunk of every rank's gradients in rank order 0, 1, 2, ... and the ranks copy
+    each other's chunks after a second barrier), otherwise with MPI_Iallreduce; False always uses
     MPI_Iallreduce; True requires one node. The shared-memory reduction is deterministic for
     any number of ranks. deterministic=True without shared memory reduces with
     all_reduce_ordered (the sum in rank order whatever MPI does, at the cost of an all-to-all
@@ -144,7 +161,7 @@ class DistributedDataParallel(Module):
     synchronize_gradients() before the optimizer step.
     """
 
-    def __init__(self, module: Module, *, bucket_cap_mb: float = 0.5,
+    def __init__(self, module: Module, *, bucket_cap_mb: float = 25.0,
                  deterministic: bool = False, shared_memory: Optional[bool] = None,
                  broadcast_buffers: bool = True, device_ids: Any = None,
                  output_device: Any = None, **kwargs: Any) -> None:
@@ -213,19 +230,26 @@ class DistributedDataParallel(Module):
                 raise ValueError(f"{where}: shared_memory=True but the ranks do not all run on "
                                  "one node (MPI cannot share memory between them)")
         if shared is not None:
-            _, ins = _group._shared_window(nbytes_total)
-            _, outs = _group._shared_window(nbytes_total)
-            win_in, win_out = _group._state.windows[-2:]
+            # one window, 2 x the gradient's bytes per rank: two input regions used in turns
+            # (direct), or the input and the output region (chunked)
+            win, segs = _group._shared_window(2 * nbytes_total)
             rank = _group.get_rank()
+            direct = world <= _DIRECT_MAX_WORLD
             for bucket, g, st in zip(buckets, groups, starts):
-                bucket.ins = [region(m, g, st) for m in ins]
-                bucket.outs = [region(m, g, st) for m in outs]
-                bucket.dest = bucket.ins[rank]
+                first = [region(m, g, st) for m in segs]
+                second = [region(m, g, nbytes_total + st) for m in segs]
+                if direct:
+                    bucket.ins = [first, second]
+                else:
+                    bucket.ins = [first]
+                    bucket.outs = second
+                bucket.dest = first[rank]
                 n = bucket.flat.size
                 bucket.bounds = [n * q // world for q in range(world + 1)]
-            object.__setattr__(self, "_shm", (shared, win_in, win_out, rank))
+            object.__setattr__(self, "_shm", (shared, win, rank, direct))
         else:
             object.__setattr__(self, "_shm", None)
+        object.__setattr__(self, "_parity", 0)  # direct: which input region this round uses
         where_of = {}
         for b, bucket in enumerate(buckets):
             for k, p in enumerate(bucket.params):
@@ -314,14 +338,16 @@ class DistributedDataParallel(Module):
         if not bucket.filled[k]:
             bucket.nready += 1
         bucket.put(k, p)  # (now, while the gradient is in cache)
-        buckets = self._buckets
-        while self._next < len(buckets) and \
-                buckets[self._next].nready == len(buckets[self._next].params):
-            self._launch(self._next)
+        if bucket.nready == len(bucket.params) and b == self._next:
+            buckets = self._buckets
+            while self._next < len(buckets) and \
+                    buckets[self._next].nready == len(buckets[self._next].params):
+                self._launch(self._next)
         if self._shm is not None:
-            self._progress(block=False)
+            if self._next > 0:
+                self._progress(block=False)
             return
-        for bk in buckets[:self._next]:  # drive MPI's progress of those in flight
+        for bk in self._buckets[:self._next]:  # drive MPI's progress of those in flight
             w = bk.work
             if w is not None and not isinstance(w, _group._Ordered):
                 w.Test()
@@ -333,8 +359,11 @@ class DistributedDataParallel(Module):
             raise DistributedError(
                 "DistributedDataParallel: an earlier backward on this rank failed after it had "
                 "started averaging gradients; the ranks are out of step (restart the job)")
+        shm = self._shm
         for b in self._buckets:
             b.reset()
+            if shm is not None:
+                b.dest = b.ins[self._parity][shm[2]]
         object.__setattr__(self, "_next", 0)
         object.__setattr__(self, "_round", None)
 
@@ -348,9 +377,9 @@ class DistributedDataParallel(Module):
         self._check_group()
         bucket = self._buckets[b]
         bucket.fill_rest()
-        if self._shm is not None:  # "my inputs are written": then every rank reduces a chunk
-            (ready, _), win_in, _, _ = self._shm
-            win_in.Sync()
+        if self._shm is not None:  # "my inputs are written": then every rank reads them
+            (ready, _), win, _, _ = self._shm
+            win.Sync()
             bucket.work = ready.Ibarrier()
             bucket.stage = 1
         elif self.deterministic:
@@ -363,10 +392,11 @@ class DistributedDataParallel(Module):
 
     def _progress(self, block: bool) -> None:
         """Shared memory: moves the started buckets on. Stage 1 (inputs-ready barrier) done:
-        reduce this rank's chunk, start stage 2 (results-ready barrier); stage 2 done: copy
-        every rank's chunk of the result into flat. Barriers of each kind start in bucket
-        order on every rank (two communicators, so the kinds never pair up wrongly)."""
-        (_, done), win_in, win_out, rank = self._shm
+        direct, average every rank's bucket into flat (done); chunked, average this rank's
+        chunk and start stage 2 (results-ready barrier), whose end lets it copy the other
+        ranks' chunks. Barriers of each kind start in bucket order on every rank (two
+        communicators, so the kinds never pair up wrongly)."""
+        (_, done), win, rank, direct = self._shm
         what = "DistributedDataParallel gradient reduction (shared memory)"
         started = self._buckets[:self._next]
         for bucket in started:
@@ -376,11 +406,18 @@ class DistributedDataParallel(Module):
                 _group._wait(bucket.work, what)
             elif not bucket.work.Test():
                 break
-            win_in.Sync()  # (the other ranks' inputs, visible after the barrier)
-            bucket.reduce_chunk(rank, self._world)
-            win_out.Sync()
+            win.Sync()  # (the other ranks' inputs, visible after the barrier)
+            if direct:
+                bucket.average(self._parity)
+                bucket.work = None
+                bucket.stage = 3
+                continue
+            bucket.reduce_chunk(rank)
+            win.Sync()
             bucket.work = done.Ibarrier()
             bucket.stage = 2
+        if direct:
+            return
         for bucket in started:
             if bucket.stage != 2:
                 continue
@@ -388,8 +425,8 @@ class DistributedDataParallel(Module):
                 _group._wait(bucket.work, what)
             elif not bucket.work.Test():
                 continue
-            win_out.Sync()
-            bucket.gather(self._world)
+            win.Sync()
+            bucket.gather(rank)
             bucket.work = None
             bucket.stage = 3
 
@@ -401,6 +438,8 @@ class DistributedDataParallel(Module):
                 self._launch(b)
             if self._shm is not None:
                 self._progress(block=True)
+                if self._shm[3]:  # (direct: the other input region next round)
+                    object.__setattr__(self, "_parity", 1 - self._parity)
             else:
                 world = self._world
                 for bucket in self._buckets:
