@@ -350,3 +350,59 @@ def test_one_pass_deferred_update_matches_a_numpy_sgd_step(B):
     """A single Linear + MSE: its weight's update waits for the next call's forward (the one-pass
     update-and-forward tile at these batches), with new data on every call."""
     _linear_mse_sgd_against_numpy(301, B, new_data_each_call=True)
+
+
+# ---- long rows at a batch of one tile (rows of x up to 64 KiB on 32-register ISAs) ----------------
+@pytest.mark.parametrize(("dtype", "K"), [(np.float64, 783), (np.float64, 1024), (np.float64, 1025),
+                                          (np.float32, 2047), (np.float32, 2048), (np.float32, 2049)])
+@pytest.mark.parametrize("M", [6, 7, 8, 9])
+def test_short_m_forward_rows_past_l1(isa, rng, dtype, M, K):
+    """x (M, K) W^T where M rows of x no longer fit L1 (the row-dot path up to 64 KiB of x at
+    M <= 8 on AVX-512, the blocked path past it and on the other ISAs): within the dot-product
+    bound of the float64 product, and each row's bits the same as in a batch of 2 rows."""
+    N = 19
+    a = rng.standard_normal((M, K)).astype(dtype)
+    b = rng.standard_normal((N, K)).astype(dtype)
+    got = _core.gemm(a, b, trans_b=True)
+    A, B = a.astype(np.float64), b.T.astype(np.float64)
+    _close(got, A @ B, np.abs(A) @ np.abs(B), K, dtype)
+    if M <= 8 and _core.isa() == "avx512" and M * K * np.dtype(dtype).itemsize <= 64 << 10:
+        pair = _core.gemm(np.ascontiguousarray(a[M - 2:]), b, trans_b=True)
+        assert np.array_equal(pair, got[M - 2:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("sizes", "bias"), [((784, 37, 5), True), ((1023, 13, 3), False),
+                                             ((1025, 11, 3), True)])
+@pytest.mark.parametrize("B", [6, 7, 8, 9])
+def test_one_pass_deferred_update_long_rows_equal_eager(isa, dtype, sizes, bias, B):
+    """The MLP's 784-wide first layer at batches 6..8 (float64: 37-50 KiB of x, the one-pass
+    update-and-forward tile with x and x_old from L2), odd widths around float64's 64 KiB limit at
+    batch 8 (1023: one pass; 1025: the update, then the blocked forward), and batch 9 (two
+    passes): the compiled step equals the eager one bit for bit."""
+    losses, m1, m2 = _deferred_run(sizes, dtype, bias, B, steps=4)
+    assert all(a == b for a, b in losses), losses
+    for (name, p1), (_, p2) in zip(m1.named_parameters(), m2.named_parameters()):
+        assert np.array_equal(p1.detach().numpy(), p2.detach().numpy()), name
+
+
+@pytest.mark.parametrize("B", [7, 8])
+def test_one_pass_long_rows_bits_do_not_depend_on_threads(threads, B):
+    sizes = (784, 37, 5)
+    results = []
+    for nt in (1, 2, 3):
+        threads(nt)
+        losses, _, m2 = _deferred_run(sizes, np.float64, True, B, steps=3)
+        assert all(a == b for a, b in losses), losses
+        results.append(([b for _, b in losses], [p.detach().numpy().copy() for p in m2.parameters()]))
+    for other in results[1:]:
+        assert other[0] == results[0][0]
+        for a, b in zip(results[0][1], other[1]):
+            assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("B", [7, 8])
+def test_one_pass_long_rows_match_a_numpy_sgd_step(B):
+    """A single Linear(784, 13) + MSE at batches 7 and 8 (the one-pass tile on 32-register ISAs)
+    against float64 NumPy SGD steps, new data on every call."""
+    _linear_mse_sgd_against_numpy(784, B, new_data_each_call=True)

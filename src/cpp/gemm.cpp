@@ -329,11 +329,17 @@ void relu_block(T* C, int64_t m, int64_t n, int64_t ldc) {
 // docs/performance.md, "Measurements behind the kernels"). Counting the rows actually present
 // lets a batch below kTileXR keep longer rows on this path (float64 at batch 2: the MLP's first
 // layer, 784 values a row, which otherwise packed W^T on every call).
+// On the 32-register ISAs a batch of at most one tile (M <= 8) may have rows of up to 64 KiB in
+// all: read from L2 they still beat packing W^T by 1.4-2x (float64 6..8 x 256 x 784, the MLP's
+// first layer, 37-50 KiB of x; up to 8 x 1000 float64 and 8 x 2000 float32; figures in
+// docs/performance-smallbatch.md); larger batches keep the L1 limit (not measured).
 template <class T>
 bool use_dots(int64_t M, int64_t K) {
-    constexpr int64_t max_m = gemm_detail::kTileXR<T> >= 8 ? 48 : 16;
-    const int64_t rows = std::min<int64_t>(M, gemm_detail::kTileXR<T>);
-    const int64_t max_k = (int64_t(32) << 10) / (rows * int64_t(sizeof(T)));
+    constexpr int64_t XR = gemm_detail::kTileXR<T>;
+    constexpr int64_t max_m = XR >= 8 ? 48 : 16;
+    const int64_t rows = std::min<int64_t>(M, XR);
+    const int64_t l1_bytes = (XR >= 8 && M <= XR ? int64_t(64) : int64_t(32)) << 10;
+    const int64_t max_k = l1_bytes / (rows * int64_t(sizeof(T)));
     return M <= max_m && K >= 16 * M && K <= max_k;
 }
 

@@ -533,17 +533,33 @@ void linear_forward_sgd(T* y, const T* x, T* W, const T* b, int64_t IN, int64_t 
 // when 8 rows of W and the rows of x and x_old did not fit). The same bits as the two passes.
 // Tile: XR x WR accumulators plus WR gradients and 2 loaded vectors of 32 registers (16), WR at
 // most 8 (Hsums' width). Each vector of W also costs B_old broadcasts of dy_old and (B_old + XR)
-// / WR loads of x_old and x, so the tiles narrow as the batch grows: up to a batch of 6 (3 where
-// there are 16 registers) this pass measured faster than the two; at 7 and 8 (4) slower
-// (docs/performance-smallbatch.md), and those batches keep the two passes.
+// / WR loads of x_old and x, so the tiles narrow as the batch grows: up to a batch of 8 (3 where
+// there are 16 registers) this pass measured faster than the two, or as fast (float32 at 8); at
+// 4 on 16 registers slower (docs/performance-smallbatch.md), and batches past the limit keep the
+// two passes. (At 7 and 8 rows the rows of x and x_old, up to 100 KiB in float64, come from L2
+// for every tile: cutting K into blocks that keep them in L1, the accumulators parked in memory
+// between blocks, measured slower.)
 template <class T>
-constexpr int kFusedXR = gemm_detail::Simd<T>::MR >= 14 ? 6 : 3;
+constexpr int kFusedXR = gemm_detail::Simd<T>::MR >= 14 ? 8 : 3;
 
 template <class T, int XR>
 constexpr int fused_wr() {
     constexpr int regs = gemm_detail::Simd<T>::MR >= 14 ? 32 : 16;
     return std::min(8, (regs - 3) / (XR + 1));
 }
+
+// GCC folds a vector load into every FMA that uses it (WR memory operands for one value) and
+// hoists loop-invariant broadcasts into registers it then spills: at 7 and 8 rows of x that made
+// the one-pass tile load-bound (75 full-width loads per 51 FMAs). GD_IN_REGISTER keeps a loaded
+// vector in a register, GD_OPAQUE_POINTER hides a pointer's value from the optimizer so that
+// its broadcasts stay embedded in the FMAs ({1to8}). Neither changes an operation.
+#if defined(__GNUC__) && (defined(__AVX2__) || defined(__AVX512F__))
+#define GD_IN_REGISTER(v) asm("" : "+v"(v))
+#define GD_OPAQUE_POINTER(p) asm("" : "+r"(p))
+#else
+#define GD_IN_REGISTER(v) ((void)0)
+#define GD_OPAQUE_POINTER(p) ((void)0)
+#endif
 
 // Rows o.. o + WR - 1 of W (rows IN apart; dy_old (XR, OUT), x_old (XR, IN), x (XR, IN): the
 // update's batch is the forward's): out[c][r] = dot(x row r, updated W row o + c).
@@ -565,13 +581,18 @@ void sgd_dots_tile(int64_t IN, int64_t OUT, const T* GD_RESTRICT x, T* GD_RESTRI
     int64_t k = 0;
     for (; k + L <= IN; k += L) {
         reg w[WR];
+        // (d made opaque each step: the broadcasts then stay loads folded into the FMAs, instead
+        // of being hoisted out of the loop into spilled registers and reloaded 64 bytes each)
+        const T* GD_RESTRICT dk = d;
+        GD_OPAQUE_POINTER(dk);
 #pragma GCC unroll 8
         for (int c = 0; c < WR; ++c) w[c] = V::zero();
 #pragma GCC unroll 8
         for (int q = 0; q < nb; ++q) {  // the gradient: smallk_tile_rows' chain
-            const reg xo = V::load(x_old + q * IN + k);
+            reg xo = V::load(x_old + q * IN + k);
+            GD_IN_REGISTER(xo);
 #pragma GCC unroll 8
-            for (int c = 0; c < WR; ++c) w[c] = V::fma(V::set1(d[q * OUT + c]), xo, w[c]);
+            for (int c = 0; c < WR; ++c) w[c] = V::fma(V::set1(dk[q * OUT + c]), xo, w[c]);
         }
 #pragma GCC unroll 8
         for (int c = 0; c < WR; ++c) {  // SgdTile's plain update
@@ -581,7 +602,8 @@ void sgd_dots_tile(int64_t IN, int64_t OUT, const T* GD_RESTRICT x, T* GD_RESTRI
         }
 #pragma GCC unroll 8
         for (int r = 0; r < XR; ++r) {  // dots_tile's step
-            const reg xr = V::load(x + r * IN + k);
+            reg xr = V::load(x + r * IN + k);
+            GD_IN_REGISTER(xr);
 #pragma GCC unroll 8
             for (int c = 0; c < WR; ++c) acc[c][r] = V::fma(xr, w[c], acc[c][r]);
         }
