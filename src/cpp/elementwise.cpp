@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "activation.hpp"
@@ -72,9 +74,20 @@ GD_EW_OP(Sign, 1, a > T(0) ? T(1) : (a < T(0) ? T(-1) : (a == T(0) ? T(0) : a)))
 GD_EW_OP(Reciprocal, 1, T(1) / a)
 // PyTorch's sign: 0 for either zero and for NaN (abs' is 0 at NaN there)
 GD_EW_OP(Sgn, 1, a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)))
+// min_nan(max_nan(a, lo), hi), written so that GCC vectorises it as a max, a min, two NaN tests
+// and two blends (the nested form became a long chain of mask operations): m = a > lo ? a : lo is max_nan(a, lo) unless a is NaN
+// (then m = lo, and the last select gives a, as max_nan would have carried a through min_nan);
+// the rest is min_nan(m, hi). The same bits as the nested form, NaN payloads included.
+template <class T> inline T clamp_nan(T a, T lo, T hi) {
+    const T m = a > lo ? a : lo;
+    T r = m < hi ? m : hi;
+    r = m != m ? m : r;
+    return a != a ? a : r;
+}
+
 // minimum(maximum(a, lo), hi): NaN anywhere propagates, hi wins when lo > hi (as torch.clamp);
 // an absent bound is -inf / +inf, which leaves every a (and its zero's sign) as it is
-GD_EW_OP(Clamp, 3, min_nan(max_nan(a, b), c))
+GD_EW_OP(Clamp, 3, clamp_nan(a, b, c))
 GD_EW_OP(Copy, 1, a)
 #undef GD_EW_OP
 
@@ -637,6 +650,10 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
     const int64_t per = (shape[split] + rows - 1) / rows;  // blocks per outer index
     const int64_t n = outer * shape[split] * inner;
     const int64_t slot = kPiece * 8;                        // bytes per scratch slot
+    static const bool prefetch = [] {  // GRADDESC_FUSE_PREFETCH=0: off (for benchmarks)
+        const char* e = std::getenv("GRADDESC_FUSE_PREFETCH");
+        return e == nullptr || std::strcmp(e, "0") != 0;
+    }();
     parallel_chunks(outer * per, 1, 8 * n, [&](int64_t b0, int64_t b1) {
         thread_local std::vector<double> buf;
         const size_t need = static_cast<size_t>(S * kPiece + 8);
@@ -684,6 +701,8 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
                 }
                 for (int64_t c0 = 0; c0 < L; c0 += cw) {
                     const int64_t len = std::min(cw, L - c0);
+                    int npf = 0;  // memory operands of this tile already prefetched
+                    const char* pf[16];
                     for (int64_t j = 0; j < M; ++j) {
                         const FusedMember<T>& m = mem[static_cast<size_t>(j)];
                         char* ptr[4];
@@ -708,6 +727,28 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
                             ptr[k] = m.p[k] + off * m.item[k];
                             step[k] = one ? m.st[k][split] * m.item[k] : 0;
                         }
+                        // the next tile of each streamed memory operand (the tile's bytes
+                        // after this one's: the next piece of the row, or the next rows), to
+                        // L2 while this tile computes: the hardware prefetcher alone leaves
+                        // the members' work and the stream's misses one after the other
+                        if (prefetch)
+                            for (int k = 0; k < 4; ++k) {
+                                if (m.src[k] >= 0 || ptr[k] == nullptr || m.sr[k] != 1 ||
+                                    (nt > 1 && step[k] != len * m.item[k]))
+                                    continue;
+                                bool seen = false;
+                                for (int q = 0; q < npf && !seen; ++q) seen = pf[q] == ptr[k];
+                                if (seen) continue;
+                                if (npf < 16) pf[npf++] = ptr[k];
+                                const int64_t bytes = nt * len * m.item[k];
+                                const char* nx = ptr[k] + bytes;
+                                for (int64_t o = 0; o < bytes; o += 64) {
+                                    if (k == 0)
+                                        __builtin_prefetch(nx + o, 1, 2);
+                                    else
+                                        __builtin_prefetch(nx + o, 0, 2);
+                                }
+                            }
                         // the tile's rows as one row where every operand's rows follow each
                         // other (scratch, whole contiguous rows, scalars); otherwise nt rows
                         int64_t n1 = len, nt1 = nt;
