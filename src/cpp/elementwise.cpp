@@ -650,10 +650,13 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
     const int64_t per = (shape[split] + rows - 1) / rows;  // blocks per outer index
     const int64_t n = outer * shape[split] * inner;
     const int64_t slot = kPiece * 8;                        // bytes per scratch slot
-    static const bool prefetch = [] {  // GRADDESC_FUSE_PREFETCH=0: off (for benchmarks)
+    static const bool prefetch_on = [] {  // GRADDESC_FUSE_PREFETCH=0: off (for benchmarks)
         const char* e = std::getenv("GRADDESC_FUSE_PREFETCH");
         return e == nullptr || std::strcmp(e, "0") != 0;
     }();
+    // only for arrays of more than half an L2 (1 MiB on Zen 4): in cache, the prefetches
+    // cost about as much as a member's loop and bring nothing
+    const bool prefetch = prefetch_on && n * int64_t(sizeof(T)) > (int64_t(1) << 19);
     parallel_chunks(outer * per, 1, 8 * n, [&](int64_t b0, int64_t b1) {
         thread_local std::vector<double> buf;
         const size_t need = static_cast<size_t>(S * kPiece + 8);
