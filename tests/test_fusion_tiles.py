@@ -1,7 +1,7 @@
 """The fused runner's tile paths (run_fused_chain in src/cpp/elementwise.cpp): a member runs once
 per tile, over several rows dispatched once (a (1, W) or (B, 1) operand: one row loop per row) or
-as one long row when every operand's rows follow each other (scratch, contiguous rows, scalars);
-the next tile's memory operands are prefetched. Forward chains over widths that give several rows
+as one long row when every operand's rows follow each other (scratch, contiguous rows, scalars).
+Forward chains over widths that give several rows
 per tile, one row, or pieces of a row with a tail that is not a multiple of any vector width, with
 strided inputs, NaN, +-inf and signed zeros, replay bitwise equal (NaN: at the same places) to the unfused program, on
 every ISA the CPU supports and 1 to 3 threads; their values match NumPy. The clamp formula

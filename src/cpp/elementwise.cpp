@@ -14,8 +14,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
 #include "activation.hpp"
@@ -650,13 +648,6 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
     const int64_t per = (shape[split] + rows - 1) / rows;  // blocks per outer index
     const int64_t n = outer * shape[split] * inner;
     const int64_t slot = kPiece * 8;                        // bytes per scratch slot
-    static const bool prefetch_on = [] {  // GRADDESC_FUSE_PREFETCH=0: off (for benchmarks)
-        const char* e = std::getenv("GRADDESC_FUSE_PREFETCH");
-        return e == nullptr || std::strcmp(e, "0") != 0;
-    }();
-    // only for arrays of more than half an L2 (1 MiB on Zen 4): in cache, the prefetches
-    // cost about as much as a member's loop and bring nothing
-    const bool prefetch = prefetch_on && n * int64_t(sizeof(T)) > (int64_t(1) << 19);
     parallel_chunks(outer * per, 1, 8 * n, [&](int64_t b0, int64_t b1) {
         thread_local std::vector<double> buf;
         const size_t need = static_cast<size_t>(S * kPiece + 8);
@@ -704,8 +695,6 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
                 }
                 for (int64_t c0 = 0; c0 < L; c0 += cw) {
                     const int64_t len = std::min(cw, L - c0);
-                    int npf = 0;  // memory operands of this tile already prefetched
-                    const char* pf[16];
                     for (int64_t j = 0; j < M; ++j) {
                         const FusedMember<T>& m = mem[static_cast<size_t>(j)];
                         char* ptr[4];
@@ -730,28 +719,6 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
                             ptr[k] = m.p[k] + off * m.item[k];
                             step[k] = one ? m.st[k][split] * m.item[k] : 0;
                         }
-                        // the next tile of each streamed memory operand (the tile's bytes
-                        // after this one's: the next piece of the row, or the next rows), to
-                        // L2 while this tile computes: the hardware prefetcher alone leaves
-                        // the members' work and the stream's misses one after the other
-                        if (prefetch)
-                            for (int k = 0; k < 4; ++k) {
-                                if (m.src[k] >= 0 || ptr[k] == nullptr || m.sr[k] != 1 ||
-                                    (nt > 1 && step[k] != len * m.item[k]))
-                                    continue;
-                                bool seen = false;
-                                for (int q = 0; q < npf && !seen; ++q) seen = pf[q] == ptr[k];
-                                if (seen) continue;
-                                if (npf < 16) pf[npf++] = ptr[k];
-                                const int64_t bytes = nt * len * m.item[k];
-                                const char* nx = ptr[k] + bytes;
-                                for (int64_t o = 0; o < bytes; o += 64) {
-                                    if (k == 0)
-                                        __builtin_prefetch(nx + o, 1, 2);
-                                    else
-                                        __builtin_prefetch(nx + o, 0, 2);
-                                }
-                            }
                         // the tile's rows as one row where every operand's rows follow each
                         // other (scratch, whole contiguous rows, scalars); otherwise nt rows
                         int64_t n1 = len, nt1 = nt;
