@@ -73,9 +73,10 @@ GD_EW_OP(Reciprocal, 1, T(1) / a)
 // PyTorch's sign: 0 for either zero and for NaN (abs' is 0 at NaN there)
 GD_EW_OP(Sgn, 1, a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)))
 // min_nan(max_nan(a, lo), hi), written so that GCC vectorises it as a max, a min, two NaN tests
-// and two blends (the nested form became a long chain of mask operations): m = a > lo ? a : lo is max_nan(a, lo) unless a is NaN
-// (then m = lo, and the last select gives a, as max_nan would have carried a through min_nan);
-// the rest is min_nan(m, hi). The same bits as the nested form, NaN payloads included.
+// and two blends (the nested form became a long chain of mask operations): m = a > lo ? a : lo
+// is max_nan(a, lo) unless a is NaN (then m = lo, and the last select gives a, as max_nan would
+// have carried a through min_nan); the rest is min_nan(m, hi). The same bits as the nested form,
+// NaN payloads included (tests/test_fusion_tiles.py).
 template <class T> inline T clamp_nan(T a, T lo, T hi) {
     const T m = a > lo ? a : lo;
     T r = m < hi ? m : hi;
