@@ -1,12 +1,12 @@
 """The fused runner's tile paths (run_fused_chain in src/cpp/elementwise.cpp): a member runs once
 per tile, over several rows dispatched once (a (1, W) or (B, 1) operand: one row loop per row) or
 as one long row when every operand's rows follow each other (scratch, contiguous rows, scalars).
-Forward chains over widths that give several rows
-per tile, one row, or pieces of a row with a tail that is not a multiple of any vector width, with
-strided inputs, NaN, +-inf and signed zeros, replay bitwise equal (NaN: at the same places) to the unfused program, on
-every ISA the CPU supports and 1 to 3 threads; their values match NumPy. The clamp formula
-(written for the vectoriser) gives the bits of minimum(maximum(a, lo), hi) with NumPy-style NaN
-propagation on every combination of special values."""
+Forward chains over widths that give several rows per tile, one row, or pieces of a row with a
+tail that is not a multiple of any vector width, with strided inputs, NaN, +-inf and signed
+zeros, replay bitwise equal (NaN: at the same places) to the unfused program, on every ISA the
+CPU supports and 1 to 3 threads; their values match NumPy. The clamp formula (written for the
+vectoriser) gives the bits of minimum(maximum(a, lo), hi) with NumPy-style NaN propagation on
+every combination of special values."""
 
 from __future__ import annotations
 
@@ -115,8 +115,8 @@ def _run(name, B, W, dtype, special, seed, monkeypatch):
 def test_tile_paths_fused_equal_unfused_and_numpy(name, shape, dtype, monkeypatch):
     B, W = shape
     for special in (False, True):
-        outs, expect = _run(name, B, W, dtype, special, zlib.crc32(repr((name, shape, special)).encode()) % 1000,
-                            monkeypatch)
+        seed = zlib.crc32(repr((name, shape, special)).encode()) % 1000
+        outs, expect = _run(name, B, W, dtype, special, seed, monkeypatch)
         (yu, nu), (yf, nf) = outs["0"], outs["1"]
         assert nf == ["ew_fused"], nf
         assert "ew_fused" not in nu
