@@ -72,9 +72,21 @@ GD_EW_OP(Sign, 1, a > T(0) ? T(1) : (a < T(0) ? T(-1) : (a == T(0) ? T(0) : a)))
 GD_EW_OP(Reciprocal, 1, T(1) / a)
 // PyTorch's sign: 0 for either zero and for NaN (abs' is 0 at NaN there)
 GD_EW_OP(Sgn, 1, a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)))
+// min_nan(max_nan(a, lo), hi), written so that GCC vectorises it as a max, a min, two NaN tests
+// and two blends (the nested form became a long chain of mask operations): m = a > lo ? a : lo
+// is max_nan(a, lo) unless a is NaN (then m = lo, and the last select gives a, as max_nan would
+// have carried a through min_nan); the rest is min_nan(m, hi). The same bits as the nested form,
+// NaN payloads included (tests/test_fusion_tiles.py).
+template <class T> inline T clamp_nan(T a, T lo, T hi) {
+    const T m = a > lo ? a : lo;
+    T r = m < hi ? m : hi;
+    r = m != m ? m : r;
+    return a != a ? a : r;
+}
+
 // minimum(maximum(a, lo), hi): NaN anywhere propagates, hi wins when lo > hi (as torch.clamp);
 // an absent bound is -inf / +inf, which leaves every a (and its zero's sign) as it is
-GD_EW_OP(Clamp, 3, min_nan(max_nan(a, b), c))
+GD_EW_OP(Clamp, 3, clamp_nan(a, b, c))
 GD_EW_OP(Copy, 1, a)
 #undef GD_EW_OP
 
@@ -449,24 +461,75 @@ namespace {
 
 constexpr int64_t kPiece = 1024;
 
+// nt rows of n elements; operand k's row t starts step[k] bytes after row t - 1 (0: the same
+// row again, e.g. a (1, W) operand). The layout is dispatched once for the nt rows, and each row
+// runs the same loop as `row` (row_fast / row_strided), so every element gets the same formula.
+template <class Op, class T, class A, bool C0, bool C1, bool C2, class Y>
+void rows_fast(char* y, const char* a, const char* b, const char* c, int64_t n, int64_t nt,
+               const int64_t* step) {
+    for (int64_t t = 0; t < nt; ++t)
+        row_fast<Op, T, A, C0, C1, C2>(reinterpret_cast<Y*>(y + t * step[0]),
+                                       reinterpret_cast<const A*>(a + t * step[1]),
+                                       reinterpret_cast<const T*>(b + t * step[2]),
+                                       reinterpret_cast<const T*>(c + t * step[3]), n);
+}
+
 template <class Op, class T>
 void ew_piece(void* y_out, int64_t sy, const void* const* x, const int64_t* sx, const T* s,
-              int64_t n) {
+              int64_t n, int64_t nt, const int64_t* step_in) {
     using A = std::conditional_t<Op::cond, uint8_t, T>;
     using Y = std::conditional_t<Op::bool_out, uint8_t, T>;
-    Y* y = static_cast<Y*>(y_out);
     const A av = A(s[0]);
     const T bv = s[1], cv = s[2];
     const bool ha = Op::arity >= 1 && x[0] != nullptr;
     const bool hb = Op::arity >= 2 && x[1] != nullptr;
     const bool hc = Op::arity >= 3 && x[2] != nullptr;
-    row<Op, T>(y, sy, ha ? static_cast<const A*>(x[0]) : &av, ha ? sx[0] : 0,
-               hb ? static_cast<const T*>(x[1]) : &bv, hb ? sx[1] : 0,
-               hc ? static_cast<const T*>(x[2]) : &cv, hc ? sx[2] : 0, n);
+    char* y = static_cast<char*>(y_out);
+    const char* a = ha ? static_cast<const char*>(x[0]) : reinterpret_cast<const char*>(&av);
+    const char* b = hb ? static_cast<const char*>(x[1]) : reinterpret_cast<const char*>(&bv);
+    const char* c = hc ? static_cast<const char*>(x[2]) : reinterpret_cast<const char*>(&cv);
+    const int64_t sa = ha ? sx[0] : 0, sb = hb ? sx[1] : 0, sc = hc ? sx[2] : 0;
+    const int64_t step[4] = {step_in[0], ha ? step_in[1] : 0, hb ? step_in[2] : 0,
+                             hc ? step_in[3] : 0};
+    const auto unit = [](int64_t v) { return v == 0 || v == 1; };
+    if (sy != 1 || !unit(sa) || !unit(sb) || !unit(sc)) {
+        for (int64_t t = 0; t < nt; ++t)
+            row_strided<Op, T>(reinterpret_cast<Y*>(y + t * step[0]), sy,
+                               reinterpret_cast<const A*>(a + t * step[1]), sa,
+                               reinterpret_cast<const T*>(b + t * step[2]), sb,
+                               reinterpret_cast<const T*>(c + t * step[3]), sc, n);
+        return;
+    }
+    const int mask = int(sa == 1) | int(sb == 1) << 1 | int(sc == 1) << 2;
+#define GD_ROWS(C0, C1, C2) return rows_fast<Op, T, A, C0, C1, C2, Y>(y, a, b, c, n, nt, step)
+    if constexpr (Op::arity == 1) {
+        if (mask & 1) GD_ROWS(true, false, false);
+        GD_ROWS(false, false, false);
+    } else if constexpr (Op::arity == 2) {
+        switch (mask & 3) {
+            case 0: GD_ROWS(false, false, false);
+            case 1: GD_ROWS(true, false, false);
+            case 2: GD_ROWS(false, true, false);
+            default: GD_ROWS(true, true, false);
+        }
+    } else {
+        switch (mask) {
+            case 0: GD_ROWS(false, false, false);
+            case 1: GD_ROWS(true, false, false);
+            case 2: GD_ROWS(false, true, false);
+            case 3: GD_ROWS(true, true, false);
+            case 4: GD_ROWS(false, false, true);
+            case 5: GD_ROWS(true, false, true);
+            case 6: GD_ROWS(false, true, true);
+            default: GD_ROWS(true, true, true);
+        }
+    }
+#undef GD_ROWS
 }
 
 template <class T>
-using PieceFn = void (*)(void*, int64_t, const void* const*, const int64_t*, const T*, int64_t);
+using PieceFn = void (*)(void*, int64_t, const void* const*, const int64_t*, const T*, int64_t,
+                         int64_t, const int64_t*);
 
 template <class T>
 PieceFn<T> piece_fn(Ew op, bool scalar_b, T b) {
@@ -657,27 +720,49 @@ void run_fused_chain(const int64_t* i, const double* dd, const std::vector<void*
                             ptr[k] = m.p[k] + off * m.item[k];
                             step[k] = one ? m.st[k][split] * m.item[k] : 0;
                         }
-                        for (int64_t t = 0; t < nt; ++t) {
+                        // the tile's rows as one row where every operand's rows follow each
+                        // other (scratch, whole contiguous rows, scalars); otherwise nt rows
+                        int64_t n1 = len, nt1 = nt;
+                        if (nt > 1) {
+                            bool flat = true;
+                            for (int k = 0; k < 4; ++k)
+                                flat = flat && (ptr[k] == nullptr ||
+                                                step[k] == len * m.sr[k] * m.item[k]);
+                            if (flat) {
+                                n1 = nt * len;
+                                nt1 = 1;
+                            }
+                        }
+                        if (m.kind == 0) {
+                            const void* xp[3] = {ptr[1], ptr[2], ptr[3]};
+                            m.fn(ptr[0], m.sr[0], xp, m.sr + 1, m.s, n1, nt1, step);
+                            continue;
+                        }
+                        if (m.kind == 4) {  // a row member: one element per row of the tile
+                            const void* xp[3] = {ptr[1], ptr[2], ptr[3]};
+                            m.fn(ptr[0], m.sr[0], xp, m.sr + 1, m.s, 1, nt, step);
+                            continue;
+                        }
+                        if (m.kind == 3) {  // a row reduction: the tile holds whole rows
+                            for (int64_t t = 0; t < nt; ++t)
+                                *reinterpret_cast<T*>(ptr[0] + t * step[0]) = reduce_row(
+                                    m.op, reinterpret_cast<const T*>(ptr[1] + t * step[1]), len);
+                            continue;
+                        }
+                        for (int64_t t = 0; t < nt1; ++t) {
                             char* q[4];
                             for (int k = 0; k < 4; ++k)
                                 q[k] = ptr[k] == nullptr ? nullptr : ptr[k] + t * step[k];
-                            if (m.kind == 3) {  // a row reduction: the tile holds whole rows
-                                *reinterpret_cast<T*>(q[0]) =
-                                    reduce_row(m.op, reinterpret_cast<const T*>(q[1]), len);
-                            } else if (m.kind == 0 || m.kind == 4) {
-                                // (a row member: one element per row, the tile's whole rows)
-                                const void* xp[3] = {q[1], q[2], q[3]};
-                                m.fn(q[0], m.sr[0], xp, m.sr + 1, m.s, m.kind == 4 ? 1 : len);
-                            } else if (m.kind == 1) {
+                            if (m.kind == 1) {
                                 activation_forward<T>(static_cast<Act>(m.op),
                                                       reinterpret_cast<T*>(q[0]),
-                                                      reinterpret_cast<const T*>(q[1]), len, m.s[0]);
+                                                      reinterpret_cast<const T*>(q[1]), n1, m.s[0]);
                             } else {
                                 activation_backward<T>(
                                     static_cast<Act>(m.op), reinterpret_cast<T*>(q[0]),
                                     reinterpret_cast<const T*>(q[1]),
                                     reinterpret_cast<const T*>(q[2]),
-                                    reinterpret_cast<const T*>(q[3]), len, m.s[0]);
+                                    reinterpret_cast<const T*>(q[3]), n1, m.s[0]);
                             }
                         }
                     }
