@@ -127,36 +127,14 @@ def div_(self: Tensor, other: Any) -> Tensor:
 # Python numbers an in-place kernel takes as a scalar operand (NumPy casts them to the
 # tensor's dtype too: the same bits)
 _NUMBERS = (int, float, bool)
+# (defined beside IndexPut, which writes with them too)
+_writable_float, _kernel_operand = shape.writable_float, shape.kernel_operand
+_basic_view, _TRUE = shape.basic_view, shape.TRUE
+
+
 _EW = _core.EW_OPS
 _KERNEL_UFUNCS = {np.add: _EW["add"], np.subtract: _EW["sub"], np.multiply: _EW["mul"],
                   np.divide: _EW["div"]}
-
-
-def _writable_float(a: np.ndarray) -> bool:
-    """An array the elementwise kernel may write in place: float32/float64, native, aligned
-    and writable (any strides)."""
-    return a.dtype in (np.float32, np.float64) and a.dtype.isnative and a.flags.aligned and \
-        a.flags.writeable and all(st or n <= 1 for n, st in zip(a.shape, a.strides))
-
-
-def _kernel_operand(a: np.ndarray, other: Any) -> Any:
-    """`other` as an operand of an in-place elementwise kernel writing `a` (a Python number,
-    or an array of a's dtype that broadcasts to a's shape and does not overlap a other than
-    element for element), else None: then NumPy writes (and a gd.compile recording falls
-    back to eager)."""
-    if type(other) in _NUMBERS:
-        if type(other) is int and not -2**53 <= other <= 2**53:
-            return None  # (its float conversion would round differently from NumPy's cast)
-        return float(other)
-    if not isinstance(other, np.ndarray) or other.dtype != a.dtype or \
-            not other.dtype.isnative or not other.flags.aligned or other.ndim > a.ndim or \
-            any(o != 1 and o != n for o, n in zip(other.shape[::-1], a.shape[::-1])):
-        return None
-    if other.size and a.size and np.may_share_memory(a, other) and not (
-            other.shape == a.shape and other.strides == a.strides and
-            other.__array_interface__["data"][0] == a.__array_interface__["data"][0]):
-        return None  # a shifted or broadcast view of itself: NumPy buffers, the kernel would not
-    return other
 
 
 def kernel_inplace(self: Tensor, op: int, b: Any = None, c: Any = None) -> bool:
@@ -210,25 +188,6 @@ def _kernel_fill(self: Tensor, value: Any, a: Any = None) -> bool:
         _cs.inplace_kernel(self)
     self._vc[0] += 1
     return True
-
-
-def _basic_view(a: np.ndarray, idx: Any) -> Any:
-    """a[idx] as a view when idx is basic indexing (integers, slices, None, Ellipsis), else
-    None (advanced indexing makes a copy)."""
-    items = idx if isinstance(idx, tuple) else (idx,)
-    if not all(i is None or i is Ellipsis or isinstance(i, slice) or
-               isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
-               for i in items):
-        return None
-    if not any(i is Ellipsis for i in items):
-        items = (*items, Ellipsis)  # (all integers: a 0-d view, not a NumPy scalar)
-    try:
-        return a[items]
-    except IndexError as e:
-        raise IndexError(f"__setitem__: {e}") from None
-
-
-_TRUE = np.ones((), dtype=bool)  # the condition of _kernel_fill's where
 
 
 def fill_(self: Tensor, value: Any) -> Tensor:

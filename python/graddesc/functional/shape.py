@@ -416,24 +416,68 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     return Index.apply(x, idx)
 
 
+def writable_float(a: np.ndarray) -> bool:
+    """An array the elementwise kernel may write in place: float32/float64, native, aligned
+    and writable (any strides)."""
+    return a.dtype in (np.float32, np.float64) and a.dtype.isnative and a.flags.aligned and \
+        a.flags.writeable and all(st or n <= 1 for n, st in zip(a.shape, a.strides))
+
+
+def kernel_operand(a: np.ndarray, other: Any) -> Any:
+    """`other` as an operand of an in-place elementwise kernel writing `a` (a Python number,
+    or an array of a's dtype that broadcasts to a's shape and does not overlap a other than
+    element for element), else None: then NumPy writes (and a gd.compile recording falls
+    back to eager)."""
+    if type(other) in (int, float, bool):
+        if type(other) is int and not -2**53 <= other <= 2**53:
+            return None  # (its float conversion would round differently from NumPy's cast)
+        return float(other)
+    if not isinstance(other, np.ndarray) or other.dtype != a.dtype or \
+            not other.dtype.isnative or not other.flags.aligned or other.ndim > a.ndim or \
+            any(o != 1 and o != n for o, n in zip(other.shape[::-1], a.shape[::-1])):
+        return None
+    if other.size and a.size and np.may_share_memory(a, other) and not (
+            other.shape == a.shape and other.strides == a.strides and
+            other.__array_interface__["data"][0] == a.__array_interface__["data"][0]):
+        return None  # a shifted or broadcast view of itself: NumPy buffers, the kernel would not
+    return other
+
+
+def basic_view(a: np.ndarray, idx: Any) -> Any:
+    """a[idx] as a view when idx is basic indexing (integers, slices, None, Ellipsis), else
+    None (advanced indexing makes a copy)."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    if not all(i is None or i is Ellipsis or isinstance(i, slice) or
+               isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+               for i in items):
+        return None
+    if not any(i is Ellipsis for i in items):
+        items = (*items, Ellipsis)  # (all integers: a 0-d view, not a NumPy scalar)
+    try:
+        return a[items]
+    except IndexError as e:
+        raise IndexError(f"__setitem__: {e}") from None
+
+
+TRUE = np.ones((), dtype=bool)  # the condition of the where that writes a value in place
+
+
 def _index_put_kernels(xd: np.ndarray, idx: Any, v: Any) -> Optional[np.ndarray]:
     """A copy of a float array xd with xd[idx] = v, for basic indexing and a number or an
     array of xd's dtype: the copy kernel, then the value written into the copy's view by the
     elementwise kernel (both recorded by gd.compile). None for anything else."""
-    from graddesc.functional import inplace
-
     if xd.dtype not in _FLOAT_DTYPES or not xd.flags.aligned:
         return None
     out = copy_c(xd)
-    view = inplace._basic_view(out, idx)
-    if view is None or not inplace._writable_float(view):
+    view = basic_view(out, idx)
+    if view is None or not writable_float(view):
         return None
-    w = inplace._kernel_operand(view, v)
+    w = kernel_operand(view, v)
     if w is None:
         return None
     if view.size:
         _core.elementwise(_core.EW_OPS["where"], np.broadcast_to(
-            _compile_state.constant(inplace._TRUE), view.shape), w, view, view)
+            _compile_state.constant(TRUE), view.shape), w, view, view)
     return out
 
 
