@@ -20,3 +20,15 @@ def assert_compiled_equals_eager(run, min_replays=2):
     for a, b in zip(p1, p2):
         np.testing.assert_array_equal(a, b)
     return f
+
+
+def sgd_like_step(opt, loss_of):
+    """The step every such test compiles: zero_grad, loss_of(*args), backward, opt.step()."""
+    def step(*args):
+        opt.zero_grad()
+        loss = loss_of(*args)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step

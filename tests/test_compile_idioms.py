@@ -10,7 +10,7 @@ import pytest
 import graddesc as gd
 import graddesc.nn as nn
 import graddesc.nn.functional as F
-from _compile_twins import assert_compiled_equals_eager
+from _compile_twins import assert_compiled_equals_eager, sgd_like_step
 
 LOSSES = {
     "normalize": lambda o, y: F.mse_loss(F.normalize(o, dim=1), y),
@@ -29,12 +29,7 @@ def _run(loss_name, dtype, compiled, inplace_relu=False):
     opt = gd.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
     lf = LOSSES[loss_name]
 
-    def step(x, y):
-        opt.zero_grad()
-        loss = lf(m(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = sgd_like_step(opt, lambda x, y: lf(m(x), y))
 
     f = gd.compile(step) if compiled else step
     rng = np.random.default_rng(5)
@@ -173,12 +168,7 @@ def _idiom_run(fn, compiled, dtype):
     m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)).to(dtype)
     opt = gd.optim.SGD(m.parameters(), lr=0.1)
 
-    def step(x, y, yf, yb):
-        opt.zero_grad()
-        loss = fn(m, m(x), y, yf, yb)
-        loss.backward()
-        opt.step()
-        return loss
+    step = sgd_like_step(opt, lambda x, y, yf, yb: fn(m, m(x), y, yf, yb))
 
     f = gd.compile(step) if compiled else step
     rng = np.random.default_rng(8)
@@ -223,12 +213,8 @@ def test_one_hot_out_of_range_raises_on_a_replay_too():
     lin = nn.Linear(3, 4)
     opt = gd.optim.SGD(lin.parameters(), lr=0.1)
 
-    def step(x, y):
-        opt.zero_grad()
-        loss = ((lin(x).softmax(1) - F.one_hot(y, 4).float()) ** 2).mean()
-        loss.backward()
-        opt.step()
-        return loss
+    step = sgd_like_step(opt, lambda x, y: ((lin(x).softmax(1) -
+                                            F.one_hot(y, 4).float()) ** 2).mean())
 
     f = gd.compile(step)
     x = gd.ones(2, 3)
@@ -256,12 +242,7 @@ def test_parameter_used_only_transposed_is_captured(form, dtype):
         wt = {"T": lambda: W.T, "t": lambda: W.t(), "transpose": lambda: W.transpose(0, 1),
               "mT": lambda: W.mT}[form]
 
-        def step(x, y):
-            opt.zero_grad()
-            loss = F.mse_loss(x @ wt(), y)
-            loss.backward()
-            opt.step()
-            return loss
+        step = sgd_like_step(opt, lambda x, y: F.mse_loss(x @ wt(), y))
 
         f = gd.compile(step) if compiled else step
         rng = np.random.default_rng(3)

@@ -13,7 +13,7 @@ import pytest
 import graddesc as gd
 from graddesc import _core
 from graddesc.nn import functional as F
-from _compile_twins import assert_compiled_equals_eager
+from _compile_twins import assert_compiled_equals_eager, sgd_like_step
 
 try:
     import torch
@@ -488,12 +488,7 @@ def test_compiled_step_editing_integer_labels_is_captured_and_equals_eager(name,
     def run(compiled):
         m, opt = _model(4, dtype)
 
-        def step(x, y):
-            opt.zero_grad()
-            loss = edit(m(x), y)
-            loss.backward()
-            opt.step()
-            return loss
+        step = sgd_like_step(opt, lambda x, y: edit(m(x), y))
 
         f = gd.compile(step) if compiled else step
         rng = np.random.default_rng(15)
@@ -542,12 +537,7 @@ def test_integer_division_by_zero_raises_eagerly_and_in_a_replay() -> None:
             _core.int_binary(op, np.arange(3), 0)
     lin, opt = _model(17)
 
-    def step(x, y, k):
-        opt.zero_grad()
-        loss = F.cross_entropy(lin(x), (y + 1) % k)
-        loss.backward()
-        opt.step()
-        return loss
+    step = sgd_like_step(opt, lambda x, y, k: F.cross_entropy(lin(x), (y + 1) % k))
 
     f = gd.compile(step)
     x = gd.tensor(np.ones((4, 8), np.float32))
