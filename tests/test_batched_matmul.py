@@ -21,7 +21,17 @@ SHAPES = [((2, 128, 64), (2, 64, 128)), ((2, 1, 128, 128), (3, 128, 64)),
           ((128, 96), (2, 96, 128)), ((3, 4, 5), (3, 5, 2)), ((2, 3, 4, 5), (5, 6)),
           ((4, 5), (2, 5, 3)),
           ((2, 1, 3, 4), (1, 3, 4, 2)), ((1, 4, 5), (3, 5, 2)), ((0, 4, 5), (0, 5, 2)),
-          ((3, 4, 0), (3, 0, 2)), ((2, 1, 7), (2, 7, 1)), ((5, 2, 3), (3, 1))]
+          ((3, 4, 0), (3, 0, 2)), ((2, 1, 7), (2, 7, 1)), ((5, 2, 3), (3, 1)),
+          ((0, 0, 0), (0, 1)), ((2, 3, 0), (0, 4)), ((0, 3, 4), (4, 2))]
+
+
+@pytest.mark.parametrize("sa,sb", [s for s in SHAPES if 0 in s[0] + s[1]])
+def test_empty_batched_products_have_empty_or_zero_gradients(sa, sb):
+    a = gd.zeros(*sa, requires_grad=True)
+    b = gd.zeros(*sb, requires_grad=True)
+    (a @ b).sum().backward()
+    assert tuple(a.grad.shape) == sa and tuple(b.grad.shape) == sb
+    assert not a.grad.numpy().any() and not b.grad.numpy().any()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

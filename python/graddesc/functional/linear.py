@@ -63,7 +63,7 @@ def _batched_mm(a: np.ndarray, b: np.ndarray) -> Optional[np.ndarray]:
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     if b.ndim == 2 and a.flags.c_contiguous and a.flags.aligned:
-        return _mm(a.reshape(-1, K), b).reshape(batch + (M, N))
+        return _mm(a.reshape(math.prod(a.shape[:-1]), K), b).reshape(batch + (M, N))
     if M * N * K < _BATCHED_MIN_WORK:
         return None
     # (NumPy's own allocation: the array owning its memory is the result itself, which lets a
@@ -153,7 +153,8 @@ class MatMul(Function):
         if ctx.needs_input_grad[1]:
             if ctx.b_ndim == 2 and ctx.a_ndim > 2:
                 # b's gradient summed over a's batch in one product: (rows of a)^T (rows of g)
-                gb = a.reshape(-1, a.shape[-1]).transpose(0, 1) @ g_.reshape(-1, g_.shape[-1])
+                rows = math.prod(a.shape[:-1])  # (not -1: ambiguous for 0 elements)
+                gb = a.reshape(rows, a.shape[-1]).transpose(0, 1) @ g_.reshape(rows, g_.shape[-1])
             else:
                 a_ = a.unsqueeze(0) if a_vec else a
                 gb = a_.transpose(-1, -2) @ g_
