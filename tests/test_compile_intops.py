@@ -194,9 +194,14 @@ def test_results_do_not_depend_on_the_thread_count(threads) -> None:
     try:
         gd.set_num_threads(threads)
         outs = [_core.int_binary("lt", a, b), _core.int_binary("mul", a, a[::-1]),
-                _core.int_unary("cast", b * 100, np.int64), _core.int_unary("cast", a, np.float32)]
+                _core.int_unary("cast", b * 100, np.int64), _core.int_unary("cast", a, np.float32),
+                _core.int_binary("max", a, a[::-1]), _core.int_binary("floordiv", a, 3),
+                _core.int_binary("rem", a, -3)]
     finally:
         gd.set_num_threads(before)
+    np.testing.assert_array_equal(outs[4], np.maximum(a, a[::-1]))
+    np.testing.assert_array_equal(outs[5], a // 3)
+    np.testing.assert_array_equal(outs[6], a % -3)
     np.testing.assert_array_equal(outs[0], a.astype(np.float32) < b)
     np.testing.assert_array_equal(outs[1], a * a[::-1])
     np.testing.assert_array_equal(outs[2], (b * 100).astype(np.int64))

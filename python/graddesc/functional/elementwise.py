@@ -148,8 +148,7 @@ def _int_where(c: np.ndarray, a: Any, b: Any) -> Any:
     if r is None:
         return None
     ci = call_kernel(_core.int_unary, "cast", c, r._data.dtype)
-    out = _int_kernel("add", b, _int_kernel("mul", ci, r._data)._data)
-    return out if out is not None and out._data.dtype == r._data.dtype else None
+    return _int_kernel("add", b, _int_kernel("mul", ci, r._data)._data)
 
 
 def _kernel(name: str, a: Any, b: Any = None, c: Any = None) -> Tensor:
@@ -614,8 +613,7 @@ class Where(Function):
         if _floats(av, bv):
             return _kernel("where", c, av, bv)
         r = _int_where(c, av, bv)
-        if r is not None and r._data.shape == np.broadcast_shapes(
-                c.shape, np.shape(av), np.shape(bv)):
+        if r is not None:
             return r
         return _wrap(np.where(c, av, bv))
 

@@ -129,7 +129,7 @@ def div_(self: Tensor, other: Any) -> Tensor:
 _NUMBERS = (int, float, bool)
 # (defined beside IndexPut, which writes with them too)
 _writable_float, _kernel_operand = shape.writable_float, shape.kernel_operand
-_basic_view, _TRUE = shape.basic_view, shape.TRUE
+_basic_view = shape.basic_view
 
 
 _EW = _core.EW_OPS
@@ -178,13 +178,9 @@ def _kernel_fill(self: Tensor, value: Any, a: Any = None) -> bool:
     dtype broadcasting to its shape) by the elementwise kernel, y = where(True, value, a),
     which gd.compile records; self's version counter is bumped."""
     a = self._data if a is None else a
-    if not _writable_float(a):
-        return False
-    v = _kernel_operand(a, value)
-    if v is None:
+    if not shape.kernel_write(a, value):
         return False
     if a.size:
-        _core.elementwise(_EW["where"], np.broadcast_to(_cs.constant(_TRUE), a.shape), v, a, a)
         _cs.inplace_kernel(self)
     self._vc[0] += 1
     return True

@@ -462,23 +462,29 @@ def basic_view(a: np.ndarray, idx: Any) -> Any:
 TRUE = np.ones((), dtype=bool)  # the condition of the where that writes a value in place
 
 
+def kernel_write(a: np.ndarray, value: Any) -> bool:
+    """a[...] = value (a number, or an array of a's dtype broadcasting to a's shape) by the
+    elementwise kernel, y = where(True, value, a), which gd.compile records; False (nothing
+    written) when a or value is not for the kernel."""
+    if not writable_float(a):
+        return False
+    v = kernel_operand(a, value)
+    if v is None:
+        return False
+    if a.size:
+        _core.elementwise(_core.EW_OPS["where"],
+                          np.broadcast_to(_compile_state.constant(TRUE), a.shape), v, a, a)
+    return True
+
+
 def _index_put_kernels(xd: np.ndarray, idx: Any, v: Any) -> Optional[np.ndarray]:
     """A copy of a float array xd with xd[idx] = v, for basic indexing and a number or an
-    array of xd's dtype: the copy kernel, then the value written into the copy's view by the
-    elementwise kernel (both recorded by gd.compile). None for anything else."""
-    if xd.dtype not in _FLOAT_DTYPES or not xd.flags.aligned:
+    array of xd's dtype: the copy kernel, then kernel_write into the copy's view (both
+    recorded by gd.compile). None for anything else."""
+    if xd.dtype not in _FLOAT_DTYPES or basic_view(xd, idx) is None:
         return None
     out = copy_c(xd)
-    view = basic_view(out, idx)
-    if view is None or not writable_float(view):
-        return None
-    w = kernel_operand(view, v)
-    if w is None:
-        return None
-    if view.size:
-        _core.elementwise(_core.EW_OPS["where"], np.broadcast_to(
-            _compile_state.constant(TRUE), view.shape), w, view, view)
-    return out
+    return out if kernel_write(basic_view(out, idx), v) else None
 
 
 class IndexPut(Function):
