@@ -39,12 +39,9 @@ _GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _rows(a: np.ndarray, rows: int) -> np.ndarray:
-    """a (..., n) as (rows, n): a view when NumPy can make one, else a C-ordered copy by the
-    copy kernel."""
-    v = a.reshape(rows, a.shape[-1])
-    if v.size and not np.may_share_memory(v, a):  # (NumPy copied: copy by the kernel instead)
-        return contiguous(a).reshape(rows, a.shape[-1])
-    return v
+    """a (..., n) as (rows, n) C-contiguous, which the kernels read: a view of a C-contiguous
+    a, else one copy by the copy kernel (not NumPy's reshape, which gd.compile cannot see)."""
+    return contiguous(a).reshape(rows, a.shape[-1])
 
 
 # A batched product runs one GEMM call per batch index from Python (a few microseconds each)
